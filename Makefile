@@ -1,0 +1,138 @@
+# tether — top-level Makefile (the one entry point, see README.md).
+#
+#   make            build everything (installs missing build deps first)
+#   make run        build and start one node on the embedded defaults
+#   make test       install test deps, build, run every test, print a summary
+#   make bench      run the benchmark suite
+#   make fuzz       run every fuzz target at length (FUZZ_SECONDS each)
+#   make deps       install dependencies only
+#
+# Switches: SANITIZER=address,undefined  OPT=-O0  V=1  CI=true (=> -Werror)
+
+OPT ?= -O2
+DEBUG ?= -g
+WARN = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wpointer-arith \
+       -Wno-unused-parameter
+ifeq ($(CI),true)
+WERROR ?= -Werror
+endif
+STD = -std=c11 -D_GNU_SOURCE
+
+DEPS_PREFIX := $(CURDIR)/.deps
+PKG_CONFIG := PKG_CONFIG_PATH=$(DEPS_PREFIX)/lib/pkgconfig pkg-config
+PKGS := libuv jansson hiredis
+
+SANITIZER ?=
+ifneq ($(SANITIZER),)
+SAN_FLAGS = -fsanitize=$(SANITIZER) -fno-omit-frame-pointer -fno-sanitize-recover=all
+BUILD ?= build-san
+else
+BUILD ?= build
+endif
+
+# Resolved lazily: pkg-config only works once deps are installed.
+PKG_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(PKGS) wolfssl 2>/dev/null)
+PKG_LIBS = $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null) \
+           $(shell $(PKG_CONFIG) --static --libs wolfssl 2>/dev/null)
+CMOCKA_LIBS = $(shell pkg-config --libs cmocka 2>/dev/null)
+
+ALL_CFLAGS = $(STD) $(OPT) $(DEBUG) $(WARN) $(WERROR) $(SAN_FLAGS) -fvisibility=hidden \
+             -Ilib/include -Ilib $(PKG_CFLAGS) $(CFLAGS)
+ALL_LDFLAGS = $(SAN_FLAGS) $(LDFLAGS)
+LIBS = $(PKG_LIBS) -lm -lpthread
+
+ifndef V
+QUIET_CC = @printf '    %b %b\n' CC $@ 1>&2;
+QUIET_LINK = @printf '    %b %b\n' LINK $@ 1>&2;
+QUIET_AR = @printf '    %b %b\n' AR $@ 1>&2;
+endif
+
+LIB_SRCS := $(sort $(wildcard lib/*/*.c))
+SERVER_SRCS := $(sort $(wildcard server/*.c))
+BENCH_SRCS := $(sort $(wildcard bench/*.c))
+UNIT_SRCS := $(sort $(wildcard test/unit/test_*.c))
+FUZZ_SRCS := $(sort $(wildcard test/fuzz/fuzz_*.c))
+
+LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
+SERVER_OBJS := $(SERVER_SRCS:%.c=$(BUILD)/%.o)
+BENCH_OBJS := $(BENCH_SRCS:%.c=$(BUILD)/%.o)
+UNIT_BINS := $(UNIT_SRCS:test/unit/%.c=$(BUILD)/test/%)
+FUZZ_BINS := $(FUZZ_SRCS:test/fuzz/%.c=$(BUILD)/fuzz/%)
+
+LIBTETHER := $(BUILD)/libtether.a
+TETHERD := $(BUILD)/tetherd
+BENCH := $(BUILD)/tether-bench
+
+.PHONY: all deps deps-test run test unit integration bench fuzz fuzz-smoke clean distclean format
+
+all: deps
+	@$(MAKE) --no-print-directory binaries
+
+binaries: $(TETHERD) $(if $(BENCH_SRCS),$(BENCH)) $(UNIT_BINS)
+
+deps:
+	@deploy/deps.sh build
+
+deps-test:
+	@deploy/deps.sh test
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(QUIET_CC)$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+
+$(LIBTETHER): $(LIB_OBJS)
+	$(QUIET_AR)rm -f $@ && $(AR) rcs $@ $^
+
+$(TETHERD): $(SERVER_OBJS) $(LIBTETHER)
+	$(QUIET_LINK)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BENCH): $(BENCH_OBJS) $(LIBTETHER)
+	$(QUIET_LINK)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+# Unit tests link the static library, so they can reach hidden internals.
+$(BUILD)/test/%: test/unit/%.c $(LIBTETHER)
+	@mkdir -p $(dir $@)
+	$(QUIET_LINK)$(CC) $(ALL_CFLAGS) -MMD -MP $(ALL_LDFLAGS) -o $@ $< $(LIBTETHER) \
+		$(CMOCKA_LIBS) $(LIBS)
+
+# libFuzzer targets compile the library sources directly with clang.
+FUZZ_CC ?= clang
+FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -Ilib/include -Ilib $(STD) \
+             $(PKG_CFLAGS)
+$(BUILD)/fuzz/%: test/fuzz/%.c $(LIB_SRCS)
+	@mkdir -p $(dir $@)
+	$(QUIET_LINK)$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(LIB_SRCS) $(LIBS)
+
+run: all
+	$(TETHERD) $(if $(CONFIG),--config $(CONFIG))
+
+# `make test` = deps for testing, a -Werror build, unit + integration tests,
+# short fuzz runs; one summary line at the end.
+test: deps-test
+	@$(MAKE) --no-print-directory binaries
+	@$(MAKE) --no-print-directory fuzz-bins
+	@BUILD=$(BUILD) test/run.sh
+
+fuzz-bins: $(FUZZ_BINS)
+
+FUZZ_SECONDS ?= 300
+fuzz: deps-test
+	@$(MAKE) --no-print-directory fuzz-bins
+	@for f in $(FUZZ_BINS); do n=$$(basename $$f); mkdir -p $(BUILD)/fuzz-corpus/$$n; \
+		echo "== $$n ($(FUZZ_SECONDS)s)"; \
+		$$f -max_total_time=$(FUZZ_SECONDS) $(BUILD)/fuzz-corpus/$$n test/fuzz/corpus/$$n || exit 1; done
+
+bench: all
+	@BUILD=$(BUILD) bench/run.sh
+
+format:
+	clang-format -i $(LIB_SRCS) $(SERVER_SRCS) $(BENCH_SRCS) $(UNIT_SRCS) $(FUZZ_SRCS) \
+		$(wildcard lib/*/*.h lib/include/tether/*.h server/*.h bench/*.h)
+
+clean:
+	rm -rf build build-san
+
+distclean: clean
+	rm -rf .deps
+
+-include $(LIB_OBJS:.o=.d) $(SERVER_OBJS:.o=.d) $(BENCH_OBJS:.o=.d) $(UNIT_BINS:=.d)

@@ -1,0 +1,50 @@
+/* tetherd configuration: embedded defaults < config file < env < CLI. */
+#ifndef TETHERD_CONFIG_H
+#define TETHERD_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define TETHERD_MAX_LISTEN 8
+
+typedef enum { TETHERD_PROTO_COAP = 0, TETHERD_PROTO_COAPS = 1 } tetherd_proto_t;
+
+typedef struct {
+    char host[64];
+    uint16_t port;
+    tetherd_proto_t proto;
+} tetherd_listen_t;
+
+typedef struct {
+    char file[512]; /* "" when running on embedded defaults */
+    unsigned node_id;
+    tetherd_listen_t listen[TETHERD_MAX_LISTEN];
+    size_t nlisten;
+    char admin[80];
+    char admin_token[128];
+    char redis_url[256];
+    char cluster_key[128];
+    char log_level[16];
+    char credentials_file[512];
+    bool plain_coap_public;
+    uint16_t opt_multicast_timeout;
+    uint16_t opt_reply_from;
+    bool check_only;
+} tetherd_config_t;
+
+/* Fills *cfg from defaults, the file named by --config, env and argv.
+ * On failure returns a TETHER_E* code and writes a one-line message naming
+ * the file, line and key into err[errcap]. Returns 1 when --help or
+ * --version was handled and the process should exit 0. */
+int tetherd_config_load(tetherd_config_t *cfg, int argc, char **argv, char *err, size_t errcap);
+
+/* Parses "HOST:PORT", "[v6]:PORT" or "coap(s)://HOST:PORT". Without a
+ * scheme, port 5683 means plain CoAP and anything else DTLS. Port 0 asks the
+ * kernel for a free port (tests read the bound port from the log). */
+int tetherd_parse_listen(const char *s, tetherd_listen_t *out);
+
+/* True for 127.0.0.0/8, ::1 and "localhost". */
+bool tetherd_is_loopback(const char *host);
+
+#endif

@@ -1,0 +1,177 @@
+/* tetherd: wires libtether to libuv sockets, signals and configuration. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "config.h"
+#include "tether/log.h"
+#include "tether/node.h"
+
+#define TETHERD_VERSION "0.1.0"
+#define MAX_DGRAM 1500
+
+typedef struct {
+    uv_udp_t handle;
+    tetherd_listen_t conf;
+    struct tetherd *d;
+} listener_t;
+
+typedef struct tetherd {
+    uv_loop_t *loop;
+    tetherd_config_t cfg;
+    tether_node_t node;
+    listener_t listeners[TETHERD_MAX_LISTEN];
+    size_t nlisteners;
+    uv_signal_t sigterm, sigint;
+    uint8_t rxbuf[65536];
+    bool rx_busy;
+} tetherd_t;
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)suggested;
+    listener_t *l = h->data;
+    /* One receive buffer: libuv delivers datagrams one at a time on the loop. */
+    if (l->d->rx_busy) {
+        buf->base = NULL;
+        buf->len = 0;
+        return;
+    }
+    l->d->rx_busy = true;
+    buf->base = (char *)l->d->rxbuf;
+    buf->len = sizeof l->d->rxbuf;
+}
+
+static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struct sockaddr *addr,
+                    unsigned flags)
+{
+    listener_t *l = h->data;
+    tetherd_t *d = l->d;
+    if (buf->base)
+        d->rx_busy = false;
+    if (nread <= 0 || !addr || (flags & UV_UDP_PARTIAL))
+        return;
+    uint8_t reply[MAX_DGRAM];
+    size_t rlen = 0;
+    if (l->conf.proto == TETHERD_PROTO_COAP) {
+        tether_node_plain_input(&d->node, (const uint8_t *)buf->base, (size_t)nread,
+                                uv_now(d->loop), reply, sizeof reply, &rlen);
+    }
+    if (rlen > 0) {
+        uv_buf_t out = uv_buf_init((char *)reply, (unsigned)rlen);
+        int rc = uv_udp_try_send(h, &out, 1, addr);
+        if (rc < 0 && tether_log_enabled(TETHER_LOG_DEBUG))
+            tether_log_kv(TETHER_LOG_DEBUG, "udp", "send failed", "error", uv_strerror(rc),
+                          NULL);
+    }
+}
+
+static int open_listener(tetherd_t *d, const tetherd_listen_t *lc)
+{
+    listener_t *l = &d->listeners[d->nlisteners];
+    struct sockaddr_storage ss;
+    char port[8];
+    snprintf(port, sizeof port, "%u", lc->port);
+    int rc = strchr(lc->host, ':') ? uv_ip6_addr(lc->host, lc->port, (struct sockaddr_in6 *)&ss)
+                                   : uv_ip4_addr(strcmp(lc->host, "localhost") == 0
+                                                     ? "127.0.0.1"
+                                                     : lc->host,
+                                                 lc->port, (struct sockaddr_in *)&ss);
+    if (rc < 0) {
+        tether_log_kv(TETHER_LOG_ERROR, "udp", "bad listen address", "host", lc->host, NULL);
+        return rc;
+    }
+    l->conf = *lc;
+    l->d = d;
+    uv_udp_init(d->loop, &l->handle);
+    l->handle.data = l;
+    rc = uv_udp_bind(&l->handle, (const struct sockaddr *)&ss, 0);
+    if (rc == 0)
+        rc = uv_udp_recv_start(&l->handle, on_alloc, on_recv);
+    if (rc < 0) {
+        tether_log_kv(TETHER_LOG_ERROR, "udp", "cannot listen", "host", lc->host, "port", port,
+                      "error", uv_strerror(rc), NULL);
+        uv_close((uv_handle_t *)&l->handle, NULL);
+        return rc;
+    }
+    d->nlisteners++;
+    struct sockaddr_storage bound;
+    int blen = sizeof bound;
+    if (uv_udp_getsockname(&l->handle, (struct sockaddr *)&bound, &blen) == 0) {
+        uint16_t p = ntohs(bound.ss_family == AF_INET6
+                               ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                               : ((struct sockaddr_in *)&bound)->sin_port);
+        l->conf.port = p;
+        snprintf(port, sizeof port, "%u", p);
+    }
+    tether_log_kv(TETHER_LOG_INFO, "udp", "listening", "host", lc->host, "port", port, "proto",
+                  lc->proto == TETHERD_PROTO_COAP ? "coap" : "coaps", NULL);
+    return 0;
+}
+
+static void close_cb(uv_handle_t *h) { (void)h; }
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    tetherd_t *d = s->data;
+    tether_log_kv(TETHER_LOG_INFO, "main", "stopping", "signal", signum == SIGTERM ? "TERM" : "INT",
+                  NULL);
+    for (size_t i = 0; i < d->nlisteners; i++)
+        uv_close((uv_handle_t *)&d->listeners[i].handle, close_cb);
+    uv_close((uv_handle_t *)&d->sigterm, close_cb);
+    uv_close((uv_handle_t *)&d->sigint, close_cb);
+}
+
+int main(int argc, char **argv)
+{
+    static tetherd_t d;
+    char err[512] = "";
+    int rc = tetherd_config_load(&d.cfg, argc, argv, err, sizeof err);
+    if (rc == 1)
+        return 0;
+    if (rc < 0) {
+        fprintf(stderr, "tetherd: config error: %s\n", err);
+        return 2;
+    }
+    tether_log_level_t lvl;
+    tether_log_level_parse(d.cfg.log_level, &lvl);
+    tether_log_set_level(lvl);
+    if (d.cfg.check_only) {
+        printf("%s: configuration ok\n", d.cfg.file[0] ? d.cfg.file : "(defaults)");
+        return 0;
+    }
+
+    d.loop = uv_default_loop();
+    uint16_t mid;
+    uv_random(NULL, NULL, &mid, sizeof mid, 0, NULL);
+    tether_node_conf_t nc = {
+        .node_id = (uint8_t)d.cfg.node_id,
+        .version = TETHERD_VERSION,
+        .opt_multicast_timeout = d.cfg.opt_multicast_timeout,
+        .opt_reply_from = d.cfg.opt_reply_from,
+        .first_mid = mid,
+    };
+    if ((rc = tether_node_init(&d.node, &nc)) < 0) {
+        fprintf(stderr, "tetherd: %s\n", tether_strerror(rc));
+        return 1;
+    }
+    for (size_t i = 0; i < d.cfg.nlisten; i++)
+        if (open_listener(&d, &d.cfg.listen[i]) < 0)
+            return 1;
+
+    uv_signal_init(d.loop, &d.sigterm);
+    uv_signal_init(d.loop, &d.sigint);
+    d.sigterm.data = d.sigint.data = &d;
+    uv_signal_start(&d.sigterm, on_signal, SIGTERM);
+    uv_signal_start(&d.sigint, on_signal, SIGINT);
+
+    char nid[8];
+    snprintf(nid, sizeof nid, "%u", d.cfg.node_id);
+    tether_log_kv(TETHER_LOG_INFO, "main", "ready", "node_id", nid, "version", TETHERD_VERSION,
+                  "config", d.cfg.file[0] ? d.cfg.file : "(defaults)", NULL);
+    uv_run(d.loop, UV_RUN_DEFAULT);
+    uv_loop_close(d.loop);
+    tether_log_kv(TETHER_LOG_INFO, "main", "stopped", NULL);
+    return 0;
+}

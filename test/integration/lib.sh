@@ -1,0 +1,63 @@
+# Shared helpers for integration tests: start real processes on loopback,
+# wait for events in their logs (never fixed sleeps), report TAP-style lines.
+set -u
+TOP=${TETHER_TOP:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+BUILD_DIR=${TETHER_BUILD:-$TOP/build}
+TETHERD=$BUILD_DIR/tetherd
+T=$(mktemp -d /tmp/tether-it.XXXXXX)
+PIDS=()
+NFAIL=0
+
+cleanup() {
+    for p in "${PIDS[@]-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null; done
+    for p in "${PIDS[@]-}"; do [ -n "$p" ] && wait "$p" 2>/dev/null; done
+    [ "$NFAIL" -eq 0 ] && rm -rf "$T"
+}
+trap cleanup EXIT
+
+ok() { echo "ok - $*"; }
+not_ok() {
+    echo "not ok - $*"
+    NFAIL=$((NFAIL + 1))
+}
+# check DESC CMD...: passes when CMD exits 0.
+check() {
+    local desc=$1
+    shift
+    if "$@"; then ok "$desc"; else not_ok "$desc"; fi
+}
+note() { echo "# $*"; }
+
+# wait_log FILE REGEX [SECONDS]: blocks until a line matching REGEX appears
+# in FILE (follows the file as it grows); fails after SECONDS (default 10).
+wait_log() {
+    local file=$1 re=$2 secs=${3:-10}
+    timeout "$secs" bash -c 'tail -n +1 -F "$1" 2>/dev/null | grep -m1 -qE "$2"' _ "$file" "$re"
+}
+
+# start_tetherd NAME ARGS...: starts tetherd, waits for its "ready" line, and
+# sets ${NAME}_PID and ${NAME}_LOG. Listeners given as port 0 get a free port:
+# ${NAME}_PORT is the first listener's bound port.
+start_tetherd() {
+    local name=$1
+    shift
+    local log=$T/$name.log
+    : >"$log"
+    "$TETHERD" "$@" 2>"$log" &
+    local pid=$!
+    PIDS+=("$pid")
+    printf -v "${name}_PID" %s "$pid"
+    printf -v "${name}_LOG" %s "$log"
+    if ! wait_log "$log" '"msg":"ready"' 15; then
+        note "tetherd $name did not become ready; log:"
+        sed 's/^/#   /' "$log"
+        return 1
+    fi
+    local port
+    port=$(grep -m1 '"msg":"listening"' "$log" | sed -E 's/.*"port":"([0-9]+)".*/\1/')
+    printf -v "${name}_PORT" %s "$port"
+}
+
+finish() {
+    [ "$NFAIL" -eq 0 ]
+}

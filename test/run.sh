@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Runs every test: cmocka unit tests, integration tests (real processes on
+# loopback), and a short run of each fuzz target over its corpus.
+# Last line: "N passed, N failed". Exit status non-zero on any failure.
+set -u
+BUILD=${BUILD:-build}
+FUZZ_SMOKE_SECONDS=${FUZZ_SMOKE_SECONDS:-15}
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+export TETHER_TOP=$top TETHER_BUILD=$top/$BUILD
+passed=0
+failed=0
+failures=()
+out=$(mktemp -d /tmp/tether-test.XXXXXX)
+
+echo "== unit tests"
+for t in "$BUILD"/test/test_*; do
+    [ -x "$t" ] || continue
+    n=$(basename "$t")
+    "$t" >"$out/$n.log" 2>&1
+    rc=$?
+    p=$(sed -nE 's/^\[  PASSED  \] ([0-9]+) test.*/\1/p' "$out/$n.log" | tail -n1)
+    f=$(sed -nE 's/^\[  FAILED  \] ([0-9]+) test.*/\1/p' "$out/$n.log" | tail -n1)
+    p=${p:-0}
+    f=${f:-0}
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi # crashed before its summary
+    passed=$((passed + p))
+    failed=$((failed + f))
+    if [ "$f" -gt 0 ]; then
+        failures+=("$n")
+        echo "FAIL $n ($p passed, $f failed)"
+        grep -E '^\[  (FAILED|ERROR)|Failure|ERROR|error' "$out/$n.log" | head -20 | sed 's/^/    /'
+    else
+        echo "ok   $n ($p)"
+    fi
+done
+
+echo "== integration tests"
+for t in test/integration/test_*.sh; do
+    [ -f "$t" ] || continue
+    n=$(basename "$t" .sh)
+    timeout 600 bash "$t" >"$out/$n.log" 2>&1
+    rc=$?
+    p=$(grep -c '^ok ' "$out/$n.log")
+    f=$(grep -c '^not ok ' "$out/$n.log")
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+    passed=$((passed + p))
+    failed=$((failed + f))
+    if [ "$f" -gt 0 ]; then
+        failures+=("$n")
+        echo "FAIL $n ($p passed, $f failed, exit $rc)"
+        grep -E '^(not ok|#)' "$out/$n.log" | head -30 | sed 's/^/    /'
+        tail -n 15 "$out/$n.log" | sed 's/^/    | /'
+    else
+        echo "ok   $n ($p)"
+    fi
+done
+
+echo "== fuzz smoke (${FUZZ_SMOKE_SECONDS}s each)"
+for f in "$BUILD"/fuzz/fuzz_*; do
+    [ -x "$f" ] || continue
+    n=$(basename "$f")
+    corpus=test/fuzz/corpus/$n
+    work=$out/corpus-$n
+    mkdir -p "$work"
+    if "$f" -max_total_time="$FUZZ_SMOKE_SECONDS" -timeout=10 -rss_limit_mb=2048 \
+        -artifact_prefix="$out/$n-" "$work" "$corpus" >"$out/$n.log" 2>&1; then
+        passed=$((passed + 1))
+        echo "ok   $n"
+    else
+        failed=$((failed + 1))
+        failures+=("$n")
+        echo "FAIL $n"
+        grep -E 'ERROR|SUMMARY|crash-|leak' "$out/$n.log" | head -10 | sed 's/^/    /'
+    fi
+done
+
+if [ ${#failures[@]} -gt 0 ]; then
+    echo "failed: ${failures[*]} (logs in $out)"
+else
+    rm -rf "$out"
+fi
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
