@@ -289,8 +289,8 @@ int tether_coap_uri_to_opts(const char *uri, size_t uri_len, tether_coap_msg_t *
     while (i < uri_len && uri[i] != '/' && uri[i] != '?') {
         i++;
     }
-    int rc = build_authority(&b, uri + auth, i - auth,
-                             secure ? COAPS_DEFAULT_PORT : COAP_DEFAULT_PORT);
+    int rc =
+        build_authority(&b, uri + auth, i - auth, secure ? COAPS_DEFAULT_PORT : COAP_DEFAULT_PORT);
     if (rc != TETHER_OK) {
         return rc;
     }
@@ -303,16 +303,14 @@ int tether_coap_uri_to_opts(const char *uri, size_t uri_len, tether_coap_msg_t *
     /* A path of "" or "/" carries no Uri-Path; otherwise every segment
      * after the leading '/' is one option, empty ones included. */
     if (path_len > 1) {
-        rc = build_split(&b, TETHER_COAP_OPT_URI_PATH, uri + path + 1, path_len - 1, '/',
-                         is_pchar);
+        rc = build_split(&b, TETHER_COAP_OPT_URI_PATH, uri + path + 1, path_len - 1, '/', is_pchar);
         if (rc != TETHER_OK) {
             return rc;
         }
     }
     if (i < uri_len) {
         i++; /* '?' */
-        rc = build_split(&b, TETHER_COAP_OPT_URI_QUERY, uri + i, uri_len - i, '&',
-                         is_query_char);
+        rc = build_split(&b, TETHER_COAP_OPT_URI_QUERY, uri + i, uri_len - i, '&', is_query_char);
         if (rc != TETHER_OK) {
             return rc;
         }
@@ -379,8 +377,7 @@ static size_t opt_count(const tether_coap_msg_t *msg)
 /* RFC 7252 §6.5 steps 7-8, path and query only. *out_len receives the
  * length also on TETHER_ENOSPC (then it is the length needed, without the
  * NUL), so a caller can size its buffer. */
-int tether_coap_opts_to_path(const tether_coap_msg_t *msg, char *buf, size_t cap,
-                             size_t *out_len)
+int tether_coap_opts_to_path(const tether_coap_msg_t *msg, char *buf, size_t cap, size_t *out_len)
 {
     if (msg == NULL || out_len == NULL || (buf == NULL && cap > 0)) {
         return TETHER_EINVAL;

@@ -53,8 +53,7 @@ static void assert_target(const tether_lf_link_t *l, const char *want)
 }
 
 /* Attribute `name` on `l` has the raw value `want` (NULL: no value). */
-static void assert_attr(const tether_lf_link_t *l, const char *name, const char *want,
-                        bool quoted)
+static void assert_attr(const tether_lf_link_t *l, const char *name, const char *want, bool quoted)
 {
     const tether_lf_attr_t *a = tether_lf_find_attr(l, name);
     assert_non_null(a);
@@ -70,8 +69,7 @@ static bool same_links(const tether_lf_link_t *a, const tether_lf_link_t *b, siz
 {
     for (size_t i = 0; i < n; i++) {
         if (a[i].target_len != b[i].target_len ||
-            memcmp(a[i].target, b[i].target, a[i].target_len) != 0 ||
-            a[i].nattrs != b[i].nattrs) {
+            memcmp(a[i].target, b[i].target, a[i].target_len) != 0 || a[i].nattrs != b[i].nattrs) {
             return false;
         }
         for (size_t k = 0; k < a[i].nattrs; k++) {
@@ -107,7 +105,8 @@ static void assert_round_trip(const char *doc)
 static void test_brief_example(void **state)
 {
     (void)state;
-    const char *doc = "</sensors/temp>;rt=\"temperature-c\";if=\"sensor\";obs,</big>;sz=4096,</echo>";
+    const char *doc =
+        "</sensors/temp>;rt=\"temperature-c\";if=\"sensor\";obs,</big>;sz=4096,</echo>";
     size_t n = parse_ok(doc, g_links);
     assert_int_equal(n, 3);
     assert_target(&g_links[0], "/sensors/temp");
@@ -235,15 +234,15 @@ static void test_unquote(void **state)
     assert_int_equal(len, strlen("say \"hi\" \\ ok"));
     assert_string_equal(out, "say \"hi\" \\ ok");
 
-    assert_int_equal(tether_lf_unquote(tether_lf_find_attr(&g_links[0], "b"), out, sizeof(out),
-                                       &len),
-                     TETHER_OK);
+    assert_int_equal(
+        tether_lf_unquote(tether_lf_find_attr(&g_links[0], "b"), out, sizeof(out), &len),
+        TETHER_OK);
     assert_string_equal(out, "plain");
     assert_int_equal(len, 5);
 
-    assert_int_equal(tether_lf_unquote(tether_lf_find_attr(&g_links[0], "c"), out, sizeof(out),
-                                       &len),
-                     TETHER_OK);
+    assert_int_equal(
+        tether_lf_unquote(tether_lf_find_attr(&g_links[0], "c"), out, sizeof(out), &len),
+        TETHER_OK);
     assert_int_equal(len, 0);
 
     /* exact fit without the NUL, then one byte short */
@@ -370,8 +369,8 @@ static void test_serialize_quotes_when_needed(void **state)
     size_t len = 0;
     tether_lf_link_t l = { .target = "/x", .target_len = 2, .nattrs = 4 };
     l.attrs[0] = (tether_lf_attr_t){ .name = "rt", .name_len = 2, .val = "a b", .val_len = 3 };
-    l.attrs[1] = (tether_lf_attr_t){ .name = "t", .name_len = 1, .val = "say \"x\\y\"",
-                                     .val_len = 9 };
+    l.attrs[1] =
+        (tether_lf_attr_t){ .name = "t", .name_len = 1, .val = "say \"x\\y\"", .val_len = 9 };
     l.attrs[2] = (tether_lf_attr_t){ .name = "ct", .name_len = 2, .val = "40", .val_len = 2 };
     l.attrs[3] = (tether_lf_attr_t){ .name = "e", .name_len = 1, .val = "", .val_len = 0 };
     assert_int_equal(tether_lf_serialize(&l, 1, out, sizeof(out), &len), TETHER_OK);
@@ -387,8 +386,9 @@ static void test_serialize_quotes_when_needed(void **state)
 
     /* `quoted` forces quotes around a ptoken */
     tether_lf_link_t q = { .target = "/q", .target_len = 2, .nattrs = 1 };
-    q.attrs[0] = (tether_lf_attr_t){ .name = "if", .name_len = 2, .val = "sensor", .val_len = 6,
-                                     .quoted = true };
+    q.attrs[0] = (tether_lf_attr_t){
+        .name = "if", .name_len = 2, .val = "sensor", .val_len = 6, .quoted = true
+    };
     assert_int_equal(tether_lf_serialize(&q, 1, out, sizeof(out), &len), TETHER_OK);
     assert_string_equal(out, "</q>;if=\"sensor\"");
 }
@@ -407,8 +407,9 @@ static void test_serialize_errors(void **state)
     l.attrs[0] = (tether_lf_attr_t){ .name = "a b", .name_len = 3 };
     assert_int_equal(tether_lf_serialize(&l, 1, out, sizeof(out), &len), TETHER_EINVAL);
     /* quoted content with a bare quote or a dangling backslash */
-    l.attrs[0] = (tether_lf_attr_t){ .name = "t", .name_len = 1, .val = "a\"b", .val_len = 3,
-                                     .quoted = true };
+    l.attrs[0] = (tether_lf_attr_t){
+        .name = "t", .name_len = 1, .val = "a\"b", .val_len = 3, .quoted = true
+    };
     assert_int_equal(tether_lf_serialize(&l, 1, out, sizeof(out), &len), TETHER_EINVAL);
     l.attrs[0].val = "ab\\";
     assert_int_equal(tether_lf_serialize(&l, 1, out, sizeof(out), &len), TETHER_EINVAL);

@@ -1,0 +1,103 @@
+/* Chained hash map with a keyed hash (so remote peers cannot aim many keys
+ * at one bucket) and doubling growth at load factor 1. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "tether/common.h"
+#include "util/hmap.h"
+
+/* FNV-1a mixed with a per-map random seed and a final avalanche. */
+static uint32_t hash_bytes(uint64_t seed, const uint8_t *k, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ull ^ seed;
+    for (size_t i = 0; i < n; i++) {
+        h ^= k[i];
+        h *= 0x100000001b3ull;
+    }
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
+    return (uint32_t)h;
+}
+
+int tether_hmap_init(tether_hmap_t *m, size_t initial, uint64_t seed)
+{
+    size_t n = 16;
+    while (n < initial)
+        n <<= 1;
+    m->buckets = calloc(n, sizeof *m->buckets);
+    if (!m->buckets)
+        return TETHER_ENOMEM;
+    m->nbuckets = n;
+    m->count = 0;
+    m->seed = seed;
+    return 0;
+}
+
+void tether_hmap_free(tether_hmap_t *m)
+{
+    free(m->buckets);
+    m->buckets = NULL;
+    m->nbuckets = m->count = 0;
+}
+
+static void grow(tether_hmap_t *m)
+{
+    size_t n = m->nbuckets * 2;
+    tether_hnode_t **b = calloc(n, sizeof *b);
+    if (!b)
+        return; /* keep working at a higher load factor */
+    for (size_t i = 0; i < m->nbuckets; i++) {
+        tether_hnode_t *e = m->buckets[i];
+        while (e) {
+            tether_hnode_t *next = e->next;
+            e->next = b[e->hash & (n - 1)];
+            b[e->hash & (n - 1)] = e;
+            e = next;
+        }
+    }
+    free(m->buckets);
+    m->buckets = b;
+    m->nbuckets = n;
+}
+
+tether_hnode_t *tether_hmap_find(const tether_hmap_t *m, const void *key, size_t klen)
+{
+    if (klen > TETHER_HKEY_MAX)
+        return NULL;
+    uint32_t h = hash_bytes(m->seed, key, klen);
+    for (tether_hnode_t *e = m->buckets[h & (m->nbuckets - 1)]; e; e = e->next)
+        if (e->hash == h && e->klen == klen && memcmp(e->key, key, klen) == 0)
+            return e;
+    return NULL;
+}
+
+int tether_hmap_insert(tether_hmap_t *m, tether_hnode_t *n, const void *key, size_t klen)
+{
+    if (klen > TETHER_HKEY_MAX)
+        return TETHER_EINVAL;
+    if (tether_hmap_find(m, key, klen))
+        return TETHER_EEXIST;
+    if (m->count >= m->nbuckets)
+        grow(m);
+    memcpy(n->key, key, klen);
+    n->klen = (uint8_t)klen;
+    n->hash = hash_bytes(m->seed, key, klen);
+    tether_hnode_t **b = &m->buckets[n->hash & (m->nbuckets - 1)];
+    n->next = *b;
+    *b = n;
+    m->count++;
+    return 0;
+}
+
+void tether_hmap_remove(tether_hmap_t *m, tether_hnode_t *n)
+{
+    tether_hnode_t **p = &m->buckets[n->hash & (m->nbuckets - 1)];
+    while (*p && *p != n)
+        p = &(*p)->next;
+    if (*p) {
+        *p = n->next;
+        m->count--;
+    }
+    n->next = NULL;
+}
