@@ -12,7 +12,7 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 prefix="$top/.deps"
 
 build_pkgs=(gcc make pkg-config libc6-dev libuv1-dev libhiredis-dev libjansson-dev
-    autoconf automake libtool ca-certificates)
+    autoconf automake libtool ca-certificates libhttp-parser-dev)
 test_pkgs=(libcmocka-dev redis-server redis-tools nginx libnginx-mod-stream
     libcoap3-bin clang libclang-rt-14-dev curl jq procps iproute2 valgrind util-linux)
 
@@ -43,7 +43,8 @@ fi
 # --- wolfSSL from Debian's source package -------------------------------------
 # Bookworm's libwolfssl lacks DTLS 1.3 and Connection ID, so build >= 5.7.6.
 min_version=5.7.6
-cflags_extra="-DDTLS_CID_MAX_SIZE=16 -fPIC"
+# Pure-PSK suites (TLS_PSK_WITH_AES_128_CCM_8, SPEC S2) need WOLFSSL_STATIC_PSK.
+cflags_extra="-DDTLS_CID_MAX_SIZE=16 -DWOLFSSL_STATIC_PSK -fPIC"
 conf_flags=(--enable-dtls --enable-dtls13 --enable-dtlscid --enable-psk --enable-aesccm
     --enable-aesgcm --enable-ecc --enable-sessionexport --enable-certgen --enable-keygen
     --enable-static --disable-shared --disable-examples --disable-crypttests

@@ -25,6 +25,11 @@ static void set_defaults(tetherd_config_t *c)
     snprintf(c->log_level, sizeof c->log_level, "info");
     c->opt_multicast_timeout = 2;
     c->opt_reply_from = 248;
+    c->dtls_cid_length = 8;
+    c->dtls_max_sessions = 1000000;
+    c->dtls_max_handshakes = 10000;
+    c->dtls_handshake_timeout = 30;
+    c->dtls_idle_timeout = 86400;
 }
 
 bool tetherd_is_loopback(const char *host)
@@ -181,6 +186,44 @@ static int apply_coap_options(ctx_t *x, tetherd_config_t *c, json_t *v)
     return 0;
 }
 
+static int apply_dtls(ctx_t *x, tetherd_config_t *c, json_t *v)
+{
+    size_t at = 0;
+    key_line(x->text, "dtls", 0, &at);
+    if (!json_is_object(v))
+        return fail(x, "dtls", 0, "must be an object");
+    const char *k;
+    json_t *e;
+    json_object_foreach(v, k, e)
+    {
+        long n;
+        if (strcmp(k, "cid_length") == 0) {
+            if (get_uint(x, k, e, 2, 16, &n) < 0)
+                return TETHER_ECONFIG;
+            c->dtls_cid_length = (uint8_t)n;
+        } else if (strcmp(k, "max_sessions") == 0) {
+            if (get_uint(x, k, e, 1, 100000000, &n) < 0)
+                return TETHER_ECONFIG;
+            c->dtls_max_sessions = (uint32_t)n;
+        } else if (strcmp(k, "max_handshakes") == 0) {
+            if (get_uint(x, k, e, 1, 10000000, &n) < 0)
+                return TETHER_ECONFIG;
+            c->dtls_max_handshakes = (uint32_t)n;
+        } else if (strcmp(k, "handshake_timeout") == 0) {
+            if (get_uint(x, k, e, 1, 3600, &n) < 0)
+                return TETHER_ECONFIG;
+            c->dtls_handshake_timeout = (uint32_t)n;
+        } else if (strcmp(k, "idle_timeout") == 0) {
+            if (get_uint(x, k, e, 1, 4000000, &n) < 0)
+                return TETHER_ECONFIG;
+            c->dtls_idle_timeout = (uint32_t)n;
+        } else {
+            return fail(x, k, at, "unknown key in dtls");
+        }
+    }
+    return 0;
+}
+
 /* Reads the config file; every key is known or the load fails. */
 static int load_file(tetherd_config_t *c, const char *path, char *err, size_t errcap)
 {
@@ -265,6 +308,9 @@ static int load_file(tetherd_config_t *c, const char *path, char *err, size_t er
                 goto out;
             }
             c->plain_coap_public = json_is_true(v);
+        } else if (strcmp(k, "dtls") == 0) {
+            if ((rc = apply_dtls(&x, c, v)) < 0)
+                goto out;
         } else if (strcmp(k, "coap_options") == 0) {
             if ((rc = apply_coap_options(&x, c, v)) < 0)
                 goto out;

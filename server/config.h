@@ -30,6 +30,11 @@ typedef struct {
     bool plain_coap_public;
     uint16_t opt_multicast_timeout;
     uint16_t opt_reply_from;
+    uint8_t dtls_cid_length;
+    uint32_t dtls_max_sessions;
+    uint32_t dtls_max_handshakes;
+    uint32_t dtls_handshake_timeout; /* seconds */
+    uint32_t dtls_idle_timeout;      /* seconds */
     bool check_only;
 } tetherd_config_t;
 

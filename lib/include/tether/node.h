@@ -15,7 +15,8 @@ typedef struct {
 
 typedef struct {
     tether_coap_optreg_t optreg;
-    tether_coap_ep_t plain_ep; /* the plain-CoAP (5683) endpoint */
+    tether_coap_ep_t plain_ep;  /* the plain-CoAP (5683) endpoint */
+    tether_coap_ep_t secure_ep; /* CoAP over DTLS sessions */
     tether_local_t local;
     tether_node_stats_t stats;
 } tether_node_t;
@@ -30,10 +31,19 @@ typedef struct {
 
 TETHER_API int tether_node_init(tether_node_t *node, const tether_node_conf_t *conf);
 
-/* One plain-CoAP datagram in; at most one reply out (reply[*reply_len]). */
-TETHER_API tether_layer_res_t tether_node_plain_input(tether_node_t *node, const uint8_t *buf,
-                                                      size_t len, tether_time_t now,
-                                                      uint8_t *reply, size_t cap,
-                                                      size_t *reply_len);
+/* Who sent a CoAP message: an authenticated DTLS identity, or nobody
+ * (plain CoAP, loopback only by default). */
+typedef struct {
+    bool secure;
+    const char *identity; /* NULL for plain CoAP */
+} tether_peer_t;
+
+/* One CoAP message in (a plain datagram or a decrypted DTLS record); at most
+ * one reply out (reply[*reply_len]). */
+TETHER_API tether_layer_res_t tether_node_coap_input(tether_node_t *node,
+                                                     const tether_peer_t *peer,
+                                                     const uint8_t *buf, size_t len,
+                                                     tether_time_t now, uint8_t *reply,
+                                                     size_t cap, size_t *reply_len);
 
 #endif

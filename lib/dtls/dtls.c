@@ -1,0 +1,726 @@
+/* DTLS termination over wolfSSL with our own I/O callbacks (sans-I/O).
+ *
+ * Handshakes start on a stateless listener object: nothing per peer is
+ * allocated until a ClientHello returns a valid cookie. Two listeners are
+ * kept, one per cookie secret (current and previous), so a rotation never
+ * rejects a client that is mid-exchange. Records are demultiplexed by CID
+ * (hash lookup) when they carry one, by address otherwise.
+ */
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <arpa/inet.h>
+#include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
+#include <wolfssl/wolfcrypt/hmac.h>
+#include <wolfssl/wolfcrypt/random.h>
+
+#include "tether/dtls.h"
+#include "util/hmap.h"
+
+#define CT_HANDSHAKE 22
+#define CT_TLS12_CID 25
+#define DTLS12_HDR 13
+#define COOKIE_SECRET_LEN 32
+
+#define container_of(p, T, m) ((T *)((char *)(p)-offsetof(T, m)))
+
+enum sess_state { S_HANDSHAKE, S_ESTABLISHED, S_DEAD };
+
+/* Per-WOLFSSL I/O context: the datagram being fed and where output goes. */
+typedef struct {
+    tether_dtls_srv_t *srv;
+    const uint8_t *in;
+    size_t in_len;
+    const tether_addr_t *dst;
+    char identity[TETHER_IDENTITY_MAX];
+    tether_role_t role;
+} io_t;
+
+struct tether_dtls_sess {
+    io_t io;
+    WOLFSSL *ssl;
+    tether_addr_t peer;
+    tether_hnode_t by_addr;
+    tether_hnode_t by_cid;
+    uint8_t cid[TETHER_CID_MAX];
+    uint8_t cid_len;
+    uint8_t state;
+    uint64_t max_seq; /* newest authenticated (epoch << 48 | seq) */
+    tether_time_t last_rx;
+    tether_time_t hs_started;
+    tether_time_t hs_deadline;
+    struct tether_dtls_sess *prev, *next; /* handshaking list or idle LRU */
+};
+
+typedef struct {
+    WOLFSSL *ssl;
+    io_t io;
+    uint8_t cid[TETHER_CID_MAX];
+    uint8_t secret[COOKIE_SECRET_LEN];
+} listener_t;
+
+typedef struct {
+    tether_dtls_sess_t *head, *tail;
+} sess_list_t;
+
+struct tether_dtls_srv {
+    tether_dtls_conf_t conf;
+    uint8_t cluster_key[64];
+    WOLFSSL_CTX *ctx;
+    WC_RNG rng;
+    const tether_creds_t *creds;
+    listener_t lst[2]; /* [0] current secret, [1] previous */
+    uint64_t cookie_epoch;
+    tether_time_t next_rotation;
+    tether_hmap_t by_addr, by_cid;
+    sess_list_t handshaking, established;
+    tether_dtls_sess_t *dead;
+    tether_dtls_sess_t *reading; /* session of the datagram being read */
+    tether_dtls_stats_t stats;
+    size_t ntx;
+    tether_dgram_t tx[TETHER_DTLS_TXQ];
+    uint8_t rxbuf[TETHER_DTLS_MAX_DGRAM];
+};
+
+static void list_add(sess_list_t *l, tether_dtls_sess_t *s)
+{
+    s->next = NULL;
+    s->prev = l->tail;
+    if (l->tail)
+        l->tail->next = s;
+    else
+        l->head = s;
+    l->tail = s;
+}
+
+static void list_del(sess_list_t *l, tether_dtls_sess_t *s)
+{
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        l->head = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    else
+        l->tail = s->prev;
+    s->prev = s->next = NULL;
+}
+
+/* Address key: family, port and address bytes (no padding, no scope). */
+static size_t addr_key(const tether_addr_t *a, uint8_t key[TETHER_HKEY_MAX])
+{
+    if (a->ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *s = (const struct sockaddr_in6 *)&a->ss;
+        key[0] = 6;
+        memcpy(key + 1, &s->sin6_port, 2);
+        memcpy(key + 3, &s->sin6_addr, 16);
+        return 19;
+    }
+    const struct sockaddr_in *s = (const struct sockaddr_in *)&a->ss;
+    key[0] = 4;
+    memcpy(key + 1, &s->sin_port, 2);
+    memcpy(key + 3, &s->sin_addr, 4);
+    return 7;
+}
+
+static bool addr_equal(const tether_addr_t *a, const tether_addr_t *b)
+{
+    uint8_t ka[TETHER_HKEY_MAX], kb[TETHER_HKEY_MAX];
+    size_t la = addr_key(a, ka), lb = addr_key(b, kb);
+    return la == lb && memcmp(ka, kb, la) == 0;
+}
+
+const char *tether_addr_str(const tether_addr_t *a, char *buf, size_t cap)
+{
+    char ip[INET6_ADDRSTRLEN] = "?";
+    unsigned port = 0;
+    if (a->ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *s = (const struct sockaddr_in6 *)&a->ss;
+        inet_ntop(AF_INET6, &s->sin6_addr, ip, sizeof ip);
+        port = ntohs(s->sin6_port);
+        snprintf(buf, cap, "[%s]:%u", ip, port);
+    } else {
+        const struct sockaddr_in *s = (const struct sockaddr_in *)&a->ss;
+        inet_ntop(AF_INET, &s->sin_addr, ip, sizeof ip);
+        port = ntohs(s->sin_port);
+        snprintf(buf, cap, "%s:%u", ip, port);
+    }
+    return buf;
+}
+
+/* ---- wolfSSL callbacks ---------------------------------------------------- */
+
+/* Hands wolfSSL the current datagram once, then WANT_READ. */
+static int io_recv(WOLFSSL *ssl, char *buf, int sz, void *ctx)
+{
+    (void)ssl;
+    io_t *io = ctx;
+    if (!io->in)
+        return WOLFSSL_CBIO_ERR_WANT_READ;
+    size_t n = io->in_len < (size_t)sz ? io->in_len : (size_t)sz;
+    memcpy(buf, io->in, n);
+    io->in = NULL;
+    return (int)n;
+}
+
+/* Queues one datagram for io->dst; a full queue drops (UDP semantics). */
+static int io_send(WOLFSSL *ssl, char *buf, int sz, void *ctx)
+{
+    (void)ssl;
+    io_t *io = ctx;
+    tether_dtls_srv_t *srv = io->srv;
+    if (!io->dst || srv->ntx == TETHER_DTLS_TXQ || sz > TETHER_DTLS_MAX_DGRAM) {
+        srv->stats.tx_dropped++;
+        return sz;
+    }
+    tether_dgram_t *d = &srv->tx[srv->ntx++];
+    d->to = *io->dst;
+    d->len = (uint16_t)sz;
+    memcpy(d->data, buf, (size_t)sz);
+    return sz;
+}
+
+/* PSK lookup; remembers the identity, which is the peer's name from now on. */
+static unsigned int psk_server_cb(WOLFSSL *ssl, const char *identity, unsigned char *key,
+                                  unsigned int max_len)
+{
+    io_t *io = wolfSSL_GetIOReadCtx(ssl);
+    size_t klen;
+    tether_role_t role;
+    if (!io || !identity || strlen(identity) >= sizeof io->identity)
+        return 0;
+    if (tether_creds_psk(io->srv->creds, identity, key, max_len, &klen, &role) < 0)
+        return 0;
+    strcpy(io->identity, identity);
+    io->role = role;
+    return (unsigned int)klen;
+}
+
+/* ---- listeners and cookie secrets ------------------------------------------ */
+
+/* Secret for a cookie epoch: derived from the cluster key so every node
+ * accepts every other node's cookies, or random when there is no key. */
+static int cookie_secret(tether_dtls_srv_t *srv, uint64_t epoch, uint8_t out[COOKIE_SECRET_LEN])
+{
+    if (!srv->conf.cluster_key_len)
+        return wc_RNG_GenerateBlock(&srv->rng, out, COOKIE_SECRET_LEN) ? TETHER_ECRYPTO : 0;
+    uint8_t msg[21] = "tether-cookie";
+    for (int i = 0; i < 8; i++)
+        msg[13 + i] = (uint8_t)(epoch >> (56 - 8 * i));
+    Hmac h;
+    int rc = TETHER_ECRYPTO;
+    if (wc_HmacInit(&h, NULL, INVALID_DEVID) == 0) {
+        if (wc_HmacSetKey(&h, WC_SHA256, srv->cluster_key, (word32)srv->conf.cluster_key_len) ==
+                0 &&
+            wc_HmacUpdate(&h, msg, sizeof msg) == 0 && wc_HmacFinal(&h, out) == 0)
+            rc = 0;
+        wc_HmacFree(&h);
+    }
+    return rc;
+}
+
+/* A fresh CID: node id, then random bytes, unique among live sessions and
+ * the other listener. */
+static void new_cid(tether_dtls_srv_t *srv, uint8_t *cid)
+{
+    size_t n = srv->conf.cid_len;
+    do {
+        cid[0] = srv->conf.node_id;
+        wc_RNG_GenerateBlock(&srv->rng, cid + 1, (word32)(n - 1));
+    } while (tether_hmap_find(&srv->by_cid, cid, n) ||
+             (srv->lst[0].cid != cid && srv->lst[0].ssl && memcmp(srv->lst[0].cid, cid, n) == 0) ||
+             (srv->lst[1].cid != cid && srv->lst[1].ssl && memcmp(srv->lst[1].cid, cid, n) == 0));
+}
+
+static WOLFSSL *new_ssl(tether_dtls_srv_t *srv, io_t *io, uint8_t *cid, const uint8_t *secret)
+{
+    WOLFSSL *ssl = wolfSSL_new(srv->ctx);
+    if (!ssl)
+        return NULL;
+    wolfSSL_SetIOReadCtx(ssl, io);
+    wolfSSL_SetIOWriteCtx(ssl, io);
+    wolfSSL_dtls_set_using_nonblock(ssl, 1);
+    new_cid(srv, cid);
+    if (wolfSSL_dtls_cid_use(ssl) != WOLFSSL_SUCCESS ||
+        wolfSSL_dtls_cid_set(ssl, cid, srv->conf.cid_len) != WOLFSSL_SUCCESS ||
+        wolfSSL_DTLS_SetCookieSecret(ssl, secret, COOKIE_SECRET_LEN) != 0 ||
+        wolfSSL_send_hrr_cookie(ssl, secret, COOKIE_SECRET_LEN) != WOLFSSL_SUCCESS) {
+        wolfSSL_free(ssl);
+        return NULL;
+    }
+    return ssl;
+}
+
+static int listener_reset(tether_dtls_srv_t *srv, listener_t *l)
+{
+    if (l->ssl)
+        wolfSSL_free(l->ssl);
+    memset(&l->io, 0, sizeof l->io);
+    l->io.srv = srv;
+    l->ssl = new_ssl(srv, &l->io, l->cid, l->secret);
+    return l->ssl ? 0 : TETHER_ECRYPTO;
+}
+
+/* Moves current to previous and starts a current listener on a new secret. */
+static int rotate(tether_dtls_srv_t *srv)
+{
+    listener_t *cur = &srv->lst[0], *prev = &srv->lst[1];
+    if (prev->ssl)
+        wolfSSL_free(prev->ssl);
+    *prev = *cur;
+    /* The moved WOLFSSL still points at cur->io: repoint it. */
+    wolfSSL_SetIOReadCtx(prev->ssl, &prev->io);
+    wolfSSL_SetIOWriteCtx(prev->ssl, &prev->io);
+    cur->ssl = NULL;
+    srv->cookie_epoch++;
+    if (cookie_secret(srv, srv->cookie_epoch, cur->secret) < 0)
+        return TETHER_ECRYPTO;
+    return listener_reset(srv, cur);
+}
+
+/* ---- sessions -------------------------------------------------------------- */
+
+static void sess_close(tether_dtls_srv_t *srv, tether_dtls_sess_t *s)
+{
+    if (s->state == S_DEAD)
+        return;
+    tether_hmap_remove(&srv->by_addr, &s->by_addr);
+    if (s->cid_len)
+        tether_hmap_remove(&srv->by_cid, &s->by_cid);
+    if (s->state == S_HANDSHAKE) {
+        list_del(&srv->handshaking, s);
+        srv->stats.handshakes_inflight--;
+    } else {
+        list_del(&srv->established, s);
+        srv->stats.sessions_active--;
+    }
+    s->state = S_DEAD;
+    srv->stats.sessions_closed++;
+    s->next = srv->dead;
+    srv->dead = s;
+}
+
+/* Frees sessions closed during the previous call: never inside the call
+ * that still holds pointers to them. */
+static void reap(tether_dtls_srv_t *srv)
+{
+    while (srv->dead) {
+        tether_dtls_sess_t *s = srv->dead;
+        srv->dead = s->next;
+        wolfSSL_free(s->ssl);
+        free(s);
+    }
+}
+
+static void hs_fail(tether_dtls_srv_t *srv, tether_dtls_sess_t *s)
+{
+    srv->stats.handshakes_failed++;
+    sess_close(srv, s);
+}
+
+static void hs_schedule(tether_dtls_sess_t *s, tether_time_t now)
+{
+    int t = wolfSSL_dtls_get_current_timeout(s->ssl);
+    s->hs_deadline = now + (tether_time_t)(t > 0 ? t : 1) * 1000;
+}
+
+/* Drives the handshake one step with the datagram in s->io. */
+static void hs_step(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, tether_time_t now)
+{
+    int ret = wolfSSL_accept(s->ssl);
+    if (ret == WOLFSSL_SUCCESS) {
+        if (!s->io.identity[0]) { /* no PSK identity: refuse (certs come later) */
+            hs_fail(srv, s);
+            return;
+        }
+        list_del(&srv->handshaking, s);
+        srv->stats.handshakes_inflight--;
+        s->state = S_ESTABLISHED;
+        s->last_rx = now;
+        list_add(&srv->established, s);
+        srv->stats.sessions_active++;
+        srv->stats.handshakes_full++;
+        /* Our CID is only useful when negotiated; keep the map honest. */
+        if (s->cid_len && wolfSSL_dtls_cid_is_enabled(s->ssl) != WOLFSSL_SUCCESS) {
+            tether_hmap_remove(&srv->by_cid, &s->by_cid);
+            s->cid_len = 0;
+        }
+        return;
+    }
+    int err = wolfSSL_get_error(s->ssl, ret);
+    if (err == WOLFSSL_ERROR_WANT_READ || err == WOLFSSL_ERROR_WANT_WRITE) {
+        hs_schedule(s, now);
+        return;
+    }
+    hs_fail(srv, s);
+}
+
+/* Feeds a ClientHello to a stateless listener: 1 when the cookie verified,
+ * 0 when a HelloVerifyRequest / HRR went out, <0 on error. */
+static int listener_try(tether_dtls_srv_t *srv, listener_t *l, const tether_addr_t *from,
+                        const uint8_t *buf, size_t len)
+{
+    wolfSSL_dtls_set_peer(l->ssl, (void *)&from->ss, (unsigned)from->len);
+    l->io.in = buf;
+    l->io.in_len = len;
+    l->io.dst = from;
+    int ret = wolfDTLS_accept_stateless(l->ssl);
+    l->io.in = NULL;
+    l->io.dst = NULL;
+    if (ret == WOLFSSL_SUCCESS)
+        return 1;
+    if (ret == WOLFSSL_FAILURE)
+        return 0;
+    listener_reset(srv, l); /* a fatal error leaves the object unusable */
+    return TETHER_EPROTO;
+}
+
+/* True when a DTLS 1.2-style ClientHello carries a non-empty cookie. */
+static bool ch_has_cookie(const uint8_t *b, size_t len)
+{
+    size_t p = DTLS12_HDR + 12 + 2 + 32; /* record hdr, hs hdr, version, random */
+    if (len < p + 1)
+        return false;
+    p += 1 + b[p]; /* session id */
+    return p < len && b[p] != 0;
+}
+
+/* The listener's WOLFSSL becomes a session; the listener is re-armed. */
+static tether_dtls_sess_t *promote(tether_dtls_srv_t *srv, listener_t *l,
+                                   const tether_addr_t *from, tether_time_t now)
+{
+    uint8_t key[TETHER_HKEY_MAX];
+    tether_dtls_sess_t *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->io = l->io;
+    s->io.srv = srv;
+    s->io.dst = &s->peer;
+    s->ssl = l->ssl;
+    s->peer = *from;
+    s->cid_len = srv->conf.cid_len;
+    memcpy(s->cid, l->cid, s->cid_len);
+    wolfSSL_SetIOReadCtx(s->ssl, &s->io);
+    wolfSSL_SetIOWriteCtx(s->ssl, &s->io);
+    l->ssl = NULL;
+    if (listener_reset(srv, l) < 0)
+        l->ssl = NULL; /* retried at the next tick */
+    size_t kl = addr_key(from, key);
+    tether_hmap_insert(&srv->by_addr, &s->by_addr, key, kl);
+    tether_hmap_insert(&srv->by_cid, &s->by_cid, s->cid, s->cid_len);
+    s->state = S_HANDSHAKE;
+    s->hs_started = now;
+    list_add(&srv->handshaking, s);
+    srv->stats.handshakes_inflight++;
+    return s;
+}
+
+static void new_handshake(tether_dtls_srv_t *srv, const tether_addr_t *from, const uint8_t *buf,
+                          size_t len, tether_time_t now)
+{
+    if (buf[0] != CT_HANDSHAKE || len < DTLS12_HDR + 12)
+        return;
+    if (srv->stats.handshakes_inflight >= srv->conf.max_handshakes ||
+        srv->stats.handshakes_inflight + srv->stats.sessions_active >= srv->conf.max_sessions) {
+        srv->stats.dropped_limit++;
+        return;
+    }
+    if (!srv->lst[0].ssl && listener_reset(srv, &srv->lst[0]) < 0)
+        return;
+    listener_t *l = &srv->lst[0];
+    size_t mark = srv->ntx;
+    int r = listener_try(srv, l, from, buf, len);
+    if (r == 0 && srv->lst[1].ssl && ch_has_cookie(buf, len)) {
+        size_t mark2 = srv->ntx;
+        int r2 = listener_try(srv, &srv->lst[1], from, buf, len);
+        if (r2 == 1) {
+            srv->ntx = mark; /* drop the HVR the current secret produced */
+            l = &srv->lst[1];
+            r = 1;
+        } else {
+            srv->ntx = mark2; /* one HVR is enough */
+        }
+    }
+    if (r == 0) {
+        srv->stats.hello_verify_sent++;
+        return;
+    }
+    if (r < 0)
+        return;
+    tether_dtls_sess_t *s = promote(srv, l, from, now);
+    if (!s)
+        return;
+    s->io.in = NULL; /* the ClientHello was consumed by the listener */
+    hs_step(srv, s, now);
+}
+
+/* Parses (epoch << 48 | seq) from a DTLS 1.2 record header; the datagram
+ * must hold exactly one record for the result to be usable. */
+static bool single_record_seq(const uint8_t *b, size_t len, size_t cid_len, uint64_t *seq)
+{
+    size_t hdr = DTLS12_HDR + (b[0] == CT_TLS12_CID ? cid_len : 0);
+    if (len < hdr)
+        return false;
+    size_t rlen = (size_t)b[hdr - 2] << 8 | b[hdr - 1];
+    if (hdr + rlen != len)
+        return false;
+    uint64_t v = 0;
+    for (int i = 3; i < 11; i++)
+        v = v << 8 | b[i];
+    *seq = v;
+    return true;
+}
+
+static void sess_move(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, const tether_addr_t *to)
+{
+    uint8_t key[TETHER_HKEY_MAX];
+    size_t kl = addr_key(to, key);
+    tether_hnode_t *other = tether_hmap_find(&srv->by_addr, key, kl);
+    if (other) /* a stale session owned that address: the newest owner wins */
+        tether_hmap_remove(&srv->by_addr, other);
+    tether_hmap_remove(&srv->by_addr, &s->by_addr);
+    s->peer = *to;
+    tether_hmap_insert(&srv->by_addr, &s->by_addr, key, kl);
+    srv->stats.address_changes++;
+}
+
+static bool read_record(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, tether_dtls_rx_t *rx)
+{
+    int n = wolfSSL_read(s->ssl, srv->rxbuf, sizeof srv->rxbuf);
+    if (n > 0) {
+        rx->sess = s;
+        rx->data = srv->rxbuf;
+        rx->len = (size_t)n;
+        return true;
+    }
+    int err = wolfSSL_get_error(s->ssl, n);
+    if (err != WOLFSSL_ERROR_WANT_READ && err != WOLFSSL_ERROR_WANT_WRITE)
+        sess_close(srv, s); /* close_notify or a fatal alert */
+    return false;
+}
+
+int tether_dtls_input(tether_dtls_srv_t *srv, const tether_addr_t *from, const uint8_t *buf,
+                      size_t len, tether_time_t now, tether_dtls_rx_t *rx)
+{
+    reap(srv);
+    srv->reading = NULL;
+    rx->sess = NULL;
+    rx->data = NULL;
+    rx->len = 0;
+    if (len < 1)
+        return 0;
+    tether_dtls_sess_t *s = NULL;
+    bool by_cid = false;
+    const size_t cl = srv->conf.cid_len;
+    if (buf[0] == CT_TLS12_CID || ((buf[0] & 0xe0) == 0x20 && (buf[0] & 0x10))) {
+        const uint8_t *cid = wolfSSL_dtls_cid_parse(buf, (unsigned)len, (unsigned)cl);
+        tether_hnode_t *h = cid ? tether_hmap_find(&srv->by_cid, cid, cl) : NULL;
+        if (!h) {
+            srv->stats.unknown_cid_dropped++; /* never an alert: RFC 9146 §6 */
+            return 0;
+        }
+        s = container_of(h, tether_dtls_sess_t, by_cid);
+        by_cid = true;
+    } else {
+        uint8_t key[TETHER_HKEY_MAX];
+        tether_hnode_t *h = tether_hmap_find(&srv->by_addr, key, addr_key(from, key));
+        if (h)
+            s = container_of(h, tether_dtls_sess_t, by_addr);
+    }
+    if (!s) {
+        new_handshake(srv, from, buf, len, now);
+        return 0;
+    }
+    s->io.in = buf;
+    s->io.in_len = len;
+    if (s->state == S_HANDSHAKE) {
+        hs_step(srv, s, now);
+        s->io.in = NULL;
+        return 0;
+    }
+    bool moved_from = by_cid && !addr_equal(from, &s->peer);
+    uint64_t seq = 0;
+    bool single = buf[0] != CT_HANDSHAKE && single_record_seq(buf, len, cl, &seq);
+    if (!read_record(srv, s, rx)) {
+        s->io.in = NULL;
+        return 0;
+    }
+    s->io.in = NULL;
+    /* Authenticated: move only for the newest record (RFC 9146 §6). */
+    if (single && seq > s->max_seq) {
+        s->max_seq = seq;
+        if (moved_from)
+            sess_move(srv, s, from);
+    }
+    s->last_rx = now;
+    list_del(&srv->established, s);
+    list_add(&srv->established, s);
+    srv->reading = s;
+    return 0;
+}
+
+bool tether_dtls_input_more(tether_dtls_srv_t *srv, tether_dtls_rx_t *rx)
+{
+    tether_dtls_sess_t *s = srv->reading;
+    if (!s || s->state != S_ESTABLISHED)
+        return false;
+    return read_record(srv, s, rx);
+}
+
+int tether_dtls_send(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, const uint8_t *data,
+                     size_t len)
+{
+    (void)srv;
+    if (s->state != S_ESTABLISHED)
+        return TETHER_EINVAL;
+    s->io.dst = &s->peer;
+    int n = wolfSSL_write(s->ssl, data, (int)len);
+    return n == (int)len ? 0 : TETHER_EIO;
+}
+
+void tether_dtls_tick(tether_dtls_srv_t *srv, tether_time_t now)
+{
+    reap(srv);
+    srv->reading = NULL;
+    if (now >= srv->next_rotation) {
+        rotate(srv);
+        srv->next_rotation = now + srv->conf.cookie_rotate_ms;
+    }
+    if (!srv->lst[0].ssl)
+        listener_reset(srv, &srv->lst[0]);
+    for (tether_dtls_sess_t *s = srv->handshaking.head, *next; s; s = next) {
+        next = s->next;
+        if (now >= s->hs_started + srv->conf.handshake_timeout_ms) {
+            hs_fail(srv, s);
+        } else if (now >= s->hs_deadline) {
+            if (wolfSSL_dtls_got_timeout(s->ssl) != WOLFSSL_SUCCESS)
+                hs_fail(srv, s);
+            else
+                hs_schedule(s, now);
+        }
+    }
+    while (srv->established.head &&
+           srv->established.head->last_rx + srv->conf.idle_timeout_ms <= now)
+        sess_close(srv, srv->established.head);
+}
+
+void tether_dtls_conf_defaults(tether_dtls_conf_t *c)
+{
+    memset(c, 0, sizeof *c);
+    c->node_id = 1;
+    c->cid_len = 8;
+    c->max_sessions = 1000000;
+    c->max_handshakes = 10000;
+    c->handshake_timeout_ms = 30000;
+    c->idle_timeout_ms = 86400000;
+    c->cookie_rotate_ms = 300000;
+}
+
+/* Suites of SPEC S2 plus the DTLS 1.3 ones. */
+static const char *const cipher_list =
+    "TLS13-AES128-GCM-SHA256:TLS13-AES128-CCM-8-SHA256:"
+    "PSK-AES128-CCM-8:PSK-AES128-GCM-SHA256:"
+    "ECDHE-ECDSA-AES128-CCM-8:ECDHE-ECDSA-AES128-GCM-SHA256";
+
+int tether_dtls_create(const tether_dtls_conf_t *conf, const tether_creds_t *creds,
+                       tether_time_t now, tether_dtls_srv_t **out)
+{
+    static bool wolf_init;
+    int rc = TETHER_ECRYPTO;
+    if (conf->cid_len < 2 || conf->cid_len > TETHER_CID_MAX ||
+        conf->cluster_key_len > sizeof((tether_dtls_srv_t *)0)->cluster_key)
+        return TETHER_EINVAL;
+    if (!wolf_init) {
+        wolfSSL_Init();
+        wolf_init = true;
+    }
+    tether_dtls_srv_t *srv = calloc(1, sizeof *srv);
+    if (!srv)
+        return TETHER_ENOMEM;
+    srv->conf = *conf;
+    memcpy(srv->cluster_key, conf->cluster_key, conf->cluster_key_len);
+    srv->conf.cluster_key = srv->cluster_key;
+    srv->creds = creds;
+    if (wc_InitRng(&srv->rng) != 0)
+        goto fail_rng;
+    uint64_t seed;
+    wc_RNG_GenerateBlock(&srv->rng, (byte *)&seed, sizeof seed);
+    if ((rc = tether_hmap_init(&srv->by_addr, 1024, seed)) < 0)
+        goto fail_addr;
+    if ((rc = tether_hmap_init(&srv->by_cid, 1024, seed ^ 0x9e3779b97f4a7c15ull)) < 0)
+        goto fail_cid;
+    rc = TETHER_ECRYPTO;
+    srv->ctx = wolfSSL_CTX_new(wolfDTLS_server_method());
+    if (!srv->ctx)
+        goto fail_ctx;
+    /* The PSK callback first: wolfSSL drops PSK suites from a cipher list
+     * set while the context has no PSK. */
+    wolfSSL_CTX_set_psk_server_callback(srv->ctx, psk_server_cb);
+    wolfSSL_CTX_SetIORecv(srv->ctx, io_recv);
+    wolfSSL_CTX_SetIOSend(srv->ctx, io_send);
+    if (wolfSSL_CTX_SetMinVersion(srv->ctx, WOLFSSL_DTLSV1_2) != WOLFSSL_SUCCESS ||
+        wolfSSL_CTX_set_cipher_list(srv->ctx, cipher_list) != WOLFSSL_SUCCESS)
+        goto fail_setup;
+    srv->cookie_epoch = now / (conf->cookie_rotate_ms ? conf->cookie_rotate_ms : 1);
+    if (cookie_secret(srv, srv->cookie_epoch, srv->lst[0].secret) < 0 ||
+        listener_reset(srv, &srv->lst[0]) < 0)
+        goto fail_setup;
+    srv->next_rotation = now + conf->cookie_rotate_ms;
+    *out = srv;
+    return 0;
+
+fail_setup:
+    wolfSSL_CTX_free(srv->ctx);
+fail_ctx:
+    tether_hmap_free(&srv->by_cid);
+fail_cid:
+    tether_hmap_free(&srv->by_addr);
+fail_addr:
+    wc_FreeRng(&srv->rng);
+fail_rng:
+    free(srv);
+    return rc;
+}
+
+void tether_dtls_destroy(tether_dtls_srv_t *srv)
+{
+    if (!srv)
+        return;
+    while (srv->handshaking.head)
+        sess_close(srv, srv->handshaking.head);
+    while (srv->established.head)
+        sess_close(srv, srv->established.head);
+    reap(srv);
+    for (int i = 0; i < 2; i++)
+        if (srv->lst[i].ssl)
+            wolfSSL_free(srv->lst[i].ssl);
+    wolfSSL_CTX_free(srv->ctx);
+    tether_hmap_free(&srv->by_cid);
+    tether_hmap_free(&srv->by_addr);
+    wc_FreeRng(&srv->rng);
+    memset(srv->cluster_key, 0, sizeof srv->cluster_key);
+    free(srv);
+}
+
+void tether_dtls_set_creds(tether_dtls_srv_t *srv, const tether_creds_t *creds)
+{
+    srv->creds = creds;
+}
+
+size_t tether_dtls_tx_count(const tether_dtls_srv_t *srv) { return srv->ntx; }
+const tether_dgram_t *tether_dtls_tx_get(const tether_dtls_srv_t *srv, size_t i)
+{
+    return i < srv->ntx ? &srv->tx[i] : NULL;
+}
+void tether_dtls_tx_clear(tether_dtls_srv_t *srv) { srv->ntx = 0; }
+const tether_dtls_stats_t *tether_dtls_stats(const tether_dtls_srv_t *srv) { return &srv->stats; }
+const char *tether_dtls_sess_identity(const tether_dtls_sess_t *s) { return s->io.identity; }
+tether_role_t tether_dtls_sess_role(const tether_dtls_sess_t *s) { return s->io.role; }
+const tether_addr_t *tether_dtls_sess_peer(const tether_dtls_sess_t *s) { return &s->peer; }
+size_t tether_dtls_sess_cid(const tether_dtls_sess_t *s, uint8_t *out)
+{
+    memcpy(out, s->cid, s->cid_len);
+    return s->cid_len;
+}

@@ -1,0 +1,35 @@
+/* tether — credentials: PSK identities, HMAC-derived fleet keys and client
+ * ACLs (SPEC S11 format). Immutable once loaded: a reload builds a new set
+ * and swaps it, so lookups never see a half-loaded file. */
+#ifndef TETHER_CREDS_H
+#define TETHER_CREDS_H
+
+#include <stdbool.h>
+
+#include "tether/common.h"
+
+#define TETHER_PSK_MAX 64
+#define TETHER_IDENTITY_MAX 128
+
+typedef enum { TETHER_ROLE_DEVICE = 0, TETHER_ROLE_CLIENT = 1 } tether_role_t;
+
+typedef struct tether_creds tether_creds_t;
+
+/* Loads a credentials file. On failure returns TETHER_ECONFIG with a
+ * message naming the file and entry in err[errcap]. */
+TETHER_API int tether_creds_load(const char *path, tether_creds_t **out, char *err,
+                                 size_t errcap);
+/* An empty set (no identity is known). */
+TETHER_API int tether_creds_empty(tether_creds_t **out);
+TETHER_API void tether_creds_free(tether_creds_t *c);
+
+/* Looks up the PSK for `identity`: an explicit entry first, then the
+ * longest matching derived prefix (key = HMAC-SHA256(master, identity)).
+ * Writes at most `cap` key bytes; TETHER_ENOTFOUND when unknown. */
+TETHER_API int tether_creds_psk(const tether_creds_t *c, const char *identity, uint8_t *key,
+                                size_t cap, size_t *key_len, tether_role_t *role);
+
+/* Number of explicit identities plus derived prefixes (for /stats). */
+TETHER_API size_t tether_creds_count(const tether_creds_t *c);
+
+#endif

@@ -1,0 +1,112 @@
+/* tether — device/client-facing DTLS termination (sans-I/O over wolfSSL).
+ *
+ * The caller feeds datagrams with `now` and drains the transmit queue;
+ * nothing here touches a socket or a clock. DTLS 1.2 (RFC 6347) with
+ * Connection ID (RFC 9146) and DTLS 1.3 (RFC 9147), PSK authentication.
+ *
+ * Lifetimes: a session pointer handed out in tether_dtls_rx_t stays valid
+ * until the next call to tether_dtls_input() or tether_dtls_tick(); closed
+ * sessions are freed at the start of those calls, never inside them.
+ */
+#ifndef TETHER_DTLS_H
+#define TETHER_DTLS_H
+
+#include <stdbool.h>
+#include <sys/socket.h>
+
+#include "tether/common.h"
+#include "tether/creds.h"
+
+#define TETHER_DTLS_MAX_DGRAM 2048
+#define TETHER_DTLS_TXQ 256
+#define TETHER_CID_MAX 16
+
+typedef struct {
+    struct sockaddr_storage ss;
+    socklen_t len;
+} tether_addr_t;
+
+typedef struct {
+    uint8_t node_id;          /* first byte of every CID we issue */
+    uint8_t cid_len;          /* server-issued CID length, 2..16 (default 8) */
+    uint32_t max_sessions;    /* established + handshaking */
+    uint32_t max_handshakes;  /* handshakes in flight */
+    uint32_t handshake_timeout_ms;
+    uint32_t idle_timeout_ms; /* established session without traffic */
+    uint32_t cookie_rotate_ms;
+    const uint8_t *cluster_key; /* cookie secrets derive from it when set */
+    size_t cluster_key_len;
+} tether_dtls_conf_t;
+
+typedef struct {
+    uint64_t sessions_active;
+    uint64_t handshakes_inflight;
+    uint64_t handshakes_full;
+    uint64_t handshakes_failed;
+    uint64_t hello_verify_sent;
+    uint64_t address_changes;
+    uint64_t unknown_cid_dropped;
+    uint64_t dropped_limit;
+    uint64_t sessions_closed;
+    uint64_t tx_dropped;
+} tether_dtls_stats_t;
+
+typedef struct tether_dtls_srv tether_dtls_srv_t;
+typedef struct tether_dtls_sess tether_dtls_sess_t;
+
+typedef struct {
+    tether_dtls_sess_t *sess;
+    const uint8_t *data; /* plaintext, valid until the next call */
+    size_t len;
+} tether_dtls_rx_t;
+
+typedef struct {
+    tether_addr_t to;
+    uint16_t len;
+    uint8_t data[TETHER_DTLS_MAX_DGRAM];
+} tether_dgram_t;
+
+/* Fills defaults (node 1, CID 8 bytes, generous limits). */
+TETHER_API void tether_dtls_conf_defaults(tether_dtls_conf_t *conf);
+
+/* Creates a server; `creds` is borrowed (see tether_dtls_set_creds). */
+TETHER_API int tether_dtls_create(const tether_dtls_conf_t *conf, const tether_creds_t *creds,
+                                  tether_time_t now, tether_dtls_srv_t **out);
+TETHER_API void tether_dtls_destroy(tether_dtls_srv_t *srv);
+
+/* Swaps the credential set used by new handshakes; established sessions are
+ * kept. The caller frees the old set after this returns. */
+TETHER_API void tether_dtls_set_creds(tether_dtls_srv_t *srv, const tether_creds_t *creds);
+
+/* Feeds one datagram. When it carried application data, rx->len > 0 and
+ * tether_dtls_input_more() returns further records of the same datagram. */
+TETHER_API int tether_dtls_input(tether_dtls_srv_t *srv, const tether_addr_t *from,
+                                 const uint8_t *buf, size_t len, tether_time_t now,
+                                 tether_dtls_rx_t *rx);
+TETHER_API bool tether_dtls_input_more(tether_dtls_srv_t *srv, tether_dtls_rx_t *rx);
+
+/* Encrypts application data for `sess` into the transmit queue. */
+TETHER_API int tether_dtls_send(tether_dtls_srv_t *srv, tether_dtls_sess_t *sess,
+                                const uint8_t *data, size_t len);
+
+/* Retransmissions, handshake and idle timeouts, cookie-secret rotation. */
+TETHER_API void tether_dtls_tick(tether_dtls_srv_t *srv, tether_time_t now);
+
+/* Transmit queue: datagrams to send, in order; the caller clears it. */
+TETHER_API size_t tether_dtls_tx_count(const tether_dtls_srv_t *srv);
+TETHER_API const tether_dgram_t *tether_dtls_tx_get(const tether_dtls_srv_t *srv, size_t i);
+TETHER_API void tether_dtls_tx_clear(tether_dtls_srv_t *srv);
+
+TETHER_API const tether_dtls_stats_t *tether_dtls_stats(const tether_dtls_srv_t *srv);
+
+/* Authenticated identity (PSK identity) of an established session. */
+TETHER_API const char *tether_dtls_sess_identity(const tether_dtls_sess_t *sess);
+TETHER_API tether_role_t tether_dtls_sess_role(const tether_dtls_sess_t *sess);
+TETHER_API const tether_addr_t *tether_dtls_sess_peer(const tether_dtls_sess_t *sess);
+/* Our CID for this session (0 length when none was negotiated). */
+TETHER_API size_t tether_dtls_sess_cid(const tether_dtls_sess_t *sess, uint8_t *out);
+
+/* Formats "ip:port" into buf (at least 64 bytes). */
+TETHER_API const char *tether_addr_str(const tether_addr_t *a, char *buf, size_t cap);
+
+#endif
