@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# DTLS termination checked with two independent DTLS stacks (libcoap over
+# OpenSSL and over GnuTLS): PSK handshakes, refused credentials, and
+# credentials reloaded on SIGHUP without dropping the node.
+. "$(dirname "$0")/lib.sh"
+
+hex() { printf '%s' "$1" | od -An -tx1 | tr -d ' \n'; }
+write_creds() { # write_creds FILE ID:KEY...
+    local f=$1 sep=""
+    shift
+    {
+        printf '{"psk": ['
+        for e in "$@"; do
+            printf '%s{"identity": "%s", "key_hex": "%s", "role": "client"}' "$sep" "${e%%:*}" "$(hex "${e#*:}")"
+            sep=", "
+        done
+        printf ']}\n'
+    } >"$f"
+}
+write_creds "$T/creds.json" "app1:secret-key-app" "app2:other-key-app2"
+cat >"$T/tether.json" <<JSON
+{"listen": ["coaps://127.0.0.1:0"], "credentials_file": "$T/creds.json"}
+JSON
+
+start_tetherd n1 --config "$T/tether.json" || { not_ok "tetherd starts with DTLS"; exit 1; }
+ok "tetherd starts with a DTLS listener"
+URI=coaps://127.0.0.1:$n1_PORT
+
+out=$(timeout 20 coap-client-openssl -B 5 -u app1 -k secret-key-app -m get "$URI/.well-known/core" 2>&1)
+note "openssl: $out"
+check "OpenSSL client: PSK handshake and GET /.well-known/core" grep -qF '</.well-known/core>;ct=40' <<<"$out"
+
+out=$(timeout 20 coap-client-gnutls -B 5 -u app2 -k other-key-app2 -m get "$URI/.well-known/core" 2>&1)
+note "gnutls: $out"
+check "GnuTLS client: PSK handshake and GET /.well-known/core" grep -qF '</node>;ct=50' <<<"$out"
+
+out=$(timeout 20 coap-client-openssl -B 3 -u app1 -k wrong-key -m get "$URI/node" 2>&1)
+check "wrong PSK: handshake refused, no response" bash -c '! grep -qF node_id <<<"$1"' _ "$out"
+out=$(timeout 20 coap-client-gnutls -B 3 -u nobody -k whatever -m get "$URI/node" 2>&1)
+check "unknown identity: handshake refused, no response" bash -c '! grep -qF node_id <<<"$1"' _ "$out"
+
+# Credentials change on disk + SIGHUP: the new identity gets in, the removed
+# one no longer does, and the node keeps running.
+write_creds "$T/creds.json" "app2:other-key-app2" "app3:third-key-app3"
+kill -HUP "$n1_PID"
+check "SIGHUP reload is logged" wait_log "$n1_LOG" '"msg":"reloaded"' 10
+out=$(timeout 20 coap-client-openssl -B 5 -u app3 -k third-key-app3 -m get "$URI/node" 2>&1)
+check "after reload a newly added identity connects" grep -qF '"node_id":1' <<<"$out"
+out=$(timeout 20 coap-client-openssl -B 3 -u app1 -k secret-key-app -m get "$URI/node" 2>&1)
+check "after reload a removed identity is refused" bash -c '! grep -qF node_id <<<"$1"' _ "$out"
+
+printf '{"psk": [' >"$T/creds.json" # broken file: reload must keep the old set
+kill -HUP "$n1_PID"
+check "a broken credentials file is reported" wait_log "$n1_LOG" 'reload failed' 10
+out=$(timeout 20 coap-client-gnutls -B 5 -u app3 -k third-key-app3 -m get "$URI/node" 2>&1)
+check "after a failed reload the previous credentials still work" grep -qF '"node_id":1' <<<"$out"
+check "process still alive" kill -0 "$n1_PID"
+
+finish
