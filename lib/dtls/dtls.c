@@ -640,7 +640,8 @@ int tether_dtls_create(const tether_dtls_conf_t *conf, const tether_creds_t *cre
     if (!srv)
         return TETHER_ENOMEM;
     srv->conf = *conf;
-    memcpy(srv->cluster_key, conf->cluster_key, conf->cluster_key_len);
+    if (conf->cluster_key_len)
+        memcpy(srv->cluster_key, conf->cluster_key, conf->cluster_key_len);
     srv->conf.cluster_key = srv->cluster_key;
     srv->creds = creds;
     if (wc_InitRng(&srv->rng) != 0)

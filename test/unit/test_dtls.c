@@ -1,0 +1,368 @@
+/* Unit tests for lib/dtls/dtls.c, driven without sockets: an in-process
+ * wolfSSL client exchanges datagrams with the server through memory, so the
+ * test chooses every source address and replays or forges records. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
+
+#include "tether/dtls.h"
+
+#define MAXQ 32
+typedef struct {
+    size_t n;
+    size_t len[MAXQ];
+    uint8_t d[MAXQ][TETHER_DTLS_MAX_DGRAM];
+} queue_t;
+
+typedef struct {
+    WOLFSSL_CTX *ctx;
+    WOLFSSL *ssl;
+    queue_t out; /* client -> server */
+    queue_t in;  /* server -> client */
+    size_t in_pos;
+} client_t;
+
+static const uint8_t dev_key[] = "0123456789abcdef";
+static const uint8_t *client_key = dev_key; /* what the client presents */
+
+static int c_send(WOLFSSL *ssl, char *buf, int sz, void *ctx)
+{
+    (void)ssl;
+    client_t *c = ctx;
+    if (c->out.n < MAXQ) {
+        memcpy(c->out.d[c->out.n], buf, (size_t)sz);
+        c->out.len[c->out.n++] = (size_t)sz;
+    }
+    return sz;
+}
+
+static int c_recv(WOLFSSL *ssl, char *buf, int sz, void *ctx)
+{
+    (void)ssl;
+    client_t *c = ctx;
+    if (c->in_pos >= c->in.n) {
+        c->in.n = c->in_pos = 0;
+        return WOLFSSL_CBIO_ERR_WANT_READ;
+    }
+    size_t n = c->in.len[c->in_pos];
+    if (n > (size_t)sz)
+        n = (size_t)sz;
+    memcpy(buf, c->in.d[c->in_pos++], n);
+    return (int)n;
+}
+
+static unsigned int c_psk(WOLFSSL *ssl, const char *hint, char *identity, unsigned int id_max,
+                          unsigned char *key, unsigned int key_max)
+{
+    (void)ssl;
+    (void)hint;
+    (void)key_max;
+    snprintf(identity, id_max, "dev1");
+    memcpy(key, client_key, 16);
+    return 16;
+}
+
+static void client_init(client_t *c, bool use_cid)
+{
+    memset(c, 0, sizeof *c);
+    c->ctx = wolfSSL_CTX_new(wolfDTLSv1_2_client_method());
+    wolfSSL_CTX_set_psk_client_callback(c->ctx, c_psk);
+    assert_int_equal(wolfSSL_CTX_set_cipher_list(c->ctx, "PSK-AES128-CCM-8"), WOLFSSL_SUCCESS);
+    wolfSSL_CTX_SetIORecv(c->ctx, c_recv);
+    wolfSSL_CTX_SetIOSend(c->ctx, c_send);
+    c->ssl = wolfSSL_new(c->ctx);
+    wolfSSL_SetIOReadCtx(c->ssl, c);
+    wolfSSL_SetIOWriteCtx(c->ssl, c);
+    wolfSSL_dtls_set_using_nonblock(c->ssl, 1);
+    if (use_cid) {
+        /* Zephyr style: use the server's CID, ask for none back. */
+        assert_int_equal(wolfSSL_dtls_cid_use(c->ssl), WOLFSSL_SUCCESS);
+        assert_int_equal(wolfSSL_dtls_cid_set(c->ssl, NULL, 0), WOLFSSL_SUCCESS);
+    }
+}
+
+static void client_free(client_t *c)
+{
+    wolfSSL_free(c->ssl);
+    wolfSSL_CTX_free(c->ctx);
+}
+
+static tether_addr_t addr(uint16_t port)
+{
+    tether_addr_t a;
+    memset(&a, 0, sizeof a);
+    struct sockaddr_in *s = (struct sockaddr_in *)&a.ss;
+    s->sin_family = AF_INET;
+    s->sin_port = htons(port);
+    s->sin_addr.s_addr = htonl(0x0a000001);
+    a.len = sizeof *s;
+    return a;
+}
+
+static uint16_t port_of(const tether_addr_t *a)
+{
+    return ntohs(((const struct sockaddr_in *)&a->ss)->sin_port);
+}
+
+/* Moves the server's queued output into the client's input. */
+static void pump_to_client(tether_dtls_srv_t *srv, client_t *c)
+{
+    for (size_t i = 0; i < tether_dtls_tx_count(srv); i++) {
+        const tether_dgram_t *g = tether_dtls_tx_get(srv, i);
+        memcpy(c->in.d[c->in.n], g->data, g->len);
+        c->in.len[c->in.n++] = g->len;
+    }
+    tether_dtls_tx_clear(srv);
+}
+
+static tether_time_t now_ms = 1000;
+
+static void feed(tether_dtls_srv_t *srv, client_t *c, uint16_t port, tether_dtls_rx_t *rx)
+{
+    tether_addr_t a = addr(port);
+    for (size_t i = 0; i < c->out.n; i++)
+        tether_dtls_input(srv, &a, c->out.d[i], c->out.len[i], now_ms, rx);
+    c->out.n = 0;
+    pump_to_client(srv, c);
+}
+
+static int handshake(tether_dtls_srv_t *srv, client_t *c, uint16_t port)
+{
+    tether_dtls_rx_t rx;
+    for (int i = 0; i < 20; i++) {
+        int r = wolfSSL_connect(c->ssl);
+        feed(srv, c, port, &rx);
+        if (r == WOLFSSL_SUCCESS)
+            return 0;
+    }
+    return -1;
+}
+
+typedef struct {
+    tether_creds_t *creds;
+    tether_dtls_srv_t *srv;
+    client_t c;
+} fixture_t;
+
+static int setup(void **state)
+{
+    fixture_t *f = calloc(1, sizeof *f);
+    char path[] = "/tmp/tether-creds-XXXXXX";
+    int fd = mkstemp(path);
+    dprintf(fd, "{\"psk\": [{\"identity\": \"dev1\", \"key_hex\": \"");
+    for (int i = 0; i < 16; i++)
+        dprintf(fd, "%02x", dev_key[i]);
+    dprintf(fd, "\", \"role\": \"device\"}]}");
+    close(fd);
+    char err[256];
+    assert_int_equal(tether_creds_load(path, &f->creds, err, sizeof err), 0);
+    unlink(path);
+    tether_dtls_conf_t conf;
+    tether_dtls_conf_defaults(&conf);
+    conf.node_id = 5;
+    assert_int_equal(tether_dtls_create(&conf, f->creds, now_ms, &f->srv), 0);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture_t *f = *state;
+    client_free(&f->c);
+    tether_dtls_destroy(f->srv);
+    tether_creds_free(f->creds);
+    free(f);
+    return 0;
+}
+
+/* Encrypts `msg` on the client and returns the record datagram. */
+static size_t client_record(client_t *c, const char *msg, uint8_t *out)
+{
+    assert_int_equal(wolfSSL_write(c->ssl, msg, (int)strlen(msg)), (int)strlen(msg));
+    assert_int_equal(c->out.n, 1);
+    size_t n = c->out.len[0];
+    memcpy(out, c->out.d[0], n);
+    c->out.n = 0;
+    return n;
+}
+
+static void test_cid_session_survives_port_changes(void **state)
+{
+    fixture_t *f = *state;
+    client_init(&f->c, true);
+    assert_int_equal(handshake(f->srv, &f->c, 40000), 0);
+    const tether_dtls_stats_t *st = tether_dtls_stats(f->srv);
+    assert_int_equal(st->handshakes_full, 1);
+    assert_int_equal(st->sessions_active, 1);
+
+    uint8_t rec[TETHER_DTLS_MAX_DGRAM];
+    for (int i = 1; i <= 25; i++) {
+        char msg[32];
+        snprintf(msg, sizeof msg, "exchange %d", i);
+        size_t n = client_record(&f->c, msg, rec);
+        assert_int_equal(rec[0], 25); /* tls12_cid record */
+        assert_int_equal(rec[11], 5); /* CID byte 0 = node id */
+        tether_addr_t a = addr((uint16_t)(40000 + i));
+        tether_dtls_rx_t rx;
+        tether_dtls_input(f->srv, &a, rec, n, now_ms, &rx);
+        assert_int_equal(rx.len, strlen(msg));
+        assert_memory_equal(rx.data, msg, rx.len);
+        assert_string_equal(tether_dtls_sess_identity(rx.sess), "dev1");
+        assert_int_equal(port_of(tether_dtls_sess_peer(rx.sess)), 40000 + i);
+        /* The reply leaves for the new address and the client accepts it. */
+        assert_int_equal(tether_dtls_send(f->srv, rx.sess, (const uint8_t *)"ack", 3), 0);
+        assert_int_equal(tether_dtls_tx_count(f->srv), 1);
+        assert_int_equal(port_of(&tether_dtls_tx_get(f->srv, 0)->to), 40000 + i);
+        pump_to_client(f->srv, &f->c);
+        char buf[16];
+        assert_int_equal(wolfSSL_read(f->c.ssl, buf, sizeof buf), 3);
+    }
+    assert_int_equal(st->handshakes_full, 1);
+    assert_int_equal(st->address_changes, 25);
+}
+
+static void test_forged_replayed_and_old_records_do_not_move(void **state)
+{
+    fixture_t *f = *state;
+    client_init(&f->c, true);
+    assert_int_equal(handshake(f->srv, &f->c, 41000), 0);
+    const tether_dtls_stats_t *st = tether_dtls_stats(f->srv);
+    uint8_t r1[TETHER_DTLS_MAX_DGRAM], r2[TETHER_DTLS_MAX_DGRAM], bad[TETHER_DTLS_MAX_DGRAM];
+    size_t n1 = client_record(&f->c, "one", r1);
+    size_t n2 = client_record(&f->c, "two", r2);
+    tether_dtls_rx_t rx;
+
+    /* r2 (newest) from a new address moves the session there. */
+    tether_addr_t home = addr(41001);
+    tether_dtls_input(f->srv, &home, r2, n2, now_ms, &rx);
+    assert_int_equal(rx.len, 3);
+    tether_dtls_sess_t *s = rx.sess;
+    assert_int_equal(port_of(tether_dtls_sess_peer(s)), 41001);
+    uint64_t moves = st->address_changes;
+
+    /* Older but never-seen r1 from elsewhere: authentic, delivered, no move. */
+    tether_addr_t other = addr(41002);
+    tether_dtls_input(f->srv, &other, r1, n1, now_ms, &rx);
+    assert_int_equal(rx.len, 3);
+    assert_int_equal(port_of(tether_dtls_sess_peer(s)), 41001);
+
+    /* Replay of r2 from another address: dropped, no move. */
+    tether_addr_t replay = addr(41003);
+    tether_dtls_input(f->srv, &replay, r2, n2, now_ms, &rx);
+    assert_int_equal(rx.len, 0);
+    assert_int_equal(port_of(tether_dtls_sess_peer(s)), 41001);
+
+    /* Right CID, forged ciphertext: fails authentication, no move. */
+    size_t n3 = client_record(&f->c, "three", bad);
+    bad[n3 - 1] ^= 0x55;
+    tether_addr_t forger = addr(41004);
+    tether_dtls_input(f->srv, &forger, bad, n3, now_ms, &rx);
+    assert_int_equal(rx.len, 0);
+    assert_int_equal(port_of(tether_dtls_sess_peer(s)), 41001);
+
+    /* Unknown CID: dropped silently, no alert goes out. */
+    memcpy(bad, r2, n2);
+    bad[12] ^= 0xff;
+    tether_dtls_input(f->srv, &forger, bad, n2, now_ms, &rx);
+    assert_int_equal(rx.len, 0);
+    assert_int_equal(tether_dtls_tx_count(f->srv), 0);
+    assert_true(st->unknown_cid_dropped >= 1);
+    assert_int_equal(st->address_changes, moves);
+    assert_int_equal(st->sessions_active, 1);
+}
+
+static void test_spoofed_hellos_allocate_nothing(void **state)
+{
+    fixture_t *f = *state;
+    client_init(&f->c, true);
+    assert_int_equal(wolfSSL_connect(f->c.ssl), -1); /* emits the first ClientHello */
+    assert_int_equal(f->c.out.n, 1);
+    uint8_t ch[TETHER_DTLS_MAX_DGRAM];
+    size_t n = f->c.out.len[0];
+    memcpy(ch, f->c.out.d[0], n);
+    const tether_dtls_stats_t *st = tether_dtls_stats(f->srv);
+    for (int i = 0; i < 10000; i++) {
+        tether_addr_t a = addr((uint16_t)(1024 + i));
+        tether_dtls_rx_t rx;
+        tether_dtls_input(f->srv, &a, ch, n, now_ms, &rx);
+        /* Amplification bound: the HelloVerifyRequest is smaller than the hello. */
+        assert_int_equal(tether_dtls_tx_count(f->srv), 1);
+        assert_true(tether_dtls_tx_get(f->srv, 0)->len <= 3 * n);
+        tether_dtls_tx_clear(f->srv);
+    }
+    assert_int_equal(st->hello_verify_sent, 10000);
+    assert_int_equal(st->handshakes_inflight, 0);
+    assert_int_equal(st->sessions_active, 0);
+}
+
+/* A wrong key and an unknown identity both end in a counted failure that
+ * leaves no session behind. With a wrong key the client's Finished does not
+ * decrypt and DTLS drops it silently, so that attempt ends at the handshake
+ * timeout. */
+static void test_bad_credentials_fail_cleanly(void **state)
+{
+    fixture_t *f = *state;
+    const tether_dtls_stats_t *st = tether_dtls_stats(f->srv);
+    client_key = (const uint8_t *)"not-the-real-key";
+    client_init(&f->c, true);
+    assert_int_equal(handshake(f->srv, &f->c, 42000), -1);
+    client_key = dev_key;
+    tether_dtls_tick(f->srv, now_ms + 31000);
+    assert_int_equal(st->handshakes_failed, 1);
+
+    client_free(&f->c);
+    client_init(&f->c, true);
+    tether_creds_t *empty;
+    assert_int_equal(tether_creds_empty(&empty), 0);
+    tether_dtls_set_creds(f->srv, empty);
+    assert_int_equal(handshake(f->srv, &f->c, 42001), -1);
+    tether_dtls_set_creds(f->srv, f->creds);
+    tether_creds_free(empty);
+    assert_int_equal(st->handshakes_failed, 2);
+    assert_int_equal(st->handshakes_full, 0);
+    assert_int_equal(st->handshakes_inflight, 0);
+    assert_int_equal(st->sessions_active, 0);
+}
+
+static void test_handshake_timeout_frees_the_attempt(void **state)
+{
+    fixture_t *f = *state;
+    client_init(&f->c, false);
+    tether_dtls_rx_t rx;
+    /* Hello, HelloVerifyRequest, hello with cookie, then the client vanishes. */
+    wolfSSL_connect(f->c.ssl);
+    feed(f->srv, &f->c, 43000, &rx);
+    wolfSSL_connect(f->c.ssl);
+    feed(f->srv, &f->c, 43000, &rx);
+    const tether_dtls_stats_t *st = tether_dtls_stats(f->srv);
+    assert_int_equal(st->handshakes_inflight, 1);
+    tether_dtls_tick(f->srv, now_ms + 1500); /* retransmits the server flight */
+    assert_true(tether_dtls_tx_count(f->srv) >= 1);
+    tether_dtls_tx_clear(f->srv);
+    tether_dtls_tick(f->srv, now_ms + 31000);
+    assert_int_equal(st->handshakes_inflight, 0);
+    assert_int_equal(st->handshakes_failed, 1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_cid_session_survives_port_changes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_forged_replayed_and_old_records_do_not_move, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_spoofed_hellos_allocate_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_credentials_fail_cleanly, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_handshake_timeout_frees_the_attempt, setup,
+                                        teardown),
+    };
+    return cmocka_run_group_tests_name("dtls", tests, NULL, NULL);
+}
