@@ -39,7 +39,7 @@ CMOCKA_LIBS = $(shell pkg-config --libs cmocka 2>/dev/null)
 ALL_CFLAGS = $(STD) $(OPT) $(DEBUG) $(WARN) $(WERROR) $(SAN_FLAGS) -fvisibility=hidden \
              -Ilib/include -Ilib $(PKG_CFLAGS) $(CFLAGS)
 ALL_LDFLAGS = $(SAN_FLAGS) $(LDFLAGS)
-LIBS = $(PKG_LIBS) -lm -lpthread
+LIBS = $(PKG_LIBS) -lhttp_parser -lm -lpthread
 
 ifndef V
 QUIET_CC = @printf '    %b %b\n' CC $@ 1>&2;
