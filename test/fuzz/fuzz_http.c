@@ -3,8 +3,9 @@
  * The first input byte chooses split points; the rest is an HTTP stream fed
  * twice: at once, and in pieces. Both runs must report the same sequence of
  * requests (method, target, path, query, fields, body, keep-alive) and end
- * the same way; every span of a request must lie inside the parser's arena
+ * the same way (an error in both, or the same event); every span of a request must lie inside the parser's arena
  * and respect the limits. Any violation traps. */
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -148,7 +149,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static trace_t whole, pieces;
     run(s, len, NULL, 0, &whole);
     run(s, len, splits, nsplits, &pieces);
-    if (whole.n != pieces.n || whole.end != pieces.end || whole.status != pieces.status ||
+    /* Which error comes first may depend on the split (a limit can trip on
+     * a partial token before http-parser sees a bad byte later in it), but
+     * not whether the stream fails, nor anything before the failure. */
+    bool same_end = whole.end == pieces.end || (whole.end < 0 && pieces.end < 0);
+    if (whole.n != pieces.n || !same_end ||
         memcmp(whole.h, pieces.h, whole.n * sizeof whole.h[0]) != 0)
         __builtin_trap();
     return 0;
