@@ -22,6 +22,8 @@ static void set_defaults(tetherd_config_t *c)
     c->listen[0].port = 5683;
     c->listen[0].proto = TETHERD_PROTO_COAP;
     snprintf(c->admin, sizeof c->admin, "127.0.0.1:8080");
+    c->admin_max_connections = 64;
+    c->admin_idle_timeout = 30;
     snprintf(c->log_level, sizeof c->log_level, "info");
     c->opt_multicast_timeout = 2;
     c->opt_reply_from = 248;
@@ -285,6 +287,14 @@ static int load_file(tetherd_config_t *c, const char *path, char *err, size_t er
         } else if (strcmp(k, "admin_token") == 0) {
             if ((rc = get_str(&x, k, v, c->admin_token, sizeof c->admin_token)) < 0)
                 goto out;
+        } else if (strcmp(k, "admin_max_connections") == 0) {
+            if ((rc = get_uint(&x, k, v, 1, 4096, &n)) < 0)
+                goto out;
+            c->admin_max_connections = (uint32_t)n;
+        } else if (strcmp(k, "admin_idle_timeout") == 0) {
+            if ((rc = get_uint(&x, k, v, 1, 3600, &n)) < 0)
+                goto out;
+            c->admin_idle_timeout = (uint32_t)n;
         } else if (strcmp(k, "redis_url") == 0) {
             if ((rc = get_str(&x, k, v, c->redis_url, sizeof c->redis_url)) < 0)
                 goto out;
@@ -342,6 +352,11 @@ static int validate(tetherd_config_t *c, char *err, size_t errcap)
     if (tether_log_level_parse(c->log_level, &l) < 0) {
         snprintf(err, errcap, "%s: log level '%s' is not error, warn, info or debug", src,
                  c->log_level);
+        return TETHER_ECONFIG;
+    }
+    tetherd_listen_t admin;
+    if (strstr(c->admin, "://") || tetherd_parse_listen(c->admin, &admin) < 0) {
+        snprintf(err, errcap, "%s: key 'admin': '%s' is not HOST:PORT", src, c->admin);
         return TETHER_ECONFIG;
     }
     for (size_t i = 0; i < c->nlisten; i++)

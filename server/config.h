@@ -23,6 +23,8 @@ typedef struct {
     size_t nlisten;
     char admin[80];
     char admin_token[128];
+    uint32_t admin_max_connections;
+    uint32_t admin_idle_timeout; /* seconds */
     char redis_url[256];
     char cluster_key[128];
     char log_level[16];

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <uv.h>
 
+#include "admin.h"
 #include "config.h"
 #include "tether/creds.h"
 #include "tether/dtls.h"
@@ -32,6 +33,7 @@ typedef struct tetherd {
     uv_udp_t *dtls_out4, *dtls_out6; /* sockets that DTLS output leaves from */
     uint8_t rxbuf[65536];
     bool rx_busy;
+    tetherd_admin_t admin;
 } tetherd_t;
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -210,6 +212,7 @@ static void on_signal(uv_signal_t *s, int signum)
     tetherd_t *d = s->data;
     tether_log_kv(TETHER_LOG_INFO, "main", "stopping", "signal", signum == SIGTERM ? "TERM" : "INT",
                   NULL);
+    tetherd_admin_stop(&d->admin);
     for (size_t i = 0; i < d->nlisteners; i++)
         uv_close((uv_handle_t *)&d->listeners[i].handle, close_cb);
     uv_close((uv_handle_t *)&d->sigterm, close_cb);
@@ -289,6 +292,8 @@ int main(int argc, char **argv)
     d.sighup.data = &d;
     uv_signal_start(&d.sighup, on_sighup, SIGHUP);
 
+    if (tetherd_admin_start(&d.admin, d.loop, &d.cfg, NULL) < 0)
+        return 1;
     char nid[8];
     snprintf(nid, sizeof nid, "%u", d.cfg.node_id);
     tether_log_kv(TETHER_LOG_INFO, "main", "ready", "node_id", nid, "version", TETHERD_VERSION,

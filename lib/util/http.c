@@ -13,18 +13,24 @@
 
 #include "tether/http.h"
 
-#define TARGET_MAX 8192     /* request-target; longer is 414 */
-#define ARENA_FIRST 2048    /* first allocation */
-#define ARENA_KEEP 16384    /* arenas larger than this are freed between requests */
+#define TARGET_MAX 8192  /* request-target; longer is 414 */
+#define ARENA_FIRST 2048 /* first allocation */
+#define ARENA_KEEP 16384 /* arenas larger than this are freed between requests */
 
 _Static_assert(sizeof(http_parser) <= sizeof(((tether_http_parser_t *)0)->impl),
                "tether_http_parser_t.impl too small for http_parser");
 
 enum { CB_NONE, CB_URL, CB_FIELD, CB_VALUE, CB_BODY };
 
-static http_parser *hp(tether_http_parser_t *p) { return (http_parser *)(void *)p->impl; }
+static http_parser *hp(tether_http_parser_t *p)
+{
+    return (http_parser *)(void *)p->impl;
+}
 
-static tether_http_parser_t *owner(http_parser *h) { return h->data; }
+static tether_http_parser_t *owner(http_parser *h)
+{
+    return h->data;
+}
 
 /* Records an error for the caller; returns -1 so callbacks can return it. */
 static int set_error(tether_http_parser_t *p, int status, const char *detail)
@@ -172,8 +178,8 @@ static int on_headers_complete(http_parser *h)
         return set_error(p, 413, "request body larger than 65536 bytes");
     p->req.expect_continue = expect;
     /* Expecting no body (Content-Length absent or 0) makes the promise moot. */
-    if (expect && ((h->flags & F_CHUNKED) ||
-                   (h->content_length != UINT64_MAX && h->content_length > 0))) {
+    if (expect &&
+        ((h->flags & F_CHUNKED) || (h->content_length != UINT64_MAX && h->content_length > 0))) {
         p->expect_due = true;
         http_parser_pause(h, 1);
     }
@@ -219,10 +225,14 @@ static int on_message_complete(http_parser *h)
     r->method_name = http_method_str((enum http_method)h->method);
     r->target = a + p->target_off;
     r->target_len = p->target_len;
+    /* Non-strict http-parser lets raw 8-bit bytes into the target; RFC 3986
+     * wants them percent-encoded, and logs want printable ASCII. */
+    for (size_t i = 0; i < r->target_len; i++)
+        if ((unsigned char)r->target[i] <= 0x20 || (unsigned char)r->target[i] >= 0x7f)
+            return set_error(p, 400, "request-target must be printable ASCII");
     struct http_parser_url u;
     http_parser_url_init(&u);
-    if (h->method == HTTP_CONNECT ||
-        http_parser_parse_url(r->target, r->target_len, 0, &u) != 0 ||
+    if (h->method == HTTP_CONNECT || http_parser_parse_url(r->target, r->target_len, 0, &u) != 0 ||
         !(u.field_set & (1 << UF_PATH)) || r->target[u.field_data[UF_PATH].off] != '/')
         return set_error(p, 400, "request-target must be a path or an absolute URI");
     r->path = r->target + u.field_data[UF_PATH].off;
@@ -233,8 +243,8 @@ static int on_message_complete(http_parser *h)
     }
     for (size_t i = 0; i < p->nspans; i++) {
         const tether_http_hdr_span_t *s = &p->spans[i];
-        r->headers[i] = (tether_http_header_t){a + s->name_off, s->name_len, a + s->value_off,
-                                               s->value_len};
+        r->headers[i] =
+            (tether_http_header_t){a + s->name_off, s->name_len, a + s->value_off, s->value_len};
     }
     r->nheaders = p->nspans;
     r->body = a + p->body_off;
@@ -348,8 +358,7 @@ bool tether_http_in_progress(const tether_http_parser_t *p)
     return p->started && !p->complete;
 }
 
-const char *tether_http_header(const tether_http_request_t *r, const char *name,
-                               size_t *value_len)
+const char *tether_http_header(const tether_http_request_t *r, const char *name, size_t *value_len)
 {
     for (size_t i = 0; i < r->nheaders; i++)
         if (token_eq(r->headers[i].name, r->headers[i].name_len, name)) {
@@ -362,22 +371,20 @@ const char *tether_http_header(const tether_http_request_t *r, const char *name,
 
 const char *tether_http_reason(int status)
 {
-    const char *s = status >= 100 && status <= 599 ? http_status_str((enum http_status)status)
-                                                   : "<unknown>";
+    const char *s =
+        status >= 100 && status <= 599 ? http_status_str((enum http_status)status) : "<unknown>";
     return strcmp(s, "<unknown>") == 0 ? "Unknown" : s;
 }
 
 int tether_http_format_head(char *buf, size_t cap, int status, const char *ctype,
-                            size_t content_length, bool close, const char *extra,
-                            size_t *out_len)
+                            size_t content_length, bool close, const char *extra, size_t *out_len)
 {
     if (status < 100 || status > 599)
         return TETHER_EINVAL;
-    int n = snprintf(buf, cap,
-                     "HTTP/1.1 %d %s\r\n%s%s%sContent-Length: %zu\r\n%s%s\r\n", status,
-                     tether_http_reason(status), ctype ? "Content-Type: " : "",
-                     ctype ? ctype : "", ctype ? "\r\n" : "", content_length,
-                     close ? "Connection: close\r\n" : "", extra ? extra : "");
+    int n = snprintf(buf, cap, "HTTP/1.1 %d %s\r\n%s%s%sContent-Length: %zu\r\n%s%s\r\n", status,
+                     tether_http_reason(status), ctype ? "Content-Type: " : "", ctype ? ctype : "",
+                     ctype ? "\r\n" : "", content_length, close ? "Connection: close\r\n" : "",
+                     extra ? extra : "");
     if (n < 0 || (size_t)n >= cap)
         return TETHER_ENOSPC;
     *out_len = (size_t)n;

@@ -3,8 +3,9 @@
  * The first input byte chooses split points; the rest is an HTTP stream fed
  * twice: at once, and in pieces. Both runs must report the same sequence of
  * requests (method, target, path, query, fields, body, keep-alive) and end
- * the same way (an error in both, or the same event); every span of a request must lie inside the parser's arena
- * and respect the limits. Any violation traps. */
+ * the same way (an error in both, or the same event); every span of a
+ * request must lie inside the parser's arena and respect the limits, and the
+ * request-target must be printable ASCII. Any violation traps. */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -46,6 +47,9 @@ static uint64_t digest(const tether_http_parser_t *p)
     if (!r->method_name || !r->path || r->path_len == 0 || r->path[0] != '/')
         __builtin_trap();
     check_span(p, r->target, r->target_len);
+    for (size_t i = 0; i < r->target_len; i++)
+        if ((unsigned char)r->target[i] <= 0x20 || (unsigned char)r->target[i] >= 0x7f)
+            __builtin_trap();
     if (r->path < r->target || r->path + r->path_len > r->target + r->target_len)
         __builtin_trap();
     if (r->query && (r->query < r->target || r->query + r->query_len > r->target + r->target_len))

@@ -43,7 +43,10 @@ start_tetherd() {
     shift
     local log=$T/$name.log
     : >"$log"
-    "$TETHERD" "$@" 2>"$log" &
+    # A free admin port unless the test chose one: parallel runs never collide.
+    local admin=(--admin 127.0.0.1:0)
+    case " $* " in *" --admin "*) admin=() ;; esac
+    "$TETHERD" "${admin[@]}" "$@" 2>"$log" &
     local pid=$!
     PIDS+=("$pid")
     printf -v "${name}_PID" %s "$pid"
@@ -60,4 +63,12 @@ start_tetherd() {
 
 finish() {
     [ "$NFAIL" -eq 0 ]
+}
+
+# admin_port NAME: prints the admin endpoint's bound port of tetherd NAME
+# (from its {"component":"admin","msg":"listening"} log line).
+admin_port() {
+    local log_var="${1}_LOG"
+    grep -m1 '"component":"admin","msg":"listening"' "${!log_var}" |
+        sed -E 's/.*"port":"([0-9]+)".*/\1/'
 }

@@ -237,16 +237,17 @@ static void test_malformed(void **state)
         "GET / HTTP/1.1\r\nBad Name: x\r\nHost: h\r\n\r\n",
         "GET / HTTX/1.1\r\n\r\n",
         "GET\r\n\r\n",
-        "GET / HTTP/1.1\r\n\r\n",                           /* no Host */
-        "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",     /* two Hosts */
-        "GET * HTTP/1.1\r\nHost: h\r\n\r\n",                /* asterisk-form */
-        "CONNECT h:443 HTTP/1.1\r\nHost: h\r\n\r\n",        /* authority-form */
+        "GET / HTTP/1.1\r\n\r\n",                       /* no Host */
+        "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", /* two Hosts */
+        "GET * HTTP/1.1\r\nHost: h\r\n\r\n",            /* asterisk-form */
+        "CONNECT h:443 HTTP/1.1\r\nHost: h\r\n\r\n",    /* authority-form */
         "GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
         "GET / HTTP/1.1\r\nHost: h\r\nContent-Length: x\r\n\r\n",
         "GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
         "GET / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\n",
         "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
         "GET / HTTP/1.1\r\nHost: h\x01\r\n\r\n",
+        "GET /caf\xc3\xa9 HTTP/1.1\r\nHost: h\r\n\r\n", /* raw 8-bit target */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         parse_bad(bad[i], strlen(bad[i]), TETHER_EPROTO, 400);
@@ -315,15 +316,13 @@ static void test_format_head(void **state)
     (void)state;
     char buf[256];
     size_t n;
-    assert_int_equal(tether_http_format_head(buf, sizeof buf, 200, "application/json", 15, false,
-                                             NULL, &n),
-                     0);
+    assert_int_equal(
+        tether_http_format_head(buf, sizeof buf, 200, "application/json", 15, false, NULL, &n), 0);
     assert_string_equal(buf, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                              "Content-Length: 15\r\n\r\n");
     assert_int_equal(n, strlen(buf));
-    assert_int_equal(tether_http_format_head(buf, sizeof buf, 405, NULL, 0, true,
-                                             "Allow: GET, PUT\r\n", &n),
-                     0);
+    assert_int_equal(
+        tether_http_format_head(buf, sizeof buf, 405, NULL, 0, true, "Allow: GET, PUT\r\n", &n), 0);
     assert_string_equal(buf, "HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n"
                              "Connection: close\r\nAllow: GET, PUT\r\n\r\n");
     assert_int_equal(tether_http_format_head(buf, 20, 200, NULL, 0, false, NULL, &n),

@@ -1,0 +1,1069 @@
+/* Admin endpoint (SPEC S6): HTTP/1.1 connections on libuv, routing, JSON.
+ *
+ * Connection life: read into a fixed buffer, feed the sans-I/O parser
+ * (lib/util/http.c), answer each complete request synchronously and in
+ * order into a pair of output buffers (one being written, one filling).
+ * When too much output waits, reading pauses (pipelining cannot grow memory
+ * without bound). An answer that ends the connection is followed by a
+ * write-side shutdown and a short lingering read, so the client sees the
+ * answer rather than a reset. Handles are closed with uv_close and the
+ * connection is freed in the last close callback. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "admin.h"
+#include "tether/common.h"
+#include "tether/http.h"
+#include "tether/log.h"
+
+#define READ_BUF 16384
+#define OUT_HIGH (256 * 1024) /* pause reading while this much output waits */
+#define OUT_KEEP 65536        /* larger output buffers are freed once written */
+#define LINGER_MS 2000        /* reading after our FIN, and writing a final answer */
+#define REJECT_EXTRA 16       /* connections over the limit that still get a 503 */
+#define BACKLOG 128
+
+typedef struct tetherd_admin_conn conn_t;
+
+struct tetherd_admin_conn {
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    uv_write_t wreq;
+    uv_shutdown_t sreq;
+    tetherd_admin_t *a;
+    conn_t *prev, *next;
+    tether_http_parser_t http;
+    tetherd_abuf_t out[2]; /* out[fill] collects answers; the other one is being written */
+    int fill;
+    size_t rlen, roff; /* unparsed input is rbuf[roff..rlen) */
+    int handles;       /* libuv handles not yet closed */
+    bool reading, writing, closing, close_after_flush, shutting, lingering, peer_eof;
+    /* the request being answered */
+    bool head_only, http10_keep_alive;
+    int status;
+    char peer[64];
+    char rbuf[READ_BUF];
+};
+
+typedef void (*handler_fn)(conn_t *c, const tether_http_request_t *r);
+
+typedef struct {
+    const char *pattern; /* '*' one path segment, '**' the (non-empty) rest */
+    unsigned methods;    /* bits of tether_http_method_t; GET implies HEAD */
+    bool auth;
+    handler_fn fn; /* NULL: 501 for now */
+} route_t;
+
+#define M(m) (1u << (m))
+
+/* --- growable buffers ------------------------------------------------------ */
+
+/* Makes room for `more` bytes plus a NUL. 0 or TETHER_ENOMEM. */
+static int abuf_reserve(tetherd_abuf_t *b, size_t more)
+{
+    if (b->len + more + 1 <= b->cap)
+        return 0;
+    size_t cap = b->cap ? b->cap : 1024;
+    while (cap < b->len + more + 1)
+        cap *= 2;
+    char *p = realloc(b->p, cap);
+    if (!p)
+        return TETHER_ENOMEM;
+    b->p = p;
+    b->cap = cap;
+    return 0;
+}
+
+static int abuf_put(tetherd_abuf_t *b, const void *data, size_t n)
+{
+    if (abuf_reserve(b, n) < 0)
+        return TETHER_ENOMEM;
+    memcpy(b->p + b->len, data, n);
+    b->len += n;
+    b->p[b->len] = 0;
+    return 0;
+}
+
+static int abuf_printf(tetherd_abuf_t *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Appends formatted text. 0 or TETHER_ENOMEM. */
+static int abuf_printf(tetherd_abuf_t *b, const char *fmt, ...)
+{
+    for (int pass = 0; pass < 2; pass++) {
+        va_list ap;
+        va_start(ap, fmt);
+        size_t room = b->cap > b->len ? b->cap - b->len : 0;
+        int n = vsnprintf(room ? b->p + b->len : NULL, room, fmt, ap);
+        va_end(ap);
+        if (n < 0)
+            return TETHER_EINVAL;
+        if ((size_t)n < room) {
+            b->len += (size_t)n;
+            return 0;
+        }
+        if (abuf_reserve(b, (size_t)n) < 0)
+            return TETHER_ENOMEM;
+    }
+    return TETHER_ENOMEM;
+}
+
+static void abuf_free(tetherd_abuf_t *b)
+{
+    free(b->p);
+    *b = (tetherd_abuf_t){0};
+}
+
+/* --- stats ----------------------------------------------------------------- */
+
+/* SPEC S11: these dotted paths always exist in /stats. */
+static const char *const s11_paths[] = {
+    "sessions.active",          "sessions.handshakes_full",   "sessions.handshakes_resumed",
+    "sessions.address_changes", "devices.registered",         "proxy.requests",
+    "proxy.cache_hits",         "proxy.cache_misses",         "observe.device_observations",
+    "observe.observers",        "observe.notifications_sent", "queue.pending",
+    "cluster.nodes_alive",      "cluster.forwarded_records",  "memory.rss_bytes",
+};
+
+int tetherd_admin_stat_set(json_t *stats, const char *path, json_int_t value)
+{
+    char buf[128];
+    if (!json_is_object(stats) || snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
+        return TETHER_EINVAL;
+    json_t *obj = stats;
+    char *seg = buf;
+    for (char *dot; (dot = strchr(seg, '.')) != NULL; seg = dot + 1) {
+        *dot = 0;
+        json_t *next = json_object_get(obj, seg);
+        if (!next) {
+            next = json_object();
+            if (!next || json_object_set_new(obj, seg, next) < 0)
+                return TETHER_ENOMEM;
+        } else if (!json_is_object(next)) {
+            return TETHER_EINVAL;
+        }
+        obj = next;
+    }
+    return json_object_set_new(obj, seg, json_integer(value)) < 0 ? TETHER_ENOMEM : 0;
+}
+
+/* Resident set size from /proc/self/statm (pages), 0 when unreadable. */
+static json_int_t rss_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f)
+        return 0;
+    unsigned long long size = 0, resident = 0;
+    int n = fscanf(f, "%llu %llu", &size, &resident);
+    fclose(f);
+    long page = sysconf(_SC_PAGESIZE);
+    return n == 2 && page > 0 ? (json_int_t)(resident * (unsigned long long)page) : 0;
+}
+
+int tetherd_admin_default_stats(json_t *stats, void *user)
+{
+    (void)user;
+    for (size_t i = 0; i < sizeof s11_paths / sizeof s11_paths[0]; i++) {
+        int rc = tetherd_admin_stat_set(stats, s11_paths[i], 0);
+        if (rc < 0)
+            return rc;
+    }
+    return tetherd_admin_stat_set(stats, "memory.rss_bytes", rss_bytes());
+}
+
+/* The /stats object: defaults, the admin's own counters, then the hook.
+ * NULL on failure (the hook's error or no memory). */
+static json_t *collect_stats(tetherd_admin_t *a)
+{
+    json_t *s = json_object();
+    if (!s || tetherd_admin_default_stats(s, NULL) < 0 ||
+        tetherd_admin_stat_set(s, "admin.connections", (json_int_t)a->nconns) < 0 ||
+        tetherd_admin_stat_set(s, "admin.requests", (json_int_t)a->requests) < 0 ||
+        (a->hooks.stats && a->hooks.stats(s, a->hooks.user) < 0)) {
+        json_decref(s);
+        return NULL;
+    }
+    return s;
+}
+
+/* --- connection plumbing -------------------------------------------------- */
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    conn_t *c = h->data;
+    if (--c->handles > 0)
+        return;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        c->a->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->a->nconns--;
+    tether_http_parser_free(&c->http);
+    abuf_free(&c->out[0]);
+    abuf_free(&c->out[1]);
+    free(c);
+}
+
+/* Starts closing both handles; safe to call more than once and from any
+ * callback of the connection (memory goes in on_handle_closed). */
+static void conn_close(conn_t *c)
+{
+    if (c->closing)
+        return;
+    c->closing = true;
+    uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+    uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+}
+
+static void on_timer(uv_timer_t *t);
+
+static void arm_timer(conn_t *c, uint64_t ms)
+{
+    uv_timer_start(&c->timer, on_timer, ms, 0);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)suggested;
+    conn_t *c = h->data;
+    /* Reading only runs while rbuf holds nothing unparsed. */
+    buf->base = c->rbuf;
+    buf->len = sizeof c->rbuf;
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+static void read_on(conn_t *c)
+{
+    if (!c->reading && !c->closing && !c->peer_eof) {
+        if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) < 0) {
+            conn_close(c);
+            return;
+        }
+        c->reading = true;
+    }
+}
+
+static void read_off(conn_t *c)
+{
+    if (c->reading) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = false;
+    }
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    conn_t *c = req->data;
+    if (c->closing)
+        return;
+    if (status < 0 || c->peer_eof) {
+        conn_close(c);
+        return;
+    }
+    /* Read and drop whatever the client still sends until it closes, so our
+     * answer is not destroyed by a reset; bounded by LINGER_MS. */
+    c->lingering = true;
+    c->roff = c->rlen = 0;
+    read_on(c);
+    arm_timer(c, LINGER_MS);
+}
+
+static void begin_shutdown(conn_t *c)
+{
+    if (c->shutting || c->closing)
+        return;
+    c->shutting = true;
+    if (c->peer_eof) {
+        conn_close(c);
+        return;
+    }
+    c->sreq.data = c;
+    if (uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, on_shutdown) < 0)
+        conn_close(c);
+}
+
+static void on_write(uv_write_t *req, int status);
+
+/* Starts writing the filled buffer unless a write is in flight; after the
+ * last answer of a closing connection, shuts the write side down. */
+static void flush(conn_t *c)
+{
+    if (c->writing || c->closing)
+        return;
+    tetherd_abuf_t *b = &c->out[c->fill];
+    if (b->len == 0) {
+        if (c->close_after_flush)
+            begin_shutdown(c);
+        return;
+    }
+    uv_buf_t ub = uv_buf_init(b->p, (unsigned)b->len);
+    c->wreq.data = c;
+    c->writing = true;
+    c->fill ^= 1;
+    if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &ub, 1, on_write) < 0)
+        conn_close(c);
+}
+
+static size_t pending_output(const conn_t *c)
+{
+    return c->out[0].len + c->out[1].len;
+}
+
+static void process(conn_t *c);
+
+static void on_write(uv_write_t *req, int status)
+{
+    conn_t *c = req->data;
+    c->writing = false;
+    if (c->closing) /* cancelled by uv_close */
+        return;
+    tetherd_abuf_t *done = &c->out[c->fill ^ 1];
+    done->len = 0;
+    if (done->cap > OUT_KEEP)
+        abuf_free(done);
+    if (status < 0) {
+        conn_close(c);
+        return;
+    }
+    process(c); /* input that waited for the output to drain; then flush */
+}
+
+/* --- responses -------------------------------------------------------------- */
+
+/* Queues one answer to the current request: head, then the body unless the
+ * request was HEAD. `extra` holds complete header lines or is NULL. */
+static void respond(conn_t *c, int status, const char *ctype, const char *body, size_t blen,
+                    const char *extra)
+{
+    char hdrs[512];
+    snprintf(hdrs, sizeof hdrs, "Cache-Control: no-store\r\n%s%s",
+             c->http10_keep_alive && !c->close_after_flush ? "Connection: keep-alive\r\n" : "",
+             extra ? extra : "");
+    tetherd_abuf_t *b = &c->out[c->fill];
+    size_t hl;
+    c->status = status;
+    if (abuf_reserve(b, 256 + strlen(hdrs) + blen) < 0 ||
+        tether_http_format_head(b->p + b->len, b->cap - b->len, status, ctype, blen,
+                                c->close_after_flush, hdrs, &hl) < 0) {
+        conn_close(c);
+        return;
+    }
+    b->len += hl;
+    if (!c->head_only && blen)
+        abuf_put(b, body, blen); /* room reserved above */
+}
+
+/* Serialises j (borrowed) as the body of a JSON answer. */
+static void respond_json(conn_t *c, int status, const json_t *j, const char *extra)
+{
+    tetherd_abuf_t *s = &c->a->scratch;
+    s->len = 0;
+    size_t n = j ? json_dumpb(j, s->p, s->cap, JSON_COMPACT) : 0;
+    if (n == 0 || (n + 1 >= s->cap && (abuf_reserve(s, n + 1) < 0 ||
+                                       json_dumpb(j, s->p, s->cap, JSON_COMPACT) != n))) {
+        static const char oom[] = "{\"error\":\"internal server error\",\"detail\":\"out of "
+                                  "memory\"}\n";
+        respond(c, 500, "application/json", oom, sizeof oom - 1, NULL);
+        return;
+    }
+    s->p[n] = '\n';
+    respond(c, status, "application/json", s->p, n + 1, extra);
+}
+
+static void respond_error(conn_t *c, int status, const char *extra, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* {"error": "<reason phrase, lower case>", "detail": "<fmt...>"}. */
+static void respond_error(conn_t *c, int status, const char *extra, const char *fmt, ...)
+{
+    char reason[64], detail[512];
+    snprintf(reason, sizeof reason, "%s", tether_http_reason(status));
+    for (char *p = reason; *p; p++)
+        if (*p >= 'A' && *p <= 'Z')
+            *p = (char)(*p - 'A' + 'a');
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof detail, fmt, ap);
+    va_end(ap);
+    json_t *j = json_object();
+    json_t *d = json_stringn(detail, strlen(detail));
+    if (j) {
+        json_object_set_new(j, "error", json_string(reason));
+        /* a detail quoting client bytes may not be UTF-8 */
+        json_object_set_new(j, "detail", d ? d : json_string("(not UTF-8)"));
+    } else {
+        json_decref(d);
+    }
+    respond_json(c, status, j, extra);
+    json_decref(j);
+}
+
+/* --- handlers --------------------------------------------------------------- */
+
+static void h_health(conn_t *c, const tether_http_request_t *r)
+{
+    (void)r;
+    static const char ok[] = "{\"status\":\"ok\"}\n";
+    respond(c, 200, "application/json", ok, sizeof ok - 1, NULL);
+}
+
+static void h_ready(conn_t *c, const tether_http_request_t *r)
+{
+    (void)r;
+    tetherd_admin_t *a = c->a;
+    json_t *j = json_object();
+    if (!j) {
+        respond_json(c, 500, NULL, NULL);
+        return;
+    }
+    json_object_set_new(j, "ready", json_false());
+    bool ready = !a->draining;
+    if (!ready)
+        json_object_set_new(j, "detail", json_string("draining"));
+    else if (a->hooks.ready)
+        ready = a->hooks.ready(j, a->hooks.user);
+    json_object_set_new(j, "ready", json_boolean(ready));
+    if (!ready) {
+        json_object_set_new(j, "error", json_string("not ready"));
+        if (!json_is_string(json_object_get(j, "detail")))
+            json_object_set_new(j, "detail", json_string("not ready"));
+    }
+    respond_json(c, ready ? 200 : 503, j, NULL);
+    json_decref(j);
+}
+
+static void h_stats(conn_t *c, const tether_http_request_t *r)
+{
+    (void)r;
+    json_t *s = collect_stats(c->a);
+    if (!s) {
+        respond_error(c, 500, NULL, "collecting stats failed");
+        return;
+    }
+    respond_json(c, 200, s, NULL);
+    json_decref(s);
+}
+
+typedef struct {
+    const char *path;
+    bool counter;
+    const char *help;
+} metric_info_t;
+
+/* Types and help for known stats; other numeric leaves become gauges. */
+static const metric_info_t metric_info[] = {
+    {"sessions.active", false, "DTLS sessions established now"},
+    {"sessions.handshakes_full", true, "Full DTLS handshakes completed"},
+    {"sessions.handshakes_resumed", true, "Resumed DTLS handshakes completed"},
+    {"sessions.address_changes", true, "Sessions that moved to a new peer address"},
+    {"devices.registered", false, "Devices registered on this node"},
+    {"proxy.requests", true, "Requests relayed down device tunnels"},
+    {"proxy.cache_hits", true, "Requests answered from the cache"},
+    {"proxy.cache_misses", true, "Cacheable requests that missed the cache"},
+    {"observe.device_observations", false, "Observations held on devices"},
+    {"observe.observers", false, "Clients observing through this node"},
+    {"observe.notifications_sent", true, "Notifications sent to observers"},
+    {"queue.pending", false, "Requests queued for sleeping devices"},
+    {"cluster.nodes_alive", false, "Cluster nodes seen alive"},
+    {"cluster.forwarded_records", true, "DTLS records forwarded to other nodes"},
+    {"memory.rss_bytes", false, "Resident set size of tetherd in bytes"},
+    {"admin.connections", false, "Open admin HTTP connections"},
+    {"admin.requests", true, "Admin HTTP requests answered"},
+};
+
+/* Appends s to b with HELP-text escaping (backslash, newline). */
+static void put_help_text(tetherd_abuf_t *b, const char *s)
+{
+    for (; *s; s++) {
+        if (*s == '\\')
+            abuf_put(b, "\\\\", 2);
+        else if (*s == '\n')
+            abuf_put(b, "\\n", 2);
+        else
+            abuf_put(b, s, 1);
+    }
+}
+
+/* Emits one family (HELP, TYPE, sample) for a numeric leaf. `seen` holds
+ * names already emitted: two stats that map to one name keep the first. */
+static void put_metric(tetherd_abuf_t *b, json_t *seen, const char *name, const char *dotted,
+                       json_t *v)
+{
+    const metric_info_t *mi = NULL;
+    for (size_t i = 0; i < sizeof metric_info / sizeof metric_info[0]; i++)
+        if (strcmp(metric_info[i].path, dotted) == 0)
+            mi = &metric_info[i];
+    char full[176];
+    size_t nl = strlen(name);
+    bool counter = mi && mi->counter;
+    snprintf(full, sizeof full, "%s%s", name,
+             counter && !(nl > 6 && strcmp(name + nl - 6, "_total") == 0) ? "_total" : "");
+    if (json_object_get(seen, full))
+        return;
+    json_object_set_new(seen, full, json_true());
+    abuf_printf(b, "# HELP %s ", full);
+    if (mi) {
+        put_help_text(b, mi->help);
+    } else {
+        put_help_text(b, "tether stat ");
+        put_help_text(b, dotted);
+    }
+    abuf_printf(b, "\n# TYPE %s %s\n%s ", full, counter ? "counter" : "gauge", full);
+    if (json_is_integer(v)) {
+        abuf_printf(b, "%" JSON_INTEGER_FORMAT "\n", json_integer_value(v));
+    } else if (json_is_real(v)) {
+        double d = json_real_value(v);
+        if (isnan(d))
+            abuf_printf(b, "NaN\n");
+        else if (isinf(d))
+            abuf_printf(b, "%sInf\n", d < 0 ? "-" : "+");
+        else
+            abuf_printf(b, "%.17g\n", d);
+    } else {
+        abuf_printf(b, "%d\n", json_is_true(v) ? 1 : 0);
+    }
+}
+
+/* Walks the stats tree; every number or boolean leaf becomes a metric
+ * tether_<path with non [a-zA-Z0-9_] characters as '_'>. */
+static void put_metrics(tetherd_abuf_t *b, json_t *seen, json_t *obj, const char *name,
+                        const char *dotted, int depth)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach(obj, k, v)
+    {
+        char n2[160], d2[160];
+        int nl = snprintf(n2, sizeof n2, "%s_%s", name, k);
+        int dl = snprintf(d2, sizeof d2, "%s%s%s", dotted, *dotted ? "." : "", k);
+        if (nl < 0 || nl >= (int)sizeof n2 || dl < 0 || dl >= (int)sizeof d2)
+            continue;
+        for (char *p = n2; *p; p++)
+            if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                  (*p >= '0' && *p <= '9') || *p == '_'))
+                *p = '_';
+        if (json_is_object(v) && depth < 8)
+            put_metrics(b, seen, v, n2, d2, depth + 1);
+        else if (json_is_number(v) || json_is_boolean(v))
+            put_metric(b, seen, n2, d2, v);
+    }
+}
+
+/* Prometheus text exposition format 0.0.4, from the same data as /stats. */
+static void h_metrics(conn_t *c, const tether_http_request_t *r)
+{
+    (void)r;
+    tetherd_admin_t *a = c->a;
+    json_t *s = collect_stats(a);
+    json_t *seen = json_object();
+    if (!s || !seen) {
+        json_decref(s);
+        json_decref(seen);
+        respond_error(c, 500, NULL, "collecting stats failed");
+        return;
+    }
+    tetherd_abuf_t *b = &a->scratch;
+    b->len = 0;
+    abuf_printf(b,
+                "# HELP tether_node_info Identity of this tether node\n"
+                "# TYPE tether_node_info gauge\n"
+                "tether_node_info{node_id=\"%u\"} 1\n",
+                a->cfg->node_id);
+    put_metrics(b, seen, s, "tether", "", 0);
+    json_decref(s);
+    json_decref(seen);
+    respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", b->p, b->len, NULL);
+}
+
+/* A JSON string, or a marker when the bytes are not UTF-8 (argv, env). */
+static json_t *jstr(const char *s)
+{
+    json_t *j = json_string(s);
+    return j ? j : json_string("(not UTF-8)");
+}
+
+static json_t *jsecret(const char *s)
+{
+    return json_string(*s ? "***" : "");
+}
+
+/* Replaces the userinfo of a URL (user:password before the @) with three stars. */
+static json_t *jurl_redacted(const char *url)
+{
+    const char *scheme = strstr(url, "://");
+    const char *at = scheme ? strchr(scheme + 3, '@') : NULL;
+    if (!at)
+        return jstr(url);
+    char buf[300];
+    snprintf(buf, sizeof buf, "%.*s***%s", (int)(scheme + 3 - url), url, at);
+    return jstr(buf);
+}
+
+/* The effective configuration; secrets are "***" when set, "" when not. */
+static void h_config(conn_t *c, const tether_http_request_t *r)
+{
+    (void)r;
+    const tetherd_config_t *cfg = c->a->cfg;
+    json_t *listen = json_array();
+    for (size_t i = 0; listen && i < cfg->nlisten; i++) {
+        const tetherd_listen_t *l = &cfg->listen[i];
+        char buf[100];
+        bool v6 = strchr(l->host, ':') != NULL;
+        snprintf(buf, sizeof buf, "%s://%s%s%s:%u",
+                 l->proto == TETHERD_PROTO_COAP ? "coap" : "coaps", v6 ? "[" : "", l->host,
+                 v6 ? "]" : "", l->port);
+        json_array_append_new(listen, jstr(buf));
+    }
+    json_t *j = json_pack(
+        "{s:o, s:I, s:o, s:o, s:o, s:I, s:I, s:o, s:o, s:s, s:o, s:b,"
+        " s:{s:I, s:I}, s:{s:I, s:I, s:I, s:I, s:I}}",
+        "file", jstr(cfg->file), "node_id", (json_int_t)cfg->node_id, "listen", listen, "admin",
+        jstr(cfg->admin), "admin_token", jsecret(cfg->admin_token), "admin_max_connections",
+        (json_int_t)cfg->admin_max_connections, "admin_idle_timeout",
+        (json_int_t)cfg->admin_idle_timeout, "redis_url", jurl_redacted(cfg->redis_url),
+        "cluster_key", jsecret(cfg->cluster_key), "log_level",
+        tether_log_level_name(tether_log_get_level()), "credentials_file",
+        jstr(cfg->credentials_file), "plain_coap_public", (int)cfg->plain_coap_public,
+        "coap_options", "multicast_timeout", (json_int_t)cfg->opt_multicast_timeout, "reply_from",
+        (json_int_t)cfg->opt_reply_from, "dtls", "cid_length", (json_int_t)cfg->dtls_cid_length,
+        "max_sessions", (json_int_t)cfg->dtls_max_sessions, "max_handshakes",
+        (json_int_t)cfg->dtls_max_handshakes, "handshake_timeout",
+        (json_int_t)cfg->dtls_handshake_timeout, "idle_timeout",
+        (json_int_t)cfg->dtls_idle_timeout);
+    if (!j) {
+        respond_error(c, 500, NULL, "building the configuration failed");
+        return;
+    }
+    respond_json(c, 200, j, NULL);
+    json_decref(j);
+}
+
+static void reply_level(conn_t *c, tether_log_level_t lvl, const char *previous)
+{
+    json_t *j = previous ? json_pack("{s:s, s:s}", "level", tether_log_level_name(lvl), "previous",
+                                     previous)
+                         : json_pack("{s:s}", "level", tether_log_level_name(lvl));
+    respond_json(c, 200, j, NULL);
+    json_decref(j);
+}
+
+/* GET: the current level. PUT {"level": "debug"}: changes it at runtime. */
+static void h_log_level(conn_t *c, const tether_http_request_t *r)
+{
+    tether_log_level_t old = tether_log_get_level();
+    if (r->method != TETHER_HTTP_M_PUT) {
+        reply_level(c, old, NULL);
+        return;
+    }
+    json_error_t err;
+    json_t *j = json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &err);
+    if (!j) {
+        respond_error(c, 400, NULL, "invalid JSON at line %d column %d: %s", err.line, err.column,
+                      err.text);
+        return;
+    }
+    json_t *lv = json_object_get(j, "level");
+    tether_log_level_t lvl;
+    if (!json_is_object(j) || json_object_size(j) != 1 || !json_is_string(lv)) {
+        respond_error(c, 400, NULL, "expected {\"level\": \"error|warn|info|debug\"}");
+    } else if (tether_log_level_parse(json_string_value(lv), &lvl) < 0) {
+        respond_error(c, 400, NULL, "level must be one of error, warn, info, debug");
+    } else {
+        /* Log the change at info, on whichever side of it info is enabled. */
+        if (lvl >= TETHER_LOG_INFO)
+            tether_log_set_level(lvl);
+        tether_log_kv(TETHER_LOG_INFO, "admin", "log level changed", "from",
+                      tether_log_level_name(old), "to", tether_log_level_name(lvl), NULL);
+        tether_log_set_level(lvl);
+        reply_level(c, lvl, tether_log_level_name(old));
+    }
+    json_decref(j);
+}
+
+/* --- routing ---------------------------------------------------------------- */
+
+static const route_t routes[] = {
+    {"/health", M(TETHER_HTTP_M_GET), false, h_health},
+    {"/ready", M(TETHER_HTTP_M_GET), false, h_ready},
+    {"/stats", M(TETHER_HTTP_M_GET), true, h_stats},
+    {"/metrics", M(TETHER_HTTP_M_GET), true, h_metrics},
+    {"/config", M(TETHER_HTTP_M_GET), true, h_config},
+    {"/log-level", M(TETHER_HTTP_M_GET) | M(TETHER_HTTP_M_PUT), true, h_log_level},
+    {"/devices", M(TETHER_HTTP_M_GET), true, NULL},
+    {"/devices/*", M(TETHER_HTTP_M_GET) | M(TETHER_HTTP_M_DELETE), true, NULL},
+    {"/devices/*/request", M(TETHER_HTTP_M_POST), true, NULL},
+    {"/observations", M(TETHER_HTTP_M_GET), true, NULL},
+    {"/cluster", M(TETHER_HTTP_M_GET), true, NULL},
+    {"/credentials/*", M(TETHER_HTTP_M_PUT) | M(TETHER_HTTP_M_DELETE), true, NULL},
+    {"/coap/**",
+     M(TETHER_HTTP_M_GET) | M(TETHER_HTTP_M_POST) | M(TETHER_HTTP_M_PUT) | M(TETHER_HTTP_M_DELETE),
+     true, NULL},
+};
+
+/* Literal characters match themselves; '*' one non-empty segment; '**' at
+ * the end the non-empty rest of the path. */
+static bool route_match(const char *pat, const char *path, size_t len)
+{
+    size_t i = 0;
+    for (const char *p = pat; *p;) {
+        if (p[0] == '*' && p[1] == '*')
+            return i < len;
+        if (*p == '*') {
+            size_t j = i;
+            while (j < len && path[j] != '/')
+                j++;
+            if (j == i)
+                return false;
+            i = j;
+            p++;
+            continue;
+        }
+        if (i >= len || path[i] != *p)
+            return false;
+        i++;
+        p++;
+    }
+    return i == len;
+}
+
+static unsigned allowed(const route_t *rt)
+{
+    unsigned m = rt->methods;
+    return m & M(TETHER_HTTP_M_GET) ? m | M(TETHER_HTTP_M_HEAD) : m;
+}
+
+/* "Allow: GET, HEAD, PUT\r\n" for a route. */
+static void allow_header(const route_t *rt, char *buf, size_t cap)
+{
+    static const struct {
+        tether_http_method_t m;
+        const char *name;
+    } names[] = {{TETHER_HTTP_M_GET, "GET"},       {TETHER_HTTP_M_HEAD, "HEAD"},
+                 {TETHER_HTTP_M_POST, "POST"},     {TETHER_HTTP_M_PUT, "PUT"},
+                 {TETHER_HTTP_M_DELETE, "DELETE"}, {TETHER_HTTP_M_PATCH, "PATCH"}};
+    unsigned m = allowed(rt);
+    size_t n = (size_t)snprintf(buf, cap, "Allow:");
+    const char *sep = " ";
+    for (size_t i = 0; i < sizeof names / sizeof names[0] && n < cap; i++)
+        if (m & M(names[i].m)) {
+            n += (size_t)snprintf(buf + n, cap - n, "%s%s", sep, names[i].name);
+            sep = ", ";
+        }
+    if (n < cap)
+        snprintf(buf + n, cap - n, "\r\n");
+}
+
+/* Constant-time in the configured token's length. */
+static bool token_equal(const char *given, size_t glen, const char *want)
+{
+    size_t wlen = strlen(want);
+    unsigned char diff = glen != wlen;
+    for (size_t i = 0; i < wlen; i++)
+        diff |= (unsigned char)(want[i] ^ (i < glen ? given[i] : 0));
+    return diff == 0;
+}
+
+/* Answers 401/403 and returns false unless the request carries the token. */
+static bool authorized(conn_t *c, const tether_http_request_t *r)
+{
+    const char *token = c->a->cfg->admin_token;
+    if (!token[0]) {
+        respond_error(c, 403, NULL, "admin_token not configured");
+        return false;
+    }
+    size_t len;
+    const char *h = tether_http_header(r, "authorization", &len);
+    if (!h || len <= 7 || strncasecmp(h, "bearer ", 7) != 0) {
+        respond_error(c, 401, "WWW-Authenticate: Bearer realm=\"tether\"\r\n",
+                      "missing or malformed \"Authorization: Bearer <token>\" header");
+        return false;
+    }
+    h += 7;
+    len -= 7;
+    while (len && (*h == ' ' || *h == '\t')) {
+        h++;
+        len--;
+    }
+    if (len == 0) {
+        respond_error(c, 401, "WWW-Authenticate: Bearer realm=\"tether\"\r\n",
+                      "empty bearer token");
+        return false;
+    }
+    if (!token_equal(h, len, token)) {
+        tether_log_kv(TETHER_LOG_INFO, "admin", "wrong token", "peer", c->peer, NULL);
+        respond_error(c, 403, NULL, "invalid token");
+        return false;
+    }
+    return true;
+}
+
+/* Routes one complete request and queues its answer. */
+static void handle(conn_t *c, const tether_http_request_t *r)
+{
+    tetherd_admin_t *a = c->a;
+    a->requests++;
+    c->head_only = r->method == TETHER_HTTP_M_HEAD;
+    c->http10_keep_alive = r->version_minor == 0 && r->keep_alive;
+    if (!r->keep_alive)
+        c->close_after_flush = true;
+    int plen = r->path_len > 200 ? 200 : (int)r->path_len;
+    const route_t *rt = NULL;
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0] && !rt; i++)
+        if (route_match(routes[i].pattern, r->path, r->path_len))
+            rt = &routes[i];
+    if (!rt) {
+        respond_error(c, 404, NULL, "no route for %.*s", plen, r->path);
+    } else if (rt->auth && !authorized(c, r)) {
+        /* answered */
+    } else if (!(allowed(rt) & M(r->method))) {
+        char allow[96];
+        allow_header(rt, allow, sizeof allow);
+        respond_error(c, 405, allow, "%s is not allowed on %.*s", r->method_name, plen, r->path);
+    } else if (!rt->fn) {
+        respond_error(c, 501, NULL, "%s %.*s is not implemented yet", r->method_name, plen,
+                      r->path);
+    } else {
+        rt->fn(c, r);
+    }
+    if (tether_log_enabled(TETHER_LOG_DEBUG)) {
+        char path[201], status[8];
+        snprintf(path, sizeof path, "%.*s", plen, r->path);
+        snprintf(status, sizeof status, "%d", c->status);
+        tether_log_kv(TETHER_LOG_DEBUG, "admin", "request", "method", r->method_name, "path", path,
+                      "status", status, "peer", c->peer, NULL);
+    }
+}
+
+/* Parses and answers what rbuf holds, in order, until it is empty, the
+ * output backlog is too large, or the connection is to end; then adjusts
+ * reading and flushes. */
+static void process(conn_t *c)
+{
+    while (!c->closing && !c->close_after_flush && c->roff < c->rlen &&
+           pending_output(c) < OUT_HIGH) {
+        size_t used = 0;
+        int rc = tether_http_feed(&c->http, c->rbuf + c->roff, c->rlen - c->roff, &used);
+        c->roff += used;
+        if (rc == TETHER_HTTP_REQUEST) {
+            handle(c, &c->http.req);
+            tether_http_next(&c->http);
+            arm_timer(c, (uint64_t)c->a->cfg->admin_idle_timeout * 1000);
+        } else if (rc == TETHER_HTTP_EXPECT) {
+            static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+            if (abuf_put(&c->out[c->fill], cont, sizeof cont - 1) < 0)
+                conn_close(c);
+        } else if (rc < 0) {
+            c->head_only = c->http10_keep_alive = false;
+            c->close_after_flush = true;
+            int st = c->http.error_status ? c->http.error_status : 400;
+            respond_error(c, st, NULL, "%s",
+                          c->http.error_detail ? c->http.error_detail : "malformed request");
+            if (tether_log_enabled(TETHER_LOG_DEBUG)) {
+                char status[8];
+                snprintf(status, sizeof status, "%d", st);
+                tether_log_kv(TETHER_LOG_DEBUG, "admin", "bad request", "status", status, "detail",
+                              c->http.error_detail ? c->http.error_detail : "", "peer", c->peer,
+                              NULL);
+            }
+        }
+    }
+    if (c->closing)
+        return;
+    if (c->close_after_flush)
+        c->roff = c->rlen; /* the rest is never parsed */
+    if (c->roff < c->rlen)
+        read_off(c); /* backlog: resume from on_write */
+    else
+        read_on(c);
+    flush(c);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    (void)buf;
+    conn_t *c = s->data;
+    if (c->closing || nread == 0)
+        return;
+    if (nread < 0) {
+        if (nread != UV_EOF || c->lingering || (!c->writing && pending_output(c) == 0)) {
+            conn_close(c);
+            return;
+        }
+        /* Half-close after the last request: answer, then close. */
+        read_off(c);
+        c->peer_eof = true;
+        c->close_after_flush = true;
+        flush(c);
+        return;
+    }
+    if (c->lingering || c->close_after_flush)
+        return; /* dropped */
+    c->rlen = (size_t)nread;
+    c->roff = 0;
+    process(c);
+}
+
+/* Idle: close. Mid-request: 408, then close. Lingering or a last answer
+ * that cannot be written in time: close. */
+static void on_timer(uv_timer_t *t)
+{
+    conn_t *c = t->data;
+    if (c->closing)
+        return;
+    if (c->lingering || c->close_after_flush || !tether_http_in_progress(&c->http)) {
+        conn_close(c);
+        return;
+    }
+    c->head_only = c->http10_keep_alive = false;
+    c->close_after_flush = true;
+    respond_error(c, 408, NULL, "no complete request within %u s",
+                  (unsigned)c->a->cfg->admin_idle_timeout);
+    arm_timer(c, LINGER_MS);
+    flush(c);
+}
+
+static void on_overflow_closed(uv_handle_t *h)
+{
+    free(h);
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    tetherd_admin_t *a = server->data;
+    if (status < 0) {
+        tether_log_kv(TETHER_LOG_WARN, "admin", "accept failed", "error", uv_strerror(status),
+                      NULL);
+        return;
+    }
+    size_t limit = a->cfg->admin_max_connections;
+    conn_t *c = a->nconns < limit + REJECT_EXTRA ? calloc(1, sizeof *c) : NULL;
+    if (!c) {
+        /* Far over the limit (or no memory): accept and drop at once. */
+        uv_tcp_t *t = malloc(sizeof *t);
+        if (t && uv_tcp_init(a->loop, t) == 0) {
+            uv_accept(server, (uv_stream_t *)t);
+            uv_close((uv_handle_t *)t, on_overflow_closed);
+        } else {
+            free(t);
+        }
+        return;
+    }
+    c->a = a;
+    uv_tcp_init(a->loop, &c->tcp);
+    uv_timer_init(a->loop, &c->timer);
+    c->tcp.data = c->timer.data = c;
+    c->handles = 2;
+    c->next = a->conns;
+    if (a->conns)
+        a->conns->prev = c;
+    a->conns = c;
+    a->nconns++;
+    tether_http_parser_init(&c->http);
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0) {
+        conn_close(c);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    struct sockaddr_storage ss;
+    int sl = sizeof ss;
+    snprintf(c->peer, sizeof c->peer, "?");
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0) {
+        char ip[48] = "";
+        int port = 0;
+        if (ss.ss_family == AF_INET6) {
+            uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof ip);
+            port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+        } else {
+            uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof ip);
+            port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        }
+        snprintf(c->peer, sizeof c->peer, "%s:%d", ip, port);
+    }
+    if (a->nconns > limit) {
+        c->close_after_flush = true;
+        respond_error(c, 503, NULL, "too many admin connections (limit %zu)", limit);
+        arm_timer(c, LINGER_MS);
+        flush(c);
+        return;
+    }
+    arm_timer(c, (uint64_t)a->cfg->admin_idle_timeout * 1000);
+    read_on(c);
+}
+
+/* --- lifecycle -------------------------------------------------------------- */
+
+int tetherd_admin_start(tetherd_admin_t *a, uv_loop_t *loop, const tetherd_config_t *cfg,
+                        const tetherd_admin_hooks_t *hooks)
+{
+    memset(a, 0, sizeof *a);
+    a->loop = loop;
+    a->cfg = cfg;
+    if (hooks)
+        a->hooks = *hooks;
+    tetherd_listen_t l;
+    if (strstr(cfg->admin, "://") || tetherd_parse_listen(cfg->admin, &l) < 0) {
+        tether_log_kv(TETHER_LOG_ERROR, "admin", "bad admin address", "admin", cfg->admin, NULL);
+        return TETHER_ECONFIG;
+    }
+    char port[8];
+    snprintf(port, sizeof port, "%u", l.port);
+    struct sockaddr_storage ss;
+    const char *host = strcmp(l.host, "localhost") == 0 ? "127.0.0.1" : l.host;
+    int rc = strchr(host, ':') ? uv_ip6_addr(host, l.port, (struct sockaddr_in6 *)&ss)
+                               : uv_ip4_addr(host, l.port, (struct sockaddr_in *)&ss);
+    if (rc < 0) {
+        tether_log_kv(TETHER_LOG_ERROR, "admin", "bad admin address", "admin", cfg->admin, "error",
+                      uv_strerror(rc), NULL);
+        return TETHER_ECONFIG;
+    }
+    uv_tcp_init(loop, &a->listener);
+    a->listener.data = a;
+    rc = uv_tcp_bind(&a->listener, (const struct sockaddr *)&ss, 0);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&a->listener, BACKLOG, on_connection);
+    if (rc < 0) {
+        tether_log_kv(TETHER_LOG_ERROR, "admin", "cannot listen", "host", l.host, "port", port,
+                      "error", uv_strerror(rc), NULL);
+        uv_close((uv_handle_t *)&a->listener, NULL);
+        return TETHER_EIO;
+    }
+    a->listening = true;
+    struct sockaddr_storage bound;
+    int blen = sizeof bound;
+    a->port = l.port;
+    if (uv_tcp_getsockname(&a->listener, (struct sockaddr *)&bound, &blen) == 0)
+        a->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                                    : ((struct sockaddr_in *)&bound)->sin_port);
+    snprintf(port, sizeof port, "%u", a->port);
+    tether_log_kv(TETHER_LOG_INFO, "admin", "listening", "host", l.host, "port", port, "auth",
+                  cfg->admin_token[0] ? "bearer" : "none", NULL);
+    if (!cfg->admin_token[0])
+        tether_log_kv(TETHER_LOG_WARN, "admin",
+                      "admin_token not configured: only /health and /ready are served", NULL);
+    return 0;
+}
+
+void tetherd_admin_stop(tetherd_admin_t *a)
+{
+    if (!a->listening)
+        return;
+    a->listening = false;
+    a->stopped = true;
+    uv_close((uv_handle_t *)&a->listener, NULL);
+    for (conn_t *c = a->conns; c; c = c->next)
+        conn_close(c);
+    abuf_free(&a->scratch);
+}
+
+void tetherd_admin_set_draining(tetherd_admin_t *a, bool draining)
+{
+    a->draining = draining;
+}

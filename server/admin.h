@@ -1,0 +1,80 @@
+/* tetherd admin endpoint (SPEC S6): HTTP/1.1 + JSON on the libuv loop.
+ *
+ * One TCP listener on cfg->admin; keep-alive and pipelining; at most
+ * cfg->admin_max_connections connections, each closed after
+ * cfg->admin_idle_timeout seconds without a complete request. Every route
+ * but /health and /ready needs `Authorization: Bearer <admin_token>`; with
+ * no token configured those routes answer 403. The process wires in its
+ * state through hooks; the module owns nothing else. */
+#ifndef TETHERD_ADMIN_H
+#define TETHERD_ADMIN_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "config.h"
+
+/* Fills `stats`, an object that already holds every S11 path (zero unless
+ * known here, e.g. memory.rss_bytes): overwrite what the process knows with
+ * tetherd_admin_stat_set() and add any further members. Leaves that are
+ * numbers become Prometheus metrics on /metrics. Returns 0 or a TETHER_E*
+ * code (the request then gets a 500). */
+typedef int (*tetherd_admin_stats_fn)(json_t *stats, void *user);
+
+/* True when this node should receive traffic. May add members to `detail`
+ * (an object; e.g. "listeners": true, "redis": "down"); a string member
+ * "detail" explains a false answer. */
+typedef bool (*tetherd_admin_ready_fn)(json_t *detail, void *user);
+
+typedef struct {
+    tetherd_admin_stats_fn stats; /* NULL: only the defaults */
+    tetherd_admin_ready_fn ready; /* NULL: ready while not draining */
+    void *user;                   /* passed to both */
+} tetherd_admin_hooks_t;
+
+typedef struct {
+    char *p;
+    size_t len, cap;
+} tetherd_abuf_t;
+
+struct tetherd_admin_conn;
+
+typedef struct {
+    uv_loop_t *loop;
+    uv_tcp_t listener;
+    const tetherd_config_t *cfg; /* borrowed; must outlive the admin */
+    tetherd_admin_hooks_t hooks;
+    struct tetherd_admin_conn *conns; /* open connections (list) */
+    size_t nconns;
+    uint16_t port; /* bound port (cfg may say 0) */
+    bool listening, draining, stopped;
+    uint64_t requests;
+    tetherd_abuf_t scratch; /* response bodies are built here */
+} tetherd_admin_t;
+
+/* Binds cfg->admin and starts serving on `loop`. Logs
+ * {"component":"admin","msg":"listening","port":"N",...} once bound.
+ * `hooks` is copied (may be NULL). *a must be zeroed or stopped.
+ * Returns 0, TETHER_ECONFIG (bad address) or TETHER_EIO (cannot listen). */
+int tetherd_admin_start(tetherd_admin_t *a, uv_loop_t *loop, const tetherd_config_t *cfg,
+                        const tetherd_admin_hooks_t *hooks);
+
+/* Closes the listener and every connection (uv_close; memory is freed in
+ * the close callbacks, so the loop must run once more). Idempotent. */
+void tetherd_admin_stop(tetherd_admin_t *a);
+
+/* While draining, /ready answers 503 {"ready":false,"detail":"draining"}. */
+void tetherd_admin_set_draining(tetherd_admin_t *a, bool draining);
+
+/* The default stats: every S11 path with 0, memory.rss_bytes from
+ * /proc/self/statm. Matches tetherd_admin_stats_fn; `user` is unused. */
+int tetherd_admin_default_stats(json_t *stats, void *user);
+
+/* Sets the integer at dotted `path` ("sessions.active"), creating objects
+ * on the way. 0, TETHER_EINVAL (a non-object in the way) or TETHER_ENOMEM. */
+int tetherd_admin_stat_set(json_t *stats, const char *path, json_int_t value);
+
+#endif
