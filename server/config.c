@@ -9,6 +9,7 @@
 
 #include "config.h"
 #include "tether/common.h"
+#include "tether/dtls.h"
 #include "tether/log.h"
 
 #define TETHER_VERSION "0.1.0"
@@ -27,11 +28,14 @@ static void set_defaults(tetherd_config_t *c)
     snprintf(c->log_level, sizeof c->log_level, "info");
     c->opt_multicast_timeout = 2;
     c->opt_reply_from = 248;
-    c->dtls_cid_length = 8;
-    c->dtls_max_sessions = 1000000;
-    c->dtls_max_handshakes = 10000;
-    c->dtls_handshake_timeout = 30;
-    c->dtls_idle_timeout = 86400;
+    /* DTLS defaults live in one place: the library's. */
+    tether_dtls_conf_t dc;
+    tether_dtls_conf_defaults(&dc);
+    c->dtls_cid_length = dc.cid_len;
+    c->dtls_max_sessions = dc.max_sessions;
+    c->dtls_max_handshakes = dc.max_handshakes;
+    c->dtls_handshake_timeout = dc.handshake_timeout_ms / 1000;
+    c->dtls_idle_timeout = dc.idle_timeout_ms / 1000;
 }
 
 bool tetherd_is_loopback(const char *host)
