@@ -44,6 +44,8 @@ struct tether_dtls_sess {
     tether_addr_t peer;
     tether_hnode_t by_addr;
     tether_hnode_t by_cid;
+    tether_hnode_t by_id;
+    uint64_t id; /* stable handle for layers above; never reused */
     uint8_t cid[TETHER_CID_MAX];
     uint8_t cid_len;
     uint8_t state;
@@ -74,7 +76,10 @@ struct tether_dtls_srv {
     listener_t lst[2]; /* [0] current secret, [1] previous */
     uint64_t cookie_epoch;
     tether_time_t next_rotation;
-    tether_hmap_t by_addr, by_cid;
+    tether_hmap_t by_addr, by_cid, by_id;
+    uint64_t next_id;
+    uint64_t *closed; /* ids of established sessions closed since the last clear */
+    size_t nclosed, closed_cap;
     sess_list_t handshaking, established;
     tether_dtls_sess_t *dead;
     tether_dtls_sess_t *reading; /* session of the datagram being read */
@@ -282,6 +287,23 @@ static int rotate(tether_dtls_srv_t *srv)
 
 /* ---- sessions -------------------------------------------------------------- */
 
+/* Records that an established session ended, for the layers above (which
+ * hold its id, never its pointer). If the list cannot grow, the oldest
+ * events are kept and the rest dropped: the layers above also learn of a
+ * dead session when a send to its id fails. */
+static void closed_push(tether_dtls_srv_t *srv, uint64_t id)
+{
+    if (srv->nclosed == srv->closed_cap) {
+        size_t cap = srv->closed_cap ? srv->closed_cap * 2 : 64;
+        uint64_t *n = realloc(srv->closed, cap * sizeof *n);
+        if (!n)
+            return;
+        srv->closed = n;
+        srv->closed_cap = cap;
+    }
+    srv->closed[srv->nclosed++] = id;
+}
+
 static void sess_close(tether_dtls_srv_t *srv, tether_dtls_sess_t *s)
 {
     if (s->state == S_DEAD)
@@ -295,7 +317,9 @@ static void sess_close(tether_dtls_srv_t *srv, tether_dtls_sess_t *s)
     } else {
         list_del(&srv->established, s);
         srv->stats.sessions_active--;
+        closed_push(srv, s->id);
     }
+    tether_hmap_remove(&srv->by_id, &s->by_id);
     s->state = S_DEAD;
     srv->stats.sessions_closed++;
     s->next = srv->dead;
@@ -410,6 +434,8 @@ static tether_dtls_sess_t *promote(tether_dtls_srv_t *srv, listener_t *l,
     size_t kl = addr_key(from, key);
     tether_hmap_insert(&srv->by_addr, &s->by_addr, key, kl);
     tether_hmap_insert(&srv->by_cid, &s->by_cid, s->cid, s->cid_len);
+    s->id = ++srv->next_id;
+    tether_hmap_insert(&srv->by_id, &s->by_id, &s->id, sizeof s->id);
     s->state = S_HANDSHAKE;
     s->hs_started = now;
     list_add(&srv->handshaking, s);
@@ -652,6 +678,8 @@ int tether_dtls_create(const tether_dtls_conf_t *conf, const tether_creds_t *cre
         goto fail_addr;
     if ((rc = tether_hmap_init(&srv->by_cid, 1024, seed ^ 0x9e3779b97f4a7c15ull)) < 0)
         goto fail_cid;
+    if ((rc = tether_hmap_init(&srv->by_id, 1024, seed ^ 0x5851f42d4c957f2dull)) < 0)
+        goto fail_id;
     rc = TETHER_ECRYPTO;
     srv->ctx = wolfSSL_CTX_new(wolfDTLS_server_method());
     if (!srv->ctx)
@@ -675,6 +703,8 @@ int tether_dtls_create(const tether_dtls_conf_t *conf, const tether_creds_t *cre
 fail_setup:
     wolfSSL_CTX_free(srv->ctx);
 fail_ctx:
+    tether_hmap_free(&srv->by_id);
+fail_id:
     tether_hmap_free(&srv->by_cid);
 fail_cid:
     tether_hmap_free(&srv->by_addr);
@@ -698,8 +728,10 @@ void tether_dtls_destroy(tether_dtls_srv_t *srv)
         if (srv->lst[i].ssl)
             wolfSSL_free(srv->lst[i].ssl);
     wolfSSL_CTX_free(srv->ctx);
+    tether_hmap_free(&srv->by_id);
     tether_hmap_free(&srv->by_cid);
     tether_hmap_free(&srv->by_addr);
+    free(srv->closed);
     wc_FreeRng(&srv->rng);
     memset(srv->cluster_key, 0, sizeof srv->cluster_key);
     free(srv);
@@ -709,6 +741,25 @@ void tether_dtls_set_creds(tether_dtls_srv_t *srv, const tether_creds_t *creds)
 {
     srv->creds = creds;
 }
+
+uint64_t tether_dtls_sess_id(const tether_dtls_sess_t *s) { return s->id; }
+
+tether_dtls_sess_t *tether_dtls_sess_find(const tether_dtls_srv_t *srv, uint64_t id)
+{
+    tether_hnode_t *n = tether_hmap_find(&srv->by_id, &id, sizeof id);
+    if (!n)
+        return NULL;
+    tether_dtls_sess_t *s = container_of(n, tether_dtls_sess_t, by_id);
+    return s->state == S_ESTABLISHED ? s : NULL;
+}
+
+size_t tether_dtls_closed(const tether_dtls_srv_t *srv, const uint64_t **ids)
+{
+    *ids = srv->closed;
+    return srv->nclosed;
+}
+
+void tether_dtls_closed_clear(tether_dtls_srv_t *srv) { srv->nclosed = 0; }
 
 size_t tether_dtls_tx_count(const tether_dtls_srv_t *srv) { return srv->ntx; }
 const tether_dgram_t *tether_dtls_tx_get(const tether_dtls_srv_t *srv, size_t i)

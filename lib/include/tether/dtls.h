@@ -106,6 +106,16 @@ TETHER_API const tether_addr_t *tether_dtls_sess_peer(const tether_dtls_sess_t *
 /* Our CID for this session (0 length when none was negotiated). */
 TETHER_API size_t tether_dtls_sess_cid(const tether_dtls_sess_t *sess, uint8_t *out);
 
+/* A session's stable id (never reused within the process). Layers above
+ * hold ids, not pointers, and look sessions up when they send. */
+TETHER_API uint64_t tether_dtls_sess_id(const tether_dtls_sess_t *sess);
+/* The established session with this id, or NULL when it has ended. */
+TETHER_API tether_dtls_sess_t *tether_dtls_sess_find(const tether_dtls_srv_t *srv, uint64_t id);
+/* Ids of established sessions that ended since the last clear (idle timeout,
+ * close_notify, fatal alert, limits). */
+TETHER_API size_t tether_dtls_closed(const tether_dtls_srv_t *srv, const uint64_t **ids);
+TETHER_API void tether_dtls_closed_clear(tether_dtls_srv_t *srv);
+
 /* Formats "ip:port" into buf (at least 64 bytes). */
 TETHER_API const char *tether_addr_str(const tether_addr_t *a, char *buf, size_t cap);
 
