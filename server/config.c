@@ -10,6 +10,7 @@
 #include "config.h"
 #include "tether/common.h"
 #include "tether/dtls.h"
+#include "tether/node.h"
 #include "tether/log.h"
 
 #define TETHER_VERSION "0.1.0"
@@ -36,6 +37,15 @@ static void set_defaults(tetherd_config_t *c)
     c->dtls_max_handshakes = dc.max_handshakes;
     c->dtls_handshake_timeout = dc.handshake_timeout_ms / 1000;
     c->dtls_idle_timeout = dc.idle_timeout_ms / 1000;
+    tether_node_conf_t nc;
+    tether_node_conf_defaults(&nc);
+    c->proxy_request_timeout_ms = nc.request_timeout_ms;
+    c->proxy_ack_delay_ms = nc.ack_delay_ms;
+    c->proxy_queue_max = nc.queue_max;
+    c->proxy_queue_ttl_ms = nc.queue_ttl_ms;
+    c->proxy_queue_awake_ms = nc.queue_awake_ms;
+    c->proxy_max_devices = nc.max_devices;
+    c->proxy_max_pending = nc.max_pending;
 }
 
 bool tetherd_is_loopback(const char *host)
@@ -230,6 +240,43 @@ static int apply_dtls(ctx_t *x, tetherd_config_t *c, json_t *v)
     return 0;
 }
 
+/* The "proxy" object: unsigned keys, each with its range. */
+static int apply_proxy(ctx_t *x, tetherd_config_t *c, json_t *v)
+{
+    const struct {
+        const char *key;
+        long min, max;
+        uint32_t *dst;
+    } keys[] = {
+        {"request_timeout_ms", 100, 3600000, &c->proxy_request_timeout_ms},
+        {"ack_delay_ms", 0, 60000, &c->proxy_ack_delay_ms},
+        {"queue_max", 0, 100000, &c->proxy_queue_max},
+        {"queue_ttl_ms", 100, 86400000, &c->proxy_queue_ttl_ms},
+        {"queue_awake_ms", 0, 3600000, &c->proxy_queue_awake_ms},
+        {"max_devices", 1, 100000000, &c->proxy_max_devices},
+        {"max_pending", 1, 100000000, &c->proxy_max_pending},
+    };
+    size_t at = 0;
+    key_line(x->text, "proxy", 0, &at);
+    if (!json_is_object(v))
+        return fail(x, "proxy", 0, "must be an object");
+    const char *k;
+    json_t *e;
+    json_object_foreach(v, k, e)
+    {
+        size_t i = 0;
+        while (i < sizeof keys / sizeof keys[0] && strcmp(k, keys[i].key) != 0)
+            i++;
+        if (i == sizeof keys / sizeof keys[0])
+            return fail(x, k, at, "unknown key in proxy");
+        long n;
+        if (get_uint(x, k, e, keys[i].min, keys[i].max, &n) < 0)
+            return TETHER_ECONFIG;
+        *keys[i].dst = (uint32_t)n;
+    }
+    return 0;
+}
+
 /* Reads the config file; every key is known or the load fails. */
 static int load_file(tetherd_config_t *c, const char *path, char *err, size_t errcap)
 {
@@ -327,6 +374,9 @@ static int load_file(tetherd_config_t *c, const char *path, char *err, size_t er
                 goto out;
         } else if (strcmp(k, "coap_options") == 0) {
             if ((rc = apply_coap_options(&x, c, v)) < 0)
+                goto out;
+        } else if (strcmp(k, "proxy") == 0) {
+            if ((rc = apply_proxy(&x, c, v)) < 0)
                 goto out;
         } else {
             rc = fail(&x, k, 0, "unknown key");

@@ -37,6 +37,14 @@ typedef struct {
     uint32_t dtls_max_handshakes;
     uint32_t dtls_handshake_timeout; /* seconds */
     uint32_t dtls_idle_timeout;      /* seconds */
+    /* "proxy": relay and queue mode, defaults from tether_node_conf_defaults */
+    uint32_t proxy_request_timeout_ms;
+    uint32_t proxy_ack_delay_ms;
+    uint32_t proxy_queue_max;
+    uint32_t proxy_queue_ttl_ms;
+    uint32_t proxy_queue_awake_ms;
+    uint32_t proxy_max_devices;
+    uint32_t proxy_max_pending;
     bool check_only;
 } tetherd_config_t;
 

@@ -23,7 +23,9 @@ typedef struct {
 typedef struct tetherd {
     uv_loop_t *loop;
     tetherd_config_t cfg;
-    tether_node_t node;
+    tether_node_t *node;
+    uv_timer_t node_timer; /* armed at tether_node_next_deadline() */
+    tether_time_t node_timer_at;
     listener_t listeners[TETHERD_MAX_LISTEN];
     size_t nlisteners;
     uv_signal_t sigterm, sigint, sighup;
@@ -67,36 +69,96 @@ static void dtls_flush(tetherd_t *d)
     tether_dtls_tx_clear(d->dtls);
 }
 
-/* UDP -> DTLS -> CoAP: each decrypted record goes to the node, and its
- * reply goes back down the same session. */
+static void on_node_timer(uv_timer_t *t);
+
+/* After every event: sessions that ended go to the node, the node's outbox
+ * goes out (DTLS records through their session, plain datagrams from the
+ * listener the peer talks to), then the DTLS transmit queue, and the node
+ * timer is re-armed for its next deadline. */
+static void pump(tetherd_t *d)
+{
+    tether_time_t now = uv_now(d->loop);
+    if (d->dtls) {
+        const uint64_t *ids;
+        size_t n = tether_dtls_closed(d->dtls, &ids);
+        for (size_t i = 0; i < n; i++) {
+            tether_link_t l = {.kind = TETHER_LINK_DTLS, .id = ids[i]};
+            tether_node_link_down(d->node, &l, now);
+        }
+        tether_dtls_closed_clear(d->dtls);
+    }
+    size_t n = tether_node_out_count(d->node);
+    for (size_t i = 0; i < n; i++) {
+        const tether_out_t *o = tether_node_out_get(d->node, i);
+        if (o->link.kind == TETHER_LINK_DTLS) {
+            tether_dtls_sess_t *s = d->dtls ? tether_dtls_sess_find(d->dtls, o->link.id) : NULL;
+            if (s)
+                tether_dtls_send(d->dtls, s, o->data, o->len);
+        } else if (o->link.iface < d->nlisteners) {
+            uv_buf_t out = uv_buf_init((char *)o->data, o->len);
+            int rc = uv_udp_try_send(&d->listeners[o->link.iface].handle, &out, 1,
+                                     (const struct sockaddr *)&o->link.addr.ss);
+            if (rc < 0 && tether_log_enabled(TETHER_LOG_DEBUG))
+                tether_log_kv(TETHER_LOG_DEBUG, "udp", "send failed", "error", uv_strerror(rc),
+                              NULL);
+        }
+    }
+    tether_node_out_clear(d->node);
+    if (d->dtls)
+        dtls_flush(d);
+    tether_time_t at = tether_node_next_deadline(d->node);
+    if (at != d->node_timer_at) {
+        d->node_timer_at = at;
+        if (at == UINT64_MAX)
+            uv_timer_stop(&d->node_timer);
+        else
+            uv_timer_start(&d->node_timer, on_node_timer, at > now ? at - now : 0, 0);
+    }
+}
+
+static void on_node_timer(uv_timer_t *t)
+{
+    tetherd_t *d = t->data;
+    d->node_timer_at = 0;
+    tether_node_tick(d->node, uv_now(d->loop));
+    pump(d);
+}
+
+static void set_addr(tether_addr_t *a, const struct sockaddr *sa)
+{
+    a->len = sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    memcpy(&a->ss, sa, a->len);
+}
+
+/* UDP -> DTLS -> CoAP: each decrypted record goes to the node with the
+ * session's identity; the node's answers leave through pump(). */
 static void dtls_input(tetherd_t *d, const struct sockaddr *addr, const uint8_t *buf, size_t len)
 {
     tether_addr_t from;
-    from.len = addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                           : sizeof(struct sockaddr_in);
-    memcpy(&from.ss, addr, from.len);
+    set_addr(&from, addr);
     tether_dtls_rx_t rx;
     tether_time_t now = uv_now(d->loop);
     tether_dtls_input(d->dtls, &from, buf, len, now, &rx);
     while (rx.len > 0) {
-        uint8_t reply[MAX_DGRAM];
-        size_t rlen = 0;
-        tether_peer_t peer = {.secure = true, .identity = tether_dtls_sess_identity(rx.sess)};
-        tether_node_coap_input(&d->node, &peer, rx.data, rx.len, now, reply, sizeof reply,
-                               &rlen);
-        if (rlen > 0)
-            tether_dtls_send(d->dtls, rx.sess, reply, rlen);
+        tether_peer_t peer = {
+            .link = {.kind = TETHER_LINK_DTLS,
+                     .id = tether_dtls_sess_id(rx.sess),
+                     .addr = *tether_dtls_sess_peer(rx.sess)},
+            .identity = tether_dtls_sess_identity(rx.sess),
+            .role = tether_dtls_sess_role(rx.sess),
+        };
+        tether_node_input(d->node, &peer, rx.data, rx.len, now);
         if (!tether_dtls_input_more(d->dtls, &rx))
             break;
     }
-    dtls_flush(d);
+    pump(d);
 }
 
 static void on_tick(uv_timer_t *t)
 {
     tetherd_t *d = t->data;
     tether_dtls_tick(d->dtls, uv_now(d->loop));
-    dtls_flush(d);
+    pump(d);
 }
 
 /* Loads the credentials file named in the config (or an empty set). */
@@ -122,6 +184,7 @@ static void on_sighup(uv_signal_t *s, int signum)
     }
     if (d->dtls)
         tether_dtls_set_creds(d->dtls, fresh);
+    tether_node_set_creds(d->node, fresh);
     tether_creds_free(d->creds);
     d->creds = fresh;
     char n[24];
@@ -138,22 +201,14 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
         d->rx_busy = false;
     if (nread <= 0 || !addr || (flags & UV_UDP_PARTIAL))
         return;
-    uint8_t reply[MAX_DGRAM];
-    size_t rlen = 0;
     if (l->conf.proto == TETHERD_PROTO_COAPS) {
         dtls_input(d, addr, (const uint8_t *)buf->base, (size_t)nread);
         return;
     }
-    tether_peer_t peer = {.secure = false, .identity = NULL};
-    tether_node_coap_input(&d->node, &peer, (const uint8_t *)buf->base, (size_t)nread,
-                           uv_now(d->loop), reply, sizeof reply, &rlen);
-    if (rlen > 0) {
-        uv_buf_t out = uv_buf_init((char *)reply, (unsigned)rlen);
-        int rc = uv_udp_try_send(h, &out, 1, addr);
-        if (rc < 0 && tether_log_enabled(TETHER_LOG_DEBUG))
-            tether_log_kv(TETHER_LOG_DEBUG, "udp", "send failed", "error", uv_strerror(rc),
-                          NULL);
-    }
+    tether_peer_t peer = {.link = {.kind = TETHER_LINK_PLAIN, .iface = (uint8_t)(l - d->listeners)}};
+    set_addr(&peer.link.addr, addr);
+    tether_node_input(d->node, &peer, (const uint8_t *)buf->base, (size_t)nread, uv_now(d->loop));
+    pump(d);
 }
 
 static int open_listener(tetherd_t *d, const tetherd_listen_t *lc)
@@ -220,6 +275,7 @@ static void on_signal(uv_signal_t *s, int signum)
     uv_close((uv_handle_t *)&d->sighup, close_cb);
     if (d->dtls)
         uv_close((uv_handle_t *)&d->tick, close_cb);
+    uv_close((uv_handle_t *)&d->node_timer, close_cb);
 }
 
 int main(int argc, char **argv)
@@ -242,21 +298,32 @@ int main(int argc, char **argv)
     }
 
     d.loop = uv_default_loop();
-    uint16_t mid;
-    uv_random(NULL, NULL, &mid, sizeof mid, 0, NULL);
-    tether_node_conf_t nc = {
-        .node_id = (uint8_t)d.cfg.node_id,
-        .version = TETHERD_VERSION,
-        .opt_multicast_timeout = d.cfg.opt_multicast_timeout,
-        .opt_reply_from = d.cfg.opt_reply_from,
-        .first_mid = mid,
-    };
-    if ((rc = tether_node_init(&d.node, &nc)) < 0) {
+    if (load_creds(&d, &d.creds) < 0)
+        return 2;
+    tether_node_conf_t nc;
+    tether_node_conf_defaults(&nc);
+    nc.node_id = (uint8_t)d.cfg.node_id;
+    nc.version = TETHERD_VERSION;
+    nc.opt_multicast_timeout = d.cfg.opt_multicast_timeout;
+    nc.opt_reply_from = d.cfg.opt_reply_from;
+    uv_random(NULL, NULL, &nc.seed, sizeof nc.seed, 0, NULL);
+    nc.request_timeout_ms = d.cfg.proxy_request_timeout_ms;
+    nc.ack_delay_ms = d.cfg.proxy_ack_delay_ms;
+    nc.queue_max = d.cfg.proxy_queue_max;
+    nc.queue_ttl_ms = d.cfg.proxy_queue_ttl_ms;
+    nc.queue_awake_ms = d.cfg.proxy_queue_awake_ms;
+    nc.max_devices = d.cfg.proxy_max_devices;
+    nc.max_pending = d.cfg.proxy_max_pending;
+    /* Plain CoAP is a loopback test and tooling interface; once it is
+     * opened to the network its clients are unauthenticated (4.01). */
+    nc.plain_trusted = !d.cfg.plain_coap_public;
+    if ((rc = tether_node_create(&nc, d.creds, &d.node)) < 0) {
         fprintf(stderr, "tetherd: %s\n", tether_strerror(rc));
         return 1;
     }
-    if (load_creds(&d, &d.creds) < 0)
-        return 2;
+    uv_timer_init(d.loop, &d.node_timer);
+    d.node_timer.data = &d;
+    d.node_timer_at = UINT64_MAX;
     bool want_dtls = false;
     for (size_t i = 0; i < d.cfg.nlisten; i++)
         want_dtls |= d.cfg.listen[i].proto == TETHERD_PROTO_COAPS;
@@ -300,6 +367,7 @@ int main(int argc, char **argv)
                   "config", d.cfg.file[0] ? d.cfg.file : "(defaults)", NULL);
     uv_run(d.loop, UV_RUN_DEFAULT);
     uv_loop_close(d.loop);
+    tether_node_destroy(d.node);
     tether_dtls_destroy(d.dtls);
     tether_creds_free(d.creds);
     tether_log_kv(TETHER_LOG_INFO, "main", "stopped", NULL);

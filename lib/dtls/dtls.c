@@ -113,48 +113,6 @@ static void list_del(sess_list_t *l, tether_dtls_sess_t *s)
     s->prev = s->next = NULL;
 }
 
-/* Address key: family, port and address bytes (no padding, no scope). */
-static size_t addr_key(const tether_addr_t *a, uint8_t key[TETHER_HKEY_MAX])
-{
-    if (a->ss.ss_family == AF_INET6) {
-        const struct sockaddr_in6 *s = (const struct sockaddr_in6 *)&a->ss;
-        key[0] = 6;
-        memcpy(key + 1, &s->sin6_port, 2);
-        memcpy(key + 3, &s->sin6_addr, 16);
-        return 19;
-    }
-    const struct sockaddr_in *s = (const struct sockaddr_in *)&a->ss;
-    key[0] = 4;
-    memcpy(key + 1, &s->sin_port, 2);
-    memcpy(key + 3, &s->sin_addr, 4);
-    return 7;
-}
-
-static bool addr_equal(const tether_addr_t *a, const tether_addr_t *b)
-{
-    uint8_t ka[TETHER_HKEY_MAX], kb[TETHER_HKEY_MAX];
-    size_t la = addr_key(a, ka), lb = addr_key(b, kb);
-    return la == lb && memcmp(ka, kb, la) == 0;
-}
-
-const char *tether_addr_str(const tether_addr_t *a, char *buf, size_t cap)
-{
-    char ip[INET6_ADDRSTRLEN] = "?";
-    unsigned port = 0;
-    if (a->ss.ss_family == AF_INET6) {
-        const struct sockaddr_in6 *s = (const struct sockaddr_in6 *)&a->ss;
-        inet_ntop(AF_INET6, &s->sin6_addr, ip, sizeof ip);
-        port = ntohs(s->sin6_port);
-        snprintf(buf, cap, "[%s]:%u", ip, port);
-    } else {
-        const struct sockaddr_in *s = (const struct sockaddr_in *)&a->ss;
-        inet_ntop(AF_INET, &s->sin_addr, ip, sizeof ip);
-        port = ntohs(s->sin_port);
-        snprintf(buf, cap, "%s:%u", ip, port);
-    }
-    return buf;
-}
-
 /* ---- wolfSSL callbacks ---------------------------------------------------- */
 
 /* Hands wolfSSL the current datagram once, then WANT_READ. */
@@ -431,7 +389,7 @@ static tether_dtls_sess_t *promote(tether_dtls_srv_t *srv, listener_t *l,
     l->ssl = NULL;
     if (listener_reset(srv, l) < 0)
         l->ssl = NULL; /* retried at the next tick */
-    size_t kl = addr_key(from, key);
+    size_t kl = tether_addr_key(from, key);
     tether_hmap_insert(&srv->by_addr, &s->by_addr, key, kl);
     tether_hmap_insert(&srv->by_cid, &s->by_cid, s->cid, s->cid_len);
     s->id = ++srv->next_id;
@@ -502,7 +460,7 @@ static bool single_record_seq(const uint8_t *b, size_t len, size_t cid_len, uint
 static void sess_move(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, const tether_addr_t *to)
 {
     uint8_t key[TETHER_HKEY_MAX];
-    size_t kl = addr_key(to, key);
+    size_t kl = tether_addr_key(to, key);
     tether_hnode_t *other = tether_hmap_find(&srv->by_addr, key, kl);
     if (other) /* a stale session owned that address: the newest owner wins */
         tether_hmap_remove(&srv->by_addr, other);
@@ -551,7 +509,7 @@ int tether_dtls_input(tether_dtls_srv_t *srv, const tether_addr_t *from, const u
         by_cid = true;
     } else {
         uint8_t key[TETHER_HKEY_MAX];
-        tether_hnode_t *h = tether_hmap_find(&srv->by_addr, key, addr_key(from, key));
+        tether_hnode_t *h = tether_hmap_find(&srv->by_addr, key, tether_addr_key(from, key));
         if (h)
             s = container_of(h, tether_dtls_sess_t, by_addr);
     }
@@ -566,7 +524,7 @@ int tether_dtls_input(tether_dtls_srv_t *srv, const tether_addr_t *from, const u
         s->io.in = NULL;
         return 0;
     }
-    bool moved_from = by_cid && !addr_equal(from, &s->peer);
+    bool moved_from = by_cid && !tether_addr_equal(from, &s->peer);
     uint64_t seq = 0;
     bool single = buf[0] != CT_HANDSHAKE && single_record_seq(buf, len, cl, &seq);
     if (!read_record(srv, s, rx)) {

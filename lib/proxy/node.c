@@ -1,51 +1,866 @@
-/* Node-level dispatch: CoAP endpoint layer, then local resources or the
- * proxy (not yet wired: 5.05). */
+/* Node-level dispatch (the CoAP -> proxy layers of the pipeline):
+ * message layer (dedup, ACK/RST), then local resources, the resource
+ * directory, or the relay to a device tunnel. */
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "coap/exchange.h"
+#include "proxy/registry.h"
+#include "tether/coap_ep.h"
+#include "tether/linkformat.h"
+#include "tether/local.h"
+#include "tether/log.h"
 #include "tether/node.h"
+#include "util/heap.h"
+#include "util/hmap.h"
 
-int tether_node_init(tether_node_t *node, const tether_node_conf_t *conf)
+#define container_of(p, T, m) ((T *)((char *)(p)-offsetof(T, m)))
+#define UTOK_LEN 4
+#define RD_LT_DEFAULT 90000u /* RFC 9176 default lifetime, seconds */
+#define MAX_LINKS 64
+
+enum req_state { R_QUEUED, R_SENT, R_WAITING };
+enum timer_tag { T_DEADLINE = 1, T_ACK };
+
+/* A client request relayed to a device: where the answer goes (the
+ * downstream side) and the encoded upstream request. */
+struct relay_req {
+    tether_hnode_t by_token; /* key: upstream token */
+    tether_timer_t deadline; /* request timeout, or queue TTL while queued */
+    tether_timer_t ack_timer; /* client CON not yet acknowledged */
+    relay_req_t *prev, *next; /* the device's list */
+    tether_device_t *dev;
+    uint8_t state;
+    uint8_t utok[UTOK_LEN];
+    uint16_t umid;
+    tether_link_t dev_link; /* link the upstream CON went out on */
+    tether_link_t client;
+    uint16_t cmid;
+    uint8_t ctype;
+    uint8_t ctkl;
+    uint8_t ctok[TETHER_COAP_MAX_TOKEN];
+    bool acked;
+    tether_time_t queued_until;
+    uint16_t len;
+    uint8_t msg[]; /* upstream request, MID patched in when sent */
+};
+
+struct tether_node {
+    tether_node_conf_t conf;
+    tether_coap_optreg_t optreg;
+    tether_coap_ep_t ep;
+    tether_local_t local;
+    const tether_creds_t *creds;
+    tether_cx_t *cx;
+    tether_registry_t reg;
+    tether_hmap_t by_token;
+    tether_heap_t timers;
+    uint32_t next_token;
+    size_t npending;
+    tether_node_stats_t stats;
+};
+
+void tether_node_conf_defaults(tether_node_conf_t *c)
 {
-    memset(node, 0, sizeof *node);
-    int rc = tether_coap_optreg_init(&node->optreg, conf->opt_multicast_timeout,
-                                     conf->opt_reply_from);
-    if (rc < 0)
+    memset(c, 0, sizeof *c);
+    c->node_id = 1;
+    c->version = "0";
+    c->opt_multicast_timeout = TETHER_COAP_OPT_MULTICAST_TIMEOUT_DEFAULT;
+    c->opt_reply_from = TETHER_COAP_OPT_REPLY_FROM_DEFAULT;
+    c->seed = 0x853c49e6748fea9bull;
+    c->request_timeout_ms = 10000;
+    c->ack_delay_ms = 1000;
+    c->queue_max = 16;
+    c->queue_ttl_ms = 60000;
+    c->queue_awake_ms = 1000;
+    c->max_devices = 1000000;
+    c->max_pending = 100000;
+    c->plain_trusted = true;
+}
+
+static void on_cx(void *owner, uint64_t cookie, tether_cx_event_t ev, tether_time_t now);
+
+int tether_node_create(const tether_node_conf_t *conf, const tether_creds_t *creds,
+                       tether_node_t **out)
+{
+    int rc = TETHER_ENOMEM;
+    tether_node_t *n = calloc(1, sizeof *n);
+    if (!n)
         return rc;
-    tether_coap_ep_init(&node->plain_ep, &node->optreg, conf->first_mid);
-    tether_coap_ep_init(&node->secure_ep, &node->optreg, (uint16_t)(conf->first_mid ^ 0x8000));
-    node->local.node_id = conf->node_id;
-    node->local.version = conf->version;
+    n->conf = *conf;
+    n->creds = creds;
+    if ((rc = tether_coap_optreg_init(&n->optreg, conf->opt_multicast_timeout,
+                                      conf->opt_reply_from)) < 0)
+        goto fail_reg;
+    tether_coap_ep_init(&n->ep, &n->optreg, (uint16_t)conf->seed);
+    n->local.node_id = conf->node_id;
+    n->local.version = conf->version;
+    n->next_token = (uint32_t)(conf->seed >> 17);
+    tether_cx_conf_t cc;
+    tether_cx_conf_defaults(&cc);
+    cc.seed = conf->seed ^ 0xda3e39cb94b95bdbull;
+    if ((rc = tether_cx_create(&cc, on_cx, n, &n->cx)) < 0)
+        goto fail_reg;
+    if ((rc = tether_registry_init(&n->reg, conf->node_id, conf->max_devices, conf->seed)) < 0)
+        goto fail_registry;
+    if ((rc = tether_hmap_init(&n->by_token, 1024, conf->seed ^ 0x27d4eb2f165667c5ull)) < 0)
+        goto fail_tokens;
+    *out = n;
+    return 0;
+fail_tokens:
+    tether_registry_free(&n->reg);
+fail_registry:
+    tether_cx_destroy(n->cx);
+fail_reg:
+    free(n);
+    return rc;
+}
+
+static void req_free(tether_node_t *n, relay_req_t *r);
+
+void tether_node_destroy(tether_node_t *n)
+{
+    if (!n)
+        return;
+    tether_timer_t *t;
+    while ((t = tether_heap_top(&n->reg.expiry))) {
+        tether_device_t *d = container_of(t, tether_device_t, expiry);
+        while (d->reqs)
+            req_free(n, d->reqs);
+        tether_registry_remove(&n->reg, d);
+    }
+    tether_registry_free(&n->reg);
+    tether_hmap_free(&n->by_token);
+    tether_heap_free(&n->timers);
+    tether_cx_destroy(n->cx);
+    free(n);
+}
+
+void tether_node_set_creds(tether_node_t *n, const tether_creds_t *creds) { n->creds = creds; }
+
+/* ---- replies ---------------------------------------------------------------- */
+
+/* Starts a response to `req` from `peer`: piggybacked ACK for CON, NON with
+ * a fresh per-peer MID for NON. */
+static void response_init(tether_node_t *n, const tether_link_t *link,
+                          const tether_coap_msg_t *req, uint8_t code, tether_coap_msg_t *resp,
+                          tether_time_t now)
+{
+    uint16_t mid;
+    if (req->type == TETHER_COAP_CON) {
+        tether_coap_msg_init(resp, TETHER_COAP_ACK, code, req->mid);
+    } else {
+        if (tether_cx_next_mid(n->cx, link, now, &mid) < 0)
+            mid = n->ep.next_mid++;
+        tether_coap_msg_init(resp, TETHER_COAP_NON, code, mid);
+    }
+    tether_coap_msg_set_token(resp, req->token, req->tkl);
+}
+
+/* Encodes `resp` as the reply to the received message `req` (cached for
+ * duplicates) and queues it. */
+static void reply(tether_node_t *n, const tether_link_t *link, const tether_coap_msg_t *req,
+                  const tether_coap_msg_t *resp)
+{
+    uint8_t buf[TETHER_MSG_MAX];
+    size_t len;
+    if (tether_coap_encode(resp, buf, sizeof buf, &len) < 0) {
+        tether_coap_msg_t err;
+        tether_coap_msg_init(&err, resp->type, TETHER_COAP_INTERNAL_ERROR, resp->mid);
+        tether_coap_msg_set_token(&err, resp->token, resp->tkl);
+        if (tether_coap_encode(&err, buf, sizeof buf, &len) < 0)
+            return;
+    }
+    tether_cx_reply(n->cx, link, req->mid, buf, len);
+}
+
+static void reply_code(tether_node_t *n, const tether_link_t *link, const tether_coap_msg_t *req,
+                       uint8_t code, const char *diag, tether_time_t now)
+{
+    tether_coap_msg_t resp;
+    response_init(n, link, req, code, &resp, now);
+    if (diag) { /* diagnostic payload (RFC 7252 §5.5.2) */
+        resp.payload = (const uint8_t *)diag;
+        resp.payload_len = strlen(diag);
+    }
+    reply(n, link, req, &resp);
+}
+
+/* Sends an empty message (ACK or RST) for `mid`, remembered for duplicates. */
+static void reply_empty(tether_node_t *n, const tether_link_t *link, uint8_t type, uint16_t mid)
+{
+    uint8_t b[4] = {(uint8_t)(TETHER_COAP_VERSION << 6 | type << 4), 0, (uint8_t)(mid >> 8),
+                    (uint8_t)mid};
+    tether_cx_reply(n->cx, link, mid, b, sizeof b);
+}
+
+/* ---- relay -------------------------------------------------------------------- */
+
+static void dev_list_add(tether_device_t *d, relay_req_t *r)
+{
+    r->dev = d;
+    r->prev = NULL;
+    r->next = d->reqs;
+    if (d->reqs)
+        d->reqs->prev = r;
+    d->reqs = r;
+}
+
+static void dev_list_del(relay_req_t *r)
+{
+    if (r->prev)
+        r->prev->next = r->next;
+    else if (r->dev)
+        r->dev->reqs = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    r->prev = r->next = NULL;
+}
+
+static void req_free(tether_node_t *n, relay_req_t *r)
+{
+    tether_heap_disarm(&n->timers, &r->deadline);
+    tether_heap_disarm(&n->timers, &r->ack_timer);
+    tether_hmap_remove(&n->by_token, &r->by_token);
+    if (r->dev) {
+        if (r->state == R_QUEUED) {
+            r->dev->nqueued--;
+            n->stats.queue_pending--;
+        } else {
+            r->dev->ninflight--;
+            if (r->state == R_SENT)
+                tether_cx_cancel(n->cx, &r->dev_link, r->umid);
+        }
+    }
+    dev_list_del(r);
+    n->npending--;
+    free(r);
+}
+
+/* Answers the client of `r` with `resp` (its type, MID and token are set
+ * here) and forgets `r`. */
+static void req_answer(tether_node_t *n, relay_req_t *r, tether_coap_msg_t *resp,
+                       tether_time_t now)
+{
+    uint8_t buf[TETHER_MSG_MAX];
+    size_t len;
+    tether_coap_msg_set_token(resp, r->ctok, r->ctkl);
+    bool separate = r->ctype == TETHER_COAP_CON && r->acked;
+    if (r->ctype == TETHER_COAP_CON && !r->acked) {
+        resp->type = TETHER_COAP_ACK;
+        resp->mid = r->cmid;
+    } else {
+        resp->type = separate ? TETHER_COAP_CON : TETHER_COAP_NON;
+        if (tether_cx_next_mid(n->cx, &r->client, now, &resp->mid) < 0)
+            resp->mid = n->ep.next_mid++;
+    }
+    if (tether_coap_encode(resp, buf, sizeof buf, &len) < 0) {
+        tether_coap_msg_t err;
+        tether_coap_msg_init(&err, resp->type, TETHER_COAP_BAD_GATEWAY, resp->mid);
+        tether_coap_msg_set_token(&err, r->ctok, r->ctkl);
+        if (tether_coap_encode(&err, buf, sizeof buf, &len) < 0)
+            len = 0;
+    }
+    if (len) {
+        if (separate)
+            tether_cx_send_con(n->cx, &r->client, buf, len, 0, now);
+        else if (resp->type == TETHER_COAP_ACK)
+            tether_cx_reply(n->cx, &r->client, r->cmid, buf, len);
+        else
+            tether_cx_emit(n->cx, &r->client, buf, len);
+    }
+    req_free(n, r);
+}
+
+static void req_fail(tether_node_t *n, relay_req_t *r, uint8_t code, tether_time_t now)
+{
+    tether_coap_msg_t resp;
+    tether_coap_msg_init(&resp, TETHER_COAP_NON, code, 0);
+    if (code == TETHER_COAP_GATEWAY_TIMEOUT)
+        n->stats.relay_timeouts++;
+    else if (code == TETHER_COAP_BAD_GATEWAY)
+        n->stats.relay_gone++;
+    req_answer(n, r, &resp, now);
+}
+
+/* Holds `r` until the device next speaks, or fails it with 5.04 at the
+ * queue TTL. */
+static void req_queue(tether_node_t *n, relay_req_t *r, tether_time_t now)
+{
+    if (r->state != R_QUEUED) {
+        r->dev->ninflight--;
+        r->dev->nqueued++;
+        n->stats.queue_pending++;
+        n->stats.queued++;
+        r->state = R_QUEUED;
+    }
+    if (!r->queued_until)
+        r->queued_until = now + n->conf.queue_ttl_ms;
+    if (r->queued_until <= now) {
+        req_fail(n, r, TETHER_COAP_GATEWAY_TIMEOUT, now);
+        return;
+    }
+    tether_heap_arm(&n->timers, &r->deadline, r->queued_until);
+}
+
+/* Sends `r` down its device's tunnel as a CON with a fresh MID. */
+static void req_send(tether_node_t *n, relay_req_t *r, tether_time_t now)
+{
+    tether_device_t *d = r->dev;
+    if (r->state == R_QUEUED) {
+        d->nqueued--;
+        d->ninflight++;
+        n->stats.queue_pending--;
+    }
+    r->state = R_SENT;
+    r->dev_link = d->link;
+    if (tether_cx_next_mid(n->cx, &d->link, now, &r->umid) < 0) {
+        req_queue(n, r, now); /* MID space exhausted for now: hold it */
+        return;
+    }
+    r->msg[2] = (uint8_t)(r->umid >> 8);
+    r->msg[3] = (uint8_t)r->umid;
+    tether_heap_arm(&n->timers, &r->deadline, now + n->conf.request_timeout_ms);
+    uint64_t cookie = 1 + ((uint64_t)r->utok[0] << 24 | (uint64_t)r->utok[1] << 16 |
+                           (uint64_t)r->utok[2] << 8 | r->utok[3]);
+    if (tether_cx_send_con(n->cx, &d->link, r->msg, r->len, cookie, now) < 0)
+        req_fail(n, r, TETHER_COAP_INTERNAL_ERROR, now);
+}
+
+static bool dev_awake(const tether_node_t *n, const tether_device_t *d, tether_time_t now)
+{
+    if (!d->link_up)
+        return false;
+    return !d->queue_mode || now < d->last_rx + n->conf.queue_awake_ms;
+}
+
+/* The device spoke: deliver what was queued for it. */
+static void dev_flush(tether_node_t *n, tether_device_t *d, tether_time_t now)
+{
+    relay_req_t *r = d->reqs, *next;
+    for (; r && d->nqueued; r = next) {
+        next = r->next;
+        if (r->state == R_QUEUED)
+            req_send(n, r, now);
+    }
+}
+
+/* Outcome of an upstream CON; the cookie is its token plus one (0 marks a
+ * separate response to a client, which nothing waits for). */
+static void on_cx(void *owner, uint64_t cookie, tether_cx_event_t ev, tether_time_t now)
+{
+    tether_node_t *n = owner;
+    if (!cookie)
+        return;
+    uint32_t tok = (uint32_t)(cookie - 1);
+    uint8_t key[UTOK_LEN] = {(uint8_t)(tok >> 24), (uint8_t)(tok >> 16), (uint8_t)(tok >> 8),
+                             (uint8_t)tok};
+    tether_hnode_t *h = tether_hmap_find(&n->by_token, key, UTOK_LEN);
+    relay_req_t *r = h ? container_of(h, relay_req_t, by_token) : NULL;
+    if (!r || r->state != R_SENT)
+        return;
+    switch (ev) {
+    case TETHER_CX_ACKED: r->state = R_WAITING; break;
+    case TETHER_CX_RESET: req_fail(n, r, TETHER_COAP_BAD_GATEWAY, now); break;
+    case TETHER_CX_TIMEOUT:
+        if (r->dev->queue_mode)
+            req_queue(n, r, now);
+        else
+            req_fail(n, r, TETHER_COAP_GATEWAY_TIMEOUT, now);
+        break;
+    case TETHER_CX_LINK_DOWN:
+        if (r->dev->queue_mode)
+            req_queue(n, r, now);
+        else
+            req_fail(n, r, TETHER_COAP_BAD_GATEWAY, now);
+        break;
+    }
+}
+
+/* Copies the options a proxy forwards (RFC 7252 §5.7.2): everything but
+ * the ones naming the target. An unrecognised unsafe option makes the
+ * request unforwardable (5.02). */
+static int copy_forward_opts(const tether_node_t *n, const tether_coap_msg_t *in,
+                             tether_coap_msg_t *out, bool skip_uri)
+{
+    for (size_t i = 0; i < in->nopts; i++) {
+        const tether_coap_opt_t *o = &in->opts[i];
+        switch (o->num) {
+        case TETHER_COAP_OPT_URI_HOST:
+        case TETHER_COAP_OPT_URI_PORT:
+        case TETHER_COAP_OPT_PROXY_URI:
+        case TETHER_COAP_OPT_PROXY_SCHEME:
+        case TETHER_COAP_OPT_OBSERVE: /* not shared yet: relay as a plain request */
+            continue;
+        case TETHER_COAP_OPT_URI_PATH:
+        case TETHER_COAP_OPT_URI_QUERY:
+            if (skip_uri)
+                continue;
+            break;
+        default:
+            if (!tether_coap_optreg_find(&n->optreg, o->num) && tether_coap_opt_unsafe(o->num))
+                return TETHER_EPROTO;
+        }
+        if (tether_coap_msg_add_opt(out, o->num, o->val, o->len) < 0)
+            return TETHER_ENOSPC;
+    }
     return 0;
 }
 
-tether_layer_res_t tether_node_coap_input(tether_node_t *node, const tether_peer_t *peer,
-                                          const uint8_t *buf, size_t len, tether_time_t now,
-                                          uint8_t *reply, size_t cap, size_t *reply_len)
+/* A client request for a device: target, access control, then send,
+ * queue, or answer with the S4 error codes. */
+static void relay_request(tether_node_t *n, const tether_peer_t *peer,
+                          const tether_coap_msg_t *req, tether_time_t now)
 {
-    (void)now;
-    tether_coap_ep_t *ep = peer->secure ? &node->secure_ep : &node->plain_ep;
-    tether_coap_msg_t req, resp;
-    uint8_t scratch[1024];
-    node->stats.rx_datagrams++;
-    tether_layer_res_t r =
-        tether_coap_ep_input(ep, buf, len, &req, reply, cap, reply_len);
-    if (r != TETHER_LAYER_CONTINUE) {
-        if (*reply_len > 0 && reply[1] != 0)
-            node->stats.rx_rejected++;
-        return r;
-    }
-    if (!tether_coap_is_request(req.code))
-        return TETHER_LAYER_STOP; /* no exchanges of our own on this endpoint yet */
-    if (tether_local_is_for_node(&req)) {
-        node->stats.requests_local++;
-        if (tether_local_handle(&node->local, ep, &req, &resp, scratch,
-                                sizeof scratch) < 0)
-            tether_coap_ep_response(ep, &req, TETHER_COAP_INTERNAL_ERROR, &resp);
+    const tether_link_t *link = &peer->link;
+    tether_coap_msg_t up;
+    tether_coap_msg_init(&up, TETHER_COAP_CON, req->code, 0);
+    char host[TETHER_IDENTITY_MAX];
+    uint8_t scratch[1100];
+    const tether_coap_opt_t *pu = tether_coap_msg_find_opt(req, TETHER_COAP_OPT_PROXY_URI);
+    const tether_coap_opt_t *uh;
+    if (pu) {
+        tether_coap_msg_t u;
+        bool secure;
+        tether_coap_msg_init(&u, 0, 0, 0);
+        if (tether_coap_uri_to_opts((const char *)pu->val, pu->len, &u, scratch, sizeof scratch,
+                                    &secure) < 0) {
+            reply_code(n, link, req, TETHER_COAP_PROXYING_NOT_SUPPORTED,
+                       "Proxy-Uri: only coap:// and coaps:// URIs of devices", now);
+            return;
+        }
+        uh = tether_coap_msg_find_opt(&u, TETHER_COAP_OPT_URI_HOST);
+        if (!uh || uh->len >= sizeof host) {
+            reply_code(n, link, req, TETHER_COAP_BAD_REQUEST, "Proxy-Uri without a device name",
+                       now);
+            return;
+        }
+        memcpy(host, uh->val, uh->len);
+        host[uh->len] = 0;
+        for (size_t i = 0; i < u.nopts; i++)
+            if (u.opts[i].num == TETHER_COAP_OPT_URI_PATH ||
+                u.opts[i].num == TETHER_COAP_OPT_URI_QUERY)
+                tether_coap_msg_add_opt(&up, u.opts[i].num, u.opts[i].val, u.opts[i].len);
     } else {
-        node->stats.requests_refused++;
-        tether_coap_ep_response(ep, &req, TETHER_COAP_PROXYING_NOT_SUPPORTED, &resp);
+        uh = tether_coap_msg_find_opt(req, TETHER_COAP_OPT_URI_HOST);
+        if (!uh || uh->len == 0 || uh->len >= sizeof host) {
+            reply_code(n, link, req, TETHER_COAP_BAD_REQUEST, "no device named (Uri-Host)", now);
+            return;
+        }
+        memcpy(host, uh->val, uh->len);
+        host[uh->len] = 0;
     }
-    if (tether_coap_encode(&resp, reply, cap, reply_len) < 0)
-        *reply_len = 0;
-    return TETHER_LAYER_STOP;
+    if (!peer->identity && !n->conf.plain_trusted) {
+        n->stats.relay_denied++;
+        reply_code(n, link, req, TETHER_COAP_UNAUTHORIZED, "authenticate over DTLS", now);
+        return;
+    }
+    if (peer->identity && !tether_creds_allowed(n->creds, peer->identity, host, req->code)) {
+        n->stats.relay_denied++;
+        reply_code(n, link, req, TETHER_COAP_FORBIDDEN, NULL, now);
+        return;
+    }
+    tether_device_t *d = tether_registry_find(&n->reg, host);
+    if (!d) {
+        n->stats.relay_unknown++;
+        reply_code(n, link, req, TETHER_COAP_NOT_FOUND, "unknown device", now);
+        return;
+    }
+    if (copy_forward_opts(n, req, &up, pu != NULL) < 0) {
+        reply_code(n, link, req, TETHER_COAP_BAD_GATEWAY, "option cannot be forwarded", now);
+        return;
+    }
+    if (n->npending >= n->conf.max_pending) {
+        reply_code(n, link, req, TETHER_COAP_SERVICE_UNAVAILABLE, "proxy busy", now);
+        return;
+    }
+    bool awake = dev_awake(n, d, now);
+    if (!awake && d->nqueued >= n->conf.queue_max) {
+        reply_code(n, link, req, TETHER_COAP_SERVICE_UNAVAILABLE, "device queue full", now);
+        return;
+    }
+    up.payload = req->payload;
+    up.payload_len = req->payload_len;
+    uint32_t tok = n->next_token++;
+    uint8_t utok[UTOK_LEN] = {(uint8_t)(tok >> 24), (uint8_t)(tok >> 16), (uint8_t)(tok >> 8),
+                              (uint8_t)tok};
+    tether_coap_msg_set_token(&up, utok, UTOK_LEN);
+    size_t len = tether_coap_encoded_size(&up);
+    relay_req_t *r = len <= TETHER_MSG_MAX ? calloc(1, sizeof *r + len) : NULL;
+    if (!r || tether_coap_encode(&up, r->msg, len, &len) < 0 ||
+        tether_hmap_insert(&n->by_token, &r->by_token, utok, UTOK_LEN) < 0) {
+        free(r);
+        reply_code(n, link, req, TETHER_COAP_INTERNAL_ERROR, NULL, now);
+        return;
+    }
+    memcpy(r->utok, utok, UTOK_LEN);
+    r->len = (uint16_t)len;
+    r->client = *link;
+    r->cmid = req->mid;
+    r->ctype = req->type;
+    r->ctkl = req->tkl;
+    memcpy(r->ctok, req->token, req->tkl);
+    tether_timer_init(&r->deadline);
+    tether_timer_init(&r->ack_timer);
+    r->deadline.tag = T_DEADLINE;
+    r->ack_timer.tag = T_ACK;
+    n->npending++;
+    n->stats.requests_relayed++;
+    r->state = R_WAITING; /* neither queued nor sent yet */
+    d->ninflight++;
+    dev_list_add(d, r);
+    if (req->type == TETHER_COAP_CON)
+        tether_heap_arm(&n->timers, &r->ack_timer, now + n->conf.ack_delay_ms);
+    if (awake)
+        req_send(n, r, now);
+    else
+        req_queue(n, r, now);
+}
+
+/* A response from a device (piggybacked, separate CON/NON). Returns false
+ * when no relayed request has its token. */
+static bool relay_response(tether_node_t *n, const tether_peer_t *peer,
+                           const tether_coap_msg_t *msg, tether_time_t now)
+{
+    if (msg->tkl != UTOK_LEN)
+        return false;
+    tether_hnode_t *h = tether_hmap_find(&n->by_token, msg->token, UTOK_LEN);
+    if (!h)
+        return false;
+    relay_req_t *r = container_of(h, relay_req_t, by_token);
+    /* Only the device the request went to may answer it. */
+    if (!peer->identity || strcmp(peer->identity, r->dev->name) != 0 || r->state == R_QUEUED)
+        return false;
+    tether_coap_msg_t resp;
+    tether_coap_msg_init(&resp, TETHER_COAP_NON, msg->code, 0);
+    for (size_t i = 0; i < msg->nopts; i++)
+        if (msg->opts[i].num != TETHER_COAP_OPT_OBSERVE)
+            tether_coap_msg_add_opt(&resp, msg->opts[i].num, msg->opts[i].val, msg->opts[i].len);
+    resp.payload = msg->payload;
+    resp.payload_len = msg->payload_len;
+    n->stats.relay_ok++;
+    req_answer(n, r, &resp, now);
+    return true;
+}
+
+/* ---- resource directory (RFC 9176 subset) ----------------------------------- */
+
+/* Value of query parameter `name` ("ep" for "ep=dev1") into out; false when
+ * absent. */
+static bool query_param(const tether_coap_msg_t *m, const char *name, char *out, size_t cap)
+{
+    size_t nl = strlen(name);
+    for (const tether_coap_opt_t *o = tether_coap_msg_find_opt(m, TETHER_COAP_OPT_URI_QUERY); o;
+         o = tether_coap_msg_next_opt(m, o)) {
+        if (o->len > nl && memcmp(o->val, name, nl) == 0 && o->val[nl] == '=') {
+            size_t vl = o->len - nl - 1;
+            if (vl >= cap)
+                return false;
+            memcpy(out, o->val + nl + 1, vl);
+            out[vl] = 0;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Applies lt= and b= of a registration or update; false on a bad value. */
+static bool rd_params(tether_node_t *n, tether_device_t *d, const tether_coap_msg_t *req,
+                      bool is_new, tether_time_t now)
+{
+    char v[16];
+    uint32_t lt = is_new ? RD_LT_DEFAULT : d->lifetime_s;
+    if (query_param(req, "lt", v, sizeof v)) {
+        char *end;
+        unsigned long x = strtoul(v, &end, 10);
+        if (!*v || *end || x < 1 || x > 4294967295ul)
+            return false;
+        lt = (uint32_t)x;
+    }
+    if (query_param(req, "b", v, sizeof v))
+        d->queue_mode = strchr(v, 'Q') != NULL;
+    else if (is_new)
+        d->queue_mode = false;
+    tether_registry_set_lifetime(&n->reg, d, lt, now);
+    return true;
+}
+
+static bool rd_links_ok(const tether_coap_msg_t *req)
+{
+    uint32_t cf;
+    if (!req->payload_len)
+        return true;
+    if (tether_coap_msg_get_uint(req, TETHER_COAP_OPT_CONTENT_FORMAT, &cf) == 0 &&
+        cf != TETHER_COAP_CF_LINK_FORMAT)
+        return false;
+    tether_lf_link_t links[MAX_LINKS];
+    size_t nl;
+    return tether_lf_parse((const char *)req->payload, req->payload_len, links, MAX_LINKS, &nl,
+                           NULL) == 0;
+}
+
+/* Fails every request for `d` (5.02: the device is gone) and removes it. */
+static void dev_remove(tether_node_t *n, tether_device_t *d, tether_time_t now)
+{
+    while (d->reqs)
+        req_fail(n, d->reqs, TETHER_COAP_BAD_GATEWAY, now);
+    tether_registry_remove(&n->reg, d);
+    n->stats.devices_registered = n->reg.count;
+}
+
+static void rd_handle(tether_node_t *n, const tether_peer_t *peer, const tether_coap_msg_t *req,
+                      tether_time_t now)
+{
+    const tether_link_t *link = &peer->link;
+    const tether_coap_opt_t *p1 = tether_coap_msg_find_opt(req, TETHER_COAP_OPT_URI_PATH);
+    const tether_coap_opt_t *p2 = tether_coap_msg_next_opt(req, p1);
+    if (p2 && tether_coap_msg_next_opt(req, p2)) {
+        reply_code(n, link, req, TETHER_COAP_NOT_FOUND, NULL, now);
+        return;
+    }
+    if (!peer->identity) {
+        reply_code(n, link, req, TETHER_COAP_UNAUTHORIZED, "register over DTLS", now);
+        return;
+    }
+    if (peer->role != TETHER_ROLE_DEVICE) {
+        reply_code(n, link, req, TETHER_COAP_FORBIDDEN, "not a device identity", now);
+        return;
+    }
+    tether_coap_msg_t resp;
+    if (!p2) { /* POST /rd?ep=NAME&lt=S: registration */
+        char ep[TETHER_IDENTITY_MAX];
+        if (req->code != TETHER_COAP_POST) {
+            reply_code(n, link, req, TETHER_COAP_METHOD_NOT_ALLOWED, NULL, now);
+            return;
+        }
+        if (!query_param(req, "ep", ep, sizeof ep))
+            snprintf(ep, sizeof ep, "%s", peer->identity); /* inferred from the session */
+        if (strcmp(ep, peer->identity) != 0) {
+            reply_code(n, link, req, TETHER_COAP_FORBIDDEN, "ep differs from the DTLS identity",
+                       now);
+            return;
+        }
+        if (!rd_links_ok(req)) {
+            reply_code(n, link, req, TETHER_COAP_BAD_REQUEST, "payload is not link-format", now);
+            return;
+        }
+        tether_device_t *d;
+        bool created;
+        int rc = tether_registry_add(&n->reg, ep, &d, &created);
+        if (rc < 0) {
+            reply_code(n, link, req, TETHER_COAP_SERVICE_UNAVAILABLE, "directory full", now);
+            return;
+        }
+        if (!rd_params(n, d, req, created, now)) {
+            if (created)
+                tether_registry_remove(&n->reg, d);
+            reply_code(n, link, req, TETHER_COAP_BAD_REQUEST, "bad lt", now);
+            return;
+        }
+        tether_registry_set_links(d, (const char *)req->payload, req->payload_len);
+        d->registered_at = now;
+        tether_registry_touch(&n->reg, d, link, now);
+        n->stats.registrations++;
+        n->stats.devices_registered = n->reg.count;
+        if (created && tether_log_enabled(TETHER_LOG_INFO))
+            tether_log_kv(TETHER_LOG_INFO, "rd", "registered", "ep", d->name, "id", d->regid,
+                          NULL);
+        response_init(n, link, req, TETHER_COAP_CREATED, &resp, now);
+        tether_coap_msg_add_opt(&resp, TETHER_COAP_OPT_LOCATION_PATH, "rd", 2);
+        tether_coap_msg_add_opt(&resp, TETHER_COAP_OPT_LOCATION_PATH, d->regid,
+                                strlen(d->regid));
+        reply(n, link, req, &resp);
+        dev_flush(n, d, now);
+        return;
+    }
+    char id[16];
+    if (p2->len >= sizeof id) {
+        reply_code(n, link, req, TETHER_COAP_NOT_FOUND, NULL, now);
+        return;
+    }
+    memcpy(id, p2->val, p2->len);
+    id[p2->len] = 0;
+    tether_device_t *d = tether_registry_find_reg(&n->reg, id);
+    if (!d) {
+        reply_code(n, link, req, TETHER_COAP_NOT_FOUND, "no such registration", now);
+        return;
+    }
+    if (strcmp(d->name, peer->identity) != 0) {
+        reply_code(n, link, req, TETHER_COAP_FORBIDDEN, NULL, now);
+        return;
+    }
+    if (req->code == TETHER_COAP_DELETE) {
+        dev_remove(n, d, now);
+        reply_code(n, link, req, TETHER_COAP_DELETED, NULL, now);
+        return;
+    }
+    if (req->code != TETHER_COAP_POST) {
+        reply_code(n, link, req, TETHER_COAP_METHOD_NOT_ALLOWED, NULL, now);
+        return;
+    }
+    if (!rd_links_ok(req) || !rd_params(n, d, req, false, now)) {
+        reply_code(n, link, req, TETHER_COAP_BAD_REQUEST, NULL, now);
+        return;
+    }
+    if (req->payload_len)
+        tether_registry_set_links(d, (const char *)req->payload, req->payload_len);
+    reply_code(n, link, req, TETHER_COAP_CHANGED, NULL, now);
+    dev_flush(n, d, now);
+}
+
+/* ---- input ------------------------------------------------------------------- */
+
+static void handle_request(tether_node_t *n, const tether_peer_t *peer,
+                           const tether_coap_msg_t *req, tether_time_t now)
+{
+    if (!tether_local_is_for_node(req)) {
+        relay_request(n, peer, req, now);
+        return;
+    }
+    const tether_coap_opt_t *p1 = tether_coap_msg_find_opt(req, TETHER_COAP_OPT_URI_PATH);
+    if (p1 && p1->len == 2 && memcmp(p1->val, "rd", 2) == 0) {
+        rd_handle(n, peer, req, now);
+        return;
+    }
+    n->stats.requests_local++;
+    tether_coap_msg_t resp;
+    uint8_t scratch[1024];
+    if (tether_local_handle(&n->local, &n->ep, req, &resp, scratch, sizeof scratch) < 0) {
+        reply_code(n, &peer->link, req, TETHER_COAP_INTERNAL_ERROR, NULL, now);
+        return;
+    }
+    /* tether_local_handle started the response with the shared endpoint's
+     * MID; NON answers take a per-peer MID instead. */
+    if (resp.type == TETHER_COAP_NON && tether_cx_next_mid(n->cx, &peer->link, now, &resp.mid) < 0)
+        resp.mid = n->ep.next_mid++;
+    reply(n, &peer->link, req, &resp);
+}
+
+void tether_node_input(tether_node_t *n, const tether_peer_t *peer, const uint8_t *buf, size_t len,
+                       tether_time_t now)
+{
+    tether_coap_msg_t msg;
+    uint8_t rej[64];
+    size_t rlen = 0;
+    n->stats.rx_datagrams++;
+    tether_layer_res_t res = tether_coap_ep_input(&n->ep, buf, len, &msg, rej, sizeof rej, &rlen);
+    if (res != TETHER_LAYER_CONTINUE) {
+        if (rlen > 0) {
+            if (rej[1] != 0)
+                n->stats.rx_rejected++;
+            tether_cx_emit(n->cx, &peer->link, rej, rlen);
+        }
+        return;
+    }
+    /* Any message from a registered device proves its tunnel is up here. */
+    tether_device_t *d = NULL;
+    if (peer->identity && peer->role == TETHER_ROLE_DEVICE &&
+        (d = tether_registry_find(&n->reg, peer->identity)))
+        tether_registry_touch(&n->reg, d, &peer->link, now);
+    if (msg.type == TETHER_COAP_ACK || msg.type == TETHER_COAP_RST) {
+        tether_cx_on_ack(n->cx, &peer->link, msg.mid, msg.type == TETHER_COAP_RST, now);
+        if (msg.type == TETHER_COAP_ACK && tether_coap_is_response(msg.code))
+            relay_response(n, peer, &msg, now);
+    } else if (tether_cx_seen(n->cx, &peer->link, msg.mid, now)) {
+        n->stats.duplicates++;
+    } else if (tether_coap_is_request(msg.code)) {
+        handle_request(n, peer, &msg, now);
+    } else if (tether_coap_is_response(msg.code)) {
+        bool matched = relay_response(n, peer, &msg, now);
+        if (msg.type == TETHER_COAP_CON)
+            reply_empty(n, &peer->link, matched ? TETHER_COAP_ACK : TETHER_COAP_RST, msg.mid);
+        else if (!matched) /* e.g. a notification nobody wants: cancel it */
+            reply_empty(n, &peer->link, TETHER_COAP_RST, msg.mid);
+    }
+    if (d)
+        dev_flush(n, d, now);
+}
+
+void tether_node_link_down(tether_node_t *n, const tether_link_t *link, tether_time_t now)
+{
+    tether_device_t *d = tether_registry_find_link(&n->reg, link);
+    if (d)
+        tether_registry_link_down(&n->reg, d);
+    tether_cx_link_down(n->cx, link, now);
+    if (!d)
+        return;
+    /* Requests already acknowledged by the device wait for a separate
+     * response that can no longer come on this session. */
+    for (relay_req_t *r = d->reqs, *next; r; r = next) {
+        next = r->next;
+        if (r->state == R_WAITING && r->dev_link.kind == link->kind &&
+            r->dev_link.id == link->id) {
+            if (d->queue_mode)
+                req_queue(n, r, now);
+            else
+                req_fail(n, r, TETHER_COAP_BAD_GATEWAY, now);
+        }
+    }
+}
+
+void tether_node_tick(tether_node_t *n, tether_time_t now)
+{
+    tether_cx_tick(n->cx, now);
+    tether_timer_t *t;
+    while ((t = tether_heap_pop_due(&n->timers, now))) {
+        relay_req_t *r;
+        if (t->tag == T_DEADLINE) { /* request timeout or queue TTL */
+            r = container_of(t, relay_req_t, deadline);
+            req_fail(n, r, TETHER_COAP_GATEWAY_TIMEOUT, now);
+        } else {
+            r = container_of(t, relay_req_t, ack_timer);
+            r->acked = true;
+            reply_empty(n, &r->client, TETHER_COAP_ACK, r->cmid);
+        }
+    }
+    tether_device_t *d;
+    while ((d = tether_registry_pop_expired(&n->reg, now))) {
+        if (tether_log_enabled(TETHER_LOG_INFO))
+            tether_log_kv(TETHER_LOG_INFO, "rd", "registration expired", "ep", d->name, NULL);
+        dev_remove(n, d, now);
+    }
+    n->stats.retransmissions = tether_cx_stats(n->cx)->retransmissions;
+}
+
+tether_time_t tether_node_next_deadline(const tether_node_t *n)
+{
+    tether_time_t d = tether_cx_next_deadline(n->cx);
+    const tether_timer_t *t = tether_heap_top(&n->timers);
+    if (t && t->at < d)
+        d = t->at;
+    if ((t = tether_heap_top(&n->reg.expiry)) && t->at < d)
+        d = t->at;
+    return d;
+}
+
+size_t tether_node_out_count(const tether_node_t *n) { return tether_cx_out_count(n->cx); }
+const tether_out_t *tether_node_out_get(const tether_node_t *n, size_t i)
+{
+    return tether_cx_out_get(n->cx, i);
+}
+void tether_node_out_clear(tether_node_t *n) { tether_cx_out_clear(n->cx); }
+const tether_node_stats_t *tether_node_stats(const tether_node_t *n) { return &n->stats; }
+
+int tether_node_device(const tether_node_t *n, const char *name, tether_device_info_t *info)
+{
+    const tether_device_t *d = tether_registry_find(&n->reg, name);
+    if (!d)
+        return TETHER_ENOTFOUND;
+    memset(info, 0, sizeof *info);
+    info->name = d->name;
+    info->regid = d->regid;
+    info->online = d->link_up;
+    info->queue_mode = d->queue_mode;
+    info->lifetime_s = d->lifetime_s;
+    info->registered_at = d->registered_at;
+    info->last_seen = d->last_rx;
+    info->expires = d->expiry.at;
+    info->addr = d->link.addr;
+    info->nat_binding_min_ms = d->nat_lo_ms;
+    info->nat_binding_max_ms = d->nat_hi_ms;
+    info->keepalive_ms = tether_registry_keepalive_ms(d);
+    info->queued = d->nqueued;
+    info->links = d->links ? d->links : "";
+    return 0;
 }

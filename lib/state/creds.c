@@ -1,4 +1,5 @@
 /* Credentials file loading and PSK lookup. */
+#include <fnmatch.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,11 +9,24 @@
 
 #include "tether/creds.h"
 
+/* One ACL rule: device/group names matching `pattern` (fnmatch glob) may
+ * be sent the methods in `methods` (bit n = CoAP method code n). */
+typedef struct {
+    char pattern[TETHER_IDENTITY_MAX];
+    uint8_t methods;
+} allow_t;
+
+typedef struct {
+    allow_t *rules;
+    size_t n;
+} acl_t;
+
 typedef struct {
     char identity[TETHER_IDENTITY_MAX];
     uint8_t key[TETHER_PSK_MAX];
     size_t key_len;
     tether_role_t role;
+    acl_t acl;
 } psk_entry_t;
 
 typedef struct {
@@ -20,6 +34,7 @@ typedef struct {
     uint8_t master[64];
     size_t master_len;
     tether_role_t role;
+    acl_t acl;
 } derived_entry_t;
 
 struct tether_creds {
@@ -39,6 +54,10 @@ void tether_creds_free(tether_creds_t *c)
 {
     if (!c)
         return;
+    for (size_t i = 0; i < c->npsk; i++)
+        free(c->psk[i].acl.rules);
+    for (size_t i = 0; i < c->nderived; i++)
+        free(c->derived[i].acl.rules);
     if (c->psk)
         memset(c->psk, 0, c->npsk * sizeof *c->psk);
     if (c->derived)
@@ -86,6 +105,64 @@ static int parse_role(json_t *v, tether_role_t *role)
         *role = TETHER_ROLE_CLIENT;
     else
         return TETHER_EINVAL;
+    return 0;
+}
+
+static const char *const method_names[] = {NULL,  "GET",   "POST",  "PUT",
+                                           "DELETE", "FETCH", "PATCH", "iPATCH"};
+
+/* Parses an optional "allow" array into acl; err names `what`. */
+static int parse_acl(json_t *allow, acl_t *acl, const char *path, const char *what, char *err,
+                     size_t errcap)
+{
+    if (!allow)
+        return 0;
+    if (!json_is_array(allow)) {
+        snprintf(err, errcap, "%s: %s: \"allow\" must be an array", path, what);
+        return TETHER_ECONFIG;
+    }
+    if (json_array_size(allow) &&
+        !(acl->rules = calloc(json_array_size(allow), sizeof *acl->rules)))
+        return TETHER_ENOMEM;
+    size_t i;
+    json_t *r;
+    json_array_foreach(allow, i, r)
+    {
+        allow_t *a = &acl->rules[acl->n];
+        const char *pat = json_string_value(json_object_get(r, "devices"));
+        json_t *ms = json_object_get(r, "methods");
+        if (!pat || !*pat || strlen(pat) >= sizeof a->pattern) {
+            snprintf(err, errcap, "%s: %s: allow[%zu]: missing \"devices\" pattern", path, what,
+                     i);
+            return TETHER_ECONFIG;
+        }
+        strcpy(a->pattern, pat);
+        if (!ms) {
+            a->methods = 0xfe; /* every method */
+        } else if (!json_is_array(ms)) {
+            snprintf(err, errcap, "%s: %s: allow[%zu]: \"methods\" must be an array", path,
+                     what, i);
+            return TETHER_ECONFIG;
+        }
+        size_t k;
+        json_t *m;
+        json_array_foreach(ms, k, m)
+        {
+            const char *name = json_string_value(m);
+            size_t code = 1;
+            while (name && code < 8 && strcmp(name, method_names[code]) != 0)
+                code++;
+            if (!name || code == 8) {
+                snprintf(err, errcap,
+                         "%s: %s: allow[%zu]: unknown method %s (GET, POST, PUT, DELETE, "
+                         "FETCH, PATCH, iPATCH)",
+                         path, what, i, name ? name : "(not a string)");
+                return TETHER_ECONFIG;
+            }
+            a->methods |= (uint8_t)(1u << code);
+        }
+        acl->n++;
+    }
     return 0;
 }
 
@@ -141,6 +218,9 @@ int tether_creds_load(const char *path, tether_creds_t **out, char *err, size_t 
             }
         strcpy(p->identity, id);
         c->npsk++;
+        if ((rc = parse_acl(json_object_get(e, "allow"), &p->acl, path, id, err, errcap)) < 0)
+            goto fail;
+        rc = TETHER_ECONFIG;
     }
     json_array_foreach(der, i, e)
     {
@@ -163,6 +243,9 @@ int tether_creds_load(const char *path, tether_creds_t **out, char *err, size_t 
         }
         strcpy(d->prefix, pre);
         c->nderived++;
+        if ((rc = parse_acl(json_object_get(e, "allow"), &d->acl, path, pre, err, errcap)) < 0)
+            goto fail;
+        rc = TETHER_ECONFIG;
     }
     json_decref(root);
     *out = c;
@@ -173,18 +256,17 @@ fail:
     return rc;
 }
 
-int tether_creds_psk(const tether_creds_t *c, const char *identity, uint8_t *key, size_t cap,
-                     size_t *key_len, tether_role_t *role)
+static const psk_entry_t *find_psk(const tether_creds_t *c, const char *identity)
 {
     for (size_t i = 0; i < c->npsk; i++)
-        if (strcmp(c->psk[i].identity, identity) == 0) {
-            if (c->psk[i].key_len > cap)
-                return TETHER_ENOSPC;
-            memcpy(key, c->psk[i].key, c->psk[i].key_len);
-            *key_len = c->psk[i].key_len;
-            *role = c->psk[i].role;
-            return 0;
-        }
+        if (strcmp(c->psk[i].identity, identity) == 0)
+            return &c->psk[i];
+    return NULL;
+}
+
+/* The derived entry with the longest prefix of `identity`, or NULL. */
+static const derived_entry_t *find_derived(const tether_creds_t *c, const char *identity)
+{
     const derived_entry_t *best = NULL;
     size_t best_len = 0;
     for (size_t i = 0; i < c->nderived; i++) {
@@ -194,6 +276,37 @@ int tether_creds_psk(const tether_creds_t *c, const char *identity, uint8_t *key
             best_len = pl;
         }
     }
+    return best;
+}
+
+bool tether_creds_allowed(const tether_creds_t *c, const char *identity, const char *target,
+                          uint8_t method)
+{
+    const psk_entry_t *p = find_psk(c, identity);
+    const derived_entry_t *d = p ? NULL : find_derived(c, identity);
+    const acl_t *acl = p ? &p->acl : d ? &d->acl : NULL;
+    if (!acl || method == 0 || method > 7)
+        return false;
+    for (size_t i = 0; i < acl->n; i++)
+        if ((acl->rules[i].methods & (1u << method)) &&
+            fnmatch(acl->rules[i].pattern, target, FNM_NOESCAPE) == 0)
+            return true;
+    return false;
+}
+
+int tether_creds_psk(const tether_creds_t *c, const char *identity, uint8_t *key, size_t cap,
+                     size_t *key_len, tether_role_t *role)
+{
+    const psk_entry_t *p = find_psk(c, identity);
+    if (p) {
+        if (p->key_len > cap)
+            return TETHER_ENOSPC;
+        memcpy(key, p->key, p->key_len);
+        *key_len = p->key_len;
+        *role = p->role;
+        return 0;
+    }
+    const derived_entry_t *best = find_derived(c, identity);
     if (!best)
         return TETHER_ENOTFOUND;
     if (cap < WC_SHA256_DIGEST_SIZE)

@@ -29,6 +29,13 @@ TETHER_API void tether_creds_free(tether_creds_t *c);
 TETHER_API int tether_creds_psk(const tether_creds_t *c, const char *identity, uint8_t *key,
                                 size_t cap, size_t *key_len, tether_role_t *role);
 
+/* Access control (SPEC S4, S11): may `identity` send a request with CoAP
+ * method code `method` to the device or group named `target`? Only the
+ * "allow" rules of the identity's entry grant anything; an identity without
+ * rules (every device, by default) may not act as a client. */
+TETHER_API bool tether_creds_allowed(const tether_creds_t *c, const char *identity,
+                                     const char *target, uint8_t method);
+
 /* Number of explicit identities plus derived prefixes (for /stats). */
 TETHER_API size_t tether_creds_count(const tether_creds_t *c);
 

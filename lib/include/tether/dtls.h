@@ -14,17 +14,13 @@
 #include <stdbool.h>
 #include <sys/socket.h>
 
+#include "tether/addr.h"
 #include "tether/common.h"
 #include "tether/creds.h"
 
 #define TETHER_DTLS_MAX_DGRAM 2048
 #define TETHER_DTLS_TXQ 256
 #define TETHER_CID_MAX 16
-
-typedef struct {
-    struct sockaddr_storage ss;
-    socklen_t len;
-} tether_addr_t;
 
 typedef struct {
     uint8_t node_id;          /* first byte of every CID we issue */
@@ -116,7 +112,5 @@ TETHER_API tether_dtls_sess_t *tether_dtls_sess_find(const tether_dtls_srv_t *sr
 TETHER_API size_t tether_dtls_closed(const tether_dtls_srv_t *srv, const uint64_t **ids);
 TETHER_API void tether_dtls_closed_clear(tether_dtls_srv_t *srv);
 
-/* Formats "ip:port" into buf (at least 64 bytes). */
-TETHER_API const char *tether_addr_str(const tether_addr_t *a, char *buf, size_t cap);
 
 #endif

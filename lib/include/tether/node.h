@@ -1,49 +1,104 @@
-/* tether — one node's protocol state, without I/O. The server feeds it
- * datagrams with `now`; it returns what to send. */
+/* tether — one node's protocol state, without I/O.
+ *
+ * The server feeds CoAP messages (plain datagrams or decrypted DTLS
+ * records) with the peer that sent them and `now`; the node answers local
+ * resources and the resource directory, relays client requests down device
+ * tunnels (role reversal), queues requests for sleeping devices, and puts
+ * every datagram to send in its outbox. tether_node_tick() runs timers;
+ * tether_node_next_deadline() says when it must next be called.
+ */
 #ifndef TETHER_NODE_H
 #define TETHER_NODE_H
 
-#include "tether/coap_ep.h"
-#include "tether/local.h"
+#include "tether/addr.h"
+#include "tether/coap.h"
+#include "tether/creds.h"
 
 typedef struct {
     uint64_t rx_datagrams;
     uint64_t rx_rejected; /* malformed or bad critical option */
+    uint64_t duplicates;  /* retransmissions answered from the dedup cache */
     uint64_t requests_local;
-    uint64_t requests_refused; /* proxying asked for but not available */
+    uint64_t requests_relayed; /* client requests accepted for a device */
+    uint64_t relay_ok;         /* answered with the device's response */
+    uint64_t relay_timeouts;   /* answered 5.04 */
+    uint64_t relay_gone;       /* answered 5.02 */
+    uint64_t relay_denied;     /* 4.01 / 4.03 */
+    uint64_t relay_unknown;    /* 4.04: no such device */
+    uint64_t queued;           /* requests held for a sleeping device */
+    uint64_t queue_pending;
+    uint64_t devices_registered;
+    uint64_t registrations;
+    uint64_t retransmissions;
 } tether_node_stats_t;
-
-typedef struct {
-    tether_coap_optreg_t optreg;
-    tether_coap_ep_t plain_ep;  /* the plain-CoAP (5683) endpoint */
-    tether_coap_ep_t secure_ep; /* CoAP over DTLS sessions */
-    tether_local_t local;
-    tether_node_stats_t stats;
-} tether_node_t;
 
 typedef struct {
     uint8_t node_id;
     const char *version;
     uint16_t opt_multicast_timeout;
     uint16_t opt_reply_from;
-    uint16_t first_mid; /* random per process */
+    uint64_t seed;               /* randomises MIDs, tokens and back-off */
+    uint32_t request_timeout_ms; /* device silent this long -> 5.04 */
+    uint32_t ack_delay_ms;       /* wait this long for a piggybackable answer */
+    uint32_t queue_max;          /* queued requests per device */
+    uint32_t queue_ttl_ms;       /* a queued request gets 5.04 after this */
+    uint32_t queue_awake_ms;     /* a queue-mode device listens this long after it spoke */
+    uint32_t max_devices;
+    uint32_t max_pending;       /* relayed requests in flight or queued, node-wide */
+    bool plain_trusted;         /* plain-CoAP clients may use the proxy (loopback) */
 } tether_node_conf_t;
 
-TETHER_API int tether_node_init(tether_node_t *node, const tether_node_conf_t *conf);
+typedef struct tether_node tether_node_t;
 
-/* Who sent a CoAP message: an authenticated DTLS identity, or nobody
- * (plain CoAP, loopback only by default). */
+/* Who sent a message: the link it came on and, over DTLS, the
+ * authenticated identity and its role (identity NULL for plain CoAP). */
 typedef struct {
-    bool secure;
-    const char *identity; /* NULL for plain CoAP */
+    tether_link_t link;
+    const char *identity;
+    tether_role_t role;
 } tether_peer_t;
 
-/* One CoAP message in (a plain datagram or a decrypted DTLS record); at most
- * one reply out (reply[*reply_len]). */
-TETHER_API tether_layer_res_t tether_node_coap_input(tether_node_t *node,
-                                                     const tether_peer_t *peer,
-                                                     const uint8_t *buf, size_t len,
-                                                     tether_time_t now, uint8_t *reply,
-                                                     size_t cap, size_t *reply_len);
+TETHER_API void tether_node_conf_defaults(tether_node_conf_t *conf);
+TETHER_API int tether_node_create(const tether_node_conf_t *conf, const tether_creds_t *creds,
+                                  tether_node_t **out);
+TETHER_API void tether_node_destroy(tether_node_t *node);
+/* Credentials and ACLs used from now on (SIGHUP); `creds` is borrowed. */
+TETHER_API void tether_node_set_creds(tether_node_t *node, const tether_creds_t *creds);
+
+/* One CoAP message in. Replies and relayed messages go to the outbox. */
+TETHER_API void tether_node_input(tether_node_t *node, const tether_peer_t *peer,
+                                  const uint8_t *buf, size_t len, tether_time_t now);
+/* A DTLS session ended: requests in flight on it fail or are queued. */
+TETHER_API void tether_node_link_down(tether_node_t *node, const tether_link_t *link,
+                                      tether_time_t now);
+TETHER_API void tether_node_tick(tether_node_t *node, tether_time_t now);
+/* When tether_node_tick must next run (UINT64_MAX: nothing scheduled). */
+TETHER_API tether_time_t tether_node_next_deadline(const tether_node_t *node);
+
+TETHER_API size_t tether_node_out_count(const tether_node_t *node);
+TETHER_API const tether_out_t *tether_node_out_get(const tether_node_t *node, size_t i);
+TETHER_API void tether_node_out_clear(tether_node_t *node);
+
+TETHER_API const tether_node_stats_t *tether_node_stats(const tether_node_t *node);
+
+/* A registered device as seen by operators (admin API). */
+typedef struct {
+    const char *name;
+    const char *regid;
+    bool online; /* its tunnel is up */
+    bool queue_mode;
+    uint32_t lifetime_s;
+    tether_time_t registered_at, last_seen, expires;
+    tether_addr_t addr;
+    uint32_t nat_binding_min_ms; /* the NAT kept the binding at least this long */
+    uint32_t nat_binding_max_ms; /* and lost it within this long (0: not seen) */
+    uint32_t keepalive_ms;       /* recommended keep-alive interval */
+    uint32_t queued;
+    const char *links;
+} tether_device_info_t;
+
+/* Looks up a registered device; TETHER_ENOTFOUND otherwise. */
+TETHER_API int tether_node_device(const tether_node_t *node, const char *name,
+                                  tether_device_info_t *info);
 
 #endif

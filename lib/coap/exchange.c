@@ -1,0 +1,419 @@
+/* CoAP message layer: MIDs, duplicate detection, CON retransmission. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "coap/exchange.h"
+#include "util/heap.h"
+#include "util/hmap.h"
+#include "util/list.h"
+
+#define container_of(p, T, m) ((T *)((char *)(p)-offsetof(T, m)))
+
+typedef struct tx tx_t;
+
+typedef struct peer {
+    tether_hnode_t hn; /* key: link key */
+    tether_link_t link;
+    uint16_t next_mid;
+    tether_time_t win_start;   /* MID-rate windows of EXCHANGE_LIFETIME */
+    uint32_t win_cnt, win_prev; /* MIDs taken in the current / previous window */
+    tether_time_t last_used;
+    tether_lnode_t lru; /* by last_used */
+    tx_t *txs;                /* outstanding CONs toward this peer */
+} peer_t;
+
+struct tx {
+    tether_hnode_t hn; /* key: link key + MID */
+    tether_timer_t timer;
+    peer_t *peer;
+    tx_t *prev, *next; /* peer's list */
+    uint16_t mid;
+    uint8_t attempts;
+    uint32_t timeout_ms;
+    uint64_t cookie;
+    uint16_t len;
+    uint8_t data[];
+};
+
+typedef struct seen {
+    tether_hnode_t hn; /* key: link key + MID */
+    struct seen *next; /* FIFO by arrival = by expiry */
+    tether_time_t expires;
+    uint16_t len;
+    uint8_t *reply;
+} seen_t;
+
+struct tether_cx {
+    tether_cx_conf_t conf;
+    tether_cx_cb cb;
+    void *owner;
+    uint64_t rng;
+    tether_hmap_t peers, txs, seen;
+    tether_list_t lru;
+    seen_t *seen_head, *seen_tail;
+    tether_heap_t timers;
+    tether_out_t *out;
+    size_t nout, out_cap;
+    tether_cx_stats_t stats;
+};
+
+void tether_cx_conf_defaults(tether_cx_conf_t *c)
+{
+    c->ack_timeout_ms = 2000;
+    c->ack_random_permille = 1500;
+    c->max_retransmit = 4;
+    c->exchange_lifetime_ms = 247000;
+    c->dedup_max = 262144;
+    c->seed = 0x2545f4914f6cdd1dull;
+}
+
+static uint64_t rnd(tether_cx_t *cx)
+{
+    uint64_t x = cx->rng;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return cx->rng = x;
+}
+
+int tether_cx_create(const tether_cx_conf_t *conf, tether_cx_cb cb, void *owner, tether_cx_t **out)
+{
+    int rc = TETHER_ENOMEM;
+    tether_cx_t *cx = calloc(1, sizeof *cx);
+    if (!cx)
+        return rc;
+    cx->conf = *conf;
+    cx->cb = cb;
+    cx->owner = owner;
+    cx->rng = conf->seed ? conf->seed : 88172645463325252ull;
+    if ((rc = tether_hmap_init(&cx->peers, 256, rnd(cx))) < 0)
+        goto fail_peers;
+    if ((rc = tether_hmap_init(&cx->txs, 256, rnd(cx))) < 0)
+        goto fail_txs;
+    if ((rc = tether_hmap_init(&cx->seen, 1024, rnd(cx))) < 0)
+        goto fail_seen;
+    *out = cx;
+    return 0;
+fail_seen:
+    tether_hmap_free(&cx->txs);
+fail_txs:
+    tether_hmap_free(&cx->peers);
+fail_peers:
+    free(cx);
+    return rc;
+}
+
+static void seen_free_head(tether_cx_t *cx)
+{
+    seen_t *s = cx->seen_head;
+    cx->seen_head = s->next;
+    if (!cx->seen_head)
+        cx->seen_tail = NULL;
+    tether_hmap_remove(&cx->seen, &s->hn);
+    free(s->reply);
+    free(s);
+    cx->stats.dedup_entries--;
+}
+
+static void tx_free(tether_cx_t *cx, tx_t *t)
+{
+    tether_heap_disarm(&cx->timers, &t->timer);
+    tether_hmap_remove(&cx->txs, &t->hn);
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        t->peer->txs = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
+    cx->stats.outstanding--;
+    free(t);
+}
+
+#define lru_first(cx) ((cx)->lru.head ? container_of((cx)->lru.head, peer_t, lru) : NULL)
+
+static void peer_free(tether_cx_t *cx, peer_t *p)
+{
+    while (p->txs)
+        tx_free(cx, p->txs);
+    tether_list_del(&cx->lru, &p->lru);
+    tether_hmap_remove(&cx->peers, &p->hn);
+    free(p);
+}
+
+void tether_cx_destroy(tether_cx_t *cx)
+{
+    if (!cx)
+        return;
+    while (cx->lru.head)
+        peer_free(cx, lru_first(cx));
+    while (cx->seen_head)
+        seen_free_head(cx);
+    tether_hmap_free(&cx->peers);
+    tether_hmap_free(&cx->txs);
+    tether_hmap_free(&cx->seen);
+    tether_heap_free(&cx->timers);
+    free(cx->out);
+    free(cx);
+}
+
+/* The per-peer record for `link`, created when `create` is set. */
+static peer_t *peer_get(tether_cx_t *cx, const tether_link_t *link, tether_time_t now, bool create)
+{
+    uint8_t key[20];
+    size_t kl = tether_link_key(link, key);
+    tether_hnode_t *n = tether_hmap_find(&cx->peers, key, kl);
+    peer_t *p;
+    if (n) {
+        p = container_of(n, peer_t, hn);
+        p->link.addr = link->addr; /* DTLS peers move; keep the latest */
+        tether_list_del(&cx->lru, &p->lru);
+    } else {
+        if (!create || !(p = calloc(1, sizeof *p)))
+            return NULL;
+        p->link = *link;
+        p->next_mid = (uint16_t)rnd(cx);
+        p->win_start = now;
+        tether_hmap_insert(&cx->peers, &p->hn, key, kl);
+    }
+    p->last_used = now;
+    tether_list_push(&cx->lru, &p->lru);
+    return p;
+}
+
+int tether_cx_next_mid(tether_cx_t *cx, const tether_link_t *link, tether_time_t now,
+                       uint16_t *mid)
+{
+    peer_t *p = peer_get(cx, link, now, true);
+    if (!p)
+        return TETHER_ENOMEM;
+    tether_time_t life = cx->conf.exchange_lifetime_ms;
+    if (now >= p->win_start + 2 * life) {
+        p->win_start = now;
+        p->win_cnt = p->win_prev = 0;
+    } else if (now >= p->win_start + life) {
+        p->win_start += life;
+        p->win_prev = p->win_cnt;
+        p->win_cnt = 0;
+    }
+    /* Any EXCHANGE_LIFETIME interval overlaps at most the previous and the
+     * current window, so fewer than 65536 MIDs in both means no MID is
+     * reused within the lifetime. */
+    if (p->win_prev + p->win_cnt >= 65535) {
+        cx->stats.mid_throttled++;
+        return TETHER_EAGAIN;
+    }
+    p->win_cnt++;
+    *mid = p->next_mid++;
+    return 0;
+}
+
+static size_t seen_key(const tether_link_t *link, uint16_t mid, uint8_t key[22])
+{
+    size_t kl = tether_link_key(link, key);
+    key[kl] = (uint8_t)(mid >> 8);
+    key[kl + 1] = (uint8_t)mid;
+    return kl + 2;
+}
+
+int tether_cx_emit(tether_cx_t *cx, const tether_link_t *link, const uint8_t *buf, size_t len)
+{
+    if (len > TETHER_CX_MAX_MSG)
+        return TETHER_EINVAL;
+    if (cx->nout == cx->out_cap) {
+        size_t cap = cx->out_cap ? cx->out_cap * 2 : 16;
+        tether_out_t *o = realloc(cx->out, cap * sizeof *o);
+        if (!o)
+            return TETHER_ENOMEM;
+        cx->out = o;
+        cx->out_cap = cap;
+    }
+    tether_out_t *o = &cx->out[cx->nout++];
+    o->link = *link;
+    o->len = (uint16_t)len;
+    memcpy(o->data, buf, len);
+    return 0;
+}
+
+bool tether_cx_seen(tether_cx_t *cx, const tether_link_t *link, uint16_t mid, tether_time_t now)
+{
+    uint8_t key[22];
+    size_t kl = seen_key(link, mid, key);
+    tether_hnode_t *n = tether_hmap_find(&cx->seen, key, kl);
+    if (n) {
+        seen_t *s = container_of(n, seen_t, hn);
+        cx->stats.duplicates++;
+        if (s->len)
+            tether_cx_emit(cx, link, s->reply, s->len);
+        return true;
+    }
+    while (cx->seen_head && cx->stats.dedup_entries >= cx->conf.dedup_max)
+        seen_free_head(cx);
+    seen_t *s = calloc(1, sizeof *s);
+    if (!s)
+        return false; /* cannot remember it: process it (at-least-once) */
+    s->expires = now + cx->conf.exchange_lifetime_ms;
+    tether_hmap_insert(&cx->seen, &s->hn, key, kl);
+    if (cx->seen_tail)
+        cx->seen_tail->next = s;
+    else
+        cx->seen_head = s;
+    cx->seen_tail = s;
+    cx->stats.dedup_entries++;
+    return false;
+}
+
+void tether_cx_reply(tether_cx_t *cx, const tether_link_t *link, uint16_t mid, const uint8_t *buf,
+                     size_t len)
+{
+    uint8_t key[22];
+    size_t kl = seen_key(link, mid, key);
+    tether_hnode_t *n = tether_hmap_find(&cx->seen, key, kl);
+    if (n) {
+        seen_t *s = container_of(n, seen_t, hn);
+        uint8_t *copy = malloc(len);
+        if (copy) {
+            memcpy(copy, buf, len);
+            free(s->reply);
+            s->reply = copy;
+            s->len = (uint16_t)len;
+        }
+    }
+    tether_cx_emit(cx, link, buf, len);
+}
+
+static uint32_t first_timeout(tether_cx_t *cx)
+{
+    uint32_t base = cx->conf.ack_timeout_ms;
+    uint32_t span = (uint32_t)((uint64_t)base * (cx->conf.ack_random_permille - 1000) / 1000);
+    return base + (span ? (uint32_t)(rnd(cx) % (span + 1)) : 0);
+}
+
+int tether_cx_send_con(tether_cx_t *cx, const tether_link_t *link, const uint8_t *buf, size_t len,
+                       uint64_t cookie, tether_time_t now)
+{
+    if (len < 4 || len > TETHER_CX_MAX_MSG)
+        return TETHER_EINVAL;
+    peer_t *p = peer_get(cx, link, now, true);
+    tx_t *t = p ? calloc(1, sizeof *t + len) : NULL;
+    if (!t)
+        return TETHER_ENOMEM;
+    uint8_t key[22];
+    t->mid = (uint16_t)(buf[2] << 8 | buf[3]);
+    size_t kl = seen_key(link, t->mid, key);
+    if (tether_hmap_insert(&cx->txs, &t->hn, key, kl) < 0) {
+        free(t);
+        return TETHER_EEXIST;
+    }
+    t->peer = p;
+    t->next = p->txs;
+    if (p->txs)
+        p->txs->prev = t;
+    p->txs = t;
+    t->cookie = cookie;
+    t->len = (uint16_t)len;
+    memcpy(t->data, buf, len);
+    t->timeout_ms = first_timeout(cx);
+    tether_timer_init(&t->timer);
+    cx->stats.outstanding++;
+    if (tether_heap_arm(&cx->timers, &t->timer, now + t->timeout_ms) < 0) {
+        tx_free(cx, t);
+        return TETHER_ENOMEM;
+    }
+    return tether_cx_emit(cx, link, buf, len);
+}
+
+static tx_t *tx_find(tether_cx_t *cx, const tether_link_t *link, uint16_t mid)
+{
+    uint8_t key[22];
+    size_t kl = seen_key(link, mid, key);
+    tether_hnode_t *n = tether_hmap_find(&cx->txs, key, kl);
+    return n ? container_of(n, tx_t, hn) : NULL;
+}
+
+void tether_cx_cancel(tether_cx_t *cx, const tether_link_t *link, uint16_t mid)
+{
+    tx_t *t = tx_find(cx, link, mid);
+    if (t)
+        tx_free(cx, t);
+}
+
+bool tether_cx_on_ack(tether_cx_t *cx, const tether_link_t *link, uint16_t mid, bool rst,
+                      tether_time_t now)
+{
+    tx_t *t = tx_find(cx, link, mid);
+    if (!t)
+        return false;
+    uint64_t cookie = t->cookie;
+    tx_free(cx, t);
+    cx->cb(cx->owner, cookie, rst ? TETHER_CX_RESET : TETHER_CX_ACKED, now);
+    return true;
+}
+
+void tether_cx_link_down(tether_cx_t *cx, const tether_link_t *link, tether_time_t now)
+{
+    peer_t *p = peer_get(cx, link, now, false);
+    if (!p)
+        return;
+    /* Collect cookies first: callbacks may send, and must not see a
+     * half-freed peer. */
+    while (p->txs) {
+        uint64_t cookie = p->txs->cookie;
+        tx_free(cx, p->txs);
+        cx->cb(cx->owner, cookie, TETHER_CX_LINK_DOWN, now);
+        if (!(p = peer_get(cx, link, now, false)))
+            return;
+    }
+    peer_free(cx, p);
+}
+
+void tether_cx_tick(tether_cx_t *cx, tether_time_t now)
+{
+    tether_timer_t *tm;
+    while ((tm = tether_heap_pop_due(&cx->timers, now))) {
+        tx_t *t = container_of(tm, tx_t, timer);
+        if (t->attempts >= cx->conf.max_retransmit) {
+            uint64_t cookie = t->cookie;
+            cx->stats.timeouts++;
+            tx_free(cx, t);
+            cx->cb(cx->owner, cookie, TETHER_CX_TIMEOUT, now);
+            continue;
+        }
+        t->attempts++;
+        t->timeout_ms *= 2;
+        cx->stats.retransmissions++;
+        tether_cx_emit(cx, &t->peer->link, t->data, t->len);
+        tether_heap_arm(&cx->timers, &t->timer, now + t->timeout_ms);
+    }
+    while (cx->seen_head && cx->seen_head->expires <= now)
+        seen_free_head(cx);
+    tether_time_t life = cx->conf.exchange_lifetime_ms;
+    peer_t *p;
+    while ((p = lru_first(cx)) && p->last_used + life <= now) {
+        if (!p->txs) {
+            peer_free(cx, p);
+            continue;
+        }
+        tether_list_del(&cx->lru, &p->lru); /* still busy: keep it, look again a lifetime later */
+        p->last_used = now;
+        tether_list_push(&cx->lru, &p->lru);
+    }
+}
+
+tether_time_t tether_cx_next_deadline(const tether_cx_t *cx)
+{
+    tether_time_t d = UINT64_MAX;
+    const tether_timer_t *t = tether_heap_top(&cx->timers);
+    if (t)
+        d = t->at;
+    if (cx->seen_head && cx->seen_head->expires < d)
+        d = cx->seen_head->expires;
+    const peer_t *p = lru_first(cx);
+    if (p && p->last_used + cx->conf.exchange_lifetime_ms < d)
+        d = p->last_used + cx->conf.exchange_lifetime_ms;
+    return d;
+}
+
+size_t tether_cx_out_count(const tether_cx_t *cx) { return cx->nout; }
+const tether_out_t *tether_cx_out_get(const tether_cx_t *cx, size_t i) { return &cx->out[i]; }
+void tether_cx_out_clear(tether_cx_t *cx) { cx->nout = 0; }
+const tether_cx_stats_t *tether_cx_stats(const tether_cx_t *cx) { return &cx->stats; }

@@ -1,0 +1,197 @@
+/* Device directory: names, registrations, links, NAT learning. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proxy/registry.h"
+
+#define container_of(p, T, m) ((T *)((char *)(p)-offsetof(T, m)))
+#define NAME_KEY 16
+/* Below the shortest NAT timeouts seen in the field (see the background notes). */
+#define KEEPALIVE_DEFAULT_MS 15000u
+/* Gaps shorter than this say nothing about the NAT. */
+#define NAT_MIN_GAP_MS 1000u
+
+/* Keyed 128-bit digest of a name (two seeded FNV-1a-64 passes with a final
+ * mix); equal names are still compared byte by byte after a hit. */
+static void name_key(const tether_registry_t *r, const char *name, uint8_t key[NAME_KEY])
+{
+    for (int half = 0; half < 2; half++) {
+        uint64_t h = 0xcbf29ce484222325ull ^ (r->seed + (uint64_t)half * 0x9e3779b97f4a7c15ull);
+        for (const char *p = name; *p; p++)
+            h = (h ^ (uint8_t)*p) * 0x100000001b3ull;
+        h ^= h >> 33;
+        h *= 0xff51afd7ed558ccdull;
+        h ^= h >> 33;
+        memcpy(key + 8 * half, &h, 8);
+    }
+}
+
+int tether_registry_init(tether_registry_t *r, uint8_t node_id, size_t max, uint64_t seed)
+{
+    int rc;
+    memset(r, 0, sizeof *r);
+    r->node_id = node_id;
+    r->max = max;
+    r->seed = seed;
+    if ((rc = tether_hmap_init(&r->by_name, 1024, seed)) < 0)
+        return rc;
+    if ((rc = tether_hmap_init(&r->by_reg, 1024, seed ^ 0x1234567ull)) < 0)
+        goto fail_reg;
+    if ((rc = tether_hmap_init(&r->by_link, 1024, seed ^ 0x7654321ull)) < 0)
+        goto fail_link;
+    return 0;
+fail_link:
+    tether_hmap_free(&r->by_reg);
+fail_reg:
+    tether_hmap_free(&r->by_name);
+    return rc;
+}
+
+tether_device_t *tether_registry_find(const tether_registry_t *r, const char *name)
+{
+    uint8_t key[NAME_KEY];
+    name_key(r, name, key);
+    tether_hnode_t *n = tether_hmap_find(&r->by_name, key, sizeof key);
+    tether_device_t *d = n ? container_of(n, tether_device_t, by_name) : NULL;
+    return d && strcmp(d->name, name) == 0 ? d : NULL;
+}
+
+tether_device_t *tether_registry_find_reg(const tether_registry_t *r, const char *regid)
+{
+    size_t len = strlen(regid);
+    if (len == 0 || len >= sizeof((tether_device_t *)0)->regid)
+        return NULL;
+    tether_hnode_t *n = tether_hmap_find(&r->by_reg, regid, len);
+    return n ? container_of(n, tether_device_t, by_reg) : NULL;
+}
+
+tether_device_t *tether_registry_find_link(const tether_registry_t *r, const tether_link_t *link)
+{
+    uint8_t key[20];
+    size_t kl = tether_link_key(link, key);
+    tether_hnode_t *n = tether_hmap_find(&r->by_link, key, kl);
+    return n ? container_of(n, tether_device_t, by_link) : NULL;
+}
+
+int tether_registry_add(tether_registry_t *r, const char *name, tether_device_t **dev,
+                        bool *created)
+{
+    *created = false;
+    if ((*dev = tether_registry_find(r, name)))
+        return 0;
+    if (strlen(name) >= TETHER_IDENTITY_MAX)
+        return TETHER_EINVAL;
+    if (r->count >= r->max)
+        return TETHER_ELIMIT;
+    tether_device_t *d = calloc(1, sizeof *d);
+    if (!d)
+        return TETHER_ENOMEM;
+    strcpy(d->name, name);
+    tether_timer_init(&d->expiry);
+    uint8_t key[NAME_KEY];
+    name_key(r, name, key);
+    if (tether_hmap_insert(&r->by_name, &d->by_name, key, sizeof key) < 0) {
+        free(d); /* a 128-bit digest collision between two names */
+        return TETHER_ELIMIT;
+    }
+    /* Registration ids are short, unique per node and name the node. */
+    do
+        snprintf(d->regid, sizeof d->regid, "%x%x", r->node_id, ++r->next_reg);
+    while (tether_hmap_insert(&r->by_reg, &d->by_reg, d->regid, strlen(d->regid)) < 0);
+    r->count++;
+    *dev = d;
+    *created = true;
+    return 0;
+}
+
+void tether_registry_link_down(tether_registry_t *r, tether_device_t *dev)
+{
+    if (!dev->link_up)
+        return;
+    tether_hmap_remove(&r->by_link, &dev->by_link);
+    dev->link_up = false;
+}
+
+void tether_registry_remove(tether_registry_t *r, tether_device_t *dev)
+{
+    tether_registry_link_down(r, dev);
+    tether_heap_disarm(&r->expiry, &dev->expiry);
+    tether_hmap_remove(&r->by_name, &dev->by_name);
+    tether_hmap_remove(&r->by_reg, &dev->by_reg);
+    r->count--;
+    free(dev->links);
+    free(dev);
+}
+
+void tether_registry_free(tether_registry_t *r)
+{
+    tether_timer_t *t;
+    /* Every device is armed in the expiry heap while registered. */
+    while ((t = tether_heap_top(&r->expiry)))
+        tether_registry_remove(r, container_of(t, tether_device_t, expiry));
+    tether_heap_free(&r->expiry);
+    tether_hmap_free(&r->by_link);
+    tether_hmap_free(&r->by_reg);
+    tether_hmap_free(&r->by_name);
+}
+
+int tether_registry_set_lifetime(tether_registry_t *r, tether_device_t *dev, uint32_t lifetime_s,
+                                 tether_time_t now)
+{
+    dev->lifetime_s = lifetime_s;
+    return tether_heap_arm(&r->expiry, &dev->expiry, now + (tether_time_t)lifetime_s * 1000);
+}
+
+int tether_registry_set_links(tether_device_t *dev, const char *links, size_t len)
+{
+    char *copy = malloc(len + 1);
+    if (!copy)
+        return TETHER_ENOMEM;
+    memcpy(copy, links, len);
+    copy[len] = 0;
+    free(dev->links);
+    dev->links = copy;
+    return 0;
+}
+
+void tether_registry_touch(tether_registry_t *r, tether_device_t *dev, const tether_link_t *link,
+                           tether_time_t now)
+{
+    bool same_link = dev->link_up && dev->link.kind == link->kind && dev->link.id == link->id;
+    if (same_link && dev->last_rx && now - dev->last_rx >= NAT_MIN_GAP_MS) {
+        uint64_t gap = now - dev->last_rx;
+        uint32_t g = gap > UINT32_MAX ? UINT32_MAX : (uint32_t)gap;
+        if (tether_addr_equal(&dev->link.addr, &link->addr)) {
+            if (g > dev->nat_lo_ms)
+                dev->nat_lo_ms = g;
+        } else if (!dev->nat_hi_ms || g < dev->nat_hi_ms) {
+            dev->nat_hi_ms = g;
+        }
+    }
+    if (!same_link) {
+        tether_registry_link_down(r, dev);
+        uint8_t key[20];
+        size_t kl = tether_link_key(link, key);
+        /* A session belongs to one identity, hence to at most one device. */
+        if (tether_hmap_insert(&r->by_link, &dev->by_link, key, kl) == 0)
+            dev->link_up = true;
+    }
+    dev->link = *link;
+    dev->last_rx = now;
+}
+
+tether_device_t *tether_registry_pop_expired(tether_registry_t *r, tether_time_t now)
+{
+    tether_timer_t *t = tether_heap_pop_due(&r->expiry, now);
+    return t ? container_of(t, tether_device_t, expiry) : NULL;
+}
+
+uint32_t tether_registry_keepalive_ms(const tether_device_t *dev)
+{
+    if (dev->nat_hi_ms)
+        return dev->nat_hi_ms * 4 / 5;
+    if (dev->nat_lo_ms > KEEPALIVE_DEFAULT_MS)
+        return dev->nat_lo_ms;
+    return KEEPALIVE_DEFAULT_MS;
+}

@@ -1,0 +1,74 @@
+/* tether — the device directory of one node: registered devices (CoRE RD
+ * style, RFC 9176 subset), their current tunnel, reachability and what the
+ * node learned about their NAT binding. Lookups by name, registration id
+ * and link are hash lookups. Time is passed in. */
+#ifndef TETHER_REGISTRY_H
+#define TETHER_REGISTRY_H
+
+#include "tether/addr.h"
+#include "tether/creds.h"
+#include "util/heap.h"
+#include "util/hmap.h"
+
+typedef struct relay_req relay_req_t;
+
+typedef struct tether_device {
+    tether_hnode_t by_name; /* key: keyed digest of the name */
+    tether_hnode_t by_reg;  /* key: regid */
+    tether_hnode_t by_link; /* key: link key, while link_up */
+    tether_timer_t expiry;  /* registration lifetime */
+    char name[TETHER_IDENTITY_MAX];
+    char regid[16];
+    bool queue_mode; /* registered with b=UQ: sleeps between messages */
+    bool link_up;
+    tether_link_t link;
+    uint32_t lifetime_s;
+    tether_time_t registered_at, last_rx;
+    uint32_t nat_lo_ms, nat_hi_ms; /* binding survived lo; was lost within hi */
+    char *links;                   /* registered link-format, NUL-terminated */
+    relay_req_t *reqs;             /* requests for this device, queued or in flight */
+    uint32_t nqueued, ninflight;
+} tether_device_t;
+
+typedef struct {
+    tether_hmap_t by_name, by_reg, by_link;
+    tether_heap_t expiry;
+    uint64_t seed;
+    uint32_t next_reg;
+    uint8_t node_id;
+    size_t count, max;
+} tether_registry_t;
+
+int tether_registry_init(tether_registry_t *r, uint8_t node_id, size_t max, uint64_t seed);
+/* Frees every device; the caller has already detached their requests. */
+void tether_registry_free(tether_registry_t *r);
+
+tether_device_t *tether_registry_find(const tether_registry_t *r, const char *name);
+tether_device_t *tether_registry_find_reg(const tether_registry_t *r, const char *regid);
+tether_device_t *tether_registry_find_link(const tether_registry_t *r, const tether_link_t *link);
+
+/* Registers `name` (or returns its existing entry, *created false).
+ * TETHER_ELIMIT when the directory is full. */
+int tether_registry_add(tether_registry_t *r, const char *name, tether_device_t **dev,
+                        bool *created);
+/* Removes and frees a device whose request list is empty. */
+void tether_registry_remove(tether_registry_t *r, tether_device_t *dev);
+/* Sets the lifetime and re-arms expiry at now + lifetime. */
+int tether_registry_set_lifetime(tether_registry_t *r, tether_device_t *dev, uint32_t lifetime_s,
+                                 tether_time_t now);
+/* Replaces the registered links (copied). */
+int tether_registry_set_links(tether_device_t *dev, const char *links, size_t len);
+/* The device sent something on `link` from link->addr: records it as
+ * online there, and learns from the gap since its previous message whether
+ * its NAT binding survived (same address) or not (address changed). */
+void tether_registry_touch(tether_registry_t *r, tether_device_t *dev, const tether_link_t *link,
+                           tether_time_t now);
+/* The tunnel ended. */
+void tether_registry_link_down(tether_registry_t *r, tether_device_t *dev);
+/* A device whose lifetime ran out, or NULL. */
+tether_device_t *tether_registry_pop_expired(tether_registry_t *r, tether_time_t now);
+/* Recommended keep-alive interval: below the shortest binding loss seen,
+ * else at most the longest survival seen, else a conservative default. */
+uint32_t tether_registry_keepalive_ms(const tether_device_t *dev);
+
+#endif
