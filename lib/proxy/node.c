@@ -773,7 +773,8 @@ void tether_node_input(tether_node_t *n, const tether_peer_t *peer, const uint8_
         else if (!matched) /* e.g. a notification nobody wants: cancel it */
             reply_empty(n, &peer->link, TETHER_COAP_RST, msg.mid);
     }
-    if (d)
+    /* Looked up again: the message may have removed the registration. */
+    if (d && (d = tether_registry_find(&n->reg, peer->identity)))
         dev_flush(n, d, now);
 }
 
