@@ -260,6 +260,55 @@ static int open_listener(tetherd_t *d, const tetherd_listen_t *lc)
     return 0;
 }
 
+/* /stats and /metrics: the S11 paths from the DTLS layer and the node,
+ * plus the limits they run under (S10). */
+static int stats_hook(json_t *st, void *user)
+{
+    tetherd_t *d = user;
+    const tether_node_stats_t *ns = tether_node_stats(d->node);
+    static const tether_dtls_stats_t no_dtls;
+    const tether_dtls_stats_t *ds = d->dtls ? tether_dtls_stats(d->dtls) : &no_dtls;
+    const struct {
+        const char *path;
+        uint64_t v;
+    } rows[] = {
+        {"devices.registered", ns->devices_registered},
+        {"devices.registrations", ns->registrations},
+        {"proxy.requests", ns->requests_relayed},
+        {"proxy.responses_relayed", ns->relay_ok},
+        {"proxy.timeouts", ns->relay_timeouts},
+        {"proxy.device_gone", ns->relay_gone},
+        {"proxy.denied", ns->relay_denied},
+        {"proxy.unknown_device", ns->relay_unknown},
+        {"proxy.requests_local", ns->requests_local},
+        {"queue.pending", ns->queue_pending},
+        {"queue.queued_total", ns->queued},
+        {"coap.rx_messages", ns->rx_datagrams},
+        {"coap.rx_rejected", ns->rx_rejected},
+        {"coap.duplicates", ns->duplicates},
+        {"coap.retransmissions", ns->retransmissions},
+        {"limits.max_devices", d->cfg.proxy_max_devices},
+        {"limits.max_pending", d->cfg.proxy_max_pending},
+        {"limits.queue_max", d->cfg.proxy_queue_max},
+        {"limits.max_sessions", d->cfg.dtls_max_sessions},
+        {"limits.max_handshakes", d->cfg.dtls_max_handshakes},
+        {"sessions.active", ds->sessions_active},
+        {"sessions.handshakes_full", ds->handshakes_full},
+        {"sessions.handshakes_inflight", ds->handshakes_inflight},
+        {"sessions.handshakes_failed", ds->handshakes_failed},
+        {"sessions.hello_verify_sent", ds->hello_verify_sent},
+        {"sessions.address_changes", ds->address_changes},
+        {"sessions.unknown_cid_dropped", ds->unknown_cid_dropped},
+        {"sessions.dropped_limit", ds->dropped_limit},
+        {"sessions.closed", ds->sessions_closed},
+        {"sessions.tx_dropped", ds->tx_dropped},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+        if (tetherd_admin_stat_set(st, rows[i].path, (json_int_t)rows[i].v) < 0)
+            return TETHER_ENOMEM;
+    return 0;
+}
+
 static void close_cb(uv_handle_t *h) { (void)h; }
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -359,7 +408,8 @@ int main(int argc, char **argv)
     d.sighup.data = &d;
     uv_signal_start(&d.sighup, on_sighup, SIGHUP);
 
-    if (tetherd_admin_start(&d.admin, d.loop, &d.cfg, NULL) < 0)
+    tetherd_admin_hooks_t hooks = {.stats = stats_hook, .user = &d};
+    if (tetherd_admin_start(&d.admin, d.loop, &d.cfg, &hooks) < 0)
         return 1;
     char nid[8];
     snprintf(nid, sizeof nid, "%u", d.cfg.node_id);

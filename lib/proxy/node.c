@@ -451,7 +451,8 @@ static void relay_request(tether_node_t *n, const tether_peer_t *peer,
         memcpy(host, uh->val, uh->len);
         host[uh->len] = 0;
     }
-    if (!peer->identity && !n->conf.plain_trusted) {
+    /* Operators (admin API) are trusted; plain CoAP only on loopback. */
+    if (link->kind == TETHER_LINK_PLAIN && !n->conf.plain_trusted) {
         n->stats.relay_denied++;
         reply_code(n, link, req, TETHER_COAP_UNAUTHORIZED, "authenticate over DTLS", now);
         return;
@@ -843,11 +844,38 @@ const tether_out_t *tether_node_out_get(const tether_node_t *n, size_t i)
 void tether_node_out_clear(tether_node_t *n) { tether_cx_out_clear(n->cx); }
 const tether_node_stats_t *tether_node_stats(const tether_node_t *n) { return &n->stats; }
 
+static void device_info(const tether_device_t *d, tether_device_info_t *info);
+
 int tether_node_device(const tether_node_t *n, const char *name, tether_device_info_t *info)
 {
     const tether_device_t *d = tether_registry_find(&n->reg, name);
     if (!d)
         return TETHER_ENOTFOUND;
+    device_info(d, info);
+    return 0;
+}
+
+int tether_node_device_next(const tether_node_t *n, const char *cursor,
+                            tether_device_info_t *info)
+{
+    const tether_device_t *d = tether_registry_next(&n->reg, cursor);
+    if (!d)
+        return TETHER_ENOTFOUND;
+    device_info(d, info);
+    return 0;
+}
+
+int tether_node_device_remove(tether_node_t *n, const char *name, tether_time_t now)
+{
+    tether_device_t *d = tether_registry_find(&n->reg, name);
+    if (!d)
+        return TETHER_ENOTFOUND;
+    dev_remove(n, d, now);
+    return 0;
+}
+
+static void device_info(const tether_device_t *d, tether_device_info_t *info)
+{
     memset(info, 0, sizeof *info);
     info->name = d->name;
     info->regid = d->regid;
@@ -863,5 +891,4 @@ int tether_node_device(const tether_node_t *n, const char *name, tether_device_i
     info->keepalive_ms = tether_registry_keepalive_ms(d);
     info->queued = d->nqueued;
     info->links = d->links ? d->links : "";
-    return 0;
 }

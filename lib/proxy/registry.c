@@ -99,6 +99,7 @@ int tether_registry_add(tether_registry_t *r, const char *name, tether_device_t 
     do
         snprintf(d->regid, sizeof d->regid, "%x%x", r->node_id, ++r->next_reg);
     while (tether_hmap_insert(&r->by_reg, &d->by_reg, d->regid, strlen(d->regid)) < 0);
+    tether_list_push(&r->order, &d->order);
     r->count++;
     *dev = d;
     *created = true;
@@ -119,6 +120,7 @@ void tether_registry_remove(tether_registry_t *r, tether_device_t *dev)
     tether_heap_disarm(&r->expiry, &dev->expiry);
     tether_hmap_remove(&r->by_name, &dev->by_name);
     tether_hmap_remove(&r->by_reg, &dev->by_reg);
+    tether_list_del(&r->order, &dev->order);
     r->count--;
     free(dev->links);
     free(dev);
@@ -179,6 +181,24 @@ void tether_registry_touch(tether_registry_t *r, tether_device_t *dev, const tet
     }
     dev->link = *link;
     dev->last_rx = now;
+}
+
+tether_device_t *tether_registry_next(const tether_registry_t *r, const char *after)
+{
+    const tether_lnode_t *n = r->order.head;
+    if (after) {
+        const tether_device_t *prev = tether_registry_find_reg(r, after);
+        if (prev) {
+            n = prev->order.next;
+        } else {
+            /* The cursor's device is gone: ids grow in registration order,
+             * so resume after the last one not newer than it. */
+            unsigned long want = strtoul(after, NULL, 16);
+            while (n && strtoul(container_of(n, tether_device_t, order)->regid, NULL, 16) <= want)
+                n = n->next;
+        }
+    }
+    return n ? container_of(n, tether_device_t, order) : NULL;
 }
 
 tether_device_t *tether_registry_pop_expired(tether_registry_t *r, tether_time_t now)

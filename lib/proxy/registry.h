@@ -9,6 +9,7 @@
 #include "tether/creds.h"
 #include "util/heap.h"
 #include "util/hmap.h"
+#include "util/list.h"
 
 typedef struct relay_req relay_req_t;
 
@@ -17,6 +18,7 @@ typedef struct tether_device {
     tether_hnode_t by_reg;  /* key: regid */
     tether_hnode_t by_link; /* key: link key, while link_up */
     tether_timer_t expiry;  /* registration lifetime */
+    tether_lnode_t order;   /* registration order, for paged listing */
     char name[TETHER_IDENTITY_MAX];
     char regid[16];
     bool queue_mode; /* registered with b=UQ: sleeps between messages */
@@ -33,6 +35,7 @@ typedef struct tether_device {
 typedef struct {
     tether_hmap_t by_name, by_reg, by_link;
     tether_heap_t expiry;
+    tether_list_t order;
     uint64_t seed;
     uint32_t next_reg;
     uint8_t node_id;
@@ -51,6 +54,9 @@ tether_device_t *tether_registry_find_link(const tether_registry_t *r, const tet
  * TETHER_ELIMIT when the directory is full. */
 int tether_registry_add(tether_registry_t *r, const char *name, tether_device_t **dev,
                         bool *created);
+/* The device registered after the one with registration id `after`
+ * (NULL: the first), in registration order; NULL at the end. */
+tether_device_t *tether_registry_next(const tether_registry_t *r, const char *after);
 /* Removes and frees a device whose request list is empty. */
 void tether_registry_remove(tether_registry_t *r, tether_device_t *dev);
 /* Sets the lifetime and re-arms expiry at now + lifetime. */

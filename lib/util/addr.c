@@ -32,7 +32,7 @@ bool tether_addr_equal(const tether_addr_t *a, const tether_addr_t *b)
 size_t tether_link_key(const tether_link_t *l, uint8_t key[20])
 {
     key[0] = l->kind;
-    if (l->kind == TETHER_LINK_DTLS) {
+    if (l->kind != TETHER_LINK_PLAIN) {
         memcpy(key + 1, &l->id, sizeof l->id);
         return 1 + sizeof l->id;
     }

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "tether/log.h"
 #include "tether/node.h"
 
 typedef struct {
@@ -62,6 +63,7 @@ static int setup(void **state)
     char err[256];
     assert_int_equal(tether_creds_load(path, &f->creds, err, sizeof err), 0);
     unlink(path);
+    tether_log_set_level(TETHER_LOG_WARN);
     tether_node_conf_t c;
     tether_node_conf_defaults(&c);
     c.queue_awake_ms = 500;

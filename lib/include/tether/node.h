@@ -100,5 +100,12 @@ typedef struct {
 /* Looks up a registered device; TETHER_ENOTFOUND otherwise. */
 TETHER_API int tether_node_device(const tether_node_t *node, const char *name,
                                   tether_device_info_t *info);
+/* Paged listing in registration order: the device after the one whose
+ * regid is `cursor` (NULL: the first); TETHER_ENOTFOUND at the end. A
+ * cursor whose device is gone still resumes at the right place. */
+TETHER_API int tether_node_device_next(const tether_node_t *node, const char *cursor,
+                                       tether_device_info_t *info);
+/* Removes a registration (operator action): its pending requests get 5.02. */
+TETHER_API int tether_node_device_remove(tether_node_t *node, const char *name, tether_time_t now);
 
 #endif
