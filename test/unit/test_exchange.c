@@ -1,0 +1,158 @@
+/* Unit tests for lib/coap/exchange.c: MID lifetime guard, duplicate
+ * detection with cached replies, CON retransmission back-off and events. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <string.h>
+
+#include "coap/exchange.h"
+
+typedef struct {
+    int acked, reset, timeout, down;
+    uint64_t last_cookie;
+} events_t;
+
+static void on_event(void *owner, uint64_t cookie, tether_cx_event_t ev, tether_time_t now)
+{
+    (void)now;
+    events_t *e = owner;
+    e->last_cookie = cookie;
+    switch (ev) {
+    case TETHER_CX_ACKED: e->acked++; break;
+    case TETHER_CX_RESET: e->reset++; break;
+    case TETHER_CX_TIMEOUT: e->timeout++; break;
+    case TETHER_CX_LINK_DOWN: e->down++; break;
+    }
+}
+
+static tether_link_t link_n(uint64_t id)
+{
+    tether_link_t l;
+    memset(&l, 0, sizeof l);
+    l.kind = TETHER_LINK_DTLS;
+    l.id = id;
+    return l;
+}
+
+static tether_cx_t *make(events_t *e)
+{
+    tether_cx_conf_t c;
+    tether_cx_conf_defaults(&c);
+    c.dedup_max = 1000;
+    tether_cx_t *cx;
+    assert_int_equal(tether_cx_create(&c, on_event, e, &cx), 0);
+    return cx;
+}
+
+static void test_mid_guard(void **state)
+{
+    (void)state;
+    events_t e = {0};
+    tether_cx_t *cx = make(&e);
+    tether_link_t a = link_n(1), b = link_n(2);
+    uint16_t first, mid;
+    assert_int_equal(tether_cx_next_mid(cx, &a, 0, &first), 0);
+    for (int i = 1; i < 65535; i++) {
+        assert_int_equal(tether_cx_next_mid(cx, &a, (tether_time_t)i, &mid), 0);
+        assert_int_equal(mid, (uint16_t)(first + i));
+    }
+    /* the next MID would wrap onto one used less than EXCHANGE_LIFETIME ago */
+    assert_int_equal(tether_cx_next_mid(cx, &a, 100000, &mid), TETHER_EAGAIN);
+    /* another peer has its own space */
+    assert_int_equal(tether_cx_next_mid(cx, &b, 100000, &mid), 0);
+    /* two lifetimes later the space is free again */
+    assert_int_equal(tether_cx_next_mid(cx, &a, 2 * 247000 + 1, &mid), 0);
+    tether_cx_destroy(cx);
+}
+
+static void test_dedup_replays_cached_reply(void **state)
+{
+    (void)state;
+    events_t e = {0};
+    tether_cx_t *cx = make(&e);
+    tether_link_t a = link_n(1), b = link_n(2);
+    assert_false(tether_cx_seen(cx, &a, 77, 0));
+    const uint8_t reply[] = {0x60, 0x45, 0, 77, 0xff, 'x'};
+    tether_cx_reply(cx, &a, 77, reply, sizeof reply);
+    assert_int_equal(tether_cx_out_count(cx), 1);
+    tether_cx_out_clear(cx);
+    assert_true(tether_cx_seen(cx, &a, 77, 1000));
+    assert_int_equal(tether_cx_out_count(cx), 1);
+    assert_memory_equal(tether_cx_out_get(cx, 0)->data, reply, sizeof reply);
+    assert_false(tether_cx_seen(cx, &b, 77, 1000)); /* per peer */
+    /* forgotten after EXCHANGE_LIFETIME */
+    tether_cx_tick(cx, 248000);
+    tether_cx_out_clear(cx);
+    assert_false(tether_cx_seen(cx, &a, 77, 248000));
+    tether_cx_destroy(cx);
+}
+
+static void test_retransmit_backoff_and_timeout(void **state)
+{
+    (void)state;
+    events_t e = {0};
+    tether_cx_t *cx = make(&e);
+    tether_link_t a = link_n(1);
+    const uint8_t con[] = {0x41, 0x01, 0x12, 0x34, 0xaa};
+    assert_int_equal(tether_cx_send_con(cx, &a, con, sizeof con, 42, 0), 0);
+    tether_cx_out_clear(cx);
+    /* sends at 0, then after t, 2t, 4t, 8t with t in [2 s, 3 s] */
+    tether_time_t now = 0, sends[5] = {0};
+    int n = 1;
+    while (!e.timeout && now < 100000) {
+        now = tether_cx_next_deadline(cx);
+        tether_cx_tick(cx, now);
+        if (tether_cx_out_count(cx)) {
+            assert_memory_equal(tether_cx_out_get(cx, 0)->data, con, sizeof con);
+            sends[n++] = now;
+            tether_cx_out_clear(cx);
+        }
+    }
+    assert_int_equal(n, 5);
+    assert_int_equal(e.timeout, 1);
+    assert_int_equal(e.last_cookie, 42);
+    tether_time_t t = sends[1];
+    assert_true(t >= 2000 && t <= 3000);
+    assert_int_equal(sends[2] - sends[1], 2 * t);
+    assert_int_equal(sends[4] - sends[3], 8 * t);
+    assert_int_equal(now - sends[4], 16 * t); /* gives up after the last wait */
+    tether_cx_destroy(cx);
+}
+
+static void test_ack_rst_and_link_down(void **state)
+{
+    (void)state;
+    events_t e = {0};
+    tether_cx_t *cx = make(&e);
+    tether_link_t a = link_n(1);
+    uint8_t con[] = {0x40, 0x01, 0x00, 0x01};
+    assert_int_equal(tether_cx_send_con(cx, &a, con, sizeof con, 1, 0), 0);
+    con[3] = 2;
+    assert_int_equal(tether_cx_send_con(cx, &a, con, sizeof con, 2, 0), 0);
+    con[3] = 3;
+    assert_int_equal(tether_cx_send_con(cx, &a, con, sizeof con, 3, 0), 0);
+    assert_true(tether_cx_on_ack(cx, &a, 1, false, 10));
+    assert_int_equal(e.acked, 1);
+    assert_false(tether_cx_on_ack(cx, &a, 1, false, 10)); /* already done */
+    assert_true(tether_cx_on_ack(cx, &a, 2, true, 10));
+    assert_int_equal(e.reset, 1);
+    tether_cx_link_down(cx, &a, 20);
+    assert_int_equal(e.down, 1);
+    assert_int_equal(e.last_cookie, 3);
+    assert_int_equal(tether_cx_stats(cx)->outstanding, 0);
+    tether_cx_destroy(cx);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_mid_guard),
+        cmocka_unit_test(test_dedup_replays_cached_reply),
+        cmocka_unit_test(test_retransmit_backoff_and_timeout),
+        cmocka_unit_test(test_ack_rst_and_link_down),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
