@@ -11,6 +11,7 @@
 #include "tether/common.h"
 #include "tether/dtls.h"
 #include "tether/node.h"
+#include "util/hostport.h"
 #include "tether/log.h"
 
 #define TETHER_VERSION "0.1.0"
@@ -64,33 +65,10 @@ int tetherd_parse_listen(const char *s, tetherd_listen_t *out)
         proto = TETHERD_PROTO_COAPS;
         s += 8;
     }
-    const char *colon;
-    size_t hlen;
-    if (*s == '[') {
-        const char *rb = strchr(s, ']');
-        if (!rb || rb[1] != ':')
-            return TETHER_EINVAL;
-        hlen = (size_t)(rb - s - 1);
-        s++;
-        colon = rb + 1;
-    } else {
-        colon = strrchr(s, ':');
-        if (!colon)
-            return TETHER_EINVAL;
-        hlen = (size_t)(colon - s);
-    }
-    if (hlen == 0 || hlen >= sizeof out->host)
+    if (tether_hostport_split(s, out->host, sizeof out->host, &out->port) < 0)
         return TETHER_EINVAL;
-    char *end;
-    errno = 0;
-    long port = strtol(colon + 1, &end, 10);
-    if (errno || *end || end == colon + 1 || port < 0 || port > 65535)
-        return TETHER_EINVAL;
-    memcpy(out->host, s, hlen);
-    out->host[hlen] = 0;
-    out->port = (uint16_t)port;
     out->proto = proto >= 0 ? (tetherd_proto_t)proto
-                            : (port == 5683 ? TETHERD_PROTO_COAP : TETHERD_PROTO_COAPS);
+                            : (out->port == 5683 ? TETHERD_PROTO_COAP : TETHERD_PROTO_COAPS);
     return 0;
 }
 

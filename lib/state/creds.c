@@ -311,18 +311,32 @@ int tether_creds_psk(const tether_creds_t *c, const char *identity, uint8_t *key
         return TETHER_ENOTFOUND;
     if (cap < WC_SHA256_DIGEST_SIZE)
         return TETHER_ENOSPC;
-    Hmac h;
-    if (wc_HmacInit(&h, NULL, INVALID_DEVID) != 0 ||
-        wc_HmacSetKey(&h, WC_SHA256, best->master, (word32)best->master_len) != 0 ||
-        wc_HmacUpdate(&h, (const byte *)identity, (word32)strlen(identity)) != 0 ||
-        wc_HmacFinal(&h, key) != 0) {
-        wc_HmacFree(&h);
-        return TETHER_ECRYPTO;
-    }
-    wc_HmacFree(&h);
+    int rc = tether_creds_derive_psk(best->master, best->master_len, identity, key);
+    if (rc < 0)
+        return rc;
     *key_len = WC_SHA256_DIGEST_SIZE;
     *role = best->role;
     return 0;
+}
+
+int tether_creds_derive_psk(const uint8_t *master, size_t master_len, const char *identity,
+                            uint8_t key[TETHER_DERIVED_PSK_LEN])
+{
+    Hmac h;
+    if (wc_HmacInit(&h, NULL, INVALID_DEVID) != 0)
+        return TETHER_ECRYPTO;
+    int rc = 0;
+    if (wc_HmacSetKey(&h, WC_SHA256, master, (word32)master_len) != 0 ||
+        wc_HmacUpdate(&h, (const byte *)identity, (word32)strlen(identity)) != 0 ||
+        wc_HmacFinal(&h, key) != 0)
+        rc = TETHER_ECRYPTO;
+    wc_HmacFree(&h);
+    return rc;
+}
+
+int tether_creds_key_from_hex(const char *hex, uint8_t *out, size_t cap, size_t *len)
+{
+    return unhex(hex, out, cap, len);
 }
 
 size_t tether_creds_count(const tether_creds_t *c) { return c->npsk + c->nderived; }

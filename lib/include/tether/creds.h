@@ -36,6 +36,17 @@ TETHER_API int tether_creds_psk(const tether_creds_t *c, const char *identity, u
 TETHER_API bool tether_creds_allowed(const tether_creds_t *c, const char *identity,
                                      const char *target, uint8_t method);
 
+#define TETHER_DERIVED_PSK_LEN 32
+
+/* The fleet key of `identity`: HMAC-SHA256(master, identity) (SPEC S11).
+ * Used by tether_creds_psk and by anything that plays a derived device. */
+TETHER_API int tether_creds_derive_psk(const uint8_t *master, size_t master_len,
+                                       const char *identity, uint8_t key[TETHER_DERIVED_PSK_LEN]);
+
+/* Decodes a key written in hex as the credentials file does (even length,
+ * 1..cap bytes); TETHER_EINVAL otherwise. */
+TETHER_API int tether_creds_key_from_hex(const char *hex, uint8_t *out, size_t cap, size_t *len);
+
 /* Number of explicit identities plus derived prefixes (for /stats). */
 TETHER_API size_t tether_creds_count(const tether_creds_t *c);
 

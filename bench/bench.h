@@ -1,0 +1,130 @@
+/* tether-bench — shared pieces of every subcommand: option parsing helpers,
+ * clock and randomness, progress lines, the run loop with signals and a
+ * duration, and RFC 7252 CON retransmission timing. */
+#ifndef BENCH_H
+#define BENCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <getopt.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <uv.h>
+
+#define BENCH_EXIT_USAGE 2
+#define BENCH_EXIT_FAIL 1
+
+/* RFC 7252 §4.8 transmission parameters. */
+#define BENCH_ACK_TIMEOUT_MS 2000
+#define BENCH_ACK_RANDOM_FACTOR 1.5
+#define BENCH_MAX_RETRANSMIT 4
+
+/* Subcommands (see the table in main.c). */
+int bench_devices_main(int argc, char **argv);
+int bench_load_main(int argc, char **argv);
+
+/* Prints "tether-bench CMD: error: ..." and a hint to --help on stderr;
+ * returns BENCH_EXIT_USAGE for the caller to exit with. */
+int bench_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Options every network command takes. A command sets its defaults, then
+ * bench_parse_args fills them. */
+typedef struct {
+    struct sockaddr_storage server;
+    bool have_server;
+    bool dtls13;
+    double duration_s; /* 0: until a signal */
+    uint32_t max_handshakes;
+} bench_common_opts_t;
+
+enum {
+    BENCH_OPT_SERVER = 1000,
+    BENCH_OPT_DURATION,
+    BENCH_OPT_DTLS13,
+    BENCH_OPT_MAXHS,
+    BENCH_OPT_HELP,
+    BENCH_OPT_FIRST_OWN = 1100, /* a command numbers its own options from here */
+};
+
+#define BENCH_COMMON_LONG_OPTS                                                                     \
+    {"server", required_argument, NULL, BENCH_OPT_SERVER},                                         \
+        {"duration", required_argument, NULL, BENCH_OPT_DURATION},                                 \
+        {"dtls13", no_argument, NULL, BENCH_OPT_DTLS13},                                           \
+        {"max-handshakes", required_argument, NULL, BENCH_OPT_MAXHS},                              \
+    {                                                                                              \
+        "help", no_argument, NULL, BENCH_OPT_HELP                                                  \
+    }
+
+/* Handles one of the command's own options: 0, or an exit code from
+ * bench_usage_error. */
+typedef int (*bench_opt_fn)(void *ctx, int opt, const char *arg);
+
+/* Parses argv (argv[0] is the command name) with getopt_long: common
+ * options into `co`, the others through `fn`. --server is required.
+ * Returns 0 to go on, 1 when --help was asked, or a usage exit code. */
+int bench_parse_args(const char *cmd, int argc, char **argv, const struct option *opts,
+                     bench_common_opts_t *co, bench_opt_fn fn, void *ctx);
+
+/* What a command does with bench_parse_args' result: -1 to go on, else the
+ * exit status (after printing the usage text for --help). */
+int bench_args_outcome(int rc, void (*usage)(FILE *f));
+
+/* Strict number parsing for option values: the whole string must be a
+ * number within [min, max]. 0 or TETHER_EINVAL. */
+int bench_parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *out);
+int bench_parse_double(const char *s, double min, double max, double *out);
+/* "HOST:PORT" or "[V6]:PORT" (a numeric address or "localhost"). */
+int bench_parse_addr(const char *s, struct sockaddr_storage *out);
+
+/* "ip:port" of an address, into buf (64 bytes suffice). */
+const char *bench_addr_str(const struct sockaddr_storage *a, char *buf, size_t cap);
+
+/* A progress line "CMD: ..." on stderr, flushed at once. */
+void bench_log(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Monotonic microseconds. */
+uint64_t bench_now_us(void);
+/* Fast non-cryptographic randomness (timing jitter, tokens). */
+uint32_t bench_rand(void);
+/* Uniform in [0, 1). */
+double bench_rand01(void);
+
+/* Raises the open-file limit to the hard limit (one socket per peer). */
+void bench_raise_nofile(void);
+
+/* Runs `loop` until `stop` has been called and every handle is closed.
+ * SIGINT/SIGTERM and, when duration_s > 0, the end of the duration call
+ * stop(user) once; stop must close the caller's handles. start_duration
+ * may be false to start the clock later with bench_runner_start. */
+typedef struct {
+    uv_loop_t *loop;
+    uv_signal_t sigint, sigterm;
+    uv_timer_t duration;
+    double duration_s;
+    bool stopping;
+    void (*stop)(void *user);
+    void *user;
+} bench_runner_t;
+
+void bench_runner_init(bench_runner_t *r, uv_loop_t *loop, double duration_s,
+                       void (*stop)(void *user), void *user);
+/* Starts the duration clock (no-op without a duration). */
+void bench_runner_start(bench_runner_t *r);
+/* Stops now (as a signal would); idempotent. */
+void bench_runner_stop(bench_runner_t *r);
+int bench_runner_run(bench_runner_t *r);
+
+/* CON retransmission state (RFC 7252 §4.2): random initial timeout in
+ * [ACK_TIMEOUT, ACK_TIMEOUT * ACK_RANDOM_FACTOR], doubled each time. */
+typedef struct {
+    uint64_t deadline_ms;
+    uint32_t timeout_ms;
+    uint8_t retries;
+} bench_con_t;
+
+void bench_con_start(bench_con_t *c, uint64_t now_ms);
+/* At the deadline: true means retransmit now (the next deadline is set),
+ * false means MAX_RETRANSMIT is exhausted and the exchange failed. */
+bool bench_con_retry(bench_con_t *c, uint64_t now_ms);
+
+#endif

@@ -1,0 +1,90 @@
+/* tether-bench — one DTLS client session over wolfSSL, sans-I/O.
+ *
+ * The owner feeds received datagrams and a timeout signal; ciphertext to
+ * send leaves through the `send` callback given at start. PSK only, DTLS 1.2
+ * (RFC 6347) or 1.3 (RFC 9147). The client asks the server for a Connection
+ * ID and offers a zero-length one itself (RFC 9146: it wants none back), as
+ * constrained devices do. */
+#ifndef BENCH_DTLS_CLIENT_H
+#define BENCH_DTLS_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define BENCH_DTLS_IDENTITY_MAX 64
+#define BENCH_DTLS_KEY_MAX 64
+#define BENCH_DTLS_MAX_DGRAM 2048
+
+/* One wolfSSL context per protocol version, shared by every session. */
+typedef struct {
+    void *ctx; /* WOLFSSL_CTX */
+    bool dtls13;
+} bench_dtls_ctx_t;
+
+/* A PSK identity and key; sessions point to it, so it must outlive them. */
+typedef struct {
+    char identity[BENCH_DTLS_IDENTITY_MAX];
+    uint8_t key[BENCH_DTLS_KEY_MAX];
+    size_t key_len;
+} bench_dtls_cred_t;
+
+/* Sets the identity and, when key is not NULL, the key; TETHER_EINVAL when
+ * either does not fit (or the identity is empty). */
+int bench_dtls_cred_set(bench_dtls_cred_t *c, const char *identity, const uint8_t *key,
+                        size_t key_len);
+
+typedef void (*bench_dtls_send_fn)(void *user, const uint8_t *data, size_t len);
+
+typedef enum {
+    BENCH_DTLS_IDLE = 0,
+    BENCH_DTLS_HANDSHAKE,
+    BENCH_DTLS_ESTABLISHED,
+    BENCH_DTLS_CLOSED, /* close_notify, fatal alert or failed handshake */
+} bench_dtls_state_t;
+
+typedef struct {
+    void *ssl; /* WOLFSSL */
+    bench_dtls_send_fn send;
+    void *user;
+    const uint8_t *in; /* datagram being fed, handed to wolfSSL once */
+    size_t in_len;
+    uint8_t state; /* bench_dtls_state_t */
+    const bench_dtls_cred_t *cred;
+} bench_dtls_t;
+
+/* Creates the shared context for DTLS 1.2 or 1.3 with PSK suites. */
+int bench_dtls_ctx_init(bench_dtls_ctx_t *c, bool dtls13);
+void bench_dtls_ctx_free(bench_dtls_ctx_t *c);
+
+/* Starts a handshake with `cred`: the first flight goes out through `send`
+ * before this returns. Any previous session in `d` must have been ended
+ * with bench_dtls_end. */
+int bench_dtls_start(bench_dtls_t *d, const bench_dtls_ctx_t *c, const bench_dtls_cred_t *cred,
+                     bench_dtls_send_fn send, void *user);
+
+/* Feeds one datagram. Returns 1 when it completed the handshake, 0
+ * otherwise, TETHER_ECRYPTO when the handshake failed (state CLOSED). Once
+ * established, the application records it carried come from
+ * bench_dtls_read. */
+int bench_dtls_input(bench_dtls_t *d, const uint8_t *buf, size_t len);
+
+/* Next plaintext record of the datagram just fed; *data stays valid until
+ * the next call into this module. False when none is left (the state may
+ * then be CLOSED: the peer sent close_notify or a fatal alert). */
+bool bench_dtls_read(bench_dtls_t *d, const uint8_t **data, size_t *len);
+
+/* Encrypts and sends one application record. */
+int bench_dtls_write(bench_dtls_t *d, const uint8_t *data, size_t len);
+
+/* Milliseconds until bench_dtls_timeout must be called (a flight awaits
+ * its answer), or -1 when nothing is pending. */
+int bench_dtls_timeout_ms(const bench_dtls_t *d);
+/* Retransmits the pending flight; TETHER_ETIMEDOUT when wolfSSL gives up. */
+int bench_dtls_timeout(bench_dtls_t *d);
+
+/* Ends the session: close_notify when established and `notify`, then frees
+ * the wolfSSL object. The state becomes IDLE. Safe on an idle session. */
+void bench_dtls_end(bench_dtls_t *d, bool notify);
+
+#endif

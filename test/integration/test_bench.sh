@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# tether-bench smoke test: the command line (help, subcommands, clear usage
+# errors) and the parts that work against today's tetherd without the proxy:
+# simulated devices complete DTLS PSK handshakes with derived keys and a
+# server CID (1.2 and 1.3), stop cleanly on SIGTERM, and the load generator
+# reports what it measured.
+. "$(dirname "$0")/lib.sh"
+
+BENCH=$BUILD_DIR/tether-bench
+MASTER=00112233445566778899aabbccddeeff
+APP_KEY=6170702d7365637265742d6b6579 # "app-secret-key"
+
+# expect_usage DESC PATTERN ARGS...: exit status 2 and PATTERN on stderr.
+expect_usage() {
+    local desc=$1 pat=$2
+    shift 2
+    local err rc
+    err=$("$BENCH" "$@" 2>&1 >/dev/null)
+    rc=$?
+    if [ "$rc" -eq 2 ] && grep -qE -- "$pat" <<<"$err"; then
+        ok "$desc"
+    else
+        not_ok "$desc (exit $rc)"
+        note "$err"
+    fi
+}
+
+out=$("$BENCH" --help)
+check "--help exits 0 and lists the devices and load commands" \
+    bash -c 'grep -qE "^  devices " <<<"$1" && grep -qE "^  load " <<<"$1"' _ "$out"
+expect_usage "no command: usage, exit 2" 'usage: tether-bench COMMAND'
+expect_usage "unknown command is named" "unknown command 'frobnicate'" frobnicate
+expect_usage "devices without --server" '--server HOST:PORT is required' devices --count 3 \
+    --psk-master $MASTER
+expect_usage "devices with a bad --count" "--count wants a number >= 1, got 'many'" devices \
+    --server 127.0.0.1:5684 --count many --psk-master $MASTER
+expect_usage "devices with a bad --server" "--server wants HOST:PORT" devices --server nohost \
+    --count 3 --psk-master $MASTER
+expect_usage "devices with a bad --sleepy" "--sleepy wants SLEEP:AWAKE" devices \
+    --server 127.0.0.1:5684 --count 3 --psk-master $MASTER --sleepy 10
+expect_usage "load with a non-hex key" "--psk-hex wants" load --server 127.0.0.1:5684 \
+    --identity app1 --psk-hex xyz --target dev0/temp
+expect_usage "load without --target" "--target DEVICE/PATH is required" load \
+    --server 127.0.0.1:5684 --identity app1 --psk-hex $APP_KEY
+expect_usage "load with an unknown option" "unknown or incomplete option '--bogus'" load --bogus
+out=$("$BENCH" load --help)
+check "load --help documents --rate and --json" \
+    bash -c 'grep -q -- "--rate R" <<<"$1" && grep -q -- "--json" <<<"$1"' _ "$out"
+
+cat >"$T/creds.json" <<JSON
+{"psk": [{"identity": "app1", "key_hex": "$APP_KEY", "role": "client",
+          "allow": [{"devices": "dev*", "methods": ["GET", "POST"]}]}],
+ "psk_derived": [{"identity_prefix": "dev", "role": "device", "master_hex": "$MASTER"}]}
+JSON
+cat >"$T/tether.json" <<JSON
+{"listen": ["coaps://127.0.0.1:0"], "credentials_file": "$T/creds.json"}
+JSON
+start_tetherd n1 --config "$T/tether.json" || {
+    not_ok "tetherd starts with a DTLS listener"
+    exit 1
+}
+SERVER=127.0.0.1:$n1_PORT
+
+# run_devices NAME ARGS...: starts the simulator in the background.
+run_devices() {
+    local name=$1
+    shift
+    "$BENCH" devices --server "$SERVER" --psk-master $MASTER --stats-every 1 "$@" \
+        2>"$T/$name.log" &
+    printf -v "${name}_PID" %s $!
+    PIDS+=($!)
+}
+
+run_devices d12 --count 40 --identity-prefix dev --first 100
+check "40 devices complete DTLS 1.2 PSK handshakes (derived keys, server CID)" \
+    wait_log "$T/d12.log" '^devices: connected 40/40$' 30
+check "the devices try to register (POST /rd)" wait_log "$T/d12.log" 'registration' 15
+kill -TERM "$d12_PID"
+timeout 10 bash -c 'while kill -0 "$1" 2>/dev/null; do sleep 0.1; done' _ "$d12_PID"
+wait "$d12_PID"
+rc=$?
+check "SIGTERM: devices stop cleanly (exit 0)" test "$rc" -eq 0
+check "SIGTERM: final stats and 'stopped' are printed" \
+    bash -c 'grep -q "^devices: final connected=40 " "$1" && grep -q "^devices: stopped$" "$1"' \
+    _ "$T/d12.log"
+
+run_devices d13 --count 10 --dtls13 --duration 2
+check "10 devices complete DTLS 1.3 PSK handshakes" wait_log "$T/d13.log" \
+    '^devices: connected 10/10$' 30
+wait "$d13_PID"
+check "--duration ends the run with exit 0" test $? -eq 0
+
+# NAT rebinding: new source port every second, same session (RFC 9146);
+# the ping sent from each new port is answered there.
+run_devices rb --count 10 --rebind-every 1 --duration 4
+check "rebinding devices keep their sessions and tether answers at the new port" \
+    wait_log "$T/rb.log" '^devices: stats .*handshakes=10 .*rebinds=[1-9].* pongs=[1-9]' 10
+wait "$rb_PID"
+note "$(grep -m1 '^devices: final' "$T/rb.log")"
+
+out=$(timeout 30 "$BENCH" load --server "$SERVER" --identity app1 --psk-hex $APP_KEY \
+    --target dev0/temp --concurrency 2 --duration 1 --json 2>"$T/load.log")
+note "load: $out"
+check "load --json: one JSON report with requests sent and answered" \
+    bash -c 'grep -qE "^\{.*\"sent\":[1-9][0-9]*,\"responses\":[1-9]" <<<"$1" &&
+             grep -q "\"latency_us\":{\"p50\":" <<<"$1"' _ "$out"
+out=$(timeout 30 "$BENCH" load --server "$SERVER" --identity app1 --psk-hex 00ff \
+    --target dev0/temp --duration 1 --connect-timeout 3 2>&1)
+rc=$?
+check "load with a wrong key fails clearly (exit 1, no session connected)" \
+    bash -c '[ "$1" -eq 1 ] && grep -q "no session connected" <<<"$2"' _ "$rc" "$out"
+check "tetherd still alive" kill -0 "$n1_PID"
+
+finish
