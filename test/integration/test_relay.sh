@@ -40,7 +40,7 @@ start_devices() {
     printf -v "${name}_PID" %s "$!"
 }
 
-start_devices fleet --count 100 --rebind-every 3
+start_devices fleet --count 100 --rebind-every 3 --stats-every 1
 if wait_log "$T/fleet.log" 'registered 100/100' 60; then
     ok "100 simulated devices register over DTLS (RD)"
 else
@@ -48,7 +48,6 @@ else
     tail -5 "$T/fleet.log" | sed 's/^/#   /'
 fi
 check "devices.registered is 100" test "$(stat devices.registered)" = 100
-hs_before=$(stat sessions.handshakes_full)
 
 out=$(app1 -m get -O 3,dev42 "$COAPS/temp")
 note "GET dev42/temp: $out"
@@ -70,7 +69,7 @@ check "forward-proxy style: Proxy-Uri coap://dev3/temp (loopback plain client)" 
 out=$(timeout 20 coap-client-gnutls -B 10 -u app1 -k app1-secret -m get -O 3,dev9 "$COAPS/slow" 2>&1)
 check "separate response from the device (/slow) reaches a GnuTLS client" grep -qF slow <<<"$out"
 
-out=$(app1 -m get -O 3,nosuchdev "$COAPS/temp")
+out=$(app1 -m get -O 3,dev-never-seen "$COAPS/temp")
 check "never-registered device: 4.04" grep -qF '4.04' <<<"$out"
 out=$(timeout 30 coap-client-openssl -B 10 -u app2 -k app2-secret -m get -O 3,dev42 "$COAPS/temp" 2>&1)
 check "client outside its allow-list: 4.03" grep -qF '4.03' <<<"$out"
@@ -80,15 +79,19 @@ out=$(timeout 30 coap-client-openssl -B 10 -u rogue -k rogue-secret -m post "$CO
 check "registration with an ep that differs from the DTLS identity: 4.03" grep -qF '4.03' <<<"$out"
 
 # Devices rebind their source port every 3 s (CID): still reachable, no new handshakes.
-wait_log "$T/fleet.log" 'rebind' 20 || true
+wait_log "$T/fleet.log" 'stats .* rebinds=[1-9][0-9]{2,}' 30 || true
 ok_all=1
 for i in 1 2 3 4 5; do
     out=$(app1 -m get -O 3,dev$((i * 11)) "$COAPS/temp")
     grep -qE '^-?[0-9]+\.[0-9]' <<<"$out" || ok_all=0
 done
 check "rebinding devices stay reachable" test $ok_all = 1
-check "address changes were followed (sessions.address_changes > 0)" test "$(stat sessions.address_changes)" -gt 0
-check "no new handshakes while rebinding" test "$(stat sessions.handshakes_full)" = "$hs_before"
+check "address changes were followed (sessions.address_changes >= 100)" test "$(stat sessions.address_changes)" -ge 100
+# The simulator's own count: every device handshook once, however often it moved.
+last=$(grep 'devices: stats' "$T/fleet.log" | tail -1)
+note "$last"
+check "rebinding devices made no new handshakes (handshakes=100, rebinds >= 100)" \
+    bash -c '[[ $1 =~ \ handshakes=100\  ]] && [[ $1 =~ rebinds=[1-9][0-9]{2,} ]]' _ "$last"
 
 # A simulator that dies without a goodbye: its session lingers, requests time out.
 start_devices lone --count 1 --first 500
