@@ -97,6 +97,7 @@ check "rebinding devices made no new handshakes (handshakes=100, rebinds >= 100)
 start_devices lone --count 1 --first 500
 wait_log "$T/lone.log" 'registered 1/1' 30 || not_ok "dev500 registers"
 kill -KILL "$lone_PID"
+wait "$lone_PID" 2>/dev/null
 t0=$(date +%s%N)
 out=$(app1 -m get -O 3,dev500 "$COAPS/temp")
 ms=$((($(date +%s%N) - t0) / 1000000))
