@@ -26,6 +26,7 @@ static void set_defaults(tetherd_config_t *c)
     snprintf(c->admin, sizeof c->admin, "127.0.0.1:8080");
     c->admin_max_connections = 64;
     c->admin_idle_timeout = 30;
+    c->drain_timeout = 10;
     snprintf(c->log_level, sizeof c->log_level, "info");
     c->opt_multicast_timeout = 2;
     c->opt_reply_from = 248;
@@ -346,6 +347,10 @@ static int load_file(tetherd_config_t *c, const char *path, char *err, size_t er
             if ((rc = get_uint(&x, k, v, 1, 3600, &n)) < 0)
                 goto out;
             c->admin_idle_timeout = (uint32_t)n;
+        } else if (strcmp(k, "drain_timeout") == 0) {
+            if ((rc = get_uint(&x, k, v, 0, 3600, &n)) < 0)
+                goto out;
+            c->drain_timeout = (uint32_t)n;
         } else if (strcmp(k, "redis_url") == 0) {
             if ((rc = get_str(&x, k, v, c->redis_url, sizeof c->redis_url)) < 0)
                 goto out;
