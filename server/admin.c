@@ -196,6 +196,7 @@ static json_t *collect_stats(tetherd_admin_t *a)
     if (!s || tetherd_admin_default_stats(s, NULL) < 0 ||
         tetherd_admin_stat_set(s, "admin.connections", (json_int_t)a->nconns) < 0 ||
         tetherd_admin_stat_set(s, "admin.requests", (json_int_t)a->requests) < 0 ||
+        tetherd_admin_stat_set(s, "admin.waiting", (json_int_t)a->nwaiting) < 0 ||
         (a->hooks.stats && a->hooks.stats(s, a->hooks.user) < 0)) {
         json_decref(s);
         return NULL;
@@ -530,6 +531,7 @@ static const metric_info_t metric_info[] = {
     {"memory.rss_bytes", false, "Resident set size of tetherd in bytes"},
     {"admin.connections", false, "Open admin HTTP connections"},
     {"admin.requests", true, "Admin HTTP requests answered"},
+    {"admin.waiting", false, "Admin requests waiting for a device's CoAP answer"},
 };
 
 /* Appends s to b with HELP-text escaping (backslash, newline). */

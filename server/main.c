@@ -452,15 +452,16 @@ static void stop_now(tetherd_t *d)
 static void on_drain_timer(uv_timer_t *t)
 {
     tetherd_t *d = t->data;
-    size_t pending = tether_node_pending(d->node) + tetherd_admin_waiting(&d->admin);
+    size_t relays = tether_node_pending(d->node), waiting = tetherd_admin_waiting(&d->admin);
     tether_time_t now = uv_now(d->loop);
-    if (pending > 0 && now < d->drain_deadline)
+    if (relays + waiting > 0 && now < d->drain_deadline)
         return;
-    char n[24];
-    snprintf(n, sizeof n, "%zu", pending);
-    tether_log_kv(pending ? TETHER_LOG_WARN : TETHER_LOG_INFO, "main",
-                  pending ? "drain timeout: stopping with requests pending" : "drained", "pending",
-                  n, NULL);
+    char n[24], w[24];
+    snprintf(n, sizeof n, "%zu", relays);
+    snprintf(w, sizeof w, "%zu", waiting);
+    tether_log_kv(relays + waiting ? TETHER_LOG_WARN : TETHER_LOG_INFO, "main",
+                  relays + waiting ? "drain timeout: stopping with requests pending" : "drained",
+                  "pending", n, "admin_waiting", w, NULL);
     stop_now(d);
 }
 
@@ -480,12 +481,12 @@ static void on_signal(uv_signal_t *s, int signum)
     d->draining = true;
     tetherd_admin_set_draining(&d->admin, true);
     d->drain_deadline = uv_now(d->loop) + (tether_time_t)d->cfg.drain_timeout * 1000;
-    char pending[24], timeout[16];
-    snprintf(pending, sizeof pending, "%zu",
-             tether_node_pending(d->node) + tetherd_admin_waiting(&d->admin));
+    char pending[24], waiting[24], timeout[16];
+    snprintf(pending, sizeof pending, "%zu", tether_node_pending(d->node));
+    snprintf(waiting, sizeof waiting, "%zu", tetherd_admin_waiting(&d->admin));
     snprintf(timeout, sizeof timeout, "%u", d->cfg.drain_timeout);
     tether_log_kv(TETHER_LOG_INFO, "main", "draining", "signal", "TERM", "pending", pending,
-                  "drain_timeout", timeout, NULL);
+                  "admin_waiting", waiting, "drain_timeout", timeout, NULL);
     uv_timer_start(&d->drain_timer, on_drain_timer, 0, 50);
 }
 
