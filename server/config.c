@@ -315,8 +315,8 @@ static int load_file(tetherd_config_t *c, const char *path, char *err, size_t er
         /* Without jansson's " near '<token>'": the token may be a secret
          * (admin_token, cluster_key) cut short. */
         const char *near = strstr(jerr.text, " near ");
-        snprintf(err, errcap, "%s:%d: invalid JSON (column %d): %.*s", path, jerr.line,
-                 jerr.column, near ? (int)(near - jerr.text) : (int)strlen(jerr.text), jerr.text);
+        snprintf(err, errcap, "%s:%d: invalid JSON (column %d): %.*s", path, jerr.line, jerr.column,
+                 near ? (int)(near - jerr.text) : (int)strlen(jerr.text), jerr.text);
         rc = TETHER_ECONFIG;
         goto out;
     }
