@@ -8,6 +8,7 @@
  * write-side shutdown and a short lingering read, so the client sees the
  * answer rather than a reset. Handles are closed with uv_close and the
  * connection is freed in the last close callback. */
+#include <fnmatch.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -17,6 +18,7 @@
 #include <unistd.h>
 
 #include "admin.h"
+#include "admin_coap.h"
 #include "tether/common.h"
 #include "tether/http.h"
 #include "tether/log.h"
@@ -27,6 +29,9 @@
 #define LINGER_MS 2000        /* reading after our FIN, and writing a final answer */
 #define REJECT_EXTRA 16       /* connections over the limit that still get a 503 */
 #define BACKLOG 128
+#define LIST_DEFAULT 100 /* GET /devices page size */
+#define LIST_MAX 1000
+#define REQ_TIMEOUT_SLACK_MS 1000 /* default wait: the node's request timeout plus this */
 
 typedef struct tetherd_admin_conn conn_t;
 
@@ -46,6 +51,13 @@ struct tetherd_admin_conn {
     /* the request being answered */
     bool head_only, http10_keep_alive;
     int status;
+    /* an operator CoAP request waiting for its answer (a->waiting list);
+     * nothing after it on the connection is parsed meanwhile */
+    bool waiting, in_send, resume;
+    uint64_t wait_id;
+    uint32_t wait_ms;
+    conn_t *wprev, *wnext;
+    char wpath[128];
     char peer[64];
     char rbuf[READ_BUF];
 };
@@ -184,6 +196,7 @@ static json_t *collect_stats(tetherd_admin_t *a)
     if (!s || tetherd_admin_default_stats(s, NULL) < 0 ||
         tetherd_admin_stat_set(s, "admin.connections", (json_int_t)a->nconns) < 0 ||
         tetherd_admin_stat_set(s, "admin.requests", (json_int_t)a->requests) < 0 ||
+        tetherd_admin_stat_set(s, "admin.waiting", (json_int_t)a->nwaiting) < 0 ||
         (a->hooks.stats && a->hooks.stats(s, a->hooks.user) < 0)) {
         json_decref(s);
         return NULL;
@@ -211,18 +224,37 @@ static void on_handle_closed(uv_handle_t *h)
     free(c);
 }
 
+/* Takes c off the list of connections waiting for a CoAP answer. */
+static void wait_unlink(conn_t *c)
+{
+    if (!c->waiting)
+        return;
+    c->waiting = false;
+    if (c->wprev)
+        c->wprev->wnext = c->wnext;
+    else
+        c->a->waiting = c->wnext;
+    if (c->wnext)
+        c->wnext->wprev = c->wprev;
+    c->wprev = c->wnext = NULL;
+    c->a->nwaiting--;
+}
+
 /* Starts closing both handles; safe to call more than once and from any
- * callback of the connection (memory goes in on_handle_closed). */
+ * callback of the connection (memory goes in on_handle_closed). A CoAP
+ * answer that arrives later finds nobody waiting and is dropped. */
 static void conn_close(conn_t *c)
 {
     if (c->closing)
         return;
     c->closing = true;
+    wait_unlink(c);
     uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
 }
 
 static void on_timer(uv_timer_t *t);
+static void wait_done(conn_t *c);
 
 static void arm_timer(conn_t *c, uint64_t ms)
 {
@@ -381,19 +413,18 @@ static void respond_json(conn_t *c, int status, const json_t *j, const char *ext
 static void respond_error(conn_t *c, int status, const char *extra, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-/* {"error": "<reason phrase, lower case>", "detail": "<fmt...>"}. */
-static void respond_error(conn_t *c, int status, const char *extra, const char *fmt, ...)
+/* Sends `j` (an object, or NULL for a new one; the reference is taken)
+ * with "error": "<reason phrase, lower case>" and "detail": `detail`. */
+static void respond_error_obj(conn_t *c, int status, const char *extra, json_t *j,
+                              const char *detail)
 {
-    char reason[64], detail[512];
+    char reason[64];
     snprintf(reason, sizeof reason, "%s", tether_http_reason(status));
     for (char *p = reason; *p; p++)
         if (*p >= 'A' && *p <= 'Z')
             *p = (char)(*p - 'A' + 'a');
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(detail, sizeof detail, fmt, ap);
-    va_end(ap);
-    json_t *j = json_object();
+    if (!j)
+        j = json_object();
     json_t *d = json_stringn(detail, strlen(detail));
     if (j) {
         json_object_set_new(j, "error", json_string(reason));
@@ -404,6 +435,29 @@ static void respond_error(conn_t *c, int status, const char *extra, const char *
     }
     respond_json(c, status, j, extra);
     json_decref(j);
+}
+
+/* {"error": "<reason phrase, lower case>", "detail": "<fmt...>"}. */
+static void respond_error(conn_t *c, int status, const char *extra, const char *fmt, ...)
+{
+    char detail[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof detail, fmt, ap);
+    va_end(ap);
+    respond_error_obj(c, status, extra, NULL, detail);
+}
+
+/* The request body as JSON; NULL after answering 400 with jansson's line,
+ * column and reason. */
+static json_t *parse_body(conn_t *c, const tether_http_request_t *r)
+{
+    json_error_t err;
+    json_t *j = json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &err);
+    if (!j)
+        respond_error(c, 400, NULL, "invalid JSON at line %d column %d: %s", err.line, err.column,
+                      err.text);
+    return j;
 }
 
 /* --- handlers --------------------------------------------------------------- */
@@ -477,6 +531,7 @@ static const metric_info_t metric_info[] = {
     {"memory.rss_bytes", false, "Resident set size of tetherd in bytes"},
     {"admin.connections", false, "Open admin HTTP connections"},
     {"admin.requests", true, "Admin HTTP requests answered"},
+    {"admin.waiting", false, "Admin requests waiting for a device's CoAP answer"},
 };
 
 /* Appends s to b with HELP-text escaping (backslash, newline). */
@@ -623,14 +678,14 @@ static void h_config(conn_t *c, const tether_http_request_t *r)
         json_array_append_new(listen, jstr(buf));
     }
     json_t *j = json_pack(
-        "{s:o, s:I, s:o, s:o, s:o, s:I, s:I, s:o, s:o, s:s, s:o, s:b,"
+        "{s:o, s:I, s:o, s:o, s:o, s:I, s:I, s:I, s:o, s:o, s:s, s:o, s:b,"
         " s:{s:I, s:I}, s:{s:I, s:I, s:I, s:I, s:I}}",
         "file", jstr(cfg->file), "node_id", (json_int_t)cfg->node_id, "listen", listen, "admin",
         jstr(cfg->admin), "admin_token", jsecret(cfg->admin_token), "admin_max_connections",
         (json_int_t)cfg->admin_max_connections, "admin_idle_timeout",
-        (json_int_t)cfg->admin_idle_timeout, "redis_url", jurl_redacted(cfg->redis_url),
-        "cluster_key", jsecret(cfg->cluster_key), "log_level",
-        tether_log_level_name(tether_log_get_level()), "credentials_file",
+        (json_int_t)cfg->admin_idle_timeout, "drain_timeout", (json_int_t)cfg->drain_timeout,
+        "redis_url", jurl_redacted(cfg->redis_url), "cluster_key", jsecret(cfg->cluster_key),
+        "log_level", tether_log_level_name(tether_log_get_level()), "credentials_file",
         jstr(cfg->credentials_file), "plain_coap_public", (int)cfg->plain_coap_public,
         "coap_options", "multicast_timeout", (json_int_t)cfg->opt_multicast_timeout, "reply_from",
         (json_int_t)cfg->opt_reply_from, "dtls", "cid_length", (json_int_t)cfg->dtls_cid_length,
@@ -663,13 +718,9 @@ static void h_log_level(conn_t *c, const tether_http_request_t *r)
         reply_level(c, old, NULL);
         return;
     }
-    json_error_t err;
-    json_t *j = json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &err);
-    if (!j) {
-        respond_error(c, 400, NULL, "invalid JSON at line %d column %d: %s", err.line, err.column,
-                      err.text);
+    json_t *j = parse_body(c, r);
+    if (!j)
         return;
-    }
     json_t *lv = json_object_get(j, "level");
     tether_log_level_t lvl;
     if (!json_is_object(j) || json_object_size(j) != 1 || !json_is_string(lv)) {
@@ -688,6 +739,341 @@ static void h_log_level(conn_t *c, const tether_http_request_t *r)
     json_decref(j);
 }
 
+/* --- devices (S6) ------------------------------------------------------------- */
+
+/* Percent-decodes s[0..n) into out[cap], NUL-terminated; with plus_space
+ * (query strings) '+' is a space. TETHER_EINVAL for a bad escape, an
+ * encoded NUL, or output longer than cap - 1. */
+static int pct_decode(const char *s, size_t n, bool plus_space, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        if (ch == '%') {
+            unsigned v;
+            char hx[3] = {i + 1 < n ? s[i + 1] : 0, i + 2 < n ? s[i + 2] : 0, 0};
+            if (strspn(hx, "0123456789abcdefABCDEF") != 2 || sscanf(hx, "%x", &v) != 1 || !v)
+                return TETHER_EINVAL;
+            ch = (char)v;
+            i += 2;
+        } else if (ch == '+' && plus_space) {
+            ch = ' ';
+        }
+        if (o + 1 >= cap)
+            return TETHER_EINVAL;
+        out[o++] = ch;
+    }
+    out[o] = 0;
+    return 0;
+}
+
+/* The {name} of /devices/{name}[/...], decoded into name[cap]. Answers 400
+ * and returns false when it cannot be decoded. */
+static bool path_device(conn_t *c, const tether_http_request_t *r, char *name, size_t cap)
+{
+    const size_t pre = sizeof "/devices/" - 1;
+    const char *seg = r->path + pre, *end = r->path + r->path_len;
+    const char *slash = memchr(seg, '/', (size_t)(end - seg));
+    if (pct_decode(seg, (size_t)((slash ? slash : end) - seg), false, name, cap) < 0) {
+        respond_error(c, 400, NULL, "bad device name in the path (bad %%-escape or over %zu bytes)",
+                      cap - 1);
+        return false;
+    }
+    return true;
+}
+
+/* A device as JSON. Times are Unix epoch milliseconds (registered_at_ms,
+ * last_seen_ms), converted from the loop's monotonic clock, plus ages. */
+static json_t *device_json(const tetherd_admin_t *a, const tether_device_info_t *d)
+{
+    uint64_t now = uv_now(a->loop);
+    uv_timeval64_t tv;
+    int64_t wall = uv_gettimeofday(&tv) == 0 ? tv.tv_sec * 1000 + tv.tv_usec / 1000 : 0;
+    uint64_t reg_age = now > d->registered_at ? now - d->registered_at : 0;
+    uint64_t seen_age = now > d->last_seen ? now - d->last_seen : 0;
+    char addr[64];
+    tether_addr_str(&d->addr, addr, sizeof addr);
+    return json_pack(
+        "{s:o, s:s, s:b, s:b, s:I, s:I, s:I, s:I, s:I, s:s, s:I, s:o, s:I, s:I, s:o}", "name",
+        jstr(d->name), "regid", d->regid, "online", (int)d->online, "queue_mode",
+        (int)d->queue_mode, "lifetime_s", (json_int_t)d->lifetime_s, "registered_at_ms",
+        (json_int_t)(wall - (int64_t)reg_age), "last_seen_ms",
+        (json_int_t)(wall - (int64_t)seen_age), "last_seen_ago_ms", (json_int_t)seen_age,
+        "expires_in_s", (json_int_t)(d->expires > now ? (d->expires - now) / 1000 : 0), "addr",
+        addr, "nat_binding_min_ms", (json_int_t)d->nat_binding_min_ms, "nat_binding_max_ms",
+        d->nat_binding_max_ms ? json_integer(d->nat_binding_max_ms) : json_null(), "keepalive_ms",
+        (json_int_t)d->keepalive_ms, "queued", (json_int_t)d->queued, "links", jstr(d->links));
+}
+
+/* Answers 501 and returns false when the process wired no device hooks. */
+static bool have_device_hooks(conn_t *c, const tether_http_request_t *r)
+{
+    const tetherd_admin_hooks_t *h = &c->a->hooks;
+    if (h->device && h->device_next && h->device_remove && h->coap_send)
+        return true;
+    respond_error(c, 501, NULL, "%s %.*s is not available in this process", r->method_name,
+                  (int)(r->path_len > 200 ? 200 : r->path_len), r->path);
+    return false;
+}
+
+typedef struct {
+    long limit;
+    int online; /* -1: any */
+    bool has_cursor, has_glob;
+    char cursor[16];
+    char glob[2 * TETHER_IDENTITY_MAX];
+} list_query_t;
+
+/* Parses ?limit=&cursor=&online=&name= (each at most once, nothing else).
+ * Answers 400 and returns false on anything bad. */
+static bool parse_list_query(conn_t *c, const tether_http_request_t *r, list_query_t *q)
+{
+    *q = (list_query_t){.limit = LIST_DEFAULT, .online = -1};
+    unsigned seen = 0;
+    const char *p = r->query, *end = r->query + r->query_len;
+    for (; p && p < end;) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *item_end = amp ? amp : end;
+        const char *eq = memchr(p, '=', (size_t)(item_end - p));
+        char key[16], val[sizeof q->glob];
+        if (item_end == p) {
+            p = item_end + 1;
+            continue;
+        }
+        if (!eq || pct_decode(p, (size_t)(eq - p), true, key, sizeof key) < 0 ||
+            pct_decode(eq + 1, (size_t)(item_end - eq - 1), true, val, sizeof val) < 0) {
+            respond_error(c, 400, NULL, "bad query parameter '%.*s' (expected key=value)",
+                          (int)(item_end - p > 100 ? 100 : item_end - p), p);
+            return false;
+        }
+        static const char *const keys[] = {"limit", "cursor", "online", "name"};
+        unsigned k = 0;
+        while (k < 4 && strcmp(key, keys[k]) != 0)
+            k++;
+        if (k == 4 || (seen & (1u << k))) {
+            respond_error(c, 400, NULL,
+                          "%s query parameter '%s' (known: limit, cursor, "
+                          "online, name; each once)",
+                          k == 4 ? "unknown" : "repeated", key);
+            return false;
+        }
+        seen |= 1u << k;
+        char *e = NULL;
+        if (k == 0) {
+            q->limit = strtol(val, &e, 10);
+            if (!*val || *e || q->limit < 1 || q->limit > LIST_MAX) {
+                respond_error(c, 400, NULL, "limit must be an integer from 1 to %d", LIST_MAX);
+                return false;
+            }
+        } else if (k == 1) {
+            size_t n = strlen(val);
+            if (n == 0 || n >= sizeof q->cursor || strspn(val, "0123456789abcdef") != n) {
+                respond_error(c, 400, NULL, "cursor must be a next_cursor value from a listing");
+                return false;
+            }
+            memcpy(q->cursor, val, n + 1);
+            q->has_cursor = true;
+        } else if (k == 2) {
+            if (strcmp(val, "true") != 0 && strcmp(val, "false") != 0) {
+                respond_error(c, 400, NULL, "online must be true or false");
+                return false;
+            }
+            q->online = val[0] == 't';
+        } else {
+            memcpy(q->glob, val, strlen(val) + 1);
+            q->has_glob = true;
+        }
+        p = item_end + 1;
+    }
+    return true;
+}
+
+/* GET /devices: registration order, filtered while paging, so a page
+ * holds fewer than `limit` devices only at the end of the listing. */
+static void h_devices(conn_t *c, const tether_http_request_t *r)
+{
+    tetherd_admin_t *a = c->a;
+    list_query_t q;
+    if (!have_device_hooks(c, r) || !parse_list_query(c, r, &q))
+        return;
+    json_t *list = json_array();
+    tether_device_info_t info;
+    long n = 0;
+    bool has = q.has_cursor;
+    while (list && n < q.limit &&
+           a->hooks.device_next(has ? q.cursor : NULL, &info, a->hooks.user) == 0) {
+        snprintf(q.cursor, sizeof q.cursor, "%s", info.regid);
+        has = true;
+        if ((q.online >= 0 && info.online != (q.online == 1)) ||
+            (q.has_glob && fnmatch(q.glob, info.name, 0) != 0))
+            continue;
+        json_array_append_new(list, device_json(a, &info));
+        n++;
+    }
+    bool more = n == q.limit && a->hooks.device_next(q.cursor, &info, a->hooks.user) == 0;
+    json_t *j = json_pack("{s:o, s:o}", "devices", list, "next_cursor",
+                          more ? json_string(q.cursor) : json_null());
+    if (!j) {
+        respond_error(c, 500, NULL, "building the listing failed");
+        return;
+    }
+    respond_json(c, 200, j, NULL);
+    json_decref(j);
+}
+
+/* GET /devices/{name}: the device; DELETE: removes its registration (its
+ * pending requests get 5.02). */
+static void h_device(conn_t *c, const tether_http_request_t *r)
+{
+    tetherd_admin_t *a = c->a;
+    char name[TETHER_IDENTITY_MAX];
+    tether_device_info_t info;
+    if (!have_device_hooks(c, r) || !path_device(c, r, name, sizeof name))
+        return;
+    if (r->method == TETHER_HTTP_M_DELETE) {
+        if (a->hooks.device_remove(name, a->hooks.user) < 0) {
+            respond_error(c, 404, NULL, "no device named '%s'", name);
+            return;
+        }
+        tether_log_kv(TETHER_LOG_INFO, "admin", "device removed", "ep", name, "peer", c->peer,
+                      NULL);
+        json_t *j = json_pack("{s:o, s:b}", "name", jstr(name), "removed", 1);
+        respond_json(c, 200, j, NULL);
+        json_decref(j);
+        return;
+    }
+    if (a->hooks.device(name, &info, a->hooks.user) < 0) {
+        respond_error(c, 404, NULL, "no device named '%s'", name);
+        return;
+    }
+    json_t *j = device_json(a, &info);
+    if (!j) {
+        respond_error(c, 500, NULL, "building the device failed");
+        return;
+    }
+    respond_json(c, 200, j, NULL);
+    json_decref(j);
+}
+
+/* The connection's request is answered: log it and, unless the answer
+ * came from inside the send hook (the handler is still running), go on
+ * with the connection from a fresh loop iteration, so the node's pump is
+ * never re-entered from here. */
+static void wait_done(conn_t *c)
+{
+    wait_unlink(c);
+    if (c->in_send)
+        return;
+    if (tether_log_enabled(TETHER_LOG_DEBUG)) {
+        char status[8];
+        snprintf(status, sizeof status, "%d", c->status);
+        tether_log_kv(TETHER_LOG_DEBUG, "admin", "request", "method", "POST", "path", c->wpath,
+                      "status", status, "peer", c->peer, NULL);
+    }
+    c->resume = true;
+    arm_timer(c, 0);
+}
+
+/* POST /devices/{name}/request: a CoAP request down the device's tunnel.
+ * The answer is deferred until tetherd_admin_coap_answer() or the
+ * timeout (504). */
+static void h_device_request(conn_t *c, const tether_http_request_t *r)
+{
+    tetherd_admin_t *a = c->a;
+    static tetherd_coap_req_t req;
+    char name[TETHER_IDENTITY_MAX], err[256];
+    tether_device_info_t info;
+    if (!have_device_hooks(c, r) || !path_device(c, r, name, sizeof name))
+        return;
+    json_t *body = parse_body(c, r);
+    if (!body)
+        return;
+    uint64_t id = ++a->next_id;
+    int rc = tetherd_coap_req_from_json(body, name, id,
+                                        a->cfg->proxy_request_timeout_ms + REQ_TIMEOUT_SLACK_MS,
+                                        &req, err, sizeof err);
+    json_decref(body);
+    if (rc < 0) {
+        respond_error(c, rc == TETHER_ENOSPC ? 413 : 400, NULL, "%s", err);
+        return;
+    }
+    if (a->hooks.device(name, &info, a->hooks.user) < 0) {
+        respond_error(c, 404, NULL, "no device named '%s'", name);
+        return;
+    }
+    c->waiting = true;
+    c->wait_id = id;
+    c->wait_ms = req.timeout_ms;
+    c->wnext = a->waiting;
+    if (a->waiting)
+        a->waiting->wprev = c;
+    a->waiting = c;
+    a->nwaiting++;
+    snprintf(c->wpath, sizeof c->wpath, "%.*s", (int)(r->path_len > 120 ? 120 : r->path_len),
+             r->path);
+    c->in_send = true;
+    rc = a->hooks.coap_send(id, req.buf, req.len, a->hooks.user);
+    c->in_send = false;
+    if (rc < 0 && c->waiting) {
+        wait_unlink(c);
+        respond_error(c, 503, NULL, "cannot send the request: %s", tether_strerror(rc));
+    }
+}
+
+int tetherd_admin_coap_answer(tetherd_admin_t *a, uint64_t id, const uint8_t *msg, size_t len)
+{
+    conn_t *c = a->waiting;
+    while (c && c->wait_id != id)
+        c = c->wnext;
+    if (!c)
+        return TETHER_ENOTFOUND;
+    if (len >= 2 && msg[1] == TETHER_COAP_EMPTY)
+        return 0; /* an empty ACK: the separate response comes later */
+    uint8_t code = 0;
+    json_t *j = tetherd_coap_resp_to_json(&a->optreg, msg, len, &code);
+    char detail[160] = "";
+    int status = 200;
+    if (!j) {
+        status = 502;
+        snprintf(detail, sizeof detail, "the CoAP answer could not be parsed");
+    } else if (c->in_send) {
+        /* Answered before the request left the node: tether's own verdict. */
+        if (code == TETHER_COAP_NOT_FOUND)
+            status = 404;
+        else if (code == TETHER_COAP_SERVICE_UNAVAILABLE)
+            status = 503;
+        else if (TETHER_COAP_CLASS(code) >= 4)
+            status = 502;
+    } else if (code == TETHER_COAP_GATEWAY_TIMEOUT) {
+        status = 504;
+    } else if (code == TETHER_COAP_BAD_GATEWAY) {
+        status = 502;
+    }
+    if (status == 200) {
+        respond_json(c, 200, j, NULL);
+        json_decref(j);
+    } else {
+        json_t *p = json_object_get(j, "payload");
+        char cs[6];
+        const char *why = c->in_send           ? "tether refused the request"
+                          : status == 504      ? "no response from the device in time"
+                          : status == 502 && j ? "the device went away"
+                                               : "bad answer";
+        if (!detail[0])
+            snprintf(detail, sizeof detail, "%s (CoAP %s%s%s)", why, tether_coap_code_str(code, cs),
+                     json_string_length(p) ? ": " : "",
+                     json_string_length(p) ? json_string_value(p) : "");
+        respond_error_obj(c, status, NULL, j, detail);
+    }
+    wait_done(c);
+    return 0;
+}
+
+size_t tetherd_admin_waiting(const tetherd_admin_t *a)
+{
+    return a->nwaiting;
+}
+
 /* --- routing ---------------------------------------------------------------- */
 
 static const route_t routes[] = {
@@ -697,9 +1083,9 @@ static const route_t routes[] = {
     {"/metrics", M(TETHER_HTTP_M_GET), true, h_metrics},
     {"/config", M(TETHER_HTTP_M_GET), true, h_config},
     {"/log-level", M(TETHER_HTTP_M_GET) | M(TETHER_HTTP_M_PUT), true, h_log_level},
-    {"/devices", M(TETHER_HTTP_M_GET), true, NULL},
-    {"/devices/*", M(TETHER_HTTP_M_GET) | M(TETHER_HTTP_M_DELETE), true, NULL},
-    {"/devices/*/request", M(TETHER_HTTP_M_POST), true, NULL},
+    {"/devices", M(TETHER_HTTP_M_GET), true, h_devices},
+    {"/devices/*", M(TETHER_HTTP_M_GET) | M(TETHER_HTTP_M_DELETE), true, h_device},
+    {"/devices/*/request", M(TETHER_HTTP_M_POST), true, h_device_request},
     {"/observations", M(TETHER_HTTP_M_GET), true, NULL},
     {"/cluster", M(TETHER_HTTP_M_GET), true, NULL},
     {"/credentials/*", M(TETHER_HTTP_M_PUT) | M(TETHER_HTTP_M_DELETE), true, NULL},
@@ -833,7 +1219,7 @@ static void handle(conn_t *c, const tether_http_request_t *r)
     } else {
         rt->fn(c, r);
     }
-    if (tether_log_enabled(TETHER_LOG_DEBUG)) {
+    if (!c->waiting && tether_log_enabled(TETHER_LOG_DEBUG)) {
         char path[201], status[8];
         snprintf(path, sizeof path, "%.*s", plen, r->path);
         snprintf(status, sizeof status, "%d", c->status);
@@ -847,7 +1233,7 @@ static void handle(conn_t *c, const tether_http_request_t *r)
  * reading and flushes. */
 static void process(conn_t *c)
 {
-    while (!c->closing && !c->close_after_flush && c->roff < c->rlen &&
+    while (!c->closing && !c->close_after_flush && !c->waiting && c->roff < c->rlen &&
            pending_output(c) < OUT_HIGH) {
         size_t used = 0;
         int rc = tether_http_feed(&c->http, c->rbuf + c->roff, c->rlen - c->roff, &used);
@@ -855,7 +1241,7 @@ static void process(conn_t *c)
         if (rc == TETHER_HTTP_REQUEST) {
             handle(c, &c->http.req);
             tether_http_next(&c->http);
-            arm_timer(c, (uint64_t)c->a->cfg->admin_idle_timeout * 1000);
+            arm_timer(c, c->waiting ? c->wait_ms : (uint64_t)c->a->cfg->admin_idle_timeout * 1000);
         } else if (rc == TETHER_HTTP_EXPECT) {
             static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
             if (abuf_put(&c->out[c->fill], cont, sizeof cont - 1) < 0)
@@ -893,6 +1279,14 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (c->closing || nread == 0)
         return;
     if (nread < 0) {
+        if (c->waiting) {
+            /* The client gave up on its CoAP request (nginx's 499): drop it. */
+            if (tether_log_enabled(TETHER_LOG_DEBUG))
+                tether_log_kv(TETHER_LOG_DEBUG, "admin", "client left before the answer", "path",
+                              c->wpath, "peer", c->peer, NULL);
+            conn_close(c);
+            return;
+        }
         if (nread != UV_EOF || c->lingering || (!c->writing && pending_output(c) == 0)) {
             conn_close(c);
             return;
@@ -918,6 +1312,17 @@ static void on_timer(uv_timer_t *t)
     conn_t *c = t->data;
     if (c->closing)
         return;
+    if (c->resume) { /* a CoAP answer was queued: go on with the connection */
+        c->resume = false;
+        arm_timer(c, (uint64_t)c->a->cfg->admin_idle_timeout * 1000);
+        process(c);
+        return;
+    }
+    if (c->waiting) {
+        respond_error(c, 504, NULL, "no answer from the device within %u ms", c->wait_ms);
+        wait_done(c);
+        return;
+    }
     if (c->lingering || c->close_after_flush || !tether_http_in_progress(&c->http)) {
         conn_close(c);
         return;
@@ -1008,6 +1413,8 @@ int tetherd_admin_start(tetherd_admin_t *a, uv_loop_t *loop, const tetherd_confi
     a->cfg = cfg;
     if (hooks)
         a->hooks = *hooks;
+    if (tether_coap_optreg_init(&a->optreg, cfg->opt_multicast_timeout, cfg->opt_reply_from) < 0)
+        return TETHER_ECONFIG;
     tetherd_listen_t l;
     if (strstr(cfg->admin, "://") || tetherd_parse_listen(cfg->admin, &l) < 0) {
         tether_log_kv(TETHER_LOG_ERROR, "admin", "bad admin address", "admin", cfg->admin, NULL);

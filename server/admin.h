@@ -16,6 +16,8 @@
 #include <uv.h>
 
 #include "config.h"
+#include "tether/coap.h"
+#include "tether/node.h"
 
 /* Fills `stats`, an object that already holds every S11 path (zero unless
  * known here, e.g. memory.rss_bytes): overwrite what the process knows with
@@ -29,10 +31,31 @@ typedef int (*tetherd_admin_stats_fn)(json_t *stats, void *user);
  * "detail" explains a false answer. */
 typedef bool (*tetherd_admin_ready_fn)(json_t *detail, void *user);
 
+/* Device directory (GET/DELETE /devices...). `info`'s strings belong to
+ * the process and are read before the next hook call. 0 or
+ * TETHER_ENOTFOUND. */
+typedef int (*tetherd_admin_device_fn)(const char *name, tether_device_info_t *info, void *user);
+/* The device registered after the one whose regid is `cursor` (NULL: the
+ * first); TETHER_ENOTFOUND at the end. */
+typedef int (*tetherd_admin_device_next_fn)(const char *cursor, tether_device_info_t *info,
+                                            void *user);
+typedef int (*tetherd_admin_device_remove_fn)(const char *name, void *user);
+/* Sends an operator's encoded CoAP request, numbered `id`, down to the
+ * node. Its answer comes back through tetherd_admin_coap_answer(), which
+ * may be called before this returns (tether's own verdicts, e.g. 4.04 for
+ * an unknown device) or later (the device's response, a 5.04). Returns 0
+ * or a TETHER_E* code (the request then gets a 503). */
+typedef int (*tetherd_admin_coap_send_fn)(uint64_t id, const uint8_t *msg, size_t len, void *user);
+
 typedef struct {
     tetherd_admin_stats_fn stats; /* NULL: only the defaults */
     tetherd_admin_ready_fn ready; /* NULL: ready while not draining */
-    void *user;                   /* passed to both */
+    /* NULL: the /devices routes answer 501 */
+    tetherd_admin_device_fn device;
+    tetherd_admin_device_next_fn device_next;
+    tetherd_admin_device_remove_fn device_remove;
+    tetherd_admin_coap_send_fn coap_send;
+    void *user; /* passed to every hook */
 } tetherd_admin_hooks_t;
 
 typedef struct {
@@ -47,7 +70,11 @@ typedef struct {
     uv_tcp_t listener;
     const tetherd_config_t *cfg; /* borrowed; must outlive the admin */
     tetherd_admin_hooks_t hooks;
-    struct tetherd_admin_conn *conns; /* open connections (list) */
+    struct tetherd_admin_conn *conns;   /* open connections (list) */
+    struct tetherd_admin_conn *waiting; /* connections waiting for a CoAP answer */
+    size_t nwaiting;
+    uint64_t next_id;            /* numbers operator CoAP requests */
+    tether_coap_optreg_t optreg; /* option names for CoAP answers */
     size_t nconns;
     uint16_t port; /* bound port (cfg may say 0) */
     bool listening, draining, stopped;
@@ -68,6 +95,15 @@ void tetherd_admin_stop(tetherd_admin_t *a);
 
 /* While draining, /ready answers 503 {"ready":false,"detail":"draining"}. */
 void tetherd_admin_set_draining(tetherd_admin_t *a, bool draining);
+
+/* Delivers the CoAP answer (encoded) to operator request `id`: the waiting
+ * HTTP request gets its JSON response. Empty messages are ignored. Returns
+ * 0, or TETHER_ENOTFOUND when nobody waits for `id` any more (timed out,
+ * client gone): the caller just drops the answer. */
+int tetherd_admin_coap_answer(tetherd_admin_t *a, uint64_t id, const uint8_t *msg, size_t len);
+
+/* HTTP requests waiting for a CoAP answer (a draining server waits for 0). */
+size_t tetherd_admin_waiting(const tetherd_admin_t *a);
 
 /* The default stats: every S11 path with 0, memory.rss_bytes from
  * /proc/self/statm. Matches tetherd_admin_stats_fn; `user` is unused. */

@@ -27,6 +27,7 @@ static void set_defaults(tetherd_config_t *c)
     snprintf(c->admin, sizeof c->admin, "127.0.0.1:8080");
     c->admin_max_connections = 64;
     c->admin_idle_timeout = 30;
+    c->drain_timeout = 10;
     snprintf(c->log_level, sizeof c->log_level, "info");
     c->opt_multicast_timeout = 2;
     c->opt_reply_from = 248;
@@ -289,7 +290,11 @@ static int load_file(tetherd_config_t *c, const char *path, char *err, size_t er
     json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
     ctx_t x = {path, text, err, errcap};
     if (!root) {
-        snprintf(err, errcap, "%s:%d: invalid JSON: %s", path, jerr.line, jerr.text);
+        /* Without jansson's " near '<token>'": the token may be a secret
+         * (admin_token, cluster_key) cut short. */
+        const char *near = strstr(jerr.text, " near ");
+        snprintf(err, errcap, "%s:%d: invalid JSON (column %d): %.*s", path, jerr.line, jerr.column,
+                 near ? (int)(near - jerr.text) : (int)strlen(jerr.text), jerr.text);
         rc = TETHER_ECONFIG;
         goto out;
     }
@@ -324,6 +329,10 @@ static int load_file(tetherd_config_t *c, const char *path, char *err, size_t er
             if ((rc = get_uint(&x, k, v, 1, 3600, &n)) < 0)
                 goto out;
             c->admin_idle_timeout = (uint32_t)n;
+        } else if (strcmp(k, "drain_timeout") == 0) {
+            if ((rc = get_uint(&x, k, v, 0, 3600, &n)) < 0)
+                goto out;
+            c->drain_timeout = (uint32_t)n;
         } else if (strcmp(k, "redis_url") == 0) {
             if ((rc = get_str(&x, k, v, c->redis_url, sizeof c->redis_url)) < 0)
                 goto out;

@@ -45,6 +45,7 @@ typedef struct {
     uint32_t proxy_queue_awake_ms;
     uint32_t proxy_max_devices;
     uint32_t proxy_max_pending;
+    uint32_t drain_timeout; /* seconds SIGTERM waits for pending requests */
     bool check_only;
 } tetherd_config_t;
 

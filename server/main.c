@@ -36,6 +36,15 @@ typedef struct tetherd {
     uint8_t rxbuf[65536];
     bool rx_busy;
     tetherd_admin_t admin;
+    /* operator requests: node answers on internal links, handled after the
+     * outbox is cleared (they may feed the node again) */
+    tether_out_t *internal;
+    size_t ninternal, internal_cap;
+    bool pumping, pump_again;
+    /* SIGTERM: drain until nothing is pending or drain_timeout passes */
+    bool draining, stopping;
+    uv_timer_t drain_timer;
+    tether_time_t drain_deadline;
 } tetherd_t;
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -71,26 +80,51 @@ static void dtls_flush(tetherd_t *d)
 
 static void on_node_timer(uv_timer_t *t);
 
-/* After every event: sessions that ended go to the node, the node's outbox
- * goes out (DTLS records through their session, plain datagrams from the
- * listener the peer talks to), then the DTLS transmit queue, and the node
- * timer is re-armed for its next deadline. */
-static void pump(tetherd_t *d)
+/* Keeps a copy of an answer on an internal link (an operator request). */
+static void internal_keep(tetherd_t *d, const tether_out_t *o)
 {
-    tether_time_t now = uv_now(d->loop);
-    if (d->dtls) {
-        const uint64_t *ids;
-        size_t n = tether_dtls_closed(d->dtls, &ids);
-        for (size_t i = 0; i < n; i++) {
-            tether_link_t l = {.kind = TETHER_LINK_DTLS, .id = ids[i]};
-            tether_node_link_down(d->node, &l, now);
-        }
-        tether_dtls_closed_clear(d->dtls);
+    if (d->ninternal == d->internal_cap) {
+        size_t cap = d->internal_cap ? d->internal_cap * 2 : 4;
+        tether_out_t *p = realloc(d->internal, cap * sizeof *p);
+        if (!p)
+            return; /* the admin request times out with a 504 */
+        d->internal = p;
+        d->internal_cap = cap;
     }
+    d->internal[d->ninternal++] = *o;
+}
+
+/* Hands the kept internal answers to the admin endpoint. A separate
+ * response comes as a CON that the node retransmits until acknowledged:
+ * it gets an empty ACK on the same internal link, as a client would send. */
+static void internal_deliver(tetherd_t *d)
+{
+    for (size_t i = 0; i < d->ninternal; i++) {
+        const tether_out_t *o = &d->internal[i];
+        if (o->len < 4)
+            continue;
+        if ((o->data[0] >> 4 & 3) == TETHER_COAP_CON) {
+            uint8_t ack[4] = {(uint8_t)(TETHER_COAP_VERSION << 6 | TETHER_COAP_ACK << 4), 0,
+                              o->data[2], o->data[3]};
+            tether_peer_t peer = {.link = o->link};
+            tether_node_input(d->node, &peer, ack, sizeof ack, uv_now(d->loop));
+        }
+        tetherd_admin_coap_answer(&d->admin, o->link.id, o->data, o->len);
+    }
+    d->ninternal = 0;
+}
+
+/* Sends the node's outbox (DTLS records through their session, plain
+ * datagrams from the listener the peer talks to) and keeps what goes to
+ * internal links. */
+static void outbox_flush(tetherd_t *d)
+{
     size_t n = tether_node_out_count(d->node);
     for (size_t i = 0; i < n; i++) {
         const tether_out_t *o = tether_node_out_get(d->node, i);
-        if (o->link.kind == TETHER_LINK_DTLS) {
+        if (o->link.kind == TETHER_LINK_INTERNAL) {
+            internal_keep(d, o);
+        } else if (o->link.kind == TETHER_LINK_DTLS) {
             tether_dtls_sess_t *s = d->dtls ? tether_dtls_sess_find(d->dtls, o->link.id) : NULL;
             if (s)
                 tether_dtls_send(d->dtls, s, o->data, o->len);
@@ -104,6 +138,36 @@ static void pump(tetherd_t *d)
         }
     }
     tether_node_out_clear(d->node);
+}
+
+/* After every event: sessions that ended go to the node, the node's outbox
+ * goes out, answers to operator requests go to the admin endpoint (which
+ * may feed the node again: repeat until quiet), then the DTLS transmit
+ * queue, and the node timer is re-armed for its next deadline. A nested
+ * call (from inside the admin endpoint) only asks the outer one to loop. */
+static void pump(tetherd_t *d)
+{
+    if (d->pumping) {
+        d->pump_again = true;
+        return;
+    }
+    d->pumping = true;
+    tether_time_t now = uv_now(d->loop);
+    if (d->dtls) {
+        const uint64_t *ids;
+        size_t n = tether_dtls_closed(d->dtls, &ids);
+        for (size_t i = 0; i < n; i++) {
+            tether_link_t l = {.kind = TETHER_LINK_DTLS, .id = ids[i]};
+            tether_node_link_down(d->node, &l, now);
+        }
+        tether_dtls_closed_clear(d->dtls);
+    }
+    do {
+        d->pump_again = false;
+        outbox_flush(d);
+        internal_deliver(d);
+    } while (d->pump_again || tether_node_out_count(d->node) > 0);
+    d->pumping = false;
     if (d->dtls)
         dtls_flush(d);
     tether_time_t at = tether_node_next_deadline(d->node);
@@ -205,7 +269,8 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
         dtls_input(d, addr, (const uint8_t *)buf->base, (size_t)nread);
         return;
     }
-    tether_peer_t peer = {.link = {.kind = TETHER_LINK_PLAIN, .iface = (uint8_t)(l - d->listeners)}};
+    tether_peer_t peer = {
+        .link = {.kind = TETHER_LINK_PLAIN, .iface = (uint8_t)(l - d->listeners)}};
     set_addr(&peer.link.addr, addr);
     tether_node_input(d->node, &peer, (const uint8_t *)buf->base, (size_t)nread, uv_now(d->loop));
     pump(d);
@@ -217,11 +282,10 @@ static int open_listener(tetherd_t *d, const tetherd_listen_t *lc)
     struct sockaddr_storage ss;
     char port[8];
     snprintf(port, sizeof port, "%u", lc->port);
-    int rc = strchr(lc->host, ':') ? uv_ip6_addr(lc->host, lc->port, (struct sockaddr_in6 *)&ss)
-                                   : uv_ip4_addr(strcmp(lc->host, "localhost") == 0
-                                                     ? "127.0.0.1"
-                                                     : lc->host,
-                                                 lc->port, (struct sockaddr_in *)&ss);
+    int rc = strchr(lc->host, ':')
+                 ? uv_ip6_addr(lc->host, lc->port, (struct sockaddr_in6 *)&ss)
+                 : uv_ip4_addr(strcmp(lc->host, "localhost") == 0 ? "127.0.0.1" : lc->host,
+                               lc->port, (struct sockaddr_in *)&ss);
     if (rc < 0) {
         tether_log_kv(TETHER_LOG_ERROR, "udp", "bad listen address", "host", lc->host, NULL);
         return rc;
@@ -249,9 +313,8 @@ static int open_listener(tetherd_t *d, const tetherd_listen_t *lc)
     struct sockaddr_storage bound;
     int blen = sizeof bound;
     if (uv_udp_getsockname(&l->handle, (struct sockaddr *)&bound, &blen) == 0) {
-        uint16_t p = ntohs(bound.ss_family == AF_INET6
-                               ? ((struct sockaddr_in6 *)&bound)->sin6_port
-                               : ((struct sockaddr_in *)&bound)->sin_port);
+        uint16_t p = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                                       : ((struct sockaddr_in *)&bound)->sin_port);
         l->conf.port = p;
         snprintf(port, sizeof port, "%u", p);
     }
@@ -309,22 +372,122 @@ static int stats_hook(json_t *st, void *user)
     return 0;
 }
 
-static void close_cb(uv_handle_t *h) { (void)h; }
+/* --- admin hooks ------------------------------------------------------------ */
 
-static void on_signal(uv_signal_t *s, int signum)
+static int admin_device(const char *name, tether_device_info_t *info, void *user)
 {
-    tetherd_t *d = s->data;
-    tether_log_kv(TETHER_LOG_INFO, "main", "stopping", "signal", signum == SIGTERM ? "TERM" : "INT",
-                  NULL);
+    tetherd_t *d = user;
+    return tether_node_device(d->node, name, info);
+}
+
+static int admin_device_next(const char *cursor, tether_device_info_t *info, void *user)
+{
+    tetherd_t *d = user;
+    return tether_node_device_next(d->node, cursor, info);
+}
+
+static int admin_device_remove(const char *name, void *user)
+{
+    tetherd_t *d = user;
+    int rc = tether_node_device_remove(d->node, name, uv_now(d->loop));
+    pump(d); /* its pending requests were answered 5.02 */
+    return rc;
+}
+
+/* An operator request enters the node like a client's, on an internal
+ * link numbered `id` and without identity (the node trusts internal
+ * links); its answers come back through pump(). */
+static int admin_coap_send(uint64_t id, const uint8_t *msg, size_t len, void *user)
+{
+    tetherd_t *d = user;
+    tether_peer_t peer = {.link = {.kind = TETHER_LINK_INTERNAL, .id = id}};
+    tether_node_input(d->node, &peer, msg, len, uv_now(d->loop));
+    pump(d);
+    return 0;
+}
+
+/* /ready: every configured listener is up and the node is not draining.
+ * There is no shared store yet: state is the embedded one. */
+static bool ready_hook(json_t *detail, void *user)
+{
+    tetherd_t *d = user;
+    bool up = d->nlisteners > 0 && d->nlisteners == d->cfg.nlisten;
+    json_object_set_new(detail, "listeners", json_integer((json_int_t)d->nlisteners));
+    json_object_set_new(detail, "state", json_string("embedded"));
+    if (d->draining)
+        json_object_set_new(detail, "detail", json_string("draining"));
+    else if (!up)
+        json_object_set_new(detail, "detail", json_string("listeners are not up"));
+    return up && !d->draining;
+}
+
+/* --- shutdown ---------------------------------------------------------------- */
+
+static void close_cb(uv_handle_t *h)
+{
+    (void)h;
+}
+
+/* Closes every handle; uv_run returns once the close callbacks ran. */
+static void stop_now(tetherd_t *d)
+{
+    if (d->stopping)
+        return;
+    d->stopping = true;
     tetherd_admin_stop(&d->admin);
     for (size_t i = 0; i < d->nlisteners; i++)
         uv_close((uv_handle_t *)&d->listeners[i].handle, close_cb);
+    d->nlisteners = 0;
     uv_close((uv_handle_t *)&d->sigterm, close_cb);
     uv_close((uv_handle_t *)&d->sigint, close_cb);
     uv_close((uv_handle_t *)&d->sighup, close_cb);
     if (d->dtls)
         uv_close((uv_handle_t *)&d->tick, close_cb);
     uv_close((uv_handle_t *)&d->node_timer, close_cb);
+    uv_close((uv_handle_t *)&d->drain_timer, close_cb);
+}
+
+/* While draining: stop once no relayed request (operator requests
+ * included) is pending, or at the drain deadline. */
+static void on_drain_timer(uv_timer_t *t)
+{
+    tetherd_t *d = t->data;
+    size_t relays = tether_node_pending(d->node), waiting = tetherd_admin_waiting(&d->admin);
+    tether_time_t now = uv_now(d->loop);
+    if (relays + waiting > 0 && now < d->drain_deadline)
+        return;
+    char n[24], w[24];
+    snprintf(n, sizeof n, "%zu", relays);
+    snprintf(w, sizeof w, "%zu", waiting);
+    tether_log_kv(relays + waiting ? TETHER_LOG_WARN : TETHER_LOG_INFO, "main",
+                  relays + waiting ? "drain timeout: stopping with requests pending" : "drained",
+                  "pending", n, "admin_waiting", w, NULL);
+    stop_now(d);
+}
+
+/* SIGTERM (S7): /ready turns 503 so load balancers and orchestrators stop
+ * sending new work, while listeners stay open so requests in flight (and
+ * retransmissions of them) complete; stop when nothing is pending or after
+ * drain_timeout seconds. A second SIGTERM, or SIGINT, stops at once. */
+static void on_signal(uv_signal_t *s, int signum)
+{
+    tetherd_t *d = s->data;
+    if (signum == SIGINT || d->draining) {
+        tether_log_kv(TETHER_LOG_INFO, "main", "stopping", "signal",
+                      signum == SIGTERM ? "TERM" : "INT", NULL);
+        stop_now(d);
+        return;
+    }
+    d->draining = true;
+    tetherd_admin_set_draining(&d->admin, true);
+    d->drain_deadline = uv_now(d->loop) + (tether_time_t)d->cfg.drain_timeout * 1000;
+    char pending[24], waiting[24], timeout[16];
+    snprintf(pending, sizeof pending, "%zu", tether_node_pending(d->node));
+    snprintf(waiting, sizeof waiting, "%zu", tetherd_admin_waiting(&d->admin));
+    snprintf(timeout, sizeof timeout, "%u", d->cfg.drain_timeout);
+    tether_log_kv(TETHER_LOG_INFO, "main", "draining", "signal", "TERM", "pending", pending,
+                  "admin_waiting", waiting, "drain_timeout", timeout, NULL);
+    uv_timer_start(&d->drain_timer, on_drain_timer, 0, 50);
 }
 
 int main(int argc, char **argv)
@@ -407,8 +570,18 @@ int main(int argc, char **argv)
     uv_signal_init(d.loop, &d.sighup);
     d.sighup.data = &d;
     uv_signal_start(&d.sighup, on_sighup, SIGHUP);
+    uv_timer_init(d.loop, &d.drain_timer);
+    d.drain_timer.data = &d;
 
-    tetherd_admin_hooks_t hooks = {.stats = stats_hook, .user = &d};
+    tetherd_admin_hooks_t hooks = {
+        .stats = stats_hook,
+        .ready = ready_hook,
+        .device = admin_device,
+        .device_next = admin_device_next,
+        .device_remove = admin_device_remove,
+        .coap_send = admin_coap_send,
+        .user = &d,
+    };
     if (tetherd_admin_start(&d.admin, d.loop, &d.cfg, &hooks) < 0)
         return 1;
     char nid[8];
@@ -420,6 +593,7 @@ int main(int argc, char **argv)
     tether_node_destroy(d.node);
     tether_dtls_destroy(d.dtls);
     tether_creds_free(d.creds);
+    free(d.internal);
     tether_log_kv(TETHER_LOG_INFO, "main", "stopped", NULL);
     return 0;
 }

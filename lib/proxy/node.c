@@ -843,6 +843,7 @@ const tether_out_t *tether_node_out_get(const tether_node_t *n, size_t i)
 }
 void tether_node_out_clear(tether_node_t *n) { tether_cx_out_clear(n->cx); }
 const tether_node_stats_t *tether_node_stats(const tether_node_t *n) { return &n->stats; }
+size_t tether_node_pending(const tether_node_t *n) { return n->npending; }
 
 static void device_info(const tether_device_t *d, tether_device_info_t *info);
 

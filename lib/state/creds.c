@@ -173,7 +173,11 @@ int tether_creds_load(const char *path, tether_creds_t **out, char *err, size_t 
     int rc = TETHER_ECONFIG;
     json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
     if (!root) {
-        snprintf(err, errcap, "%s:%d: %s", path, jerr.line, jerr.text);
+        /* Without jansson's " near '<token>'": the token may be a key
+         * string cut short, and this message is logged. */
+        const char *near = strstr(jerr.text, " near ");
+        snprintf(err, errcap, "%s:%d:%d: %.*s", path, jerr.line, jerr.column,
+                 near ? (int)(near - jerr.text) : (int)strlen(jerr.text), jerr.text);
         return TETHER_ECONFIG;
     }
     json_t *psk = json_object_get(root, "psk");

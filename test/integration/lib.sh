@@ -72,3 +72,17 @@ admin_port() {
     grep -m1 '"component":"admin","msg":"listening"' "${!log_var}" |
         sed -E 's/.*"port":"([0-9]+)".*/\1/'
 }
+
+# req ARGS...: one curl call; sets CODE, BODY and HDRS (headers, lower-cased).
+req() {
+    CODE=$(curl -s --max-time 10 -o "$T/body" -D "$T/hdrs" -w '%{http_code}' "$@")
+    BODY=$(cat "$T/body")
+    HDRS=$(tr 'A-Z' 'a-z' <"$T/hdrs" | tr -d '\r')
+}
+# is_err STATUS: the last answer had that status and a JSON error body.
+is_err() {
+    [ "$CODE" = "$1" ] && jq -e '(.error | type == "string") and (.detail | type == "string")' \
+        <<<"$BODY" >/dev/null && grep -q '^content-type: application/json' <<<"$HDRS"
+}
+# jqe FILTER: the last answer's body satisfies the jq filter.
+jqe() { jq -e "$1" <<<"$BODY" >/dev/null; }

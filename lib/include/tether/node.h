@@ -80,6 +80,9 @@ TETHER_API const tether_out_t *tether_node_out_get(const tether_node_t *node, si
 TETHER_API void tether_node_out_clear(tether_node_t *node);
 
 TETHER_API const tether_node_stats_t *tether_node_stats(const tether_node_t *node);
+/* Relayed requests not answered yet (in flight or queued), operator
+ * requests included: a draining server waits for this to reach 0. */
+TETHER_API size_t tether_node_pending(const tether_node_t *node);
 
 /* A registered device as seen by operators (admin API). */
 typedef struct {
