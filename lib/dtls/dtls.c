@@ -27,6 +27,7 @@
 #define container_of(p, T, m) ((T *)((char *)(p)-offsetof(T, m)))
 
 enum sess_state { S_HANDSHAKE, S_ESTABLISHED, S_DEAD };
+enum auth_kind { AUTH_NONE, AUTH_PSK, AUTH_X509 };
 
 /* Per-WOLFSSL I/O context: the datagram being fed and where output goes. */
 typedef struct {
@@ -36,7 +37,13 @@ typedef struct {
     const tether_addr_t *dst;
     char identity[TETHER_IDENTITY_MAX];
     tether_role_t role;
+    uint8_t auth;       /* enum auth_kind: how identity was established */
+    bool x509_rejected; /* a certificate was presented and refused */
 } io_t;
+
+/* The session whose handshake wolfSSL_accept() is driving: wolfSSL's
+ * certificate-manager verify callback gets no per-connection context. */
+static _Thread_local io_t *verifying;
 
 struct tether_dtls_sess {
     io_t io;
@@ -196,11 +203,41 @@ static unsigned int psk_server_cb(WOLFSSL *ssl, const char *identity, unsigned c
     tether_role_t role;
     if (!io || !identity || strlen(identity) >= sizeof io->identity)
         return 0;
-    if (tether_creds_psk(io->srv->creds, identity, key, max_len, &klen, &role) < 0)
+    if (io->auth == AUTH_X509 ||
+        tether_creds_psk(io->srv->creds, identity, key, max_len, &klen, &role) < 0)
         return 0;
     strcpy(io->identity, identity);
     io->role = role;
+    io->auth = AUTH_PSK;
     return (unsigned int)klen;
+}
+
+/* Certificate check, called by wolfSSL for every certificate of the peer's
+ * chain after its own verification (`ok` = chain, signature and dates are
+ * good). The leaf (depth 0) names the peer: its subject CN must be listed
+ * in the credentials' "x509" entries, which also give its role. Returns 1
+ * to accept, 0 to refuse the handshake. */
+static int cert_verify_cb(int ok, WOLFSSL_X509_STORE_CTX *st)
+{
+    io_t *io = verifying;
+    tether_role_t role;
+    if (!io)
+        return 0;
+    if (!ok)
+        goto refuse;
+    if (st->error_depth != 0)
+        return 1; /* an intermediate that verified */
+    const char *cn = st->domain;
+    if (io->auth != AUTH_NONE || !cn || !*cn || strlen(cn) >= sizeof io->identity ||
+        tether_creds_x509(io->srv->creds, cn, &role) < 0)
+        goto refuse;
+    strcpy(io->identity, cn);
+    io->role = role;
+    io->auth = AUTH_X509;
+    return 1;
+refuse:
+    io->x509_rejected = true;
+    return 0;
 }
 
 /* ---- listeners and cookie secrets ------------------------------------------ */
@@ -341,6 +378,8 @@ static void reap(tether_dtls_srv_t *srv)
 static void hs_fail(tether_dtls_srv_t *srv, tether_dtls_sess_t *s)
 {
     srv->stats.handshakes_failed++;
+    if (s->io.x509_rejected)
+        srv->stats.x509_rejected++;
     sess_close(srv, s);
 }
 
@@ -353,12 +392,16 @@ static void hs_schedule(tether_dtls_sess_t *s, tether_time_t now)
 /* Drives the handshake one step with the datagram in s->io. */
 static void hs_step(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, tether_time_t now)
 {
+    verifying = &s->io;
     int ret = wolfSSL_accept(s->ssl);
+    verifying = NULL;
     if (ret == WOLFSSL_SUCCESS) {
-        if (!s->io.identity[0]) { /* no PSK identity: refuse (certs come later) */
+        if (s->io.auth == AUTH_NONE || !s->io.identity[0]) { /* e.g. ECDHE without a cert */
             hs_fail(srv, s);
             return;
         }
+        if (s->io.auth == AUTH_X509)
+            srv->stats.handshakes_x509++;
         list_del(&srv->handshaking, s);
         srv->stats.handshakes_inflight--;
         s->state = S_ESTABLISHED;
@@ -650,6 +693,36 @@ static const char *const cipher_list =
     "PSK-AES128-CCM-8:PSK-AES128-GCM-SHA256:"
     "ECDHE-ECDSA-AES128-CCM-8:ECDHE-ECDSA-AES128-GCM-SHA256";
 
+static bool set(const char *path) { return path && *path; }
+
+/* Loads our certificate/key and the client CA. A peer certificate is then
+ * requested and verified on certificate suites; PSK suites go on without
+ * one (WOLFSSL_VERIFY_FAIL_EXCEPT_PSK), and a certificate suite completed
+ * without a client certificate is refused in hs_step (no identity). */
+static int setup_x509(WOLFSSL_CTX *ctx, const tether_dtls_conf_t *conf)
+{
+    if (set(conf->cert_file) != set(conf->key_file))
+        return TETHER_ECONFIG;
+    if (set(conf->cert_file) &&
+        (wolfSSL_CTX_use_certificate_chain_file(ctx, conf->cert_file) != WOLFSSL_SUCCESS ||
+         wolfSSL_CTX_use_PrivateKey_file(ctx, conf->key_file, WOLFSSL_FILETYPE_PEM) !=
+             WOLFSSL_SUCCESS ||
+         wolfSSL_CTX_check_private_key(ctx) != WOLFSSL_SUCCESS))
+        return TETHER_ECONFIG;
+    if (!set(conf->ca_file)) {
+        wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_NONE, NULL);
+        return 0;
+    }
+    if (wolfSSL_CTX_load_verify_locations(ctx, conf->ca_file, NULL) != WOLFSSL_SUCCESS)
+        return TETHER_ECONFIG;
+    wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_PEER | WOLFSSL_VERIFY_FAIL_EXCEPT_PSK, NULL);
+    /* The certificate manager's callback runs for every certificate, good or
+     * bad; the SSL-level one only on errors unless wolfSSL is built with
+     * WOLFSSL_ALWAYS_VERIFY_CB. */
+    wolfSSL_CertManagerSetVerify(wolfSSL_CTX_GetCertManager(ctx), cert_verify_cb);
+    return 0;
+}
+
 int tether_dtls_create(const tether_dtls_conf_t *conf, const tether_creds_t *creds,
                        tether_time_t now, tether_dtls_srv_t **out)
 {
@@ -692,6 +765,9 @@ int tether_dtls_create(const tether_dtls_conf_t *conf, const tether_creds_t *cre
     if (wolfSSL_CTX_SetMinVersion(srv->ctx, WOLFSSL_DTLSV1_2) != WOLFSSL_SUCCESS ||
         wolfSSL_CTX_set_cipher_list(srv->ctx, cipher_list) != WOLFSSL_SUCCESS)
         goto fail_setup;
+    if ((rc = setup_x509(srv->ctx, conf)) < 0)
+        goto fail_setup;
+    rc = TETHER_ECRYPTO;
     srv->cookie_epoch = now / (conf->cookie_rotate_ms ? conf->cookie_rotate_ms : 1);
     if (cookie_secret(srv, srv->cookie_epoch, srv->lst[0].secret) < 0 ||
         listener_reset(srv, &srv->lst[0]) < 0)

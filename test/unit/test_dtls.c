@@ -71,12 +71,40 @@ static unsigned int c_psk(WOLFSSL *ssl, const char *hint, char *identity, unsign
     return 16;
 }
 
-static void client_init(client_t *c, bool use_cid)
+/* How the in-process client authenticates: PSK (dev1) unless `cert` names
+ * a PEM pair in the test PKI, in which case it runs ECDHE-ECDSA. */
+typedef struct {
+    bool dtls13;
+    const char *cert; /* certs/NAME.pem + NAME.key, "" = ECDHE without a cert */
+} client_opts_t;
+
+static char certs_dir[64]; /* the test PKI (test/certs/gen.sh), made once */
+
+static void client_init_opts(client_t *c, bool use_cid, const client_opts_t *o)
 {
     memset(c, 0, sizeof *c);
-    c->ctx = wolfSSL_CTX_new(wolfDTLSv1_2_client_method());
-    wolfSSL_CTX_set_psk_client_callback(c->ctx, c_psk);
-    assert_int_equal(wolfSSL_CTX_set_cipher_list(c->ctx, "PSK-AES128-CCM-8"), WOLFSSL_SUCCESS);
+    c->ctx = wolfSSL_CTX_new(o->dtls13 ? wolfDTLSv1_3_client_method()
+                                       : wolfDTLSv1_2_client_method());
+    if (o->cert) {
+        char path[128];
+        const char *suite = o->dtls13 ? "TLS13-AES128-GCM-SHA256" : "ECDHE-ECDSA-AES128-CCM-8";
+        assert_int_equal(wolfSSL_CTX_set_cipher_list(c->ctx, suite), WOLFSSL_SUCCESS);
+        snprintf(path, sizeof path, "%s/ca.pem", certs_dir);
+        assert_int_equal(wolfSSL_CTX_load_verify_locations(c->ctx, path, NULL), WOLFSSL_SUCCESS);
+        wolfSSL_CTX_set_verify(c->ctx, WOLFSSL_VERIFY_PEER, NULL); /* checks the server too */
+        if (*o->cert) {
+            snprintf(path, sizeof path, "%s/%s.pem", certs_dir, o->cert);
+            assert_int_equal(wolfSSL_CTX_use_certificate_file(c->ctx, path, WOLFSSL_FILETYPE_PEM),
+                             WOLFSSL_SUCCESS);
+            snprintf(path, sizeof path, "%s/%s.key", certs_dir, o->cert);
+            assert_int_equal(wolfSSL_CTX_use_PrivateKey_file(c->ctx, path, WOLFSSL_FILETYPE_PEM),
+                             WOLFSSL_SUCCESS);
+        }
+    } else {
+        wolfSSL_CTX_set_psk_client_callback(c->ctx, c_psk);
+        const char *suite = o->dtls13 ? "TLS13-AES128-CCM-8-SHA256" : "PSK-AES128-CCM-8";
+        assert_int_equal(wolfSSL_CTX_set_cipher_list(c->ctx, suite), WOLFSSL_SUCCESS);
+    }
     wolfSSL_CTX_SetIORecv(c->ctx, c_recv);
     wolfSSL_CTX_SetIOSend(c->ctx, c_send);
     c->ssl = wolfSSL_new(c->ctx);
@@ -88,6 +116,12 @@ static void client_init(client_t *c, bool use_cid)
         assert_int_equal(wolfSSL_dtls_cid_use(c->ssl), WOLFSSL_SUCCESS);
         assert_int_equal(wolfSSL_dtls_cid_set(c->ssl, NULL, 0), WOLFSSL_SUCCESS);
     }
+}
+
+static void client_init(client_t *c, bool use_cid)
+{
+    client_opts_t o = {0};
+    client_init_opts(c, use_cid, &o);
 }
 
 static void client_free(client_t *c)
@@ -153,7 +187,10 @@ typedef struct {
     client_t c;
 } fixture_t;
 
-static int setup(void **state)
+/* Server fixture: dev1 by PSK; with `x509`, also the test PKI (our
+ * certificate, the client CA) and "x509" entries for dev7 and the dev9
+ * prefix (dev9's certificate is expired). */
+static fixture_t *make_fixture(bool x509, const tether_dtls_conf_t *base)
 {
     fixture_t *f = calloc(1, sizeof *f);
     char path[] = "/tmp/tether-creds-XXXXXX";
@@ -161,16 +198,40 @@ static int setup(void **state)
     dprintf(fd, "{\"psk\": [{\"identity\": \"dev1\", \"key_hex\": \"");
     for (int i = 0; i < 16; i++)
         dprintf(fd, "%02x", dev_key[i]);
-    dprintf(fd, "\", \"role\": \"device\"}]}");
+    dprintf(fd, "\", \"role\": \"device\"}],\n \"x509\": [{\"identity\": \"dev7\", "
+                "\"role\": \"device\"}, {\"identity_prefix\": \"dev9\", \"role\": \"client\"}]}");
     close(fd);
     char err[256];
     assert_int_equal(tether_creds_load(path, &f->creds, err, sizeof err), 0);
     unlink(path);
     tether_dtls_conf_t conf;
-    tether_dtls_conf_defaults(&conf);
+    if (base)
+        conf = *base;
+    else
+        tether_dtls_conf_defaults(&conf);
     conf.node_id = 5;
+    char ca[128], crt[128], key[128];
+    if (x509) {
+        snprintf(ca, sizeof ca, "%s/ca.pem", certs_dir);
+        snprintf(crt, sizeof crt, "%s/server.pem", certs_dir);
+        snprintf(key, sizeof key, "%s/server.key", certs_dir);
+        conf.ca_file = ca;
+        conf.cert_file = crt;
+        conf.key_file = key;
+    }
     assert_int_equal(tether_dtls_create(&conf, f->creds, now_ms, &f->srv), 0);
-    *state = f;
+    return f;
+}
+
+static int setup(void **state)
+{
+    *state = make_fixture(false, NULL);
+    return 0;
+}
+
+static int setup_x509(void **state)
+{
+    *state = make_fixture(true, NULL);
     return 0;
 }
 
@@ -353,6 +414,93 @@ static void test_handshake_timeout_frees_the_attempt(void **state)
     assert_int_equal(st->handshakes_failed, 1);
 }
 
+/* One request/response over an established session; returns the server's
+ * view of it. */
+static tether_dtls_sess_t *exchange(fixture_t *f, uint16_t port, const char *msg)
+{
+    uint8_t rec[TETHER_DTLS_MAX_DGRAM];
+    size_t n = client_record(&f->c, msg, rec);
+    tether_addr_t a = addr(port);
+    tether_dtls_rx_t rx;
+    tether_dtls_input(f->srv, &a, rec, n, now_ms, &rx);
+    assert_int_equal(rx.len, strlen(msg));
+    assert_memory_equal(rx.data, msg, rx.len);
+    assert_int_equal(tether_dtls_send(f->srv, rx.sess, (const uint8_t *)"ack", 3), 0);
+    pump_to_client(f->srv, &f->c);
+    char buf[16];
+    assert_int_equal(wolfSSL_read(f->c.ssl, buf, sizeof buf), 3);
+    return rx.sess;
+}
+
+static void test_x509_client_certificate(void **state)
+{
+    fixture_t *f = *state;
+    client_opts_t o = {.cert = "dev7"};
+    client_init_opts(&f->c, true, &o);
+    assert_int_equal(handshake(f->srv, &f->c, 44000), 0);
+    assert_string_equal(wolfSSL_get_cipher_name(f->c.ssl), "ECDHE-ECDSA-AES128-CCM-8");
+    tether_dtls_sess_t *s = exchange(f, 44000, "hello from dev7");
+    assert_string_equal(tether_dtls_sess_identity(s), "dev7");
+    assert_int_equal(tether_dtls_sess_role(s), TETHER_ROLE_DEVICE);
+    const tether_dtls_stats_t *st = tether_dtls_stats(f->srv);
+    assert_int_equal(st->handshakes_full, 1);
+    assert_int_equal(st->handshakes_x509, 1);
+    assert_int_equal(st->handshakes_failed, 0);
+
+    /* A PSK device still gets in on the same server (no certificate asked). */
+    client_free(&f->c);
+    client_init(&f->c, true);
+    assert_int_equal(handshake(f->srv, &f->c, 44001), 0);
+    s = exchange(f, 44001, "hello from dev1");
+    assert_string_equal(tether_dtls_sess_identity(s), "dev1");
+    assert_int_equal(st->handshakes_full, 2);
+    assert_int_equal(st->handshakes_x509, 1);
+}
+
+/* Expired, signed by an unknown CA, a CN not in the credentials, and no
+ * certificate at all on a certificate suite: each is refused during the
+ * handshake, counted, and leaves nothing behind. */
+static void test_x509_refused(void **state)
+{
+    fixture_t *f = *state;
+    const char *bad[] = {"expired", "rogue", "stranger", ""};
+    const tether_dtls_stats_t *st = tether_dtls_stats(f->srv);
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        client_opts_t o = {.cert = bad[i]};
+        client_init_opts(&f->c, true, &o);
+        assert_int_equal(handshake(f->srv, &f->c, (uint16_t)(45000 + i)), -1);
+        assert_int_equal(st->handshakes_failed, i + 1);
+        assert_int_equal(st->handshakes_inflight, 0);
+        assert_int_equal(st->x509_rejected, i + 1);
+        client_free(&f->c);
+        memset(&f->c, 0, sizeof f->c);
+    }
+    assert_int_equal(st->handshakes_full, 0);
+    assert_int_equal(st->sessions_active, 0);
+    client_init(&f->c, false); /* for teardown */
+}
+
+/* The test PKI comes from the same script the integration test uses. */
+static int group_setup(void **state)
+{
+    (void)state;
+    const char *top = getenv("TETHER_TOP");
+    char cmd[512];
+    snprintf(certs_dir, sizeof certs_dir, "/tmp/tether-pki-XXXXXX");
+    if (!mkdtemp(certs_dir))
+        return -1;
+    snprintf(cmd, sizeof cmd, "%s/test/certs/gen.sh %s", top ? top : ".", certs_dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", certs_dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -363,6 +511,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_credentials_fail_cleanly, setup, teardown),
         cmocka_unit_test_setup_teardown(test_handshake_timeout_frees_the_attempt, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_x509_client_certificate, setup_x509, teardown),
+        cmocka_unit_test_setup_teardown(test_x509_refused, setup_x509, teardown),
     };
-    return cmocka_run_group_tests_name("dtls", tests, NULL, NULL);
+    return cmocka_run_group_tests_name("dtls", tests, group_setup, group_teardown);
 }
