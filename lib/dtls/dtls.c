@@ -16,6 +16,7 @@
 #include <wolfssl/wolfcrypt/hmac.h>
 #include <wolfssl/wolfcrypt/random.h>
 
+#include "dtls/ratelimit.h"
 #include "tether/dtls.h"
 #include "util/hmap.h"
 
@@ -91,6 +92,7 @@ struct tether_dtls_srv {
     tether_dtls_sess_t *dead;
     tether_dtls_sess_t *reading; /* session of the datagram being read */
     tether_dtls_stats_t stats;
+    tether_rl_t rate; /* new handshakes per source address */
     size_t ntx;
     tether_dgram_t tx[TETHER_DTLS_TXQ];
     uint8_t rxbuf[TETHER_DTLS_MAX_DGRAM];
@@ -135,6 +137,20 @@ static size_t addr_key(const tether_addr_t *a, uint8_t key[TETHER_HKEY_MAX])
     memcpy(key + 1, &s->sin_port, 2);
     memcpy(key + 3, &s->sin_addr, 4);
     return 7;
+}
+
+/* Who a handshake is charged to: the IPv4 address, or the IPv6 /64 (one
+ * host usually owns a whole /64). */
+static size_t source_key(const tether_addr_t *a, uint8_t key[9])
+{
+    if (a->ss.ss_family == AF_INET6) {
+        key[0] = 6;
+        memcpy(key + 1, &((const struct sockaddr_in6 *)&a->ss)->sin6_addr, 8);
+        return 9;
+    }
+    key[0] = 4;
+    memcpy(key + 1, &((const struct sockaddr_in *)&a->ss)->sin_addr, 4);
+    return 5;
 }
 
 static bool addr_equal(const tether_addr_t *a, const tether_addr_t *b)
@@ -518,6 +534,14 @@ static void new_handshake(tether_dtls_srv_t *srv, const tether_addr_t *from, con
     }
     if (r < 0)
         return;
+    /* The cookie proved the address, so a spoofer cannot spend a victim's
+     * tokens; the listener forgets the hello it just accepted. */
+    uint8_t src[9];
+    if (!tether_rl_admit(&srv->rate, src, source_key(from, src), now)) {
+        srv->stats.dropped_rate++;
+        listener_reset(srv, l);
+        return;
+    }
     tether_dtls_sess_t *s = promote(srv, l, from, now);
     if (!s)
         return;
@@ -685,6 +709,8 @@ void tether_dtls_conf_defaults(tether_dtls_conf_t *c)
     c->handshake_timeout_ms = 30000;
     c->idle_timeout_ms = 86400000;
     c->cookie_rotate_ms = 300000;
+    c->handshake_rate_per_source = 200;
+    c->handshake_burst_per_source = 400;
 }
 
 /* Suites of SPEC S2 plus the DTLS 1.3 ones. */
@@ -739,6 +765,7 @@ int tether_dtls_create(const tether_dtls_conf_t *conf, const tether_creds_t *cre
     if (!srv)
         return TETHER_ENOMEM;
     srv->conf = *conf;
+    srv->conf.ca_file = srv->conf.cert_file = srv->conf.key_file = NULL; /* read once, below */
     if (conf->cluster_key_len)
         memcpy(srv->cluster_key, conf->cluster_key, conf->cluster_key_len);
     srv->conf.cluster_key = srv->cluster_key;
@@ -747,6 +774,10 @@ int tether_dtls_create(const tether_dtls_conf_t *conf, const tether_creds_t *cre
         goto fail_rng;
     uint64_t seed;
     wc_RNG_GenerateBlock(&srv->rng, (byte *)&seed, sizeof seed);
+    uint8_t rl_key[TETHER_RL_KEY];
+    wc_RNG_GenerateBlock(&srv->rng, rl_key, sizeof rl_key);
+    tether_rl_init(&srv->rate, conf->handshake_rate_per_source, conf->handshake_burst_per_source,
+                   rl_key, now);
     if ((rc = tether_hmap_init(&srv->by_addr, 1024, seed)) < 0)
         goto fail_addr;
     if ((rc = tether_hmap_init(&srv->by_cid, 1024, seed ^ 0x9e3779b97f4a7c15ull)) < 0)

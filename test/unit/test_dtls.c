@@ -480,6 +480,64 @@ static void test_x509_refused(void **state)
     client_init(&f->c, false); /* for teardown */
 }
 
+static tether_addr_t addr_ip(uint32_t ip, uint16_t port)
+{
+    tether_addr_t a = addr(port);
+    ((struct sockaddr_in *)&a.ss)->sin_addr.s_addr = htonl(ip);
+    return a;
+}
+
+/* Full handshake from ip:port; the client is freed afterwards. */
+static int handshake_from(fixture_t *f, uint32_t ip, uint16_t port)
+{
+    tether_addr_t a = addr_ip(ip, port);
+    tether_dtls_rx_t rx;
+    client_init(&f->c, true);
+    int rc = -1;
+    for (int i = 0; i < 20 && rc < 0; i++) {
+        int r = wolfSSL_connect(f->c.ssl);
+        for (size_t k = 0; k < f->c.out.n; k++)
+            tether_dtls_input(f->srv, &a, f->c.out.d[k], f->c.out.len[k], now_ms, &rx);
+        f->c.out.n = 0;
+        pump_to_client(f->srv, &f->c);
+        if (r == WOLFSSL_SUCCESS)
+            rc = 0;
+    }
+    client_free(&f->c);
+    memset(&f->c, 0, sizeof f->c);
+    return rc;
+}
+
+/* 1 handshake per second per source, burst 2: the third handshake from one
+ * address within the second is refused after its cookie exchange (no
+ * session), and a second later that address gets one more in. (Separate
+ * buckets per address: test_ratelimit, which can fix the hash key.) */
+static void test_handshake_rate_per_source(void **state)
+{
+    (void)state;
+    tether_dtls_conf_t conf;
+    tether_dtls_conf_defaults(&conf);
+    conf.handshake_rate_per_source = 1;
+    conf.handshake_burst_per_source = 2;
+    fixture_t *f = make_fixture(false, &conf);
+    const tether_dtls_stats_t *st = tether_dtls_stats(f->srv);
+    tether_time_t t0 = now_ms;
+    assert_int_equal(handshake_from(f, 0x0a000007, 1000), 0);
+    assert_int_equal(handshake_from(f, 0x0a000007, 1001), 0);
+    assert_int_equal(handshake_from(f, 0x0a000007, 1002), -1);
+    assert_int_equal(st->dropped_rate, 1);
+    assert_int_equal(st->handshakes_inflight, 0);
+    assert_int_equal(st->sessions_active, 2);
+    assert_true(st->hello_verify_sent >= 3); /* the cookie exchange still ran */
+    now_ms += 1000;
+    assert_int_equal(handshake_from(f, 0x0a000007, 1003), 0);
+    assert_int_equal(handshake_from(f, 0x0a000007, 1004), -1);
+    assert_int_equal(st->handshakes_full, 3);
+    now_ms = t0;
+    client_init(&f->c, false);
+    teardown((void **)&f);
+}
+
 /* The test PKI comes from the same script the integration test uses. */
 static int group_setup(void **state)
 {
@@ -513,6 +571,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_x509_client_certificate, setup_x509, teardown),
         cmocka_unit_test_setup_teardown(test_x509_refused, setup_x509, teardown),
+        cmocka_unit_test(test_handshake_rate_per_source),
     };
     return cmocka_run_group_tests_name("dtls", tests, group_setup, group_teardown);
 }
