@@ -38,6 +38,7 @@ typedef struct {
     const tether_addr_t *dst;
     char identity[TETHER_IDENTITY_MAX];
     tether_role_t role;
+    const char *psk13_suite; /* TLS 1.3 suite for a PSK, from the ClientHello */
     uint8_t auth;       /* enum auth_kind: how identity was established */
     bool x509_rejected; /* a certificate was presented and refused */
 } io_t;
@@ -226,6 +227,17 @@ static unsigned int psk_server_cb(WOLFSSL *ssl, const char *identity, unsigned c
     io->role = role;
     io->auth = AUTH_PSK;
     return (unsigned int)klen;
+}
+
+/* TLS 1.3 PSK lookup. wolfSSL accepts a PSK for one suite only, the one
+ * named here (the legacy callback implies TLS13-AES128-GCM-SHA256), so the
+ * suite comes from what the ClientHello offered (ch_psk13_suite). */
+static unsigned int psk_server_tls13_cb(WOLFSSL *ssl, const char *identity, unsigned char *key,
+                                        unsigned int max_len, const char **suite)
+{
+    io_t *io = wolfSSL_GetIOReadCtx(ssl);
+    *suite = io && io->psk13_suite ? io->psk13_suite : "TLS13-AES128-GCM-SHA256";
+    return psk_server_cb(ssl, identity, key, max_len);
 }
 
 /* Certificate check, called by wolfSSL for every certificate of the peer's
@@ -440,6 +452,29 @@ static void hs_step(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, tether_time_t
     hs_fail(srv, s);
 }
 
+/* The TLS 1.3 PSK suite for an unfragmented ClientHello: AES-128-GCM when
+ * offered, else AES-128-CCM-8 when offered, else NULL (the default). */
+static const char *ch_psk13_suite(const uint8_t *b, size_t len)
+{
+    size_t p = DTLS12_HDR + 12 + 2 + 32; /* record hdr, hs hdr, version, random */
+    if (len < p + 1)
+        return NULL;
+    p += 1 + b[p]; /* session id */
+    if (p >= len)
+        return NULL;
+    p += 1 + b[p]; /* cookie */
+    if (p + 2 > len)
+        return NULL;
+    size_t n = (size_t)b[p] << 8 | b[p + 1];
+    bool ccm8 = false;
+    for (size_t i = p + 2; i + 1 < p + 2 + n && i + 1 < len; i += 2) {
+        if (b[i] == 0x13 && b[i + 1] == 0x01)
+            return "TLS13-AES128-GCM-SHA256";
+        ccm8 |= b[i] == 0x13 && b[i + 1] == 0x05;
+    }
+    return ccm8 ? "TLS13-AES128-CCM-8-SHA256" : NULL;
+}
+
 /* Feeds a ClientHello to a stateless listener: 1 when the cookie verified,
  * 0 when a HelloVerifyRequest / HRR went out, <0 on error. */
 static int listener_try(tether_dtls_srv_t *srv, listener_t *l, const tether_addr_t *from,
@@ -449,6 +484,7 @@ static int listener_try(tether_dtls_srv_t *srv, listener_t *l, const tether_addr
     l->io.in = buf;
     l->io.in_len = len;
     l->io.dst = from;
+    l->io.psk13_suite = ch_psk13_suite(buf, len);
     int ret = wolfDTLS_accept_stateless(l->ssl);
     l->io.in = NULL;
     l->io.dst = NULL;
@@ -791,6 +827,7 @@ int tether_dtls_create(const tether_dtls_conf_t *conf, const tether_creds_t *cre
     /* The PSK callback first: wolfSSL drops PSK suites from a cipher list
      * set while the context has no PSK. */
     wolfSSL_CTX_set_psk_server_callback(srv->ctx, psk_server_cb);
+    wolfSSL_CTX_set_psk_server_tls13_callback(srv->ctx, psk_server_tls13_cb);
     wolfSSL_CTX_SetIORecv(srv->ctx, io_recv);
     wolfSSL_CTX_SetIOSend(srv->ctx, io_send);
     if (wolfSSL_CTX_SetMinVersion(srv->ctx, WOLFSSL_DTLSV1_2) != WOLFSSL_SUCCESS ||

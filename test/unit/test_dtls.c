@@ -71,6 +71,15 @@ static unsigned int c_psk(WOLFSSL *ssl, const char *hint, char *identity, unsign
     return 16;
 }
 
+/* DTLS 1.3 PSK: wolfSSL ties a PSK to one suite, named here. */
+static const char *c13_suite = "TLS13-AES128-CCM-8-SHA256";
+static unsigned int c_psk13(WOLFSSL *ssl, const char *hint, char *identity, unsigned int id_max,
+                            unsigned char *key, unsigned int key_max, const char **suite)
+{
+    *suite = c13_suite;
+    return c_psk(ssl, hint, identity, id_max, key, key_max);
+}
+
 /* How the in-process client authenticates: PSK (dev1) unless `cert` names
  * a PEM pair in the test PKI, in which case it runs ECDHE-ECDSA. */
 typedef struct {
@@ -102,7 +111,9 @@ static void client_init_opts(client_t *c, bool use_cid, const client_opts_t *o)
         }
     } else {
         wolfSSL_CTX_set_psk_client_callback(c->ctx, c_psk);
-        const char *suite = o->dtls13 ? "TLS13-AES128-CCM-8-SHA256" : "PSK-AES128-CCM-8";
+        if (o->dtls13)
+            wolfSSL_CTX_set_psk_client_tls13_callback(c->ctx, c_psk13);
+        const char *suite = o->dtls13 ? c13_suite : "PSK-AES128-CCM-8";
         assert_int_equal(wolfSSL_CTX_set_cipher_list(c->ctx, suite), WOLFSSL_SUCCESS);
     }
     wolfSSL_CTX_SetIORecv(c->ctx, c_recv);
@@ -480,6 +491,46 @@ static void test_x509_refused(void **state)
     client_init(&f->c, false); /* for teardown */
 }
 
+/* DTLS 1.3 with PSK, without a CID (AES-128-CCM-8) and with one
+ * (AES-128-GCM): handshake, then data both ways; the records carry the
+ * unified header (and our CID when used). */
+static void test_dtls13_psk(void **state)
+{
+    fixture_t *f = *state;
+    const char *suites[] = {"TLS13-AES128-CCM-8-SHA256", "TLS13-AES128-GCM-SHA256"};
+    for (int cid = 0; cid < 2; cid++) {
+        client_opts_t o = {.dtls13 = true};
+        c13_suite = suites[cid];
+        client_init_opts(&f->c, cid, &o);
+        uint16_t port = (uint16_t)(46000 + cid);
+        assert_int_equal(handshake(f->srv, &f->c, port), 0);
+        assert_string_equal(wolfSSL_get_version(f->c.ssl), "DTLSv1.3");
+        assert_string_equal(wolfSSL_get_cipher_name(f->c.ssl), suites[cid]);
+        uint8_t rec[TETHER_DTLS_MAX_DGRAM];
+        size_t n = client_record(&f->c, "probe", rec);
+        assert_int_equal(rec[0] & 0xe0, 0x20);                 /* unified header */
+        assert_int_equal(!!(rec[0] & 0x10), cid);              /* C bit */
+        assert_true(!cid || rec[1] == 5);                      /* CID byte 0 = node id */
+        tether_addr_t a = addr(port);
+        tether_dtls_rx_t rx;
+        tether_dtls_input(f->srv, &a, rec, n, now_ms, &rx);
+        assert_int_equal(rx.len, 5);
+        for (int i = 0; i < 5; i++) {
+            tether_dtls_sess_t *s = exchange(f, port, "dtls13 exchange");
+            assert_string_equal(tether_dtls_sess_identity(s), "dev1");
+            uint8_t c[TETHER_CID_MAX];
+            assert_int_equal(tether_dtls_sess_cid(s, c), cid ? 8 : 0);
+        }
+        client_free(&f->c);
+        memset(&f->c, 0, sizeof f->c);
+    }
+    c13_suite = suites[0];
+    const tether_dtls_stats_t *st = tether_dtls_stats(f->srv);
+    assert_int_equal(st->handshakes_full, 2);
+    assert_int_equal(st->sessions_active, 2);
+    assert_int_equal(st->handshakes_failed, 0);
+}
+
 static tether_addr_t addr_ip(uint32_t ip, uint16_t port)
 {
     tether_addr_t a = addr(port);
@@ -572,6 +623,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_x509_client_certificate, setup_x509, teardown),
         cmocka_unit_test_setup_teardown(test_x509_refused, setup_x509, teardown),
         cmocka_unit_test(test_handshake_rate_per_source),
+        cmocka_unit_test_setup_teardown(test_dtls13_psk, setup, teardown),
     };
     return cmocka_run_group_tests_name("dtls", tests, group_setup, group_teardown);
 }
