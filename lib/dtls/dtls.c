@@ -17,6 +17,7 @@
 #include <wolfssl/wolfcrypt/random.h>
 
 #include "dtls/ratelimit.h"
+#include "dtls/wolfrec.h"
 #include "tether/dtls.h"
 #include "util/hmap.h"
 
@@ -92,6 +93,8 @@ struct tether_dtls_srv {
     sess_list_t handshaking, established;
     tether_dtls_sess_t *dead;
     tether_dtls_sess_t *reading; /* session of the datagram being read */
+    tether_addr_t reading_from;  /* its source, and whether it came by CID */
+    bool reading_by_cid;
     tether_dtls_stats_t stats;
     tether_rl_t rate; /* new handshakes per source address */
     size_t ntx;
@@ -615,10 +618,29 @@ static void sess_move(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, const tethe
     srv->stats.address_changes++;
 }
 
+/* RFC 9146 §6 / RFC 9147 §9: after an authenticated record numbered `rn`
+ * (epoch << 48 | seq), a newer number than any seen moves a CID session to
+ * the datagram's source; older (even unseen) records never move it. */
+static void note_record(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, uint64_t rn)
+{
+    if (rn <= s->max_seq)
+        return;
+    s->max_seq = rn;
+    if (srv->reading_by_cid && !addr_equal(&srv->reading_from, &s->peer))
+        sess_move(srv, s, &srv->reading_from);
+}
+
+/* Reads one application record. DTLS 1.3 record numbers are encrypted on
+ * the wire, so they come from wolfSSL after it authenticated the record
+ * (per record, so datagrams with several records are fine). */
 static bool read_record(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, tether_dtls_rx_t *rx)
 {
     int n = wolfSSL_read(s->ssl, srv->rxbuf, sizeof srv->rxbuf);
     if (n > 0) {
+        uint64_t rn;
+        bool dtls13 = false;
+        if (tether_wolf_record_number(s->ssl, &rn, &dtls13) && dtls13)
+            note_record(srv, s, rn);
         rx->sess = s;
         rx->data = srv->rxbuf;
         rx->len = (size_t)n;
@@ -669,20 +691,20 @@ int tether_dtls_input(tether_dtls_srv_t *srv, const tether_addr_t *from, const u
         s->io.in = NULL;
         return 0;
     }
-    bool moved_from = by_cid && !addr_equal(from, &s->peer);
+    srv->reading_from = *from;
+    srv->reading_by_cid = by_cid;
+    /* DTLS 1.2: the record number is in the clear; use it when the datagram
+     * holds exactly one record (wolfSSL's own check covers the rest). */
     uint64_t seq = 0;
-    bool single = buf[0] != CT_HANDSHAKE && single_record_seq(buf, len, cl, &seq);
+    bool single = buf[0] != CT_HANDSHAKE && (buf[0] & 0xe0) != 0x20 &&
+                  single_record_seq(buf, len, cl, &seq);
     if (!read_record(srv, s, rx)) {
         s->io.in = NULL;
         return 0;
     }
     s->io.in = NULL;
-    /* Authenticated: move only for the newest record (RFC 9146 §6). */
-    if (single && seq > s->max_seq) {
-        s->max_seq = seq;
-        if (moved_from)
-            sess_move(srv, s, from);
-    }
+    if (single) /* authenticated by the read above */
+        note_record(srv, s, seq);
     s->last_rx = now;
     list_del(&srv->established, s);
     list_add(&srv->established, s);

@@ -267,11 +267,15 @@ static size_t client_record(client_t *c, const char *msg, uint8_t *out)
     return n;
 }
 
-static void test_cid_session_survives_port_changes(void **state)
+/* A CID session whose client changes source port on each of 25 exchanges
+ * follows it with no new handshake, and replies leave for the new port.
+ * DTLS 1.2 record numbers are read from the header; DTLS 1.3 ones are
+ * encrypted, so they come from wolfSSL after authentication. */
+static void check_port_changes(fixture_t *f, bool dtls13, uint16_t base)
 {
-    fixture_t *f = *state;
-    client_init(&f->c, true);
-    assert_int_equal(handshake(f->srv, &f->c, 40000), 0);
+    client_opts_t o = {.dtls13 = dtls13};
+    client_init_opts(&f->c, true, &o);
+    assert_int_equal(handshake(f->srv, &f->c, base), 0);
     const tether_dtls_stats_t *st = tether_dtls_stats(f->srv);
     assert_int_equal(st->handshakes_full, 1);
     assert_int_equal(st->sessions_active, 1);
@@ -281,19 +285,24 @@ static void test_cid_session_survives_port_changes(void **state)
         char msg[32];
         snprintf(msg, sizeof msg, "exchange %d", i);
         size_t n = client_record(&f->c, msg, rec);
-        assert_int_equal(rec[0], 25); /* tls12_cid record */
-        assert_int_equal(rec[11], 5); /* CID byte 0 = node id */
-        tether_addr_t a = addr((uint16_t)(40000 + i));
+        if (dtls13) {
+            assert_int_equal(rec[0] & 0xf0, 0x30); /* unified header, C bit */
+            assert_int_equal(rec[1], 5);           /* CID byte 0 = node id */
+        } else {
+            assert_int_equal(rec[0], 25); /* tls12_cid record */
+            assert_int_equal(rec[11], 5);
+        }
+        tether_addr_t a = addr((uint16_t)(base + i));
         tether_dtls_rx_t rx;
         tether_dtls_input(f->srv, &a, rec, n, now_ms, &rx);
         assert_int_equal(rx.len, strlen(msg));
         assert_memory_equal(rx.data, msg, rx.len);
         assert_string_equal(tether_dtls_sess_identity(rx.sess), "dev1");
-        assert_int_equal(port_of(tether_dtls_sess_peer(rx.sess)), 40000 + i);
+        assert_int_equal(port_of(tether_dtls_sess_peer(rx.sess)), base + i);
         /* The reply leaves for the new address and the client accepts it. */
         assert_int_equal(tether_dtls_send(f->srv, rx.sess, (const uint8_t *)"ack", 3), 0);
         assert_int_equal(tether_dtls_tx_count(f->srv), 1);
-        assert_int_equal(port_of(&tether_dtls_tx_get(f->srv, 0)->to), 40000 + i);
+        assert_int_equal(port_of(&tether_dtls_tx_get(f->srv, 0)->to), base + i);
         pump_to_client(f->srv, &f->c);
         char buf[16];
         assert_int_equal(wolfSSL_read(f->c.ssl, buf, sizeof buf), 3);
@@ -302,11 +311,24 @@ static void test_cid_session_survives_port_changes(void **state)
     assert_int_equal(st->address_changes, 25);
 }
 
-static void test_forged_replayed_and_old_records_do_not_move(void **state)
+static void test_cid_session_survives_port_changes(void **state)
 {
-    fixture_t *f = *state;
-    client_init(&f->c, true);
-    assert_int_equal(handshake(f->srv, &f->c, 41000), 0);
+    check_port_changes(*state, false, 40000);
+}
+
+static void test_dtls13_cid_survives_port_changes(void **state)
+{
+    check_port_changes(*state, true, 47000);
+}
+
+/* Newest authentic record moves; an older-but-unseen authentic record, a
+ * replay and a forged record (right CID), each from a new address, do not;
+ * an unknown CID is dropped without an alert. */
+static void check_old_replayed_forged(fixture_t *f, bool dtls13, uint16_t base)
+{
+    client_opts_t o = {.dtls13 = dtls13};
+    client_init_opts(&f->c, true, &o);
+    assert_int_equal(handshake(f->srv, &f->c, base), 0);
     const tether_dtls_stats_t *st = tether_dtls_stats(f->srv);
     uint8_t r1[TETHER_DTLS_MAX_DGRAM], r2[TETHER_DTLS_MAX_DGRAM], bad[TETHER_DTLS_MAX_DGRAM];
     size_t n1 = client_record(&f->c, "one", r1);
@@ -314,42 +336,59 @@ static void test_forged_replayed_and_old_records_do_not_move(void **state)
     tether_dtls_rx_t rx;
 
     /* r2 (newest) from a new address moves the session there. */
-    tether_addr_t home = addr(41001);
+    tether_addr_t home = addr((uint16_t)(base + 1));
     tether_dtls_input(f->srv, &home, r2, n2, now_ms, &rx);
     assert_int_equal(rx.len, 3);
     tether_dtls_sess_t *s = rx.sess;
-    assert_int_equal(port_of(tether_dtls_sess_peer(s)), 41001);
+    assert_int_equal(port_of(tether_dtls_sess_peer(s)), base + 1);
     uint64_t moves = st->address_changes;
 
     /* Older but never-seen r1 from elsewhere: authentic, delivered, no move. */
-    tether_addr_t other = addr(41002);
+    tether_addr_t other = addr((uint16_t)(base + 2));
     tether_dtls_input(f->srv, &other, r1, n1, now_ms, &rx);
     assert_int_equal(rx.len, 3);
-    assert_int_equal(port_of(tether_dtls_sess_peer(s)), 41001);
+    assert_int_equal(port_of(tether_dtls_sess_peer(s)), base + 1);
 
     /* Replay of r2 from another address: dropped, no move. */
-    tether_addr_t replay = addr(41003);
+    tether_addr_t replay = addr((uint16_t)(base + 3));
     tether_dtls_input(f->srv, &replay, r2, n2, now_ms, &rx);
     assert_int_equal(rx.len, 0);
-    assert_int_equal(port_of(tether_dtls_sess_peer(s)), 41001);
+    assert_int_equal(port_of(tether_dtls_sess_peer(s)), base + 1);
 
     /* Right CID, forged ciphertext: fails authentication, no move. */
     size_t n3 = client_record(&f->c, "three", bad);
     bad[n3 - 1] ^= 0x55;
-    tether_addr_t forger = addr(41004);
+    tether_addr_t forger = addr((uint16_t)(base + 4));
     tether_dtls_input(f->srv, &forger, bad, n3, now_ms, &rx);
     assert_int_equal(rx.len, 0);
-    assert_int_equal(port_of(tether_dtls_sess_peer(s)), 41001);
+    assert_int_equal(port_of(tether_dtls_sess_peer(s)), base + 1);
 
     /* Unknown CID: dropped silently, no alert goes out. */
     memcpy(bad, r2, n2);
-    bad[12] ^= 0xff;
+    bad[dtls13 ? 2 : 12] ^= 0xff;
     tether_dtls_input(f->srv, &forger, bad, n2, now_ms, &rx);
     assert_int_equal(rx.len, 0);
     assert_int_equal(tether_dtls_tx_count(f->srv), 0);
     assert_true(st->unknown_cid_dropped >= 1);
     assert_int_equal(st->address_changes, moves);
     assert_int_equal(st->sessions_active, 1);
+
+    /* The genuine next record from there moves it. */
+    size_t n4 = client_record(&f->c, "four", bad);
+    tether_dtls_input(f->srv, &forger, bad, n4, now_ms, &rx);
+    assert_int_equal(rx.len, 4);
+    assert_int_equal(port_of(tether_dtls_sess_peer(s)), base + 4);
+    assert_int_equal(st->handshakes_full, 1);
+}
+
+static void test_forged_replayed_and_old_records_do_not_move(void **state)
+{
+    check_old_replayed_forged(*state, false, 41000);
+}
+
+static void test_dtls13_old_replayed_forged_do_not_move(void **state)
+{
+    check_old_replayed_forged(*state, true, 48000);
 }
 
 static void test_spoofed_hellos_allocate_nothing(void **state)
@@ -624,6 +663,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_x509_refused, setup_x509, teardown),
         cmocka_unit_test(test_handshake_rate_per_source),
         cmocka_unit_test_setup_teardown(test_dtls13_psk, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dtls13_cid_survives_port_changes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dtls13_old_replayed_forged_do_not_move, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests_name("dtls", tests, group_setup, group_teardown);
 }
