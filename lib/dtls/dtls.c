@@ -499,14 +499,32 @@ static int listener_try(tether_dtls_srv_t *srv, listener_t *l, const tether_addr
     return TETHER_EPROTO;
 }
 
-/* True when a DTLS 1.2-style ClientHello carries a non-empty cookie. */
+/* True when a ClientHello carries a cookie: DTLS 1.2's legacy cookie field,
+ * or DTLS 1.3's cookie extension (RFC 8446 §4.2.2). Unfragmented hellos only. */
 static bool ch_has_cookie(const uint8_t *b, size_t len)
 {
     size_t p = DTLS12_HDR + 12 + 2 + 32; /* record hdr, hs hdr, version, random */
     if (len < p + 1)
         return false;
     p += 1 + b[p]; /* session id */
-    return p < len && b[p] != 0;
+    if (p >= len)
+        return false;
+    if (b[p] != 0)
+        return true;
+    p += 1; /* empty legacy cookie */
+    if (p + 2 > len)
+        return false;
+    p += 2 + ((size_t)b[p] << 8 | b[p + 1]); /* cipher suites */
+    if (p >= len)
+        return false;
+    p += 1 + b[p]; /* compression methods */
+    if (p + 2 > len)
+        return false;
+    size_t end = p + 2 + ((size_t)b[p] << 8 | b[p + 1]);
+    for (p += 2; p + 4 <= end && p + 4 <= len; p += 4 + ((size_t)b[p + 2] << 8 | b[p + 3]))
+        if (b[p] == 0x00 && b[p + 1] == 0x2c)
+            return true;
+    return false;
 }
 
 /* The listener's WOLFSSL becomes a session; the listener is re-armed. */

@@ -570,6 +570,32 @@ static void test_dtls13_psk(void **state)
     assert_int_equal(st->handshakes_failed, 0);
 }
 
+/* A cookie secret rotation between the cookie round trip and the hello
+ * that returns the cookie does not fail the handshake (the previous secret
+ * is still accepted), for DTLS 1.2 (HelloVerifyRequest) and DTLS 1.3 (HRR,
+ * where a second HRR would be fatal for the client). */
+static void test_cookie_survives_rotation(void **state)
+{
+    fixture_t *f = *state;
+    for (int v13 = 0; v13 < 2; v13++) {
+        client_opts_t o = {.dtls13 = v13};
+        client_init_opts(&f->c, true, &o);
+        tether_dtls_rx_t rx;
+        uint16_t port = (uint16_t)(49000 + v13);
+        assert_int_equal(wolfSSL_connect(f->c.ssl), -1);
+        feed(f->srv, &f->c, port, &rx); /* hello -> cookie */
+        now_ms += 300001;               /* past cookie_rotate_ms */
+        tether_dtls_tick(f->srv, now_ms);
+        assert_int_equal(handshake(f->srv, &f->c, port), 0);
+        client_free(&f->c);
+        memset(&f->c, 0, sizeof f->c);
+    }
+    const tether_dtls_stats_t *st = tether_dtls_stats(f->srv);
+    assert_int_equal(st->handshakes_full, 2);
+    assert_int_equal(st->hello_verify_sent, 2);
+    client_init(&f->c, false);
+}
+
 static tether_addr_t addr_ip(uint32_t ip, uint16_t port)
 {
     tether_addr_t a = addr(port);
@@ -663,6 +689,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_x509_refused, setup_x509, teardown),
         cmocka_unit_test(test_handshake_rate_per_source),
         cmocka_unit_test_setup_teardown(test_dtls13_psk, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cookie_survives_rotation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dtls13_cid_survives_port_changes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dtls13_old_replayed_forged_do_not_move, setup,
                                         teardown),
