@@ -505,6 +505,24 @@ static void test_x509_client_certificate(void **state)
     assert_string_equal(tether_dtls_sess_identity(s), "dev1");
     assert_int_equal(st->handshakes_full, 2);
     assert_int_equal(st->handshakes_x509, 1);
+
+    /* DTLS 1.3 with a certificate; and without one, which DTLS 1.3 lets the
+     * handshake finish but tether refuses (no identity). */
+    client_free(&f->c);
+    o.dtls13 = true;
+    client_init_opts(&f->c, true, &o);
+    assert_int_equal(handshake(f->srv, &f->c, 44002), 0);
+    assert_string_equal(wolfSSL_get_version(f->c.ssl), "DTLSv1.3");
+    s = exchange(f, 44002, "dev7 over dtls 1.3");
+    assert_string_equal(tether_dtls_sess_identity(s), "dev7");
+    assert_int_equal(st->handshakes_x509, 2);
+    client_free(&f->c);
+    o.cert = "";
+    client_init_opts(&f->c, true, &o);
+    handshake(f->srv, &f->c, 44003);
+    assert_int_equal(st->handshakes_failed, 1);
+    assert_int_equal(st->handshakes_full, 3);
+    assert_int_equal(st->sessions_active, 3);
 }
 
 /* Expired, signed by an unknown CA, a CN not in the credentials, and no
