@@ -14,7 +14,8 @@ prefix="$top/.deps"
 build_pkgs=(gcc make pkg-config libc6-dev libuv1-dev libhiredis-dev libjansson-dev
     autoconf automake libtool ca-certificates libhttp-parser-dev)
 test_pkgs=(libcmocka-dev redis-server redis-tools nginx libnginx-mod-stream
-    libcoap3-bin clang libclang-rt-14-dev curl jq procps iproute2 valgrind util-linux)
+    libcoap3-bin clang libclang-rt-14-dev curl jq procps iproute2 valgrind util-linux
+    openssl)
 
 pkgs=("${build_pkgs[@]}")
 [ "$level" = test ] && pkgs+=("${test_pkgs[@]}")
@@ -52,9 +53,20 @@ conf_flags=(--enable-dtls --enable-dtls13 --enable-dtlscid --enable-psk --enable
 if [ "$(uname -m)" = x86_64 ]; then conf_flags+=(--enable-aesni --enable-intelasm); fi
 want_stamp="flags=${conf_flags[*]} cflags=$cflags_extra"
 stamp="$prefix/wolfssl.stamp"
+src_dir_for_header="$prefix/src"
 
+# wolfSSL does not install wolfssl/internal.h; lib/dtls/wolfrec.c reads the
+# record number of the last authenticated record from it (no public API), so
+# it is copied from the very source tree the library was built from.
+internal_h="$prefix/include/wolfssl/internal.h"
 if [ -f "$stamp" ] && [ -f "$prefix/lib/libwolfssl.a" ] && grep -qxF "$want_stamp" "$stamp"; then
-    exit 0
+    [ -f "$internal_h" ] && exit 0
+    built=$(sed -n 's/^Version: //p' "$prefix/lib/pkgconfig/wolfssl.pc" 2>/dev/null || true)
+    if [ -n "$built" ] && [ -f "$src_dir_for_header/wolfssl-$built/wolfssl/internal.h" ]; then
+        install -m 644 "$src_dir_for_header/wolfssl-$built/wolfssl/internal.h" "$internal_h"
+        exit 0
+    fi
+    log "wolfssl/internal.h is missing and its source tree is gone: rebuilding wolfssl"
 fi
 
 ver_ge() { [ "$(printf '%s\n%s\n' "$1" "$2" | sort -V | head -n1)" = "$2" ]; }
@@ -112,6 +124,7 @@ tar -xzf "$tarball" -C "$work" --strip-components=1
     ./configure --prefix="$prefix" "${conf_flags[@]}" CFLAGS="$cflags_extra" >>build.log 2>&1
     make -j"$(nproc)" >>build.log 2>&1
     make install >>build.log 2>&1
+    install -m 644 wolfssl/internal.h "$prefix/include/wolfssl/internal.h"
 ) || die "wolfssl build failed, see $work/build.log"
 echo "$want_stamp" >"$stamp"
 log "wolfssl $version ready"

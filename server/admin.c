@@ -693,6 +693,14 @@ static void h_config(conn_t *c, const tether_http_request_t *r)
         (json_int_t)cfg->dtls_max_handshakes, "handshake_timeout",
         (json_int_t)cfg->dtls_handshake_timeout, "idle_timeout",
         (json_int_t)cfg->dtls_idle_timeout);
+    json_t *dtls = j ? json_object_get(j, "dtls") : NULL;
+    if (dtls) { /* paths are not secrets; the key file's contents never leave it */
+        json_object_set_new(dtls, "ca_file", jstr(cfg->dtls_ca_file));
+        json_object_set_new(dtls, "cert_file", jstr(cfg->dtls_cert_file));
+        json_object_set_new(dtls, "key_file", jstr(cfg->dtls_key_file));
+        json_object_set_new(dtls, "handshake_rate_per_source", json_integer(cfg->dtls_hs_rate));
+        json_object_set_new(dtls, "handshake_burst_per_source", json_integer(cfg->dtls_hs_burst));
+    }
     if (!j) {
         respond_error(c, 500, NULL, "building the configuration failed");
         return;

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "tether/common.h"
@@ -48,6 +49,8 @@ static void set_defaults(tetherd_config_t *c)
     c->proxy_queue_awake_ms = nc.queue_awake_ms;
     c->proxy_max_devices = nc.max_devices;
     c->proxy_max_pending = nc.max_pending;
+    c->dtls_hs_rate = dc.handshake_rate_per_source;
+    c->dtls_hs_burst = dc.handshake_burst_per_source;
 }
 
 bool tetherd_is_loopback(const char *host)
@@ -212,6 +215,23 @@ static int apply_dtls(ctx_t *x, tetherd_config_t *c, json_t *v)
             if (get_uint(x, k, e, 1, 4000000, &n) < 0)
                 return TETHER_ECONFIG;
             c->dtls_idle_timeout = (uint32_t)n;
+        } else if (strcmp(k, "ca_file") == 0) {
+            if (get_str(x, k, e, c->dtls_ca_file, sizeof c->dtls_ca_file) < 0)
+                return TETHER_ECONFIG;
+        } else if (strcmp(k, "cert_file") == 0) {
+            if (get_str(x, k, e, c->dtls_cert_file, sizeof c->dtls_cert_file) < 0)
+                return TETHER_ECONFIG;
+        } else if (strcmp(k, "key_file") == 0) {
+            if (get_str(x, k, e, c->dtls_key_file, sizeof c->dtls_key_file) < 0)
+                return TETHER_ECONFIG;
+        } else if (strcmp(k, "handshake_rate_per_source") == 0) {
+            if (get_uint(x, k, e, 0, 1000000, &n) < 0)
+                return TETHER_ECONFIG;
+            c->dtls_hs_rate = (uint32_t)n;
+        } else if (strcmp(k, "handshake_burst_per_source") == 0) {
+            if (get_uint(x, k, e, 1, 1000000, &n) < 0)
+                return TETHER_ECONFIG;
+            c->dtls_hs_burst = (uint32_t)n;
         } else {
             return fail(x, k, at, "unknown key in dtls");
         }
@@ -407,6 +427,19 @@ static int validate(tetherd_config_t *c, char *err, size_t errcap)
                      "%s: key 'listen': plain CoAP on non-loopback %s needs "
                      "\"plain_coap_public\": true",
                      src, c->listen[i].host);
+            return TETHER_ECONFIG;
+        }
+    if (!c->dtls_cert_file[0] != !c->dtls_key_file[0]) {
+        snprintf(err, errcap, "%s: key 'dtls': cert_file and key_file go together", src);
+        return TETHER_ECONFIG;
+    }
+    const char *files[][2] = {{"dtls.ca_file", c->dtls_ca_file},
+                              {"dtls.cert_file", c->dtls_cert_file},
+                              {"dtls.key_file", c->dtls_key_file}};
+    for (size_t i = 0; i < 3; i++)
+        if (files[i][1][0] && access(files[i][1], R_OK) != 0) {
+            snprintf(err, errcap, "%s: key '%s': cannot read %s: %s", src, files[i][0],
+                     files[i][1], strerror(errno));
             return TETHER_ECONFIG;
         }
     if (c->opt_multicast_timeout == c->opt_reply_from) {

@@ -46,6 +46,11 @@ typedef struct {
     uint32_t proxy_max_devices;
     uint32_t proxy_max_pending;
     uint32_t drain_timeout; /* seconds SIGTERM waits for pending requests */
+    char dtls_ca_file[512];          /* CA of client certificates ("" = none) */
+    char dtls_cert_file[512];        /* our ECDSA certificate (chain), PEM */
+    char dtls_key_file[512];         /* its private key, PEM */
+    uint32_t dtls_hs_rate;           /* handshakes per second per source IP, 0 = off */
+    uint32_t dtls_hs_burst;
     bool check_only;
 } tetherd_config_t;
 

@@ -202,7 +202,17 @@ static void dtls_input(tetherd_t *d, const struct sockaddr *addr, const uint8_t 
     set_addr(&from, addr);
     tether_dtls_rx_t rx;
     tether_time_t now = uv_now(d->loop);
+    const tether_dtls_stats_t *st = tether_dtls_stats(d->dtls);
+    uint64_t failed = st->handshakes_failed, rejected = st->x509_rejected;
     tether_dtls_input(d->dtls, &from, buf, len, now, &rx);
+    if (st->handshakes_failed != failed && tether_log_enabled(TETHER_LOG_DEBUG)) {
+        char peer[80], total[24];
+        tether_addr_str(&from, peer, sizeof peer);
+        snprintf(total, sizeof total, "%llu", (unsigned long long)st->handshakes_failed);
+        tether_log_kv(TETHER_LOG_DEBUG, "dtls", "handshake failed", "peer", peer, "reason",
+                      st->x509_rejected != rejected ? "certificate" : "protocol",
+                      "handshakes_failed", total, NULL);
+    }
     while (rx.len > 0) {
         tether_peer_t peer = {
             .link = {.kind = TETHER_LINK_DTLS,
@@ -550,8 +560,16 @@ int main(int argc, char **argv)
         dc.handshake_timeout_ms = d.cfg.dtls_handshake_timeout * 1000u;
         dc.cluster_key = (const uint8_t *)d.cfg.cluster_key;
         dc.cluster_key_len = strlen(d.cfg.cluster_key);
+        dc.ca_file = d.cfg.dtls_ca_file;
+        dc.cert_file = d.cfg.dtls_cert_file;
+        dc.key_file = d.cfg.dtls_key_file;
+        dc.handshake_rate_per_source = d.cfg.dtls_hs_rate;
+        dc.handshake_burst_per_source = d.cfg.dtls_hs_burst;
         if ((rc = tether_dtls_create(&dc, d.creds, uv_now(d.loop), &d.dtls)) < 0) {
-            fprintf(stderr, "tetherd: DTLS setup failed: %s\n", tether_strerror(rc));
+            fprintf(stderr, "tetherd: DTLS setup failed: %s%s\n", tether_strerror(rc),
+                    rc == TETHER_ECONFIG ? " (dtls.ca_file, cert_file or key_file is not a "
+                                           "usable PEM file, or the key does not match)"
+                                         : "");
             return 1;
         }
         uv_timer_init(d.loop, &d.tick);

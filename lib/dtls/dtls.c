@@ -16,6 +16,8 @@
 #include <wolfssl/wolfcrypt/hmac.h>
 #include <wolfssl/wolfcrypt/random.h>
 
+#include "dtls/ratelimit.h"
+#include "dtls/wolfrec.h"
 #include "tether/dtls.h"
 #include "util/hmap.h"
 
@@ -27,6 +29,7 @@
 #define container_of(p, T, m) ((T *)((char *)(p)-offsetof(T, m)))
 
 enum sess_state { S_HANDSHAKE, S_ESTABLISHED, S_DEAD };
+enum auth_kind { AUTH_NONE, AUTH_PSK, AUTH_X509 };
 
 /* Per-WOLFSSL I/O context: the datagram being fed and where output goes. */
 typedef struct {
@@ -36,7 +39,14 @@ typedef struct {
     const tether_addr_t *dst;
     char identity[TETHER_IDENTITY_MAX];
     tether_role_t role;
+    const char *psk13_suite; /* TLS 1.3 suite for a PSK, from the ClientHello */
+    uint8_t auth;       /* enum auth_kind: how identity was established */
+    bool x509_rejected; /* a certificate was presented and refused */
 } io_t;
+
+/* The session whose handshake wolfSSL_accept() is driving: wolfSSL's
+ * certificate-manager verify callback gets no per-connection context. */
+static _Thread_local io_t *verifying;
 
 struct tether_dtls_sess {
     io_t io;
@@ -83,7 +93,10 @@ struct tether_dtls_srv {
     sess_list_t handshaking, established;
     tether_dtls_sess_t *dead;
     tether_dtls_sess_t *reading; /* session of the datagram being read */
+    tether_addr_t reading_from;  /* its source, and whether it came by CID */
+    bool reading_by_cid;
     tether_dtls_stats_t stats;
+    tether_rl_t rate; /* new handshakes per source address */
     size_t ntx;
     tether_dgram_t tx[TETHER_DTLS_TXQ];
     uint8_t rxbuf[TETHER_DTLS_MAX_DGRAM];
@@ -111,6 +124,20 @@ static void list_del(sess_list_t *l, tether_dtls_sess_t *s)
     else
         l->tail = s->prev;
     s->prev = s->next = NULL;
+}
+
+/* Who a handshake is charged to: the IPv4 address, or the IPv6 /64 (one
+ * host usually owns a whole /64). */
+static size_t source_key(const tether_addr_t *a, uint8_t key[9])
+{
+    if (a->ss.ss_family == AF_INET6) {
+        key[0] = 6;
+        memcpy(key + 1, &((const struct sockaddr_in6 *)&a->ss)->sin6_addr, 8);
+        return 9;
+    }
+    key[0] = 4;
+    memcpy(key + 1, &((const struct sockaddr_in *)&a->ss)->sin_addr, 4);
+    return 5;
 }
 
 /* ---- wolfSSL callbacks ---------------------------------------------------- */
@@ -154,11 +181,52 @@ static unsigned int psk_server_cb(WOLFSSL *ssl, const char *identity, unsigned c
     tether_role_t role;
     if (!io || !identity || strlen(identity) >= sizeof io->identity)
         return 0;
-    if (tether_creds_psk(io->srv->creds, identity, key, max_len, &klen, &role) < 0)
+    if (io->auth == AUTH_X509 ||
+        tether_creds_psk(io->srv->creds, identity, key, max_len, &klen, &role) < 0)
         return 0;
     strcpy(io->identity, identity);
     io->role = role;
+    io->auth = AUTH_PSK;
     return (unsigned int)klen;
+}
+
+/* TLS 1.3 PSK lookup. wolfSSL accepts a PSK for one suite only, the one
+ * named here (the legacy callback implies TLS13-AES128-GCM-SHA256), so the
+ * suite comes from what the ClientHello offered (ch_psk13_suite). */
+static unsigned int psk_server_tls13_cb(WOLFSSL *ssl, const char *identity, unsigned char *key,
+                                        unsigned int max_len, const char **suite)
+{
+    io_t *io = wolfSSL_GetIOReadCtx(ssl);
+    *suite = io && io->psk13_suite ? io->psk13_suite : "TLS13-AES128-GCM-SHA256";
+    return psk_server_cb(ssl, identity, key, max_len);
+}
+
+/* Certificate check, called by wolfSSL for every certificate of the peer's
+ * chain after its own verification (`ok` = chain, signature and dates are
+ * good). The leaf (depth 0) names the peer: its subject CN must be listed
+ * in the credentials' "x509" entries, which also give its role. Returns 1
+ * to accept, 0 to refuse the handshake. */
+static int cert_verify_cb(int ok, WOLFSSL_X509_STORE_CTX *st)
+{
+    io_t *io = verifying;
+    tether_role_t role;
+    if (!io)
+        return 0;
+    if (!ok)
+        goto refuse;
+    if (st->error_depth != 0)
+        return 1; /* an intermediate that verified */
+    const char *cn = st->domain;
+    if (io->auth != AUTH_NONE || !cn || !*cn || strlen(cn) >= sizeof io->identity ||
+        tether_creds_x509(io->srv->creds, cn, &role) < 0)
+        goto refuse;
+    strcpy(io->identity, cn);
+    io->role = role;
+    io->auth = AUTH_X509;
+    return 1;
+refuse:
+    io->x509_rejected = true;
+    return 0;
 }
 
 /* ---- listeners and cookie secrets ------------------------------------------ */
@@ -299,6 +367,8 @@ static void reap(tether_dtls_srv_t *srv)
 static void hs_fail(tether_dtls_srv_t *srv, tether_dtls_sess_t *s)
 {
     srv->stats.handshakes_failed++;
+    if (s->io.x509_rejected)
+        srv->stats.x509_rejected++;
     sess_close(srv, s);
 }
 
@@ -311,12 +381,16 @@ static void hs_schedule(tether_dtls_sess_t *s, tether_time_t now)
 /* Drives the handshake one step with the datagram in s->io. */
 static void hs_step(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, tether_time_t now)
 {
+    verifying = &s->io;
     int ret = wolfSSL_accept(s->ssl);
+    verifying = NULL;
     if (ret == WOLFSSL_SUCCESS) {
-        if (!s->io.identity[0]) { /* no PSK identity: refuse (certs come later) */
+        if (s->io.auth == AUTH_NONE || !s->io.identity[0]) { /* e.g. ECDHE without a cert */
             hs_fail(srv, s);
             return;
         }
+        if (s->io.auth == AUTH_X509)
+            srv->stats.handshakes_x509++;
         list_del(&srv->handshaking, s);
         srv->stats.handshakes_inflight--;
         s->state = S_ESTABLISHED;
@@ -339,6 +413,29 @@ static void hs_step(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, tether_time_t
     hs_fail(srv, s);
 }
 
+/* The TLS 1.3 PSK suite for an unfragmented ClientHello: AES-128-GCM when
+ * offered, else AES-128-CCM-8 when offered, else NULL (the default). */
+static const char *ch_psk13_suite(const uint8_t *b, size_t len)
+{
+    size_t p = DTLS12_HDR + 12 + 2 + 32; /* record hdr, hs hdr, version, random */
+    if (len < p + 1)
+        return NULL;
+    p += 1 + b[p]; /* session id */
+    if (p >= len)
+        return NULL;
+    p += 1 + b[p]; /* cookie */
+    if (p + 2 > len)
+        return NULL;
+    size_t n = (size_t)b[p] << 8 | b[p + 1];
+    bool ccm8 = false;
+    for (size_t i = p + 2; i + 1 < p + 2 + n && i + 1 < len; i += 2) {
+        if (b[i] == 0x13 && b[i + 1] == 0x01)
+            return "TLS13-AES128-GCM-SHA256";
+        ccm8 |= b[i] == 0x13 && b[i + 1] == 0x05;
+    }
+    return ccm8 ? "TLS13-AES128-CCM-8-SHA256" : NULL;
+}
+
 /* Feeds a ClientHello to a stateless listener: 1 when the cookie verified,
  * 0 when a HelloVerifyRequest / HRR went out, <0 on error. */
 static int listener_try(tether_dtls_srv_t *srv, listener_t *l, const tether_addr_t *from,
@@ -348,6 +445,7 @@ static int listener_try(tether_dtls_srv_t *srv, listener_t *l, const tether_addr
     l->io.in = buf;
     l->io.in_len = len;
     l->io.dst = from;
+    l->io.psk13_suite = ch_psk13_suite(buf, len);
     int ret = wolfDTLS_accept_stateless(l->ssl);
     l->io.in = NULL;
     l->io.dst = NULL;
@@ -359,14 +457,32 @@ static int listener_try(tether_dtls_srv_t *srv, listener_t *l, const tether_addr
     return TETHER_EPROTO;
 }
 
-/* True when a DTLS 1.2-style ClientHello carries a non-empty cookie. */
+/* True when a ClientHello carries a cookie: DTLS 1.2's legacy cookie field,
+ * or DTLS 1.3's cookie extension (RFC 8446 §4.2.2). Unfragmented hellos only. */
 static bool ch_has_cookie(const uint8_t *b, size_t len)
 {
     size_t p = DTLS12_HDR + 12 + 2 + 32; /* record hdr, hs hdr, version, random */
     if (len < p + 1)
         return false;
     p += 1 + b[p]; /* session id */
-    return p < len && b[p] != 0;
+    if (p >= len)
+        return false;
+    if (b[p] != 0)
+        return true;
+    p += 1; /* empty legacy cookie */
+    if (p + 2 > len)
+        return false;
+    p += 2 + ((size_t)b[p] << 8 | b[p + 1]); /* cipher suites */
+    if (p >= len)
+        return false;
+    p += 1 + b[p]; /* compression methods */
+    if (p + 2 > len)
+        return false;
+    size_t end = p + 2 + ((size_t)b[p] << 8 | b[p + 1]);
+    for (p += 2; p + 4 <= end && p + 4 <= len; p += 4 + ((size_t)b[p + 2] << 8 | b[p + 3]))
+        if (b[p] == 0x00 && b[p + 1] == 0x2c)
+            return true;
+    return false;
 }
 
 /* The listener's WOLFSSL becomes a session; the listener is re-armed. */
@@ -433,6 +549,14 @@ static void new_handshake(tether_dtls_srv_t *srv, const tether_addr_t *from, con
     }
     if (r < 0)
         return;
+    /* The cookie proved the address, so a spoofer cannot spend a victim's
+     * tokens; the listener forgets the hello it just accepted. */
+    uint8_t src[9];
+    if (!tether_rl_admit(&srv->rate, src, source_key(from, src), now)) {
+        srv->stats.dropped_rate++;
+        listener_reset(srv, l);
+        return;
+    }
     tether_dtls_sess_t *s = promote(srv, l, from, now);
     if (!s)
         return;
@@ -470,10 +594,29 @@ static void sess_move(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, const tethe
     srv->stats.address_changes++;
 }
 
+/* RFC 9146 §6 / RFC 9147 §9: after an authenticated record numbered `rn`
+ * (epoch << 48 | seq), a newer number than any seen moves a CID session to
+ * the datagram's source; older (even unseen) records never move it. */
+static void note_record(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, uint64_t rn)
+{
+    if (rn <= s->max_seq)
+        return;
+    s->max_seq = rn;
+    if (srv->reading_by_cid && !tether_addr_equal(&srv->reading_from, &s->peer))
+        sess_move(srv, s, &srv->reading_from);
+}
+
+/* Reads one application record. DTLS 1.3 record numbers are encrypted on
+ * the wire, so they come from wolfSSL after it authenticated the record
+ * (per record, so datagrams with several records are fine). */
 static bool read_record(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, tether_dtls_rx_t *rx)
 {
     int n = wolfSSL_read(s->ssl, srv->rxbuf, sizeof srv->rxbuf);
     if (n > 0) {
+        uint64_t rn;
+        bool dtls13 = false;
+        if (tether_wolf_record_number(s->ssl, &rn, &dtls13) && dtls13)
+            note_record(srv, s, rn);
         rx->sess = s;
         rx->data = srv->rxbuf;
         rx->len = (size_t)n;
@@ -524,20 +667,20 @@ int tether_dtls_input(tether_dtls_srv_t *srv, const tether_addr_t *from, const u
         s->io.in = NULL;
         return 0;
     }
-    bool moved_from = by_cid && !tether_addr_equal(from, &s->peer);
+    srv->reading_from = *from;
+    srv->reading_by_cid = by_cid;
+    /* DTLS 1.2: the record number is in the clear; use it when the datagram
+     * holds exactly one record (wolfSSL's own check covers the rest). */
     uint64_t seq = 0;
-    bool single = buf[0] != CT_HANDSHAKE && single_record_seq(buf, len, cl, &seq);
+    bool single = buf[0] != CT_HANDSHAKE && (buf[0] & 0xe0) != 0x20 &&
+                  single_record_seq(buf, len, cl, &seq);
     if (!read_record(srv, s, rx)) {
         s->io.in = NULL;
         return 0;
     }
     s->io.in = NULL;
-    /* Authenticated: move only for the newest record (RFC 9146 §6). */
-    if (single && seq > s->max_seq) {
-        s->max_seq = seq;
-        if (moved_from)
-            sess_move(srv, s, from);
-    }
+    if (single) /* authenticated by the read above */
+        note_record(srv, s, seq);
     s->last_rx = now;
     list_del(&srv->established, s);
     list_add(&srv->established, s);
@@ -600,6 +743,8 @@ void tether_dtls_conf_defaults(tether_dtls_conf_t *c)
     c->handshake_timeout_ms = 30000;
     c->idle_timeout_ms = 86400000;
     c->cookie_rotate_ms = 300000;
+    c->handshake_rate_per_source = 200;
+    c->handshake_burst_per_source = 400;
 }
 
 /* Suites of SPEC S2 plus the DTLS 1.3 ones. */
@@ -607,6 +752,36 @@ static const char *const cipher_list =
     "TLS13-AES128-GCM-SHA256:TLS13-AES128-CCM-8-SHA256:"
     "PSK-AES128-CCM-8:PSK-AES128-GCM-SHA256:"
     "ECDHE-ECDSA-AES128-CCM-8:ECDHE-ECDSA-AES128-GCM-SHA256";
+
+static bool set(const char *path) { return path && *path; }
+
+/* Loads our certificate/key and the client CA. A peer certificate is then
+ * requested and verified on certificate suites; PSK suites go on without
+ * one (WOLFSSL_VERIFY_FAIL_EXCEPT_PSK), and a certificate suite completed
+ * without a client certificate is refused in hs_step (no identity). */
+static int setup_x509(WOLFSSL_CTX *ctx, const tether_dtls_conf_t *conf)
+{
+    if (set(conf->cert_file) != set(conf->key_file))
+        return TETHER_ECONFIG;
+    if (set(conf->cert_file) &&
+        (wolfSSL_CTX_use_certificate_chain_file(ctx, conf->cert_file) != WOLFSSL_SUCCESS ||
+         wolfSSL_CTX_use_PrivateKey_file(ctx, conf->key_file, WOLFSSL_FILETYPE_PEM) !=
+             WOLFSSL_SUCCESS ||
+         wolfSSL_CTX_check_private_key(ctx) != WOLFSSL_SUCCESS))
+        return TETHER_ECONFIG;
+    if (!set(conf->ca_file)) {
+        wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_NONE, NULL);
+        return 0;
+    }
+    if (wolfSSL_CTX_load_verify_locations(ctx, conf->ca_file, NULL) != WOLFSSL_SUCCESS)
+        return TETHER_ECONFIG;
+    wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_PEER | WOLFSSL_VERIFY_FAIL_EXCEPT_PSK, NULL);
+    /* The certificate manager's callback runs for every certificate, good or
+     * bad; the SSL-level one only on errors unless wolfSSL is built with
+     * WOLFSSL_ALWAYS_VERIFY_CB. */
+    wolfSSL_CertManagerSetVerify(wolfSSL_CTX_GetCertManager(ctx), cert_verify_cb);
+    return 0;
+}
 
 int tether_dtls_create(const tether_dtls_conf_t *conf, const tether_creds_t *creds,
                        tether_time_t now, tether_dtls_srv_t **out)
@@ -624,6 +799,7 @@ int tether_dtls_create(const tether_dtls_conf_t *conf, const tether_creds_t *cre
     if (!srv)
         return TETHER_ENOMEM;
     srv->conf = *conf;
+    srv->conf.ca_file = srv->conf.cert_file = srv->conf.key_file = NULL; /* read once, below */
     if (conf->cluster_key_len)
         memcpy(srv->cluster_key, conf->cluster_key, conf->cluster_key_len);
     srv->conf.cluster_key = srv->cluster_key;
@@ -632,6 +808,10 @@ int tether_dtls_create(const tether_dtls_conf_t *conf, const tether_creds_t *cre
         goto fail_rng;
     uint64_t seed;
     wc_RNG_GenerateBlock(&srv->rng, (byte *)&seed, sizeof seed);
+    uint8_t rl_key[TETHER_RL_KEY];
+    wc_RNG_GenerateBlock(&srv->rng, rl_key, sizeof rl_key);
+    tether_rl_init(&srv->rate, conf->handshake_rate_per_source, conf->handshake_burst_per_source,
+                   rl_key, now);
     if ((rc = tether_hmap_init(&srv->by_addr, 1024, seed)) < 0)
         goto fail_addr;
     if ((rc = tether_hmap_init(&srv->by_cid, 1024, seed ^ 0x9e3779b97f4a7c15ull)) < 0)
@@ -645,11 +825,15 @@ int tether_dtls_create(const tether_dtls_conf_t *conf, const tether_creds_t *cre
     /* The PSK callback first: wolfSSL drops PSK suites from a cipher list
      * set while the context has no PSK. */
     wolfSSL_CTX_set_psk_server_callback(srv->ctx, psk_server_cb);
+    wolfSSL_CTX_set_psk_server_tls13_callback(srv->ctx, psk_server_tls13_cb);
     wolfSSL_CTX_SetIORecv(srv->ctx, io_recv);
     wolfSSL_CTX_SetIOSend(srv->ctx, io_send);
     if (wolfSSL_CTX_SetMinVersion(srv->ctx, WOLFSSL_DTLSV1_2) != WOLFSSL_SUCCESS ||
         wolfSSL_CTX_set_cipher_list(srv->ctx, cipher_list) != WOLFSSL_SUCCESS)
         goto fail_setup;
+    if ((rc = setup_x509(srv->ctx, conf)) < 0)
+        goto fail_setup;
+    rc = TETHER_ECRYPTO;
     srv->cookie_epoch = now / (conf->cookie_rotate_ms ? conf->cookie_rotate_ms : 1);
     if (cookie_secret(srv, srv->cookie_epoch, srv->lst[0].secret) < 0 ||
         listener_reset(srv, &srv->lst[0]) < 0)

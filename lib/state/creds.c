@@ -37,11 +37,20 @@ typedef struct {
     acl_t acl;
 } derived_entry_t;
 
+/* X.509 peers: a certificate's subject CN, exact or by prefix, gets a role. */
+typedef struct {
+    char name[TETHER_IDENTITY_MAX];
+    bool prefix;
+    tether_role_t role;
+} x509_entry_t;
+
 struct tether_creds {
     psk_entry_t *psk;
     size_t npsk;
     derived_entry_t *derived;
     size_t nderived;
+    x509_entry_t *x509;
+    size_t nx509;
 };
 
 int tether_creds_empty(tether_creds_t **out)
@@ -64,6 +73,7 @@ void tether_creds_free(tether_creds_t *c)
         memset(c->derived, 0, c->nderived * sizeof *c->derived);
     free(c->psk);
     free(c->derived);
+    free(c->x509);
     free(c);
 }
 
@@ -166,6 +176,46 @@ static int parse_acl(json_t *allow, acl_t *acl, const char *path, const char *wh
     return 0;
 }
 
+/* Parses the optional "x509" array: [{"identity": CN | "identity_prefix":
+ * PREFIX, "role": ...}]. Returns 0 or TETHER_ECONFIG/ENOMEM with err set. */
+static int load_x509(tether_creds_t *c, json_t *root, const char *path, char *err, size_t errcap)
+{
+    json_t *arr = json_object_get(root, "x509");
+    if (!arr)
+        return 0;
+    if (!json_is_array(arr)) {
+        snprintf(err, errcap, "%s: \"x509\" must be an array", path);
+        return TETHER_ECONFIG;
+    }
+    if (json_array_size(arr) && !(c->x509 = calloc(json_array_size(arr), sizeof *c->x509)))
+        return TETHER_ENOMEM;
+    size_t i;
+    json_t *e;
+    json_array_foreach(arr, i, e)
+    {
+        x509_entry_t *x = &c->x509[c->nx509];
+        const char *id = json_string_value(json_object_get(e, "identity"));
+        const char *pre = json_string_value(json_object_get(e, "identity_prefix"));
+        const char *name = id ? id : pre;
+        if (!json_is_object(e) || !name || (id && pre) || (id && !*id) ||
+            strlen(name) >= sizeof x->name) {
+            snprintf(err, errcap,
+                     "%s: x509[%zu]: needs exactly one of \"identity\" or \"identity_prefix\"",
+                     path, i);
+            return TETHER_ECONFIG;
+        }
+        if (parse_role(json_object_get(e, "role"), &x->role) < 0) {
+            snprintf(err, errcap, "%s: x509[%zu] (%s): \"role\" must be device or client", path,
+                     i, name);
+            return TETHER_ECONFIG;
+        }
+        strcpy(x->name, name);
+        x->prefix = pre != NULL;
+        c->nx509++;
+    }
+    return 0;
+}
+
 int tether_creds_load(const char *path, tether_creds_t **out, char *err, size_t errcap)
 {
     json_error_t jerr;
@@ -251,6 +301,8 @@ int tether_creds_load(const char *path, tether_creds_t **out, char *err, size_t 
             goto fail;
         rc = TETHER_ECONFIG;
     }
+    if ((rc = load_x509(c, root, path, err, errcap)) < 0)
+        goto fail;
     json_decref(root);
     *out = c;
     return 0;
@@ -344,3 +396,25 @@ int tether_creds_key_from_hex(const char *hex, uint8_t *out, size_t cap, size_t 
 }
 
 size_t tether_creds_count(const tether_creds_t *c) { return c->npsk + c->nderived; }
+
+int tether_creds_x509(const tether_creds_t *c, const char *cn, tether_role_t *role)
+{
+    const x509_entry_t *best = NULL;
+    size_t best_len = 0;
+    for (size_t i = 0; i < c->nx509; i++) {
+        const x509_entry_t *x = &c->x509[i];
+        size_t n = strlen(x->name);
+        if (!x->prefix && strcmp(cn, x->name) == 0) {
+            *role = x->role;
+            return 0;
+        }
+        if (x->prefix && strncmp(cn, x->name, n) == 0 && (!best || n > best_len)) {
+            best = x;
+            best_len = n;
+        }
+    }
+    if (!best)
+        return TETHER_ENOTFOUND;
+    *role = best->role;
+    return 0;
+}

@@ -71,12 +71,51 @@ static unsigned int c_psk(WOLFSSL *ssl, const char *hint, char *identity, unsign
     return 16;
 }
 
-static void client_init(client_t *c, bool use_cid)
+/* DTLS 1.3 PSK: wolfSSL ties a PSK to one suite, named here. */
+static const char *c13_suite = "TLS13-AES128-CCM-8-SHA256";
+static unsigned int c_psk13(WOLFSSL *ssl, const char *hint, char *identity, unsigned int id_max,
+                            unsigned char *key, unsigned int key_max, const char **suite)
+{
+    *suite = c13_suite;
+    return c_psk(ssl, hint, identity, id_max, key, key_max);
+}
+
+/* How the in-process client authenticates: PSK (dev1) unless `cert` names
+ * a PEM pair in the test PKI, in which case it runs ECDHE-ECDSA. */
+typedef struct {
+    bool dtls13;
+    const char *cert; /* certs/NAME.pem + NAME.key, "" = ECDHE without a cert */
+} client_opts_t;
+
+static char certs_dir[64]; /* the test PKI (test/certs/gen.sh), made once */
+
+static void client_init_opts(client_t *c, bool use_cid, const client_opts_t *o)
 {
     memset(c, 0, sizeof *c);
-    c->ctx = wolfSSL_CTX_new(wolfDTLSv1_2_client_method());
-    wolfSSL_CTX_set_psk_client_callback(c->ctx, c_psk);
-    assert_int_equal(wolfSSL_CTX_set_cipher_list(c->ctx, "PSK-AES128-CCM-8"), WOLFSSL_SUCCESS);
+    c->ctx = wolfSSL_CTX_new(o->dtls13 ? wolfDTLSv1_3_client_method()
+                                       : wolfDTLSv1_2_client_method());
+    if (o->cert) {
+        char path[128];
+        const char *suite = o->dtls13 ? "TLS13-AES128-GCM-SHA256" : "ECDHE-ECDSA-AES128-CCM-8";
+        assert_int_equal(wolfSSL_CTX_set_cipher_list(c->ctx, suite), WOLFSSL_SUCCESS);
+        snprintf(path, sizeof path, "%s/ca.pem", certs_dir);
+        assert_int_equal(wolfSSL_CTX_load_verify_locations(c->ctx, path, NULL), WOLFSSL_SUCCESS);
+        wolfSSL_CTX_set_verify(c->ctx, WOLFSSL_VERIFY_PEER, NULL); /* checks the server too */
+        if (*o->cert) {
+            snprintf(path, sizeof path, "%s/%s.pem", certs_dir, o->cert);
+            assert_int_equal(wolfSSL_CTX_use_certificate_file(c->ctx, path, WOLFSSL_FILETYPE_PEM),
+                             WOLFSSL_SUCCESS);
+            snprintf(path, sizeof path, "%s/%s.key", certs_dir, o->cert);
+            assert_int_equal(wolfSSL_CTX_use_PrivateKey_file(c->ctx, path, WOLFSSL_FILETYPE_PEM),
+                             WOLFSSL_SUCCESS);
+        }
+    } else {
+        wolfSSL_CTX_set_psk_client_callback(c->ctx, c_psk);
+        if (o->dtls13)
+            wolfSSL_CTX_set_psk_client_tls13_callback(c->ctx, c_psk13);
+        const char *suite = o->dtls13 ? c13_suite : "PSK-AES128-CCM-8";
+        assert_int_equal(wolfSSL_CTX_set_cipher_list(c->ctx, suite), WOLFSSL_SUCCESS);
+    }
     wolfSSL_CTX_SetIORecv(c->ctx, c_recv);
     wolfSSL_CTX_SetIOSend(c->ctx, c_send);
     c->ssl = wolfSSL_new(c->ctx);
@@ -88,6 +127,12 @@ static void client_init(client_t *c, bool use_cid)
         assert_int_equal(wolfSSL_dtls_cid_use(c->ssl), WOLFSSL_SUCCESS);
         assert_int_equal(wolfSSL_dtls_cid_set(c->ssl, NULL, 0), WOLFSSL_SUCCESS);
     }
+}
+
+static void client_init(client_t *c, bool use_cid)
+{
+    client_opts_t o = {0};
+    client_init_opts(c, use_cid, &o);
 }
 
 static void client_free(client_t *c)
@@ -153,7 +198,10 @@ typedef struct {
     client_t c;
 } fixture_t;
 
-static int setup(void **state)
+/* Server fixture: dev1 by PSK; with `x509`, also the test PKI (our
+ * certificate, the client CA) and "x509" entries for dev7 and the dev9
+ * prefix (dev9's certificate is expired). */
+static fixture_t *make_fixture(bool x509, const tether_dtls_conf_t *base)
 {
     fixture_t *f = calloc(1, sizeof *f);
     char path[] = "/tmp/tether-creds-XXXXXX";
@@ -161,16 +209,40 @@ static int setup(void **state)
     dprintf(fd, "{\"psk\": [{\"identity\": \"dev1\", \"key_hex\": \"");
     for (int i = 0; i < 16; i++)
         dprintf(fd, "%02x", dev_key[i]);
-    dprintf(fd, "\", \"role\": \"device\"}]}");
+    dprintf(fd, "\", \"role\": \"device\"}],\n \"x509\": [{\"identity\": \"dev7\", "
+                "\"role\": \"device\"}, {\"identity_prefix\": \"dev9\", \"role\": \"client\"}]}");
     close(fd);
     char err[256];
     assert_int_equal(tether_creds_load(path, &f->creds, err, sizeof err), 0);
     unlink(path);
     tether_dtls_conf_t conf;
-    tether_dtls_conf_defaults(&conf);
+    if (base)
+        conf = *base;
+    else
+        tether_dtls_conf_defaults(&conf);
     conf.node_id = 5;
+    char ca[128], crt[128], key[128];
+    if (x509) {
+        snprintf(ca, sizeof ca, "%s/ca.pem", certs_dir);
+        snprintf(crt, sizeof crt, "%s/server.pem", certs_dir);
+        snprintf(key, sizeof key, "%s/server.key", certs_dir);
+        conf.ca_file = ca;
+        conf.cert_file = crt;
+        conf.key_file = key;
+    }
     assert_int_equal(tether_dtls_create(&conf, f->creds, now_ms, &f->srv), 0);
-    *state = f;
+    return f;
+}
+
+static int setup(void **state)
+{
+    *state = make_fixture(false, NULL);
+    return 0;
+}
+
+static int setup_x509(void **state)
+{
+    *state = make_fixture(true, NULL);
     return 0;
 }
 
@@ -195,11 +267,15 @@ static size_t client_record(client_t *c, const char *msg, uint8_t *out)
     return n;
 }
 
-static void test_cid_session_survives_port_changes(void **state)
+/* A CID session whose client changes source port on each of 25 exchanges
+ * follows it with no new handshake, and replies leave for the new port.
+ * DTLS 1.2 record numbers are read from the header; DTLS 1.3 ones are
+ * encrypted, so they come from wolfSSL after authentication. */
+static void check_port_changes(fixture_t *f, bool dtls13, uint16_t base)
 {
-    fixture_t *f = *state;
-    client_init(&f->c, true);
-    assert_int_equal(handshake(f->srv, &f->c, 40000), 0);
+    client_opts_t o = {.dtls13 = dtls13};
+    client_init_opts(&f->c, true, &o);
+    assert_int_equal(handshake(f->srv, &f->c, base), 0);
     const tether_dtls_stats_t *st = tether_dtls_stats(f->srv);
     assert_int_equal(st->handshakes_full, 1);
     assert_int_equal(st->sessions_active, 1);
@@ -209,19 +285,24 @@ static void test_cid_session_survives_port_changes(void **state)
         char msg[32];
         snprintf(msg, sizeof msg, "exchange %d", i);
         size_t n = client_record(&f->c, msg, rec);
-        assert_int_equal(rec[0], 25); /* tls12_cid record */
-        assert_int_equal(rec[11], 5); /* CID byte 0 = node id */
-        tether_addr_t a = addr((uint16_t)(40000 + i));
+        if (dtls13) {
+            assert_int_equal(rec[0] & 0xf0, 0x30); /* unified header, C bit */
+            assert_int_equal(rec[1], 5);           /* CID byte 0 = node id */
+        } else {
+            assert_int_equal(rec[0], 25); /* tls12_cid record */
+            assert_int_equal(rec[11], 5);
+        }
+        tether_addr_t a = addr((uint16_t)(base + i));
         tether_dtls_rx_t rx;
         tether_dtls_input(f->srv, &a, rec, n, now_ms, &rx);
         assert_int_equal(rx.len, strlen(msg));
         assert_memory_equal(rx.data, msg, rx.len);
         assert_string_equal(tether_dtls_sess_identity(rx.sess), "dev1");
-        assert_int_equal(port_of(tether_dtls_sess_peer(rx.sess)), 40000 + i);
+        assert_int_equal(port_of(tether_dtls_sess_peer(rx.sess)), base + i);
         /* The reply leaves for the new address and the client accepts it. */
         assert_int_equal(tether_dtls_send(f->srv, rx.sess, (const uint8_t *)"ack", 3), 0);
         assert_int_equal(tether_dtls_tx_count(f->srv), 1);
-        assert_int_equal(port_of(&tether_dtls_tx_get(f->srv, 0)->to), 40000 + i);
+        assert_int_equal(port_of(&tether_dtls_tx_get(f->srv, 0)->to), base + i);
         pump_to_client(f->srv, &f->c);
         char buf[16];
         assert_int_equal(wolfSSL_read(f->c.ssl, buf, sizeof buf), 3);
@@ -230,11 +311,24 @@ static void test_cid_session_survives_port_changes(void **state)
     assert_int_equal(st->address_changes, 25);
 }
 
-static void test_forged_replayed_and_old_records_do_not_move(void **state)
+static void test_cid_session_survives_port_changes(void **state)
 {
-    fixture_t *f = *state;
-    client_init(&f->c, true);
-    assert_int_equal(handshake(f->srv, &f->c, 41000), 0);
+    check_port_changes(*state, false, 40000);
+}
+
+static void test_dtls13_cid_survives_port_changes(void **state)
+{
+    check_port_changes(*state, true, 47000);
+}
+
+/* Newest authentic record moves; an older-but-unseen authentic record, a
+ * replay and a forged record (right CID), each from a new address, do not;
+ * an unknown CID is dropped without an alert. */
+static void check_old_replayed_forged(fixture_t *f, bool dtls13, uint16_t base)
+{
+    client_opts_t o = {.dtls13 = dtls13};
+    client_init_opts(&f->c, true, &o);
+    assert_int_equal(handshake(f->srv, &f->c, base), 0);
     const tether_dtls_stats_t *st = tether_dtls_stats(f->srv);
     uint8_t r1[TETHER_DTLS_MAX_DGRAM], r2[TETHER_DTLS_MAX_DGRAM], bad[TETHER_DTLS_MAX_DGRAM];
     size_t n1 = client_record(&f->c, "one", r1);
@@ -242,42 +336,59 @@ static void test_forged_replayed_and_old_records_do_not_move(void **state)
     tether_dtls_rx_t rx;
 
     /* r2 (newest) from a new address moves the session there. */
-    tether_addr_t home = addr(41001);
+    tether_addr_t home = addr((uint16_t)(base + 1));
     tether_dtls_input(f->srv, &home, r2, n2, now_ms, &rx);
     assert_int_equal(rx.len, 3);
     tether_dtls_sess_t *s = rx.sess;
-    assert_int_equal(port_of(tether_dtls_sess_peer(s)), 41001);
+    assert_int_equal(port_of(tether_dtls_sess_peer(s)), base + 1);
     uint64_t moves = st->address_changes;
 
     /* Older but never-seen r1 from elsewhere: authentic, delivered, no move. */
-    tether_addr_t other = addr(41002);
+    tether_addr_t other = addr((uint16_t)(base + 2));
     tether_dtls_input(f->srv, &other, r1, n1, now_ms, &rx);
     assert_int_equal(rx.len, 3);
-    assert_int_equal(port_of(tether_dtls_sess_peer(s)), 41001);
+    assert_int_equal(port_of(tether_dtls_sess_peer(s)), base + 1);
 
     /* Replay of r2 from another address: dropped, no move. */
-    tether_addr_t replay = addr(41003);
+    tether_addr_t replay = addr((uint16_t)(base + 3));
     tether_dtls_input(f->srv, &replay, r2, n2, now_ms, &rx);
     assert_int_equal(rx.len, 0);
-    assert_int_equal(port_of(tether_dtls_sess_peer(s)), 41001);
+    assert_int_equal(port_of(tether_dtls_sess_peer(s)), base + 1);
 
     /* Right CID, forged ciphertext: fails authentication, no move. */
     size_t n3 = client_record(&f->c, "three", bad);
     bad[n3 - 1] ^= 0x55;
-    tether_addr_t forger = addr(41004);
+    tether_addr_t forger = addr((uint16_t)(base + 4));
     tether_dtls_input(f->srv, &forger, bad, n3, now_ms, &rx);
     assert_int_equal(rx.len, 0);
-    assert_int_equal(port_of(tether_dtls_sess_peer(s)), 41001);
+    assert_int_equal(port_of(tether_dtls_sess_peer(s)), base + 1);
 
     /* Unknown CID: dropped silently, no alert goes out. */
     memcpy(bad, r2, n2);
-    bad[12] ^= 0xff;
+    bad[dtls13 ? 2 : 12] ^= 0xff;
     tether_dtls_input(f->srv, &forger, bad, n2, now_ms, &rx);
     assert_int_equal(rx.len, 0);
     assert_int_equal(tether_dtls_tx_count(f->srv), 0);
     assert_true(st->unknown_cid_dropped >= 1);
     assert_int_equal(st->address_changes, moves);
     assert_int_equal(st->sessions_active, 1);
+
+    /* The genuine next record from there moves it. */
+    size_t n4 = client_record(&f->c, "four", bad);
+    tether_dtls_input(f->srv, &forger, bad, n4, now_ms, &rx);
+    assert_int_equal(rx.len, 4);
+    assert_int_equal(port_of(tether_dtls_sess_peer(s)), base + 4);
+    assert_int_equal(st->handshakes_full, 1);
+}
+
+static void test_forged_replayed_and_old_records_do_not_move(void **state)
+{
+    check_old_replayed_forged(*state, false, 41000);
+}
+
+static void test_dtls13_old_replayed_forged_do_not_move(void **state)
+{
+    check_old_replayed_forged(*state, true, 48000);
 }
 
 static void test_spoofed_hellos_allocate_nothing(void **state)
@@ -353,6 +464,235 @@ static void test_handshake_timeout_frees_the_attempt(void **state)
     assert_int_equal(st->handshakes_failed, 1);
 }
 
+/* One request/response over an established session; returns the server's
+ * view of it. */
+static tether_dtls_sess_t *exchange(fixture_t *f, uint16_t port, const char *msg)
+{
+    uint8_t rec[TETHER_DTLS_MAX_DGRAM];
+    size_t n = client_record(&f->c, msg, rec);
+    tether_addr_t a = addr(port);
+    tether_dtls_rx_t rx;
+    tether_dtls_input(f->srv, &a, rec, n, now_ms, &rx);
+    assert_int_equal(rx.len, strlen(msg));
+    assert_memory_equal(rx.data, msg, rx.len);
+    assert_int_equal(tether_dtls_send(f->srv, rx.sess, (const uint8_t *)"ack", 3), 0);
+    pump_to_client(f->srv, &f->c);
+    char buf[16];
+    assert_int_equal(wolfSSL_read(f->c.ssl, buf, sizeof buf), 3);
+    return rx.sess;
+}
+
+static void test_x509_client_certificate(void **state)
+{
+    fixture_t *f = *state;
+    client_opts_t o = {.cert = "dev7"};
+    client_init_opts(&f->c, true, &o);
+    assert_int_equal(handshake(f->srv, &f->c, 44000), 0);
+    assert_string_equal(wolfSSL_get_cipher_name(f->c.ssl), "ECDHE-ECDSA-AES128-CCM-8");
+    tether_dtls_sess_t *s = exchange(f, 44000, "hello from dev7");
+    assert_string_equal(tether_dtls_sess_identity(s), "dev7");
+    assert_int_equal(tether_dtls_sess_role(s), TETHER_ROLE_DEVICE);
+    const tether_dtls_stats_t *st = tether_dtls_stats(f->srv);
+    assert_int_equal(st->handshakes_full, 1);
+    assert_int_equal(st->handshakes_x509, 1);
+    assert_int_equal(st->handshakes_failed, 0);
+
+    /* A PSK device still gets in on the same server (no certificate asked). */
+    client_free(&f->c);
+    client_init(&f->c, true);
+    assert_int_equal(handshake(f->srv, &f->c, 44001), 0);
+    s = exchange(f, 44001, "hello from dev1");
+    assert_string_equal(tether_dtls_sess_identity(s), "dev1");
+    assert_int_equal(st->handshakes_full, 2);
+    assert_int_equal(st->handshakes_x509, 1);
+
+    /* DTLS 1.3 with a certificate; and without one, which DTLS 1.3 lets the
+     * handshake finish but tether refuses (no identity). */
+    client_free(&f->c);
+    o.dtls13 = true;
+    client_init_opts(&f->c, true, &o);
+    assert_int_equal(handshake(f->srv, &f->c, 44002), 0);
+    assert_string_equal(wolfSSL_get_version(f->c.ssl), "DTLSv1.3");
+    s = exchange(f, 44002, "dev7 over dtls 1.3");
+    assert_string_equal(tether_dtls_sess_identity(s), "dev7");
+    assert_int_equal(st->handshakes_x509, 2);
+    client_free(&f->c);
+    o.cert = "";
+    client_init_opts(&f->c, true, &o);
+    handshake(f->srv, &f->c, 44003);
+    assert_int_equal(st->handshakes_failed, 1);
+    assert_int_equal(st->handshakes_full, 3);
+    assert_int_equal(st->sessions_active, 3);
+}
+
+/* Expired, signed by an unknown CA, a CN not in the credentials, and no
+ * certificate at all on a certificate suite: each is refused during the
+ * handshake, counted, and leaves nothing behind. */
+static void test_x509_refused(void **state)
+{
+    fixture_t *f = *state;
+    const char *bad[] = {"expired", "rogue", "stranger", ""};
+    const tether_dtls_stats_t *st = tether_dtls_stats(f->srv);
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        client_opts_t o = {.cert = bad[i]};
+        client_init_opts(&f->c, true, &o);
+        assert_int_equal(handshake(f->srv, &f->c, (uint16_t)(45000 + i)), -1);
+        assert_int_equal(st->handshakes_failed, i + 1);
+        assert_int_equal(st->handshakes_inflight, 0);
+        assert_int_equal(st->x509_rejected, i + 1);
+        client_free(&f->c);
+        memset(&f->c, 0, sizeof f->c);
+    }
+    assert_int_equal(st->handshakes_full, 0);
+    assert_int_equal(st->sessions_active, 0);
+    client_init(&f->c, false); /* for teardown */
+}
+
+/* DTLS 1.3 with PSK, without a CID (AES-128-CCM-8) and with one
+ * (AES-128-GCM): handshake, then data both ways; the records carry the
+ * unified header (and our CID when used). */
+static void test_dtls13_psk(void **state)
+{
+    fixture_t *f = *state;
+    const char *suites[] = {"TLS13-AES128-CCM-8-SHA256", "TLS13-AES128-GCM-SHA256"};
+    for (int cid = 0; cid < 2; cid++) {
+        client_opts_t o = {.dtls13 = true};
+        c13_suite = suites[cid];
+        client_init_opts(&f->c, cid, &o);
+        uint16_t port = (uint16_t)(46000 + cid);
+        assert_int_equal(handshake(f->srv, &f->c, port), 0);
+        assert_string_equal(wolfSSL_get_version(f->c.ssl), "DTLSv1.3");
+        assert_string_equal(wolfSSL_get_cipher_name(f->c.ssl), suites[cid]);
+        uint8_t rec[TETHER_DTLS_MAX_DGRAM];
+        size_t n = client_record(&f->c, "probe", rec);
+        assert_int_equal(rec[0] & 0xe0, 0x20);                 /* unified header */
+        assert_int_equal(!!(rec[0] & 0x10), cid);              /* C bit */
+        assert_true(!cid || rec[1] == 5);                      /* CID byte 0 = node id */
+        tether_addr_t a = addr(port);
+        tether_dtls_rx_t rx;
+        tether_dtls_input(f->srv, &a, rec, n, now_ms, &rx);
+        assert_int_equal(rx.len, 5);
+        for (int i = 0; i < 5; i++) {
+            tether_dtls_sess_t *s = exchange(f, port, "dtls13 exchange");
+            assert_string_equal(tether_dtls_sess_identity(s), "dev1");
+            uint8_t c[TETHER_CID_MAX];
+            assert_int_equal(tether_dtls_sess_cid(s, c), cid ? 8 : 0);
+        }
+        client_free(&f->c);
+        memset(&f->c, 0, sizeof f->c);
+    }
+    c13_suite = suites[0];
+    const tether_dtls_stats_t *st = tether_dtls_stats(f->srv);
+    assert_int_equal(st->handshakes_full, 2);
+    assert_int_equal(st->sessions_active, 2);
+    assert_int_equal(st->handshakes_failed, 0);
+}
+
+/* A cookie secret rotation between the cookie round trip and the hello
+ * that returns the cookie does not fail the handshake (the previous secret
+ * is still accepted), for DTLS 1.2 (HelloVerifyRequest) and DTLS 1.3 (HRR,
+ * where a second HRR would be fatal for the client). */
+static void test_cookie_survives_rotation(void **state)
+{
+    fixture_t *f = *state;
+    for (int v13 = 0; v13 < 2; v13++) {
+        client_opts_t o = {.dtls13 = v13};
+        client_init_opts(&f->c, true, &o);
+        tether_dtls_rx_t rx;
+        uint16_t port = (uint16_t)(49000 + v13);
+        assert_int_equal(wolfSSL_connect(f->c.ssl), -1);
+        feed(f->srv, &f->c, port, &rx); /* hello -> cookie */
+        now_ms += 300001;               /* past cookie_rotate_ms */
+        tether_dtls_tick(f->srv, now_ms);
+        assert_int_equal(handshake(f->srv, &f->c, port), 0);
+        client_free(&f->c);
+        memset(&f->c, 0, sizeof f->c);
+    }
+    const tether_dtls_stats_t *st = tether_dtls_stats(f->srv);
+    assert_int_equal(st->handshakes_full, 2);
+    assert_int_equal(st->hello_verify_sent, 2);
+    client_init(&f->c, false);
+}
+
+static tether_addr_t addr_ip(uint32_t ip, uint16_t port)
+{
+    tether_addr_t a = addr(port);
+    ((struct sockaddr_in *)&a.ss)->sin_addr.s_addr = htonl(ip);
+    return a;
+}
+
+/* Full handshake from ip:port; the client is freed afterwards. */
+static int handshake_from(fixture_t *f, uint32_t ip, uint16_t port)
+{
+    tether_addr_t a = addr_ip(ip, port);
+    tether_dtls_rx_t rx;
+    client_init(&f->c, true);
+    int rc = -1;
+    for (int i = 0; i < 20 && rc < 0; i++) {
+        int r = wolfSSL_connect(f->c.ssl);
+        for (size_t k = 0; k < f->c.out.n; k++)
+            tether_dtls_input(f->srv, &a, f->c.out.d[k], f->c.out.len[k], now_ms, &rx);
+        f->c.out.n = 0;
+        pump_to_client(f->srv, &f->c);
+        if (r == WOLFSSL_SUCCESS)
+            rc = 0;
+    }
+    client_free(&f->c);
+    memset(&f->c, 0, sizeof f->c);
+    return rc;
+}
+
+/* 1 handshake per second per source, burst 2: the third handshake from one
+ * address within the second is refused after its cookie exchange (no
+ * session), and a second later that address gets one more in. (Separate
+ * buckets per address: test_ratelimit, which can fix the hash key.) */
+static void test_handshake_rate_per_source(void **state)
+{
+    (void)state;
+    tether_dtls_conf_t conf;
+    tether_dtls_conf_defaults(&conf);
+    conf.handshake_rate_per_source = 1;
+    conf.handshake_burst_per_source = 2;
+    fixture_t *f = make_fixture(false, &conf);
+    const tether_dtls_stats_t *st = tether_dtls_stats(f->srv);
+    tether_time_t t0 = now_ms;
+    assert_int_equal(handshake_from(f, 0x0a000007, 1000), 0);
+    assert_int_equal(handshake_from(f, 0x0a000007, 1001), 0);
+    assert_int_equal(handshake_from(f, 0x0a000007, 1002), -1);
+    assert_int_equal(st->dropped_rate, 1);
+    assert_int_equal(st->handshakes_inflight, 0);
+    assert_int_equal(st->sessions_active, 2);
+    assert_true(st->hello_verify_sent >= 3); /* the cookie exchange still ran */
+    now_ms += 1000;
+    assert_int_equal(handshake_from(f, 0x0a000007, 1003), 0);
+    assert_int_equal(handshake_from(f, 0x0a000007, 1004), -1);
+    assert_int_equal(st->handshakes_full, 3);
+    now_ms = t0;
+    client_init(&f->c, false);
+    teardown((void **)&f);
+}
+
+/* The test PKI comes from the same script the integration test uses. */
+static int group_setup(void **state)
+{
+    (void)state;
+    const char *top = getenv("TETHER_TOP");
+    char cmd[512];
+    snprintf(certs_dir, sizeof certs_dir, "/tmp/tether-pki-XXXXXX");
+    if (!mkdtemp(certs_dir))
+        return -1;
+    snprintf(cmd, sizeof cmd, "%s/test/certs/gen.sh %s", top ? top : ".", certs_dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", certs_dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -363,6 +703,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_credentials_fail_cleanly, setup, teardown),
         cmocka_unit_test_setup_teardown(test_handshake_timeout_frees_the_attempt, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_x509_client_certificate, setup_x509, teardown),
+        cmocka_unit_test_setup_teardown(test_x509_refused, setup_x509, teardown),
+        cmocka_unit_test(test_handshake_rate_per_source),
+        cmocka_unit_test_setup_teardown(test_dtls13_psk, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cookie_survives_rotation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dtls13_cid_survives_port_changes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dtls13_old_replayed_forged_do_not_move, setup,
+                                        teardown),
     };
-    return cmocka_run_group_tests_name("dtls", tests, NULL, NULL);
+    return cmocka_run_group_tests_name("dtls", tests, group_setup, group_teardown);
 }

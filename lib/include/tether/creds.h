@@ -50,4 +50,9 @@ TETHER_API int tether_creds_key_from_hex(const char *hex, uint8_t *out, size_t c
 /* Number of explicit identities plus derived prefixes (for /stats). */
 TETHER_API size_t tether_creds_count(const tether_creds_t *c);
 
+/* Role of an X.509 peer whose verified certificate has subject CN `cn`
+ * ("x509" entries: an exact identity first, then the longest matching
+ * identity_prefix). TETHER_ENOTFOUND when the CN is not listed. */
+TETHER_API int tether_creds_x509(const tether_creds_t *c, const char *cn, tether_role_t *role);
+
 #endif

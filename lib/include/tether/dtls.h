@@ -2,7 +2,8 @@
  *
  * The caller feeds datagrams with `now` and drains the transmit queue;
  * nothing here touches a socket or a clock. DTLS 1.2 (RFC 6347) with
- * Connection ID (RFC 9146) and DTLS 1.3 (RFC 9147), PSK authentication.
+ * Connection ID (RFC 9146) and DTLS 1.3 (RFC 9147); PSK and ECDSA P-256
+ * X.509 client certificates (identity = subject CN, role from creds).
  *
  * Lifetimes: a session pointer handed out in tether_dtls_rx_t stays valid
  * until the next call to tether_dtls_input() or tether_dtls_tick(); closed
@@ -32,6 +33,17 @@ typedef struct {
     uint32_t cookie_rotate_ms;
     const uint8_t *cluster_key; /* cookie secrets derive from it when set */
     size_t cluster_key_len;
+    /* X.509 (all optional, PEM paths read at create time): the CA that signs
+     * client certificates, and our own ECDSA P-256 certificate and key for
+     * the ECDHE-ECDSA suites. Without ca_file no client certificate is asked
+     * for; without cert_file/key_file only PSK suites can complete. */
+    const char *ca_file;
+    const char *cert_file;
+    const char *key_file;
+    /* Handshakes admitted per source IP address (token bucket): `rate` per
+     * second, up to `burst` at once. 0 = unlimited. */
+    uint32_t handshake_rate_per_source;
+    uint32_t handshake_burst_per_source;
 } tether_dtls_conf_t;
 
 typedef struct {
@@ -45,6 +57,9 @@ typedef struct {
     uint64_t dropped_limit;
     uint64_t sessions_closed;
     uint64_t tx_dropped;
+    uint64_t dropped_rate;    /* cookie-verified hellos over the per-source rate */
+    uint64_t handshakes_x509; /* completed with a client certificate */
+    uint64_t x509_rejected;   /* client certificate missing or refused (chain, dates, CN) */
 } tether_dtls_stats_t;
 
 typedef struct tether_dtls_srv tether_dtls_srv_t;
