@@ -98,6 +98,8 @@ check "rebinding devices keep their sessions and tether answers at the new port"
 wait "$rb_PID"
 note "$(grep -m1 '^devices: final' "$T/rb.log")"
 
+run_devices ld --count 1 --identity-prefix dev --duration 10
+wait_log "$T/ld.log" '^devices: registered 1/1$' 15 || note "dev0 did not register"
 out=$(timeout 30 "$BENCH" load --server "$SERVER" --identity app1 --psk-hex $APP_KEY \
     --target dev0/temp --concurrency 2 --duration 1 --json 2>"$T/load.log")
 note "load: $out"
