@@ -375,6 +375,9 @@ static int stats_hook(json_t *st, void *user)
         {"sessions.dropped_limit", ds->dropped_limit},
         {"sessions.closed", ds->sessions_closed},
         {"sessions.tx_dropped", ds->tx_dropped},
+        {"sessions.dropped_rate", ds->dropped_rate},
+        {"sessions.handshakes_x509", ds->handshakes_x509},
+        {"sessions.x509_rejected", ds->x509_rejected},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
         if (tetherd_admin_stat_set(st, rows[i].path, (json_int_t)rows[i].v) < 0)
