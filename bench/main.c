@@ -16,6 +16,8 @@ static const bench_cmd_t commands[] = {
     {"devices", "simulate N devices: DTLS PSK + CID tunnels, RD registration, CoAP resources",
      bench_devices_main},
     {"load", "drive CoAP requests through tether as DTLS PSK client sessions", bench_load_main},
+    {"handshakes", "DTLS handshakes per second: full PSK, full ECDHE-ECDSA or resumed",
+     bench_handshakes_main},
 };
 
 static void usage(FILE *f)
