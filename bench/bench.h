@@ -95,6 +95,9 @@ double bench_rand01(void);
 
 /* Raises the open-file limit to the hard limit (one socket per peer). */
 void bench_raise_nofile(void);
+/* Resident memory of process `pid` (VmRSS) in bytes, or a negative code. */
+int64_t bench_rss_bytes(uint32_t pid);
+
 /* Raises the open-file limit to at least `want` (also the hard limit when
  * privileged); TETHER_ELIMIT when it stays below. */
 int bench_raise_nofile_to(uint64_t want);
