@@ -98,6 +98,9 @@ void bench_raise_nofile(void);
 /* Resident memory of process `pid` (VmRSS) in bytes, or a negative code. */
 int64_t bench_rss_bytes(uint32_t pid);
 
+/* utime + stime of process `pid` in clock ticks (0 when unreadable). */
+uint64_t bench_proc_cpu_ticks(uint32_t pid);
+
 /* Raises the open-file limit to at least `want` (also the hard limit when
  * privileged); TETHER_ELIMIT when it stays below. */
 int bench_raise_nofile_to(uint64_t want);

@@ -18,6 +18,8 @@ static const bench_cmd_t commands[] = {
     {"load", "drive CoAP requests through tether as DTLS PSK client sessions", bench_load_main},
     {"handshakes", "DTLS handshakes per second: full PSK, full ECDHE-ECDSA or resumed",
      bench_handshakes_main},
+    {"relay-ceiling", "reference: raw UDP relay (no crypto, no CoAP) on its own core",
+     bench_relay_ceiling_main},
     {"idle", "server memory per idle DTLS tunnel (RSS delta / N)", bench_idle_main},
 };
 
