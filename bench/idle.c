@@ -26,6 +26,7 @@ typedef struct {
     char prefix[32];
     uint8_t master[64];
     size_t master_len;
+    bench_dtls_cred_t single; /* --identity/--psk-hex: one identity for all */
     bool json;
 } idle_opts_t;
 
@@ -169,7 +170,9 @@ static void usage(FILE *f)
                "  --server HOST:PORT    DTLS listener (required)\n"
                "  --count N             tunnels (required)\n"
                "  --pid PID             the server's process id (required)\n"
-               "  --psk-master HEX      fleet master key (required)\n"
+               "  --psk-master HEX      fleet master key (required unless --identity)\n"
+               "  --identity ID         one PSK identity for every tunnel instead\n"
+               "  --psk-hex KEY         its key in hex\n"
                "  --identity-prefix P   names P<k> (default dev)\n"
                "  --first K             first number (default 0)\n"
                "  --settle S            wait after the last handshake (default 2)\n"
@@ -178,7 +181,18 @@ static void usage(FILE *f)
                "  --json                one JSON object\n");
 }
 
-enum { O_COUNT = BENCH_OPT_FIRST_OWN, O_PID, O_MASTER, O_PREFIX, O_FIRST, O_SETTLE, O_CTO, O_JSON };
+enum {
+    O_COUNT = BENCH_OPT_FIRST_OWN,
+    O_PID,
+    O_MASTER,
+    O_PREFIX,
+    O_FIRST,
+    O_SETTLE,
+    O_CTO,
+    O_JSON,
+    O_IDENTITY,
+    O_PSK,
+};
 
 static const struct option long_opts[] = {
     BENCH_COMMON_LONG_OPTS,
@@ -190,6 +204,8 @@ static const struct option long_opts[] = {
     {"settle", required_argument, NULL, O_SETTLE},
     {"connect-timeout", required_argument, NULL, O_CTO},
     {"json", no_argument, NULL, O_JSON},
+    {"identity", required_argument, NULL, O_IDENTITY},
+    {"psk-hex", required_argument, NULL, O_PSK},
     {NULL, 0, NULL, 0},
 };
 
@@ -215,6 +231,16 @@ static int idle_opt(void *ctx, int opt, const char *arg)
         strcpy(o->prefix, arg);
         return 0;
     case O_JSON: o->json = true; return 0;
+    case O_IDENTITY:
+        if (bench_dtls_cred_set(&o->single, arg, NULL, 0) < 0)
+            return bench_usage_error(CMD, "--identity must be 1..%d characters",
+                                     BENCH_DTLS_IDENTITY_MAX - 1);
+        return 0;
+    case O_PSK:
+        if (tether_creds_key_from_hex(arg, o->single.key, sizeof o->single.key,
+                                      &o->single.key_len) < 0)
+            return bench_usage_error(CMD, "--psk-hex wants 1..64 bytes of hex");
+        return 0;
     default: return 0;
     }
     if (bench_parse_u32(arg, opt == O_SETTLE || opt == O_FIRST ? 0 : 1, 100000000, num) < 0)
@@ -236,8 +262,8 @@ static int parse_opts(int argc, char **argv, idle_opts_t *o)
         return bench_usage_error(CMD, "--count N is required");
     if (!o->pid)
         return bench_usage_error(CMD, "--pid PID is required");
-    if (!o->master_len)
-        return bench_usage_error(CMD, "--psk-master HEX is required");
+    if (!o->master_len && !(o->single.identity[0] && o->single.key_len))
+        return bench_usage_error(CMD, "--psk-master HEX (or --identity and --psk-hex) is required");
     return 0;
 }
 
@@ -271,8 +297,10 @@ int bench_idle_main(int argc, char **argv)
         uint8_t key[TETHER_DERIVED_PSK_LEN];
         t->I = I;
         snprintf(name, sizeof name, "%s%u", I->o.prefix, I->o.first + k);
-        if (tether_creds_derive_psk(I->o.master, I->o.master_len, name, key) < 0 ||
-            bench_dtls_cred_set(&t->cred, name, key, sizeof key) < 0)
+        if (I->o.single.key_len)
+            t->cred = I->o.single;
+        else if (tether_creds_derive_psk(I->o.master, I->o.master_len, name, key) < 0 ||
+                 bench_dtls_cred_set(&t->cred, name, key, sizeof key) < 0)
             goto cleanup;
         bench_peer_init(&t->peer, &I->net, &idle_ops, t, &t->cred);
     }

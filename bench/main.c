@@ -20,6 +20,8 @@ static const bench_cmd_t commands[] = {
      bench_handshakes_main},
     {"relay-ceiling", "reference: raw UDP relay (no crypto, no CoAP) on its own core",
      bench_relay_ceiling_main},
+    {"suite", "the SPEC S9 table: tetherd beside the raw UDP ceiling and libcoap",
+     bench_suite_main},
     {"idle", "server memory per idle DTLS tunnel (RSS delta / N)", bench_idle_main},
 };
 
