@@ -22,6 +22,10 @@
 /* Subcommands (see the table in main.c). */
 int bench_devices_main(int argc, char **argv);
 int bench_load_main(int argc, char **argv);
+int bench_handshakes_main(int argc, char **argv);
+int bench_idle_main(int argc, char **argv);
+int bench_relay_ceiling_main(int argc, char **argv);
+int bench_suite_main(int argc, char **argv);
 
 /* Prints "tether-bench CMD: error: ..." and a hint to --help on stderr;
  * returns BENCH_EXIT_USAGE for the caller to exit with. */
@@ -91,6 +95,15 @@ double bench_rand01(void);
 
 /* Raises the open-file limit to the hard limit (one socket per peer). */
 void bench_raise_nofile(void);
+/* Resident memory of process `pid` (VmRSS) in bytes, or a negative code. */
+int64_t bench_rss_bytes(uint32_t pid);
+
+/* utime + stime of process `pid` in clock ticks (0 when unreadable). */
+uint64_t bench_proc_cpu_ticks(uint32_t pid);
+
+/* Raises the open-file limit to at least `want` (also the hard limit when
+ * privileged); TETHER_ELIMIT when it stays below. */
+int bench_raise_nofile_to(uint64_t want);
 
 /* Runs `loop` until `stop` has been called and every handle is closed.
  * SIGINT/SIGTERM and, when duration_s > 0, the end of the duration call

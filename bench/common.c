@@ -174,6 +174,23 @@ void bench_raise_nofile(void)
     }
 }
 
+int bench_raise_nofile_to(uint64_t want)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return TETHER_EIO;
+    if (rl.rlim_cur >= want)
+        return 0;
+    if (rl.rlim_max < want) { /* only a privileged process may raise the hard limit */
+        struct rlimit up = {want, want};
+        if (setrlimit(RLIMIT_NOFILE, &up) == 0)
+            return 0;
+    }
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    return rl.rlim_max >= want ? 0 : TETHER_ELIMIT;
+}
+
 static void runner_close_cb(uv_handle_t *h)
 {
     (void)h;

@@ -1,4 +1,5 @@
 /* DTLS client session over wolfSSL with memory I/O callbacks. */
+#include <stdio.h>
 #include <string.h>
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
@@ -82,11 +83,89 @@ int bench_dtls_ctx_init(bench_dtls_ctx_t *c, bool dtls13)
     return 0;
 }
 
+int bench_dtls_ctx_init_cert(bench_dtls_ctx_t *c, const char *ca_file, const char *cert_file,
+                             const char *key_file)
+{
+    bench_dtls_ctx_t tmp;
+    if (bench_dtls_ctx_init(&tmp, false) < 0)
+        return TETHER_ECRYPTO;
+    WOLFSSL_CTX *ctx = tmp.ctx;
+    if (wolfSSL_CTX_set_cipher_list(
+            ctx, "ECDHE-ECDSA-AES128-CCM-8:ECDHE-ECDSA-AES128-GCM-SHA256") != WOLFSSL_SUCCESS) {
+        wolfSSL_CTX_free(ctx);
+        return TETHER_ECRYPTO;
+    }
+    int rc = 0;
+    if (ca_file) {
+        if (wolfSSL_CTX_load_verify_locations(ctx, ca_file, NULL) != WOLFSSL_SUCCESS)
+            rc = TETHER_EIO;
+        wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_PEER, NULL);
+    } else {
+        wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_NONE, NULL);
+    }
+    if (rc == 0 && cert_file &&
+        (wolfSSL_CTX_use_certificate_file(ctx, cert_file, WOLFSSL_FILETYPE_PEM) !=
+             WOLFSSL_SUCCESS ||
+         wolfSSL_CTX_use_PrivateKey_file(ctx, key_file, WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS))
+        rc = TETHER_EIO;
+    if (rc < 0) {
+        wolfSSL_CTX_free(ctx);
+        return rc;
+    }
+    c->ctx = ctx;
+    c->dtls13 = false;
+    c->cert = true;
+    return 0;
+}
+
+void *bench_dtls_save_session(const bench_dtls_t *d)
+{
+    if (!d->ssl || d->state != BENCH_DTLS_ESTABLISHED)
+        return NULL;
+    return wolfSSL_get1_session(d->ssl);
+}
+
+void bench_dtls_free_session(void *sess)
+{
+    if (sess)
+        wolfSSL_SESSION_free(sess);
+}
+
+bool bench_dtls_resumed(const bench_dtls_t *d)
+{
+    return d->ssl && wolfSSL_session_reused(d->ssl) == 1;
+}
+
+const char *bench_dtls_last_alert(const bench_dtls_t *d)
+{
+    return d->alert;
+}
+
 void bench_dtls_ctx_free(bench_dtls_ctx_t *c)
 {
     if (c->ctx)
         wolfSSL_CTX_free(c->ctx);
     c->ctx = NULL;
+}
+
+/* Names of the alerts a failed handshake usually ends with (RFC 5246 §7.2). */
+static const char *alert_name(int code)
+{
+    switch (code) {
+    case 10: return "unexpected_message";
+    case 20: return "bad_record_mac";
+    case 40: return "handshake_failure";
+    case 42: return "bad_certificate";
+    case 46: return "certificate_unknown";
+    case 47: return "illegal_parameter";
+    case 48: return "unknown_ca";
+    case 51: return "decrypt_error";
+    case 70: return "protocol_version";
+    case 71: return "insufficient_security";
+    case 80: return "internal_error";
+    case 115: return "unknown_psk_identity";
+    default: return "other";
+    }
 }
 
 /* Drives wolfSSL_connect; 1 when done, 0 in progress, <0 failed. */
@@ -101,11 +180,23 @@ static int hs_step(bench_dtls_t *d)
     if (err == WOLFSSL_ERROR_WANT_READ || err == WOLFSSL_ERROR_WANT_WRITE)
         return 0;
     d->state = BENCH_DTLS_CLOSED;
+    WOLFSSL_ALERT_HISTORY h;
+    if (wolfSSL_get_alert_history(d->ssl, &h) == WOLFSSL_SUCCESS && h.last_rx.code > 0)
+        snprintf(d->alert, sizeof d->alert, "alert %s", alert_name(h.last_rx.code));
+    else
+        snprintf(d->alert, sizeof d->alert, "error %d", err);
     return TETHER_ECRYPTO;
 }
 
 int bench_dtls_start(bench_dtls_t *d, const bench_dtls_ctx_t *c, const bench_dtls_cred_t *cred,
                      bench_dtls_send_fn send, void *user)
+{
+    return bench_dtls_start_resume(d, c, cred, send, user, NULL);
+}
+
+int bench_dtls_start_resume(bench_dtls_t *d, const bench_dtls_ctx_t *c,
+                            const bench_dtls_cred_t *cred, bench_dtls_send_fn send, void *user,
+                            void *session)
 {
     WOLFSSL *ssl = wolfSSL_new(c->ctx);
     if (!ssl)
@@ -115,12 +206,17 @@ int bench_dtls_start(bench_dtls_t *d, const bench_dtls_ctx_t *c, const bench_dtl
     d->user = user;
     d->in = NULL;
     d->cred = cred;
+    d->alert[0] = 0;
     wolfSSL_SetIOReadCtx(ssl, d);
     wolfSSL_SetIOWriteCtx(ssl, d);
     wolfSSL_dtls_set_using_nonblock(ssl, 1);
     /* Use the server's CID, offer an empty one of our own. */
     if (wolfSSL_dtls_cid_use(ssl) != WOLFSSL_SUCCESS ||
         wolfSSL_dtls_cid_set(ssl, NULL, 0) != WOLFSSL_SUCCESS) {
+        bench_dtls_end(d, false);
+        return TETHER_ECRYPTO;
+    }
+    if (session && wolfSSL_set_session(ssl, session) != WOLFSSL_SUCCESS) {
         bench_dtls_end(d, false);
         return TETHER_ECRYPTO;
     }

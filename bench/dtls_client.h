@@ -20,6 +20,7 @@
 typedef struct {
     void *ctx; /* WOLFSSL_CTX */
     bool dtls13;
+    bool cert; /* ECDHE-ECDSA with certificates instead of PSK */
 } bench_dtls_ctx_t;
 
 /* A PSK identity and key; sessions point to it, so it must outlive them. */
@@ -51,10 +52,29 @@ typedef struct {
     size_t in_len;
     uint8_t state; /* bench_dtls_state_t */
     const bench_dtls_cred_t *cred;
+    char alert[48]; /* why the handshake failed */
 } bench_dtls_t;
+
+/* Session resumption (RFC 5246 §7.3 abbreviated handshake by session id).
+ * bench_dtls_save_session returns the established session's resumable
+ * state (NULL when there is none); bench_dtls_start_resume offers it in the
+ * ClientHello. bench_dtls_resumed tells whether the server accepted. */
+void *bench_dtls_save_session(const bench_dtls_t *d);
+void bench_dtls_free_session(void *sess);
+bool bench_dtls_resumed(const bench_dtls_t *d);
+/* The last alert received from the server ("" when none): why a handshake
+ * failed. */
+const char *bench_dtls_last_alert(const bench_dtls_t *d);
 
 /* Creates the shared context for DTLS 1.2 or 1.3 with PSK suites. */
 int bench_dtls_ctx_init(bench_dtls_ctx_t *c, bool dtls13);
+/* Creates a DTLS 1.2 context for ECDHE-ECDSA (P-256) suites only. The
+ * server's certificate is verified against `ca_file` when given (else not
+ * at all); `cert_file`/`key_file` (PEM, both or neither) are presented when
+ * the server asks for a client certificate. TETHER_EIO when a file cannot
+ * be loaded, TETHER_ECRYPTO otherwise. */
+int bench_dtls_ctx_init_cert(bench_dtls_ctx_t *c, const char *ca_file, const char *cert_file,
+                             const char *key_file);
 void bench_dtls_ctx_free(bench_dtls_ctx_t *c);
 
 /* Starts a handshake with `cred`: the first flight goes out through `send`
@@ -62,6 +82,11 @@ void bench_dtls_ctx_free(bench_dtls_ctx_t *c);
  * with bench_dtls_end. */
 int bench_dtls_start(bench_dtls_t *d, const bench_dtls_ctx_t *c, const bench_dtls_cred_t *cred,
                      bench_dtls_send_fn send, void *user);
+/* Like bench_dtls_start, offering `session` (from bench_dtls_save_session;
+ * NULL: a full handshake) for resumption. */
+int bench_dtls_start_resume(bench_dtls_t *d, const bench_dtls_ctx_t *c,
+                            const bench_dtls_cred_t *cred, bench_dtls_send_fn send, void *user,
+                            void *session);
 
 /* Feeds one datagram. Returns 1 when it completed the handshake, 0
  * otherwise, TETHER_ECRYPTO when the handshake failed (state CLOSED). Once

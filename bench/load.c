@@ -31,6 +31,7 @@ typedef struct {
     char target[256];
     uint8_t method;
     const char *payload;
+    const char *proxy_uri;
     uint32_t concurrency, max_outstanding, timeout_ms, connect_timeout_s;
     double rate;
     bool json;
@@ -41,6 +42,7 @@ enum { SLOT_FREE, SLOT_WAIT, SLOT_ACKED };
 typedef struct {
     uint8_t state;
     uint16_t mid;
+    uint16_t target; /* template index */
     uint32_t token;
     uint64_t t0_us; /* scheduled (open loop) or first sent (closed loop) */
     uint64_t sent_ms;
@@ -76,34 +78,41 @@ typedef struct load {
     uint32_t up, rr;
     bool running, stopping, ended;
     uint64_t start_us, end_us, hs_start_us, hs_end_us, issued;
-    uint8_t tmpl[LOAD_REQ_MAX];
-    size_t tmpl_len;
+    uint8_t (*tmpl)[LOAD_REQ_MAX]; /* one per target device */
+    size_t *tmpl_len;
+    uint32_t ntargets, next_target;
     load_stats_t st;
     tether_hist_t hist;
 } load_t;
 
 /* ---- requests ------------------------------------------------------------------ */
 
-/* Encodes the request every session sends: CON, Uri-Host = device,
- * Uri-Path = the rest of the target, optional text payload; the MID and the
- * 4-byte token (bytes 2..7) are patched per request. */
-static int build_template(load_t *L)
+/* Encodes the request for device `dev`: CON, Uri-Host = dev, Uri-Path =
+ * the path segments (or, with --proxy-uri, only a Proxy-Uri option),
+ * optional text payload; the MID and the 4-byte token (bytes 2..7) are
+ * patched per request. */
+static int encode_request(load_t *L, const char *dev, const char *path, uint8_t *out,
+                          size_t *out_len)
 {
     tether_coap_msg_t m;
     uint8_t tok[LOAD_TOKEN_LEN] = {0}, cf[4];
-    char target[sizeof L->o.target];
-    strcpy(target, L->o.target);
+    char segs[256];
+    snprintf(segs, sizeof segs, "%s", path ? path : "");
     tether_coap_msg_init(&m, TETHER_COAP_CON, L->o.method, 0);
     tether_coap_msg_set_token(&m, tok, sizeof tok);
-    char *slash = strchr(target, '/');
-    if (slash)
-        *slash = 0;
-    tether_coap_msg_add_opt(&m, TETHER_COAP_OPT_URI_HOST, target, strlen(target));
-    for (char *seg = slash ? slash + 1 : NULL, *next; seg && *seg; seg = next) {
-        next = strchr(seg, '/');
-        if (next)
-            *next++ = 0;
-        tether_coap_msg_add_opt(&m, TETHER_COAP_OPT_URI_PATH, seg, strlen(seg));
+    if (L->o.proxy_uri) {
+        tether_coap_msg_add_opt(&m, TETHER_COAP_OPT_PROXY_URI, L->o.proxy_uri,
+                                strlen(L->o.proxy_uri));
+    } else {
+        tether_coap_msg_add_opt(&m, TETHER_COAP_OPT_URI_HOST, dev, strlen(dev));
+        for (char *seg = segs, *next; *seg; seg = next) {
+            next = strchr(seg, '/');
+            if (next)
+                *next++ = 0;
+            else
+                next = seg + strlen(seg);
+            tether_coap_msg_add_opt(&m, TETHER_COAP_OPT_URI_PATH, seg, strlen(seg));
+        }
     }
     if (L->o.payload) {
         size_t n = tether_coap_uint_encode(TETHER_COAP_CF_TEXT, cf);
@@ -111,16 +120,53 @@ static int build_template(load_t *L)
         m.payload = (const uint8_t *)L->o.payload;
         m.payload_len = strlen(L->o.payload);
     }
-    return tether_coap_encode(&m, L->tmpl, sizeof L->tmpl, &L->tmpl_len);
+    return tether_coap_encode(&m, out, LOAD_REQ_MAX, out_len);
+}
+
+/* One template per target device: --target DEV/PATH, or PREFIX[A-B]/PATH
+ * for devices PREFIX<A>..PREFIX<B>, which requests then visit in turn. */
+static int build_templates(load_t *L)
+{
+    char dev[256], name[300];
+    snprintf(dev, sizeof dev, "%s", L->o.target);
+    char *slash = strchr(dev, '/');
+    const char *path = NULL;
+    if (slash) {
+        *slash = 0;
+        path = slash + 1;
+    }
+    unsigned lo = 0, hi = 0;
+    char *br = strchr(dev, '[');
+    bool range = br && sscanf(br, "[%u-%u]", &lo, &hi) == 2 && lo <= hi && hi - lo < 65536;
+    if (br && !range)
+        return TETHER_EINVAL;
+    if (range)
+        *br = 0;
+    L->ntargets = range ? hi - lo + 1 : 1;
+    L->tmpl = calloc(L->ntargets, sizeof *L->tmpl);
+    L->tmpl_len = calloc(L->ntargets, sizeof *L->tmpl_len);
+    if (!L->tmpl || !L->tmpl_len)
+        return TETHER_ENOMEM;
+    for (uint32_t i = 0; i < L->ntargets; i++) {
+        if (range)
+            snprintf(name, sizeof name, "%s%u", dev, lo + i);
+        else
+            snprintf(name, sizeof name, "%s", dev);
+        int rc = encode_request(L, name, path, L->tmpl[i], &L->tmpl_len[i]);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
 }
 
 static void transmit(load_sess_t *s, const load_slot_t *sl)
 {
     load_t *L = s->L;
-    L->tmpl[2] = (uint8_t)(sl->mid >> 8);
-    L->tmpl[3] = (uint8_t)sl->mid;
-    memcpy(L->tmpl + 4, &sl->token, LOAD_TOKEN_LEN);
-    if (bench_peer_send(&s->peer, L->tmpl, L->tmpl_len) < 0)
+    uint8_t *t = L->tmpl[sl->target];
+    t[2] = (uint8_t)(sl->mid >> 8);
+    t[3] = (uint8_t)sl->mid;
+    memcpy(t + 4, &sl->token, LOAD_TOKEN_LEN);
+    if (bench_peer_send(&s->peer, t, L->tmpl_len[sl->target]) < 0)
         L->st.send_errors++;
 }
 
@@ -134,6 +180,7 @@ static void issue(load_sess_t *s, uint64_t t0_us)
     s->outstanding++;
     sl->state = SLOT_WAIT;
     sl->mid = s->next_mid++;
+    sl->target = (uint16_t)(L->next_target++ % L->ntargets);
     sl->token = (s->next_tok++ << 5) | (uint32_t)i;
     sl->t0_us = t0_us;
     sl->sent_ms = uv_now(L->loop);
@@ -452,7 +499,10 @@ static void usage(FILE *f)
                "  --server HOST:PORT    tether's DTLS listener (required)\n"
                "  --identity ID         PSK identity of the client (required)\n"
                "  --psk-hex KEY         its key in hex (required)\n"
-               "  --target DEV/PATH     device and resource, e.g. dev0/temp (required)\n"
+               "  --target DEV/PATH     device and resource, e.g. dev0/temp (required);\n"
+               "                        dev[0-63]/temp spreads requests over dev0..dev63\n"
+               "  --proxy-uri URI       send Proxy-Uri: URI instead of Uri-Host/Uri-Path (a\n"
+               "                        forward proxy such as libcoap's; --target is a label)\n"
                "  --method M            GET (default), POST, PUT, DELETE, FETCH, PATCH, iPATCH\n"
                "  --payload STR         request payload (sent as text/plain)\n"
                "  --concurrency C       sessions (default 1)\n"
@@ -472,6 +522,7 @@ enum {
     O_IDENTITY = BENCH_OPT_FIRST_OWN,
     O_PSK,
     O_TARGET,
+    O_PROXY_URI,
     O_METHOD,
     O_PAYLOAD,
     O_CONC,
@@ -487,6 +538,7 @@ static const struct option long_opts[] = {
     {"identity", required_argument, NULL, O_IDENTITY},
     {"psk-hex", required_argument, NULL, O_PSK},
     {"target", required_argument, NULL, O_TARGET},
+    {"proxy-uri", required_argument, NULL, O_PROXY_URI},
     {"method", required_argument, NULL, O_METHOD},
     {"payload", required_argument, NULL, O_PAYLOAD},
     {"concurrency", required_argument, NULL, O_CONC},
@@ -539,6 +591,11 @@ static int load_opt(void *ctx, int opt, const char *arg)
             return bench_usage_error(CMD, "--method: unknown method '%s'", arg);
         break;
     case O_PAYLOAD: o->payload = arg; break;
+    case O_PROXY_URI:
+        if (strlen(arg) > 1034)
+            return bench_usage_error(CMD, "--proxy-uri is too long");
+        o->proxy_uri = arg;
+        break;
     case O_CONC:
         if (bench_parse_u32(arg, 1, 1000000, &o->concurrency) < 0)
             return bench_usage_error(CMD, "--concurrency wants a number >= 1, got '%s'", arg);
@@ -602,9 +659,12 @@ int bench_load_main(int argc, char **argv)
         free(L);
         return ex;
     }
-    if (build_template(L) < 0) {
+    if (build_templates(L) < 0) {
+        free(L->tmpl);
+        free(L->tmpl_len);
         free(L);
-        return bench_usage_error(CMD, "the request does not fit in one datagram");
+        return bench_usage_error(CMD, "--target: bad device range, or the request does not fit "
+                                      "in one datagram");
     }
     tether_hist_init(&L->hist);
     if (bench_net_init(&L->net, CMD, &L->o.c) < 0)
@@ -639,6 +699,8 @@ int bench_load_main(int argc, char **argv)
     }
 cleanup:
     free(L->sess);
+    free(L->tmpl);
+    free(L->tmpl_len);
     bench_net_free(&L->net);
     free(L);
     return exit_code;

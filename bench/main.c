@@ -16,6 +16,13 @@ static const bench_cmd_t commands[] = {
     {"devices", "simulate N devices: DTLS PSK + CID tunnels, RD registration, CoAP resources",
      bench_devices_main},
     {"load", "drive CoAP requests through tether as DTLS PSK client sessions", bench_load_main},
+    {"handshakes", "DTLS handshakes per second: full PSK, full ECDHE-ECDSA or resumed",
+     bench_handshakes_main},
+    {"relay-ceiling", "reference: raw UDP relay (no crypto, no CoAP) on its own core",
+     bench_relay_ceiling_main},
+    {"suite", "the SPEC S9 table: tetherd beside the raw UDP ceiling and libcoap",
+     bench_suite_main},
+    {"idle", "server memory per idle DTLS tunnel (RSS delta / N)", bench_idle_main},
 };
 
 static void usage(FILE *f)

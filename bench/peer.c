@@ -197,7 +197,7 @@ static void start_handshake(bench_peer_t *p)
     p->hs_started_ms = uv_now(n->loop);
     int rc = sock_open(p);
     if (rc == 0)
-        rc = bench_dtls_start(&p->dtls, &n->dtls, p->cred, dtls_out, p);
+        rc = bench_dtls_start_resume(&p->dtls, &n->dtls, p->cred, dtls_out, p, p->resume);
     if (rc < 0) {
         went_down(p, rc, false);
         return;
@@ -297,6 +297,12 @@ void bench_peer_reset(bench_peer_t *p)
     bench_dtls_end(&p->dtls, false);
     uv_timer_stop(&p->dtls_timer);
     sock_close(p);
+}
+
+void bench_peer_hangup(bench_peer_t *p)
+{
+    bench_dtls_end(&p->dtls, true);
+    bench_peer_reset(p);
 }
 
 void bench_peer_close(bench_peer_t *p, bool notify)

@@ -66,6 +66,7 @@ struct bench_peer {
     bool closed;   /* bench_peer_close was called */
     uint64_t hs_started_ms;
     const bench_dtls_cred_t *cred;
+    void *resume; /* a saved session to offer at the next handshake, or NULL */
 };
 
 /* Sets up what a command's peers share, on the default loop, from the
@@ -91,6 +92,9 @@ int bench_peer_rebind(bench_peer_t *p);
 /* Drops the session without telling the server (as a vanished device
  * would) and goes idle; `down` is not called. */
 void bench_peer_reset(bench_peer_t *p);
+/* Ends the session politely (close_notify when up) and goes idle; `down`
+ * is not called. The server frees its side at once. */
+void bench_peer_hangup(bench_peer_t *p);
 /* Ends for good: close_notify when `notify` and up, handles closed. */
 void bench_peer_close(bench_peer_t *p, bool notify);
 

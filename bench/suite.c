@@ -1,0 +1,885 @@
+/* tether-bench suite: the SPEC S9 table, each figure beside the same run's
+ * references (the raw UDP relay ceiling and libcoap's coap-server acting as
+ * a DTLS proxy) and the ratio.
+ *
+ * The suite pins itself (and so every load process it starts) to one CPU
+ * and each server under test (tetherd, the ceiling relay, libcoap's proxy)
+ * to another, starts them on loopback with generated credentials, runs the
+ * other tether-bench commands as child processes and reads their JSON.
+ * Beside each throughput it reads the server's CPU time over the run, so a
+ * figure limited by the load generator (two cores: it shares one with the
+ * simulated devices) is told apart from one limited by the server. */
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <netinet/in.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bench.h"
+#include "tether/common.h"
+
+#define CMD "suite"
+#define MASTER "00112233445566778899aabbccddeeff"
+#define APP_KEY_HEX "6170702d7365637265742d6b6579" /* "app-secret-key" */
+#define APP_KEY "app-secret-key"
+#define N_DEVICES 64
+#define CONC 64
+
+typedef struct {
+    char bench[1024], tetherd[1024], dir[256];
+    const char *json_out;
+    bool json, quick;
+    int server_cpu, bench_cpu;
+    double dur;
+    FILE *log; /* progress */
+} suite_t;
+
+/* One S9 row: the figure, its two references, the target. */
+typedef struct {
+    const char *id, *workload, *unit, *target;
+    double tether, ceiling, peer;             /* < 0: not measured */
+    double tether_cpu, ceiling_cpu, peer_cpu; /* server core share, < 0 unknown */
+    bool higher_better;
+    int met; /* 1, 0, -1 (n/a) */
+    char note[400], peer_note[300];
+} row_t;
+
+enum {
+    R_MISS,
+    R_HIT,
+    R_OBS,
+    R_PSK,
+    R_ECDHE,
+    R_RESUMED,
+    R_IDLE10K,
+    R_IDLE100K,
+    R_CROSS,
+    R_LAT,
+    R_N
+};
+
+static row_t rows[R_N];
+
+static void row_init(int i, const char *id, const char *workload, const char *unit,
+                     const char *target, bool higher)
+{
+    row_t *r = &rows[i];
+    r->id = id, r->workload = workload, r->unit = unit, r->target = target;
+    r->tether = r->ceiling = r->peer = -1;
+    r->tether_cpu = r->ceiling_cpu = r->peer_cpu = -1;
+    r->higher_better = higher;
+    r->met = -1;
+}
+
+static void say(suite_t *S, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void say(suite_t *S, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(S->log, "suite: ");
+    vfprintf(S->log, fmt, ap);
+    fputc('\n', S->log);
+    fflush(S->log);
+    va_end(ap);
+}
+
+static int write_file(const char *path, const char *text);
+
+/* ---- processes ------------------------------------------------------------------ */
+
+/* Starts argv with stdout to `out_fd` (or /dev/null when < 0) and stderr to
+ * the file `err_path`, pinned to `cpu` (>= 0) as `taskset -c CPU` would.
+ * Returns the pid or -1. */
+static pid_t spawn(char *const argv[], int cpu, int out_fd, const char *err_path)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid != 0)
+        return pid;
+    if (cpu >= 0) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(cpu, &set);
+        sched_setaffinity(0, sizeof set, &set);
+    }
+    int nul = open("/dev/null", O_RDWR);
+    dup2(nul, 0);
+    dup2(out_fd >= 0 ? out_fd : nul, 1);
+    int e = err_path ? open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644) : nul;
+    dup2(e >= 0 ? e : nul, 2);
+    execv(argv[0], argv);
+    _exit(127);
+}
+
+static void stop_pid(pid_t *pid)
+{
+    if (*pid <= 0)
+        return;
+    kill(*pid, SIGTERM);
+    for (int i = 0; i < 100; i++) {
+        if (waitpid(*pid, NULL, WNOHANG) == *pid) {
+            *pid = 0;
+            return;
+        }
+        usleep(50000);
+    }
+    kill(*pid, SIGKILL);
+    waitpid(*pid, NULL, 0);
+    *pid = 0;
+}
+
+/* Runs a tether-bench command on the bench CPU and parses the JSON object
+ * it prints; NULL (reason logged) when it fails. `watch` >= 0: the share of
+ * one core process `watch` used while the command ran goes to *cpu. */
+static json_t *run_bench(suite_t *S, const char *name, pid_t watch, double *cpu, ...)
+{
+    char *argv[64];
+    int n = 0;
+    argv[n++] = S->bench;
+    va_list ap;
+    va_start(ap, cpu);
+    for (const char *a; n < 62 && (a = va_arg(ap, const char *));)
+        argv[n++] = (char *)a;
+    va_end(ap);
+    argv[n] = NULL;
+    char err_path[400];
+    snprintf(err_path, sizeof err_path, "%s/%s.log", S->dir, name);
+    int fds[2];
+    if (pipe(fds) < 0)
+        return NULL;
+    uint64_t t0 = bench_now_us(), c0 = watch > 0 ? bench_proc_cpu_ticks((uint32_t)watch) : 0;
+    pid_t pid = spawn(argv, S->bench_cpu, fds[1], err_path);
+    close(fds[1]);
+    size_t cap = 1 << 16, len = 0;
+    char *out = malloc(cap);
+    ssize_t r;
+    while (out && (r = read(fds[0], out + len, cap - 1 - len)) > 0)
+        len += (size_t)r;
+    close(fds[0]);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    uint64_t t1 = bench_now_us(), c1 = watch > 0 ? bench_proc_cpu_ticks((uint32_t)watch) : 0;
+    if (cpu)
+        *cpu = watch > 0
+                   ? (double)(c1 - c0) / (double)sysconf(_SC_CLK_TCK) / ((double)(t1 - t0) / 1e6)
+                   : -1;
+    json_t *j = NULL;
+    if (out) {
+        out[len] = 0;
+        j = json_loads(out, JSON_DISABLE_EOF_CHECK, NULL);
+        snprintf(err_path, sizeof err_path, "%s/%s.out", S->dir, name);
+        write_file(err_path, out);
+        snprintf(err_path, sizeof err_path, "%s/%s.log", S->dir, name);
+    }
+    if (!j || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        say(S, "%s failed (exit %d); see %s", name, WIFEXITED(st) ? WEXITSTATUS(st) : -1, err_path);
+    free(out);
+    return j;
+}
+
+static double jnum(json_t *j, const char *path)
+{
+    char buf[128];
+    snprintf(buf, sizeof buf, "%s", path);
+    json_t *v = j;
+    for (char *tok = strtok(buf, "."); tok && v; tok = strtok(NULL, "."))
+        v = json_object_get(v, tok);
+    return json_is_number(v) ? json_number_value(v) : -1;
+}
+
+/* Waits until file `path` holds `needle`; false after `secs`. */
+static bool wait_for(const char *path, const char *needle, double secs)
+{
+    uint64_t end = bench_now_us() + (uint64_t)(secs * 1e6);
+    char buf[1 << 16];
+    while (bench_now_us() < end) {
+        FILE *f = fopen(path, "r");
+        if (f) {
+            size_t n = fread(buf, 1, sizeof buf - 1, f);
+            fclose(f);
+            buf[n] = 0;
+            if (strstr(buf, needle))
+                return true;
+        }
+        usleep(20000);
+    }
+    return false;
+}
+
+static int write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return TETHER_EIO;
+    fputs(text, f);
+    return fclose(f) == 0 ? 0 : TETHER_EIO;
+}
+
+/* ---- servers under test ------------------------------------------------------------- */
+
+typedef struct {
+    pid_t pid;
+    char port[16];
+} server_t;
+
+/* tetherd with config `conf` (a file in the suite dir), pinned to the
+ * server CPU; waits for "ready" and reads the DTLS port from the log. */
+static int tetherd_start(suite_t *S, const char *conf, const char *name, server_t *sv)
+{
+    static int nstarts;
+    char cfg[400], log[400];
+    snprintf(cfg, sizeof cfg, "%s/%s", S->dir, conf);
+    /* A new log each time: an old one would say "ready" for a dead server. */
+    snprintf(log, sizeof log, "%s/%s-%d.log", S->dir, name, ++nstarts);
+    char *argv[] = {S->tetherd, "--config", cfg, NULL};
+    sv->pid = spawn(argv, S->server_cpu, -1, log);
+    if (sv->pid < 0 || !wait_for(log, "\"msg\":\"ready\"", 15)) {
+        say(S, "tetherd did not start; see %s", log);
+        stop_pid(&sv->pid);
+        return TETHER_EIO;
+    }
+    FILE *f = fopen(log, "r");
+    char line[1024];
+    sv->port[0] = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        char *p;
+        if (strstr(line, "\"msg\":\"listening\"") && strstr(line, "\"proto\":\"coaps\"") &&
+            (p = strstr(line, "\"port\":\""))) {
+            snprintf(sv->port, sizeof sv->port, "%.*s", (int)strcspn(p + 8, "\""), p + 8);
+            break;
+        }
+    }
+    if (f)
+        fclose(f);
+    return sv->port[0] ? 0 : TETHER_EIO;
+}
+
+static bool tetherd_accepts(suite_t *S, const char *conf)
+{
+    char cfg[400], log[400];
+    snprintf(cfg, sizeof cfg, "%s/%s", S->dir, conf);
+    snprintf(log, sizeof log, "%s/check-%s.log", S->dir, conf);
+    char *argv[] = {S->tetherd, "--config", cfg, "--check-config", NULL};
+    pid_t pid = spawn(argv, -1, -1, log);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    return WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
+
+/* A UDP port p with p and p + 1 free on loopback (libcoap takes both). */
+static int free_port_pair(void)
+{
+    for (int tries = 0; tries < 50; tries++) {
+        int p = 20000 + (int)(bench_rand() % 40000);
+        int ok = 1;
+        for (int k = 0; k < 2 && ok; k++) {
+            int fd = socket(AF_INET, SOCK_DGRAM, 0);
+            struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)(p + k))};
+            a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+            ok = fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
+            if (fd >= 0)
+                close(fd);
+        }
+        if (ok)
+            return p;
+    }
+    return -1;
+}
+
+/* ---- the stages ---------------------------------------------------------------------- */
+
+static char dur_s[16], half_s[16];
+
+static void set_cpu(double *slot, double cpu)
+{
+    *slot = cpu;
+}
+
+static void stage_tether_relay(suite_t *S)
+{
+    server_t td;
+    if (tetherd_start(S, "tether.json", "tetherd-relay", &td) < 0)
+        return;
+    char server[32], count[8];
+    snprintf(server, sizeof server, "127.0.0.1:%s", td.port);
+    snprintf(count, sizeof count, "%d", N_DEVICES);
+    char dev_log[400];
+    snprintf(dev_log, sizeof dev_log, "%s/devices.log", S->dir);
+    char *dargv[] = {S->bench,       "devices", "--server",      server, "--count", count,
+                     "--psk-master", MASTER,    "--stats-every", "0",    NULL};
+    pid_t dev = spawn(dargv, S->bench_cpu, -1, dev_log);
+    char want[64];
+    snprintf(want, sizeof want, "registered %d/%d", N_DEVICES, N_DEVICES);
+    if (!wait_for(dev_log, want, 60)) {
+        say(S, "the simulated devices did not register; see %s", dev_log);
+    } else {
+        char target[32], conc[8];
+        snprintf(target, sizeof target, "dev[0-%d]/temp", N_DEVICES - 1);
+        snprintf(conc, sizeof conc, "%d", CONC);
+        say(S, "relayed requests through tetherd: closed loop, %d sessions, %d devices, %s s", CONC,
+            N_DEVICES, dur_s);
+        double cpu;
+        json_t *j = run_bench(S, "load-tether", td.pid, &cpu, "load", "--server", server,
+                              "--identity", "app1", "--psk-hex", APP_KEY_HEX, "--target", target,
+                              "--concurrency", conc, "--duration", dur_s, "--json", NULL);
+        double x = j ? jnum(j, "throughput_rps") : -1;
+        if (x > 0 && jnum(j, "timeouts") + jnum(j, "classes.5xx") > 0.01 * jnum(j, "sent"))
+            snprintf(rows[R_MISS].note, sizeof rows[R_MISS].note,
+                     "%.0f timeouts and %.0f 5.xx answers in the run", jnum(j, "timeouts"),
+                     jnum(j, "classes.5xx"));
+        rows[R_MISS].tether = x;
+        set_cpu(&rows[R_MISS].tether_cpu, cpu);
+        json_decref(j);
+        if (x > 0) {
+            char rate[32];
+            snprintf(rate, sizeof rate, "%.0f", x / 2);
+            say(S, "latency through tetherd at 50%% of that (%s req/s, open loop)", rate);
+            j = run_bench(S, "latency-tether", td.pid, &cpu, "load", "--server", server,
+                          "--identity", "app1", "--psk-hex", APP_KEY_HEX, "--target", target,
+                          "--concurrency", conc, "--duration", dur_s, "--rate", rate, "--json",
+                          NULL);
+            rows[R_LAT].tether = j ? jnum(j, "latency_us.p99") : -1;
+            rows[R_LAT].tether_cpu = cpu;
+            json_decref(j);
+        }
+    }
+    stop_pid(&dev);
+    say(S, "PSK handshakes against tetherd (32 in flight, %s s)", dur_s);
+    double cpu;
+    json_t *j = run_bench(S, "hs-psk-tether", td.pid, &cpu, "handshakes", "--server", server,
+                          "--psk-master", MASTER, "--duration", dur_s, "--json", NULL);
+    rows[R_PSK].tether = j ? jnum(j, "rate_per_s") : -1;
+    rows[R_PSK].tether_cpu = cpu;
+    json_decref(j);
+    say(S, "resumed handshakes against tetherd (%s s)", half_s);
+    j = run_bench(S, "hs-resumed-tether", td.pid, &cpu, "handshakes", "--server", server,
+                  "--psk-master", MASTER, "--mode", "resumed", "--duration", half_s, "--json",
+                  NULL);
+    if (j) {
+        rows[R_RESUMED].tether = jnum(j, "rate_per_s");
+        rows[R_RESUMED].tether_cpu = cpu;
+        if (jnum(j, "handshakes") <= 0)
+            snprintf(rows[R_RESUMED].note, sizeof rows[R_RESUMED].note, "tether: %s",
+                     json_string_value(json_object_get(j, "detail")));
+    }
+    json_decref(j);
+    stop_pid(&td.pid);
+}
+
+static void stage_tether_ecdhe(suite_t *S, bool have_certs)
+{
+    row_t *r = &rows[R_ECDHE];
+    if (!have_certs) {
+        snprintf(r->note, sizeof r->note, "tether: not measured (no openssl to make certificates)");
+        return;
+    }
+    if (!tetherd_accepts(S, "tether-cert.json")) {
+        snprintf(r->note, sizeof r->note,
+                 "tether: unsupported by server (this tetherd rejects dtls.cert_file/key_file/"
+                 "ca_file: no server certificates yet)");
+        r->tether = 0;
+        return;
+    }
+    server_t td;
+    if (tetherd_start(S, "tether-cert.json", "tetherd-ecdhe", &td) < 0)
+        return;
+    char server[32], ca[400], cert[400], key[400];
+    snprintf(server, sizeof server, "127.0.0.1:%s", td.port);
+    snprintf(ca, sizeof ca, "%s/ca.pem", S->dir);
+    snprintf(cert, sizeof cert, "%s/client.pem", S->dir);
+    snprintf(key, sizeof key, "%s/client.key", S->dir);
+    say(S, "ECDHE-ECDSA handshakes against tetherd (%s s)", dur_s);
+    double cpu;
+    json_t *j = run_bench(S, "hs-ecdhe-tether", td.pid, &cpu, "handshakes", "--server", server,
+                          "--mode", "ecdhe", "--ca", ca, "--cert", cert, "--key", key, "--duration",
+                          dur_s, "--json", NULL);
+    if (j) {
+        r->tether = jnum(j, "rate_per_s");
+        r->tether_cpu = cpu;
+        if (r->tether <= 0)
+            snprintf(r->note, sizeof r->note, "tether: %s",
+                     json_string_value(json_object_get(j, "detail")));
+    }
+    json_decref(j);
+    stop_pid(&td.pid);
+}
+
+/* Bytes per idle tunnel on a fresh tetherd. */
+static double idle_on(suite_t *S, const char *server_conf, uint32_t count, server_t *given)
+{
+    server_t td = {0};
+    server_t *sv = given;
+    if (!sv) {
+        if (tetherd_start(S, server_conf, "tetherd-idle", &td) < 0)
+            return -1;
+        sv = &td;
+    }
+    char server[32], n[16], pid[16], name[32];
+    snprintf(server, sizeof server, "127.0.0.1:%s", sv->port);
+    snprintf(n, sizeof n, "%u", count);
+    snprintf(pid, sizeof pid, "%d", (int)sv->pid);
+    snprintf(name, sizeof name, "idle-%s-%u", given ? "peer" : "tether", count);
+    /* libcoap has one key for every identity; tetherd takes the fleet. */
+    json_t *j =
+        given ? run_bench(S, name, -1, NULL, "idle", "--server", server, "--count", n, "--pid", pid,
+                          "--identity", "app1", "--psk-hex", APP_KEY_HEX, "--connect-timeout",
+                          "120", "--json", NULL)
+              : run_bench(S, name, -1, NULL, "idle", "--server", server, "--count", n, "--pid", pid,
+                          "--psk-master", MASTER, "--connect-timeout", "240", "--json", NULL);
+    double b = j ? jnum(j, "bytes_per_tunnel") : -1;
+    json_decref(j);
+    if (!given)
+        stop_pid(&td.pid);
+    return b;
+}
+
+static void stage_ceiling(suite_t *S)
+{
+    char conc[8], cpu[8];
+    snprintf(conc, sizeof conc, "%d", CONC);
+    snprintf(cpu, sizeof cpu, "%d", S->server_cpu);
+    say(S, "raw UDP relay ceiling: closed loop, %d clients, %s s", CONC, dur_s);
+    json_t *j = run_bench(S, "ceiling", -1, NULL, "relay-ceiling", "--concurrency", conc,
+                          "--relay-cpu", cpu, "--duration", dur_s, "--json", NULL);
+    if (j) {
+        rows[R_MISS].ceiling = jnum(j, "throughput_rps");
+        rows[R_MISS].ceiling_cpu = jnum(j, "relay_cpu");
+    }
+    json_decref(j);
+    if (rows[R_MISS].tether > 0) {
+        char rate[32];
+        snprintf(rate, sizeof rate, "%.0f", rows[R_MISS].tether / 2);
+        say(S, "raw UDP relay latency at tether's 50%% rate (%s req/s)", rate);
+        j = run_bench(S, "ceiling-latency", -1, NULL, "relay-ceiling", "--concurrency", conc,
+                      "--relay-cpu", cpu, "--duration", dur_s, "--rate", rate, "--json", NULL);
+        if (j) {
+            rows[R_LAT].ceiling = jnum(j, "latency_us.p99");
+            rows[R_LAT].ceiling_cpu = jnum(j, "relay_cpu");
+        }
+        json_decref(j);
+    }
+}
+
+/* libcoap: coap-server-openssl as a DTLS proxy (forward proxy, -P with no
+ * next hop: it connects straight to the Proxy-Uri's host) in front of a
+ * second coap-server-openssl playing the device over DTLS PSK. */
+static void stage_peer(suite_t *S, bool have_certs)
+{
+    const char *bin = "/usr/bin/coap-server-openssl";
+    if (access(bin, X_OK) != 0) {
+        snprintf(rows[R_MISS].peer_note, sizeof rows[R_MISS].peer_note,
+                 "libcoap peer not measured: %s not installed (Debian libcoap3-bin)", bin);
+        return;
+    }
+    int up = free_port_pair(), px = free_port_pair();
+    if (up < 0 || px < 0 || up == px || up + 1 == px || px + 1 == up)
+        return;
+    char up_p[16], px_p[16], up_log[400], px_log[400], cert[400], key[400], ca[400];
+    snprintf(up_p, sizeof up_p, "%d", up);
+    snprintf(px_p, sizeof px_p, "%d", px);
+    snprintf(up_log, sizeof up_log, "%s/libcoap-device.log", S->dir);
+    snprintf(px_log, sizeof px_log, "%s/libcoap-proxy.log", S->dir);
+    snprintf(cert, sizeof cert, "%s/server.pem", S->dir);
+    snprintf(key, sizeof key, "%s/server.key", S->dir);
+    snprintf(ca, sizeof ca, "%s/ca.pem", S->dir);
+    char *uargv[] = {(char *)bin, "-A", "127.0.0.1", "-p", up_p, "-k", APP_KEY, "-v", "0", NULL};
+    char *pargv_cert[] = {(char *)bin, "-A",    "127.0.0.1", "-p",           px_p, "-k", APP_KEY,
+                          "-u",        "proxy", "-P",        ",tether-peer", "-v", "0",  "-c",
+                          cert,        "-j",    key,         "-C",           ca,   NULL};
+    char *pargv_psk[] = {(char *)bin, "-A",    "127.0.0.1", "-p",           px_p, "-k", APP_KEY,
+                         "-u",        "proxy", "-P",        ",tether-peer", "-v", "0",  NULL};
+    pid_t dev = spawn(uargv, S->bench_cpu, -1, up_log);
+    pid_t proxy = spawn(have_certs ? pargv_cert : pargv_psk, S->server_cpu, -1, px_log);
+    usleep(300000);
+    char server[32], uri[96], conc[8];
+    snprintf(server, sizeof server, "127.0.0.1:%d", px + 1);
+    snprintf(uri, sizeof uri, "coaps://127.0.0.1:%d/time", up + 1);
+    snprintf(conc, sizeof conc, "%d", CONC);
+    say(S, "libcoap proxy: closed loop, %d sessions, %s s (Proxy-Uri %s)", CONC, dur_s, uri);
+    double cpu;
+    json_t *j =
+        run_bench(S, "load-peer", proxy, &cpu, "load", "--server", server, "--identity", "app1",
+                  "--psk-hex", APP_KEY_HEX, "--target", "libcoap-device/time", "--proxy-uri", uri,
+                  "--concurrency", conc, "--duration", dur_s, "--json", NULL);
+    double x = j ? jnum(j, "throughput_rps") : -1;
+    if (j && jnum(j, "classes.2xx") < 0.99 * jnum(j, "responses"))
+        snprintf(rows[R_MISS].peer_note, sizeof rows[R_MISS].peer_note,
+                 "libcoap: only %.0f of %.0f answers were 2.xx", jnum(j, "classes.2xx"),
+                 jnum(j, "responses"));
+    rows[R_MISS].peer = x;
+    rows[R_MISS].peer_cpu = cpu;
+    json_decref(j);
+    if (x > 0) {
+        char rate[32];
+        snprintf(rate, sizeof rate, "%.0f", x / 2);
+        say(S, "libcoap proxy latency at 50%% of its maximum (%s req/s)", rate);
+        j = run_bench(S, "latency-peer", proxy, &cpu, "load", "--server", server, "--identity",
+                      "app1", "--psk-hex", APP_KEY_HEX, "--target", "libcoap-device/time",
+                      "--proxy-uri", uri, "--concurrency", conc, "--duration", dur_s, "--rate",
+                      rate, "--json", NULL);
+        rows[R_LAT].peer = j ? jnum(j, "latency_us.p99") : -1;
+        rows[R_LAT].peer_cpu = cpu;
+        json_decref(j);
+    }
+    say(S, "PSK handshakes against libcoap (%s s)", dur_s);
+    j = run_bench(S, "hs-psk-peer", proxy, &cpu, "handshakes", "--server", server, "--identity",
+                  "app1", "--psk-hex", APP_KEY_HEX, "--duration", dur_s, "--json", NULL);
+    rows[R_PSK].peer = j ? jnum(j, "rate_per_s") : -1;
+    rows[R_PSK].peer_cpu = cpu;
+    json_decref(j);
+    if (have_certs) {
+        say(S, "ECDHE-ECDSA handshakes against libcoap (%s s)", dur_s);
+        char ccert[400], ckey[400];
+        snprintf(ccert, sizeof ccert, "%s/client.pem", S->dir);
+        snprintf(ckey, sizeof ckey, "%s/client.key", S->dir);
+        j = run_bench(S, "hs-ecdhe-peer", proxy, &cpu, "handshakes", "--server", server, "--mode",
+                      "ecdhe", "--ca", ca, "--cert", ccert, "--key", ckey, "--duration", dur_s,
+                      "--json", NULL);
+        rows[R_ECDHE].peer = j ? jnum(j, "rate_per_s") : -1;
+        rows[R_ECDHE].peer_cpu = cpu;
+        json_decref(j);
+    }
+    say(S, "resumed handshakes against libcoap (%s s)", half_s);
+    j = run_bench(S, "hs-resumed-peer", proxy, &cpu, "handshakes", "--server", server, "--identity",
+                  "app1", "--psk-hex", APP_KEY_HEX, "--mode", "resumed", "--duration", half_s,
+                  "--json", NULL);
+    rows[R_RESUMED].peer = j ? jnum(j, "rate_per_s") : -1;
+    rows[R_RESUMED].peer_cpu = cpu;
+    json_decref(j);
+    uint32_t n = S->quick ? 2000 : 10000;
+    say(S, "idle tunnels on libcoap: %u", n);
+    server_t sv = {.pid = proxy};
+    snprintf(sv.port, sizeof sv.port, "%d", px + 1);
+    rows[S->quick ? R_IDLE10K : R_IDLE10K].peer = idle_on(S, NULL, n, &sv);
+    stop_pid(&proxy);
+    stop_pid(&dev);
+}
+
+/* CA, server and client certificates (ECDSA P-256) with the openssl tool. */
+static bool make_certs(suite_t *S)
+{
+    char script[2048], path[400];
+    snprintf(path, sizeof path, "%s/certs.sh", S->dir);
+    snprintf(script, sizeof script,
+             "set -e\ncd '%s'\n"
+             "openssl ecparam -name prime256v1 -genkey -noout -out ca.key\n"
+             "openssl req -x509 -new -key ca.key -subj /CN=bench-ca -days 2 -out ca.pem\n"
+             "for n in server client; do\n"
+             "  openssl ecparam -name prime256v1 -genkey -noout -out $n.key\n"
+             "  openssl req -new -key $n.key -subj /CN=$n -out $n.csr\n"
+             "  openssl x509 -req -in $n.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 "
+             "-out $n.pem\n"
+             "done\n",
+             S->dir);
+    if (write_file(path, script) < 0)
+        return false;
+    char log[400];
+    snprintf(log, sizeof log, "%s/certs.log", S->dir);
+    char *argv[] = {"/bin/sh", path, NULL};
+    pid_t pid = spawn(argv, -1, -1, log);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    return WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
+
+static int write_configs(suite_t *S)
+{
+    char path[400], text[2048];
+    snprintf(path, sizeof path, "%s/creds.json", S->dir);
+    snprintf(text, sizeof text,
+             "{\"psk\": [{\"identity\": \"app1\", \"key_hex\": \"%s\", \"role\": \"client\",\n"
+             "  \"allow\": [{\"devices\": \"dev*\", \"methods\": [\"GET\", \"POST\"]}]}],\n"
+             " \"psk_derived\": [{\"identity_prefix\": \"dev\", \"role\": \"device\", "
+             "\"master_hex\": \"%s\"}]}\n",
+             APP_KEY_HEX, MASTER);
+    if (write_file(path, text) < 0)
+        return TETHER_EIO;
+    const char *base = "{\"listen\": [\"coaps://127.0.0.1:0\"], \"admin\": \"127.0.0.1:0\",\n"
+                       " \"admin_token\": \"bench\", \"credentials_file\": \"%s/creds.json\",\n"
+                       " \"log_level\": \"info\"%s}\n";
+    char extra[1024];
+    snprintf(path, sizeof path, "%s/tether.json", S->dir);
+    snprintf(text, sizeof text, base, S->dir, "");
+    if (write_file(path, text) < 0)
+        return TETHER_EIO;
+    snprintf(extra, sizeof extra,
+             ",\n \"dtls\": {\"cert_file\": \"%s/server.pem\", \"key_file\": \"%s/server.key\", "
+             "\"ca_file\": \"%s/ca.pem\"}",
+             S->dir, S->dir, S->dir);
+    snprintf(path, sizeof path, "%s/tether-cert.json", S->dir);
+    snprintf(text, sizeof text, base, S->dir, extra);
+    return write_file(path, text);
+}
+
+/* ---- the table ---------------------------------------------------------------------- */
+
+static void judge(void)
+{
+    row_t *m = &rows[R_MISS];
+    if (m->tether > 0) {
+        double per_core = m->tether_cpu > 0.05 ? m->tether / m->tether_cpu : m->tether;
+        double peer_core = m->peer > 0 && m->peer_cpu > 0.05 ? m->peer / m->peer_cpu : m->peer;
+        m->met = per_core >= 50000 && (peer_core <= 0 || per_core >= 3 * peer_core);
+    }
+    if (rows[R_PSK].tether >= 0) {
+        row_t *p = &rows[R_PSK];
+        double pc = p->tether_cpu > 0.05 ? p->tether / p->tether_cpu : p->tether;
+        p->met = pc >= 15000;
+    }
+    if (rows[R_ECDHE].tether >= 0) {
+        row_t *e = &rows[R_ECDHE];
+        double pc = e->tether_cpu > 0.05 ? e->tether / e->tether_cpu : e->tether;
+        e->met = pc >= 4000;
+    }
+    for (int i = R_IDLE10K; i <= R_IDLE100K; i++)
+        if (rows[i].tether > 0)
+            rows[i].met = rows[i].tether <= 1024;
+    if (rows[R_LAT].tether > 0)
+        rows[R_LAT].met = rows[R_LAT].tether <= 100;
+}
+
+static void fmt_val(char *buf, size_t cap, double v)
+{
+    if (v < 0)
+        snprintf(buf, cap, "-");
+    else if (v >= 100)
+        snprintf(buf, cap, "%.0f", v);
+    else
+        snprintf(buf, cap, "%.1f", v);
+}
+
+static void fmt_ratio(char *buf, size_t cap, double a, double b)
+{
+    if (a < 0 || b <= 0)
+        snprintf(buf, cap, "-");
+    else
+        snprintf(buf, cap, "%.2fx", a / b);
+}
+
+static void print_table(suite_t *S)
+{
+    printf("\n%-36s %12s %12s %8s %12s %8s  %-26s %s\n", "workload (unit)", "tether", "ceiling",
+           "t/ceil", "libcoap", "t/peer", "S9 target", "met");
+    for (int i = 0; i < R_N; i++) {
+        row_t *r = &rows[i];
+        char name[64], t[24], c[24], p[24], rc[16], rp[16];
+        snprintf(name, sizeof name, "%s (%s)", r->workload, r->unit);
+        fmt_val(t, sizeof t, r->tether);
+        fmt_val(c, sizeof c, r->ceiling);
+        fmt_val(p, sizeof p, r->peer);
+        fmt_ratio(rc, sizeof rc, r->tether, r->ceiling);
+        fmt_ratio(rp, sizeof rp, r->tether, r->peer);
+        if (r->tether < 0 && r->note[0] && strncmp(r->note, "n/a", 3) == 0)
+            snprintf(t, sizeof t, "n/a");
+        printf("%-36s %12s %12s %8s %12s %8s  %-26s %s\n", name, t, c, rc, p, rp, r->target,
+               r->met < 0 ? "-"
+               : r->met   ? "yes"
+                          : "NO");
+    }
+    printf("\nnotes:\n");
+    for (int i = 0; i < R_N; i++) {
+        row_t *r = &rows[i];
+        char cpu[200] = "";
+        if (r->tether_cpu >= 0 || r->ceiling_cpu >= 0 || r->peer_cpu >= 0) {
+            int n = snprintf(cpu, sizeof cpu, "server core busy:");
+            if (r->tether_cpu >= 0)
+                n += snprintf(cpu + n, sizeof cpu - n, " tetherd %.0f%%", r->tether_cpu * 100);
+            if (r->ceiling_cpu >= 0)
+                n += snprintf(cpu + n, sizeof cpu - n, ", relay %.0f%%", r->ceiling_cpu * 100);
+            if (r->peer_cpu >= 0)
+                snprintf(cpu + n, sizeof cpu - n, ", libcoap %.0f%%", r->peer_cpu * 100);
+        }
+        if (r->note[0] || r->peer_note[0] || cpu[0])
+            printf("  %-16s %s%s%s%s%s\n", r->id, cpu, cpu[0] && r->note[0] ? "; " : "", r->note,
+                   r->peer_note[0] ? "; " : "", r->peer_note);
+        if (r->higher_better && r->tether > 0 && r->tether_cpu > 0.05)
+            printf("  %-16s per busy core-second: tether %.0f%s%s\n", "", r->tether / r->tether_cpu,
+                   r->ceiling > 0 && r->ceiling_cpu > 0.05 ? ", ceiling " : "",
+                   r->ceiling > 0 && r->ceiling_cpu > 0.05
+                       ? (snprintf(cpu, sizeof cpu, "%.0f", r->ceiling / r->ceiling_cpu), cpu)
+                       : "");
+        if (r->higher_better && r->peer > 0 && r->peer_cpu > 0.05)
+            printf("  %-16s per busy core-second: libcoap %.0f\n", "", r->peer / r->peer_cpu);
+    }
+    (void)S;
+}
+
+static json_t *num_or_null(double v)
+{
+    return v < 0 ? json_null() : json_real(v);
+}
+
+static json_t *table_json(suite_t *S)
+{
+    json_t *arr = json_array();
+    for (int i = 0; i < R_N; i++) {
+        row_t *r = &rows[i];
+        json_t *o = json_pack(
+            "{s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:{s:o, s:o, s:o}, s:o, s:s, s:s}", "id",
+            r->id, "workload", r->workload, "unit", r->unit, "target", r->target, "tether",
+            num_or_null(r->tether), "ceiling", num_or_null(r->ceiling), "peer",
+            num_or_null(r->peer), "ratio_ceiling",
+            r->tether >= 0 && r->ceiling > 0 ? json_real(r->tether / r->ceiling) : json_null(),
+            "ratio_peer",
+            r->tether >= 0 && r->peer > 0 ? json_real(r->tether / r->peer) : json_null(),
+            "server_cpu", "tether", num_or_null(r->tether_cpu), "ceiling",
+            num_or_null(r->ceiling_cpu), "peer", num_or_null(r->peer_cpu), "met",
+            r->met < 0 ? json_null() : json_boolean(r->met), "note", r->note, "peer_note",
+            r->peer_note);
+        json_array_append_new(arr, o);
+    }
+    return json_pack("{s:s, s:b, s:f, s:i, s:i, s:o}", "suite", "tether S9", "quick", S->quick,
+                     "duration_s", S->dur, "server_cpu", S->server_cpu, "bench_cpu", S->bench_cpu,
+                     "rows", arr);
+}
+
+/* ---- entry --------------------------------------------------------------------------- */
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: tether-bench suite [--json] [--quick] [--json-out FILE] [--tetherd PATH]\n"
+               "Runs the SPEC S9 table on loopback: tetherd (and each reference server) pinned\n"
+               "to one CPU, the load generator and simulated devices to another. Prints an\n"
+               "aligned table with each figure, its references (raw UDP relay ceiling,\n"
+               "libcoap's coap-server-openssl as DTLS proxy) and ratios.\n\n"
+               "  --json           print the table as one JSON object instead\n"
+               "  --json-out FILE  also write the JSON object to FILE\n"
+               "  --quick          short runs (smoke test, ~1 minute)\n"
+               "  --tetherd PATH   tetherd binary (default: next to tether-bench)\n"
+               "  --server-cpu N   CPU for the servers (default 0)\n"
+               "  --bench-cpu N    CPU for the load (default 1)\n");
+}
+
+int bench_suite_main(int argc, char **argv)
+{
+    static suite_t S;
+    memset(&S, 0, sizeof S);
+    S.log = stderr;
+    S.server_cpu = 0;
+    S.bench_cpu = 1;
+    ssize_t n = readlink("/proc/self/exe", S.bench, sizeof S.bench - 1);
+    if (n <= 0)
+        return BENCH_EXIT_FAIL;
+    S.bench[n] = 0;
+    snprintf(S.tetherd, sizeof S.tetherd, "%.*s/tetherd", (int)(strrchr(S.bench, '/') - S.bench),
+             S.bench);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--json") == 0)
+            S.json = true;
+        else if (strcmp(a, "--quick") == 0)
+            S.quick = true;
+        else if (strcmp(a, "--help") == 0) {
+            usage(stdout);
+            return 0;
+        } else if (i + 1 < argc && strcmp(a, "--json-out") == 0)
+            S.json_out = argv[++i];
+        else if (i + 1 < argc && strcmp(a, "--tetherd") == 0)
+            snprintf(S.tetherd, sizeof S.tetherd, "%s", argv[++i]);
+        else if (i + 1 < argc && strcmp(a, "--server-cpu") == 0)
+            S.server_cpu = atoi(argv[++i]);
+        else if (i + 1 < argc && strcmp(a, "--bench-cpu") == 0)
+            S.bench_cpu = atoi(argv[++i]);
+        else
+            return bench_usage_error(CMD, "unknown or incomplete option '%s'", a);
+    }
+    if (access(S.tetherd, X_OK) != 0)
+        return bench_usage_error(CMD, "no tetherd at %s (use --tetherd PATH)", S.tetherd);
+    S.dur = S.quick ? 2 : 10;
+    snprintf(dur_s, sizeof dur_s, "%g", S.dur);
+    snprintf(half_s, sizeof half_s, "%g", S.dur / 2);
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(S.bench_cpu, &set);
+    if (sched_setaffinity(0, sizeof set, &set) < 0)
+        say(&S, "warning: cannot pin to CPU %d: %s", S.bench_cpu, strerror(errno));
+    bench_raise_nofile_to(200000);
+    snprintf(S.dir, sizeof S.dir, "/tmp/tether-bench-suite.XXXXXX");
+    if (!mkdtemp(S.dir) || write_configs(&S) < 0) {
+        fprintf(stderr, "tether-bench suite: error: cannot write into /tmp\n");
+        return BENCH_EXIT_FAIL;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    say(&S, "work dir %s (logs of every process); tetherd %s", S.dir, S.tetherd);
+    uint64_t t0 = bench_now_us();
+
+    row_init(R_MISS, "relay_cache_miss", "relayed request, cache miss", "req/s",
+             ">=50k/s/core, >=3x libcoap", true);
+    row_init(R_HIT, "cache_hit", "cache hit", "req/s", ">=100k/s/core", true);
+    row_init(R_OBS, "observe_fanout", "observe fan-out", "notif/s", ">=200k/s/core", true);
+    row_init(R_PSK, "psk_handshakes", "PSK handshakes", "1/s", ">=15k/s/core", true);
+    row_init(R_ECDHE, "ecdhe_handshakes", "ECDHE-ECDSA P-256 handshakes", "1/s", ">=4k/s/core",
+             true);
+    row_init(R_RESUMED, "resumed_handshakes", "resumed handshakes", "1/s", "(none)", true);
+    row_init(R_IDLE10K, "idle_tunnel_10k", "idle tunnel, 10k open", "bytes", "<=1024", false);
+    row_init(R_IDLE100K, "idle_tunnel_100k", "idle tunnel, 100k open", "bytes", "<=1024", false);
+    row_init(R_CROSS, "cross_node", "cross-node CID forwarding", "% loss", "<=10%", false);
+    row_init(R_LAT, "latency_p99_50pct", "latency p99 at 50% max load", "us", "<=100", false);
+    if (S.quick) {
+        rows[R_IDLE10K].workload = "idle tunnel, 2k open";
+        rows[R_IDLE100K].workload = "idle tunnel, 10k open";
+    }
+    snprintf(rows[R_HIT].note, sizeof rows[R_HIT].note, "n/a: no response cache yet");
+    snprintf(rows[R_OBS].note, sizeof rows[R_OBS].note, "n/a: no observe fan-out yet");
+    snprintf(rows[R_CROSS].note, sizeof rows[R_CROSS].note, "n/a: no cluster yet");
+    snprintf(rows[R_LAT].note, sizeof rows[R_LAT].note,
+             "end-to-end p99 (client -> proxy -> device -> back, load and devices sharing the "
+             "other core): an upper bound on what the proxy adds; the ceiling at tether's "
+             "rate, libcoap at 50%% of its own maximum");
+
+    bool certs = make_certs(&S);
+    stage_tether_relay(&S);
+    stage_tether_ecdhe(&S, certs);
+    uint32_t small = S.quick ? 2000 : 10000, big = S.quick ? 10000 : 100000;
+    struct rlimit rl;
+    /* idle holds one socket per tunnel: without the descriptors, the
+     * largest count that fits (the row says which). */
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < (rlim_t)big + 512) {
+        static char label[64];
+        big = (uint32_t)(rl.rlim_cur - 512) / 1000 * 1000;
+        snprintf(label, sizeof label, "idle tunnel, %uk open", big / 1000);
+        rows[R_IDLE100K].workload = label;
+        snprintf(rows[R_IDLE100K].note, sizeof rows[R_IDLE100K].note,
+                 "%u instead of 100k: the open-file limit is %llu and cannot be raised here "
+                 "(one socket per tunnel)",
+                 big, (unsigned long long)rl.rlim_cur);
+    }
+    say(&S, "idle tunnels on a fresh tetherd: %u", small);
+    rows[R_IDLE10K].tether = idle_on(&S, "tether.json", small, NULL);
+    say(&S, "idle tunnels on a fresh tetherd: %u", big);
+    rows[R_IDLE100K].tether = idle_on(&S, "tether.json", big, NULL);
+    stage_ceiling(&S);
+    stage_peer(&S, certs);
+    judge();
+
+    json_t *j = table_json(&S);
+    json_object_set_new(j, "elapsed_s", json_real((double)(bench_now_us() - t0) / 1e6));
+    if (S.json_out) {
+        char *text = json_dumps(j, JSON_INDENT(1));
+        if (!text || write_file(S.json_out, text) < 0)
+            say(&S, "cannot write %s", S.json_out);
+        free(text);
+    }
+    if (S.json) {
+        char *text = json_dumps(j, JSON_COMPACT);
+        if (text)
+            printf("%s\n", text);
+        free(text);
+    } else {
+        print_table(&S);
+        printf("\nelapsed %.0f s; logs in %s\n", (double)(bench_now_us() - t0) / 1e6, S.dir);
+    }
+    json_decref(j);
+    return 0;
+}
