@@ -601,21 +601,23 @@ static int write_configs(suite_t *S)
              "{\"psk\": [{\"identity\": \"app1\", \"key_hex\": \"%s\", \"role\": \"client\",\n"
              "  \"allow\": [{\"devices\": \"dev*\", \"methods\": [\"GET\", \"POST\"]}]}],\n"
              " \"psk_derived\": [{\"identity_prefix\": \"dev\", \"role\": \"device\", "
-             "\"master_hex\": \"%s\"}]}\n",
+             "\"master_hex\": \"%s\"}],\n"
+             " \"x509\": [{\"identity\": \"client\", \"role\": \"client\"}]}\n",
              APP_KEY_HEX, MASTER);
     if (write_file(path, text) < 0)
         return TETHER_EIO;
     const char *base = "{\"listen\": [\"coaps://127.0.0.1:0\"], \"admin\": \"127.0.0.1:0\",\n"
                        " \"admin_token\": \"bench\", \"credentials_file\": \"%s/creds.json\",\n"
-                       " \"log_level\": \"info\"%s}\n";
+                       " \"log_level\": \"info\",\n"
+                       " \"dtls\": {\"handshake_rate_per_source\": 0%s}}\n";
     char extra[1024];
     snprintf(path, sizeof path, "%s/tether.json", S->dir);
     snprintf(text, sizeof text, base, S->dir, "");
     if (write_file(path, text) < 0)
         return TETHER_EIO;
     snprintf(extra, sizeof extra,
-             ",\n \"dtls\": {\"cert_file\": \"%s/server.pem\", \"key_file\": \"%s/server.key\", "
-             "\"ca_file\": \"%s/ca.pem\"}",
+             ", \"cert_file\": \"%s/server.pem\", \"key_file\": \"%s/server.key\", "
+             "\"ca_file\": \"%s/ca.pem\"",
              S->dir, S->dir, S->dir);
     snprintf(path, sizeof path, "%s/tether-cert.json", S->dir);
     snprintf(text, sizeof text, base, S->dir, extra);
