@@ -88,6 +88,25 @@ void bench_log(const char *cmd, const char *fmt, ...) __attribute__((format(prin
 
 /* Monotonic microseconds. */
 uint64_t bench_now_us(void);
+
+/* Open-loop schedule: request k is due at start_us + k / rate, whatever
+ * happened to the earlier ones, so latency runs from the schedule (no
+ * coordinated omission). Shared by `load` and `relay-ceiling`. */
+typedef struct {
+    uint64_t start_us;
+    double rate; /* requests per second */
+    uint64_t issued;
+    uint32_t rr; /* round-robin position among senders */
+} bench_pacer_t;
+
+void bench_pacer_start(bench_pacer_t *p, uint64_t start_us, double rate);
+/* True while a request is due by `now`; *sched receives its scheduled time
+ * and it counts as issued. */
+bool bench_pacer_due(bench_pacer_t *p, uint64_t now, uint64_t *sched);
+/* The next of n senders, round robin, for which can_take(ctx, i) holds;
+ * -1 when every one is at its limit (the caller counts an overflow). */
+int bench_pacer_pick(bench_pacer_t *p, uint32_t n, bool (*can_take)(void *ctx, uint32_t i),
+                     void *ctx);
 /* Fast non-cryptographic randomness (timing jitter, tokens). */
 uint32_t bench_rand(void);
 /* Uniform in [0, 1). */

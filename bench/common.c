@@ -263,3 +263,35 @@ bool bench_con_retry(bench_con_t *c, uint64_t now_ms)
     c->deadline_ms = now_ms + c->timeout_ms;
     return true;
 }
+
+void bench_pacer_start(bench_pacer_t *p, uint64_t start_us, double rate)
+{
+    p->start_us = start_us;
+    p->rate = rate;
+    p->issued = 0;
+    p->rr = 0;
+}
+
+bool bench_pacer_due(bench_pacer_t *p, uint64_t now, uint64_t *sched)
+{
+    double per_us = p->rate / 1e6;
+    uint64_t due = (uint64_t)((double)(now - p->start_us) * per_us);
+    if (p->issued >= due)
+        return false;
+    *sched = p->start_us + (uint64_t)((double)p->issued / per_us);
+    p->issued++;
+    return true;
+}
+
+int bench_pacer_pick(bench_pacer_t *p, uint32_t n, bool (*can_take)(void *ctx, uint32_t i),
+                     void *ctx)
+{
+    for (uint32_t k = 0; k < n; k++) {
+        uint32_t i = (p->rr + k) % n;
+        if (can_take(ctx, i)) {
+            p->rr = (i + 1) % n;
+            return (int)i;
+        }
+    }
+    return -1;
+}

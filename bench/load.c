@@ -75,9 +75,10 @@ typedef struct load {
     uv_idle_t pacer; /* open loop: checks the schedule every loop turn */
     uv_timer_t sweep, warmup;
     load_sess_t *sess;
-    uint32_t up, rr;
+    uint32_t up;
+    bench_pacer_t pace;
     bool running, stopping, ended;
-    uint64_t start_us, end_us, hs_start_us, hs_end_us, issued;
+    uint64_t start_us, end_us, hs_start_us, hs_end_us;
     uint8_t (*tmpl)[LOAD_REQ_MAX]; /* one per target device */
     size_t *tmpl_len;
     uint32_t ntargets, next_target;
@@ -302,28 +303,22 @@ static void on_sweep(uv_timer_t *t)
  * counted as overflow. Runs on every loop turn (the loop never blocks while
  * it is active), so requests leave within microseconds of their schedule
  * at the cost of one busy core, as a load generator may. */
+static bool load_can_take(void *ctx, uint32_t i)
+{
+    load_t *L = ctx;
+    return bench_peer_up(&L->sess[i].peer) && L->sess[i].outstanding < L->o.max_outstanding;
+}
+
 static void on_pace(uv_idle_t *t)
 {
     load_t *L = t->data;
     if (!L->running)
         return;
-    uint64_t now = bench_now_us();
-    double per_us = L->o.rate / 1e6;
-    uint64_t due = (uint64_t)((double)(now - L->start_us) * per_us);
-    while (L->issued < due) {
-        uint64_t sched = L->start_us + (uint64_t)((double)L->issued / per_us);
-        L->issued++;
-        load_sess_t *s = NULL;
-        for (uint32_t n = 0; n < L->o.concurrency; n++) {
-            load_sess_t *c = &L->sess[(L->rr + n) % L->o.concurrency];
-            if (bench_peer_up(&c->peer) && c->outstanding < L->o.max_outstanding) {
-                s = c;
-                L->rr = (L->rr + n + 1) % L->o.concurrency;
-                break;
-            }
-        }
-        if (s)
-            issue(s, sched);
+    uint64_t now = bench_now_us(), sched;
+    while (bench_pacer_due(&L->pace, now, &sched)) {
+        int i = bench_pacer_pick(&L->pace, L->o.concurrency, load_can_take, L);
+        if (i >= 0)
+            issue(&L->sess[i], sched);
         else
             L->st.overflow++;
     }
@@ -342,6 +337,7 @@ static void start_measuring(load_t *L)
     bench_log(CMD, "connected %u/%u in %.0f ms; measuring", L->up, L->o.concurrency,
               (double)(L->hs_end_us - L->hs_start_us) / 1000.0);
     bench_runner_start(&L->runner);
+    bench_pacer_start(&L->pace, L->start_us, L->o.rate);
     if (L->o.rate > 0)
         uv_idle_start(&L->pacer, on_pace);
     else

@@ -185,9 +185,9 @@ typedef struct rc {
     rc_client_t *cl;
     pid_t relay_pid;
     bool running, stopping;
-    uint64_t start_us, end_us, issued, sent, responses, resent, overflow;
+    uint64_t start_us, end_us, sent, responses, resent, overflow;
     uint64_t relay_cpu_ticks0, relay_cpu_ticks1;
-    uint32_t rr;
+    bench_pacer_t pace;
     tether_hist_t hist;
 } rc_t;
 
@@ -261,27 +261,22 @@ static void on_sweep(uv_timer_t *t)
     }
 }
 
+static bool rc_can_take(void *ctx, uint32_t i)
+{
+    rc_t *R = ctx;
+    return R->cl[i].outstanding < R->o.max_outstanding;
+}
+
 static void on_pace(uv_idle_t *t)
 {
     rc_t *R = t->data;
     if (!R->running)
         return;
-    uint64_t now = bench_now_us();
-    double per_us = R->o.rate / 1e6;
-    uint64_t due = (uint64_t)((double)(now - R->start_us) * per_us);
-    while (R->issued < due) {
-        uint64_t sched = R->start_us + (uint64_t)((double)R->issued / per_us);
-        R->issued++;
-        rc_client_t *c = NULL;
-        for (uint32_t n = 0; n < R->o.concurrency && !c; n++) {
-            rc_client_t *x = &R->cl[(R->rr + n) % R->o.concurrency];
-            if (x->outstanding < R->o.max_outstanding) {
-                c = x;
-                R->rr = (R->rr + n + 1) % R->o.concurrency;
-            }
-        }
-        if (c)
-            client_send(c, sched);
+    uint64_t now = bench_now_us(), sched;
+    while (bench_pacer_due(&R->pace, now, &sched)) {
+        int i = bench_pacer_pick(&R->pace, R->o.concurrency, rc_can_take, R);
+        if (i >= 0)
+            client_send(&R->cl[i], sched);
         else
             R->overflow++;
     }
@@ -526,6 +521,7 @@ int bench_relay_ceiling_main(int argc, char **argv)
     R->running = true;
     R->start_us = bench_now_us();
     R->relay_cpu_ticks0 = bench_proc_cpu_ticks((uint32_t)R->relay_pid);
+    bench_pacer_start(&R->pace, R->start_us, R->o.rate);
     if (R->o.rate > 0)
         uv_idle_start(&R->pacer, on_pace);
     else
