@@ -566,7 +566,9 @@ static void stage_peer(suite_t *S, bool have_certs)
     stop_pid(&dev);
 }
 
-/* CA, server and client certificates (ECDSA P-256) with the openssl tool. */
+/* CA, server and client certificates (ECDSA P-256) with the openssl tool.
+ * They must be X.509 v3 with CA/leaf extensions: wolfSSL (and OpenSSL's
+ * verifier) refuse a v1 certificate in the chain with bad_certificate. */
 static bool make_certs(suite_t *S)
 {
     char script[2048], path[400];
@@ -574,12 +576,17 @@ static bool make_certs(suite_t *S)
     snprintf(script, sizeof script,
              "set -e\ncd '%s'\n"
              "openssl ecparam -name prime256v1 -genkey -noout -out ca.key\n"
-             "openssl req -x509 -new -key ca.key -subj /CN=bench-ca -days 2 -out ca.pem\n"
+             "openssl req -x509 -new -key ca.key -subj /CN=bench-ca -days 2 -sha256 "
+             "-addext basicConstraints=critical,CA:TRUE "
+             "-addext keyUsage=critical,keyCertSign,cRLSign -out ca.pem\n"
              "for n in server client; do\n"
              "  openssl ecparam -name prime256v1 -genkey -noout -out $n.key\n"
              "  openssl req -new -key $n.key -subj /CN=$n -out $n.csr\n"
+             "  printf 'basicConstraints=CA:FALSE\\nkeyUsage=critical,digitalSignature\\n"
+             "extendedKeyUsage=%%sAuth\\n' $( [ $n = server ] && echo server || echo client ) "
+             ">$n.ext\n"
              "  openssl x509 -req -in $n.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 "
-             "-out $n.pem\n"
+             "-sha256 -extfile $n.ext -out $n.pem\n"
              "done\n",
              S->dir);
     if (write_file(path, script) < 0)

@@ -50,7 +50,9 @@ conf_flags=(--enable-dtls --enable-dtls13 --enable-dtlscid --enable-psk --enable
     --enable-aesgcm --enable-ecc --enable-sessionexport --enable-certgen --enable-keygen
     --enable-static --disable-shared --disable-examples --disable-crypttests
     --disable-benchmark)
-if [ "$(uname -m)" = x86_64 ]; then conf_flags+=(--enable-aesni --enable-intelasm); fi
+# SP math with assembly: P-256 ECDHE and ECDSA several times faster (S9 handshakes).
+conf_flags+=(--enable-sp)
+if [ "$(uname -m)" = x86_64 ]; then conf_flags+=(--enable-aesni --enable-intelasm --enable-sp-asm); fi
 want_stamp="flags=${conf_flags[*]} cflags=$cflags_extra"
 stamp="$prefix/wolfssl.stamp"
 src_dir_for_header="$prefix/src"
