@@ -4,10 +4,11 @@
  * Reads the server's resident memory (VmRSS of --pid), opens N DTLS PSK
  * tunnels (fleet identities P<first>.., server CID, each on its own UDP
  * socket), waits until every one is established and a settling time has
- * passed, reads VmRSS again and reports (after - before) / N. The tunnels
- * only handshake: they do not register and send nothing afterwards, so the
- * figure is the DTLS session plus the demux tables, not a device registry
- * entry. At the end every tunnel is closed with close_notify, so the server
+ * passed, reads VmRSS again and reports (after - before) / N. Each tunnel
+ * sends one CoAP ping once up, as a device's keep-alive would (which also
+ * tells the server the handshake's last flight arrived), and nothing more:
+ * they do not register, so the figure is the DTLS session plus the demux
+ * tables, not a device registry entry. At the end every tunnel is closed with close_notify, so the server
  * frees them at once. */
 #include <jansson.h>
 #include <stdio.h>
@@ -83,6 +84,9 @@ static void on_up(bench_peer_t *p)
     idle_tun_t *t = p->user;
     idle_t *I = t->I;
     t->up = true;
+    /* CoAP ping: an empty CON (RFC 7252 §4.3); the server answers RST. */
+    const uint8_t ping[4] = {0x40, 0x00, (uint8_t)(I->up >> 8), (uint8_t)I->up};
+    bench_peer_send(p, ping, sizeof ping);
     if (++I->up == I->o.count) {
         I->t_up_us = bench_now_us();
         bench_log(CMD, "connected %u/%u in %.1f s; settling %u s", I->up, I->o.count,

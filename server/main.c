@@ -378,6 +378,8 @@ static int stats_hook(json_t *st, void *user)
         {"sessions.dropped_rate", ds->dropped_rate},
         {"sessions.handshakes_x509", ds->handshakes_x509},
         {"sessions.x509_rejected", ds->x509_rejected},
+        {"sessions.compact", ds->sessions_compact},
+        {"sessions.records_rejected", ds->records_rejected},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
         if (tetherd_admin_stat_set(st, rows[i].path, (json_int_t)rows[i].v) < 0)

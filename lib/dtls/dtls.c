@@ -5,6 +5,13 @@
  * kept, one per cookie secret (current and previous), so a rotation never
  * rejects a client that is mid-exchange. Records are demultiplexed by CID
  * (hash lookup) when they carry one, by address otherwise.
+ *
+ * An established DTLS 1.2 session is then handed to the compact record
+ * layer (record.h) and its WOLFSSL object is freed: as soon as the peer's
+ * first application record shows it has our final flight, or after
+ * handshake_timeout_ms if it sends nothing (until then a lost final flight
+ * may still need wolfSSL to answer a retransmitted Finished). DTLS 1.3
+ * sessions stay on wolfSSL.
  */
 #include <netinet/in.h>
 #include <stdio.h>
@@ -17,6 +24,7 @@
 #include <wolfssl/wolfcrypt/random.h>
 
 #include "dtls/ratelimit.h"
+#include "dtls/record.h"
 #include "dtls/wolfrec.h"
 #include "tether/dtls.h"
 #include "util/hmap.h"
@@ -50,7 +58,8 @@ static _Thread_local io_t *verifying;
 
 struct tether_dtls_sess {
     io_t io;
-    WOLFSSL *ssl;
+    WOLFSSL *ssl; /* NULL once the session runs on `rec` */
+    tether_rec_t rec;
     tether_addr_t peer;
     tether_hnode_t by_addr;
     tether_hnode_t by_cid;
@@ -59,6 +68,8 @@ struct tether_dtls_sess {
     uint8_t cid[TETHER_CID_MAX];
     uint8_t cid_len;
     uint8_t state;
+    bool app_seen;   /* the peer sent application data: it has our final flight */
+    bool wolf_only;  /* cannot run on the compact record layer (DTLS 1.3, suite) */
     uint64_t max_seq; /* newest authenticated (epoch << 48 | seq) */
     tether_time_t last_rx;
     tether_time_t hs_started;
@@ -76,6 +87,13 @@ typedef struct {
 typedef struct {
     tether_dtls_sess_t *head, *tail;
 } sess_list_t;
+
+/* Sessions that completed a handshake and are still on wolfSSL, oldest
+ * first, by id (they may have closed since). */
+typedef struct {
+    uint64_t id;
+    tether_time_t due;
+} settle_t;
 
 struct tether_dtls_srv {
     tether_dtls_conf_t conf;
@@ -95,6 +113,11 @@ struct tether_dtls_srv {
     tether_dtls_sess_t *reading; /* session of the datagram being read */
     tether_addr_t reading_from;  /* its source, and whether it came by CID */
     bool reading_by_cid;
+    settle_t *settle; /* ring buffer of cap entries */
+    size_t settle_head, settle_n, settle_cap;
+    Aes aes;               /* scratch key schedule for the compact record layer */
+    size_t rd_off, rd_len; /* compact layer: unread part of rdbuf */
+    uint8_t rdbuf[TETHER_DTLS_MAX_DGRAM];
     tether_dtls_stats_t stats;
     tether_rl_t rate; /* new handshakes per source address */
     size_t ntx;
@@ -343,6 +366,8 @@ static void sess_close(tether_dtls_srv_t *srv, tether_dtls_sess_t *s)
     } else {
         list_del(&srv->established, s);
         srv->stats.sessions_active--;
+        if (!s->ssl)
+            srv->stats.sessions_compact--;
         closed_push(srv, s->id);
     }
     tether_hmap_remove(&srv->by_id, &s->by_id);
@@ -359,9 +384,63 @@ static void reap(tether_dtls_srv_t *srv)
     while (srv->dead) {
         tether_dtls_sess_t *s = srv->dead;
         srv->dead = s->next;
-        wolfSSL_free(s->ssl);
+        if (s->ssl)
+            wolfSSL_free(s->ssl);
+        tether_rec_wipe(&s->rec);
         free(s);
     }
+}
+
+/* Queues a session that just completed its handshake for the move to the
+ * compact record layer at `due`. If the queue cannot grow, the session
+ * moves when it sends data, or stays on wolfSSL. */
+static void settle_push(tether_dtls_srv_t *srv, uint64_t id, tether_time_t due)
+{
+    if (srv->settle_n == srv->settle_cap) {
+        size_t cap = srv->settle_cap ? srv->settle_cap * 2 : 256;
+        settle_t *n = malloc(cap * sizeof *n);
+        if (!n)
+            return;
+        for (size_t i = 0; i < srv->settle_n; i++)
+            n[i] = srv->settle[(srv->settle_head + i) % srv->settle_cap];
+        free(srv->settle);
+        srv->settle = n;
+        srv->settle_cap = cap;
+        srv->settle_head = 0;
+    }
+    srv->settle[(srv->settle_head + srv->settle_n++) % srv->settle_cap] = (settle_t){id, due};
+}
+
+/* Moves an established DTLS 1.2 session from wolfSSL to the compact record
+ * layer and frees its WOLFSSL. Only between datagrams, when wolfSSL holds
+ * no unread record; a session that cannot move is marked and left alone. */
+static void compact(tether_dtls_srv_t *srv, tether_dtls_sess_t *s)
+{
+    if (!s->ssl || s->wolf_only || s->state != S_ESTABLISHED)
+        return;
+    int rc = tether_wolf_export_rec(s->ssl, &s->rec);
+    if (rc == TETHER_EAGAIN)
+        return;
+    if (rc < 0) {
+        s->wolf_only = true;
+        tether_rec_wipe(&s->rec);
+        return;
+    }
+    wolfSSL_free(s->ssl);
+    s->ssl = NULL;
+    srv->stats.sessions_compact++;
+}
+
+/* Ends the read of the previous datagram: the session it was for moves to
+ * the compact layer if it has shown it holds our final flight. Called
+ * before sessions are reaped, so `reading` is still valid memory. */
+static void release_reading(tether_dtls_srv_t *srv)
+{
+    tether_dtls_sess_t *s = srv->reading;
+    srv->reading = NULL;
+    srv->rd_off = srv->rd_len = 0;
+    if (s && s->ssl && s->app_seen)
+        compact(srv, s);
 }
 
 static void hs_fail(tether_dtls_srv_t *srv, tether_dtls_sess_t *s)
@@ -398,6 +477,7 @@ static void hs_step(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, tether_time_t
         list_add(&srv->established, s);
         srv->stats.sessions_active++;
         srv->stats.handshakes_full++;
+        settle_push(srv, s->id, now + srv->conf.handshake_timeout_ms);
         /* Our CID is only useful when negotiated; keep the map honest. */
         if (s->cid_len && wolfSSL_dtls_cid_is_enabled(s->ssl) != WOLFSSL_SUCCESS) {
             tether_hmap_remove(&srv->by_cid, &s->by_cid);
@@ -506,6 +586,11 @@ static tether_dtls_sess_t *promote(tether_dtls_srv_t *srv, listener_t *l,
     if (listener_reset(srv, l) < 0)
         l->ssl = NULL; /* retried at the next tick */
     size_t kl = tether_addr_key(from, key);
+    /* A returning peer's new handshake: its old session keeps its CID but
+     * no longer owns the address. */
+    tether_hnode_t *old = tether_hmap_find(&srv->by_addr, key, kl);
+    if (old)
+        tether_hmap_remove(&srv->by_addr, old);
     tether_hmap_insert(&srv->by_addr, &s->by_addr, key, kl);
     tether_hmap_insert(&srv->by_cid, &s->by_cid, s->cid, s->cid_len);
     s->id = ++srv->next_id;
@@ -617,6 +702,7 @@ static bool read_record(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, tether_dt
         bool dtls13 = false;
         if (tether_wolf_record_number(s->ssl, &rn, &dtls13) && dtls13)
             note_record(srv, s, rn);
+        s->app_seen = true;
         rx->sess = s;
         rx->data = srv->rxbuf;
         rx->len = (size_t)n;
@@ -628,11 +714,49 @@ static bool read_record(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, tether_dt
     return false;
 }
 
+/* Compact session: opens the datagram's records (in rdbuf) up to the next
+ * application record. An authenticated close_notify or fatal alert closes
+ * the session; handshake records (renegotiation, a late Finished) and
+ * records that fail (not ours, replayed, forged) are skipped. */
+static bool compact_read(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, tether_dtls_rx_t *rx)
+{
+    while (srv->rd_off < srv->rd_len && s->state == S_ESTABLISHED) {
+        size_t used;
+        tether_rec_in_t in;
+        int rc = tether_rec_open(&s->rec, &srv->aes, s->cid, s->cid_len, srv->rdbuf + srv->rd_off,
+                                 srv->rd_len - srv->rd_off, &used, srv->rxbuf, sizeof srv->rxbuf,
+                                 &in);
+        srv->rd_off = rc == TETHER_EPROTO ? srv->rd_len : srv->rd_off + used;
+        if (rc < 0) {
+            srv->stats.records_rejected++;
+            continue;
+        }
+        note_record(srv, s, in.number);
+        if (in.type == TETHER_REC_CT_APP) {
+            rx->sess = s;
+            rx->data = srv->rxbuf;
+            rx->len = in.len;
+            return true;
+        }
+        if (in.type == TETHER_REC_CT_ALERT && in.len >= 2 &&
+            (srv->rxbuf[0] == 2 || srv->rxbuf[1] == 0))
+            sess_close(srv, s);
+    }
+    return false;
+}
+
+/* A plaintext ClientHello (epoch 0), the start of a new handshake. */
+static bool is_client_hello(const uint8_t *b, size_t len)
+{
+    return len > DTLS12_HDR && b[0] == CT_HANDSHAKE && b[3] == 0 && b[4] == 0 &&
+           b[DTLS12_HDR] == 1;
+}
+
 int tether_dtls_input(tether_dtls_srv_t *srv, const tether_addr_t *from, const uint8_t *buf,
                       size_t len, tether_time_t now, tether_dtls_rx_t *rx)
 {
+    release_reading(srv);
     reap(srv);
-    srv->reading = NULL;
     rx->sess = NULL;
     rx->data = NULL;
     rx->len = 0;
@@ -660,15 +784,37 @@ int tether_dtls_input(tether_dtls_srv_t *srv, const tether_addr_t *from, const u
         new_handshake(srv, from, buf, len, now);
         return 0;
     }
-    s->io.in = buf;
-    s->io.in_len = len;
     if (s->state == S_HANDSHAKE) {
+        s->io.in = buf;
+        s->io.in_len = len;
         hs_step(srv, s, now);
         s->io.in = NULL;
         return 0;
     }
+    /* A device back behind the same NAT binding, starting over: the
+     * cookie exchange comes first, the old session stays until then. */
+    if (!by_cid && is_client_hello(buf, len)) {
+        new_handshake(srv, from, buf, len, now);
+        return 0;
+    }
     srv->reading_from = *from;
     srv->reading_by_cid = by_cid;
+    if (!s->ssl) {
+        if (len > sizeof srv->rdbuf)
+            return 0;
+        memcpy(srv->rdbuf, buf, len);
+        srv->rd_off = 0;
+        srv->rd_len = len;
+        if (!compact_read(srv, s, rx))
+            return 0;
+        s->last_rx = now;
+        list_del(&srv->established, s);
+        list_add(&srv->established, s);
+        srv->reading = s;
+        return 0;
+    }
+    s->io.in = buf;
+    s->io.in_len = len;
     /* DTLS 1.2: the record number is in the clear; use it when the datagram
      * holds exactly one record (wolfSSL's own check covers the rest). */
     uint64_t seq = 0;
@@ -693,15 +839,29 @@ bool tether_dtls_input_more(tether_dtls_srv_t *srv, tether_dtls_rx_t *rx)
     tether_dtls_sess_t *s = srv->reading;
     if (!s || s->state != S_ESTABLISHED)
         return false;
-    return read_record(srv, s, rx);
+    return s->ssl ? read_record(srv, s, rx) : compact_read(srv, s, rx);
 }
 
 int tether_dtls_send(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, const uint8_t *data,
                      size_t len)
 {
-    (void)srv;
     if (s->state != S_ESTABLISHED)
         return TETHER_EINVAL;
+    if (!s->ssl) {
+        if (srv->ntx == TETHER_DTLS_TXQ) {
+            srv->stats.tx_dropped++;
+            return TETHER_ENOSPC;
+        }
+        tether_dgram_t *d = &srv->tx[srv->ntx];
+        int n = tether_rec_seal(&s->rec, &srv->aes, TETHER_REC_CT_APP, data, len, d->data,
+                                sizeof d->data);
+        if (n < 0)
+            return n;
+        d->to = s->peer;
+        d->len = (uint16_t)n;
+        srv->ntx++;
+        return 0;
+    }
     s->io.dst = &s->peer;
     int n = wolfSSL_write(s->ssl, data, (int)len);
     return n == (int)len ? 0 : TETHER_EIO;
@@ -709,8 +869,15 @@ int tether_dtls_send(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, const uint8_
 
 void tether_dtls_tick(tether_dtls_srv_t *srv, tether_time_t now)
 {
+    release_reading(srv);
     reap(srv);
-    srv->reading = NULL;
+    while (srv->settle_n && srv->settle[srv->settle_head].due <= now) {
+        tether_dtls_sess_t *s = tether_dtls_sess_find(srv, srv->settle[srv->settle_head].id);
+        if (s)
+            compact(srv, s);
+        srv->settle_head = (srv->settle_head + 1) % srv->settle_cap;
+        srv->settle_n--;
+    }
     if (now >= srv->next_rotation) {
         rotate(srv);
         srv->next_rotation = now + srv->conf.cookie_rotate_ms;
@@ -806,6 +973,8 @@ int tether_dtls_create(const tether_dtls_conf_t *conf, const tether_creds_t *cre
     srv->creds = creds;
     if (wc_InitRng(&srv->rng) != 0)
         goto fail_rng;
+    if (wc_AesInit(&srv->aes, NULL, INVALID_DEVID) != 0)
+        goto fail_aes;
     uint64_t seed;
     wc_RNG_GenerateBlock(&srv->rng, (byte *)&seed, sizeof seed);
     uint8_t rl_key[TETHER_RL_KEY];
@@ -851,6 +1020,8 @@ fail_id:
 fail_cid:
     tether_hmap_free(&srv->by_addr);
 fail_addr:
+    wc_AesFree(&srv->aes);
+fail_aes:
     wc_FreeRng(&srv->rng);
 fail_rng:
     free(srv);
@@ -874,6 +1045,8 @@ void tether_dtls_destroy(tether_dtls_srv_t *srv)
     tether_hmap_free(&srv->by_cid);
     tether_hmap_free(&srv->by_addr);
     free(srv->closed);
+    free(srv->settle);
+    wc_AesFree(&srv->aes);
     wc_FreeRng(&srv->rng);
     memset(srv->cluster_key, 0, sizeof srv->cluster_key);
     free(srv);

@@ -8,6 +8,9 @@
 #include <wolfssl/version.h>
 #include <wolfssl/internal.h>
 
+#include <string.h>
+
+#include "dtls/record.h"
 #include "dtls/wolfrec.h"
 
 #if LIBWOLFSSL_VERSION_HEX < 0x05007006
@@ -34,4 +37,51 @@ bool tether_wolf_record_number(const WOLFSSL *ssl, uint64_t *epoch_seq, bool *dt
         return false;
     *epoch_seq = epoch << 48 | seq;
     return true;
+}
+
+/* Reads an established DTLS 1.2 AEAD session's record state (see
+ * wolfrec.h). Direction: we are the server, so we write with the server
+ * keys and read with the client keys. */
+int tether_wolf_export_rec(WOLFSSL *ssl, tether_rec_t *r)
+{
+    memset(r, 0, sizeof *r);
+    if (!ssl->options.dtls || ssl->options.tls1_3 || !ssl->options.handShakeDone ||
+        ssl->options.side != WOLFSSL_SERVER_END || !ssl->keys.encryptionOn)
+        return TETHER_EINVAL;
+    if (ssl->specs.key_size != 16 || ssl->specs.cipher_type != aead)
+        return TETHER_EINVAL;
+    if (ssl->specs.bulk_cipher_algorithm == wolfssl_aes_gcm && ssl->specs.aead_mac_size == 16)
+        r->alg = TETHER_REC_AES128_GCM;
+    else if (ssl->specs.bulk_cipher_algorithm == wolfssl_aes_ccm && ssl->specs.aead_mac_size == 8)
+        r->alg = TETHER_REC_AES128_CCM8;
+    else
+        return TETHER_EINVAL;
+    /* Unread records in wolfSSL's buffer would be lost. */
+    if (ssl->buffers.inputBuffer.idx < ssl->buffers.inputBuffer.length ||
+        ssl->buffers.clearOutputBuffer.length)
+        return TETHER_EAGAIN;
+    const WOLFSSL_DTLS_PEERSEQ *ps = &ssl->keys.peerSeq[0];
+    if (ssl->keys.dtls_epoch == 0 || ps->nextEpoch != ssl->keys.dtls_epoch)
+        return TETHER_EINVAL;
+    r->epoch = ssl->keys.dtls_epoch;
+    r->tx_seq = (uint64_t)ssl->keys.dtls_sequence_number_hi << 32 | ssl->keys.dtls_sequence_number_lo;
+    r->rx_next = (uint64_t)ps->nextSeq_hi << 32 | ps->nextSeq_lo;
+#if WOLFSSL_DTLS_WINDOW_WORDS < 2
+#error "expected a 64-bit DTLS replay window"
+#endif
+    /* wolfSSL: bit k of word w stands for sequence next - 1 - (32 w + k). */
+    r->rx_window = (uint64_t)ps->window[1] << 32 | ps->window[0];
+    memcpy(r->tx_key, ssl->keys.server_write_key, 16);
+    memcpy(r->rx_key, ssl->keys.client_write_key, 16);
+    memcpy(r->tx_salt, ssl->keys.server_write_IV, 4);
+    memcpy(r->rx_salt, ssl->keys.client_write_IV, 4);
+    unsigned int txl = 0;
+    if (wolfSSL_dtls_cid_is_enabled(ssl) == WOLFSSL_SUCCESS &&
+        wolfSSL_dtls_cid_get_tx_size(ssl, &txl) == WOLFSSL_SUCCESS && txl) {
+        if (txl > sizeof r->tx_cid ||
+            wolfSSL_dtls_cid_get_tx(ssl, r->tx_cid, sizeof r->tx_cid) != WOLFSSL_SUCCESS)
+            return TETHER_EINVAL;
+        r->tx_cid_len = (uint8_t)txl;
+    }
+    return 0;
 }

@@ -2,7 +2,8 @@
  * no public accessor for it, and DTLS 1.3 encrypts record numbers on the
  * wire (RFC 9147 §4.2.3), so this is the one place in tether that reads
  * wolfSSL's internal structures (wolfssl/internal.h, installed into .deps
- * by deploy/deps.sh from the same source tree the library was built from). */
+ * by deploy/deps.sh from the same source tree the library was built from),
+ * both for record numbers and for handing a session to record.h. */
 #ifndef TETHER_WOLFREC_H
 #define TETHER_WOLFREC_H
 
@@ -11,9 +12,19 @@
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
 
+#include "dtls/record.h"
+
 /* After a wolfSSL_read() that returned data: (epoch << 48 | sequence) of the
  * record it came from, and whether the session runs DTLS 1.3. False when
  * the numbers do not fit (epoch >= 2^16). */
 bool tether_wolf_record_number(const WOLFSSL *ssl, uint64_t *epoch_seq, bool *dtls13);
+
+/* Copies an established server-side DTLS 1.2 session's keys, sequence
+ * numbers, replay window and transmit CID into `r` so the compact record
+ * layer (record.h) can carry it once the WOLFSSL object is freed. Returns
+ * TETHER_EINVAL when the session cannot be carried (DTLS 1.3, a suite
+ * other than AES-128-CCM-8 / AES-128-GCM, no handshake yet) and
+ * TETHER_EAGAIN while wolfSSL still holds unread input. */
+int tether_wolf_export_rec(WOLFSSL *ssl, tether_rec_t *r);
 
 #endif

@@ -60,6 +60,8 @@ typedef struct {
     uint64_t dropped_rate;    /* cookie-verified hellos over the per-source rate */
     uint64_t handshakes_x509; /* completed with a client certificate */
     uint64_t x509_rejected;   /* client certificate missing or refused (chain, dates, CN) */
+    uint64_t sessions_compact; /* established sessions on the compact record layer */
+    uint64_t records_rejected; /* compact layer: records not ours, replayed or forged */
 } tether_dtls_stats_t;
 
 typedef struct tether_dtls_srv tether_dtls_srv_t;
