@@ -3,7 +3,7 @@
 # errors) and the parts that work against today's tetherd without the proxy:
 # simulated devices complete DTLS PSK handshakes with derived keys and a
 # server CID (1.2 and 1.3), stop cleanly on SIGTERM, and the load generator
-# reports what it measured.
+# reports what it measured; and `suite --quick --json` (the S9 table, short).
 . "$(dirname "$0")/lib.sh"
 
 BENCH=$BUILD_DIR/tether-bench
@@ -112,5 +112,22 @@ rc=$?
 check "load with a wrong key fails clearly (exit 1, no session connected)" \
     bash -c '[ "$1" -eq 1 ] && grep -q "no session connected" <<<"$2"' _ "$rc" "$out"
 check "tetherd still alive" kill -0 "$n1_PID"
+
+# The S9 suite itself, short (make bench runs it at length): one JSON object
+# whose rows for features tether has carry a measured figure, beside the
+# libcoap peer where the peer can run that workload.
+timeout 300 "$BENCH" suite --quick --json --json-out "$T/suite.json" >"$T/suite.out" \
+    2>"$T/suite.log"
+rc=$?
+check "suite --quick --json exits 0 with one JSON object" \
+    bash -c '[ "$1" -eq 0 ] && jq -e .rows "$2" >/dev/null' _ "$rc" "$T/suite.json"
+for row in relay_cache_miss psk_handshakes ecdhe_handshakes latency_p99_50pct; do
+    check "suite row $row: tether measured, and the peer" jq -e --arg r "$row" \
+        '.rows[] | select(.id == $r) | (.tether > 0 and .peer > 0)' "$T/suite.json"
+done
+check "suite idle rows: bytes per idle tunnel measured" jq -e \
+    '[.rows[] | select(.id | startswith("idle")) | .tether > 0] | length > 0 and all' \
+    "$T/suite.json"
+note "$(jq -c '[.rows[] | {id, tether, ceiling, peer}]' "$T/suite.json" 2>/dev/null)"
 
 finish
