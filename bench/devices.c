@@ -6,7 +6,8 @@
  * session (role reversal): /temp (observable, new value every second,
  * Max-Age 1), /big (4096 bytes, Block2), /echo (POST stores, GET returns
  * the last payload), /slow (separate response after 1 s), /static (never
- * changes, Max-Age 3600: the cache-hit benchmark's target). It can move to a new source port every so often (NAT rebinding) and
+ * changes, Max-Age 3600: the cache-hit benchmark's target), /count (grows
+ * with every GET, Max-Age 0: never cacheable, the cache-miss benchmark's). It can move to a new source port every so often (NAT rebinding) and
  * sleep (queue mode, b=UQ). Progress lines on stderr are described in
  * bench/README.md; tests wait for "devices: connected N/N" and
  * "devices: registered N/N". */
@@ -33,7 +34,7 @@
 #define DEV_REG_MAX_FAILS 2       /* exchange timeouts before a new handshake */
 
 static const char link_format[] =
-    "</temp>;rt=\"temperature\";obs,</big>;sz=4096,</echo>,</slow>,</static>";
+    "</temp>;rt=\"temperature\";obs,</big>;sz=4096,</echo>,</slow>,</static>,</count>";
 
 typedef struct {
     bench_common_opts_t c;
@@ -108,6 +109,7 @@ typedef struct {
     dev_out_t *outbox; /* DEV_OUTBOX entries, allocated on first use */
     uint8_t *echo;     /* the last payload POSTed to /echo, allocated on first use */
     uint16_t echo_len;
+    uint32_t count; /* GETs of /count */
 } device_t;
 
 typedef struct {
@@ -458,6 +460,17 @@ static void dev_route(device_t *d, const tether_coap_msg_t *m, uint64_t now, tet
             add_uint_opt(r, TETHER_COAP_OPT_CONTENT_FORMAT, TETHER_COAP_CF_TEXT, s->cf);
             r->payload = d->echo;
             r->payload_len = d->echo_len;
+        } else {
+            r->code = TETHER_COAP_METHOD_NOT_ALLOWED;
+        }
+    } else if (tether_coap_path_equals(m, "count")) {
+        if (get) {
+            r->code = TETHER_COAP_CONTENT;
+            add_uint_opt(r, TETHER_COAP_OPT_CONTENT_FORMAT, TETHER_COAP_CF_TEXT, s->cf);
+            add_uint_opt(r, TETHER_COAP_OPT_MAX_AGE, 0, s->maxage);
+            snprintf(s->text, sizeof s->text, "%u", ++d->count);
+            r->payload = (const uint8_t *)s->text;
+            r->payload_len = strlen(s->text);
         } else {
             r->code = TETHER_COAP_METHOD_NOT_ALLOWED;
         }
