@@ -3,9 +3,11 @@
  *
  * A device registers CoRE-RD style (RFC 9176 subset), refreshes the
  * registration every lifetime/2 and serves tether's requests on the same
- * session (role reversal): /temp (observable, new value every second),
- * /big (4096 bytes, Block2), /echo (POST), /slow (separate response after
- * 1 s). It can move to a new source port every so often (NAT rebinding) and
+ * session (role reversal): /temp (observable, new value every second,
+ * Max-Age 1), /big (4096 bytes, Block2), /echo (POST stores, GET returns
+ * the last payload), /slow (separate response after 1 s), /static (never
+ * changes, Max-Age 3600: the cache-hit benchmark's target), /count (grows
+ * with every GET, Max-Age 0: never cacheable, the cache-miss benchmark's). It can move to a new source port every so often (NAT rebinding) and
  * sleep (queue mode, b=UQ). Progress lines on stderr are described in
  * bench/README.md; tests wait for "devices: connected N/N" and
  * "devices: registered N/N". */
@@ -31,7 +33,8 @@
 #define DEV_SEPARATE_AFTER_MS 500 /* delayed answers this late go separate */
 #define DEV_REG_MAX_FAILS 2       /* exchange timeouts before a new handshake */
 
-static const char link_format[] = "</temp>;rt=\"temperature\";obs,</big>;sz=4096,</echo>,</slow>";
+static const char link_format[] =
+    "</temp>;rt=\"temperature\";obs,</big>;sz=4096,</echo>,</slow>,</static>,</count>";
 
 typedef struct {
     bench_common_opts_t c;
@@ -104,6 +107,9 @@ typedef struct {
     dev_dedup_t *dedup; /* DEV_DEDUP entries, allocated on first use */
     uint8_t dedup_next;
     dev_out_t *outbox; /* DEV_OUTBOX entries, allocated on first use */
+    uint8_t *echo;     /* the last payload POSTed to /echo, allocated on first use */
+    uint16_t echo_len;
+    uint32_t count; /* GETs of /count */
 } device_t;
 
 typedef struct {
@@ -405,9 +411,17 @@ static void res_big(device_t *d, const tether_coap_msg_t *m, tether_coap_msg_t *
     r->payload_len = n;
 }
 
-/* POST /echo: 2.04 with the request's payload and Content-Format. */
-static void res_echo(const tether_coap_msg_t *m, tether_coap_msg_t *r)
+/* POST /echo: 2.04 with the request's payload and Content-Format; the
+ * payload is kept for GET /echo. */
+static void res_echo(device_t *d, const tether_coap_msg_t *m, tether_coap_msg_t *r)
 {
+    size_t n = m->payload_len < DEV_MTU ? m->payload_len : DEV_MTU;
+    uint8_t *keep = n ? realloc(d->echo, n) : d->echo;
+    if (keep) {
+        memcpy(keep, m->payload, n);
+        d->echo = keep;
+        d->echo_len = (uint16_t)n;
+    }
     r->code = TETHER_COAP_CHANGED;
     const tether_coap_opt_t *cf = tether_coap_msg_find_opt(m, TETHER_COAP_OPT_CONTENT_FORMAT);
     if (cf)
@@ -439,10 +453,38 @@ static void dev_route(device_t *d, const tether_coap_msg_t *m, uint64_t now, tet
         else
             r->code = TETHER_COAP_METHOD_NOT_ALLOWED;
     } else if (tether_coap_path_equals(m, "echo")) {
-        if (m->code == TETHER_COAP_POST)
-            res_echo(m, r);
-        else
+        if (m->code == TETHER_COAP_POST) {
+            res_echo(d, m, r);
+        } else if (get) { /* the last payload POSTed, no Max-Age (60 s) */
+            r->code = TETHER_COAP_CONTENT;
+            add_uint_opt(r, TETHER_COAP_OPT_CONTENT_FORMAT, TETHER_COAP_CF_TEXT, s->cf);
+            r->payload = d->echo;
+            r->payload_len = d->echo_len;
+        } else {
             r->code = TETHER_COAP_METHOD_NOT_ALLOWED;
+        }
+    } else if (tether_coap_path_equals(m, "count")) {
+        if (get) {
+            r->code = TETHER_COAP_CONTENT;
+            add_uint_opt(r, TETHER_COAP_OPT_CONTENT_FORMAT, TETHER_COAP_CF_TEXT, s->cf);
+            add_uint_opt(r, TETHER_COAP_OPT_MAX_AGE, 0, s->maxage);
+            snprintf(s->text, sizeof s->text, "%u", ++d->count);
+            r->payload = (const uint8_t *)s->text;
+            r->payload_len = strlen(s->text);
+        } else {
+            r->code = TETHER_COAP_METHOD_NOT_ALLOWED;
+        }
+    } else if (tether_coap_path_equals(m, "static")) {
+        if (get) {
+            r->code = TETHER_COAP_CONTENT;
+            add_uint_opt(r, TETHER_COAP_OPT_CONTENT_FORMAT, TETHER_COAP_CF_TEXT, s->cf);
+            add_uint_opt(r, TETHER_COAP_OPT_MAX_AGE, 3600, s->maxage);
+            tether_coap_msg_add_opt(r, TETHER_COAP_OPT_ETAG, "s1", 2);
+            r->payload = (const uint8_t *)"static";
+            r->payload_len = 6;
+        } else {
+            r->code = TETHER_COAP_METHOD_NOT_ALLOWED;
+        }
     } else if (tether_coap_path_equals(m, "slow")) {
         if (get) {
             r->code = TETHER_COAP_CONTENT;
@@ -1179,6 +1221,7 @@ cleanup_net:
                     free(ds->dev[i].dedup[k].buf);
             free(ds->dev[i].dedup);
             free(ds->dev[i].outbox);
+            free(ds->dev[i].echo);
         }
     free(ds->dev);
     bench_net_free(&ds->net);

@@ -9,7 +9,9 @@
  * (tether's hash map) and tags the datagram with the client's slot so the
  * device's answer finds its way back. Clients and the echo device run in
  * this process. Closed loop by default, open loop with --rate (latency
- * from the scheduled time, as `load` does). */
+ * from the scheduled time, as `load` does). With --answer the relay
+ * answers each request itself after the lookup, as a server answering
+ * from memory does (the ceiling of a cache hit). */
 #include <jansson.h>
 #include <sched.h>
 #include <signal.h>
@@ -46,6 +48,7 @@ typedef struct {
     tether_hmap_t by_addr;
     relay_client_t *clients;
     uint32_t nclients, cap;
+    uint32_t answer_size; /* > 0: answer clients directly with this many bytes */
     uint8_t rx[RELAY_MAX_DGRAM + RELAY_TAG], tx[RELAY_MAX_DGRAM + RELAY_TAG];
 } relay_t;
 
@@ -79,6 +82,12 @@ static void relay_front(uv_udp_t *h, ssize_t n, const uv_buf_t *b, const struct 
         relay_client_t *c = &r->clients[slot];
         memcpy(&c->addr, from, a.len);
         tether_hmap_insert(&r->by_addr, &c->node, key, kl);
+    }
+    if (r->answer_size) { /* the request's header (send time, client) comes back */
+        memcpy(r->tx, b->base, (size_t)n < r->answer_size ? (size_t)n : r->answer_size);
+        uv_buf_t ans = uv_buf_init((char *)r->tx, r->answer_size);
+        uv_udp_try_send(&r->front, &ans, 1, (const struct sockaddr *)&r->clients[slot].addr);
+        return;
     }
     memcpy(r->tx, &slot, RELAY_TAG);
     memcpy(r->tx + RELAY_TAG, b->base, (size_t)n);
@@ -119,8 +128,9 @@ static uint16_t sock_port(uv_udp_t *u)
 }
 
 /* The child: pins itself, binds both sockets on loopback, tells the parent
- * their ports through `fd` and relays until SIGTERM. Never returns. */
-static void relay_child(int fd, int cpu, uint16_t device_port)
+ * their ports through `fd` and relays (or answers, answer_size > 0) until
+ * SIGTERM. Never returns. */
+static void relay_child(int fd, int cpu, uint16_t device_port, uint32_t answer_size)
 {
     if (cpu >= 0) {
         cpu_set_t set;
@@ -131,6 +141,7 @@ static void relay_child(int fd, int cpu, uint16_t device_port)
     static relay_t r;
     r.loop = uv_default_loop();
     r.cap = 1 << 16;
+    r.answer_size = answer_size;
     r.clients = calloc(r.cap, sizeof *r.clients);
     if (!r.clients || tether_hmap_init(&r.by_addr, 1024, 0x5eed) < 0)
         _exit(1);
@@ -163,7 +174,7 @@ typedef struct {
     uint32_t concurrency, size, resp_size, max_outstanding;
     int relay_cpu;
     double rate;
-    bool json;
+    bool json, answer;
 } rc_opts_t;
 
 struct rc;
@@ -326,9 +337,9 @@ static void report(rc_t *R)
     const tether_hist_t *h = &R->hist;
     if (R->o.json) {
         json_t *o = json_pack(
-            "{s:s, s:i, s:o, s:i, s:i, s:f, s:I, s:I, s:I, s:I, s:f, s:f, "
+            "{s:s, s:b, s:i, s:o, s:i, s:i, s:f, s:I, s:I, s:I, s:I, s:f, s:f, "
             "s:{s:I, s:I, s:I, s:I, s:I, s:f}}",
-            "mode", R->o.rate > 0 ? "open" : "closed", "concurrency", (int)R->o.concurrency, "rate",
+            "mode", R->o.rate > 0 ? "open" : "closed", "answer", (int)R->o.answer, "concurrency", (int)R->o.concurrency, "rate",
             R->o.rate > 0 ? json_real(R->o.rate) : json_null(), "size", (int)R->o.size, "resp_size",
             (int)R->o.resp_size, "duration_s", secs, "sent", (json_int_t)R->sent, "responses",
             (json_int_t)R->responses, "lost", (json_int_t)R->resent, "overflow",
@@ -345,10 +356,10 @@ static void report(rc_t *R)
         json_decref(o);
         return;
     }
-    printf("relay       raw UDP, %s loop, %u clients, %u -> %u bytes, relay on cpu %d (%.0f%% "
+    printf("relay       raw UDP%s, %s loop, %u clients, %u -> %u bytes, relay on cpu %d (%.0f%% "
            "busy)\n",
-           R->o.rate > 0 ? "open" : "closed", R->o.concurrency, R->o.size, R->o.resp_size,
-           R->o.relay_cpu, cpu * 100);
+           R->o.answer ? " (answering itself)" : "", R->o.rate > 0 ? "open" : "closed",
+           R->o.concurrency, R->o.size, R->o.resp_size, R->o.relay_cpu, cpu * 100);
     printf("requests    sent %llu, responses %llu, lost %llu, overflow %llu\n",
            (unsigned long long)R->sent, (unsigned long long)R->responses,
            (unsigned long long)R->resent, (unsigned long long)R->overflow);
@@ -376,10 +387,12 @@ static void usage(FILE *f)
                "  --rate R              open loop: R requests/s in total (default: closed loop)\n"
                "  --max-outstanding N   open loop: in flight per client (default 16)\n"
                "  --relay-cpu N         pin the relay to this CPU (default 0; -1: no pinning)\n"
+               "  --answer              the relay answers each request itself (resp-size\n"
+               "                        bytes) instead of relaying it: a cache hit's ceiling\n"
                "  --json                one JSON object\n");
 }
 
-enum { O_CONC = BENCH_OPT_FIRST_OWN, O_SIZE, O_RSIZE, O_RATE, O_MAXOUT, O_CPU, O_JSON };
+enum { O_CONC = BENCH_OPT_FIRST_OWN, O_SIZE, O_RSIZE, O_RATE, O_MAXOUT, O_CPU, O_JSON, O_ANSWER };
 
 static const struct option long_opts[] = {
     BENCH_COMMON_LONG_OPTS,
@@ -390,6 +403,7 @@ static const struct option long_opts[] = {
     {"max-outstanding", required_argument, NULL, O_MAXOUT},
     {"relay-cpu", required_argument, NULL, O_CPU},
     {"json", no_argument, NULL, O_JSON},
+    {"answer", no_argument, NULL, O_ANSWER},
     {NULL, 0, NULL, 0},
 };
 
@@ -412,6 +426,7 @@ static int rc_opt(void *ctx, int opt, const char *arg)
         o->relay_cpu = (int)v;
         return 0;
     case O_JSON: o->json = true; return 0;
+    case O_ANSWER: o->answer = true; return 0;
     }
     if (bench_parse_u32(arg, opt == O_CONC || opt == O_MAXOUT ? 1 : RELAY_HDR,
                         opt == O_CONC     ? 60000
@@ -454,7 +469,7 @@ static uint16_t start_relay(rc_t *R, uint16_t device_port, int dev_fd)
     if (pid == 0) {
         close(fds[0]);
         close(dev_fd);
-        relay_child(fds[1], R->o.relay_cpu, device_port);
+        relay_child(fds[1], R->o.relay_cpu, device_port, R->o.answer ? R->o.resp_size : 0);
     }
     close(fds[1]);
     uint16_t ports[2] = {0, 0};

@@ -522,6 +522,11 @@ static const metric_info_t metric_info[] = {
     {"proxy.requests", true, "Requests relayed down device tunnels"},
     {"proxy.cache_hits", true, "Requests answered from the cache"},
     {"proxy.cache_misses", true, "Cacheable requests that missed the cache"},
+    {"proxy.cache_revalidated", true, "Stale cache entries refreshed by a device's 2.03 Valid"},
+    {"proxy.cache_invalidations", true, "Cache entries invalidated by unsafe requests"},
+    {"proxy.cache_evictions", true, "Cache entries evicted to stay within proxy.cache_bytes"},
+    {"proxy.cache_entries", false, "Responses held in the cache"},
+    {"proxy.cache_bytes", false, "Bytes held by the cache (entries, keys, representations)"},
     {"observe.device_observations", false, "Observations held on devices"},
     {"observe.observers", false, "Clients observing through this node"},
     {"observe.notifications_sent", true, "Notifications sent to observers"},
@@ -701,6 +706,18 @@ static void h_config(conn_t *c, const tether_http_request_t *r)
         json_object_set_new(dtls, "handshake_rate_per_source", json_integer(cfg->dtls_hs_rate));
         json_object_set_new(dtls, "handshake_burst_per_source", json_integer(cfg->dtls_hs_burst));
     }
+    json_t *proxy = j ? json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "request_timeout_ms",
+                                  (json_int_t)cfg->proxy_request_timeout_ms, "ack_delay_ms",
+                                  (json_int_t)cfg->proxy_ack_delay_ms, "queue_max",
+                                  (json_int_t)cfg->proxy_queue_max, "queue_ttl_ms",
+                                  (json_int_t)cfg->proxy_queue_ttl_ms, "queue_awake_ms",
+                                  (json_int_t)cfg->proxy_queue_awake_ms, "max_devices",
+                                  (json_int_t)cfg->proxy_max_devices, "max_pending",
+                                  (json_int_t)cfg->proxy_max_pending, "cache_bytes",
+                                  (json_int_t)cfg->proxy_cache_bytes)
+                      : NULL;
+    if (proxy)
+        json_object_set_new(j, "proxy", proxy);
     if (!j) {
         respond_error(c, 500, NULL, "building the configuration failed");
         return;

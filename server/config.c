@@ -49,6 +49,7 @@ static void set_defaults(tetherd_config_t *c)
     c->proxy_queue_awake_ms = nc.queue_awake_ms;
     c->proxy_max_devices = nc.max_devices;
     c->proxy_max_pending = nc.max_pending;
+    c->proxy_cache_bytes = nc.cache_bytes;
     c->dtls_hs_rate = dc.handshake_rate_per_source;
     c->dtls_hs_burst = dc.handshake_burst_per_source;
 }
@@ -239,7 +240,8 @@ static int apply_dtls(ctx_t *x, tetherd_config_t *c, json_t *v)
     return 0;
 }
 
-/* The "proxy" object: unsigned keys, each with its range. */
+/* The "proxy" object: unsigned keys, each with its range (cache_bytes is
+ * the one wider than 32 bits). */
 static int apply_proxy(ctx_t *x, tetherd_config_t *c, json_t *v)
 {
     const struct {
@@ -263,12 +265,18 @@ static int apply_proxy(ctx_t *x, tetherd_config_t *c, json_t *v)
     json_t *e;
     json_object_foreach(v, k, e)
     {
+        long n;
+        if (strcmp(k, "cache_bytes") == 0) {
+            if (get_uint(x, k, e, 0, 1L << 40, &n) < 0)
+                return TETHER_ECONFIG;
+            c->proxy_cache_bytes = (uint64_t)n;
+            continue;
+        }
         size_t i = 0;
         while (i < sizeof keys / sizeof keys[0] && strcmp(k, keys[i].key) != 0)
             i++;
         if (i == sizeof keys / sizeof keys[0])
             return fail(x, k, at, "unknown key in proxy");
-        long n;
         if (get_uint(x, k, e, keys[i].min, keys[i].max, &n) < 0)
             return TETHER_ECONFIG;
         *keys[i].dst = (uint32_t)n;

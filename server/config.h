@@ -45,6 +45,7 @@ typedef struct {
     uint32_t proxy_queue_awake_ms;
     uint32_t proxy_max_devices;
     uint32_t proxy_max_pending;
+    uint64_t proxy_cache_bytes; /* response cache budget, 0 = no caching */
     uint32_t drain_timeout; /* seconds SIGTERM waits for pending requests */
     char dtls_ca_file[512];          /* CA of client certificates ("" = none) */
     char dtls_cert_file[512];        /* our ECDSA certificate (chain), PEM */

@@ -354,6 +354,13 @@ static int stats_hook(json_t *st, void *user)
         {"proxy.denied", ns->relay_denied},
         {"proxy.unknown_device", ns->relay_unknown},
         {"proxy.requests_local", ns->requests_local},
+        {"proxy.cache_hits", ns->cache_hits},
+        {"proxy.cache_misses", ns->cache_misses},
+        {"proxy.cache_revalidated", ns->cache_revalidated},
+        {"proxy.cache_invalidations", ns->cache_invalidations},
+        {"proxy.cache_evictions", ns->cache_evictions},
+        {"proxy.cache_entries", ns->cache_entries},
+        {"proxy.cache_bytes", ns->cache_bytes},
         {"queue.pending", ns->queue_pending},
         {"queue.queued_total", ns->queued},
         {"coap.rx_messages", ns->rx_datagrams},
@@ -363,6 +370,7 @@ static int stats_hook(json_t *st, void *user)
         {"limits.max_devices", d->cfg.proxy_max_devices},
         {"limits.max_pending", d->cfg.proxy_max_pending},
         {"limits.queue_max", d->cfg.proxy_queue_max},
+        {"limits.cache_bytes", d->cfg.proxy_cache_bytes},
         {"limits.max_sessions", d->cfg.dtls_max_sessions},
         {"limits.max_handshakes", d->cfg.dtls_max_handshakes},
         {"sessions.active", ds->sessions_active},
@@ -541,6 +549,7 @@ int main(int argc, char **argv)
     nc.queue_awake_ms = d.cfg.proxy_queue_awake_ms;
     nc.max_devices = d.cfg.proxy_max_devices;
     nc.max_pending = d.cfg.proxy_max_pending;
+    nc.cache_bytes = d.cfg.proxy_cache_bytes;
     /* Plain CoAP is a loopback test and tooling interface; once it is
      * opened to the network its clients are unauthenticated (4.01). */
     nc.plain_trusted = !d.cfg.plain_coap_public;

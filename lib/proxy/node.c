@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "coap/exchange.h"
+#include "proxy/cache.h"
 #include "proxy/registry.h"
 #include "tether/coap_ep.h"
 #include "tether/linkformat.h"
@@ -22,6 +23,11 @@
 
 enum req_state { R_QUEUED, R_SENT, R_WAITING };
 enum timer_tag { T_DEADLINE = 1, T_ACK };
+/* What the cache does with a relayed request's answer. */
+enum cache_flag {
+    C_STORE = 1,       /* cacheable: store the response */
+    C_CLIENT_VTAG = 2, /* the client sent the ETag being revalidated itself */
+};
 
 /* A client request relayed to a device: where the answer goes (the
  * downstream side) and the encoded upstream request. */
@@ -41,6 +47,9 @@ struct relay_req {
     uint8_t ctkl;
     uint8_t ctok[TETHER_COAP_MAX_TOKEN];
     bool acked;
+    uint8_t cflags;   /* enum cache_flag */
+    uint8_t vtag_len; /* ETag of the stale entry being revalidated, 0: none */
+    uint8_t vtag[8];
     tether_time_t queued_until;
     uint16_t len;
     uint8_t msg[]; /* upstream request, MID patched in when sent */
@@ -54,6 +63,7 @@ struct tether_node {
     const tether_creds_t *creds;
     tether_cx_t *cx;
     tether_registry_t reg;
+    tether_cache_t *cache; /* NULL: caching disabled */
     tether_hmap_t by_token;
     tether_heap_t timers;
     uint32_t next_token;
@@ -77,6 +87,7 @@ void tether_node_conf_defaults(tether_node_conf_t *c)
     c->max_devices = 1000000;
     c->max_pending = 100000;
     c->plain_trusted = true;
+    c->cache_bytes = 64u << 20;
 }
 
 static void on_cx(void *owner, uint64_t cookie, tether_cx_event_t ev, tether_time_t now);
@@ -106,8 +117,16 @@ int tether_node_create(const tether_node_conf_t *conf, const tether_creds_t *cre
         goto fail_registry;
     if ((rc = tether_hmap_init(&n->by_token, 1024, conf->seed ^ 0x27d4eb2f165667c5ull)) < 0)
         goto fail_tokens;
+    if (conf->cache_bytes) {
+        tether_cache_conf_t kc = {.max_bytes = conf->cache_bytes,
+                                  .seed = conf->seed ^ 0x94d049bb133111ebull};
+        if ((rc = tether_cache_create(&kc, &n->cache)) < 0)
+            goto fail_cache;
+    }
     *out = n;
     return 0;
+fail_cache:
+    tether_hmap_free(&n->by_token);
 fail_tokens:
     tether_registry_free(&n->reg);
 fail_registry:
@@ -131,6 +150,7 @@ void tether_node_destroy(tether_node_t *n)
         tether_registry_remove(&n->reg, d);
     }
     tether_registry_free(&n->reg);
+    tether_cache_destroy(n->cache);
     tether_hmap_free(&n->by_token);
     tether_heap_free(&n->timers);
     tether_cx_destroy(n->cx);
@@ -408,6 +428,179 @@ static int copy_forward_opts(const tether_node_t *n, const tether_coap_msg_t *in
     return 0;
 }
 
+/* ---- cache (RFC 7252 §5.6-5.7) -------------------------------------------------- */
+
+static void cache_sync(tether_node_t *n)
+{
+    const tether_cache_stats_t *s = tether_cache_stats(n->cache);
+    n->stats.cache_entries = s->entries;
+    n->stats.cache_bytes = s->bytes;
+    n->stats.cache_evictions = s->evictions;
+    n->stats.cache_invalidations = s->invalidations;
+    n->stats.cache_revalidated = s->refreshed;
+}
+
+static bool has_etag(const tether_coap_msg_t *m, const uint8_t *etag, size_t len)
+{
+    for (const tether_coap_opt_t *o = tether_coap_msg_find_opt(m, TETHER_COAP_OPT_ETAG); o;
+         o = tether_coap_msg_next_opt(m, o))
+        if (o->len == len && memcmp(o->val, etag, len) == 0)
+            return true;
+    return false;
+}
+
+/* Answers `req` from the fresh entry `e`: the representation with its
+ * remaining Max-Age, or 2.03 when the client's own ETag is the entry's. */
+static int cache_answer(tether_node_t *n, const tether_link_t *link, const tether_coap_msg_t *req,
+                        const tether_cache_entry_t *e, tether_time_t now)
+{
+    const uint8_t *et;
+    size_t el = tether_cache_etag(e, &et);
+    bool valid = el && has_etag(req, et, el);
+    uint8_t type = TETHER_COAP_ACK;
+    uint16_t mid = req->mid;
+    if (req->type != TETHER_COAP_CON) {
+        type = TETHER_COAP_NON;
+        if (tether_cx_next_mid(n->cx, link, now, &mid) < 0)
+            mid = n->ep.next_mid++;
+    }
+    uint8_t buf[TETHER_MSG_MAX];
+    size_t len;
+    int rc = tether_cache_encode(e, type, mid, req->token, req->tkl, valid, now, buf, sizeof buf,
+                                 &len);
+    if (rc < 0)
+        return rc;
+    tether_cx_reply(n->cx, link, req->mid, buf, len);
+    return 0;
+}
+
+/* The cache's part of a client request for device `host`, `up` being the
+ * request as it would be forwarded: answers it from a fresh entry (returns
+ * true), or prepares the relay. An unsafe method invalidates the target
+ * path; a stale entry's ETag is added to `up` (pointing at *vtag, which
+ * must outlive it) so the device can revalidate it. Operator requests
+ * (internal links) always reach the device; OSCORE passes untouched. */
+static bool cache_request(tether_node_t *n, const tether_link_t *link, const tether_coap_msg_t *req,
+                          const char *host, tether_coap_msg_t *up, uint8_t *cflags,
+                          uint8_t *vtag, uint8_t *vtag_len, tether_time_t now)
+{
+    tether_cache_key_t k;
+    *cflags = *vtag_len = 0;
+    if (tether_coap_msg_find_opt(up, TETHER_COAP_OPT_OSCORE))
+        return false;
+    if (tether_cache_method_unsafe(up->code)) {
+        if (tether_cache_key_path(&k, host, up, TETHER_COAP_OPT_URI_PATH) == 0)
+            tether_cache_invalidate(n->cache, &k);
+        cache_sync(n);
+        return false;
+    }
+    if (!tether_cache_request_cacheable(up) || tether_cache_key(&k, host, up) < 0)
+        return false;
+    *cflags = C_STORE;
+    if (link->kind == TETHER_LINK_INTERNAL)
+        return false;
+    tether_cache_entry_t *e = NULL;
+    tether_cache_state_t st = tether_cache_lookup(n->cache, &k, now, &e);
+    if (st == TETHER_CACHE_FRESH && cache_answer(n, link, req, e, now) == 0) {
+        n->stats.cache_hits++;
+        return true;
+    }
+    n->stats.cache_misses++;
+    if (st == TETHER_CACHE_STALE) {
+        const uint8_t *et;
+        size_t el = tether_cache_etag(e, &et);
+        memcpy(vtag, et, el);
+        *vtag_len = (uint8_t)el;
+        if (has_etag(up, vtag, el))
+            *cflags |= C_CLIENT_VTAG;
+        else if (tether_coap_msg_add_opt(up, TETHER_COAP_OPT_ETAG, vtag, el) < 0)
+            *vtag_len = 0;
+    }
+    cache_sync(n);
+    return false;
+}
+
+static void req_send(tether_node_t *n, relay_req_t *r, tether_time_t now);
+
+/* Sends `r` again without the ETag the cache added (parsed as `up`): the
+ * 2.03 it brought refers to an entry evicted since, so the device must
+ * send the representation itself. */
+static bool req_resend_unvalidated(tether_node_t *n, relay_req_t *r, const tether_coap_msg_t *up,
+                                   tether_time_t now)
+{
+    tether_coap_msg_t m;
+    uint8_t buf[TETHER_MSG_MAX];
+    size_t len;
+    tether_coap_msg_init(&m, up->type, up->code, up->mid);
+    tether_coap_msg_set_token(&m, up->token, up->tkl);
+    for (size_t i = 0; i < up->nopts; i++) {
+        const tether_coap_opt_t *o = &up->opts[i];
+        if (o->num == TETHER_COAP_OPT_ETAG && o->len == r->vtag_len &&
+            memcmp(o->val, r->vtag, o->len) == 0)
+            continue;
+        tether_coap_msg_add_opt(&m, o->num, o->val, o->len);
+    }
+    m.payload = up->payload;
+    m.payload_len = up->payload_len;
+    if (tether_coap_encode(&m, buf, sizeof buf, &len) < 0 || len > r->len)
+        return false;
+    memcpy(r->msg, buf, len);
+    r->len = (uint16_t)len;
+    r->vtag_len = 0;
+    req_send(n, r, now);
+    return true;
+}
+
+/* The cache's part of the device's answer `resp` to `r`. 2.01/2.02/2.04
+ * invalidate the target path (and a 2.01's Location-Path); a cacheable
+ * answer is stored; a 2.03 to the cache's own revalidation refreshes the
+ * entry and, unless the client sent that ETag itself, *resp becomes the
+ * cached representation (decoded from buf[cap], which must outlive it).
+ * Returns true when `r` went to the device again instead. */
+static bool cache_response(tether_node_t *n, relay_req_t *r, tether_coap_msg_t *resp,
+                           uint8_t *buf, size_t cap, tether_time_t now)
+{
+    uint8_t code = resp->code;
+    bool modified = code == TETHER_COAP_CREATED || code == TETHER_COAP_DELETED ||
+                    code == TETHER_COAP_CHANGED;
+    if (!modified && !(r->cflags & C_STORE))
+        return false;
+    tether_coap_msg_t up;
+    tether_coap_perr_t perr;
+    tether_cache_key_t k;
+    if (tether_coap_parse(&up, r->msg, r->len, &perr) < 0 ||
+        tether_coap_msg_find_opt(&up, TETHER_COAP_OPT_OSCORE))
+        return false;
+    bool resent = false;
+    if (modified) {
+        if (tether_cache_key_path(&k, r->dev->name, &up, TETHER_COAP_OPT_URI_PATH) == 0)
+            tether_cache_invalidate(n->cache, &k);
+        if (code == TETHER_COAP_CREATED &&
+            tether_coap_msg_find_opt(resp, TETHER_COAP_OPT_LOCATION_PATH) &&
+            tether_cache_key_path(&k, r->dev->name, resp, TETHER_COAP_OPT_LOCATION_PATH) == 0)
+            tether_cache_invalidate(n->cache, &k);
+    } else if (tether_cache_key(&k, r->dev->name, &up) < 0) {
+        return false;
+    } else if (code == TETHER_COAP_VALID && r->vtag_len) {
+        /* Not our ETag: the client's own validator matched, its 2.03. */
+        if (has_etag(resp, r->vtag, r->vtag_len)) {
+            tether_cache_entry_t *e = tether_cache_validate(n->cache, &k, resp, now);
+            size_t len;
+            /* With C_CLIENT_VTAG the 2.03 answers the client as it is. */
+            if (!(r->cflags & C_CLIENT_VTAG) &&
+                (!e ||
+                 tether_cache_encode(e, TETHER_COAP_NON, 0, NULL, 0, false, now, buf, cap, &len) <
+                     0 ||
+                 tether_coap_parse(resp, buf, len, &perr) < 0))
+                resent = req_resend_unvalidated(n, r, &up, now);
+        }
+    } else {
+        tether_cache_store(n->cache, &k, resp, now);
+    }
+    cache_sync(n);
+    return resent;
+}
+
 /* A client request for a device: target, access control, then send,
  * queue, or answer with the S4 error codes. */
 static void relay_request(tether_node_t *n, const tether_peer_t *peer,
@@ -472,6 +665,12 @@ static void relay_request(tether_node_t *n, const tether_peer_t *peer,
         reply_code(n, link, req, TETHER_COAP_BAD_GATEWAY, "option cannot be forwarded", now);
         return;
     }
+    up.payload = req->payload;
+    up.payload_len = req->payload_len;
+    uint8_t cflags = 0, vtag[8], vtag_len = 0;
+    if (n->cache &&
+        cache_request(n, link, req, host, &up, &cflags, vtag, &vtag_len, now))
+        return; /* answered from the cache */
     if (n->npending >= n->conf.max_pending) {
         reply_code(n, link, req, TETHER_COAP_SERVICE_UNAVAILABLE, "proxy busy", now);
         return;
@@ -481,8 +680,6 @@ static void relay_request(tether_node_t *n, const tether_peer_t *peer,
         reply_code(n, link, req, TETHER_COAP_SERVICE_UNAVAILABLE, "device queue full", now);
         return;
     }
-    up.payload = req->payload;
-    up.payload_len = req->payload_len;
     uint32_t tok = n->next_token++;
     uint8_t utok[UTOK_LEN] = {(uint8_t)(tok >> 24), (uint8_t)(tok >> 16), (uint8_t)(tok >> 8),
                               (uint8_t)tok};
@@ -502,6 +699,9 @@ static void relay_request(tether_node_t *n, const tether_peer_t *peer,
     r->ctype = req->type;
     r->ctkl = req->tkl;
     memcpy(r->ctok, req->token, req->tkl);
+    r->cflags = cflags;
+    r->vtag_len = vtag_len;
+    memcpy(r->vtag, vtag, vtag_len);
     tether_timer_init(&r->deadline);
     tether_timer_init(&r->ack_timer);
     r->deadline.tag = T_DEADLINE;
@@ -540,6 +740,9 @@ static bool relay_response(tether_node_t *n, const tether_peer_t *peer,
             tether_coap_msg_add_opt(&resp, msg->opts[i].num, msg->opts[i].val, msg->opts[i].len);
     resp.payload = msg->payload;
     resp.payload_len = msg->payload_len;
+    uint8_t cached[TETHER_MSG_MAX];
+    if (n->cache && cache_response(n, r, &resp, cached, sizeof cached, now))
+        return true; /* asked again */
     n->stats.relay_ok++;
     req_answer(n, r, &resp, now);
     return true;

@@ -3,8 +3,9 @@
  * The server feeds CoAP messages (plain datagrams or decrypted DTLS
  * records) with the peer that sent them and `now`; the node answers local
  * resources and the resource directory, relays client requests down device
- * tunnels (role reversal), queues requests for sleeping devices, and puts
- * every datagram to send in its outbox. tether_node_tick() runs timers;
+ * tunnels (role reversal) or answers them from its response cache, queues
+ * requests for sleeping devices, and puts every datagram to send in its
+ * outbox. tether_node_tick() runs timers;
  * tether_node_next_deadline() says when it must next be called.
  */
 #ifndef TETHER_NODE_H
@@ -30,6 +31,13 @@ typedef struct {
     uint64_t devices_registered;
     uint64_t registrations;
     uint64_t retransmissions;
+    uint64_t cache_hits;          /* answered from a fresh cache entry */
+    uint64_t cache_misses;        /* cacheable requests relayed (stale entries included) */
+    uint64_t cache_revalidated;   /* stale entries refreshed by the device's 2.03 */
+    uint64_t cache_invalidations; /* entries made stale by unsafe requests or 2.01/2.02/2.04 */
+    uint64_t cache_evictions;     /* entries dropped to stay within cache_bytes */
+    uint64_t cache_entries;
+    uint64_t cache_bytes;
 } tether_node_stats_t;
 
 typedef struct {
@@ -46,6 +54,7 @@ typedef struct {
     uint32_t max_devices;
     uint32_t max_pending;       /* relayed requests in flight or queued, node-wide */
     bool plain_trusted;         /* plain-CoAP clients may use the proxy (loopback) */
+    uint64_t cache_bytes;       /* response cache budget, 0 disables caching */
 } tether_node_conf_t;
 
 typedef struct tether_node tether_node_t;
