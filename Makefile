@@ -99,7 +99,7 @@ $(BUILD)/test/%: test/unit/%.c $(LIBTETHER)
 FUZZ_CC ?= clang
 FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -Ilib/include -Ilib $(STD) \
              $(PKG_CFLAGS)
-$(BUILD)/fuzz/%: test/fuzz/%.c $(LIB_SRCS)
+$(BUILD)/fuzz/%: test/fuzz/%.c $(LIB_SRCS) $(wildcard lib/*/*.h lib/include/tether/*.h)
 	@mkdir -p $(dir $@)
 	$(QUIET_LINK)$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(LIB_SRCS) $(LIBS)
 

@@ -1,0 +1,131 @@
+/* The cluster's internal channel messages (see tether/cluster.h). */
+#include <netinet/in.h>
+#include <string.h>
+#include <wolfssl/options.h>
+#include <wolfssl/wolfcrypt/hmac.h>
+
+#include "tether/cluster.h"
+
+#define VERSION 1
+
+static void put64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (56 - 8 * i));
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+/* First TETHER_CLUSTER_MAC bytes of HMAC-SHA256(key, data). */
+static int mac(const uint8_t *key, size_t key_len, const uint8_t *data, size_t len,
+               uint8_t out[TETHER_CLUSTER_MAC])
+{
+    Hmac h;
+    uint8_t full[WC_SHA256_DIGEST_SIZE];
+    int rc = TETHER_ECRYPTO;
+    if (wc_HmacInit(&h, NULL, INVALID_DEVID) != 0)
+        return rc;
+    if (wc_HmacSetKey(&h, WC_SHA256, key, (word32)key_len) == 0 &&
+        wc_HmacUpdate(&h, data, (word32)len) == 0 && wc_HmacFinal(&h, full) == 0) {
+        memcpy(out, full, TETHER_CLUSTER_MAC);
+        rc = 0;
+    }
+    wc_HmacFree(&h);
+    return rc;
+}
+
+int tether_cluster_encode(const tether_cluster_msg_t *m, const uint8_t *key, size_t key_len,
+                          uint8_t *out, size_t cap)
+{
+    if (m->type != TETHER_CLUSTER_FORWARD && m->type != TETHER_CLUSTER_REPLY)
+        return TETHER_EINVAL;
+    size_t total = TETHER_CLUSTER_OVERHEAD + m->payload_len;
+    if (total > cap)
+        return TETHER_ENOSPC;
+    memset(out, 0, TETHER_CLUSTER_HDR);
+    out[0] = 'T';
+    out[1] = 'Q';
+    out[2] = VERSION;
+    out[3] = m->type;
+    out[4] = m->from_node;
+    out[5] = m->to_node;
+    put64(out + 6, m->sent_at);
+    const struct sockaddr *sa = (const struct sockaddr *)&m->client.ss;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+        out[14] = 4;
+        memcpy(out + 15, &s4->sin_port, 2);
+        memcpy(out + 17, &s4->sin_addr, 4);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+        out[14] = 6;
+        memcpy(out + 15, &s6->sin6_port, 2);
+        memcpy(out + 17, &s6->sin6_addr, 16);
+    } else {
+        return TETHER_EINVAL;
+    }
+    memmove(out + TETHER_CLUSTER_HDR, m->payload, m->payload_len);
+    size_t body = TETHER_CLUSTER_HDR + m->payload_len;
+    if (mac(key, key_len, out, body, out + body) < 0)
+        return TETHER_ECRYPTO;
+    return (int)total;
+}
+
+int tether_cluster_decode(const uint8_t *in, size_t len, const uint8_t *key, size_t key_len,
+                          uint8_t self, tether_time_t now, tether_cluster_msg_t *m)
+{
+    if (len < TETHER_CLUSTER_OVERHEAD || in[0] != 'T' || in[1] != 'Q' || in[2] != VERSION ||
+        (in[3] != TETHER_CLUSTER_FORWARD && in[3] != TETHER_CLUSTER_REPLY) ||
+        (in[14] != 4 && in[14] != 6))
+        return TETHER_EPROTO;
+    size_t body = len - TETHER_CLUSTER_MAC;
+    uint8_t want[TETHER_CLUSTER_MAC];
+    if (mac(key, key_len, in, body, want) < 0)
+        return TETHER_ECRYPTO;
+    uint8_t diff = 0; /* constant time: the MAC is the only secret-dependent check */
+    for (size_t i = 0; i < TETHER_CLUSTER_MAC; i++)
+        diff |= (uint8_t)(want[i] ^ in[body + i]);
+    if (diff)
+        return TETHER_ECRYPTO;
+    tether_time_t at = get64(in + 6);
+    if ((at > now ? at - now : now - at) > TETHER_CLUSTER_MAX_SKEW_MS)
+        return TETHER_ETIMEDOUT;
+    if (in[5] != self)
+        return TETHER_ENOTFOUND;
+    memset(m, 0, sizeof *m);
+    m->type = in[3];
+    m->from_node = in[4];
+    m->to_node = in[5];
+    m->sent_at = at;
+    if (in[14] == 4) {
+        struct sockaddr_in *s4 = (struct sockaddr_in *)&m->client.ss;
+        s4->sin_family = AF_INET;
+        memcpy(&s4->sin_port, in + 15, 2);
+        memcpy(&s4->sin_addr, in + 17, 4);
+        m->client.len = sizeof *s4;
+    } else {
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&m->client.ss;
+        s6->sin6_family = AF_INET6;
+        memcpy(&s6->sin6_port, in + 15, 2);
+        memcpy(&s6->sin6_addr, in + 17, 16);
+        m->client.len = sizeof *s6;
+    }
+    m->payload = in + TETHER_CLUSTER_HDR;
+    m->payload_len = body - TETHER_CLUSTER_HDR;
+    return 0;
+}
+
+int tether_cluster_cid_node(const uint8_t *d, size_t len)
+{
+    if (len >= 13 && d[0] == 25) /* DTLS 1.2 tls12_cid: CID after the sequence number */
+        return d[11];
+    if (len >= 2 && (d[0] & 0xe0) == 0x20 && (d[0] & 0x10)) /* DTLS 1.3 unified header, C bit */
+        return d[1];
+    return -1;
+}

@@ -1,0 +1,65 @@
+/* tether — the cluster's internal channel (SPEC S5).
+ *
+ * A DTLS record whose CID names another node is forwarded there in a
+ * FORWARD message carrying the client's address; the owner's answers go
+ * back in REPLY messages to the node that received the record, which sends
+ * them to the client from its own socket (NATs and load balancers expect
+ * the reply from where they sent). Every message is authenticated with
+ * HMAC-SHA256 under the cluster key and carries a timestamp, so a message
+ * from outside the cluster or replayed much later is refused.
+ *
+ * Wire format (network byte order):
+ *   "TQ" | version 1 | type | from node | to node | timestamp ms (8)
+ *   | family (4 or 6) | port (2) | address (16, IPv4 in the first 4)
+ *   | payload | MAC (first 16 bytes of HMAC-SHA256 over all before it)
+ * Sans-I/O: bytes in, bytes out, `now` passed in.
+ */
+#ifndef TETHER_CLUSTER_H
+#define TETHER_CLUSTER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tether/addr.h"
+#include "tether/common.h"
+
+#define TETHER_CLUSTER_HDR 33
+#define TETHER_CLUSTER_MAC 16
+#define TETHER_CLUSTER_OVERHEAD (TETHER_CLUSTER_HDR + TETHER_CLUSTER_MAC)
+/* Messages older or newer than this (clock skew between nodes included)
+ * are refused. */
+#define TETHER_CLUSTER_MAX_SKEW_MS 30000
+
+typedef enum {
+    TETHER_CLUSTER_FORWARD = 1, /* a client's datagram for the node owning its CID */
+    TETHER_CLUSTER_REPLY = 2,   /* a datagram to send to the client */
+} tether_cluster_type_t;
+
+typedef struct {
+    uint8_t type; /* tether_cluster_type_t */
+    uint8_t from_node, to_node;
+    tether_time_t sent_at;
+    tether_addr_t client;
+    const uint8_t *payload; /* decode: points into the input */
+    size_t payload_len;
+} tether_cluster_msg_t;
+
+/* Encodes `m` into out (cap bytes) with the MAC under key. Returns the
+ * length, TETHER_ENOSPC, or TETHER_EINVAL (bad type or address family). */
+TETHER_API int tether_cluster_encode(const tether_cluster_msg_t *m, const uint8_t *key,
+                                     size_t key_len, uint8_t *out, size_t cap);
+
+/* Decodes and authenticates a message for node `self`. Returns 0, or
+ * TETHER_EPROTO (malformed, unknown type or version), TETHER_ECRYPTO (bad
+ * MAC), TETHER_ETIMEDOUT (timestamp too far from now), TETHER_ENOTFOUND
+ * (addressed to another node). */
+TETHER_API int tether_cluster_decode(const uint8_t *in, size_t len, const uint8_t *key,
+                                     size_t key_len, uint8_t self, tether_time_t now,
+                                     tether_cluster_msg_t *m);
+
+/* The node id a DTLS record names in its CID (byte 0 of a tether CID), for
+ * a DTLS 1.2 tls12_cid record or a DTLS 1.3 unified header with a CID;
+ * -1 when the datagram carries no CID. */
+TETHER_API int tether_cluster_cid_node(const uint8_t *dgram, size_t len);
+
+#endif
