@@ -284,6 +284,52 @@ static int apply_proxy(ctx_t *x, tetherd_config_t *c, json_t *v)
     return 0;
 }
 
+/* The "cluster" object: {"listen": "HOST:PORT", "nodes": {"2": "HOST:PORT",
+ * ...}}; node ids 1..255, hosts may be names (resolved at start). */
+static int apply_cluster(ctx_t *x, tetherd_config_t *c, json_t *v)
+{
+    if (!json_is_object(v))
+        return fail(x, "cluster", 0, "must be an object");
+    size_t at = 0;
+    key_line(x->text, "cluster", 0, &at);
+    const char *k;
+    json_t *e;
+    json_object_foreach(v, k, e)
+    {
+        if (strcmp(k, "listen") == 0) {
+            if (get_str(x, k, e, c->cluster_listen, sizeof c->cluster_listen) < 0)
+                return TETHER_ECONFIG;
+        } else if (strcmp(k, "nodes") == 0) {
+            if (!json_is_object(e))
+                return fail(x, k, at, "must be an object of \"NODE_ID\": \"HOST:PORT\"");
+            const char *id;
+            json_t *hp;
+            c->ncluster_nodes = 0;
+            json_object_foreach(e, id, hp)
+            {
+                char *end;
+                long n = strtol(id, &end, 10);
+                if (!*id || *end || n < 1 || n > 255)
+                    return fail(x, "nodes", at, "node id '%s' is not 1..255", id);
+                if (c->ncluster_nodes == sizeof c->cluster_nodes / sizeof c->cluster_nodes[0])
+                    return fail(x, "nodes", at, "more than %zu nodes",
+                                sizeof c->cluster_nodes / sizeof c->cluster_nodes[0]);
+                char *dst = c->cluster_nodes[c->ncluster_nodes].addr;
+                if (get_str(x, "nodes", hp, dst, sizeof c->cluster_nodes[0].addr) < 0)
+                    return TETHER_ECONFIG;
+                char host[160];
+                uint16_t port;
+                if (tether_hostport_split(dst, host, sizeof host, &port) < 0)
+                    return fail(x, "nodes", at, "node %ld: '%s' is not HOST:PORT", n, dst);
+                c->cluster_nodes[c->ncluster_nodes++].id = (uint8_t)n;
+            }
+        } else {
+            return fail(x, k, at, "unknown key in cluster");
+        }
+    }
+    return 0;
+}
+
 /* Reads the config file; every key is known or the load fails. */
 static int load_file(tetherd_config_t *c, const char *path, char *err, size_t errcap)
 {
@@ -393,6 +439,9 @@ static int load_file(tetherd_config_t *c, const char *path, char *err, size_t er
         } else if (strcmp(k, "proxy") == 0) {
             if ((rc = apply_proxy(&x, c, v)) < 0)
                 goto out;
+        } else if (strcmp(k, "cluster") == 0) {
+            if ((rc = apply_cluster(&x, c, v)) < 0)
+                goto out;
         } else {
             rc = fail(&x, k, 0, "unknown key");
             goto out;
@@ -450,6 +499,23 @@ static int validate(tetherd_config_t *c, char *err, size_t errcap)
                      files[i][1], strerror(errno));
             return TETHER_ECONFIG;
         }
+    if (c->cluster_listen[0]) {
+        char host[160];
+        uint16_t port;
+        if (tether_hostport_split(c->cluster_listen, host, sizeof host, &port) < 0) {
+            snprintf(err, errcap, "%s: key 'cluster.listen': '%s' is not HOST:PORT", src,
+                     c->cluster_listen);
+            return TETHER_ECONFIG;
+        }
+        /* Forwarded records name client addresses: only MACed ones count. */
+        if (strlen(c->cluster_key) < 16) {
+            snprintf(err, errcap,
+                     "%s: key 'cluster': the internal channel needs a cluster_key "
+                     "(TETHER_CLUSTER_KEY) of at least 16 characters",
+                     src);
+            return TETHER_ECONFIG;
+        }
+    }
     if (c->opt_multicast_timeout == c->opt_reply_from) {
         snprintf(err, errcap, "%s: key 'coap_options': the two option numbers must differ", src);
         return TETHER_ECONFIG;

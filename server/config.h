@@ -52,6 +52,13 @@ typedef struct {
     char dtls_key_file[512];         /* its private key, PEM */
     uint32_t dtls_hs_rate;           /* handshakes per second per source IP, 0 = off */
     uint32_t dtls_hs_burst;
+    /* "cluster": the internal channel (SPEC S5). Off while listen is "". */
+    char cluster_listen[160]; /* HOST:PORT this node receives forwarded records on */
+    struct {
+        uint8_t id;
+        char addr[160]; /* HOST:PORT of that node's internal channel */
+    } cluster_nodes[32];
+    size_t ncluster_nodes;
     bool check_only;
 } tetherd_config_t;
 

@@ -33,6 +33,7 @@
 typedef enum {
     TETHER_CLUSTER_FORWARD = 1, /* a client's datagram for the node owning its CID */
     TETHER_CLUSTER_REPLY = 2,   /* a datagram to send to the client */
+    TETHER_CLUSTER_HEARTBEAT = 3, /* "I am alive" (no client, no payload) */
 } tether_cluster_type_t;
 
 typedef struct {
