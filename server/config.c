@@ -51,6 +51,8 @@ static void set_defaults(tetherd_config_t *c)
     c->proxy_max_pending = nc.max_pending;
     c->dtls_hs_rate = dc.handshake_rate_per_source;
     c->dtls_hs_burst = dc.handshake_burst_per_source;
+    c->udp_recv_buffer = 4u << 20;
+    c->udp_send_buffer = 4u << 20;
 }
 
 bool tetherd_is_loopback(const char *host)
@@ -276,6 +278,33 @@ static int apply_proxy(ctx_t *x, tetherd_config_t *c, json_t *v)
     return 0;
 }
 
+/* The "udp" object: listener socket buffer sizes in bytes (0 = leave the
+ * kernel's default). */
+static int apply_udp(ctx_t *x, tetherd_config_t *c, json_t *v)
+{
+    size_t at = 0;
+    key_line(x->text, "udp", 0, &at);
+    if (!json_is_object(v))
+        return fail(x, "udp", 0, "must be an object");
+    const char *k;
+    json_t *e;
+    json_object_foreach(v, k, e)
+    {
+        uint32_t *dst;
+        if (strcmp(k, "recv_buffer") == 0)
+            dst = &c->udp_recv_buffer;
+        else if (strcmp(k, "send_buffer") == 0)
+            dst = &c->udp_send_buffer;
+        else
+            return fail(x, k, at, "unknown key in udp");
+        long n;
+        if (get_uint(x, k, e, 0, 1L << 30, &n) < 0)
+            return TETHER_ECONFIG;
+        *dst = (uint32_t)n;
+    }
+    return 0;
+}
+
 /* Reads the config file; every key is known or the load fails. */
 static int load_file(tetherd_config_t *c, const char *path, char *err, size_t errcap)
 {
@@ -384,6 +413,9 @@ static int load_file(tetherd_config_t *c, const char *path, char *err, size_t er
                 goto out;
         } else if (strcmp(k, "proxy") == 0) {
             if ((rc = apply_proxy(&x, c, v)) < 0)
+                goto out;
+        } else if (strcmp(k, "udp") == 0) {
+            if ((rc = apply_udp(&x, c, v)) < 0)
                 goto out;
         } else {
             rc = fail(&x, k, 0, "unknown key");

@@ -51,6 +51,8 @@ typedef struct {
     char dtls_key_file[512];         /* its private key, PEM */
     uint32_t dtls_hs_rate;           /* handshakes per second per source IP, 0 = off */
     uint32_t dtls_hs_burst;
+    uint32_t udp_recv_buffer; /* SO_RCVBUF of each listener, bytes, 0 = kernel default */
+    uint32_t udp_send_buffer; /* SO_SNDBUF */
     bool check_only;
 } tetherd_config_t;
 
