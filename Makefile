@@ -89,11 +89,13 @@ $(TETHERD): $(SERVER_OBJS) $(LIBTETHER)
 $(BENCH): $(BENCH_OBJS) $(LIBTETHER)
 	$(QUIET_LINK)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
-# Unit tests link the static library, so they can reach hidden internals.
+# Unit tests link the static library, so they can reach hidden internals,
+# plus any tetherd object listed as a prerequisite below.
 $(BUILD)/test/%: test/unit/%.c $(LIBTETHER)
 	@mkdir -p $(dir $@)
-	$(QUIET_LINK)$(CC) $(ALL_CFLAGS) -MMD -MP $(ALL_LDFLAGS) -o $@ $< $(LIBTETHER) \
-		$(CMOCKA_LIBS) $(LIBS)
+	$(QUIET_LINK)$(CC) $(ALL_CFLAGS) -MMD -MP $(ALL_LDFLAGS) -o $@ $< $(filter %.o,$^) \
+		$(LIBTETHER) $(CMOCKA_LIBS) $(LIBS)
+$(BUILD)/test/test_udp: $(BUILD)/server/udp.o
 
 # libFuzzer targets compile the library sources directly with clang.
 FUZZ_CC ?= clang

@@ -718,6 +718,10 @@ static void h_config(conn_t *c, const tether_http_request_t *r)
                       : NULL;
     if (proxy)
         json_object_set_new(j, "proxy", proxy);
+    if (j)
+        json_object_set_new(j, "udp",
+                            json_pack("{s:I, s:I}", "recv_buffer", (json_int_t)cfg->udp_recv_buffer,
+                                      "send_buffer", (json_int_t)cfg->udp_send_buffer));
     if (!j) {
         respond_error(c, 500, NULL, "building the configuration failed");
         return;

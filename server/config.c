@@ -21,6 +21,8 @@ static void set_defaults(tetherd_config_t *c)
 {
     memset(c, 0, sizeof *c);
     c->node_id = 1;
+    c->udp_recv_buffer = 4u << 20;
+    c->udp_send_buffer = 4u << 20;
     c->nlisten = 1;
     snprintf(c->listen[0].host, sizeof c->listen[0].host, "127.0.0.1");
     c->listen[0].port = 5683;
@@ -284,6 +286,33 @@ static int apply_proxy(ctx_t *x, tetherd_config_t *c, json_t *v)
     return 0;
 }
 
+/* The "udp" object: listener socket buffer sizes in bytes (0 = leave the
+ * kernel's default). */
+static int apply_udp(ctx_t *x, tetherd_config_t *c, json_t *v)
+{
+    size_t at = 0;
+    key_line(x->text, "udp", 0, &at);
+    if (!json_is_object(v))
+        return fail(x, "udp", 0, "must be an object");
+    const char *k;
+    json_t *e;
+    json_object_foreach(v, k, e)
+    {
+        uint32_t *dst;
+        if (strcmp(k, "recv_buffer") == 0)
+            dst = &c->udp_recv_buffer;
+        else if (strcmp(k, "send_buffer") == 0)
+            dst = &c->udp_send_buffer;
+        else
+            return fail(x, k, at, "unknown key in udp");
+        long n;
+        if (get_uint(x, k, e, 0, 1L << 30, &n) < 0)
+            return TETHER_ECONFIG;
+        *dst = (uint32_t)n;
+    }
+    return 0;
+}
+
 /* The "cluster" object: {"listen": "HOST:PORT", "nodes": {"2": "HOST:PORT",
  * ...}}; node ids 1..255, hosts may be names (resolved at start). */
 static int apply_cluster(ctx_t *x, tetherd_config_t *c, json_t *v)
@@ -441,6 +470,9 @@ static int load_file(tetherd_config_t *c, const char *path, char *err, size_t er
                 goto out;
         } else if (strcmp(k, "cluster") == 0) {
             if ((rc = apply_cluster(&x, c, v)) < 0)
+                goto out;
+        } else if (strcmp(k, "udp") == 0) {
+            if ((rc = apply_udp(&x, c, v)) < 0)
                 goto out;
         } else {
             rc = fail(&x, k, 0, "unknown key");

@@ -59,6 +59,8 @@ typedef struct {
         char addr[160]; /* HOST:PORT of that node's internal channel */
     } cluster_nodes[32];
     size_t ncluster_nodes;
+    uint32_t udp_recv_buffer; /* SO_RCVBUF of each listener, bytes, 0 = kernel default */
+    uint32_t udp_send_buffer; /* SO_SNDBUF */
     bool check_only;
 } tetherd_config_t;
 

@@ -10,9 +10,14 @@
 #include "tether/dtls.h"
 #include "tether/log.h"
 #include "tether/node.h"
+#include "udp.h"
 
 #define TETHERD_VERSION "0.1.0"
 #define MAX_DGRAM 1500
+/* recvmmsg: libuv cuts the receive buffer into 64 KiB chunks, one datagram
+ * each, and uses at most 20 of them per call. */
+#define RX_CHUNK 65536
+#define RX_CHUNKS 20
 
 typedef struct {
     uv_udp_t handle;
@@ -33,8 +38,11 @@ typedef struct tetherd {
     tether_creds_t *creds;
     tether_dtls_srv_t *dtls;
     uv_udp_t *dtls_out4, *dtls_out6; /* sockets that DTLS output leaves from */
-    uint8_t rxbuf[65536];
+    uint8_t rxbuf[RX_CHUNKS * RX_CHUNK];
     bool rx_busy;
+    /* Inside a recvmmsg batch: output waits in txq until the batch ends. */
+    bool rx_batch;
+    tetherd_txq_t txq;
     tetherd_admin_t admin;
     /* operator requests: node answers on internal links, handled after the
      * outbox is cleared (they may feed the node again) */
@@ -51,7 +59,8 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     (void)suggested;
     listener_t *l = h->data;
-    /* One receive buffer: libuv delivers datagrams one at a time on the loop. */
+    /* One receive buffer: libuv fills it (one recvmmsg batch at a time) and
+     * hands it back in on_recv before it asks for another. */
     if (l->d->rx_busy) {
         buf->base = NULL;
         buf->len = 0;
@@ -62,8 +71,9 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     buf->len = sizeof l->d->rxbuf;
 }
 
-/* Sends what the DTLS layer queued, each datagram from the socket of its
- * address family. */
+/* Moves what the DTLS layer queued to the transmit batch, each datagram
+ * for the socket of its address family, and empties the DTLS queue (it is
+ * bounded, so it must not wait for the end of a receive batch). */
 static void dtls_flush(tetherd_t *d)
 {
     size_t n = tether_dtls_tx_count(d->dtls);
@@ -72,8 +82,7 @@ static void dtls_flush(tetherd_t *d)
         uv_udp_t *h = g->to.ss.ss_family == AF_INET6 ? d->dtls_out6 : d->dtls_out4;
         if (!h)
             continue;
-        uv_buf_t out = uv_buf_init((char *)g->data, g->len);
-        uv_udp_try_send(h, &out, 1, (const struct sockaddr *)&g->to.ss);
+        tetherd_txq_push(&d->txq, h, &g->to, g->data, g->len);
     }
     tether_dtls_tx_clear(d->dtls);
 }
@@ -114,9 +123,9 @@ static void internal_deliver(tetherd_t *d)
     d->ninternal = 0;
 }
 
-/* Sends the node's outbox (DTLS records through their session, plain
- * datagrams from the listener the peer talks to) and keeps what goes to
- * internal links. */
+/* Empties the node's outbox: DTLS records go through their session (into
+ * the DTLS transmit queue), plain datagrams into the transmit batch for the
+ * listener the peer talks to, answers on internal links are kept. */
 static void outbox_flush(tetherd_t *d)
 {
     size_t n = tether_node_out_count(d->node);
@@ -129,22 +138,20 @@ static void outbox_flush(tetherd_t *d)
             if (s)
                 tether_dtls_send(d->dtls, s, o->data, o->len);
         } else if (o->link.iface < d->nlisteners) {
-            uv_buf_t out = uv_buf_init((char *)o->data, o->len);
-            int rc = uv_udp_try_send(&d->listeners[o->link.iface].handle, &out, 1,
-                                     (const struct sockaddr *)&o->link.addr.ss);
-            if (rc < 0 && tether_log_enabled(TETHER_LOG_DEBUG))
-                tether_log_kv(TETHER_LOG_DEBUG, "udp", "send failed", "error", uv_strerror(rc),
-                              NULL);
+            tetherd_txq_push(&d->txq, &d->listeners[o->link.iface].handle, &o->link.addr, o->data,
+                             o->len);
         }
     }
     tether_node_out_clear(d->node);
 }
 
 /* After every event: sessions that ended go to the node, the node's outbox
- * goes out, answers to operator requests go to the admin endpoint (which
+ * is emptied, answers to operator requests go to the admin endpoint (which
  * may feed the node again: repeat until quiet), then the DTLS transmit
- * queue, and the node timer is re-armed for its next deadline. A nested
- * call (from inside the admin endpoint) only asks the outer one to loop. */
+ * queue, and the node timer is re-armed for its next deadline. The
+ * datagrams gathered leave at once, except inside a recvmmsg batch, which
+ * sends them when it ends (on_recv). A nested call (from inside the admin
+ * endpoint) only asks the outer one to loop. */
 static void pump(tetherd_t *d)
 {
     if (d->pumping) {
@@ -170,6 +177,8 @@ static void pump(tetherd_t *d)
     d->pumping = false;
     if (d->dtls)
         dtls_flush(d);
+    if (!d->rx_batch)
+        tetherd_txq_flush(&d->txq);
     tether_time_t at = tether_node_next_deadline(d->node);
     if (at != d->node_timer_at) {
         d->node_timer_at = at;
@@ -266,14 +275,27 @@ static void on_sighup(uv_signal_t *s, int signum)
     tether_log_kv(TETHER_LOG_INFO, "creds", "reloaded", "entries", n, NULL);
 }
 
+/* One datagram, or the end of a read. With recvmmsg, libuv calls this once
+ * per datagram of a batch (UV_UDP_MMSG_CHUNK, a slice of rxbuf), then once
+ * with addr == NULL (UV_UDP_MMSG_FREE) to hand rxbuf back: the output of
+ * the whole batch then leaves with one sendmmsg per socket. Without
+ * recvmmsg every datagram's output leaves after it, as pump() does for
+ * timers and the admin endpoint. */
 static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struct sockaddr *addr,
                     unsigned flags)
 {
     listener_t *l = h->data;
     tetherd_t *d = l->d;
-    if (buf->base)
+    if (buf->base && !(flags & UV_UDP_MMSG_CHUNK))
         d->rx_busy = false;
-    if (nread <= 0 || !addr || (flags & UV_UDP_PARTIAL))
+    if (!addr) { /* end of a batch, nothing to read, or a read error */
+        d->rx_batch = false;
+        tetherd_txq_flush(&d->txq);
+        return;
+    }
+    if (flags & UV_UDP_MMSG_CHUNK)
+        d->rx_batch = true;
+    if (nread <= 0 || (flags & UV_UDP_PARTIAL))
         return;
     if (l->conf.proto == TETHERD_PROTO_COAPS) {
         dtls_input(d, addr, (const uint8_t *)buf->base, (size_t)nread);
@@ -302,8 +324,18 @@ static int open_listener(tetherd_t *d, const tetherd_listen_t *lc)
     }
     l->conf = *lc;
     l->d = d;
-    uv_udp_init(d->loop, &l->handle);
+    /* With the address family given, the socket exists before bind, so its
+     * buffers are sized before traffic can arrive. */
+    rc = uv_udp_init_ex(d->loop, &l->handle, ss.ss_family | UV_UDP_RECVMMSG);
+    if (rc < 0) {
+        tether_log_kv(TETHER_LOG_ERROR, "udp", "cannot create socket", "host", lc->host, "port",
+                      port, "error", uv_strerror(rc), NULL);
+        return rc;
+    }
     l->handle.data = l;
+    int rcvbuf = 0, sndbuf = 0;
+    tetherd_udp_set_buffers(&l->handle, d->cfg.udp_recv_buffer, d->cfg.udp_send_buffer, &rcvbuf,
+                            &sndbuf);
     rc = uv_udp_bind(&l->handle, (const struct sockaddr *)&ss, 0);
     if (rc == 0)
         rc = uv_udp_recv_start(&l->handle, on_alloc, on_recv);
@@ -328,8 +360,13 @@ static int open_listener(tetherd_t *d, const tetherd_listen_t *lc)
         l->conf.port = p;
         snprintf(port, sizeof port, "%u", p);
     }
+    char rcv[16], snd[16];
+    snprintf(rcv, sizeof rcv, "%d", rcvbuf);
+    snprintf(snd, sizeof snd, "%d", sndbuf);
     tether_log_kv(TETHER_LOG_INFO, "udp", "listening", "host", lc->host, "port", port, "proto",
-                  lc->proto == TETHERD_PROTO_COAP ? "coap" : "coaps", NULL);
+                  lc->proto == TETHERD_PROTO_COAP ? "coap" : "coaps", "recvmmsg",
+                  uv_udp_using_recvmmsg(&l->handle) ? "yes" : "no", "rcvbuf", rcv, "sndbuf", snd,
+                  NULL);
     return 0;
 }
 
@@ -388,6 +425,9 @@ static int stats_hook(json_t *st, void *user)
         {"sessions.x509_rejected", ds->x509_rejected},
         {"sessions.compact", ds->sessions_compact},
         {"sessions.records_rejected", ds->records_rejected},
+        {"udp.tx_datagrams", d->txq.stats.datagrams},
+        {"udp.tx_calls", d->txq.stats.calls},
+        {"udp.tx_dropped", d->txq.stats.dropped},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
         if (tetherd_admin_stat_set(st, rows[i].path, (json_int_t)rows[i].v) < 0)
@@ -457,6 +497,7 @@ static void stop_now(tetherd_t *d)
     if (d->stopping)
         return;
     d->stopping = true;
+    tetherd_txq_flush(&d->txq);
     tetherd_admin_stop(&d->admin);
     for (size_t i = 0; i < d->nlisteners; i++)
         uv_close((uv_handle_t *)&d->listeners[i].handle, close_cb);
@@ -626,6 +667,7 @@ int main(int argc, char **argv)
     tether_dtls_destroy(d.dtls);
     tether_creds_free(d.creds);
     free(d.internal);
+    tetherd_txq_free(&d.txq);
     tether_log_kv(TETHER_LOG_INFO, "main", "stopped", NULL);
     return 0;
 }
