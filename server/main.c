@@ -10,6 +10,7 @@
 #include "tether/dtls.h"
 #include "tether/log.h"
 #include "tether/node.h"
+#include "cluster.h"
 #include "udp.h"
 
 #define TETHERD_VERSION "0.1.0"
@@ -43,6 +44,7 @@ typedef struct tetherd {
     /* Inside a recvmmsg batch: output waits in txq until the batch ends. */
     bool rx_batch;
     tetherd_txq_t txq;
+    tetherd_cluster_t *cluster; /* NULL without "cluster.listen" */
     tetherd_admin_t admin;
     /* operator requests: node answers on internal links, handled after the
      * outbox is cleared (they may feed the node again) */
@@ -79,6 +81,8 @@ static void dtls_flush(tetherd_t *d)
     size_t n = tether_dtls_tx_count(d->dtls);
     for (size_t i = 0; i < n; i++) {
         const tether_dgram_t *g = tether_dtls_tx_get(d->dtls, i);
+        if (d->cluster && tetherd_cluster_route_out(d->cluster, &g->to, g->data, g->len))
+            continue; /* that client talks to another node, which sends it */
         uv_udp_t *h = g->to.ss.ss_family == AF_INET6 ? d->dtls_out6 : d->dtls_out4;
         if (!h)
             continue;
@@ -205,10 +209,11 @@ static void set_addr(tether_addr_t *a, const struct sockaddr *sa)
 
 /* UDP -> DTLS -> CoAP: each decrypted record goes to the node with the
  * session's identity; the node's answers leave through pump(). */
-static void dtls_input(tetherd_t *d, const struct sockaddr *addr, const uint8_t *buf, size_t len)
+/* One datagram for the DTLS layer, from a listener or forwarded by another
+ * node, then everything it led to. */
+static void dtls_feed(tetherd_t *d, const tether_addr_t *client, const uint8_t *buf, size_t len)
 {
-    tether_addr_t from;
-    set_addr(&from, addr);
+    const tether_addr_t from = *client;
     tether_dtls_rx_t rx;
     tether_time_t now = uv_now(d->loop);
     const tether_dtls_stats_t *st = tether_dtls_stats(d->dtls);
@@ -235,6 +240,46 @@ static void dtls_input(tetherd_t *d, const struct sockaddr *addr, const uint8_t 
             break;
     }
     pump(d);
+}
+
+static void dtls_input(tetherd_t *d, const struct sockaddr *addr, const uint8_t *buf, size_t len)
+{
+    tether_addr_t from;
+    set_addr(&from, addr);
+    if (d->cluster && tetherd_cluster_route_in(d->cluster, &from, buf, len))
+        return; /* another node owns its CID */
+    dtls_feed(d, &from, buf, len);
+}
+
+/* ---- cluster hooks ------------------------------------------------------------ */
+
+static void cluster_deliver(void *user, const tether_addr_t *client, const uint8_t *data,
+                            size_t len)
+{
+    tetherd_t *d = user;
+    if (d->dtls && !d->stopping)
+        dtls_feed(d, client, data, len);
+}
+
+static void cluster_reply(void *user, const tether_addr_t *client, const uint8_t *data,
+                          size_t len)
+{
+    tetherd_t *d = user;
+    uv_udp_t *h = client->ss.ss_family == AF_INET6 ? d->dtls_out6 : d->dtls_out4;
+    if (h && !d->stopping) {
+        tetherd_txq_push(&d->txq, h, client, data, len);
+        if (!d->rx_batch)
+            tetherd_txq_flush(&d->txq);
+    }
+}
+
+static void cluster_send(void *user, uv_udp_t *sock, const tether_addr_t *to,
+                         const uint8_t *data, size_t len)
+{
+    tetherd_t *d = user;
+    tetherd_txq_push(&d->txq, sock, to, data, len);
+    if (!d->rx_batch && !d->pumping)
+        tetherd_txq_flush(&d->txq);
 }
 
 static void on_tick(uv_timer_t *t)
@@ -432,6 +477,24 @@ static int stats_hook(json_t *st, void *user)
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
         if (tetherd_admin_stat_set(st, rows[i].path, (json_int_t)rows[i].v) < 0)
             return TETHER_ENOMEM;
+    static const tetherd_cluster_stats_t alone = {.nodes_configured = 1, .nodes_alive = 1};
+    const tetherd_cluster_stats_t *cs = d->cluster ? tetherd_cluster_stats(d->cluster) : &alone;
+    const struct {
+        const char *path;
+        uint64_t v;
+    } crows[] = {
+        {"cluster.nodes_configured", cs->nodes_configured},
+        {"cluster.nodes_alive", cs->nodes_alive},
+        {"cluster.forwarded_records", cs->forwarded_records},
+        {"cluster.forwarded_in", cs->forwarded_in},
+        {"cluster.replies_out", cs->replies_out},
+        {"cluster.replies_in", cs->replies_in},
+        {"cluster.rejected", cs->rejected},
+        {"cluster.unroutable", cs->unroutable},
+    };
+    for (size_t i = 0; i < sizeof crows / sizeof crows[0]; i++)
+        if (tetherd_admin_stat_set(st, crows[i].path, (json_int_t)crows[i].v) < 0)
+            return TETHER_ENOMEM;
     return 0;
 }
 
@@ -498,6 +561,8 @@ static void stop_now(tetherd_t *d)
         return;
     d->stopping = true;
     tetherd_txq_flush(&d->txq);
+    tetherd_cluster_close(d->cluster);
+    d->cluster = NULL;
     tetherd_admin_stop(&d->admin);
     for (size_t i = 0; i < d->nlisteners; i++)
         uv_close((uv_handle_t *)&d->listeners[i].handle, close_cb);
@@ -634,6 +699,16 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < d.cfg.nlisten; i++)
         if (open_listener(&d, &d.cfg.listen[i]) < 0)
             return 1;
+    if (d.cfg.cluster_listen[0]) {
+        static const tetherd_cluster_ops_t cops = {
+            .deliver = cluster_deliver, .reply = cluster_reply, .send = cluster_send};
+        char cerr[256];
+        if ((rc = tetherd_cluster_open(d.loop, &d.cfg, &cops, &d, &d.cluster, cerr, sizeof cerr)) <
+            0) {
+            fprintf(stderr, "tetherd: %s\n", cerr);
+            return 1;
+        }
+    }
 
     uv_signal_init(d.loop, &d.sigterm);
     uv_signal_init(d.loop, &d.sigint);
