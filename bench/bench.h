@@ -36,6 +36,10 @@ int bench_usage_error(const char *cmd, const char *fmt, ...) __attribute__((form
 typedef struct {
     struct sockaddr_storage server;
     bool have_server;
+    /* --records-to: after its handshake with --server, a peer sends its
+     * records here (another node of a cluster, which forwards them by CID) */
+    struct sockaddr_storage records_to;
+    bool have_records_to;
     bool dtls13;
     double duration_s; /* 0: until a signal */
     uint32_t max_handshakes;
@@ -46,6 +50,7 @@ enum {
     BENCH_OPT_DURATION,
     BENCH_OPT_DTLS13,
     BENCH_OPT_MAXHS,
+    BENCH_OPT_RECORDS_TO,
     BENCH_OPT_HELP,
     BENCH_OPT_FIRST_OWN = 1100, /* a command numbers its own options from here */
 };
@@ -55,6 +60,7 @@ enum {
         {"duration", required_argument, NULL, BENCH_OPT_DURATION},                                 \
         {"dtls13", no_argument, NULL, BENCH_OPT_DTLS13},                                           \
         {"max-handshakes", required_argument, NULL, BENCH_OPT_MAXHS},                              \
+        {"records-to", required_argument, NULL, BENCH_OPT_RECORDS_TO},                             \
     {                                                                                              \
         "help", no_argument, NULL, BENCH_OPT_HELP                                                  \
     }

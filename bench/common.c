@@ -37,6 +37,11 @@ static int common_opt(const char *cmd, int opt, const char *arg, bench_common_op
             return bench_usage_error(cmd, "--duration wants seconds, got '%s'", arg);
         return 0;
     case BENCH_OPT_DTLS13: co->dtls13 = true; return 0;
+    case BENCH_OPT_RECORDS_TO:
+        if (bench_parse_addr(arg, &co->records_to) < 0)
+            return bench_usage_error(cmd, "--records-to wants HOST:PORT, got '%s'", arg);
+        co->have_records_to = true;
+        return 0;
     case BENCH_OPT_MAXHS:
         if (bench_parse_u32(arg, 1, 1000000, &co->max_handshakes) < 0)
             return bench_usage_error(cmd, "--max-handshakes wants a number >= 1, got '%s'", arg);

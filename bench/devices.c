@@ -1035,6 +1035,8 @@ static void usage(FILE *f)
             "  --duration S             stop after S seconds (default: until SIGINT/SIGTERM)\n"
             "  --dtls13                 DTLS 1.3 instead of 1.2\n"
             "  --max-handshakes N       handshakes in flight at once (default 200)\n"
+            "  --records-to HOST:PORT   after the handshake, send records there (another\n"
+            "                           cluster node, which forwards them by CID)\n"
             "  --stats-every S          progress line period (default 10, 0 = off)\n"
             "  --help                   this text\n");
 }

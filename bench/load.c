@@ -509,6 +509,9 @@ static void usage(FILE *f)
                "  --timeout MS          a request unanswered this long is an error (default 5000)\n"
                "  --connect-timeout S   give up waiting for all handshakes (default 30)\n"
                "  --max-handshakes N    handshakes in flight at once (default 200)\n"
+               "  --records-to H:P      after each handshake with --server, send the\n"
+               "                        session's records to H:P instead (another node of\n"
+               "                        a cluster: measures forwarding by CID)\n"
                "  --dtls13              DTLS 1.3 instead of 1.2\n"
                "  --json                print the report as one JSON object\n"
                "  --help                this text\n");

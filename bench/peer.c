@@ -14,6 +14,8 @@ int bench_net_init(bench_net_t *n, const char *cmd, const bench_common_opts_t *c
     bench_raise_nofile();
     n->loop = uv_default_loop();
     n->server = co->server;
+    if (co->have_records_to)
+        n->records_to = co->records_to;
     n->max_handshakes = co->max_handshakes ? co->max_handshakes : 1;
     int rc = bench_dtls_ctx_init(&n->dtls, co->dtls13);
     if (rc < 0)
@@ -137,6 +139,12 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
     if (rc == 1) {
         n->stats.handshakes_ok++;
         release_slot(p);
+        /* Established: records go to the other node from now on. */
+        if (n->records_to.ss_family && (uv_udp_connect(p->udp, NULL) != 0 ||
+                                        uv_udp_connect(p->udp, (const struct sockaddr *)&n->records_to) != 0)) {
+            went_down(p, TETHER_EIO, false);
+            return;
+        }
         schedule_dtls(p);
         if (p->ops->up)
             p->ops->up(p);

@@ -42,6 +42,7 @@ typedef struct {
 typedef struct {
     uv_loop_t *loop;
     struct sockaddr_storage server;
+    struct sockaddr_storage records_to; /* family 0: records go to `server` */
     bench_dtls_ctx_t dtls;
     uint32_t max_handshakes; /* in flight at once */
     uint32_t inflight;
