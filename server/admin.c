@@ -530,6 +530,7 @@ static const metric_info_t metric_info[] = {
     {"observe.device_observations", false, "Observations held on devices"},
     {"observe.observers", false, "Clients observing through this node"},
     {"observe.notifications_sent", true, "Notifications sent to observers"},
+    {"observe.rejected", true, "Observe registrations refused (5.03) at an observer limit"},
     {"queue.pending", false, "Requests queued for sleeping devices"},
     {"cluster.nodes_alive", false, "Cluster nodes seen alive"},
     {"cluster.forwarded_records", true, "DTLS records forwarded to other nodes"},
@@ -722,8 +723,12 @@ static void h_config(conn_t *c, const tether_http_request_t *r)
                                   (json_int_t)cfg->proxy_max_pending, "cache_bytes",
                                   (json_int_t)cfg->proxy_cache_bytes)
                       : NULL;
-    if (proxy)
+    if (proxy) {
+        json_object_set_new(proxy, "max_observers", json_integer(cfg->proxy_max_observers));
+        json_object_set_new(proxy, "max_observers_per_resource",
+                            json_integer(cfg->proxy_max_observers_per_resource));
         json_object_set_new(j, "proxy", proxy);
+    }
     if (j)
         json_object_set_new(j, "udp",
                             json_pack("{s:I, s:I}", "recv_buffer", (json_int_t)cfg->udp_recv_buffer,

@@ -51,6 +51,8 @@ static void set_defaults(tetherd_config_t *c)
     c->proxy_queue_awake_ms = nc.queue_awake_ms;
     c->proxy_max_devices = nc.max_devices;
     c->proxy_max_pending = nc.max_pending;
+    c->proxy_max_observers = nc.max_observers;
+    c->proxy_max_observers_per_resource = nc.max_observers_per_resource;
     c->proxy_cache_bytes = nc.cache_bytes;
     c->dtls_hs_rate = dc.handshake_rate_per_source;
     c->dtls_hs_burst = dc.handshake_burst_per_source;
@@ -258,6 +260,8 @@ static int apply_proxy(ctx_t *x, tetherd_config_t *c, json_t *v)
         {"queue_awake_ms", 0, 3600000, &c->proxy_queue_awake_ms},
         {"max_devices", 1, 100000000, &c->proxy_max_devices},
         {"max_pending", 1, 100000000, &c->proxy_max_pending},
+        {"max_observers", 0, 100000000, &c->proxy_max_observers},
+        {"max_observers_per_resource", 1, 100000000, &c->proxy_max_observers_per_resource},
     };
     size_t at = 0;
     key_line(x->text, "proxy", 0, &at);

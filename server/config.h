@@ -45,6 +45,8 @@ typedef struct {
     uint32_t proxy_queue_awake_ms;
     uint32_t proxy_max_devices;
     uint32_t proxy_max_pending;
+    uint32_t proxy_max_observers;
+    uint32_t proxy_max_observers_per_resource;
     uint64_t proxy_cache_bytes; /* response cache budget, 0 = no caching */
     uint32_t drain_timeout; /* seconds SIGTERM waits for pending requests */
     char dtls_ca_file[512];          /* CA of client certificates ("" = none) */

@@ -443,6 +443,10 @@ static int stats_hook(json_t *st, void *user)
         {"proxy.cache_evictions", ns->cache_evictions},
         {"proxy.cache_entries", ns->cache_entries},
         {"proxy.cache_bytes", ns->cache_bytes},
+        {"observe.device_observations", ns->observe_device_observations},
+        {"observe.observers", ns->observe_observers},
+        {"observe.notifications_sent", ns->observe_notifications_sent},
+        {"observe.rejected", ns->observe_rejected},
         {"queue.pending", ns->queue_pending},
         {"queue.queued_total", ns->queued},
         {"coap.rx_messages", ns->rx_datagrams},
@@ -453,6 +457,8 @@ static int stats_hook(json_t *st, void *user)
         {"limits.max_pending", d->cfg.proxy_max_pending},
         {"limits.queue_max", d->cfg.proxy_queue_max},
         {"limits.cache_bytes", d->cfg.proxy_cache_bytes},
+        {"limits.max_observers", d->cfg.proxy_max_observers},
+        {"limits.max_observers_per_resource", d->cfg.proxy_max_observers_per_resource},
         {"limits.max_sessions", d->cfg.dtls_max_sessions},
         {"limits.max_handshakes", d->cfg.dtls_max_handshakes},
         {"sessions.active", ds->sessions_active},
@@ -655,6 +661,8 @@ int main(int argc, char **argv)
     nc.queue_awake_ms = d.cfg.proxy_queue_awake_ms;
     nc.max_devices = d.cfg.proxy_max_devices;
     nc.max_pending = d.cfg.proxy_max_pending;
+    nc.max_observers = d.cfg.proxy_max_observers;
+    nc.max_observers_per_resource = d.cfg.proxy_max_observers_per_resource;
     nc.cache_bytes = d.cfg.proxy_cache_bytes;
     /* Plain CoAP is a loopback test and tooling interface; once it is
      * opened to the network its clients are unauthenticated (4.01). */

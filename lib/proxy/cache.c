@@ -72,6 +72,11 @@ static uint64_t digest(uint64_t seed, const uint8_t *p, size_t n)
     return h;
 }
 
+uint64_t tether_cache_key_digest(const tether_cache_key_t *k, uint64_t seed)
+{
+    return digest(seed, k->buf, k->len);
+}
+
 static int put(tether_cache_key_t *k, const void *p, size_t n)
 {
     if (n > (size_t)(TETHER_CACHE_KEY_MAX - k->len))

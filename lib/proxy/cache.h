@@ -65,6 +65,9 @@ bool tether_cache_method_unsafe(uint8_t code);
 /* Builds the key of `req` for the device named `target`. TETHER_ENOSPC
  * when it exceeds TETHER_CACHE_KEY_MAX (such a request is not cached). */
 int tether_cache_key(tether_cache_key_t *k, const char *target, const tether_coap_msg_t *req);
+/* Seeded 64-bit digest of the whole key (for tables keyed like the cache;
+ * equal digests still need the full key compared). */
+uint64_t tether_cache_key_digest(const tether_cache_key_t *k, uint64_t seed);
 /* Builds only the path part (target and the `path_opt` options of `msg`:
  * Uri-Path of a request, Location-Path of a 2.01) for invalidation. */
 int tether_cache_key_path(tether_cache_key_t *k, const char *target, const tether_coap_msg_t *msg,

@@ -7,6 +7,7 @@
 
 #include "coap/exchange.h"
 #include "proxy/cache.h"
+#include "proxy/observe.h"
 #include "proxy/registry.h"
 #include "tether/coap_ep.h"
 #include "tether/linkformat.h"
@@ -64,6 +65,7 @@ struct tether_node {
     tether_cx_t *cx;
     tether_registry_t reg;
     tether_cache_t *cache; /* NULL: caching disabled */
+    tether_obs_table_t obs;
     tether_hmap_t by_token;
     tether_heap_t timers;
     uint32_t next_token;
@@ -88,9 +90,12 @@ void tether_node_conf_defaults(tether_node_conf_t *c)
     c->max_pending = 100000;
     c->plain_trusted = true;
     c->cache_bytes = 64u << 20;
+    c->max_observers = 100000;
+    c->max_observers_per_resource = 10000;
 }
 
 static void on_cx(void *owner, uint64_t cookie, tether_cx_event_t ev, tether_time_t now);
+static void obs_on_cx(tether_node_t *n, uint64_t cookie, tether_cx_event_t ev, tether_time_t now);
 
 int tether_node_create(const tether_node_conf_t *conf, const tether_creds_t *creds,
                        tether_node_t **out)
@@ -123,8 +128,12 @@ int tether_node_create(const tether_node_conf_t *conf, const tether_creds_t *cre
         if ((rc = tether_cache_create(&kc, &n->cache)) < 0)
             goto fail_cache;
     }
+    if ((rc = tether_obs_init(&n->obs, conf->seed ^ 0xbf58476d1ce4e5b9ull)) < 0)
+        goto fail_obs;
     *out = n;
     return 0;
+fail_obs:
+    tether_cache_destroy(n->cache);
 fail_cache:
     tether_hmap_free(&n->by_token);
 fail_tokens:
@@ -142,6 +151,7 @@ void tether_node_destroy(tether_node_t *n)
 {
     if (!n)
         return;
+    tether_obs_free(&n->obs); /* before the devices that list observations */
     tether_timer_t *t;
     while ((t = tether_heap_top(&n->reg.expiry))) {
         tether_device_t *d = container_of(t, tether_device_t, expiry);
@@ -367,12 +377,17 @@ static void dev_flush(tether_node_t *n, tether_device_t *d, tether_time_t now)
 }
 
 /* Outcome of an upstream CON; the cookie is its token plus one (0 marks a
- * separate response to a client, which nothing waits for). */
+ * separate response to a client, which nothing waits for; cookies of 2^40
+ * and above are the observe layer's). */
 static void on_cx(void *owner, uint64_t cookie, tether_cx_event_t ev, tether_time_t now)
 {
     tether_node_t *n = owner;
     if (!cookie)
         return;
+    if (cookie >> 40) {
+        obs_on_cx(n, cookie, ev, now);
+        return;
+    }
     uint32_t tok = (uint32_t)(cookie - 1);
     uint8_t key[UTOK_LEN] = {(uint8_t)(tok >> 24), (uint8_t)(tok >> 16), (uint8_t)(tok >> 8),
                              (uint8_t)tok};
@@ -411,7 +426,7 @@ static int copy_forward_opts(const tether_node_t *n, const tether_coap_msg_t *in
         case TETHER_COAP_OPT_URI_PORT:
         case TETHER_COAP_OPT_PROXY_URI:
         case TETHER_COAP_OPT_PROXY_SCHEME:
-        case TETHER_COAP_OPT_OBSERVE: /* not shared yet: relay as a plain request */
+        case TETHER_COAP_OPT_OBSERVE: /* the observe layer adds its own */
             continue;
         case TETHER_COAP_OPT_URI_PATH:
         case TETHER_COAP_OPT_URI_QUERY:
@@ -601,6 +616,370 @@ static bool cache_response(tether_node_t *n, relay_req_t *r, tether_coap_msg_t *
     return resent;
 }
 
+/* ---- observe (RFC 7641) ----------------------------------------------------------
+ *
+ * One device-side observation per observed resource (proxy/observe.h),
+ * fanned out to its client observers. CON cookies: relayed requests use
+ * 1 + token (< 2^33); the two tags below sit above that. */
+
+#define COOKIE_OBSERVER (1ull << 40) /* | observer id: a confirmable notification */
+#define COOKIE_OBS_UP (2ull << 40)   /* | upstream token: an observe registration */
+/* RFC 7641 §4.5: an observer gets a confirmable notification at least this
+ * often, besides the ones the device itself sent confirmable. */
+#define OBS_CON_INTERVAL_MS (24ull * 3600 * 1000)
+
+static uint32_t tok32(const uint8_t *t)
+{
+    return (uint32_t)t[0] << 24 | (uint32_t)t[1] << 16 | (uint32_t)t[2] << 8 | t[3];
+}
+
+static bool link_same(const tether_link_t *a, const tether_link_t *b)
+{
+    uint8_t ka[20], kb[20];
+    size_t la = tether_link_key(a, ka), lb = tether_link_key(b, kb);
+    return la == lb && memcmp(ka, kb, la) == 0;
+}
+
+static tether_device_t *obs_dev(const tether_observation_t *o)
+{
+    return container_of(o->dev_list, tether_device_t, observations);
+}
+
+static void obs_sync(tether_node_t *n)
+{
+    n->stats.observe_device_observations = n->obs.nobservations;
+    n->stats.observe_observers = n->obs.nobservers;
+}
+
+/* Sends `o`'s registration (Observe: 0 with its upstream token) down `d`'s
+ * current tunnel as a CON, replacing one still outstanding elsewhere. A
+ * no-op while the tunnel is down: the device's next message re-sends it. */
+static void obs_register_up(tether_node_t *n, tether_observation_t *o, tether_device_t *d,
+                            tether_time_t now)
+{
+    if (o->up_pending) {
+        tether_cx_cancel(n->cx, &o->up_link, o->up_mid);
+        o->up_pending = false;
+    }
+    if (!d->link_up || tether_cx_next_mid(n->cx, &d->link, now, &o->up_mid) < 0)
+        return;
+    o->req[2] = (uint8_t)(o->up_mid >> 8);
+    o->req[3] = (uint8_t)o->up_mid;
+    if (tether_cx_send_con(n->cx, &d->link, o->req, o->req_len, COOKIE_OBS_UP | tok32(o->utok),
+                           now) == 0) {
+        o->up_pending = true;
+        o->up_link = d->link;
+    }
+}
+
+/* Cancels the device side of `o` (RFC 7641 §3.6): a GET/FETCH with
+ * Observe: 1 and the upstream token. Later notifications carrying the
+ * token find no observation and are answered with RST. */
+static void obs_cancel_up(tether_node_t *n, tether_observation_t *o, tether_time_t now)
+{
+    tether_device_t *d = obs_dev(o);
+    tether_coap_msg_t m;
+    tether_coap_perr_t perr;
+    uint8_t buf[TETHER_MSG_MAX], one = 1;
+    size_t len;
+    if (o->up_pending) {
+        tether_cx_cancel(n->cx, &o->up_link, o->up_mid);
+        o->up_pending = false;
+    }
+    if (!d->link_up || tether_coap_parse(&m, o->req, o->req_len, &perr) < 0 ||
+        tether_cx_next_mid(n->cx, &d->link, now, &m.mid) < 0)
+        return;
+    tether_coap_msg_del_opt(&m, TETHER_COAP_OPT_OBSERVE);
+    if (tether_coap_msg_add_opt(&m, TETHER_COAP_OPT_OBSERVE, &one, 1) == 0 &&
+        tether_coap_encode(&m, buf, sizeof buf, &len) == 0)
+        tether_cx_send_con(n->cx, &d->link, buf, len, 0, now);
+}
+
+/* Removes `ob`, stopping its outstanding confirmable notification. */
+static void ob_drop(tether_node_t *n, tether_observer_t *ob)
+{
+    if (ob->con_pending)
+        tether_cx_cancel(n->cx, &ob->link, ob->con_mid);
+    tether_obs_remove_observer(&n->obs, ob);
+}
+
+/* Removes `ob`; the last observer to leave cancels and frees the device
+ * side too. */
+static void obs_leave(tether_node_t *n, tether_observer_t *ob, tether_time_t now)
+{
+    tether_observation_t *o = ob->obs;
+    ob_drop(n, ob);
+    if (!o->nobservers) {
+        obs_cancel_up(n, o, now);
+        tether_obs_destroy(&n->obs, o);
+    }
+    obs_sync(n);
+}
+
+/* Ends `o`: every observer gets `resp` (a final response without Observe,
+ * its token and MID set here) and is removed; `o` is freed. The device side
+ * is not cancelled: it ended it, or is gone. */
+static void obs_end(tether_node_t *n, tether_observation_t *o, tether_coap_msg_t *resp,
+                    tether_time_t now)
+{
+    uint8_t buf[TETHER_MSG_MAX];
+    size_t len;
+    if (o->up_pending) {
+        tether_cx_cancel(n->cx, &o->up_link, o->up_mid);
+        o->up_pending = false;
+    }
+    resp->type = TETHER_COAP_NON;
+    while (o->observers.head) {
+        tether_observer_t *ob = container_of(o->observers.head, tether_observer_t, in_obs);
+        tether_coap_msg_set_token(resp, ob->tok, ob->tkl);
+        if (tether_cx_next_mid(n->cx, &ob->link, now, &resp->mid) == 0 &&
+            tether_coap_encode(resp, buf, sizeof buf, &len) == 0)
+            tether_cx_emit(n->cx, &ob->link, buf, len);
+        ob_drop(n, ob);
+    }
+    tether_obs_destroy(&n->obs, o);
+    obs_sync(n);
+}
+
+static void obs_fail(tether_node_t *n, tether_observation_t *o, uint8_t code, const char *diag,
+                     tether_time_t now)
+{
+    tether_coap_msg_t resp;
+    tether_coap_msg_init(&resp, TETHER_COAP_NON, code, 0);
+    resp.payload = (const uint8_t *)diag;
+    resp.payload_len = strlen(diag);
+    obs_end(n, o, &resp, now);
+}
+
+/* Sends `o`'s latest notification to `ob`: confirmable when `con` (the
+ * device sent it so) or when `ob` had none for OBS_CON_INTERVAL_MS, unless
+ * one is still outstanding (RFC 7641 §4.5.2: the newer state goes
+ * non-confirmable meanwhile, the outstanding one keeps its back-off and
+ * still detects a client that is gone); non-confirmable otherwise. */
+static void obs_notify_one(tether_node_t *n, tether_observation_t *o, tether_observer_t *ob,
+                           bool con, tether_time_t now)
+{
+    uint8_t buf[TETHER_MSG_MAX];
+    size_t len;
+    uint16_t mid;
+    con = (con || now - ob->last_con >= OBS_CON_INTERVAL_MS) && !ob->con_pending;
+    if (tether_cx_next_mid(n->cx, &ob->link, now, &mid) < 0 ||
+        tether_obs_encode(o, ob, con ? TETHER_COAP_CON : TETHER_COAP_NON, mid, buf, sizeof buf,
+                          &len) < 0)
+        return;
+    if (con) {
+        if (tether_cx_send_con(n->cx, &ob->link, buf, len, COOKIE_OBSERVER | ob->id, now) < 0)
+            return;
+        ob->con_pending = true;
+        ob->con_mid = mid;
+        ob->last_con = now;
+    } else {
+        tether_cx_emit(n->cx, &ob->link, buf, len);
+    }
+    ob->notified = true;
+    ob->last_mid = mid;
+    n->stats.observe_notifications_sent++;
+}
+
+/* A response from a device carrying an observation's upstream token. A
+ * 2.05 with Observe is a notification: it refreshes the cache entry and
+ * goes to every observer. Anything else (an error, a response without
+ * Observe) is forwarded to every observer and ends the observation.
+ * Returns false when no observation has the token, or it did not come on
+ * the device's current tunnel (the caller then answers a CON/NON with RST,
+ * cancelling a stale device-side observation). */
+static bool obs_response(tether_node_t *n, const tether_peer_t *peer, const tether_coap_msg_t *msg,
+                         tether_time_t now)
+{
+    tether_observation_t *o = tether_obs_find_token(&n->obs, msg->token, msg->tkl);
+    if (!o)
+        return false;
+    tether_device_t *d = obs_dev(o);
+    if (!peer->identity || strcmp(peer->identity, d->name) != 0 || !d->link_up ||
+        !link_same(&d->link, &peer->link))
+        return false;
+    if (o->up_pending && msg->type != TETHER_COAP_ACK) {
+        /* A separate response: the registration arrived, its ACK did not. */
+        tether_cx_cancel(n->cx, &o->up_link, o->up_mid);
+        o->up_pending = false;
+    }
+    tether_coap_msg_t resp;
+    tether_coap_msg_init(&resp, TETHER_COAP_NON, msg->code, 0);
+    for (size_t i = 0; i < msg->nopts; i++)
+        if (msg->opts[i].num != TETHER_COAP_OPT_OBSERVE)
+            tether_coap_msg_add_opt(&resp, msg->opts[i].num, msg->opts[i].val, msg->opts[i].len);
+    resp.payload = msg->payload;
+    resp.payload_len = msg->payload_len;
+    if (n->cache) {
+        tether_cache_key_t k;
+        k.len = o->key_len;
+        k.path_len = o->key_path_len;
+        memcpy(k.buf, o->key, o->key_len);
+        tether_cache_store(n->cache, &k, &resp, now);
+        cache_sync(n);
+    }
+    bool notification = msg->code == TETHER_COAP_CONTENT &&
+                        tether_coap_msg_find_opt(msg, TETHER_COAP_OPT_OBSERVE);
+    if (!notification) {
+        n->stats.relay_ok++;
+        obs_end(n, o, &resp, now);
+        return true;
+    }
+    if (tether_obs_set_latest(o, &resp) < 0) {
+        obs_fail(n, o, TETHER_COAP_BAD_GATEWAY, "notification too large", now);
+        return true;
+    }
+    bool con = msg->type == TETHER_COAP_CON;
+    for (tether_lnode_t *l = o->observers.head; l; l = l->next)
+        obs_notify_one(n, o, container_of(l, tether_observer_t, in_obs), con, now);
+    return true;
+}
+
+/* Outcome of a confirmable notification or of an upstream registration. */
+static void obs_on_cx(tether_node_t *n, uint64_t cookie, tether_cx_event_t ev, tether_time_t now)
+{
+    if ((cookie >> 40) == 1) {
+        tether_observer_t *ob = tether_obs_observer_by_id(&n->obs, (uint32_t)cookie);
+        if (!ob || !ob->con_pending)
+            return;
+        ob->con_pending = false;
+        if (ev != TETHER_CX_ACKED) /* RST, timeout or link down: the client is gone */
+            obs_leave(n, ob, now);
+        return;
+    }
+    uint32_t t = (uint32_t)cookie;
+    uint8_t tok[TETHER_OBS_TOKEN_LEN] = {(uint8_t)(t >> 24), (uint8_t)(t >> 16), (uint8_t)(t >> 8),
+                                         (uint8_t)t};
+    tether_observation_t *o = tether_obs_find_token(&n->obs, tok, sizeof tok);
+    if (!o || !o->up_pending)
+        return;
+    o->up_pending = false;
+    if (ev == TETHER_CX_RESET)
+        obs_fail(n, o, TETHER_COAP_BAD_GATEWAY, "device refused the observation", now);
+    else if (ev == TETHER_CX_TIMEOUT)
+        obs_fail(n, o, TETHER_COAP_GATEWAY_TIMEOUT, "device did not answer", now);
+    /* Link down: the device's next session registers it again. */
+}
+
+/* A new observation of `k` on `d`, `up` being the request as forwarded
+ * (without Observe or token); its registration goes out when the tunnel is
+ * up. NULL when out of memory or tokens. */
+static tether_observation_t *obs_new(tether_node_t *n, tether_device_t *d,
+                                     const tether_cache_key_t *k, const tether_coap_msg_t *up,
+                                     tether_time_t now)
+{
+    tether_coap_msg_t m = *up;
+    uint8_t buf[TETHER_MSG_MAX];
+    size_t len;
+    if (tether_coap_msg_add_opt(&m, TETHER_COAP_OPT_OBSERVE, "", 0) < 0)
+        return NULL;
+    for (int tries = 0; tries < 4; tries++) {
+        uint32_t t = n->next_token++;
+        uint8_t utok[UTOK_LEN] = {(uint8_t)(t >> 24), (uint8_t)(t >> 16), (uint8_t)(t >> 8),
+                                  (uint8_t)t};
+        tether_observation_t *o;
+        if (tether_hmap_find(&n->by_token, utok, UTOK_LEN))
+            continue; /* the counter wrapped onto a relayed request */
+        tether_coap_msg_set_token(&m, utok, UTOK_LEN);
+        if (tether_coap_encode(&m, buf, sizeof buf, &len) < 0)
+            return NULL;
+        int rc = tether_obs_create(&n->obs, k, utok, buf, len, &d->observations, &o);
+        if (rc == TETHER_EEXIST)
+            continue;
+        if (rc < 0)
+            return NULL;
+        obs_register_up(n, o, d, now);
+        return o;
+    }
+    return NULL;
+}
+
+/* Answers the registration `req` of `ob` with the latest notification. */
+static void obs_answer(tether_node_t *n, const tether_link_t *link, const tether_coap_msg_t *req,
+                       tether_observation_t *o, tether_observer_t *ob, tether_time_t now)
+{
+    uint8_t buf[TETHER_MSG_MAX];
+    size_t len;
+    uint8_t type = TETHER_COAP_ACK;
+    uint16_t mid = req->mid;
+    if (req->type != TETHER_COAP_CON) {
+        type = TETHER_COAP_NON;
+        if (tether_cx_next_mid(n->cx, link, now, &mid) < 0)
+            mid = n->ep.next_mid++;
+    }
+    if (tether_obs_encode(o, ob, type, mid, buf, sizeof buf, &len) < 0)
+        return;
+    tether_cx_reply(n->cx, link, req->mid, buf, len);
+    ob->notified = true;
+    ob->last_mid = mid;
+    n->stats.observe_notifications_sent++;
+}
+
+/* The observe part of a client request for device `d`, `up` being the
+ * request as it would be forwarded (Observe stripped). Observe: 0 on a
+ * cacheable GET/FETCH makes the client an observer of the shared
+ * device-side observation (the first observer creates and registers it)
+ * and is answered with the latest notification, or an empty ACK until the
+ * first one comes: returns true. Observe: 1 removes the client's observer
+ * with that token and returns false, so the request goes on as a plain
+ * one (RFC 7641 §3.6). Operator requests are never observers. */
+static bool obs_request(tether_node_t *n, const tether_peer_t *peer, const tether_coap_msg_t *req,
+                        tether_device_t *d, const tether_coap_msg_t *up, tether_time_t now)
+{
+    const tether_link_t *link = &peer->link;
+    uint32_t ov;
+    if ((req->code != TETHER_COAP_GET && req->code != TETHER_COAP_FETCH) ||
+        link->kind == TETHER_LINK_INTERNAL ||
+        tether_coap_msg_get_uint(req, TETHER_COAP_OPT_OBSERVE, &ov) < 0)
+        return false;
+    tether_observer_t *ob = tether_obs_observer_find(&n->obs, link, req->token, req->tkl);
+    if (ov != 0) {
+        if (ov == 1 && ob)
+            obs_leave(n, ob, now);
+        return false;
+    }
+    tether_cache_key_t k;
+    if (!tether_cache_request_cacheable(up) || tether_cache_key(&k, d->name, up) < 0)
+        return false; /* e.g. block-wise: relayed as a plain request */
+    tether_observation_t *o = tether_obs_find(&n->obs, &k);
+    if (ob && ob->obs != o) { /* the token now observes something else */
+        obs_leave(n, ob, now);
+        ob = NULL;
+    }
+    if (!ob) {
+        if (n->obs.nobservers >= n->conf.max_observers ||
+            (o && o->nobservers >= n->conf.max_observers_per_resource)) {
+            n->stats.observe_rejected++;
+            reply_code(n, link, req, TETHER_COAP_SERVICE_UNAVAILABLE, "too many observers", now);
+            return true;
+        }
+        bool created = !o;
+        if ((!o && !(o = obs_new(n, d, &k, up, now))) ||
+            tether_obs_add_observer(&n->obs, o, link, req->token, req->tkl, now, &ob) < 0) {
+            if (o && created) {
+                obs_cancel_up(n, o, now);
+                tether_obs_destroy(&n->obs, o);
+            }
+            reply_code(n, link, req, TETHER_COAP_INTERNAL_ERROR, NULL, now);
+            return true;
+        }
+        obs_sync(n);
+    }
+    if (o->last_code)
+        obs_answer(n, link, req, o, ob, now);
+    else if (req->type == TETHER_COAP_CON)
+        reply_empty(n, link, TETHER_COAP_ACK, req->mid);
+    return true;
+}
+
+/* The device's tunnel changed (new session, re-registration): every
+ * observation of it is registered again there; observers notice nothing. */
+static void obs_relink(tether_node_t *n, tether_device_t *d, tether_time_t now)
+{
+    for (tether_lnode_t *l = d->observations.head; l; l = l->next)
+        obs_register_up(n, container_of(l, tether_observation_t, dev_node), d, now);
+}
+
 /* A client request for a device: target, access control, then send,
  * queue, or answer with the S4 error codes. */
 static void relay_request(tether_node_t *n, const tether_peer_t *peer,
@@ -667,6 +1046,8 @@ static void relay_request(tether_node_t *n, const tether_peer_t *peer,
     }
     up.payload = req->payload;
     up.payload_len = req->payload_len;
+    if (obs_request(n, peer, req, d, &up, now))
+        return; /* an observer now */
     uint8_t cflags = 0, vtag[8], vtag_len = 0;
     if (n->cache &&
         cache_request(n, link, req, host, &up, &cflags, vtag, &vtag_len, now))
@@ -804,11 +1185,15 @@ static bool rd_links_ok(const tether_coap_msg_t *req)
                            NULL) == 0;
 }
 
-/* Fails every request for `d` (5.02: the device is gone) and removes it. */
+/* Fails every request and ends every observation of `d` (5.02: the device
+ * is gone) and removes it. */
 static void dev_remove(tether_node_t *n, tether_device_t *d, tether_time_t now)
 {
     while (d->reqs)
         req_fail(n, d->reqs, TETHER_COAP_BAD_GATEWAY, now);
+    while (d->observations.head)
+        obs_fail(n, container_of(d->observations.head, tether_observation_t, dev_node),
+                 TETHER_COAP_BAD_GATEWAY, "device gone", now);
     tether_registry_remove(&n->reg, d);
     n->stats.devices_registered = n->reg.count;
 }
@@ -959,27 +1344,40 @@ void tether_node_input(tether_node_t *n, const tether_peer_t *peer, const uint8_
     }
     /* Any message from a registered device proves its tunnel is up here. */
     tether_device_t *d = NULL;
+    bool relinked = false;
     if (peer->identity && peer->role == TETHER_ROLE_DEVICE &&
-        (d = tether_registry_find(&n->reg, peer->identity)))
+        (d = tether_registry_find(&n->reg, peer->identity))) {
+        relinked = !d->link_up || !link_same(&d->link, &peer->link);
         tether_registry_touch(&n->reg, d, &peer->link, now);
+    }
     if (msg.type == TETHER_COAP_ACK || msg.type == TETHER_COAP_RST) {
-        tether_cx_on_ack(n->cx, &peer->link, msg.mid, msg.type == TETHER_COAP_RST, now);
-        if (msg.type == TETHER_COAP_ACK && tether_coap_is_response(msg.code))
-            relay_response(n, peer, &msg, now);
+        bool ours =
+            tether_cx_on_ack(n->cx, &peer->link, msg.mid, msg.type == TETHER_COAP_RST, now);
+        if (msg.type == TETHER_COAP_ACK && tether_coap_is_response(msg.code) &&
+            !relay_response(n, peer, &msg, now))
+            obs_response(n, peer, &msg, now);
+        tether_observer_t *ob;
+        /* A client rejecting a non-confirmable notification (RFC 7641 §3.6). */
+        if (!ours && msg.type == TETHER_COAP_RST &&
+            (ob = tether_obs_observer_by_mid(&n->obs, &peer->link, msg.mid)))
+            obs_leave(n, ob, now);
     } else if (tether_cx_seen(n->cx, &peer->link, msg.mid, now)) {
         n->stats.duplicates++;
     } else if (tether_coap_is_request(msg.code)) {
         handle_request(n, peer, &msg, now);
     } else if (tether_coap_is_response(msg.code)) {
-        bool matched = relay_response(n, peer, &msg, now);
+        bool matched = relay_response(n, peer, &msg, now) || obs_response(n, peer, &msg, now);
         if (msg.type == TETHER_COAP_CON)
             reply_empty(n, &peer->link, matched ? TETHER_COAP_ACK : TETHER_COAP_RST, msg.mid);
         else if (!matched) /* e.g. a notification nobody wants: cancel it */
             reply_empty(n, &peer->link, TETHER_COAP_RST, msg.mid);
     }
     /* Looked up again: the message may have removed the registration. */
-    if (d && (d = tether_registry_find(&n->reg, peer->identity)))
+    if (d && (d = tether_registry_find(&n->reg, peer->identity))) {
+        if (relinked)
+            obs_relink(n, d, now);
         dev_flush(n, d, now);
+    }
 }
 
 void tether_node_link_down(tether_node_t *n, const tether_link_t *link, tether_time_t now)
@@ -988,6 +1386,9 @@ void tether_node_link_down(tether_node_t *n, const tether_link_t *link, tether_t
     if (d)
         tether_registry_link_down(&n->reg, d);
     tether_cx_link_down(n->cx, link, now);
+    tether_observer_t *ob; /* a client session: its observations end */
+    while ((ob = tether_obs_link_first(&n->obs, link)))
+        obs_leave(n, ob, now);
     if (!d)
         return;
     /* Requests already acknowledged by the device wait for a separate

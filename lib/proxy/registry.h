@@ -30,6 +30,7 @@ typedef struct tether_device {
     char *links;                   /* registered link-format, NUL-terminated */
     relay_req_t *reqs;             /* requests for this device, queued or in flight */
     uint32_t nqueued, ninflight;
+    tether_list_t observations; /* device-side observations (proxy/observe.h) */
 } tether_device_t;
 
 typedef struct {
@@ -57,7 +58,7 @@ int tether_registry_add(tether_registry_t *r, const char *name, tether_device_t 
 /* The device registered after the one with registration id `after`
  * (NULL: the first), in registration order; NULL at the end. */
 tether_device_t *tether_registry_next(const tether_registry_t *r, const char *after);
-/* Removes and frees a device whose request list is empty. */
+/* Removes and frees a device whose request and observation lists are empty. */
 void tether_registry_remove(tether_registry_t *r, tether_device_t *dev);
 /* Sets the lifetime and re-arms expiry at now + lifetime. */
 int tether_registry_set_lifetime(tether_registry_t *r, tether_device_t *dev, uint32_t lifetime_s,

@@ -4,8 +4,9 @@
  * records) with the peer that sent them and `now`; the node answers local
  * resources and the resource directory, relays client requests down device
  * tunnels (role reversal) or answers them from its response cache, queues
- * requests for sleeping devices, and puts every datagram to send in its
- * outbox. tether_node_tick() runs timers;
+ * requests for sleeping devices, shares one device-side observation
+ * among the clients observing a resource (RFC 7641), and puts every
+ * datagram to send in its outbox. tether_node_tick() runs timers;
  * tether_node_next_deadline() says when it must next be called.
  */
 #ifndef TETHER_NODE_H
@@ -38,6 +39,10 @@ typedef struct {
     uint64_t cache_evictions;     /* entries dropped to stay within cache_bytes */
     uint64_t cache_entries;
     uint64_t cache_bytes;
+    uint64_t observe_device_observations; /* live device-side observations */
+    uint64_t observe_observers;           /* clients observing through this node */
+    uint64_t observe_notifications_sent;  /* notifications sent to observers */
+    uint64_t observe_rejected;            /* registrations refused (5.03) at a bound */
 } tether_node_stats_t;
 
 typedef struct {
@@ -55,6 +60,8 @@ typedef struct {
     uint32_t max_pending;       /* relayed requests in flight or queued, node-wide */
     bool plain_trusted;         /* plain-CoAP clients may use the proxy (loopback) */
     uint64_t cache_bytes;       /* response cache budget, 0 disables caching */
+    uint32_t max_observers;     /* client observers, node-wide (5.03 beyond) */
+    uint32_t max_observers_per_resource; /* observers of one device observation */
 } tether_node_conf_t;
 
 typedef struct tether_node tether_node_t;
@@ -77,7 +84,8 @@ TETHER_API void tether_node_set_creds(tether_node_t *node, const tether_creds_t 
 /* One CoAP message in. Replies and relayed messages go to the outbox. */
 TETHER_API void tether_node_input(tether_node_t *node, const tether_peer_t *peer,
                                   const uint8_t *buf, size_t len, tether_time_t now);
-/* A DTLS session ended: requests in flight on it fail or are queued. */
+/* A DTLS session ended: requests in flight on it fail or are queued, and
+ * the observers on it are removed. */
 TETHER_API void tether_node_link_down(tether_node_t *node, const tether_link_t *link,
                                       tether_time_t now);
 TETHER_API void tether_node_tick(tether_node_t *node, tether_time_t now);
