@@ -39,6 +39,7 @@ static const char link_format[] =
 typedef struct {
     bench_common_opts_t c;
     uint32_t count, first, lifetime_s, response_delay_ms;
+    uint32_t notify_ms; /* /temp notifies its observers this often */
     char prefix[32];
     uint8_t master[64];
     size_t master_len;
@@ -944,8 +945,10 @@ static void dev_arm(device_t *d)
     if (!any_obs) {
         d->t_notify = 0;
     } else if (!d->t_notify || d->t_notify <= now) {
-        /* Next tick of this device's one-second clock (the value changes). */
-        uint64_t t = ((now + d->phase_ms) / 1000 + 1) * 1000;
+        /* Next tick of this device's notification clock (by default each
+         * second, when the value changes). */
+        uint64_t p = ds->o.notify_ms;
+        uint64_t t = ((now + d->phase_ms) / p + 1) * p;
         d->t_notify = t - d->phase_ms;
     }
     uint64_t next = 0;
@@ -1030,6 +1033,8 @@ static void usage(FILE *f)
             "  --first K                number of the first device (default 0)\n"
             "  --lifetime S             registration lifetime lt (default 300); update every S/2\n"
             "  --rebind-every S         move to a new source port every S seconds (jittered)\n"
+            "  --notify-every MS        notify /temp's observers every MS milliseconds\n"
+            "                           (default 1000; the value changes every second)\n"
             "  --sleepy SLEEP:AWAKE     register with b=UQ, then sleep/awake in turns (seconds)\n"
             "  --response-delay MS      answer every request MS later (>= 500: separate)\n"
             "  --duration S             stop after S seconds (default: until SIGINT/SIGTERM)\n"
@@ -1051,6 +1056,7 @@ enum {
     O_DELAY,
     O_FIRST,
     O_STATS,
+    O_NOTIFY,
 };
 
 static const struct option long_opts[] = {
@@ -1064,6 +1070,7 @@ static const struct option long_opts[] = {
     {"response-delay", required_argument, NULL, O_DELAY},
     {"first", required_argument, NULL, O_FIRST},
     {"stats-every", required_argument, NULL, O_STATS},
+    {"notify-every", required_argument, NULL, O_NOTIFY},
     {NULL, 0, NULL, 0},
 };
 
@@ -1100,6 +1107,11 @@ static int dev_opt(void *ctx, int opt, const char *arg)
     case O_MASTER:
         if (tether_creds_key_from_hex(arg, o->master, sizeof o->master, &o->master_len) < 0)
             return bench_usage_error(CMD, "--psk-master wants 1..64 bytes of hex");
+        break;
+    case O_NOTIFY:
+        if (bench_parse_u32(arg, 1, 3600000, &o->notify_ms) < 0)
+            return bench_usage_error(CMD, "--notify-every wants milliseconds >= 1, got '%s'",
+                                     arg);
         break;
     case O_REBIND:
         if (bench_parse_double(arg, 0.01, 1e7, &o->rebind_s) < 0)
@@ -1138,6 +1150,7 @@ static int parse_opts(int argc, char **argv, dev_opts_t *o)
     o->lifetime_s = 300;
     o->c.max_handshakes = 200;
     o->stats_s = 10;
+    o->notify_ms = 1000;
     int rc = bench_parse_args(CMD, argc, argv, long_opts, &o->c, dev_opt, o);
     if (rc)
         return rc;

@@ -35,6 +35,7 @@ typedef struct {
     uint32_t concurrency, max_outstanding, timeout_ms, connect_timeout_s;
     double rate;
     bool json;
+    bool observe; /* each session observes one target and counts notifications */
 } load_opts_t;
 
 enum { SLOT_FREE, SLOT_WAIT, SLOT_ACKED };
@@ -65,6 +66,7 @@ typedef struct {
 typedef struct {
     uint64_t sent, retransmits, responses, separate, timeouts, resets, lost, overflow;
     uint64_t send_errors, late, codes[256];
+    uint64_t notifications; /* --observe: notifications received while measuring */
 } load_stats_t;
 
 typedef struct load {
@@ -101,6 +103,8 @@ static int encode_request(load_t *L, const char *dev, const char *path, uint8_t 
     snprintf(segs, sizeof segs, "%s", path ? path : "");
     tether_coap_msg_init(&m, TETHER_COAP_CON, L->o.method, 0);
     tether_coap_msg_set_token(&m, tok, sizeof tok);
+    if (L->o.observe) /* Observe: 0 = register (RFC 7641), an empty value */
+        tether_coap_msg_add_opt(&m, TETHER_COAP_OPT_OBSERVE, "", 0);
     if (L->o.proxy_uri) {
         tether_coap_msg_add_opt(&m, TETHER_COAP_OPT_PROXY_URI, L->o.proxy_uri,
                                 strlen(L->o.proxy_uri));
@@ -197,11 +201,17 @@ static void slot_free(load_sess_t *s, int i)
     s->outstanding--;
 }
 
-/* Closed loop: keep one request in flight per session while running. */
+/* Closed loop: keep one request in flight per session while running.
+ * --observe: one registration per session, on target (session % targets),
+ * renewed only if it ended. */
 static void closed_loop_next(load_sess_t *s)
 {
-    if (s->L->running && s->L->o.rate <= 0 && s->outstanding == 0 && bench_peer_up(&s->peer))
-        issue(s, bench_now_us());
+    load_t *L = s->L;
+    if (!L->running || L->o.rate > 0 || s->outstanding != 0 || !bench_peer_up(&s->peer))
+        return;
+    if (L->o.observe)
+        L->next_target = (uint32_t)(s - L->sess);
+    issue(s, bench_now_us());
 }
 
 static load_slot_t *slot_by_mid(load_sess_t *s, uint16_t mid, int *idx)
@@ -263,6 +273,18 @@ static void on_record(bench_peer_t *p, const uint8_t *data, size_t len)
     if (!(s->used & (1u << i)) || sl->token != tok)
         return; /* a duplicate, or the answer to a request that timed out */
     uint64_t now = bench_now_us();
+    if (L->o.observe && tether_coap_msg_find_opt(&m, TETHER_COAP_OPT_OBSERVE)) {
+        if (sl->state != SLOT_ACKED + 1) { /* the registration's answer */
+            sl->state = SLOT_ACKED + 1;
+            if (L->running)
+                tether_hist_record(&L->hist, now > sl->t0_us ? now - sl->t0_us : 0);
+        }
+        if (L->running) {
+            L->st.notifications++;
+            L->st.codes[m.code]++;
+        }
+        return; /* the slot stays: the observation goes on */
+    }
     if (L->running) {
         L->st.responses++;
         L->st.codes[m.code]++;
@@ -285,6 +307,8 @@ static void on_sweep(uv_timer_t *t)
         for (uint32_t u = s->used; u; u &= u - 1) {
             int i = __builtin_ctz(u);
             load_slot_t *sl = &s->slots[i];
+            if (sl->state == SLOT_ACKED + 1)
+                continue; /* an observation in progress */
             if (now - sl->sent_ms >= L->o.timeout_ms) {
                 L->st.timeouts++;
                 slot_free(s, i);
@@ -430,6 +454,11 @@ static void report_json(load_t *L, double secs)
         "p99", (json_int_t)tether_hist_percentile(h, 99), "p99.9",
         (json_int_t)tether_hist_percentile(h, 99.9), "min", (json_int_t)(h->count ? h->min : 0),
         "max", (json_int_t)h->max, "mean", tether_hist_mean(h));
+    if (o && L->o.observe) {
+        json_object_set_new(o, "notifications", json_integer((json_int_t)st->notifications));
+        json_object_set_new(o, "notifications_per_s",
+                            json_real(secs > 0 ? (double)st->notifications / secs : 0.0));
+    }
     if (!o) {
         fprintf(stderr, "tether-bench load: error: cannot build the JSON report\n");
         return;
@@ -460,6 +489,9 @@ static void report_text(load_t *L, double secs)
            (unsigned long long)st->lost, (unsigned long long)st->overflow,
            (unsigned long long)st->retransmits, (unsigned long long)st->separate);
     printf("throughput  %.1f req/s\n", secs > 0 ? (double)st->responses / secs : 0.0);
+    if (L->o.observe)
+        printf("observe     %llu notifications, %.1f/s\n", (unsigned long long)st->notifications,
+               secs > 0 ? (double)st->notifications / secs : 0.0);
     printf("latency us  p50 %llu, p90 %llu, p99 %llu, p99.9 %llu, max %llu, mean %.1f\n",
            (unsigned long long)tether_hist_percentile(h, 50),
            (unsigned long long)tether_hist_percentile(h, 90),
@@ -514,6 +546,9 @@ static void usage(FILE *f)
                "                        a cluster: measures forwarding by CID)\n"
                "  --dtls13              DTLS 1.3 instead of 1.2\n"
                "  --json                print the report as one JSON object\n"
+               "  --observe             each session registers as an observer (Observe: 0)\n"
+               "                        of one target (session k observes target k mod N)\n"
+               "                        and counts the notifications it receives\n"
                "  --help                this text\n");
 }
 
@@ -530,6 +565,7 @@ enum {
     O_TIMEOUT,
     O_CONNTO,
     O_JSON,
+    O_OBSERVE,
 };
 
 static const struct option long_opts[] = {
@@ -546,6 +582,7 @@ static const struct option long_opts[] = {
     {"timeout", required_argument, NULL, O_TIMEOUT},
     {"connect-timeout", required_argument, NULL, O_CONNTO},
     {"json", no_argument, NULL, O_JSON},
+    {"observe", no_argument, NULL, O_OBSERVE},
     {NULL, 0, NULL, 0},
 };
 
@@ -616,6 +653,7 @@ static int load_opt(void *ctx, int opt, const char *arg)
             return bench_usage_error(CMD, "--connect-timeout wants seconds, got '%s'", arg);
         break;
     case O_JSON: o->json = true; break;
+    case O_OBSERVE: o->observe = true; break;
     }
     return 0;
 }

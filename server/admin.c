@@ -729,6 +729,16 @@ static void h_config(conn_t *c, const tether_http_request_t *r)
                             json_integer(cfg->proxy_max_observers_per_resource));
         json_object_set_new(j, "proxy", proxy);
     }
+    if (j) {
+        json_t *nodes = json_object();
+        for (size_t i = 0; i < cfg->ncluster_nodes; i++) {
+            char id[8];
+            snprintf(id, sizeof id, "%u", cfg->cluster_nodes[i].id);
+            json_object_set_new(nodes, id, json_string(cfg->cluster_nodes[i].addr));
+        }
+        json_object_set_new(j, "cluster",
+                            json_pack("{s:s, s:o}", "listen", cfg->cluster_listen, "nodes", nodes));
+    }
     if (j)
         json_object_set_new(j, "udp",
                             json_pack("{s:I, s:I}", "recv_buffer", (json_int_t)cfg->udp_recv_buffer,

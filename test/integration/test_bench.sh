@@ -125,6 +125,12 @@ for row in relay_cache_miss psk_handshakes ecdhe_handshakes latency_p99_50pct; d
     check "suite row $row: tether measured, and the peer" jq -e --arg r "$row" \
         '.rows[] | select(.id == $r) | (.tether > 0 and .peer > 0)' "$T/suite.json"
 done
+check "suite row cache_hit: tether measured, and the raw ceiling" jq -e \
+    '.rows[] | select(.id == "cache_hit") | (.tether > 0 and .ceiling > 0)' "$T/suite.json"
+check "suite row observe_fanout: notifications delivered to observers" jq -e \
+    '.rows[] | select(.id == "observe_fanout") | .tether > 0' "$T/suite.json"
+check "suite row cross_node: a loss figure from two nodes" jq -e \
+    '.rows[] | select(.id == "cross_node") | .tether >= 0 and .tether <= 100' "$T/suite.json"
 check "suite idle rows: bytes per idle tunnel measured" jq -e \
     '[.rows[] | select(.id | startswith("idle")) | .tether > 0] | length > 0 and all' \
     "$T/suite.json"

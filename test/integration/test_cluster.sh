@@ -46,6 +46,10 @@ wait_alive() { # wait_alive ADMIN: both nodes hear each other's heartbeats
     done
     return 1
 }
+cfg=$(curl -s -H 'Authorization: Bearer t0ken' "$A1/config")
+check "/config shows the cluster's nodes, never the cluster key" bash -c \
+    'jq -e --arg a "127.0.0.1:$2" ".cluster.nodes[\"2\"] == \$a" <<<"$1" >/dev/null &&
+     ! grep -qF "$3" <<<"$1"' _ "$cfg" "$C2" "$KEY"
 check "node 1 sees 2 nodes alive (heartbeats on the internal channel)" wait_alive "$A1"
 check "node 2 sees 2 nodes alive" wait_alive "$A2"
 
