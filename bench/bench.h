@@ -111,6 +111,11 @@ void bench_pacer_start(bench_pacer_t *p, uint64_t start_us, double rate);
 bool bench_pacer_due(bench_pacer_t *p, uint64_t now, uint64_t *sched);
 /* The next of n senders, round robin, for which can_take(ctx, i) holds;
  * -1 when every one is at its limit (the caller counts an overflow). */
+/* Called by a busy-polling pacer after each poll: when nothing was due it
+ * yields the CPU, so a process sharing the core (the simulated devices in
+ * the suite) runs now rather than at our next time slice; otherwise the
+ * latency measured would be the scheduler's, in milliseconds. */
+void bench_pacer_idle(bool issued);
 int bench_pacer_pick(bench_pacer_t *p, uint32_t n, bool (*can_take)(void *ctx, uint32_t i),
                      void *ctx);
 /* Fast non-cryptographic randomness (timing jitter, tokens). */

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -286,6 +287,12 @@ bool bench_pacer_due(bench_pacer_t *p, uint64_t now, uint64_t *sched)
     *sched = p->start_us + (uint64_t)((double)p->issued / per_us);
     p->issued++;
     return true;
+}
+
+void bench_pacer_idle(bool issued)
+{
+    if (!issued)
+        sched_yield();
 }
 
 int bench_pacer_pick(bench_pacer_t *p, uint32_t n, bool (*can_take)(void *ctx, uint32_t i),

@@ -339,13 +339,16 @@ static void on_pace(uv_idle_t *t)
     if (!L->running)
         return;
     uint64_t now = bench_now_us(), sched;
+    bool issued = false;
     while (bench_pacer_due(&L->pace, now, &sched)) {
         int i = bench_pacer_pick(&L->pace, L->o.concurrency, load_can_take, L);
         if (i >= 0)
             issue(&L->sess[i], sched);
         else
             L->st.overflow++;
+        issued = true;
     }
+    bench_pacer_idle(issued);
 }
 
 /* ---- sessions ----------------------------------------------------------------- */

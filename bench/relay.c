@@ -284,13 +284,16 @@ static void on_pace(uv_idle_t *t)
     if (!R->running)
         return;
     uint64_t now = bench_now_us(), sched;
+    bool issued = false;
     while (bench_pacer_due(&R->pace, now, &sched)) {
         int i = bench_pacer_pick(&R->pace, R->o.concurrency, rc_can_take, R);
         if (i >= 0)
             client_send(&R->cl[i], sched);
         else
             R->overflow++;
+        issued = true;
     }
+    bench_pacer_idle(issued);
 }
 
 /* utime + stime of a process in clock ticks (0 when unreadable). */
