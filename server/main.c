@@ -11,6 +11,7 @@
 #include "tether/log.h"
 #include "tether/node.h"
 #include "cluster.h"
+#include "util/hist.h"
 #include "udp.h"
 
 #define TETHERD_VERSION "0.1.0"
@@ -44,6 +45,10 @@ typedef struct tetherd {
     /* Inside a recvmmsg batch: output waits in txq until the batch ends. */
     bool rx_batch;
     tetherd_txq_t txq;
+    /* Service time of each receive batch: from the first datagram read to
+     * the last datagram it caused handed to the kernel (microseconds). */
+    tether_hist_t service;
+    uint64_t batch_t0_ns; /* 0: no batch being timed */
     tetherd_cluster_t *cluster; /* NULL without "cluster.listen" */
     tetherd_admin_t admin;
     /* operator requests: node answers on internal links, handled after the
@@ -336,21 +341,32 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
     if (!addr) { /* end of a batch, nothing to read, or a read error */
         d->rx_batch = false;
         tetherd_txq_flush(&d->txq);
+        if (d->batch_t0_ns) {
+            tether_hist_record(&d->service, (uv_hrtime() - d->batch_t0_ns) / 1000);
+            d->batch_t0_ns = 0;
+        }
         return;
     }
     if (flags & UV_UDP_MMSG_CHUNK)
         d->rx_batch = true;
     if (nread <= 0 || (flags & UV_UDP_PARTIAL))
         return;
+    if (!d->batch_t0_ns)
+        d->batch_t0_ns = uv_hrtime();
     if (l->conf.proto == TETHERD_PROTO_COAPS) {
         dtls_input(d, addr, (const uint8_t *)buf->base, (size_t)nread);
-        return;
+    } else {
+        tether_peer_t peer = {
+            .link = {.kind = TETHER_LINK_PLAIN, .iface = (uint8_t)(l - d->listeners)}};
+        set_addr(&peer.link.addr, addr);
+        tether_node_input(d->node, &peer, (const uint8_t *)buf->base, (size_t)nread,
+                          uv_now(d->loop));
+        pump(d);
     }
-    tether_peer_t peer = {
-        .link = {.kind = TETHER_LINK_PLAIN, .iface = (uint8_t)(l - d->listeners)}};
-    set_addr(&peer.link.addr, addr);
-    tether_node_input(d->node, &peer, (const uint8_t *)buf->base, (size_t)nread, uv_now(d->loop));
-    pump(d);
+    if (!d->rx_batch) { /* read without recvmmsg: its output already left */
+        tether_hist_record(&d->service, (uv_hrtime() - d->batch_t0_ns) / 1000);
+        d->batch_t0_ns = 0;
+    }
 }
 
 static int open_listener(tetherd_t *d, const tetherd_listen_t *lc)
@@ -482,6 +498,19 @@ static int stats_hook(json_t *st, void *user)
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
         if (tetherd_admin_stat_set(st, rows[i].path, (json_int_t)rows[i].v) < 0)
+            return TETHER_ENOMEM;
+    const struct {
+        const char *path;
+        uint64_t v;
+    } lrows[] = {
+        {"latency.batches", d->service.count},
+        {"latency.service_p50_us", tether_hist_percentile(&d->service, 50)},
+        {"latency.service_p99_us", tether_hist_percentile(&d->service, 99)},
+        {"latency.service_p999_us", tether_hist_percentile(&d->service, 99.9)},
+        {"latency.service_max_us", d->service.count ? d->service.max : 0},
+    };
+    for (size_t i = 0; i < sizeof lrows / sizeof lrows[0]; i++)
+        if (tetherd_admin_stat_set(st, lrows[i].path, (json_int_t)lrows[i].v) < 0)
             return TETHER_ENOMEM;
     static const tetherd_cluster_stats_t alone = {.nodes_configured = 1, .nodes_alive = 1};
     const tetherd_cluster_stats_t *cs = d->cluster ? tetherd_cluster_stats(d->cluster) : &alone;
@@ -628,6 +657,7 @@ static void on_signal(uv_signal_t *s, int signum)
 int main(int argc, char **argv)
 {
     static tetherd_t d;
+    tether_hist_init(&d.service);
     char err[512] = "";
     int rc = tetherd_config_load(&d.cfg, argc, argv, err, sizeof err);
     if (rc == 1)
