@@ -346,24 +346,38 @@ static void set_cpu(double *slot, double cpu)
     *slot = cpu;
 }
 
+/* Starts `count` simulated devices (dev0..) against server on the bench
+ * CPU, /temp notifying every notify_ms, logging to DIR/NAME.log, and waits
+ * until all registered. Returns the pid (stop it with stop_pid) with *ok
+ * telling whether they registered. */
+static pid_t devices_start(suite_t *S, char *server, int count, int notify_ms,
+                           const char *name, bool *ok)
+{
+    char n[16], every[16], log[400], want[64];
+    snprintf(n, sizeof n, "%d", count);
+    snprintf(every, sizeof every, "%d", notify_ms);
+    snprintf(log, sizeof log, "%s/%s.log", S->dir, name);
+    char *argv[] = {S->bench,      "devices", "--server",       server, "--count",       n,
+                    "--psk-master", MASTER,   "--notify-every", every,  "--stats-every", "0",
+                    NULL};
+    pid_t pid = spawn(argv, S->bench_cpu, -1, log);
+    snprintf(want, sizeof want, "registered %d/%d", count, count);
+    *ok = wait_for(log, want, 60);
+    if (!*ok)
+        say(S, "the simulated devices did not register; see %s", log);
+    return pid;
+}
+
 static void stage_tether_relay(suite_t *S)
 {
     server_t td;
     if (tetherd_start(S, "tether.json", "tetherd-relay", &td) < 0)
         return;
-    char server[32], count[8];
+    char server[32];
     snprintf(server, sizeof server, "127.0.0.1:%s", td.port);
-    snprintf(count, sizeof count, "%d", N_DEVICES);
-    char dev_log[400];
-    snprintf(dev_log, sizeof dev_log, "%s/devices.log", S->dir);
-    char *dargv[] = {S->bench,       "devices", "--server",      server, "--count", count,
-                     "--psk-master", MASTER,    "--stats-every", "0",    NULL};
-    pid_t dev = spawn(dargv, S->bench_cpu, -1, dev_log);
-    char want[64];
-    snprintf(want, sizeof want, "registered %d/%d", N_DEVICES, N_DEVICES);
-    if (!wait_for(dev_log, want, 60)) {
-        say(S, "the simulated devices did not register; see %s", dev_log);
-    } else {
+    bool registered;
+    pid_t dev = devices_start(S, server, N_DEVICES, 1000, "devices", &registered);
+    if (registered) {
         char target[32], conc[8];
         /* /count answers with Max-Age 0: every request misses the cache. */
         snprintf(target, sizeof target, "dev[0-%d]/count", N_DEVICES - 1);
@@ -475,16 +489,11 @@ static void stage_latency(suite_t *S)
     server_t td;
     if (tetherd_start(S, "tether.json", "tetherd-latency", &td) < 0)
         return;
-    char server[32], count[8], dev_log[400], rate[32], target[32], conc[8];
+    char server[32], rate[32], target[32], conc[8];
     snprintf(server, sizeof server, "127.0.0.1:%s", td.port);
-    snprintf(count, sizeof count, "%d", N_DEVICES);
-    snprintf(dev_log, sizeof dev_log, "%s/latency-devices.log", S->dir);
-    char *dargv[] = {S->bench,       "devices", "--server",      server, "--count", count,
-                     "--psk-master", MASTER,    "--stats-every", "0",    NULL};
-    pid_t dev = spawn(dargv, S->bench_cpu, -1, dev_log);
-    char want[64];
-    snprintf(want, sizeof want, "registered %d/%d", N_DEVICES, N_DEVICES);
-    if (wait_for(dev_log, want, 60)) {
+    bool registered;
+    pid_t dev = devices_start(S, server, N_DEVICES, 1000, "latency-devices", &registered);
+    if (registered) {
         snprintf(rate, sizeof rate, "%.0f", S->lat_rate);
         snprintf(target, sizeof target, "dev[0-%d]/count", N_DEVICES - 1);
         snprintf(conc, sizeof conc, "%d", CONC);
@@ -515,8 +524,6 @@ static void stage_latency(suite_t *S)
         json_decref(before);
         json_decref(st);
         json_decref(j);
-    } else {
-        say(S, "the simulated devices did not register; see %s", dev_log);
     }
     stop_pid(&dev);
     stop_pid(&td.pid);
@@ -531,16 +538,11 @@ static void stage_observe(suite_t *S)
     server_t td;
     if (tetherd_start(S, "tether.json", "tetherd-observe", &td) < 0)
         return;
-    char server[32], dev_log[400];
+    char server[32];
     snprintf(server, sizeof server, "127.0.0.1:%s", td.port);
-    snprintf(dev_log, sizeof dev_log, "%s/observe-devices.log", S->dir);
-    char *dargv[] = {S->bench,      "devices", "--server", server, "--count",       "4",
-                     "--psk-master", MASTER,   "--notify-every", "2", "--stats-every", "0",
-                     NULL};
-    pid_t dev = spawn(dargv, S->bench_cpu, -1, dev_log);
-    if (!wait_for(dev_log, "registered 4/4", 60)) {
-        say(S, "the simulated devices did not register; see %s", dev_log);
-    } else {
+    bool registered;
+    pid_t dev = devices_start(S, server, 4, 2, "observe-devices", &registered);
+    if (registered) {
         say(S, "observe fan-out: 500 observers of 4 devices notifying every 2 ms, %s s", dur_s);
         double cpu;
         json_t *j = run_bench(S, "observe-tether", td.pid, &cpu, "load", "--server", server,
@@ -594,21 +596,14 @@ static void stage_cross(suite_t *S)
         stop_pid(&n1.pid);
         return;
     }
-    char server[32], via[32], count[8], dev_log[400];
+    char server[32], via[32], target[32], conc[8];
     snprintf(server, sizeof server, "127.0.0.1:%s", n1.port);
     snprintf(via, sizeof via, "127.0.0.1:%s", n2.port);
-    snprintf(count, sizeof count, "%d", N_DEVICES);
-    snprintf(dev_log, sizeof dev_log, "%s/cross-devices.log", S->dir);
-    char *dargv[] = {S->bench,       "devices", "--server",      server, "--count", count,
-                     "--psk-master", MASTER,    "--stats-every", "0",    NULL};
-    pid_t dev = spawn(dargv, S->bench_cpu, -1, dev_log);
-    char want[64], target[32], conc[8];
-    snprintf(want, sizeof want, "registered %d/%d", N_DEVICES, N_DEVICES);
     snprintf(target, sizeof target, "dev[0-%d]/count", N_DEVICES - 1);
     snprintf(conc, sizeof conc, "%d", CONC);
-    if (!wait_for(dev_log, want, 60)) {
-        say(S, "the simulated devices did not register with node 1; see %s", dev_log);
-    } else {
+    bool registered;
+    pid_t dev = devices_start(S, server, N_DEVICES, 1000, "cross-devices", &registered);
+    if (registered) {
         double cpu_direct, cpu_via;
         say(S, "cross-node: relayed requests sent to node 1 directly, %s s", dur_s);
         json_t *a = run_bench(S, "cross-direct", n1.pid, &cpu_direct, "load", "--server", server,
