@@ -15,7 +15,6 @@
 #define container_of(p, T, m) ((T *)((char *)(p)-offsetof(T, m)))
 #define HEARTBEAT_MS 1000
 #define ALIVE_MS 5000     /* a node is alive while heard from this recently */
-#define VIA_IDLE_MS 300000 /* a client not heard of for this long is forgotten */
 #define MAX_MSG 2048
 
 /* A client whose records reach us through another node. */
@@ -39,6 +38,8 @@ struct tetherd_cluster {
     uint64_t heard_ms[256];
     tether_hmap_t via;
     tether_list_t via_lru;
+    uint64_t via_idle_ms; /* the DTLS idle timeout: the session is gone by then */
+    size_t via_max;       /* the session limit */
     tetherd_cluster_stats_t stats;
     uint8_t buf[MAX_MSG + TETHER_CLUSTER_OVERHEAD];
     uint8_t rx[MAX_MSG + TETHER_CLUSTER_OVERHEAD];
@@ -94,22 +95,27 @@ static void via_forget(tetherd_cluster_t *c, via_t *v)
     free(v);
 }
 
-/* Remembers that `client` talks to node `node` (replies go through it). */
-static void via_note(tetherd_cluster_t *c, const tether_addr_t *client, uint8_t node)
+void tetherd_cluster_authenticated(tetherd_cluster_t *c, const tether_addr_t *client, uint8_t via)
 {
     uint8_t key[TETHER_HKEY_MAX];
     size_t kl = tether_addr_key(client, key);
-    tether_hnode_t *h = tether_hmap_find(&c->via, key, kl);
-    via_t *v;
-    if (h) {
-        v = container_of(h, via_t, hn);
+    tether_hnode_t *h = c->via.count ? tether_hmap_find(&c->via, key, kl) : NULL;
+    via_t *v = h ? container_of(h, via_t, hn) : NULL;
+    if (!via) { /* straight to us: our own socket answers */
+        if (v)
+            via_forget(c, v);
+        return;
+    }
+    if (v) {
         tether_list_del(&c->via_lru, &v->ln);
     } else {
+        if (c->via.count >= c->via_max) /* the least recently heard goes */
+            via_forget(c, container_of(c->via_lru.head, via_t, ln));
         if (!(v = calloc(1, sizeof *v)))
             return;
         tether_hmap_insert(&c->via, &v->hn, key, kl);
     }
-    v->node = node;
+    v->node = via;
     v->last_ms = wall_ms();
     tether_list_push(&c->via_lru, &v->ln);
 }
@@ -127,7 +133,7 @@ static void on_heartbeat(uv_timer_t *t)
             c->stats.nodes_alive++;
     while (c->via_lru.head) {
         via_t *v = container_of(c->via_lru.head, via_t, ln);
-        if (v->last_ms + VIA_IDLE_MS > now)
+        if (v->last_ms + c->via_idle_ms > now)
             break;
         via_forget(c, v);
     }
@@ -158,8 +164,7 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
     c->heard_ms[m.from_node] = wall_ms();
     if (m.type == TETHER_CLUSTER_FORWARD) {
         c->stats.forwarded_in++;
-        via_note(c, &m.client, m.from_node);
-        c->ops.deliver(c->user, &m.client, m.payload, m.payload_len);
+        c->ops.deliver(c->user, &m.client, m.from_node, m.payload, m.payload_len);
     } else if (m.type == TETHER_CLUSTER_REPLY) {
         c->stats.replies_in++;
         c->ops.reply(c->user, &m.client, m.payload, m.payload_len);
@@ -180,6 +185,8 @@ int tetherd_cluster_open(uv_loop_t *loop, const tetherd_config_t *cfg,
     memcpy(c->key, cfg->cluster_key, c->key_len);
     c->stats.nodes_configured = 1;
     c->stats.nodes_alive = 1;
+    c->via_idle_ms = (uint64_t)cfg->dtls_idle_timeout * 1000;
+    c->via_max = cfg->dtls_max_sessions ? cfg->dtls_max_sessions : 1;
     int rc;
     for (size_t i = 0; i < cfg->ncluster_nodes; i++) {
         uint8_t id = cfg->cluster_nodes[i].id;
@@ -248,15 +255,8 @@ bool tetherd_cluster_route_in(tetherd_cluster_t *c, const tether_addr_t *from,
                               const uint8_t *data, size_t len)
 {
     int node = tether_cluster_cid_node(data, len);
-    if (node < 0 || node == c->self) {
-        if (c->via.count) { /* the client reaches us directly now */
-            uint8_t key[TETHER_HKEY_MAX];
-            tether_hnode_t *h = tether_hmap_find(&c->via, key, tether_addr_key(from, key));
-            if (h)
-                via_forget(c, container_of(h, via_t, hn));
-        }
+    if (node < 0 || node == c->self)
         return false;
-    }
     if (!c->known[node] || len > MAX_MSG) {
         c->stats.unroutable++;
         return false; /* DTLS drops it as an unknown CID */

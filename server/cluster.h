@@ -20,9 +20,11 @@
 typedef struct tetherd_cluster tetherd_cluster_t;
 
 typedef struct {
-    /* A client's datagram forwarded to us: feed it to DTLS as if it had
-     * come from `client`. */
-    void (*deliver)(void *user, const tether_addr_t *client, const uint8_t *data, size_t len);
+    /* A client's datagram that node `via` received and forwarded to us:
+     * feed it to DTLS as if it had come from `client`, then report what
+     * authenticated with tetherd_cluster_authenticated. */
+    void (*deliver)(void *user, const tether_addr_t *client, uint8_t via, const uint8_t *data,
+                    size_t len);
     /* A datagram another node's session sends to a client that talks to
      * us: send it from our DTLS socket. */
     void (*reply)(void *user, const tether_addr_t *client, const uint8_t *data, size_t len);
@@ -44,6 +46,9 @@ typedef struct {
 
 /* Opens the internal channel on cfg->cluster_listen and resolves every
  * configured node. Returns 0, or a TETHER_E* code with a message in err. */
+/* Clients routed through other nodes are remembered at most `max` at once
+ * (the session limit) and until `idle_ms` without an authenticated record
+ * (the session idle timeout). */
 int tetherd_cluster_open(uv_loop_t *loop, const tetherd_config_t *cfg,
                          const tetherd_cluster_ops_t *ops, void *user, tetherd_cluster_t **out,
                          char *err, size_t errcap);
@@ -51,11 +56,13 @@ int tetherd_cluster_open(uv_loop_t *loop, const tetherd_config_t *cfg,
 void tetherd_cluster_close(tetherd_cluster_t *c);
 
 /* A datagram that arrived on a DTLS listener from `from`. Returns true when
- * it was forwarded to the node owning its CID (the caller drops it). A
- * datagram that arrived directly ends any routing of `from` through another
- * node. */
+ * it was forwarded to the node owning its CID (the caller drops it). */
 bool tetherd_cluster_route_in(tetherd_cluster_t *c, const tether_addr_t *from,
                               const uint8_t *data, size_t len);
+/* A record from `client` authenticated in one of our sessions, having come
+ * through node `via` (0: straight to us). Only this changes where our
+ * datagrams for `client` leave from: unauthenticated traffic never does. */
+void tetherd_cluster_authenticated(tetherd_cluster_t *c, const tether_addr_t *client, uint8_t via);
 /* A datagram our DTLS layer sends to `to`. Returns true when `to` talks to
  * another node, which got it to send (the caller drops it). */
 bool tetherd_cluster_route_out(tetherd_cluster_t *c, const tether_addr_t *to,

@@ -214,9 +214,10 @@ static void set_addr(tether_addr_t *a, const struct sockaddr *sa)
 
 /* UDP -> DTLS -> CoAP: each decrypted record goes to the node with the
  * session's identity; the node's answers leave through pump(). */
-/* One datagram for the DTLS layer, from a listener or forwarded by another
- * node, then everything it led to. */
-static void dtls_feed(tetherd_t *d, const tether_addr_t *client, const uint8_t *buf, size_t len)
+/* One datagram for the DTLS layer, from a listener (via 0) or forwarded by
+ * node `via`, then everything it led to. */
+static void dtls_feed(tetherd_t *d, const tether_addr_t *client, uint8_t via, const uint8_t *buf,
+                      size_t len)
 {
     const tether_addr_t from = *client;
     tether_dtls_rx_t rx;
@@ -232,6 +233,10 @@ static void dtls_feed(tetherd_t *d, const tether_addr_t *client, const uint8_t *
                       st->x509_rejected != rejected ? "certificate" : "protocol",
                       "handshakes_failed", total, NULL);
     }
+    /* An authenticated record that is the session's address now decides
+     * which node our datagrams for that address leave from. */
+    if (rx.len > 0 && d->cluster && tether_addr_equal(tether_dtls_sess_peer(rx.sess), &from))
+        tetherd_cluster_authenticated(d->cluster, &from, via);
     while (rx.len > 0) {
         tether_peer_t peer = {
             .link = {.kind = TETHER_LINK_DTLS,
@@ -253,17 +258,17 @@ static void dtls_input(tetherd_t *d, const struct sockaddr *addr, const uint8_t 
     set_addr(&from, addr);
     if (d->cluster && tetherd_cluster_route_in(d->cluster, &from, buf, len))
         return; /* another node owns its CID */
-    dtls_feed(d, &from, buf, len);
+    dtls_feed(d, &from, 0, buf, len);
 }
 
 /* ---- cluster hooks ------------------------------------------------------------ */
 
-static void cluster_deliver(void *user, const tether_addr_t *client, const uint8_t *data,
-                            size_t len)
+static void cluster_deliver(void *user, const tether_addr_t *client, uint8_t via,
+                            const uint8_t *data, size_t len)
 {
     tetherd_t *d = user;
     if (d->dtls && !d->stopping)
-        dtls_feed(d, client, data, len);
+        dtls_feed(d, client, via, data, len);
 }
 
 static void cluster_reply(void *user, const tether_addr_t *client, const uint8_t *data,
