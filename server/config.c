@@ -535,6 +535,10 @@ static int validate(tetherd_config_t *c, char *err, size_t errcap)
                      files[i][1], strerror(errno));
             return TETHER_ECONFIG;
         }
+    if (strlen(c->cluster_key) > 64) { /* the DTLS cookie secrets take at most 64 bytes */
+        snprintf(err, errcap, "%s: key 'cluster_key': longer than 64 characters", src);
+        return TETHER_ECONFIG;
+    }
     if (c->cluster_listen[0]) {
         char host[160];
         uint16_t port;

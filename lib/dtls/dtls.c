@@ -65,6 +65,7 @@ struct tether_dtls_sess {
     tether_hnode_t by_cid;
     tether_hnode_t by_id;
     uint64_t id; /* stable handle for layers above; never reused */
+    uint64_t displaced; /* handshake: the established session whose address it took */
     uint8_t cid[TETHER_CID_MAX];
     uint8_t cid_len;
     uint8_t state;
@@ -393,7 +394,7 @@ static void reap(tether_dtls_srv_t *srv)
 
 /* Queues a session that just completed its handshake for the move to the
  * compact record layer at `due`. If the queue cannot grow, the session
- * moves when it sends data, or stays on wolfSSL. */
+ * moves after its next application record, or stays on wolfSSL. */
 static void settle_push(tether_dtls_srv_t *srv, uint64_t id, tether_time_t due)
 {
     if (srv->settle_n == srv->settle_cap) {
@@ -443,12 +444,22 @@ static void release_reading(tether_dtls_srv_t *srv)
         compact(srv, s);
 }
 
+/* A failed handshake from the address of an established session gives the
+ * address back (the hello may have been a replay: the cookie only proves
+ * the sender sees that address's traffic). */
 static void hs_fail(tether_dtls_srv_t *srv, tether_dtls_sess_t *s)
 {
     srv->stats.handshakes_failed++;
     if (s->io.x509_rejected)
         srv->stats.x509_rejected++;
     sess_close(srv, s);
+    tether_dtls_sess_t *old = s->displaced ? tether_dtls_sess_find(srv, s->displaced) : NULL;
+    if (old && tether_addr_equal(&old->peer, &s->peer)) {
+        uint8_t key[TETHER_HKEY_MAX];
+        size_t kl = tether_addr_key(&old->peer, key);
+        if (!tether_hmap_find(&srv->by_addr, key, kl))
+            tether_hmap_insert(&srv->by_addr, &old->by_addr, key, kl);
+    }
 }
 
 static void hs_schedule(tether_dtls_sess_t *s, tether_time_t now)
@@ -477,6 +488,11 @@ static void hs_step(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, tether_time_t
         list_add(&srv->established, s);
         srv->stats.sessions_active++;
         srv->stats.handshakes_full++;
+        /* The peer started over from that address: its old session is
+         * abandoned (RFC 6347 §4.2.8). */
+        tether_dtls_sess_t *old = s->displaced ? tether_dtls_sess_find(srv, s->displaced) : NULL;
+        if (old)
+            sess_close(srv, old);
         settle_push(srv, s->id, now + srv->conf.handshake_timeout_ms);
         /* Our CID is only useful when negotiated; keep the map honest. */
         if (s->cid_len && wolfSSL_dtls_cid_is_enabled(s->ssl) != WOLFSSL_SUCCESS) {
@@ -587,10 +603,13 @@ static tether_dtls_sess_t *promote(tether_dtls_srv_t *srv, listener_t *l,
         l->ssl = NULL; /* retried at the next tick */
     size_t kl = tether_addr_key(from, key);
     /* A returning peer's new handshake: its old session keeps its CID but
-     * no longer owns the address. */
+     * no longer owns the address; hs_step closes it when this handshake
+     * completes, hs_fail gives the address back if it fails. */
     tether_hnode_t *old = tether_hmap_find(&srv->by_addr, key, kl);
-    if (old)
+    if (old) {
+        s->displaced = container_of(old, tether_dtls_sess_t, by_addr)->id;
         tether_hmap_remove(&srv->by_addr, old);
+    }
     tether_hmap_insert(&srv->by_addr, &s->by_addr, key, kl);
     tether_hmap_insert(&srv->by_cid, &s->by_cid, s->cid, s->cid_len);
     s->id = ++srv->next_id;
@@ -855,6 +874,8 @@ int tether_dtls_send(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, const uint8_
         tether_dgram_t *d = &srv->tx[srv->ntx];
         int n = tether_rec_seal(&s->rec, &srv->aes, TETHER_REC_CT_APP, data, len, d->data,
                                 sizeof d->data);
+        if (n == TETHER_ELIMIT) /* sequence numbers exhausted: it can never send again */
+            sess_close(srv, s);
         if (n < 0)
             return n;
         d->to = s->peer;
@@ -872,11 +893,14 @@ void tether_dtls_tick(tether_dtls_srv_t *srv, tether_time_t now)
     release_reading(srv);
     reap(srv);
     while (srv->settle_n && srv->settle[srv->settle_head].due <= now) {
-        tether_dtls_sess_t *s = tether_dtls_sess_find(srv, srv->settle[srv->settle_head].id);
-        if (s)
-            compact(srv, s);
+        uint64_t id = srv->settle[srv->settle_head].id;
         srv->settle_head = (srv->settle_head + 1) % srv->settle_cap;
         srv->settle_n--;
+        tether_dtls_sess_t *s = tether_dtls_sess_find(srv, id);
+        if (s)
+            compact(srv, s);
+        if (s && s->ssl && !s->wolf_only) /* wolfSSL still held input: again later */
+            settle_push(srv, id, now + 1000);
     }
     if (now >= srv->next_rotation) {
         rotate(srv);
@@ -1047,6 +1071,9 @@ void tether_dtls_destroy(tether_dtls_srv_t *srv)
     free(srv->closed);
     free(srv->settle);
     wc_AesFree(&srv->aes);
+    volatile uint8_t *ks = (volatile uint8_t *)&srv->aes; /* the last key schedule */
+    for (size_t i = 0; i < sizeof srv->aes; i++)
+        ks[i] = 0;
     wc_FreeRng(&srv->rng);
     memset(srv->cluster_key, 0, sizeof srv->cluster_key);
     free(srv);

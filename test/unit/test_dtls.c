@@ -780,6 +780,46 @@ static void test_returning_device_handshakes_again(void **state)
     tether_dtls_sess_t *s = exchange(f, 52000, "after reboot");
     assert_true(tether_dtls_sess_id(s) != old_id);
     assert_int_equal(st->handshakes_full, 2);
+    /* The old session is abandoned, and the layers above are told. */
+    assert_int_equal(st->sessions_active, 1);
+    assert_null(tether_dtls_sess_find(f->srv, old_id));
+    const uint64_t *ids;
+    size_t n = tether_dtls_closed(f->srv, &ids);
+    assert_true(n >= 1 && ids[n - 1] == old_id);
+}
+
+/* A replayed ClientHello with a valid cookie, from an established
+ * session's address, starts a handshake that never completes: once it
+ * times out, the session has its address back and works again. */
+static void test_replayed_hello_does_not_strand_a_session(void **state)
+{
+    fixture_t *f = *state;
+    const tether_dtls_stats_t *st = tether_dtls_stats(f->srv);
+    client_init(&f->c, false);
+    tether_addr_t a = addr(53000);
+    tether_dtls_rx_t rx;
+    uint8_t ch2[TETHER_DTLS_MAX_DGRAM];
+    size_t ch2_len = 0;
+    for (int round = 0; round < 20; round++) { /* the handshake, keeping the hello with the cookie */
+        int r = wolfSSL_connect(f->c.ssl);
+        if (round == 1 && f->c.out.n) {
+            ch2_len = f->c.out.len[0];
+            memcpy(ch2, f->c.out.d[0], ch2_len);
+        }
+        feed(f->srv, &f->c, 53000, &rx);
+        if (r == WOLFSSL_SUCCESS)
+            break;
+    }
+    assert_true(ch2_len > 0);
+    exchange(f, 53000, "established");
+    exchange(f, 53000, "compact");
+    tether_dtls_input(f->srv, &a, ch2, ch2_len, now_ms, &rx); /* the replay */
+    tether_dtls_tx_clear(f->srv);
+    assert_int_equal(st->handshakes_inflight, 1);
+    tether_dtls_tick(f->srv, now_ms + 31000); /* past handshake_timeout */
+    assert_int_equal(st->handshakes_inflight, 0);
+    assert_int_equal(st->sessions_active, 1);
+    exchange(f, 53000, "reachable again");
 }
 
 /* SPEC S9: an idle established tunnel costs at most 1 KiB. Live heap per
@@ -849,6 +889,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_compact_record_layer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idle_session_compacts_later, setup, teardown),
         cmocka_unit_test_setup_teardown(test_returning_device_handshakes_again, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replayed_hello_does_not_strand_a_session, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_idle_session_memory, setup, teardown),
     };
     return cmocka_run_group_tests_name("dtls", tests, group_setup, group_teardown);
