@@ -104,7 +104,7 @@ struct tether_dtls_srv {
     const tether_creds_t *creds;
     listener_t lst[2]; /* [0] current secret, [1] previous */
     uint64_t cookie_epoch;
-    tether_time_t next_rotation;
+    tether_time_t wall_ms; /* wall clock from tether_dtls_set_wall_clock, 0 = none yet */
     tether_hmap_t by_addr, by_cid, by_id;
     uint64_t next_id;
     uint64_t *closed; /* ids of established sessions closed since the last clear */
@@ -318,8 +318,14 @@ static int listener_reset(tether_dtls_srv_t *srv, listener_t *l)
     return l->ssl ? 0 : TETHER_ECRYPTO;
 }
 
-/* Moves current to previous and starts a current listener on a new secret. */
-static int rotate(tether_dtls_srv_t *srv)
+static uint64_t epoch_of(const tether_dtls_srv_t *srv, tether_time_t t)
+{
+    return t / (srv->conf.cookie_rotate_ms ? srv->conf.cookie_rotate_ms : 1);
+}
+
+/* Moves current to previous and starts a current listener on the secret of
+ * cookie epoch `epoch`. */
+static int rotate(tether_dtls_srv_t *srv, uint64_t epoch)
 {
     listener_t *cur = &srv->lst[0], *prev = &srv->lst[1];
     if (prev->ssl)
@@ -329,7 +335,7 @@ static int rotate(tether_dtls_srv_t *srv)
     wolfSSL_SetIOReadCtx(prev->ssl, &prev->io);
     wolfSSL_SetIOWriteCtx(prev->ssl, &prev->io);
     cur->ssl = NULL;
-    srv->cookie_epoch++;
+    srv->cookie_epoch = epoch;
     if (cookie_secret(srv, srv->cookie_epoch, cur->secret) < 0)
         return TETHER_ECRYPTO;
     return listener_reset(srv, cur);
@@ -902,10 +908,9 @@ void tether_dtls_tick(tether_dtls_srv_t *srv, tether_time_t now)
         if (s && s->ssl && !s->wolf_only) /* wolfSSL still held input: again later */
             settle_push(srv, id, now + 1000);
     }
-    if (now >= srv->next_rotation) {
-        rotate(srv);
-        srv->next_rotation = now + srv->conf.cookie_rotate_ms;
-    }
+    uint64_t epoch = epoch_of(srv, srv->wall_ms ? srv->wall_ms : now);
+    if (epoch > srv->cookie_epoch)
+        rotate(srv, epoch);
     if (!srv->lst[0].ssl)
         listener_reset(srv, &srv->lst[0]);
     for (tether_dtls_sess_t *s = srv->handshaking.head, *next; s; s = next) {
@@ -1031,7 +1036,6 @@ int tether_dtls_create(const tether_dtls_conf_t *conf, const tether_creds_t *cre
     if (cookie_secret(srv, srv->cookie_epoch, srv->lst[0].secret) < 0 ||
         listener_reset(srv, &srv->lst[0]) < 0)
         goto fail_setup;
-    srv->next_rotation = now + conf->cookie_rotate_ms;
     *out = srv;
     return 0;
 
@@ -1077,6 +1081,20 @@ void tether_dtls_destroy(tether_dtls_srv_t *srv)
     wc_FreeRng(&srv->rng);
     memset(srv->cluster_key, 0, sizeof srv->cluster_key);
     free(srv);
+}
+
+void tether_dtls_set_wall_clock(tether_dtls_srv_t *srv, tether_time_t wall_ms)
+{
+    bool first = !srv->wall_ms;
+    srv->wall_ms = wall_ms;
+    uint64_t epoch = epoch_of(srv, wall_ms);
+    if (first && epoch != srv->cookie_epoch) {
+        /* Start over on the cluster's epochs: the previous one, then this. */
+        srv->cookie_epoch = epoch - 1;
+        if (cookie_secret(srv, epoch - 1, srv->lst[0].secret) == 0)
+            listener_reset(srv, &srv->lst[0]);
+        rotate(srv, epoch);
+    }
 }
 
 void tether_dtls_set_creds(tether_dtls_srv_t *srv, const tether_creds_t *creds)

@@ -622,6 +622,38 @@ static void test_cookie_survives_rotation(void **state)
     client_init(&f->c, false);
 }
 
+/* Two nodes of a cluster (same cluster key), started at different times on
+ * different hosts' monotonic clocks but sharing the wall clock: a cookie
+ * one of them issued is accepted by the other (SPEC S2). */
+static void test_cookie_shared_by_cluster(void **state)
+{
+    (void)state;
+    tether_dtls_conf_t conf;
+    tether_dtls_conf_defaults(&conf);
+    static const uint8_t key[] = "cluster-key-0123456789";
+    conf.cluster_key = key;
+    conf.cluster_key_len = sizeof key - 1;
+    tether_time_t t0 = now_ms;
+    fixture_t *a = make_fixture(false, &conf);
+    now_ms = t0 + 987654321; /* the other host has been up much longer */
+    fixture_t *b = make_fixture(false, &conf);
+    tether_time_t wall = 1795000000000ull;
+    tether_dtls_set_wall_clock(a->srv, wall);
+    tether_dtls_set_wall_clock(b->srv, wall + 150); /* clocks a little apart */
+    client_init(&a->c, true);
+    tether_dtls_rx_t rx;
+    assert_int_equal(wolfSSL_connect(a->c.ssl), -1);
+    feed(a->srv, &a->c, 54000, &rx); /* hello -> node a's cookie */
+    assert_int_equal(tether_dtls_stats(a->srv)->hello_verify_sent, 1);
+    assert_int_equal(handshake(b->srv, &a->c, 54000), 0); /* the rest at node b */
+    assert_int_equal(tether_dtls_stats(b->srv)->hello_verify_sent, 0);
+    assert_int_equal(tether_dtls_stats(b->srv)->handshakes_full, 1);
+    now_ms = t0;
+    client_init(&b->c, false);
+    teardown((void **)&a);
+    teardown((void **)&b);
+}
+
 static tether_addr_t addr_ip(uint32_t ip, uint16_t port)
 {
     tether_addr_t a = addr(port);
@@ -881,6 +913,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_x509_client_certificate, setup_x509, teardown),
         cmocka_unit_test_setup_teardown(test_x509_refused, setup_x509, teardown),
         cmocka_unit_test(test_handshake_rate_per_source),
+        cmocka_unit_test(test_cookie_shared_by_cluster),
         cmocka_unit_test_setup_teardown(test_dtls13_psk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cookie_survives_rotation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dtls13_cid_survives_port_changes, setup, teardown),

@@ -102,6 +102,12 @@ TETHER_API bool tether_dtls_input_more(tether_dtls_srv_t *srv, tether_dtls_rx_t 
 TETHER_API int tether_dtls_send(tether_dtls_srv_t *srv, tether_dtls_sess_t *sess,
                                 const uint8_t *data, size_t len);
 
+/* Wall-clock milliseconds (Unix epoch). Cookie secrets derived from the
+ * cluster key follow wall-clock epochs of cookie_rotate_ms, so every node
+ * of a cluster accepts every other node's cookies; without a wall clock
+ * they follow `now`. Call it before each tick. */
+TETHER_API void tether_dtls_set_wall_clock(tether_dtls_srv_t *srv, tether_time_t wall_ms);
+
 /* Retransmissions, handshake and idle timeouts, cookie-secret rotation. */
 TETHER_API void tether_dtls_tick(tether_dtls_srv_t *srv, tether_time_t now);
 
