@@ -70,7 +70,8 @@ int tether_cluster_encode(const tether_cluster_msg_t *m, const uint8_t *key, siz
     } else {
         return TETHER_EINVAL;
     }
-    memmove(out + TETHER_CLUSTER_HDR, m->payload, m->payload_len);
+    if (m->payload_len) /* a heartbeat has none (and no pointer) */
+        memmove(out + TETHER_CLUSTER_HDR, m->payload, m->payload_len);
     size_t body = TETHER_CLUSTER_HDR + m->payload_len;
     if (mac(key, key_len, out, body, out + body) < 0)
         return TETHER_ECRYPTO;

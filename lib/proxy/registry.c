@@ -150,7 +150,8 @@ int tether_registry_set_links(tether_device_t *dev, const char *links, size_t le
     char *copy = malloc(len + 1);
     if (!copy)
         return TETHER_ENOMEM;
-    memcpy(copy, links, len);
+    if (len) /* an empty registration payload may come without a pointer */
+        memcpy(copy, links, len);
     copy[len] = 0;
     free(dev->links);
     dev->links = copy;
