@@ -1515,8 +1515,20 @@ void tetherd_admin_stop(tetherd_admin_t *a)
     a->listening = false;
     a->stopped = true;
     uv_close((uv_handle_t *)&a->listener, NULL);
-    for (conn_t *c = a->conns; c; c = c->next)
-        conn_close(c);
+    for (conn_t *c = a->conns; c; c = c->next) {
+        /* An answer still being written (a drained operator request's, say)
+         * goes out first, then the connection shuts down and closes
+         * (bounded by the linger timer); idle ones close now. */
+        if (!c->closing && (c->writing || pending_output(c))) {
+            c->close_after_flush = true;
+            c->resume = false;
+            read_off(c);
+            flush(c);
+            arm_timer(c, LINGER_MS);
+        } else {
+            conn_close(c);
+        }
+    }
     abuf_free(&a->scratch);
 }
 

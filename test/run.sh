@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: cmocka unit tests, integration tests (real processes on
-# loopback), and a short run of each fuzz target over its corpus.
+# loopback), the unit tests and the main integration tests again under
+# ASan+UBSan, and a short run of each fuzz target over its corpus.
 # Last line: "N passed, N failed". Exit status non-zero on any failure.
 set -u
 BUILD=${BUILD:-build}
@@ -13,48 +14,78 @@ failed=0
 failures=()
 out=$(mktemp -d /tmp/tether-test.XXXXXX)
 
+# run_unit BUILD_DIR PREFIX: every cmocka binary of BUILD_DIR/test.
+run_unit() {
+    local dir=$1 pre=$2 t n rc p f
+    for t in "$dir"/test/test_*; do
+        [ -x "$t" ] || continue
+        n=$pre$(basename "$t")
+        "$t" >"$out/$n.log" 2>&1
+        rc=$?
+        p=$(sed -nE 's/^\[  PASSED  \] ([0-9]+) test.*/\1/p' "$out/$n.log" | tail -n1)
+        f=$(sed -nE 's/^\[  FAILED  \] ([0-9]+) test.*/\1/p' "$out/$n.log" | tail -n1)
+        p=${p:-0}
+        f=${f:-0}
+        if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi # crashed before its summary
+        passed=$((passed + p))
+        failed=$((failed + f))
+        if [ "$f" -gt 0 ]; then
+            failures+=("$n")
+            echo "FAIL $n ($p passed, $f failed)"
+            grep -E '^\[  (FAILED|ERROR)|Failure|ERROR|error' "$out/$n.log" | head -20 | sed 's/^/    /'
+        else
+            echo "ok   $n ($p)"
+        fi
+    done
+}
+
+# run_integration BUILD_DIR PREFIX SCRIPT...: each script against BUILD_DIR's binaries.
+run_integration() {
+    local dir=$1 pre=$2 t n rc p f
+    shift 2
+    for t in "$@"; do
+        [ -f "$t" ] || continue
+        n=$pre$(basename "$t" .sh)
+        TETHER_BUILD=$dir timeout 600 bash "$t" >"$out/$n.log" 2>&1
+        rc=$?
+        p=$(grep -c '^ok ' "$out/$n.log")
+        f=$(grep -c '^not ok ' "$out/$n.log")
+        if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+        passed=$((passed + p))
+        failed=$((failed + f))
+        if [ "$f" -gt 0 ]; then
+            failures+=("$n")
+            echo "FAIL $n ($p passed, $f failed, exit $rc)"
+            grep -E '^(not ok|#)' "$out/$n.log" | head -30 | sed 's/^/    /'
+            tail -n 15 "$out/$n.log" | sed 's/^/    | /'
+        else
+            echo "ok   $n ($p)"
+        fi
+    done
+}
+
 echo "== unit tests"
-for t in "$BUILD"/test/test_*; do
-    [ -x "$t" ] || continue
-    n=$(basename "$t")
-    "$t" >"$out/$n.log" 2>&1
-    rc=$?
-    p=$(sed -nE 's/^\[  PASSED  \] ([0-9]+) test.*/\1/p' "$out/$n.log" | tail -n1)
-    f=$(sed -nE 's/^\[  FAILED  \] ([0-9]+) test.*/\1/p' "$out/$n.log" | tail -n1)
-    p=${p:-0}
-    f=${f:-0}
-    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi # crashed before its summary
-    passed=$((passed + p))
-    failed=$((failed + f))
-    if [ "$f" -gt 0 ]; then
-        failures+=("$n")
-        echo "FAIL $n ($p passed, $f failed)"
-        grep -E '^\[  (FAILED|ERROR)|Failure|ERROR|error' "$out/$n.log" | head -20 | sed 's/^/    /'
-    else
-        echo "ok   $n ($p)"
-    fi
-done
+run_unit "$top/$BUILD" ""
 
 echo "== integration tests"
-for t in test/integration/test_*.sh; do
-    [ -f "$t" ] || continue
-    n=$(basename "$t" .sh)
-    timeout 600 bash "$t" >"$out/$n.log" 2>&1
-    rc=$?
-    p=$(grep -c '^ok ' "$out/$n.log")
-    f=$(grep -c '^not ok ' "$out/$n.log")
-    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
-    passed=$((passed + p))
-    failed=$((failed + f))
-    if [ "$f" -gt 0 ]; then
-        failures+=("$n")
-        echo "FAIL $n ($p passed, $f failed, exit $rc)"
-        grep -E '^(not ok|#)' "$out/$n.log" | head -30 | sed 's/^/    /'
-        tail -n 15 "$out/$n.log" | sed 's/^/    | /'
-    else
-        echo "ok   $n ($p)"
-    fi
-done
+run_integration "$top/$BUILD" "" test/integration/test_*.sh
+
+# SPEC S10: the same code under AddressSanitizer and UndefinedBehaviorSanitizer
+# (any report aborts the process): every unit test, and the integration tests
+# that drive the DTLS, proxy, observe, cluster and admin paths of tetherd.
+echo "== ASan+UBSan (build-san)"
+if make --no-print-directory SANITIZER=address,undefined BUILD=build-san binaries \
+    >"$out/san-build.log" 2>&1; then
+    run_unit "$top/build-san" "san:"
+    run_integration "$top/build-san" "san:" test/integration/test_relay.sh \
+        test/integration/test_admin_devices.sh test/integration/test_observe.sh \
+        test/integration/test_cluster.sh test/integration/test_cache.sh
+else
+    failed=$((failed + 1))
+    failures+=("san-build")
+    echo "FAIL sanitizer build"
+    tail -n 20 "$out/san-build.log" | sed 's/^/    /'
+fi
 
 echo "== fuzz smoke (${FUZZ_SMOKE_SECONDS}s each)"
 for f in "$BUILD"/fuzz/fuzz_*; do
