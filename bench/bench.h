@@ -109,15 +109,15 @@ void bench_pacer_start(bench_pacer_t *p, uint64_t start_us, double rate);
 /* True while a request is due by `now`; *sched receives its scheduled time
  * and it counts as issued. */
 bool bench_pacer_due(bench_pacer_t *p, uint64_t now, uint64_t *sched);
-/* The next of n senders, round robin, for which can_take(ctx, i) holds;
- * -1 when every one is at its limit (the caller counts an overflow). */
-/* Called by a busy-polling pacer after each poll: when nothing was due it
- * yields the CPU, so a process sharing the core (the simulated devices in
- * the suite) runs now rather than at our next time slice; otherwise the
- * latency measured would be the scheduler's, in milliseconds. */
-void bench_pacer_idle(bool issued);
-int bench_pacer_pick(bench_pacer_t *p, uint32_t n, bool (*can_take)(void *ctx, uint32_t i),
-                     void *ctx);
+/* One poll of a busy-polling open loop: every request due by now goes to
+ * the next of n senders, round robin, for which can_take(ctx, i) holds, via
+ * send(ctx, i, scheduled_us). Returns how many found every sender at its
+ * limit (overflow). When nothing was due it yields the CPU, so a process
+ * sharing the core (the simulated devices in the suite) runs now rather
+ * than at our next time slice: otherwise the latency measured would be the
+ * scheduler's, in milliseconds. */
+uint64_t bench_pacer_poll(bench_pacer_t *p, uint32_t n, bool (*can_take)(void *ctx, uint32_t i),
+                          void (*send)(void *ctx, uint32_t i, uint64_t sched_us), void *ctx);
 /* Fast non-cryptographic randomness (timing jitter, tokens). */
 uint32_t bench_rand(void);
 /* Uniform in [0, 1). */

@@ -289,14 +289,8 @@ bool bench_pacer_due(bench_pacer_t *p, uint64_t now, uint64_t *sched)
     return true;
 }
 
-void bench_pacer_idle(bool issued)
-{
-    if (!issued)
-        sched_yield();
-}
-
-int bench_pacer_pick(bench_pacer_t *p, uint32_t n, bool (*can_take)(void *ctx, uint32_t i),
-                     void *ctx)
+static int pacer_pick(bench_pacer_t *p, uint32_t n, bool (*can_take)(void *ctx, uint32_t i),
+                      void *ctx)
 {
     for (uint32_t k = 0; k < n; k++) {
         uint32_t i = (p->rr + k) % n;
@@ -306,4 +300,22 @@ int bench_pacer_pick(bench_pacer_t *p, uint32_t n, bool (*can_take)(void *ctx, u
         }
     }
     return -1;
+}
+
+uint64_t bench_pacer_poll(bench_pacer_t *p, uint32_t n, bool (*can_take)(void *ctx, uint32_t i),
+                          void (*send)(void *ctx, uint32_t i, uint64_t sched_us), void *ctx)
+{
+    uint64_t now = bench_now_us(), sched, overflow = 0;
+    bool issued = false;
+    while (bench_pacer_due(p, now, &sched)) {
+        int i = pacer_pick(p, n, can_take, ctx);
+        if (i >= 0)
+            send(ctx, (uint32_t)i, sched);
+        else
+            overflow++;
+        issued = true;
+    }
+    if (!issued)
+        sched_yield();
+    return overflow;
 }

@@ -333,22 +333,18 @@ static bool load_can_take(void *ctx, uint32_t i)
     return bench_peer_up(&L->sess[i].peer) && L->sess[i].outstanding < L->o.max_outstanding;
 }
 
+static void load_send(void *ctx, uint32_t i, uint64_t sched_us)
+{
+    load_t *L = ctx;
+    issue(&L->sess[i], sched_us);
+}
+
 static void on_pace(uv_idle_t *t)
 {
     load_t *L = t->data;
-    if (!L->running)
-        return;
-    uint64_t now = bench_now_us(), sched;
-    bool issued = false;
-    while (bench_pacer_due(&L->pace, now, &sched)) {
-        int i = bench_pacer_pick(&L->pace, L->o.concurrency, load_can_take, L);
-        if (i >= 0)
-            issue(&L->sess[i], sched);
-        else
-            L->st.overflow++;
-        issued = true;
-    }
-    bench_pacer_idle(issued);
+    if (L->running)
+        L->st.overflow +=
+            bench_pacer_poll(&L->pace, L->o.concurrency, load_can_take, load_send, L);
 }
 
 /* ---- sessions ----------------------------------------------------------------- */

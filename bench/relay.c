@@ -278,22 +278,17 @@ static bool rc_can_take(void *ctx, uint32_t i)
     return R->cl[i].outstanding < R->o.max_outstanding;
 }
 
+static void rc_send(void *ctx, uint32_t i, uint64_t sched_us)
+{
+    rc_t *R = ctx;
+    client_send(&R->cl[i], sched_us);
+}
+
 static void on_pace(uv_idle_t *t)
 {
     rc_t *R = t->data;
-    if (!R->running)
-        return;
-    uint64_t now = bench_now_us(), sched;
-    bool issued = false;
-    while (bench_pacer_due(&R->pace, now, &sched)) {
-        int i = bench_pacer_pick(&R->pace, R->o.concurrency, rc_can_take, R);
-        if (i >= 0)
-            client_send(&R->cl[i], sched);
-        else
-            R->overflow++;
-        issued = true;
-    }
-    bench_pacer_idle(issued);
+    if (R->running)
+        R->overflow += bench_pacer_poll(&R->pace, R->o.concurrency, rc_can_take, rc_send, R);
 }
 
 /* utime + stime of a process in clock ticks (0 when unreadable). */

@@ -46,8 +46,7 @@ struct tetherd_cluster {
     int closing; /* handles still to close */
 };
 
-/* Wall-clock milliseconds: message timestamps are compared across hosts. */
-static uint64_t wall_ms(void)
+uint64_t tetherd_wall_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -79,7 +78,7 @@ static void send_msg(tetherd_cluster_t *c, uint8_t type, uint8_t to, const tethe
     tether_cluster_msg_t m = {.type = type,
                               .from_node = c->self,
                               .to_node = to,
-                              .sent_at = wall_ms(),
+                              .sent_at = tetherd_wall_ms(),
                               .client = client ? *client : none,
                               .payload = data,
                               .payload_len = len};
@@ -116,7 +115,7 @@ void tetherd_cluster_authenticated(tetherd_cluster_t *c, const tether_addr_t *cl
         tether_hmap_insert(&c->via, &v->hn, key, kl);
     }
     v->node = via;
-    v->last_ms = wall_ms();
+    v->last_ms = tetherd_wall_ms();
     tether_list_push(&c->via_lru, &v->ln);
 }
 
@@ -126,7 +125,7 @@ static void on_heartbeat(uv_timer_t *t)
     for (int id = 1; id < 256; id++)
         if (c->known[id])
             send_msg(c, TETHER_CLUSTER_HEARTBEAT, (uint8_t)id, NULL, NULL, 0);
-    uint64_t now = wall_ms();
+    uint64_t now = tetherd_wall_ms();
     c->stats.nodes_alive = 1;
     for (int id = 1; id < 256; id++)
         if (c->known[id] && c->heard_ms[id] + ALIVE_MS >= now)
@@ -156,12 +155,12 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
         return;
     tether_cluster_msg_t m;
     if (tether_cluster_decode((const uint8_t *)buf->base, (size_t)nread, c->key, c->key_len,
-                              c->self, wall_ms(), &m) < 0 ||
+                              c->self, tetherd_wall_ms(), &m) < 0 ||
         !c->known[m.from_node]) {
         c->stats.rejected++;
         return;
     }
-    c->heard_ms[m.from_node] = wall_ms();
+    c->heard_ms[m.from_node] = tetherd_wall_ms();
     if (m.type == TETHER_CLUSTER_FORWARD) {
         c->stats.forwarded_in++;
         c->ops.deliver(c->user, &m.client, m.from_node, m.payload, m.payload_len);
@@ -205,7 +204,7 @@ int tetherd_cluster_open(uv_loop_t *loop, const tetherd_config_t *cfg,
         snprintf(err, errcap, "cluster: cannot resolve listen address %s", cfg->cluster_listen);
         goto fail;
     }
-    if ((rc = tether_hmap_init(&c->via, 1024, wall_ms() * 0x9e3779b97f4a7c15ull)) < 0)
+    if ((rc = tether_hmap_init(&c->via, 1024, tetherd_wall_ms() * 0x9e3779b97f4a7c15ull)) < 0)
         goto fail;
     uv_udp_init(loop, &c->sock);
     c->sock.data = c;

@@ -70,4 +70,8 @@ bool tetherd_cluster_route_out(tetherd_cluster_t *c, const tether_addr_t *to,
 
 const tetherd_cluster_stats_t *tetherd_cluster_stats(const tetherd_cluster_t *c);
 
+/* Wall-clock milliseconds (Unix epoch), for what must agree between hosts:
+ * message timestamps, cookie-secret epochs. */
+uint64_t tetherd_wall_ms(void);
+
 #endif

@@ -1,6 +1,5 @@
 /* tetherd: wires libtether to libuv sockets, signals and configuration. */
 #include <stdio.h>
-#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
@@ -293,18 +292,10 @@ static void cluster_send(void *user, uv_udp_t *sock, const tether_addr_t *to,
         tetherd_txq_flush(&d->txq);
 }
 
-/* Wall-clock milliseconds, for what must agree between hosts. */
-static tether_time_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (tether_time_t)ts.tv_sec * 1000 + (tether_time_t)ts.tv_nsec / 1000000;
-}
-
 static void on_tick(uv_timer_t *t)
 {
     tetherd_t *d = t->data;
-    tether_dtls_set_wall_clock(d->dtls, wall_ms());
+    tether_dtls_set_wall_clock(d->dtls, tetherd_wall_ms());
     tether_dtls_tick(d->dtls, uv_now(d->loop));
     pump(d);
 }
@@ -745,7 +736,7 @@ int main(int argc, char **argv)
                                          : "");
             return 1;
         }
-        tether_dtls_set_wall_clock(d.dtls, wall_ms());
+        tether_dtls_set_wall_clock(d.dtls, tetherd_wall_ms());
         uv_timer_init(d.loop, &d.tick);
         d.tick.data = &d;
         uv_timer_start(&d.tick, on_tick, 200, 200);

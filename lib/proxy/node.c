@@ -227,6 +227,18 @@ static void reply_empty(tether_node_t *n, const tether_link_t *link, uint8_t typ
 
 /* ---- relay -------------------------------------------------------------------- */
 
+/* The client's copy of a device's answer: its code, options and payload
+ * (pointing into msg); type, MID, token and Observe are the client side's. */
+static void device_answer(const tether_coap_msg_t *msg, tether_coap_msg_t *resp)
+{
+    tether_coap_msg_init(resp, TETHER_COAP_NON, msg->code, 0);
+    for (size_t i = 0; i < msg->nopts; i++)
+        if (msg->opts[i].num != TETHER_COAP_OPT_OBSERVE)
+            tether_coap_msg_add_opt(resp, msg->opts[i].num, msg->opts[i].val, msg->opts[i].len);
+    resp->payload = msg->payload;
+    resp->payload_len = msg->payload_len;
+}
+
 static void dev_list_add(tether_device_t *d, relay_req_t *r)
 {
     r->dev = d;
@@ -804,12 +816,7 @@ static bool obs_response(tether_node_t *n, const tether_peer_t *peer, const teth
         o->up_pending = false;
     }
     tether_coap_msg_t resp;
-    tether_coap_msg_init(&resp, TETHER_COAP_NON, msg->code, 0);
-    for (size_t i = 0; i < msg->nopts; i++)
-        if (msg->opts[i].num != TETHER_COAP_OPT_OBSERVE)
-            tether_coap_msg_add_opt(&resp, msg->opts[i].num, msg->opts[i].val, msg->opts[i].len);
-    resp.payload = msg->payload;
-    resp.payload_len = msg->payload_len;
+    device_answer(msg, &resp);
     if (n->cache) {
         tether_cache_key_t k;
         k.len = o->key_len;
@@ -1115,12 +1122,7 @@ static bool relay_response(tether_node_t *n, const tether_peer_t *peer,
     if (!peer->identity || strcmp(peer->identity, r->dev->name) != 0 || r->state == R_QUEUED)
         return false;
     tether_coap_msg_t resp;
-    tether_coap_msg_init(&resp, TETHER_COAP_NON, msg->code, 0);
-    for (size_t i = 0; i < msg->nopts; i++)
-        if (msg->opts[i].num != TETHER_COAP_OPT_OBSERVE)
-            tether_coap_msg_add_opt(&resp, msg->opts[i].num, msg->opts[i].val, msg->opts[i].len);
-    resp.payload = msg->payload;
-    resp.payload_len = msg->payload_len;
+    device_answer(msg, &resp);
     uint8_t cached[TETHER_MSG_MAX];
     if (n->cache && cache_response(n, r, &resp, cached, sizeof cached, now))
         return true; /* asked again */
