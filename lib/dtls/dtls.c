@@ -21,6 +21,7 @@
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
 #include <wolfssl/wolfcrypt/hmac.h>
+#include <wolfssl/wolfcrypt/memory.h>
 #include <wolfssl/wolfcrypt/random.h>
 
 #include "dtls/ratelimit.h"
@@ -196,7 +197,11 @@ static int io_send(WOLFSSL *ssl, char *buf, int sz, void *ctx)
     return sz;
 }
 
-/* PSK lookup; remembers the identity, which is the peer's name from now on. */
+/* PSK lookup: only hands wolfSSL the key. It runs for every identity a
+ * ClientHello offers, also in the stateless listener where no binder is
+ * checked and for identities that are then not chosen, so it must not
+ * record who the peer is: hs_step takes the identity from what the
+ * completed handshake negotiated (tether_wolf_peer_auth). */
 static unsigned int psk_server_cb(WOLFSSL *ssl, const char *identity, unsigned char *key,
                                   unsigned int max_len)
 {
@@ -205,12 +210,8 @@ static unsigned int psk_server_cb(WOLFSSL *ssl, const char *identity, unsigned c
     tether_role_t role;
     if (!io || !identity || strlen(identity) >= sizeof io->identity)
         return 0;
-    if (io->auth == AUTH_X509 ||
-        tether_creds_psk(io->srv->creds, identity, key, max_len, &klen, &role) < 0)
+    if (tether_creds_psk(io->srv->creds, identity, key, max_len, &klen, &role) < 0)
         return 0;
-    strcpy(io->identity, identity);
-    io->role = role;
-    io->auth = AUTH_PSK;
     return (unsigned int)klen;
 }
 
@@ -223,6 +224,16 @@ static unsigned int psk_server_tls13_cb(WOLFSSL *ssl, const char *identity, unsi
     io_t *io = wolfSSL_GetIOReadCtx(ssl);
     *suite = io && io->psk13_suite ? io->psk13_suite : "TLS13-AES128-GCM-SHA256";
     return psk_server_cb(ssl, identity, key, max_len);
+}
+
+/* Forgets everything one handshake learnt about its peer (SPEC S2:
+ * authentication belongs to one handshake). */
+static void io_auth_reset(io_t *io)
+{
+    memset(io->identity, 0, sizeof io->identity);
+    io->role = 0;
+    io->auth = AUTH_NONE;
+    io->x509_rejected = false;
 }
 
 /* Certificate check, called by wolfSSL for every certificate of the peer's
@@ -297,6 +308,9 @@ static WOLFSSL *new_ssl(tether_dtls_srv_t *srv, io_t *io, uint8_t *cid, const ui
     wolfSSL_SetIOReadCtx(ssl, io);
     wolfSSL_SetIOWriteCtx(ssl, io);
     wolfSSL_dtls_set_using_nonblock(ssl, 1);
+    /* hs_step reads the negotiated PSK identity from the handshake arrays,
+     * then frees them (wolfSSL_FreeArrays). */
+    wolfSSL_KeepArrays(ssl);
     new_cid(srv, cid);
     if (wolfSSL_dtls_cid_use(ssl) != WOLFSSL_SUCCESS ||
         wolfSSL_dtls_cid_set(ssl, cid, srv->conf.cid_len) != WOLFSSL_SUCCESS ||
@@ -474,6 +488,38 @@ static void hs_schedule(tether_dtls_sess_t *s, tether_time_t now)
     s->hs_deadline = now + (tether_time_t)(t > 0 ? t : 1) * 1000;
 }
 
+/* Sets the session's identity and role from what its completed handshake
+ * negotiated: the PSK identity wolfSSL used (looked up again, so a
+ * credential removed meanwhile is refused), or the client certificate
+ * whose CertificateVerify wolfSSL checked and whose CN cert_verify_cb
+ * accepted during this session's own handshake. Anything else, such as an
+ * ECDHE handshake without a client certificate (a server with cert_file
+ * but no ca_file never asks for one), has no identity: TETHER_EPROTO. */
+static int hs_authenticate(tether_dtls_srv_t *srv, tether_dtls_sess_t *s)
+{
+    char id[TETHER_IDENTITY_MAX];
+    enum tether_wolf_auth how = tether_wolf_peer_auth(s->ssl, id, sizeof id);
+    wolfSSL_FreeArrays(s->ssl); /* key material nobody needs any more */
+    if (how == TETHER_WOLF_AUTH_PSK) {
+        uint8_t key[64];
+        size_t klen;
+        tether_role_t role;
+        int rc = tether_creds_psk(srv->creds, id, key, sizeof key, &klen, &role);
+        wc_ForceZero(key, sizeof key);
+        io_auth_reset(&s->io);
+        if (rc < 0)
+            return TETHER_EPROTO;
+        memcpy(s->io.identity, id, sizeof id);
+        s->io.role = role;
+        s->io.auth = AUTH_PSK;
+        return 0;
+    }
+    if (how == TETHER_WOLF_AUTH_CERT && s->io.auth == AUTH_X509 && s->io.identity[0])
+        return 0;
+    io_auth_reset(&s->io);
+    return TETHER_EPROTO;
+}
+
 /* Drives the handshake one step with the datagram in s->io. */
 static void hs_step(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, tether_time_t now)
 {
@@ -481,7 +527,8 @@ static void hs_step(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, tether_time_t
     int ret = wolfSSL_accept(s->ssl);
     verifying = NULL;
     if (ret == WOLFSSL_SUCCESS) {
-        if (s->io.auth == AUTH_NONE || !s->io.identity[0]) { /* e.g. ECDHE without a cert */
+        if (hs_authenticate(srv, s) < 0) { /* e.g. ECDHE without a client certificate */
+            srv->stats.handshakes_unauthenticated++;
             hs_fail(srv, s);
             return;
         }
@@ -544,6 +591,7 @@ static int listener_try(tether_dtls_srv_t *srv, listener_t *l, const tether_addr
                         const uint8_t *buf, size_t len)
 {
     wolfSSL_dtls_set_peer(l->ssl, (void *)&from->ss, (unsigned)from->len);
+    io_auth_reset(&l->io); /* nothing of an earlier hello reaches this one */
     l->io.in = buf;
     l->io.in_len = len;
     l->io.dst = from;
@@ -553,6 +601,7 @@ static int listener_try(tether_dtls_srv_t *srv, listener_t *l, const tether_addr
     l->io.dst = NULL;
     if (ret == WOLFSSL_SUCCESS)
         return 1;
+    io_auth_reset(&l->io);
     if (ret == WOLFSSL_FAILURE)
         return 0;
     listener_reset(srv, l); /* a fatal error leaves the object unusable */
@@ -595,7 +644,8 @@ static tether_dtls_sess_t *promote(tether_dtls_srv_t *srv, listener_t *l,
     tether_dtls_sess_t *s = calloc(1, sizeof *s);
     if (!s)
         return NULL;
-    s->io = l->io;
+    s->io = l->io; /* the TLS 1.3 PSK suite of the hello that verified */
+    io_auth_reset(&s->io); /* identity comes from the handshake's result only */
     s->io.srv = srv;
     s->io.dst = &s->peer;
     s->ssl = l->ssl;

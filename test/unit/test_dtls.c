@@ -207,6 +207,8 @@ typedef struct {
 /* Server fixture: dev1 by PSK; with `x509`, also the test PKI (our
  * certificate, the client CA) and "x509" entries for dev7 and the dev9
  * prefix (dev9's certificate is expired). */
+static bool fixture_without_ca; /* x509 fixture: our certificate, but no client CA */
+
 static fixture_t *make_fixture(bool x509, const tether_dtls_conf_t *base)
 {
     fixture_t *f = calloc(1, sizeof *f);
@@ -232,7 +234,7 @@ static fixture_t *make_fixture(bool x509, const tether_dtls_conf_t *base)
         snprintf(ca, sizeof ca, "%s/ca.pem", certs_dir);
         snprintf(crt, sizeof crt, "%s/server.pem", certs_dir);
         snprintf(key, sizeof key, "%s/server.key", certs_dir);
-        conf.ca_file = ca;
+        conf.ca_file = fixture_without_ca ? NULL : ca;
         conf.cert_file = crt;
         conf.key_file = key;
     }
@@ -249,6 +251,14 @@ static int setup(void **state)
 static int setup_x509(void **state)
 {
     *state = make_fixture(true, NULL);
+    return 0;
+}
+
+static int setup_cert_without_ca(void **state)
+{
+    fixture_without_ca = true;
+    *state = make_fixture(true, NULL);
+    fixture_without_ca = false;
     return 0;
 }
 
@@ -554,6 +564,95 @@ static void test_x509_refused(void **state)
     assert_int_equal(st->handshakes_full, 0);
     assert_int_equal(st->sessions_active, 0);
     client_init(&f->c, false); /* for teardown */
+}
+
+/* An attacker's first flight: a cookieless DTLS 1.3 ClientHello offering
+ * the PSK identity dev1 with a wrong key, sent once and abandoned. The
+ * stateless listener answers it with a HelloRetryRequest; its PSK callback
+ * saw "dev1" but no binder was ever checked. */
+static void poison_listener(fixture_t *f, uint16_t port)
+{
+    const tether_dtls_stats_t *st = tether_dtls_stats(f->srv);
+    uint64_t hrr = st->hello_verify_sent;
+    client_t atk;
+    client_opts_t o = {.dtls13 = true};
+    client_key = (const uint8_t *)"not-the-real-key";
+    client_init_opts(&atk, true, &o);
+    wolfSSL_connect(atk.ssl);
+    assert_int_equal(atk.out.n, 1);
+    /* test/integration/data/dtls13-psk-hello-dev1.bin was written here. */
+    const char *dump = getenv("TETHER_DUMP_POISON_HELLO");
+    if (dump) {
+        FILE *fp = fopen(dump, "wb");
+        assert_non_null(fp);
+        assert_int_equal(fwrite(atk.out.d[0], 1, atk.out.len[0], fp), atk.out.len[0]);
+        fclose(fp);
+    }
+    tether_dtls_rx_t rx;
+    feed(f->srv, &atk, port, &rx);
+    client_key = dev_key;
+    assert_int_equal(st->hello_verify_sent, hrr + 1); /* it reached the listener */
+    client_free(&atk);
+}
+
+/* SPEC S2, the authentication bypass of the security review: nothing a
+ * ClientHello names reaches another peer's handshake. On a server with a
+ * certificate but no client CA, an ECDHE client without a certificate
+ * after the poisoned hello completes wolfSSL's handshake but gets no
+ * session, over DTLS 1.2 and 1.3 (it used to become dev1). */
+static void test_psk_identity_does_not_outlive_its_hello(void **state)
+{
+    fixture_t *f = *state;
+    const tether_dtls_stats_t *st = tether_dtls_stats(f->srv);
+    for (int v13 = 0; v13 < 2; v13++) {
+        poison_listener(f, (uint16_t)(48000 + 2 * v13));
+        client_opts_t o = {.dtls13 = v13, .cert = ""};
+        client_init_opts(&f->c, true, &o);
+        handshake(f->srv, &f->c, (uint16_t)(48001 + 2 * v13));
+        assert_int_equal(st->handshakes_full, 0);
+        assert_int_equal(st->sessions_active, 0);
+        assert_int_equal(st->handshakes_failed, v13 + 1);
+        assert_int_equal(st->handshakes_unauthenticated, v13 + 1);
+        assert_int_equal(st->handshakes_inflight, 0);
+        client_free(&f->c);
+        memset(&f->c, 0, sizeof f->c);
+    }
+    /* A real PSK device still gets in, as itself, after another poisoned hello. */
+    poison_listener(f, 48010);
+    client_init(&f->c, true);
+    assert_int_equal(handshake(f->srv, &f->c, 48011), 0);
+    tether_dtls_sess_t *s = exchange(f, 48011, "dev1 after the attacker");
+    assert_string_equal(tether_dtls_sess_identity(s), "dev1");
+    assert_int_equal(st->handshakes_full, 1);
+}
+
+/* With a client CA, the same poisoned hello used to make the next
+ * certificate client's handshake fail; dev7 now gets in as dev7. And a
+ * DTLS 1.3 PSK client with the wrong key fails its binder. */
+static void test_poisoned_hello_leaves_x509_clients_alone(void **state)
+{
+    fixture_t *f = *state;
+    const tether_dtls_stats_t *st = tether_dtls_stats(f->srv);
+    poison_listener(f, 48100);
+    client_opts_t o = {.cert = "dev7"};
+    client_init_opts(&f->c, true, &o);
+    assert_int_equal(handshake(f->srv, &f->c, 48101), 0);
+    tether_dtls_sess_t *s = exchange(f, 48101, "hello from dev7");
+    assert_string_equal(tether_dtls_sess_identity(s), "dev7");
+    assert_int_equal(tether_dtls_sess_role(s), TETHER_ROLE_DEVICE);
+    assert_int_equal(st->handshakes_x509, 1);
+    assert_int_equal(st->handshakes_failed, 0);
+    client_free(&f->c);
+
+    client_key = (const uint8_t *)"not-the-real-key";
+    client_opts_t o13 = {.dtls13 = true};
+    client_init_opts(&f->c, true, &o13);
+    assert_int_equal(handshake(f->srv, &f->c, 48102), -1);
+    client_key = dev_key;
+    tether_dtls_tick(f->srv, now_ms + 31000);
+    assert_int_equal(st->handshakes_full, 1);
+    assert_int_equal(st->sessions_active, 1);
+    assert_int_equal(st->handshakes_inflight, 0);
 }
 
 /* DTLS 1.3 with PSK, without a CID (AES-128-CCM-8) and with one
@@ -912,6 +1011,10 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_x509_client_certificate, setup_x509, teardown),
         cmocka_unit_test_setup_teardown(test_x509_refused, setup_x509, teardown),
+        cmocka_unit_test_setup_teardown(test_psk_identity_does_not_outlive_its_hello,
+                                        setup_cert_without_ca, teardown),
+        cmocka_unit_test_setup_teardown(test_poisoned_hello_leaves_x509_clients_alone, setup_x509,
+                                        teardown),
         cmocka_unit_test(test_handshake_rate_per_source),
         cmocka_unit_test(test_cookie_shared_by_cluster),
         cmocka_unit_test_setup_teardown(test_dtls13_psk, setup, teardown),

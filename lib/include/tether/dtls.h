@@ -62,6 +62,7 @@ typedef struct {
     uint64_t x509_rejected;   /* client certificate missing or refused (chain, dates, CN) */
     uint64_t sessions_compact; /* established sessions on the compact record layer */
     uint64_t records_rejected; /* compact layer: records not ours, replayed or forged */
+    uint64_t handshakes_unauthenticated; /* completed, but authenticated nobody (refused) */
 } tether_dtls_stats_t;
 
 typedef struct tether_dtls_srv tether_dtls_srv_t;
