@@ -24,6 +24,7 @@
 #include <wolfssl/wolfcrypt/memory.h>
 #include <wolfssl/wolfcrypt/random.h>
 
+#include "dtls/hello.h"
 #include "dtls/ratelimit.h"
 #include "dtls/record.h"
 #include "dtls/wolfrec.h"
@@ -34,6 +35,8 @@
 #define CT_TLS12_CID 25
 #define DTLS12_HDR 13
 #define COOKIE_SECRET_LEN 32
+/* Identities x our two TLS 1.3 suites x wolfSSL's two passes over a hello. */
+#define PSK_LOOKUPS_MAX (TETHER_DTLS_MAX_PSK_IDENTITIES * 2 * 2)
 
 #define container_of(p, T, m) ((T *)((char *)(p)-offsetof(T, m)))
 
@@ -50,6 +53,7 @@ typedef struct {
     tether_role_t role;
     const char *psk13_suite; /* TLS 1.3 suite for a PSK, from the ClientHello */
     uint8_t auth;       /* enum auth_kind: how identity was established */
+    uint8_t psk_lookups; /* PSK callback calls for the hello being processed */
     bool x509_rejected; /* a certificate was presented and refused */
 } io_t;
 
@@ -210,6 +214,11 @@ static unsigned int psk_server_cb(WOLFSSL *ssl, const char *identity, unsigned c
     tether_role_t role;
     if (!io || !identity || strlen(identity) >= sizeof io->identity)
         return 0;
+    /* wolfSSL asks once per (suite, identity) pair, in the stateless pass
+     * and again in the stateful one; hello.c refuses whole hellos with more
+     * identities, this bounds the first fragment of a fragmented one. */
+    if (++io->psk_lookups > PSK_LOOKUPS_MAX)
+        return 0;
     if (tether_creds_psk(io->srv->creds, identity, key, max_len, &klen, &role) < 0)
         return 0;
     return (unsigned int)klen;
@@ -234,6 +243,7 @@ static void io_auth_reset(io_t *io)
     io->role = 0;
     io->auth = AUTH_NONE;
     io->x509_rejected = false;
+    io->psk_lookups = 0;
 }
 
 /* Certificate check, called by wolfSSL for every certificate of the peer's
@@ -562,40 +572,17 @@ static void hs_step(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, tether_time_t
     hs_fail(srv, s);
 }
 
-/* The TLS 1.3 PSK suite for an unfragmented ClientHello: AES-128-GCM when
- * offered, else AES-128-CCM-8 when offered, else NULL (the default). */
-static const char *ch_psk13_suite(const uint8_t *b, size_t len)
-{
-    size_t p = DTLS12_HDR + 12 + 2 + 32; /* record hdr, hs hdr, version, random */
-    if (len < p + 1)
-        return NULL;
-    p += 1 + b[p]; /* session id */
-    if (p >= len)
-        return NULL;
-    p += 1 + b[p]; /* cookie */
-    if (p + 2 > len)
-        return NULL;
-    size_t n = (size_t)b[p] << 8 | b[p + 1];
-    bool ccm8 = false;
-    for (size_t i = p + 2; i + 1 < p + 2 + n && i + 1 < len; i += 2) {
-        if (b[i] == 0x13 && b[i + 1] == 0x01)
-            return "TLS13-AES128-GCM-SHA256";
-        ccm8 |= b[i] == 0x13 && b[i + 1] == 0x05;
-    }
-    return ccm8 ? "TLS13-AES128-CCM-8-SHA256" : NULL;
-}
-
 /* Feeds a ClientHello to a stateless listener: 1 when the cookie verified,
  * 0 when a HelloVerifyRequest / HRR went out, <0 on error. */
 static int listener_try(tether_dtls_srv_t *srv, listener_t *l, const tether_addr_t *from,
-                        const uint8_t *buf, size_t len)
+                        const uint8_t *buf, size_t len, const tether_hello_t *hello)
 {
     wolfSSL_dtls_set_peer(l->ssl, (void *)&from->ss, (unsigned)from->len);
     io_auth_reset(&l->io); /* nothing of an earlier hello reaches this one */
     l->io.in = buf;
     l->io.in_len = len;
     l->io.dst = from;
-    l->io.psk13_suite = ch_psk13_suite(buf, len);
+    l->io.psk13_suite = hello->psk13_suite;
     int ret = wolfDTLS_accept_stateless(l->ssl);
     l->io.in = NULL;
     l->io.dst = NULL;
@@ -606,34 +593,6 @@ static int listener_try(tether_dtls_srv_t *srv, listener_t *l, const tether_addr
         return 0;
     listener_reset(srv, l); /* a fatal error leaves the object unusable */
     return TETHER_EPROTO;
-}
-
-/* True when a ClientHello carries a cookie: DTLS 1.2's legacy cookie field,
- * or DTLS 1.3's cookie extension (RFC 8446 §4.2.2). Unfragmented hellos only. */
-static bool ch_has_cookie(const uint8_t *b, size_t len)
-{
-    size_t p = DTLS12_HDR + 12 + 2 + 32; /* record hdr, hs hdr, version, random */
-    if (len < p + 1)
-        return false;
-    p += 1 + b[p]; /* session id */
-    if (p >= len)
-        return false;
-    if (b[p] != 0)
-        return true;
-    p += 1; /* empty legacy cookie */
-    if (p + 2 > len)
-        return false;
-    p += 2 + ((size_t)b[p] << 8 | b[p + 1]); /* cipher suites */
-    if (p >= len)
-        return false;
-    p += 1 + b[p]; /* compression methods */
-    if (p + 2 > len)
-        return false;
-    size_t end = p + 2 + ((size_t)b[p] << 8 | b[p + 1]);
-    for (p += 2; p + 4 <= end && p + 4 <= len; p += 4 + ((size_t)b[p + 2] << 8 | b[p + 3]))
-        if (b[p] == 0x00 && b[p + 1] == 0x2c)
-            return true;
-    return false;
 }
 
 /* The listener's WOLFSSL becomes a session; the listener is re-armed. */
@@ -680,8 +639,19 @@ static tether_dtls_sess_t *promote(tether_dtls_srv_t *srv, listener_t *l,
 static void new_handshake(tether_dtls_srv_t *srv, const tether_addr_t *from, const uint8_t *buf,
                           size_t len, tether_time_t now)
 {
-    if (buf[0] != CT_HANDSHAKE || len < DTLS12_HDR + 12)
+    tether_hello_t hello;
+    if (tether_hello_scan(buf, len, &hello) < 0) {
+        /* Not a whole, well-formed ClientHello: wolfSSL's stateless path
+         * needs an unfragmented hello anyway (RFC 9147 §5.1). */
+        srv->stats.hellos_refused++;
         return;
+    }
+    /* Each offered identity costs a lookup (and a key derivation for a
+     * derived fleet) before any binder is checked; a device offers one. */
+    if (hello.psk_identities > TETHER_DTLS_MAX_PSK_IDENTITIES) {
+        srv->stats.hellos_refused++;
+        return;
+    }
     if (srv->stats.handshakes_inflight >= srv->conf.max_handshakes ||
         srv->stats.handshakes_inflight + srv->stats.sessions_active >= srv->conf.max_sessions) {
         srv->stats.dropped_limit++;
@@ -691,10 +661,10 @@ static void new_handshake(tether_dtls_srv_t *srv, const tether_addr_t *from, con
         return;
     listener_t *l = &srv->lst[0];
     size_t mark = srv->ntx;
-    int r = listener_try(srv, l, from, buf, len);
-    if (r == 0 && srv->lst[1].ssl && ch_has_cookie(buf, len)) {
+    int r = listener_try(srv, l, from, buf, len, &hello);
+    if (r == 0 && srv->lst[1].ssl && hello.has_cookie) {
         size_t mark2 = srv->ntx;
-        int r2 = listener_try(srv, &srv->lst[1], from, buf, len);
+        int r2 = listener_try(srv, &srv->lst[1], from, buf, len, &hello);
         if (r2 == 1) {
             srv->ntx = mark; /* drop the HVR the current secret produced */
             l = &srv->lst[1];

@@ -626,6 +626,81 @@ static void test_psk_identity_does_not_outlive_its_hello(void **state)
     assert_int_equal(st->handshakes_full, 1);
 }
 
+static void set16(uint8_t *p, size_t v)
+{
+    p[0] = (uint8_t)(v >> 8);
+    p[1] = (uint8_t)v;
+}
+static void set24(uint8_t *p, size_t v)
+{
+    p[0] = (uint8_t)(v >> 16);
+    set16(p + 1, v);
+}
+static size_t get16(const uint8_t *p) { return (size_t)p[0] << 8 | p[1]; }
+
+/* Repeats the first identity of a whole ClientHello's pre_shared_key
+ * extension (the last one, RFC 8446 §4.2.11) `extra` more times and fixes
+ * every length (extension, extensions, message, fragment, record). */
+static size_t add_psk_identities(uint8_t *b, size_t len, int extra)
+{
+    size_t p = 13 + 12 + 2 + 32;
+    p += 1 + b[p];               /* session id */
+    p += 1 + b[p];               /* cookie */
+    p += 2 + get16(b + p);       /* suites */
+    p += 1 + b[p];               /* compression */
+    size_t exts_at = p, e = p + 2;
+    while (get16(b + e) != 41)
+        e += 4 + get16(b + e + 2);
+    size_t ids_at = e + 4, id_len = 2 + get16(b + ids_at + 2) + 4;
+    uint8_t id[256];
+    memcpy(id, b + ids_at + 2, id_len);
+    size_t grow = (size_t)extra * id_len, tail = ids_at + 2 + id_len;
+    memmove(b + tail + grow, b + tail, len - tail);
+    for (int i = 0; i < extra; i++)
+        memcpy(b + tail + (size_t)i * id_len, id, id_len);
+    set16(b + ids_at, get16(b + ids_at) + grow);
+    set16(b + e + 2, get16(b + e + 2) + grow);
+    set16(b + exts_at, get16(b + exts_at) + grow);
+    size_t mlen = ((size_t)b[14] << 16 | get16(b + 15)) + grow;
+    set24(b + 14, mlen);
+    set24(b + 22, mlen);
+    set16(b + 11, get16(b + 11) + grow);
+    return len + grow;
+}
+
+/* SPEC S10: a hello offering more than two PSK identities is refused before
+ * wolfSSL looks any of them up (no HelloRetryRequest, counted); two are
+ * still answered. */
+static void test_hello_with_many_psk_identities_refused(void **state)
+{
+    fixture_t *f = *state;
+    const tether_dtls_stats_t *st = tether_dtls_stats(f->srv);
+    client_opts_t o = {.dtls13 = true};
+    client_init_opts(&f->c, true, &o);
+    wolfSSL_connect(f->c.ssl);
+    assert_int_equal(f->c.out.n, 1);
+    uint8_t orig[TETHER_DTLS_MAX_DGRAM];
+    size_t olen = f->c.out.len[0];
+    memcpy(orig, f->c.out.d[0], olen);
+    f->c.out.n = 0;
+    tether_addr_t a = addr(49000);
+    tether_dtls_rx_t rx;
+    for (int extra = 0; extra <= 29; extra++) {
+        uint8_t b[TETHER_DTLS_MAX_DGRAM];
+        memcpy(b, orig, olen);
+        size_t n = add_psk_identities(b, olen, extra);
+        uint64_t hrr = st->hello_verify_sent, refused = st->hellos_refused;
+        tether_dtls_input(f->srv, &a, b, n, now_ms, &rx);
+        bool allowed = extra + 1 <= TETHER_DTLS_MAX_PSK_IDENTITIES;
+        assert_int_equal(st->hello_verify_sent, hrr + allowed);
+        assert_int_equal(st->hellos_refused, refused + !allowed);
+        assert_int_equal(tether_dtls_tx_count(f->srv), allowed);
+        tether_dtls_tx_clear(f->srv);
+    }
+    assert_int_equal(st->hellos_refused, 29 - 1);
+    assert_int_equal(st->handshakes_inflight, 0);
+}
+
 /* With a client CA, the same poisoned hello used to make the next
  * certificate client's handshake fail; dev7 now gets in as dev7. And a
  * DTLS 1.3 PSK client with the wrong key fails its binder. */
@@ -1014,6 +1089,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_psk_identity_does_not_outlive_its_hello,
                                         setup_cert_without_ca, teardown),
         cmocka_unit_test_setup_teardown(test_poisoned_hello_leaves_x509_clients_alone, setup_x509,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_hello_with_many_psk_identities_refused, setup,
                                         teardown),
         cmocka_unit_test(test_handshake_rate_per_source),
         cmocka_unit_test(test_cookie_shared_by_cluster),

@@ -22,6 +22,9 @@
 #define TETHER_DTLS_MAX_DGRAM 2048
 #define TETHER_DTLS_TXQ 256
 #define TETHER_CID_MAX 16
+/* PSK identities a ClientHello may offer; more are refused before wolfSSL
+ * looks any up (a device offers one; two leaves room for a rotation). */
+#define TETHER_DTLS_MAX_PSK_IDENTITIES 2
 
 typedef struct {
     uint8_t node_id;          /* first byte of every CID we issue */
@@ -63,6 +66,7 @@ typedef struct {
     uint64_t sessions_compact; /* established sessions on the compact record layer */
     uint64_t records_rejected; /* compact layer: records not ours, replayed or forged */
     uint64_t handshakes_unauthenticated; /* completed, but authenticated nobody (refused) */
+    uint64_t hellos_refused; /* malformed or fragmented, or over the PSK identity cap */
 } tether_dtls_stats_t;
 
 typedef struct tether_dtls_srv tether_dtls_srv_t;
