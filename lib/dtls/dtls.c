@@ -77,8 +77,9 @@ struct tether_dtls_sess {
     bool app_seen;   /* the peer sent application data: it has our final flight */
     bool wolf_only;  /* cannot run on the compact record layer (DTLS 1.3, suite) */
     uint64_t max_seq; /* newest authenticated (epoch << 48 | seq) */
-    tether_time_t last_rx;
+    tether_time_t last_rx; /* handshake: last datagram from the peer */
     tether_time_t hs_started;
+    struct tether_dtls_sess *src_next; /* handshake: its source's next, newer one */
     tether_time_t hs_deadline;
     struct tether_dtls_sess *prev, *next; /* handshaking list or idle LRU */
 };
@@ -93,6 +94,15 @@ typedef struct {
 typedef struct {
     tether_dtls_sess_t *head, *tail;
 } sess_list_t;
+
+/* A source with handshakes in flight (SPEC S2: capped per source as well as
+ * in total). Exists only while it has some, so it costs nothing per idle
+ * session and at most one entry per handshake. */
+typedef struct {
+    tether_hnode_t node; /* in srv->sources, keyed by source_key() */
+    uint32_t n;
+    tether_dtls_sess_t *oldest, *newest; /* via src_next */
+} source_t;
 
 /* Sessions that completed a handshake and are still on wolfSSL, oldest
  * first, by id (they may have closed since). */
@@ -111,6 +121,7 @@ struct tether_dtls_srv {
     uint64_t cookie_epoch;
     tether_time_t wall_ms; /* wall clock from tether_dtls_set_wall_clock, 0 = none yet */
     tether_hmap_t by_addr, by_cid, by_id;
+    tether_hmap_t sources; /* of source_t */
     uint64_t next_id;
     uint64_t *closed; /* ids of established sessions closed since the last clear */
     size_t nclosed, closed_cap;
@@ -167,6 +178,58 @@ static size_t source_key(const tether_addr_t *a, uint8_t key[9])
     key[0] = 4;
     memcpy(key + 1, &((const struct sockaddr_in *)&a->ss)->sin_addr, 4);
     return 5;
+}
+
+static source_t *source_find(tether_dtls_srv_t *srv, const tether_addr_t *a)
+{
+    uint8_t key[9];
+    tether_hnode_t *h = tether_hmap_find(&srv->sources, key, source_key(a, key));
+    return h ? container_of(h, source_t, node) : NULL;
+}
+
+/* Charges a new handshaking session to its source (the session's peer). */
+static int source_add(tether_dtls_srv_t *srv, tether_dtls_sess_t *s)
+{
+    source_t *src = source_find(srv, &s->peer);
+    if (!src) {
+        uint8_t key[9];
+        if (!(src = calloc(1, sizeof *src)))
+            return TETHER_ENOMEM;
+        tether_hmap_insert(&srv->sources, &src->node, key, source_key(&s->peer, key));
+    }
+    s->src_next = NULL;
+    if (src->newest)
+        src->newest->src_next = s;
+    else
+        src->oldest = s;
+    src->newest = s;
+    src->n++;
+    return 0;
+}
+
+/* Takes a handshaking session off its source's list; frees the source
+ * with its last handshake. */
+static void source_del(tether_dtls_srv_t *srv, tether_dtls_sess_t *s)
+{
+    source_t *src = source_find(srv, &s->peer);
+    if (!src)
+        return;
+    tether_dtls_sess_t *prev = NULL;
+    for (tether_dtls_sess_t *p = src->oldest; p && p != s; p = p->src_next)
+        prev = p;
+    if (prev ? prev->src_next != s : src->oldest != s)
+        return; /* not on the list (could not be charged) */
+    if (prev)
+        prev->src_next = s->src_next;
+    else
+        src->oldest = s->src_next;
+    if (src->newest == s)
+        src->newest = prev;
+    s->src_next = NULL;
+    if (--src->n == 0) {
+        tether_hmap_remove(&srv->sources, &src->node);
+        free(src);
+    }
 }
 
 /* ---- wolfSSL callbacks ---------------------------------------------------- */
@@ -393,6 +456,7 @@ static void sess_close(tether_dtls_srv_t *srv, tether_dtls_sess_t *s)
         tether_hmap_remove(&srv->by_cid, &s->by_cid);
     if (s->state == S_HANDSHAKE) {
         list_del(&srv->handshaking, s);
+        source_del(srv, s);
         srv->stats.handshakes_inflight--;
     } else {
         list_del(&srv->established, s);
@@ -545,6 +609,7 @@ static void hs_step(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, tether_time_t
         if (s->io.auth == AUTH_X509)
             srv->stats.handshakes_x509++;
         list_del(&srv->handshaking, s);
+        source_del(srv, s);
         srv->stats.handshakes_inflight--;
         s->state = S_ESTABLISHED;
         s->last_rx = now;
@@ -631,9 +696,36 @@ static tether_dtls_sess_t *promote(tether_dtls_srv_t *srv, listener_t *l,
     tether_hmap_insert(&srv->by_id, &s->by_id, &s->id, sizeof s->id);
     s->state = S_HANDSHAKE;
     s->hs_started = now;
+    s->last_rx = now;
     list_add(&srv->handshaking, s);
     srv->stats.handshakes_inflight++;
+    source_add(srv, s); /* uncharged if it cannot be: the total cap still holds */
     return s;
+}
+
+/* A slot for a handshake from `from`, whose cookie has just proved its
+ * address. A source at its cap gives up its own oldest handshake, so two
+ * busy sources cannot hold the table against a third; a full table gives
+ * up its oldest handshake (it had the most time to finish). Established
+ * sessions are never evicted: at max_sessions with no handshake to give
+ * up, TETHER_ELIMIT. */
+static int make_room(tether_dtls_srv_t *srv, const tether_addr_t *from)
+{
+    source_t *src = source_find(srv, from);
+    if (src && src->n >= srv->conf.max_handshakes_per_source) {
+        srv->stats.handshakes_evicted++;
+        hs_fail(srv, src->oldest);
+    }
+    if (srv->stats.handshakes_inflight &&
+        (srv->stats.handshakes_inflight >= srv->conf.max_handshakes ||
+         srv->stats.handshakes_inflight + srv->stats.sessions_active >= srv->conf.max_sessions)) {
+        srv->stats.handshakes_evicted++;
+        hs_fail(srv, srv->handshaking.head);
+    }
+    if (srv->stats.handshakes_inflight >= srv->conf.max_handshakes ||
+        srv->stats.handshakes_inflight + srv->stats.sessions_active >= srv->conf.max_sessions)
+        return TETHER_ELIMIT;
+    return 0;
 }
 
 static void new_handshake(tether_dtls_srv_t *srv, const tether_addr_t *from, const uint8_t *buf,
@@ -652,8 +744,8 @@ static void new_handshake(tether_dtls_srv_t *srv, const tether_addr_t *from, con
         srv->stats.hellos_refused++;
         return;
     }
-    if (srv->stats.handshakes_inflight >= srv->conf.max_handshakes ||
-        srv->stats.handshakes_inflight + srv->stats.sessions_active >= srv->conf.max_sessions) {
+    if (srv->stats.handshakes_inflight + srv->stats.sessions_active >= srv->conf.max_sessions &&
+        !srv->stats.handshakes_inflight) {
         srv->stats.dropped_limit++;
         return;
     }
@@ -684,6 +776,11 @@ static void new_handshake(tether_dtls_srv_t *srv, const tether_addr_t *from, con
     uint8_t src[9];
     if (!tether_rl_admit(&srv->rate, src, source_key(from, src), now)) {
         srv->stats.dropped_rate++;
+        listener_reset(srv, l);
+        return;
+    }
+    if (make_room(srv, from) < 0) {
+        srv->stats.dropped_limit++;
         listener_reset(srv, l);
         return;
     }
@@ -830,6 +927,7 @@ int tether_dtls_input(tether_dtls_srv_t *srv, const tether_addr_t *from, const u
         return 0;
     }
     if (s->state == S_HANDSHAKE) {
+        s->last_rx = now;
         s->io.in = buf;
         s->io.in_len = len;
         hs_step(srv, s, now);
@@ -937,6 +1035,9 @@ void tether_dtls_tick(tether_dtls_srv_t *srv, tether_time_t now)
         next = s->next;
         if (now >= s->hs_started + srv->conf.handshake_timeout_ms) {
             hs_fail(srv, s);
+        } else if (now >= s->last_rx + srv->conf.handshake_flight_timeout_ms) {
+            srv->stats.handshakes_stalled++;
+            hs_fail(srv, s);
         } else if (now >= s->hs_deadline) {
             if (wolfSSL_dtls_got_timeout(s->ssl) != WOLFSSL_SUCCESS)
                 hs_fail(srv, s);
@@ -957,6 +1058,8 @@ void tether_dtls_conf_defaults(tether_dtls_conf_t *c)
     c->max_sessions = 1000000;
     c->max_handshakes = 10000;
     c->handshake_timeout_ms = 30000;
+    c->max_handshakes_per_source = 8;
+    c->handshake_flight_timeout_ms = 5000;
     c->idle_timeout_ms = 86400000;
     c->cookie_rotate_ms = 300000;
     c->handshake_rate_per_source = 200;
@@ -1036,6 +1139,8 @@ int tether_dtls_create(const tether_dtls_conf_t *conf, const tether_creds_t *cre
         goto fail_cid;
     if ((rc = tether_hmap_init(&srv->by_id, 1024, seed ^ 0x5851f42d4c957f2dull)) < 0)
         goto fail_id;
+    if ((rc = tether_hmap_init(&srv->sources, 64, seed ^ 0x2545f4914f6cdd1dull)) < 0)
+        goto fail_sources;
     rc = TETHER_ECRYPTO;
     srv->ctx = wolfSSL_CTX_new(wolfDTLS_server_method());
     if (!srv->ctx)
@@ -1062,6 +1167,8 @@ int tether_dtls_create(const tether_dtls_conf_t *conf, const tether_creds_t *cre
 fail_setup:
     wolfSSL_CTX_free(srv->ctx);
 fail_ctx:
+    tether_hmap_free(&srv->sources);
+fail_sources:
     tether_hmap_free(&srv->by_id);
 fail_id:
     tether_hmap_free(&srv->by_cid);
@@ -1089,6 +1196,7 @@ void tether_dtls_destroy(tether_dtls_srv_t *srv)
         if (srv->lst[i].ssl)
             wolfSSL_free(srv->lst[i].ssl);
     wolfSSL_CTX_free(srv->ctx);
+    tether_hmap_free(&srv->sources); /* empty: every handshake was closed above */
     tether_hmap_free(&srv->by_id);
     tether_hmap_free(&srv->by_cid);
     tether_hmap_free(&srv->by_addr);

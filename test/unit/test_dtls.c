@@ -159,6 +159,14 @@ static tether_addr_t addr(uint16_t port)
     return a;
 }
 
+/* An address of host 10.0.<net>.1. */
+static tether_addr_t addr_on(uint8_t net, uint16_t port)
+{
+    tether_addr_t a = addr(port);
+    ((struct sockaddr_in *)&a.ss)->sin_addr.s_addr = htonl(0x0a000001u | (uint32_t)net << 8);
+    return a;
+}
+
 static uint16_t port_of(const tether_addr_t *a)
 {
     return ntohs(((const struct sockaddr_in *)&a->ss)->sin_port);
@@ -701,6 +709,78 @@ static void test_hello_with_many_psk_identities_refused(void **state)
     assert_int_equal(st->handshakes_inflight, 0);
 }
 
+/* Runs a client's side until it waits for the server's second flight:
+ * hello, cookie, hello with the cookie (the server now holds a slot). */
+static void start_and_stall(tether_dtls_srv_t *srv, client_t *c, const tether_addr_t *from)
+{
+    tether_dtls_rx_t rx;
+    for (int i = 0; i < 2; i++) {
+        wolfSSL_connect(c->ssl);
+        for (size_t k = 0; k < c->out.n; k++)
+            tether_dtls_input(srv, from, c->out.d[k], c->out.len[k], now_ms, &rx);
+        c->out.n = 0;
+        pump_to_client(srv, c);
+    }
+    tether_dtls_tx_clear(srv);
+}
+
+/* SPEC S2 / the security review: two sources that hold valid cookies and
+ * open handshakes as fast as they like cannot stop a third from completing
+ * one. Each source keeps at most max_handshakes_per_source in flight (its
+ * own oldest goes first); stalled ones go after the flight timeout. */
+static void test_two_sources_cannot_starve_a_third(void **state)
+{
+    (void)state;
+    tether_dtls_conf_t conf;
+    tether_dtls_conf_defaults(&conf);
+    conf.max_handshakes = 16;
+    conf.max_handshakes_per_source = 8;
+    conf.handshake_rate_per_source = 0;
+    fixture_t *f = make_fixture(false, &conf);
+    const tether_dtls_stats_t *st = tether_dtls_stats(f->srv);
+    enum { PER = 12 };
+    static client_t atk[2][PER];
+    for (int src = 0; src < 2; src++)
+        for (int i = 0; i < PER; i++) {
+            client_init(&atk[src][i], false);
+            tether_addr_t a = addr_on((uint8_t)(1 + src), (uint16_t)(50000 + i));
+            start_and_stall(f->srv, &atk[src][i], &a);
+        }
+    assert_int_equal(st->handshakes_inflight, 16);
+    assert_int_equal(st->handshakes_evicted, 2 * (PER - 8));
+    assert_int_equal(st->dropped_limit, 0);
+
+    /* The third source completes at once, table full or not. */
+    client_init(&f->c, true);
+    tether_addr_t c3 = addr_on(3, 50100);
+    tether_dtls_rx_t rx;
+    int done = -1;
+    for (int i = 0; i < 20 && done < 0; i++) {
+        int r = wolfSSL_connect(f->c.ssl);
+        for (size_t k = 0; k < f->c.out.n; k++)
+            tether_dtls_input(f->srv, &c3, f->c.out.d[k], f->c.out.len[k], now_ms, &rx);
+        f->c.out.n = 0;
+        pump_to_client(f->srv, &f->c);
+        if (r == WOLFSSL_SUCCESS)
+            done = 0;
+    }
+    assert_int_equal(done, 0);
+    assert_int_equal(st->handshakes_full, 1);
+    assert_int_equal(st->sessions_active, 1);
+    assert_true(st->handshakes_inflight <= 16);
+
+    /* Stalled attempts go after the flight timeout, long before the
+     * handshake timeout. */
+    tether_dtls_tick(f->srv, now_ms + conf.handshake_flight_timeout_ms);
+    assert_int_equal(st->handshakes_inflight, 0);
+    assert_true(st->handshakes_stalled >= 15);
+    assert_int_equal(st->sessions_active, 1);
+    for (int src = 0; src < 2; src++)
+        for (int i = 0; i < PER; i++)
+            client_free(&atk[src][i]);
+    teardown((void **)&f);
+}
+
 /* With a client CA, the same poisoned hello used to make the next
  * certificate client's handshake fail; dev7 now gets in as dev7. And a
  * DTLS 1.3 PSK client with the wrong key fails its binder. */
@@ -1093,6 +1173,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_hello_with_many_psk_identities_refused, setup,
                                         teardown),
         cmocka_unit_test(test_handshake_rate_per_source),
+        cmocka_unit_test(test_two_sources_cannot_starve_a_third),
         cmocka_unit_test(test_cookie_shared_by_cluster),
         cmocka_unit_test_setup_teardown(test_dtls13_psk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cookie_survives_rotation, setup, teardown),
