@@ -819,6 +819,8 @@ static void test_poisoned_hello_leaves_x509_clients_alone(void **state)
     assert_int_equal(handshake(f->srv, &f->c, 48102), -1);
     client_key = dev_key;
     tether_dtls_tick(f->srv, now_ms + 31000);
+    assert_int_equal(st->handshakes_failed, 1); /* the binder, not "unauthenticated" */
+    assert_int_equal(st->handshakes_unauthenticated, 0);
     assert_int_equal(st->handshakes_full, 1);
     assert_int_equal(st->sessions_active, 1);
     assert_int_equal(st->handshakes_inflight, 0);
