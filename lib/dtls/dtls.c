@@ -50,6 +50,10 @@ typedef struct {
     size_t in_len;
     const tether_addr_t *dst;
     uint8_t iface; /* the local interface dst talks to */
+    /* Stateless listener: what dst, not yet validated, may still be sent
+     * in answer to the one hello being read (SPEC S10: 3x its bytes). */
+    bool tx_limited;
+    uint32_t tx_budget;
     char identity[TETHER_IDENTITY_MAX];
     tether_role_t role;
     const char *psk13_suite; /* TLS 1.3 suite for a PSK, from the ClientHello */
@@ -261,6 +265,13 @@ static int io_send(WOLFSSL *ssl, char *buf, int sz, void *ctx)
     if (!io->dst || srv->ntx == TETHER_DTLS_TXQ || sz > TETHER_DTLS_MAX_DGRAM) {
         srv->stats.tx_dropped++;
         return sz;
+    }
+    if (io->tx_limited) {
+        if ((uint32_t)sz > io->tx_budget) {
+            srv->stats.tx_unvalidated_dropped++;
+            return sz;
+        }
+        io->tx_budget -= (uint32_t)sz;
     }
     tether_dgram_t *d = &srv->tx[srv->ntx++];
     d->to = *io->dst;
@@ -676,6 +687,8 @@ static int listener_try(tether_dtls_srv_t *srv, listener_t *l, uint8_t iface,
     l->io.in_len = len;
     l->io.dst = from;
     l->io.iface = iface;
+    l->io.tx_limited = true;
+    l->io.tx_budget = 3 * (uint32_t)len;
     l->io.psk13_suite = hello->psk13_suite;
     int ret = wolfDTLS_accept_stateless(l->ssl);
     l->io.in = NULL;
@@ -698,6 +711,7 @@ static tether_dtls_sess_t *promote(tether_dtls_srv_t *srv, listener_t *l,
     if (!s)
         return NULL;
     s->io = l->io; /* the TLS 1.3 PSK suite of the hello that verified */
+    s->io.tx_limited = false; /* the cookie proved the address */
     io_auth_reset(&s->io); /* identity comes from the handshake's result only */
     s->io.srv = srv;
     s->io.dst = &s->peer;
