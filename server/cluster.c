@@ -12,7 +12,7 @@
 #include "util/hostport.h"
 #include "util/list.h"
 
-#define container_of(p, T, m) ((T *)((char *)(p)-offsetof(T, m)))
+#include "util/container.h"
 #define HEARTBEAT_MS 1000
 #define ALIVE_MS 5000     /* a node is alive while heard from this recently */
 #define MAX_MSG 2048

@@ -34,7 +34,7 @@
 #define DTLS12_HDR 13
 #define COOKIE_SECRET_LEN 32
 
-#define container_of(p, T, m) ((T *)((char *)(p)-offsetof(T, m)))
+#include "util/container.h"
 
 enum sess_state { S_HANDSHAKE, S_ESTABLISHED, S_DEAD };
 enum auth_kind { AUTH_NONE, AUTH_PSK, AUTH_X509 };

@@ -28,6 +28,7 @@ enum {
     TETHER_ETIMEDOUT = -10,
     TETHER_EAGAIN = -11, /* no progress possible now; try later */
     TETHER_ECRYPTO = -12, /* TLS / crypto failure */
+    TETHER_ECONFLICT = -13, /* compare-and-set lost: the version was not the expected one */
 };
 
 /* Human-readable name of a TETHER_E* code (never NULL). */

@@ -1,4 +1,4 @@
-/* Unit tests for lib/proxy/observe.c: the observation table's indexes and
+/* Unit tests for lib/proxy/obsreg.c: the observation table's indexes and
  * the Observe values and encoding of fanned-out notifications. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,7 +8,7 @@
 
 #include <string.h>
 
-#include "proxy/observe.h"
+#include "proxy/obsreg.h"
 
 static tether_link_t dlink(uint64_t id)
 {
