@@ -101,6 +101,16 @@ static void req_queue(tether_node_t *n, relay_req_t *r, tether_time_t now)
     req_arm(n, r, &r->deadline, r->queued_until, now);
 }
 
+/* The device did not get `r`, or can no longer answer it: a queue-mode
+ * device gets it when it next speaks, otherwise the client gets `code`. */
+static void req_lost(tether_node_t *n, relay_req_t *r, uint8_t code, tether_time_t now)
+{
+    if (r->dev->rec.queue_mode)
+        req_queue(n, r, now);
+    else
+        req_fail(n, r, code, now);
+}
+
 /* Outcome of r's upstream CON. */
 static void req_on_cx(tether_cx_waiter_t *w, tether_cx_event_t ev, tether_time_t now)
 {
@@ -111,18 +121,8 @@ static void req_on_cx(tether_cx_waiter_t *w, tether_cx_event_t ev, tether_time_t
     switch (ev) {
     case TETHER_CX_ACKED: r->state = R_WAITING; break;
     case TETHER_CX_RESET: req_fail(n, r, TETHER_COAP_BAD_GATEWAY, now); break;
-    case TETHER_CX_TIMEOUT:
-        if (r->dev->rec.queue_mode)
-            req_queue(n, r, now);
-        else
-            req_fail(n, r, TETHER_COAP_GATEWAY_TIMEOUT, now);
-        break;
-    case TETHER_CX_LINK_DOWN:
-        if (r->dev->rec.queue_mode)
-            req_queue(n, r, now);
-        else
-            req_fail(n, r, TETHER_COAP_BAD_GATEWAY, now);
-        break;
+    case TETHER_CX_TIMEOUT: req_lost(n, r, TETHER_COAP_GATEWAY_TIMEOUT, now); break;
+    case TETHER_CX_LINK_DOWN: req_lost(n, r, TETHER_COAP_BAD_GATEWAY, now); break;
     }
 }
 
@@ -370,12 +370,8 @@ void tether_relay_link_down(tether_node_t *n, tether_device_t *d, const tether_l
         next = l->next;
         relay_req_t *r = req_of(l);
         if (r->state == R_WAITING && r->dev_link.kind == link->kind &&
-            r->dev_link.id == link->id) {
-            if (d->rec.queue_mode)
-                req_queue(n, r, now);
-            else
-                req_fail(n, r, TETHER_COAP_BAD_GATEWAY, now);
-        }
+            r->dev_link.id == link->id)
+            req_lost(n, r, TETHER_COAP_BAD_GATEWAY, now);
     }
 }
 

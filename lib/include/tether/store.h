@@ -70,7 +70,10 @@ typedef struct {
     tether_addr_t addr; /* where its latest message came from */
     uint32_t lifetime_s;
     bool queue_mode;
-    uint64_t last_seen_s; /* coarse: written at registration and update, not per message */
+    /* Coarse last-seen: written at registration and update, not per
+     * message, in seconds of the writer's `now` (a monotonic clock today;
+     * shared across hosts it has to become wall-clock time). */
+    uint64_t last_seen_s;
     const char *links;    /* registered link-format (RFC 6690) */
     size_t links_len;
     const char *groups; /* its groups, comma-separated */
