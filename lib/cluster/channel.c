@@ -5,10 +5,9 @@
 #include <wolfssl/wolfcrypt/hmac.h>
 
 #include "tether/channel.h"
+#include "util/container.h"
 #include "util/hmap.h"
 #include "util/list.h"
-
-#define container_of(p, T, m) ((T *)((char *)(p)-offsetof(T, m)))
 
 #define PAIR_KEY_LEN 32
 #define WINDOW 64

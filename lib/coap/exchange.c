@@ -7,7 +7,7 @@
 #include "util/hmap.h"
 #include "util/list.h"
 
-#define container_of(p, T, m) ((T *)((char *)(p)-offsetof(T, m)))
+#include "util/container.h"
 
 typedef struct tx tx_t;
 
@@ -19,25 +19,25 @@ typedef struct peer {
     uint32_t win_cnt, win_prev; /* MIDs taken in the current / previous window */
     tether_time_t last_used;
     tether_lnode_t lru; /* by last_used */
-    tx_t *txs;                /* outstanding CONs toward this peer */
+    tether_list_t txs;  /* outstanding CONs toward this peer, newest first */
 } peer_t;
 
 struct tx {
     tether_hnode_t hn; /* key: link key + MID */
     tether_timer_t timer;
     peer_t *peer;
-    tx_t *prev, *next; /* peer's list */
+    tether_lnode_t in_peer; /* peer->txs */
     uint16_t mid;
     uint8_t attempts;
     uint32_t timeout_ms;
-    uint64_t cookie;
+    tether_cx_waiter_t *w; /* NULL: nobody waits */
     uint16_t len;
     uint8_t data[];
 };
 
 typedef struct seen {
-    tether_hnode_t hn; /* key: link key + MID */
-    struct seen *next; /* FIFO by arrival = by expiry */
+    tether_hnode_t hn;   /* key: link key + MID */
+    tether_lnode_t fifo; /* by arrival = by expiry */
     tether_time_t expires;
     uint16_t len;
     uint8_t *reply;
@@ -45,12 +45,10 @@ typedef struct seen {
 
 struct tether_cx {
     tether_cx_conf_t conf;
-    tether_cx_cb cb;
-    void *owner;
     uint64_t rng;
     tether_hmap_t peers, txs, seen;
     tether_list_t lru;
-    seen_t *seen_head, *seen_tail;
+    tether_list_t seen_fifo;
     tether_heap_t timers;
     tether_out_t *out;
     size_t nout, out_cap;
@@ -76,15 +74,13 @@ static uint64_t rnd(tether_cx_t *cx)
     return cx->rng = x;
 }
 
-int tether_cx_create(const tether_cx_conf_t *conf, tether_cx_cb cb, void *owner, tether_cx_t **out)
+int tether_cx_create(const tether_cx_conf_t *conf, tether_cx_t **out)
 {
     int rc = TETHER_ENOMEM;
     tether_cx_t *cx = calloc(1, sizeof *cx);
     if (!cx)
         return rc;
     cx->conf = *conf;
-    cx->cb = cb;
-    cx->owner = owner;
     cx->rng = conf->seed ? conf->seed : 88172645463325252ull;
     if ((rc = tether_hmap_init(&cx->peers, 256, rnd(cx))) < 0)
         goto fail_peers;
@@ -103,12 +99,13 @@ fail_peers:
     return rc;
 }
 
+#define seen_first(cx) \
+    ((cx)->seen_fifo.head ? container_of((cx)->seen_fifo.head, seen_t, fifo) : NULL)
+
 static void seen_free_head(tether_cx_t *cx)
 {
-    seen_t *s = cx->seen_head;
-    cx->seen_head = s->next;
-    if (!cx->seen_head)
-        cx->seen_tail = NULL;
+    seen_t *s = seen_first(cx);
+    tether_list_del(&cx->seen_fifo, &s->fifo);
     tether_hmap_remove(&cx->seen, &s->hn);
     free(s->reply);
     free(s);
@@ -119,22 +116,18 @@ static void tx_free(tether_cx_t *cx, tx_t *t)
 {
     tether_heap_disarm(&cx->timers, &t->timer);
     tether_hmap_remove(&cx->txs, &t->hn);
-    if (t->prev)
-        t->prev->next = t->next;
-    else
-        t->peer->txs = t->next;
-    if (t->next)
-        t->next->prev = t->prev;
+    tether_list_del(&t->peer->txs, &t->in_peer);
     cx->stats.outstanding--;
     free(t);
 }
 
 #define lru_first(cx) ((cx)->lru.head ? container_of((cx)->lru.head, peer_t, lru) : NULL)
+#define tx_first(p) ((p)->txs.head ? container_of((p)->txs.head, tx_t, in_peer) : NULL)
 
 static void peer_free(tether_cx_t *cx, peer_t *p)
 {
-    while (p->txs)
-        tx_free(cx, p->txs);
+    while (p->txs.head)
+        tx_free(cx, tx_first(p));
     tether_list_del(&cx->lru, &p->lru);
     tether_hmap_remove(&cx->peers, &p->hn);
     free(p);
@@ -146,7 +139,7 @@ void tether_cx_destroy(tether_cx_t *cx)
         return;
     while (cx->lru.head)
         peer_free(cx, lru_first(cx));
-    while (cx->seen_head)
+    while (cx->seen_fifo.head)
         seen_free_head(cx);
     tether_hmap_free(&cx->peers);
     tether_hmap_free(&cx->txs);
@@ -246,18 +239,14 @@ bool tether_cx_seen(tether_cx_t *cx, const tether_link_t *link, uint16_t mid, te
             tether_cx_emit(cx, link, s->reply, s->len);
         return true;
     }
-    while (cx->seen_head && cx->stats.dedup_entries >= cx->conf.dedup_max)
+    while (cx->seen_fifo.head && cx->stats.dedup_entries >= cx->conf.dedup_max)
         seen_free_head(cx);
     seen_t *s = calloc(1, sizeof *s);
     if (!s)
         return false; /* cannot remember it: process it (at-least-once) */
     s->expires = now + cx->conf.exchange_lifetime_ms;
     tether_hmap_insert(&cx->seen, &s->hn, key, kl);
-    if (cx->seen_tail)
-        cx->seen_tail->next = s;
-    else
-        cx->seen_head = s;
-    cx->seen_tail = s;
+    tether_list_push(&cx->seen_fifo, &s->fifo);
     cx->stats.dedup_entries++;
     return false;
 }
@@ -289,7 +278,7 @@ static uint32_t first_timeout(tether_cx_t *cx)
 }
 
 int tether_cx_send_con(tether_cx_t *cx, const tether_link_t *link, const uint8_t *buf, size_t len,
-                       uint64_t cookie, tether_time_t now)
+                       tether_cx_waiter_t *w, tether_time_t now)
 {
     if (len < 4 || len > TETHER_CX_MAX_MSG)
         return TETHER_EINVAL;
@@ -305,21 +294,20 @@ int tether_cx_send_con(tether_cx_t *cx, const tether_link_t *link, const uint8_t
         return TETHER_EEXIST;
     }
     t->peer = p;
-    t->next = p->txs;
-    if (p->txs)
-        p->txs->prev = t;
-    p->txs = t;
-    t->cookie = cookie;
+    tether_list_push_front(&p->txs, &t->in_peer);
+    t->w = w;
     t->len = (uint16_t)len;
     memcpy(t->data, buf, len);
     t->timeout_ms = first_timeout(cx);
     tether_timer_init(&t->timer);
     cx->stats.outstanding++;
-    if (tether_heap_arm(&cx->timers, &t->timer, now + t->timeout_ms) < 0) {
-        tx_free(cx, t);
-        return TETHER_ENOMEM;
+    int rc;
+    if ((rc = tether_heap_arm(&cx->timers, &t->timer, now + t->timeout_ms)) < 0 ||
+        (rc = tether_cx_emit(cx, link, buf, len)) < 0) {
+        tx_free(cx, t); /* a CON without its timer would never time out */
+        return rc;
     }
-    return tether_cx_emit(cx, link, buf, len);
+    return 0;
 }
 
 static tx_t *tx_find(tether_cx_t *cx, const tether_link_t *link, uint16_t mid)
@@ -343,9 +331,10 @@ bool tether_cx_on_ack(tether_cx_t *cx, const tether_link_t *link, uint16_t mid, 
     tx_t *t = tx_find(cx, link, mid);
     if (!t)
         return false;
-    uint64_t cookie = t->cookie;
+    tether_cx_waiter_t *w = t->w;
     tx_free(cx, t);
-    cx->cb(cx->owner, cookie, rst ? TETHER_CX_RESET : TETHER_CX_ACKED, now);
+    if (w)
+        w->done(w, rst ? TETHER_CX_RESET : TETHER_CX_ACKED, now);
     return true;
 }
 
@@ -354,12 +343,14 @@ void tether_cx_link_down(tether_cx_t *cx, const tether_link_t *link, tether_time
     peer_t *p = peer_get(cx, link, now, false);
     if (!p)
         return;
-    /* Collect cookies first: callbacks may send, and must not see a
-     * half-freed peer. */
-    while (p->txs) {
-        uint64_t cookie = p->txs->cookie;
-        tx_free(cx, p->txs);
-        cx->cb(cx->owner, cookie, TETHER_CX_LINK_DOWN, now);
+    /* One at a time, the transmission freed before its waiter hears: a
+     * waiter may send again, and must not see a half-freed peer. */
+    tx_t *t;
+    while ((t = tx_first(p))) {
+        tether_cx_waiter_t *w = t->w;
+        tx_free(cx, t);
+        if (w)
+            w->done(w, TETHER_CX_LINK_DOWN, now);
         if (!(p = peer_get(cx, link, now, false)))
             return;
     }
@@ -372,24 +363,26 @@ void tether_cx_tick(tether_cx_t *cx, tether_time_t now)
     while ((tm = tether_heap_pop_due(&cx->timers, now))) {
         tx_t *t = container_of(tm, tx_t, timer);
         if (t->attempts >= cx->conf.max_retransmit) {
-            uint64_t cookie = t->cookie;
+            tether_cx_waiter_t *w = t->w;
             cx->stats.timeouts++;
             tx_free(cx, t);
-            cx->cb(cx->owner, cookie, TETHER_CX_TIMEOUT, now);
+            if (w)
+                w->done(w, TETHER_CX_TIMEOUT, now);
             continue;
         }
         t->attempts++;
         t->timeout_ms *= 2;
         cx->stats.retransmissions++;
         tether_cx_emit(cx, &t->peer->link, t->data, t->len);
+        /* Cannot fail: popping the timer freed the heap slot it takes again. */
         tether_heap_arm(&cx->timers, &t->timer, now + t->timeout_ms);
     }
-    while (cx->seen_head && cx->seen_head->expires <= now)
+    while (cx->seen_fifo.head && seen_first(cx)->expires <= now)
         seen_free_head(cx);
     tether_time_t life = cx->conf.exchange_lifetime_ms;
     peer_t *p;
     while ((p = lru_first(cx)) && p->last_used + life <= now) {
-        if (!p->txs) {
+        if (!p->txs.head) {
             peer_free(cx, p);
             continue;
         }
@@ -405,8 +398,9 @@ tether_time_t tether_cx_next_deadline(const tether_cx_t *cx)
     const tether_timer_t *t = tether_heap_top(&cx->timers);
     if (t)
         d = t->at;
-    if (cx->seen_head && cx->seen_head->expires < d)
-        d = cx->seen_head->expires;
+    const seen_t *s = seen_first(cx);
+    if (s && s->expires < d)
+        d = s->expires;
     const peer_t *p = lru_first(cx);
     if (p && p->last_used + cx->conf.exchange_lifetime_ms < d)
         d = p->last_used + cx->conf.exchange_lifetime_ms;

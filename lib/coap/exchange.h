@@ -32,15 +32,23 @@ typedef struct {
 
 typedef struct tether_cx tether_cx_t;
 
-/* Called when an outstanding CON ends; `cookie` is what the sender gave.
- * The transmission is already forgotten when this runs, so the callback may
- * send again. */
-typedef void (*tether_cx_cb)(void *owner, uint64_t cookie, tether_cx_event_t ev,
-                             tether_time_t now);
+/* Whoever waits for the outcome of a CON embeds a waiter (callback and
+ * owner) and passes it to tether_cx_send_con; the exchange layer calls
+ * done() exactly once when the CON ends, after forgetting the
+ * transmission, so the callback may send again or free the waiter's
+ * container. Lifetime: the waiter must stay valid while its CON is
+ * outstanding; an owner that goes away first calls tether_cx_cancel, after
+ * which done() is never called. */
+typedef struct tether_cx_waiter tether_cx_waiter_t;
+struct tether_cx_waiter {
+    void (*done)(tether_cx_waiter_t *w, tether_cx_event_t ev, tether_time_t now);
+    void *owner;
+};
 
 void tether_cx_conf_defaults(tether_cx_conf_t *c);
-int tether_cx_create(const tether_cx_conf_t *conf, tether_cx_cb cb, void *owner,
-                     tether_cx_t **out);
+/* 0 or TETHER_ENOMEM. */
+int tether_cx_create(const tether_cx_conf_t *conf, tether_cx_t **out);
+/* Frees everything; waiters of outstanding CONs are not called. */
 void tether_cx_destroy(tether_cx_t *cx);
 
 /* A fresh MID toward `link`. TETHER_EAGAIN when the peer has been sent so
@@ -58,20 +66,24 @@ bool tether_cx_seen(tether_cx_t *cx, const tether_link_t *link, uint16_t mid, te
 void tether_cx_reply(tether_cx_t *cx, const tether_link_t *link, uint16_t mid, const uint8_t *buf,
                      size_t len);
 
-/* Queues a datagram to send once, unreliably. */
+/* Queues a datagram to send once, unreliably. 0, TETHER_EINVAL (too
+ * large) or TETHER_ENOMEM. */
 int tether_cx_emit(tether_cx_t *cx, const tether_link_t *link, const uint8_t *buf, size_t len);
-/* Sends an encoded CON reliably (its MID from tether_cx_next_mid). The
- * callback reports the outcome with `cookie`. */
+/* Sends an encoded CON reliably (its MID from tether_cx_next_mid); `w`
+ * (NULL: nobody waits) hears the outcome. 0, or TETHER_EINVAL, TETHER_EEXIST
+ * (that MID is outstanding toward `link`) or TETHER_ENOMEM, and then
+ * nothing was sent and `w` is not called. */
 int tether_cx_send_con(tether_cx_t *cx, const tether_link_t *link, const uint8_t *buf, size_t len,
-                       uint64_t cookie, tether_time_t now);
-/* Stops retransmitting the CON with `mid` to `link` without a callback. */
+                       tether_cx_waiter_t *w, tether_time_t now);
+/* Stops retransmitting the CON with `mid` to `link`; its waiter is not
+ * called. A no-op when no such CON is outstanding. */
 void tether_cx_cancel(tether_cx_t *cx, const tether_link_t *link, uint16_t mid);
-/* An ACK or RST for `mid` arrived from `link`; fires the callback.
+/* An ACK or RST for `mid` arrived from `link`; completes its waiter.
  * Returns false when no such CON is outstanding. */
 bool tether_cx_on_ack(tether_cx_t *cx, const tether_link_t *link, uint16_t mid, bool rst,
                       tether_time_t now);
-/* The link ended (DTLS session closed): outstanding CONs report LINK_DOWN
- * and its per-peer state is forgotten. */
+/* The link ended (DTLS session closed): the waiters of outstanding CONs
+ * hear LINK_DOWN and its per-peer state is forgotten. */
 void tether_cx_link_down(tether_cx_t *cx, const tether_link_t *link, tether_time_t now);
 
 /* Retransmissions and expiry of remembered state. */

@@ -23,25 +23,28 @@ const char *tether_coap_perr_str(tether_coap_perr_t e)
     return "unknown";
 }
 
-/* Reads an extended delta/length field (nibble 13 or 14). Returns the
- * value, or -1 when the bytes run out or the nibble is 15. */
-static long read_ext(uint8_t nib, const uint8_t *buf, size_t len, size_t *pos)
+/* Reads an extended delta/length field (nibble 13 or 14) into *out:
+ * 0, or TETHER_EPROTO when the bytes run out or the nibble is 15. */
+static int read_ext(uint8_t nib, const uint8_t *buf, size_t len, size_t *pos, uint32_t *out)
 {
-    if (nib < 13)
-        return nib;
+    if (nib < 13) {
+        *out = nib;
+        return 0;
+    }
     if (nib == 13) {
         if (*pos + 1 > len)
-            return -1;
-        return 13 + buf[(*pos)++];
+            return TETHER_EPROTO;
+        *out = 13u + buf[(*pos)++];
+        return 0;
     }
     if (nib == 14) {
         if (*pos + 2 > len)
-            return -1;
-        long v = ((long)buf[*pos] << 8 | buf[*pos + 1]) + 269;
+            return TETHER_EPROTO;
+        *out = ((uint32_t)buf[*pos] << 8 | buf[*pos + 1]) + 269u;
         *pos += 2;
-        return v;
+        return 0;
     }
-    return -1;
+    return TETHER_EPROTO;
 }
 
 /* Parses header, token, options and payload. Every reference stays inside
@@ -110,9 +113,9 @@ int tether_coap_parse(tether_coap_msg_t *msg, const uint8_t *buf, size_t len,
             e = TETHER_COAP_PERR_OPT_LENGTH;
             goto fail;
         }
-        long delta = read_ext(dn, buf, len, &pos);
-        long olen = delta < 0 ? -1 : read_ext(ln, buf, len, &pos);
-        if (delta < 0 || olen < 0 || pos + (size_t)olen > len) {
+        uint32_t delta, olen;
+        if (read_ext(dn, buf, len, &pos, &delta) < 0 || read_ext(ln, buf, len, &pos, &olen) < 0 ||
+            pos + (size_t)olen > len) {
             e = TETHER_COAP_PERR_TRUNCATED;
             goto fail;
         }

@@ -57,18 +57,19 @@ static bool is_query_char(unsigned char c)
     return is_pchar(c) || c == '/' || c == '?';
 }
 
-static int hex_val(unsigned char c)
+/* The value of hex digit c into *v; false when c is not one. */
+static bool hex_val(unsigned char c, int *v)
 {
     if (is_digit(c)) {
-        return c - '0';
+        *v = c - '0';
+    } else if (c >= 'a' && c <= 'f') {
+        *v = c - 'a' + 10;
+    } else if (c >= 'A' && c <= 'F') {
+        *v = c - 'A' + 10;
+    } else {
+        return false;
     }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
+    return true;
 }
 
 static unsigned char to_lower(unsigned char c)
@@ -121,9 +122,8 @@ static int build_decoded(uri_build_t *b, uint16_t num, const char *s, size_t len
             if (len - i < 3) {
                 return TETHER_EPROTO;
             }
-            int hi = hex_val((unsigned char)s[i + 1]);
-            int lo = hex_val((unsigned char)s[i + 2]);
-            if (hi < 0 || lo < 0) {
+            int hi, lo;
+            if (!hex_val((unsigned char)s[i + 1], &hi) || !hex_val((unsigned char)s[i + 2], &lo)) {
                 return TETHER_EPROTO;
             }
             c = (unsigned char)(hi << 4 | lo);

@@ -38,7 +38,7 @@
 /* Identities x our two TLS 1.3 suites x wolfSSL's two passes over a hello. */
 #define PSK_LOOKUPS_MAX (TETHER_DTLS_MAX_PSK_IDENTITIES * 2 * 2)
 
-#define container_of(p, T, m) ((T *)((char *)(p)-offsetof(T, m)))
+#include "util/container.h"
 
 enum sess_state { S_HANDSHAKE, S_ESTABLISHED, S_DEAD };
 enum auth_kind { AUTH_NONE, AUTH_PSK, AUTH_X509 };

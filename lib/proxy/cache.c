@@ -10,10 +10,11 @@
 #include <string.h>
 
 #include "proxy/cache.h"
+#include "util/hash.h"
 #include "util/hmap.h"
 #include "util/list.h"
 
-#define container_of(p, T, m) ((T *)((char *)(p)-offsetof(T, m)))
+#include "util/container.h"
 #define DIGEST_LEN sizeof(uint64_t)
 #define PATH_SEED 0x6a09e667f3bcc909ull
 #define MAX_STORED (64u * 1024) /* options or payload of one entry */
@@ -48,33 +49,12 @@ struct tether_cache {
 
 /* ---- keys ---------------------------------------------------------------------- */
 
-static uint64_t rotl64(uint64_t x, int r) { return x << r | x >> (64 - r); }
-
-/* Seeded 64-bit digest: a multiply-rotate pass over 8-byte words and a
- * final avalanche. Not cryptographic; the seed keeps remote peers from
- * predicting collisions, and a collision only costs a miss. */
-static uint64_t digest(uint64_t seed, const uint8_t *p, size_t n)
-{
-    const uint64_t k1 = 0x9e3779b97f4a7c15ull, k2 = 0xc2b2ae3d27d4eb4full;
-    uint64_t h = seed ^ (n * k1), w;
-    for (; n >= 8; p += 8, n -= 8) {
-        memcpy(&w, p, 8);
-        h = rotl64(h ^ w * k2, 31) * k1;
-    }
-    w = 0;
-    memcpy(&w, p, n);
-    h = rotl64(h ^ w * k2, 31) * k1;
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdull;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ull;
-    h ^= h >> 33;
-    return h;
-}
-
+/* Keys are found by their seeded digest (util/hash.h); the seed keeps
+ * remote peers from predicting collisions, and a collision only costs a
+ * miss. */
 uint64_t tether_cache_key_digest(const tether_cache_key_t *k, uint64_t seed)
 {
-    return digest(seed, k->buf, k->len);
+    return tether_hash64(seed, k->buf, k->len);
 }
 
 static int put(tether_cache_key_t *k, const void *p, size_t n)
@@ -235,7 +215,7 @@ const tether_cache_stats_t *tether_cache_stats(const tether_cache_t *c) { return
 /* The entry holding `k`'s digest, whichever key it has. */
 static tether_cache_entry_t *by_digest(const tether_cache_t *c, const tether_cache_key_t *k)
 {
-    uint64_t d = digest(c->conf.seed, k->buf, k->len);
+    uint64_t d = tether_hash64(c->conf.seed, k->buf, k->len);
     tether_hnode_t *h = tether_hmap_find(&c->by_key, &d, DIGEST_LEN);
     return h ? container_of(h, tether_cache_entry_t, by_key) : NULL;
 }
@@ -376,7 +356,7 @@ static void make_room(tether_cache_t *c, size_t need)
 /* The path group of `k`, created (and charged) when absent. */
 static cache_path_t *path_get(tether_cache_t *c, const tether_cache_key_t *k)
 {
-    uint64_t d = digest(c->conf.seed ^ PATH_SEED, k->buf, k->path_len);
+    uint64_t d = tether_hash64(c->conf.seed ^ PATH_SEED, k->buf, k->path_len);
     tether_hnode_t *h = tether_hmap_find(&c->by_path, &d, DIGEST_LEN);
     if (h)
         return container_of(h, cache_path_t, node);
@@ -435,7 +415,7 @@ tether_cache_entry_t *tether_cache_store(tether_cache_t *c, const tether_cache_k
     w += encode_opts(resp, true, w, &last_post);
     if (resp->payload_len)
         memcpy(w, resp->payload, resp->payload_len);
-    uint64_t d = digest(c->conf.seed, k->buf, k->len);
+    uint64_t d = tether_hash64(c->conf.seed, k->buf, k->len);
     tether_hmap_insert(&c->by_key, &e->by_key, &d, DIGEST_LEN); /* digest freed above */
     tether_list_push(&c->lru, &e->lru);
     e->path = p;
@@ -463,7 +443,7 @@ tether_cache_entry_t *tether_cache_validate(tether_cache_t *c, const tether_cach
 
 size_t tether_cache_invalidate(tether_cache_t *c, const tether_cache_key_t *k)
 {
-    uint64_t d = digest(c->conf.seed ^ PATH_SEED, k->buf, k->path_len);
+    uint64_t d = tether_hash64(c->conf.seed ^ PATH_SEED, k->buf, k->path_len);
     tether_hnode_t *h = tether_hmap_find(&c->by_path, &d, DIGEST_LEN);
     if (!h)
         return 0;

@@ -1,261 +1,368 @@
-/* The observation table (see observe.h). */
-#include <stdlib.h>
+/* Observe through the proxy (see observe.h). */
 #include <string.h>
 
 #include "proxy/observe.h"
+#include "proxy/reply.h"
+#include "util/container.h"
 
-#define container_of(p, T, m) ((T *)((char *)(p)-offsetof(T, m)))
-#define SEQ_MASK 0xffffffu
+/* RFC 7641 §4.5: an observer gets a confirmable notification at least this
+ * often, besides the ones the device itself sent confirmable. */
+#define OBS_CON_INTERVAL_MS (24ull * 3600 * 1000)
 
-/* The observers of one client link. */
-struct tether_obs_link {
-    tether_hnode_t node; /* key: link key */
-    tether_list_t observers;
-};
-
-int tether_obs_init(tether_obs_table_t *t, uint64_t seed)
+static tether_device_t *obs_dev(const tether_observation_t *o)
 {
-    int rc;
-    memset(t, 0, sizeof *t);
-    t->seed = seed;
-    if ((rc = tether_hmap_init(&t->by_key, 256, seed)) < 0)
-        return rc;
-    if ((rc = tether_hmap_init(&t->by_token, 256, seed ^ 0x3c6ef372fe94f82bull)) < 0)
-        goto fail_token;
-    if ((rc = tether_hmap_init(&t->by_id, 256, seed ^ 0xa54ff53a5f1d36f1ull)) < 0)
-        goto fail_id;
-    if ((rc = tether_hmap_init(&t->by_link, 256, seed ^ 0x510e527fade682d1ull)) < 0)
-        goto fail_link;
-    return 0;
-fail_link:
-    tether_hmap_free(&t->by_id);
-fail_id:
-    tether_hmap_free(&t->by_token);
-fail_token:
-    tether_hmap_free(&t->by_key);
-    return rc;
+    return container_of(o->dev_list, tether_device_t, observations);
 }
 
-void tether_obs_free(tether_obs_table_t *t)
+static void obs_up_on_cx(tether_cx_waiter_t *w, tether_cx_event_t ev, tether_time_t now);
+static void ob_on_cx(tether_cx_waiter_t *w, tether_cx_event_t ev, tether_time_t now);
+
+static void obs_sync(tether_node_t *n)
 {
-    while (t->all.head)
-        tether_obs_destroy(t, container_of(t->all.head, tether_observation_t, all));
-    tether_hmap_free(&t->by_link);
-    tether_hmap_free(&t->by_id);
-    tether_hmap_free(&t->by_token);
-    tether_hmap_free(&t->by_key);
+    n->stats.observe_device_observations = n->obs.nobservations;
+    n->stats.observe_observers = n->obs.nobservers;
 }
 
-tether_observation_t *tether_obs_find(const tether_obs_table_t *t, const tether_cache_key_t *k)
+/* Sends `o`'s registration (Observe: 0 with its upstream token) down `d`'s
+ * current tunnel as a CON, replacing one still outstanding elsewhere. A
+ * no-op while the tunnel is down: the device's next message re-sends it. */
+static void obs_register_up(tether_node_t *n, tether_observation_t *o, tether_device_t *d,
+                            tether_time_t now)
 {
-    uint64_t d = tether_cache_key_digest(k, t->seed);
-    tether_hnode_t *h = tether_hmap_find(&t->by_key, &d, sizeof d);
-    tether_observation_t *o = h ? container_of(h, tether_observation_t, by_key) : NULL;
-    return o && o->key_len == k->len && memcmp(o->key, k->buf, k->len) == 0 ? o : NULL;
-}
-
-tether_observation_t *tether_obs_find_token(const tether_obs_table_t *t, const uint8_t *tok,
-                                            size_t tkl)
-{
-    if (tkl != TETHER_OBS_TOKEN_LEN)
-        return NULL;
-    tether_hnode_t *h = tether_hmap_find(&t->by_token, tok, tkl);
-    return h ? container_of(h, tether_observation_t, by_token) : NULL;
-}
-
-int tether_obs_create(tether_obs_table_t *t, const tether_cache_key_t *k, const uint8_t *utok,
-                      const uint8_t *req, size_t len, tether_list_t *dev_list,
-                      tether_observation_t **out)
-{
-    int rc = TETHER_ENOMEM;
-    if (len > UINT16_MAX)
-        return TETHER_EINVAL;
-    tether_observation_t *o = calloc(1, sizeof *o + k->len);
-    if (!o || !(o->req = malloc(len)))
-        goto fail;
-    memcpy(o->req, req, len);
-    o->req_len = (uint16_t)len;
-    memcpy(o->key, k->buf, k->len);
-    o->key_len = k->len;
-    o->key_path_len = k->path_len;
-    memcpy(o->utok, utok, TETHER_OBS_TOKEN_LEN);
-    o->seq = 1; /* the first notification goes out as 2 */
-    if ((rc = tether_hmap_insert(&t->by_token, &o->by_token, utok, TETHER_OBS_TOKEN_LEN)) < 0)
-        goto fail;
-    uint64_t d = tether_cache_key_digest(k, t->seed);
-    if ((rc = tether_hmap_insert(&t->by_key, &o->by_key, &d, sizeof d)) < 0) {
-        /* Another key with the same digest is observed: not shareable. */
-        tether_hmap_remove(&t->by_token, &o->by_token);
-        goto fail;
+    if (o->up_pending) {
+        tether_cx_cancel(n->cx, &o->up_link, o->up_mid);
+        o->up_pending = false;
     }
-    o->dev_list = dev_list;
-    tether_list_push(dev_list, &o->dev_node);
-    tether_list_push(&t->all, &o->all);
-    t->nobservations++;
-    *out = o;
-    return 0;
-fail:
-    if (o)
-        free(o->req);
-    free(o);
-    return rc;
-}
-
-void tether_obs_destroy(tether_obs_table_t *t, tether_observation_t *o)
-{
-    while (o->observers.head)
-        tether_obs_remove_observer(t, container_of(o->observers.head, tether_observer_t, in_obs));
-    tether_hmap_remove(&t->by_key, &o->by_key);
-    tether_hmap_remove(&t->by_token, &o->by_token);
-    tether_list_del(o->dev_list, &o->dev_node);
-    tether_list_del(&t->all, &o->all);
-    t->nobservations--;
-    free(o->last);
-    free(o->req);
-    free(o);
-}
-
-static tether_obs_link_t *link_find(const tether_obs_table_t *t, const tether_link_t *link)
-{
-    uint8_t key[20];
-    size_t kl = tether_link_key(link, key);
-    tether_hnode_t *h = tether_hmap_find(&t->by_link, key, kl);
-    return h ? container_of(h, tether_obs_link_t, node) : NULL;
-}
-
-int tether_obs_add_observer(tether_obs_table_t *t, tether_observation_t *o,
-                            const tether_link_t *link, const uint8_t *tok, size_t tkl,
-                            tether_time_t now, tether_observer_t **out)
-{
-    if (tkl > TETHER_COAP_MAX_TOKEN)
-        return TETHER_EINVAL;
-    tether_observer_t *ob = calloc(1, sizeof *ob);
-    if (!ob)
-        return TETHER_ENOMEM;
-    tether_obs_link_t *ln = link_find(t, link);
-    if (!ln) {
-        uint8_t key[20];
-        size_t kl = tether_link_key(link, key);
-        if (!(ln = calloc(1, sizeof *ln)) || tether_hmap_insert(&t->by_link, &ln->node, key, kl) < 0) {
-            free(ln);
-            free(ob);
-            return TETHER_ENOMEM;
-        }
+    if (!d->link_up || tether_cx_next_mid(n->cx, &d->link, now, &o->up_mid) < 0)
+        return;
+    o->req[2] = (uint8_t)(o->up_mid >> 8);
+    o->req[3] = (uint8_t)o->up_mid;
+    if (tether_cx_send_con(n->cx, &d->link, o->req, o->req_len, &o->up_w, now) == 0) {
+        o->up_pending = true;
+        o->up_link = d->link;
     }
-    do
-        ob->id = t->next_id++;
-    while (tether_hmap_insert(&t->by_id, &ob->by_id, &ob->id, sizeof ob->id) < 0);
-    ob->obs = o;
-    ob->ln = ln;
-    ob->link = *link;
-    ob->tkl = (uint8_t)tkl;
-    memcpy(ob->tok, tok, tkl);
-    ob->last_con = now;
-    tether_list_push(&o->observers, &ob->in_obs);
-    tether_list_push(&ln->observers, &ob->in_link);
-    o->nobservers++;
-    t->nobservers++;
-    *out = ob;
-    return 0;
 }
 
-void tether_obs_remove_observer(tether_obs_table_t *t, tether_observer_t *ob)
+/* Cancels the device side of `o` (RFC 7641 §3.6): a GET/FETCH with
+ * Observe: 1 and the upstream token. Later notifications carrying the
+ * token find no observation and are answered with RST. */
+static void obs_cancel_up(tether_node_t *n, tether_observation_t *o, tether_time_t now)
+{
+    tether_device_t *d = obs_dev(o);
+    tether_coap_msg_t m;
+    tether_coap_perr_t perr;
+    uint8_t buf[TETHER_MSG_MAX], one = 1;
+    size_t len;
+    if (o->up_pending) {
+        tether_cx_cancel(n->cx, &o->up_link, o->up_mid);
+        o->up_pending = false;
+    }
+    if (!d->link_up || tether_coap_parse(&m, o->req, o->req_len, &perr) < 0 ||
+        tether_cx_next_mid(n->cx, &d->link, now, &m.mid) < 0)
+        return;
+    tether_coap_msg_del_opt(&m, TETHER_COAP_OPT_OBSERVE);
+    if (tether_coap_msg_add_opt(&m, TETHER_COAP_OPT_OBSERVE, &one, 1) == 0 &&
+        tether_coap_encode(&m, buf, sizeof buf, &len) == 0)
+        tether_cx_send_con(n->cx, &d->link, buf, len, NULL, now);
+}
+
+/* Removes `ob`, stopping its outstanding confirmable notification. */
+static void ob_drop(tether_node_t *n, tether_observer_t *ob)
+{
+    if (ob->con_pending)
+        tether_cx_cancel(n->cx, &ob->link, ob->con_mid);
+    tether_obs_remove_observer(&n->obs, ob);
+}
+
+/* Removes `ob`; the last observer to leave cancels and frees the device
+ * side too. */
+static void obs_leave(tether_node_t *n, tether_observer_t *ob, tether_time_t now)
 {
     tether_observation_t *o = ob->obs;
-    tether_list_del(&o->observers, &ob->in_obs);
-    tether_list_del(&ob->ln->observers, &ob->in_link);
-    if (!ob->ln->observers.head) {
-        tether_hmap_remove(&t->by_link, &ob->ln->node);
-        free(ob->ln);
+    ob_drop(n, ob);
+    if (!o->nobservers) {
+        obs_cancel_up(n, o, now);
+        tether_obs_destroy(&n->obs, o);
     }
-    tether_hmap_remove(&t->by_id, &ob->by_id);
-    o->nobservers--;
-    t->nobservers--;
-    free(ob);
+    obs_sync(n);
 }
 
-tether_observer_t *tether_obs_observer_by_id(const tether_obs_table_t *t, uint32_t id)
+/* Ends `o`: every observer gets `resp` (a final response without Observe,
+ * its token and MID set here) and is removed; `o` is freed. The device side
+ * is not cancelled: it ended it, or is gone. */
+static void obs_end(tether_node_t *n, tether_observation_t *o, tether_coap_msg_t *resp,
+                    tether_time_t now)
 {
-    tether_hnode_t *h = tether_hmap_find(&t->by_id, &id, sizeof id);
-    return h ? container_of(h, tether_observer_t, by_id) : NULL;
-}
-
-tether_observer_t *tether_obs_observer_find(const tether_obs_table_t *t, const tether_link_t *link,
-                                            const uint8_t *tok, size_t tkl)
-{
-    tether_obs_link_t *ln = link_find(t, link);
-    for (tether_lnode_t *n = ln ? ln->observers.head : NULL; n; n = n->next) {
-        tether_observer_t *ob = container_of(n, tether_observer_t, in_link);
-        if (ob->tkl == tkl && memcmp(ob->tok, tok, tkl) == 0)
-            return ob;
-    }
-    return NULL;
-}
-
-tether_observer_t *tether_obs_observer_by_mid(const tether_obs_table_t *t,
-                                              const tether_link_t *link, uint16_t mid)
-{
-    tether_obs_link_t *ln = link_find(t, link);
-    for (tether_lnode_t *n = ln ? ln->observers.head : NULL; n; n = n->next) {
-        tether_observer_t *ob = container_of(n, tether_observer_t, in_link);
-        if (ob->notified && ob->last_mid == mid)
-            return ob;
-    }
-    return NULL;
-}
-
-tether_observer_t *tether_obs_link_first(const tether_obs_table_t *t, const tether_link_t *link)
-{
-    tether_obs_link_t *ln = link_find(t, link);
-    return ln && ln->observers.head ? container_of(ln->observers.head, tether_observer_t, in_link)
-                                    : NULL;
-}
-
-int tether_obs_set_latest(tether_observation_t *o, const tether_coap_msg_t *resp)
-{
-    tether_coap_msg_t m;
-    uint8_t buf[TETHER_MSG_MAX], ov[3];
+    uint8_t buf[TETHER_MSG_MAX];
     size_t len;
-    uint32_t seq = (o->seq + 1) & SEQ_MASK;
-    tether_coap_msg_init(&m, TETHER_COAP_NON, resp->code, 0);
-    size_t ol = seq > 0xffff ? 3 : seq > 0xff ? 2 : seq ? 1 : 0;
-    for (size_t i = 0; i < ol; i++)
-        ov[i] = (uint8_t)(seq >> (8 * (ol - 1 - i)));
-    for (size_t i = 0; i < resp->nopts; i++)
-        if (resp->opts[i].num != TETHER_COAP_OPT_OBSERVE &&
-            tether_coap_msg_add_opt(&m, resp->opts[i].num, resp->opts[i].val, resp->opts[i].len) < 0)
-            return TETHER_ENOSPC;
-    if (tether_coap_msg_add_opt(&m, TETHER_COAP_OPT_OBSERVE, ov, ol) < 0)
-        return TETHER_ENOSPC;
-    m.payload = resp->payload;
-    m.payload_len = resp->payload_len;
-    int rc = tether_coap_encode(&m, buf, sizeof buf, &len);
-    if (rc < 0)
-        return rc;
-    uint8_t *tail = malloc(len - 4 ? len - 4 : 1);
-    if (!tail)
-        return TETHER_ENOMEM;
-    memcpy(tail, buf + 4, len - 4);
-    free(o->last);
-    o->last = tail;
-    o->last_len = (uint16_t)(len - 4);
-    o->last_code = resp->code;
-    o->seq = seq;
-    return 0;
+    if (o->up_pending) {
+        tether_cx_cancel(n->cx, &o->up_link, o->up_mid);
+        o->up_pending = false;
+    }
+    resp->type = TETHER_COAP_NON;
+    while (o->observers.head) {
+        tether_observer_t *ob = container_of(o->observers.head, tether_observer_t, in_obs);
+        tether_coap_msg_set_token(resp, ob->tok, ob->tkl);
+        if (tether_cx_next_mid(n->cx, &ob->link, now, &resp->mid) == 0 &&
+            tether_coap_encode(resp, buf, sizeof buf, &len) == 0)
+            tether_cx_emit(n->cx, &ob->link, buf, len);
+        ob_drop(n, ob);
+    }
+    tether_obs_destroy(&n->obs, o);
+    obs_sync(n);
 }
 
-int tether_obs_encode(const tether_observation_t *o, const tether_observer_t *ob, uint8_t type,
-                      uint16_t mid, uint8_t *buf, size_t cap, size_t *out_len)
+static void obs_fail(tether_node_t *n, tether_observation_t *o, uint8_t code, const char *diag,
+                     tether_time_t now)
 {
-    size_t len = 4 + (size_t)ob->tkl + o->last_len;
-    if (!o->last_code || len > cap)
-        return o->last_code ? TETHER_ENOSPC : TETHER_ENOTFOUND;
-    buf[0] = (uint8_t)(TETHER_COAP_VERSION << 6 | type << 4 | ob->tkl);
-    buf[1] = o->last_code;
-    buf[2] = (uint8_t)(mid >> 8);
-    buf[3] = (uint8_t)mid;
-    memcpy(buf + 4, ob->tok, ob->tkl);
-    memcpy(buf + 4 + ob->tkl, o->last, o->last_len);
-    *out_len = len;
-    return 0;
+    tether_coap_msg_t resp;
+    tether_coap_msg_init(&resp, TETHER_COAP_NON, code, 0);
+    resp.payload = (const uint8_t *)diag;
+    resp.payload_len = strlen(diag);
+    obs_end(n, o, &resp, now);
+}
+
+/* Sends `o`'s latest notification to `ob`: confirmable when `con` (the
+ * device sent it so) or when `ob` had none for OBS_CON_INTERVAL_MS, unless
+ * one is still outstanding (RFC 7641 §4.5.2: the newer state goes
+ * non-confirmable meanwhile, the outstanding one keeps its back-off and
+ * still detects a client that is gone); non-confirmable otherwise. */
+static void obs_notify_one(tether_node_t *n, tether_observation_t *o, tether_observer_t *ob,
+                           bool con, tether_time_t now)
+{
+    uint8_t buf[TETHER_MSG_MAX];
+    size_t len;
+    uint16_t mid;
+    con = (con || now - ob->last_con >= OBS_CON_INTERVAL_MS) && !ob->con_pending;
+    if (tether_cx_next_mid(n->cx, &ob->link, now, &mid) < 0 ||
+        tether_obs_encode(o, ob, con ? TETHER_COAP_CON : TETHER_COAP_NON, mid, buf, sizeof buf,
+                          &len) < 0)
+        return;
+    if (con) {
+        if (tether_cx_send_con(n->cx, &ob->link, buf, len, &ob->con_w, now) < 0)
+            return;
+        ob->con_pending = true;
+        ob->con_mid = mid;
+        ob->last_con = now;
+    } else {
+        tether_cx_emit(n->cx, &ob->link, buf, len);
+    }
+    ob->notified = true;
+    ob->last_mid = mid;
+    n->stats.observe_notifications_sent++;
+}
+
+/* A response from a device carrying an observation's upstream token. A
+ * 2.05 with Observe is a notification: it refreshes the cache entry and
+ * goes to every observer. Anything else (an error, a response without
+ * Observe) is forwarded to every observer and ends the observation.
+ * Returns false when no observation has the token, or it did not come on
+ * the device's current tunnel (the caller then answers a CON/NON with RST,
+ * cancelling a stale device-side observation). */
+bool tether_observe_response(tether_node_t *n, const tether_peer_t *peer,
+                             const tether_coap_msg_t *msg, tether_time_t now)
+{
+    tether_observation_t *o = tether_obs_find_token(&n->obs, msg->token, msg->tkl);
+    if (!o)
+        return false;
+    tether_device_t *d = obs_dev(o);
+    if (!peer->identity || strcmp(peer->identity, d->rec.name) != 0 || !d->link_up ||
+        !tether_link_equal(&d->link, &peer->link))
+        return false;
+    if (o->up_pending && msg->type != TETHER_COAP_ACK) {
+        /* A separate response: the registration arrived, its ACK did not. */
+        tether_cx_cancel(n->cx, &o->up_link, o->up_mid);
+        o->up_pending = false;
+    }
+    tether_coap_msg_t resp;
+    tether_reply_device_answer(msg, &resp);
+    if (n->cache) {
+        tether_cache_key_t k;
+        k.len = o->key_len;
+        k.path_len = o->key_path_len;
+        memcpy(k.buf, o->key, o->key_len);
+        tether_cache_store(n->cache, &k, &resp, now);
+        tether_node_cache_sync(n);
+    }
+    bool notification = msg->code == TETHER_COAP_CONTENT &&
+                        tether_coap_msg_find_opt(msg, TETHER_COAP_OPT_OBSERVE);
+    if (!notification) {
+        n->stats.relay_ok++;
+        obs_end(n, o, &resp, now);
+        return true;
+    }
+    if (tether_obs_set_latest(o, &resp) < 0) {
+        obs_fail(n, o, TETHER_COAP_BAD_GATEWAY, "notification too large", now);
+        return true;
+    }
+    bool con = msg->type == TETHER_COAP_CON;
+    for (tether_lnode_t *l = o->observers.head; l; l = l->next)
+        obs_notify_one(n, o, container_of(l, tether_observer_t, in_obs), con, now);
+    return true;
+}
+
+/* Outcome of a confirmable notification. */
+static void ob_on_cx(tether_cx_waiter_t *w, tether_cx_event_t ev, tether_time_t now)
+{
+    tether_observer_t *ob = container_of(w, tether_observer_t, con_w);
+    if (!ob->con_pending)
+        return;
+    ob->con_pending = false;
+    if (ev != TETHER_CX_ACKED) /* RST, timeout or link down: the client is gone */
+        obs_leave(w->owner, ob, now);
+}
+
+/* Outcome of an upstream registration. */
+static void obs_up_on_cx(tether_cx_waiter_t *w, tether_cx_event_t ev, tether_time_t now)
+{
+    tether_observation_t *o = container_of(w, tether_observation_t, up_w);
+    tether_node_t *n = w->owner;
+    if (!o->up_pending)
+        return;
+    o->up_pending = false;
+    if (ev == TETHER_CX_RESET)
+        obs_fail(n, o, TETHER_COAP_BAD_GATEWAY, "device refused the observation", now);
+    else if (ev == TETHER_CX_TIMEOUT)
+        obs_fail(n, o, TETHER_COAP_GATEWAY_TIMEOUT, "device did not answer", now);
+    /* Link down: the device's next session registers it again. */
+}
+
+/* A new observation of `k` on `d`, `up` being the request as forwarded
+ * (without Observe or token); its registration goes out when the tunnel is
+ * up. NULL when out of memory or tokens. */
+static tether_observation_t *obs_new(tether_node_t *n, tether_device_t *d,
+                                     const tether_cache_key_t *k, const tether_coap_msg_t *up,
+                                     tether_time_t now)
+{
+    tether_coap_msg_t m = *up;
+    uint8_t buf[TETHER_MSG_MAX];
+    size_t len;
+    if (tether_coap_msg_add_opt(&m, TETHER_COAP_OPT_OBSERVE, "", 0) < 0)
+        return NULL;
+    for (int tries = 0; tries < 4; tries++) {
+        uint8_t utok[TETHER_UTOK_LEN];
+        tether_observation_t *o;
+        tether_node_next_token(n, utok);
+        if (tether_hmap_find(&n->by_token, utok, TETHER_UTOK_LEN))
+            continue; /* the counter wrapped onto a relayed request */
+        tether_coap_msg_set_token(&m, utok, TETHER_UTOK_LEN);
+        if (tether_coap_encode(&m, buf, sizeof buf, &len) < 0)
+            return NULL;
+        int rc = tether_obs_create(&n->obs, k, utok, buf, len, &d->observations, &o);
+        if (rc == TETHER_EEXIST)
+            continue;
+        if (rc < 0)
+            return NULL;
+        o->up_w.done = obs_up_on_cx;
+        o->up_w.owner = n;
+        obs_register_up(n, o, d, now);
+        return o;
+    }
+    return NULL;
+}
+
+/* Answers the registration `req` of `ob` with the latest notification. */
+static void obs_answer(tether_node_t *n, const tether_link_t *link, const tether_coap_msg_t *req,
+                       tether_observation_t *o, tether_observer_t *ob, tether_time_t now)
+{
+    uint8_t buf[TETHER_MSG_MAX];
+    size_t len;
+    uint8_t type;
+    uint16_t mid;
+    tether_reply_head(n, link, req->type, req->mid, false, &type, &mid, now);
+    if (tether_obs_encode(o, ob, type, mid, buf, sizeof buf, &len) < 0)
+        return;
+    tether_cx_reply(n->cx, link, req->mid, buf, len);
+    ob->notified = true;
+    ob->last_mid = mid;
+    n->stats.observe_notifications_sent++;
+}
+
+/* The observe part of a client request for device `d`, `up` being the
+ * request as it would be forwarded (Observe stripped). Observe: 0 on a
+ * cacheable GET/FETCH makes the client an observer of the shared
+ * device-side observation (the first observer creates and registers it)
+ * and is answered with the latest notification, or an empty ACK until the
+ * first one comes: returns true. Observe: 1 removes the client's observer
+ * with that token and returns false, so the request goes on as a plain
+ * one (RFC 7641 §3.6). Operator requests are never observers. */
+bool tether_observe_request(tether_node_t *n, const tether_peer_t *peer,
+                            const tether_coap_msg_t *req, tether_device_t *d,
+                            const tether_coap_msg_t *up, tether_time_t now)
+{
+    const tether_link_t *link = &peer->link;
+    uint32_t ov;
+    if ((req->code != TETHER_COAP_GET && req->code != TETHER_COAP_FETCH) ||
+        link->kind == TETHER_LINK_INTERNAL ||
+        tether_coap_msg_get_uint(req, TETHER_COAP_OPT_OBSERVE, &ov) < 0)
+        return false;
+    tether_observer_t *ob = tether_obs_observer_find(&n->obs, link, req->token, req->tkl);
+    if (ov != 0) {
+        if (ov == 1 && ob)
+            obs_leave(n, ob, now);
+        return false;
+    }
+    tether_cache_key_t k;
+    if (!tether_cache_request_cacheable(up) || tether_cache_key(&k, d->rec.name, up) < 0)
+        return false; /* e.g. block-wise: relayed as a plain request */
+    tether_observation_t *o = tether_obs_find(&n->obs, &k);
+    if (ob && ob->obs != o) { /* the token now observes something else */
+        obs_leave(n, ob, now);
+        ob = NULL;
+    }
+    if (!ob) {
+        if (n->obs.nobservers >= n->conf.max_observers ||
+            (o && o->nobservers >= n->conf.max_observers_per_resource)) {
+            n->stats.observe_rejected++;
+            tether_reply_code(n, link, req, TETHER_COAP_SERVICE_UNAVAILABLE, "too many observers",
+                              now);
+            return true;
+        }
+        bool created = !o;
+        if ((!o && !(o = obs_new(n, d, &k, up, now))) ||
+            tether_obs_add_observer(&n->obs, o, link, req->token, req->tkl, now, &ob) < 0) {
+            if (o && created) {
+                obs_cancel_up(n, o, now);
+                tether_obs_destroy(&n->obs, o);
+            }
+            tether_reply_code(n, link, req, TETHER_COAP_INTERNAL_ERROR, NULL, now);
+            return true;
+        }
+        ob->con_w.done = ob_on_cx;
+        ob->con_w.owner = n;
+        obs_sync(n);
+    }
+    if (o->last_code)
+        obs_answer(n, link, req, o, ob, now);
+    else if (req->type == TETHER_COAP_CON)
+        tether_reply_empty(n, link, TETHER_COAP_ACK, req->mid);
+    return true;
+}
+
+void tether_observe_relink(tether_node_t *n, tether_device_t *d, tether_time_t now)
+{
+    for (tether_lnode_t *l = d->observations.head; l; l = l->next)
+        obs_register_up(n, container_of(l, tether_observation_t, dev_node), d, now);
+}
+
+void tether_observe_device_gone(tether_node_t *n, tether_device_t *d, tether_time_t now)
+{
+    while (d->observations.head)
+        obs_fail(n, container_of(d->observations.head, tether_observation_t, dev_node),
+                 TETHER_COAP_BAD_GATEWAY, "device gone", now);
+}
+
+void tether_observe_link_down(tether_node_t *n, const tether_link_t *link, tether_time_t now)
+{
+    tether_observer_t *ob;
+    while ((ob = tether_obs_link_first(&n->obs, link)))
+        obs_leave(n, ob, now);
+}
+
+void tether_observe_reset(tether_node_t *n, const tether_link_t *link, uint16_t mid,
+                          tether_time_t now)
+{
+    tether_observer_t *ob = tether_obs_observer_by_mid(&n->obs, link, mid);
+    if (ob)
+        obs_leave(n, ob, now);
 }

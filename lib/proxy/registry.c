@@ -4,25 +4,22 @@
 #include <string.h>
 
 #include "proxy/registry.h"
+#include "util/hash.h"
 
-#define container_of(p, T, m) ((T *)((char *)(p)-offsetof(T, m)))
+#include "util/container.h"
 #define NAME_KEY 16
 /* Below the shortest NAT timeouts seen in the field (see the background notes). */
 #define KEEPALIVE_DEFAULT_MS 15000u
 /* Gaps shorter than this say nothing about the NAT. */
 #define NAT_MIN_GAP_MS 1000u
 
-/* Keyed 128-bit digest of a name (two seeded FNV-1a-64 passes with a final
- * mix); equal names are still compared byte by byte after a hit. */
+/* Keyed 128-bit digest of a name (two seeded passes of the one hash,
+ * util/hash.h); equal names are still compared byte by byte after a hit. */
 static void name_key(const tether_registry_t *r, const char *name, uint8_t key[NAME_KEY])
 {
+    size_t len = strlen(name);
     for (int half = 0; half < 2; half++) {
-        uint64_t h = 0xcbf29ce484222325ull ^ (r->seed + (uint64_t)half * 0x9e3779b97f4a7c15ull);
-        for (const char *p = name; *p; p++)
-            h = (h ^ (uint8_t)*p) * 0x100000001b3ull;
-        h ^= h >> 33;
-        h *= 0xff51afd7ed558ccdull;
-        h ^= h >> 33;
+        uint64_t h = tether_hash64(r->seed + (uint64_t)half * 0x9e3779b97f4a7c15ull, name, len);
         memcpy(key + 8 * half, &h, 8);
     }
 }
@@ -54,13 +51,13 @@ tether_device_t *tether_registry_find(const tether_registry_t *r, const char *na
     name_key(r, name, key);
     tether_hnode_t *n = tether_hmap_find(&r->by_name, key, sizeof key);
     tether_device_t *d = n ? container_of(n, tether_device_t, by_name) : NULL;
-    return d && strcmp(d->name, name) == 0 ? d : NULL;
+    return d && strcmp(d->rec.name, name) == 0 ? d : NULL;
 }
 
 tether_device_t *tether_registry_find_reg(const tether_registry_t *r, const char *regid)
 {
     size_t len = strlen(regid);
-    if (len == 0 || len >= sizeof((tether_device_t *)0)->regid)
+    if (len == 0 || len >= sizeof((tether_device_t *)0)->rec.regid)
         return NULL;
     tether_hnode_t *n = tether_hmap_find(&r->by_reg, regid, len);
     return n ? container_of(n, tether_device_t, by_reg) : NULL;
@@ -84,10 +81,16 @@ int tether_registry_add(tether_registry_t *r, const char *name, tether_device_t 
         return TETHER_EINVAL;
     if (r->count >= r->max)
         return TETHER_ELIMIT;
+    /* Every device is armed in the expiry heap while registered: reserve its
+     * slot now so that arming its lifetime cannot fail later. */
+    int rc = tether_heap_reserve(&r->expiry, r->count + 1);
+    if (rc < 0)
+        return rc;
     tether_device_t *d = calloc(1, sizeof *d);
     if (!d)
         return TETHER_ENOMEM;
-    strcpy(d->name, name);
+    strcpy(d->rec.name, name);
+    d->rec.node_id = r->node_id;
     tether_timer_init(&d->expiry);
     uint8_t key[NAME_KEY];
     name_key(r, name, key);
@@ -97,8 +100,8 @@ int tether_registry_add(tether_registry_t *r, const char *name, tether_device_t 
     }
     /* Registration ids are short, unique per node and name the node. */
     do
-        snprintf(d->regid, sizeof d->regid, "%x%x", r->node_id, ++r->next_reg);
-    while (tether_hmap_insert(&r->by_reg, &d->by_reg, d->regid, strlen(d->regid)) < 0);
+        snprintf(d->rec.regid, sizeof d->rec.regid, "%x%x", r->node_id, ++r->next_reg);
+    while (tether_hmap_insert(&r->by_reg, &d->by_reg, d->rec.regid, strlen(d->rec.regid)) < 0);
     tether_list_push(&r->order, &d->order);
     r->count++;
     *dev = d;
@@ -122,7 +125,7 @@ void tether_registry_remove(tether_registry_t *r, tether_device_t *dev)
     tether_hmap_remove(&r->by_reg, &dev->by_reg);
     tether_list_del(&r->order, &dev->order);
     r->count--;
-    free(dev->links);
+    free((char *)dev->rec.links);
     free(dev);
 }
 
@@ -141,7 +144,7 @@ void tether_registry_free(tether_registry_t *r)
 int tether_registry_set_lifetime(tether_registry_t *r, tether_device_t *dev, uint32_t lifetime_s,
                                  tether_time_t now)
 {
-    dev->lifetime_s = lifetime_s;
+    dev->rec.lifetime_s = lifetime_s;
     return tether_heap_arm(&r->expiry, &dev->expiry, now + (tether_time_t)lifetime_s * 1000);
 }
 
@@ -153,8 +156,9 @@ int tether_registry_set_links(tether_device_t *dev, const char *links, size_t le
     if (len) /* an empty registration payload may come without a pointer */
         memcpy(copy, links, len);
     copy[len] = 0;
-    free(dev->links);
-    dev->links = copy;
+    free((char *)dev->rec.links);
+    dev->rec.links = copy;
+    dev->rec.links_len = len;
     return 0;
 }
 
@@ -195,7 +199,7 @@ tether_device_t *tether_registry_next(const tether_registry_t *r, const char *af
             /* The cursor's device is gone: ids grow in registration order,
              * so resume after the last one not newer than it. */
             unsigned long want = strtoul(after, NULL, 16);
-            while (n && strtoul(container_of(n, tether_device_t, order)->regid, NULL, 16) <= want)
+            while (n && strtoul(container_of(n, tether_device_t, order)->rec.regid, NULL, 16) <= want)
                 n = n->next;
         }
     }

@@ -7,30 +7,31 @@
 
 #include "tether/addr.h"
 #include "tether/creds.h"
+#include "tether/store.h"
 #include "util/heap.h"
 #include "util/hmap.h"
 #include "util/list.h"
 
-typedef struct relay_req relay_req_t;
-
+/* A registered device: what the cluster shares (`rec`, the store's
+ * directory entry) and what only this node's proxy needs. rec.links is
+ * owned here (tether_registry_set_links); rec.addr and rec.last_seen_s are
+ * what this node last told the store, not per message. */
 typedef struct tether_device {
+    tether_store_device_t rec;
+    uint64_t store_version; /* of rec in the store, 0: not written yet */
+    /* runtime state of this node */
     tether_hnode_t by_name; /* key: keyed digest of the name */
     tether_hnode_t by_reg;  /* key: regid */
     tether_hnode_t by_link; /* key: link key, while link_up */
     tether_timer_t expiry;  /* registration lifetime */
     tether_lnode_t order;   /* registration order, for paged listing */
-    char name[TETHER_IDENTITY_MAX];
-    char regid[16];
-    bool queue_mode; /* registered with b=UQ: sleeps between messages */
     bool link_up;
     tether_link_t link;
-    uint32_t lifetime_s;
     tether_time_t registered_at, last_rx;
     uint32_t nat_lo_ms, nat_hi_ms; /* binding survived lo; was lost within hi */
-    char *links;                   /* registered link-format, NUL-terminated */
-    relay_req_t *reqs;             /* requests for this device, queued or in flight */
+    tether_list_t reqs;            /* relayed requests (proxy/relay.h), newest first */
     uint32_t nqueued, ninflight;
-    tether_list_t observations; /* device-side observations (proxy/observe.h) */
+    tether_list_t observations; /* device-side observations (proxy/obsreg.h) */
 } tether_device_t;
 
 typedef struct {
@@ -52,7 +53,7 @@ tether_device_t *tether_registry_find_reg(const tether_registry_t *r, const char
 tether_device_t *tether_registry_find_link(const tether_registry_t *r, const tether_link_t *link);
 
 /* Registers `name` (or returns its existing entry, *created false).
- * TETHER_ELIMIT when the directory is full. */
+ * TETHER_ELIMIT when the directory is full, TETHER_ENOMEM. */
 int tether_registry_add(tether_registry_t *r, const char *name, tether_device_t **dev,
                         bool *created);
 /* The device registered after the one with registration id `after`
@@ -60,10 +61,12 @@ int tether_registry_add(tether_registry_t *r, const char *name, tether_device_t 
 tether_device_t *tether_registry_next(const tether_registry_t *r, const char *after);
 /* Removes and frees a device whose request and observation lists are empty. */
 void tether_registry_remove(tether_registry_t *r, tether_device_t *dev);
-/* Sets the lifetime and re-arms expiry at now + lifetime. */
+/* Sets the lifetime and re-arms expiry at now + lifetime. Cannot fail for
+ * a device from tether_registry_add (its heap slot is reserved there). */
 int tether_registry_set_lifetime(tether_registry_t *r, tether_device_t *dev, uint32_t lifetime_s,
                                  tether_time_t now);
-/* Replaces the registered links (copied). */
+/* Replaces the registered links (copied). 0 or TETHER_ENOMEM (the old
+ * links stay). */
 int tether_registry_set_links(tether_device_t *dev, const char *links, size_t len);
 /* The device sent something on `link` from link->addr: records it as
  * online there, and learns from the gap since its previous message whether

@@ -10,6 +10,7 @@
 #include <wolfssl/wolfcrypt/sha256.h>
 
 #include "tether/creds.h"
+#include "util/container.h"
 #include "util/hmap.h"
 
 /* PSK identities are looked up by a hash map (SPEC S10: a spoofable hello
@@ -366,8 +367,7 @@ static const psk_entry_t *find_psk(const tether_creds_t *c, const char *identity
     tether_hnode_t *n = tether_hmap_find(&c->psk_by_id, dg, sizeof dg);
     if (!n)
         return NULL;
-    const psk_entry_t *p =
-        (const psk_entry_t *)((const char *)n - offsetof(psk_entry_t, by_id));
+    const psk_entry_t *p = container_of(n, psk_entry_t, by_id);
     return strcmp(p->identity, identity) == 0 ? p : NULL;
 }
 

@@ -39,6 +39,13 @@ size_t tether_link_key(const tether_link_t *l, uint8_t key[20])
     return 1 + tether_addr_key(&l->addr, key + 1);
 }
 
+bool tether_link_equal(const tether_link_t *a, const tether_link_t *b)
+{
+    uint8_t ka[20], kb[20];
+    size_t la = tether_link_key(a, ka), lb = tether_link_key(b, kb);
+    return la == lb && memcmp(ka, kb, la) == 0;
+}
+
 const char *tether_addr_str(const tether_addr_t *a, char *buf, size_t cap)
 {
     char ip[INET6_ADDRSTRLEN] = "?";

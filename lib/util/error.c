@@ -17,6 +17,7 @@ const char *tether_strerror(int err)
     case TETHER_ETIMEDOUT: return "timed out";
     case TETHER_EAGAIN: return "try again";
     case TETHER_ECRYPTO: return "crypto error";
+    case TETHER_ECONFLICT: return "version conflict";
     }
     return "unknown error";
 }

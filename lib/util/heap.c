@@ -64,17 +64,27 @@ void tether_heap_disarm(tether_heap_t *h, tether_timer_t *t)
         sift_down(h, i);
 }
 
+int tether_heap_reserve(tether_heap_t *h, size_t n)
+{
+    if (n <= h->cap)
+        return 0;
+    size_t cap = h->cap ? h->cap : 64;
+    while (cap < n)
+        cap *= 2;
+    tether_timer_t **v = realloc(h->v, cap * sizeof *v);
+    if (!v)
+        return TETHER_ENOMEM;
+    h->v = v;
+    h->cap = cap;
+    return 0;
+}
+
 int tether_heap_arm(tether_heap_t *h, tether_timer_t *t, tether_time_t at)
 {
     tether_heap_disarm(h, t);
-    if (h->n == h->cap) {
-        size_t cap = h->cap ? h->cap * 2 : 64;
-        tether_timer_t **v = realloc(h->v, cap * sizeof *v);
-        if (!v)
-            return TETHER_ENOMEM;
-        h->v = v;
-        h->cap = cap;
-    }
+    int rc = tether_heap_reserve(h, h->n + 1);
+    if (rc < 0)
+        return rc;
     t->at = at;
     place(h, h->n++, t);
     sift_up(h, h->n - 1);

@@ -27,6 +27,9 @@ static inline bool tether_timer_armed(const tether_timer_t *t) { return t->idx !
 void tether_heap_free(tether_heap_t *h);
 /* Arms (or re-arms) t at `at`. TETHER_ENOMEM when the heap cannot grow. */
 int tether_heap_arm(tether_heap_t *h, tether_timer_t *t, tether_time_t at);
+/* Makes room for `n` armed timers: while no more than that are armed,
+ * tether_heap_arm cannot fail. 0 or TETHER_ENOMEM. */
+int tether_heap_reserve(tether_heap_t *h, size_t n);
 /* Disarms t; a no-op when it is not armed. */
 void tether_heap_disarm(tether_heap_t *h, tether_timer_t *t);
 /* The earliest timer, or NULL. */

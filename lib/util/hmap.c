@@ -4,20 +4,13 @@
 #include <string.h>
 
 #include "tether/common.h"
+#include "util/hash.h"
 #include "util/hmap.h"
 
-/* FNV-1a mixed with a per-map random seed and a final avalanche. */
+/* The per-map seeded digest (util/hash.h), folded to the 32 bits kept. */
 static uint32_t hash_bytes(uint64_t seed, const uint8_t *k, size_t n)
 {
-    uint64_t h = 0xcbf29ce484222325ull ^ seed;
-    for (size_t i = 0; i < n; i++) {
-        h ^= k[i];
-        h *= 0x100000001b3ull;
-    }
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdull;
-    h ^= h >> 33;
-    return (uint32_t)h;
+    return (uint32_t)tether_hash64(seed, k, n);
 }
 
 int tether_hmap_init(tether_hmap_t *m, size_t initial, uint64_t seed)

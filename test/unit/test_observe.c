@@ -1,141 +1,301 @@
-/* Unit tests for lib/proxy/observe.c: the observation table's indexes and
- * the Observe values and encoding of fanned-out notifications. */
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <setjmp.h>
-#include <cmocka.h>
+/* Unit tests for lib/proxy/observe.c: Observe through the proxy (one
+ * shared device observation fanned out, late joiners, device relink,
+ * clients gone, limits), driven through the node. */
+#include "node_fixture.h"
 
-#include <string.h>
-
-#include "proxy/observe.h"
-
-static tether_link_t dlink(uint64_t id)
-{
-    tether_link_t l;
-    memset(&l, 0, sizeof l);
-    l.kind = TETHER_LINK_DTLS;
-    l.id = id;
-    return l;
-}
-
-static void make_key(tether_cache_key_t *k, const char *path)
+/* A client GET with Observe `ov` for dev/path with token tok; returns the
+ * outbox size. */
+static size_t obs_get(fx_t *f, const tether_peer_t *client, const char *dev, const char *path,
+                      uint8_t type, uint16_t mid, const char *tok, int ov)
 {
     tether_coap_msg_t m;
-    tether_coap_msg_init(&m, TETHER_COAP_CON, TETHER_COAP_GET, 0);
-    tether_coap_msg_add_opt(&m, TETHER_COAP_OPT_URI_PATH, path, strlen(path));
-    assert_int_equal(tether_cache_key(k, "dev1", &m), 0);
+    uint8_t v = (uint8_t)ov;
+    tether_coap_msg_init(&m, type, TETHER_COAP_GET, mid);
+    tether_coap_msg_set_token(&m, (const uint8_t *)tok, strlen(tok));
+    tether_coap_msg_add_opt(&m, TETHER_COAP_OPT_URI_HOST, dev, strlen(dev));
+    if (ov >= 0)
+        tether_coap_msg_add_opt(&m, TETHER_COAP_OPT_OBSERVE, &v, ov ? 1 : 0);
+    add_path(&m, path);
+    return send_msg(f, client, &m);
 }
 
-static void test_table_indexes(void **state)
+static uint32_t observe_of(const tether_coap_msg_t *m)
 {
-    (void)state;
-    tether_obs_table_t t;
-    tether_list_t devlist = {0};
-    tether_cache_key_t k1, k2;
-    tether_observation_t *o1, *o2;
-    tether_observer_t *a, *b, *c;
-    assert_int_equal(tether_obs_init(&t, 42), 0);
-    make_key(&k1, "temp");
-    make_key(&k2, "hum");
-    uint8_t req[8] = {0x44, 1, 0, 0, 1, 2, 3, 4};
-    assert_int_equal(tether_obs_create(&t, &k1, (const uint8_t *)"\1\2\3\4", req, 8, &devlist, &o1), 0);
-    assert_int_equal(tether_obs_create(&t, &k2, (const uint8_t *)"\1\2\3\4", req, 8, &devlist, &o2),
-                     TETHER_EEXIST);
-    assert_int_equal(tether_obs_create(&t, &k2, (const uint8_t *)"\1\2\3\5", req, 8, &devlist, &o2), 0);
-    assert_ptr_equal(tether_obs_find(&t, &k1), o1);
-    assert_ptr_equal(tether_obs_find(&t, &k2), o2);
-    assert_ptr_equal(tether_obs_find_token(&t, (const uint8_t *)"\1\2\3\5", 4), o2);
-    assert_null(tether_obs_find_token(&t, (const uint8_t *)"\1\2\3", 3));
-    tether_link_t l1 = dlink(1), l2 = dlink(2);
-    assert_int_equal(tether_obs_add_observer(&t, o1, &l1, (const uint8_t *)"x", 1, 0, &a), 0);
-    assert_int_equal(tether_obs_add_observer(&t, o2, &l1, (const uint8_t *)"y", 1, 0, &b), 0);
-    assert_int_equal(tether_obs_add_observer(&t, o1, &l2, (const uint8_t *)"x", 1, 0, &c), 0);
-    assert_int_equal(t.nobservers, 3);
-    assert_int_equal(o1->nobservers, 2);
-    assert_ptr_equal(tether_obs_observer_find(&t, &l1, (const uint8_t *)"y", 1), b);
-    assert_ptr_equal(tether_obs_observer_find(&t, &l2, (const uint8_t *)"x", 1), c);
-    assert_null(tether_obs_observer_find(&t, &l2, (const uint8_t *)"y", 1));
-    assert_ptr_equal(tether_obs_observer_by_id(&t, b->id), b);
-    b->notified = true;
-    b->last_mid = 77;
-    assert_ptr_equal(tether_obs_observer_by_mid(&t, &l1, 77), b);
-    assert_null(tether_obs_observer_by_mid(&t, &l2, 77));
-    /* link down: every observer of the link, one by one */
-    tether_observer_t *ob;
-    while ((ob = tether_obs_link_first(&t, &l1)))
-        tether_obs_remove_observer(&t, ob);
-    assert_int_equal(t.nobservers, 1);
-    assert_int_equal(o2->nobservers, 0);
-    tether_obs_destroy(&t, o2);
-    assert_null(tether_obs_find(&t, &k2));
-    assert_int_equal(t.nobservations, 1);
-    tether_obs_free(&t); /* frees o1 and c */
-    assert_null(devlist.head);
+    uint32_t v = 0xffffffff;
+    tether_coap_msg_get_uint(m, TETHER_COAP_OPT_OBSERVE, &v);
+    return v;
 }
 
-static void test_latest_and_encode(void **state)
+/* The device on session `link_id` sends a notification (or any response)
+ * with token tok of type `type`; Observe `ov` < 0: none. Returns the
+ * outbox size. */
+static size_t dev_notify(fx_t *f, uint64_t link_id, const uint8_t *tok, uint8_t type,
+                         uint16_t mid, uint8_t code, int ov, const char *payload)
 {
-    (void)state;
-    tether_obs_table_t t;
-    tether_list_t devlist = {0};
-    tether_cache_key_t k;
-    tether_observation_t *o;
-    tether_observer_t *a;
-    uint8_t req[4] = {0x40, 1, 0, 0};
-    assert_int_equal(tether_obs_init(&t, 7), 0);
-    make_key(&k, "temp");
-    assert_int_equal(tether_obs_create(&t, &k, (const uint8_t *)"abcd", req, 4, &devlist, &o), 0);
-    tether_link_t l = dlink(3);
-    assert_int_equal(tether_obs_add_observer(&t, o, &l, (const uint8_t *)"tok12", 5, 0, &a), 0);
-    uint8_t buf[256];
-    size_t len;
-    assert_int_equal(tether_obs_encode(o, a, TETHER_COAP_NON, 1, buf, sizeof buf, &len),
-                     TETHER_ENOTFOUND);
-    /* the device's own Observe value is replaced by the observation's */
-    tether_coap_msg_t n, m;
-    uint8_t dev_ov = 200, cf = 0, ma = 30;
-    tether_coap_msg_init(&n, TETHER_COAP_CON, TETHER_COAP_CONTENT, 9);
-    tether_coap_msg_add_opt(&n, TETHER_COAP_OPT_OBSERVE, &dev_ov, 1);
-    tether_coap_msg_add_opt(&n, TETHER_COAP_OPT_CONTENT_FORMAT, &cf, 0);
-    tether_coap_msg_add_opt(&n, TETHER_COAP_OPT_MAX_AGE, &ma, 1);
-    n.payload = (const uint8_t *)"21.5";
-    n.payload_len = 4;
-    tether_coap_perr_t perr;
-    uint32_t v, prev = 0;
-    for (int i = 0; i < 3; i++) {
-        assert_int_equal(tether_obs_set_latest(o, &n), 0);
-        assert_int_equal(tether_obs_encode(o, a, TETHER_COAP_NON, 0x1234, buf, sizeof buf, &len), 0);
-        assert_int_equal(tether_coap_parse(&m, buf, len, &perr), 0);
-        assert_int_equal(m.type, TETHER_COAP_NON);
-        assert_int_equal(m.mid, 0x1234);
-        assert_int_equal(m.tkl, 5);
-        assert_memory_equal(m.token, "tok12", 5);
-        assert_int_equal(m.code, TETHER_COAP_CONTENT);
-        assert_int_equal(tether_coap_msg_get_uint(&m, TETHER_COAP_OPT_MAX_AGE, &v), 0);
-        assert_int_equal(v, 30);
-        assert_int_equal(tether_coap_msg_get_uint(&m, TETHER_COAP_OPT_OBSERVE, &v), 0);
-        if (i)
-            assert_int_equal(v, prev + 1);
-        prev = v;
-        assert_int_equal(m.payload_len, 4);
-    }
-    /* 24-bit wrap: still newer per RFC 7641 §3.4 */
-    o->seq = 0xffffff;
-    assert_int_equal(tether_obs_set_latest(o, &n), 0);
-    assert_int_equal(tether_obs_encode(o, a, TETHER_COAP_CON, 1, buf, sizeof buf, &len), 0);
-    assert_int_equal(tether_coap_parse(&m, buf, len, &perr), 0);
-    assert_int_equal(tether_coap_msg_get_uint(&m, TETHER_COAP_OPT_OBSERVE, &v), 0);
-    assert_int_equal(v, 0);
-    assert_true(tether_coap_observe_newer(0xffffff, 0, v, 0));
-    tether_obs_free(&t);
+    tether_peer_t dev = dtls_peer(link_id, "dev1", TETHER_ROLE_DEVICE, 40000);
+    tether_coap_msg_t m;
+    uint8_t v = (uint8_t)ov;
+    tether_coap_msg_init(&m, type, code, mid);
+    tether_coap_msg_set_token(&m, tok, 4);
+    if (ov >= 0)
+        tether_coap_msg_add_opt(&m, TETHER_COAP_OPT_OBSERVE, &v, 1);
+    m.payload = (const uint8_t *)payload;
+    m.payload_len = strlen(payload);
+    return send_msg(f, &dev, &m);
 }
 
+static void test_observe_shared_fanout(void **state)
+{
+    fx_t *f = *state;
+    const tether_node_stats_t *st = tether_node_stats(f->node);
+    assert_int_equal(do_register(f, 7, "dev1", "dev1", NULL), TETHER_COAP_CREATED);
+    tether_peer_t a = plain_peer(50000);
+    tether_peer_t b = dtls_peer(9, "app1", TETHER_ROLE_CLIENT, 40001);
+    tether_coap_msg_t up, r;
+    /* the first observer: one registration upstream, an empty ACK */
+    assert_int_equal(obs_get(f, &a, "dev1", "temp", TETHER_COAP_CON, 0x10, "aa", 0), 2);
+    assert_true(out_find(f, TETHER_LINK_DTLS, 7, &up) >= 0);
+    assert_int_equal(up.type, TETHER_COAP_CON);
+    assert_int_equal(observe_of(&up), 0);
+    assert_int_equal(up.tkl, 4);
+    uint8_t utok[4];
+    memcpy(utok, up.token, 4);
+    assert_true(out_find(f, TETHER_LINK_PLAIN, 0, &r) >= 0);
+    assert_int_equal(r.type, TETHER_COAP_ACK);
+    assert_int_equal(r.code, 0);
+    /* the second observer (NON) shares it: nothing goes to the device */
+    assert_int_equal(obs_get(f, &b, "dev1", "temp", TETHER_COAP_NON, 0x20, "bbb", 0), 0);
+    assert_int_equal(st->observe_device_observations, 1);
+    assert_int_equal(st->observe_observers, 2);
+    /* the device's first notification (piggybacked) reaches both, each with
+     * its token and tether's Observe value */
+    tether_peer_t dev = dtls_peer(7, "dev1", TETHER_ROLE_DEVICE, 40000);
+    tether_coap_msg_t ack;
+    uint8_t five = 5;
+    tether_coap_msg_init(&ack, TETHER_COAP_ACK, TETHER_COAP_CONTENT, up.mid);
+    tether_coap_msg_set_token(&ack, utok, 4);
+    tether_coap_msg_add_opt(&ack, TETHER_COAP_OPT_OBSERVE, &five, 1);
+    ack.payload = (const uint8_t *)"20";
+    ack.payload_len = 2;
+    assert_int_equal(send_msg(f, &dev, &ack), 2);
+    assert_true(out_find(f, TETHER_LINK_PLAIN, 0, &r) >= 0);
+    assert_int_equal(r.type, TETHER_COAP_NON);
+    assert_memory_equal(r.token, "aa", 2);
+    uint32_t seq_a = observe_of(&r);
+    assert_true(out_find(f, TETHER_LINK_DTLS, 9, &r) >= 0);
+    assert_memory_equal(r.token, "bbb", 3);
+    assert_int_equal(observe_of(&r), seq_a);
+    assert_memory_equal(r.payload, "20", 2);
+    /* NON notifications fan out as NON with increasing Observe values */
+    assert_int_equal(dev_notify(f, 7, utok, TETHER_COAP_NON, 0x500, TETHER_COAP_CONTENT, 3, "21"),
+                     2);
+    assert_true(out_find(f, TETHER_LINK_PLAIN, 0, &r) >= 0);
+    assert_int_equal(r.type, TETHER_COAP_NON);
+    assert_int_equal(observe_of(&r), seq_a + 1);
+    assert_memory_equal(r.payload, "21", 2);
+    assert_true(out_find(f, TETHER_LINK_DTLS, 9, &r) >= 0);
+    uint16_t b_mid = r.mid;
+    assert_int_equal(observe_of(&r), seq_a + 1);
+    /* a CON notification: ACKed to the device, CON to the clients */
+    assert_int_equal(dev_notify(f, 7, utok, TETHER_COAP_CON, 0x501, TETHER_COAP_CONTENT, 4, "22"),
+                     3);
+    assert_true(out_find(f, TETHER_LINK_DTLS, 7, &r) >= 0);
+    assert_int_equal(r.type, TETHER_COAP_ACK);
+    assert_int_equal(r.mid, 0x501);
+    assert_true(out_find(f, TETHER_LINK_PLAIN, 0, &r) >= 0);
+    assert_int_equal(r.type, TETHER_COAP_CON);
+    assert_int_equal(observe_of(&r), seq_a + 2);
+    uint16_t a_mid = r.mid;
+    assert_true(out_find(f, TETHER_LINK_DTLS, 9, &r) >= 0);
+    assert_int_equal(r.type, TETHER_COAP_CON);
+    b_mid = r.mid;
+    tether_coap_msg_t ca;
+    tether_coap_msg_init(&ca, TETHER_COAP_ACK, 0, a_mid);
+    assert_int_equal(send_msg(f, &a, &ca), 0);
+    assert_int_equal(st->observe_notifications_sent, 6);
+    /* notifications keep the cache fresh: a plain GET is a hit */
+    tether_peer_t c = plain_peer(50002);
+    assert_int_equal(obs_get(f, &c, "dev1", "temp", TETHER_COAP_CON, 0x30, "c", -1), 1);
+    out_msg(f, 0, &r);
+    assert_int_equal(r.code, TETHER_COAP_CONTENT);
+    assert_memory_equal(r.payload, "22", 2);
+    assert_int_equal(st->cache_hits, 1);
+    /* b rejects its CON notification with RST: b is gone, a stays */
+    tether_coap_msg_t rst;
+    tether_coap_msg_init(&rst, TETHER_COAP_RST, 0, b_mid);
+    assert_int_equal(send_msg(f, &b, &rst), 0);
+    assert_int_equal(st->observe_observers, 1);
+    assert_int_equal(dev_notify(f, 7, utok, TETHER_COAP_NON, 0x502, TETHER_COAP_CONTENT, 6, "23"),
+                     1);
+    assert_true(out_find(f, TETHER_LINK_PLAIN, 0, &r) >= 0);
+    assert_int_equal(observe_of(&r), seq_a + 3);
+    /* a deregisters (Observe: 1, same token): the device-side observation
+     * is cancelled with the upstream token, a gets a plain answer */
+    assert_int_equal(obs_get(f, &a, "dev1", "temp", TETHER_COAP_CON, 0x11, "aa", 1), 2);
+    assert_true(out_find(f, TETHER_LINK_DTLS, 7, &up) >= 0);
+    assert_int_equal(observe_of(&up), 1);
+    assert_memory_equal(up.token, utok, 4);
+    assert_true(out_find(f, TETHER_LINK_PLAIN, 0, &r) >= 0);
+    assert_int_equal(r.type, TETHER_COAP_ACK);
+    assert_int_equal(r.code, TETHER_COAP_CONTENT);
+    assert_int_equal(observe_of(&r), 0xffffffff);
+    assert_int_equal(st->observe_device_observations, 0);
+    assert_int_equal(st->observe_observers, 0);
+    /* a late notification is rejected */
+    assert_int_equal(dev_notify(f, 7, utok, TETHER_COAP_NON, 0x503, TETHER_COAP_CONTENT, 7, "24"),
+                     1);
+    out_msg(f, 0, &r);
+    assert_int_equal(r.type, TETHER_COAP_RST);
+}
+
+static void test_observe_late_joiner_and_nonnotification(void **state)
+{
+    fx_t *f = *state;
+    assert_int_equal(do_register(f, 7, "dev1", "dev1", NULL), TETHER_COAP_CREATED);
+    tether_peer_t a = plain_peer(50000), b = plain_peer(50001);
+    tether_coap_msg_t up, r;
+    assert_int_equal(obs_get(f, &a, "dev1", "temp", TETHER_COAP_NON, 0x10, "aa", 0), 1);
+    out_msg(f, 0, &up);
+    uint8_t utok[4];
+    memcpy(utok, up.token, 4);
+    assert_int_equal(dev_notify(f, 7, utok, TETHER_COAP_NON, 0x500, TETHER_COAP_CONTENT, 9, "20"),
+                     1);
+    out_msg(f, 0, &r);
+    uint32_t seq = observe_of(&r);
+    /* a later observer is answered at once with the latest notification */
+    assert_int_equal(obs_get(f, &b, "dev1", "temp", TETHER_COAP_CON, 0x20, "bb", 0), 1);
+    out_msg(f, 0, &r);
+    assert_int_equal(r.type, TETHER_COAP_ACK);
+    assert_int_equal(r.mid, 0x20);
+    assert_memory_equal(r.token, "bb", 2);
+    assert_int_equal(observe_of(&r), seq);
+    assert_memory_equal(r.payload, "20", 2);
+    /* an error from the device ends the observation for everyone */
+    assert_int_equal(dev_notify(f, 7, utok, TETHER_COAP_NON, 0x501, TETHER_COAP_NOT_FOUND, -1, ""),
+                     2);
+    out_msg(f, 0, &r);
+    assert_int_equal(r.code, TETHER_COAP_NOT_FOUND);
+    assert_int_equal(observe_of(&r), 0xffffffff);
+    out_msg(f, 1, &r);
+    assert_int_equal(r.code, TETHER_COAP_NOT_FOUND);
+    assert_int_equal(tether_node_stats(f->node)->observe_device_observations, 0);
+    assert_int_equal(tether_node_stats(f->node)->observe_observers, 0);
+    /* a response without Observe (resource not observable) ends it too */
+    assert_int_equal(obs_get(f, &a, "dev1", "temp", TETHER_COAP_NON, 0x12, "aa", 0), 1);
+    out_msg(f, 0, &up);
+    memcpy(utok, up.token, 4);
+    assert_int_equal(dev_notify(f, 7, utok, TETHER_COAP_NON, 0x502, TETHER_COAP_CONTENT, -1, "x"),
+                     1);
+    out_msg(f, 0, &r);
+    assert_int_equal(r.code, TETHER_COAP_CONTENT);
+    assert_int_equal(observe_of(&r), 0xffffffff);
+    assert_int_equal(tether_node_stats(f->node)->observe_device_observations, 0);
+}
+
+static void test_observe_device_relink(void **state)
+{
+    fx_t *f = *state;
+    assert_int_equal(do_register(f, 7, "dev1", "dev1", NULL), TETHER_COAP_CREATED);
+    tether_peer_t a = plain_peer(50000);
+    tether_coap_msg_t up, r;
+    assert_int_equal(obs_get(f, &a, "dev1", "temp", TETHER_COAP_NON, 0x10, "aa", 0), 1);
+    out_msg(f, 0, &up);
+    uint8_t utok[4];
+    memcpy(utok, up.token, 4);
+    assert_int_equal(dev_notify(f, 7, utok, TETHER_COAP_NON, 0x500, TETHER_COAP_CONTENT, 40, "1"),
+                     1);
+    out_msg(f, 0, &r);
+    uint32_t seq = observe_of(&r);
+    /* the device's session ends and it comes back on a new one
+     * (re-handshake): tether registers the observation there by itself */
+    tether_peer_t old = dtls_peer(7, "dev1", TETHER_ROLE_DEVICE, 40000);
+    tether_node_link_down(f->node, &old.link, f->now);
+    assert_int_equal(tether_node_stats(f->node)->observe_observers, 1);
+    assert_int_equal(do_register(f, 8, "dev1", "dev1", NULL), TETHER_COAP_CREATED);
+    assert_int_equal(tether_node_out_count(f->node), 2);
+    /* the 2.01, then the registration of the observation */
+    assert_int_equal(out_msg(f, 1, &up)->link.id, 8);
+    assert_int_equal(up.code, TETHER_COAP_GET);
+    assert_int_equal(observe_of(&up), 0);
+    assert_memory_equal(up.token, utok, 4);
+    /* the device restarted its own counter: the client's keeps growing */
+    assert_int_equal(dev_notify(f, 8, utok, TETHER_COAP_NON, 0x10, TETHER_COAP_CONTENT, 2, "2"), 1);
+    out_msg(f, 0, &r);
+    assert_int_equal(observe_of(&r), seq + 1);
+    assert_memory_equal(r.payload, "2", 1);
+    /* the device going away ends it with 5.02 */
+    tether_node_out_clear(f->node);
+    assert_int_equal(tether_node_device_remove(f->node, "dev1", f->now), 0);
+    assert_true(out_find(f, TETHER_LINK_PLAIN, 0, &r) >= 0);
+    assert_int_equal(r.code, TETHER_COAP_BAD_GATEWAY);
+    assert_int_equal(tether_node_stats(f->node)->observe_device_observations, 0);
+    assert_int_equal(tether_node_stats(f->node)->observe_observers, 0);
+}
+
+static void test_observe_client_gone(void **state)
+{
+    fx_t *f = *state;
+    assert_int_equal(do_register(f, 7, "dev1", "dev1", NULL), TETHER_COAP_CREATED);
+    tether_peer_t a = dtls_peer(9, "app1", TETHER_ROLE_CLIENT, 40001);
+    tether_peer_t b = dtls_peer(10, "app1", TETHER_ROLE_CLIENT, 40002);
+    tether_coap_msg_t up, r;
+    assert_int_equal(obs_get(f, &a, "dev1", "temp", TETHER_COAP_NON, 0x10, "aa", 0), 1);
+    out_msg(f, 0, &up);
+    uint8_t utok[4];
+    memcpy(utok, up.token, 4);
+    assert_int_equal(obs_get(f, &b, "dev1", "temp", TETHER_COAP_NON, 0x10, "bb", 0), 0);
+    /* a's DTLS session ends: a stops observing, the observation stays */
+    tether_node_link_down(f->node, &a.link, f->now);
+    assert_int_equal(tether_node_stats(f->node)->observe_observers, 1);
+    assert_int_equal(tether_node_stats(f->node)->observe_device_observations, 1);
+    /* b never acknowledges a CON notification: removed at the CON timeout,
+     * the last observer leaving cancels the device side */
+    assert_int_equal(dev_notify(f, 7, utok, TETHER_COAP_CON, 0x500, TETHER_COAP_CONTENT, 2, "1"), 2);
+    assert_true(out_find(f, TETHER_LINK_DTLS, 10, &r) >= 0);
+    assert_int_equal(r.type, TETHER_COAP_CON);
+    advance(f, 120000);
+    assert_int_equal(tether_node_stats(f->node)->observe_observers, 0);
+    assert_int_equal(tether_node_stats(f->node)->observe_device_observations, 0);
+}
+
+static void test_observe_limits(void **state)
+{
+    fx_t *f = *state;
+    tether_node_destroy(f->node);
+    tether_node_conf_t c;
+    tether_node_conf_defaults(&c);
+    c.max_observers = 3;
+    c.max_observers_per_resource = 2;
+    assert_int_equal(tether_node_create(&c, f->creds, &f->node), 0);
+    assert_int_equal(do_register(f, 7, "dev1", "dev1", NULL), TETHER_COAP_CREATED);
+    tether_coap_msg_t r;
+    tether_peer_t p[4] = {plain_peer(50000), plain_peer(50001), plain_peer(50002),
+                          plain_peer(50003)};
+    assert_int_equal(obs_get(f, &p[0], "dev1", "temp", TETHER_COAP_CON, 1, "a", 0), 2);
+    assert_int_equal(obs_get(f, &p[1], "dev1", "temp", TETHER_COAP_CON, 1, "a", 0), 1);
+    out_msg(f, 0, &r);
+    assert_int_equal(r.code, 0);
+    /* per resource */
+    assert_int_equal(obs_get(f, &p[2], "dev1", "temp", TETHER_COAP_CON, 1, "a", 0), 1);
+    out_msg(f, 0, &r);
+    assert_int_equal(r.code, TETHER_COAP_SERVICE_UNAVAILABLE);
+    /* another resource (its own observation), then the node-wide bound */
+    assert_int_equal(obs_get(f, &p[2], "dev1", "hum", TETHER_COAP_CON, 2, "a", 0), 2);
+    assert_int_equal(obs_get(f, &p[3], "dev1", "hum", TETHER_COAP_CON, 1, "a", 0), 1);
+    out_msg(f, 0, &r);
+    assert_int_equal(r.code, TETHER_COAP_SERVICE_UNAVAILABLE);
+    assert_int_equal(tether_node_stats(f->node)->observe_rejected, 2);
+    assert_int_equal(tether_node_stats(f->node)->observe_device_observations, 2);
+    assert_int_equal(tether_node_stats(f->node)->observe_observers, 3);
+}
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_table_indexes),
-        cmocka_unit_test(test_latest_and_encode),
+        cmocka_unit_test_setup_teardown(test_observe_shared_fanout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_observe_late_joiner_and_nonnotification, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_observe_device_relink, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_observe_client_gone, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_observe_limits, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

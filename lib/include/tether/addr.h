@@ -45,5 +45,7 @@ TETHER_API bool tether_addr_equal(const tether_addr_t *a, const tether_addr_t *b
 TETHER_API size_t tether_addr_key(const tether_addr_t *a, uint8_t key[19]);
 /* Compact key identifying a link (DTLS id or plain address): at most 20 bytes. */
 TETHER_API size_t tether_link_key(const tether_link_t *l, uint8_t key[20]);
+/* Same link: equal link keys. */
+TETHER_API bool tether_link_equal(const tether_link_t *a, const tether_link_t *b);
 
 #endif

@@ -169,7 +169,7 @@ TETHER_API int tether_coap_parse(tether_coap_msg_t *msg, const uint8_t *buf, siz
 TETHER_API int tether_coap_encode(const tether_coap_msg_t *msg, uint8_t *buf, size_t cap,
                                   size_t *out_len);
 
-/* Exact serialised size of `msg`. */
+/* Exact serialised size of `msg` (cannot fail: a length, not an error code). */
 TETHER_API size_t tether_coap_encoded_size(const tether_coap_msg_t *msg);
 
 /* Decide the reaction to a parse or option-check failure for a message of
@@ -196,6 +196,7 @@ TETHER_API const tether_coap_opt_t *tether_coap_msg_next_opt(const tether_coap_m
                                                              const tether_coap_opt_t *prev);
 
 /* Unsigned-integer option values (RFC 7252 §3.2: minimal big-endian, 0 is empty). */
+/* Writes v into out and returns its length, 0..4 (cannot fail). */
 TETHER_API size_t tether_coap_uint_encode(uint32_t v, uint8_t out[4]);
 /* TETHER_EPROTO when longer than 4 bytes. */
 TETHER_API int tether_coap_uint_decode(const uint8_t *val, size_t len, uint32_t *out);

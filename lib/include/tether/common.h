@@ -13,7 +13,12 @@
 
 /* One error convention across the library: 0 is success, negative values
  * are TETHER_E* codes. Functions that return a length return it through an
- * out parameter so the return value stays an error code. */
+ * out parameter so the return value stays an error code. The exceptions
+ * are functions that cannot fail and say so in their comment: they return
+ * a length, count or key size directly (tether_coap_encoded_size,
+ * tether_coap_uint_encode, tether_link_key, tether_cache_etag,
+ * tether_cache_invalidate, the *_out_count accessors); lookups return a
+ * pointer (NULL: absent) and predicates a bool. */
 enum {
     TETHER_OK = 0,
     TETHER_EINVAL = -1,    /* bad argument from the caller */
@@ -28,6 +33,7 @@ enum {
     TETHER_ETIMEDOUT = -10,
     TETHER_EAGAIN = -11, /* no progress possible now; try later */
     TETHER_ECRYPTO = -12, /* TLS / crypto failure */
+    TETHER_ECONFLICT = -13, /* compare-and-set lost: the version was not the expected one */
 };
 
 /* Human-readable name of a TETHER_E* code (never NULL). */

@@ -7,7 +7,8 @@
  * requests for sleeping devices, shares one device-side observation
  * among the clients observing a resource (RFC 7641), and puts every
  * datagram to send in its outbox. tether_node_tick() runs timers;
- * tether_node_next_deadline() says when it must next be called.
+ * tether_node_next_deadline() says when it must next be called. Device
+ * directory entries are written through a state store (tether/store.h).
  */
 #ifndef TETHER_NODE_H
 #define TETHER_NODE_H
@@ -15,6 +16,7 @@
 #include "tether/addr.h"
 #include "tether/coap.h"
 #include "tether/creds.h"
+#include "tether/store.h"
 
 typedef struct {
     uint64_t rx_datagrams;
@@ -62,6 +64,9 @@ typedef struct {
     uint64_t cache_bytes;       /* response cache budget, 0 disables caching */
     uint32_t max_observers;     /* client observers, node-wide (5.03 beyond) */
     uint32_t max_observers_per_resource; /* observers of one device observation */
+    /* Where the directory entries go (borrowed; must outlive the node).
+     * NULL: the node makes and owns an in-memory store (SPEC S7). */
+    tether_store_t *store;
 } tether_node_conf_t;
 
 typedef struct tether_node tether_node_t;

@@ -1,0 +1,284 @@
+/* The resource directory (see rd.h). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proxy/observe.h"
+#include "proxy/rd.h"
+#include "proxy/relay.h"
+#include "proxy/reply.h"
+#include "tether/linkformat.h"
+#include "tether/log.h"
+
+#define RD_LT_DEFAULT 90000u /* RFC 9176 default lifetime, seconds */
+#define MAX_LINKS 64
+
+/* ---- the directory entry in the store ----------------------------------------- */
+
+/* Completion of a directory write: the device (found again by name, it may
+ * be gone by now with an asynchronous store) learns the entry's version. */
+static void store_done(void *user, const tether_store_result_t *res)
+{
+    tether_node_t *n = user;
+    char name[TETHER_IDENTITY_MAX];
+    size_t len = res->key_len < sizeof name ? res->key_len : sizeof name - 1;
+    memcpy(name, res->key, len);
+    name[len] = 0;
+    if (res->rc < 0) {
+        if (tether_log_enabled(TETHER_LOG_WARN))
+            tether_log_kv(TETHER_LOG_WARN, "rd", "directory write failed", "ep", name, "error",
+                          tether_strerror(res->rc), NULL);
+        return;
+    }
+    tether_device_t *d = tether_registry_find(&n->reg, name);
+    if (d)
+        d->store_version = res->version;
+}
+
+/* Writes d's directory entry (last-seen and address as of now). */
+static void store_put(tether_node_t *n, tether_device_t *d, tether_time_t now)
+{
+    d->rec.addr = d->link.addr;
+    d->rec.last_seen_s = now / 1000;
+    tether_store_rec_t rec = {.kind = TETHER_STORE_DEVICE, .u.device = d->rec};
+    tether_store_result_t fail = {.key = (const uint8_t *)d->rec.name,
+                                  .key_len = strlen(d->rec.name)};
+    if ((fail.rc = tether_store_put(n->store, &rec, TETHER_STORE_ANY, 0, now, store_done, n)) < 0)
+        store_done(n, &fail);
+}
+
+static void store_del(tether_node_t *n, const tether_device_t *d, tether_time_t now)
+{
+    tether_store_result_t fail = {.key = (const uint8_t *)d->rec.name,
+                                  .key_len = strlen(d->rec.name)};
+    if ((fail.rc = tether_store_del(n->store, TETHER_STORE_DEVICE, fail.key, fail.key_len,
+                                    TETHER_STORE_ANY, now, NULL, NULL)) < 0)
+        store_done(n, &fail);
+}
+
+/* ---- registration --------------------------------------------------------------- */
+
+/* Value of query parameter `name` ("ep" for "ep=dev1") into out; false when
+ * absent. */
+static bool query_param(const tether_coap_msg_t *m, const char *name, char *out, size_t cap)
+{
+    size_t nl = strlen(name);
+    for (const tether_coap_opt_t *o = tether_coap_msg_find_opt(m, TETHER_COAP_OPT_URI_QUERY); o;
+         o = tether_coap_msg_next_opt(m, o)) {
+        if (o->len > nl && memcmp(o->val, name, nl) == 0 && o->val[nl] == '=') {
+            size_t vl = o->len - nl - 1;
+            if (vl >= cap)
+                return false;
+            memcpy(out, o->val + nl + 1, vl);
+            out[vl] = 0;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Applies lt= and b= of a registration or update; false on a bad value. */
+static bool rd_params(tether_node_t *n, tether_device_t *d, const tether_coap_msg_t *req,
+                      bool is_new, tether_time_t now)
+{
+    char v[16];
+    uint32_t lt = is_new ? RD_LT_DEFAULT : d->rec.lifetime_s;
+    if (query_param(req, "lt", v, sizeof v)) {
+        char *end;
+        unsigned long x = strtoul(v, &end, 10);
+        if (!*v || *end || x < 1 || x > 4294967295ul)
+            return false;
+        lt = (uint32_t)x;
+    }
+    if (query_param(req, "b", v, sizeof v))
+        d->rec.queue_mode = strchr(v, 'Q') != NULL;
+    else if (is_new)
+        d->rec.queue_mode = false;
+    /* Cannot fail: the registry reserved the device's timer slot. */
+    tether_registry_set_lifetime(&n->reg, d, lt, now);
+    return true;
+}
+
+static bool rd_links_ok(const tether_coap_msg_t *req)
+{
+    uint32_t cf;
+    if (!req->payload_len)
+        return true;
+    if (tether_coap_msg_get_uint(req, TETHER_COAP_OPT_CONTENT_FORMAT, &cf) == 0 &&
+        cf != TETHER_COAP_CF_LINK_FORMAT)
+        return false;
+    tether_lf_link_t links[MAX_LINKS];
+    size_t nl;
+    return tether_lf_parse((const char *)req->payload, req->payload_len, links, MAX_LINKS, &nl,
+                           NULL) == 0;
+}
+
+void tether_rd_remove(tether_node_t *n, tether_device_t *d, tether_time_t now)
+{
+    tether_relay_fail_all(n, d, TETHER_COAP_BAD_GATEWAY, now);
+    tether_observe_device_gone(n, d, now);
+    store_del(n, d, now);
+    tether_registry_remove(&n->reg, d);
+    n->stats.devices_registered = n->reg.count;
+}
+
+void tether_rd_handle(tether_node_t *n, const tether_peer_t *peer, const tether_coap_msg_t *req,
+                      tether_time_t now)
+{
+    const tether_link_t *link = &peer->link;
+    const tether_coap_opt_t *p1 = tether_coap_msg_find_opt(req, TETHER_COAP_OPT_URI_PATH);
+    const tether_coap_opt_t *p2 = tether_coap_msg_next_opt(req, p1);
+    if (p2 && tether_coap_msg_next_opt(req, p2)) {
+        tether_reply_code(n, link, req, TETHER_COAP_NOT_FOUND, NULL, now);
+        return;
+    }
+    if (!peer->identity) {
+        tether_reply_code(n, link, req, TETHER_COAP_UNAUTHORIZED, "register over DTLS", now);
+        return;
+    }
+    if (peer->role != TETHER_ROLE_DEVICE) {
+        tether_reply_code(n, link, req, TETHER_COAP_FORBIDDEN, "not a device identity", now);
+        return;
+    }
+    tether_coap_msg_t resp;
+    if (!p2) { /* POST /rd?ep=NAME&lt=S: registration */
+        char ep[TETHER_IDENTITY_MAX];
+        if (req->code != TETHER_COAP_POST) {
+            tether_reply_code(n, link, req, TETHER_COAP_METHOD_NOT_ALLOWED, NULL, now);
+            return;
+        }
+        if (!query_param(req, "ep", ep, sizeof ep))
+            snprintf(ep, sizeof ep, "%s", peer->identity); /* inferred from the session */
+        if (strcmp(ep, peer->identity) != 0) {
+            tether_reply_code(n, link, req, TETHER_COAP_FORBIDDEN, "ep differs from the DTLS identity",
+                       now);
+            return;
+        }
+        if (!rd_links_ok(req)) {
+            tether_reply_code(n, link, req, TETHER_COAP_BAD_REQUEST, "payload is not link-format", now);
+            return;
+        }
+        tether_device_t *d;
+        bool created;
+        int rc = tether_registry_add(&n->reg, ep, &d, &created);
+        if (rc < 0) {
+            tether_reply_code(n, link, req, TETHER_COAP_SERVICE_UNAVAILABLE, "directory full", now);
+            return;
+        }
+        if (!rd_params(n, d, req, created, now)) {
+            if (created)
+                tether_registry_remove(&n->reg, d);
+            tether_reply_code(n, link, req, TETHER_COAP_BAD_REQUEST, "bad lt", now);
+            return;
+        }
+        tether_registry_set_links(d, (const char *)req->payload, req->payload_len);
+        d->registered_at = now;
+        tether_registry_touch(&n->reg, d, link, now);
+        store_put(n, d, now);
+        n->stats.registrations++;
+        n->stats.devices_registered = n->reg.count;
+        if (created && tether_log_enabled(TETHER_LOG_INFO))
+            tether_log_kv(TETHER_LOG_INFO, "rd", "registered", "ep", d->rec.name, "id", d->rec.regid,
+                          NULL);
+        tether_reply_start(n, link, req, TETHER_COAP_CREATED, &resp, now);
+        tether_coap_msg_add_opt(&resp, TETHER_COAP_OPT_LOCATION_PATH, "rd", 2);
+        tether_coap_msg_add_opt(&resp, TETHER_COAP_OPT_LOCATION_PATH, d->rec.regid,
+                                strlen(d->rec.regid));
+        tether_reply_send(n, link, req, &resp);
+        tether_relay_flush(n, d, now);
+        return;
+    }
+    char id[16];
+    if (p2->len >= sizeof id) {
+        tether_reply_code(n, link, req, TETHER_COAP_NOT_FOUND, NULL, now);
+        return;
+    }
+    memcpy(id, p2->val, p2->len);
+    id[p2->len] = 0;
+    tether_device_t *d = tether_registry_find_reg(&n->reg, id);
+    if (!d) {
+        tether_reply_code(n, link, req, TETHER_COAP_NOT_FOUND, "no such registration", now);
+        return;
+    }
+    if (strcmp(d->rec.name, peer->identity) != 0) {
+        tether_reply_code(n, link, req, TETHER_COAP_FORBIDDEN, NULL, now);
+        return;
+    }
+    if (req->code == TETHER_COAP_DELETE) {
+        tether_rd_remove(n, d, now);
+        tether_reply_code(n, link, req, TETHER_COAP_DELETED, NULL, now);
+        return;
+    }
+    if (req->code != TETHER_COAP_POST) {
+        tether_reply_code(n, link, req, TETHER_COAP_METHOD_NOT_ALLOWED, NULL, now);
+        return;
+    }
+    if (!rd_links_ok(req) || !rd_params(n, d, req, false, now)) {
+        tether_reply_code(n, link, req, TETHER_COAP_BAD_REQUEST, NULL, now);
+        return;
+    }
+    if (req->payload_len)
+        tether_registry_set_links(d, (const char *)req->payload, req->payload_len);
+    store_put(n, d, now);
+    tether_reply_code(n, link, req, TETHER_COAP_CHANGED, NULL, now);
+    tether_relay_flush(n, d, now);
+}
+
+void tether_rd_expire(tether_node_t *n, tether_time_t now)
+{
+    tether_device_t *d;
+    while ((d = tether_registry_pop_expired(&n->reg, now))) {
+        if (tether_log_enabled(TETHER_LOG_INFO))
+            tether_log_kv(TETHER_LOG_INFO, "rd", "registration expired", "ep", d->rec.name, NULL);
+        tether_rd_remove(n, d, now);
+    }
+}
+
+/* ---- operator views (admin API) -------------------------------------------------- */
+
+static void device_info(const tether_device_t *d, tether_device_info_t *info)
+{
+    memset(info, 0, sizeof *info);
+    info->name = d->rec.name;
+    info->regid = d->rec.regid;
+    info->online = d->link_up;
+    info->queue_mode = d->rec.queue_mode;
+    info->lifetime_s = d->rec.lifetime_s;
+    info->registered_at = d->registered_at;
+    info->last_seen = d->last_rx;
+    info->expires = d->expiry.at;
+    info->addr = d->link.addr;
+    info->nat_binding_min_ms = d->nat_lo_ms;
+    info->nat_binding_max_ms = d->nat_hi_ms;
+    info->keepalive_ms = tether_registry_keepalive_ms(d);
+    info->queued = d->nqueued;
+    info->links = d->rec.links ? d->rec.links : "";
+}
+
+int tether_node_device(const tether_node_t *n, const char *name, tether_device_info_t *info)
+{
+    const tether_device_t *d = tether_registry_find(&n->reg, name);
+    if (!d)
+        return TETHER_ENOTFOUND;
+    device_info(d, info);
+    return 0;
+}
+
+int tether_node_device_next(const tether_node_t *n, const char *cursor,
+                            tether_device_info_t *info)
+{
+    const tether_device_t *d = tether_registry_next(&n->reg, cursor);
+    if (!d)
+        return TETHER_ENOTFOUND;
+    device_info(d, info);
+    return 0;
+}
+
+int tether_node_device_remove(tether_node_t *n, const char *name, tether_time_t now)
+{
+    tether_device_t *d = tether_registry_find(&n->reg, name);
+    if (!d)
+        return TETHER_ENOTFOUND;
+    tether_rd_remove(n, d, now);
+    return 0;
+}

@@ -1,0 +1,404 @@
+/* Relaying client requests down device tunnels (see relay.h). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "proxy/observe.h"
+#include "proxy/relay.h"
+#include "proxy/relay_cache.h"
+#include "proxy/reply.h"
+#include "util/container.h"
+
+enum timer_tag { T_DEADLINE = 1, T_ACK };
+
+#define req_of(l) container_of(l, relay_req_t, in_dev)
+
+static void req_free(tether_node_t *n, relay_req_t *r)
+{
+    tether_heap_disarm(&n->timers, &r->deadline);
+    tether_heap_disarm(&n->timers, &r->ack_timer);
+    tether_hmap_remove(&n->by_token, &r->by_token);
+    if (r->state == R_QUEUED) {
+        r->dev->nqueued--;
+        n->stats.queue_pending--;
+    } else {
+        r->dev->ninflight--;
+        if (r->state == R_SENT) /* its waiter goes with it */
+            tether_cx_cancel(n->cx, &r->dev_link, r->umid);
+    }
+    tether_list_del(&r->dev->reqs, &r->in_dev);
+    n->npending--;
+    free(r);
+}
+
+/* Answers the client of `r` with `resp` (its type, MID and token are set
+ * here) and forgets `r`. */
+static void req_answer(tether_node_t *n, relay_req_t *r, tether_coap_msg_t *resp,
+                       tether_time_t now)
+{
+    uint8_t buf[TETHER_MSG_MAX];
+    size_t len;
+    tether_coap_msg_set_token(resp, r->ctok, r->ctkl);
+    tether_reply_head(n, &r->client, r->ctype, r->cmid, r->acked, &resp->type, &resp->mid, now);
+    if (tether_coap_encode(resp, buf, sizeof buf, &len) < 0) {
+        tether_coap_msg_t err;
+        tether_coap_msg_init(&err, resp->type, TETHER_COAP_BAD_GATEWAY, resp->mid);
+        tether_coap_msg_set_token(&err, r->ctok, r->ctkl);
+        if (tether_coap_encode(&err, buf, sizeof buf, &len) < 0)
+            len = 0;
+    }
+    if (len) {
+        if (resp->type == TETHER_COAP_CON) /* separate response (RFC 7252 §5.2.2) */
+            tether_cx_send_con(n->cx, &r->client, buf, len, NULL, now);
+        else if (resp->type == TETHER_COAP_ACK)
+            tether_cx_reply(n->cx, &r->client, r->cmid, buf, len);
+        else
+            tether_cx_emit(n->cx, &r->client, buf, len);
+    }
+    req_free(n, r);
+}
+
+static void req_fail(tether_node_t *n, relay_req_t *r, uint8_t code, tether_time_t now)
+{
+    tether_coap_msg_t resp;
+    tether_coap_msg_init(&resp, TETHER_COAP_NON, code, 0);
+    if (code == TETHER_COAP_GATEWAY_TIMEOUT)
+        n->stats.relay_timeouts++;
+    else if (code == TETHER_COAP_BAD_GATEWAY)
+        n->stats.relay_gone++;
+    req_answer(n, r, &resp, now);
+}
+
+/* Arms one of r's timers; the heap's room was reserved when r was
+ * accepted (relay.h), so this only fails if that invariant broke, and then
+ * r is answered 5.00 rather than left without a timeout. Returns false
+ * when r is gone. */
+static bool req_arm(tether_node_t *n, relay_req_t *r, tether_timer_t *t, tether_time_t at,
+                    tether_time_t now)
+{
+    if (tether_heap_arm(&n->timers, t, at) == 0)
+        return true;
+    req_fail(n, r, TETHER_COAP_INTERNAL_ERROR, now);
+    return false;
+}
+
+/* Holds `r` until the device next speaks, or fails it with 5.04 at the
+ * queue TTL. */
+static void req_queue(tether_node_t *n, relay_req_t *r, tether_time_t now)
+{
+    if (r->state != R_QUEUED) {
+        r->dev->ninflight--;
+        r->dev->nqueued++;
+        n->stats.queue_pending++;
+        n->stats.queued++;
+        r->state = R_QUEUED;
+    }
+    if (!r->queued_until)
+        r->queued_until = now + n->conf.queue_ttl_ms;
+    if (r->queued_until <= now) {
+        req_fail(n, r, TETHER_COAP_GATEWAY_TIMEOUT, now);
+        return;
+    }
+    req_arm(n, r, &r->deadline, r->queued_until, now);
+}
+
+/* The device did not get `r`, or can no longer answer it: a queue-mode
+ * device gets it when it next speaks, otherwise the client gets `code`. */
+static void req_lost(tether_node_t *n, relay_req_t *r, uint8_t code, tether_time_t now)
+{
+    if (r->dev->rec.queue_mode)
+        req_queue(n, r, now);
+    else
+        req_fail(n, r, code, now);
+}
+
+/* Outcome of r's upstream CON. */
+static void req_on_cx(tether_cx_waiter_t *w, tether_cx_event_t ev, tether_time_t now)
+{
+    relay_req_t *r = container_of(w, relay_req_t, w);
+    tether_node_t *n = w->owner;
+    if (r->state != R_SENT)
+        return;
+    switch (ev) {
+    case TETHER_CX_ACKED: r->state = R_WAITING; break;
+    case TETHER_CX_RESET: req_fail(n, r, TETHER_COAP_BAD_GATEWAY, now); break;
+    case TETHER_CX_TIMEOUT: req_lost(n, r, TETHER_COAP_GATEWAY_TIMEOUT, now); break;
+    case TETHER_CX_LINK_DOWN: req_lost(n, r, TETHER_COAP_BAD_GATEWAY, now); break;
+    }
+}
+
+void tether_relay_send(tether_node_t *n, relay_req_t *r, tether_time_t now)
+{
+    tether_device_t *d = r->dev;
+    if (r->state == R_QUEUED) {
+        d->nqueued--;
+        d->ninflight++;
+        n->stats.queue_pending--;
+    } else if (r->state == R_SENT) {
+        /* Sent again before the first CON ended: that one is moot (and its
+         * waiter is this request). */
+        tether_cx_cancel(n->cx, &r->dev_link, r->umid);
+    }
+    r->state = R_SENT;
+    r->dev_link = d->link;
+    if (tether_cx_next_mid(n->cx, &d->link, now, &r->umid) < 0) {
+        req_queue(n, r, now); /* MID space exhausted for now: hold it */
+        return;
+    }
+    r->msg[2] = (uint8_t)(r->umid >> 8);
+    r->msg[3] = (uint8_t)r->umid;
+    if (!req_arm(n, r, &r->deadline, now + n->conf.request_timeout_ms, now))
+        return;
+    if (tether_cx_send_con(n->cx, &d->link, r->msg, r->len, &r->w, now) < 0) {
+        r->state = R_WAITING; /* nothing outstanding to cancel */
+        req_fail(n, r, TETHER_COAP_INTERNAL_ERROR, now);
+    }
+}
+
+static bool dev_awake(const tether_node_t *n, const tether_device_t *d, tether_time_t now)
+{
+    if (!d->link_up)
+        return false;
+    return !d->rec.queue_mode || now < d->last_rx + n->conf.queue_awake_ms;
+}
+
+void tether_relay_flush(tether_node_t *n, tether_device_t *d, tether_time_t now)
+{
+    tether_lnode_t *l = d->reqs.head, *next;
+    for (; l && d->nqueued; l = next) {
+        next = l->next;
+        if (req_of(l)->state == R_QUEUED)
+            tether_relay_send(n, req_of(l), now);
+    }
+}
+
+/* Copies the options a proxy forwards (RFC 7252 §5.7.2): everything but
+ * the ones naming the target. An unrecognised unsafe option makes the
+ * request unforwardable (5.02). */
+static int copy_forward_opts(const tether_node_t *n, const tether_coap_msg_t *in,
+                             tether_coap_msg_t *out, bool skip_uri)
+{
+    for (size_t i = 0; i < in->nopts; i++) {
+        const tether_coap_opt_t *o = &in->opts[i];
+        switch (o->num) {
+        case TETHER_COAP_OPT_URI_HOST:
+        case TETHER_COAP_OPT_URI_PORT:
+        case TETHER_COAP_OPT_PROXY_URI:
+        case TETHER_COAP_OPT_PROXY_SCHEME:
+        case TETHER_COAP_OPT_OBSERVE: /* the observe layer adds its own */
+            continue;
+        case TETHER_COAP_OPT_URI_PATH:
+        case TETHER_COAP_OPT_URI_QUERY:
+            if (skip_uri)
+                continue;
+            break;
+        default:
+            if (!tether_coap_optreg_find(&n->optreg, o->num) && tether_coap_opt_unsafe(o->num))
+                return TETHER_EPROTO;
+        }
+        if (tether_coap_msg_add_opt(out, o->num, o->val, o->len) < 0)
+            return TETHER_ENOSPC;
+    }
+    return 0;
+}
+
+/* The device named by `req` (Proxy-Uri or Uri-Host) into host[cap], and
+ * the path and query of a Proxy-Uri into `up` (decoded into scratch[scap],
+ * which must outlive `up`); false when `req` has been answered with the
+ * error. */
+static bool relay_target(tether_node_t *n, const tether_link_t *link, const tether_coap_msg_t *req,
+                         const tether_coap_opt_t *pu, char *host, size_t cap,
+                         tether_coap_msg_t *up, uint8_t *scratch, size_t scap, tether_time_t now)
+{
+    const tether_coap_opt_t *uh;
+    if (pu) {
+        tether_coap_msg_t u;
+        bool secure;
+        tether_coap_msg_init(&u, 0, 0, 0);
+        if (tether_coap_uri_to_opts((const char *)pu->val, pu->len, &u, scratch, scap, &secure) <
+            0) {
+            tether_reply_code(n, link, req, TETHER_COAP_PROXYING_NOT_SUPPORTED,
+                              "Proxy-Uri: only coap:// and coaps:// URIs of devices", now);
+            return false;
+        }
+        uh = tether_coap_msg_find_opt(&u, TETHER_COAP_OPT_URI_HOST);
+        if (!uh || uh->len >= cap) {
+            tether_reply_code(n, link, req, TETHER_COAP_BAD_REQUEST,
+                              "Proxy-Uri without a device name", now);
+            return false;
+        }
+        memcpy(host, uh->val, uh->len);
+        host[uh->len] = 0;
+        for (size_t i = 0; i < u.nopts; i++)
+            if (u.opts[i].num == TETHER_COAP_OPT_URI_PATH ||
+                u.opts[i].num == TETHER_COAP_OPT_URI_QUERY)
+                tether_coap_msg_add_opt(up, u.opts[i].num, u.opts[i].val, u.opts[i].len);
+        return true;
+    }
+    uh = tether_coap_msg_find_opt(req, TETHER_COAP_OPT_URI_HOST);
+    if (!uh || uh->len == 0 || uh->len >= cap) {
+        tether_reply_code(n, link, req, TETHER_COAP_BAD_REQUEST, "no device named (Uri-Host)",
+                          now);
+        return false;
+    }
+    memcpy(host, uh->val, uh->len);
+    host[uh->len] = 0;
+    return true;
+}
+
+void tether_relay_request(tether_node_t *n, const tether_peer_t *peer,
+                          const tether_coap_msg_t *req, tether_time_t now)
+{
+    const tether_link_t *link = &peer->link;
+    tether_coap_msg_t up;
+    tether_coap_msg_init(&up, TETHER_COAP_CON, req->code, 0);
+    char host[TETHER_IDENTITY_MAX];
+    uint8_t scratch[1100];
+    const tether_coap_opt_t *pu = tether_coap_msg_find_opt(req, TETHER_COAP_OPT_PROXY_URI);
+    if (!relay_target(n, link, req, pu, host, sizeof host, &up, scratch, sizeof scratch, now))
+        return;
+    /* Operators (admin API) are trusted; plain CoAP only on loopback. */
+    if (link->kind == TETHER_LINK_PLAIN && !n->conf.plain_trusted) {
+        n->stats.relay_denied++;
+        tether_reply_code(n, link, req, TETHER_COAP_UNAUTHORIZED, "authenticate over DTLS", now);
+        return;
+    }
+    if (peer->identity && !tether_creds_allowed(n->creds, peer->identity, host, req->code)) {
+        n->stats.relay_denied++;
+        tether_reply_code(n, link, req, TETHER_COAP_FORBIDDEN, NULL, now);
+        return;
+    }
+    tether_device_t *d = tether_registry_find(&n->reg, host);
+    if (!d) {
+        n->stats.relay_unknown++;
+        tether_reply_code(n, link, req, TETHER_COAP_NOT_FOUND, "unknown device", now);
+        return;
+    }
+    if (copy_forward_opts(n, req, &up, pu != NULL) < 0) {
+        tether_reply_code(n, link, req, TETHER_COAP_BAD_GATEWAY, "option cannot be forwarded",
+                          now);
+        return;
+    }
+    up.payload = req->payload;
+    up.payload_len = req->payload_len;
+    if (tether_observe_request(n, peer, req, d, &up, now))
+        return; /* an observer now */
+    uint8_t cflags = 0, vtag[8], vtag_len = 0;
+    if (n->cache &&
+        tether_relay_cache_request(n, link, req, host, &up, &cflags, vtag, &vtag_len, now))
+        return; /* answered from the cache */
+    if (n->npending >= n->conf.max_pending) {
+        tether_reply_code(n, link, req, TETHER_COAP_SERVICE_UNAVAILABLE, "proxy busy", now);
+        return;
+    }
+    bool awake = dev_awake(n, d, now);
+    if (!awake && d->nqueued >= n->conf.queue_max) {
+        tether_reply_code(n, link, req, TETHER_COAP_SERVICE_UNAVAILABLE, "device queue full", now);
+        return;
+    }
+    uint8_t utok[TETHER_UTOK_LEN];
+    tether_node_next_token(n, utok);
+    tether_coap_msg_set_token(&up, utok, TETHER_UTOK_LEN);
+    size_t len = tether_coap_encoded_size(&up);
+    relay_req_t *r = len <= TETHER_MSG_MAX ? calloc(1, sizeof *r + len) : NULL;
+    /* Room for both timers of every pending request (relay.h). */
+    if (!r || tether_heap_reserve(&n->timers, 2 * (n->npending + 1)) < 0 ||
+        tether_coap_encode(&up, r->msg, len, &len) < 0 ||
+        tether_hmap_insert(&n->by_token, &r->by_token, utok, TETHER_UTOK_LEN) < 0) {
+        free(r);
+        tether_reply_code(n, link, req, TETHER_COAP_INTERNAL_ERROR, NULL, now);
+        return;
+    }
+    memcpy(r->utok, utok, TETHER_UTOK_LEN);
+    r->len = (uint16_t)len;
+    r->client = *link;
+    r->cmid = req->mid;
+    r->ctype = req->type;
+    r->ctkl = req->tkl;
+    memcpy(r->ctok, req->token, req->tkl);
+    r->cflags = cflags;
+    r->vtag_len = vtag_len;
+    memcpy(r->vtag, vtag, vtag_len);
+    r->w.done = req_on_cx;
+    r->w.owner = n;
+    tether_timer_init(&r->deadline);
+    tether_timer_init(&r->ack_timer);
+    r->deadline.tag = T_DEADLINE;
+    r->ack_timer.tag = T_ACK;
+    n->npending++;
+    n->stats.requests_relayed++;
+    r->state = R_WAITING; /* neither queued nor sent yet */
+    r->dev = d;
+    d->ninflight++;
+    tether_list_push_front(&d->reqs, &r->in_dev);
+    if (req->type == TETHER_COAP_CON &&
+        !req_arm(n, r, &r->ack_timer, now + n->conf.ack_delay_ms, now))
+        return;
+    if (awake)
+        tether_relay_send(n, r, now);
+    else
+        req_queue(n, r, now);
+}
+
+bool tether_relay_response(tether_node_t *n, const tether_peer_t *peer,
+                           const tether_coap_msg_t *msg, tether_time_t now)
+{
+    if (msg->tkl != TETHER_UTOK_LEN)
+        return false;
+    tether_hnode_t *h = tether_hmap_find(&n->by_token, msg->token, TETHER_UTOK_LEN);
+    if (!h)
+        return false;
+    relay_req_t *r = container_of(h, relay_req_t, by_token);
+    /* Only the device the request went to may answer it. */
+    if (!peer->identity || strcmp(peer->identity, r->dev->rec.name) != 0 || r->state == R_QUEUED)
+        return false;
+    tether_coap_msg_t resp;
+    tether_reply_device_answer(msg, &resp);
+    uint8_t cached[TETHER_MSG_MAX];
+    if (n->cache && tether_relay_cache_response(n, r, &resp, cached, sizeof cached, now))
+        return true; /* asked again */
+    n->stats.relay_ok++;
+    req_answer(n, r, &resp, now);
+    return true;
+}
+
+void tether_relay_link_down(tether_node_t *n, tether_device_t *d, const tether_link_t *link,
+                            tether_time_t now)
+{
+    /* Requests already acknowledged by the device wait for a separate
+     * response that can no longer come on this session. */
+    for (tether_lnode_t *l = d->reqs.head, *next; l; l = next) {
+        next = l->next;
+        relay_req_t *r = req_of(l);
+        if (r->state == R_WAITING && r->dev_link.kind == link->kind &&
+            r->dev_link.id == link->id)
+            req_lost(n, r, TETHER_COAP_BAD_GATEWAY, now);
+    }
+}
+
+void tether_relay_fail_all(tether_node_t *n, tether_device_t *d, uint8_t code, tether_time_t now)
+{
+    while (d->reqs.head)
+        req_fail(n, req_of(d->reqs.head), code, now);
+}
+
+void tether_relay_free_all(tether_node_t *n, tether_device_t *d)
+{
+    while (d->reqs.head)
+        req_free(n, req_of(d->reqs.head));
+}
+
+void tether_relay_tick(tether_node_t *n, tether_time_t now)
+{
+    tether_timer_t *t;
+    while ((t = tether_heap_pop_due(&n->timers, now))) {
+        relay_req_t *r;
+        if (t->tag == T_DEADLINE) { /* request timeout or queue TTL */
+            r = container_of(t, relay_req_t, deadline);
+            req_fail(n, r, TETHER_COAP_GATEWAY_TIMEOUT, now);
+        } else {
+            r = container_of(t, relay_req_t, ack_timer);
+            r->acked = true;
+            tether_reply_empty(n, &r->client, TETHER_COAP_ACK, r->cmid);
+        }
+    }
+}

@@ -1,0 +1,82 @@
+/* tether — relaying client requests down device tunnels (internal to
+ * lib/proxy; SPEC S3, S4).
+ *
+ * A relayed request is the client's side (link, MID, type, token) and the
+ * encoded upstream request the node sends the device as a CON under its
+ * own token (role reversal, RFC 7252 §5.7). Lifecycle:
+ *   accepted -> sent (CON outstanding) -> waiting (device ACKed, separate
+ *   response to come) -> answered; a device that is asleep (queue mode) or
+ *   unreachable holds it queued until it next speaks, or 5.04 at the TTL.
+ * The client's CON gets an empty ACK after ack_delay_ms unless the answer
+ * came first (then it is piggybacked). Timeouts: 5.04; device gone: 5.02.
+ *
+ * Lifetimes: a request is owned by the node (its by_token map, timer heap
+ * and its device's list) from tether_relay_request until it is answered or
+ * failed; the exchange waiter embedded in it is cancelled before it is
+ * freed. Its device outlives it (rd.c fails a device's requests before
+ * removing the device). Timers: the heap's capacity is reserved for both
+ * timers of every pending request when one is accepted, so arming never
+ * fails later and no request loses its timeout.
+ */
+#ifndef TETHER_PROXY_RELAY_H
+#define TETHER_PROXY_RELAY_H
+
+#include "proxy/node_int.h"
+
+enum relay_state { R_QUEUED, R_SENT, R_WAITING };
+/* What the cache does with a relayed request's answer. */
+enum relay_cache_flag {
+    C_STORE = 1,       /* cacheable: store the response */
+    C_CLIENT_VTAG = 2, /* the client sent the ETag being revalidated itself */
+};
+
+typedef struct relay_req {
+    tether_hnode_t by_token;  /* key: upstream token */
+    tether_timer_t deadline;  /* request timeout, or queue TTL while queued */
+    tether_timer_t ack_timer; /* client CON not yet acknowledged */
+    tether_lnode_t in_dev;    /* dev->reqs */
+    tether_cx_waiter_t w;     /* hears how the upstream CON ended */
+    tether_device_t *dev;
+    uint8_t state; /* enum relay_state */
+    uint8_t utok[TETHER_UTOK_LEN];
+    uint16_t umid;
+    tether_link_t dev_link; /* link the upstream CON went out on */
+    tether_link_t client;
+    uint16_t cmid;
+    uint8_t ctype;
+    uint8_t ctkl;
+    uint8_t ctok[TETHER_COAP_MAX_TOKEN];
+    bool acked;
+    uint8_t cflags;   /* enum relay_cache_flag */
+    uint8_t vtag_len; /* ETag of the stale entry being revalidated, 0: none */
+    uint8_t vtag[8];
+    tether_time_t queued_until;
+    uint16_t len;
+    uint8_t msg[]; /* upstream request, MID patched in when sent */
+} relay_req_t;
+
+/* A client request for a device (not for the node itself): target, access
+ * control, observe and cache, then send, queue, or answer with the S4
+ * error codes. */
+void tether_relay_request(tether_node_t *n, const tether_peer_t *peer,
+                          const tether_coap_msg_t *req, tether_time_t now);
+/* A response from a device (piggybacked, separate CON/NON). false when no
+ * relayed request has its token. */
+bool tether_relay_response(tether_node_t *n, const tether_peer_t *peer,
+                           const tether_coap_msg_t *msg, tether_time_t now);
+/* Sends `r` (again) down its device's tunnel as a CON with a fresh MID. */
+void tether_relay_send(tether_node_t *n, relay_req_t *r, tether_time_t now);
+/* The device spoke: deliver what was queued for it. */
+void tether_relay_flush(tether_node_t *n, tether_device_t *d, tether_time_t now);
+/* The device's session `link` ended: requests it had acknowledged are
+ * queued (queue mode) or fail with 5.02. */
+void tether_relay_link_down(tether_node_t *n, tether_device_t *d, const tether_link_t *link,
+                            tether_time_t now);
+/* Fails every request of `d` with `code`. */
+void tether_relay_fail_all(tether_node_t *n, tether_device_t *d, uint8_t code, tether_time_t now);
+/* Frees every request of `d` without answering (node teardown). */
+void tether_relay_free_all(tether_node_t *n, tether_device_t *d);
+/* Request timeouts, queue TTLs and delayed empty ACKs due at `now`. */
+void tether_relay_tick(tether_node_t *n, tether_time_t now);
+
+#endif

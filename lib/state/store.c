@@ -1,0 +1,112 @@
+/* The state-store interface (see tether/store.h): dispatch to the
+ * implementation, record keys and watchers, shared by every implementation. */
+#include <string.h>
+
+#include "state/store_impl.h"
+
+int tether_store_rec_key(const tether_store_rec_t *rec, uint8_t buf[1], const uint8_t **key,
+                         size_t *key_len)
+{
+    const uint8_t *k = NULL;
+    size_t n = 0;
+    switch (rec->kind) {
+    case TETHER_STORE_DEVICE:
+        k = (const uint8_t *)rec->u.device.name;
+        n = strnlen(rec->u.device.name, sizeof rec->u.device.name);
+        if (n == sizeof rec->u.device.name)
+            return TETHER_EINVAL; /* not terminated */
+        break;
+    case TETHER_STORE_CRED:
+        k = (const uint8_t *)rec->u.cred.identity;
+        n = strnlen(rec->u.cred.identity, sizeof rec->u.cred.identity);
+        if (n == sizeof rec->u.cred.identity)
+            return TETHER_EINVAL;
+        break;
+    case TETHER_STORE_OBSERVE:
+        k = rec->u.observe.key;
+        n = rec->u.observe.key_len;
+        break;
+    case TETHER_STORE_SESSION:
+        k = rec->u.session.cid;
+        n = rec->u.session.cid_len;
+        if (n > TETHER_STORE_CID_MAX)
+            return TETHER_EINVAL;
+        break;
+    case TETHER_STORE_NODE:
+        buf[0] = rec->u.node.node_id;
+        k = buf;
+        n = 1;
+        break;
+    default: return TETHER_EINVAL;
+    }
+    if (!n || n > TETHER_STORE_KEY_MAX || !k)
+        return TETHER_EINVAL;
+    *key = k;
+    *key_len = n;
+    return 0;
+}
+
+int tether_store_get(tether_store_t *s, tether_store_kind_t kind, const uint8_t *key,
+                     size_t key_len, tether_time_t now, tether_store_cb cb, void *user)
+{
+    return s->ops->get(s, kind, key, key_len, now, cb, user);
+}
+
+int tether_store_put(tether_store_t *s, const tether_store_rec_t *rec, uint64_t expect,
+                     uint32_t ttl_ms, tether_time_t now, tether_store_cb cb, void *user)
+{
+    return s->ops->put(s, rec, expect, ttl_ms, now, cb, user);
+}
+
+int tether_store_del(tether_store_t *s, tether_store_kind_t kind, const uint8_t *key,
+                     size_t key_len, uint64_t expect, tether_time_t now, tether_store_cb cb,
+                     void *user)
+{
+    return s->ops->del(s, kind, key, key_len, expect, now, cb, user);
+}
+
+int tether_store_scan(tether_store_t *s, tether_store_kind_t kind, uint64_t cursor,
+                      tether_time_t now, tether_store_cb cb, void *user)
+{
+    return s->ops->scan(s, kind, cursor, now, cb, user);
+}
+
+void tether_store_tick(tether_store_t *s, tether_time_t now) { s->ops->tick(s, now); }
+
+tether_time_t tether_store_next_deadline(const tether_store_t *s)
+{
+    return s->ops->next_deadline(s);
+}
+
+void tether_store_destroy(tether_store_t *s)
+{
+    if (s)
+        s->ops->destroy(s);
+}
+
+int tether_store_watch(tether_store_t *s, tether_store_watch_cb cb, void *user)
+{
+    for (size_t i = 0; i < TETHER_STORE_WATCHERS_MAX; i++) {
+        if (!s->watchers[i].cb) {
+            s->watchers[i].cb = cb;
+            s->watchers[i].user = user;
+            return 0;
+        }
+    }
+    return TETHER_ELIMIT;
+}
+
+void tether_store_unwatch(tether_store_t *s, tether_store_watch_cb cb, void *user)
+{
+    for (size_t i = 0; i < TETHER_STORE_WATCHERS_MAX; i++)
+        if (s->watchers[i].cb == cb && s->watchers[i].user == user)
+            s->watchers[i].cb = NULL;
+}
+
+void tether_store_notify(tether_store_t *s, tether_store_kind_t kind, const uint8_t *key,
+                         size_t key_len, uint64_t version)
+{
+    for (size_t i = 0; i < TETHER_STORE_WATCHERS_MAX; i++)
+        if (s->watchers[i].cb) /* a watcher may unwatch itself while told */
+            s->watchers[i].cb(s->watchers[i].user, kind, key, key_len, version);
+}

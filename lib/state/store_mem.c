@@ -1,0 +1,338 @@
+/* The embedded in-memory state store (see tether/store.h): one node
+ * without Redis keeps its shared state here, behind the same interface a
+ * Redis store implements.
+ *
+ * Records are found by a hash lookup on (kind, seeded digest of the key),
+ * the full key compared after a hit (a digest collision between two live
+ * keys makes the second put fail with TETHER_ELIMIT rather than mix them
+ * up). Each kind keeps its records in creation order for scans; an entry
+ * stays in place when its record is replaced, so a scan cursor (the
+ * entry's creation number) survives updates. Records put with a ttl sit in
+ * a timer heap; expired ones are never returned, and tick removes them.
+ * Every operation completes, callback first and then watchers, before the
+ * call returns. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "state/store_impl.h"
+#include "util/container.h"
+#include "util/hash.h"
+#include "util/heap.h"
+#include "util/hmap.h"
+#include "util/list.h"
+
+#define MAP_KEY_LEN (1 + sizeof(uint64_t)) /* kind, digest */
+
+typedef struct {
+    tether_hnode_t hn;     /* key: kind + digest of the record key */
+    tether_lnode_t order;  /* in m->order[kind], creation order */
+    tether_timer_t expiry; /* armed while the record has a ttl */
+    uint64_t seq;          /* creation number: the scan cursor */
+    uint64_t version;
+    tether_store_rec_t rec; /* variable parts point into data */
+    uint8_t *data;
+    const uint8_t *key; /* into rec, data or keybuf */
+    size_t key_len;
+    uint8_t keybuf[1];
+} entry_t;
+
+typedef struct {
+    tether_store_t base;
+    tether_hmap_t map;
+    tether_list_t order[TETHER_STORE_KINDS];
+    tether_heap_t expiry;
+    uint64_t seed, next_seq;
+    size_t count, max;
+} mem_t;
+
+static bool kind_ok(tether_store_kind_t k) { return k >= TETHER_STORE_DEVICE && k < TETHER_STORE_KINDS; }
+
+static size_t map_key(const mem_t *m, tether_store_kind_t kind, const uint8_t *key, size_t len,
+                      uint8_t out[MAP_KEY_LEN])
+{
+    uint64_t d = tether_hash64(m->seed, key, len);
+    out[0] = (uint8_t)kind;
+    memcpy(out + 1, &d, sizeof d);
+    return MAP_KEY_LEN;
+}
+
+static entry_t *find(const mem_t *m, tether_store_kind_t kind, const uint8_t *key, size_t len,
+                     tether_time_t now)
+{
+    uint8_t mk[MAP_KEY_LEN];
+    tether_hnode_t *h = tether_hmap_find(&m->map, mk, map_key(m, kind, key, len, mk));
+    entry_t *e = h ? container_of(h, entry_t, hn) : NULL;
+    if (!e || e->key_len != len || memcmp(e->key, key, len) != 0)
+        return NULL;
+    if (tether_timer_armed(&e->expiry) && e->expiry.at <= now)
+        return NULL; /* expired, not yet ticked away */
+    return e;
+}
+
+/* ---- deep copies of the variable parts ------------------------------------------ */
+
+static size_t var_size(const tether_store_rec_t *r)
+{
+    switch (r->kind) {
+    case TETHER_STORE_DEVICE: return r->u.device.links_len + r->u.device.groups_len + 2;
+    case TETHER_STORE_CRED: return r->u.cred.nallow * sizeof *r->u.cred.allow;
+    case TETHER_STORE_OBSERVE:
+        return r->u.observe.nobservers * sizeof *r->u.observe.observers + r->u.observe.key_len;
+    case TETHER_STORE_SESSION: return r->u.session.blob_len;
+    default: return 0;
+    }
+}
+
+/* Copies `src` into `dst`, its variable parts into data[var_size(src)]
+ * (arrays first: malloc's alignment serves them). */
+static void var_copy(tether_store_rec_t *dst, const tether_store_rec_t *src, uint8_t *data)
+{
+    *dst = *src;
+    switch (src->kind) {
+    case TETHER_STORE_DEVICE: {
+        tether_store_device_t *d = &dst->u.device;
+        char *p = (char *)data;
+        if (d->links_len)
+            memcpy(p, d->links, d->links_len);
+        p[d->links_len] = 0;
+        d->links = p;
+        p += d->links_len + 1;
+        if (d->groups_len)
+            memcpy(p, d->groups, d->groups_len);
+        p[d->groups_len] = 0;
+        d->groups = p;
+        break;
+    }
+    case TETHER_STORE_CRED:
+        if (dst->u.cred.nallow)
+            memcpy(data, src->u.cred.allow, src->u.cred.nallow * sizeof *src->u.cred.allow);
+        dst->u.cred.allow = (const tether_store_allow_t *)data;
+        break;
+    case TETHER_STORE_OBSERVE: {
+        size_t ol = src->u.observe.nobservers * sizeof *src->u.observe.observers;
+        if (ol)
+            memcpy(data, src->u.observe.observers, ol);
+        dst->u.observe.observers = (const tether_store_observer_t *)data;
+        memcpy(data + ol, src->u.observe.key, src->u.observe.key_len);
+        dst->u.observe.key = data + ol;
+        break;
+    }
+    case TETHER_STORE_SESSION:
+        if (src->u.session.blob_len)
+            memcpy(data, src->u.session.blob, src->u.session.blob_len);
+        dst->u.session.blob = data;
+        break;
+    default: break;
+    }
+}
+
+/* ---- operations ------------------------------------------------------------------ */
+
+static void complete(tether_store_cb cb, void *user, int rc, tether_store_kind_t kind,
+                     const uint8_t *key, size_t key_len, uint64_t version,
+                     const tether_store_rec_t *rec, uint64_t cursor)
+{
+    if (!cb)
+        return;
+    tether_store_result_t res = {.rc = rc,
+                                 .kind = kind,
+                                 .key = key,
+                                 .key_len = key_len,
+                                 .version = version,
+                                 .rec = rec,
+                                 .cursor = cursor};
+    cb(user, &res);
+}
+
+static void entry_free(mem_t *m, entry_t *e)
+{
+    tether_heap_disarm(&m->expiry, &e->expiry);
+    tether_hmap_remove(&m->map, &e->hn);
+    tether_list_del(&m->order[e->rec.kind], &e->order);
+    m->count--;
+    free(e->data);
+    free(e);
+}
+
+/* Removes `e` and tells the watchers (the key is copied first: it lives in e). */
+static void entry_drop(mem_t *m, entry_t *e)
+{
+    uint8_t key[TETHER_STORE_KEY_MAX];
+    size_t kl = e->key_len;
+    tether_store_kind_t kind = e->rec.kind;
+    memcpy(key, e->key, kl);
+    entry_free(m, e);
+    tether_store_notify(&m->base, kind, key, kl, 0);
+}
+
+static int mem_get(tether_store_t *s, tether_store_kind_t kind, const uint8_t *key,
+                   size_t key_len, tether_time_t now, tether_store_cb cb, void *user)
+{
+    mem_t *m = (mem_t *)s;
+    if (!kind_ok(kind) || !key_len || key_len > TETHER_STORE_KEY_MAX)
+        return TETHER_EINVAL;
+    entry_t *e = find(m, kind, key, key_len, now);
+    if (!e)
+        complete(cb, user, TETHER_ENOTFOUND, kind, key, key_len, 0, NULL, 0);
+    else
+        complete(cb, user, 0, kind, e->key, e->key_len, e->version, &e->rec, e->seq);
+    return 0;
+}
+
+static int mem_put(tether_store_t *s, const tether_store_rec_t *rec, uint64_t expect,
+                   uint32_t ttl_ms, tether_time_t now, tether_store_cb cb, void *user)
+{
+    mem_t *m = (mem_t *)s;
+    uint8_t kb[1], mk[MAP_KEY_LEN];
+    const uint8_t *key;
+    size_t kl;
+    int rc;
+    if ((rc = tether_store_rec_key(rec, kb, &key, &kl)) < 0)
+        return rc;
+    entry_t *e = find(m, rec->kind, key, kl, now), *fresh = NULL;
+    uint64_t have = e ? e->version : 0;
+    if (expect != TETHER_STORE_ANY && expect != have) {
+        complete(cb, user, TETHER_ECONFLICT, rec->kind, key, kl, have, NULL, 0);
+        return 0;
+    }
+    rc = TETHER_ENOMEM;
+    uint8_t *data = malloc(var_size(rec) ? var_size(rec) : 1);
+    if (!data)
+        goto fail;
+    if (!e) {
+        tether_hnode_t *h = tether_hmap_find(&m->map, mk, map_key(m, rec->kind, key, kl, mk));
+        entry_t *o = h ? container_of(h, entry_t, hn) : NULL;
+        if (o && tether_timer_armed(&o->expiry) && o->expiry.at <= now)
+            entry_drop(m, o); /* expired: gone now (else a digest collision) */
+        rc = TETHER_ELIMIT;
+        if (m->count >= m->max || tether_hmap_find(&m->map, mk, MAP_KEY_LEN))
+            goto fail_data;
+        rc = TETHER_ENOMEM;
+        if (!(fresh = e = calloc(1, sizeof *e)))
+            goto fail_data;
+        tether_timer_init(&e->expiry);
+    }
+    if (ttl_ms && (rc = tether_heap_arm(&m->expiry, &e->expiry, now + ttl_ms)) < 0)
+        goto fail_entry;
+    if (!ttl_ms)
+        tether_heap_disarm(&m->expiry, &e->expiry);
+    if (fresh) {
+        e->seq = ++m->next_seq;
+        tether_hmap_insert(&m->map, &e->hn, mk, MAP_KEY_LEN); /* checked absent above */
+        tether_list_push(&m->order[rec->kind], &e->order);
+        m->count++;
+    }
+    free(e->data);
+    e->data = data;
+    var_copy(&e->rec, rec, data);
+    tether_store_rec_key(&e->rec, e->keybuf, &e->key, &e->key_len);
+    e->version++;
+    uint64_t version = e->version;
+    complete(cb, user, 0, rec->kind, e->key, e->key_len, version, NULL, 0);
+    if ((e = find(m, rec->kind, key, kl, now))) /* the callback may have changed it */
+        tether_store_notify(s, rec->kind, e->key, e->key_len, version);
+    return 0;
+fail_entry:
+    free(fresh);
+fail_data:
+    free(data);
+fail:
+    complete(cb, user, rc, rec->kind, key, kl, have, NULL, 0);
+    return 0;
+}
+
+static int mem_del(tether_store_t *s, tether_store_kind_t kind, const uint8_t *key,
+                   size_t key_len, uint64_t expect, tether_time_t now, tether_store_cb cb,
+                   void *user)
+{
+    mem_t *m = (mem_t *)s;
+    if (!kind_ok(kind) || !key_len || key_len > TETHER_STORE_KEY_MAX)
+        return TETHER_EINVAL;
+    entry_t *e = find(m, kind, key, key_len, now);
+    if (!e) {
+        complete(cb, user, TETHER_ENOTFOUND, kind, key, key_len, 0, NULL, 0);
+        return 0;
+    }
+    if (expect != TETHER_STORE_ANY && expect != e->version) {
+        complete(cb, user, TETHER_ECONFLICT, kind, key, key_len, e->version, NULL, 0);
+        return 0;
+    }
+    entry_free(m, e);
+    complete(cb, user, 0, kind, key, key_len, 0, NULL, 0);
+    tether_store_notify(s, kind, key, key_len, 0);
+    return 0;
+}
+
+/* Linear in the records of `kind` created before the cursor: scans serve
+ * operators and resyncs, not the request path. */
+static int mem_scan(tether_store_t *s, tether_store_kind_t kind, uint64_t cursor,
+                    tether_time_t now, tether_store_cb cb, void *user)
+{
+    mem_t *m = (mem_t *)s;
+    if (!kind_ok(kind))
+        return TETHER_EINVAL;
+    for (tether_lnode_t *l = m->order[kind].head; l; l = l->next) {
+        entry_t *e = container_of(l, entry_t, order);
+        if (e->seq <= cursor || (tether_timer_armed(&e->expiry) && e->expiry.at <= now))
+            continue;
+        complete(cb, user, 0, kind, e->key, e->key_len, e->version, &e->rec, e->seq);
+        return 0;
+    }
+    complete(cb, user, TETHER_ENOTFOUND, kind, NULL, 0, 0, NULL, 0);
+    return 0;
+}
+
+static void mem_tick(tether_store_t *s, tether_time_t now)
+{
+    mem_t *m = (mem_t *)s;
+    tether_timer_t *t;
+    while ((t = tether_heap_pop_due(&m->expiry, now)))
+        entry_drop(m, container_of(t, entry_t, expiry));
+}
+
+static tether_time_t mem_next_deadline(const tether_store_t *s)
+{
+    const tether_timer_t *t = tether_heap_top(&((const mem_t *)s)->expiry);
+    return t ? t->at : UINT64_MAX;
+}
+
+static void mem_destroy(tether_store_t *s)
+{
+    mem_t *m = (mem_t *)s;
+    for (int k = 0; k < TETHER_STORE_KINDS; k++)
+        while (m->order[k].head)
+            entry_free(m, container_of(m->order[k].head, entry_t, order));
+    tether_heap_free(&m->expiry);
+    tether_hmap_free(&m->map);
+    free(m);
+}
+
+static const tether_store_ops_t mem_ops = {
+    .get = mem_get,
+    .put = mem_put,
+    .del = mem_del,
+    .scan = mem_scan,
+    .tick = mem_tick,
+    .next_deadline = mem_next_deadline,
+    .destroy = mem_destroy,
+};
+
+int tether_store_mem_create(size_t max_records, tether_store_t **out)
+{
+    int rc = TETHER_ENOMEM;
+    mem_t *m = calloc(1, sizeof *m);
+    if (!m)
+        return rc;
+    m->base.ops = &mem_ops;
+    m->max = max_records;
+    /* The digest only spreads keys over buckets here; every key is written
+     * by this node, so a fixed seed mixed with the table address will do. */
+    m->seed = 0x2d358dccaa6c78a5ull ^ (uint64_t)(uintptr_t)m;
+    if ((rc = tether_hmap_init(&m->map, 1024, m->seed)) < 0)
+        goto fail_map;
+    *out = &m->base;
+    return 0;
+fail_map:
+    free(m);
+    return rc;
+}

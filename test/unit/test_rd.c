@@ -1,0 +1,158 @@
+/* Unit tests for lib/proxy/rd.c: registration over the tunnel (ep check,
+ * lifetime, queue mode), update and removal, driven through the node. */
+#include "node_fixture.h"
+
+static void test_register_and_ep_check(void **state)
+{
+    fx_t *f = *state;
+    assert_int_equal(do_register(f, 7, "dev1", "dev1", NULL), TETHER_COAP_CREATED);
+    tether_device_info_t info;
+    assert_int_equal(tether_node_device(f->node, "dev1", &info), 0);
+    assert_true(info.online);
+    assert_int_equal(info.lifetime_s, 60);
+    assert_string_equal(info.links, "</temp>;obs,</big>");
+    /* ep must be the authenticated identity */
+    assert_int_equal(do_register(f, 8, "dev2", "dev1", NULL), TETHER_COAP_FORBIDDEN);
+    assert_int_equal(tether_node_device(f->node, "dev2", &info), TETHER_ENOTFOUND);
+    /* a client identity cannot register */
+    tether_peer_t app = dtls_peer(9, "app1", TETHER_ROLE_CLIENT, 40001);
+    tether_coap_msg_t m, r;
+    tether_coap_msg_init(&m, TETHER_COAP_CON, TETHER_COAP_POST, 5);
+    add_path(&m, "rd");
+    add_query(&m, "ep=app1");
+    assert_int_equal(send_msg(f, &app, &m), 1);
+    out_msg(f, 0, &r);
+    assert_int_equal(r.code, TETHER_COAP_FORBIDDEN);
+    /* lifetime expiry removes the registration */
+    advance(f, 61000);
+    assert_int_equal(tether_node_device(f->node, "dev1", &info), TETHER_ENOTFOUND);
+}
+
+static void test_rd_update_delete(void **state)
+{
+    fx_t *f = *state;
+    assert_int_equal(do_register(f, 7, "dev1", "dev1", NULL), TETHER_COAP_CREATED);
+    tether_peer_t dev = dtls_peer(7, "dev1", TETHER_ROLE_DEVICE, 40000);
+    tether_peer_t other = dtls_peer(8, "dev2", TETHER_ROLE_DEVICE, 40001);
+    tether_coap_msg_t m, r;
+    tether_coap_msg_init(&m, TETHER_COAP_CON, TETHER_COAP_DELETE, 0x600);
+    add_path(&m, "rd");
+    add_path(&m, f->regid);
+    assert_int_equal(send_msg(f, &other, &m), 1);
+    out_msg(f, 0, &r);
+    assert_int_equal(r.code, TETHER_COAP_FORBIDDEN);
+    m.mid++;
+    assert_int_equal(send_msg(f, &dev, &m), 1);
+    out_msg(f, 0, &r);
+    assert_int_equal(r.code, TETHER_COAP_DELETED);
+    m.mid++;
+    m.code = TETHER_COAP_POST;
+    assert_int_equal(send_msg(f, &dev, &m), 1);
+    out_msg(f, 0, &r);
+    assert_int_equal(r.code, TETHER_COAP_NOT_FOUND);
+}
+
+/* What a store get completes with, copied out of the callback. */
+typedef struct {
+    int calls, rc;
+    uint64_t version;
+    tether_store_device_t dev;
+    char links[256];
+} got_t;
+
+static void got_cb(void *user, const tether_store_result_t *res)
+{
+    got_t *g = user;
+    g->calls++;
+    g->rc = res->rc;
+    g->version = res->version;
+    if (res->rc == 0 && res->rec) {
+        g->dev = res->rec->u.device;
+        snprintf(g->links, sizeof g->links, "%.*s", (int)g->dev.links_len, g->dev.links);
+        g->dev.links = NULL;
+    }
+}
+
+static void count_change(void *user, tether_store_kind_t kind, const uint8_t *key, size_t len,
+                         uint64_t version)
+{
+    if (kind == TETHER_STORE_DEVICE && len == 4 && memcmp(key, "dev1", 4) == 0)
+        *(uint64_t *)user = version;
+}
+
+/* Registration, update and removal are written through the node's store
+ * as the device's directory entry. */
+static void test_rd_writes_directory_to_store(void **state)
+{
+    fx_t *f = *state;
+    tether_store_t *store;
+    assert_int_equal(tether_store_mem_create(100, &store), 0);
+    uint64_t seen = 99;
+    assert_int_equal(tether_store_watch(store, count_change, &seen), 0);
+    tether_node_destroy(f->node);
+    tether_node_conf_t c;
+    tether_node_conf_defaults(&c);
+    c.node_id = 3;
+    c.store = store;
+    assert_int_equal(tether_node_create(&c, f->creds, &f->node), 0);
+    assert_int_equal(do_register(f, 7, "dev1", "dev1", "b=UQ"), TETHER_COAP_CREATED);
+    got_t g = {0};
+    assert_int_equal(tether_store_get(store, TETHER_STORE_DEVICE, (const uint8_t *)"dev1", 4,
+                                      f->now, got_cb, &g),
+                     0);
+    assert_int_equal(g.calls, 1); /* the in-memory store completes at once */
+    assert_int_equal(g.rc, 0);
+    assert_int_equal(g.version, 1);
+    assert_int_equal(seen, 1);
+    assert_string_equal(g.dev.name, "dev1");
+    assert_string_equal(g.dev.regid, f->regid);
+    assert_int_equal(g.dev.node_id, 3);
+    assert_int_equal(g.dev.lifetime_s, 60);
+    assert_true(g.dev.queue_mode);
+    assert_string_equal(g.links, "</temp>;obs,</big>");
+
+    /* An update (new lifetime) is a new version of the entry. */
+    tether_peer_t dev = dtls_peer(7, "dev1", TETHER_ROLE_DEVICE, 40000);
+    tether_coap_msg_t m, r;
+    tether_coap_msg_init(&m, TETHER_COAP_CON, TETHER_COAP_POST, 0x700);
+    add_path(&m, "rd");
+    add_path(&m, f->regid);
+    add_query(&m, "lt=120");
+    assert_int_equal(send_msg(f, &dev, &m), 1);
+    out_msg(f, 0, &r);
+    assert_int_equal(r.code, TETHER_COAP_CHANGED);
+    tether_store_get(store, TETHER_STORE_DEVICE, (const uint8_t *)"dev1", 4, f->now, got_cb, &g);
+    assert_int_equal(g.version, 2);
+    assert_int_equal(g.dev.lifetime_s, 120);
+    assert_int_equal(seen, 2);
+
+    /* Removal deletes it; the watcher hears version 0. */
+    tether_coap_msg_init(&m, TETHER_COAP_CON, TETHER_COAP_DELETE, 0x701);
+    add_path(&m, "rd");
+    add_path(&m, f->regid);
+    assert_int_equal(send_msg(f, &dev, &m), 1);
+    out_msg(f, 0, &r);
+    assert_int_equal(r.code, TETHER_COAP_DELETED);
+    tether_store_get(store, TETHER_STORE_DEVICE, (const uint8_t *)"dev1", 4, f->now, got_cb, &g);
+    assert_int_equal(g.rc, TETHER_ENOTFOUND);
+    assert_int_equal(seen, 0);
+
+    /* Expiry removes the entry too. */
+    assert_int_equal(do_register(f, 7, "dev1", "dev1", NULL), TETHER_COAP_CREATED);
+    advance(f, 61000);
+    tether_store_get(store, TETHER_STORE_DEVICE, (const uint8_t *)"dev1", 4, f->now, got_cb, &g);
+    assert_int_equal(g.rc, TETHER_ENOTFOUND);
+    tether_node_destroy(f->node); /* the store outlives the node that borrows it */
+    f->node = NULL;
+    tether_store_destroy(store);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_register_and_ep_check, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rd_update_delete, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rd_writes_directory_to_store, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
