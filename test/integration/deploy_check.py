@@ -337,7 +337,16 @@ def check_k8s(d, env_names, out):
     os.makedirs(out, exist_ok=True)
     open(os.path.join(out, "tether.json"), "w").write(conf_text or "{}")
     open(os.path.join(out, "credentials.json"), "w").write(cred_text or "{}")
+    env_values = {}
+    for e in cont.get("env", []):
+        ref = e.get("valueFrom", {}).get("secretKeyRef")
+        if ref:
+            sec = [x for x in by.get("Secret", []) if x["metadata"]["name"] == ref["name"]]
+            env_values[e["name"]] = sec[0].get("stringData", {}).get(ref["key"], "") if sec else ""
+        else:
+            env_values[e["name"]] = e.get("value", "")
     json.dump({"command": cont.get("command", []), "args": cont.get("args", []),
+               "env": env_values,
                "credentials_path": cred_path, "pod": "%s-%d" % (sts["metadata"]["name"], n - 1),
                "expect_node_id": n}, open(os.path.join(out, "container.json"), "w"))
 
