@@ -485,6 +485,7 @@ static int stats_hook(json_t *st, void *user)
         {"observe.observers", ns->observe_observers},
         {"observe.notifications_sent", ns->observe_notifications_sent},
         {"observe.rejected", ns->observe_rejected},
+        {"observe.stale_dropped", ns->observe_stale},
         {"queue.pending", ns->queue_pending},
         {"queue.queued_total", ns->queued},
         {"coap.rx_messages", ns->rx_datagrams},

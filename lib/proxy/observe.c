@@ -35,6 +35,7 @@ static void obs_register_up(tether_node_t *n, tether_observation_t *o, tether_de
     }
     if (!d->link_up || tether_cx_next_mid(n->cx, &d->link, now, &o->up_mid) < 0)
         return;
+    o->up_seen = false; /* a new registration numbers its notifications anew */
     o->req[2] = (uint8_t)(o->up_mid >> 8);
     o->req[3] = (uint8_t)o->up_mid;
     if (tether_cx_send_con(n->cx, &d->link, o->req, o->req_len, &o->up_w, now) == 0) {
@@ -173,6 +174,20 @@ bool tether_observe_response(tether_node_t *n, const tether_peer_t *peer,
         /* A separate response: the registration arrived, its ACK did not. */
         tether_cx_cancel(n->cx, &o->up_link, o->up_mid);
         o->up_pending = false;
+    }
+    /* RFC 7641 §3.4: a notification older than the newest one seen is
+     * acknowledged (the caller does) but not used: not cached, not sent. */
+    uint32_t v;
+    if (msg->code == TETHER_COAP_CONTENT &&
+        tether_coap_msg_get_uint(msg, TETHER_COAP_OPT_OBSERVE, &v) == 0 &&
+        tether_coap_msg_find_opt(msg, TETHER_COAP_OPT_OBSERVE)) {
+        if (o->up_seen && !tether_coap_observe_newer(o->up_seq, o->up_at, v, now)) {
+            n->stats.observe_stale++;
+            return true;
+        }
+        o->up_seen = true;
+        o->up_seq = v;
+        o->up_at = now;
     }
     tether_coap_msg_t resp;
     tether_reply_device_answer(msg, &resp);

@@ -47,6 +47,11 @@ struct tether_observation {
     tether_list_t observers;
     uint32_t nobservers;
     uint32_t seq; /* Observe value of the latest notification (24 bits) */
+    /* The device's side: its Observe value and when it arrived, for the
+     * RFC 7641 §3.4 order of its notifications (reset per registration). */
+    bool up_seen;
+    uint32_t up_seq;
+    tether_time_t up_at;
     uint8_t utok[TETHER_OBS_TOKEN_LEN];
     bool up_pending;      /* the upstream registration CON is outstanding */
     tether_link_t up_link; /* ... on this link, with this MID */

@@ -71,10 +71,10 @@ static void test_observe_shared_fanout(void **state)
      * its token and tether's Observe value */
     tether_peer_t dev = dtls_peer(7, "dev1", TETHER_ROLE_DEVICE, 40000);
     tether_coap_msg_t ack;
-    uint8_t five = 5;
+    uint8_t two = 2; /* the device's own Observe values grow: 2, 3, 4, 6, 7 (RFC 7641 §3.4) */
     tether_coap_msg_init(&ack, TETHER_COAP_ACK, TETHER_COAP_CONTENT, up.mid);
     tether_coap_msg_set_token(&ack, utok, 4);
-    tether_coap_msg_add_opt(&ack, TETHER_COAP_OPT_OBSERVE, &five, 1);
+    tether_coap_msg_add_opt(&ack, TETHER_COAP_OPT_OBSERVE, &two, 1);
     ack.payload = (const uint8_t *)"20";
     ack.payload_len = 2;
     assert_int_equal(send_msg(f, &dev, &ack), 2);
@@ -288,6 +288,50 @@ static void test_observe_limits(void **state)
     assert_int_equal(tether_node_stats(f->node)->observe_device_observations, 2);
     assert_int_equal(tether_node_stats(f->node)->observe_observers, 3);
 }
+/* Security review item 6, RFC 7641 §3.4: a device notification older
+ * than the newest one seen (reordered or replayed) is acknowledged but
+ * neither fanned out nor cached; after 128 s any value counts as newer. */
+static void test_observe_stale_notifications_dropped(void **state)
+{
+    fx_t *f = *state;
+    const tether_node_stats_t *st = tether_node_stats(f->node);
+    assert_int_equal(do_register(f, 7, "dev1", "dev1", NULL), TETHER_COAP_CREATED);
+    tether_peer_t a = plain_peer(50000);
+    tether_coap_msg_t up, r;
+    assert_int_equal(obs_get(f, &a, "dev1", "temp", TETHER_COAP_CON, 0x10, "aa", 0), 2);
+    assert_true(out_find(f, TETHER_LINK_DTLS, 7, &up) >= 0);
+    uint8_t utok[4];
+    memcpy(utok, up.token, 4);
+    assert_int_equal(dev_notify(f, 7, utok, TETHER_COAP_NON, 0x500, TETHER_COAP_CONTENT, 20, "a"),
+                     1);
+    assert_int_equal(dev_notify(f, 7, utok, TETHER_COAP_NON, 0x501, TETHER_COAP_CONTENT, 22, "b"),
+                     1);
+    uint64_t sent = st->observe_notifications_sent;
+    /* 21 arrives late (reordered): dropped; a CON one is still ACKed. */
+    assert_int_equal(dev_notify(f, 7, utok, TETHER_COAP_NON, 0x502, TETHER_COAP_CONTENT, 21, "x"),
+                     0);
+    assert_int_equal(dev_notify(f, 7, utok, TETHER_COAP_CON, 0x503, TETHER_COAP_CONTENT, 22, "y"),
+                     1);
+    out_msg(f, 0, &r);
+    assert_int_equal(r.type, TETHER_COAP_ACK);
+    assert_int_equal(r.mid, 0x503);
+    assert_int_equal(st->observe_stale, 2);
+    assert_int_equal(st->observe_notifications_sent, sent);
+    /* The cache kept the newest: a plain GET is answered with "b". */
+    tether_peer_t c = plain_peer(50009);
+    assert_int_equal(client_get(f, &c, "dev1", "temp", TETHER_COAP_CON, 0x11), 1);
+    out_msg(f, 0, &r);
+    assert_int_equal(r.payload_len, 1);
+    assert_memory_equal(r.payload, "b", 1);
+    /* 128 s later a smaller value is newer again (the device restarted its
+     * count); the clock jumps without ticks, so nothing else happens. */
+    f->now += 129000;
+    size_t n = dev_notify(f, 7, utok, TETHER_COAP_NON, 0x504, TETHER_COAP_CONTENT, 3, "z");
+    assert_true(n >= 1);
+    assert_int_equal(st->observe_stale, 2);
+    assert_int_equal(st->observe_notifications_sent, sent + 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -296,6 +340,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_observe_device_relink, setup, teardown),
         cmocka_unit_test_setup_teardown(test_observe_client_gone, setup, teardown),
         cmocka_unit_test_setup_teardown(test_observe_limits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_observe_stale_notifications_dropped, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -45,6 +45,7 @@ typedef struct {
     uint64_t observe_observers;           /* clients observing through this node */
     uint64_t observe_notifications_sent;  /* notifications sent to observers */
     uint64_t observe_rejected;            /* registrations refused (5.03) at a bound */
+    uint64_t observe_stale;               /* device notifications older than the last (dropped) */
 } tether_node_stats_t;
 
 typedef struct {
