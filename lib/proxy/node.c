@@ -112,13 +112,23 @@ void tether_node_destroy(tether_node_t *n)
 
 void tether_node_set_creds(tether_node_t *n, const tether_creds_t *creds) { n->creds = creds; }
 
+/* Relayed requests and device-side observations share one 32-bit token
+ * space per device session, and an observation lives for days: after 2^32
+ * relays the counter comes round to a live observation's token, and its
+ * answer would end the observation for every observer (security review
+ * item 7). Tokens in use by either are skipped; there are far fewer live
+ * ones than 2^32, so the loop ends. */
 void tether_node_next_token(tether_node_t *n, uint8_t tok[TETHER_UTOK_LEN])
 {
-    uint32_t t = n->next_token++;
-    tok[0] = (uint8_t)(t >> 24);
-    tok[1] = (uint8_t)(t >> 16);
-    tok[2] = (uint8_t)(t >> 8);
-    tok[3] = (uint8_t)t;
+    _Static_assert(TETHER_UTOK_LEN == TETHER_OBS_TOKEN_LEN, "one token space");
+    do {
+        uint32_t t = n->next_token++;
+        tok[0] = (uint8_t)(t >> 24);
+        tok[1] = (uint8_t)(t >> 16);
+        tok[2] = (uint8_t)(t >> 8);
+        tok[3] = (uint8_t)t;
+    } while (tether_hmap_find(&n->by_token, tok, TETHER_UTOK_LEN) ||
+             tether_obs_find_token(&n->obs, tok, TETHER_UTOK_LEN));
 }
 
 void tether_node_cache_sync(tether_node_t *n)

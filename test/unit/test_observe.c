@@ -2,6 +2,7 @@
  * shared device observation fanned out, late joiners, device relink,
  * clients gone, limits), driven through the node. */
 #include "node_fixture.h"
+#include "proxy/node_int.h"
 
 /* A client GET with Observe `ov` for dev/path with token tok; returns the
  * outbox size. */
@@ -332,6 +333,41 @@ static void test_observe_stale_notifications_dropped(void **state)
     assert_int_equal(st->observe_notifications_sent, sent + 1);
 }
 
+/* Security review item 7: when the token counter comes round to a live
+ * observation's token (after 2^32 relays), the next relay skips it; the
+ * relay's answer then cannot end the observation. */
+static void test_relay_token_never_hits_an_observation(void **state)
+{
+    fx_t *f = *state;
+    const tether_node_stats_t *st = tether_node_stats(f->node);
+    assert_int_equal(do_register(f, 7, "dev1", "dev1", NULL), TETHER_COAP_CREATED);
+    tether_peer_t a = plain_peer(50000);
+    tether_coap_msg_t up, rel;
+    assert_int_equal(obs_get(f, &a, "dev1", "temp", TETHER_COAP_CON, 0x10, "aa", 0), 2);
+    assert_true(out_find(f, TETHER_LINK_DTLS, 7, &up) >= 0);
+    uint8_t utok[4];
+    memcpy(utok, up.token, 4);
+    /* The counter wraps onto the observation's token. */
+    f->node->next_token = (uint32_t)utok[0] << 24 | (uint32_t)utok[1] << 16 |
+                          (uint32_t)utok[2] << 8 | utok[3];
+    tether_peer_t b = plain_peer(50001);
+    assert_true(client_get(f, &b, "dev1", "hum", TETHER_COAP_CON, 0x11) >= 1);
+    assert_true(out_find(f, TETHER_LINK_DTLS, 7, &rel) >= 0);
+    assert_int_equal(rel.tkl, 4);
+    assert_memory_not_equal(rel.token, utok, 4);
+    /* The device answers the relay: the observation lives on. */
+    tether_peer_t dev = dtls_peer(7, "dev1", TETHER_ROLE_DEVICE, 40000);
+    tether_coap_msg_t ack;
+    tether_coap_msg_init(&ack, TETHER_COAP_ACK, TETHER_COAP_CONTENT, rel.mid);
+    tether_coap_msg_set_token(&ack, rel.token, 4);
+    ack.payload = (const uint8_t *)"55";
+    ack.payload_len = 2;
+    send_msg(f, &dev, &ack);
+    assert_int_equal(st->observe_device_observations, 1);
+    assert_int_equal(st->observe_observers, 1);
+    assert_int_equal(dev_notify(f, 7, utok, TETHER_COAP_NON, 0x600, TETHER_COAP_CONTENT, 9, "t"), 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -341,6 +377,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_observe_client_gone, setup, teardown),
         cmocka_unit_test_setup_teardown(test_observe_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_observe_stale_notifications_dropped, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_relay_token_never_hits_an_observation, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
