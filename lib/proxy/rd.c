@@ -161,6 +161,11 @@ void tether_rd_handle(tether_node_t *n, const tether_peer_t *peer, const tether_
         tether_device_t *d;
         bool created;
         int rc = tether_registry_add(&n->reg, ep, &d, &created);
+        if (rc == TETHER_EEXIST) {
+            tether_reply_code(n, link, req, TETHER_COAP_FORBIDDEN,
+                              "a device of that name in another case is registered", now);
+            return;
+        }
         if (rc < 0) {
             tether_reply_code(n, link, req, TETHER_COAP_SERVICE_UNAVAILABLE, "directory full", now);
             return;

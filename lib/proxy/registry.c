@@ -1,4 +1,6 @@
 /* Device directory: names, registrations, links, NAT learning. */
+#include <ctype.h>
+#include <strings.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,13 +15,19 @@
 /* Gaps shorter than this say nothing about the NAT. */
 #define NAT_MIN_GAP_MS 1000u
 
-/* Keyed 128-bit digest of a name (two seeded passes of the one hash,
- * util/hash.h); equal names are still compared byte by byte after a hit. */
+/* Keyed 128-bit digest of a name folded to ASCII lowercase (two seeded
+ * passes of the one hash, util/hash.h): a device name is a URI host, which
+ * is case-insensitive (RFC 3986 §3.2.2, RFC 7252 §6.3), so names that
+ * differ only in case share a key and at most one of them is registered.
+ * Names are still compared after a hit. */
 static void name_key(const tether_registry_t *r, const char *name, uint8_t key[NAME_KEY])
 {
-    size_t len = strlen(name);
+    char low[TETHER_IDENTITY_MAX];
+    size_t len = strnlen(name, sizeof low - 1);
+    for (size_t i = 0; i < len; i++)
+        low[i] = (char)tolower((unsigned char)name[i]);
     for (int half = 0; half < 2; half++) {
-        uint64_t h = tether_hash64(r->seed + (uint64_t)half * 0x9e3779b97f4a7c15ull, name, len);
+        uint64_t h = tether_hash64(r->seed + (uint64_t)half * 0x9e3779b97f4a7c15ull, low, len);
         memcpy(key + 8 * half, &h, 8);
     }
 }
@@ -54,6 +62,15 @@ tether_device_t *tether_registry_find(const tether_registry_t *r, const char *na
     return d && strcmp(d->rec.name, name) == 0 ? d : NULL;
 }
 
+tether_device_t *tether_registry_find_host(const tether_registry_t *r, const char *host)
+{
+    uint8_t key[NAME_KEY];
+    name_key(r, host, key);
+    tether_hnode_t *n = tether_hmap_find(&r->by_name, key, sizeof key);
+    tether_device_t *d = n ? container_of(n, tether_device_t, by_name) : NULL;
+    return d && strcasecmp(d->rec.name, host) == 0 ? d : NULL;
+}
+
 tether_device_t *tether_registry_find_reg(const tether_registry_t *r, const char *regid)
 {
     size_t len = strlen(regid);
@@ -79,6 +96,8 @@ int tether_registry_add(tether_registry_t *r, const char *name, tether_device_t 
         return 0;
     if (strlen(name) >= TETHER_IDENTITY_MAX)
         return TETHER_EINVAL;
+    if (tether_registry_find_host(r, name))
+        return TETHER_EEXIST; /* the same name in another case is registered */
     if (r->count >= r->max)
         return TETHER_ELIMIT;
     /* Every device is armed in the expiry heap while registered: reserve its

@@ -49,6 +49,10 @@ int tether_registry_init(tether_registry_t *r, uint8_t node_id, size_t max, uint
 void tether_registry_free(tether_registry_t *r);
 
 tether_device_t *tether_registry_find(const tether_registry_t *r, const char *name);
+/* The device a request names as its host (Uri-Host, or the host of a
+ * Proxy-Uri, which is lowercased): device names are matched without
+ * regard to ASCII case, as URI hosts are (RFC 3986 §3.2.2). */
+tether_device_t *tether_registry_find_host(const tether_registry_t *r, const char *host);
 tether_device_t *tether_registry_find_reg(const tether_registry_t *r, const char *regid);
 tether_device_t *tether_registry_find_link(const tether_registry_t *r, const tether_link_t *link);
 

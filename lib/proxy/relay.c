@@ -1,5 +1,6 @@
 /* Relaying client requests down device tunnels (see relay.h). */
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "proxy/observe.h"
@@ -262,12 +263,18 @@ void tether_relay_request(tether_node_t *n, const tether_peer_t *peer,
         tether_reply_code(n, link, req, TETHER_COAP_UNAUTHORIZED, "authenticate over DTLS", now);
         return;
     }
+    /* The device's own spelling of its name decides the ACL and the cache
+     * key, whatever the case of the host the client wrote; the ACL is
+     * still checked first, so a denied client cannot learn which devices
+     * exist. */
+    tether_device_t *d = tether_registry_find_host(&n->reg, host);
+    if (d)
+        snprintf(host, sizeof host, "%s", d->rec.name);
     if (peer->identity && !tether_creds_allowed(n->creds, peer->identity, host, req->code)) {
         n->stats.relay_denied++;
         tether_reply_code(n, link, req, TETHER_COAP_FORBIDDEN, NULL, now);
         return;
     }
-    tether_device_t *d = tether_registry_find(&n->reg, host);
     if (!d) {
         n->stats.relay_unknown++;
         tether_reply_code(n, link, req, TETHER_COAP_NOT_FOUND, "unknown device", now);

@@ -109,6 +109,30 @@ static void test_proxy_uri(void **state)
     assert_int_equal(up.code, TETHER_COAP_PROXYING_NOT_SUPPORTED);
 }
 
+/* Security review item 10: a device name is a URI host, case-insensitive
+ * (RFC 3986 §3.2.2): Uri-Host "DEV1" and Proxy-Uri coap://DEV1/ reach
+ * dev1 alike, the ACL sees the device's own name, and a second identity
+ * differing only in case cannot register over it. */
+static void test_device_names_ignore_case(void **state)
+{
+    fx_t *f = *state;
+    assert_int_equal(do_register(f, 7, "dev1", "dev1", NULL), TETHER_COAP_CREATED);
+    tether_peer_t app = dtls_peer(9, "app1", TETHER_ROLE_CLIENT, 40001);
+    tether_coap_msg_t m, up;
+    assert_int_equal(client_get(f, &app, "DEV1", "temp", TETHER_COAP_NON, 20), 1);
+    const tether_out_t *o = out_msg(f, 0, &up);
+    assert_int_equal(o->link.id, 7);
+    assert_int_equal(up.code, TETHER_COAP_GET);
+    tether_coap_msg_init(&m, TETHER_COAP_NON, TETHER_COAP_GET, 21);
+    const char *uri = "coap://DeV1/temp";
+    tether_coap_msg_add_opt(&m, TETHER_COAP_OPT_PROXY_URI, uri, strlen(uri));
+    assert_int_equal(send_msg(f, &app, &m), 1);
+    o = out_msg(f, 0, &up);
+    assert_int_equal(o->link.id, 7);
+    assert_int_equal(do_register(f, 8, "DEV1", "DEV1", NULL), TETHER_COAP_FORBIDDEN);
+    assert_int_equal(tether_node_stats(f->node)->devices_registered, 1);
+}
+
 static void test_timeout_gives_504_separately(void **state)
 {
     fx_t *f = *state;
@@ -264,6 +288,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_relay_piggybacked, setup, teardown),
         cmocka_unit_test_setup_teardown(test_relay_errors_and_acl, setup, teardown),
         cmocka_unit_test_setup_teardown(test_proxy_uri, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_device_names_ignore_case, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timeout_gives_504_separately, setup, teardown),
         cmocka_unit_test_setup_teardown(test_separate_response_from_device, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_mode_delivers_on_wake, setup, teardown),
