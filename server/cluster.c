@@ -8,9 +8,9 @@
 #include "cluster.h"
 #include "tether/cluster.h"
 #include "tether/log.h"
-#include "util/hmap.h"
-#include "util/hostport.h"
-#include "util/list.h"
+#include "tether/hmap.h"
+#include "tether/hostport.h"
+#include "tether/list.h"
 
 #define container_of(p, T, m) ((T *)((char *)(p)-offsetof(T, m)))
 #define HEARTBEAT_MS 1000

@@ -12,7 +12,7 @@
 #include "tether/common.h"
 #include "tether/dtls.h"
 #include "tether/node.h"
-#include "util/hostport.h"
+#include "tether/hostport.h"
 #include "tether/log.h"
 
 #define TETHER_VERSION "0.1.0"

@@ -11,7 +11,7 @@
 #include "tether/log.h"
 #include "tether/node.h"
 #include "cluster.h"
-#include "util/hist.h"
+#include "tether/hist.h"
 #include "udp.h"
 
 #define TETHERD_VERSION "0.1.0"

@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "tether/common.h"
-#include "util/hmap.h"
+#include "tether/hmap.h"
 
 /* FNV-1a mixed with a per-map random seed and a final avalanche. */
 static uint32_t hash_bytes(uint64_t seed, const uint8_t *k, size_t n)
