@@ -1,96 +1,79 @@
-/* GET /config: the effective configuration, secrets "***" when set. */
+/* GET /config: the effective configuration, every key of the config key
+ * table (config/keys.c) in its JSON place, plus "file". Secrets are "***"
+ * when set and "" when not; a URL's password is "***"; log_level is the
+ * level in force now (PUT /log-level changes it). */
 #include <stdio.h>
 #include <string.h>
 
 #include "conn.h"
 #include "tether/log.h"
 
-static json_t *jsecret(const char *s)
+/* The JSON form of one key's value; NULL when out of memory. */
+static json_t *key_json(const tetherd_config_t *cfg, const tetherd_key_t *k)
 {
-    return json_string(*s ? "***" : "");
+    switch (k->type) {
+    case TETHERD_KEY_UINT: return json_integer((json_int_t)tetherd_config_uint(cfg, k));
+    case TETHERD_KEY_BOOL: return json_boolean(tetherd_config_bool(cfg, k));
+    case TETHERD_KEY_SECRET: return json_string(*tetherd_config_str(cfg, k) ? "***" : "");
+    case TETHERD_KEY_LOG_LEVEL: return json_string(tether_log_level_name(tether_log_get_level()));
+    case TETHERD_KEY_URL: {
+        char buf[300];
+        tetherd_url_redacted(tetherd_config_str(cfg, k), buf, sizeof buf);
+        return admin_jstr(buf);
+    }
+    case TETHERD_KEY_LISTEN: {
+        json_t *a = json_array();
+        for (size_t i = 0; a && i < cfg->nlisten; i++) {
+            char buf[100];
+            tetherd_listen_str(&cfg->listen[i], buf, sizeof buf);
+            json_array_append_new(a, admin_jstr(buf));
+        }
+        return a;
+    }
+    case TETHERD_KEY_NODES: {
+        json_t *o = json_object();
+        for (size_t i = 0; o && i < cfg->ncluster_nodes; i++) {
+            char id[8];
+            snprintf(id, sizeof id, "%u", cfg->cluster_nodes[i].id);
+            json_object_set_new(o, id, admin_jstr(cfg->cluster_nodes[i].addr));
+        }
+        return o;
+    }
+    default: return admin_jstr(tetherd_config_str(cfg, k));
+    }
 }
 
-/* Replaces the userinfo of a URL (user:password before the @) with three stars. */
-static json_t *jurl_redacted(const char *url)
+/* The configuration as JSON; NULL when out of memory. */
+static json_t *config_json(const tetherd_config_t *cfg)
 {
-    const char *scheme = strstr(url, "://");
-    const char *at = scheme ? strchr(scheme + 3, '@') : NULL;
-    if (!at)
-        return admin_jstr(url);
-    char buf[300];
-    snprintf(buf, sizeof buf, "%.*s***%s", (int)(scheme + 3 - url), url, at);
-    return admin_jstr(buf);
+    json_t *j = json_object();
+    if (!j || json_object_set_new(j, "file", admin_jstr(cfg->file)) < 0)
+        goto fail;
+    for (size_t i = 0; i < tetherd_config_nkeys; i++) {
+        const tetherd_key_t *k = &tetherd_config_keys[i];
+        const char *dot = strchr(k->key, '.');
+        json_t *obj = j;
+        if (dot) { /* the section object, made by its first key */
+            char sect[64];
+            snprintf(sect, sizeof sect, "%.*s", (int)(dot - k->key), k->key);
+            if (!(obj = json_object_get(j, sect)) &&
+                (!(obj = json_object()) || json_object_set_new(j, sect, obj) < 0))
+                goto fail;
+        }
+        json_t *v = key_json(cfg, k);
+        if (!v || json_object_set_new(obj, dot ? dot + 1 : k->key, v) < 0)
+            goto fail;
+    }
+    return j;
+fail:
+    json_decref(j);
+    return NULL;
 }
 
-/* The effective configuration; secrets are "***" when set, "" when not. */
 void admin_h_config(admin_conn_t *c, const tether_http_request_t *r)
 {
     (void)r;
-    const tetherd_config_t *cfg = c->a->cfg;
-    json_t *listen = json_array();
-    for (size_t i = 0; listen && i < cfg->nlisten; i++) {
-        const tetherd_listen_t *l = &cfg->listen[i];
-        char buf[100];
-        bool v6 = strchr(l->host, ':') != NULL;
-        snprintf(buf, sizeof buf, "%s://%s%s%s:%u",
-                 l->proto == TETHERD_PROTO_COAP ? "coap" : "coaps", v6 ? "[" : "", l->host,
-                 v6 ? "]" : "", l->port);
-        json_array_append_new(listen, admin_jstr(buf));
-    }
-    json_t *j = json_pack(
-        "{s:o, s:I, s:o, s:o, s:o, s:I, s:I, s:I, s:o, s:o, s:s, s:o, s:b,"
-        " s:{s:I, s:I}, s:{s:I, s:I, s:I, s:I, s:I}}",
-        "file", admin_jstr(cfg->file), "node_id", (json_int_t)cfg->node_id, "listen", listen,
-        "admin", admin_jstr(cfg->admin), "admin_token", jsecret(cfg->admin_token),
-        "admin_max_connections", (json_int_t)cfg->admin_max_connections, "admin_idle_timeout",
-        (json_int_t)cfg->admin_idle_timeout, "drain_timeout", (json_int_t)cfg->drain_timeout,
-        "redis_url", jurl_redacted(cfg->redis_url), "cluster_key", jsecret(cfg->cluster_key),
-        "log_level", tether_log_level_name(tether_log_get_level()), "credentials_file",
-        admin_jstr(cfg->credentials_file), "plain_coap_public", (int)cfg->plain_coap_public,
-        "coap_options", "multicast_timeout", (json_int_t)cfg->opt_multicast_timeout, "reply_from",
-        (json_int_t)cfg->opt_reply_from, "dtls", "cid_length", (json_int_t)cfg->dtls_cid_length,
-        "max_sessions", (json_int_t)cfg->dtls_max_sessions, "max_handshakes",
-        (json_int_t)cfg->dtls_max_handshakes, "handshake_timeout",
-        (json_int_t)cfg->dtls_handshake_timeout, "idle_timeout",
-        (json_int_t)cfg->dtls_idle_timeout);
-    json_t *dtls = j ? json_object_get(j, "dtls") : NULL;
-    if (dtls) { /* paths are not secrets; the key file's contents never leave it */
-        json_object_set_new(dtls, "ca_file", admin_jstr(cfg->dtls_ca_file));
-        json_object_set_new(dtls, "cert_file", admin_jstr(cfg->dtls_cert_file));
-        json_object_set_new(dtls, "key_file", admin_jstr(cfg->dtls_key_file));
-        json_object_set_new(dtls, "handshake_rate_per_source", json_integer(cfg->dtls_hs_rate));
-        json_object_set_new(dtls, "handshake_burst_per_source", json_integer(cfg->dtls_hs_burst));
-    }
-    json_t *proxy = j ? json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "request_timeout_ms",
-                                  (json_int_t)cfg->proxy_request_timeout_ms, "ack_delay_ms",
-                                  (json_int_t)cfg->proxy_ack_delay_ms, "queue_max",
-                                  (json_int_t)cfg->proxy_queue_max, "queue_ttl_ms",
-                                  (json_int_t)cfg->proxy_queue_ttl_ms, "queue_awake_ms",
-                                  (json_int_t)cfg->proxy_queue_awake_ms, "max_devices",
-                                  (json_int_t)cfg->proxy_max_devices, "max_pending",
-                                  (json_int_t)cfg->proxy_max_pending, "cache_bytes",
-                                  (json_int_t)cfg->proxy_cache_bytes)
-                      : NULL;
-    if (proxy) {
-        json_object_set_new(proxy, "max_observers", json_integer(cfg->proxy_max_observers));
-        json_object_set_new(proxy, "max_observers_per_resource",
-                            json_integer(cfg->proxy_max_observers_per_resource));
-        json_object_set_new(j, "proxy", proxy);
-    }
-    if (j) {
-        json_t *nodes = json_object();
-        for (size_t i = 0; i < cfg->ncluster_nodes; i++) {
-            char id[8];
-            snprintf(id, sizeof id, "%u", cfg->cluster_nodes[i].id);
-            json_object_set_new(nodes, id, json_string(cfg->cluster_nodes[i].addr));
-        }
-        json_object_set_new(j, "cluster",
-                            json_pack("{s:s, s:o}", "listen", cfg->cluster_listen, "nodes", nodes));
-    }
-    if (j)
-        json_object_set_new(j, "udp",
-                            json_pack("{s:I, s:I}", "recv_buffer", (json_int_t)cfg->udp_recv_buffer,
-                                      "send_buffer", (json_int_t)cfg->udp_send_buffer));
+    json_t *j = config_json(c->a->cfg);
     if (!j) {
         admin_respond_error(c, 500, NULL, "building the configuration failed");
         return;
