@@ -17,6 +17,8 @@
 #include "tether/dtls.h"
 #include "tether/node.h"
 
+/* tetherd --version, the ready log line and the node's /node resource. */
+#define TETHERD_VERSION "0.1.0"
 #define TETHERD_MAX_LISTEN 8
 
 typedef enum { TETHERD_PROTO_COAP = 0, TETHERD_PROTO_COAPS = 1 } tetherd_proto_t;

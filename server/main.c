@@ -14,7 +14,6 @@
 #include "tether/hist.h"
 #include "udp.h"
 
-#define TETHERD_VERSION "0.1.0"
 #define MAX_DGRAM 1500
 /* recvmmsg: libuv cuts the receive buffer into 64 KiB chunks, one datagram
  * each, and uses at most 20 of them per call. */

@@ -15,7 +15,6 @@
 #include "tether/hostport.h"
 #include "tether/log.h"
 
-#define TETHER_VERSION "0.1.0"
 
 bool tetherd_is_loopback(const char *host)
 {
@@ -548,7 +547,7 @@ int tetherd_config_load(tetherd_config_t *c, int argc, char **argv, char *err, s
         switch (o) {
         case O_CONFIG: break;
         case O_CHECK: c->check_only = true; break;
-        case O_VERSION: printf("tetherd %s\n", TETHER_VERSION); return 1;
+        case O_VERSION: printf("tetherd %s\n", TETHERD_VERSION); return 1;
         case 'h': usage(stdout, true); return 1;
         default:
             usage(stderr, false);
