@@ -495,6 +495,8 @@ static int stats_hook(json_t *st, void *user)
         {"sessions.dropped_rate", ds->dropped_rate},
         {"sessions.handshakes_x509", ds->handshakes_x509},
         {"sessions.x509_rejected", ds->x509_rejected},
+        {"sessions.handshakes_unauthenticated", ds->handshakes_unauthenticated},
+        {"sessions.hellos_refused", ds->hellos_refused},
         {"sessions.compact", ds->sessions_compact},
         {"sessions.records_rejected", ds->records_rejected},
         {"udp.tx_datagrams", d->txq.stats.datagrams},

@@ -21,8 +21,10 @@
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
 #include <wolfssl/wolfcrypt/hmac.h>
+#include <wolfssl/wolfcrypt/memory.h>
 #include <wolfssl/wolfcrypt/random.h>
 
+#include "dtls/hello.h"
 #include "dtls/ratelimit.h"
 #include "dtls/record.h"
 #include "dtls/wolfrec.h"
@@ -33,6 +35,8 @@
 #define CT_TLS12_CID 25
 #define DTLS12_HDR 13
 #define COOKIE_SECRET_LEN 32
+/* Identities x our two TLS 1.3 suites x wolfSSL's two passes over a hello. */
+#define PSK_LOOKUPS_MAX (TETHER_DTLS_MAX_PSK_IDENTITIES * 2 * 2)
 
 #define container_of(p, T, m) ((T *)((char *)(p)-offsetof(T, m)))
 
@@ -49,6 +53,7 @@ typedef struct {
     tether_role_t role;
     const char *psk13_suite; /* TLS 1.3 suite for a PSK, from the ClientHello */
     uint8_t auth;       /* enum auth_kind: how identity was established */
+    uint8_t psk_lookups; /* PSK callback calls for the hello being processed */
     bool x509_rejected; /* a certificate was presented and refused */
 } io_t;
 
@@ -72,8 +77,9 @@ struct tether_dtls_sess {
     bool app_seen;   /* the peer sent application data: it has our final flight */
     bool wolf_only;  /* cannot run on the compact record layer (DTLS 1.3, suite) */
     uint64_t max_seq; /* newest authenticated (epoch << 48 | seq) */
-    tether_time_t last_rx;
+    tether_time_t last_rx; /* handshake: last datagram from the peer */
     tether_time_t hs_started;
+    struct tether_dtls_sess *src_next; /* handshake: its source's next, newer one */
     tether_time_t hs_deadline;
     struct tether_dtls_sess *prev, *next; /* handshaking list or idle LRU */
 };
@@ -88,6 +94,15 @@ typedef struct {
 typedef struct {
     tether_dtls_sess_t *head, *tail;
 } sess_list_t;
+
+/* A source with handshakes in flight (SPEC S2: capped per source as well as
+ * in total). Exists only while it has some, so it costs nothing per idle
+ * session and at most one entry per handshake. */
+typedef struct {
+    tether_hnode_t node; /* in srv->sources, keyed by source_key() */
+    uint32_t n;
+    tether_dtls_sess_t *oldest, *newest; /* via src_next */
+} source_t;
 
 /* Sessions that completed a handshake and are still on wolfSSL, oldest
  * first, by id (they may have closed since). */
@@ -106,6 +121,7 @@ struct tether_dtls_srv {
     uint64_t cookie_epoch;
     tether_time_t wall_ms; /* wall clock from tether_dtls_set_wall_clock, 0 = none yet */
     tether_hmap_t by_addr, by_cid, by_id;
+    tether_hmap_t sources; /* of source_t */
     uint64_t next_id;
     uint64_t *closed; /* ids of established sessions closed since the last clear */
     size_t nclosed, closed_cap;
@@ -164,6 +180,58 @@ static size_t source_key(const tether_addr_t *a, uint8_t key[9])
     return 5;
 }
 
+static source_t *source_find(tether_dtls_srv_t *srv, const tether_addr_t *a)
+{
+    uint8_t key[9];
+    tether_hnode_t *h = tether_hmap_find(&srv->sources, key, source_key(a, key));
+    return h ? container_of(h, source_t, node) : NULL;
+}
+
+/* Charges a new handshaking session to its source (the session's peer). */
+static int source_add(tether_dtls_srv_t *srv, tether_dtls_sess_t *s)
+{
+    source_t *src = source_find(srv, &s->peer);
+    if (!src) {
+        uint8_t key[9];
+        if (!(src = calloc(1, sizeof *src)))
+            return TETHER_ENOMEM;
+        tether_hmap_insert(&srv->sources, &src->node, key, source_key(&s->peer, key));
+    }
+    s->src_next = NULL;
+    if (src->newest)
+        src->newest->src_next = s;
+    else
+        src->oldest = s;
+    src->newest = s;
+    src->n++;
+    return 0;
+}
+
+/* Takes a handshaking session off its source's list; frees the source
+ * with its last handshake. */
+static void source_del(tether_dtls_srv_t *srv, tether_dtls_sess_t *s)
+{
+    source_t *src = source_find(srv, &s->peer);
+    if (!src)
+        return;
+    tether_dtls_sess_t *prev = NULL;
+    for (tether_dtls_sess_t *p = src->oldest; p && p != s; p = p->src_next)
+        prev = p;
+    if (prev ? prev->src_next != s : src->oldest != s)
+        return; /* not on the list (could not be charged) */
+    if (prev)
+        prev->src_next = s->src_next;
+    else
+        src->oldest = s->src_next;
+    if (src->newest == s)
+        src->newest = prev;
+    s->src_next = NULL;
+    if (--src->n == 0) {
+        tether_hmap_remove(&srv->sources, &src->node);
+        free(src);
+    }
+}
+
 /* ---- wolfSSL callbacks ---------------------------------------------------- */
 
 /* Hands wolfSSL the current datagram once, then WANT_READ. */
@@ -196,7 +264,11 @@ static int io_send(WOLFSSL *ssl, char *buf, int sz, void *ctx)
     return sz;
 }
 
-/* PSK lookup; remembers the identity, which is the peer's name from now on. */
+/* PSK lookup: only hands wolfSSL the key. It runs for every identity a
+ * ClientHello offers, also in the stateless listener where no binder is
+ * checked and for identities that are then not chosen, so it must not
+ * record who the peer is: hs_step takes the identity from what the
+ * completed handshake negotiated (tether_wolf_peer_auth). */
 static unsigned int psk_server_cb(WOLFSSL *ssl, const char *identity, unsigned char *key,
                                   unsigned int max_len)
 {
@@ -205,12 +277,13 @@ static unsigned int psk_server_cb(WOLFSSL *ssl, const char *identity, unsigned c
     tether_role_t role;
     if (!io || !identity || strlen(identity) >= sizeof io->identity)
         return 0;
-    if (io->auth == AUTH_X509 ||
-        tether_creds_psk(io->srv->creds, identity, key, max_len, &klen, &role) < 0)
+    /* wolfSSL asks once per (suite, identity) pair, in the stateless pass
+     * and again in the stateful one; hello.c refuses whole hellos with more
+     * identities, this bounds the first fragment of a fragmented one. */
+    if (++io->psk_lookups > PSK_LOOKUPS_MAX)
         return 0;
-    strcpy(io->identity, identity);
-    io->role = role;
-    io->auth = AUTH_PSK;
+    if (tether_creds_psk(io->srv->creds, identity, key, max_len, &klen, &role) < 0)
+        return 0;
     return (unsigned int)klen;
 }
 
@@ -223,6 +296,17 @@ static unsigned int psk_server_tls13_cb(WOLFSSL *ssl, const char *identity, unsi
     io_t *io = wolfSSL_GetIOReadCtx(ssl);
     *suite = io && io->psk13_suite ? io->psk13_suite : "TLS13-AES128-GCM-SHA256";
     return psk_server_cb(ssl, identity, key, max_len);
+}
+
+/* Forgets everything one handshake learnt about its peer (SPEC S2:
+ * authentication belongs to one handshake). */
+static void io_auth_reset(io_t *io)
+{
+    memset(io->identity, 0, sizeof io->identity);
+    io->role = 0;
+    io->auth = AUTH_NONE;
+    io->x509_rejected = false;
+    io->psk_lookups = 0;
 }
 
 /* Certificate check, called by wolfSSL for every certificate of the peer's
@@ -297,6 +381,9 @@ static WOLFSSL *new_ssl(tether_dtls_srv_t *srv, io_t *io, uint8_t *cid, const ui
     wolfSSL_SetIOReadCtx(ssl, io);
     wolfSSL_SetIOWriteCtx(ssl, io);
     wolfSSL_dtls_set_using_nonblock(ssl, 1);
+    /* hs_step reads the negotiated PSK identity from the handshake arrays,
+     * then frees them (wolfSSL_FreeArrays). */
+    wolfSSL_KeepArrays(ssl);
     new_cid(srv, cid);
     if (wolfSSL_dtls_cid_use(ssl) != WOLFSSL_SUCCESS ||
         wolfSSL_dtls_cid_set(ssl, cid, srv->conf.cid_len) != WOLFSSL_SUCCESS ||
@@ -369,6 +456,7 @@ static void sess_close(tether_dtls_srv_t *srv, tether_dtls_sess_t *s)
         tether_hmap_remove(&srv->by_cid, &s->by_cid);
     if (s->state == S_HANDSHAKE) {
         list_del(&srv->handshaking, s);
+        source_del(srv, s);
         srv->stats.handshakes_inflight--;
     } else {
         list_del(&srv->established, s);
@@ -474,6 +562,38 @@ static void hs_schedule(tether_dtls_sess_t *s, tether_time_t now)
     s->hs_deadline = now + (tether_time_t)(t > 0 ? t : 1) * 1000;
 }
 
+/* Sets the session's identity and role from what its completed handshake
+ * negotiated: the PSK identity wolfSSL used (looked up again, so a
+ * credential removed meanwhile is refused), or the client certificate
+ * whose CertificateVerify wolfSSL checked and whose CN cert_verify_cb
+ * accepted during this session's own handshake. Anything else, such as an
+ * ECDHE handshake without a client certificate (a server with cert_file
+ * but no ca_file never asks for one), has no identity: TETHER_EPROTO. */
+static int hs_authenticate(tether_dtls_srv_t *srv, tether_dtls_sess_t *s)
+{
+    char id[TETHER_IDENTITY_MAX];
+    enum tether_wolf_auth how = tether_wolf_peer_auth(s->ssl, id, sizeof id);
+    wolfSSL_FreeArrays(s->ssl); /* key material nobody needs any more */
+    if (how == TETHER_WOLF_AUTH_PSK) {
+        uint8_t key[64];
+        size_t klen;
+        tether_role_t role;
+        int rc = tether_creds_psk(srv->creds, id, key, sizeof key, &klen, &role);
+        wc_ForceZero(key, sizeof key);
+        io_auth_reset(&s->io);
+        if (rc < 0)
+            return TETHER_EPROTO;
+        memcpy(s->io.identity, id, sizeof id);
+        s->io.role = role;
+        s->io.auth = AUTH_PSK;
+        return 0;
+    }
+    if (how == TETHER_WOLF_AUTH_CERT && s->io.auth == AUTH_X509 && s->io.identity[0])
+        return 0;
+    io_auth_reset(&s->io);
+    return TETHER_EPROTO;
+}
+
 /* Drives the handshake one step with the datagram in s->io. */
 static void hs_step(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, tether_time_t now)
 {
@@ -481,13 +601,15 @@ static void hs_step(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, tether_time_t
     int ret = wolfSSL_accept(s->ssl);
     verifying = NULL;
     if (ret == WOLFSSL_SUCCESS) {
-        if (s->io.auth == AUTH_NONE || !s->io.identity[0]) { /* e.g. ECDHE without a cert */
+        if (hs_authenticate(srv, s) < 0) { /* e.g. ECDHE without a client certificate */
+            srv->stats.handshakes_unauthenticated++;
             hs_fail(srv, s);
             return;
         }
         if (s->io.auth == AUTH_X509)
             srv->stats.handshakes_x509++;
         list_del(&srv->handshaking, s);
+        source_del(srv, s);
         srv->stats.handshakes_inflight--;
         s->state = S_ESTABLISHED;
         s->last_rx = now;
@@ -515,76 +637,27 @@ static void hs_step(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, tether_time_t
     hs_fail(srv, s);
 }
 
-/* The TLS 1.3 PSK suite for an unfragmented ClientHello: AES-128-GCM when
- * offered, else AES-128-CCM-8 when offered, else NULL (the default). */
-static const char *ch_psk13_suite(const uint8_t *b, size_t len)
-{
-    size_t p = DTLS12_HDR + 12 + 2 + 32; /* record hdr, hs hdr, version, random */
-    if (len < p + 1)
-        return NULL;
-    p += 1 + b[p]; /* session id */
-    if (p >= len)
-        return NULL;
-    p += 1 + b[p]; /* cookie */
-    if (p + 2 > len)
-        return NULL;
-    size_t n = (size_t)b[p] << 8 | b[p + 1];
-    bool ccm8 = false;
-    for (size_t i = p + 2; i + 1 < p + 2 + n && i + 1 < len; i += 2) {
-        if (b[i] == 0x13 && b[i + 1] == 0x01)
-            return "TLS13-AES128-GCM-SHA256";
-        ccm8 |= b[i] == 0x13 && b[i + 1] == 0x05;
-    }
-    return ccm8 ? "TLS13-AES128-CCM-8-SHA256" : NULL;
-}
-
 /* Feeds a ClientHello to a stateless listener: 1 when the cookie verified,
  * 0 when a HelloVerifyRequest / HRR went out, <0 on error. */
 static int listener_try(tether_dtls_srv_t *srv, listener_t *l, const tether_addr_t *from,
-                        const uint8_t *buf, size_t len)
+                        const uint8_t *buf, size_t len, const tether_hello_t *hello)
 {
     wolfSSL_dtls_set_peer(l->ssl, (void *)&from->ss, (unsigned)from->len);
+    io_auth_reset(&l->io); /* nothing of an earlier hello reaches this one */
     l->io.in = buf;
     l->io.in_len = len;
     l->io.dst = from;
-    l->io.psk13_suite = ch_psk13_suite(buf, len);
+    l->io.psk13_suite = hello->psk13_suite;
     int ret = wolfDTLS_accept_stateless(l->ssl);
     l->io.in = NULL;
     l->io.dst = NULL;
     if (ret == WOLFSSL_SUCCESS)
         return 1;
+    io_auth_reset(&l->io);
     if (ret == WOLFSSL_FAILURE)
         return 0;
     listener_reset(srv, l); /* a fatal error leaves the object unusable */
     return TETHER_EPROTO;
-}
-
-/* True when a ClientHello carries a cookie: DTLS 1.2's legacy cookie field,
- * or DTLS 1.3's cookie extension (RFC 8446 §4.2.2). Unfragmented hellos only. */
-static bool ch_has_cookie(const uint8_t *b, size_t len)
-{
-    size_t p = DTLS12_HDR + 12 + 2 + 32; /* record hdr, hs hdr, version, random */
-    if (len < p + 1)
-        return false;
-    p += 1 + b[p]; /* session id */
-    if (p >= len)
-        return false;
-    if (b[p] != 0)
-        return true;
-    p += 1; /* empty legacy cookie */
-    if (p + 2 > len)
-        return false;
-    p += 2 + ((size_t)b[p] << 8 | b[p + 1]); /* cipher suites */
-    if (p >= len)
-        return false;
-    p += 1 + b[p]; /* compression methods */
-    if (p + 2 > len)
-        return false;
-    size_t end = p + 2 + ((size_t)b[p] << 8 | b[p + 1]);
-    for (p += 2; p + 4 <= end && p + 4 <= len; p += 4 + ((size_t)b[p + 2] << 8 | b[p + 3]))
-        if (b[p] == 0x00 && b[p + 1] == 0x2c)
-            return true;
-    return false;
 }
 
 /* The listener's WOLFSSL becomes a session; the listener is re-armed. */
@@ -595,7 +668,8 @@ static tether_dtls_sess_t *promote(tether_dtls_srv_t *srv, listener_t *l,
     tether_dtls_sess_t *s = calloc(1, sizeof *s);
     if (!s)
         return NULL;
-    s->io = l->io;
+    s->io = l->io; /* the TLS 1.3 PSK suite of the hello that verified */
+    io_auth_reset(&s->io); /* identity comes from the handshake's result only */
     s->io.srv = srv;
     s->io.dst = &s->peer;
     s->ssl = l->ssl;
@@ -622,18 +696,56 @@ static tether_dtls_sess_t *promote(tether_dtls_srv_t *srv, listener_t *l,
     tether_hmap_insert(&srv->by_id, &s->by_id, &s->id, sizeof s->id);
     s->state = S_HANDSHAKE;
     s->hs_started = now;
+    s->last_rx = now;
     list_add(&srv->handshaking, s);
     srv->stats.handshakes_inflight++;
+    source_add(srv, s); /* uncharged if it cannot be: the total cap still holds */
     return s;
+}
+
+/* A slot for a handshake from `from`, whose cookie has just proved its
+ * address. A source at its cap gives up its own oldest handshake, so two
+ * busy sources cannot hold the table against a third; a full table gives
+ * up its oldest handshake (it had the most time to finish). Established
+ * sessions are never evicted: at max_sessions with no handshake to give
+ * up, TETHER_ELIMIT. */
+static int make_room(tether_dtls_srv_t *srv, const tether_addr_t *from)
+{
+    source_t *src = source_find(srv, from);
+    if (src && src->n >= srv->conf.max_handshakes_per_source) {
+        srv->stats.handshakes_evicted++;
+        hs_fail(srv, src->oldest);
+    }
+    if (srv->stats.handshakes_inflight &&
+        (srv->stats.handshakes_inflight >= srv->conf.max_handshakes ||
+         srv->stats.handshakes_inflight + srv->stats.sessions_active >= srv->conf.max_sessions)) {
+        srv->stats.handshakes_evicted++;
+        hs_fail(srv, srv->handshaking.head);
+    }
+    if (srv->stats.handshakes_inflight >= srv->conf.max_handshakes ||
+        srv->stats.handshakes_inflight + srv->stats.sessions_active >= srv->conf.max_sessions)
+        return TETHER_ELIMIT;
+    return 0;
 }
 
 static void new_handshake(tether_dtls_srv_t *srv, const tether_addr_t *from, const uint8_t *buf,
                           size_t len, tether_time_t now)
 {
-    if (buf[0] != CT_HANDSHAKE || len < DTLS12_HDR + 12)
+    tether_hello_t hello;
+    if (tether_hello_scan(buf, len, &hello) < 0) {
+        /* Not a whole, well-formed ClientHello: wolfSSL's stateless path
+         * needs an unfragmented hello anyway (RFC 9147 §5.1). */
+        srv->stats.hellos_refused++;
         return;
-    if (srv->stats.handshakes_inflight >= srv->conf.max_handshakes ||
-        srv->stats.handshakes_inflight + srv->stats.sessions_active >= srv->conf.max_sessions) {
+    }
+    /* Each offered identity costs a lookup (and a key derivation for a
+     * derived fleet) before any binder is checked; a device offers one. */
+    if (hello.psk_identities > TETHER_DTLS_MAX_PSK_IDENTITIES) {
+        srv->stats.hellos_refused++;
+        return;
+    }
+    if (srv->stats.handshakes_inflight + srv->stats.sessions_active >= srv->conf.max_sessions &&
+        !srv->stats.handshakes_inflight) {
         srv->stats.dropped_limit++;
         return;
     }
@@ -641,10 +753,10 @@ static void new_handshake(tether_dtls_srv_t *srv, const tether_addr_t *from, con
         return;
     listener_t *l = &srv->lst[0];
     size_t mark = srv->ntx;
-    int r = listener_try(srv, l, from, buf, len);
-    if (r == 0 && srv->lst[1].ssl && ch_has_cookie(buf, len)) {
+    int r = listener_try(srv, l, from, buf, len, &hello);
+    if (r == 0 && srv->lst[1].ssl && hello.has_cookie) {
         size_t mark2 = srv->ntx;
-        int r2 = listener_try(srv, &srv->lst[1], from, buf, len);
+        int r2 = listener_try(srv, &srv->lst[1], from, buf, len, &hello);
         if (r2 == 1) {
             srv->ntx = mark; /* drop the HVR the current secret produced */
             l = &srv->lst[1];
@@ -664,6 +776,11 @@ static void new_handshake(tether_dtls_srv_t *srv, const tether_addr_t *from, con
     uint8_t src[9];
     if (!tether_rl_admit(&srv->rate, src, source_key(from, src), now)) {
         srv->stats.dropped_rate++;
+        listener_reset(srv, l);
+        return;
+    }
+    if (make_room(srv, from) < 0) {
+        srv->stats.dropped_limit++;
         listener_reset(srv, l);
         return;
     }
@@ -810,6 +927,7 @@ int tether_dtls_input(tether_dtls_srv_t *srv, const tether_addr_t *from, const u
         return 0;
     }
     if (s->state == S_HANDSHAKE) {
+        s->last_rx = now;
         s->io.in = buf;
         s->io.in_len = len;
         hs_step(srv, s, now);
@@ -917,6 +1035,9 @@ void tether_dtls_tick(tether_dtls_srv_t *srv, tether_time_t now)
         next = s->next;
         if (now >= s->hs_started + srv->conf.handshake_timeout_ms) {
             hs_fail(srv, s);
+        } else if (now >= s->last_rx + srv->conf.handshake_flight_timeout_ms) {
+            srv->stats.handshakes_stalled++;
+            hs_fail(srv, s);
         } else if (now >= s->hs_deadline) {
             if (wolfSSL_dtls_got_timeout(s->ssl) != WOLFSSL_SUCCESS)
                 hs_fail(srv, s);
@@ -937,6 +1058,8 @@ void tether_dtls_conf_defaults(tether_dtls_conf_t *c)
     c->max_sessions = 1000000;
     c->max_handshakes = 10000;
     c->handshake_timeout_ms = 30000;
+    c->max_handshakes_per_source = 8;
+    c->handshake_flight_timeout_ms = 5000;
     c->idle_timeout_ms = 86400000;
     c->cookie_rotate_ms = 300000;
     c->handshake_rate_per_source = 200;
@@ -1016,6 +1139,8 @@ int tether_dtls_create(const tether_dtls_conf_t *conf, const tether_creds_t *cre
         goto fail_cid;
     if ((rc = tether_hmap_init(&srv->by_id, 1024, seed ^ 0x5851f42d4c957f2dull)) < 0)
         goto fail_id;
+    if ((rc = tether_hmap_init(&srv->sources, 64, seed ^ 0x2545f4914f6cdd1dull)) < 0)
+        goto fail_sources;
     rc = TETHER_ECRYPTO;
     srv->ctx = wolfSSL_CTX_new(wolfDTLS_server_method());
     if (!srv->ctx)
@@ -1042,6 +1167,8 @@ int tether_dtls_create(const tether_dtls_conf_t *conf, const tether_creds_t *cre
 fail_setup:
     wolfSSL_CTX_free(srv->ctx);
 fail_ctx:
+    tether_hmap_free(&srv->sources);
+fail_sources:
     tether_hmap_free(&srv->by_id);
 fail_id:
     tether_hmap_free(&srv->by_cid);
@@ -1069,6 +1196,7 @@ void tether_dtls_destroy(tether_dtls_srv_t *srv)
         if (srv->lst[i].ssl)
             wolfSSL_free(srv->lst[i].ssl);
     wolfSSL_CTX_free(srv->ctx);
+    tether_hmap_free(&srv->sources); /* empty: every handshake was closed above */
     tether_hmap_free(&srv->by_id);
     tether_hmap_free(&srv->by_cid);
     tether_hmap_free(&srv->by_addr);

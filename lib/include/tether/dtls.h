@@ -22,12 +22,21 @@
 #define TETHER_DTLS_MAX_DGRAM 2048
 #define TETHER_DTLS_TXQ 256
 #define TETHER_CID_MAX 16
+/* PSK identities a ClientHello may offer; more are refused before wolfSSL
+ * looks any up (a device offers one; two leaves room for a rotation). */
+#define TETHER_DTLS_MAX_PSK_IDENTITIES 2
 
 typedef struct {
     uint8_t node_id;          /* first byte of every CID we issue */
     uint8_t cid_len;          /* server-issued CID length, 2..16 (default 8) */
     uint32_t max_sessions;    /* established + handshaking */
     uint32_t max_handshakes;  /* handshakes in flight */
+    /* Handshakes in flight per source (IPv4 address or IPv6 /64): a source
+     * at its cap that proves a new address gives up its own oldest one. */
+    uint32_t max_handshakes_per_source;
+    /* A handshake whose peer sends nothing for this long is dropped, long
+     * before handshake_timeout: a stalled slot costs the attacker nothing. */
+    uint32_t handshake_flight_timeout_ms;
     uint32_t handshake_timeout_ms;
     uint32_t idle_timeout_ms; /* established session without traffic */
     uint32_t cookie_rotate_ms;
@@ -62,6 +71,10 @@ typedef struct {
     uint64_t x509_rejected;   /* client certificate missing or refused (chain, dates, CN) */
     uint64_t sessions_compact; /* established sessions on the compact record layer */
     uint64_t records_rejected; /* compact layer: records not ours, replayed or forged */
+    uint64_t handshakes_unauthenticated; /* completed, but authenticated nobody (refused) */
+    uint64_t hellos_refused; /* malformed or fragmented, or over the PSK identity cap */
+    uint64_t handshakes_stalled; /* dropped: no flight from the peer within the flight timeout */
+    uint64_t handshakes_evicted; /* dropped for a newer one: source at its cap, or table full */
 } tether_dtls_stats_t;
 
 typedef struct tether_dtls_srv tether_dtls_srv_t;
