@@ -49,6 +49,7 @@ typedef struct {
     const uint8_t *in;
     size_t in_len;
     const tether_addr_t *dst;
+    uint8_t iface; /* the local interface dst talks to */
     char identity[TETHER_IDENTITY_MAX];
     tether_role_t role;
     const char *psk13_suite; /* TLS 1.3 suite for a PSK, from the ClientHello */
@@ -123,12 +124,14 @@ struct tether_dtls_srv {
     tether_hmap_t by_addr, by_cid, by_id;
     tether_hmap_t sources; /* of source_t */
     uint64_t next_id;
-    uint64_t *closed; /* ids of established sessions closed since the last clear */
-    size_t nclosed, closed_cap;
+    tether_dtls_event_t *ev; /* events since the last clear */
+    size_t nev, ev_cap;
+    tether_time_t next_at; /* lower bound of the next tick's work; exact after a tick */
     sess_list_t handshaking, established;
     tether_dtls_sess_t *dead;
     tether_dtls_sess_t *reading; /* session of the datagram being read */
-    tether_addr_t reading_from;  /* its source, and whether it came by CID */
+    tether_addr_t reading_from;  /* its source and interface, and whether it came by CID */
+    uint8_t reading_iface;
     bool reading_by_cid;
     settle_t *settle; /* ring buffer of cap entries */
     size_t settle_head, settle_n, settle_cap;
@@ -259,6 +262,7 @@ static int io_send(WOLFSSL *ssl, char *buf, int sz, void *ctx)
     }
     tether_dgram_t *d = &srv->tx[srv->ntx++];
     d->to = *io->dst;
+    d->iface = io->iface;
     d->len = (uint16_t)sz;
     memcpy(d->data, buf, (size_t)sz);
     return sz;
@@ -430,24 +434,33 @@ static int rotate(tether_dtls_srv_t *srv, uint64_t epoch)
 
 /* ---- sessions -------------------------------------------------------------- */
 
-/* Records that an established session ended, for the layers above (which
- * hold its id, never its pointer). If the list cannot grow, the oldest
- * events are kept and the rest dropped: the layers above also learn of a
- * dead session when a send to its id fails. */
-static void closed_push(tether_dtls_srv_t *srv, uint64_t id)
+/* Records an event for the layers above (which hold session ids, never
+ * pointers). If the list cannot grow, the oldest events are kept. */
+static void event_push(tether_dtls_srv_t *srv, uint8_t kind, uint8_t why,
+                       const tether_dtls_sess_t *s)
 {
-    if (srv->nclosed == srv->closed_cap) {
-        size_t cap = srv->closed_cap ? srv->closed_cap * 2 : 64;
-        uint64_t *n = realloc(srv->closed, cap * sizeof *n);
-        if (!n)
+    if (srv->nev == srv->ev_cap) {
+        size_t cap = srv->ev_cap ? srv->ev_cap * 2 : 64;
+        tether_dtls_event_t *n = realloc(srv->ev, cap * sizeof *n);
+        if (!n) {
+            srv->stats.events_dropped++;
             return;
-        srv->closed = n;
-        srv->closed_cap = cap;
+        }
+        srv->ev = n;
+        srv->ev_cap = cap;
     }
-    srv->closed[srv->nclosed++] = id;
+    srv->ev[srv->nev++] = (tether_dtls_event_t){.kind = kind, .why = why, .id = s->id, .peer = s->peer};
 }
 
-static void sess_close(tether_dtls_srv_t *srv, tether_dtls_sess_t *s)
+/* The next tick has work at `at` or later (a lower bound is enough: a tick
+ * that finds nothing due computes the exact next deadline). */
+static void deadline(tether_dtls_srv_t *srv, tether_time_t at)
+{
+    if (at < srv->next_at)
+        srv->next_at = at;
+}
+
+static void sess_close(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, uint8_t why)
 {
     if (s->state == S_DEAD)
         return;
@@ -463,7 +476,7 @@ static void sess_close(tether_dtls_srv_t *srv, tether_dtls_sess_t *s)
         srv->stats.sessions_active--;
         if (!s->ssl)
             srv->stats.sessions_compact--;
-        closed_push(srv, s->id);
+        event_push(srv, TETHER_DTLS_EV_CLOSED, why, s);
     }
     tether_hmap_remove(&srv->by_id, &s->by_id);
     s->state = S_DEAD;
@@ -504,6 +517,7 @@ static void settle_push(tether_dtls_srv_t *srv, uint64_t id, tether_time_t due)
         srv->settle_head = 0;
     }
     srv->settle[(srv->settle_head + srv->settle_n++) % srv->settle_cap] = (settle_t){id, due};
+    deadline(srv, due);
 }
 
 /* Moves an established DTLS 1.2 session from wolfSSL to the compact record
@@ -541,12 +555,16 @@ static void release_reading(tether_dtls_srv_t *srv)
 /* A failed handshake from the address of an established session gives the
  * address back (the hello may have been a replay: the cookie only proves
  * the sender sees that address's traffic). */
-static void hs_fail(tether_dtls_srv_t *srv, tether_dtls_sess_t *s)
+static void hs_fail(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, uint8_t why)
 {
     srv->stats.handshakes_failed++;
-    if (s->io.x509_rejected)
+    if (s->io.x509_rejected) {
         srv->stats.x509_rejected++;
-    sess_close(srv, s);
+        if (why == TETHER_DTLS_WHY_PROTOCOL)
+            why = TETHER_DTLS_WHY_CERTIFICATE;
+    }
+    event_push(srv, TETHER_DTLS_EV_HANDSHAKE_FAILED, why, s);
+    sess_close(srv, s, why);
     tether_dtls_sess_t *old = s->displaced ? tether_dtls_sess_find(srv, s->displaced) : NULL;
     if (old && tether_addr_equal(&old->peer, &s->peer)) {
         uint8_t key[TETHER_HKEY_MAX];
@@ -556,10 +574,11 @@ static void hs_fail(tether_dtls_srv_t *srv, tether_dtls_sess_t *s)
     }
 }
 
-static void hs_schedule(tether_dtls_sess_t *s, tether_time_t now)
+static void hs_schedule(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, tether_time_t now)
 {
     int t = wolfSSL_dtls_get_current_timeout(s->ssl);
     s->hs_deadline = now + (tether_time_t)(t > 0 ? t : 1) * 1000;
+    deadline(srv, s->hs_deadline);
 }
 
 /* Sets the session's identity and role from what its completed handshake
@@ -588,8 +607,12 @@ static int hs_authenticate(tether_dtls_srv_t *srv, tether_dtls_sess_t *s)
         s->io.auth = AUTH_PSK;
         return 0;
     }
-    if (how == TETHER_WOLF_AUTH_CERT && s->io.auth == AUTH_X509 && s->io.identity[0])
+    tether_role_t role;
+    if (how == TETHER_WOLF_AUTH_CERT && s->io.auth == AUTH_X509 && s->io.identity[0] &&
+        tether_creds_x509(srv->creds, s->io.identity, &role) == 0) {
+        s->io.role = role; /* as listed now (a reload may have come in between) */
         return 0;
+    }
     io_auth_reset(&s->io);
     return TETHER_EPROTO;
 }
@@ -603,7 +626,7 @@ static void hs_step(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, tether_time_t
     if (ret == WOLFSSL_SUCCESS) {
         if (hs_authenticate(srv, s) < 0) { /* e.g. ECDHE without a client certificate */
             srv->stats.handshakes_unauthenticated++;
-            hs_fail(srv, s);
+            hs_fail(srv, s, TETHER_DTLS_WHY_UNAUTHENTICATED);
             return;
         }
         if (s->io.auth == AUTH_X509)
@@ -613,6 +636,7 @@ static void hs_step(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, tether_time_t
         srv->stats.handshakes_inflight--;
         s->state = S_ESTABLISHED;
         s->last_rx = now;
+        deadline(srv, now + srv->conf.idle_timeout_ms);
         list_add(&srv->established, s);
         srv->stats.sessions_active++;
         srv->stats.handshakes_full++;
@@ -620,8 +644,9 @@ static void hs_step(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, tether_time_t
          * abandoned (RFC 6347 §4.2.8). */
         tether_dtls_sess_t *old = s->displaced ? tether_dtls_sess_find(srv, s->displaced) : NULL;
         if (old)
-            sess_close(srv, old);
+            sess_close(srv, old, TETHER_DTLS_WHY_REPLACED);
         settle_push(srv, s->id, now + srv->conf.handshake_timeout_ms);
+        deadline(srv, now + srv->conf.handshake_timeout_ms);
         /* Our CID is only useful when negotiated; keep the map honest. */
         if (s->cid_len && wolfSSL_dtls_cid_is_enabled(s->ssl) != WOLFSSL_SUCCESS) {
             tether_hmap_remove(&srv->by_cid, &s->by_cid);
@@ -631,22 +656,24 @@ static void hs_step(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, tether_time_t
     }
     int err = wolfSSL_get_error(s->ssl, ret);
     if (err == WOLFSSL_ERROR_WANT_READ || err == WOLFSSL_ERROR_WANT_WRITE) {
-        hs_schedule(s, now);
+        hs_schedule(srv, s, now);
         return;
     }
-    hs_fail(srv, s);
+    hs_fail(srv, s, TETHER_DTLS_WHY_PROTOCOL);
 }
 
 /* Feeds a ClientHello to a stateless listener: 1 when the cookie verified,
  * 0 when a HelloVerifyRequest / HRR went out, <0 on error. */
-static int listener_try(tether_dtls_srv_t *srv, listener_t *l, const tether_addr_t *from,
-                        const uint8_t *buf, size_t len, const tether_hello_t *hello)
+static int listener_try(tether_dtls_srv_t *srv, listener_t *l, uint8_t iface,
+                        const tether_addr_t *from, const uint8_t *buf, size_t len,
+                        const tether_hello_t *hello)
 {
     wolfSSL_dtls_set_peer(l->ssl, (void *)&from->ss, (unsigned)from->len);
     io_auth_reset(&l->io); /* nothing of an earlier hello reaches this one */
     l->io.in = buf;
     l->io.in_len = len;
     l->io.dst = from;
+    l->io.iface = iface;
     l->io.psk13_suite = hello->psk13_suite;
     int ret = wolfDTLS_accept_stateless(l->ssl);
     l->io.in = NULL;
@@ -697,39 +724,49 @@ static tether_dtls_sess_t *promote(tether_dtls_srv_t *srv, listener_t *l,
     s->state = S_HANDSHAKE;
     s->hs_started = now;
     s->last_rx = now;
+    deadline(srv, now + srv->conf.handshake_flight_timeout_ms);
     list_add(&srv->handshaking, s);
     srv->stats.handshakes_inflight++;
     source_add(srv, s); /* uncharged if it cannot be: the total cap still holds */
     return s;
 }
 
-/* A slot for a handshake from `from`, whose cookie has just proved its
- * address. A source at its cap gives up its own oldest handshake, so two
- * busy sources cannot hold the table against a third; a full table gives
- * up its oldest handshake (it had the most time to finish). Established
- * sessions are never evicted: at max_sessions with no handshake to give
- * up, TETHER_ELIMIT. */
-static int make_room(tether_dtls_srv_t *srv, const tether_addr_t *from)
+/* A handshake that has heard nothing from its peer for half the flight
+ * timeout: a live peer answers a flight within a round trip, or resends
+ * its own after its first retransmission timer (1 s, RFC 6347 §4.2.4.1). */
+static bool stalled(const tether_dtls_srv_t *srv, const tether_dtls_sess_t *s, tether_time_t now)
 {
-    source_t *src = source_find(srv, from);
-    if (src && src->n >= srv->conf.max_handshakes_per_source) {
-        srv->stats.handshakes_evicted++;
-        hs_fail(srv, src->oldest);
-    }
-    if (srv->stats.handshakes_inflight &&
-        (srv->stats.handshakes_inflight >= srv->conf.max_handshakes ||
-         srv->stats.handshakes_inflight + srv->stats.sessions_active >= srv->conf.max_sessions)) {
-        srv->stats.handshakes_evicted++;
-        hs_fail(srv, srv->handshaking.head);
-    }
-    if (srv->stats.handshakes_inflight >= srv->conf.max_handshakes ||
-        srv->stats.handshakes_inflight + srv->stats.sessions_active >= srv->conf.max_sessions)
-        return TETHER_ELIMIT;
-    return 0;
+    return now >= s->last_rx + srv->conf.handshake_flight_timeout_ms / 2;
 }
 
-static void new_handshake(tether_dtls_srv_t *srv, const tether_addr_t *from, const uint8_t *buf,
-                          size_t len, tether_time_t now)
+/* A slot for a handshake from `from`, whose cookie has just proved its
+ * address. A source at its cap gives up its own oldest handshake if that
+ * one has stalled, so two busy sources cannot hold the table against a
+ * third; a full table gives up its oldest handshake if that one has
+ * stalled (it had the most time to finish). Otherwise the newcomer waits
+ * (TETHER_ELIMIT: its peer resends the hello). Established sessions are
+ * never evicted. */
+static int make_room(tether_dtls_srv_t *srv, const tether_addr_t *from, tether_time_t now)
+{
+    source_t *src = srv->conf.max_handshakes_per_source ? source_find(srv, from) : NULL;
+    if (src && src->n >= srv->conf.max_handshakes_per_source) {
+        if (!stalled(srv, src->oldest, now))
+            return TETHER_ELIMIT;
+        srv->stats.handshakes_evicted++;
+        hs_fail(srv, src->oldest, TETHER_DTLS_WHY_EVICTED);
+    }
+    bool full = srv->stats.handshakes_inflight >= srv->conf.max_handshakes ||
+                srv->stats.handshakes_inflight + srv->stats.sessions_active >= srv->conf.max_sessions;
+    if (full && srv->handshaking.head && stalled(srv, srv->handshaking.head, now)) {
+        srv->stats.handshakes_evicted++;
+        hs_fail(srv, srv->handshaking.head, TETHER_DTLS_WHY_EVICTED);
+        full = false;
+    }
+    return full ? TETHER_ELIMIT : 0;
+}
+
+static void new_handshake(tether_dtls_srv_t *srv, uint8_t iface, const tether_addr_t *from,
+                          const uint8_t *buf, size_t len, tether_time_t now)
 {
     tether_hello_t hello;
     if (tether_hello_scan(buf, len, &hello) < 0) {
@@ -753,10 +790,10 @@ static void new_handshake(tether_dtls_srv_t *srv, const tether_addr_t *from, con
         return;
     listener_t *l = &srv->lst[0];
     size_t mark = srv->ntx;
-    int r = listener_try(srv, l, from, buf, len, &hello);
+    int r = listener_try(srv, l, iface, from, buf, len, &hello);
     if (r == 0 && srv->lst[1].ssl && hello.has_cookie) {
         size_t mark2 = srv->ntx;
-        int r2 = listener_try(srv, &srv->lst[1], from, buf, len, &hello);
+        int r2 = listener_try(srv, &srv->lst[1], iface, from, buf, len, &hello);
         if (r2 == 1) {
             srv->ntx = mark; /* drop the HVR the current secret produced */
             l = &srv->lst[1];
@@ -779,14 +816,16 @@ static void new_handshake(tether_dtls_srv_t *srv, const tether_addr_t *from, con
         listener_reset(srv, l);
         return;
     }
-    if (make_room(srv, from) < 0) {
+    if (make_room(srv, from, now) < 0) {
         srv->stats.dropped_limit++;
         listener_reset(srv, l);
         return;
     }
     tether_dtls_sess_t *s = promote(srv, l, from, now);
-    if (!s)
+    if (!s) {
+        listener_reset(srv, l); /* it must not carry this peer's handshake on */
         return;
+    }
     s->io.in = NULL; /* the ClientHello was consumed by the listener */
     hs_step(srv, s, now);
 }
@@ -808,8 +847,10 @@ static bool single_record_seq(const uint8_t *b, size_t len, size_t cid_len, uint
     return true;
 }
 
-static void sess_move(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, const tether_addr_t *to)
+static void sess_move(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, const tether_addr_t *to,
+                      uint8_t iface)
 {
+    s->io.iface = iface;
     uint8_t key[TETHER_HKEY_MAX];
     size_t kl = tether_addr_key(to, key);
     tether_hnode_t *other = tether_hmap_find(&srv->by_addr, key, kl);
@@ -829,8 +870,9 @@ static void note_record(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, uint64_t 
     if (rn <= s->max_seq)
         return;
     s->max_seq = rn;
-    if (srv->reading_by_cid && !tether_addr_equal(&srv->reading_from, &s->peer))
-        sess_move(srv, s, &srv->reading_from);
+    if (srv->reading_by_cid && (!tether_addr_equal(&srv->reading_from, &s->peer) ||
+                                srv->reading_iface != s->io.iface))
+        sess_move(srv, s, &srv->reading_from, srv->reading_iface);
 }
 
 /* Reads one application record. DTLS 1.3 record numbers are encrypted on
@@ -852,7 +894,7 @@ static bool read_record(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, tether_dt
     }
     int err = wolfSSL_get_error(s->ssl, n);
     if (err != WOLFSSL_ERROR_WANT_READ && err != WOLFSSL_ERROR_WANT_WRITE)
-        sess_close(srv, s); /* close_notify or a fatal alert */
+        sess_close(srv, s, TETHER_DTLS_WHY_PEER); /* close_notify or a fatal alert */
     return false;
 }
 
@@ -882,7 +924,7 @@ static bool compact_read(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, tether_d
         }
         if (in.type == TETHER_REC_CT_ALERT && in.len >= 2 &&
             (srv->rxbuf[0] == 2 || srv->rxbuf[1] == 0))
-            sess_close(srv, s);
+            sess_close(srv, s, TETHER_DTLS_WHY_PEER);
     }
     return false;
 }
@@ -894,8 +936,8 @@ static bool is_client_hello(const uint8_t *b, size_t len)
            b[DTLS12_HDR] == 1;
 }
 
-int tether_dtls_input(tether_dtls_srv_t *srv, const tether_addr_t *from, const uint8_t *buf,
-                      size_t len, tether_time_t now, tether_dtls_rx_t *rx)
+int tether_dtls_input(tether_dtls_srv_t *srv, uint8_t iface, const tether_addr_t *from,
+                      const uint8_t *buf, size_t len, tether_time_t now, tether_dtls_rx_t *rx)
 {
     release_reading(srv);
     reap(srv);
@@ -923,7 +965,7 @@ int tether_dtls_input(tether_dtls_srv_t *srv, const tether_addr_t *from, const u
             s = container_of(h, tether_dtls_sess_t, by_addr);
     }
     if (!s) {
-        new_handshake(srv, from, buf, len, now);
+        new_handshake(srv, iface, from, buf, len, now);
         return 0;
     }
     if (s->state == S_HANDSHAKE) {
@@ -937,10 +979,11 @@ int tether_dtls_input(tether_dtls_srv_t *srv, const tether_addr_t *from, const u
     /* A device back behind the same NAT binding, starting over: the
      * cookie exchange comes first, the old session stays until then. */
     if (!by_cid && is_client_hello(buf, len)) {
-        new_handshake(srv, from, buf, len, now);
+        new_handshake(srv, iface, from, buf, len, now);
         return 0;
     }
     srv->reading_from = *from;
+    srv->reading_iface = iface;
     srv->reading_by_cid = by_cid;
     if (!s->ssl) {
         if (len > sizeof srv->rdbuf)
@@ -999,10 +1042,11 @@ int tether_dtls_send(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, const uint8_
         int n = tether_rec_seal(&s->rec, &srv->aes, TETHER_REC_CT_APP, data, len, d->data,
                                 sizeof d->data);
         if (n == TETHER_ELIMIT) /* sequence numbers exhausted: it can never send again */
-            sess_close(srv, s);
+            sess_close(srv, s, TETHER_DTLS_WHY_LOCAL);
         if (n < 0)
             return n;
         d->to = s->peer;
+        d->iface = s->io.iface;
         d->len = (uint16_t)n;
         srv->ntx++;
         return 0;
@@ -1031,24 +1075,44 @@ void tether_dtls_tick(tether_dtls_srv_t *srv, tether_time_t now)
         rotate(srv, epoch);
     if (!srv->lst[0].ssl)
         listener_reset(srv, &srv->lst[0]);
+    /* The exact next deadline is recomputed here; calls in between only
+     * lower it (deadline()). */
+    srv->next_at = UINT64_MAX;
     for (tether_dtls_sess_t *s = srv->handshaking.head, *next; s; s = next) {
         next = s->next;
         if (now >= s->hs_started + srv->conf.handshake_timeout_ms) {
-            hs_fail(srv, s);
+            hs_fail(srv, s, TETHER_DTLS_WHY_TIMEOUT);
+            continue;
         } else if (now >= s->last_rx + srv->conf.handshake_flight_timeout_ms) {
             srv->stats.handshakes_stalled++;
-            hs_fail(srv, s);
+            hs_fail(srv, s, TETHER_DTLS_WHY_STALLED);
+            continue;
         } else if (now >= s->hs_deadline) {
-            if (wolfSSL_dtls_got_timeout(s->ssl) != WOLFSSL_SUCCESS)
-                hs_fail(srv, s);
-            else
-                hs_schedule(s, now);
+            if (wolfSSL_dtls_got_timeout(s->ssl) != WOLFSSL_SUCCESS) {
+                hs_fail(srv, s, TETHER_DTLS_WHY_TIMEOUT);
+                continue;
+            }
+            hs_schedule(srv, s, now);
         }
+        deadline(srv, s->hs_started + srv->conf.handshake_timeout_ms);
+        deadline(srv, s->last_rx + srv->conf.handshake_flight_timeout_ms);
+        deadline(srv, s->hs_deadline);
     }
     while (srv->established.head &&
            srv->established.head->last_rx + srv->conf.idle_timeout_ms <= now)
-        sess_close(srv, srv->established.head);
+        sess_close(srv, srv->established.head, TETHER_DTLS_WHY_IDLE);
+    if (srv->established.head)
+        deadline(srv, srv->established.head->last_rx + srv->conf.idle_timeout_ms);
+    if (srv->settle_n)
+        deadline(srv, srv->settle[srv->settle_head].due);
+    /* The next cookie epoch, on the clock the epochs follow. */
+    tether_time_t rot = srv->conf.cookie_rotate_ms ? srv->conf.cookie_rotate_ms : 1;
+    tether_time_t clock = srv->wall_ms ? srv->wall_ms : now;
+    tether_time_t next_epoch = (srv->cookie_epoch + 1) * rot;
+    deadline(srv, clock >= next_epoch ? now : now + (next_epoch - clock));
 }
+
+tether_time_t tether_dtls_next_deadline(const tether_dtls_srv_t *srv) { return srv->next_at; }
 
 void tether_dtls_conf_defaults(tether_dtls_conf_t *c)
 {
@@ -1123,6 +1187,7 @@ int tether_dtls_create(const tether_dtls_conf_t *conf, const tether_creds_t *cre
         memcpy(srv->cluster_key, conf->cluster_key, conf->cluster_key_len);
     srv->conf.cluster_key = srv->cluster_key;
     srv->creds = creds;
+    srv->next_at = now; /* a first tick sets the cookie clock and the exact deadline */
     if (wc_InitRng(&srv->rng) != 0)
         goto fail_rng;
     if (wc_AesInit(&srv->aes, NULL, INVALID_DEVID) != 0)
@@ -1188,9 +1253,9 @@ void tether_dtls_destroy(tether_dtls_srv_t *srv)
     if (!srv)
         return;
     while (srv->handshaking.head)
-        sess_close(srv, srv->handshaking.head);
+        sess_close(srv, srv->handshaking.head, TETHER_DTLS_WHY_LOCAL);
     while (srv->established.head)
-        sess_close(srv, srv->established.head);
+        sess_close(srv, srv->established.head, TETHER_DTLS_WHY_LOCAL);
     reap(srv);
     for (int i = 0; i < 2; i++)
         if (srv->lst[i].ssl)
@@ -1200,7 +1265,7 @@ void tether_dtls_destroy(tether_dtls_srv_t *srv)
     tether_hmap_free(&srv->by_id);
     tether_hmap_free(&srv->by_cid);
     tether_hmap_free(&srv->by_addr);
-    free(srv->closed);
+    free(srv->ev);
     free(srv->settle);
     wc_AesFree(&srv->aes);
     volatile uint8_t *ks = (volatile uint8_t *)&srv->aes; /* the last key schedule */
@@ -1241,13 +1306,30 @@ tether_dtls_sess_t *tether_dtls_sess_find(const tether_dtls_srv_t *srv, uint64_t
     return s->state == S_ESTABLISHED ? s : NULL;
 }
 
-size_t tether_dtls_closed(const tether_dtls_srv_t *srv, const uint64_t **ids)
+size_t tether_dtls_events(const tether_dtls_srv_t *srv, const tether_dtls_event_t **evs)
 {
-    *ids = srv->closed;
-    return srv->nclosed;
+    *evs = srv->ev;
+    return srv->nev;
 }
 
-void tether_dtls_closed_clear(tether_dtls_srv_t *srv) { srv->nclosed = 0; }
+void tether_dtls_events_clear(tether_dtls_srv_t *srv) { srv->nev = 0; }
+
+const char *tether_dtls_why_str(uint8_t why)
+{
+    static const char *const names[] = {
+        [TETHER_DTLS_WHY_PROTOCOL] = "protocol",
+        [TETHER_DTLS_WHY_CERTIFICATE] = "certificate",
+        [TETHER_DTLS_WHY_UNAUTHENTICATED] = "unauthenticated",
+        [TETHER_DTLS_WHY_TIMEOUT] = "timeout",
+        [TETHER_DTLS_WHY_STALLED] = "stalled",
+        [TETHER_DTLS_WHY_EVICTED] = "evicted",
+        [TETHER_DTLS_WHY_IDLE] = "idle",
+        [TETHER_DTLS_WHY_PEER] = "peer",
+        [TETHER_DTLS_WHY_REPLACED] = "replaced",
+        [TETHER_DTLS_WHY_LOCAL] = "local",
+    };
+    return why < sizeof names / sizeof *names && names[why] ? names[why] : "unknown";
+}
 
 size_t tether_dtls_tx_count(const tether_dtls_srv_t *srv) { return srv->ntx; }
 const tether_dgram_t *tether_dtls_tx_get(const tether_dtls_srv_t *srv, size_t i)

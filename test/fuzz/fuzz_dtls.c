@@ -58,7 +58,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (n > size - p)
             n = size - p;
         tether_dtls_rx_t rx;
-        tether_dtls_input(srv, &from, data + p, n, now, &rx);
+        tether_dtls_input(srv, 0, &from, data + p, n, now, &rx);
         while (rx.len > 0 && tether_dtls_input_more(srv, &rx))
             ;
         p += n;

@@ -26,7 +26,8 @@ URI=coaps://127.0.0.1:$n1_PORT
 stat() { curl -s -H 'Authorization: Bearer t0k' "$ADMIN/stats" | jq -r ".$1"; }
 
 # The replay: one datagram from a raw socket; the listener answers with a
-# HelloRetryRequest (handshake record, DTLS 1.2 record version on the wire).
+# HelloRetryRequest: a handshake record (DTLS 1.2 record version on the
+# wire) holding a ServerHello (type 2), not a DTLS 1.2 HelloVerifyRequest (3).
 reply=$(python3 - "$n1_PORT" "$TOP/test/integration/data/dtls13-psk-hello-dev1.bin" <<'PY'
 import socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -34,14 +35,14 @@ s.settimeout(5)
 s.sendto(open(sys.argv[2], 'rb').read(), ('127.0.0.1', int(sys.argv[1])))
 try:
     d, _ = s.recvfrom(4096)
-    print('%02x%02x%02x %d' % (d[0], d[1], d[2], len(d)))
+    print('%02x%02x%02x %02x %d' % (d[0], d[1], d[2], d[13], len(d)))
 except socket.timeout:
     print('none')
 PY
 )
 note "reply to the captured hello: $reply"
 check "the captured hello reached the stateless listener (a HelloRetryRequest came back)" \
-    grep -qE '^16fefd [0-9]+$' <<<"$reply"
+    grep -qE '^16fefd 02 [0-9]+$' <<<"$reply"
 check "and allocated nothing" test "$(stat sessions.handshakes_inflight)" = 0
 
 # The attacker: ECDHE-ECDSA with no client certificate, posing as dev1.

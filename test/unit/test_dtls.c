@@ -189,7 +189,7 @@ static void feed(tether_dtls_srv_t *srv, client_t *c, uint16_t port, tether_dtls
 {
     tether_addr_t a = addr(port);
     for (size_t i = 0; i < c->out.n; i++)
-        tether_dtls_input(srv, &a, c->out.d[i], c->out.len[i], now_ms, rx);
+        tether_dtls_input(srv, 0, &a, c->out.d[i], c->out.len[i], now_ms, rx);
     c->out.n = 0;
     pump_to_client(srv, c);
 }
@@ -318,7 +318,7 @@ static void check_port_changes(fixture_t *f, bool dtls13, uint16_t base)
         }
         tether_addr_t a = addr((uint16_t)(base + i));
         tether_dtls_rx_t rx;
-        tether_dtls_input(f->srv, &a, rec, n, now_ms, &rx);
+        tether_dtls_input(f->srv, 0, &a, rec, n, now_ms, &rx);
         assert_int_equal(rx.len, strlen(msg));
         assert_memory_equal(rx.data, msg, rx.len);
         assert_string_equal(tether_dtls_sess_identity(rx.sess), "dev1");
@@ -363,7 +363,7 @@ static void check_old_replayed_forged(fixture_t *f, bool dtls13, uint16_t base)
 
     /* r2 (newest) from a new address moves the session there. */
     tether_addr_t home = addr((uint16_t)(base + 1));
-    tether_dtls_input(f->srv, &home, r2, n2, now_ms, &rx);
+    tether_dtls_input(f->srv, 0, &home, r2, n2, now_ms, &rx);
     assert_int_equal(rx.len, 3);
     tether_dtls_sess_t *s = rx.sess;
     assert_int_equal(port_of(tether_dtls_sess_peer(s)), base + 1);
@@ -371,13 +371,13 @@ static void check_old_replayed_forged(fixture_t *f, bool dtls13, uint16_t base)
 
     /* Older but never-seen r1 from elsewhere: authentic, delivered, no move. */
     tether_addr_t other = addr((uint16_t)(base + 2));
-    tether_dtls_input(f->srv, &other, r1, n1, now_ms, &rx);
+    tether_dtls_input(f->srv, 0, &other, r1, n1, now_ms, &rx);
     assert_int_equal(rx.len, 3);
     assert_int_equal(port_of(tether_dtls_sess_peer(s)), base + 1);
 
     /* Replay of r2 from another address: dropped, no move. */
     tether_addr_t replay = addr((uint16_t)(base + 3));
-    tether_dtls_input(f->srv, &replay, r2, n2, now_ms, &rx);
+    tether_dtls_input(f->srv, 0, &replay, r2, n2, now_ms, &rx);
     assert_int_equal(rx.len, 0);
     assert_int_equal(port_of(tether_dtls_sess_peer(s)), base + 1);
 
@@ -385,14 +385,14 @@ static void check_old_replayed_forged(fixture_t *f, bool dtls13, uint16_t base)
     size_t n3 = client_record(&f->c, "three", bad);
     bad[n3 - 1] ^= 0x55;
     tether_addr_t forger = addr((uint16_t)(base + 4));
-    tether_dtls_input(f->srv, &forger, bad, n3, now_ms, &rx);
+    tether_dtls_input(f->srv, 0, &forger, bad, n3, now_ms, &rx);
     assert_int_equal(rx.len, 0);
     assert_int_equal(port_of(tether_dtls_sess_peer(s)), base + 1);
 
     /* Unknown CID: dropped silently, no alert goes out. */
     memcpy(bad, r2, n2);
     bad[dtls13 ? 2 : 12] ^= 0xff;
-    tether_dtls_input(f->srv, &forger, bad, n2, now_ms, &rx);
+    tether_dtls_input(f->srv, 0, &forger, bad, n2, now_ms, &rx);
     assert_int_equal(rx.len, 0);
     assert_int_equal(tether_dtls_tx_count(f->srv), 0);
     assert_true(st->unknown_cid_dropped >= 1);
@@ -401,7 +401,7 @@ static void check_old_replayed_forged(fixture_t *f, bool dtls13, uint16_t base)
 
     /* The genuine next record from there moves it. */
     size_t n4 = client_record(&f->c, "four", bad);
-    tether_dtls_input(f->srv, &forger, bad, n4, now_ms, &rx);
+    tether_dtls_input(f->srv, 0, &forger, bad, n4, now_ms, &rx);
     assert_int_equal(rx.len, 4);
     assert_int_equal(port_of(tether_dtls_sess_peer(s)), base + 4);
     assert_int_equal(st->handshakes_full, 1);
@@ -430,7 +430,7 @@ static void test_spoofed_hellos_allocate_nothing(void **state)
     for (int i = 0; i < 10000; i++) {
         tether_addr_t a = addr((uint16_t)(1024 + i));
         tether_dtls_rx_t rx;
-        tether_dtls_input(f->srv, &a, ch, n, now_ms, &rx);
+        tether_dtls_input(f->srv, 0, &a, ch, n, now_ms, &rx);
         /* Amplification bound: the HelloVerifyRequest is smaller than the hello. */
         assert_int_equal(tether_dtls_tx_count(f->srv), 1);
         assert_true(tether_dtls_tx_get(f->srv, 0)->len <= 3 * n);
@@ -498,7 +498,7 @@ static tether_dtls_sess_t *exchange(fixture_t *f, uint16_t port, const char *msg
     size_t n = client_record(&f->c, msg, rec);
     tether_addr_t a = addr(port);
     tether_dtls_rx_t rx;
-    tether_dtls_input(f->srv, &a, rec, n, now_ms, &rx);
+    tether_dtls_input(f->srv, 0, &a, rec, n, now_ms, &rx);
     assert_int_equal(rx.len, strlen(msg));
     assert_memory_equal(rx.data, msg, rx.len);
     assert_int_equal(tether_dtls_send(f->srv, rx.sess, (const uint8_t *)"ack", 3), 0);
@@ -698,7 +698,7 @@ static void test_hello_with_many_psk_identities_refused(void **state)
         memcpy(b, orig, olen);
         size_t n = add_psk_identities(b, olen, extra);
         uint64_t hrr = st->hello_verify_sent, refused = st->hellos_refused;
-        tether_dtls_input(f->srv, &a, b, n, now_ms, &rx);
+        tether_dtls_input(f->srv, 0, &a, b, n, now_ms, &rx);
         bool allowed = extra + 1 <= TETHER_DTLS_MAX_PSK_IDENTITIES;
         assert_int_equal(st->hello_verify_sent, hrr + allowed);
         assert_int_equal(st->hellos_refused, refused + !allowed);
@@ -717,7 +717,7 @@ static void start_and_stall(tether_dtls_srv_t *srv, client_t *c, const tether_ad
     for (int i = 0; i < 2; i++) {
         wolfSSL_connect(c->ssl);
         for (size_t k = 0; k < c->out.n; k++)
-            tether_dtls_input(srv, from, c->out.d[k], c->out.len[k], now_ms, &rx);
+            tether_dtls_input(srv, 0, from, c->out.d[k], c->out.len[k], now_ms, &rx);
         c->out.n = 0;
         pump_to_client(srv, c);
     }
@@ -746,11 +746,22 @@ static void test_two_sources_cannot_starve_a_third(void **state)
             tether_addr_t a = addr_on((uint8_t)(1 + src), (uint16_t)(50000 + i));
             start_and_stall(f->srv, &atk[src][i], &a);
         }
+    /* Each source holds 8: its others wait, none of its live ones is
+     * dropped for them. The table (16) is full. */
     assert_int_equal(st->handshakes_inflight, 16);
-    assert_int_equal(st->handshakes_evicted, 2 * (PER - 8));
-    assert_int_equal(st->dropped_limit, 0);
+    assert_int_equal(st->handshakes_evicted, 0);
+    assert_int_equal(st->dropped_limit, 2 * (PER - 8));
 
-    /* The third source completes at once, table full or not. */
+    /* Once they have stalled, a source at its cap gives its own up. */
+    now_ms += conf.handshake_flight_timeout_ms / 2;
+    tether_addr_t again = addr_on(1, 50099);
+    client_t late;
+    client_init(&late, false);
+    start_and_stall(f->srv, &late, &again);
+    assert_int_equal(st->handshakes_evicted, 1);
+    assert_int_equal(st->handshakes_inflight, 16);
+
+    /* A third source completes at once in the full table. */
     client_init(&f->c, true);
     tether_addr_t c3 = addr_on(3, 50100);
     tether_dtls_rx_t rx;
@@ -758,7 +769,7 @@ static void test_two_sources_cannot_starve_a_third(void **state)
     for (int i = 0; i < 20 && done < 0; i++) {
         int r = wolfSSL_connect(f->c.ssl);
         for (size_t k = 0; k < f->c.out.n; k++)
-            tether_dtls_input(f->srv, &c3, f->c.out.d[k], f->c.out.len[k], now_ms, &rx);
+            tether_dtls_input(f->srv, 0, &c3, f->c.out.d[k], f->c.out.len[k], now_ms, &rx);
         f->c.out.n = 0;
         pump_to_client(f->srv, &f->c);
         if (r == WOLFSSL_SUCCESS)
@@ -767,14 +778,17 @@ static void test_two_sources_cannot_starve_a_third(void **state)
     assert_int_equal(done, 0);
     assert_int_equal(st->handshakes_full, 1);
     assert_int_equal(st->sessions_active, 1);
-    assert_true(st->handshakes_inflight <= 16);
+    assert_int_equal(st->handshakes_evicted, 2);
+    assert_int_equal(st->handshakes_inflight, 15);
 
     /* Stalled attempts go after the flight timeout, long before the
      * handshake timeout. */
     tether_dtls_tick(f->srv, now_ms + conf.handshake_flight_timeout_ms);
     assert_int_equal(st->handshakes_inflight, 0);
-    assert_true(st->handshakes_stalled >= 15);
+    assert_int_equal(st->handshakes_stalled, 15);
     assert_int_equal(st->sessions_active, 1);
+    now_ms -= conf.handshake_flight_timeout_ms / 2;
+    client_free(&late);
     for (int src = 0; src < 2; src++)
         for (int i = 0; i < PER; i++)
             client_free(&atk[src][i]);
@@ -805,6 +819,8 @@ static void test_poisoned_hello_leaves_x509_clients_alone(void **state)
     assert_int_equal(handshake(f->srv, &f->c, 48102), -1);
     client_key = dev_key;
     tether_dtls_tick(f->srv, now_ms + 31000);
+    assert_int_equal(st->handshakes_failed, 1); /* the binder, not "unauthenticated" */
+    assert_int_equal(st->handshakes_unauthenticated, 0);
     assert_int_equal(st->handshakes_full, 1);
     assert_int_equal(st->sessions_active, 1);
     assert_int_equal(st->handshakes_inflight, 0);
@@ -832,7 +848,7 @@ static void test_dtls13_psk(void **state)
         assert_true(!cid || rec[1] == 5);                      /* CID byte 0 = node id */
         tether_addr_t a = addr(port);
         tether_dtls_rx_t rx;
-        tether_dtls_input(f->srv, &a, rec, n, now_ms, &rx);
+        tether_dtls_input(f->srv, 0, &a, rec, n, now_ms, &rx);
         assert_int_equal(rx.len, 5);
         for (int i = 0; i < 5; i++) {
             tether_dtls_sess_t *s = exchange(f, port, "dtls13 exchange");
@@ -925,7 +941,7 @@ static int handshake_from(fixture_t *f, uint32_t ip, uint16_t port)
     for (int i = 0; i < 20 && rc < 0; i++) {
         int r = wolfSSL_connect(f->c.ssl);
         for (size_t k = 0; k < f->c.out.n; k++)
-            tether_dtls_input(f->srv, &a, f->c.out.d[k], f->c.out.len[k], now_ms, &rx);
+            tether_dtls_input(f->srv, 0, &a, f->c.out.d[k], f->c.out.len[k], now_ms, &rx);
         f->c.out.n = 0;
         pump_to_client(f->srv, &f->c);
         if (r == WOLFSSL_SUCCESS)
@@ -1006,14 +1022,14 @@ static void test_compact_record_layer(void **state)
             size_t n = client_record(&f->c, "once", rec);
             tether_addr_t a = addr(port);
             tether_dtls_rx_t rx;
-            tether_dtls_input(f->srv, &a, rec, n, now_ms, &rx);
+            tether_dtls_input(f->srv, 0, &a, rec, n, now_ms, &rx);
             assert_int_equal(rx.len, 4);
             uint64_t rejected = st->records_rejected;
-            tether_dtls_input(f->srv, &a, rec, n, now_ms, &rx); /* replay */
+            tether_dtls_input(f->srv, 0, &a, rec, n, now_ms, &rx); /* replay */
             assert_int_equal(rx.len, 0);
             n = client_record(&f->c, "tampered", rec);
             rec[n - 3] ^= 1;
-            tether_dtls_input(f->srv, &a, rec, n, now_ms, &rx);
+            tether_dtls_input(f->srv, 0, &a, rec, n, now_ms, &rx);
             assert_int_equal(rx.len, 0);
             assert_int_equal(st->records_rejected, rejected + 2);
             s = exchange(f, port, "still fine");
@@ -1069,9 +1085,12 @@ static void test_returning_device_handshakes_again(void **state)
     /* The old session is abandoned, and the layers above are told. */
     assert_int_equal(st->sessions_active, 1);
     assert_null(tether_dtls_sess_find(f->srv, old_id));
-    const uint64_t *ids;
-    size_t n = tether_dtls_closed(f->srv, &ids);
-    assert_true(n >= 1 && ids[n - 1] == old_id);
+    const tether_dtls_event_t *ev;
+    size_t n = tether_dtls_events(f->srv, &ev);
+    assert_true(n >= 1);
+    assert_int_equal(ev[n - 1].kind, TETHER_DTLS_EV_CLOSED);
+    assert_int_equal(ev[n - 1].why, TETHER_DTLS_WHY_REPLACED);
+    assert_int_equal(ev[n - 1].id, old_id);
 }
 
 /* A replayed ClientHello with a valid cookie, from an established
@@ -1099,7 +1118,7 @@ static void test_replayed_hello_does_not_strand_a_session(void **state)
     assert_true(ch2_len > 0);
     exchange(f, 53000, "established");
     exchange(f, 53000, "compact");
-    tether_dtls_input(f->srv, &a, ch2, ch2_len, now_ms, &rx); /* the replay */
+    tether_dtls_input(f->srv, 0, &a, ch2, ch2_len, now_ms, &rx); /* the replay */
     tether_dtls_tx_clear(f->srv);
     assert_int_equal(st->handshakes_inflight, 1);
     tether_dtls_tick(f->srv, now_ms + 31000); /* past handshake_timeout */
