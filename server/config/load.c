@@ -15,7 +15,6 @@
 #include "tether/hostport.h"
 #include "tether/log.h"
 
-
 bool tetherd_is_loopback(const char *host)
 {
     return strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0 ||
@@ -259,8 +258,8 @@ static int apply_member(ctx_t *x, tetherd_config_t *c, const char *name, json_t 
     json_object_foreach(v, sub, e)
     {
         char full[96];
-        snprintf(full, sizeof full, "%s.%s", name, sub);
-        if (!(k = tetherd_config_key(full)) || strchr(sub, '.'))
+        int n = snprintf(full, sizeof full, "%s.%s", name, sub);
+        if (n < 0 || n >= (int)sizeof full || !(k = tetherd_config_key(full)) || strchr(sub, '.'))
             return fail(x, sub, at, "unknown key in %s", name);
         int rc = apply_json(x, c, k, sub, e, at);
         if (rc < 0)
@@ -475,8 +474,14 @@ static int validate(tetherd_config_t *c, char *err, size_t errcap)
     return 0;
 }
 
-/* Environment overrides; an empty variable counts as unset. A secret's
- * value is never quoted in an error. */
+/* True when an error may quote the value (not a secret, not a URL that
+ * may carry a password). */
+static bool quotable(const tetherd_key_t *k)
+{
+    return k->type != TETHERD_KEY_SECRET && k->type != TETHERD_KEY_URL;
+}
+
+/* Environment overrides; an empty variable counts as unset. */
 static int apply_env(tetherd_config_t *c, char *err, size_t errcap)
 {
     for (size_t i = 0; i < tetherd_config_nkeys; i++) {
@@ -485,10 +490,10 @@ static int apply_env(tetherd_config_t *c, char *err, size_t errcap)
         char why[128];
         if (!v || !*v || apply_text(c, k, v, why, sizeof why) == 0)
             continue;
-        if (k->type == TETHERD_KEY_SECRET || k->type == TETHERD_KEY_URL)
-            snprintf(err, errcap, "environment %s: %s", k->env, why);
-        else
+        if (quotable(k))
             snprintf(err, errcap, "environment %s='%s': %s", k->env, v, why);
+        else
+            snprintf(err, errcap, "environment %s: %s", k->env, why);
         return TETHER_ECONFIG;
     }
     return 0;
@@ -539,7 +544,10 @@ int tetherd_config_load(tetherd_config_t *c, int argc, char **argv, char *err, s
                 listen_given = true;
             }
             if (apply_text(c, k, optarg, why, sizeof why) < 0) {
-                snprintf(err, errcap, "--%s '%s': %s", k->flag, optarg, why);
+                if (quotable(k))
+                    snprintf(err, errcap, "--%s '%s': %s", k->flag, optarg, why);
+                else
+                    snprintf(err, errcap, "--%s: %s", k->flag, why);
                 return TETHER_ECONFIG;
             }
             continue;
