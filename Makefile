@@ -36,8 +36,14 @@ PKG_LIBS = $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null) \
            $(shell $(PKG_CONFIG) --static --libs wolfssl 2>/dev/null)
 CMOCKA_LIBS = $(shell pkg-config --libs cmocka 2>/dev/null)
 
+# server/ and bench/ see only the public headers (lib/include); lib/ itself,
+# the unit tests and the fuzz targets also reach the internal ones beside
+# the code (-Ilib).
+PUBLIC_INC = -Ilib/include
+INTERNAL_INC = -Ilib/include -Ilib
+INC = $(INTERNAL_INC)
 ALL_CFLAGS = $(STD) $(OPT) $(DEBUG) $(WARN) $(WERROR) $(SAN_FLAGS) -fvisibility=hidden \
-             -Ilib/include -Ilib $(PKG_CFLAGS) $(CFLAGS)
+             $(INC) $(PKG_CFLAGS) $(CFLAGS)
 ALL_LDFLAGS = $(SAN_FLAGS) $(LDFLAGS)
 LIBS = $(PKG_LIBS) -lhttp_parser -lm -lpthread
 
@@ -48,7 +54,7 @@ QUIET_AR = @printf '    %b %b\n' AR $@ 1>&2;
 endif
 
 LIB_SRCS := $(sort $(wildcard lib/*/*.c))
-SERVER_SRCS := $(sort $(wildcard server/*.c))
+SERVER_SRCS := $(sort $(wildcard server/*.c server/*/*.c))
 BENCH_SRCS := $(sort $(wildcard bench/*.c))
 UNIT_SRCS := $(sort $(wildcard test/unit/test_*.c))
 FUZZ_SRCS := $(sort $(wildcard test/fuzz/fuzz_*.c))
@@ -58,6 +64,8 @@ SERVER_OBJS := $(SERVER_SRCS:%.c=$(BUILD)/%.o)
 BENCH_OBJS := $(BENCH_SRCS:%.c=$(BUILD)/%.o)
 UNIT_BINS := $(UNIT_SRCS:test/unit/%.c=$(BUILD)/test/%)
 FUZZ_BINS := $(FUZZ_SRCS:test/fuzz/%.c=$(BUILD)/fuzz/%)
+
+$(SERVER_OBJS) $(BENCH_OBJS): INC = $(PUBLIC_INC)
 
 LIBTETHER := $(BUILD)/libtether.a
 TETHERD := $(BUILD)/tetherd
@@ -96,10 +104,11 @@ $(BUILD)/test/%: test/unit/%.c $(LIBTETHER)
 	$(QUIET_LINK)$(CC) $(ALL_CFLAGS) -MMD -MP $(ALL_LDFLAGS) -o $@ $< $(filter %.o,$^) \
 		$(LIBTETHER) $(CMOCKA_LIBS) $(LIBS)
 $(BUILD)/test/test_udp: $(BUILD)/server/udp.o
+$(BUILD)/test/test_config: $(BUILD)/server/config/keys.o $(BUILD)/server/config/load.o
 
 # libFuzzer targets compile the library sources directly with clang.
 FUZZ_CC ?= clang
-FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -Ilib/include -Ilib $(STD) \
+FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined $(INTERNAL_INC) $(STD) \
              $(PKG_CFLAGS)
 $(BUILD)/fuzz/%: test/fuzz/%.c $(LIB_SRCS) $(wildcard lib/*/*.h lib/include/tether/*.h)
 	@mkdir -p $(dir $@)
@@ -129,7 +138,7 @@ bench: all
 
 format:
 	clang-format -i $(LIB_SRCS) $(SERVER_SRCS) $(BENCH_SRCS) $(UNIT_SRCS) $(FUZZ_SRCS) \
-		$(wildcard lib/*/*.h lib/include/tether/*.h server/*.h bench/*.h)
+		$(wildcard lib/*/*.h lib/include/tether/*.h server/*.h server/*/*.h bench/*.h)
 
 clean:
 	rm -rf build build-san

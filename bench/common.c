@@ -11,7 +11,7 @@
 #include "bench.h"
 #include "tether/common.h"
 #include "tether/dtls.h"
-#include "util/hostport.h"
+#include "tether/hostport.h"
 
 int bench_usage_error(const char *cmd, const char *fmt, ...)
 {

@@ -17,7 +17,7 @@
 #include "peer.h"
 #include "tether/coap.h"
 #include "tether/creds.h"
-#include "util/hist.h"
+#include "tether/hist.h"
 
 #define CMD "handshakes"
 #define HS_PING_WAIT_MS 1000

@@ -17,7 +17,7 @@
 #include "peer.h"
 #include "tether/coap.h"
 #include "tether/creds.h"
-#include "util/hist.h"
+#include "tether/hist.h"
 
 #define CMD "load"
 #define LOAD_SLOTS 32 /* outstanding requests per session at most */

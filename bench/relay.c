@@ -24,8 +24,8 @@
 
 #include "bench.h"
 #include "tether/addr.h"
-#include "util/hist.h"
-#include "util/hmap.h"
+#include "tether/hist.h"
+#include "tether/hmap.h"
 
 #define CMD "relay-ceiling"
 #define RELAY_MAX_DGRAM 1500

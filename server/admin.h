@@ -5,7 +5,8 @@
  * cfg->admin_idle_timeout seconds without a complete request. Every route
  * but /health and /ready needs `Authorization: Bearer <admin_token>`; with
  * no token configured those routes answer 403. The process wires in its
- * state through hooks; the module owns nothing else. */
+ * state through hooks; the module owns nothing else. The parts are in
+ * server/admin/ (conn.h lists them). */
 #ifndef TETHERD_ADMIN_H
 #define TETHERD_ADMIN_H
 

@@ -8,7 +8,7 @@
 
 #include "cluster.h"
 #include "tether/log.h"
-#include "util/hostport.h"
+#include "tether/hostport.h"
 
 struct tetherd_cluster {
     uv_udp_t sock;

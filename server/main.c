@@ -11,10 +11,9 @@
 #include "tether/log.h"
 #include "tether/node.h"
 #include "cluster.h"
-#include "util/hist.h"
+#include "tether/hist.h"
 #include "udp.h"
 
-#define TETHERD_VERSION "0.1.0"
 #define MAX_DGRAM 1500
 /* recvmmsg: libuv cuts the receive buffer into 64 KiB chunks, one datagram
  * each, and uses at most 20 of them per call. */
@@ -704,27 +703,26 @@ int main(int argc, char **argv)
         printf("%s: configuration ok\n", d.cfg.file[0] ? d.cfg.file : "(defaults)");
         return 0;
     }
+    /* Parsed and shown in /config, but the shared store is not written yet:
+     * say so rather than let an operator think state is shared. */
+    if (d.cfg.redis_url[0])
+        tether_log_kv(TETHER_LOG_WARN, "main",
+                      "redis_url is set but not yet used: devices, observations and cluster "
+                      "membership stay in this process",
+                      NULL);
+    if (d.cfg.cluster_advertise[0])
+        tether_log_kv(TETHER_LOG_INFO, "main",
+                      "cluster.advertise is not yet used (it is for membership through Redis)",
+                      NULL);
 
     d.loop = uv_default_loop();
     if (load_creds(&d, &d.creds) < 0)
         return 2;
     tether_node_conf_t nc;
-    tether_node_conf_defaults(&nc);
+    tetherd_config_node_conf(&d.cfg, &nc);
     nc.node_id = (uint8_t)d.cfg.node_id;
     nc.version = TETHERD_VERSION;
-    nc.opt_multicast_timeout = d.cfg.opt_multicast_timeout;
-    nc.opt_reply_from = d.cfg.opt_reply_from;
     uv_random(NULL, NULL, &nc.seed, sizeof nc.seed, 0, NULL);
-    nc.request_timeout_ms = d.cfg.proxy_request_timeout_ms;
-    nc.ack_delay_ms = d.cfg.proxy_ack_delay_ms;
-    nc.queue_max = d.cfg.proxy_queue_max;
-    nc.queue_ttl_ms = d.cfg.proxy_queue_ttl_ms;
-    nc.queue_awake_ms = d.cfg.proxy_queue_awake_ms;
-    nc.max_devices = d.cfg.proxy_max_devices;
-    nc.max_pending = d.cfg.proxy_max_pending;
-    nc.max_observers = d.cfg.proxy_max_observers;
-    nc.max_observers_per_resource = d.cfg.proxy_max_observers_per_resource;
-    nc.cache_bytes = d.cfg.proxy_cache_bytes;
     /* Plain CoAP is a loopback test and tooling interface; once it is
      * opened to the network its clients are unauthenticated (4.01). */
     nc.plain_trusted = !d.cfg.plain_coap_public;
@@ -740,20 +738,10 @@ int main(int argc, char **argv)
         want_dtls |= d.cfg.listen[i].proto == TETHERD_PROTO_COAPS;
     if (want_dtls) {
         tether_dtls_conf_t dc;
-        tether_dtls_conf_defaults(&dc);
+        tetherd_config_dtls_conf(&d.cfg, &dc);
         dc.node_id = (uint8_t)d.cfg.node_id;
-        dc.cid_len = d.cfg.dtls_cid_length;
-        dc.max_sessions = d.cfg.dtls_max_sessions;
-        dc.max_handshakes = d.cfg.dtls_max_handshakes;
-        dc.idle_timeout_ms = d.cfg.dtls_idle_timeout * 1000u;
-        dc.handshake_timeout_ms = d.cfg.dtls_handshake_timeout * 1000u;
         dc.cluster_key = (const uint8_t *)d.cfg.cluster_key;
         dc.cluster_key_len = strlen(d.cfg.cluster_key);
-        dc.ca_file = d.cfg.dtls_ca_file;
-        dc.cert_file = d.cfg.dtls_cert_file;
-        dc.key_file = d.cfg.dtls_key_file;
-        dc.handshake_rate_per_source = d.cfg.dtls_hs_rate;
-        dc.handshake_burst_per_source = d.cfg.dtls_hs_burst;
         if ((rc = tether_dtls_create(&dc, d.creds, uv_now(d.loop), &d.dtls)) < 0) {
             fprintf(stderr, "tetherd: DTLS setup failed: %s%s\n", tether_strerror(rc),
                     rc == TETHER_ECONFIG ? " (dtls.ca_file, cert_file or key_file is not a "

@@ -10,8 +10,8 @@
 #include <wolfssl/wolfcrypt/sha256.h>
 
 #include "tether/creds.h"
+#include "tether/hmap.h"
 #include "util/container.h"
-#include "util/hmap.h"
 
 /* PSK identities are looked up by a hash map (SPEC S10: a spoofable hello
  * must not cost a scan of 100k entries). Identities are up to 127 bytes and

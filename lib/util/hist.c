@@ -1,7 +1,7 @@
 /* Log-linear latency histogram (see hist.h for the bucket layout). */
 #include <string.h>
 
-#include "util/hist.h"
+#include "tether/hist.h"
 
 #define SUB (1u << TETHER_HIST_SUB_BITS)
 

@@ -4,8 +4,8 @@
 #include <string.h>
 
 #include "tether/common.h"
+#include "tether/hmap.h"
 #include "util/hash.h"
-#include "util/hmap.h"
 
 /* The per-map seeded digest (util/hash.h), folded to the 32 bits kept. */
 static uint32_t hash_bytes(uint64_t seed, const uint8_t *k, size_t n)

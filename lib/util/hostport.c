@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "tether/common.h"
-#include "util/hostport.h"
+#include "tether/hostport.h"
 
 int tether_hostport_split(const char *s, char *host, size_t cap, uint16_t *port)
 {

@@ -22,7 +22,7 @@ for id in 1 2; do
     cat >"$T/node$id.json" <<JSON
 {"node_id": $id, "listen": ["coaps://127.0.0.1:0"], "admin_token": "t0ken",
  "credentials_file": "$T/creds.json",
- "dtls": {"handshake_rate_per_source": 0},
+ "dtls": {"handshake_rate_per_source": 0, "max_handshakes_per_source": 0},
  "cluster": {"listen": "127.0.0.1:$own",
              "nodes": {"1": "127.0.0.1:$C1", "2": "127.0.0.1:$C2"}}}
 JSON

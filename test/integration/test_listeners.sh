@@ -28,7 +28,7 @@ stat() { curl -s -H 'Authorization: Bearer t0ken' "$1/stats" | jq -r ".$2"; }
 
 start_tetherd n1 --listen coaps://127.0.0.1:0 --listen coaps://127.0.0.2:0 \
     --config <(echo "{\"credentials_file\": \"$T/creds.json\", \"admin_token\": \"t0ken\",
-                     \"dtls\": {\"handshake_rate_per_source\": 0}}") ||
+                     \"dtls\": {\"handshake_rate_per_source\": 0, \"max_handshakes_per_source\": 0}}") ||
     { not_ok "tetherd starts with two listeners"; exit 1; }
 P1=$(port_of n1 127.0.0.1) P2=$(port_of n1 127.0.0.2)
 A1=http://127.0.0.1:$(admin_port n1)
@@ -66,7 +66,7 @@ for id in 1 2; do
     own=$([ $id = 1 ] && echo $C1 || echo $C2)
     cat >"$T/node$id.json" <<JSON
 {"node_id": $id, "listen": ["coaps://127.0.0.1:0", "coaps://127.0.0.2:0"], "admin_token": "t0ken",
- "credentials_file": "$T/creds.json", "dtls": {"handshake_rate_per_source": 0},
+ "credentials_file": "$T/creds.json", "dtls": {"handshake_rate_per_source": 0, "max_handshakes_per_source": 0},
  "cluster": {"listen": "127.0.0.1:$own", "nodes": {"1": "127.0.0.1:$C1", "2": "127.0.0.1:$C2"}}}
 JSON
 done

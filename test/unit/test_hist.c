@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "util/hist.h"
+#include "tether/hist.h"
 
 static tether_hist_t *new_hist(void)
 {

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "tether/common.h"
-#include "util/hostport.h"
+#include "tether/hostport.h"
 
 static void test_accepts(void **state)
 {

@@ -1,4 +1,4 @@
-/* CoAP <-> JSON for operator requests; see admin_coap.h. */
+/* CoAP <-> JSON for operator requests; see coap_bridge.h. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,7 +8,7 @@
 #include <wolfssl/options.h>
 #include <wolfssl/wolfcrypt/coding.h>
 
-#include "admin_coap.h"
+#include "coap_bridge.h"
 #include "tether/common.h"
 
 #define SEG_MAX 255 /* Uri-Host, Uri-Path and Uri-Query values (RFC 7252 §5.10) */

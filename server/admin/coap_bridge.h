@@ -3,8 +3,8 @@
  * The admin endpoint turns a JSON body into one encoded CoAP CON request
  * for a device, and the CoAP answer the node produces into JSON. Pure
  * functions: no I/O, no clock. */
-#ifndef TETHERD_ADMIN_COAP_H
-#define TETHERD_ADMIN_COAP_H
+#ifndef TETHERD_ADMIN_COAP_BRIDGE_H
+#define TETHERD_ADMIN_COAP_BRIDGE_H
 
 #include <jansson.h>
 #include <stddef.h>

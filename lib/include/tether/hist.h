@@ -1,4 +1,5 @@
-/* Latency histogram, HDR style: log-linear buckets over a fixed range, so
+/* tether — latency histogram (tetherd's service time, tether-bench's
+ * latencies), HDR style: log-linear buckets over a fixed range, so
  * recording is a few instructions and never allocates, any two histograms
  * merge exactly, and percentiles carry a bounded relative error.
  *
@@ -14,6 +15,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "tether/common.h"
 
 #define TETHER_HIST_SUB_BITS 7
 #define TETHER_HIST_MAX_EXP 25
@@ -39,27 +42,27 @@ typedef struct {
 } tether_hist_bucket_t;
 
 /* Empties `h`. */
-void tether_hist_init(tether_hist_t *h);
+TETHER_API void tether_hist_init(tether_hist_t *h);
 /* Counts one value. */
-void tether_hist_record(tether_hist_t *h, uint64_t v);
+TETHER_API void tether_hist_record(tether_hist_t *h, uint64_t v);
 /* Adds every count of `src` into `dst`. */
-void tether_hist_merge(tether_hist_t *dst, const tether_hist_t *src);
+TETHER_API void tether_hist_merge(tether_hist_t *dst, const tether_hist_t *src);
 
 /* Bucket index of a value, and the range [lo, hi] of values a bucket holds
  * (the last bucket's hi is UINT64_MAX). */
-size_t tether_hist_index(uint64_t v);
-uint64_t tether_hist_bucket_lo(size_t i);
-uint64_t tether_hist_bucket_hi(size_t i);
+TETHER_API size_t tether_hist_index(uint64_t v);
+TETHER_API uint64_t tether_hist_bucket_lo(size_t i);
+TETHER_API uint64_t tether_hist_bucket_hi(size_t i);
 
 /* The value at percentile p (0..100]: the highest value of the bucket that
  * holds the p-th percentile, clamped to [min, max]. 0 when empty. */
-uint64_t tether_hist_percentile(const tether_hist_t *h, double p);
+TETHER_API uint64_t tether_hist_percentile(const tether_hist_t *h, double p);
 /* Mean of the recorded values (0 when empty). */
-double tether_hist_mean(const tether_hist_t *h);
+TETHER_API double tether_hist_mean(const tether_hist_t *h);
 /* How many recorded values are <= v; exact when v is a bucket's hi (the
  * boundaries Prometheus `le` buckets should use), otherwise counts whole
  * buckets up to the one holding v. */
-uint64_t tether_hist_count_le(const tether_hist_t *h, uint64_t v);
+TETHER_API uint64_t tether_hist_count_le(const tether_hist_t *h, uint64_t v);
 
 /* Iteration over the non-empty buckets in ascending order. */
 typedef struct {
@@ -68,6 +71,7 @@ typedef struct {
 } tether_hist_iter_t;
 
 /* Start with a zeroed iterator; false when there are no more buckets. */
-bool tether_hist_next(const tether_hist_t *h, tether_hist_iter_t *it, tether_hist_bucket_t *out);
+TETHER_API bool tether_hist_next(const tether_hist_t *h, tether_hist_iter_t *it,
+                                 tether_hist_bucket_t *out);
 
 #endif
