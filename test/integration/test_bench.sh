@@ -53,7 +53,8 @@ cat >"$T/creds.json" <<JSON
  "psk_derived": [{"identity_prefix": "dev", "role": "device", "master_hex": "$MASTER"}]}
 JSON
 cat >"$T/tether.json" <<JSON
-{"listen": ["coaps://127.0.0.1:0"], "credentials_file": "$T/creds.json"}
+{"listen": ["coaps://127.0.0.1:0"], "credentials_file": "$T/creds.json",
+ "dtls": {"max_handshakes_per_source": 0}}
 JSON
 start_tetherd n1 --config "$T/tether.json" || {
     not_ok "tetherd starts with a DTLS listener"

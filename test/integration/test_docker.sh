@@ -39,9 +39,9 @@ for tool in podman debootstrap; do
 done
 
 # --- the files alone ---------------------------------------------------------
-# Environment names tetherd reads (server/config.c), plus SPEC S11's.
+# Environment names tetherd reads (the key table, server/config/keys.c), plus SPEC S11's.
 {
-    grep -oE 'env_(str|uint)\("TETHER_[A-Z_]+"' "$TOP/server/config.c" | grep -oE 'TETHER_[A-Z_]+'
+    grep -ohE '"TETHER_[A-Z_]+"' "$TOP"/server/config/*.c | tr -d '"'
     printf '%s\n' TETHER_NODE_ID TETHER_REDIS_URL TETHER_ADMIN_TOKEN TETHER_CLUSTER_KEY \
         TETHER_CLUSTER_LISTEN
 } | sort -u >"$T/env-names"
