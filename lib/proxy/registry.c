@@ -53,22 +53,25 @@ fail_reg:
     return rc;
 }
 
-tether_device_t *tether_registry_find(const tether_registry_t *r, const char *name)
+/* The device under name's key whose name equals it by `cmp`. */
+static tether_device_t *find_by(const tether_registry_t *r, const char *name,
+                                int (*cmp)(const char *, const char *))
 {
     uint8_t key[NAME_KEY];
     name_key(r, name, key);
     tether_hnode_t *n = tether_hmap_find(&r->by_name, key, sizeof key);
     tether_device_t *d = n ? container_of(n, tether_device_t, by_name) : NULL;
-    return d && strcmp(d->rec.name, name) == 0 ? d : NULL;
+    return d && cmp(d->rec.name, name) == 0 ? d : NULL;
+}
+
+tether_device_t *tether_registry_find(const tether_registry_t *r, const char *name)
+{
+    return find_by(r, name, strcmp);
 }
 
 tether_device_t *tether_registry_find_host(const tether_registry_t *r, const char *host)
 {
-    uint8_t key[NAME_KEY];
-    name_key(r, host, key);
-    tether_hnode_t *n = tether_hmap_find(&r->by_name, key, sizeof key);
-    tether_device_t *d = n ? container_of(n, tether_device_t, by_name) : NULL;
-    return d && strcasecmp(d->rec.name, host) == 0 ? d : NULL;
+    return find_by(r, host, strcasecmp);
 }
 
 tether_device_t *tether_registry_find_reg(const tether_registry_t *r, const char *regid)
