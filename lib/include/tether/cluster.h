@@ -10,7 +10,7 @@
  *
  * Wire format (network byte order):
  *   "TQ" | version 1 | type | from node | to node | timestamp ms (8)
- *   | family (4 or 6) | port (2) | address (16, IPv4 in the first 4)
+ *   | family (4 or 6) | port (2) | address (16, IPv4 in the first 4, then zeros)
  *   | payload | MAC (first 16 bytes of HMAC-SHA256 over all before it)
  * Sans-I/O: bytes in, bytes out, `now` passed in.
  */
