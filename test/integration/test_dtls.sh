@@ -19,7 +19,8 @@ write_creds() { # write_creds FILE ID:KEY...
 }
 write_creds "$T/creds.json" "app1:secret-key-app" "app2:other-key-app2"
 cat >"$T/tether.json" <<JSON
-{"listen": ["coaps://127.0.0.1:0"], "credentials_file": "$T/creds.json", "admin_token": "t0ken"}
+{"listen": ["coaps://127.0.0.1:0"], "credentials_file": "$T/creds.json", "admin_token": "t0ken",
+ "dtls": {"handshake_timeout": 1}}
 JSON
 
 start_tetherd n1 --config "$T/tether.json" || { not_ok "tetherd starts with DTLS"; exit 1; }
@@ -29,13 +30,20 @@ ADMIN=http://127.0.0.1:$(admin_port n1)
 failed_hs() { curl -s -H 'Authorization: Bearer t0ken' "$ADMIN/stats" | jq -r '.sessions.handshakes_failed'; }
 # refused DESC CLIENT ARGS...: the client gets no answer, and the server
 # itself counted the refusal (sessions.handshakes_failed grew): a client
-# that never reached a running server does not pass.
+# that never reached a running server does not pass. A wrong PSK shows
+# only as a Finished that never verifies (DTLS drops records that fail
+# authentication, RFC 6347 §4.1.2.7), so the attempt fails at
+# dtls.handshake_timeout, 1 s here.
 refused() {
     local desc=$1 before after out
     shift
     before=$(failed_hs)
     out=$(timeout 20 "$@" 2>&1)
-    after=$(failed_hs)
+    for _ in $(seq 50); do
+        after=$(failed_hs)
+        [[ $after =~ ^[0-9]+$ ]] && [[ $before =~ ^[0-9]+$ ]] && [ "$after" -gt "$before" ] && break
+        sleep 0.1
+    done
     note "$desc: handshakes_failed $before -> $after"
     check "$desc" bash -c '! grep -qF node_id <<<"$1" && [[ $2 =~ ^[0-9]+$ ]] &&
         [[ $3 =~ ^[0-9]+$ ]] && [ "$3" -gt "$2" ]' _ "$out" "$before" "$after"
