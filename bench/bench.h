@@ -19,6 +19,11 @@
 #define BENCH_ACK_RANDOM_FACTOR 1.5
 #define BENCH_MAX_RETRANSMIT 4
 
+/* The link-format payload (RFC 6690) every simulated device registers
+ * with (`devices`; the suite's registered idle rows state its size). */
+#define BENCH_DEVICE_LINKS                                                                         \
+    "</temp>;rt=\"temperature\";obs,</big>;sz=4096,</echo>,</slow>,</static>,</count>"
+
 /* Subcommands (see the table in main.c). */
 int bench_devices_main(int argc, char **argv);
 int bench_load_main(int argc, char **argv);
