@@ -256,6 +256,10 @@ static void usage(FILE *f)
             "  --ca FILE             ecdhe: verify the server certificate against FILE\n"
             "                        (default: no verification)\n"
             "  --cert FILE --key F   ecdhe: client certificate and key (PEM)\n"
+            "  --cipher LIST         offer only these suites (wolfSSL names); the report\n"
+            "                        names the one negotiated\n"
+            "  --cpu-pid PID         report the CPU share PID used over the run (server_cpu;\n"
+            "                        repeatable)\n"
             "  --json                one JSON object\n");
 }
 
