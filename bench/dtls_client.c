@@ -311,7 +311,7 @@ int bench_dtls_ctx_set_suites(bench_dtls_ctx_t *c, const char *list)
 
 const char *bench_dtls_cipher(const bench_dtls_t *d)
 {
-    const char *n = d->ssl && d->state == BENCH_DTLS_ESTABLISHED ? wolfSSL_get_cipher_name(d->ssl)
-                                                                 : NULL;
+    const char *n =
+        d->ssl && d->state == BENCH_DTLS_ESTABLISHED ? wolfSSL_get_cipher_name(d->ssl) : NULL;
     return n ? n : "";
 }

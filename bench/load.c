@@ -75,7 +75,7 @@ typedef struct load {
     uv_loop_t *loop;
     bench_net_t net;
     bench_runner_t runner;
-    uv_idle_t pacer; /* open loop: checks the schedule every loop turn */
+    uv_idle_t pacer;                /* open loop: checks the schedule every loop turn */
     uv_timer_t sweep, warmup, warm; /* warm: end of --warmup */
     load_sess_t *sess;
     uint32_t up;
@@ -346,8 +346,7 @@ static void on_pace(uv_idle_t *t)
 {
     load_t *L = t->data;
     if (L->running)
-        L->st.overflow +=
-            bench_pacer_poll(&L->pace, L->o.concurrency, load_can_take, load_send, L);
+        L->st.overflow += bench_pacer_poll(&L->pace, L->o.concurrency, load_can_take, load_send, L);
 }
 
 /* ---- sessions ----------------------------------------------------------------- */

@@ -47,7 +47,7 @@
 #define RELAY_TAG 4  /* client slot prepended towards the device */
 #define RELAY_HDR 16 /* in every datagram: send time (8), client (4), pad */
 #define RELAY_RESEND_MS 1000
-#define RELAY_BATCH 256        /* datagrams per recvmmsg / sendmmsg */
+#define RELAY_BATCH 256         /* datagrams per recvmmsg / sendmmsg */
 #define RELAY_SOCKBUF (4 << 20) /* tetherd's udp.recv_buffer / send_buffer default */
 
 /* ---- the relay (child process) ------------------------------------------------- */
@@ -432,12 +432,12 @@ static void report(rc_t *R)
         json_t *o = json_pack(
             "{s:s, s:b, s:i, s:o, s:i, s:i, s:f, s:I, s:I, s:I, s:I, s:f, s:f, "
             "s:{s:I, s:I, s:I, s:I, s:I, s:f}}",
-            "mode", R->o.rate > 0 ? "open" : "closed", "answer", (int)R->o.answer, "concurrency", (int)R->o.concurrency, "rate",
-            R->o.rate > 0 ? json_real(R->o.rate) : json_null(), "size", (int)R->o.size, "resp_size",
-            (int)R->o.resp_size, "duration_s", secs, "sent", (json_int_t)R->sent, "responses",
-            (json_int_t)R->responses, "lost", (json_int_t)R->resent, "overflow",
-            (json_int_t)R->overflow, "throughput_rps", tput, "relay_cpu", cpu, "latency_us", "p50",
-            (json_int_t)tether_hist_percentile(h, 50), "p90",
+            "mode", R->o.rate > 0 ? "open" : "closed", "answer", (int)R->o.answer, "concurrency",
+            (int)R->o.concurrency, "rate", R->o.rate > 0 ? json_real(R->o.rate) : json_null(),
+            "size", (int)R->o.size, "resp_size", (int)R->o.resp_size, "duration_s", secs, "sent",
+            (json_int_t)R->sent, "responses", (json_int_t)R->responses, "lost",
+            (json_int_t)R->resent, "overflow", (json_int_t)R->overflow, "throughput_rps", tput,
+            "relay_cpu", cpu, "latency_us", "p50", (json_int_t)tether_hist_percentile(h, 50), "p90",
             (json_int_t)tether_hist_percentile(h, 90), "p99",
             (json_int_t)tether_hist_percentile(h, 99), "p99.9",
             (json_int_t)tether_hist_percentile(h, 99.9), "max", (json_int_t)h->max, "mean",

@@ -49,9 +49,9 @@ typedef struct {
     bool json, quick;
     int server_cpu, bench_cpu;
     double dur;
-    FILE *log; /* progress */
-    double lat_rate; /* half the measured relayed-miss maximum, for the latency row */
-    double lat_e2e;  /* end-to-end p99 of that run, us */
+    FILE *log;        /* progress */
+    double lat_rate;  /* half the measured relayed-miss maximum, for the latency row */
+    double lat_e2e;   /* end-to-end p99 of that run, us */
     double peer_rate; /* libcoap's measured relayed maximum */
 } suite_t;
 
@@ -406,16 +406,16 @@ static void note_cipher(row_t *r, const char *who, json_t *j)
  * CPU, /temp notifying every notify_ms, logging to DIR/NAME.log, and waits
  * until all registered. Returns the pid (stop it with stop_pid) with *ok
  * telling whether they registered. */
-static pid_t devices_start(suite_t *S, char *server, int count, int notify_ms,
-                           const char *name, bool *ok)
+static pid_t devices_start(suite_t *S, char *server, int count, int notify_ms, const char *name,
+                           bool *ok)
 {
     char n[16], every[16], log[400], want[64];
     snprintf(n, sizeof n, "%d", count);
     snprintf(every, sizeof every, "%d", notify_ms);
     snprintf(log, sizeof log, "%s/%s.log", S->dir, name);
-    char *argv[] = {S->bench,      "devices", "--server",       server, "--count",       n,
-                    "--psk-master", MASTER,   "--notify-every", every,  "--stats-every", "0",
-                    NULL};
+    char *argv[] = {
+        S->bench, "devices",        "--server", server,          "--count", n,   "--psk-master",
+        MASTER,   "--notify-every", every,      "--stats-every", "0",       NULL};
     pid_t pid = spawn(argv, S->bench_cpu, -1, log);
     snprintf(want, sizeof want, "registered %d/%d", count, count);
     *ok = wait_for(log, want, 60);
@@ -564,34 +564,33 @@ static void stage_latency(suite_t *S)
         say(S, "latency through a fresh tetherd at 50%% of its maximum (%s req/s, open loop)",
             rate);
         double cpu;
-        json_t *j = run_bench(S, "latency-tether", td.pid, &cpu, "load", "--server", server,
-                              "--identity", "app1", "--psk-hex", APP_KEY_HEX, "--target", target,
-                              "--concurrency", conc, "--duration", dur_s, "--rate", rate,
-                              "--cipher", CIPHER_PSK, "--json", NULL);
+        json_t *j =
+            run_bench(S, "latency-tether", td.pid, &cpu, "load", "--server", server, "--identity",
+                      "app1", "--psk-hex", APP_KEY_HEX, "--target", target, "--concurrency", conc,
+                      "--duration", dur_s, "--rate", rate, "--cipher", CIPHER_PSK, "--json", NULL);
         json_t *st = tetherd_stats(&td);
         S->lat_e2e = j ? jnum(j, "latency_us.p99") : -1;
         double n = st ? jnum(st, "latency.relayed") : -1;
         if (n > 0) {
             r->tether = jnum(st, "latency.relayed_p99_us");
             r->tether_cpu = cpu;
-            snprintf(r->note, sizeof r->note,
-                     "tetherd's own time per relayed request, both crossings (client's request "
-                     "in to the device's request out, device's answer in to the client's answer "
-                     "out; each from its receive batch's recvmmsg to its sendmmsg), matched by "
-                     "the device-side token: p50 %.0f, p99.9 %.0f, max %.0f us over %.0f of "
-                     "%.0f answered requests (%.0f unmatched); per receive batch it was p50 "
-                     "%.0f, p99 %.0f us; time in the socket buffer before the read is not in it. End to "
-                     "end (client -> proxy -> device -> back, load and devices sharing the "
-                     "other core) p99 was %.0f us",
-                     jnum(st, "latency.relayed_p50_us"), jnum(st, "latency.relayed_p999_us"),
-                     jnum(st, "latency.relayed_max_us"), n, j ? jnum(j, "responses") : -1,
-                     jnum(st, "latency.relayed_unmatched"), jnum(st, "latency.service_p50_us"),
-                     jnum(st, "latency.service_p99_us"),
-                     S->lat_e2e);
+            snprintf(
+                r->note, sizeof r->note,
+                "tetherd's own time per relayed request, both crossings (client's request "
+                "in to the device's request out, device's answer in to the client's answer "
+                "out; each from its receive batch's recvmmsg to its sendmmsg), matched by "
+                "the device-side token: p50 %.0f, p99.9 %.0f, max %.0f us over %.0f of "
+                "%.0f answered requests (%.0f unmatched); per receive batch it was p50 "
+                "%.0f, p99 %.0f us; time in the socket buffer before the read is not in it. End to "
+                "end (client -> proxy -> device -> back, load and devices sharing the "
+                "other core) p99 was %.0f us",
+                jnum(st, "latency.relayed_p50_us"), jnum(st, "latency.relayed_p999_us"),
+                jnum(st, "latency.relayed_max_us"), n, j ? jnum(j, "responses") : -1,
+                jnum(st, "latency.relayed_unmatched"), jnum(st, "latency.service_p50_us"),
+                jnum(st, "latency.service_p99_us"), S->lat_e2e);
         } else {
             snprintf(r->note, sizeof r->note,
-                     "not measured: tetherd timed no relayed request (latency.relayed = %.0f)",
-                     n);
+                     "not measured: tetherd timed no relayed request (latency.relayed = %.0f)", n);
         }
         json_decref(st);
         json_decref(j);
@@ -616,10 +615,10 @@ static void stage_observe(suite_t *S)
     if (registered) {
         say(S, "observe fan-out: 500 observers of 4 devices notifying every 2 ms, %s s", dur_s);
         double cpu;
-        json_t *j = run_bench(S, "observe-tether", td.pid, &cpu, "load", "--server", server,
-                              "--identity", "app1", "--psk-hex", APP_KEY_HEX, "--target",
-                              "dev[0-3]/temp", "--observe", "--concurrency", "500", "--duration",
-                              dur_s, "--json", NULL);
+        json_t *j =
+            run_bench(S, "observe-tether", td.pid, &cpu, "load", "--server", server, "--identity",
+                      "app1", "--psk-hex", APP_KEY_HEX, "--target", "dev[0-3]/temp", "--observe",
+                      "--concurrency", "500", "--duration", dur_s, "--json", NULL);
         if (j) {
             r->tether = jnum(j, "notifications_per_s");
             set_cpu(&r->tether_cpu, cpu);
@@ -679,28 +678,32 @@ static void stage_cross(suite_t *S)
         snprintf(p1, sizeof p1, "%d", (int)n1.pid);
         snprintf(p2, sizeof p2, "%d", (int)n2.pid);
         say(S, "cross-node: relayed requests sent to node 1 directly, %s s", dur_s);
-        json_t *a = run_bench(S, "cross-direct", -1, NULL, "load", "--server", server,
-                              "--identity", "app1", "--psk-hex", APP_KEY_HEX, "--target", target,
-                              "--concurrency", conc, "--duration", dur_s, "--warmup", warm_s,
-                              "--cipher", CIPHER_PSK, "--cpu-pid", p1, "--cpu-pid", p2, "--json",
-                              NULL);
+        json_t *a = run_bench(S, "cross-direct", -1, NULL, "load", "--server", server, "--identity",
+                              "app1", "--psk-hex", APP_KEY_HEX, "--target", target, "--concurrency",
+                              conc, "--duration", dur_s, "--warmup", warm_s, "--cipher", CIPHER_PSK,
+                              "--cpu-pid", p1, "--cpu-pid", p2, "--json", NULL);
         json_t *s1 = tetherd_stats(&n1), *s2 = tetherd_stats(&n2);
         say(S, "cross-node: the same, records sent to node 2 and forwarded by CID, %s s", dur_s);
-        json_t *b = run_bench(S, "cross-via", -1, NULL, "load", "--server", server,
-                              "--records-to", via, "--identity", "app1", "--psk-hex", APP_KEY_HEX,
-                              "--target", target, "--concurrency", conc, "--duration", dur_s,
-                              "--warmup", warm_s, "--cipher", CIPHER_PSK, "--cpu-pid", p1,
-                              "--cpu-pid", p2, "--json", NULL);
+        json_t *b =
+            run_bench(S, "cross-via", -1, NULL, "load", "--server", server, "--records-to", via,
+                      "--identity", "app1", "--psk-hex", APP_KEY_HEX, "--target", target,
+                      "--concurrency", conc, "--duration", dur_s, "--warmup", warm_s, "--cipher",
+                      CIPHER_PSK, "--cpu-pid", p1, "--cpu-pid", p2, "--json", NULL);
         json_t *e1 = tetherd_stats(&n1), *e2 = tetherd_stats(&n2);
-        double direct = a ? jnum(a, "throughput_rps") : -1, fwd = b ? jnum(b, "throughput_rps") : -1;
+        double direct = a ? jnum(a, "throughput_rps") : -1,
+               fwd = b ? jnum(b, "throughput_rps") : -1;
         /* CPU of both nodes over each window (--cpu-pid node 1, node 2). */
-        json_t *ca = json_object_get(a, "server_cpu_each"), *cb = json_object_get(b, "server_cpu_each");
-        double d1 = json_number_value(json_array_get(ca, 0)), d2 = json_number_value(json_array_get(ca, 1));
-        double v1 = json_number_value(json_array_get(cb, 0)), v2 = json_number_value(json_array_get(cb, 1));
+        json_t *ca = json_object_get(a, "server_cpu_each"),
+               *cb = json_object_get(b, "server_cpu_each");
+        double d1 = json_number_value(json_array_get(ca, 0)),
+               d2 = json_number_value(json_array_get(ca, 1));
+        double v1 = json_number_value(json_array_get(cb, 0)),
+               v2 = json_number_value(json_array_get(cb, 1));
         /* Messages on the internal channel during the forwarded run (includes
          * its warm-up): node 2's records to node 1 and node 1's replies. */
-        double msgs = (jnum(e2, "cluster.forwarded_records") - jnum(s2, "cluster.forwarded_records")) +
-                      (jnum(e1, "cluster.replies_out") - jnum(s1, "cluster.replies_out"));
+        double msgs =
+            (jnum(e2, "cluster.forwarded_records") - jnum(s2, "cluster.forwarded_records")) +
+            (jnum(e1, "cluster.replies_out") - jnum(s1, "cluster.replies_out"));
         double secs_b = b ? jnum(b, "duration_s") + jnum(b, "warmup_s") : -1;
         if (direct > 0 && fwd >= 0) {
             r->tether = 100.0 * (1.0 - fwd / direct); /* negative: forwarding ran faster */
@@ -787,9 +790,9 @@ static double idle_registered(suite_t *S, uint32_t count, double *reg_s)
     snprintf(server, sizeof server, "127.0.0.1:%s", td.port);
     snprintf(n, sizeof n, "%u", count);
     snprintf(log, sizeof log, "%s/idle-registered-%u.log", S->dir, count);
-    char *argv[] = {S->bench,  "devices",      "--server", server, "--count",         n,
-                    "--psk-master", MASTER,    "--lifetime", "3600", "--stats-every", "0",
-                    "--max-handshakes", "64",  NULL};
+    char *argv[] = {S->bench,           "devices", "--server",   server, "--count",       n,
+                    "--psk-master",     MASTER,    "--lifetime", "3600", "--stats-every", "0",
+                    "--max-handshakes", "64",      NULL};
     uint64_t t0 = bench_now_us();
     pid_t dev = spawn(argv, S->bench_cpu, -1, log);
     snprintf(want, sizeof want, "registered %u/%u", count, count);
@@ -965,15 +968,13 @@ static int peer_start(suite_t *S, bool certs, const char *name, peer_t *p)
     snprintf(cert, sizeof cert, "%s/server.pem", S->dir);
     snprintf(key, sizeof key, "%s/server.key", S->dir);
     snprintf(ca, sizeof ca, "%s/ca.pem", S->dir);
-    char *uargv[] = {(char *)peer_bin, "-A", "127.0.0.1", "-p", up_p, "-k", APP_KEY,
-                     "-v", "0", NULL};
-    char *pargv_cert[] = {(char *)peer_bin, "-A",    "127.0.0.1", "-p",           px_p, "-k",
-                          APP_KEY,          "-u",    "proxy",     "-P",           ",tether-peer",
-                          "-v",             "0",     "-c",        cert,           "-j", key,
-                          "-C",             ca,      NULL};
-    char *pargv_psk[] = {(char *)peer_bin, "-A", "127.0.0.1", "-p",           px_p, "-k",
-                         APP_KEY,          "-u", "proxy",     "-P",           ",tether-peer",
-                         "-v",             "0",  NULL};
+    char *uargv[] = {(char *)peer_bin, "-A", "127.0.0.1", "-p", up_p, "-k",
+                     APP_KEY,          "-v", "0",         NULL};
+    char *pargv_cert[] = {
+        (char *)peer_bin, "-A", "127.0.0.1", "-p", px_p, "-k", APP_KEY, "-u", "proxy", "-P",
+        ",tether-peer",   "-v", "0",         "-c", cert, "-j", key,     "-C", ca,      NULL};
+    char *pargv_psk[] = {(char *)peer_bin, "-A", "127.0.0.1",    "-p", px_p, "-k", APP_KEY, "-u",
+                         "proxy",          "-P", ",tether-peer", "-v", "0",  NULL};
     p->dev = spawn(uargv, S->bench_cpu, -1, up_log);
     p->proxy = spawn(certs ? pargv_cert : pargv_psk, S->server_cpu, -1, px_log);
     snprintf(p->server, sizeof p->server, "127.0.0.1:%d", p->px + 1);
@@ -996,8 +997,9 @@ static void peer_upstream_suite(suite_t *S, const peer_t *p, char *out, size_t c
     char connect[32], log[400], line[512];
     snprintf(connect, sizeof connect, "127.0.0.1:%d", p->up + 1);
     snprintf(log, sizeof log, "%s/libcoap-upstream-suite.log", S->dir);
-    char *argv[] = {"/usr/bin/openssl", "s_client", "-dtls1_2", "-psk_identity", "app1", "-psk",
-                    APP_KEY_HEX,        "-connect", connect,    NULL};
+    char *argv[] = {
+        "/usr/bin/openssl", "s_client", "-dtls1_2", "-psk_identity", "app1", "-psk", APP_KEY_HEX,
+        "-connect",         connect,    NULL};
     int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     pid_t pid = fd >= 0 ? spawn(argv, S->bench_cpu, fd, NULL) : -1;
     if (fd >= 0)
@@ -1036,8 +1038,8 @@ static void stage_peer(suite_t *S, bool have_certs)
             CONC, dur_s, warm_s, p.uri);
         j = run_bench(S, "load-peer", p.proxy, &cpu, "load", "--server", p.server, "--identity",
                       "app1", "--psk-hex", APP_KEY_HEX, "--target", "libcoap-device/time",
-                      "--proxy-uri", p.uri, "--concurrency", conc, "--duration", dur_s,
-                      "--warmup", warm_s, "--cipher", CIPHER_PSK, "--json", NULL);
+                      "--proxy-uri", p.uri, "--concurrency", conc, "--duration", dur_s, "--warmup",
+                      warm_s, "--cipher", CIPHER_PSK, "--json", NULL);
         double x = j ? jnum(j, "throughput_rps") : -1;
         const char *c = json_string_value(json_object_get(j, "cipher"));
         snprintf(rows[R_MISS].peer_note, sizeof rows[R_MISS].peer_note,
@@ -1219,16 +1221,11 @@ static const struct {
     int row;
     double min_per_core, max, min_ceil, min_peer;
 } targets[] = {
-    {R_MISS, -1, -1, 0.8, 5},
-    {R_HIT, -1, -1, 0.8, -1},
-    {R_OBS, 1000000, -1, -1, -1},
-    {R_PSK, 30000, -1, -1, 3},
-    {R_ECDHE, 4000, -1, -1, -1},
-    {R_RESUMED, 30000, -1, -1, 3},
-    {R_IDLE10K_REG, -1, 600, -1, -1},
-    {R_IDLE100K_REG, -1, 600, -1, -1},
-    {R_CROSS, -1, 10, -1, -1},
-    {R_LAT, -1, 100, -1, -1},
+    {R_MISS, -1, -1, 0.8, 5},         {R_HIT, -1, -1, 0.8, -1},
+    {R_OBS, 1000000, -1, -1, -1},     {R_PSK, 30000, -1, -1, 3},
+    {R_ECDHE, 4000, -1, -1, -1},      {R_RESUMED, 30000, -1, -1, 3},
+    {R_IDLE10K_REG, -1, 600, -1, -1}, {R_IDLE100K_REG, -1, 600, -1, -1},
+    {R_CROSS, -1, 10, -1, -1},        {R_LAT, -1, 100, -1, -1},
 };
 
 static void judge(void)
@@ -1237,8 +1234,8 @@ static void judge(void)
         row_t *r = &rows[i];
         r->r_ceil = ratio(r->tether, r->tether_cpu, r->ceiling, r->ceiling_cpu, r->higher_better,
                           &r->r_ceil_pc);
-        r->r_peer = ratio(r->tether, r->tether_cpu, r->peer, r->peer_cpu, r->higher_better,
-                          &r->r_peer_pc);
+        r->r_peer =
+            ratio(r->tether, r->tether_cpu, r->peer, r->peer_cpu, r->higher_better, &r->r_peer_pc);
     }
     for (size_t k = 0; k < sizeof targets / sizeof targets[0]; k++) {
         row_t *r = &rows[targets[k].row];
@@ -1280,7 +1277,10 @@ static void fmt_ratio(char *buf, size_t cap, double r, bool pc)
 
 static const char *met_str(int met)
 {
-    return met == MET_YES ? "yes" : met == MET_NO ? "NO" : met == MET_NOT_MEASURED ? "not measured" : "-";
+    return met == MET_YES            ? "yes"
+           : met == MET_NO           ? "NO"
+           : met == MET_NOT_MEASURED ? "not measured"
+                                     : "-";
 }
 
 static void print_table(suite_t *S)
@@ -1346,11 +1346,11 @@ static json_t *table_json(suite_t *S)
             "{s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:b, s:o, s:b, s:{s:o, s:o, s:o}, s:o, s:s, "
             "s:s, s:s}",
             "id", r->id, "workload", r->workload, "unit", r->unit, "target", r->target, "tether",
-            measured(r) ? json_real(r->tether) : json_null(), "ceiling", num_or_null(r->ceiling), "peer",
-            num_or_null(r->peer), "ratio_ceiling", num_or_null(r->r_ceil), "ratio_ceiling_per_core",
-            r->r_ceil_pc, "ratio_peer", num_or_null(r->r_peer), "ratio_peer_per_core", r->r_peer_pc,
-            "server_cpu", "tether", num_or_null(r->tether_cpu), "ceiling",
-            num_or_null(r->ceiling_cpu), "peer", num_or_null(r->peer_cpu), "met",
+            measured(r) ? json_real(r->tether) : json_null(), "ceiling", num_or_null(r->ceiling),
+            "peer", num_or_null(r->peer), "ratio_ceiling", num_or_null(r->r_ceil),
+            "ratio_ceiling_per_core", r->r_ceil_pc, "ratio_peer", num_or_null(r->r_peer),
+            "ratio_peer_per_core", r->r_peer_pc, "server_cpu", "tether", num_or_null(r->tether_cpu),
+            "ceiling", num_or_null(r->ceiling_cpu), "peer", num_or_null(r->peer_cpu), "met",
             r->met == MET_YES  ? json_true()
             : r->met == MET_NO ? json_false()
                                : json_null(),
@@ -1445,25 +1445,23 @@ int bench_suite_main(int argc, char **argv)
              ">=0.8x ceiling, >=5x libcoap", true);
     row_init(R_HIT, "cache_hit", "cache hit", "req/s", ">=0.8x ceiling", true);
     row_init(R_OBS, "observe_fanout", "observe fan-out", "notif/s", ">=1M/s/core", true);
-    row_init(R_PSK, "psk_handshakes", "PSK handshakes", "1/s", ">=30k/s/core, >=3x libcoap",
-             true);
+    row_init(R_PSK, "psk_handshakes", "PSK handshakes", "1/s", ">=30k/s/core, >=3x libcoap", true);
     row_init(R_ECDHE, "ecdhe_handshakes", "ECDHE-ECDSA P-256 handshakes", "1/s", ">=4k/s/core",
              true);
     row_init(R_RESUMED, "resumed_handshakes", "resumed handshakes", "1/s",
              ">=30k/s/core, >=3x libcoap", true);
-    row_init(R_IDLE10K, "idle_tunnel_10k", "idle tunnel, 10k, unregistered", "bytes",
-             "(reference)", false);
+    row_init(R_IDLE10K, "idle_tunnel_10k", "idle tunnel, 10k, unregistered", "bytes", "(reference)",
+             false);
     row_init(R_IDLE100K, "idle_tunnel_100k", "idle tunnel, 100k, unregistered", "bytes",
              "(reference)", false);
-    row_init(R_IDLE10K_REG, "idle_tunnel_10k_registered", "idle tunnel, 10k, registered",
-             "bytes", "<=600", false);
+    row_init(R_IDLE10K_REG, "idle_tunnel_10k_registered", "idle tunnel, 10k, registered", "bytes",
+             "<=600", false);
     row_init(R_IDLE100K_REG, "idle_tunnel_100k_registered", "idle tunnel, 100k, registered",
              "bytes", "<=600", false);
     row_init(R_CROSS, "cross_node", "cross-node CID forwarding", "% loss", "<=10%", false);
     rows[R_CROSS].signed_value = true;
     rows[R_CROSS].tether = SIGNED_NONE;
-    row_init(R_LAT, "latency_p99_50pct", "proxy-added latency p99, 50% load", "us", "<=100",
-             false);
+    row_init(R_LAT, "latency_p99_50pct", "proxy-added latency p99, 50% load", "us", "<=100", false);
     snprintf(rows[R_MISS].note, sizeof rows[R_MISS].note,
              "GET dev[0-63]/count (Max-Age 0: every request misses the cache and is relayed)");
     snprintf(rows[R_HIT].note, sizeof rows[R_HIT].note,

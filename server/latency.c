@@ -115,8 +115,8 @@ void tetherd_lat_sent(tetherd_lat_t *l, uint64_t now_ns)
             pending_of(old)->used = false;
             l->unmatched++;
         }
-        p->used = tether_hmap_insert(&l->by_token, &p->node, l->legs1[i].key,
-                                     l->legs1[i].klen) == 0;
+        p->used =
+            tether_hmap_insert(&l->by_token, &p->node, l->legs1[i].key, l->legs1[i].klen) == 0;
         p->leg1_ns = leg;
     }
     for (size_t i = 0; i < l->nlegs2; i++)

@@ -49,8 +49,8 @@ typedef struct tetherd {
     /* Service time of each receive batch: from the first datagram read to
      * the last datagram it caused handed to the kernel (microseconds). */
     tether_hist_t service;
-    uint64_t batch_t0_ns; /* 0: no batch being timed */
-    tetherd_lat_t lat;    /* both crossings of each relayed request */
+    uint64_t batch_t0_ns;       /* 0: no batch being timed */
+    tetherd_lat_t lat;          /* both crossings of each relayed request */
     tetherd_cluster_t *cluster; /* NULL without "cluster.listen" */
     tetherd_admin_t admin;
     /* operator requests: node answers on internal links, handled after the

@@ -293,8 +293,7 @@ static int record(const char *dir, const char *name, bool dtls13, bool cid, cons
                     r == (int)sizeof ping ? "yes" : "no");
         }
         fprintf(stderr, "fuzz_dtls: %s: address changes %llu, compact sessions %llu\n", name,
-                (unsigned long long)st->address_changes,
-                (unsigned long long)st->sessions_compact);
+                (unsigned long long)st->address_changes, (unsigned long long)st->sessions_compact);
         wolfSSL_shutdown(ssl);
         rec_flush(&R, cid ? 2 : 0, false);
     }
@@ -310,9 +309,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argc, (void)argv;
     char path[] = "/tmp/fuzz_dtls_creds.XXXXXX";
     int fd = mkstemp(path);
-    static const char text[] =
-        "{\"psk\": [{\"identity\": \"" PSK_IDENTITY "\", \"key_hex\": "
-        "\"30313233343536373839616263646566\", \"role\": \"device\"}]}\n";
+    static const char text[] = "{\"psk\": [{\"identity\": \"" PSK_IDENTITY "\", \"key_hex\": "
+                               "\"30313233343536373839616263646566\", \"role\": \"device\"}]}\n";
     char err[256];
     if (fd < 0 || write(fd, text, sizeof text - 1) != (ssize_t)(sizeof text - 1) ||
         tether_creds_load(path, &creds, err, sizeof err) < 0) {
