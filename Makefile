@@ -96,6 +96,7 @@ $(BUILD)/test/%: test/unit/%.c $(LIBTETHER)
 	$(QUIET_LINK)$(CC) $(ALL_CFLAGS) -MMD -MP $(ALL_LDFLAGS) -o $@ $< $(filter %.o,$^) \
 		$(LIBTETHER) $(CMOCKA_LIBS) $(LIBS)
 $(BUILD)/test/test_udp: $(BUILD)/server/udp.o
+$(BUILD)/test/test_latency: $(BUILD)/server/latency.o
 
 # libFuzzer targets compile the library sources directly with clang.
 FUZZ_CC ?= clang
