@@ -37,10 +37,10 @@ typedef struct tetherd {
     listener_t listeners[TETHERD_MAX_LISTEN];
     size_t nlisteners;
     uv_signal_t sigterm, sigint, sighup;
-    uv_timer_t tick;
+    uv_timer_t tick; /* DTLS: armed for tether_dtls_next_deadline */
+    tether_time_t tick_at;
     tether_creds_t *creds;
     tether_dtls_srv_t *dtls;
-    uv_udp_t *dtls_out4, *dtls_out6; /* sockets that DTLS output leaves from */
     uint8_t rxbuf[RX_CHUNKS * RX_CHUNK];
     bool rx_busy;
     /* Inside a recvmmsg batch: output waits in txq until the batch ends. */
@@ -81,24 +81,26 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 }
 
 /* Moves what the DTLS layer queued to the transmit batch, each datagram
- * for the socket of its address family, and empties the DTLS queue (it is
- * bounded, so it must not wait for the end of a receive batch). */
+ * from the listener its peer wrote to (the DTLS interface is the listener
+ * index), and empties the DTLS queue (it is bounded, so it must not wait
+ * for the end of a receive batch). */
 static void dtls_flush(tetherd_t *d)
 {
     size_t n = tether_dtls_tx_count(d->dtls);
     for (size_t i = 0; i < n; i++) {
         const tether_dgram_t *g = tether_dtls_tx_get(d->dtls, i);
-        if (d->cluster && tetherd_cluster_route_out(d->cluster, &g->to, g->data, g->len))
+        if (d->cluster &&
+            tetherd_cluster_route_out(d->cluster, &g->to, g->iface, g->data, g->len))
             continue; /* that client talks to another node, which sends it */
-        uv_udp_t *h = g->to.ss.ss_family == AF_INET6 ? d->dtls_out6 : d->dtls_out4;
-        if (!h)
+        if (g->iface >= d->nlisteners)
             continue;
-        tetherd_txq_push(&d->txq, h, &g->to, g->data, g->len);
+        tetherd_txq_push(&d->txq, &d->listeners[g->iface].handle, &g->to, g->data, g->len);
     }
     tether_dtls_tx_clear(d->dtls);
 }
 
 static void on_node_timer(uv_timer_t *t);
+static void on_tick(uv_timer_t *t);
 
 /* Keeps a copy of an answer on an internal link (an operator request). */
 static void internal_keep(tetherd_t *d, const tether_out_t *o)
@@ -174,13 +176,23 @@ static void pump(tetherd_t *d)
     d->pumping = true;
     tether_time_t now = uv_now(d->loop);
     if (d->dtls) {
-        const uint64_t *ids;
-        size_t n = tether_dtls_closed(d->dtls, &ids);
+        const tether_dtls_event_t *ev;
+        size_t n = tether_dtls_events(d->dtls, &ev);
         for (size_t i = 0; i < n; i++) {
-            tether_link_t l = {.kind = TETHER_LINK_DTLS, .id = ids[i]};
-            tether_node_link_down(d->node, &l, now);
+            if (ev[i].kind == TETHER_DTLS_EV_CLOSED) {
+                tether_link_t l = {.kind = TETHER_LINK_DTLS, .id = ev[i].id};
+                tether_node_link_down(d->node, &l, now);
+            } else if (ev[i].kind == TETHER_DTLS_EV_HANDSHAKE_FAILED &&
+                       tether_log_enabled(TETHER_LOG_DEBUG)) {
+                char peer[80], total[24];
+                tether_addr_str(&ev[i].peer, peer, sizeof peer);
+                snprintf(total, sizeof total, "%llu",
+                         (unsigned long long)tether_dtls_stats(d->dtls)->handshakes_failed);
+                tether_log_kv(TETHER_LOG_DEBUG, "dtls", "handshake failed", "peer", peer, "reason",
+                              tether_dtls_why_str(ev[i].why), "handshakes_failed", total, NULL);
+            }
         }
-        tether_dtls_closed_clear(d->dtls);
+        tether_dtls_events_clear(d->dtls);
     }
     do {
         d->pump_again = false;
@@ -188,8 +200,17 @@ static void pump(tetherd_t *d)
         internal_deliver(d);
     } while (d->pump_again || tether_node_out_count(d->node) > 0);
     d->pumping = false;
-    if (d->dtls)
+    if (d->dtls) {
         dtls_flush(d);
+        tether_time_t due = tether_dtls_next_deadline(d->dtls);
+        if (due != d->tick_at && !d->stopping) {
+            d->tick_at = due;
+            if (due == UINT64_MAX)
+                uv_timer_stop(&d->tick);
+            else
+                uv_timer_start(&d->tick, on_tick, due > now ? due - now : 0, 0);
+        }
+    }
     if (!d->rx_batch)
         tetherd_txq_flush(&d->txq);
     tether_time_t at = tether_node_next_deadline(d->node);
@@ -220,23 +241,13 @@ static void set_addr(tether_addr_t *a, const struct sockaddr *sa)
  * session's identity; the node's answers leave through pump(). */
 /* One datagram for the DTLS layer, from a listener (via 0) or forwarded by
  * node `via`, then everything it led to. */
-static void dtls_feed(tetherd_t *d, const tether_addr_t *client, uint8_t via, const uint8_t *buf,
-                      size_t len)
+static void dtls_feed(tetherd_t *d, uint8_t iface, const tether_addr_t *client, uint8_t via,
+                      const uint8_t *buf, size_t len)
 {
     const tether_addr_t from = *client;
     tether_dtls_rx_t rx;
     tether_time_t now = uv_now(d->loop);
-    const tether_dtls_stats_t *st = tether_dtls_stats(d->dtls);
-    uint64_t failed = st->handshakes_failed, rejected = st->x509_rejected;
-    tether_dtls_input(d->dtls, &from, buf, len, now, &rx);
-    if (st->handshakes_failed != failed && tether_log_enabled(TETHER_LOG_DEBUG)) {
-        char peer[80], total[24];
-        tether_addr_str(&from, peer, sizeof peer);
-        snprintf(total, sizeof total, "%llu", (unsigned long long)st->handshakes_failed);
-        tether_log_kv(TETHER_LOG_DEBUG, "dtls", "handshake failed", "peer", peer, "reason",
-                      st->x509_rejected != rejected ? "certificate" : "protocol",
-                      "handshakes_failed", total, NULL);
-    }
+    tether_dtls_input(d->dtls, iface, &from, buf, len, now, &rx);
     /* An authenticated record that is the session's address now decides
      * which node our datagrams for that address leave from. */
     if (rx.len > 0 && d->cluster && tether_addr_equal(tether_dtls_sess_peer(rx.sess), &from))
@@ -257,32 +268,36 @@ static void dtls_feed(tetherd_t *d, const tether_addr_t *client, uint8_t via, co
     pump(d);
 }
 
-static void dtls_input(tetherd_t *d, const struct sockaddr *addr, const uint8_t *buf, size_t len)
+/* A datagram on DTLS listener `iface` (its index: answers leave from it). */
+static void dtls_input(tetherd_t *d, uint8_t iface, const struct sockaddr *addr,
+                       const uint8_t *buf, size_t len)
 {
     tether_addr_t from;
     set_addr(&from, addr);
-    if (d->cluster && tetherd_cluster_route_in(d->cluster, &from, buf, len))
+    if (d->cluster && tetherd_cluster_route_in(d->cluster, iface, &from, buf, len))
         return; /* another node owns its CID */
-    dtls_feed(d, &from, 0, buf, len);
+    dtls_feed(d, iface, &from, 0, buf, len);
 }
 
 /* ---- cluster hooks ------------------------------------------------------------ */
 
-static void cluster_deliver(void *user, const tether_addr_t *client, uint8_t via,
+/* `iface` is the listener index at node `via`: the session keeps it and
+ * it comes back with the REPLY. */
+static void cluster_deliver(void *user, const tether_addr_t *client, uint8_t via, uint8_t iface,
                             const uint8_t *data, size_t len)
 {
     tetherd_t *d = user;
     if (d->dtls && !d->stopping)
-        dtls_feed(d, client, via, data, len);
+        dtls_feed(d, iface, client, via, data, len);
 }
 
-static void cluster_reply(void *user, const tether_addr_t *client, const uint8_t *data,
-                          size_t len)
+static void cluster_reply(void *user, const tether_addr_t *client, uint8_t iface,
+                          const uint8_t *data, size_t len)
 {
     tetherd_t *d = user;
-    uv_udp_t *h = client->ss.ss_family == AF_INET6 ? d->dtls_out6 : d->dtls_out4;
-    if (h && !d->stopping) {
-        tetherd_txq_push(&d->txq, h, client, data, len);
+    if (iface < d->nlisteners && d->listeners[iface].conf.proto == TETHERD_PROTO_COAPS &&
+        !d->stopping) {
+        tetherd_txq_push(&d->txq, &d->listeners[iface].handle, client, data, len);
         if (!d->rx_batch)
             tetherd_txq_flush(&d->txq);
     }
@@ -297,9 +312,11 @@ static void cluster_send(void *user, uv_udp_t *sock, const tether_addr_t *to,
         tetherd_txq_flush(&d->txq);
 }
 
+/* DTLS retransmissions and timeouts, when tether_dtls_next_deadline says. */
 static void on_tick(uv_timer_t *t)
 {
     tetherd_t *d = t->data;
+    d->tick_at = 0;
     tether_dtls_set_wall_clock(d->dtls, tetherd_wall_ms());
     tether_dtls_tick(d->dtls, uv_now(d->loop));
     pump(d);
@@ -369,7 +386,8 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
         tetherd_lat_read(&d->lat, d->batch_t0_ns);
     }
     if (l->conf.proto == TETHERD_PROTO_COAPS) {
-        dtls_input(d, addr, (const uint8_t *)buf->base, (size_t)nread);
+        dtls_input(d, (uint8_t)(l - d->listeners), addr, (const uint8_t *)buf->base,
+                   (size_t)nread);
     } else {
         tether_peer_t peer = {
             .link = {.kind = TETHER_LINK_PLAIN, .iface = (uint8_t)(l - d->listeners)}};
@@ -424,12 +442,6 @@ static int open_listener(tetherd_t *d, const tetherd_listen_t *lc)
         return rc;
     }
     d->nlisteners++;
-    if (lc->proto == TETHERD_PROTO_COAPS) {
-        if (ss.ss_family == AF_INET6 && !d->dtls_out6)
-            d->dtls_out6 = &l->handle;
-        if (ss.ss_family == AF_INET && !d->dtls_out4)
-            d->dtls_out4 = &l->handle;
-    }
     struct sockaddr_storage bound;
     int blen = sizeof bound;
     if (uv_udp_getsockname(&l->handle, (struct sockaddr *)&bound, &blen) == 0) {
@@ -507,6 +519,8 @@ static int stats_hook(json_t *st, void *user)
         {"sessions.dropped_rate", ds->dropped_rate},
         {"sessions.handshakes_x509", ds->handshakes_x509},
         {"sessions.x509_rejected", ds->x509_rejected},
+        {"sessions.handshakes_unauthenticated", ds->handshakes_unauthenticated},
+        {"sessions.hellos_refused", ds->hellos_refused},
         {"sessions.compact", ds->sessions_compact},
         {"sessions.records_rejected", ds->records_rejected},
         {"udp.tx_datagrams", d->txq.stats.datagrams},
@@ -535,8 +549,8 @@ static int stats_hook(json_t *st, void *user)
     for (size_t i = 0; i < sizeof lrows / sizeof lrows[0]; i++)
         if (tetherd_admin_stat_set(st, lrows[i].path, (json_int_t)lrows[i].v) < 0)
             return TETHER_ENOMEM;
-    static const tetherd_cluster_stats_t alone = {.nodes_configured = 1, .nodes_alive = 1};
-    const tetherd_cluster_stats_t *cs = d->cluster ? tetherd_cluster_stats(d->cluster) : &alone;
+    static const tether_channel_stats_t alone = {.nodes_configured = 1, .nodes_alive = 1};
+    const tether_channel_stats_t *cs = d->cluster ? tetherd_cluster_stats(d->cluster) : &alone;
     const struct {
         const char *path;
         uint64_t v;
@@ -548,6 +562,7 @@ static int stats_hook(json_t *st, void *user)
         {"cluster.replies_out", cs->replies_out},
         {"cluster.replies_in", cs->replies_in},
         {"cluster.rejected", cs->rejected},
+        {"cluster.replayed", cs->replayed},
         {"cluster.unroutable", cs->unroutable},
     };
     for (size_t i = 0; i < sizeof crows / sizeof crows[0]; i++)
@@ -758,7 +773,7 @@ int main(int argc, char **argv)
         tether_dtls_set_wall_clock(d.dtls, tetherd_wall_ms());
         uv_timer_init(d.loop, &d.tick);
         d.tick.data = &d;
-        uv_timer_start(&d.tick, on_tick, 200, 200);
+        uv_timer_start(&d.tick, on_tick, 0, 0);
     }
     for (size_t i = 0; i < d.cfg.nlisten; i++)
         if (open_listener(&d, &d.cfg.listen[i]) < 0)

@@ -6,7 +6,8 @@
 
 #include "tether/cluster.h"
 
-#define VERSION 1
+#define VERSION 2
+#define OFF_FAMILY 23
 
 static void put64(uint8_t *p, uint64_t v)
 {
@@ -55,18 +56,20 @@ int tether_cluster_encode(const tether_cluster_msg_t *m, const uint8_t *key, siz
     out[3] = m->type;
     out[4] = m->from_node;
     out[5] = m->to_node;
-    put64(out + 6, m->sent_at);
+    out[6] = m->iface;
+    put64(out + 7, m->counter);
+    put64(out + 15, m->sent_at);
     const struct sockaddr *sa = (const struct sockaddr *)&m->client.ss;
     if (sa->sa_family == AF_INET) {
         const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
-        out[14] = 4;
-        memcpy(out + 15, &s4->sin_port, 2);
-        memcpy(out + 17, &s4->sin_addr, 4);
+        out[OFF_FAMILY] = 4;
+        memcpy(out + OFF_FAMILY + 1, &s4->sin_port, 2);
+        memcpy(out + OFF_FAMILY + 3, &s4->sin_addr, 4);
     } else if (sa->sa_family == AF_INET6) {
         const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
-        out[14] = 6;
-        memcpy(out + 15, &s6->sin6_port, 2);
-        memcpy(out + 17, &s6->sin6_addr, 16);
+        out[OFF_FAMILY] = 6;
+        memcpy(out + OFF_FAMILY + 1, &s6->sin6_port, 2);
+        memcpy(out + OFF_FAMILY + 3, &s6->sin6_addr, 16);
     } else {
         return TETHER_EINVAL;
     }
@@ -83,7 +86,7 @@ int tether_cluster_decode(const uint8_t *in, size_t len, const uint8_t *key, siz
 {
     if (len < TETHER_CLUSTER_OVERHEAD || in[0] != 'T' || in[1] != 'Q' || in[2] != VERSION ||
         in[3] < TETHER_CLUSTER_FORWARD || in[3] > TETHER_CLUSTER_HEARTBEAT ||
-        (in[14] != 4 && in[14] != 6))
+        (in[OFF_FAMILY] != 4 && in[OFF_FAMILY] != 6))
         return TETHER_EPROTO;
     size_t body = len - TETHER_CLUSTER_MAC;
     uint8_t want[TETHER_CLUSTER_MAC];
@@ -94,7 +97,7 @@ int tether_cluster_decode(const uint8_t *in, size_t len, const uint8_t *key, siz
         diff |= (uint8_t)(want[i] ^ in[body + i]);
     if (diff)
         return TETHER_ECRYPTO;
-    tether_time_t at = get64(in + 6);
+    tether_time_t at = get64(in + 15);
     if ((at > now ? at - now : now - at) > TETHER_CLUSTER_MAX_SKEW_MS)
         return TETHER_ETIMEDOUT;
     if (in[5] != self)
@@ -103,23 +106,25 @@ int tether_cluster_decode(const uint8_t *in, size_t len, const uint8_t *key, siz
     m->type = in[3];
     m->from_node = in[4];
     m->to_node = in[5];
+    m->iface = in[6];
+    m->counter = get64(in + 7);
     m->sent_at = at;
-    if (in[14] == 4) {
+    if (in[OFF_FAMILY] == 4) {
         /* One encoding per message: the 12 bytes after an IPv4 address are
          * zero (encode writes them so; found by fuzz_cluster). */
         static const uint8_t zero[12];
-        if (memcmp(in + 21, zero, sizeof zero) != 0)
+        if (memcmp(in + OFF_FAMILY + 7, zero, sizeof zero) != 0)
             return TETHER_EPROTO;
         struct sockaddr_in *s4 = (struct sockaddr_in *)&m->client.ss;
         s4->sin_family = AF_INET;
-        memcpy(&s4->sin_port, in + 15, 2);
-        memcpy(&s4->sin_addr, in + 17, 4);
+        memcpy(&s4->sin_port, in + OFF_FAMILY + 1, 2);
+        memcpy(&s4->sin_addr, in + OFF_FAMILY + 3, 4);
         m->client.len = sizeof *s4;
     } else {
         struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&m->client.ss;
         s6->sin6_family = AF_INET6;
-        memcpy(&s6->sin6_port, in + 15, 2);
-        memcpy(&s6->sin6_addr, in + 17, 16);
+        memcpy(&s6->sin6_port, in + OFF_FAMILY + 1, 2);
+        memcpy(&s6->sin6_addr, in + OFF_FAMILY + 3, 16);
         m->client.len = sizeof *s6;
     }
     m->payload = in + TETHER_CLUSTER_HDR;

@@ -21,8 +21,10 @@
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
 #include <wolfssl/wolfcrypt/hmac.h>
+#include <wolfssl/wolfcrypt/memory.h>
 #include <wolfssl/wolfcrypt/random.h>
 
+#include "dtls/hello.h"
 #include "dtls/ratelimit.h"
 #include "dtls/record.h"
 #include "dtls/wolfrec.h"
@@ -33,6 +35,8 @@
 #define CT_TLS12_CID 25
 #define DTLS12_HDR 13
 #define COOKIE_SECRET_LEN 32
+/* Identities x our two TLS 1.3 suites x wolfSSL's two passes over a hello. */
+#define PSK_LOOKUPS_MAX (TETHER_DTLS_MAX_PSK_IDENTITIES * 2 * 2)
 
 #define container_of(p, T, m) ((T *)((char *)(p)-offsetof(T, m)))
 
@@ -45,10 +49,12 @@ typedef struct {
     const uint8_t *in;
     size_t in_len;
     const tether_addr_t *dst;
+    uint8_t iface; /* the local interface dst talks to */
     char identity[TETHER_IDENTITY_MAX];
     tether_role_t role;
     const char *psk13_suite; /* TLS 1.3 suite for a PSK, from the ClientHello */
     uint8_t auth;       /* enum auth_kind: how identity was established */
+    uint8_t psk_lookups; /* PSK callback calls for the hello being processed */
     bool x509_rejected; /* a certificate was presented and refused */
 } io_t;
 
@@ -72,8 +78,9 @@ struct tether_dtls_sess {
     bool app_seen;   /* the peer sent application data: it has our final flight */
     bool wolf_only;  /* cannot run on the compact record layer (DTLS 1.3, suite) */
     uint64_t max_seq; /* newest authenticated (epoch << 48 | seq) */
-    tether_time_t last_rx;
+    tether_time_t last_rx; /* handshake: last datagram from the peer */
     tether_time_t hs_started;
+    struct tether_dtls_sess *src_next; /* handshake: its source's next, newer one */
     tether_time_t hs_deadline;
     struct tether_dtls_sess *prev, *next; /* handshaking list or idle LRU */
 };
@@ -88,6 +95,15 @@ typedef struct {
 typedef struct {
     tether_dtls_sess_t *head, *tail;
 } sess_list_t;
+
+/* A source with handshakes in flight (SPEC S2: capped per source as well as
+ * in total). Exists only while it has some, so it costs nothing per idle
+ * session and at most one entry per handshake. */
+typedef struct {
+    tether_hnode_t node; /* in srv->sources, keyed by source_key() */
+    uint32_t n;
+    tether_dtls_sess_t *oldest, *newest; /* via src_next */
+} source_t;
 
 /* Sessions that completed a handshake and are still on wolfSSL, oldest
  * first, by id (they may have closed since). */
@@ -106,13 +122,16 @@ struct tether_dtls_srv {
     uint64_t cookie_epoch;
     tether_time_t wall_ms; /* wall clock from tether_dtls_set_wall_clock, 0 = none yet */
     tether_hmap_t by_addr, by_cid, by_id;
+    tether_hmap_t sources; /* of source_t */
     uint64_t next_id;
-    uint64_t *closed; /* ids of established sessions closed since the last clear */
-    size_t nclosed, closed_cap;
+    tether_dtls_event_t *ev; /* events since the last clear */
+    size_t nev, ev_cap;
+    tether_time_t next_at; /* lower bound of the next tick's work; exact after a tick */
     sess_list_t handshaking, established;
     tether_dtls_sess_t *dead;
     tether_dtls_sess_t *reading; /* session of the datagram being read */
-    tether_addr_t reading_from;  /* its source, and whether it came by CID */
+    tether_addr_t reading_from;  /* its source and interface, and whether it came by CID */
+    uint8_t reading_iface;
     bool reading_by_cid;
     settle_t *settle; /* ring buffer of cap entries */
     size_t settle_head, settle_n, settle_cap;
@@ -164,6 +183,58 @@ static size_t source_key(const tether_addr_t *a, uint8_t key[9])
     return 5;
 }
 
+static source_t *source_find(tether_dtls_srv_t *srv, const tether_addr_t *a)
+{
+    uint8_t key[9];
+    tether_hnode_t *h = tether_hmap_find(&srv->sources, key, source_key(a, key));
+    return h ? container_of(h, source_t, node) : NULL;
+}
+
+/* Charges a new handshaking session to its source (the session's peer). */
+static int source_add(tether_dtls_srv_t *srv, tether_dtls_sess_t *s)
+{
+    source_t *src = source_find(srv, &s->peer);
+    if (!src) {
+        uint8_t key[9];
+        if (!(src = calloc(1, sizeof *src)))
+            return TETHER_ENOMEM;
+        tether_hmap_insert(&srv->sources, &src->node, key, source_key(&s->peer, key));
+    }
+    s->src_next = NULL;
+    if (src->newest)
+        src->newest->src_next = s;
+    else
+        src->oldest = s;
+    src->newest = s;
+    src->n++;
+    return 0;
+}
+
+/* Takes a handshaking session off its source's list; frees the source
+ * with its last handshake. */
+static void source_del(tether_dtls_srv_t *srv, tether_dtls_sess_t *s)
+{
+    source_t *src = source_find(srv, &s->peer);
+    if (!src)
+        return;
+    tether_dtls_sess_t *prev = NULL;
+    for (tether_dtls_sess_t *p = src->oldest; p && p != s; p = p->src_next)
+        prev = p;
+    if (prev ? prev->src_next != s : src->oldest != s)
+        return; /* not on the list (could not be charged) */
+    if (prev)
+        prev->src_next = s->src_next;
+    else
+        src->oldest = s->src_next;
+    if (src->newest == s)
+        src->newest = prev;
+    s->src_next = NULL;
+    if (--src->n == 0) {
+        tether_hmap_remove(&srv->sources, &src->node);
+        free(src);
+    }
+}
+
 /* ---- wolfSSL callbacks ---------------------------------------------------- */
 
 /* Hands wolfSSL the current datagram once, then WANT_READ. */
@@ -191,12 +262,17 @@ static int io_send(WOLFSSL *ssl, char *buf, int sz, void *ctx)
     }
     tether_dgram_t *d = &srv->tx[srv->ntx++];
     d->to = *io->dst;
+    d->iface = io->iface;
     d->len = (uint16_t)sz;
     memcpy(d->data, buf, (size_t)sz);
     return sz;
 }
 
-/* PSK lookup; remembers the identity, which is the peer's name from now on. */
+/* PSK lookup: only hands wolfSSL the key. It runs for every identity a
+ * ClientHello offers, also in the stateless listener where no binder is
+ * checked and for identities that are then not chosen, so it must not
+ * record who the peer is: hs_step takes the identity from what the
+ * completed handshake negotiated (tether_wolf_peer_auth). */
 static unsigned int psk_server_cb(WOLFSSL *ssl, const char *identity, unsigned char *key,
                                   unsigned int max_len)
 {
@@ -205,12 +281,13 @@ static unsigned int psk_server_cb(WOLFSSL *ssl, const char *identity, unsigned c
     tether_role_t role;
     if (!io || !identity || strlen(identity) >= sizeof io->identity)
         return 0;
-    if (io->auth == AUTH_X509 ||
-        tether_creds_psk(io->srv->creds, identity, key, max_len, &klen, &role) < 0)
+    /* wolfSSL asks once per (suite, identity) pair, in the stateless pass
+     * and again in the stateful one; hello.c refuses whole hellos with more
+     * identities, this bounds the first fragment of a fragmented one. */
+    if (++io->psk_lookups > PSK_LOOKUPS_MAX)
         return 0;
-    strcpy(io->identity, identity);
-    io->role = role;
-    io->auth = AUTH_PSK;
+    if (tether_creds_psk(io->srv->creds, identity, key, max_len, &klen, &role) < 0)
+        return 0;
     return (unsigned int)klen;
 }
 
@@ -223,6 +300,17 @@ static unsigned int psk_server_tls13_cb(WOLFSSL *ssl, const char *identity, unsi
     io_t *io = wolfSSL_GetIOReadCtx(ssl);
     *suite = io && io->psk13_suite ? io->psk13_suite : "TLS13-AES128-GCM-SHA256";
     return psk_server_cb(ssl, identity, key, max_len);
+}
+
+/* Forgets everything one handshake learnt about its peer (SPEC S2:
+ * authentication belongs to one handshake). */
+static void io_auth_reset(io_t *io)
+{
+    memset(io->identity, 0, sizeof io->identity);
+    io->role = 0;
+    io->auth = AUTH_NONE;
+    io->x509_rejected = false;
+    io->psk_lookups = 0;
 }
 
 /* Certificate check, called by wolfSSL for every certificate of the peer's
@@ -297,6 +385,9 @@ static WOLFSSL *new_ssl(tether_dtls_srv_t *srv, io_t *io, uint8_t *cid, const ui
     wolfSSL_SetIOReadCtx(ssl, io);
     wolfSSL_SetIOWriteCtx(ssl, io);
     wolfSSL_dtls_set_using_nonblock(ssl, 1);
+    /* hs_step reads the negotiated PSK identity from the handshake arrays,
+     * then frees them (wolfSSL_FreeArrays). */
+    wolfSSL_KeepArrays(ssl);
     new_cid(srv, cid);
     if (wolfSSL_dtls_cid_use(ssl) != WOLFSSL_SUCCESS ||
         wolfSSL_dtls_cid_set(ssl, cid, srv->conf.cid_len) != WOLFSSL_SUCCESS ||
@@ -343,24 +434,33 @@ static int rotate(tether_dtls_srv_t *srv, uint64_t epoch)
 
 /* ---- sessions -------------------------------------------------------------- */
 
-/* Records that an established session ended, for the layers above (which
- * hold its id, never its pointer). If the list cannot grow, the oldest
- * events are kept and the rest dropped: the layers above also learn of a
- * dead session when a send to its id fails. */
-static void closed_push(tether_dtls_srv_t *srv, uint64_t id)
+/* Records an event for the layers above (which hold session ids, never
+ * pointers). If the list cannot grow, the oldest events are kept. */
+static void event_push(tether_dtls_srv_t *srv, uint8_t kind, uint8_t why,
+                       const tether_dtls_sess_t *s)
 {
-    if (srv->nclosed == srv->closed_cap) {
-        size_t cap = srv->closed_cap ? srv->closed_cap * 2 : 64;
-        uint64_t *n = realloc(srv->closed, cap * sizeof *n);
-        if (!n)
+    if (srv->nev == srv->ev_cap) {
+        size_t cap = srv->ev_cap ? srv->ev_cap * 2 : 64;
+        tether_dtls_event_t *n = realloc(srv->ev, cap * sizeof *n);
+        if (!n) {
+            srv->stats.events_dropped++;
             return;
-        srv->closed = n;
-        srv->closed_cap = cap;
+        }
+        srv->ev = n;
+        srv->ev_cap = cap;
     }
-    srv->closed[srv->nclosed++] = id;
+    srv->ev[srv->nev++] = (tether_dtls_event_t){.kind = kind, .why = why, .id = s->id, .peer = s->peer};
 }
 
-static void sess_close(tether_dtls_srv_t *srv, tether_dtls_sess_t *s)
+/* The next tick has work at `at` or later (a lower bound is enough: a tick
+ * that finds nothing due computes the exact next deadline). */
+static void deadline(tether_dtls_srv_t *srv, tether_time_t at)
+{
+    if (at < srv->next_at)
+        srv->next_at = at;
+}
+
+static void sess_close(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, uint8_t why)
 {
     if (s->state == S_DEAD)
         return;
@@ -369,13 +469,14 @@ static void sess_close(tether_dtls_srv_t *srv, tether_dtls_sess_t *s)
         tether_hmap_remove(&srv->by_cid, &s->by_cid);
     if (s->state == S_HANDSHAKE) {
         list_del(&srv->handshaking, s);
+        source_del(srv, s);
         srv->stats.handshakes_inflight--;
     } else {
         list_del(&srv->established, s);
         srv->stats.sessions_active--;
         if (!s->ssl)
             srv->stats.sessions_compact--;
-        closed_push(srv, s->id);
+        event_push(srv, TETHER_DTLS_EV_CLOSED, why, s);
     }
     tether_hmap_remove(&srv->by_id, &s->by_id);
     s->state = S_DEAD;
@@ -416,6 +517,7 @@ static void settle_push(tether_dtls_srv_t *srv, uint64_t id, tether_time_t due)
         srv->settle_head = 0;
     }
     srv->settle[(srv->settle_head + srv->settle_n++) % srv->settle_cap] = (settle_t){id, due};
+    deadline(srv, due);
 }
 
 /* Moves an established DTLS 1.2 session from wolfSSL to the compact record
@@ -453,12 +555,16 @@ static void release_reading(tether_dtls_srv_t *srv)
 /* A failed handshake from the address of an established session gives the
  * address back (the hello may have been a replay: the cookie only proves
  * the sender sees that address's traffic). */
-static void hs_fail(tether_dtls_srv_t *srv, tether_dtls_sess_t *s)
+static void hs_fail(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, uint8_t why)
 {
     srv->stats.handshakes_failed++;
-    if (s->io.x509_rejected)
+    if (s->io.x509_rejected) {
         srv->stats.x509_rejected++;
-    sess_close(srv, s);
+        if (why == TETHER_DTLS_WHY_PROTOCOL)
+            why = TETHER_DTLS_WHY_CERTIFICATE;
+    }
+    event_push(srv, TETHER_DTLS_EV_HANDSHAKE_FAILED, why, s);
+    sess_close(srv, s, why);
     tether_dtls_sess_t *old = s->displaced ? tether_dtls_sess_find(srv, s->displaced) : NULL;
     if (old && tether_addr_equal(&old->peer, &s->peer)) {
         uint8_t key[TETHER_HKEY_MAX];
@@ -468,10 +574,47 @@ static void hs_fail(tether_dtls_srv_t *srv, tether_dtls_sess_t *s)
     }
 }
 
-static void hs_schedule(tether_dtls_sess_t *s, tether_time_t now)
+static void hs_schedule(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, tether_time_t now)
 {
     int t = wolfSSL_dtls_get_current_timeout(s->ssl);
     s->hs_deadline = now + (tether_time_t)(t > 0 ? t : 1) * 1000;
+    deadline(srv, s->hs_deadline);
+}
+
+/* Sets the session's identity and role from what its completed handshake
+ * negotiated: the PSK identity wolfSSL used (looked up again, so a
+ * credential removed meanwhile is refused), or the client certificate
+ * whose CertificateVerify wolfSSL checked and whose CN cert_verify_cb
+ * accepted during this session's own handshake. Anything else, such as an
+ * ECDHE handshake without a client certificate (a server with cert_file
+ * but no ca_file never asks for one), has no identity: TETHER_EPROTO. */
+static int hs_authenticate(tether_dtls_srv_t *srv, tether_dtls_sess_t *s)
+{
+    char id[TETHER_IDENTITY_MAX];
+    enum tether_wolf_auth how = tether_wolf_peer_auth(s->ssl, id, sizeof id);
+    wolfSSL_FreeArrays(s->ssl); /* key material nobody needs any more */
+    if (how == TETHER_WOLF_AUTH_PSK) {
+        uint8_t key[64];
+        size_t klen;
+        tether_role_t role;
+        int rc = tether_creds_psk(srv->creds, id, key, sizeof key, &klen, &role);
+        wc_ForceZero(key, sizeof key);
+        io_auth_reset(&s->io);
+        if (rc < 0)
+            return TETHER_EPROTO;
+        memcpy(s->io.identity, id, sizeof id);
+        s->io.role = role;
+        s->io.auth = AUTH_PSK;
+        return 0;
+    }
+    tether_role_t role;
+    if (how == TETHER_WOLF_AUTH_CERT && s->io.auth == AUTH_X509 && s->io.identity[0] &&
+        tether_creds_x509(srv->creds, s->io.identity, &role) == 0) {
+        s->io.role = role; /* as listed now (a reload may have come in between) */
+        return 0;
+    }
+    io_auth_reset(&s->io);
+    return TETHER_EPROTO;
 }
 
 /* Drives the handshake one step with the datagram in s->io. */
@@ -481,16 +624,19 @@ static void hs_step(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, tether_time_t
     int ret = wolfSSL_accept(s->ssl);
     verifying = NULL;
     if (ret == WOLFSSL_SUCCESS) {
-        if (s->io.auth == AUTH_NONE || !s->io.identity[0]) { /* e.g. ECDHE without a cert */
-            hs_fail(srv, s);
+        if (hs_authenticate(srv, s) < 0) { /* e.g. ECDHE without a client certificate */
+            srv->stats.handshakes_unauthenticated++;
+            hs_fail(srv, s, TETHER_DTLS_WHY_UNAUTHENTICATED);
             return;
         }
         if (s->io.auth == AUTH_X509)
             srv->stats.handshakes_x509++;
         list_del(&srv->handshaking, s);
+        source_del(srv, s);
         srv->stats.handshakes_inflight--;
         s->state = S_ESTABLISHED;
         s->last_rx = now;
+        deadline(srv, now + srv->conf.idle_timeout_ms);
         list_add(&srv->established, s);
         srv->stats.sessions_active++;
         srv->stats.handshakes_full++;
@@ -498,8 +644,9 @@ static void hs_step(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, tether_time_t
          * abandoned (RFC 6347 §4.2.8). */
         tether_dtls_sess_t *old = s->displaced ? tether_dtls_sess_find(srv, s->displaced) : NULL;
         if (old)
-            sess_close(srv, old);
+            sess_close(srv, old, TETHER_DTLS_WHY_REPLACED);
         settle_push(srv, s->id, now + srv->conf.handshake_timeout_ms);
+        deadline(srv, now + srv->conf.handshake_timeout_ms);
         /* Our CID is only useful when negotiated; keep the map honest. */
         if (s->cid_len && wolfSSL_dtls_cid_is_enabled(s->ssl) != WOLFSSL_SUCCESS) {
             tether_hmap_remove(&srv->by_cid, &s->by_cid);
@@ -509,82 +656,35 @@ static void hs_step(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, tether_time_t
     }
     int err = wolfSSL_get_error(s->ssl, ret);
     if (err == WOLFSSL_ERROR_WANT_READ || err == WOLFSSL_ERROR_WANT_WRITE) {
-        hs_schedule(s, now);
+        hs_schedule(srv, s, now);
         return;
     }
-    hs_fail(srv, s);
-}
-
-/* The TLS 1.3 PSK suite for an unfragmented ClientHello: AES-128-GCM when
- * offered, else AES-128-CCM-8 when offered, else NULL (the default). */
-static const char *ch_psk13_suite(const uint8_t *b, size_t len)
-{
-    size_t p = DTLS12_HDR + 12 + 2 + 32; /* record hdr, hs hdr, version, random */
-    if (len < p + 1)
-        return NULL;
-    p += 1 + b[p]; /* session id */
-    if (p >= len)
-        return NULL;
-    p += 1 + b[p]; /* cookie */
-    if (p + 2 > len)
-        return NULL;
-    size_t n = (size_t)b[p] << 8 | b[p + 1];
-    bool ccm8 = false;
-    for (size_t i = p + 2; i + 1 < p + 2 + n && i + 1 < len; i += 2) {
-        if (b[i] == 0x13 && b[i + 1] == 0x01)
-            return "TLS13-AES128-GCM-SHA256";
-        ccm8 |= b[i] == 0x13 && b[i + 1] == 0x05;
-    }
-    return ccm8 ? "TLS13-AES128-CCM-8-SHA256" : NULL;
+    hs_fail(srv, s, TETHER_DTLS_WHY_PROTOCOL);
 }
 
 /* Feeds a ClientHello to a stateless listener: 1 when the cookie verified,
  * 0 when a HelloVerifyRequest / HRR went out, <0 on error. */
-static int listener_try(tether_dtls_srv_t *srv, listener_t *l, const tether_addr_t *from,
-                        const uint8_t *buf, size_t len)
+static int listener_try(tether_dtls_srv_t *srv, listener_t *l, uint8_t iface,
+                        const tether_addr_t *from, const uint8_t *buf, size_t len,
+                        const tether_hello_t *hello)
 {
     wolfSSL_dtls_set_peer(l->ssl, (void *)&from->ss, (unsigned)from->len);
+    io_auth_reset(&l->io); /* nothing of an earlier hello reaches this one */
     l->io.in = buf;
     l->io.in_len = len;
     l->io.dst = from;
-    l->io.psk13_suite = ch_psk13_suite(buf, len);
+    l->io.iface = iface;
+    l->io.psk13_suite = hello->psk13_suite;
     int ret = wolfDTLS_accept_stateless(l->ssl);
     l->io.in = NULL;
     l->io.dst = NULL;
     if (ret == WOLFSSL_SUCCESS)
         return 1;
+    io_auth_reset(&l->io);
     if (ret == WOLFSSL_FAILURE)
         return 0;
     listener_reset(srv, l); /* a fatal error leaves the object unusable */
     return TETHER_EPROTO;
-}
-
-/* True when a ClientHello carries a cookie: DTLS 1.2's legacy cookie field,
- * or DTLS 1.3's cookie extension (RFC 8446 §4.2.2). Unfragmented hellos only. */
-static bool ch_has_cookie(const uint8_t *b, size_t len)
-{
-    size_t p = DTLS12_HDR + 12 + 2 + 32; /* record hdr, hs hdr, version, random */
-    if (len < p + 1)
-        return false;
-    p += 1 + b[p]; /* session id */
-    if (p >= len)
-        return false;
-    if (b[p] != 0)
-        return true;
-    p += 1; /* empty legacy cookie */
-    if (p + 2 > len)
-        return false;
-    p += 2 + ((size_t)b[p] << 8 | b[p + 1]); /* cipher suites */
-    if (p >= len)
-        return false;
-    p += 1 + b[p]; /* compression methods */
-    if (p + 2 > len)
-        return false;
-    size_t end = p + 2 + ((size_t)b[p] << 8 | b[p + 1]);
-    for (p += 2; p + 4 <= end && p + 4 <= len; p += 4 + ((size_t)b[p + 2] << 8 | b[p + 3]))
-        if (b[p] == 0x00 && b[p + 1] == 0x2c)
-            return true;
-    return false;
 }
 
 /* The listener's WOLFSSL becomes a session; the listener is re-armed. */
@@ -595,7 +695,8 @@ static tether_dtls_sess_t *promote(tether_dtls_srv_t *srv, listener_t *l,
     tether_dtls_sess_t *s = calloc(1, sizeof *s);
     if (!s)
         return NULL;
-    s->io = l->io;
+    s->io = l->io; /* the TLS 1.3 PSK suite of the hello that verified */
+    io_auth_reset(&s->io); /* identity comes from the handshake's result only */
     s->io.srv = srv;
     s->io.dst = &s->peer;
     s->ssl = l->ssl;
@@ -622,18 +723,66 @@ static tether_dtls_sess_t *promote(tether_dtls_srv_t *srv, listener_t *l,
     tether_hmap_insert(&srv->by_id, &s->by_id, &s->id, sizeof s->id);
     s->state = S_HANDSHAKE;
     s->hs_started = now;
+    s->last_rx = now;
+    deadline(srv, now + srv->conf.handshake_flight_timeout_ms);
     list_add(&srv->handshaking, s);
     srv->stats.handshakes_inflight++;
+    source_add(srv, s); /* uncharged if it cannot be: the total cap still holds */
     return s;
 }
 
-static void new_handshake(tether_dtls_srv_t *srv, const tether_addr_t *from, const uint8_t *buf,
-                          size_t len, tether_time_t now)
+/* A handshake that has heard nothing from its peer for half the flight
+ * timeout: a live peer answers a flight within a round trip, or resends
+ * its own after its first retransmission timer (1 s, RFC 6347 §4.2.4.1). */
+static bool stalled(const tether_dtls_srv_t *srv, const tether_dtls_sess_t *s, tether_time_t now)
 {
-    if (buf[0] != CT_HANDSHAKE || len < DTLS12_HDR + 12)
+    return now >= s->last_rx + srv->conf.handshake_flight_timeout_ms / 2;
+}
+
+/* A slot for a handshake from `from`, whose cookie has just proved its
+ * address. A source at its cap gives up its own oldest handshake if that
+ * one has stalled, so two busy sources cannot hold the table against a
+ * third; a full table gives up its oldest handshake if that one has
+ * stalled (it had the most time to finish). Otherwise the newcomer waits
+ * (TETHER_ELIMIT: its peer resends the hello). Established sessions are
+ * never evicted. */
+static int make_room(tether_dtls_srv_t *srv, const tether_addr_t *from, tether_time_t now)
+{
+    source_t *src = srv->conf.max_handshakes_per_source ? source_find(srv, from) : NULL;
+    if (src && src->n >= srv->conf.max_handshakes_per_source) {
+        if (!stalled(srv, src->oldest, now))
+            return TETHER_ELIMIT;
+        srv->stats.handshakes_evicted++;
+        hs_fail(srv, src->oldest, TETHER_DTLS_WHY_EVICTED);
+    }
+    bool full = srv->stats.handshakes_inflight >= srv->conf.max_handshakes ||
+                srv->stats.handshakes_inflight + srv->stats.sessions_active >= srv->conf.max_sessions;
+    if (full && srv->handshaking.head && stalled(srv, srv->handshaking.head, now)) {
+        srv->stats.handshakes_evicted++;
+        hs_fail(srv, srv->handshaking.head, TETHER_DTLS_WHY_EVICTED);
+        full = false;
+    }
+    return full ? TETHER_ELIMIT : 0;
+}
+
+static void new_handshake(tether_dtls_srv_t *srv, uint8_t iface, const tether_addr_t *from,
+                          const uint8_t *buf, size_t len, tether_time_t now)
+{
+    tether_hello_t hello;
+    if (tether_hello_scan(buf, len, &hello) < 0) {
+        /* Not a whole, well-formed ClientHello: wolfSSL's stateless path
+         * needs an unfragmented hello anyway (RFC 9147 §5.1). */
+        srv->stats.hellos_refused++;
         return;
-    if (srv->stats.handshakes_inflight >= srv->conf.max_handshakes ||
-        srv->stats.handshakes_inflight + srv->stats.sessions_active >= srv->conf.max_sessions) {
+    }
+    /* Each offered identity costs a lookup (and a key derivation for a
+     * derived fleet) before any binder is checked; a device offers one. */
+    if (hello.psk_identities > TETHER_DTLS_MAX_PSK_IDENTITIES) {
+        srv->stats.hellos_refused++;
+        return;
+    }
+    if (srv->stats.handshakes_inflight + srv->stats.sessions_active >= srv->conf.max_sessions &&
+        !srv->stats.handshakes_inflight) {
         srv->stats.dropped_limit++;
         return;
     }
@@ -641,10 +790,10 @@ static void new_handshake(tether_dtls_srv_t *srv, const tether_addr_t *from, con
         return;
     listener_t *l = &srv->lst[0];
     size_t mark = srv->ntx;
-    int r = listener_try(srv, l, from, buf, len);
-    if (r == 0 && srv->lst[1].ssl && ch_has_cookie(buf, len)) {
+    int r = listener_try(srv, l, iface, from, buf, len, &hello);
+    if (r == 0 && srv->lst[1].ssl && hello.has_cookie) {
         size_t mark2 = srv->ntx;
-        int r2 = listener_try(srv, &srv->lst[1], from, buf, len);
+        int r2 = listener_try(srv, &srv->lst[1], iface, from, buf, len, &hello);
         if (r2 == 1) {
             srv->ntx = mark; /* drop the HVR the current secret produced */
             l = &srv->lst[1];
@@ -667,9 +816,16 @@ static void new_handshake(tether_dtls_srv_t *srv, const tether_addr_t *from, con
         listener_reset(srv, l);
         return;
     }
-    tether_dtls_sess_t *s = promote(srv, l, from, now);
-    if (!s)
+    if (make_room(srv, from, now) < 0) {
+        srv->stats.dropped_limit++;
+        listener_reset(srv, l);
         return;
+    }
+    tether_dtls_sess_t *s = promote(srv, l, from, now);
+    if (!s) {
+        listener_reset(srv, l); /* it must not carry this peer's handshake on */
+        return;
+    }
     s->io.in = NULL; /* the ClientHello was consumed by the listener */
     hs_step(srv, s, now);
 }
@@ -691,8 +847,10 @@ static bool single_record_seq(const uint8_t *b, size_t len, size_t cid_len, uint
     return true;
 }
 
-static void sess_move(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, const tether_addr_t *to)
+static void sess_move(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, const tether_addr_t *to,
+                      uint8_t iface)
 {
+    s->io.iface = iface;
     uint8_t key[TETHER_HKEY_MAX];
     size_t kl = tether_addr_key(to, key);
     tether_hnode_t *other = tether_hmap_find(&srv->by_addr, key, kl);
@@ -712,8 +870,9 @@ static void note_record(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, uint64_t 
     if (rn <= s->max_seq)
         return;
     s->max_seq = rn;
-    if (srv->reading_by_cid && !tether_addr_equal(&srv->reading_from, &s->peer))
-        sess_move(srv, s, &srv->reading_from);
+    if (srv->reading_by_cid && (!tether_addr_equal(&srv->reading_from, &s->peer) ||
+                                srv->reading_iface != s->io.iface))
+        sess_move(srv, s, &srv->reading_from, srv->reading_iface);
 }
 
 /* Reads one application record. DTLS 1.3 record numbers are encrypted on
@@ -735,7 +894,7 @@ static bool read_record(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, tether_dt
     }
     int err = wolfSSL_get_error(s->ssl, n);
     if (err != WOLFSSL_ERROR_WANT_READ && err != WOLFSSL_ERROR_WANT_WRITE)
-        sess_close(srv, s); /* close_notify or a fatal alert */
+        sess_close(srv, s, TETHER_DTLS_WHY_PEER); /* close_notify or a fatal alert */
     return false;
 }
 
@@ -765,7 +924,7 @@ static bool compact_read(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, tether_d
         }
         if (in.type == TETHER_REC_CT_ALERT && in.len >= 2 &&
             (srv->rxbuf[0] == 2 || srv->rxbuf[1] == 0))
-            sess_close(srv, s);
+            sess_close(srv, s, TETHER_DTLS_WHY_PEER);
     }
     return false;
 }
@@ -777,8 +936,8 @@ static bool is_client_hello(const uint8_t *b, size_t len)
            b[DTLS12_HDR] == 1;
 }
 
-int tether_dtls_input(tether_dtls_srv_t *srv, const tether_addr_t *from, const uint8_t *buf,
-                      size_t len, tether_time_t now, tether_dtls_rx_t *rx)
+int tether_dtls_input(tether_dtls_srv_t *srv, uint8_t iface, const tether_addr_t *from,
+                      const uint8_t *buf, size_t len, tether_time_t now, tether_dtls_rx_t *rx)
 {
     release_reading(srv);
     reap(srv);
@@ -806,10 +965,11 @@ int tether_dtls_input(tether_dtls_srv_t *srv, const tether_addr_t *from, const u
             s = container_of(h, tether_dtls_sess_t, by_addr);
     }
     if (!s) {
-        new_handshake(srv, from, buf, len, now);
+        new_handshake(srv, iface, from, buf, len, now);
         return 0;
     }
     if (s->state == S_HANDSHAKE) {
+        s->last_rx = now;
         s->io.in = buf;
         s->io.in_len = len;
         hs_step(srv, s, now);
@@ -819,10 +979,11 @@ int tether_dtls_input(tether_dtls_srv_t *srv, const tether_addr_t *from, const u
     /* A device back behind the same NAT binding, starting over: the
      * cookie exchange comes first, the old session stays until then. */
     if (!by_cid && is_client_hello(buf, len)) {
-        new_handshake(srv, from, buf, len, now);
+        new_handshake(srv, iface, from, buf, len, now);
         return 0;
     }
     srv->reading_from = *from;
+    srv->reading_iface = iface;
     srv->reading_by_cid = by_cid;
     if (!s->ssl) {
         if (len > sizeof srv->rdbuf)
@@ -881,10 +1042,11 @@ int tether_dtls_send(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, const uint8_
         int n = tether_rec_seal(&s->rec, &srv->aes, TETHER_REC_CT_APP, data, len, d->data,
                                 sizeof d->data);
         if (n == TETHER_ELIMIT) /* sequence numbers exhausted: it can never send again */
-            sess_close(srv, s);
+            sess_close(srv, s, TETHER_DTLS_WHY_LOCAL);
         if (n < 0)
             return n;
         d->to = s->peer;
+        d->iface = s->io.iface;
         d->len = (uint16_t)n;
         srv->ntx++;
         return 0;
@@ -913,21 +1075,44 @@ void tether_dtls_tick(tether_dtls_srv_t *srv, tether_time_t now)
         rotate(srv, epoch);
     if (!srv->lst[0].ssl)
         listener_reset(srv, &srv->lst[0]);
+    /* The exact next deadline is recomputed here; calls in between only
+     * lower it (deadline()). */
+    srv->next_at = UINT64_MAX;
     for (tether_dtls_sess_t *s = srv->handshaking.head, *next; s; s = next) {
         next = s->next;
         if (now >= s->hs_started + srv->conf.handshake_timeout_ms) {
-            hs_fail(srv, s);
+            hs_fail(srv, s, TETHER_DTLS_WHY_TIMEOUT);
+            continue;
+        } else if (now >= s->last_rx + srv->conf.handshake_flight_timeout_ms) {
+            srv->stats.handshakes_stalled++;
+            hs_fail(srv, s, TETHER_DTLS_WHY_STALLED);
+            continue;
         } else if (now >= s->hs_deadline) {
-            if (wolfSSL_dtls_got_timeout(s->ssl) != WOLFSSL_SUCCESS)
-                hs_fail(srv, s);
-            else
-                hs_schedule(s, now);
+            if (wolfSSL_dtls_got_timeout(s->ssl) != WOLFSSL_SUCCESS) {
+                hs_fail(srv, s, TETHER_DTLS_WHY_TIMEOUT);
+                continue;
+            }
+            hs_schedule(srv, s, now);
         }
+        deadline(srv, s->hs_started + srv->conf.handshake_timeout_ms);
+        deadline(srv, s->last_rx + srv->conf.handshake_flight_timeout_ms);
+        deadline(srv, s->hs_deadline);
     }
     while (srv->established.head &&
            srv->established.head->last_rx + srv->conf.idle_timeout_ms <= now)
-        sess_close(srv, srv->established.head);
+        sess_close(srv, srv->established.head, TETHER_DTLS_WHY_IDLE);
+    if (srv->established.head)
+        deadline(srv, srv->established.head->last_rx + srv->conf.idle_timeout_ms);
+    if (srv->settle_n)
+        deadline(srv, srv->settle[srv->settle_head].due);
+    /* The next cookie epoch, on the clock the epochs follow. */
+    tether_time_t rot = srv->conf.cookie_rotate_ms ? srv->conf.cookie_rotate_ms : 1;
+    tether_time_t clock = srv->wall_ms ? srv->wall_ms : now;
+    tether_time_t next_epoch = (srv->cookie_epoch + 1) * rot;
+    deadline(srv, clock >= next_epoch ? now : now + (next_epoch - clock));
 }
+
+tether_time_t tether_dtls_next_deadline(const tether_dtls_srv_t *srv) { return srv->next_at; }
 
 void tether_dtls_conf_defaults(tether_dtls_conf_t *c)
 {
@@ -937,6 +1122,8 @@ void tether_dtls_conf_defaults(tether_dtls_conf_t *c)
     c->max_sessions = 1000000;
     c->max_handshakes = 10000;
     c->handshake_timeout_ms = 30000;
+    c->max_handshakes_per_source = 8;
+    c->handshake_flight_timeout_ms = 5000;
     c->idle_timeout_ms = 86400000;
     c->cookie_rotate_ms = 300000;
     c->handshake_rate_per_source = 200;
@@ -1000,6 +1187,7 @@ int tether_dtls_create(const tether_dtls_conf_t *conf, const tether_creds_t *cre
         memcpy(srv->cluster_key, conf->cluster_key, conf->cluster_key_len);
     srv->conf.cluster_key = srv->cluster_key;
     srv->creds = creds;
+    srv->next_at = now; /* a first tick sets the cookie clock and the exact deadline */
     if (wc_InitRng(&srv->rng) != 0)
         goto fail_rng;
     if (wc_AesInit(&srv->aes, NULL, INVALID_DEVID) != 0)
@@ -1016,6 +1204,8 @@ int tether_dtls_create(const tether_dtls_conf_t *conf, const tether_creds_t *cre
         goto fail_cid;
     if ((rc = tether_hmap_init(&srv->by_id, 1024, seed ^ 0x5851f42d4c957f2dull)) < 0)
         goto fail_id;
+    if ((rc = tether_hmap_init(&srv->sources, 64, seed ^ 0x2545f4914f6cdd1dull)) < 0)
+        goto fail_sources;
     rc = TETHER_ECRYPTO;
     srv->ctx = wolfSSL_CTX_new(wolfDTLS_server_method());
     if (!srv->ctx)
@@ -1042,6 +1232,8 @@ int tether_dtls_create(const tether_dtls_conf_t *conf, const tether_creds_t *cre
 fail_setup:
     wolfSSL_CTX_free(srv->ctx);
 fail_ctx:
+    tether_hmap_free(&srv->sources);
+fail_sources:
     tether_hmap_free(&srv->by_id);
 fail_id:
     tether_hmap_free(&srv->by_cid);
@@ -1061,18 +1253,19 @@ void tether_dtls_destroy(tether_dtls_srv_t *srv)
     if (!srv)
         return;
     while (srv->handshaking.head)
-        sess_close(srv, srv->handshaking.head);
+        sess_close(srv, srv->handshaking.head, TETHER_DTLS_WHY_LOCAL);
     while (srv->established.head)
-        sess_close(srv, srv->established.head);
+        sess_close(srv, srv->established.head, TETHER_DTLS_WHY_LOCAL);
     reap(srv);
     for (int i = 0; i < 2; i++)
         if (srv->lst[i].ssl)
             wolfSSL_free(srv->lst[i].ssl);
     wolfSSL_CTX_free(srv->ctx);
+    tether_hmap_free(&srv->sources); /* empty: every handshake was closed above */
     tether_hmap_free(&srv->by_id);
     tether_hmap_free(&srv->by_cid);
     tether_hmap_free(&srv->by_addr);
-    free(srv->closed);
+    free(srv->ev);
     free(srv->settle);
     wc_AesFree(&srv->aes);
     volatile uint8_t *ks = (volatile uint8_t *)&srv->aes; /* the last key schedule */
@@ -1113,13 +1306,30 @@ tether_dtls_sess_t *tether_dtls_sess_find(const tether_dtls_srv_t *srv, uint64_t
     return s->state == S_ESTABLISHED ? s : NULL;
 }
 
-size_t tether_dtls_closed(const tether_dtls_srv_t *srv, const uint64_t **ids)
+size_t tether_dtls_events(const tether_dtls_srv_t *srv, const tether_dtls_event_t **evs)
 {
-    *ids = srv->closed;
-    return srv->nclosed;
+    *evs = srv->ev;
+    return srv->nev;
 }
 
-void tether_dtls_closed_clear(tether_dtls_srv_t *srv) { srv->nclosed = 0; }
+void tether_dtls_events_clear(tether_dtls_srv_t *srv) { srv->nev = 0; }
+
+const char *tether_dtls_why_str(uint8_t why)
+{
+    static const char *const names[] = {
+        [TETHER_DTLS_WHY_PROTOCOL] = "protocol",
+        [TETHER_DTLS_WHY_CERTIFICATE] = "certificate",
+        [TETHER_DTLS_WHY_UNAUTHENTICATED] = "unauthenticated",
+        [TETHER_DTLS_WHY_TIMEOUT] = "timeout",
+        [TETHER_DTLS_WHY_STALLED] = "stalled",
+        [TETHER_DTLS_WHY_EVICTED] = "evicted",
+        [TETHER_DTLS_WHY_IDLE] = "idle",
+        [TETHER_DTLS_WHY_PEER] = "peer",
+        [TETHER_DTLS_WHY_REPLACED] = "replaced",
+        [TETHER_DTLS_WHY_LOCAL] = "local",
+    };
+    return why < sizeof names / sizeof *names && names[why] ? names[why] : "unknown";
+}
 
 size_t tether_dtls_tx_count(const tether_dtls_srv_t *srv) { return srv->ntx; }
 const tether_dgram_t *tether_dtls_tx_get(const tether_dtls_srv_t *srv, size_t i)

@@ -85,3 +85,30 @@ int tether_wolf_export_rec(WOLFSSL *ssl, tether_rec_t *r)
     }
     return 0;
 }
+
+enum tether_wolf_auth tether_wolf_peer_auth(const WOLFSSL *ssl, char *identity, size_t cap)
+{
+    identity[0] = 0;
+    if (!ssl->options.handShakeDone || ssl->options.side != WOLFSSL_SERVER_END)
+        return TETHER_WOLF_AUTH_NONE;
+    /* DTLS 1.3: isPSK is set only when an external PSK was chosen in the
+     * stateful ClientHello (RFC 8446 §4.2.11), and a binder that does not
+     * verify is fatal before the handshake can complete. DTLS 1.2: the key
+     * exchange of the negotiated suite; the PSK then keyed the Finished. */
+    bool psk = ssl->options.tls1_3 ? ssl->options.isPSK
+                                   : ssl->specs.kea == psk_kea || ssl->specs.kea == dhe_psk_kea ||
+                                         ssl->specs.kea == ecdhe_psk_kea;
+    if (psk) {
+        if (!ssl->arrays)
+            return TETHER_WOLF_AUTH_NONE;
+        size_t n = strnlen(ssl->arrays->client_identity, sizeof ssl->arrays->client_identity);
+        if (n == 0 || n >= cap)
+            return TETHER_WOLF_AUTH_NONE;
+        memcpy(identity, ssl->arrays->client_identity, n);
+        identity[n] = 0;
+        return TETHER_WOLF_AUTH_PSK;
+    }
+    if (ssl->options.havePeerCert && ssl->options.havePeerVerify)
+        return TETHER_WOLF_AUTH_CERT;
+    return TETHER_WOLF_AUTH_NONE;
+}

@@ -27,4 +27,20 @@ bool tether_wolf_record_number(const WOLFSSL *ssl, uint64_t *epoch_seq, bool *dt
  * TETHER_EAGAIN while wolfSSL still holds unread input. */
 int tether_wolf_export_rec(WOLFSSL *ssl, tether_rec_t *r);
 
+/* What a completed handshake authenticated, read from what wolfSSL
+ * negotiated rather than from anything a callback saw on the way (a PSK
+ * callback also runs for identities that are then not chosen, and for a
+ * stateless hello whose binder is never checked). */
+enum tether_wolf_auth {
+    TETHER_WOLF_AUTH_NONE = 0,
+    TETHER_WOLF_AUTH_PSK,  /* a PSK suite (1.2) or a chosen external PSK (1.3) */
+    TETHER_WOLF_AUTH_CERT, /* the client proved a certificate (CertificateVerify) */
+};
+
+/* After wolfSSL_accept() returned success: how the peer authenticated and,
+ * for PSK, the identity the handshake used (NUL-terminated, at most cap - 1
+ * bytes; an identity that does not fit is reported as NONE). Needs the
+ * handshake arrays (wolfSSL_KeepArrays() before the handshake). */
+enum tether_wolf_auth tether_wolf_peer_auth(const WOLFSSL *ssl, char *identity, size_t cap);
+
 #endif

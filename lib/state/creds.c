@@ -6,8 +6,18 @@
 #include <string.h>
 #include <wolfssl/options.h>
 #include <wolfssl/wolfcrypt/hmac.h>
+#include <wolfssl/wolfcrypt/random.h>
+#include <wolfssl/wolfcrypt/sha256.h>
 
 #include "tether/creds.h"
+#include "util/hmap.h"
+
+/* PSK identities are looked up by a hash map (SPEC S10: a spoofable hello
+ * must not cost a scan of 100k entries). Identities are up to 127 bytes and
+ * map keys at most TETHER_HKEY_MAX, so the key is 16 bytes of SHA-256 of the
+ * identity; the entry's identity is still compared, and two identities
+ * whose digests collide are refused at load. */
+#define ID_DIGEST_LEN 16
 
 /* One ACL rule: device/group names matching `pattern` (fnmatch glob) may
  * be sent the methods in `methods` (bit n = CoAP method code n). */
@@ -27,6 +37,7 @@ typedef struct {
     size_t key_len;
     tether_role_t role;
     acl_t acl;
+    tether_hnode_t by_id;
 } psk_entry_t;
 
 typedef struct {
@@ -47,15 +58,43 @@ typedef struct {
 struct tether_creds {
     psk_entry_t *psk;
     size_t npsk;
+    tether_hmap_t psk_by_id; /* of psk[].by_id */
     derived_entry_t *derived;
     size_t nderived;
     x509_entry_t *x509;
     size_t nx509;
 };
 
+static void id_digest(const char *identity, uint8_t out[ID_DIGEST_LEN])
+{
+    uint8_t d[WC_SHA256_DIGEST_SIZE];
+    wc_Sha256Hash((const byte *)identity, (word32)strlen(identity), d);
+    memcpy(out, d, ID_DIGEST_LEN);
+}
+
+/* A set with its index; the map seed is random so that bucket positions
+ * cannot be predicted from identities. */
+static tether_creds_t *creds_new(size_t npsk)
+{
+    tether_creds_t *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    uint64_t seed = 0;
+    WC_RNG rng;
+    if (wc_InitRng(&rng) == 0) {
+        wc_RNG_GenerateBlock(&rng, (byte *)&seed, sizeof seed);
+        wc_FreeRng(&rng);
+    }
+    if (tether_hmap_init(&c->psk_by_id, npsk, seed) < 0) {
+        free(c);
+        return NULL;
+    }
+    return c;
+}
+
 int tether_creds_empty(tether_creds_t **out)
 {
-    *out = calloc(1, sizeof **out);
+    *out = creds_new(0);
     return *out ? 0 : TETHER_ENOMEM;
 }
 
@@ -74,6 +113,7 @@ void tether_creds_free(tether_creds_t *c)
     free(c->psk);
     free(c->derived);
     free(c->x509);
+    tether_hmap_free(&c->psk_by_id);
     free(c);
 }
 
@@ -236,7 +276,7 @@ int tether_creds_load(const char *path, tether_creds_t **out, char *err, size_t 
         snprintf(err, errcap, "%s: expected {\"psk\": [...], \"psk_derived\": [...]}", path);
         goto fail;
     }
-    c = calloc(1, sizeof *c);
+    c = creds_new(psk ? json_array_size(psk) : 0);
     if (!c || (psk && json_array_size(psk) &&
                !(c->psk = calloc(json_array_size(psk), sizeof *c->psk))) ||
         (der && json_array_size(der) &&
@@ -265,12 +305,17 @@ int tether_creds_load(const char *path, tether_creds_t **out, char *err, size_t 
                      i, id);
             goto fail;
         }
-        for (size_t k = 0; k < c->npsk; k++)
-            if (strcmp(c->psk[k].identity, id) == 0) {
-                snprintf(err, errcap, "%s: psk[%zu]: identity %s appears twice", path, i, id);
-                goto fail;
-            }
+        uint8_t dg[ID_DIGEST_LEN];
+        id_digest(id, dg);
+        if (tether_hmap_find(&c->psk_by_id, dg, sizeof dg)) {
+            snprintf(err, errcap, "%s: psk[%zu]: identity %s appears twice", path, i, id);
+            goto fail;
+        }
         strcpy(p->identity, id);
+        if (tether_hmap_insert(&c->psk_by_id, &p->by_id, dg, sizeof dg) < 0) {
+            rc = TETHER_ENOMEM;
+            goto fail;
+        }
         c->npsk++;
         if ((rc = parse_acl(json_object_get(e, "allow"), &p->acl, path, id, err, errcap)) < 0)
             goto fail;
@@ -314,10 +359,16 @@ fail:
 
 static const psk_entry_t *find_psk(const tether_creds_t *c, const char *identity)
 {
-    for (size_t i = 0; i < c->npsk; i++)
-        if (strcmp(c->psk[i].identity, identity) == 0)
-            return &c->psk[i];
-    return NULL;
+    uint8_t dg[ID_DIGEST_LEN];
+    if (!c->npsk)
+        return NULL;
+    id_digest(identity, dg);
+    tether_hnode_t *n = tether_hmap_find(&c->psk_by_id, dg, sizeof dg);
+    if (!n)
+        return NULL;
+    const psk_entry_t *p =
+        (const psk_entry_t *)((const char *)n - offsetof(psk_entry_t, by_id));
+    return strcmp(p->identity, identity) == 0 ? p : NULL;
 }
 
 /* The derived entry with the longest prefix of `identity`, or NULL. */

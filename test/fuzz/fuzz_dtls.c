@@ -112,7 +112,7 @@ static void step(tether_dtls_srv_t *srv, const tether_dtls_conf_t *conf, uint8_t
     }
     tether_addr_t from = source(sel);
     tether_dtls_rx_t rx;
-    tether_dtls_input(srv, &from, buf, n, *now, &rx);
+    tether_dtls_input(srv, 0, &from, buf, n, *now, &rx);
     while (rx.len > 0) {
         tether_dtls_send(srv, rx.sess, rx.data, rx.len);
         if (!tether_dtls_input_more(srv, &rx))
@@ -128,6 +128,7 @@ static void step(tether_dtls_srv_t *srv, const tether_dtls_conf_t *conf, uint8_t
             sink(ctx, g);
     }
     tether_dtls_tx_clear(srv);
+    tether_dtls_events_clear(srv); /* tetherd hands them to the node after each event */
     if (st->handshakes_inflight > conf->max_handshakes ||
         st->handshakes_inflight + st->sessions_active > conf->max_sessions)
         __builtin_trap();

@@ -159,6 +159,14 @@ static tether_addr_t addr(uint16_t port)
     return a;
 }
 
+/* An address of host 10.0.<net>.1. */
+static tether_addr_t addr_on(uint8_t net, uint16_t port)
+{
+    tether_addr_t a = addr(port);
+    ((struct sockaddr_in *)&a.ss)->sin_addr.s_addr = htonl(0x0a000001u | (uint32_t)net << 8);
+    return a;
+}
+
 static uint16_t port_of(const tether_addr_t *a)
 {
     return ntohs(((const struct sockaddr_in *)&a->ss)->sin_port);
@@ -181,7 +189,7 @@ static void feed(tether_dtls_srv_t *srv, client_t *c, uint16_t port, tether_dtls
 {
     tether_addr_t a = addr(port);
     for (size_t i = 0; i < c->out.n; i++)
-        tether_dtls_input(srv, &a, c->out.d[i], c->out.len[i], now_ms, rx);
+        tether_dtls_input(srv, 0, &a, c->out.d[i], c->out.len[i], now_ms, rx);
     c->out.n = 0;
     pump_to_client(srv, c);
 }
@@ -207,6 +215,8 @@ typedef struct {
 /* Server fixture: dev1 by PSK; with `x509`, also the test PKI (our
  * certificate, the client CA) and "x509" entries for dev7 and the dev9
  * prefix (dev9's certificate is expired). */
+static bool fixture_without_ca; /* x509 fixture: our certificate, but no client CA */
+
 static fixture_t *make_fixture(bool x509, const tether_dtls_conf_t *base)
 {
     fixture_t *f = calloc(1, sizeof *f);
@@ -232,7 +242,7 @@ static fixture_t *make_fixture(bool x509, const tether_dtls_conf_t *base)
         snprintf(ca, sizeof ca, "%s/ca.pem", certs_dir);
         snprintf(crt, sizeof crt, "%s/server.pem", certs_dir);
         snprintf(key, sizeof key, "%s/server.key", certs_dir);
-        conf.ca_file = ca;
+        conf.ca_file = fixture_without_ca ? NULL : ca;
         conf.cert_file = crt;
         conf.key_file = key;
     }
@@ -249,6 +259,14 @@ static int setup(void **state)
 static int setup_x509(void **state)
 {
     *state = make_fixture(true, NULL);
+    return 0;
+}
+
+static int setup_cert_without_ca(void **state)
+{
+    fixture_without_ca = true;
+    *state = make_fixture(true, NULL);
+    fixture_without_ca = false;
     return 0;
 }
 
@@ -300,7 +318,7 @@ static void check_port_changes(fixture_t *f, bool dtls13, uint16_t base)
         }
         tether_addr_t a = addr((uint16_t)(base + i));
         tether_dtls_rx_t rx;
-        tether_dtls_input(f->srv, &a, rec, n, now_ms, &rx);
+        tether_dtls_input(f->srv, 0, &a, rec, n, now_ms, &rx);
         assert_int_equal(rx.len, strlen(msg));
         assert_memory_equal(rx.data, msg, rx.len);
         assert_string_equal(tether_dtls_sess_identity(rx.sess), "dev1");
@@ -345,7 +363,7 @@ static void check_old_replayed_forged(fixture_t *f, bool dtls13, uint16_t base)
 
     /* r2 (newest) from a new address moves the session there. */
     tether_addr_t home = addr((uint16_t)(base + 1));
-    tether_dtls_input(f->srv, &home, r2, n2, now_ms, &rx);
+    tether_dtls_input(f->srv, 0, &home, r2, n2, now_ms, &rx);
     assert_int_equal(rx.len, 3);
     tether_dtls_sess_t *s = rx.sess;
     assert_int_equal(port_of(tether_dtls_sess_peer(s)), base + 1);
@@ -353,13 +371,13 @@ static void check_old_replayed_forged(fixture_t *f, bool dtls13, uint16_t base)
 
     /* Older but never-seen r1 from elsewhere: authentic, delivered, no move. */
     tether_addr_t other = addr((uint16_t)(base + 2));
-    tether_dtls_input(f->srv, &other, r1, n1, now_ms, &rx);
+    tether_dtls_input(f->srv, 0, &other, r1, n1, now_ms, &rx);
     assert_int_equal(rx.len, 3);
     assert_int_equal(port_of(tether_dtls_sess_peer(s)), base + 1);
 
     /* Replay of r2 from another address: dropped, no move. */
     tether_addr_t replay = addr((uint16_t)(base + 3));
-    tether_dtls_input(f->srv, &replay, r2, n2, now_ms, &rx);
+    tether_dtls_input(f->srv, 0, &replay, r2, n2, now_ms, &rx);
     assert_int_equal(rx.len, 0);
     assert_int_equal(port_of(tether_dtls_sess_peer(s)), base + 1);
 
@@ -367,14 +385,14 @@ static void check_old_replayed_forged(fixture_t *f, bool dtls13, uint16_t base)
     size_t n3 = client_record(&f->c, "three", bad);
     bad[n3 - 1] ^= 0x55;
     tether_addr_t forger = addr((uint16_t)(base + 4));
-    tether_dtls_input(f->srv, &forger, bad, n3, now_ms, &rx);
+    tether_dtls_input(f->srv, 0, &forger, bad, n3, now_ms, &rx);
     assert_int_equal(rx.len, 0);
     assert_int_equal(port_of(tether_dtls_sess_peer(s)), base + 1);
 
     /* Unknown CID: dropped silently, no alert goes out. */
     memcpy(bad, r2, n2);
     bad[dtls13 ? 2 : 12] ^= 0xff;
-    tether_dtls_input(f->srv, &forger, bad, n2, now_ms, &rx);
+    tether_dtls_input(f->srv, 0, &forger, bad, n2, now_ms, &rx);
     assert_int_equal(rx.len, 0);
     assert_int_equal(tether_dtls_tx_count(f->srv), 0);
     assert_int_equal(st->unknown_cid_dropped, 1);
@@ -383,7 +401,7 @@ static void check_old_replayed_forged(fixture_t *f, bool dtls13, uint16_t base)
 
     /* The genuine next record from there moves it. */
     size_t n4 = client_record(&f->c, "four", bad);
-    tether_dtls_input(f->srv, &forger, bad, n4, now_ms, &rx);
+    tether_dtls_input(f->srv, 0, &forger, bad, n4, now_ms, &rx);
     assert_int_equal(rx.len, 4);
     assert_int_equal(port_of(tether_dtls_sess_peer(s)), base + 4);
     assert_int_equal(st->handshakes_full, 1);
@@ -412,7 +430,7 @@ static void test_spoofed_hellos_allocate_nothing(void **state)
     for (int i = 0; i < 10000; i++) {
         tether_addr_t a = addr((uint16_t)(1024 + i));
         tether_dtls_rx_t rx;
-        tether_dtls_input(f->srv, &a, ch, n, now_ms, &rx);
+        tether_dtls_input(f->srv, 0, &a, ch, n, now_ms, &rx);
         /* Amplification bound: the HelloVerifyRequest is smaller than the hello. */
         assert_int_equal(tether_dtls_tx_count(f->srv), 1);
         assert_true(tether_dtls_tx_get(f->srv, 0)->len <= 3 * n);
@@ -482,7 +500,7 @@ static tether_dtls_sess_t *exchange(fixture_t *f, uint16_t port, const char *msg
     size_t n = client_record(&f->c, msg, rec);
     tether_addr_t a = addr(port);
     tether_dtls_rx_t rx;
-    tether_dtls_input(f->srv, &a, rec, n, now_ms, &rx);
+    tether_dtls_input(f->srv, 0, &a, rec, n, now_ms, &rx);
     assert_int_equal(rx.len, strlen(msg));
     assert_memory_equal(rx.data, msg, rx.len);
     assert_int_equal(tether_dtls_send(f->srv, rx.sess, (const uint8_t *)"ack", 3), 0);
@@ -558,6 +576,258 @@ static void test_x509_refused(void **state)
     client_init(&f->c, false); /* for teardown */
 }
 
+/* An attacker's first flight: a cookieless DTLS 1.3 ClientHello offering
+ * the PSK identity dev1 with a wrong key, sent once and abandoned. The
+ * stateless listener answers it with a HelloRetryRequest; its PSK callback
+ * saw "dev1" but no binder was ever checked. */
+static void poison_listener(fixture_t *f, uint16_t port)
+{
+    const tether_dtls_stats_t *st = tether_dtls_stats(f->srv);
+    uint64_t hrr = st->hello_verify_sent;
+    client_t atk;
+    client_opts_t o = {.dtls13 = true};
+    client_key = (const uint8_t *)"not-the-real-key";
+    client_init_opts(&atk, true, &o);
+    wolfSSL_connect(atk.ssl);
+    assert_int_equal(atk.out.n, 1);
+    /* test/integration/data/dtls13-psk-hello-dev1.bin was written here. */
+    const char *dump = getenv("TETHER_DUMP_POISON_HELLO");
+    if (dump) {
+        FILE *fp = fopen(dump, "wb");
+        assert_non_null(fp);
+        assert_int_equal(fwrite(atk.out.d[0], 1, atk.out.len[0], fp), atk.out.len[0]);
+        fclose(fp);
+    }
+    tether_dtls_rx_t rx;
+    feed(f->srv, &atk, port, &rx);
+    client_key = dev_key;
+    assert_int_equal(st->hello_verify_sent, hrr + 1); /* it reached the listener */
+    client_free(&atk);
+}
+
+/* SPEC S2, the authentication bypass of the security review: nothing a
+ * ClientHello names reaches another peer's handshake. On a server with a
+ * certificate but no client CA, an ECDHE client without a certificate
+ * after the poisoned hello completes wolfSSL's handshake but gets no
+ * session, over DTLS 1.2 and 1.3 (it used to become dev1). */
+static void test_psk_identity_does_not_outlive_its_hello(void **state)
+{
+    fixture_t *f = *state;
+    const tether_dtls_stats_t *st = tether_dtls_stats(f->srv);
+    for (int v13 = 0; v13 < 2; v13++) {
+        poison_listener(f, (uint16_t)(48000 + 2 * v13));
+        client_opts_t o = {.dtls13 = v13, .cert = ""};
+        client_init_opts(&f->c, true, &o);
+        handshake(f->srv, &f->c, (uint16_t)(48001 + 2 * v13));
+        assert_int_equal(st->handshakes_full, 0);
+        assert_int_equal(st->sessions_active, 0);
+        assert_int_equal(st->handshakes_failed, v13 + 1);
+        assert_int_equal(st->handshakes_unauthenticated, v13 + 1);
+        assert_int_equal(st->handshakes_inflight, 0);
+        client_free(&f->c);
+        memset(&f->c, 0, sizeof f->c);
+    }
+    /* A real PSK device still gets in, as itself, after another poisoned hello. */
+    poison_listener(f, 48010);
+    client_init(&f->c, true);
+    assert_int_equal(handshake(f->srv, &f->c, 48011), 0);
+    tether_dtls_sess_t *s = exchange(f, 48011, "dev1 after the attacker");
+    assert_string_equal(tether_dtls_sess_identity(s), "dev1");
+    assert_int_equal(st->handshakes_full, 1);
+}
+
+static void set16(uint8_t *p, size_t v)
+{
+    p[0] = (uint8_t)(v >> 8);
+    p[1] = (uint8_t)v;
+}
+static void set24(uint8_t *p, size_t v)
+{
+    p[0] = (uint8_t)(v >> 16);
+    set16(p + 1, v);
+}
+static size_t get16(const uint8_t *p) { return (size_t)p[0] << 8 | p[1]; }
+
+/* Repeats the first identity of a whole ClientHello's pre_shared_key
+ * extension (the last one, RFC 8446 §4.2.11) `extra` more times and fixes
+ * every length (extension, extensions, message, fragment, record). */
+static size_t add_psk_identities(uint8_t *b, size_t len, int extra)
+{
+    size_t p = 13 + 12 + 2 + 32;
+    p += 1 + b[p];               /* session id */
+    p += 1 + b[p];               /* cookie */
+    p += 2 + get16(b + p);       /* suites */
+    p += 1 + b[p];               /* compression */
+    size_t exts_at = p, e = p + 2;
+    while (get16(b + e) != 41)
+        e += 4 + get16(b + e + 2);
+    size_t ids_at = e + 4, id_len = 2 + get16(b + ids_at + 2) + 4;
+    uint8_t id[256];
+    memcpy(id, b + ids_at + 2, id_len);
+    size_t grow = (size_t)extra * id_len, tail = ids_at + 2 + id_len;
+    memmove(b + tail + grow, b + tail, len - tail);
+    for (int i = 0; i < extra; i++)
+        memcpy(b + tail + (size_t)i * id_len, id, id_len);
+    set16(b + ids_at, get16(b + ids_at) + grow);
+    set16(b + e + 2, get16(b + e + 2) + grow);
+    set16(b + exts_at, get16(b + exts_at) + grow);
+    size_t mlen = ((size_t)b[14] << 16 | get16(b + 15)) + grow;
+    set24(b + 14, mlen);
+    set24(b + 22, mlen);
+    set16(b + 11, get16(b + 11) + grow);
+    return len + grow;
+}
+
+/* SPEC S10: a hello offering more than two PSK identities is refused before
+ * wolfSSL looks any of them up (no HelloRetryRequest, counted); two are
+ * still answered. */
+static void test_hello_with_many_psk_identities_refused(void **state)
+{
+    fixture_t *f = *state;
+    const tether_dtls_stats_t *st = tether_dtls_stats(f->srv);
+    client_opts_t o = {.dtls13 = true};
+    client_init_opts(&f->c, true, &o);
+    wolfSSL_connect(f->c.ssl);
+    assert_int_equal(f->c.out.n, 1);
+    uint8_t orig[TETHER_DTLS_MAX_DGRAM];
+    size_t olen = f->c.out.len[0];
+    memcpy(orig, f->c.out.d[0], olen);
+    f->c.out.n = 0;
+    tether_addr_t a = addr(49000);
+    tether_dtls_rx_t rx;
+    for (int extra = 0; extra <= 29; extra++) {
+        uint8_t b[TETHER_DTLS_MAX_DGRAM];
+        memcpy(b, orig, olen);
+        size_t n = add_psk_identities(b, olen, extra);
+        uint64_t hrr = st->hello_verify_sent, refused = st->hellos_refused;
+        tether_dtls_input(f->srv, 0, &a, b, n, now_ms, &rx);
+        bool allowed = extra + 1 <= TETHER_DTLS_MAX_PSK_IDENTITIES;
+        assert_int_equal(st->hello_verify_sent, hrr + allowed);
+        assert_int_equal(st->hellos_refused, refused + !allowed);
+        assert_int_equal(tether_dtls_tx_count(f->srv), allowed);
+        tether_dtls_tx_clear(f->srv);
+    }
+    assert_int_equal(st->hellos_refused, 29 - 1);
+    assert_int_equal(st->handshakes_inflight, 0);
+}
+
+/* Runs a client's side until it waits for the server's second flight:
+ * hello, cookie, hello with the cookie (the server now holds a slot). */
+static void start_and_stall(tether_dtls_srv_t *srv, client_t *c, const tether_addr_t *from)
+{
+    tether_dtls_rx_t rx;
+    for (int i = 0; i < 2; i++) {
+        wolfSSL_connect(c->ssl);
+        for (size_t k = 0; k < c->out.n; k++)
+            tether_dtls_input(srv, 0, from, c->out.d[k], c->out.len[k], now_ms, &rx);
+        c->out.n = 0;
+        pump_to_client(srv, c);
+    }
+    tether_dtls_tx_clear(srv);
+}
+
+/* SPEC S2 / the security review: two sources that hold valid cookies and
+ * open handshakes as fast as they like cannot stop a third from completing
+ * one. Each source keeps at most max_handshakes_per_source in flight (its
+ * own oldest goes first); stalled ones go after the flight timeout. */
+static void test_two_sources_cannot_starve_a_third(void **state)
+{
+    (void)state;
+    tether_dtls_conf_t conf;
+    tether_dtls_conf_defaults(&conf);
+    conf.max_handshakes = 16;
+    conf.max_handshakes_per_source = 8;
+    conf.handshake_rate_per_source = 0;
+    fixture_t *f = make_fixture(false, &conf);
+    const tether_dtls_stats_t *st = tether_dtls_stats(f->srv);
+    enum { PER = 12 };
+    static client_t atk[2][PER];
+    for (int src = 0; src < 2; src++)
+        for (int i = 0; i < PER; i++) {
+            client_init(&atk[src][i], false);
+            tether_addr_t a = addr_on((uint8_t)(1 + src), (uint16_t)(50000 + i));
+            start_and_stall(f->srv, &atk[src][i], &a);
+        }
+    /* Each source holds 8: its others wait, none of its live ones is
+     * dropped for them. The table (16) is full. */
+    assert_int_equal(st->handshakes_inflight, 16);
+    assert_int_equal(st->handshakes_evicted, 0);
+    assert_int_equal(st->dropped_limit, 2 * (PER - 8));
+
+    /* Once they have stalled, a source at its cap gives its own up. */
+    now_ms += conf.handshake_flight_timeout_ms / 2;
+    tether_addr_t again = addr_on(1, 50099);
+    client_t late;
+    client_init(&late, false);
+    start_and_stall(f->srv, &late, &again);
+    assert_int_equal(st->handshakes_evicted, 1);
+    assert_int_equal(st->handshakes_inflight, 16);
+
+    /* A third source completes at once in the full table. */
+    client_init(&f->c, true);
+    tether_addr_t c3 = addr_on(3, 50100);
+    tether_dtls_rx_t rx;
+    int done = -1;
+    for (int i = 0; i < 20 && done < 0; i++) {
+        int r = wolfSSL_connect(f->c.ssl);
+        for (size_t k = 0; k < f->c.out.n; k++)
+            tether_dtls_input(f->srv, 0, &c3, f->c.out.d[k], f->c.out.len[k], now_ms, &rx);
+        f->c.out.n = 0;
+        pump_to_client(f->srv, &f->c);
+        if (r == WOLFSSL_SUCCESS)
+            done = 0;
+    }
+    assert_int_equal(done, 0);
+    assert_int_equal(st->handshakes_full, 1);
+    assert_int_equal(st->sessions_active, 1);
+    assert_int_equal(st->handshakes_evicted, 2);
+    assert_int_equal(st->handshakes_inflight, 15);
+
+    /* Stalled attempts go after the flight timeout, long before the
+     * handshake timeout. */
+    tether_dtls_tick(f->srv, now_ms + conf.handshake_flight_timeout_ms);
+    assert_int_equal(st->handshakes_inflight, 0);
+    assert_int_equal(st->handshakes_stalled, 15);
+    assert_int_equal(st->sessions_active, 1);
+    now_ms -= conf.handshake_flight_timeout_ms / 2;
+    client_free(&late);
+    for (int src = 0; src < 2; src++)
+        for (int i = 0; i < PER; i++)
+            client_free(&atk[src][i]);
+    teardown((void **)&f);
+}
+
+/* With a client CA, the same poisoned hello used to make the next
+ * certificate client's handshake fail; dev7 now gets in as dev7. And a
+ * DTLS 1.3 PSK client with the wrong key fails its binder. */
+static void test_poisoned_hello_leaves_x509_clients_alone(void **state)
+{
+    fixture_t *f = *state;
+    const tether_dtls_stats_t *st = tether_dtls_stats(f->srv);
+    poison_listener(f, 48100);
+    client_opts_t o = {.cert = "dev7"};
+    client_init_opts(&f->c, true, &o);
+    assert_int_equal(handshake(f->srv, &f->c, 48101), 0);
+    tether_dtls_sess_t *s = exchange(f, 48101, "hello from dev7");
+    assert_string_equal(tether_dtls_sess_identity(s), "dev7");
+    assert_int_equal(tether_dtls_sess_role(s), TETHER_ROLE_DEVICE);
+    assert_int_equal(st->handshakes_x509, 1);
+    assert_int_equal(st->handshakes_failed, 0);
+    client_free(&f->c);
+
+    client_key = (const uint8_t *)"not-the-real-key";
+    client_opts_t o13 = {.dtls13 = true};
+    client_init_opts(&f->c, true, &o13);
+    assert_int_equal(handshake(f->srv, &f->c, 48102), -1);
+    client_key = dev_key;
+    tether_dtls_tick(f->srv, now_ms + 31000);
+    assert_int_equal(st->handshakes_failed, 1); /* the binder, not "unauthenticated" */
+    assert_int_equal(st->handshakes_unauthenticated, 0);
+    assert_int_equal(st->handshakes_full, 1);
+    assert_int_equal(st->sessions_active, 1);
+    assert_int_equal(st->handshakes_inflight, 0);
+}
+
 /* DTLS 1.3 with PSK, without a CID (AES-128-CCM-8) and with one
  * (AES-128-GCM): handshake, then data both ways; the records carry the
  * unified header (and our CID when used). */
@@ -580,7 +850,7 @@ static void test_dtls13_psk(void **state)
         assert_true(!cid || rec[1] == 5);                      /* CID byte 0 = node id */
         tether_addr_t a = addr(port);
         tether_dtls_rx_t rx;
-        tether_dtls_input(f->srv, &a, rec, n, now_ms, &rx);
+        tether_dtls_input(f->srv, 0, &a, rec, n, now_ms, &rx);
         assert_int_equal(rx.len, 5);
         for (int i = 0; i < 5; i++) {
             tether_dtls_sess_t *s = exchange(f, port, "dtls13 exchange");
@@ -673,7 +943,7 @@ static int handshake_from(fixture_t *f, uint32_t ip, uint16_t port)
     for (int i = 0; i < 20 && rc < 0; i++) {
         int r = wolfSSL_connect(f->c.ssl);
         for (size_t k = 0; k < f->c.out.n; k++)
-            tether_dtls_input(f->srv, &a, f->c.out.d[k], f->c.out.len[k], now_ms, &rx);
+            tether_dtls_input(f->srv, 0, &a, f->c.out.d[k], f->c.out.len[k], now_ms, &rx);
         f->c.out.n = 0;
         pump_to_client(f->srv, &f->c);
         if (r == WOLFSSL_SUCCESS)
@@ -754,14 +1024,14 @@ static void test_compact_record_layer(void **state)
             size_t n = client_record(&f->c, "once", rec);
             tether_addr_t a = addr(port);
             tether_dtls_rx_t rx;
-            tether_dtls_input(f->srv, &a, rec, n, now_ms, &rx);
+            tether_dtls_input(f->srv, 0, &a, rec, n, now_ms, &rx);
             assert_int_equal(rx.len, 4);
             uint64_t rejected = st->records_rejected;
-            tether_dtls_input(f->srv, &a, rec, n, now_ms, &rx); /* replay */
+            tether_dtls_input(f->srv, 0, &a, rec, n, now_ms, &rx); /* replay */
             assert_int_equal(rx.len, 0);
             n = client_record(&f->c, "tampered", rec);
             rec[n - 3] ^= 1;
-            tether_dtls_input(f->srv, &a, rec, n, now_ms, &rx);
+            tether_dtls_input(f->srv, 0, &a, rec, n, now_ms, &rx);
             assert_int_equal(rx.len, 0);
             assert_int_equal(st->records_rejected, rejected + 2);
             s = exchange(f, port, "still fine");
@@ -817,10 +1087,14 @@ static void test_returning_device_handshakes_again(void **state)
     /* The old session is abandoned, and the layers above are told. */
     assert_int_equal(st->sessions_active, 1);
     assert_null(tether_dtls_sess_find(f->srv, old_id));
-    const uint64_t *ids;
-    size_t n = tether_dtls_closed(f->srv, &ids);
-    assert_int_equal(n, 1);
-    assert_int_equal(ids[0], old_id);
+    const tether_dtls_event_t *ev;
+    size_t n = tether_dtls_events(f->srv, &ev), closed = 0;
+    for (size_t i = 0; i < n; i++)
+        closed += ev[i].kind == TETHER_DTLS_EV_CLOSED;
+    assert_int_equal(closed, 1); /* the old session, once */
+    assert_int_equal(ev[n - 1].kind, TETHER_DTLS_EV_CLOSED);
+    assert_int_equal(ev[n - 1].why, TETHER_DTLS_WHY_REPLACED);
+    assert_int_equal(ev[n - 1].id, old_id);
 }
 
 /* A replayed ClientHello with a valid cookie, from an established
@@ -848,7 +1122,7 @@ static void test_replayed_hello_does_not_strand_a_session(void **state)
     assert_true(ch2_len > 0);
     exchange(f, 53000, "established");
     exchange(f, 53000, "compact");
-    tether_dtls_input(f->srv, &a, ch2, ch2_len, now_ms, &rx); /* the replay */
+    tether_dtls_input(f->srv, 0, &a, ch2, ch2_len, now_ms, &rx); /* the replay */
     tether_dtls_tx_clear(f->srv);
     assert_int_equal(st->handshakes_inflight, 1);
     tether_dtls_tick(f->srv, now_ms + 31000); /* past handshake_timeout */
@@ -915,7 +1189,14 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_x509_client_certificate, setup_x509, teardown),
         cmocka_unit_test_setup_teardown(test_x509_refused, setup_x509, teardown),
+        cmocka_unit_test_setup_teardown(test_psk_identity_does_not_outlive_its_hello,
+                                        setup_cert_without_ca, teardown),
+        cmocka_unit_test_setup_teardown(test_poisoned_hello_leaves_x509_clients_alone, setup_x509,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_hello_with_many_psk_identities_refused, setup,
+                                        teardown),
         cmocka_unit_test(test_handshake_rate_per_source),
+        cmocka_unit_test(test_two_sources_cannot_starve_a_third),
         cmocka_unit_test(test_cookie_shared_by_cluster),
         cmocka_unit_test_setup_teardown(test_dtls13_psk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cookie_survives_rotation, setup, teardown),

@@ -8,10 +8,16 @@
  * HMAC-SHA256 under the cluster key and carries a timestamp, so a message
  * from outside the cluster or replayed much later is refused.
  *
- * Wire format (network byte order):
- *   "TQ" | version 1 | type | from node | to node | timestamp ms (8)
- *   | family (4 or 6) | port (2) | address (16, IPv4 in the first 4, then zeros)
- *   | payload | MAC (first 16 bytes of HMAC-SHA256 over all before it)
+ * Wire format (network byte order), version 2:
+ *   "TQ" | version 2 | type | from node | to node | interface | counter (8)
+ *   | timestamp ms (8) | family (4 or 6) | port (2) | address (16, IPv4 in
+ *   the first 4, then zeros) | payload | MAC (first 16 bytes of HMAC-SHA256 over all
+ *   before it, under the key of the pair from -> to: tether/channel.h)
+ * The interface is the receiving node's DTLS listener index the client
+ * wrote to, echoed in the owner's REPLY so the answer leaves from the same
+ * local address and port. The counter is the sender's, strictly
+ * increasing; the receiver keeps a replay window per sender (channel.h),
+ * so a captured message is refused even inside the timestamp window.
  * Sans-I/O: bytes in, bytes out, `now` passed in.
  */
 #ifndef TETHER_CLUSTER_H
@@ -23,7 +29,7 @@
 #include "tether/addr.h"
 #include "tether/common.h"
 
-#define TETHER_CLUSTER_HDR 33
+#define TETHER_CLUSTER_HDR 42
 #define TETHER_CLUSTER_MAC 16
 #define TETHER_CLUSTER_OVERHEAD (TETHER_CLUSTER_HDR + TETHER_CLUSTER_MAC)
 /* Messages older or newer than this (clock skew between nodes included)
@@ -39,6 +45,8 @@ typedef enum {
 typedef struct {
     uint8_t type; /* tether_cluster_type_t */
     uint8_t from_node, to_node;
+    uint8_t iface;    /* FORWARD, REPLY: the receiving node's listener index */
+    uint64_t counter; /* the sender's message counter */
     tether_time_t sent_at;
     tether_addr_t client;
     const uint8_t *payload; /* decode: points into the input */

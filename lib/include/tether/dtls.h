@@ -22,12 +22,23 @@
 #define TETHER_DTLS_MAX_DGRAM 2048
 #define TETHER_DTLS_TXQ 256
 #define TETHER_CID_MAX 16
+/* PSK identities a ClientHello may offer; more are refused before wolfSSL
+ * looks any up (a device offers one; two leaves room for a rotation). */
+#define TETHER_DTLS_MAX_PSK_IDENTITIES 2
 
 typedef struct {
     uint8_t node_id;          /* first byte of every CID we issue */
     uint8_t cid_len;          /* server-issued CID length, 2..16 (default 8) */
     uint32_t max_sessions;    /* established + handshaking */
     uint32_t max_handshakes;  /* handshakes in flight */
+    /* Handshakes in flight per source (IPv4 address or IPv6 /64), 0 = no
+     * cap: a source at its cap gives up its own oldest one once that has
+     * stalled, else waits. Behind a load balancer that hides client
+     * addresses every client is one source: raise it or set 0. */
+    uint32_t max_handshakes_per_source;
+    /* A handshake whose peer sends nothing for this long is dropped, long
+     * before handshake_timeout: a stalled slot costs the attacker nothing. */
+    uint32_t handshake_flight_timeout_ms;
     uint32_t handshake_timeout_ms;
     uint32_t idle_timeout_ms; /* established session without traffic */
     uint32_t cookie_rotate_ms;
@@ -62,6 +73,11 @@ typedef struct {
     uint64_t x509_rejected;   /* client certificate missing or refused (chain, dates, CN) */
     uint64_t sessions_compact; /* established sessions on the compact record layer */
     uint64_t records_rejected; /* compact layer: records not ours, replayed or forged */
+    uint64_t handshakes_unauthenticated; /* completed, but authenticated nobody (refused) */
+    uint64_t hellos_refused; /* malformed or fragmented, or over the PSK identity cap */
+    uint64_t handshakes_stalled; /* dropped: no flight from the peer within the flight timeout */
+    uint64_t handshakes_evicted; /* stalled, dropped for a newer one (source at its cap, table full) */
+    uint64_t events_dropped;     /* events lost because the list could not grow */
 } tether_dtls_stats_t;
 
 typedef struct tether_dtls_srv tether_dtls_srv_t;
@@ -73,11 +89,45 @@ typedef struct {
     size_t len;
 } tether_dtls_rx_t;
 
+/* A datagram to send: from local interface `iface` (the listener, that is
+ * local address and port, its peer wrote to: answers must come from where
+ * the peer sent, or NATs and the peer's own stack drop them) to `to`. */
 typedef struct {
     tether_addr_t to;
+    uint8_t iface;
     uint16_t len;
     uint8_t data[TETHER_DTLS_MAX_DGRAM];
 } tether_dgram_t;
+
+/* What happened to sessions and handshakes, for the layers above (which
+ * hold session ids, never pointers) and for logs. */
+typedef enum {
+    TETHER_DTLS_EV_CLOSED = 1,           /* an established session ended */
+    TETHER_DTLS_EV_HANDSHAKE_FAILED = 2, /* a handshake in flight was given up */
+} tether_dtls_ev_kind_t;
+
+typedef enum {
+    TETHER_DTLS_WHY_PROTOCOL = 1,     /* alert, bad record, wrong key (Finished/binder) */
+    TETHER_DTLS_WHY_CERTIFICATE,      /* client certificate missing or refused */
+    TETHER_DTLS_WHY_UNAUTHENTICATED,  /* completed, but authenticated nobody */
+    TETHER_DTLS_WHY_TIMEOUT,          /* handshake_timeout_ms, or retransmissions exhausted */
+    TETHER_DTLS_WHY_STALLED,          /* nothing from the peer for the flight timeout */
+    TETHER_DTLS_WHY_EVICTED,          /* made room for a newer handshake */
+    TETHER_DTLS_WHY_IDLE,             /* closed: idle_timeout_ms without traffic */
+    TETHER_DTLS_WHY_PEER,             /* closed: close_notify or fatal alert from the peer */
+    TETHER_DTLS_WHY_REPLACED,         /* closed: the peer completed a new handshake */
+    TETHER_DTLS_WHY_LOCAL,            /* closed: sequence numbers exhausted, shutdown */
+} tether_dtls_why_t;
+
+typedef struct {
+    uint8_t kind;   /* tether_dtls_ev_kind_t */
+    uint8_t why;    /* tether_dtls_why_t */
+    uint64_t id;    /* the session's id */
+    tether_addr_t peer;
+} tether_dtls_event_t;
+
+/* Human-readable name of a tether_dtls_why_t (never NULL). */
+TETHER_API const char *tether_dtls_why_str(uint8_t why);
 
 /* Fills defaults (node 1, CID 8 bytes, generous limits). */
 TETHER_API void tether_dtls_conf_defaults(tether_dtls_conf_t *conf);
@@ -91,9 +141,13 @@ TETHER_API void tether_dtls_destroy(tether_dtls_srv_t *srv);
  * kept. The caller frees the old set after this returns. */
 TETHER_API void tether_dtls_set_creds(tether_dtls_srv_t *srv, const tether_creds_t *creds);
 
-/* Feeds one datagram. When it carried application data, rx->len > 0 and
- * tether_dtls_input_more() returns further records of the same datagram. */
-TETHER_API int tether_dtls_input(tether_dtls_srv_t *srv, const tether_addr_t *from,
+/* Feeds one datagram that arrived on local interface `iface` (an index the
+ * caller chooses, given back in tether_dgram_t.iface for everything sent to
+ * this peer). When it carried application data, rx->len > 0 and
+ * tether_dtls_input_more() returns further records of the same datagram.
+ * Returns 0 (what the datagram led to is in rx, the transmit queue and the
+ * events). */
+TETHER_API int tether_dtls_input(tether_dtls_srv_t *srv, uint8_t iface, const tether_addr_t *from,
                                  const uint8_t *buf, size_t len, tether_time_t now,
                                  tether_dtls_rx_t *rx);
 TETHER_API bool tether_dtls_input_more(tether_dtls_srv_t *srv, tether_dtls_rx_t *rx);
@@ -110,6 +164,9 @@ TETHER_API void tether_dtls_set_wall_clock(tether_dtls_srv_t *srv, tether_time_t
 
 /* Retransmissions, handshake and idle timeouts, cookie-secret rotation. */
 TETHER_API void tether_dtls_tick(tether_dtls_srv_t *srv, tether_time_t now);
+/* When tether_dtls_tick() next has something to do (UINT64_MAX: nothing
+ * pending); valid after any call, so the caller arms one timer for it. */
+TETHER_API tether_time_t tether_dtls_next_deadline(const tether_dtls_srv_t *srv);
 
 /* Transmit queue: datagrams to send, in order; the caller clears it. */
 TETHER_API size_t tether_dtls_tx_count(const tether_dtls_srv_t *srv);
@@ -130,10 +187,13 @@ TETHER_API size_t tether_dtls_sess_cid(const tether_dtls_sess_t *sess, uint8_t *
 TETHER_API uint64_t tether_dtls_sess_id(const tether_dtls_sess_t *sess);
 /* The established session with this id, or NULL when it has ended. */
 TETHER_API tether_dtls_sess_t *tether_dtls_sess_find(const tether_dtls_srv_t *srv, uint64_t id);
-/* Ids of established sessions that ended since the last clear (idle timeout,
- * close_notify, fatal alert, limits). */
-TETHER_API size_t tether_dtls_closed(const tether_dtls_srv_t *srv, const uint64_t **ids);
-TETHER_API void tether_dtls_closed_clear(tether_dtls_srv_t *srv);
+/* Events since the last clear, oldest first (the caller clears after each
+ * call that may have produced some). If the list cannot grow, later events
+ * are dropped and counted in events_dropped: the layers above also learn
+ * of a dead session when a send to its id fails. */
+TETHER_API size_t tether_dtls_events(const tether_dtls_srv_t *srv,
+                                     const tether_dtls_event_t **evs);
+TETHER_API void tether_dtls_events_clear(tether_dtls_srv_t *srv);
 
 
 #endif

@@ -1,0 +1,226 @@
+/* Unit tests for lib/cluster/channel.c, sans-I/O: channels of nodes 1, 2
+ * and 3 exchange their outboxes in memory with a stepped wall clock. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "tether/channel.h"
+
+static const uint8_t key[] = "cluster-key-for-tests-0123456789";
+static tether_time_t now = 1700000000000ull;
+
+static tether_addr_t v4(const char *ip, uint16_t port)
+{
+    tether_addr_t a;
+    memset(&a, 0, sizeof a);
+    struct sockaddr_in *s = (struct sockaddr_in *)&a.ss;
+    s->sin_family = AF_INET;
+    s->sin_port = htons(port);
+    inet_pton(AF_INET, ip, &s->sin_addr);
+    a.len = sizeof *s;
+    return a;
+}
+
+static tether_channel_t *node(uint8_t id)
+{
+    tether_channel_conf_t c;
+    tether_channel_conf_defaults(&c);
+    c.self = id;
+    c.key = key;
+    c.key_len = sizeof key - 1;
+    c.via_idle_ms = 60000;
+    tether_channel_t *ch;
+    assert_int_equal(tether_channel_create(&c, now, &ch), 0);
+    for (uint8_t n = 1; n <= 3; n++) {
+        char ip[16];
+        snprintf(ip, sizeof ip, "10.0.0.%u", n);
+        tether_addr_t a = v4(ip, 7000);
+        assert_int_equal(tether_channel_add_node(ch, n, &a), n == id ? TETHER_EEXIST : 0);
+    }
+    return ch;
+}
+
+/* The one datagram in `from`'s outbox (asserted), copied out. */
+static size_t take(tether_channel_t *from, uint8_t *buf)
+{
+    assert_int_equal(tether_channel_out_count(from), 1);
+    const tether_channel_dgram_t *d = tether_channel_out_get(from, 0);
+    memcpy(buf, d->data, d->len);
+    size_t n = d->len;
+    tether_channel_out_clear(from);
+    return n;
+}
+
+static const uint8_t rec12[] = {25, 0xfe, 0xfd, 0, 1, 0, 0, 0, 0, 0, 7, /* CID: node */ 2, 9, 9, 9};
+
+/* A record for node 2's CID reaching node 1 on listener 3 is forwarded;
+ * node 2 delivers it with the listener index; its answer goes back as a
+ * REPLY to node 1 for that listener. */
+static void test_forward_and_reply(void **state)
+{
+    (void)state;
+    tether_channel_t *a = node(1), *b = node(2);
+    tether_addr_t client = v4("198.51.100.7", 40000), src = v4("10.0.0.1", 7000);
+    assert_true(tether_channel_route_in(a, 3, &client, rec12, sizeof rec12, now));
+    uint8_t buf[4096];
+    size_t n = take(a, buf);
+    tether_channel_rx_t rx;
+    assert_int_equal(tether_channel_input(b, &src, buf, n, now, &rx), 0);
+    assert_int_equal(rx.kind, TETHER_CHANNEL_RX_DELIVER);
+    assert_int_equal(rx.via, 1);
+    assert_int_equal(rx.iface, 3);
+    assert_true(tether_addr_equal(&rx.client, &client));
+    assert_int_equal(rx.len, sizeof rec12);
+    assert_memory_equal(rx.payload, rec12, sizeof rec12);
+
+    /* Not yet authenticated: node 2 answers from its own listener. */
+    assert_false(tether_channel_route_out(b, &client, 3, (const uint8_t *)"ans", 3, now));
+    tether_channel_authenticated(b, &client, 1, now);
+    assert_true(tether_channel_route_out(b, &client, 3, (const uint8_t *)"ans", 3, now));
+    n = take(b, buf);
+    assert_int_equal(tether_channel_input(a, &src, buf, n, now, &rx), 0);
+    assert_int_equal(rx.kind, TETHER_CHANNEL_RX_REPLY);
+    assert_int_equal(rx.iface, 3);
+    assert_true(tether_addr_equal(&rx.client, &client));
+    assert_memory_equal(rx.payload, "ans", 3);
+    /* A record for ourselves, or without a CID, is not forwarded. */
+    uint8_t own[sizeof rec12];
+    memcpy(own, rec12, sizeof own);
+    own[11] = 1;
+    assert_false(tether_channel_route_in(a, 0, &client, own, sizeof own, now));
+    own[0] = 23;
+    assert_false(tether_channel_route_in(a, 0, &client, own, sizeof own, now));
+    /* Straight to node 2 again: its own listener answers. */
+    tether_channel_authenticated(b, &client, 0, now);
+    assert_false(tether_channel_route_out(b, &client, 3, (const uint8_t *)"ans", 3, now));
+    const tether_channel_stats_t *st = tether_channel_stats(b);
+    assert_int_equal(st->forwarded_in, 1);
+    assert_int_equal(st->replies_out, 1);
+    tether_channel_destroy(a);
+    tether_channel_destroy(b);
+}
+
+/* A captured message is refused on replay, within the timestamp window;
+ * reordered ones are accepted once; one older than the window is refused. */
+static void test_replay_window(void **state)
+{
+    (void)state;
+    tether_channel_t *a = node(1), *b = node(2);
+    tether_addr_t client = v4("198.51.100.7", 40000), src = v4("10.0.0.1", 7000);
+    enum { N = 70 };
+    static uint8_t msg[N][256];
+    size_t len[N];
+    for (int i = 0; i < N; i++) {
+        assert_true(tether_channel_route_in(a, 0, &client, rec12, sizeof rec12, now));
+        len[i] = take(a, msg[i]);
+    }
+    tether_channel_rx_t rx;
+    const tether_channel_stats_t *st = tether_channel_stats(b);
+    assert_int_equal(tether_channel_input(b, &src, msg[5], len[5], now, &rx), 0);
+    assert_int_equal(tether_channel_input(b, &src, msg[5], len[5], now, &rx), TETHER_EEXIST);
+    assert_int_equal(rx.kind, TETHER_CHANNEL_RX_NONE);
+    assert_int_equal(tether_channel_input(b, &src, msg[3], len[3], now, &rx), 0);
+    assert_int_equal(tether_channel_input(b, &src, msg[4], len[4], now, &rx), 0);
+    assert_int_equal(tether_channel_input(b, &src, msg[3], len[3], now, &rx), TETHER_EEXIST);
+    assert_int_equal(tether_channel_input(b, &src, msg[69], len[69], now, &rx), 0);
+    /* 69 - 64 = 5 is the oldest the window still holds; 4 is out of it. */
+    assert_int_equal(tether_channel_input(b, &src, msg[6], len[6], now, &rx), 0);
+    assert_int_equal(tether_channel_input(b, &src, msg[2], len[2], now, &rx), TETHER_EEXIST);
+    assert_int_equal(tether_channel_input(b, &src, msg[69], len[69], now, &rx), TETHER_EEXIST);
+    assert_int_equal(st->replayed, 4);
+    assert_int_equal(st->forwarded_in, 5);
+    /* A node that restarts later continues above its old counters. */
+    now += 10;
+    tether_channel_t *a2 = node(1);
+    assert_true(tether_channel_route_in(a2, 0, &client, rec12, sizeof rec12, now));
+    len[0] = take(a2, msg[0]);
+    assert_int_equal(tether_channel_input(b, &src, msg[0], len[0], now, &rx), 0);
+    tether_channel_destroy(a);
+    tether_channel_destroy(a2);
+    tether_channel_destroy(b);
+}
+
+/* Node 3 holds the cluster key but cannot pass a message off as node 1's
+ * with its own pair key; a message for 1 -> 2 is refused by node 3 and,
+ * reflected, by node 1; a message past the clock skew is refused. */
+static void test_pair_keys(void **state)
+{
+    (void)state;
+    tether_channel_t *a = node(1), *b = node(2), *c = node(3);
+    tether_addr_t client = v4("198.51.100.7", 40000), src = v4("10.0.0.3", 7000);
+    assert_true(tether_channel_route_in(c, 0, &client, rec12, sizeof rec12, now));
+    uint8_t buf[4096];
+    size_t n = take(c, buf);
+    buf[4] = 1; /* claim to be node 1 */
+    tether_channel_rx_t rx;
+    assert_int_equal(tether_channel_input(b, &src, buf, n, now, &rx), TETHER_ECRYPTO);
+    assert_true(tether_channel_route_in(a, 0, &client, rec12, sizeof rec12, now));
+    n = take(a, buf);
+    assert_int_equal(tether_channel_input(c, &src, buf, n, now, &rx), TETHER_ECRYPTO);
+    uint8_t refl[4096];
+    memcpy(refl, buf, n);
+    refl[4] = 2, refl[5] = 1;
+    assert_int_equal(tether_channel_input(a, &src, refl, n, now, &rx), TETHER_ECRYPTO);
+    assert_int_equal(tether_channel_input(b, &src, buf, n, now + TETHER_CLUSTER_MAX_SKEW_MS + 1,
+                                          &rx),
+                     TETHER_ETIMEDOUT);
+    assert_int_equal(tether_channel_input(b, &src, buf, n, now, &rx), 0);
+    assert_int_equal(tether_channel_stats(b)->rejected, 2);
+    tether_channel_destroy(a);
+    tether_channel_destroy(b);
+    tether_channel_destroy(c);
+}
+
+/* Heartbeats at once and every heartbeat_ms; a node is alive while heard
+ * from within alive_ms; routed clients expire after via_idle_ms. */
+static void test_liveness_and_expiry(void **state)
+{
+    (void)state;
+    tether_channel_t *a = node(1), *b = node(2);
+    tether_addr_t src = v4("10.0.0.1", 7000), client = v4("198.51.100.8", 1);
+    assert_int_equal(tether_channel_next_deadline(a), now);
+    tether_channel_tick(a, now);
+    assert_int_equal(tether_channel_out_count(a), 2); /* to nodes 2 and 3 */
+    const tether_channel_dgram_t *hb = tether_channel_out_get(a, 0);
+    assert_true(tether_addr_equal(&hb->to, &(tether_addr_t){v4("10.0.0.2", 7000).ss,
+                                                            sizeof(struct sockaddr_in)}));
+    tether_channel_rx_t rx;
+    assert_int_equal(tether_channel_input(b, &src, hb->data, hb->len, now, &rx), 0);
+    assert_int_equal(rx.kind, TETHER_CHANNEL_RX_NONE);
+    tether_channel_out_clear(a);
+    assert_int_equal(tether_channel_next_deadline(a), now + 1000);
+    assert_true(tether_channel_node_alive(b, 1, now + 5000));
+    assert_false(tether_channel_node_alive(b, 1, now + 5001));
+    assert_false(tether_channel_node_alive(b, 3, now));
+    tether_channel_tick(b, now);
+    assert_int_equal(tether_channel_stats(b)->nodes_alive, 2);
+    assert_int_equal(tether_channel_stats(b)->nodes_configured, 3);
+    tether_channel_tick(b, now + 5001);
+    assert_int_equal(tether_channel_stats(b)->nodes_alive, 1);
+    tether_channel_out_clear(b);
+
+    tether_channel_authenticated(b, &client, 1, now);
+    assert_true(tether_channel_next_deadline(b) <= now + 60000);
+    tether_channel_tick(b, now + 60000);
+    tether_channel_out_clear(b);
+    assert_false(tether_channel_route_out(b, &client, 0, (const uint8_t *)"x", 1, now + 60000));
+    tether_channel_destroy(a);
+    tether_channel_destroy(b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_forward_and_reply),
+        cmocka_unit_test(test_replay_window),
+        cmocka_unit_test(test_pair_keys),
+        cmocka_unit_test(test_liveness_and_expiry),
+    };
+    return cmocka_run_group_tests_name("channel", tests, NULL, NULL);
+}
