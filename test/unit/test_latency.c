@@ -25,21 +25,33 @@ static size_t msg(uint8_t code, uint32_t token, uint8_t *out)
     return 8;
 }
 
-/* One request relayed: client request in (batch read at t0), the device
- * request out (sent t0 + leg1), the device's answer in (read at t1), the
- * client's answer out (sent t1 + leg2). */
+/* First crossing: the client's request read at t, the request to the
+ * device (token dev_token) sent at t + leg. */
+static void request_leg(tetherd_lat_t *l, uint32_t dev_token, uint64_t t, uint64_t leg)
+{
+    uint8_t b[16];
+    tetherd_lat_read(l, t);
+    tetherd_lat_in(l, CLIENT, b, msg(0x01, 0xc11e, b));     /* GET */
+    tetherd_lat_out(l, DEVICE, b, msg(0x01, dev_token, b)); /* GET to the device */
+    tetherd_lat_sent(l, t + leg);
+}
+
+/* Second crossing: the device's 2.05 with dev_token read at t, the
+ * client's 2.05 sent at t + leg. */
+static void answer_leg(tetherd_lat_t *l, uint32_t dev_token, uint64_t t, uint64_t leg)
+{
+    uint8_t b[16];
+    tetherd_lat_read(l, t);
+    tetherd_lat_in(l, DEVICE, b, msg(0x45, dev_token, b));
+    tetherd_lat_out(l, CLIENT, b, msg(0x45, 0xc11e, b));
+    tetherd_lat_sent(l, t + leg);
+}
+
 static void relay(tetherd_lat_t *l, uint32_t dev_token, uint64_t t0, uint64_t leg1, uint64_t t1,
                   uint64_t leg2)
 {
-    uint8_t b[16];
-    tetherd_lat_read(l, t0);
-    tetherd_lat_in(l, CLIENT, b, msg(0x01, 0xc11e, b));     /* GET */
-    tetherd_lat_out(l, DEVICE, b, msg(0x01, dev_token, b)); /* GET to the device */
-    tetherd_lat_sent(l, t0 + leg1);
-    tetherd_lat_read(l, t1);
-    tetherd_lat_in(l, DEVICE, b, msg(0x45, dev_token, b)); /* 2.05 */
-    tetherd_lat_out(l, CLIENT, b, msg(0x45, 0xc11e, b));   /* 2.05 to the client */
-    tetherd_lat_sent(l, t1 + leg2);
+    request_leg(l, dev_token, t0, leg1);
+    answer_leg(l, dev_token, t1, leg2);
 }
 
 static void test_both_crossings_summed_once(void **state)
@@ -63,24 +75,15 @@ static void test_unmatched_answers_are_not_recorded(void **state)
     assert_int_equal(tetherd_lat_init(&l), 0);
     /* An answer whose token tetherd never sent, and a second copy of a
      * matched answer (a retransmission): neither is a relayed request. */
-    tetherd_lat_read(&l, 1000 * US);
-    tetherd_lat_in(&l, DEVICE, b, msg(0x45, 0xbeef, b));
-    tetherd_lat_out(&l, CLIENT, b, msg(0x45, 0xc11e, b));
-    tetherd_lat_sent(&l, 1010 * US);
+    answer_leg(&l, 0xbeef, 1000 * US, 10 * US);
     assert_int_equal(l.relayed.count, 0);
     relay(&l, 0xd0d0, 2000 * US, 5 * US, 3000 * US, 5 * US);
-    tetherd_lat_read(&l, 4000 * US);
-    tetherd_lat_in(&l, DEVICE, b, msg(0x45, 0xd0d0, b));
-    tetherd_lat_out(&l, CLIENT, b, msg(0x45, 0xc11e, b));
-    tetherd_lat_sent(&l, 4010 * US);
+    answer_leg(&l, 0xd0d0, 4000 * US, 10 * US);
     assert_int_equal(l.relayed.count, 1);
     /* Output outside a batch (a timer's retransmission) is not attributed. */
     tetherd_lat_out(&l, DEVICE, b, msg(0x01, 0xd0d2, b));
     tetherd_lat_sent(&l, 5000 * US);
-    tetherd_lat_read(&l, 6000 * US);
-    tetherd_lat_in(&l, DEVICE, b, msg(0x45, 0xd0d2, b));
-    tetherd_lat_out(&l, CLIENT, b, msg(0x45, 0xc11e, b));
-    tetherd_lat_sent(&l, 6010 * US);
+    answer_leg(&l, 0xd0d2, 6000 * US, 10 * US);
     assert_int_equal(l.relayed.count, 1);
     tetherd_lat_free(&l);
 }
@@ -89,26 +92,15 @@ static void test_pending_is_bounded(void **state)
 {
     (void)state;
     tetherd_lat_t l;
-    uint8_t b[16];
     assert_int_equal(tetherd_lat_init(&l), 0);
     /* More device requests than the table holds, none answered: the
      * oldest are forgotten and counted, the newest still match. */
-    for (uint32_t k = 0; k < TETHERD_LAT_PENDING + 10; k++) {
-        tetherd_lat_read(&l, (1000 + k) * US);
-        tetherd_lat_in(&l, CLIENT, b, msg(0x01, 0xc11e, b));
-        tetherd_lat_out(&l, DEVICE, b, msg(0x01, k, b));
-        tetherd_lat_sent(&l, (1000 + k) * US + 3 * US);
-    }
+    for (uint32_t k = 0; k < TETHERD_LAT_PENDING + 10; k++)
+        request_leg(&l, k, (1000 + k) * US, 3 * US);
     assert_int_equal(l.unmatched, 10);
-    tetherd_lat_read(&l, 90000 * US);
-    tetherd_lat_in(&l, DEVICE, b, msg(0x45, 0, b)); /* the oldest: forgotten */
-    tetherd_lat_out(&l, CLIENT, b, msg(0x45, 0xc11e, b));
-    tetherd_lat_sent(&l, 90001 * US);
+    answer_leg(&l, 0, 90000 * US, 1 * US); /* the oldest: forgotten */
     assert_int_equal(l.relayed.count, 0);
-    tetherd_lat_read(&l, 91000 * US);
-    tetherd_lat_in(&l, DEVICE, b, msg(0x45, TETHERD_LAT_PENDING + 9, b)); /* the newest */
-    tetherd_lat_out(&l, CLIENT, b, msg(0x45, 0xc11e, b));
-    tetherd_lat_sent(&l, 91002 * US);
+    answer_leg(&l, TETHERD_LAT_PENDING + 9, 91000 * US, 2 * US); /* the newest */
     assert_int_equal(l.relayed.count, 1);
     assert_int_equal(l.relayed.max, 5);
     tetherd_lat_free(&l);
