@@ -44,6 +44,11 @@ typedef struct {
     size_t master_len;
     double rebind_s, sleep_s, awake_s, stats_s;
     bool sleepy;
+    /* --ping-gaps: after registering, stay silent for gap[0] seconds, send
+     * a CoAP ping, and after its answer stay silent for gap[1]... (a NAT's
+     * binding lifetime shows in which gaps change the source port). */
+    double gaps[16];
+    size_t ngaps;
 } dev_opts_t;
 
 /* A CON answered recently: a duplicate gets the same bytes (RFC 7252 §4.5). */
@@ -100,6 +105,8 @@ typedef struct {
     char loc[96]; /* Location-Path segments joined by '/' */
     /* timing */
     uint64_t t_notify, t_rebind, t_phase, t_reconnect;
+    uint64_t t_gap; /* --ping-gaps: when the next ping goes */
+    size_t gap_i;   /* the gap it ends */
     bool asleep;
     uint16_t ping_mid;
     /* serving */
@@ -674,6 +681,8 @@ static void set_registered(device_t *d, bool on)
         return;
     d->registered = on;
     if (on) {
+        if (d->ds->o.ngaps && !d->t_gap && d->gap_i == 0)
+            d->t_gap = uv_now(d->ds->loop) + (uint64_t)(d->ds->o.gaps[0] * 1000);
         d->ds->registered++;
         say_all(d->ds, "registered", d->ds->registered, &d->ds->all_registered_said);
     } else {
@@ -809,8 +818,11 @@ static void dev_record(bench_peer_t *p, const uint8_t *data, size_t len)
             send_empty(d, TETHER_COAP_RST, m.mid); /* CoAP ping */
         } else if (m.type == TETHER_COAP_ACK || m.type == TETHER_COAP_RST) {
             bool rst = m.type == TETHER_COAP_RST;
-            if (rst && m.mid == d->ping_mid)
+            if (rst && m.mid == d->ping_mid) {
                 ds->st.pongs++;
+                if (d->gap_i < ds->o.ngaps && !d->t_gap) /* the next silence */
+                    d->t_gap = now + (uint64_t)(ds->o.gaps[d->gap_i] * 1000);
+            }
             if (d->reg_state == REG_WAIT && m.mid == d->reg_mid && !d->reg_acked) {
                 if (rst) {
                     reg_timeout(d, now);
@@ -856,7 +868,8 @@ static void dev_forget_session(device_t *d)
         for (int i = 0; i < DEV_DEDUP; i++)
             d->dedup[i].used = false;
     d->reg_state = REG_IDLE;
-    d->t_reg = d->t_notify = d->t_rebind = 0;
+    d->t_reg = d->t_notify = d->t_rebind = d->t_gap = 0;
+    d->gap_i = 0;
 }
 
 static void dev_down(bench_peer_t *p, int err)
@@ -919,6 +932,13 @@ static void dev_run(device_t *d, uint64_t now)
             send_empty(d, TETHER_COAP_CON, d->ping_mid);
         }
     }
+    if (d->t_gap && now >= d->t_gap) {
+        d->t_gap = 0;
+        d->gap_i++;
+        d->ping_mid = d->next_mid++;
+        ds->st.pings++;
+        send_empty(d, TETHER_COAP_CON, d->ping_mid);
+    }
     reg_run(d, now);
     if (d->t_notify && now >= d->t_notify)
         notify_all(d, now);
@@ -951,14 +971,15 @@ static void dev_arm(device_t *d)
         d->t_notify = t - d->phase_ms;
     }
     uint64_t next = 0;
-    uint64_t cands[6] = {d->t_reconnect, d->t_phase, 0, 0, 0, 0};
+    uint64_t cands[7] = {d->t_reconnect, d->t_phase, 0, 0, 0, 0, 0};
     if (!d->asleep && bench_peer_up(&d->peer)) {
         cands[2] = d->t_reg;
         cands[3] = d->t_notify;
         cands[4] = d->t_rebind;
         cands[5] = outbox_run(d, now);
+        cands[6] = d->t_gap;
     }
-    for (int i = 0; i < 6; i++)
+    for (int i = 0; i < 7; i++)
         if (cands[i] && (!next || cands[i] < next))
             next = cands[i];
     if (!next)
@@ -1033,6 +1054,8 @@ static void usage(FILE *f)
             "  --lifetime S             registration lifetime lt (default 300); update every S/2\n"
             "  --rebind-every S         move to a new source port every S seconds (jittered)\n"
             "  --notify-every MS        notify /temp's observers every MS milliseconds\n"
+            "  --ping-gaps S1,S2,...    after registering, a CoAP ping after each silence\n"
+            "                           in turn (the next starts when a ping is answered)\n"
             "                           (default 1000; the value changes every second)\n"
             "  --sleepy SLEEP:AWAKE     register with b=UQ, then sleep/awake in turns (seconds)\n"
             "  --response-delay MS      answer every request MS later (>= 500: separate)\n"
@@ -1056,6 +1079,7 @@ enum {
     O_FIRST,
     O_STATS,
     O_NOTIFY,
+    O_GAPS,
 };
 
 static const struct option long_opts[] = {
@@ -1070,6 +1094,7 @@ static const struct option long_opts[] = {
     {"first", required_argument, NULL, O_FIRST},
     {"stats-every", required_argument, NULL, O_STATS},
     {"notify-every", required_argument, NULL, O_NOTIFY},
+    {"ping-gaps", required_argument, NULL, O_GAPS},
     {NULL, 0, NULL, 0},
 };
 
@@ -1137,6 +1162,18 @@ static int dev_opt(void *ctx, int opt, const char *arg)
         if (bench_parse_double(arg, 0, 1e6, &o->stats_s) < 0)
             return bench_usage_error(CMD, "--stats-every wants seconds, got '%s'", arg);
         break;
+    case O_GAPS: {
+        char buf[256];
+        snprintf(buf, sizeof buf, "%s", arg);
+        o->ngaps = 0;
+        for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save))
+            if (o->ngaps == sizeof o->gaps / sizeof *o->gaps ||
+                bench_parse_double(t, 0.01, 1e6, &o->gaps[o->ngaps++]) < 0)
+                return bench_usage_error(CMD, "--ping-gaps wants up to 16 seconds, comma separated, got '%s'", arg);
+        if (!o->ngaps)
+            return bench_usage_error(CMD, "--ping-gaps wants a list of seconds");
+        break;
+    }
     }
     return 0;
 }

@@ -14,7 +14,7 @@ prefix="$top/.deps"
 build_pkgs=(gcc make pkg-config libc6-dev libuv1-dev libhiredis-dev libjansson-dev
     autoconf automake libtool ca-certificates libhttp-parser-dev)
 test_pkgs=(libcmocka-dev redis-server redis-tools nginx libnginx-mod-stream
-    libcoap3-bin clang libclang-rt-14-dev curl jq procps iproute2 valgrind util-linux
+    libcoap3-bin clang libclang-rt-14-dev curl jq procps iproute2 nftables valgrind util-linux
     openssl)
 
 pkgs=("${build_pkgs[@]}")

@@ -348,9 +348,13 @@ static void on_sighup(uv_signal_t *s, int signum)
     tether_node_set_creds(d->node, fresh);
     tether_creds_free(d->creds);
     d->creds = fresh;
-    char n[24];
+    char n[24], revoked[24];
     snprintf(n, sizeof n, "%zu", tether_creds_count(fresh));
-    tether_log_kv(TETHER_LOG_INFO, "creds", "reloaded", "entries", n, NULL);
+    snprintf(revoked, sizeof revoked, "%llu",
+             d->dtls ? (unsigned long long)tether_dtls_stats(d->dtls)->sessions_revoked : 0ull);
+    tether_log_kv(TETHER_LOG_INFO, "creds", "reloaded", "entries", n, "sessions_revoked_total",
+                  revoked, NULL);
+    pump(d); /* revoked sessions: their links go down at once */
 }
 
 /* One datagram, or the end of a read. With recvmmsg, libuv calls this once
@@ -521,6 +525,11 @@ static int stats_hook(json_t *st, void *user)
         {"sessions.x509_rejected", ds->x509_rejected},
         {"sessions.handshakes_unauthenticated", ds->handshakes_unauthenticated},
         {"sessions.hellos_refused", ds->hellos_refused},
+        {"sessions.handshakes_stalled", ds->handshakes_stalled},
+        {"sessions.handshakes_evicted", ds->handshakes_evicted},
+        {"sessions.tx_unvalidated_dropped", ds->tx_unvalidated_dropped},
+        {"sessions.revoked", ds->sessions_revoked},
+        {"sessions.records_empty", ds->records_empty},
         {"sessions.compact", ds->sessions_compact},
         {"sessions.records_rejected", ds->records_rejected},
         {"udp.tx_datagrams", d->txq.stats.datagrams},

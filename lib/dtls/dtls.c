@@ -50,6 +50,10 @@ typedef struct {
     size_t in_len;
     const tether_addr_t *dst;
     uint8_t iface; /* the local interface dst talks to */
+    /* Stateless listener: what dst, not yet validated, may still be sent
+     * in answer to the one hello being read (SPEC S10: 3x its bytes). */
+    bool tx_limited;
+    uint32_t tx_budget;
     char identity[TETHER_IDENTITY_MAX];
     tether_role_t role;
     const char *psk13_suite; /* TLS 1.3 suite for a PSK, from the ClientHello */
@@ -77,6 +81,8 @@ struct tether_dtls_sess {
     uint8_t state;
     bool app_seen;   /* the peer sent application data: it has our final flight */
     bool wolf_only;  /* cannot run on the compact record layer (DTLS 1.3, suite) */
+    bool unvalidated; /* moved to an address that has not shown it is the peer's */
+    uint32_t credit;  /* unvalidated: bytes we may still send there (3x received) */
     uint64_t max_seq; /* newest authenticated (epoch << 48 | seq) */
     tether_time_t last_rx; /* handshake: last datagram from the peer */
     tether_time_t hs_started;
@@ -259,6 +265,13 @@ static int io_send(WOLFSSL *ssl, char *buf, int sz, void *ctx)
     if (!io->dst || srv->ntx == TETHER_DTLS_TXQ || sz > TETHER_DTLS_MAX_DGRAM) {
         srv->stats.tx_dropped++;
         return sz;
+    }
+    if (io->tx_limited) {
+        if ((uint32_t)sz > io->tx_budget) {
+            srv->stats.tx_unvalidated_dropped++;
+            return sz;
+        }
+        io->tx_budget -= (uint32_t)sz;
     }
     tether_dgram_t *d = &srv->tx[srv->ntx++];
     d->to = *io->dst;
@@ -674,6 +687,8 @@ static int listener_try(tether_dtls_srv_t *srv, listener_t *l, uint8_t iface,
     l->io.in_len = len;
     l->io.dst = from;
     l->io.iface = iface;
+    l->io.tx_limited = true;
+    l->io.tx_budget = 3 * (uint32_t)len;
     l->io.psk13_suite = hello->psk13_suite;
     int ret = wolfDTLS_accept_stateless(l->ssl);
     l->io.in = NULL;
@@ -696,6 +711,7 @@ static tether_dtls_sess_t *promote(tether_dtls_srv_t *srv, listener_t *l,
     if (!s)
         return NULL;
     s->io = l->io; /* the TLS 1.3 PSK suite of the hello that verified */
+    s->io.tx_limited = false; /* the cookie proved the address */
     io_auth_reset(&s->io); /* identity comes from the handshake's result only */
     s->io.srv = srv;
     s->io.dst = &s->peer;
@@ -847,19 +863,50 @@ static bool single_record_seq(const uint8_t *b, size_t len, size_t cid_len, uint
     return true;
 }
 
+/* A CID session follows its peer to a new address. The address map only
+ * serves records without a CID: if another live session owns the address
+ * it keeps it (SPEC S2: an authenticated record never takes another live
+ * session's address), and this one is then reached by CID alone. Until
+ * the new address is validated (tether_dtls_sess_validate), at most three
+ * times what arrived from it may be sent there (SPEC S10, RFC 9146 §6,
+ * draft-ietf-tls-dtls-rrc §4): a credential holder who spoofs a victim's
+ * address cannot aim more than that at it. */
 static void sess_move(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, const tether_addr_t *to,
                       uint8_t iface)
 {
     s->io.iface = iface;
     uint8_t key[TETHER_HKEY_MAX];
     size_t kl = tether_addr_key(to, key);
-    tether_hnode_t *other = tether_hmap_find(&srv->by_addr, key, kl);
-    if (other) /* a stale session owned that address: the newest owner wins */
-        tether_hmap_remove(&srv->by_addr, other);
     tether_hmap_remove(&srv->by_addr, &s->by_addr);
     s->peer = *to;
-    tether_hmap_insert(&srv->by_addr, &s->by_addr, key, kl);
+    if (!tether_hmap_find(&srv->by_addr, key, kl))
+        tether_hmap_insert(&srv->by_addr, &s->by_addr, key, kl);
+    s->unvalidated = true;
+    s->credit = 0; /* the datagram that moved it adds its share (credit_rx) */
     srv->stats.address_changes++;
+    event_push(srv, TETHER_DTLS_EV_MOVED, 0, s);
+}
+
+/* An authenticated datagram of `len` bytes from the session's address. */
+static void credit_rx(tether_dtls_sess_t *s, size_t len)
+{
+    if (!s->unvalidated)
+        return;
+    uint64_t c = (uint64_t)s->credit + 3 * (uint64_t)len;
+    s->credit = c > UINT32_MAX ? UINT32_MAX : (uint32_t)c;
+}
+
+/* Whether `n` bytes may go to the session's address now; charges them. */
+static bool credit_tx(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, size_t n)
+{
+    if (!s->unvalidated)
+        return true;
+    if (n > s->credit) {
+        srv->stats.tx_unvalidated_dropped++;
+        return false;
+    }
+    s->credit -= (uint32_t)n;
+    return true;
 }
 
 /* RFC 9146 §6 / RFC 9147 §9: after an authenticated record numbered `rn`
@@ -916,6 +963,12 @@ static bool compact_read(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, tether_d
             continue;
         }
         note_record(srv, s, in.number);
+        if (in.type == TETHER_REC_CT_APP && in.len == 0) {
+            /* RFC 6347 §4.1 allows an empty application record; it must
+             * not end the datagram (rx->len 0 means "nothing more"). */
+            srv->stats.records_empty++;
+            continue;
+        }
         if (in.type == TETHER_REC_CT_APP) {
             rx->sess = s;
             rx->data = srv->rxbuf;
@@ -993,6 +1046,8 @@ int tether_dtls_input(tether_dtls_srv_t *srv, uint8_t iface, const tether_addr_t
         srv->rd_len = len;
         if (!compact_read(srv, s, rx))
             return 0;
+        if (tether_addr_equal(from, &s->peer))
+            credit_rx(s, len);
         s->last_rx = now;
         list_del(&srv->established, s);
         list_add(&srv->established, s);
@@ -1013,6 +1068,8 @@ int tether_dtls_input(tether_dtls_srv_t *srv, uint8_t iface, const tether_addr_t
     s->io.in = NULL;
     if (single) /* authenticated by the read above */
         note_record(srv, s, seq);
+    if (tether_addr_equal(from, &s->peer))
+        credit_rx(s, len);
     s->last_rx = now;
     list_del(&srv->established, s);
     list_add(&srv->established, s);
@@ -1045,12 +1102,17 @@ int tether_dtls_send(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, const uint8_
             sess_close(srv, s, TETHER_DTLS_WHY_LOCAL);
         if (n < 0)
             return n;
+        if (!credit_tx(srv, s, (size_t)n)) /* a skipped record number is harmless */
+            return TETHER_ELIMIT;
         d->to = s->peer;
         d->iface = s->io.iface;
         d->len = (uint16_t)n;
         srv->ntx++;
         return 0;
     }
+    /* DTLS 1.3 record: unified header with a CID, sequence, length, tag. */
+    if (s->unvalidated && !credit_tx(srv, s, len + 1 + TETHER_CID_MAX + 4 + 16 + 1))
+        return TETHER_ELIMIT;
     s->io.dst = &s->peer;
     int n = wolfSSL_write(s->ssl, data, (int)len);
     return n == (int)len ? 0 : TETHER_EIO;
@@ -1113,6 +1175,14 @@ void tether_dtls_tick(tether_dtls_srv_t *srv, tether_time_t now)
 }
 
 tether_time_t tether_dtls_next_deadline(const tether_dtls_srv_t *srv) { return srv->next_at; }
+
+void tether_dtls_sess_validate(tether_dtls_sess_t *s)
+{
+    s->unvalidated = false;
+    s->credit = 0;
+}
+
+bool tether_dtls_sess_validated(const tether_dtls_sess_t *s) { return !s->unvalidated; }
 
 void tether_dtls_conf_defaults(tether_dtls_conf_t *c)
 {
@@ -1290,9 +1360,23 @@ void tether_dtls_set_wall_clock(tether_dtls_srv_t *srv, tether_time_t wall_ms)
     }
 }
 
+/* SPEC S7 (SIGHUP reloads credentials): an established session whose
+ * identity is gone from the new set, or listed with another role, ends
+ * (security review: a removed device used to keep serving for days). One
+ * pass over the sessions, a hash lookup each (no key derivation). */
 void tether_dtls_set_creds(tether_dtls_srv_t *srv, const tether_creds_t *creds)
 {
     srv->creds = creds;
+    for (tether_dtls_sess_t *s = srv->established.head, *next; s; s = next) {
+        next = s->next;
+        tether_role_t role;
+        int rc = s->io.auth == AUTH_X509 ? tether_creds_x509(creds, s->io.identity, &role)
+                                          : tether_creds_role(creds, s->io.identity, &role);
+        if (rc < 0 || role != s->io.role) {
+            srv->stats.sessions_revoked++;
+            sess_close(srv, s, TETHER_DTLS_WHY_REVOKED);
+        }
+    }
 }
 
 uint64_t tether_dtls_sess_id(const tether_dtls_sess_t *s) { return s->id; }
@@ -1327,6 +1411,7 @@ const char *tether_dtls_why_str(uint8_t why)
         [TETHER_DTLS_WHY_PEER] = "peer",
         [TETHER_DTLS_WHY_REPLACED] = "replaced",
         [TETHER_DTLS_WHY_LOCAL] = "local",
+        [TETHER_DTLS_WHY_REVOKED] = "revoked",
     };
     return why < sizeof names / sizeof *names && names[why] ? names[why] : "unknown";
 }

@@ -40,14 +40,15 @@ bool tether_wolf_record_number(const WOLFSSL *ssl, uint64_t *epoch_seq, bool *dt
 }
 
 /* Reads an established DTLS 1.2 AEAD session's record state (see
- * wolfrec.h). Direction: we are the server, so we write with the server
- * keys and read with the client keys. */
+ * wolfrec.h). Direction: a server writes with the server keys and reads
+ * with the client keys; a client (the unit tests' peer) the other way. */
 int tether_wolf_export_rec(WOLFSSL *ssl, tether_rec_t *r)
 {
     memset(r, 0, sizeof *r);
     if (!ssl->options.dtls || ssl->options.tls1_3 || !ssl->options.handShakeDone ||
-        ssl->options.side != WOLFSSL_SERVER_END || !ssl->keys.encryptionOn)
+        !ssl->keys.encryptionOn)
         return TETHER_EINVAL;
+    bool server = ssl->options.side == WOLFSSL_SERVER_END;
     if (ssl->specs.key_size != 16 || ssl->specs.cipher_type != aead)
         return TETHER_EINVAL;
     if (ssl->specs.bulk_cipher_algorithm == wolfssl_aes_gcm && ssl->specs.aead_mac_size == 16)
@@ -71,10 +72,10 @@ int tether_wolf_export_rec(WOLFSSL *ssl, tether_rec_t *r)
 #endif
     /* wolfSSL: bit k of word w stands for sequence next - 1 - (32 w + k). */
     r->rx_window = (uint64_t)ps->window[1] << 32 | ps->window[0];
-    memcpy(r->tx_key, ssl->keys.server_write_key, 16);
-    memcpy(r->rx_key, ssl->keys.client_write_key, 16);
-    memcpy(r->tx_salt, ssl->keys.server_write_IV, 4);
-    memcpy(r->rx_salt, ssl->keys.client_write_IV, 4);
+    memcpy(r->tx_key, server ? ssl->keys.server_write_key : ssl->keys.client_write_key, 16);
+    memcpy(r->rx_key, server ? ssl->keys.client_write_key : ssl->keys.server_write_key, 16);
+    memcpy(r->tx_salt, server ? ssl->keys.server_write_IV : ssl->keys.client_write_IV, 4);
+    memcpy(r->rx_salt, server ? ssl->keys.client_write_IV : ssl->keys.server_write_IV, 4);
     unsigned int txl = 0;
     if (wolfSSL_dtls_cid_is_enabled(ssl) == WOLFSSL_SUCCESS &&
         wolfSSL_dtls_cid_get_tx_size(ssl, &txl) == WOLFSSL_SUCCESS && txl) {

@@ -19,7 +19,7 @@
  * the numbers do not fit (epoch >= 2^16). */
 bool tether_wolf_record_number(const WOLFSSL *ssl, uint64_t *epoch_seq, bool *dtls13);
 
-/* Copies an established server-side DTLS 1.2 session's keys, sequence
+/* Copies an established DTLS 1.2 session's keys (either side), sequence
  * numbers, replay window and transmit CID into `r` so the compact record
  * layer (record.h) can carry it once the WOLFSSL object is freed. Returns
  * TETHER_EINVAL when the session cannot be carried (DTLS 1.3, a suite

@@ -1335,6 +1335,16 @@ void tether_node_input(tether_node_t *n, const tether_peer_t *peer, const uint8_
     uint8_t rej[64];
     size_t rlen = 0;
     n->stats.rx_datagrams++;
+    /* Any message from a registered device proves its tunnel is up here,
+     * a CoAP ping (the usual keep-alive, answered below by the endpoint
+     * layer) included: NAT-binding learning needs every gap. */
+    tether_device_t *d = NULL;
+    bool relinked = false;
+    if (peer->identity && peer->role == TETHER_ROLE_DEVICE &&
+        (d = tether_registry_find(&n->reg, peer->identity))) {
+        relinked = !d->link_up || !link_same(&d->link, &peer->link);
+        tether_registry_touch(&n->reg, d, &peer->link, now);
+    }
     tether_layer_res_t res = tether_coap_ep_input(&n->ep, buf, len, &msg, rej, sizeof rej, &rlen);
     if (res != TETHER_LAYER_CONTINUE) {
         if (rlen > 0) {
@@ -1342,15 +1352,7 @@ void tether_node_input(tether_node_t *n, const tether_peer_t *peer, const uint8_
                 n->stats.rx_rejected++;
             tether_cx_emit(n->cx, &peer->link, rej, rlen);
         }
-        return;
-    }
-    /* Any message from a registered device proves its tunnel is up here. */
-    tether_device_t *d = NULL;
-    bool relinked = false;
-    if (peer->identity && peer->role == TETHER_ROLE_DEVICE &&
-        (d = tether_registry_find(&n->reg, peer->identity))) {
-        relinked = !d->link_up || !link_same(&d->link, &peer->link);
-        tether_registry_touch(&n->reg, d, &peer->link, now);
+        goto device; /* a ping or a rejected message still shows the device is here */
     }
     if (msg.type == TETHER_COAP_ACK || msg.type == TETHER_COAP_RST) {
         bool ours =
@@ -1374,7 +1376,10 @@ void tether_node_input(tether_node_t *n, const tether_peer_t *peer, const uint8_
         else if (!matched) /* e.g. a notification nobody wants: cancel it */
             reply_empty(n, &peer->link, TETHER_COAP_RST, msg.mid);
     }
-    /* Looked up again: the message may have removed the registration. */
+device:
+    /* Looked up again: the message may have removed the registration. A
+     * device's new session resumes its observations; what was queued for
+     * a sleeping device goes now (S3: "when the device next sends anything"). */
     if (d && (d = tether_registry_find(&n->reg, peer->identity))) {
         if (relinked)
             obs_relink(n, d, now);

@@ -401,6 +401,16 @@ bool tether_creds_allowed(const tether_creds_t *c, const char *identity, const c
     return false;
 }
 
+int tether_creds_role(const tether_creds_t *c, const char *identity, tether_role_t *role)
+{
+    const psk_entry_t *p = find_psk(c, identity);
+    const derived_entry_t *d = p ? NULL : find_derived(c, identity);
+    if (!p && !d)
+        return TETHER_ENOTFOUND;
+    *role = p ? p->role : d->role;
+    return 0;
+}
+
 int tether_creds_psk(const tether_creds_t *c, const char *identity, uint8_t *key, size_t cap,
                      size_t *key_len, tether_role_t *role)
 {

@@ -14,7 +14,8 @@
 P=$T/pki
 hex() { printf %s "$1" | od -An -tx1 | tr -d ' \n'; }
 cat >"$T/creds.json" <<JSON
-{"psk": [{"identity": "dev1", "key_hex": "$(hex dev1-secret-key)", "role": "device"}]}
+{"psk": [{"identity": "dev1", "key_hex": "$(hex dev1-secret-key)", "role": "device"}],
+ "psk_derived": [{"identity_prefix": "fleet", "role": "device", "master_hex": "00112233"}]}
 JSON
 cat >"$T/tether.json" <<JSON
 {"listen": ["coaps://127.0.0.1:0"], "credentials_file": "$T/creds.json", "admin_token": "t0k",
@@ -64,6 +65,21 @@ out=$(timeout 20 coap-client-openssl -B 5 -u dev1 -k dev1-secret-key -m post \
 check "dev1 with its PSK registers (2.01 with a Location-Path)" \
     test "$(stat devices.registered)" = 1
 check "one full handshake in all" test "$(stat sessions.handshakes_full)" = 1
+# Revocation (security review item 9): a fleet device with a lasting
+# tunnel; its prefix removed from the credentials file and SIGHUP: its
+# established session ends at once, dev1's entry keeps nothing else open.
+"$BUILD_DIR/tether-bench" devices --server "127.0.0.1:$n1_PORT" --count 1 \
+    --identity-prefix fleet --psk-master 00112233 --stats-every 1 >"$T/fleet.log" 2>&1 &
+PIDS+=("$!")
+check "fleet0 registers and keeps its tunnel" wait_log "$T/fleet.log" 'registered 1/1' 20
+check "its session is established" test "$(stat sessions.active)" = 1
+cat >"$T/creds.json" <<JSON
+{"psk": [{"identity": "dev1", "key_hex": "$(hex dev1-secret-key)", "role": "device"}]}
+JSON
+kill -HUP "$n1_PID"
+check "after SIGHUP without the fleet prefix, its session is revoked" \
+    wait_log "$n1_LOG" '"msg":"reloaded".*"sessions_revoked_total":"1"' 5
+check "and closed" test "$(stat sessions.active)" = 0
 check "process still alive" kill -0 "$n1_PID"
 
 finish

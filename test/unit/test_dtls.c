@@ -15,6 +15,8 @@
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
 
+#include "dtls/record.h"
+#include "dtls/wolfrec.h"
 #include "tether/dtls.h"
 
 #define MAXQ 32
@@ -1069,6 +1071,132 @@ static void test_idle_session_compacts_later(void **state)
 
 /* A device that starts a new handshake from the address of its established
  * session (same NAT binding, device rebooted) gets a new session. */
+/* Security review item 10: an empty application record (RFC 6347 §4.1
+ * allows one) in front of a real one must not drop the rest of the
+ * datagram. The client's compact state is read out of its wolfSSL object
+ * to seal records wolfSSL would not send (it sends nothing for len 0). */
+static void test_empty_record_keeps_the_datagram(void **state)
+{
+    fixture_t *f = *state;
+    client_init(&f->c, true);
+    assert_int_equal(handshake(f->srv, &f->c, 54000), 0);
+    exchange(f, 54000, "compact now");
+    tether_rec_t r;
+    assert_int_equal(tether_wolf_export_rec(f->c.ssl, &r), 0);
+    Aes aes;
+    assert_int_equal(wc_AesInit(&aes, NULL, INVALID_DEVID), 0);
+    uint8_t dg[TETHER_DTLS_MAX_DGRAM];
+    int a = tether_rec_seal(&r, &aes, TETHER_REC_CT_APP, (const uint8_t *)"", 0, dg, sizeof dg);
+    assert_true(a > 0);
+    int b = tether_rec_seal(&r, &aes, TETHER_REC_CT_APP, (const uint8_t *)"after empty", 11,
+                            dg + a, sizeof dg - (size_t)a);
+    assert_true(b > 0);
+    wc_AesFree(&aes);
+    tether_addr_t from = addr(54000);
+    tether_dtls_rx_t rx;
+    tether_dtls_input(f->srv, 0, &from, dg, (size_t)(a + b), now_ms, &rx);
+    assert_int_equal(rx.len, 11);
+    assert_memory_equal(rx.data, "after empty", 11);
+    assert_int_equal(tether_dtls_stats(f->srv)->records_empty, 1);
+}
+
+/* Security review item 3: a CID session that follows its peer onto the
+ * address of another live session leaves that session its address (its
+ * records without a CID keep working), and until the new address is
+ * validated at most 3x what came from it goes there. */
+static void test_move_keeps_others_address_and_limits_output(void **state)
+{
+    fixture_t *f = *state;
+    const tether_dtls_stats_t *st = tether_dtls_stats(f->srv);
+    client_t plain;
+    client_init(&plain, false); /* no CID: found by address only */
+    assert_int_equal(handshake(f->srv, &plain, 55001), 0);
+    client_init(&f->c, true);
+    assert_int_equal(handshake(f->srv, &f->c, 55000), 0);
+    exchange(f, 55000, "cid session");
+
+    uint8_t rec[TETHER_DTLS_MAX_DGRAM];
+    size_t n = client_record(&f->c, "from the other one's address", rec);
+    tether_addr_t there = addr(55001);
+    tether_dtls_rx_t rx;
+    tether_dtls_input(f->srv, 0, &there, rec, n, now_ms, &rx);
+    assert_int_equal(rx.len, strlen("from the other one's address"));
+    tether_dtls_sess_t *moved = rx.sess;
+    uint64_t moved_id = tether_dtls_sess_id(moved);
+    assert_int_equal(port_of(tether_dtls_sess_peer(moved)), 55001);
+    assert_false(tether_dtls_sess_validated(moved));
+    const tether_dtls_event_t *ev;
+    size_t nev = tether_dtls_events(f->srv, &ev);
+    assert_true(nev >= 1);
+    assert_int_equal(ev[nev - 1].kind, TETHER_DTLS_EV_MOVED);
+    assert_int_equal(ev[nev - 1].id, moved_id);
+    tether_dtls_events_clear(f->srv);
+
+    /* The session without a CID still owns port 55001. */
+    uint8_t prec[TETHER_DTLS_MAX_DGRAM];
+    assert_int_equal(wolfSSL_write(plain.ssl, "still mine", 10), 10);
+    memcpy(prec, plain.out.d[0], plain.out.len[0]);
+    size_t pn = plain.out.len[0];
+    plain.out.n = 0;
+    tether_dtls_input(f->srv, 0, &there, prec, pn, now_ms, &rx);
+    assert_int_equal(rx.len, 10);
+    assert_true(tether_dtls_sess_id(rx.sess) != moved_id);
+
+    /* Unvalidated: sends stop at 3x the bytes that came from 55001. */
+    moved = tether_dtls_sess_find(f->srv, moved_id);
+    uint8_t big[400];
+    memset(big, 'x', sizeof big);
+    size_t sent = 0;
+    int rc;
+    tether_dtls_tx_clear(f->srv);
+    while ((rc = tether_dtls_send(f->srv, moved, big, sizeof big)) == 0) {
+        sent += tether_dtls_tx_get(f->srv, 0)->len;
+        tether_dtls_tx_clear(f->srv);
+    }
+    assert_int_equal(rc, TETHER_ELIMIT);
+    assert_true(sent <= 3 * n);
+    assert_true(sent + sizeof big + 64 > 3 * n);
+    assert_int_equal(st->tx_unvalidated_dropped, 1);
+    /* Proof from the layer above lifts the limit. */
+    tether_dtls_sess_validate(moved);
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(tether_dtls_send(f->srv, moved, big, sizeof big), 0);
+    tether_dtls_tx_clear(f->srv);
+    client_free(&plain);
+}
+
+/* Security review item 9: after a credentials reload, a session whose
+ * identity is gone, or listed with another role, ends; others stay. */
+static void test_reload_revokes_sessions(void **state)
+{
+    fixture_t *f = *state;
+    const tether_dtls_stats_t *st = tether_dtls_stats(f->srv);
+    client_init(&f->c, true);
+    assert_int_equal(handshake(f->srv, &f->c, 56000), 0);
+    uint64_t id = tether_dtls_sess_id(exchange(f, 56000, "dev1 here"));
+    tether_dtls_set_creds(f->srv, f->creds); /* same set: kept */
+    assert_non_null(tether_dtls_sess_find(f->srv, id));
+    assert_int_equal(st->sessions_revoked, 0);
+
+    char path[] = "/tmp/tether-creds-XXXXXX";
+    int fd = mkstemp(path);
+    dprintf(fd, "{\"psk\": [{\"identity\": \"dev1\", \"key_hex\": \"00\", \"role\": \"client\"}]}");
+    close(fd);
+    tether_creds_t *other;
+    char err[256];
+    assert_int_equal(tether_creds_load(path, &other, err, sizeof err), 0);
+    unlink(path);
+    tether_dtls_set_creds(f->srv, other); /* dev1 is a client now */
+    assert_null(tether_dtls_sess_find(f->srv, id));
+    assert_int_equal(st->sessions_revoked, 1);
+    const tether_dtls_event_t *ev;
+    size_t n = tether_dtls_events(f->srv, &ev);
+    assert_true(n >= 1);
+    assert_int_equal(ev[n - 1].why, TETHER_DTLS_WHY_REVOKED);
+    tether_dtls_set_creds(f->srv, f->creds);
+    tether_creds_free(other);
+}
+
 static void test_returning_device_handshakes_again(void **state)
 {
     fixture_t *f = *state;
@@ -1206,6 +1334,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_compact_record_layer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idle_session_compacts_later, setup, teardown),
         cmocka_unit_test_setup_teardown(test_returning_device_handshakes_again, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_empty_record_keeps_the_datagram, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_move_keeps_others_address_and_limits_output, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_reload_revokes_sessions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replayed_hello_does_not_strand_a_session, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_idle_session_memory, setup, teardown),

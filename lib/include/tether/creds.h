@@ -29,6 +29,11 @@ TETHER_API void tether_creds_free(tether_creds_t *c);
 TETHER_API int tether_creds_psk(const tether_creds_t *c, const char *identity, uint8_t *key,
                                 size_t cap, size_t *key_len, tether_role_t *role);
 
+/* The role `identity` has as a PSK peer (explicit entry, else the longest
+ * derived prefix), without deriving its key. TETHER_ENOTFOUND when unknown. */
+TETHER_API int tether_creds_role(const tether_creds_t *c, const char *identity,
+                                 tether_role_t *role);
+
 /* Access control (SPEC S4, S11): may `identity` send a request with CoAP
  * method code `method` to the device or group named `target`? Only the
  * "allow" rules of the identity's entry grant anything; an identity without

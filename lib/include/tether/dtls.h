@@ -78,6 +78,9 @@ typedef struct {
     uint64_t handshakes_stalled; /* dropped: no flight from the peer within the flight timeout */
     uint64_t handshakes_evicted; /* stalled, dropped for a newer one (source at its cap, table full) */
     uint64_t events_dropped;     /* events lost because the list could not grow */
+    uint64_t tx_unvalidated_dropped; /* over 3x what an unvalidated address sent us */
+    uint64_t sessions_revoked;   /* closed by set_creds: identity gone or role changed */
+    uint64_t records_empty;      /* zero-length application records skipped */
 } tether_dtls_stats_t;
 
 typedef struct tether_dtls_srv tether_dtls_srv_t;
@@ -104,6 +107,7 @@ typedef struct {
 typedef enum {
     TETHER_DTLS_EV_CLOSED = 1,           /* an established session ended */
     TETHER_DTLS_EV_HANDSHAKE_FAILED = 2, /* a handshake in flight was given up */
+    TETHER_DTLS_EV_MOVED = 3, /* a CID session follows its peer to a new, unvalidated address */
 } tether_dtls_ev_kind_t;
 
 typedef enum {
@@ -117,6 +121,7 @@ typedef enum {
     TETHER_DTLS_WHY_PEER,             /* closed: close_notify or fatal alert from the peer */
     TETHER_DTLS_WHY_REPLACED,         /* closed: the peer completed a new handshake */
     TETHER_DTLS_WHY_LOCAL,            /* closed: sequence numbers exhausted, shutdown */
+    TETHER_DTLS_WHY_REVOKED,          /* closed: identity gone or role changed (set_creds) */
 } tether_dtls_why_t;
 
 typedef struct {
@@ -137,8 +142,10 @@ TETHER_API int tether_dtls_create(const tether_dtls_conf_t *conf, const tether_c
                                   tether_time_t now, tether_dtls_srv_t **out);
 TETHER_API void tether_dtls_destroy(tether_dtls_srv_t *srv);
 
-/* Swaps the credential set used by new handshakes; established sessions are
- * kept. The caller frees the old set after this returns. */
+/* Swaps the credential set used by new handshakes. Established sessions
+ * whose identity the new set no longer lists, or lists with another role,
+ * are closed (event CLOSED, why REVOKED); the others are kept. The caller
+ * frees the old set after this returns. */
 TETHER_API void tether_dtls_set_creds(tether_dtls_srv_t *srv, const tether_creds_t *creds);
 
 /* Feeds one datagram that arrived on local interface `iface` (an index the
@@ -179,6 +186,12 @@ TETHER_API const tether_dtls_stats_t *tether_dtls_stats(const tether_dtls_srv_t 
 TETHER_API const char *tether_dtls_sess_identity(const tether_dtls_sess_t *sess);
 TETHER_API tether_role_t tether_dtls_sess_role(const tether_dtls_sess_t *sess);
 TETHER_API const tether_addr_t *tether_dtls_sess_peer(const tether_dtls_sess_t *sess);
+/* Address validation after a CID move (EV_MOVED): until the layer above
+ * has proof that the peer receives at the new address (say, the answer to
+ * an unpredictable probe sent only there), sends to it are limited to 3x
+ * the bytes received from it (TETHER_ELIMIT beyond, counted). */
+TETHER_API void tether_dtls_sess_validate(tether_dtls_sess_t *sess);
+TETHER_API bool tether_dtls_sess_validated(const tether_dtls_sess_t *sess);
 /* Our CID for this session (0 length when none was negotiated). */
 TETHER_API size_t tether_dtls_sess_cid(const tether_dtls_sess_t *sess, uint8_t *out);
 
