@@ -652,7 +652,7 @@ static void stage_cross(suite_t *S)
                  "\"admin\": \"127.0.0.1:0\", \"admin_token\": \"bench\", "
                  "\"credentials_file\": \"%s/creds.json\", \"log_level\": \"info\", "
                  "\"cluster_key\": \"bench-cluster-key-0123456789\", "
-                 "\"dtls\": {\"handshake_rate_per_source\": 0}, "
+                 "\"dtls\": {\"handshake_rate_per_source\": 0, \"max_handshakes_per_source\": 0}, "
                  "\"cluster\": {\"listen\": \"127.0.0.1:%d\", "
                  "\"nodes\": {\"1\": \"127.0.0.1:%d\", \"2\": \"127.0.0.1:%d\"}}}\n",
                  id, S->dir, ports + id - 1, ports, ports + 1);
@@ -1183,10 +1183,11 @@ static int write_configs(suite_t *S)
              APP_KEY_HEX, MASTER);
     if (write_file(path, text) < 0)
         return TETHER_EIO;
-    const char *base = "{\"listen\": [\"coaps://127.0.0.1:0\"], \"admin\": \"127.0.0.1:0\",\n"
-                       " \"admin_token\": \"bench\", \"credentials_file\": \"%s/creds.json\",\n"
-                       " \"log_level\": \"info\",\n"
-                       " \"dtls\": {\"handshake_rate_per_source\": 0%s}}\n";
+    const char *base =
+        "{\"listen\": [\"coaps://127.0.0.1:0\"], \"admin\": \"127.0.0.1:0\",\n"
+        " \"admin_token\": \"bench\", \"credentials_file\": \"%s/creds.json\",\n"
+        " \"log_level\": \"info\",\n"
+        " \"dtls\": {\"handshake_rate_per_source\": 0, \"max_handshakes_per_source\": 0%s}}\n";
     char extra[1024];
     snprintf(path, sizeof path, "%s/tether.json", S->dir);
     snprintf(text, sizeof text, base, S->dir, "");

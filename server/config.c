@@ -56,6 +56,7 @@ static void set_defaults(tetherd_config_t *c)
     c->proxy_cache_bytes = nc.cache_bytes;
     c->dtls_hs_rate = dc.handshake_rate_per_source;
     c->dtls_hs_burst = dc.handshake_burst_per_source;
+    c->dtls_hs_per_source = dc.max_handshakes_per_source;
 }
 
 bool tetherd_is_loopback(const char *host)
@@ -237,6 +238,10 @@ static int apply_dtls(ctx_t *x, tetherd_config_t *c, json_t *v)
             if (get_uint(x, k, e, 1, 1000000, &n) < 0)
                 return TETHER_ECONFIG;
             c->dtls_hs_burst = (uint32_t)n;
+        } else if (strcmp(k, "max_handshakes_per_source") == 0) {
+            if (get_uint(x, k, e, 0, 1000000, &n) < 0)
+                return TETHER_ECONFIG;
+            c->dtls_hs_per_source = (uint32_t)n;
         } else {
             return fail(x, k, at, "unknown key in dtls");
         }

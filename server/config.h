@@ -54,6 +54,7 @@ typedef struct {
     char dtls_key_file[512];         /* its private key, PEM */
     uint32_t dtls_hs_rate;           /* handshakes per second per source IP, 0 = off */
     uint32_t dtls_hs_burst;
+    uint32_t dtls_hs_per_source;     /* handshakes in flight per source, 0 = no cap */
     /* "cluster": the internal channel (SPEC S5). Off while listen is "". */
     char cluster_listen[160]; /* HOST:PORT this node receives forwarded records on */
     struct {

@@ -772,6 +772,7 @@ int main(int argc, char **argv)
         dc.key_file = d.cfg.dtls_key_file;
         dc.handshake_rate_per_source = d.cfg.dtls_hs_rate;
         dc.handshake_burst_per_source = d.cfg.dtls_hs_burst;
+        dc.max_handshakes_per_source = d.cfg.dtls_hs_per_source;
         if ((rc = tether_dtls_create(&dc, d.creds, uv_now(d.loop), &d.dtls)) < 0) {
             fprintf(stderr, "tetherd: DTLS setup failed: %s%s\n", tether_strerror(rc),
                     rc == TETHER_ECONFIG ? " (dtls.ca_file, cert_file or key_file is not a "

@@ -52,8 +52,11 @@ cat >"$T/creds.json" <<JSON
           "allow": [{"devices": "dev*", "methods": ["GET", "POST"]}]}],
  "psk_derived": [{"identity_prefix": "dev", "role": "device", "master_hex": "$MASTER"}]}
 JSON
+# Every simulated device and client comes from 127.0.0.1: one source for
+# the per-source handshake cap.
 cat >"$T/tether.json" <<JSON
-{"listen": ["coaps://127.0.0.1:0"], "credentials_file": "$T/creds.json"}
+{"listen": ["coaps://127.0.0.1:0"], "credentials_file": "$T/creds.json",
+ "dtls": {"max_handshakes_per_source": 0}}
 JSON
 start_tetherd n1 --config "$T/tether.json" || {
     not_ok "tetherd starts with a DTLS listener"
