@@ -480,6 +480,7 @@ static int stats_hook(json_t *st, void *user)
         {"proxy.requests", ns->requests_relayed},
         {"proxy.responses_relayed", ns->relay_ok},
         {"proxy.timeouts", ns->relay_timeouts},
+        {"proxy.mid_exhausted", ns->relay_mid_exhausted},
         {"proxy.device_gone", ns->relay_gone},
         {"proxy.denied", ns->relay_denied},
         {"proxy.unknown_device", ns->relay_unknown},
