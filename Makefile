@@ -105,6 +105,7 @@ $(BUILD)/test/%: test/unit/%.c $(LIBTETHER)
 		$(LIBTETHER) $(CMOCKA_LIBS) $(LIBS)
 $(BUILD)/test/test_udp: $(BUILD)/server/udp.o
 $(BUILD)/test/test_config: $(BUILD)/server/config/keys.o $(BUILD)/server/config/load.o
+$(BUILD)/test/test_latency: $(BUILD)/server/latency.o
 
 # libFuzzer targets compile the library sources directly with clang.
 FUZZ_CC ?= clang

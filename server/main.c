@@ -13,6 +13,7 @@
 #include "tether/log.h"
 #include "tether/pipeline.h"
 #include "udp.h"
+#include "latency.h"
 
 #define MAX_DGRAM 1500
 /* recvmmsg: libuv cuts the receive buffer into 64 KiB chunks, one datagram
@@ -46,7 +47,8 @@ typedef struct tetherd {
     /* Service time of each receive batch: from the first datagram read to
      * the last datagram it caused handed to the kernel (microseconds). */
     tether_hist_t service;
-    uint64_t batch_t0_ns; /* 0: no batch being timed */
+    uint64_t batch_t0_ns;       /* 0: no batch being timed */
+    tetherd_lat_t lat;          /* both crossings of each relayed request */
     tetherd_cluster_t *cluster; /* NULL without "cluster.listen" */
     uint8_t cluster_iface;
     tetherd_admin_t admin;
@@ -149,6 +151,17 @@ static void set_addr(tether_addr_t *a, const struct sockaddr *sa)
     memcpy(&a->ss, sa, a->len);
 }
 
+/* Per-request latency (server/latency.c) sees each CoAP message that
+ * crosses the node on a DTLS session. */
+static void lat_tap(void *user, bool in, uint64_t link, const uint8_t *msg, size_t len)
+{
+    tetherd_t *d = user;
+    if (in)
+        tetherd_lat_in(&d->lat, link, msg, len);
+    else
+        tetherd_lat_out(&d->lat, link, msg, len);
+}
+
 /* A datagram on the cluster's internal socket. */
 static void cluster_input(void *user, const tether_addr_t *from, const uint8_t *data, size_t len)
 {
@@ -210,7 +223,9 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
         d->rx_batch = false;
         tetherd_txq_flush(&d->txq);
         if (d->batch_t0_ns) {
-            tether_hist_record(&d->service, (uv_hrtime() - d->batch_t0_ns) / 1000);
+            uint64_t t1 = uv_hrtime();
+            tether_hist_record(&d->service, (t1 - d->batch_t0_ns) / 1000);
+            tetherd_lat_sent(&d->lat, t1);
             d->batch_t0_ns = 0;
         }
         return;
@@ -219,15 +234,19 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
         d->rx_batch = true;
     if (nread <= 0 || (flags & UV_UDP_PARTIAL))
         return;
-    if (!d->batch_t0_ns)
+    if (!d->batch_t0_ns) {
         d->batch_t0_ns = uv_hrtime();
+        tetherd_lat_read(&d->lat, d->batch_t0_ns);
+    }
     tether_addr_t from;
     set_addr(&from, addr);
     tether_pipeline_input(d->pipe, (uint8_t)(l - d->listeners), &from, (const uint8_t *)buf->base,
                           (size_t)nread, now_ms(d));
     pump(d);
     if (!d->rx_batch) { /* read without recvmmsg: its output already left */
-        tether_hist_record(&d->service, (uv_hrtime() - d->batch_t0_ns) / 1000);
+        uint64_t t1 = uv_hrtime();
+        tether_hist_record(&d->service, (t1 - d->batch_t0_ns) / 1000);
+        tetherd_lat_sent(&d->lat, t1);
         d->batch_t0_ns = 0;
     }
 }
@@ -306,6 +325,7 @@ static int stats_hook(json_t *st, void *user)
         {"proxy.requests", ns->requests_relayed},
         {"proxy.responses_relayed", ns->relay_ok},
         {"proxy.timeouts", ns->relay_timeouts},
+        {"proxy.mid_exhausted", ns->relay_mid_exhausted},
         {"proxy.device_gone", ns->relay_gone},
         {"proxy.denied", ns->relay_denied},
         {"proxy.unknown_device", ns->relay_unknown},
@@ -374,6 +394,12 @@ static int stats_hook(json_t *st, void *user)
         {"latency.service_p99_us", tether_hist_percentile(&d->service, 99)},
         {"latency.service_p999_us", tether_hist_percentile(&d->service, 99.9)},
         {"latency.service_max_us", d->service.count ? d->service.max : 0},
+        {"latency.relayed", d->lat.relayed.count},
+        {"latency.relayed_p50_us", tether_hist_percentile(&d->lat.relayed, 50)},
+        {"latency.relayed_p99_us", tether_hist_percentile(&d->lat.relayed, 99)},
+        {"latency.relayed_p999_us", tether_hist_percentile(&d->lat.relayed, 99.9)},
+        {"latency.relayed_max_us", d->lat.relayed.count ? d->lat.relayed.max : 0},
+        {"latency.relayed_unmatched", d->lat.unmatched},
     };
     for (size_t i = 0; i < sizeof lrows / sizeof lrows[0]; i++)
         if (tetherd_admin_stat_set(st, lrows[i].path, (json_int_t)lrows[i].v) < 0)
@@ -523,6 +549,8 @@ int main(int argc, char **argv)
 {
     static tetherd_t d;
     tether_hist_init(&d.service);
+    if (tetherd_lat_init(&d.lat) < 0)
+        return 1;
     char err[512] = "";
     int rc = tetherd_config_load(&d.cfg, argc, argv, err, sizeof err);
     if (rc == 1)
@@ -575,6 +603,8 @@ int main(int argc, char **argv)
         d.cluster_iface = pc.niface;
         pc.iface[pc.niface++] = TETHER_IFACE_CLUSTER;
     }
+    pc.tap = lat_tap;
+    pc.tap_user = &d;
     if ((rc = tether_pipeline_create(&pc, d.creds, uv_now(d.loop), tetherd_wall_ms(), &d.pipe)) <
         0) {
         /* ECONFIG and ECRYPTO come from the DTLS server only. */
@@ -630,6 +660,7 @@ int main(int argc, char **argv)
     uv_run(d.loop, UV_RUN_DEFAULT);
     uv_loop_close(d.loop);
     tether_pipeline_destroy(d.pipe);
+    tetherd_lat_free(&d.lat);
     tether_creds_free(d.creds);
     tetherd_txq_free(&d.txq);
     tether_log_kv(TETHER_LOG_INFO, "main", "stopped", NULL);

@@ -21,6 +21,8 @@ struct tether_pipeline {
     uint8_t cluster_iface;    /* the channel's interface, when ch */
     uint8_t niface;
     uint8_t iface[TETHER_PIPELINE_MAX_IFACE];
+    tether_pipeline_tap_fn tap;
+    void *tap_user;
     tether_time_t wall_ms, wall_at; /* wall clock wall_ms at `now` wall_at */
     bool wall_pending;              /* wall_ms was set for the coming call's `now` */
     tether_dgram_t *out;
@@ -150,8 +152,11 @@ static void node_flush(tether_pipeline_t *p, tether_time_t now)
             internal_keep(p, o);
         } else if (o->link.kind == TETHER_LINK_DTLS) {
             tether_dtls_sess_t *s = p->dtls ? tether_dtls_sess_find(p->dtls, o->link.id) : NULL;
-            if (s)
+            if (s) {
+                if (p->tap)
+                    p->tap(p->tap_user, false, o->link.id, o->data, o->len);
                 tether_dtls_send(p->dtls, s, o->data, o->len);
+            }
         } else if (o->link.iface < p->niface) {
             out_push(p, o->link.iface, &o->link.addr, o->data, o->len);
         }
@@ -223,6 +228,8 @@ static void dtls_feed(tether_pipeline_t *p, uint8_t iface, const tether_addr_t *
             .identity = tether_dtls_sess_identity(rx.sess),
             .role = tether_dtls_sess_role(rx.sess),
         };
+        if (p->tap)
+            p->tap(p->tap_user, true, peer.link.id, rx.data, rx.len);
         tether_node_input(p->node, &peer, rx.data, rx.len, now);
         if (!tether_dtls_input_more(p->dtls, &rx))
             break;
@@ -387,6 +394,8 @@ int tether_pipeline_create(const tether_pipeline_conf_t *conf, const tether_cred
     }
     p->niface = conf->niface;
     memcpy(p->iface, conf->iface, conf->niface);
+    p->tap = conf->tap;
+    p->tap_user = conf->tap_user;
     p->wall_ms = wall_ms;
     p->wall_at = now;
     if ((rc = tether_node_create(&conf->node, creds, &p->node)) < 0)

@@ -53,12 +53,21 @@ typedef enum {
     TETHER_IFACE_CLUSTER = 3, /* the cluster's internal channel (SPEC S5); at most one */
 } tether_iface_kind_t;
 
+/* An observer of the CoAP messages that cross the node on DTLS links, for
+ * host-side measurements (tetherd's per-request latency): `in` for each
+ * plaintext message a session delivered to the node, else for each message
+ * the node sends on a session. It must not call into the pipeline. */
+typedef void (*tether_pipeline_tap_fn)(void *user, bool in, uint64_t link_id, const uint8_t *msg,
+                                       size_t len);
+
 typedef struct {
     tether_node_conf_t node;
     tether_dtls_conf_t dtls;       /* used when an interface is DTLS */
     tether_channel_conf_t channel; /* used when an interface is CLUSTER */
     uint8_t niface;
     uint8_t iface[TETHER_PIPELINE_MAX_IFACE]; /* tether_iface_kind_t of each */
+    tether_pipeline_tap_fn tap;               /* optional */
+    void *tap_user;
 } tether_pipeline_conf_t;
 
 typedef struct tether_pipeline tether_pipeline_t;
