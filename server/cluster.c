@@ -123,7 +123,10 @@ fail:
     return rc < 0 ? rc : TETHER_EINVAL;
 }
 
-static void on_closed(uv_handle_t *h) { free(h->data); }
+static void on_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
 
 void tetherd_cluster_close(tetherd_cluster_t *c)
 {
@@ -131,4 +134,7 @@ void tetherd_cluster_close(tetherd_cluster_t *c)
         uv_close((uv_handle_t *)&c->sock, on_closed);
 }
 
-uv_udp_t *tetherd_cluster_sock(tetherd_cluster_t *c) { return &c->sock; }
+uv_udp_t *tetherd_cluster_sock(tetherd_cluster_t *c)
+{
+    return &c->sock;
+}

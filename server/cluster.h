@@ -20,8 +20,8 @@ typedef struct tetherd_cluster tetherd_cluster_t;
 
 /* A datagram that arrived on the internal socket from `from`: the caller
  * feeds it to the pipeline's cluster interface. */
-typedef void (*tetherd_cluster_input_fn)(void *user, const tether_addr_t *from,
-                                         const uint8_t *data, size_t len);
+typedef void (*tetherd_cluster_input_fn)(void *user, const tether_addr_t *from, const uint8_t *data,
+                                         size_t len);
 
 /* The channel's configuration from tetherd's: node id, cluster key, and
  * clients routed through other nodes remembered at most the session limit

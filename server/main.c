@@ -507,7 +507,8 @@ static void stop_now(tetherd_t *d)
 static void on_drain_timer(uv_timer_t *t)
 {
     tetherd_t *d = t->data;
-    size_t relays = tether_node_pending(tether_pipeline_node(d->pipe)), waiting = tetherd_admin_waiting(&d->admin);
+    size_t relays = tether_node_pending(tether_pipeline_node(d->pipe));
+    size_t waiting = tetherd_admin_waiting(&d->admin);
     tether_time_t now = uv_now(d->loop);
     if (relays + waiting > 0 && now < d->drain_deadline)
         return;
@@ -596,8 +597,8 @@ int main(int argc, char **argv)
     pc.dtls.cluster_key_len = strlen(d.cfg.cluster_key);
     /* Interfaces: the listeners in configuration order, then the cluster. */
     for (size_t i = 0; i < d.cfg.nlisten; i++)
-        pc.iface[pc.niface++] = d.cfg.listen[i].proto == TETHERD_PROTO_COAPS ? TETHER_IFACE_DTLS
-                                                                              : TETHER_IFACE_PLAIN;
+        pc.iface[pc.niface++] =
+            d.cfg.listen[i].proto == TETHERD_PROTO_COAPS ? TETHER_IFACE_DTLS : TETHER_IFACE_PLAIN;
     if (d.cfg.cluster_listen[0]) {
         tetherd_cluster_conf(&d.cfg, &pc.channel);
         d.cluster_iface = pc.niface;

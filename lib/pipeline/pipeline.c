@@ -16,9 +16,9 @@
 
 struct tether_pipeline {
     tether_node_t *node;
-    tether_dtls_srv_t *dtls;  /* NULL: no DTLS interface */
-    tether_channel_t *ch;     /* NULL: no cluster interface */
-    uint8_t cluster_iface;    /* the channel's interface, when ch */
+    tether_dtls_srv_t *dtls; /* NULL: no DTLS interface */
+    tether_channel_t *ch;    /* NULL: no cluster interface */
+    uint8_t cluster_iface;   /* the channel's interface, when ch */
     uint8_t niface;
     uint8_t iface[TETHER_PIPELINE_MAX_IFACE];
     tether_pipeline_tap_fn tap;
@@ -91,6 +91,8 @@ static void out_push(tether_pipeline_t *p, uint8_t iface, const tether_addr_t *t
  * the list cannot grow, the admin request times out with a 504. */
 static void internal_keep(tether_pipeline_t *p, const tether_out_t *o)
 {
+    if (o->len < 4) /* not a CoAP message: nothing to hand the operator */
+        return;
     if (p->ninternal == p->internal_cap) {
         size_t cap = p->internal_cap ? p->internal_cap * 2 : 4;
         tether_out_t *n = realloc(p->internal, cap * sizeof *n);
@@ -173,8 +175,8 @@ static void dtls_flush(tether_pipeline_t *p, tether_time_t now)
     size_t n = tether_dtls_tx_count(p->dtls);
     for (size_t i = 0; i < n; i++) {
         const tether_dgram_t *g = tether_dtls_tx_get(p->dtls, i);
-        if (p->ch && tether_channel_route_out(p->ch, &g->to, g->iface, g->data, g->len,
-                                              wall(p, now)))
+        if (p->ch &&
+            tether_channel_route_out(p->ch, &g->to, g->iface, g->data, g->len, wall(p, now)))
             continue; /* that client talks to another node, which sends it */
         if (g->iface >= p->niface)
             continue;
@@ -210,8 +212,8 @@ static void settle(tether_pipeline_t *p, tether_time_t now)
 /* One datagram for DTLS, from a listener (via 0) or forwarded by node
  * `via`: each decrypted record goes to the node with the session's
  * identity and role. */
-static void dtls_feed(tether_pipeline_t *p, uint8_t iface, const tether_addr_t *client,
-                      uint8_t via, const uint8_t *buf, size_t len, tether_time_t now)
+static void dtls_feed(tether_pipeline_t *p, uint8_t iface, const tether_addr_t *client, uint8_t via,
+                      const uint8_t *buf, size_t len, tether_time_t now)
 {
     const tether_addr_t from = *client;
     tether_dtls_rx_t rx;
@@ -265,9 +267,7 @@ int tether_pipeline_input(tether_pipeline_t *p, uint8_t iface, const tether_addr
             break; /* another node owns its CID */
         dtls_feed(p, iface, from, 0, buf, len, now);
         break;
-    case TETHER_IFACE_CLUSTER:
-        cluster_input(p, from, buf, len, now);
-        break;
+    case TETHER_IFACE_CLUSTER: cluster_input(p, from, buf, len, now); break;
     default: {
         tether_peer_t peer = {.link = {.kind = TETHER_LINK_PLAIN, .iface = iface, .addr = *from}};
         tether_node_input(p->node, &peer, buf, len, now);
@@ -336,16 +336,24 @@ void tether_pipeline_set_wall_clock(tether_pipeline_t *p, tether_time_t wall_ms)
     p->wall_pending = true;
 }
 
-size_t tether_pipeline_out_count(const tether_pipeline_t *p) { return p->nout; }
+size_t tether_pipeline_out_count(const tether_pipeline_t *p)
+{
+    return p->nout;
+}
 const tether_dgram_t *tether_pipeline_out_get(const tether_pipeline_t *p, size_t i)
 {
     return i < p->nout ? &p->out[i] : NULL;
 }
-void tether_pipeline_out_clear(tether_pipeline_t *p) { p->nout = 0; }
-uint64_t tether_pipeline_out_dropped(const tether_pipeline_t *p) { return p->out_dropped; }
+void tether_pipeline_out_clear(tether_pipeline_t *p)
+{
+    p->nout = 0;
+}
+uint64_t tether_pipeline_out_dropped(const tether_pipeline_t *p)
+{
+    return p->out_dropped;
+}
 
-void tether_pipeline_set_creds(tether_pipeline_t *p, const tether_creds_t *creds,
-                               tether_time_t now)
+void tether_pipeline_set_creds(tether_pipeline_t *p, const tether_creds_t *creds, tether_time_t now)
 {
     clock_at(p, now);
     if (p->dtls)
@@ -362,9 +370,18 @@ int tether_pipeline_device_remove(tether_pipeline_t *p, const char *name, tether
     return rc;
 }
 
-tether_node_t *tether_pipeline_node(const tether_pipeline_t *p) { return p->node; }
-tether_dtls_srv_t *tether_pipeline_dtls(const tether_pipeline_t *p) { return p->dtls; }
-tether_channel_t *tether_pipeline_channel(const tether_pipeline_t *p) { return p->ch; }
+tether_node_t *tether_pipeline_node(const tether_pipeline_t *p)
+{
+    return p->node;
+}
+tether_dtls_srv_t *tether_pipeline_dtls(const tether_pipeline_t *p)
+{
+    return p->dtls;
+}
+tether_channel_t *tether_pipeline_channel(const tether_pipeline_t *p)
+{
+    return p->ch;
+}
 
 int tether_pipeline_create(const tether_pipeline_conf_t *conf, const tether_creds_t *creds,
                            tether_time_t now, tether_time_t wall_ms, tether_pipeline_t **out)

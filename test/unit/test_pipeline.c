@@ -64,7 +64,8 @@ static int setup(void **state)
         assert_int_equal(tether_pipeline_create(&c, f.creds, f.now, f.wall, &f.p[id]), 0);
         uint8_t other = id == 1 ? 2 : 1;
         assert_int_equal(
-            tether_channel_add_node(tether_pipeline_channel(f.p[id]), other, &f.internal[other]), 0);
+            tether_channel_add_node(tether_pipeline_channel(f.p[id]), other, &f.internal[other]),
+            0);
     }
     *state = &f;
     return 0;
@@ -119,8 +120,8 @@ static size_t deliver_cluster(fx_t *f, int from)
 }
 
 /* CON GET /.well-known/core, MID 0x1234, no token (RFC 7252 §3). */
-static const uint8_t get_core[] = {0x40, 0x01, 0x12, 0x34, 0xbb, '.', 'w', 'e', 'l', 'l',
-                                   '-',  'k',  'n',  'o',  'w',  'n', 0x04, 'c', 'o', 'r', 'e'};
+static const uint8_t get_core[] = {0x40, 0x01, 0x12, 0x34, 0xbb, '.',  'w', 'e', 'l', 'l', '-',
+                                   'k',  'n',  'o',  'w',  'n',  0x04, 'c', 'o', 'r', 'e'};
 
 static void assert_ack_205(const uint8_t *d, size_t len)
 {
@@ -140,8 +141,8 @@ static void test_plain_request_answered(void **state)
     tether_pipeline_t *p = f->p[1];
     tether_pipeline_out_clear(p);
     tether_addr_t client = v4(40000);
-    assert_int_equal(
-        tether_pipeline_input(p, IF_PLAIN, &client, get_core, sizeof get_core, f->now), 0);
+    assert_int_equal(tether_pipeline_input(p, IF_PLAIN, &client, get_core, sizeof get_core, f->now),
+                     0);
     size_t n = tether_pipeline_out_count(p), answers = 0;
     for (size_t i = 0; i < n; i++) {
         const tether_dgram_t *d = tether_pipeline_out_get(p, i);

@@ -91,9 +91,8 @@ TETHER_API void tether_pipeline_set_wall_clock(tether_pipeline_t *p, tether_time
 /* One datagram that arrived on interface `iface` from `from`. Returns 0
  * (what it led to is in the outbox and the internal answers), or
  * TETHER_EINVAL for an interface that was not configured. */
-TETHER_API int tether_pipeline_input(tether_pipeline_t *p, uint8_t iface,
-                                     const tether_addr_t *from, const uint8_t *buf, size_t len,
-                                     tether_time_t now);
+TETHER_API int tether_pipeline_input(tether_pipeline_t *p, uint8_t iface, const tether_addr_t *from,
+                                     const uint8_t *buf, size_t len, tether_time_t now);
 
 /* An operator request (admin API) on internal link `id`: it enters the
  * node like a client's, without identity (the node trusts internal links).
