@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <uv.h>
 
+#include "tether/hist.h"
+
 #define BENCH_EXIT_USAGE 2
 #define BENCH_EXIT_FAIL 1
 
@@ -139,6 +141,11 @@ uint32_t bench_rand(void);
 /* Uniform in [0, 1). */
 double bench_rand01(void);
 
+/* Adds "latency_hist": [[lo, hi, count], ...] (the non-empty buckets of
+ * `h`, microseconds) to a JSON report, for bench/chart.sh. */
+struct json_t;
+void bench_hist_json(const tether_hist_t *h, struct json_t *report);
+
 /* Raises the open-file limit to the hard limit (one socket per peer). */
 void bench_raise_nofile(void);
 /* Resident memory of process `pid` (VmRSS) in bytes, or a negative code. */
@@ -167,7 +174,6 @@ void bench_cpu_window_stop(bench_cpu_window_t *w);
 double bench_cpu_window_share(const bench_cpu_window_t *w, uint32_t i);
 /* Adds "server_cpu" (sum of the shares, or null when nothing was watched)
  * and "server_cpu_each" (one per --cpu-pid) to a JSON report. */
-struct json_t;
 void bench_cpu_window_json(const bench_cpu_window_t *w, struct json_t *report);
 
 /* Raises the open-file limit to at least `want` (also the hard limit when

@@ -372,6 +372,19 @@ double bench_cpu_window_share(const bench_cpu_window_t *w, uint32_t i)
     return (double)(w->c1[i] - w->c0[i]) / 1e3 / (double)(w->t1_us - w->t0_us);
 }
 
+void bench_hist_json(const tether_hist_t *h, json_t *report)
+{
+    if (!report)
+        return;
+    json_t *a = json_array();
+    tether_hist_iter_t it = {0};
+    tether_hist_bucket_t b;
+    while (tether_hist_next(h, &it, &b))
+        json_array_append_new(a, json_pack("[I, I, I]", (json_int_t)b.lo, (json_int_t)b.hi,
+                                           (json_int_t)b.count));
+    json_object_set_new(report, "latency_hist", a);
+}
+
 void bench_cpu_window_json(const bench_cpu_window_t *w, json_t *report)
 {
     if (!report)

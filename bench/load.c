@@ -491,6 +491,7 @@ static void report_json(load_t *L, double secs)
         json_object_set_new(o, "cipher", json_string(L->cipher));
         json_object_set_new(o, "warmup_s", json_real(L->o.warmup_s));
         bench_cpu_window_json(&L->cpu, o);
+        bench_hist_json(h, o);
     }
     if (o && L->o.observe) {
         json_object_set_new(o, "notifications", json_integer((json_int_t)st->notifications));

@@ -442,6 +442,7 @@ static void report(rc_t *R)
             (json_int_t)tether_hist_percentile(h, 99), "p99.9",
             (json_int_t)tether_hist_percentile(h, 99.9), "max", (json_int_t)h->max, "mean",
             tether_hist_mean(h));
+        bench_hist_json(h, o);
         char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
         if (s)
             printf("%s\n", s);

@@ -53,7 +53,21 @@ typedef struct {
     double lat_rate;  /* half the measured relayed-miss maximum, for the latency row */
     double lat_e2e;   /* end-to-end p99 of that run, us */
     double peer_rate; /* libcoap's measured relayed maximum */
+    /* End-to-end latency histograms of the three latency runs (tether,
+     * raw relay, libcoap) for bench/chart.sh; NULL when not run. */
+    json_t *lat_hist[3];
 } suite_t;
+
+enum { H_TETHER, H_CEILING, H_PEER };
+static const char *const hist_names[] = {"tether", "raw UDP relay", "libcoap"};
+
+/* Keeps the "latency_hist" of a latency run's report. */
+static void keep_hist(suite_t *S, int which, json_t *report)
+{
+    json_t *h = report ? json_object_get(report, "latency_hist") : NULL;
+    if (h)
+        S->lat_hist[which] = json_incref(h);
+}
 
 /* One S9 row: the figure, its two references, the target. */
 typedef struct row_s {
@@ -570,6 +584,7 @@ static void stage_latency(suite_t *S)
                       "--duration", dur_s, "--rate", rate, "--cipher", CIPHER_PSK, "--json", NULL);
         json_t *st = tetherd_stats(&td);
         S->lat_e2e = j ? jnum(j, "latency_us.p99") : -1;
+        keep_hist(S, H_TETHER, j);
         double n = st ? jnum(st, "latency.relayed") : -1;
         if (n > 0) {
             r->tether = jnum(st, "latency.relayed_p99_us");
@@ -899,6 +914,7 @@ static void stage_ceiling(suite_t *S)
         if (j) {
             rows[R_LAT].ceiling = jnum(j, "latency_us.p99");
             rows[R_LAT].ceiling_cpu = jnum(j, "relay_cpu");
+            keep_hist(S, H_CEILING, j);
         }
         json_decref(j);
     }
@@ -1081,6 +1097,7 @@ static void stage_peer(suite_t *S, bool have_certs)
                       rate, "--warmup", warm_s, "--cipher", CIPHER_PSK, "--json", NULL);
         rows[R_LAT].peer = j ? jnum(j, "latency_us.p99") : -1;
         rows[R_LAT].peer_cpu = cpu;
+        keep_hist(S, H_PEER, j);
         json_decref(j);
         peer_stop(&p);
     }
@@ -1507,6 +1524,11 @@ int bench_suite_main(int argc, char **argv)
 
     json_t *j = table_json(&S);
     json_object_set_new(j, "elapsed_s", json_real((double)(bench_now_us() - t0) / 1e6));
+    json_t *hists = json_object();
+    for (int i = 0; i < 3; i++)
+        if (S.lat_hist[i])
+            json_object_set_new(hists, hist_names[i], S.lat_hist[i]);
+    json_object_set_new(j, "latency_hist", hists);
     if (S.json_out) {
         char *text = json_dumps(j, JSON_INDENT(1));
         if (!text || write_file(S.json_out, text) < 0)

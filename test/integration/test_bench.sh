@@ -134,6 +134,14 @@ check "suite row latency_p99_50pct: tetherd's per-request time, the end-to-end f
     jq -e '.rows[] | select(.id == "latency_p99_50pct") |
            (.tether > 0 and .detail.end_to_end_p99_us > 0 and (.note | test("both crossings")))' \
     "$T/suite.json"
+check "suite: end-to-end latency histograms of tether and the raw relay, counts in microsecond buckets" \
+    jq -e '.latency_hist.tether and .latency_hist["raw UDP relay"] and
+           ([.latency_hist.tether[][2]] | add > 0) and
+           all(.latency_hist.tether[]; .[0] <= .[1])' "$T/suite.json"
+"$TOP/bench/chart.sh" "$T/suite.json" "$T/suite.svg" test >"$T/chart.out" 2>&1
+check "bench/chart.sh draws the table and the latency distributions as SVG" \
+    bash -c 'grep -q "<svg" "$1" && grep -q "relayed request, cache miss" "$1" &&
+             grep -q "raw UDP relay" "$1"' _ "$T/suite.svg"
 check "suite row cache_hit: tether measured, and the raw ceiling" jq -e \
     '.rows[] | select(.id == "cache_hit") | (.tether > 0 and .ceiling > 0)' "$T/suite.json"
 check "suite row observe_fanout: notifications delivered to observers" jq -e \
