@@ -67,11 +67,12 @@ void tether_dtls_tick(tether_dtls_srv_t *srv, tether_time_t now)
      * lower it (dtls_deadline()). */
     srv->next_at = UINT64_MAX;
     dtls_hs_tick(srv, now);
-    while (srv->established.head &&
-           srv->established.head->last_rx + srv->conf.idle_timeout_ms <= now)
-        dtls_sess_close(srv, srv->established.head, TETHER_DTLS_WHY_IDLE);
-    if (srv->established.head)
-        dtls_deadline(srv, srv->established.head->last_rx + srv->conf.idle_timeout_ms);
+    tether_dtls_sess_t *oldest;
+    while ((oldest = sess_first(&srv->established)) &&
+           oldest->last_rx + srv->conf.idle_timeout_ms <= now)
+        dtls_sess_close(srv, oldest, TETHER_DTLS_WHY_IDLE);
+    if ((oldest = sess_first(&srv->established)))
+        dtls_deadline(srv, oldest->last_rx + srv->conf.idle_timeout_ms);
     if (srv->settle_n)
         dtls_deadline(srv, srv->settle[srv->settle_head].due);
     /* The next cookie epoch, on the clock the epochs follow. */
@@ -177,9 +178,9 @@ void tether_dtls_destroy(tether_dtls_srv_t *srv)
     if (!srv)
         return;
     while (srv->handshaking.head)
-        dtls_sess_close(srv, srv->handshaking.head, TETHER_DTLS_WHY_LOCAL);
+        dtls_sess_close(srv, sess_first(&srv->handshaking), TETHER_DTLS_WHY_LOCAL);
     while (srv->established.head)
-        dtls_sess_close(srv, srv->established.head, TETHER_DTLS_WHY_LOCAL);
+        dtls_sess_close(srv, sess_first(&srv->established), TETHER_DTLS_WHY_LOCAL);
     dtls_reap(srv);
     for (int i = 0; i < 2; i++)
         if (srv->lst[i].ssl)
@@ -221,8 +222,8 @@ void tether_dtls_set_wall_clock(tether_dtls_srv_t *srv, tether_time_t wall_ms)
 void tether_dtls_set_creds(tether_dtls_srv_t *srv, const tether_creds_t *creds)
 {
     srv->creds = creds;
-    for (tether_dtls_sess_t *s = srv->established.head, *next; s; s = next) {
-        next = s->next;
+    for (tether_dtls_sess_t *s = sess_first(&srv->established), *next; s; s = next) {
+        next = sess_next(s);
         tether_role_t role;
         int rc = s->io.auth == AUTH_X509 ? tether_creds_x509(creds, s->io.identity, &role)
                                           : tether_creds_role(creds, s->io.identity, &role);

@@ -26,6 +26,8 @@
 #include "dtls/ratelimit.h"
 #include "dtls/record.h"
 #include "tether/dtls.h"
+#include "tether/list.h"
+#include "util/container.h"
 #include "util/hmap.h"
 
 #define CT_HANDSHAKE 22
@@ -80,7 +82,7 @@ struct tether_dtls_sess {
     tether_time_t hs_started;
     struct tether_dtls_sess *src_next; /* handshake: its source's next, newer one */
     tether_time_t hs_deadline;
-    struct tether_dtls_sess *prev, *next; /* handshaking list or idle LRU */
+    tether_lnode_t ln; /* in handshaking, established (idle LRU) or dead */
 };
 
 typedef struct {
@@ -89,10 +91,6 @@ typedef struct {
     uint8_t cid[TETHER_CID_MAX];
     uint8_t secret[COOKIE_SECRET_LEN];
 } listener_t;
-
-typedef struct {
-    tether_dtls_sess_t *head, *tail;
-} sess_list_t;
 
 /* A source with handshakes in flight (SPEC S2: capped per source as well as
  * in total). Exists only while it has some, so it costs nothing per idle
@@ -125,8 +123,8 @@ struct tether_dtls_srv {
     tether_dtls_event_t *ev; /* events since the last clear */
     size_t nev, ev_cap;
     tether_time_t next_at; /* lower bound of the next tick's work; exact after a tick */
-    sess_list_t handshaking, established;
-    tether_dtls_sess_t *dead;
+    tether_list_t handshaking, established;
+    tether_list_t dead; /* closed, freed by dtls_reap */
     tether_dtls_sess_t *reading; /* session of the datagram being read */
     tether_addr_t reading_from;  /* its source and interface, and whether it came by CID */
     uint8_t reading_iface;
@@ -143,28 +141,16 @@ struct tether_dtls_srv {
     uint8_t rxbuf[TETHER_DTLS_MAX_DGRAM];
 };
 
-static inline void list_add(sess_list_t *l, tether_dtls_sess_t *s)
+#define sess_of(n) container_of(n, tether_dtls_sess_t, ln)
+/* The first session of `l`, or NULL. */
+static inline tether_dtls_sess_t *sess_first(const tether_list_t *l)
 {
-    s->next = NULL;
-    s->prev = l->tail;
-    if (l->tail)
-        l->tail->next = s;
-    else
-        l->head = s;
-    l->tail = s;
+    return l->head ? sess_of(l->head) : NULL;
 }
-
-static inline void list_del(sess_list_t *l, tether_dtls_sess_t *s)
+/* The session after `s` in its list, or NULL. */
+static inline tether_dtls_sess_t *sess_next(const tether_dtls_sess_t *s)
 {
-    if (s->prev)
-        s->prev->next = s->next;
-    else
-        l->head = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
-    else
-        l->tail = s->prev;
-    s->prev = s->next = NULL;
+    return s->ln.next ? sess_of(s->ln.next) : NULL;
 }
 
 /* The next tick has work at `at` or later (a lower bound is enough: a tick

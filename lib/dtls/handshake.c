@@ -213,13 +213,13 @@ void dtls_hs_step(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, tether_time_t n
         }
         if (s->io.auth == AUTH_X509)
             srv->stats.handshakes_x509++;
-        list_del(&srv->handshaking, s);
+        tether_list_del(&srv->handshaking, &s->ln);
         dtls_source_del(srv, s);
         srv->stats.handshakes_inflight--;
         s->state = S_ESTABLISHED;
         s->last_rx = now;
         dtls_deadline(srv, now + srv->conf.idle_timeout_ms);
-        list_add(&srv->established, s);
+        tether_list_push(&srv->established, &s->ln);
         srv->stats.sessions_active++;
         srv->stats.handshakes_full++;
         /* The peer started over from that address: its old session is
@@ -287,8 +287,8 @@ static int setup_x509(WOLFSSL_CTX *ctx, const tether_dtls_conf_t *conf)
  * (RFC 6347 §4.2.4.1). Lowers next_at for those still running. */
 void dtls_hs_tick(tether_dtls_srv_t *srv, tether_time_t now)
 {
-    for (tether_dtls_sess_t *s = srv->handshaking.head, *next; s; s = next) {
-        next = s->next;
+    for (tether_dtls_sess_t *s = sess_first(&srv->handshaking), *next; s; s = next) {
+        next = sess_next(s);
         if (now >= s->hs_started + srv->conf.handshake_timeout_ms) {
             dtls_hs_fail(srv, s, TETHER_DTLS_WHY_TIMEOUT);
             continue;

@@ -246,7 +246,7 @@ static tether_dtls_sess_t *promote(tether_dtls_srv_t *srv, listener_t *l,
     s->hs_started = now;
     s->last_rx = now;
     dtls_deadline(srv, now + srv->conf.handshake_flight_timeout_ms);
-    list_add(&srv->handshaking, s);
+    tether_list_push(&srv->handshaking, &s->ln);
     srv->stats.handshakes_inflight++;
     source_add(srv, s); /* uncharged if it cannot be: the total cap still holds */
     return s;
@@ -278,9 +278,10 @@ static int make_room(tether_dtls_srv_t *srv, const tether_addr_t *from, tether_t
     }
     bool full = srv->stats.handshakes_inflight >= srv->conf.max_handshakes ||
                 srv->stats.handshakes_inflight + srv->stats.sessions_active >= srv->conf.max_sessions;
-    if (full && srv->handshaking.head && stalled(srv, srv->handshaking.head, now)) {
+    tether_dtls_sess_t *oldest = sess_first(&srv->handshaking);
+    if (full && oldest && stalled(srv, oldest, now)) {
         srv->stats.handshakes_evicted++;
-        dtls_hs_fail(srv, srv->handshaking.head, TETHER_DTLS_WHY_EVICTED);
+        dtls_hs_fail(srv, oldest, TETHER_DTLS_WHY_EVICTED);
         full = false;
     }
     return full ? TETHER_ELIMIT : 0;

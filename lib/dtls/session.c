@@ -26,11 +26,11 @@ void dtls_sess_close(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, uint8_t why)
     if (s->cid_len)
         tether_hmap_remove(&srv->by_cid, &s->by_cid);
     if (s->state == S_HANDSHAKE) {
-        list_del(&srv->handshaking, s);
+        tether_list_del(&srv->handshaking, &s->ln);
         dtls_source_del(srv, s);
         srv->stats.handshakes_inflight--;
     } else {
-        list_del(&srv->established, s);
+        tether_list_del(&srv->established, &s->ln);
         srv->stats.sessions_active--;
         if (!s->ssl)
             srv->stats.sessions_compact--;
@@ -39,17 +39,16 @@ void dtls_sess_close(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, uint8_t why)
     tether_hmap_remove(&srv->by_id, &s->by_id);
     s->state = S_DEAD;
     srv->stats.sessions_closed++;
-    s->next = srv->dead;
-    srv->dead = s;
+    tether_list_push(&srv->dead, &s->ln);
 }
 
 /* Frees sessions closed during the previous call: never inside the call
  * that still holds pointers to them. */
 void dtls_reap(tether_dtls_srv_t *srv)
 {
-    while (srv->dead) {
-        tether_dtls_sess_t *s = srv->dead;
-        srv->dead = s->next;
+    while (srv->dead.head) {
+        tether_dtls_sess_t *s = sess_first(&srv->dead);
+        tether_list_del(&srv->dead, &s->ln);
         if (s->ssl)
             wolfSSL_free(s->ssl);
         tether_rec_wipe(&s->rec);
@@ -203,8 +202,8 @@ static void sess_heard(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, const teth
     if (tether_addr_equal(from, &s->peer))
         dtls_credit_rx(s, len);
     s->last_rx = now;
-    list_del(&srv->established, s);
-    list_add(&srv->established, s);
+    tether_list_del(&srv->established, &s->ln);
+    tether_list_push(&srv->established, &s->ln);
     srv->reading = s;
 }
 
