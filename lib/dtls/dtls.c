@@ -28,8 +28,7 @@
 
 /* Records an event for the layers above (which hold session ids, never
  * pointers). If the list cannot grow, the oldest events are kept. */
-void dtls_event_push(tether_dtls_srv_t *srv, uint8_t kind, uint8_t why,
-                     const tether_dtls_sess_t *s)
+void dtls_event_push(tether_dtls_srv_t *srv, uint8_t kind, uint8_t why, const tether_dtls_sess_t *s)
 {
     if (srv->nev == srv->ev_cap) {
         size_t cap = srv->ev_cap ? srv->ev_cap * 2 : 64;
@@ -41,7 +40,8 @@ void dtls_event_push(tether_dtls_srv_t *srv, uint8_t kind, uint8_t why,
         srv->ev = n;
         srv->ev_cap = cap;
     }
-    srv->ev[srv->nev++] = (tether_dtls_event_t){.kind = kind, .why = why, .id = s->id, .peer = s->peer};
+    srv->ev[srv->nev++] =
+        (tether_dtls_event_t){.kind = kind, .why = why, .id = s->id, .peer = s->peer};
 }
 
 void tether_dtls_tick(tether_dtls_srv_t *srv, tether_time_t now)
@@ -82,7 +82,10 @@ void tether_dtls_tick(tether_dtls_srv_t *srv, tether_time_t now)
     dtls_deadline(srv, clock >= next_epoch ? now : now + (next_epoch - clock));
 }
 
-tether_time_t tether_dtls_next_deadline(const tether_dtls_srv_t *srv) { return srv->next_at; }
+tether_time_t tether_dtls_next_deadline(const tether_dtls_srv_t *srv)
+{
+    return srv->next_at;
+}
 
 void tether_dtls_conf_defaults(tether_dtls_conf_t *c)
 {
@@ -216,9 +219,11 @@ void tether_dtls_set_wall_clock(tether_dtls_srv_t *srv, tether_time_t wall_ms)
 }
 
 /* SPEC S7 (SIGHUP reloads credentials): an established session whose
- * identity is gone from the new set, or listed with another role, ends
- * (security review: a removed device used to keep serving for days). One
- * pass over the sessions, a hash lookup each (no key derivation). */
+ * identity is gone from the new set, is listed with another role, or (PSK)
+ * whose key changed ends (security review: a removed device, or one whose
+ * compromised key was rotated, used to keep serving for days). One pass
+ * over the sessions, a hash lookup and a SHA-256 of the key material each
+ * (no key derivation). */
 void tether_dtls_set_creds(tether_dtls_srv_t *srv, const tether_creds_t *creds)
 {
     srv->creds = creds;
@@ -226,15 +231,22 @@ void tether_dtls_set_creds(tether_dtls_srv_t *srv, const tether_creds_t *creds)
         next = sess_next(s);
         tether_role_t role;
         int rc = s->io.auth == AUTH_X509 ? tether_creds_x509(creds, s->io.identity, &role)
-                                          : tether_creds_role(creds, s->io.identity, &role);
-        if (rc < 0 || role != s->io.role) {
+                                         : tether_creds_role(creds, s->io.identity, &role);
+        uint64_t tag = 0;
+        if (rc == 0 && s->io.auth == AUTH_PSK &&
+            tether_creds_key_tag(creds, s->io.identity, &tag) < 0)
+            rc = TETHER_ENOTFOUND;
+        if (rc < 0 || role != s->io.role || (s->io.auth == AUTH_PSK && tag != s->io.key_tag)) {
             srv->stats.sessions_revoked++;
             dtls_sess_close(srv, s, TETHER_DTLS_WHY_REVOKED);
         }
     }
 }
 
-uint64_t tether_dtls_sess_id(const tether_dtls_sess_t *s) { return s->id; }
+uint64_t tether_dtls_sess_id(const tether_dtls_sess_t *s)
+{
+    return s->id;
+}
 
 tether_dtls_sess_t *tether_dtls_sess_find(const tether_dtls_srv_t *srv, uint64_t id)
 {
@@ -251,7 +263,10 @@ size_t tether_dtls_events(const tether_dtls_srv_t *srv, const tether_dtls_event_
     return srv->nev;
 }
 
-void tether_dtls_events_clear(tether_dtls_srv_t *srv) { srv->nev = 0; }
+void tether_dtls_events_clear(tether_dtls_srv_t *srv)
+{
+    srv->nev = 0;
+}
 
 const char *tether_dtls_why_str(uint8_t why)
 {
@@ -271,16 +286,34 @@ const char *tether_dtls_why_str(uint8_t why)
     return why < sizeof names / sizeof *names && names[why] ? names[why] : "unknown";
 }
 
-size_t tether_dtls_tx_count(const tether_dtls_srv_t *srv) { return srv->ntx; }
+size_t tether_dtls_tx_count(const tether_dtls_srv_t *srv)
+{
+    return srv->ntx;
+}
 const tether_dgram_t *tether_dtls_tx_get(const tether_dtls_srv_t *srv, size_t i)
 {
     return i < srv->ntx ? &srv->tx[i] : NULL;
 }
-void tether_dtls_tx_clear(tether_dtls_srv_t *srv) { srv->ntx = 0; }
-const tether_dtls_stats_t *tether_dtls_stats(const tether_dtls_srv_t *srv) { return &srv->stats; }
-const char *tether_dtls_sess_identity(const tether_dtls_sess_t *s) { return s->io.identity; }
-tether_role_t tether_dtls_sess_role(const tether_dtls_sess_t *s) { return s->io.role; }
-const tether_addr_t *tether_dtls_sess_peer(const tether_dtls_sess_t *s) { return &s->peer; }
+void tether_dtls_tx_clear(tether_dtls_srv_t *srv)
+{
+    srv->ntx = 0;
+}
+const tether_dtls_stats_t *tether_dtls_stats(const tether_dtls_srv_t *srv)
+{
+    return &srv->stats;
+}
+const char *tether_dtls_sess_identity(const tether_dtls_sess_t *s)
+{
+    return s->io.identity;
+}
+tether_role_t tether_dtls_sess_role(const tether_dtls_sess_t *s)
+{
+    return s->io.role;
+}
+const tether_addr_t *tether_dtls_sess_peer(const tether_dtls_sess_t *s)
+{
+    return &s->peer;
+}
 size_t tether_dtls_sess_cid(const tether_dtls_sess_t *s, uint8_t *out)
 {
     memcpy(out, s->cid, s->cid_len);

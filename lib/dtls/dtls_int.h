@@ -57,6 +57,7 @@ typedef struct {
     const char *psk13_suite; /* TLS 1.3 suite for a PSK, from the ClientHello */
     uint8_t auth;       /* enum auth_kind: how identity was established */
     uint8_t psk_lookups; /* PSK callback calls for the hello being processed */
+    uint64_t key_tag;    /* AUTH_PSK: tether_creds_key_tag of the key it used */
     bool x509_rejected; /* a certificate was presented and refused */
 } io_t;
 

@@ -77,8 +77,9 @@ static unsigned int psk_server_cb(WOLFSSL *ssl, const char *identity, unsigned c
     /* wolfSSL asks once per (suite, identity) pair, in the stateless pass
      * and again in the stateful one; hello.c refuses whole hellos with more
      * identities, this bounds the first fragment of a fragmented one. */
-    if (++io->psk_lookups > PSK_LOOKUPS_MAX)
+    if (io->psk_lookups >= PSK_LOOKUPS_MAX) /* saturates: never wraps to allow more */
         return 0;
+    io->psk_lookups++;
     if (tether_creds_psk(io->srv->creds, identity, key, max_len, &klen, &role) < 0)
         return 0;
     return (unsigned int)klen;
@@ -104,6 +105,7 @@ void dtls_io_auth_reset(io_t *io)
     io->auth = AUTH_NONE;
     io->x509_rejected = false;
     io->psk_lookups = 0;
+    io->key_tag = 0;
 }
 
 /* Certificate check, called by wolfSSL for every certificate of the peer's
@@ -179,14 +181,16 @@ static int hs_authenticate(tether_dtls_srv_t *srv, tether_dtls_sess_t *s)
         uint8_t key[64];
         size_t klen;
         tether_role_t role;
+        uint64_t tag;
         int rc = tether_creds_psk(srv->creds, id, key, sizeof key, &klen, &role);
         wc_ForceZero(key, sizeof key);
         dtls_io_auth_reset(&s->io);
-        if (rc < 0)
+        if (rc < 0 || tether_creds_key_tag(srv->creds, id, &tag) < 0)
             return TETHER_EPROTO;
         memcpy(s->io.identity, id, sizeof id);
         s->io.role = role;
         s->io.auth = AUTH_PSK;
+        s->io.key_tag = tag;
         return 0;
     }
     tether_role_t role;
@@ -244,14 +248,15 @@ void dtls_hs_step(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, tether_time_t n
     dtls_hs_fail(srv, s, TETHER_DTLS_WHY_PROTOCOL);
 }
 
-
 /* Suites of SPEC S2 plus the DTLS 1.3 ones. */
-static const char *const cipher_list =
-    "TLS13-AES128-GCM-SHA256:TLS13-AES128-CCM-8-SHA256:"
-    "PSK-AES128-CCM-8:PSK-AES128-GCM-SHA256:"
-    "ECDHE-ECDSA-AES128-CCM-8:ECDHE-ECDSA-AES128-GCM-SHA256";
+static const char *const cipher_list = "TLS13-AES128-GCM-SHA256:TLS13-AES128-CCM-8-SHA256:"
+                                       "PSK-AES128-CCM-8:PSK-AES128-GCM-SHA256:"
+                                       "ECDHE-ECDSA-AES128-CCM-8:ECDHE-ECDSA-AES128-GCM-SHA256";
 
-static bool set(const char *path) { return path && *path; }
+static bool set(const char *path)
+{
+    return path && *path;
+}
 
 /* Loads our certificate/key and the client CA. A peer certificate is then
  * requested and verified on certificate suites; PSK suites go on without
@@ -280,7 +285,6 @@ static int setup_x509(WOLFSSL_CTX *ctx, const tether_dtls_conf_t *conf)
     wolfSSL_CertManagerSetVerify(wolfSSL_CTX_GetCertManager(ctx), cert_verify_cb);
     return 0;
 }
-
 
 /* Handshake timers due at `now`: the overall handshake timeout, the
  * flight timeout (a peer that went quiet), wolfSSL's retransmission timer

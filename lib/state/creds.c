@@ -159,7 +159,7 @@ static int parse_role(json_t *v, tether_role_t *role)
     return 0;
 }
 
-static const char *const method_names[] = {NULL,  "GET",   "POST",  "PUT",
+static const char *const method_names[] = {NULL,     "GET",   "POST",  "PUT",
                                            "DELETE", "FETCH", "PATCH", "iPATCH"};
 
 /* Parses an optional "allow" array into acl; err names `what`. */
@@ -183,16 +183,15 @@ static int parse_acl(json_t *allow, acl_t *acl, const char *path, const char *wh
         const char *pat = json_string_value(json_object_get(r, "devices"));
         json_t *ms = json_object_get(r, "methods");
         if (!pat || !*pat || strlen(pat) >= sizeof a->pattern) {
-            snprintf(err, errcap, "%s: %s: allow[%zu]: missing \"devices\" pattern", path, what,
-                     i);
+            snprintf(err, errcap, "%s: %s: allow[%zu]: missing \"devices\" pattern", path, what, i);
             return TETHER_ECONFIG;
         }
         strcpy(a->pattern, pat);
         if (!ms) {
             a->methods = 0xfe; /* every method */
         } else if (!json_is_array(ms)) {
-            snprintf(err, errcap, "%s: %s: allow[%zu]: \"methods\" must be an array", path,
-                     what, i);
+            snprintf(err, errcap, "%s: %s: allow[%zu]: \"methods\" must be an array", path, what,
+                     i);
             return TETHER_ECONFIG;
         }
         size_t k;
@@ -246,8 +245,8 @@ static int load_x509(tether_creds_t *c, json_t *root, const char *path, char *er
             return TETHER_ECONFIG;
         }
         if (parse_role(json_object_get(e, "role"), &x->role) < 0) {
-            snprintf(err, errcap, "%s: x509[%zu] (%s): \"role\" must be device or client", path,
-                     i, name);
+            snprintf(err, errcap, "%s: x509[%zu] (%s): \"role\" must be device or client", path, i,
+                     name);
             return TETHER_ECONFIG;
         }
         strcpy(x->name, name);
@@ -278,8 +277,8 @@ int tether_creds_load(const char *path, tether_creds_t **out, char *err, size_t 
         goto fail;
     }
     c = creds_new(psk ? json_array_size(psk) : 0);
-    if (!c || (psk && json_array_size(psk) &&
-               !(c->psk = calloc(json_array_size(psk), sizeof *c->psk))) ||
+    if (!c ||
+        (psk && json_array_size(psk) && !(c->psk = calloc(json_array_size(psk), sizeof *c->psk))) ||
         (der && json_array_size(der) &&
          !(c->derived = calloc(json_array_size(der), sizeof *c->derived)))) {
         rc = TETHER_ENOMEM;
@@ -297,13 +296,13 @@ int tether_creds_load(const char *path, tether_creds_t **out, char *err, size_t 
             goto fail;
         }
         if (!key || unhex(key, p->key, sizeof p->key, &p->key_len) < 0) {
-            snprintf(err, errcap, "%s: psk[%zu] (%s): \"key_hex\" must be 1..%d bytes of hex",
-                     path, i, id, TETHER_PSK_MAX);
+            snprintf(err, errcap, "%s: psk[%zu] (%s): \"key_hex\" must be 1..%d bytes of hex", path,
+                     i, id, TETHER_PSK_MAX);
             goto fail;
         }
         if (parse_role(json_object_get(e, "role"), &p->role) < 0) {
-            snprintf(err, errcap, "%s: psk[%zu] (%s): \"role\" must be device or client", path,
-                     i, id);
+            snprintf(err, errcap, "%s: psk[%zu] (%s): \"role\" must be device or client", path, i,
+                     id);
             goto fail;
         }
         uint8_t dg[ID_DIGEST_LEN];
@@ -337,8 +336,8 @@ int tether_creds_load(const char *path, tether_creds_t **out, char *err, size_t 
             goto fail;
         }
         if (parse_role(json_object_get(e, "role"), &d->role) < 0) {
-            snprintf(err, errcap, "%s: psk_derived[%zu]: \"role\" must be device or client",
-                     path, i);
+            snprintf(err, errcap, "%s: psk_derived[%zu]: \"role\" must be device or client", path,
+                     i);
             goto fail;
         }
         strcpy(d->prefix, pre);
@@ -411,6 +410,36 @@ int tether_creds_role(const tether_creds_t *c, const char *identity, tether_role
     return 0;
 }
 
+int tether_creds_key_tag(const tether_creds_t *c, const char *identity, uint64_t *tag)
+{
+    const psk_entry_t *p = find_psk(c, identity);
+    const derived_entry_t *d = p ? NULL : find_derived(c, identity);
+    if (!p && !d)
+        return TETHER_ENOTFOUND;
+    /* Over what the key is made of: an explicit key, or the fleet master
+     * and the prefix it is derived under (no derivation needed). */
+    wc_Sha256 h;
+    uint8_t md[WC_SHA256_DIGEST_SIZE];
+    uint8_t kind = p ? 1 : 2;
+    if (wc_InitSha256(&h) != 0)
+        return TETHER_ECRYPTO;
+    int rc = wc_Sha256Update(&h, &kind, 1);
+    if (!rc && p)
+        rc = wc_Sha256Update(&h, p->key, (word32)p->key_len);
+    if (!rc && d)
+        rc = wc_Sha256Update(&h, d->master, (word32)d->master_len);
+    if (!rc && d)
+        rc = wc_Sha256Update(&h, (const byte *)d->prefix, (word32)strlen(d->prefix));
+    if (!rc)
+        rc = wc_Sha256Final(&h, md);
+    wc_Sha256Free(&h);
+    if (rc)
+        return TETHER_ECRYPTO;
+    memcpy(tag, md, sizeof *tag);
+    wc_ForceZero(md, sizeof md);
+    return 0;
+}
+
 int tether_creds_psk(const tether_creds_t *c, const char *identity, uint8_t *key, size_t cap,
                      size_t *key_len, tether_role_t *role)
 {
@@ -456,7 +485,10 @@ int tether_creds_key_from_hex(const char *hex, uint8_t *out, size_t cap, size_t 
     return unhex(hex, out, cap, len);
 }
 
-size_t tether_creds_count(const tether_creds_t *c) { return c->npsk + c->nderived; }
+size_t tether_creds_count(const tether_creds_t *c)
+{
+    return c->npsk + c->nderived;
+}
 
 int tether_creds_x509(const tether_creds_t *c, const char *cn, tether_role_t *role)
 {

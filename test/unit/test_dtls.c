@@ -98,8 +98,8 @@ static char certs_dir[64]; /* the test PKI (test/certs/gen.sh), made once */
 static void client_init_opts(client_t *c, bool use_cid, const client_opts_t *o)
 {
     memset(c, 0, sizeof *c);
-    c->ctx = wolfSSL_CTX_new(o->dtls13 ? wolfDTLSv1_3_client_method()
-                                       : wolfDTLSv1_2_client_method());
+    c->ctx =
+        wolfSSL_CTX_new(o->dtls13 ? wolfDTLSv1_3_client_method() : wolfDTLSv1_2_client_method());
     if (o->cert) {
         char path[128];
         const char *suite = o->dtls13 ? "TLS13-AES128-GCM-SHA256" : "ECDHE-ECDSA-AES128-CCM-8";
@@ -132,9 +132,9 @@ static void client_init_opts(client_t *c, bool use_cid, const client_opts_t *o)
         /* Zephyr style: use the server's CID, ask for none back. */
         static unsigned char mine[4] = {0xc1, 0x1e, 0x47, 0x01};
         assert_int_equal(wolfSSL_dtls_cid_use(c->ssl), WOLFSSL_SUCCESS);
-        assert_int_equal(wolfSSL_dtls_cid_set(c->ssl, o->own_cid ? mine : NULL,
-                                              o->own_cid ? sizeof mine : 0),
-                         WOLFSSL_SUCCESS);
+        assert_int_equal(
+            wolfSSL_dtls_cid_set(c->ssl, o->own_cid ? mine : NULL, o->own_cid ? sizeof mine : 0),
+            WOLFSSL_SUCCESS);
     }
 }
 
@@ -649,7 +649,10 @@ static void set24(uint8_t *p, size_t v)
     p[0] = (uint8_t)(v >> 16);
     set16(p + 1, v);
 }
-static size_t get16(const uint8_t *p) { return (size_t)p[0] << 8 | p[1]; }
+static size_t get16(const uint8_t *p)
+{
+    return (size_t)p[0] << 8 | p[1];
+}
 
 /* Repeats the first identity of a whole ClientHello's pre_shared_key
  * extension (the last one, RFC 8446 §4.2.11) `extra` more times and fixes
@@ -657,10 +660,10 @@ static size_t get16(const uint8_t *p) { return (size_t)p[0] << 8 | p[1]; }
 static size_t add_psk_identities(uint8_t *b, size_t len, int extra)
 {
     size_t p = 13 + 12 + 2 + 32;
-    p += 1 + b[p];               /* session id */
-    p += 1 + b[p];               /* cookie */
-    p += 2 + get16(b + p);       /* suites */
-    p += 1 + b[p];               /* compression */
+    p += 1 + b[p];         /* session id */
+    p += 1 + b[p];         /* cookie */
+    p += 2 + get16(b + p); /* suites */
+    p += 1 + b[p];         /* compression */
     size_t exts_at = p, e = p + 2;
     while (get16(b + e) != 41)
         e += 4 + get16(b + e + 2);
@@ -848,9 +851,9 @@ static void test_dtls13_psk(void **state)
         assert_string_equal(wolfSSL_get_cipher_name(f->c.ssl), suites[cid]);
         uint8_t rec[TETHER_DTLS_MAX_DGRAM];
         size_t n = client_record(&f->c, "probe", rec);
-        assert_int_equal(rec[0] & 0xe0, 0x20);                 /* unified header */
-        assert_int_equal(!!(rec[0] & 0x10), cid);              /* C bit */
-        assert_true(!cid || rec[1] == 5);                      /* CID byte 0 = node id */
+        assert_int_equal(rec[0] & 0xe0, 0x20);    /* unified header */
+        assert_int_equal(!!(rec[0] & 0x10), cid); /* C bit */
+        assert_true(!cid || rec[1] == 5);         /* CID byte 0 = node id */
         tether_addr_t a = addr(port);
         tether_dtls_rx_t rx;
         tether_dtls_input(f->srv, 0, &a, rec, n, now_ms, &rx);
@@ -1089,8 +1092,8 @@ static void test_empty_record_keeps_the_datagram(void **state)
     uint8_t dg[TETHER_DTLS_MAX_DGRAM];
     int a = tether_rec_seal(&r, &aes, TETHER_REC_CT_APP, (const uint8_t *)"", 0, dg, sizeof dg);
     assert_true(a > 0);
-    int b = tether_rec_seal(&r, &aes, TETHER_REC_CT_APP, (const uint8_t *)"after empty", 11,
-                            dg + a, sizeof dg - (size_t)a);
+    int b = tether_rec_seal(&r, &aes, TETHER_REC_CT_APP, (const uint8_t *)"after empty", 11, dg + a,
+                            sizeof dg - (size_t)a);
     assert_true(b > 0);
     wc_AesFree(&aes);
     tether_addr_t from = addr(54000);
@@ -1198,6 +1201,44 @@ static void test_reload_revokes_sessions(void **state)
     tether_creds_free(other);
 }
 
+/* Security review: rotating a device's key (same identity, same role) ends
+ * the sessions made with the old key; reloading the same key keeps them. */
+static tether_creds_t *creds_with_dev1_key(uint8_t first)
+{
+    char path[] = "/tmp/tether-creds-XXXXXX";
+    int fd = mkstemp(path);
+    dprintf(fd, "{\"psk\": [{\"identity\": \"dev1\", \"key_hex\": \"%02x", first);
+    for (int i = 1; i < 16; i++)
+        dprintf(fd, "%02x", dev_key[i]);
+    dprintf(fd, "\", \"role\": \"device\"}]}");
+    close(fd);
+    tether_creds_t *c;
+    char err[256];
+    assert_int_equal(tether_creds_load(path, &c, err, sizeof err), 0);
+    unlink(path);
+    return c;
+}
+
+static void test_reload_revokes_rotated_keys(void **state)
+{
+    fixture_t *f = *state;
+    const tether_dtls_stats_t *st = tether_dtls_stats(f->srv);
+    client_init(&f->c, true);
+    assert_int_equal(handshake(f->srv, &f->c, 56000), 0);
+    uint64_t id = tether_dtls_sess_id(exchange(f, 56000, "dev1 here"));
+    tether_creds_t *same = creds_with_dev1_key(dev_key[0]);
+    tether_dtls_set_creds(f->srv, same); /* another file, the same key */
+    assert_non_null(tether_dtls_sess_find(f->srv, id));
+    assert_int_equal(st->sessions_revoked, 0);
+    tether_creds_t *rotated = creds_with_dev1_key((uint8_t)(dev_key[0] ^ 0xff));
+    tether_dtls_set_creds(f->srv, rotated);
+    assert_null(tether_dtls_sess_find(f->srv, id));
+    assert_int_equal(st->sessions_revoked, 1);
+    tether_dtls_set_creds(f->srv, f->creds);
+    tether_creds_free(same);
+    tether_creds_free(rotated);
+}
+
 static void test_returning_device_handshakes_again(void **state)
 {
     fixture_t *f = *state;
@@ -1238,7 +1279,8 @@ static void test_replayed_hello_does_not_strand_a_session(void **state)
     tether_dtls_rx_t rx;
     uint8_t ch2[TETHER_DTLS_MAX_DGRAM];
     size_t ch2_len = 0;
-    for (int round = 0; round < 20; round++) { /* the handshake, keeping the hello with the cookie */
+    for (int round = 0; round < 20;
+         round++) { /* the handshake, keeping the hello with the cookie */
         int r = wolfSSL_connect(f->c.ssl);
         if (round == 1 && f->c.out.n) {
             ch2_len = f->c.out.len[0];
@@ -1314,8 +1356,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_spoofed_hellos_allocate_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_credentials_fail_cleanly, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_handshake_timeout_frees_the_attempt, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_handshake_timeout_frees_the_attempt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_x509_client_certificate, setup_x509, teardown),
         cmocka_unit_test_setup_teardown(test_x509_refused, setup_x509, teardown),
         cmocka_unit_test_setup_teardown(test_psk_identity_does_not_outlive_its_hello,
@@ -1339,6 +1380,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_move_keeps_others_address_and_limits_output, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_reload_revokes_sessions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reload_revokes_rotated_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replayed_hello_does_not_strand_a_session, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_idle_session_memory, setup, teardown),

@@ -34,6 +34,13 @@ TETHER_API int tether_creds_psk(const tether_creds_t *c, const char *identity, u
 TETHER_API int tether_creds_role(const tether_creds_t *c, const char *identity,
                                  tether_role_t *role);
 
+/* A 64-bit tag of the key material `identity`'s PSK comes from (its
+ * explicit key, or the master and prefix of the derived entry that
+ * matches), without deriving it: equal tags before and after a reload mean
+ * the key did not change. TETHER_ENOTFOUND when unknown. */
+TETHER_API int tether_creds_key_tag(const tether_creds_t *c, const char *identity,
+                                    uint64_t *tag);
+
 /* Access control (SPEC S4, S11): may `identity` send a request with CoAP
  * method code `method` to the device or group named `target`? Only the
  * "allow" rules of the identity's entry grant anything; an identity without
