@@ -208,6 +208,19 @@ bool tetherd_cluster_route_out(tetherd_cluster_t *c, const tether_addr_t *to, ui
     return true;
 }
 
+int tetherd_cluster_add_node(tetherd_cluster_t *c, uint8_t id, const tether_addr_t *addr)
+{
+    int rc = tether_channel_add_node(c->ch, id, addr);
+    if (rc == 0)
+        flush(c); /* re-arms for the heartbeat to it */
+    return rc == TETHER_EEXIST ? 0 : rc;
+}
+
+bool tetherd_cluster_node_alive(const tetherd_cluster_t *c, uint8_t id)
+{
+    return tether_channel_node_alive(c->ch, id, tetherd_wall_ms());
+}
+
 const tether_channel_stats_t *tetherd_cluster_stats(const tetherd_cluster_t *c)
 {
     return tether_channel_stats(c->ch);

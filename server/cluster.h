@@ -55,6 +55,12 @@ void tetherd_cluster_authenticated(tetherd_cluster_t *c, const tether_addr_t *cl
 bool tetherd_cluster_route_out(tetherd_cluster_t *c, const tether_addr_t *to, uint8_t iface,
                                const uint8_t *data, size_t len);
 
+/* Node `id` is at `addr` (membership from Redis leases). 0 (also when it
+ * was known already: its first address stays) or a TETHER_E* code. */
+int tetherd_cluster_add_node(tetherd_cluster_t *c, uint8_t id, const tether_addr_t *addr);
+/* Whether the channel hears node `id`'s heartbeats (ourselves always). */
+bool tetherd_cluster_node_alive(const tetherd_cluster_t *c, uint8_t id);
+
 const tether_channel_stats_t *tetherd_cluster_stats(const tetherd_cluster_t *c);
 
 /* Wall-clock milliseconds (Unix epoch), for what must agree between hosts:

@@ -11,6 +11,7 @@
 #include "tether/log.h"
 #include "tether/node.h"
 #include "cluster.h"
+#include "shared.h"
 #include "tether/hist.h"
 #include "udp.h"
 
@@ -37,7 +38,9 @@ typedef struct tetherd {
     uv_signal_t sigterm, sigint, sighup;
     uv_timer_t tick; /* DTLS: armed for tether_dtls_next_deadline */
     tether_time_t tick_at;
-    tether_creds_t *creds;
+    tether_creds_t *creds;  /* the credentials file's */
+    tether_creds_t *active; /* in use: creds, or creds with Redis's over them */
+    tetherd_shared_t *shared; /* NULL without redis_url */
     tether_dtls_srv_t *dtls;
     uint8_t rxbuf[RX_CHUNKS * RX_CHUNK];
     bool rx_busy;
@@ -337,9 +340,14 @@ static void on_sighup(uv_signal_t *s, int signum)
         tether_log_kv(TETHER_LOG_WARN, "creds", "reload failed; keeping the previous set", NULL);
         return;
     }
-    if (d->dtls)
-        tether_dtls_set_creds(d->dtls, fresh);
-    tether_node_set_creds(d->node, fresh);
+    if (d->shared) {
+        tetherd_shared_file_creds(d->shared, fresh); /* applies fresh + Redis's */
+    } else {
+        if (d->dtls)
+            tether_dtls_set_creds(d->dtls, fresh);
+        tether_node_set_creds(d->node, fresh);
+        d->active = fresh;
+    }
     tether_creds_free(d->creds);
     d->creds = fresh;
     char n[24], revoked[24];
@@ -349,6 +357,45 @@ static void on_sighup(uv_signal_t *s, int signum)
     tether_log_kv(TETHER_LOG_INFO, "creds", "reloaded", "entries", n, "sessions_revoked_total",
                   revoked, NULL);
     pump(d); /* revoked sessions: their links go down at once */
+}
+
+/* --- shared state (shared.h) ------------------------------------------------ */
+
+/* A new active credential set, as SIGHUP applies one. */
+static void shared_apply_creds(void *user, tether_creds_t *active)
+{
+    tetherd_t *d = user;
+    if (d->dtls)
+        tether_dtls_set_creds(d->dtls, active);
+    tether_node_set_creds(d->node, active);
+    if (d->active != d->creds)
+        tether_creds_free(d->active);
+    d->active = active;
+}
+
+static void shared_node_live(void *user, uint8_t id, const tether_addr_t *addr)
+{
+    tetherd_t *d = user;
+    if (d->cluster)
+        tetherd_cluster_add_node(d->cluster, id, addr);
+}
+
+static void shared_cred_done(void *user, uint64_t id, int rc, uint64_t version)
+{
+    tetherd_admin_cred_done(&((tetherd_t *)user)->admin, id, rc, version);
+}
+
+static void shared_pump(void *user) { pump(user); }
+
+static int admin_cred(const tether_creds_entry_t *e, const char *identity, uint64_t id, void *user)
+{
+    return tetherd_shared_cred(((tetherd_t *)user)->shared, e, identity, id);
+}
+
+static json_t *admin_cluster(void *user)
+{
+    tetherd_t *d = user;
+    return tetherd_shared_cluster_json(d->shared, &d->cfg, d->cluster);
 }
 
 /* One datagram, or the end of a read. With recvmmsg, libuv calls this once
@@ -560,7 +607,7 @@ static int stats_hook(json_t *st, void *user)
     for (size_t i = 0; i < sizeof crows / sizeof crows[0]; i++)
         if (tetherd_admin_stat_set(st, crows[i].path, (json_int_t)crows[i].v) < 0)
             return TETHER_ENOMEM;
-    return 0;
+    return d->shared ? tetherd_shared_stats(d->shared, st) : 0;
 }
 
 /* --- admin hooks ------------------------------------------------------------ */
@@ -568,13 +615,15 @@ static int stats_hook(json_t *st, void *user)
 static int admin_device(const char *name, tether_device_info_t *info, void *user)
 {
     tetherd_t *d = user;
-    return tether_node_device(d->node, name, info);
+    return d->shared ? tetherd_shared_device(d->shared, d->node, name, info)
+                     : tether_node_device(d->node, name, info);
 }
 
 static int admin_device_next(const char *cursor, tether_device_info_t *info, void *user)
 {
     tetherd_t *d = user;
-    return tether_node_device_next(d->node, cursor, info);
+    return d->shared ? tetherd_shared_device_next(d->shared, d->node, cursor, info)
+                     : tether_node_device_next(d->node, cursor, info);
 }
 
 static int admin_device_remove(const char *name, void *user)
@@ -598,13 +647,16 @@ static int admin_coap_send(uint64_t id, const uint8_t *msg, size_t len, void *us
 }
 
 /* /ready: every configured listener is up and the node is not draining.
- * There is no shared store yet: state is the embedded one. */
+ * A Redis outage does not make a node unready (SPEC S5: it goes on
+ * serving from its replica); "redis" says how it is. */
 static bool ready_hook(json_t *detail, void *user)
 {
     tetherd_t *d = user;
     bool up = d->nlisteners > 0 && d->nlisteners == d->cfg.nlisten;
     json_object_set_new(detail, "listeners", json_integer((json_int_t)d->nlisteners));
-    json_object_set_new(detail, "state", json_string("embedded"));
+    json_object_set_new(detail, "state", json_string(d->shared ? "redis" : "embedded"));
+    json_object_set_new(detail, "redis",
+                        json_string(d->shared ? tetherd_shared_redis_state(d->shared) : "off"));
     if (d->draining)
         json_object_set_new(detail, "detail", json_string("draining"));
     else if (!up)
@@ -629,6 +681,7 @@ static void stop_now(tetherd_t *d)
     tetherd_cluster_close(d->cluster);
     d->cluster = NULL;
     tetherd_admin_stop(&d->admin);
+    tetherd_shared_close(d->shared);
     for (size_t i = 0; i < d->nlisteners; i++)
         uv_close((uv_handle_t *)&d->listeners[i].handle, close_cb);
     d->nlisteners = 0;
@@ -703,21 +756,22 @@ int main(int argc, char **argv)
         printf("%s: configuration ok\n", d.cfg.file[0] ? d.cfg.file : "(defaults)");
         return 0;
     }
-    /* Parsed and shown in /config, but the shared store is not written yet:
-     * say so rather than let an operator think state is shared. */
-    if (d.cfg.redis_url[0])
-        tether_log_kv(TETHER_LOG_WARN, "main",
-                      "redis_url is set but not yet used: devices, observations and cluster "
-                      "membership stay in this process",
-                      NULL);
-    if (d.cfg.cluster_advertise[0])
-        tether_log_kv(TETHER_LOG_INFO, "main",
-                      "cluster.advertise is not yet used (it is for membership through Redis)",
-                      NULL);
-
     d.loop = uv_default_loop();
     if (load_creds(&d, &d.creds) < 0)
         return 2;
+    d.active = d.creds;
+    if (d.cfg.redis_url[0]) {
+        static const tetherd_shared_ops_t sops = {.apply_creds = shared_apply_creds,
+                                                  .node_live = shared_node_live,
+                                                  .cred_done = shared_cred_done,
+                                                  .pump = shared_pump};
+        char serr[256];
+        if ((rc = tetherd_shared_open(d.loop, &d.cfg, d.creds, &sops, &d, &d.shared, serr,
+                                      sizeof serr)) < 0) {
+            fprintf(stderr, "tetherd: %s\n", serr);
+            return 1;
+        }
+    }
     tether_node_conf_t nc;
     tetherd_config_node_conf(&d.cfg, &nc);
     nc.node_id = (uint8_t)d.cfg.node_id;
@@ -726,6 +780,7 @@ int main(int argc, char **argv)
     /* Plain CoAP is a loopback test and tooling interface; once it is
      * opened to the network its clients are unauthenticated (4.01). */
     nc.plain_trusted = !d.cfg.plain_coap_public;
+    nc.store = d.shared ? tetherd_shared_store(d.shared) : NULL;
     if ((rc = tether_node_create(&nc, d.creds, &d.node)) < 0) {
         fprintf(stderr, "tetherd: %s\n", tether_strerror(rc));
         return 1;
@@ -786,6 +841,8 @@ int main(int argc, char **argv)
         .device_next = admin_device_next,
         .device_remove = admin_device_remove,
         .coap_send = admin_coap_send,
+        .cluster = admin_cluster,
+        .cred = d.shared ? admin_cred : NULL,
         .user = &d,
     };
     if (tetherd_admin_start(&d.admin, d.loop, &d.cfg, &hooks) < 0)
@@ -798,6 +855,8 @@ int main(int argc, char **argv)
     uv_loop_close(d.loop);
     tether_node_destroy(d.node);
     tether_dtls_destroy(d.dtls);
+    if (d.active != d.creds)
+        tether_creds_free(d.active);
     tether_creds_free(d.creds);
     free(d.internal);
     tetherd_txq_free(&d.txq);

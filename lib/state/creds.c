@@ -157,6 +157,14 @@ static int parse_role(json_t *v, tether_role_t *role)
 static const char *const method_names[] = {NULL,  "GET",   "POST",  "PUT",
                                            "DELETE", "FETCH", "PATCH", "iPATCH"};
 
+int tether_creds_method_code(const char *name)
+{
+    for (int code = 1; name && code < 8; code++)
+        if (strcmp(name, method_names[code]) == 0)
+            return code;
+    return TETHER_ENOTFOUND;
+}
+
 /* Parses an optional "allow" array into acl; err names `what`. */
 static int parse_acl(json_t *allow, acl_t *acl, const char *path, const char *what, char *err,
                      size_t errcap)
@@ -195,10 +203,8 @@ static int parse_acl(json_t *allow, acl_t *acl, const char *path, const char *wh
         json_array_foreach(ms, k, m)
         {
             const char *name = json_string_value(m);
-            size_t code = 1;
-            while (name && code < 8 && strcmp(name, method_names[code]) != 0)
-                code++;
-            if (!name || code == 8) {
+            int code = tether_creds_method_code(name);
+            if (code < 0) {
                 snprintf(err, errcap,
                          "%s: %s: allow[%zu]: unknown method %s (GET, POST, PUT, DELETE, "
                          "FETCH, PATCH, iPATCH)",

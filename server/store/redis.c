@@ -933,7 +933,9 @@ static void rearm(tetherd_redis_t *r)
     }
     if (at == UINT64_MAX)
         at = now + 1000;
-    uv_timer_start(&r->timer, on_timer, at > now ? at - now : 0, 0);
+    /* At least 1 ms: libuv runs a timer re-armed at 0 from its own
+     * callback again before it polls, and the replies would never be read. */
+    uv_timer_start(&r->timer, on_timer, at > now ? at - now : 1, 0);
 }
 
 /* ---- store operations ---------------------------------------------------------- */
@@ -1309,6 +1311,31 @@ fail:
 }
 
 tether_store_t *tetherd_redis_store(tetherd_redis_t *r) { return &r->base; }
+
+const tether_store_rec_t *tetherd_redis_find(const tetherd_redis_t *r, tether_store_kind_t kind,
+                                             const uint8_t *key, size_t key_len)
+{
+    char rkey[TETHERD_RKEY_MAX];
+    if (key_name(kind, key, key_len, rkey) < 0)
+        return NULL;
+    const rent_t *e = rep_find(r, rkey);
+    return e ? &e->rr.rec : NULL;
+}
+
+const tether_store_rec_t *tetherd_redis_next(const tetherd_redis_t *r, tether_store_kind_t kind,
+                                             uint64_t *cursor)
+{
+    if (kind < TETHER_STORE_DEVICE || kind >= TETHER_STORE_KINDS)
+        return NULL;
+    for (tether_lnode_t *l = r->order[kind].head; l; l = l->next) {
+        const rent_t *e = (const rent_t *)((const char *)l - offsetof(rent_t, order));
+        if (e->seq > *cursor) {
+            *cursor = e->seq;
+            return &e->rr.rec;
+        }
+    }
+    return NULL;
+}
 
 void tetherd_redis_on_event(tetherd_redis_t *r, void (*fn)(void *user), void *user)
 {

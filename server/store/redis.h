@@ -86,6 +86,15 @@ void tetherd_redis_conf_defaults(tetherd_redis_conf_t *c);
 int tetherd_redis_create(uv_loop_t *loop, const tetherd_redis_conf_t *conf,
                          tetherd_redis_t **out);
 tether_store_t *tetherd_redis_store(tetherd_redis_t *r);
+/* Reads of the replica alone, for the process's own views (admin
+ * listings, the credential set): never a Redis round trip. The record is
+ * valid until the store is next called or the loop runs. */
+const tether_store_rec_t *tetherd_redis_find(const tetherd_redis_t *r, tether_store_kind_t kind,
+                                             const uint8_t *key, size_t key_len);
+/* The record after *cursor (0: from the first) in the replica's order,
+ * *cursor moved on; NULL at the end. */
+const tether_store_rec_t *tetherd_redis_next(const tetherd_redis_t *r, tether_store_kind_t kind,
+                                             uint64_t *cursor);
 void tetherd_redis_stats(const tetherd_redis_t *r, tetherd_redis_stats_t *out);
 /* Called after the store completed operations or told watchers something
  * from the loop (not from inside a store call): the process runs its

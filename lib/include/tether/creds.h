@@ -68,6 +68,10 @@ TETHER_API int tether_creds_role(const tether_creds_t *c, const char *identity,
 TETHER_API bool tether_creds_allowed(const tether_creds_t *c, const char *identity,
                                      const char *target, uint8_t method);
 
+/* The CoAP method code of an ACL method name ("GET" 1 .. "iPATCH" 7, as
+ * the credentials file writes them); TETHER_ENOTFOUND for anything else. */
+TETHER_API int tether_creds_method_code(const char *name);
+
 #define TETHER_DERIVED_PSK_LEN 32
 
 /* The fleet key of `identity`: HMAC-SHA256(master, identity) (SPEC S11).
