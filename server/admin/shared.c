@@ -4,9 +4,9 @@
  * refused it.
  *
  * PUT body: {"key_hex": "...", "role": "device"|"client",
- * "allow": [{"devices": GLOB, "methods": ["GET", ...]}], "derived": false}
- * — the credentials file's entry (SPEC S11) for one identity. With
- * "derived": true the identity is a prefix and key_hex the fleet master
+ * "allow": [{"devices": GLOB, "methods": ["GET", ...]}]} — the credentials
+ * file's entry (SPEC S11) for one identity. An identity ending in '*'
+ * ("dev*") is a prefix and key_hex its fleet master
  * (the file's psk_derived). Answers: 200 {"identity", "version"}; 400 for
  * a bad body; 404 (DELETE of an identity the store does not hold; file
  * entries are changed in the file); 409 when another write came between;
@@ -45,7 +45,7 @@ static bool parse_cred(admin_conn_t *c, json_t *body, tether_creds_entry_t *e, u
 {
     const char *hex = json_string_value(json_object_get(body, "key_hex"));
     const char *role = json_string_value(json_object_get(body, "role"));
-    json_t *allow = json_object_get(body, "allow"), *derived = json_object_get(body, "derived");
+    json_t *allow = json_object_get(body, "allow");
     if (!json_is_object(body)) {
         admin_respond_error(c, 400, NULL, "expected a JSON object");
         return false;
@@ -60,11 +60,6 @@ static bool parse_cred(admin_conn_t *c, json_t *body, tether_creds_entry_t *e, u
         return false;
     }
     e->role = strcmp(role, "client") == 0 ? TETHER_ROLE_CLIENT : TETHER_ROLE_DEVICE;
-    if (derived && !json_is_boolean(derived)) {
-        admin_respond_error(c, 400, NULL, "\"derived\" must be true or false");
-        return false;
-    }
-    e->derived = json_is_true(derived);
     if (allow && (!json_is_array(allow) || json_array_size(allow) > RULES_MAX)) {
         admin_respond_error(c, 400, NULL, "\"allow\" must be an array of at most %d rules",
                             RULES_MAX);
@@ -118,9 +113,9 @@ void admin_h_credential(admin_conn_t *c, const tether_http_request_t *r)
         return;
     }
     if (admin_pct_decode(r->path + pre, r->path_len - pre, false, identity, sizeof identity) < 0 ||
-        !identity[0] || strchr(identity, '*')) {
-        admin_respond_error(c, 400, NULL, "bad identity in the path (bad %%-escape, '*', or over "
-                                          "%zu bytes)",
+        !identity[0] || strcspn(identity, "*") + 1 < strlen(identity) || !strcmp(identity, "*")) {
+        admin_respond_error(c, 400, NULL, "bad identity in the path (bad %%-escape, a '*' not at "
+                                          "the end, or over %zu bytes)",
                             sizeof identity - 1);
         return;
     }
