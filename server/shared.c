@@ -269,7 +269,7 @@ int tetherd_shared_stats(const tetherd_shared_t *s, json_t *stats)
 }
 
 json_t *tetherd_shared_cluster_json(const tetherd_shared_t *s, const tetherd_config_t *cfg,
-                                    const tetherd_cluster_t *channel)
+                                    const tether_channel_t *channel)
 {
     json_t *nodes = json_array();
     for (unsigned id = 1; nodes && id <= 255; id++) {
@@ -289,7 +289,7 @@ json_t *tetherd_shared_cluster_json(const tetherd_shared_t *s, const tetherd_con
         else if (self)
             snprintf(addr, sizeof addr, "%s",
                      cfg->cluster_advertise[0] ? cfg->cluster_advertise : cfg->cluster_listen);
-        bool heard = self || (channel && tetherd_cluster_node_alive(channel, (uint8_t)id));
+        bool heard = self || (channel && tether_channel_node_alive(channel, (uint8_t)id, tetherd_wall_ms()));
         json_t *n = json_pack("{s:i, s:s, s:b, s:b}", "id", (int)id, "addr", addr, "self",
                               (int)self, "heartbeat", (int)heard);
         if (!n)

@@ -72,7 +72,7 @@ const char *tetherd_shared_redis_state(const tetherd_shared_t *s);
 /* GET /cluster: every node with a lease or in cluster.nodes, and its
  * state. `s` may be NULL (static membership), `channel` too. */
 json_t *tetherd_shared_cluster_json(const tetherd_shared_t *s, const tetherd_config_t *cfg,
-                                    const tetherd_cluster_t *channel);
+                                    const tether_channel_t *channel);
 /* Stops the lease and the store (memory goes once the loop ran). */
 void tetherd_shared_close(tetherd_shared_t *s);
 
