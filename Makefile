@@ -108,6 +108,8 @@ $(BUILD)/test/%: test/unit/%.c $(LIBTETHER)
 		$(LIBTETHER) $(CMOCKA_LIBS) $(LIBS)
 $(BUILD)/test/test_udp: $(BUILD)/server/udp.o
 $(BUILD)/test/test_config: $(BUILD)/server/config/keys.o $(BUILD)/server/config/load.o
+$(BUILD)/test/test_rstore: $(BUILD)/server/store/rkey.o $(BUILD)/server/store/wrap.o \
+	$(BUILD)/server/store/backlog.o $(BUILD)/server/store/rconn.o
 $(BUILD)/test/test_latency: $(BUILD)/server/latency.o
 
 # libFuzzer targets compile the library sources directly with clang.

@@ -18,6 +18,7 @@
 
 #include "config.h"
 #include "tether/coap.h"
+#include "tether/creds.h"
 #include "tether/list.h"
 #include "tether/node.h"
 
@@ -49,6 +50,15 @@ typedef int (*tetherd_admin_device_remove_fn)(const char *name, void *user);
  * or a TETHER_E* code (the request then gets a 503). */
 typedef int (*tetherd_admin_coap_send_fn)(uint64_t id, const uint8_t *msg, size_t len, void *user);
 
+/* GET /cluster: the nodes and their state as a JSON object (a new
+ * reference), NULL on failure (500). */
+typedef json_t *(*tetherd_admin_cluster_fn)(void *user);
+/* PUT /credentials/{identity} (entry non-NULL) and DELETE (entry NULL):
+ * starts the write and answers later with tetherd_admin_cred_done(id).
+ * Returns 0, or a TETHER_E* code at once (no answer will come). */
+typedef int (*tetherd_admin_cred_fn)(const tether_creds_entry_t *entry, const char *identity,
+                                     uint64_t id, void *user);
+
 typedef struct {
     tetherd_admin_stats_fn stats; /* NULL: only the defaults */
     tetherd_admin_ready_fn ready; /* NULL: ready while not draining */
@@ -57,6 +67,8 @@ typedef struct {
     tetherd_admin_device_next_fn device_next;
     tetherd_admin_device_remove_fn device_remove;
     tetherd_admin_coap_send_fn coap_send;
+    tetherd_admin_cluster_fn cluster; /* NULL: GET /cluster answers 501 */
+    tetherd_admin_cred_fn cred;       /* NULL: /credentials answers 501 */
     void *user; /* passed to every hook */
 } tetherd_admin_hooks_t;
 
@@ -103,6 +115,12 @@ void tetherd_admin_set_draining(tetherd_admin_t *a, bool draining);
  * 0, or TETHER_ENOTFOUND when nobody waits for `id` any more (timed out,
  * client gone): the caller just drops the answer. */
 int tetherd_admin_coap_answer(tetherd_admin_t *a, uint64_t id, const uint8_t *msg, size_t len);
+
+/* The credential write numbered `id` completed with rc (0,
+ * TETHER_ENOTFOUND, TETHER_ECONFLICT, TETHER_EIO: the store is
+ * unreachable) at record version `version`: the waiting request gets its
+ * answer. TETHER_ENOTFOUND when nobody waits any more. */
+int tetherd_admin_cred_done(tetherd_admin_t *a, uint64_t id, int rc, uint64_t version);
 
 /* HTTP requests waiting for a CoAP answer (a draining server waits for 0). */
 size_t tetherd_admin_waiting(const tetherd_admin_t *a);

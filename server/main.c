@@ -8,6 +8,7 @@
 #include "admin.h"
 #include "config.h"
 #include "cluster.h"
+#include "shared.h"
 #include "tether/creds.h"
 #include "tether/hist.h"
 #include "tether/log.h"
@@ -39,7 +40,9 @@ typedef struct tetherd {
     listener_t listeners[TETHERD_MAX_LISTEN];
     size_t nlisteners;
     uv_signal_t sigterm, sigint, sighup;
-    tether_creds_t *creds;
+    tether_creds_t *creds;    /* the credentials file's */
+    tether_creds_t *active;   /* in use: creds, or creds with Redis's over them */
+    tetherd_shared_t *shared; /* NULL without redis_url */
     uint8_t rxbuf[RX_CHUNKS * RX_CHUNK];
     bool rx_busy;
     /* Inside a recvmmsg batch: output waits in txq until the batch ends. */
@@ -194,7 +197,12 @@ static void on_sighup(uv_signal_t *s, int signum)
         tether_log_kv(TETHER_LOG_WARN, "creds", "reload failed; keeping the previous set", NULL);
         return;
     }
-    tether_pipeline_set_creds(d->pipe, fresh, now_ms(d));
+    if (d->shared) {
+        tetherd_shared_file_creds(d->shared, fresh); /* applies fresh + Redis's */
+    } else {
+        tether_pipeline_set_creds(d->pipe, fresh, now_ms(d));
+        d->active = fresh;
+    }
     tether_creds_free(d->creds);
     d->creds = fresh;
     char n[24], revoked[24];
@@ -308,13 +316,54 @@ static int open_listener(tetherd_t *d, const tetherd_listen_t *lc)
     return 0;
 }
 
+/* --- shared state (shared.h) ------------------------------------------------ */
+
+/* A new active credential set, as SIGHUP applies one. */
+static void shared_apply_creds(void *user, tether_creds_t *active)
+{
+    tetherd_t *d = user;
+    tether_pipeline_set_creds(d->pipe, active, now_ms(d));
+    if (d->active != d->creds)
+        tether_creds_free(d->active);
+    d->active = active;
+}
+
+/* A node with a live lease: the channel learns its address. */
+static void shared_node_live(void *user, uint8_t id, const tether_addr_t *addr)
+{
+    tetherd_t *d = user;
+    tether_channel_t *ch = tether_pipeline_channel(d->pipe);
+    if (ch)
+        tether_channel_add_node(ch, id, addr); /* TETHER_EEXIST: known already */
+    pump(d);
+}
+
+static void shared_cred_done(void *user, uint64_t id, int rc, uint64_t version)
+{
+    tetherd_admin_cred_done(&((tetherd_t *)user)->admin, id, rc, version);
+}
+
+static void shared_pump(void *user) { pump(user); }
+
+static int admin_cred(const tether_creds_entry_t *e, const char *identity, uint64_t id, void *user)
+{
+    return tetherd_shared_cred(((tetherd_t *)user)->shared, e, identity, id);
+}
+
+static json_t *admin_cluster(void *user)
+{
+    tetherd_t *d = user;
+    return tetherd_shared_cluster_json(d->shared, &d->cfg, tether_pipeline_channel(d->pipe));
+}
+
 /* /stats and /metrics (server/stats.c). */
 static int stats_hook(json_t *st, void *user)
 {
     tetherd_t *d = user;
     const tetherd_stats_src_t src = {
         .cfg = &d->cfg, .pipe = d->pipe, .tx = &d->txq.stats, .service = &d->service, .lat = &d->lat};
-    return tetherd_stats_fill(st, &src);
+    int rc = tetherd_stats_fill(st, &src);
+    return rc < 0 || !d->shared ? rc : tetherd_shared_stats(d->shared, st);
 }
 
 /* --- admin hooks ------------------------------------------------------------ */
@@ -322,13 +371,17 @@ static int stats_hook(json_t *st, void *user)
 static int admin_device(const char *name, tether_device_info_t *info, void *user)
 {
     tetherd_t *d = user;
-    return tether_node_device(tether_pipeline_node(d->pipe), name, info);
+    const tether_node_t *n = tether_pipeline_node(d->pipe);
+    return d->shared ? tetherd_shared_device(d->shared, n, name, info)
+                     : tether_node_device(n, name, info);
 }
 
 static int admin_device_next(const char *cursor, tether_device_info_t *info, void *user)
 {
     tetherd_t *d = user;
-    return tether_node_device_next(tether_pipeline_node(d->pipe), cursor, info);
+    const tether_node_t *n = tether_pipeline_node(d->pipe);
+    return d->shared ? tetherd_shared_device_next(d->shared, n, cursor, info)
+                     : tether_node_device_next(n, cursor, info);
 }
 
 static int admin_device_remove(const char *name, void *user)
@@ -351,13 +404,16 @@ static int admin_coap_send(uint64_t id, const uint8_t *msg, size_t len, void *us
 }
 
 /* /ready: every configured listener is up and the node is not draining.
- * There is no shared store yet: state is the embedded one. */
+ * A Redis outage does not make a node unready (SPEC S5: it goes on
+ * serving from its replica); "redis" says how it is. */
 static bool ready_hook(json_t *detail, void *user)
 {
     tetherd_t *d = user;
     bool up = d->nlisteners > 0 && d->nlisteners == d->cfg.nlisten;
     json_object_set_new(detail, "listeners", json_integer((json_int_t)d->nlisteners));
-    json_object_set_new(detail, "state", json_string("embedded"));
+    json_object_set_new(detail, "state", json_string(d->shared ? "redis" : "embedded"));
+    json_object_set_new(detail, "redis",
+                        json_string(d->shared ? tetherd_shared_redis_state(d->shared) : "off"));
     if (d->draining)
         json_object_set_new(detail, "detail", json_string("draining"));
     else if (!up)
@@ -382,6 +438,7 @@ static void stop_now(tetherd_t *d)
     tetherd_cluster_close(d->cluster);
     d->cluster = NULL;
     tetherd_admin_stop(&d->admin);
+    tetherd_shared_close(d->shared);
     for (size_t i = 0; i < d->nlisteners; i++)
         uv_close((uv_handle_t *)&d->listeners[i].handle, close_cb);
     d->nlisteners = 0;
@@ -457,21 +514,22 @@ int main(int argc, char **argv)
         printf("%s: configuration ok\n", d.cfg.file[0] ? d.cfg.file : "(defaults)");
         return 0;
     }
-    /* Parsed and shown in /config, but the shared store is not written yet:
-     * say so rather than let an operator think state is shared. */
-    if (d.cfg.redis_url[0])
-        tether_log_kv(TETHER_LOG_WARN, "main",
-                      "redis_url is set but not yet used: devices, observations and cluster "
-                      "membership stay in this process",
-                      NULL);
-    if (d.cfg.cluster_advertise[0])
-        tether_log_kv(TETHER_LOG_INFO, "main",
-                      "cluster.advertise is not yet used (it is for membership through Redis)",
-                      NULL);
-
     d.loop = uv_default_loop();
     if (load_creds(&d, &d.creds) < 0)
         return 2;
+    d.active = d.creds;
+    if (d.cfg.redis_url[0]) {
+        static const tetherd_shared_ops_t sops = {.apply_creds = shared_apply_creds,
+                                                  .node_live = shared_node_live,
+                                                  .cred_done = shared_cred_done,
+                                                  .pump = shared_pump};
+        char serr[256];
+        if ((rc = tetherd_shared_open(d.loop, &d.cfg, d.creds, &sops, &d, &d.shared, serr,
+                                      sizeof serr)) < 0) {
+            fprintf(stderr, "tetherd: %s\n", serr);
+            return 1;
+        }
+    }
     tether_pipeline_conf_t pc;
     tether_pipeline_conf_defaults(&pc);
     tetherd_config_node_conf(&d.cfg, &pc.node);
@@ -481,6 +539,7 @@ int main(int argc, char **argv)
     /* Plain CoAP is a loopback test and tooling interface; once it is
      * opened to the network its clients are unauthenticated (4.01). */
     pc.node.plain_trusted = !d.cfg.plain_coap_public;
+    pc.node.store = d.shared ? tetherd_shared_store(d.shared) : NULL;
     tetherd_config_dtls_conf(&d.cfg, &pc.dtls);
     pc.dtls.node_id = (uint8_t)d.cfg.node_id;
     pc.dtls.cluster_key = (const uint8_t *)d.cfg.cluster_key;
@@ -540,6 +599,8 @@ int main(int argc, char **argv)
         .device_next = admin_device_next,
         .device_remove = admin_device_remove,
         .coap_send = admin_coap_send,
+        .cluster = admin_cluster,
+        .cred = d.shared ? admin_cred : NULL,
         .user = &d,
     };
     if (tetherd_admin_start(&d.admin, d.loop, &d.cfg, &hooks) < 0)
@@ -552,6 +613,8 @@ int main(int argc, char **argv)
     uv_loop_close(d.loop);
     tether_pipeline_destroy(d.pipe);
     tetherd_lat_free(&d.lat);
+    if (d.active != d.creds)
+        tether_creds_free(d.active);
     tether_creds_free(d.creds);
     tetherd_txq_free(&d.txq);
     tether_log_kv(TETHER_LOG_INFO, "main", "stopped", NULL);

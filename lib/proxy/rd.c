@@ -246,6 +246,7 @@ static void device_info(const tether_device_t *d, tether_device_info_t *info)
     memset(info, 0, sizeof *info);
     info->name = d->rec.name;
     info->regid = d->rec.regid;
+    info->node_id = d->rec.node_id;
     info->online = d->link_up;
     info->queue_mode = d->rec.queue_mode;
     info->lifetime_s = d->rec.lifetime_s;

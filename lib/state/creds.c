@@ -20,12 +20,7 @@
  * whose digests collide are refused at load. */
 #define ID_DIGEST_LEN 16
 
-/* One ACL rule: device/group names matching `pattern` (fnmatch glob) may
- * be sent the methods in `methods` (bit n = CoAP method code n). */
-typedef struct {
-    char pattern[TETHER_IDENTITY_MAX];
-    uint8_t methods;
-} allow_t;
+typedef tether_creds_rule_t allow_t;
 
 typedef struct {
     allow_t *rules;
@@ -162,6 +157,14 @@ static int parse_role(json_t *v, tether_role_t *role)
 static const char *const method_names[] = {NULL,     "GET",   "POST",  "PUT",
                                            "DELETE", "FETCH", "PATCH", "iPATCH"};
 
+int tether_creds_method_code(const char *name)
+{
+    for (int code = 1; name && code < 8; code++)
+        if (strcmp(name, method_names[code]) == 0)
+            return code;
+    return TETHER_ENOTFOUND;
+}
+
 /* Parses an optional "allow" array into acl; err names `what`. */
 static int parse_acl(json_t *allow, acl_t *acl, const char *path, const char *what, char *err,
                      size_t errcap)
@@ -199,10 +202,8 @@ static int parse_acl(json_t *allow, acl_t *acl, const char *path, const char *wh
         json_array_foreach(ms, k, m)
         {
             const char *name = json_string_value(m);
-            size_t code = 1;
-            while (name && code < 8 && strcmp(name, method_names[code]) != 0)
-                code++;
-            if (!name || code == 8) {
+            int code = tether_creds_method_code(name);
+            if (code < 0) {
                 snprintf(err, errcap,
                          "%s: %s: allow[%zu]: unknown method %s (GET, POST, PUT, DELETE, "
                          "FETCH, PATCH, iPATCH)",
@@ -488,6 +489,112 @@ int tether_creds_key_from_hex(const char *hex, uint8_t *out, size_t cap, size_t 
 size_t tether_creds_count(const tether_creds_t *c)
 {
     return c->npsk + c->nderived;
+}
+
+/* ---- overlay (credentials from values) ---------------------------------------------- */
+
+static int acl_copy(acl_t *dst, const allow_t *rules, size_t n)
+{
+    dst->n = 0;
+    dst->rules = NULL;
+    if (!n)
+        return 0;
+    if (!(dst->rules = malloc(n * sizeof *rules)))
+        return TETHER_ENOMEM;
+    memcpy(dst->rules, rules, n * sizeof *rules);
+    dst->n = n;
+    return 0;
+}
+
+static bool extra_names(const tether_creds_entry_t *extra, size_t n, bool derived,
+                        const char *id)
+{
+    for (size_t i = 0; i < n; i++)
+        if (extra[i].derived == derived && strcmp(extra[i].identity, id) == 0)
+            return true;
+    return false;
+}
+
+/* Adds one explicit identity to c (arrays sized by the caller). */
+static int add_psk(tether_creds_t *c, const char *id, const uint8_t *key, size_t kl,
+                   tether_role_t role, const allow_t *rules, size_t nrules)
+{
+    psk_entry_t *p = &c->psk[c->npsk];
+    uint8_t dg[ID_DIGEST_LEN];
+    if (!*id || strlen(id) >= sizeof p->identity || !kl || kl > sizeof p->key)
+        return TETHER_EINVAL;
+    id_digest(id, dg);
+    if (tether_hmap_find(&c->psk_by_id, dg, sizeof dg))
+        return TETHER_EINVAL;
+    strcpy(p->identity, id);
+    memcpy(p->key, key, kl);
+    p->key_len = kl;
+    p->role = role;
+    if (tether_hmap_insert(&c->psk_by_id, &p->by_id, dg, sizeof dg) < 0)
+        return TETHER_ENOMEM;
+    c->npsk++;
+    return acl_copy(&p->acl, rules, nrules);
+}
+
+static int add_derived(tether_creds_t *c, const char *prefix, const uint8_t *master, size_t ml,
+                       tether_role_t role, const allow_t *rules, size_t nrules)
+{
+    derived_entry_t *d = &c->derived[c->nderived];
+    if (strlen(prefix) >= sizeof d->prefix || !ml || ml > sizeof d->master)
+        return TETHER_EINVAL;
+    strcpy(d->prefix, prefix);
+    memcpy(d->master, master, ml);
+    d->master_len = ml;
+    d->role = role;
+    c->nderived++;
+    return acl_copy(&d->acl, rules, nrules);
+}
+
+int tether_creds_overlay(const tether_creds_t *base, const tether_creds_entry_t *extra, size_t n,
+                         tether_creds_t **out)
+{
+    size_t np = base->npsk, nd = base->nderived;
+    for (size_t i = 0; i < n; i++) {
+        np += !extra[i].derived;
+        nd += extra[i].derived;
+    }
+    int rc = TETHER_ENOMEM;
+    tether_creds_t *c = creds_new(np);
+    if (!c || (np && !(c->psk = calloc(np, sizeof *c->psk))) ||
+        (nd && !(c->derived = calloc(nd, sizeof *c->derived))) ||
+        (base->nx509 && !(c->x509 = calloc(base->nx509, sizeof *c->x509))))
+        goto fail;
+    if (base->nx509)
+        memcpy(c->x509, base->x509, base->nx509 * sizeof *c->x509);
+    c->nx509 = base->nx509;
+    for (size_t i = 0; i < base->npsk; i++) {
+        const psk_entry_t *p = &base->psk[i];
+        if (!extra_names(extra, n, false, p->identity) &&
+            (rc = add_psk(c, p->identity, p->key, p->key_len, p->role, p->acl.rules, p->acl.n)) <
+                0)
+            goto fail;
+    }
+    for (size_t i = 0; i < base->nderived; i++) {
+        const derived_entry_t *d = &base->derived[i];
+        if (!extra_names(extra, n, true, d->prefix) &&
+            (rc = add_derived(c, d->prefix, d->master, d->master_len, d->role, d->acl.rules,
+                              d->acl.n)) < 0)
+            goto fail;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const tether_creds_entry_t *e = &extra[i];
+        rc = e->derived ? add_derived(c, e->identity, e->key, e->key_len, e->role, e->rules,
+                                      e->nrules)
+                        : add_psk(c, e->identity, e->key, e->key_len, e->role, e->rules,
+                                  e->nrules);
+        if (rc < 0)
+            goto fail;
+    }
+    *out = c;
+    return 0;
+fail:
+    tether_creds_free(c);
+    return rc;
 }
 
 int tether_creds_x509(const tether_creds_t *c, const char *cn, tether_role_t *role)

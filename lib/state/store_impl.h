@@ -1,35 +1,9 @@
-/* tether — what every state-store implementation shares (see
- * tether/store.h): the operations table and the watcher list. An
- * implementation embeds tether_store_t first and sets `ops`. */
+/* tether — what every state-store implementation shares: the operations
+ * table and the watcher list, public in tether/store_backend.h so that a
+ * backend doing I/O (tetherd's Redis store) can live outside lib/. */
 #ifndef TETHER_STORE_IMPL_H
 #define TETHER_STORE_IMPL_H
 
-#include "tether/store.h"
-
-typedef struct {
-    int (*get)(tether_store_t *s, tether_store_kind_t kind, const uint8_t *key, size_t key_len,
-               tether_time_t now, tether_store_cb cb, void *user);
-    int (*put)(tether_store_t *s, const tether_store_rec_t *rec, uint64_t expect, uint32_t ttl_ms,
-               tether_time_t now, tether_store_cb cb, void *user);
-    int (*del)(tether_store_t *s, tether_store_kind_t kind, const uint8_t *key, size_t key_len,
-               uint64_t expect, tether_time_t now, tether_store_cb cb, void *user);
-    int (*scan)(tether_store_t *s, tether_store_kind_t kind, uint64_t cursor, tether_time_t now,
-                tether_store_cb cb, void *user);
-    void (*tick)(tether_store_t *s, tether_time_t now);
-    tether_time_t (*next_deadline)(const tether_store_t *s);
-    void (*destroy)(tether_store_t *s);
-} tether_store_ops_t;
-
-struct tether_store {
-    const tether_store_ops_t *ops;
-    struct {
-        tether_store_watch_cb cb;
-        void *user;
-    } watchers[TETHER_STORE_WATCHERS_MAX];
-};
-
-/* Tells every watcher about a change (after the operation's callback). */
-void tether_store_notify(tether_store_t *s, tether_store_kind_t kind, const uint8_t *key,
-                         size_t key_len, uint64_t version);
+#include "tether/store_backend.h"
 
 #endif

@@ -9,6 +9,7 @@
  *   metrics.c    /stats and its Prometheus rendering on /metrics
  *   config_dump.c  GET /config from the config key table
  *   devices.c    /devices and operator CoAP requests
+ *   shared.c     /cluster and /credentials: the cluster's shared state
  *   coap_bridge.c  CoAP <-> JSON for those requests
  *   abuf.c       growable output buffers
  *
@@ -111,6 +112,13 @@ json_t *admin_parse_body(admin_conn_t *c, const tether_http_request_t *r);
  * device names). */
 json_t *admin_jstr(const char *s);
 
+/* --- devices.c ----------------------------------------------------------- */
+
+/* Percent-decodes s[0..n) into out[cap], NUL-terminated; with plus_space
+ * (query strings) '+' is a space. TETHER_EINVAL for a bad escape, an
+ * encoded NUL, or output longer than cap - 1. */
+int admin_pct_decode(const char *s, size_t n, bool plus_space, char *out, size_t cap);
+
 /* --- routes.c ------------------------------------------------------------ */
 
 /* Routes one complete request (auth, method) to its handler. */
@@ -126,5 +134,7 @@ void admin_h_config(admin_conn_t *c, const tether_http_request_t *r);
 void admin_h_devices(admin_conn_t *c, const tether_http_request_t *r);
 void admin_h_device(admin_conn_t *c, const tether_http_request_t *r);
 void admin_h_device_request(admin_conn_t *c, const tether_http_request_t *r);
+void admin_h_cluster(admin_conn_t *c, const tether_http_request_t *r);
+void admin_h_credential(admin_conn_t *c, const tether_http_request_t *r);
 
 #endif

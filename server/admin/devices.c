@@ -17,10 +17,7 @@
 #define LIST_MAX 1000
 #define REQ_TIMEOUT_SLACK_MS 1000 /* default wait: the node's request timeout plus this */
 
-/* Percent-decodes s[0..n) into out[cap], NUL-terminated; with plus_space
- * (query strings) '+' is a space. TETHER_EINVAL for a bad escape, an
- * encoded NUL, or output longer than cap - 1. */
-static int pct_decode(const char *s, size_t n, bool plus_space, char *out, size_t cap)
+int admin_pct_decode(const char *s, size_t n, bool plus_space, char *out, size_t cap)
 {
     size_t o = 0;
     for (size_t i = 0; i < n; i++) {
@@ -50,7 +47,7 @@ static bool path_device(admin_conn_t *c, const tether_http_request_t *r, char *n
     const size_t pre = sizeof "/devices/" - 1;
     const char *seg = r->path + pre, *end = r->path + r->path_len;
     const char *slash = memchr(seg, '/', (size_t)(end - seg));
-    if (pct_decode(seg, (size_t)((slash ? slash : end) - seg), false, name, cap) < 0) {
+    if (admin_pct_decode(seg, (size_t)((slash ? slash : end) - seg), false, name, cap) < 0) {
         admin_respond_error(
             c, 400, NULL, "bad device name in the path (bad %%-escape or over %zu bytes)", cap - 1);
         return false;
@@ -58,8 +55,9 @@ static bool path_device(admin_conn_t *c, const tether_http_request_t *r, char *n
     return true;
 }
 
-/* A device as JSON. Times are Unix epoch milliseconds (registered_at_ms,
- * last_seen_ms), converted from the loop's monotonic clock, plus ages. */
+/* A device as JSON, "node" naming the node that holds its tunnel. Times
+ * are Unix epoch milliseconds (registered_at_ms, last_seen_ms), converted
+ * from the loop's monotonic clock, plus ages. */
 static json_t *device_json(const tetherd_admin_t *a, const tether_device_info_t *d)
 {
     uint64_t now = uv_now(a->loop);
@@ -69,8 +67,9 @@ static json_t *device_json(const tetherd_admin_t *a, const tether_device_info_t 
     uint64_t seen_age = now > d->last_seen ? now - d->last_seen : 0;
     char addr[64];
     tether_addr_str(&d->addr, addr, sizeof addr);
-    return json_pack("{s:o, s:s, s:b, s:b, s:I, s:I, s:I, s:I, s:I, s:s, s:I, s:o, s:I, s:I, s:o}",
-                     "name", admin_jstr(d->name), "regid", d->regid, "online", (int)d->online,
+    return json_pack("{s:o, s:s, s:i, s:b, s:b, s:I, s:I, s:I, s:I, s:I, s:s, s:I, s:o, s:I, s:I, s:o}",
+                     "name", admin_jstr(d->name), "regid", d->regid, "node", (int)d->node_id,
+                     "online", (int)d->online,
                      "queue_mode", (int)d->queue_mode, "lifetime_s", (json_int_t)d->lifetime_s,
                      "registered_at_ms", (json_int_t)(wall - (int64_t)reg_age), "last_seen_ms",
                      (json_int_t)(wall - (int64_t)seen_age), "last_seen_ago_ms",
@@ -117,8 +116,8 @@ static bool parse_list_query(admin_conn_t *c, const tether_http_request_t *r, li
             p = item_end + 1;
             continue;
         }
-        if (!eq || pct_decode(p, (size_t)(eq - p), true, key, sizeof key) < 0 ||
-            pct_decode(eq + 1, (size_t)(item_end - eq - 1), true, val, sizeof val) < 0) {
+        if (!eq || admin_pct_decode(p, (size_t)(eq - p), true, key, sizeof key) < 0 ||
+            admin_pct_decode(eq + 1, (size_t)(item_end - eq - 1), true, val, sizeof val) < 0) {
             admin_respond_error(c, 400, NULL, "bad query parameter '%.*s' (expected key=value)",
                                 (int)(item_end - p > 100 ? 100 : item_end - p), p);
             return false;

@@ -18,6 +18,7 @@ static const char *const s11_paths[] = {
     "proxy.cache_hits",         "proxy.cache_misses",         "observe.device_observations",
     "observe.observers",        "observe.notifications_sent", "queue.pending",
     "cluster.nodes_alive",      "cluster.forwarded_records",  "memory.rss_bytes",
+    "redis.backlog",            "redis.reconnects",           "redis.errors",
 };
 
 int tetherd_admin_stat_set(json_t *stats, const char *path, json_int_t value)
@@ -63,6 +64,9 @@ int tetherd_admin_default_stats(json_t *stats, void *user)
         if (rc < 0)
             return rc;
     }
+    json_t *redis = json_object_get(stats, "redis");
+    if (!redis || json_object_set_new(redis, "state", json_string("off")) < 0)
+        return TETHER_ENOMEM; /* "up"/"down" when the process has a Redis store */
     return tetherd_admin_stat_set(stats, "memory.rss_bytes", rss_bytes());
 }
 

@@ -38,10 +38,14 @@ const tetherd_key_t tetherd_config_keys[] = {
      .doc = "seconds a SIGTERM waits for pending requests before stopping"},
     {.key = "redis_url", .env = "TETHER_REDIS_URL", .flag = "redis", .type = TETHERD_KEY_URL,
      FIELD(redis_url), .def = "", .arg = "URL",
-     .doc = "redis://HOST:PORT/DB of the shared state store (not used yet)"},
+     .doc = "redis://HOST:PORT/DB of the shared state store; \"\" = embedded store, static "
+            "cluster.nodes"},
+    {.key = "redis_backlog_max", UINT(16, 10000000), FIELD(redis_backlog_max), .def = "100000",
+     .doc = "writes (one per dirty record) held for Redis while it is unreachable"},
     {.key = "cluster_key", .env = "TETHER_CLUSTER_KEY", .type = TETHERD_KEY_SECRET,
      FIELD(cluster_key), .def = "",
-     .doc = "key of the cluster channel's MAC and the DTLS cookies (never logged)"},
+     .doc = "key of the cluster channel's MAC, the DTLS cookies and the seal of credentials in "
+            "Redis (never logged)"},
     {.key = "log_level", .env = "TETHER_LOG_LEVEL", .flag = "log-level",
      .type = TETHERD_KEY_LOG_LEVEL, FIELD(log_level), .def = "info",
      .doc = "JSON-lines log level on stderr"},
@@ -108,7 +112,7 @@ const tetherd_key_t tetherd_config_keys[] = {
      .doc = "where this node receives internal messages (UDP); \"\" = no cluster"},
     {.key = "cluster.advertise", .env = "TETHER_CLUSTER_ADVERTISE", .type = TETHERD_KEY_HOSTPORT,
      FIELD(cluster_advertise), .def = "",
-     .doc = "where other nodes reach this one (\"\" = cluster.listen; for Redis, not used yet)"},
+     .doc = "where other nodes reach this one, put in its Redis lease (\"\" = cluster.listen)"},
     {.key = "cluster.nodes", .type = TETHERD_KEY_NODES, FIELD(cluster_nodes),
      .arg = "{\"ID\": \"HOST:PORT\"}", .doc = "every node's internal address by node id"},
 

@@ -467,6 +467,18 @@ static int validate(tetherd_config_t *c, char *err, size_t errcap)
                  src);
         return TETHER_ECONFIG;
     }
+    /* Stored credentials are sealed under a key derived from it. */
+    if (c->redis_url[0] && strlen(c->cluster_key) < 16) {
+        snprintf(err, errcap,
+                 "%s: key 'redis_url': the shared store needs a cluster_key "
+                 "(TETHER_CLUSTER_KEY) of at least 16 characters",
+                 src);
+        return TETHER_ECONFIG;
+    }
+    if (c->redis_url[0] && strncmp(c->redis_url, "redis://", 8) != 0) {
+        snprintf(err, errcap, "%s: key 'redis_url': expected redis://HOST:PORT[/DB]", src);
+        return TETHER_ECONFIG;
+    }
     if (c->opt_multicast_timeout == c->opt_reply_from) {
         snprintf(err, errcap, "%s: key 'coap_options': the two option numbers must differ", src);
         return TETHER_ECONFIG;

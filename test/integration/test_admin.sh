@@ -204,12 +204,15 @@ req -X DELETE "$A/health"
 check "DELETE /health: 405" is_err 405
 req -H "$AUTH" -X POST "$A/devices/dev1"
 check "POST /devices/{name}: 405" is_err 405
-for r in /observations /cluster /coap/dev1/temp; do
+for r in /observations /coap/dev1/temp; do
     req -H "$AUTH" "$A$r"
     check "GET $r: 501" eval 'is_err 501 && jqe ".error == \"not implemented\""'
 done
+req -H "$AUTH" "$A/cluster"
+check "GET /cluster without Redis: static membership, this node alive, redis off" \
+    jqe '.membership == "static" and .redis == "off" and ([.nodes[] | select(.self and .state == "alive")] | length == 1)'
 req -H "$AUTH" -X PUT -d '{}' "$A/credentials/app1"
-check "PUT /credentials/{identity}: 501" is_err 501
+check "PUT /credentials/{identity} without Redis: 501 (edit the file, SIGHUP)" is_err 501
 req "$A/observations"
 check "unimplemented routes still need auth: 401" is_err 401
 

@@ -15,10 +15,37 @@ typedef enum { TETHER_ROLE_DEVICE = 0, TETHER_ROLE_CLIENT = 1 } tether_role_t;
 
 typedef struct tether_creds tether_creds_t;
 
+/* One ACL rule (SPEC S4): devices and groups matching `pattern` (fnmatch
+ * glob) may be sent the methods in `methods` (bit n: CoAP method code n). */
+typedef struct {
+    char pattern[TETHER_IDENTITY_MAX];
+    uint8_t methods;
+} tether_creds_rule_t;
+
+/* A credential given as values rather than read from a file (tetherd's
+ * credentials in Redis). Borrowed by tether_creds_overlay, which copies. */
+typedef struct {
+    const char *identity; /* the identity, or the prefix of derived ones */
+    bool derived;         /* key is the fleet master of the prefix */
+    tether_role_t role;
+    const uint8_t *key;
+    size_t key_len; /* 1..TETHER_PSK_MAX */
+    const tether_creds_rule_t *rules;
+    size_t nrules;
+} tether_creds_entry_t;
+
 /* Loads a credentials file. On failure returns TETHER_ECONFIG with a
  * message naming the file and entry in err[errcap]. */
 TETHER_API int tether_creds_load(const char *path, tether_creds_t **out, char *err,
                                  size_t errcap);
+/* A new set: every entry of `base` (which is left alone) except those
+ * `extra` names again, plus `extra`: an identity (or derived prefix) in
+ * both takes extra's key, role and rules; x509 entries come from base.
+ * 0, TETHER_EINVAL (an empty or too long identity, a bad key length, two
+ * identities whose digests collide) or TETHER_ENOMEM. */
+TETHER_API int tether_creds_overlay(const tether_creds_t *base, const tether_creds_entry_t *extra,
+                                    size_t n, tether_creds_t **out);
+
 /* An empty set (no identity is known). */
 TETHER_API int tether_creds_empty(tether_creds_t **out);
 TETHER_API void tether_creds_free(tether_creds_t *c);
@@ -47,6 +74,10 @@ TETHER_API int tether_creds_key_tag(const tether_creds_t *c, const char *identit
  * rules (every device, by default) may not act as a client. */
 TETHER_API bool tether_creds_allowed(const tether_creds_t *c, const char *identity,
                                      const char *target, uint8_t method);
+
+/* The CoAP method code of an ACL method name ("GET" 1 .. "iPATCH" 7, as
+ * the credentials file writes them); TETHER_ENOTFOUND for anything else. */
+TETHER_API int tether_creds_method_code(const char *name);
 
 #define TETHER_DERIVED_PSK_LEN 32
 

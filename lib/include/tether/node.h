@@ -112,7 +112,8 @@ TETHER_API size_t tether_node_pending(const tether_node_t *node);
 typedef struct {
     const char *name;
     const char *regid;
-    bool online; /* its tunnel is up */
+    uint8_t node_id; /* the node holding its tunnel */
+    bool online;     /* its tunnel is up */
     bool queue_mode;
     uint32_t lifetime_s;
     tether_time_t registered_at, last_seen, expires;

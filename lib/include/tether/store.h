@@ -80,12 +80,8 @@ typedef struct {
     size_t groups_len;
 } tether_store_device_t;
 
-/* One ACL rule (SPEC S4): devices and groups matching `pattern` (fnmatch
- * glob) may be sent the methods in `methods` (bit n: CoAP method code n). */
-typedef struct {
-    char pattern[TETHER_IDENTITY_MAX];
-    uint8_t methods;
-} tether_store_allow_t;
+/* One ACL rule: the credentials' own (tether/creds.h). */
+typedef tether_creds_rule_t tether_store_allow_t;
 
 /* Identities and derived prefixes share the key space: a prefix record's
  * identity ends in '*' ("dev*"). */
@@ -166,8 +162,9 @@ typedef void (*tether_store_watch_cb)(void *user, tether_store_kind_t kind, cons
                                       size_t key_len, uint64_t version);
 #define TETHER_STORE_WATCHERS_MAX 4
 
-/* Implementations: state/store_mem.c; a Redis one goes next to it
- * (their common part is state/store_impl.h). */
+/* Implementations: state/store_mem.c, and tetherd's Redis store
+ * (server/store/redis.c, outside lib/ since it does I/O); their common
+ * part is tether/store_backend.h. */
 typedef struct tether_store tether_store_t;
 
 /* The record's key (name, identity, resource, CID or node id), pointing
