@@ -34,8 +34,14 @@ int tether_ckpt_key(const uint8_t *ck, size_t len, tether_ckpt_key_t *out)
                : TETHER_ECRYPTO;
 }
 
-void tether_ckpt_key_wipe(tether_ckpt_key_t *k) { wipe(k, sizeof *k); }
-void tether_ckpt_wipe(tether_ckpt_t *c) { wipe(c, sizeof *c); }
+void tether_ckpt_key_wipe(tether_ckpt_key_t *k)
+{
+    wipe(k, sizeof *k);
+}
+void tether_ckpt_wipe(tether_ckpt_t *c)
+{
+    wipe(c, sizeof *c);
+}
 
 /* ---- bytes ----------------------------------------------------------------- */
 
@@ -232,10 +238,10 @@ static int gcm(bool seal, const uint8_t key[32], const uint8_t *nonce, const uin
     if (wc_AesInit(&aes, NULL, INVALID_DEVID) != 0)
         return rc;
     if (wc_AesGcmSetKey(&aes, key, 32) == 0) {
-        int r = seal ? wc_AesGcmEncrypt(&aes, out, in, (word32)len, nonce, NONCE_LEN, tag,
-                                        TAG_LEN, aad, (word32)aad_len)
-                     : wc_AesGcmDecrypt(&aes, out, in, (word32)len, nonce, NONCE_LEN, tag,
-                                        TAG_LEN, aad, (word32)aad_len);
+        int r = seal ? wc_AesGcmEncrypt(&aes, out, in, (word32)len, nonce, NONCE_LEN, tag, TAG_LEN,
+                                        aad, (word32)aad_len)
+                     : wc_AesGcmDecrypt(&aes, out, in, (word32)len, nonce, NONCE_LEN, tag, TAG_LEN,
+                                        aad, (word32)aad_len);
         rc = r == 0 ? 0 : TETHER_ECRYPTO;
     }
     wc_AesFree(&aes);
@@ -244,8 +250,7 @@ static int gcm(bool seal, const uint8_t key[32], const uint8_t *nonce, const uin
 }
 
 int tether_ckpt_seal_body(const tether_ckpt_key_t *k, WC_RNG *rng, const tether_ckpt_bind_t *b,
-                          const uint8_t *body, size_t n, uint8_t *out, size_t cap,
-                          size_t *out_len)
+                          const uint8_t *body, size_t n, uint8_t *out, size_t cap, size_t *out_len)
 {
     if (!bind_ok(b) || n > TETHER_CKPT_BODY_MAX)
         return TETHER_EINVAL;
@@ -255,8 +260,7 @@ int tether_ckpt_seal_body(const tether_ckpt_key_t *k, WC_RNG *rng, const tether_
     size_t al = make_aad(b, aad);
     out[0] = TETHER_CKPT_FORMAT;
     int rc = TETHER_ECRYPTO;
-    if (wc_RNG_GenerateBlock(rng, out + 1, R_LEN + NONCE_LEN) == 0 &&
-        subkey(k, out + 1, key) == 0)
+    if (wc_RNG_GenerateBlock(rng, out + 1, R_LEN + NONCE_LEN) == 0 && subkey(k, out + 1, key) == 0)
         rc = gcm(true, key, out + 1 + R_LEN, aad, al, body, n, out + 1 + R_LEN + NONCE_LEN,
                  out + 1 + R_LEN + NONCE_LEN + n);
     wipe(key, sizeof key);

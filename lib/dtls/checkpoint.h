@@ -123,8 +123,7 @@ int tether_ckpt_seal(const tether_ckpt_key_t *k, WC_RNG *rng, const tether_ckpt_
  * tether_ckpt_seal after the body is written, open to the unit tests and
  * the fuzz target so they reach the body parser behind the tag. */
 int tether_ckpt_seal_body(const tether_ckpt_key_t *k, WC_RNG *rng, const tether_ckpt_bind_t *b,
-                          const uint8_t *body, size_t n, uint8_t *out, size_t cap,
-                          size_t *out_len);
+                          const uint8_t *body, size_t n, uint8_t *out, size_t cap, size_t *out_len);
 
 /* Opens a blob under binding `b` into *c. 0; TETHER_EPROTO (not a blob of
  * a known format, or a body that does not parse); TETHER_ECRYPTO (wrong

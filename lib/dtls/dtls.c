@@ -24,9 +24,11 @@
 #include <wolfssl/wolfcrypt/memory.h>
 #include <wolfssl/wolfcrypt/random.h>
 
+#include "dtls/checkpoint.h"
 #include "dtls/hello.h"
 #include "dtls/ratelimit.h"
 #include "dtls/record.h"
+#include "dtls/txceil.h"
 #include "dtls/wolfrec.h"
 #include "tether/dtls.h"
 #include "util/hmap.h"
@@ -84,6 +86,7 @@ struct tether_dtls_sess {
     bool unvalidated; /* moved to an address that has not shown it is the peer's */
     uint32_t credit;  /* unvalidated: bytes we may still send there (3x received) */
     uint64_t max_seq; /* newest authenticated (epoch << 48 | seq) */
+    tether_txceil_t *ceil; /* compact, conf.checkpoint: the transmit ceiling (txceil.h) */
     tether_time_t last_rx; /* handshake: last datagram from the peer */
     tether_time_t hs_started;
     struct tether_dtls_sess *src_next; /* handshake: its source's next, newer one */
@@ -145,11 +148,20 @@ struct tether_dtls_srv {
     size_t rd_off, rd_len; /* compact layer: unread part of rdbuf */
     uint8_t rdbuf[TETHER_DTLS_MAX_DGRAM];
     tether_dtls_stats_t stats;
+    tether_ckpt_key_t ckpt_key; /* conf.checkpoint: wraps checkpoints (checkpoint.h) */
+    tether_time_t now;          /* of the current input or tick */
+    uint32_t ceil_failed;       /* sessions whose ceiling raise failed, waiting to retry */
     tether_rl_t rate; /* new handshakes per source address */
     size_t ntx;
     tether_dgram_t tx[TETHER_DTLS_TXQ];
     uint8_t rxbuf[TETHER_DTLS_MAX_DGRAM];
 };
+
+/* Transmit ceiling and checkpoints (SPEC S5), at the end of this file. */
+static void ceil_start(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, uint64_t next);
+static void ceil_kick(tether_dtls_srv_t *srv, tether_dtls_sess_t *s);
+static void ceil_retry(tether_dtls_srv_t *srv);
+static void ceil_free(tether_dtls_srv_t *srv, tether_dtls_sess_t *s);
 
 static void list_add(sess_list_t *l, tether_dtls_sess_t *s)
 {
@@ -507,6 +519,7 @@ static void reap(tether_dtls_srv_t *srv)
         srv->dead = s->next;
         if (s->ssl)
             wolfSSL_free(s->ssl);
+        ceil_free(srv, s);
         tether_rec_wipe(&s->rec);
         free(s);
     }
@@ -551,6 +564,7 @@ static void compact(tether_dtls_srv_t *srv, tether_dtls_sess_t *s)
     wolfSSL_free(s->ssl);
     s->ssl = NULL;
     srv->stats.sessions_compact++;
+    ceil_start(srv, s, s->rec.tx_seq);
 }
 
 /* Ends the read of the previous datagram: the session it was for moves to
@@ -994,6 +1008,7 @@ int tether_dtls_input(tether_dtls_srv_t *srv, uint8_t iface, const tether_addr_t
 {
     release_reading(srv);
     reap(srv);
+    srv->now = now;
     rx->sess = NULL;
     rx->data = NULL;
     rx->len = 0;
@@ -1085,30 +1100,54 @@ bool tether_dtls_input_more(tether_dtls_srv_t *srv, tether_dtls_rx_t *rx)
     return s->ssl ? read_record(srv, s, rx) : compact_read(srv, s, rx);
 }
 
+/* Seals one record of a compact session into the transmit queue. */
+static int compact_send(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, uint8_t type,
+                        const uint8_t *data, size_t len)
+{
+    if (srv->ntx == TETHER_DTLS_TXQ) {
+        srv->stats.tx_dropped++;
+        return TETHER_ENOSPC;
+    }
+    tether_dgram_t *d = &srv->tx[srv->ntx];
+    int n = tether_rec_seal(&s->rec, &srv->aes, type, data, len, d->data, sizeof d->data);
+    if (n == TETHER_ELIMIT) /* sequence numbers exhausted: it can never send again */
+        sess_close(srv, s, TETHER_DTLS_WHY_LOCAL);
+    if (n < 0)
+        return n;
+    if (!credit_tx(srv, s, (size_t)n)) /* a skipped record number is harmless */
+        return TETHER_ELIMIT;
+    d->to = s->peer;
+    d->iface = s->io.iface;
+    d->len = (uint16_t)n;
+    srv->ntx++;
+    if (s->ceil)
+        ceil_kick(srv, s);
+    return 0;
+}
+
 int tether_dtls_send(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, const uint8_t *data,
                      size_t len)
 {
     if (s->state != S_ESTABLISHED)
         return TETHER_EINVAL;
     if (!s->ssl) {
-        if (srv->ntx == TETHER_DTLS_TXQ) {
-            srv->stats.tx_dropped++;
-            return TETHER_ENOSPC;
+        if (s->ceil) {
+            int rc = tether_txceil_check(s->ceil, s->rec.tx_seq);
+            if (rc == TETHER_EAGAIN) { /* goes out once the store has the next ceiling */
+                rc = tether_txceil_hold(s->ceil, TETHER_REC_CT_APP, data, len);
+                if (rc == 0)
+                    srv->stats.records_held++;
+                else
+                    srv->stats.tx_dropped++;
+                ceil_kick(srv, s);
+                return rc;
+            }
+            if (rc < 0) {
+                sess_close(srv, s, TETHER_DTLS_WHY_LOCAL);
+                return rc;
+            }
         }
-        tether_dgram_t *d = &srv->tx[srv->ntx];
-        int n = tether_rec_seal(&s->rec, &srv->aes, TETHER_REC_CT_APP, data, len, d->data,
-                                sizeof d->data);
-        if (n == TETHER_ELIMIT) /* sequence numbers exhausted: it can never send again */
-            sess_close(srv, s, TETHER_DTLS_WHY_LOCAL);
-        if (n < 0)
-            return n;
-        if (!credit_tx(srv, s, (size_t)n)) /* a skipped record number is harmless */
-            return TETHER_ELIMIT;
-        d->to = s->peer;
-        d->iface = s->io.iface;
-        d->len = (uint16_t)n;
-        srv->ntx++;
-        return 0;
+        return compact_send(srv, s, TETHER_REC_CT_APP, data, len);
     }
     /* DTLS 1.3 record: unified header with a CID, sequence, length, tag. */
     if (s->unvalidated && !credit_tx(srv, s, len + 1 + TETHER_CID_MAX + 4 + 16 + 1))
@@ -1122,6 +1161,7 @@ void tether_dtls_tick(tether_dtls_srv_t *srv, tether_time_t now)
 {
     release_reading(srv);
     reap(srv);
+    srv->now = now;
     while (srv->settle_n && srv->settle[srv->settle_head].due <= now) {
         uint64_t id = srv->settle[srv->settle_head].id;
         srv->settle_head = (srv->settle_head + 1) % srv->settle_cap;
@@ -1167,6 +1207,8 @@ void tether_dtls_tick(tether_dtls_srv_t *srv, tether_time_t now)
         deadline(srv, srv->established.head->last_rx + srv->conf.idle_timeout_ms);
     if (srv->settle_n)
         deadline(srv, srv->settle[srv->settle_head].due);
+    if (srv->ceil_failed)
+        ceil_retry(srv);
     /* The next cookie epoch, on the clock the epochs follow. */
     tether_time_t rot = srv->conf.cookie_rotate_ms ? srv->conf.cookie_rotate_ms : 1;
     tether_time_t clock = srv->wall_ms ? srv->wall_ms : now;
@@ -1255,6 +1297,11 @@ int tether_dtls_create(const tether_dtls_conf_t *conf, const tether_creds_t *cre
     srv->conf.ca_file = srv->conf.cert_file = srv->conf.key_file = NULL; /* read once, below */
     if (conf->cluster_key_len)
         memcpy(srv->cluster_key, conf->cluster_key, conf->cluster_key_len);
+    if (conf->checkpoint &&
+        (rc = tether_ckpt_key(conf->cluster_key, conf->cluster_key_len, &srv->ckpt_key)) < 0) {
+        free(srv);
+        return rc == TETHER_EINVAL ? TETHER_ECONFIG : rc;
+    }
     srv->conf.cluster_key = srv->cluster_key;
     srv->creds = creds;
     srv->next_at = now; /* a first tick sets the cookie clock and the exact deadline */
@@ -1343,6 +1390,7 @@ void tether_dtls_destroy(tether_dtls_srv_t *srv)
         ks[i] = 0;
     wc_FreeRng(&srv->rng);
     memset(srv->cluster_key, 0, sizeof srv->cluster_key);
+    tether_ckpt_key_wipe(&srv->ckpt_key);
     free(srv);
 }
 
@@ -1430,4 +1478,219 @@ size_t tether_dtls_sess_cid(const tether_dtls_sess_t *s, uint8_t *out)
 {
     memcpy(out, s->cid, s->cid_len);
     return s->cid_len;
+}
+
+/* ---- transmit ceiling, checkpoints, adoption (SPEC S5) --------------------- */
+
+_Static_assert(TETHER_DTLS_CHECKPOINT_MAX == TETHER_CKPT_MAX, "public bound out of date");
+
+/* Puts a compact CID session under a transmit ceiling starting at `next`
+ * (conf.checkpoint). Without one (allocation failed) it is never
+ * checkpointed, so no other node can reuse its nonces. */
+static int ceil_start_rc(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, uint64_t next)
+{
+    if (!srv->conf.checkpoint || !s->cid_len || s->ceil)
+        return 0;
+    s->ceil = malloc(sizeof *s->ceil);
+    if (!s->ceil)
+        return TETHER_ENOMEM;
+    tether_txceil_conf_t conf;
+    tether_txceil_conf_defaults(&conf);
+    tether_txceil_init(s->ceil, &conf, next);
+    ceil_kick(srv, s);
+    return 0;
+}
+
+static void ceil_start(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, uint64_t next)
+{
+    ceil_start_rc(srv, s, next);
+}
+
+static void ceil_free(tether_dtls_srv_t *srv, tether_dtls_sess_t *s)
+{
+    if (!s->ceil)
+        return;
+    tether_txceil_destroy(s->ceil);
+    free(s->ceil);
+    s->ceil = NULL;
+}
+
+/* Asks the layer above for a raise when one is due. */
+static void ceil_kick(tether_dtls_srv_t *srv, tether_dtls_sess_t *s)
+{
+    uint64_t c;
+    if (s->state != S_ESTABLISHED || !tether_txceil_want(s->ceil, s->rec.tx_seq, srv->now, &c))
+        return;
+    s->ceil->retry_at = 0;
+    tether_txceil_started(s->ceil, c);
+    event_push(srv, TETHER_DTLS_EV_CEILING, 0, s);
+}
+
+/* Tick: failed raises whose pause is over ask again. One pass over the
+ * established sessions, only while some raise may have failed
+ * (ceil_failed counts failures since the last pass, then those left). */
+static void ceil_retry(tether_dtls_srv_t *srv)
+{
+    srv->ceil_failed = 0;
+    for (tether_dtls_sess_t *s = srv->established.head; s; s = s->next) {
+        if (!s->ceil || !s->ceil->retry_at)
+            continue;
+        ceil_kick(srv, s);
+        if (s->ceil->retry_at) {
+            srv->ceil_failed++;
+            deadline(srv, s->ceil->retry_at);
+        }
+    }
+}
+
+static tether_dtls_sess_t *ceiled(const tether_dtls_srv_t *srv, uint64_t id)
+{
+    tether_dtls_sess_t *s = tether_dtls_sess_find(srv, id);
+    return s && s->ceil ? s : NULL;
+}
+
+uint64_t tether_dtls_sess_ceiling_wanted(const tether_dtls_sess_t *s)
+{
+    return s->ceil ? s->ceil->pending : 0;
+}
+
+int tether_dtls_ceiling_acked(tether_dtls_srv_t *srv, uint64_t id, uint64_t ceiling)
+{
+    tether_dtls_sess_t *s = ceiled(srv, id);
+    if (!s)
+        return TETHER_ENOTFOUND;
+    tether_txceil_acked(s->ceil, ceiling);
+    uint8_t buf[TETHER_DTLS_MAX_DGRAM], type;
+    size_t len;
+    while (s->state == S_ESTABLISHED &&
+           tether_txceil_pop(s->ceil, s->rec.tx_seq, &type, buf, sizeof buf, &len) == 0)
+        compact_send(srv, s, type, buf, len);
+    wc_ForceZero(buf, sizeof buf);
+    if (s->state == S_ESTABLISHED)
+        ceil_kick(srv, s);
+    return 0;
+}
+
+int tether_dtls_ceiling_failed(tether_dtls_srv_t *srv, uint64_t id)
+{
+    tether_dtls_sess_t *s = ceiled(srv, id);
+    if (!s)
+        return TETHER_ENOTFOUND;
+    srv->ceil_failed++;
+    tether_txceil_failed(s->ceil, srv->now);
+    deadline(srv, s->ceil->retry_at);
+    return 0;
+}
+
+static void bind_of(const tether_dtls_ckpt_bind_t *b, const uint8_t *cid, size_t cid_len,
+                    tether_ckpt_bind_t *out)
+{
+    *out = (tether_ckpt_bind_t){.cid = cid,
+                                .cid_len = cid_len,
+                                .owner = b->owner,
+                                .generation = b->generation,
+                                .version = b->version,
+                                .seq_ceiling = b->seq_ceiling};
+}
+
+int tether_dtls_checkpoint(tether_dtls_srv_t *srv, const tether_dtls_sess_t *s,
+                           const tether_dtls_ckpt_bind_t *b, uint8_t *out, size_t cap,
+                           size_t *len)
+{
+    if (s->state != S_ESTABLISHED)
+        return TETHER_EINVAL;
+    if (s->ssl)
+        return s->wolf_only ? TETHER_EINVAL : TETHER_EAGAIN;
+    if (!s->ceil || b->seq_ceiling < s->rec.tx_seq)
+        return TETHER_EINVAL;
+    tether_ckpt_t c;
+    memset(&c, 0, sizeof c);
+    c.rec = s->rec;
+    c.auth = s->io.auth == AUTH_X509 ? TETHER_CKPT_AUTH_X509 : TETHER_CKPT_AUTH_PSK;
+    c.role = s->io.role;
+    memcpy(c.identity, s->io.identity, sizeof c.identity);
+    c.peer = s->peer;
+    c.unvalidated = s->unvalidated;
+    tether_ckpt_bind_t bind;
+    bind_of(b, s->cid, s->cid_len, &bind);
+    int rc = tether_ckpt_seal(&srv->ckpt_key, &srv->rng, &bind, &c, out, cap, len);
+    tether_ckpt_wipe(&c);
+    return rc;
+}
+
+int tether_dtls_adopt(tether_dtls_srv_t *srv, const uint8_t *cid, size_t cid_len,
+                      const tether_dtls_ckpt_bind_t *b, const uint8_t *blob, size_t len,
+                      uint8_t iface, tether_time_t now, tether_dtls_sess_t **out)
+{
+    if (!srv->conf.checkpoint || cid_len != srv->conf.cid_len)
+        return TETHER_EINVAL;
+    srv->now = now;
+    if (tether_hmap_find(&srv->by_cid, cid, cid_len))
+        return TETHER_EEXIST;
+    int rc = TETHER_ELIMIT;
+    uint64_t start = tether_txceil_adopt_start(b->seq_ceiling, TETHER_TXCEIL_MARGIN);
+    if (srv->stats.handshakes_inflight + srv->stats.sessions_active >= srv->conf.max_sessions ||
+        start >= TETHER_TXCEIL_SEQ_LIMIT)
+        goto refused;
+    tether_ckpt_t c;
+    tether_ckpt_bind_t bind;
+    bind_of(b, cid, cid_len, &bind);
+    if ((rc = tether_ckpt_open(&srv->ckpt_key, &bind, blob, len, &c)) < 0)
+        goto refused;
+    /* Credentials may have changed since the checkpoint (SPEC S7): the
+     * same rule as tether_dtls_set_creds. */
+    tether_role_t role;
+    rc = c.auth == TETHER_CKPT_AUTH_X509 ? tether_creds_x509(srv->creds, c.identity, &role)
+                                         : tether_creds_role(srv->creds, c.identity, &role);
+    if (rc < 0 || role != c.role) {
+        rc = TETHER_ENOTFOUND;
+        goto wipe;
+    }
+    rc = TETHER_ENOMEM;
+    tether_dtls_sess_t *s = calloc(1, sizeof *s);
+    if (!s)
+        goto wipe;
+    s->io.srv = srv;
+    s->io.dst = &s->peer;
+    s->io.iface = iface;
+    s->io.auth = c.auth == TETHER_CKPT_AUTH_X509 ? AUTH_X509 : AUTH_PSK;
+    s->io.role = c.role;
+    memcpy(s->io.identity, c.identity, sizeof s->io.identity);
+    s->rec = c.rec;
+    s->rec.tx_seq = start;
+    s->peer = c.peer;
+    s->unvalidated = c.unvalidated;
+    memcpy(s->cid, cid, cid_len);
+    s->cid_len = (uint8_t)cid_len;
+    s->app_seen = true;
+    /* Records older than the newest the owner saw never move the session
+     * (note_record). */
+    s->max_seq = (uint64_t)s->rec.epoch << 48 | (s->rec.rx_next ? s->rec.rx_next - 1 : 0);
+    s->state = S_ESTABLISHED;
+    s->last_rx = now;
+    s->id = ++srv->next_id;
+    uint8_t key[TETHER_HKEY_MAX];
+    size_t kl = tether_addr_key(&s->peer, key);
+    if (!tether_hmap_find(&srv->by_addr, key, kl))
+        tether_hmap_insert(&srv->by_addr, &s->by_addr, key, kl);
+    tether_hmap_insert(&srv->by_cid, &s->by_cid, s->cid, s->cid_len);
+    tether_hmap_insert(&srv->by_id, &s->by_id, &s->id, sizeof s->id);
+    list_add(&srv->established, s);
+    srv->stats.sessions_active++;
+    srv->stats.sessions_compact++;
+    deadline(srv, now + srv->conf.idle_timeout_ms);
+    if ((rc = ceil_start_rc(srv, s, start)) < 0) {
+        sess_close(srv, s, TETHER_DTLS_WHY_LOCAL); /* freed at the next call */
+        goto wipe;
+    }
+    srv->stats.sessions_adopted++;
+    tether_ckpt_wipe(&c);
+    *out = s;
+    return 0;
+
+wipe:
+    tether_ckpt_wipe(&c);
+refused:
+    srv->stats.adoptions_refused++;
+    return rc;
 }

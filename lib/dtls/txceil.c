@@ -17,7 +17,7 @@ void tether_txceil_conf_defaults(tether_txceil_conf_t *c)
     c->block = 1024;
     c->hold_max = 16;
     c->retry_ms = 500;
-    c->margin = UINT64_C(1) << 24;
+    c->margin = TETHER_TXCEIL_MARGIN;
 }
 
 void tether_txceil_init(tether_txceil_t *t, const tether_txceil_conf_t *conf, uint64_t next)
@@ -78,7 +78,10 @@ bool tether_txceil_want(const tether_txceil_t *t, uint64_t next, tether_time_t n
     return true;
 }
 
-void tether_txceil_started(tether_txceil_t *t, uint64_t ceiling) { t->pending = ceiling; }
+void tether_txceil_started(tether_txceil_t *t, uint64_t ceiling)
+{
+    t->pending = ceiling;
+}
 
 void tether_txceil_acked(tether_txceil_t *t, uint64_t ceiling)
 {
@@ -117,7 +120,10 @@ int tether_txceil_hold(tether_txceil_t *t, uint8_t type, const uint8_t *data, si
     return 0;
 }
 
-size_t tether_txceil_held(const tether_txceil_t *t) { return t->nheld; }
+size_t tether_txceil_held(const tether_txceil_t *t)
+{
+    return t->nheld;
+}
 
 int tether_txceil_pop(tether_txceil_t *t, uint64_t seq, uint8_t *type, uint8_t *out, size_t cap,
                       size_t *len)

@@ -48,20 +48,21 @@
 #include "tether/list.h"
 
 #define TETHER_TXCEIL_SEQ_LIMIT (UINT64_C(1) << 48) /* one past the last DTLS 1.2 sequence */
+#define TETHER_TXCEIL_MARGIN (UINT64_C(1) << 24)    /* default margin, see above */
 
 typedef struct {
-    uint32_t block;     /* sequence numbers one raise reserves (default 1024) */
-    uint32_t hold_max;  /* records held while waiting for a raise (default 16) */
-    uint32_t retry_ms;  /* after a failed raise (default 500) */
-    uint64_t margin;    /* adopter's start beyond the stored ceiling (default 2^24) */
+    uint32_t block;    /* sequence numbers one raise reserves (default 1024) */
+    uint32_t hold_max; /* records held while waiting for a raise (default 16) */
+    uint32_t retry_ms; /* after a failed raise (default 500) */
+    uint64_t margin;   /* adopter's start beyond the stored ceiling (default 2^24) */
 } tether_txceil_conf_t;
 
 void tether_txceil_conf_defaults(tether_txceil_conf_t *c);
 
 typedef struct {
     tether_txceil_conf_t conf;
-    uint64_t acked;    /* sequence numbers below it may be sent */
-    uint64_t pending;  /* ceiling of the raise in flight (0: none) */
+    uint64_t acked;   /* sequence numbers below it may be sent */
+    uint64_t pending; /* ceiling of the raise in flight (0: none) */
     tether_time_t retry_at;
     tether_list_t held; /* plaintexts waiting for a raise, oldest first */
     uint32_t nheld;

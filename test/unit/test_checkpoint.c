@@ -53,8 +53,12 @@ static tether_ckpt_t sample(bool v6)
 
 static tether_ckpt_bind_t bind_of(void)
 {
-    return (tether_ckpt_bind_t){.cid = cid, .cid_len = sizeof cid, .owner = 5, .generation = 3,
-                                .version = 7, .seq_ceiling = 0x123456789aULL + 1024};
+    return (tether_ckpt_bind_t){.cid = cid,
+                                .cid_len = sizeof cid,
+                                .owner = 5,
+                                .generation = 3,
+                                .version = 7,
+                                .seq_ceiling = 0x123456789aULL + 1024};
 }
 
 typedef struct {
@@ -133,13 +137,13 @@ static void test_binding_refused(void **state)
     tether_ckpt_bind_t v[7];
     for (int i = 0; i < 7; i++)
         v[i] = b;
-    v[0].cid = other_cid;         /* moved to another CID */
-    v[1].cid_len = 7;             /* a prefix of it */
-    v[2].owner = 6;               /* another owner */
-    v[3].generation = 4;          /* written under an older generation */
-    v[4].version = 8;             /* replayed into a later record version */
+    v[0].cid = other_cid; /* moved to another CID */
+    v[1].cid_len = 7;     /* a prefix of it */
+    v[2].owner = 6;       /* another owner */
+    v[3].generation = 4;  /* written under an older generation */
+    v[4].version = 8;     /* replayed into a later record version */
     v[5].version = 6;
-    v[6].seq_ceiling = 1024;      /* next to a lowered ceiling */
+    v[6].seq_ceiling = 1024; /* next to a lowered ceiling */
     for (int i = 0; i < 7; i++) {
         assert_int_equal(tether_ckpt_open(&f->key, &v[i], blob, n, &back), TETHER_ECRYPTO);
         assert_int_equal(back.rec.epoch, 0); /* wiped */
@@ -224,15 +228,15 @@ static void test_bad_bodies_refused(void **state)
         size_t at;
         uint8_t val;
     } bad[] = {
-        {0, 3},                 /* algorithm */
-        {2, 0},                 /* epoch 0 */
-        {63, 17},               /* tx CID longer than any */
-        {68, 0},                /* no authentication */
-        {69, 2},                /* unknown role */
-        {70, 0},                /* empty identity */
-        {71, 0},                /* NUL in the identity */
-        {75, 5},                /* address family */
-        {flags_at, 2},          /* unknown flag */
+        {0, 3},        /* algorithm */
+        {2, 0},        /* epoch 0 */
+        {63, 17},      /* tx CID longer than any */
+        {68, 0},       /* no authentication */
+        {69, 2},       /* unknown role */
+        {70, 0},       /* empty identity */
+        {71, 0},       /* NUL in the identity */
+        {75, 5},       /* address family */
+        {flags_at, 2}, /* unknown flag */
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         uint8_t keep = body[bad[i].at];

@@ -30,8 +30,8 @@ typedef struct {
     size_t n;
 } defer_t;
 
-static int d_put(tether_store_t *s, const tether_store_rec_t *rec, uint64_t expect,
-                 uint32_t ttl_ms, tether_time_t now, tether_store_cb cb, void *user)
+static int d_put(tether_store_t *s, const tether_store_rec_t *rec, uint64_t expect, uint32_t ttl_ms,
+                 tether_time_t now, tether_store_cb cb, void *user)
 {
     defer_t *d = (defer_t *)s;
     if (rec->kind != TETHER_STORE_SESSION || rec->u.session.blob_len || d->n == DEFER_MAX)
@@ -70,10 +70,10 @@ static const uint8_t cid[8] = {5, 9, 9, 9, 9, 9, 9, 9};
 
 typedef struct {
     tether_txceil_t t;
-    tether_store_t *store;   /* where raises go */
-    tether_store_t *truth;   /* what is durable */
-    uint64_t next;           /* next sequence number */
-    uint64_t version;        /* last SESSION record version seen */
+    tether_store_t *store; /* where raises go */
+    tether_store_t *truth; /* what is durable */
+    uint64_t next;         /* next sequence number */
+    uint64_t version;      /* last SESSION record version seen */
     uint64_t sent, dropped, raises, failures;
     tether_time_t now;
 } sess_t;
@@ -152,9 +152,8 @@ static void on_get(void *user, const tether_store_result_t *res)
 static uint64_t stored_ceiling(sess_t *s)
 {
     got_t g = {0};
-    assert_int_equal(tether_store_get(s->truth, TETHER_STORE_SESSION, cid, sizeof cid, s->now,
-                                      on_get, &g),
-                     0);
+    assert_int_equal(
+        tether_store_get(s->truth, TETHER_STORE_SESSION, cid, sizeof cid, s->now, on_get, &g), 0);
     return g.rc == 0 ? g.ceiling : 0;
 }
 
