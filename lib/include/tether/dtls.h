@@ -172,7 +172,10 @@ TETHER_API int tether_dtls_input(tether_dtls_srv_t *srv, uint8_t iface, const te
                                  tether_dtls_rx_t *rx);
 TETHER_API bool tether_dtls_input_more(tether_dtls_srv_t *srv, tether_dtls_rx_t *rx);
 
-/* Encrypts application data for `sess` into the transmit queue. */
+/* Encrypts application data for `sess` into the transmit queue. Under
+ * conf.checkpoint a record beyond the session's stored transmit ceiling
+ * is held instead (0, counted in records_held) and queued once the
+ * ceiling is raised; TETHER_ELIMIT when the hold is full (tx_dropped). */
 TETHER_API int tether_dtls_send(tether_dtls_srv_t *srv, tether_dtls_sess_t *sess,
                                 const uint8_t *data, size_t len);
 
