@@ -18,6 +18,7 @@
 
 #include "config.h"
 #include "tether/coap.h"
+#include "tether/list.h"
 #include "tether/node.h"
 
 /* Fills `stats`, an object that already holds every S11 path (zero unless
@@ -71,8 +72,8 @@ typedef struct {
     uv_tcp_t listener;
     const tetherd_config_t *cfg; /* borrowed; must outlive the admin */
     tetherd_admin_hooks_t hooks;
-    struct tetherd_admin_conn *conns;   /* open connections (list) */
-    struct tetherd_admin_conn *waiting; /* connections waiting for a CoAP answer */
+    tether_list_t conns;   /* open connections (admin_conn_t.ln) */
+    tether_list_t waiting; /* connections waiting for a CoAP answer (admin_conn_t.wln) */
     size_t nwaiting;
     uint64_t next_id;            /* numbers operator CoAP requests */
     tether_coap_optreg_t optreg; /* option names for CoAP answers */

@@ -24,6 +24,7 @@
 #include <uv.h>
 
 #include "../admin.h"
+#include "tether/container.h"
 #include "tether/http.h"
 
 #define ADMIN_READ_BUF 16384
@@ -36,7 +37,7 @@ struct tetherd_admin_conn {
     uv_write_t wreq;
     uv_shutdown_t sreq;
     tetherd_admin_t *a;
-    admin_conn_t *prev, *next;
+    tether_lnode_t ln; /* in a->conns */
     tether_http_parser_t http;
     tetherd_abuf_t out[2]; /* out[fill] collects answers; the other one is being written */
     int fill;
@@ -51,7 +52,7 @@ struct tetherd_admin_conn {
     uint64_t wait_id;
     uint32_t wait_ms;
     void (*wait_timeout)(admin_conn_t *c); /* answers when wait_ms passes */
-    admin_conn_t *wprev, *wnext;
+    tether_lnode_t wln; /* in a->waiting while `waiting` */
     char wmethod[8];
     char wpath[128];
     char peer[64];

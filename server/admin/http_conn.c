@@ -29,12 +29,7 @@ static void on_handle_closed(uv_handle_t *h)
     admin_conn_t *c = h->data;
     if (--c->handles > 0)
         return;
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        c->a->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    tether_list_del(&c->a->conns, &c->ln);
     c->a->nconns--;
     tether_http_parser_free(&c->http);
     tetherd_abuf_free(&c->out[0]);
@@ -47,13 +42,7 @@ void admin_conn_unpark(admin_conn_t *c)
     if (!c->waiting)
         return;
     c->waiting = false;
-    if (c->wprev)
-        c->wprev->wnext = c->wnext;
-    else
-        c->a->waiting = c->wnext;
-    if (c->wnext)
-        c->wnext->wprev = c->wprev;
-    c->wprev = c->wnext = NULL;
+    tether_list_del(&c->a->waiting, &c->wln);
     c->a->nwaiting--;
 }
 
@@ -191,10 +180,7 @@ void admin_conn_park(admin_conn_t *c, uint64_t id, uint32_t ms, const tether_htt
     c->wait_id = id;
     c->wait_ms = ms;
     c->wait_timeout = on_timeout;
-    c->wnext = a->waiting;
-    if (a->waiting)
-        a->waiting->wprev = c;
-    a->waiting = c;
+    tether_list_push_front(&a->waiting, &c->wln);
     a->nwaiting++;
     snprintf(c->wmethod, sizeof c->wmethod, "%s", r->method_name);
     snprintf(c->wpath, sizeof c->wpath, "%.*s", (int)(r->path_len > 120 ? 120 : r->path_len),
@@ -203,10 +189,12 @@ void admin_conn_park(admin_conn_t *c, uint64_t id, uint32_t ms, const tether_htt
 
 admin_conn_t *admin_conn_parked(tetherd_admin_t *a, uint64_t id)
 {
-    admin_conn_t *c = a->waiting;
-    while (c && c->wait_id != id)
-        c = c->wnext;
-    return c;
+    for (tether_lnode_t *l = a->waiting.head; l; l = l->next) {
+        admin_conn_t *c = container_of(l, admin_conn_t, wln);
+        if (c->wait_id == id)
+            return c;
+    }
+    return NULL;
 }
 
 void admin_conn_answered(admin_conn_t *c)
@@ -387,10 +375,7 @@ static void on_connection(uv_stream_t *server, int status)
     uv_timer_init(a->loop, &c->timer);
     c->tcp.data = c->timer.data = c;
     c->handles = 2;
-    c->next = a->conns;
-    if (a->conns)
-        a->conns->prev = c;
-    a->conns = c;
+    tether_list_push_front(&a->conns, &c->ln);
     a->nconns++;
     tether_http_parser_init(&c->http);
     if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0) {
@@ -484,7 +469,8 @@ void tetherd_admin_stop(tetherd_admin_t *a)
     a->listening = false;
     a->stopped = true;
     uv_close((uv_handle_t *)&a->listener, NULL);
-    for (admin_conn_t *c = a->conns; c; c = c->next) {
+    for (tether_lnode_t *l = a->conns.head; l; l = l->next) {
+        admin_conn_t *c = container_of(l, admin_conn_t, ln);
         /* An answer still being written (a drained operator request's, say)
          * goes out first, then the connection shuts down and closes
          * (bounded by the linger timer); idle ones close now. */
