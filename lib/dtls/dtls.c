@@ -48,6 +48,7 @@ void tether_dtls_tick(tether_dtls_srv_t *srv, tether_time_t now)
 {
     dtls_release_reading(srv);
     dtls_reap(srv);
+    srv->now = now;
     while (srv->settle_n && srv->settle[srv->settle_head].due <= now) {
         uint64_t id = srv->settle[srv->settle_head].id;
         srv->settle_head = (srv->settle_head + 1) % srv->settle_cap;
@@ -75,6 +76,8 @@ void tether_dtls_tick(tether_dtls_srv_t *srv, tether_time_t now)
         dtls_deadline(srv, oldest->last_rx + srv->conf.idle_timeout_ms);
     if (srv->settle_n)
         dtls_deadline(srv, srv->settle[srv->settle_head].due);
+    if (srv->ceil_failed)
+        dtls_ceil_retry(srv);
     /* The next cookie epoch, on the clock the epochs follow. */
     tether_time_t rot = srv->conf.cookie_rotate_ms ? srv->conf.cookie_rotate_ms : 1;
     tether_time_t clock = srv->wall_ms ? srv->wall_ms : now;
@@ -122,6 +125,11 @@ int tether_dtls_create(const tether_dtls_conf_t *conf, const tether_creds_t *cre
     srv->conf.ca_file = srv->conf.cert_file = srv->conf.key_file = NULL; /* read once, below */
     if (conf->cluster_key_len)
         memcpy(srv->cluster_key, conf->cluster_key, conf->cluster_key_len);
+    if (conf->checkpoint &&
+        (rc = tether_ckpt_key(conf->cluster_key, conf->cluster_key_len, &srv->ckpt_key)) < 0) {
+        free(srv);
+        return rc == TETHER_EINVAL ? TETHER_ECONFIG : rc;
+    }
     srv->conf.cluster_key = srv->cluster_key;
     srv->creds = creds;
     srv->next_at = now; /* a first tick sets the cookie clock and the exact deadline */
@@ -201,6 +209,7 @@ void tether_dtls_destroy(tether_dtls_srv_t *srv)
         ks[i] = 0;
     wc_FreeRng(&srv->rng);
     memset(srv->cluster_key, 0, sizeof srv->cluster_key);
+    tether_ckpt_key_wipe(&srv->ckpt_key);
     free(srv);
 }
 

@@ -12,7 +12,9 @@
  *               handshake state machine up to an authenticated session;
  *   rebind.c    RFC 9146 moves of CID sessions and the 3x budget of an
  *               unvalidated address;
- *   dtls.c      create/destroy, tick and next deadline, events, accessors.
+ *   dtls.c      create/destroy, tick and next deadline, events, accessors;
+ *   failover.c  SPEC S5: the transmit ceiling of compact sessions
+ *               (txceil.h), checkpoints (checkpoint.h), adoption.
  * All of them share tether_dtls_srv; each function names what it owns.
  */
 #ifndef TETHER_DTLS_INT_H
@@ -23,8 +25,10 @@
 #include <wolfssl/wolfcrypt/aes.h>
 #include <wolfssl/wolfcrypt/random.h>
 
+#include "dtls/checkpoint.h"
 #include "dtls/ratelimit.h"
 #include "dtls/record.h"
+#include "dtls/txceil.h"
 #include "tether/dtls.h"
 #include "tether/list.h"
 #include "util/container.h"
@@ -79,6 +83,7 @@ struct tether_dtls_sess {
     bool unvalidated; /* moved to an address that has not shown it is the peer's */
     uint32_t credit;  /* unvalidated: bytes we may still send there (3x received) */
     uint64_t max_seq; /* newest authenticated (epoch << 48 | seq) */
+    tether_txceil_t *ceil; /* compact, conf.checkpoint: the transmit ceiling (txceil.h) */
     tether_time_t last_rx; /* handshake: last datagram from the peer */
     tether_time_t hs_started;
     struct tether_dtls_sess *src_next; /* handshake: its source's next, newer one */
@@ -136,6 +141,9 @@ struct tether_dtls_srv {
     size_t rd_off, rd_len; /* compact layer: unread part of rdbuf */
     uint8_t rdbuf[TETHER_DTLS_MAX_DGRAM];
     tether_dtls_stats_t stats;
+    tether_ckpt_key_t ckpt_key; /* conf.checkpoint: wraps checkpoints (checkpoint.h) */
+    tether_time_t now;          /* of the current input or tick */
+    uint32_t ceil_failed;       /* ceiling raises failed since the tick last looked */
     tether_rl_t rate; /* new handshakes per source address */
     size_t ntx;
     tether_dgram_t tx[TETHER_DTLS_TXQ];
@@ -208,6 +216,22 @@ void dtls_settle_push(tether_dtls_srv_t *srv, uint64_t id, tether_time_t due);
 void dtls_compact(tether_dtls_srv_t *srv, tether_dtls_sess_t *s);
 /* Ends the read of the previous datagram (see tether_dtls_input). */
 void dtls_release_reading(tether_dtls_srv_t *srv);
+
+/* Seals one record of a compact session into the transmit queue (the
+ * ceiling already checked): 0 or a negative TETHER_E*. */
+int dtls_compact_send(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, uint8_t type,
+                      const uint8_t *data, size_t len);
+
+/* ---- failover.c */
+/* Puts a just-compacted CID session under a transmit ceiling from `next`
+ * (conf.checkpoint; nothing otherwise). */
+void dtls_ceil_start(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, uint64_t next);
+/* Queues EV_CEILING when the session's ceiling should be raised now. */
+void dtls_ceil_kick(tether_dtls_srv_t *srv, tether_dtls_sess_t *s);
+/* Tick: failed raises whose pause is over ask again; lowers next_at. */
+void dtls_ceil_retry(tether_dtls_srv_t *srv);
+/* Frees the session's ceiling and the records it held. */
+void dtls_ceil_free(tether_dtls_sess_t *s);
 
 /* ---- rebind.c */
 /* An authenticated datagram of `len` bytes from the session's address. */

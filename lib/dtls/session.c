@@ -51,6 +51,7 @@ void dtls_reap(tether_dtls_srv_t *srv)
         tether_list_del(&srv->dead, &s->ln);
         if (s->ssl)
             wolfSSL_free(s->ssl);
+        dtls_ceil_free(s);
         tether_rec_wipe(&s->rec);
         free(s);
     }
@@ -95,6 +96,7 @@ void dtls_compact(tether_dtls_srv_t *srv, tether_dtls_sess_t *s)
     wolfSSL_free(s->ssl);
     s->ssl = NULL;
     srv->stats.sessions_compact++;
+    dtls_ceil_start(srv, s, s->rec.tx_seq);
 }
 
 /* Ends the read of the previous datagram: the session it was for moves to
@@ -212,6 +214,7 @@ int tether_dtls_input(tether_dtls_srv_t *srv, uint8_t iface, const tether_addr_t
 {
     dtls_release_reading(srv);
     dtls_reap(srv);
+    srv->now = now;
     rx->sess = NULL;
     rx->data = NULL;
     rx->len = 0;
@@ -293,30 +296,53 @@ bool tether_dtls_input_more(tether_dtls_srv_t *srv, tether_dtls_rx_t *rx)
     return s->ssl ? read_record(srv, s, rx) : compact_read(srv, s, rx);
 }
 
+int dtls_compact_send(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, uint8_t type,
+                      const uint8_t *data, size_t len)
+{
+    if (srv->ntx == TETHER_DTLS_TXQ) {
+        srv->stats.tx_dropped++;
+        return TETHER_ENOSPC;
+    }
+    tether_dgram_t *d = &srv->tx[srv->ntx];
+    int n = tether_rec_seal(&s->rec, &srv->aes, type, data, len, d->data, sizeof d->data);
+    if (n == TETHER_ELIMIT) /* sequence numbers exhausted: it can never send again */
+        dtls_sess_close(srv, s, TETHER_DTLS_WHY_LOCAL);
+    if (n < 0)
+        return n;
+    if (!dtls_credit_tx(srv, s, (size_t)n)) /* a skipped record number is harmless */
+        return TETHER_ELIMIT;
+    d->to = s->peer;
+    d->iface = s->io.iface;
+    d->len = (uint16_t)n;
+    srv->ntx++;
+    if (s->ceil)
+        dtls_ceil_kick(srv, s);
+    return 0;
+}
+
 int tether_dtls_send(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, const uint8_t *data,
                      size_t len)
 {
     if (s->state != S_ESTABLISHED)
         return TETHER_EINVAL;
     if (!s->ssl) {
-        if (srv->ntx == TETHER_DTLS_TXQ) {
-            srv->stats.tx_dropped++;
-            return TETHER_ENOSPC;
+        if (s->ceil) {
+            int rc = tether_txceil_check(s->ceil, s->rec.tx_seq);
+            if (rc == TETHER_EAGAIN) { /* goes out once the store has the next ceiling */
+                rc = tether_txceil_hold(s->ceil, TETHER_REC_CT_APP, data, len);
+                if (rc == 0)
+                    srv->stats.records_held++;
+                else
+                    srv->stats.tx_dropped++;
+                dtls_ceil_kick(srv, s);
+                return rc;
+            }
+            if (rc < 0) { /* sequence numbers exhausted */
+                dtls_sess_close(srv, s, TETHER_DTLS_WHY_LOCAL);
+                return rc;
+            }
         }
-        tether_dgram_t *d = &srv->tx[srv->ntx];
-        int n = tether_rec_seal(&s->rec, &srv->aes, TETHER_REC_CT_APP, data, len, d->data,
-                                sizeof d->data);
-        if (n == TETHER_ELIMIT) /* sequence numbers exhausted: it can never send again */
-            dtls_sess_close(srv, s, TETHER_DTLS_WHY_LOCAL);
-        if (n < 0)
-            return n;
-        if (!dtls_credit_tx(srv, s, (size_t)n)) /* a skipped record number is harmless */
-            return TETHER_ELIMIT;
-        d->to = s->peer;
-        d->iface = s->io.iface;
-        d->len = (uint16_t)n;
-        srv->ntx++;
-        return 0;
+        return dtls_compact_send(srv, s, TETHER_REC_CT_APP, data, len);
     }
     /* DTLS 1.3 record: unified header with a CID, sequence, length, tag. */
     if (s->unvalidated && !dtls_credit_tx(srv, s, len + 1 + TETHER_CID_MAX + 4 + 16 + 1))

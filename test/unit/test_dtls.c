@@ -19,6 +19,7 @@
 #include "dtls/record.h"
 #include "dtls/wolfrec.h"
 #include "tether/dtls.h"
+#include "tether/store.h"
 
 #define MAXQ 32
 typedef struct {
@@ -1328,6 +1329,267 @@ static void test_idle_session_memory(void **state)
 }
 
 /* The test PKI comes from the same script the integration test uses. */
+
+/* ---- failover: checkpoint on one node, adoption on another (SPEC S5) ---- */
+
+static const uint8_t failover_key[] = "cluster key of the failover tests";
+
+/* The store side of checkpointing, as the layer above would run it: the
+ * SESSION record of one CID in the in-memory store. */
+typedef struct {
+    tether_store_t *store;
+    uint8_t owner;
+    uint64_t generation;
+    uint64_t version; /* of the record, last seen */
+    uint64_t ceiling; /* last stored */
+} ckstore_t;
+
+typedef struct {
+    int rc;
+    uint64_t version, ceiling;
+    uint8_t owner;
+    uint8_t blob[TETHER_DTLS_CHECKPOINT_MAX];
+    size_t len;
+} ckrec_t;
+
+static void on_ck_done(void *user, const tether_store_result_t *res)
+{
+    ckrec_t *r = user;
+    r->rc = res->rc;
+    r->version = res->version;
+    if (res->rc == 0 && res->rec) {
+        r->ceiling = res->rec->u.session.seq_ceiling;
+        r->owner = res->rec->u.session.node_id;
+        r->len = res->rec->u.session.blob_len;
+        assert_true(r->len <= sizeof r->blob);
+        memcpy(r->blob, res->rec->u.session.blob, r->len);
+    }
+}
+
+/* Writes a checkpoint of `s` bound to `ceiling` (compare-and-set on the
+ * version last seen, sealed for the version the put creates). */
+static void ck_write(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, ckstore_t *cs,
+                     uint64_t ceiling)
+{
+    tether_dtls_ckpt_bind_t b = {.owner = cs->owner, .generation = cs->generation,
+                                 .version = cs->version + 1, .seq_ceiling = ceiling};
+    uint8_t blob[TETHER_DTLS_CHECKPOINT_MAX];
+    size_t len;
+    assert_int_equal(tether_dtls_checkpoint(srv, s, &b, blob, sizeof blob, &len), 0);
+    tether_store_rec_t rec = {.kind = TETHER_STORE_SESSION};
+    rec.u.session.cid_len = (uint8_t)tether_dtls_sess_cid(s, rec.u.session.cid);
+    rec.u.session.node_id = cs->owner;
+    rec.u.session.seq_ceiling = ceiling;
+    rec.u.session.blob = blob;
+    rec.u.session.blob_len = len;
+    ckrec_t r = {.rc = 1};
+    assert_int_equal(tether_store_put(cs->store, &rec, cs->version, 0, now_ms, on_ck_done, &r), 0);
+    assert_int_equal(r.rc, 0);
+    assert_int_equal(r.version, cs->version + 1);
+    cs->version = r.version;
+    cs->ceiling = ceiling;
+}
+
+/* Answers every EV_CEILING queued so far; returns how many. */
+static int ck_serve(tether_dtls_srv_t *srv, ckstore_t *cs)
+{
+    const tether_dtls_event_t *ev;
+    size_t n = tether_dtls_events(srv, &ev);
+    uint64_t ids[16];
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (ev[i].kind == TETHER_DTLS_EV_CEILING && k < 16)
+            ids[k++] = ev[i].id;
+    tether_dtls_events_clear(srv);
+    for (size_t i = 0; i < k; i++) {
+        tether_dtls_sess_t *s = tether_dtls_sess_find(srv, ids[i]);
+        assert_non_null(s);
+        uint64_t c = tether_dtls_sess_ceiling_wanted(s);
+        assert_true(c > 0);
+        ck_write(srv, s, cs, c);
+        assert_int_equal(tether_dtls_ceiling_acked(srv, ids[i], c), 0);
+    }
+    return (int)k;
+}
+
+static uint64_t record_seq(const uint8_t *rec)
+{
+    uint64_t v = 0;
+    for (int i = 5; i < 11; i++)
+        v = v << 8 | rec[i];
+    return v;
+}
+
+/* Node 5 runs a session and checkpoints it; node 6 adopts it from the
+ * store: the client's next record (same CID) opens there and the answer
+ * opens at the client, with no handshake. An older checkpoint is refused,
+ * a record node 5 accepted before the checkpoint is dropped as a replay,
+ * and node 6 sends nothing until it stored its own ceiling, then starts
+ * beyond the stored one plus the margin. */
+static void test_adopt_checkpointed_session(void **state)
+{
+    (void)state;
+    tether_dtls_conf_t conf;
+    tether_dtls_conf_defaults(&conf);
+    conf.cluster_key = failover_key;
+    conf.cluster_key_len = sizeof failover_key - 1;
+    conf.checkpoint = true;
+    fixture_t *f = make_fixture(false, &conf); /* node 5 */
+    const tether_dtls_stats_t *st = tether_dtls_stats(f->srv);
+    ckstore_t cs = {.owner = 5, .generation = 1};
+    assert_int_equal(tether_store_mem_create(16, &cs.store), 0);
+    const uint16_t port = 52000;
+    tether_addr_t a = addr(port);
+
+    for (int su = 0; su < 2; su++) {
+        const char *suites[] = {"PSK-AES128-GCM-SHA256", "PSK-AES128-CCM-8"};
+        client_opts_t o = {.suite = suites[su], .own_cid = su == 1};
+        client_init_opts(&f->c, true, &o);
+        assert_int_equal(handshake(f->srv, &f->c, port), 0);
+        tether_dtls_sess_t *s = exchange(f, port, "first"); /* still on wolfSSL */
+        uint64_t id = tether_dtls_sess_id(s);
+        tether_dtls_tick(f->srv, now_ms); /* settles: compact, under a ceiling */
+        s = tether_dtls_sess_find(f->srv, id);
+        uint8_t blob[TETHER_DTLS_CHECKPOINT_MAX];
+        size_t len;
+        tether_dtls_ckpt_bind_t b0 = {
+            .owner = 5, .generation = 1, .version = 1, .seq_ceiling = 1 << 20};
+        assert_int_equal(tether_dtls_checkpoint(f->srv, s, &b0, blob, sizeof blob, &len), 0);
+        assert_int_equal(ck_serve(f->srv, &cs), 1);
+        exchange(f, port, "on node 5");
+        ckrec_t old = {0};
+        uint8_t cid[TETHER_CID_MAX];
+        size_t cl = tether_dtls_sess_cid(s, cid);
+        assert_int_equal(cl, 8);
+        assert_int_equal(cid[0], 5);
+        assert_int_equal(
+            tether_store_get(cs.store, TETHER_STORE_SESSION, cid, cl, now_ms, on_ck_done, &old), 0);
+
+        /* A record node 5 accepts, then the (coalesced) receive checkpoint. */
+        uint8_t seen[TETHER_DTLS_MAX_DGRAM];
+        size_t nseen = client_record(&f->c, "seen by node 5", seen);
+        tether_dtls_rx_t rx;
+        tether_dtls_input(f->srv, 0, &a, seen, nseen, now_ms, &rx);
+        assert_int_equal(rx.len, strlen("seen by node 5"));
+        ck_write(f->srv, s, &cs, cs.ceiling);
+
+        /* Node 5 is gone; node 6 serves its id from the store. */
+        tether_dtls_conf_t c6 = conf;
+        c6.node_id = 6;
+        tether_dtls_srv_t *b;
+        assert_int_equal(tether_dtls_create(&c6, f->creds, now_ms, &b), 0);
+        const tether_dtls_stats_t *bst = tether_dtls_stats(b);
+        ckrec_t cur = {0};
+        assert_int_equal(
+            tether_store_get(cs.store, TETHER_STORE_SESSION, cid, cl, now_ms, on_ck_done, &cur), 0);
+        assert_int_equal(cur.rc, 0);
+        tether_dtls_ckpt_bind_t bind = {.owner = cur.owner,
+                                        .generation = 1,
+                                        .version = cur.version,
+                                        .seq_ceiling = cur.ceiling};
+        tether_dtls_sess_t *t = NULL;
+        /* The older checkpoint, replayed into the current record, does not open. */
+        assert_int_equal(tether_dtls_adopt(b, cid, cl, &bind, old.blob, old.len, 0, now_ms, &t),
+                         TETHER_ECRYPTO);
+        /* Nor under another generation or CID. */
+        bind.generation = 2;
+        assert_int_equal(tether_dtls_adopt(b, cid, cl, &bind, cur.blob, cur.len, 0, now_ms, &t),
+                         TETHER_ECRYPTO);
+        bind.generation = 1;
+        cid[7] ^= 1;
+        assert_int_equal(tether_dtls_adopt(b, cid, cl, &bind, cur.blob, cur.len, 0, now_ms, &t),
+                         TETHER_ECRYPTO);
+        cid[7] ^= 1;
+        assert_int_equal(bst->adoptions_refused, 3);
+        assert_int_equal(tether_dtls_adopt(b, cid, cl, &bind, cur.blob, cur.len, 0, now_ms, &t), 0);
+        assert_int_equal(tether_dtls_adopt(b, cid, cl, &bind, cur.blob, cur.len, 0, now_ms, &t),
+                         TETHER_EEXIST);
+        assert_int_equal(bst->sessions_adopted, 1);
+        assert_string_equal(tether_dtls_sess_identity(t), "dev1");
+        assert_int_equal(tether_dtls_sess_role(t), TETHER_ROLE_DEVICE);
+
+        /* The client's next record, with node 5's CID, opens on node 6. */
+        uint8_t rec[TETHER_DTLS_MAX_DGRAM];
+        size_t n = client_record(&f->c, "after the failover", rec);
+        tether_dtls_input(b, 0, &a, rec, n, now_ms, &rx);
+        assert_int_equal(rx.len, strlen("after the failover"));
+        assert_memory_equal(rx.data, "after the failover", rx.len);
+        assert_ptr_equal(rx.sess, t);
+        /* Node 6 answers only once its own ceiling is stored. */
+        assert_int_equal(tether_dtls_send(b, rx.sess, (const uint8_t *)"from node 6", 11), 0);
+        assert_int_equal(tether_dtls_tx_count(b), 0);
+        assert_int_equal(bst->records_held, 1);
+        uint64_t stored = cs.ceiling;
+        ckstore_t cs6 = cs; /* the adopter writes back under its own generation */
+        cs6.generation = 2;
+        assert_int_equal(ck_serve(b, &cs6), 1);
+        assert_true(cs6.ceiling > stored + (UINT64_C(1) << 24));
+        assert_int_equal(tether_dtls_tx_count(b), 1);
+        uint64_t seq = record_seq(tether_dtls_tx_get(b, 0)->data);
+        assert_true(seq >= stored + (UINT64_C(1) << 24));
+        assert_true(seq < cs6.ceiling);
+        pump_to_client(b, &f->c);
+        char buf[32];
+        assert_int_equal(wolfSSL_read(f->c.ssl, buf, sizeof buf), 11);
+        assert_memory_equal(buf, "from node 6", 11);
+
+        /* What node 5 accepted before the checkpoint is a replay here. */
+        uint64_t rejected = bst->records_rejected;
+        tether_dtls_input(b, 0, &a, seen, nseen, now_ms, &rx);
+        assert_int_equal(rx.len, 0);
+        assert_int_equal(bst->records_rejected, rejected + 1);
+        /* And the session goes on, with no handshake anywhere. */
+        n = client_record(&f->c, "again", rec);
+        tether_dtls_input(b, 0, &a, rec, n, now_ms, &rx);
+        assert_int_equal(rx.len, 5);
+        assert_int_equal(tether_dtls_send(b, rx.sess, (const uint8_t *)"ok", 2), 0);
+        pump_to_client(b, &f->c);
+        assert_int_equal(wolfSSL_read(f->c.ssl, buf, sizeof buf), 2);
+        assert_int_equal(bst->handshakes_full, 0);
+        assert_int_equal(bst->hello_verify_sent, 0);
+        assert_int_equal(st->handshakes_full, (uint64_t)su + 1);
+        tether_dtls_destroy(b);
+
+        /* Next suite: the client starts over with node 5 (a new session). */
+        ckrec_t gone;
+        tether_store_del(cs.store, TETHER_STORE_SESSION, cid, cl, TETHER_STORE_ANY, now_ms,
+                         on_ck_done, &gone);
+        cs.version = 0;
+        client_free(&f->c);
+        memset(&f->c, 0, sizeof f->c);
+        tether_dtls_tick(f->srv, now_ms);
+    }
+    client_init(&f->c, false);
+    tether_store_destroy(cs.store);
+    fixture_t *state_f = f;
+    teardown((void **)&state_f);
+}
+
+/* Without conf.checkpoint nothing changes: no ceiling, no checkpoint, no
+ * adoption; with it but no cluster key the server is refused. */
+static void test_checkpoint_off(void **state)
+{
+    fixture_t *f = *state;
+    client_init(&f->c, true);
+    assert_int_equal(handshake(f->srv, &f->c, 52100), 0);
+    tether_dtls_sess_t *s = exchange(f, 52100, "one");
+    tether_dtls_tick(f->srv, now_ms);
+    s = exchange(f, 52100, "two"); /* compact, sent at once */
+    assert_int_equal(tether_dtls_sess_ceiling_wanted(s), 0);
+    tether_dtls_ckpt_bind_t b = {.owner = 5, .generation = 1, .version = 1, .seq_ceiling = 100};
+    uint8_t blob[TETHER_DTLS_CHECKPOINT_MAX];
+    size_t len;
+    assert_int_equal(tether_dtls_checkpoint(f->srv, s, &b, blob, sizeof blob, &len), TETHER_EINVAL);
+    tether_dtls_sess_t *t;
+    uint8_t cid[TETHER_CID_MAX] = {5};
+    assert_int_equal(tether_dtls_adopt(f->srv, cid, 8, &b, blob, 0, 0, now_ms, &t), TETHER_EINVAL);
+    tether_dtls_conf_t conf;
+    tether_dtls_conf_defaults(&conf);
+    conf.checkpoint = true;
+    tether_dtls_srv_t *srv;
+    assert_int_equal(tether_dtls_create(&conf, f->creds, now_ms, &srv), TETHER_ECONFIG);
+}
+
 static int group_setup(void **state)
 {
     (void)state;
@@ -1384,6 +1646,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_replayed_hello_does_not_strand_a_session, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_idle_session_memory, setup, teardown),
+        cmocka_unit_test(test_adopt_checkpointed_session),
+        cmocka_unit_test_setup_teardown(test_checkpoint_off, setup, teardown),
     };
     return cmocka_run_group_tests_name("dtls", tests, group_setup, group_teardown);
 }

@@ -55,6 +55,12 @@ typedef struct {
      * second, up to `burst` at once. 0 = unlimited. */
     uint32_t handshake_rate_per_source;
     uint32_t handshake_burst_per_source;
+    /* SPEC S5 failover: compact DTLS 1.2 sessions with a CID run under a
+     * transmit-sequence ceiling (EV_CEILING, tether_dtls_ceiling_acked) and
+     * can be checkpointed and adopted. Needs cluster_key. Off by default:
+     * with it on, a session sends nothing until the layer above has stored
+     * its first ceiling. */
+    bool checkpoint;
 } tether_dtls_conf_t;
 
 typedef struct {
@@ -81,6 +87,9 @@ typedef struct {
     uint64_t tx_unvalidated_dropped; /* over 3x what an unvalidated address sent us */
     uint64_t sessions_revoked;   /* closed by set_creds: identity gone or role changed */
     uint64_t records_empty;      /* zero-length application records skipped */
+    uint64_t records_held;       /* waited for a transmit-ceiling raise */
+    uint64_t sessions_adopted;   /* created from another node's checkpoint */
+    uint64_t adoptions_refused;  /* checkpoint did not open, identity gone, no room */
 } tether_dtls_stats_t;
 
 typedef struct tether_dtls_srv tether_dtls_srv_t;
@@ -108,6 +117,10 @@ typedef enum {
     TETHER_DTLS_EV_CLOSED = 1,           /* an established session ended */
     TETHER_DTLS_EV_HANDSHAKE_FAILED = 2, /* a handshake in flight was given up */
     TETHER_DTLS_EV_MOVED = 3, /* a CID session follows its peer to a new, unvalidated address */
+    /* A session needs its transmit ceiling raised (conf.checkpoint): write
+     * tether_dtls_checkpoint at tether_dtls_sess_ceiling_wanted to the
+     * store, then tether_dtls_ceiling_acked or _failed. */
+    TETHER_DTLS_EV_CEILING = 4,
 } tether_dtls_ev_kind_t;
 
 typedef enum {
@@ -159,7 +172,10 @@ TETHER_API int tether_dtls_input(tether_dtls_srv_t *srv, uint8_t iface, const te
                                  tether_dtls_rx_t *rx);
 TETHER_API bool tether_dtls_input_more(tether_dtls_srv_t *srv, tether_dtls_rx_t *rx);
 
-/* Encrypts application data for `sess` into the transmit queue. */
+/* Encrypts application data for `sess` into the transmit queue. Under
+ * conf.checkpoint a record beyond the session's stored transmit ceiling
+ * is held instead (0, counted in records_held) and queued once the
+ * ceiling is raised; TETHER_ELIMIT when the hold is full (tx_dropped). */
 TETHER_API int tether_dtls_send(tether_dtls_srv_t *srv, tether_dtls_sess_t *sess,
                                 const uint8_t *data, size_t len);
 
@@ -208,5 +224,67 @@ TETHER_API size_t tether_dtls_events(const tether_dtls_srv_t *srv,
                                      const tether_dtls_event_t **evs);
 TETHER_API void tether_dtls_events_clear(tether_dtls_srv_t *srv);
 
+/* ---- Failover: checkpoints, transmit ceiling, adoption (SPEC S5) ----------
+ *
+ * A checkpoint is a sealed blob (format, key and binding documented in
+ * lib/dtls/checkpoint.h) for the store's TETHER_STORE_SESSION record,
+ * keyed by the session's CID. Only compact DTLS 1.2 sessions with a CID
+ * under conf.checkpoint have one. DTLS 1.3 sessions stay on wolfSSL
+ * objects and cannot be checkpointed: when their node dies their peers
+ * need a new handshake (or a resumption, where offered); that is out of
+ * scope of this interface.
+ *
+ * The transmit ceiling (lib/dtls/txceil.h): such a session sends only
+ * records numbered below a ceiling the store acknowledged. When it needs
+ * more it queues EV_CEILING; the layer above then writes a checkpoint
+ * bound to tether_dtls_sess_ceiling_wanted() (a compare-and-set put, with
+ * `version` the version the put creates) and reports the outcome. Records
+ * sent meanwhile wait in a bounded queue (records_held) and leave, in
+ * order, into the transmit queue from tether_dtls_ceiling_acked. */
+
+/* What a checkpoint is bound to besides the CID (see checkpoint.h). */
+typedef struct {
+    uint8_t owner;        /* node id owning the session (its CID's first byte) */
+    uint64_t generation;  /* the owner's generation */
+    uint64_t version;     /* store record version the blob is written at */
+    uint64_t seq_ceiling; /* transmit-sequence ceiling written beside it */
+} tether_dtls_ckpt_bind_t;
+
+#define TETHER_DTLS_CHECKPOINT_MAX 276 /* largest blob */
+
+/* The ceiling of the raise in flight (0: none). */
+TETHER_API uint64_t tether_dtls_sess_ceiling_wanted(const tether_dtls_sess_t *sess);
+
+/* Seals a checkpoint of `sess` into out[cap] (*len bytes). 0;
+ * TETHER_EAGAIN (still on wolfSSL: not settled yet); TETHER_EINVAL (cannot
+ * be checkpointed: DTLS 1.3, no CID, no ceiling, or b->seq_ceiling below
+ * what it already sent); TETHER_ENOSPC; TETHER_ECRYPTO. */
+TETHER_API int tether_dtls_checkpoint(tether_dtls_srv_t *srv, const tether_dtls_sess_t *sess,
+                                      const tether_dtls_ckpt_bind_t *b, uint8_t *out,
+                                      size_t cap, size_t *len);
+
+/* The store acknowledged `ceiling` for session `id`: held records go out
+ * (into the transmit queue). TETHER_ENOTFOUND when the session is gone. */
+TETHER_API int tether_dtls_ceiling_acked(tether_dtls_srv_t *srv, uint64_t id, uint64_t ceiling);
+/* The raise failed; retried by a tick after a pause (EV_CEILING again). */
+TETHER_API int tether_dtls_ceiling_failed(tether_dtls_srv_t *srv, uint64_t id);
+
+/* Continues a session from another node's checkpoint: `cid` (the store
+ * key) and `b` as the record holds them, `blob` its bytes. The session is
+ * established at once: the peer's next record with that CID opens on it
+ * (the receive window carries over, so records it saw before the
+ * checkpoint are dropped as replays) and its own records start at the
+ * stored ceiling plus a margin (txceil.h), sent once its first ceiling is
+ * stored (EV_CEILING queued now). `iface` is where its records arrive.
+ * Returns 0 and *out; TETHER_EINVAL (conf.checkpoint off, CID length not
+ * ours); TETHER_EEXIST (that CID is live here); TETHER_ELIMIT (max_sessions,
+ * or no sequence numbers left); TETHER_EPROTO / TETHER_ECRYPTO (does not
+ * open under this binding: altered, replayed from another version, moved,
+ * another generation); TETHER_ENOTFOUND (its identity is no longer listed
+ * with that role); TETHER_ENOMEM. */
+TETHER_API int tether_dtls_adopt(tether_dtls_srv_t *srv, const uint8_t *cid, size_t cid_len,
+                                 const tether_dtls_ckpt_bind_t *b, const uint8_t *blob,
+                                 size_t len, uint8_t iface, tether_time_t now,
+                                 tether_dtls_sess_t **out);
 
 #endif
