@@ -12,6 +12,7 @@
 #define TETHER_PROXY_NODE_INT_H
 
 #include "coap/exchange.h"
+#include "proxy/blockwise.h"
 #include "proxy/cache.h"
 #include "proxy/obsreg.h"
 #include "proxy/registry.h"
@@ -39,6 +40,7 @@ struct tether_node {
     tether_obs_table_t obs;    /* observations (observe.c) */
     tether_hmap_t by_token;    /* relayed requests by upstream token (relay.c) */
     tether_heap_t timers;      /* relayed requests' deadlines and ACK delays (relay.c) */
+    tether_bw_t bw;            /* block-wise transfers and uploads (blockwise.c) */
     uint32_t next_token;
     size_t npending; /* relayed requests in flight or queued */
     tether_node_stats_t stats;
