@@ -21,6 +21,7 @@ typedef struct {
     bool acked;
     bool has_block, size2;
     uint8_t block_len, block[3];
+    tether_time_t ack_at; /* its CON gets an empty ACK then, if still waiting */
 } bw_waiter_t;
 
 /* One representation of one device resource (by cache key): a transfer
@@ -34,7 +35,8 @@ struct bw_xfer {
     /* the running transfer */
     bool running;
     struct relay_req *pending;
-    tether_list_t waiters;
+    tether_list_t waiters; /* in arrival order, so also in ack_at order */
+    bw_waiter_t *unacked;  /* the first waiter whose CON is not acknowledged yet */
     uint8_t *head; /* code and options of the first block (no payload) */
     size_t head_len;
     uint8_t *body;
@@ -175,6 +177,7 @@ static void xfer_free(tether_node_t *n, bw_xfer_t *x)
         n->npending--;
         free(w);
     }
+    x->unacked = NULL;
     run_reset(x);
     rep_free(x);
     tether_list_del(&n->bw.xfers, &x->node);
@@ -219,9 +222,12 @@ static void xfer_start(tether_node_t *n, bw_xfer_t *x, tether_time_t now)
 }
 
 /* Adds the client of `req` (on `link`; `acked` when its CON was
- * acknowledged already) to the waiters of x; a CON is acknowledged now,
- * the block comes as a separate response (RFC 7252 §5.2.2) when the
- * transfer ends. false (answered 5.03) at max_pending. */
+ * acknowledged already) to the waiters of x. Its block is piggybacked when
+ * the transfer ends within ack_delay_ms; else its CON gets an empty ACK
+ * then and the block comes as a separate response (RFC 7252 §5.2.2;
+ * libcoap 4.3.1 clients cannot take a separate first block, so the
+ * piggybacked answer is the one to aim for). false (answered 5.03) at
+ * max_pending. */
 static bool join(tether_node_t *n, bw_xfer_t *x, const tether_link_t *link,
                  const tether_coap_msg_t *req, bool acked, tether_time_t now)
 {
@@ -244,10 +250,11 @@ static bool join(tether_node_t *n, bw_xfer_t *x, const tether_link_t *link,
         memcpy(w->block, o->val, o->len);
     }
     w->size2 = tether_coap_msg_find_opt(req, TETHER_COAP_OPT_SIZE2) != NULL;
-    if (req->type == TETHER_COAP_CON && !acked)
-        tether_reply_empty(n, link, TETHER_COAP_ACK, req->mid);
-    w->acked = req->type == TETHER_COAP_CON;
+    w->acked = acked;
+    w->ack_at = now + n->conf.ack_delay_ms;
     tether_list_push(&x->waiters, &w->node);
+    if (req->type == TETHER_COAP_CON && !acked && !x->unacked)
+        x->unacked = w;
     n->npending++;
     return true;
 }
@@ -256,6 +263,7 @@ static bool join(tether_node_t *n, bw_xfer_t *x, const tether_link_t *link,
 static void answer_waiters(tether_node_t *n, bw_xfer_t *x, const tether_coap_msg_t *rep,
                            const tether_coap_msg_t *err, tether_time_t now)
 {
+    x->unacked = NULL;
     while (x->waiters.head) {
         bw_waiter_t *w = container_of(x->waiters.head, bw_waiter_t, node);
         tether_list_del(&x->waiters, &w->node);
@@ -830,6 +838,17 @@ void tether_bw_tick(tether_node_t *n, tether_time_t now)
     for (tether_lnode_t *l = n->bw.xfers.head, *next; l; l = next) {
         next = l->next;
         bw_xfer_t *x = container_of(l, bw_xfer_t, node);
+        while (x->unacked && x->unacked->ack_at <= now) { /* delayed empty ACKs */
+            bw_waiter_t *w = x->unacked;
+            tether_reply_empty(n, &w->link, TETHER_COAP_ACK, w->mid);
+            w->acked = true;
+            x->unacked = NULL;
+            for (tether_lnode_t *k = w->node.next; k && !x->unacked; k = k->next) {
+                bw_waiter_t *v = container_of(k, bw_waiter_t, node);
+                if (v->type == TETHER_COAP_CON && !v->acked)
+                    x->unacked = v;
+            }
+        }
         if (x->running && now >= x->deadline)
             xfer_fail(n, x, NULL, TETHER_COAP_GATEWAY_TIMEOUT, "transfer took too long", now);
         else if (!x->running && now >= x->keep_until)
@@ -851,6 +870,8 @@ tether_time_t tether_bw_next_deadline(const tether_node_t *n)
     for (const tether_lnode_t *l = n->bw.xfers.head; l; l = l->next) {
         const bw_xfer_t *x = container_of(l, bw_xfer_t, node);
         tether_time_t t = x->running ? x->deadline : x->keep_until;
+        if (x->unacked && x->unacked->ack_at < t)
+            t = x->unacked->ack_at;
         if (t < d)
             d = t;
     }
