@@ -71,7 +71,7 @@ LIBTETHER := $(BUILD)/libtether.a
 TETHERD := $(BUILD)/tetherd
 BENCH := $(BUILD)/tether-bench
 
-.PHONY: all deps deps-test run test unit integration bench fuzz fuzz-smoke clean distclean format
+.PHONY: all deps deps-test deps-bench run test unit integration bench fuzz fuzz-smoke clean distclean format
 
 all: deps
 	@$(MAKE) --no-print-directory binaries
@@ -83,6 +83,9 @@ deps:
 
 deps-test:
 	@deploy/deps.sh test
+
+deps-bench:
+	@deploy/deps.sh bench
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -105,6 +108,7 @@ $(BUILD)/test/%: test/unit/%.c $(LIBTETHER)
 		$(LIBTETHER) $(CMOCKA_LIBS) $(LIBS)
 $(BUILD)/test/test_udp: $(BUILD)/server/udp.o
 $(BUILD)/test/test_config: $(BUILD)/server/config/keys.o $(BUILD)/server/config/load.o
+$(BUILD)/test/test_latency: $(BUILD)/server/latency.o
 
 # libFuzzer targets compile the library sources directly with clang.
 FUZZ_CC ?= clang
@@ -133,7 +137,8 @@ fuzz: deps-test
 		echo "== $$n ($(FUZZ_SECONDS)s)"; \
 		$$f -max_total_time=$(FUZZ_SECONDS) $(BUILD)/fuzz-corpus/$$n test/fuzz/corpus/$$n || exit 1; done
 
-bench: all
+bench: deps-bench
+	@$(MAKE) --no-print-directory binaries
 	@BUILD=$(BUILD) bench/run.sh
 
 format:

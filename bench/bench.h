@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <uv.h>
 
+#include "tether/hist.h"
+
 #define BENCH_EXIT_USAGE 2
 #define BENCH_EXIT_FAIL 1
 
@@ -18,6 +20,12 @@
 #define BENCH_ACK_TIMEOUT_MS 2000
 #define BENCH_ACK_RANDOM_FACTOR 1.5
 #define BENCH_MAX_RETRANSMIT 4
+
+/* The link-format payload (RFC 6690) every simulated device registers
+ * with (`devices`; the suite's registered idle rows state its size). */
+#define BENCH_DEVICE_LINKS                                                                         \
+    "</temp>;rt=\"temperature\";obs,</big>;sz=4096,</echo>,</slow>,</static>,</count>,"    \
+    "</large>;sz=65536,</upload>,</hits>"
 
 /* Subcommands (see the table in main.c). */
 int bench_devices_main(int argc, char **argv);
@@ -31,6 +39,8 @@ int bench_suite_main(int argc, char **argv);
  * returns BENCH_EXIT_USAGE for the caller to exit with. */
 int bench_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+#define BENCH_CPU_PIDS 4
+
 /* Options every network command takes. A command sets its defaults, then
  * bench_parse_args fills them. */
 typedef struct {
@@ -43,6 +53,11 @@ typedef struct {
     bool dtls13;
     double duration_s; /* 0: until a signal */
     uint32_t max_handshakes;
+    /* --cpu-pid (repeatable): processes whose CPU time the command reads
+     * over its own measured window (the servers under test) */
+    uint32_t cpu_pids[BENCH_CPU_PIDS];
+    uint32_t ncpu_pids;
+    const char *cipher; /* --cipher: the only suites offered (NULL: the defaults) */
 } bench_common_opts_t;
 
 enum {
@@ -51,6 +66,8 @@ enum {
     BENCH_OPT_DTLS13,
     BENCH_OPT_MAXHS,
     BENCH_OPT_RECORDS_TO,
+    BENCH_OPT_CPU_PID,
+    BENCH_OPT_CIPHER,
     BENCH_OPT_HELP,
     BENCH_OPT_FIRST_OWN = 1100, /* a command numbers its own options from here */
 };
@@ -61,6 +78,8 @@ enum {
         {"dtls13", no_argument, NULL, BENCH_OPT_DTLS13},                                           \
         {"max-handshakes", required_argument, NULL, BENCH_OPT_MAXHS},                              \
         {"records-to", required_argument, NULL, BENCH_OPT_RECORDS_TO},                             \
+        {"cpu-pid", required_argument, NULL, BENCH_OPT_CPU_PID},                                   \
+        {"cipher", required_argument, NULL, BENCH_OPT_CIPHER},                                     \
     {                                                                                              \
         "help", no_argument, NULL, BENCH_OPT_HELP                                                  \
     }
@@ -123,6 +142,11 @@ uint32_t bench_rand(void);
 /* Uniform in [0, 1). */
 double bench_rand01(void);
 
+/* Adds "latency_hist": [[lo, hi, count], ...] (the non-empty buckets of
+ * `h`, microseconds) to a JSON report, for bench/chart.sh. */
+struct json_t;
+void bench_hist_json(const tether_hist_t *h, struct json_t *report);
+
 /* Raises the open-file limit to the hard limit (one socket per peer). */
 void bench_raise_nofile(void);
 /* Resident memory of process `pid` (VmRSS) in bytes, or a negative code. */
@@ -130,6 +154,28 @@ int64_t bench_rss_bytes(uint32_t pid);
 
 /* utime + stime of process `pid` in clock ticks (0 when unreadable). */
 uint64_t bench_proc_cpu_ticks(uint32_t pid);
+
+/* CPU time of process `pid` in nanoseconds, all threads: the scheduler's
+ * own account (/proc/PID/schedstat, first field) when the kernel has it,
+ * else utime + stime at clock-tick resolution. 0 when unreadable. */
+uint64_t bench_proc_cpu_ns(uint32_t pid);
+
+/* The share of one core each watched process used over a window: what a
+ * command measures must be judged by its servers' CPU over the same
+ * window, not over their start-up or the load's connection phase. */
+typedef struct {
+    uint32_t n, pids[BENCH_CPU_PIDS];
+    uint64_t t0_us, t1_us, c0[BENCH_CPU_PIDS], c1[BENCH_CPU_PIDS];
+} bench_cpu_window_t;
+
+void bench_cpu_window_start(bench_cpu_window_t *w, const uint32_t *pids, uint32_t n);
+void bench_cpu_window_stop(bench_cpu_window_t *w);
+/* Share of one core (0.37 = 37%) process i used; < 0 before stop or when
+ * not watched. */
+double bench_cpu_window_share(const bench_cpu_window_t *w, uint32_t i);
+/* Adds "server_cpu" (sum of the shares, or null when nothing was watched)
+ * and "server_cpu_each" (one per --cpu-pid) to a JSON report. */
+void bench_cpu_window_json(const bench_cpu_window_t *w, struct json_t *report);
 
 /* Raises the open-file limit to at least `want` (also the hard limit when
  * privileged); TETHER_ELIMIT when it stays below. */

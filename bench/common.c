@@ -1,5 +1,6 @@
 /* Shared helpers of tether-bench subcommands (see bench.h). */
 #include <errno.h>
+#include <jansson.h>
 #include <math.h>
 #include <stdarg.h>
 #include <sched.h>
@@ -47,6 +48,15 @@ static int common_opt(const char *cmd, int opt, const char *arg, bench_common_op
         if (bench_parse_u32(arg, 1, 1000000, &co->max_handshakes) < 0)
             return bench_usage_error(cmd, "--max-handshakes wants a number >= 1, got '%s'", arg);
         return 0;
+    case BENCH_OPT_CPU_PID: {
+        uint32_t pid;
+        if (co->ncpu_pids == BENCH_CPU_PIDS || bench_parse_u32(arg, 1, 0x7fffffff, &pid) < 0)
+            return bench_usage_error(cmd, "--cpu-pid wants a process id (at most %d), got '%s'",
+                                     BENCH_CPU_PIDS, arg);
+        co->cpu_pids[co->ncpu_pids++] = pid;
+        return 0;
+    }
+    case BENCH_OPT_CIPHER: co->cipher = arg; return 0;
     case BENCH_OPT_HELP: return 1;
     default: return -1;
     }
@@ -318,4 +328,76 @@ uint64_t bench_pacer_poll(bench_pacer_t *p, uint32_t n, bool (*can_take)(void *c
     if (!issued)
         sched_yield();
     return overflow;
+}
+
+uint64_t bench_proc_cpu_ns(uint32_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%u/schedstat", pid);
+    FILE *f = fopen(path, "r");
+    unsigned long long ns = 0;
+    if (f) {
+        int n = fscanf(f, "%llu", &ns);
+        fclose(f);
+        if (n == 1)
+            return ns;
+    }
+    return bench_proc_cpu_ticks(pid) * (1000000000ull / (uint64_t)sysconf(_SC_CLK_TCK));
+}
+
+void bench_cpu_window_start(bench_cpu_window_t *w, const uint32_t *pids, uint32_t n)
+{
+    memset(w, 0, sizeof *w);
+    w->n = n < BENCH_CPU_PIDS ? n : BENCH_CPU_PIDS;
+    for (uint32_t i = 0; i < w->n; i++) {
+        w->pids[i] = pids[i];
+        w->c0[i] = bench_proc_cpu_ns(pids[i]);
+    }
+    w->t0_us = bench_now_us();
+}
+
+void bench_cpu_window_stop(bench_cpu_window_t *w)
+{
+    if (w->t1_us)
+        return;
+    w->t1_us = bench_now_us();
+    for (uint32_t i = 0; i < w->n; i++)
+        w->c1[i] = bench_proc_cpu_ns(w->pids[i]);
+}
+
+double bench_cpu_window_share(const bench_cpu_window_t *w, uint32_t i)
+{
+    if (i >= w->n || !w->t1_us || w->t1_us <= w->t0_us || !w->c1[i])
+        return -1;
+    return (double)(w->c1[i] - w->c0[i]) / 1e3 / (double)(w->t1_us - w->t0_us);
+}
+
+void bench_hist_json(const tether_hist_t *h, json_t *report)
+{
+    if (!report)
+        return;
+    json_t *a = json_array();
+    tether_hist_iter_t it = {0};
+    tether_hist_bucket_t b;
+    while (tether_hist_next(h, &it, &b))
+        json_array_append_new(a, json_pack("[I, I, I]", (json_int_t)b.lo, (json_int_t)b.hi,
+                                           (json_int_t)b.count));
+    json_object_set_new(report, "latency_hist", a);
+}
+
+void bench_cpu_window_json(const bench_cpu_window_t *w, json_t *report)
+{
+    if (!report)
+        return;
+    json_t *each = json_array();
+    double sum = 0;
+    bool any = false;
+    for (uint32_t i = 0; i < w->n; i++) {
+        double s = bench_cpu_window_share(w, i);
+        json_array_append_new(each, s >= 0 ? json_real(s) : json_null());
+        if (s >= 0)
+            sum += s, any = true;
+    }
+    json_object_set_new(report, "server_cpu", any ? json_real(sum) : json_null());
+    json_object_set_new(report, "server_cpu_each", each);
 }

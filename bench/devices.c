@@ -43,9 +43,7 @@
 #define DEV_SEPARATE_AFTER_MS 500 /* delayed answers this late go separate */
 #define DEV_REG_MAX_FAILS 2       /* exchange timeouts before a new handshake */
 
-static const char link_format[] =
-    "</temp>;rt=\"temperature\";obs,</big>;sz=4096,</echo>,</slow>,</static>,</count>,"
-    "</large>;sz=65536,</upload>,</hits>";
+static const char link_format[] = BENCH_DEVICE_LINKS;
 
 typedef struct {
     bench_common_opts_t c;

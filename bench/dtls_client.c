@@ -303,3 +303,15 @@ void bench_dtls_end(bench_dtls_t *d, bool notify)
     d->in = NULL;
     d->state = BENCH_DTLS_IDLE;
 }
+
+int bench_dtls_ctx_set_suites(bench_dtls_ctx_t *c, const char *list)
+{
+    return wolfSSL_CTX_set_cipher_list(c->ctx, list) == WOLFSSL_SUCCESS ? 0 : TETHER_EINVAL;
+}
+
+const char *bench_dtls_cipher(const bench_dtls_t *d)
+{
+    const char *n =
+        d->ssl && d->state == BENCH_DTLS_ESTABLISHED ? wolfSSL_get_cipher_name(d->ssl) : NULL;
+    return n ? n : "";
+}

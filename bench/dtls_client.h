@@ -76,6 +76,12 @@ int bench_dtls_ctx_init(bench_dtls_ctx_t *c, bool dtls13);
 int bench_dtls_ctx_init_cert(bench_dtls_ctx_t *c, const char *ca_file, const char *cert_file,
                              const char *key_file);
 void bench_dtls_ctx_free(bench_dtls_ctx_t *c);
+/* Restricts the suites offered (wolfSSL cipher list syntax, e.g.
+ * "PSK-AES128-CCM-8"): references compared with each other must run the
+ * same suite. TETHER_EINVAL when wolfSSL knows none of them. */
+int bench_dtls_ctx_set_suites(bench_dtls_ctx_t *c, const char *list);
+/* The negotiated suite of an established session ("" before). */
+const char *bench_dtls_cipher(const bench_dtls_t *d);
 
 /* Starts a handshake with `cred`: the first flight goes out through `send`
  * before this returns. Any previous session in `d` must have been ended

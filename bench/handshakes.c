@@ -57,6 +57,8 @@ typedef struct hs {
     hs_worker_t *w;
     bool stopping;
     uint64_t start_us, end_us;
+    bench_cpu_window_t cpu; /* --cpu-pid over the run */
+    char cipher[64];        /* negotiated by the first completed handshake */
     uint64_t ok, failed, full_instead, resumed_dead, warmups;
     char alert[48];
     tether_hist_t hist;
@@ -95,6 +97,8 @@ static void on_up(bench_peer_t *p)
 {
     hs_worker_t *w = p->user;
     hs_t *H = w->H;
+    if (!H->cipher[0])
+        snprintf(H->cipher, sizeof H->cipher, "%s", bench_dtls_cipher(&p->dtls));
     if (H->o.mode != MODE_RESUMED) {
         done(w);
         return;
@@ -157,6 +161,7 @@ static void hs_stop(void *user)
     hs_t *H = user;
     H->stopping = true;
     H->end_us = bench_now_us();
+    bench_cpu_window_stop(&H->cpu);
     for (uint32_t k = 0; k < H->o.concurrency; k++) {
         bench_peer_close(&H->w[k].peer, true);
         uv_close((uv_handle_t *)&H->w[k].ping_timer, NULL);
@@ -199,6 +204,10 @@ static void report(hs_t *H)
             (json_int_t)H->resumed_dead, "latency_us", "p50",
             (json_int_t)tether_hist_percentile(h, 50), "p99",
             (json_int_t)tether_hist_percentile(h, 99), "max", (json_int_t)h->max);
+        if (o) {
+            json_object_set_new(o, "cipher", json_string(H->cipher));
+            bench_cpu_window_json(&H->cpu, o);
+        }
         char *t = o ? json_dumps(o, JSON_COMPACT) : NULL;
         if (t)
             printf("%s\n", t);
@@ -247,6 +256,10 @@ static void usage(FILE *f)
             "  --ca FILE             ecdhe: verify the server certificate against FILE\n"
             "                        (default: no verification)\n"
             "  --cert FILE --key F   ecdhe: client certificate and key (PEM)\n"
+            "  --cipher LIST         offer only these suites (wolfSSL names); the report\n"
+            "                        names the one negotiated\n"
+            "  --cpu-pid PID         report the CPU share PID used over the run (server_cpu;\n"
+            "                        repeatable)\n"
             "  --json                one JSON object\n");
 }
 
@@ -386,6 +399,8 @@ int bench_handshakes_main(int argc, char **argv)
     if (H->o.mode == MODE_ECDHE) {
         bench_dtls_ctx_free(&H->net.dtls);
         int rc = bench_dtls_ctx_init_cert(&H->net.dtls, H->o.ca, H->o.cert, H->o.key);
+        if (rc == 0 && H->o.c.cipher)
+            rc = bench_dtls_ctx_set_suites(&H->net.dtls, H->o.c.cipher);
         if (rc < 0) {
             fprintf(stderr, "tether-bench %s: error: certificate setup failed: %s\n", CMD,
                     tether_strerror(rc));
@@ -397,6 +412,7 @@ int bench_handshakes_main(int argc, char **argv)
     bench_runner_init(&H->runner, H->loop, H->o.c.duration_s, hs_stop, H);
     bench_runner_start(&H->runner);
     H->start_us = bench_now_us();
+    bench_cpu_window_start(&H->cpu, H->o.c.cpu_pids, H->o.c.ncpu_pids);
     for (uint32_t k = 0; k < H->o.concurrency; k++)
         next(&H->w[k]);
     bench_runner_run(&H->runner);

@@ -33,6 +33,7 @@ typedef struct {
     const char *payload;
     const char *proxy_uri;
     uint32_t concurrency, max_outstanding, timeout_ms, connect_timeout_s;
+    double warmup_s; /* --warmup: unmeasured traffic before the window */
     double rate;
     bool json;
     bool observe; /* each session observes one target and counts notifications */
@@ -74,12 +75,14 @@ typedef struct load {
     uv_loop_t *loop;
     bench_net_t net;
     bench_runner_t runner;
-    uv_idle_t pacer; /* open loop: checks the schedule every loop turn */
-    uv_timer_t sweep, warmup;
+    uv_idle_t pacer;                /* open loop: checks the schedule every loop turn */
+    uv_timer_t sweep, warmup, warm; /* warm: end of --warmup */
     load_sess_t *sess;
     uint32_t up;
     bench_pacer_t pace;
-    bool running, stopping, ended;
+    bool running, stopping, ended, warming;
+    bench_cpu_window_t cpu; /* --cpu-pid over the measured window */
+    char cipher[64];        /* negotiated by the first session up */
     uint64_t start_us, end_us, hs_start_us, hs_end_us;
     uint8_t (*tmpl)[LOAD_REQ_MAX]; /* one per target device */
     size_t *tmpl_len;
@@ -343,11 +346,34 @@ static void on_pace(uv_idle_t *t)
 {
     load_t *L = t->data;
     if (L->running)
-        L->st.overflow +=
-            bench_pacer_poll(&L->pace, L->o.concurrency, load_can_take, load_send, L);
+        L->st.overflow += bench_pacer_poll(&L->pace, L->o.concurrency, load_can_take, load_send, L);
 }
 
 /* ---- sessions ----------------------------------------------------------------- */
+
+/* The measured window opens: counters, histogram, schedule and the
+ * servers' CPU clocks start from here (after --warmup, whatever the warm-up
+ * left in flight is answered inside the window and counted). */
+static void open_window(load_t *L)
+{
+    L->warming = false;
+    memset(&L->st, 0, sizeof L->st);
+    tether_hist_init(&L->hist);
+    L->start_us = bench_now_us();
+    bench_cpu_window_start(&L->cpu, L->o.c.cpu_pids, L->o.c.ncpu_pids);
+    bench_runner_start(&L->runner);
+    if (L->o.rate > 0)
+        bench_pacer_start(&L->pace, L->start_us, L->o.rate);
+}
+
+static void on_warm(uv_timer_t *t)
+{
+    load_t *L = t->data;
+    if (L->stopping)
+        return;
+    bench_log(CMD, "warm-up done; measuring");
+    open_window(L);
+}
 
 static void start_measuring(load_t *L)
 {
@@ -357,9 +383,15 @@ static void start_measuring(load_t *L)
     L->hs_end_us = bench_now_us();
     L->running = true;
     L->start_us = bench_now_us();
-    bench_log(CMD, "connected %u/%u in %.0f ms; measuring", L->up, L->o.concurrency,
-              (double)(L->hs_end_us - L->hs_start_us) / 1000.0);
-    bench_runner_start(&L->runner);
+    bench_log(CMD, "connected %u/%u in %.0f ms; %s", L->up, L->o.concurrency,
+              (double)(L->hs_end_us - L->hs_start_us) / 1000.0,
+              L->o.warmup_s > 0 ? "warming up" : "measuring");
+    if (L->o.warmup_s > 0) {
+        L->warming = true;
+        uv_timer_start(&L->warm, on_warm, (uint64_t)(L->o.warmup_s * 1000), 0);
+    } else {
+        open_window(L);
+    }
     bench_pacer_start(&L->pace, L->start_us, L->o.rate);
     if (L->o.rate > 0)
         uv_idle_start(&L->pacer, on_pace);
@@ -374,6 +406,8 @@ static void on_up(bench_peer_t *p)
     load_t *L = s->L;
     s->up = true;
     L->up++;
+    if (!L->cipher[0])
+        snprintf(L->cipher, sizeof L->cipher, "%s", bench_dtls_cipher(&p->dtls));
     if (L->up == L->o.concurrency)
         start_measuring(L);
     else
@@ -453,6 +487,12 @@ static void report_json(load_t *L, double secs)
         "p99", (json_int_t)tether_hist_percentile(h, 99), "p99.9",
         (json_int_t)tether_hist_percentile(h, 99.9), "min", (json_int_t)(h->count ? h->min : 0),
         "max", (json_int_t)h->max, "mean", tether_hist_mean(h));
+    if (o) {
+        json_object_set_new(o, "cipher", json_string(L->cipher));
+        json_object_set_new(o, "warmup_s", json_real(L->o.warmup_s));
+        bench_cpu_window_json(&L->cpu, o);
+        bench_hist_json(h, o);
+    }
     if (o && L->o.observe) {
         json_object_set_new(o, "notifications", json_integer((json_int_t)st->notifications));
         json_object_set_new(o, "notifications_per_s",
@@ -505,9 +545,11 @@ static void load_stop(void *user)
     L->stopping = true;
     if (L->running) {
         L->end_us = bench_now_us();
+        bench_cpu_window_stop(&L->cpu);
         L->running = false;
-        L->ended = true;
+        L->ended = !L->warming;
     }
+    uv_close((uv_handle_t *)&L->warm, NULL);
     uv_close((uv_handle_t *)&L->pacer, NULL);
     uv_close((uv_handle_t *)&L->sweep, NULL);
     uv_close((uv_handle_t *)&L->warmup, NULL);
@@ -544,6 +586,12 @@ static void usage(FILE *f)
                "                        session's records to H:P instead (another node of\n"
                "                        a cluster: measures forwarding by CID)\n"
                "  --dtls13              DTLS 1.3 instead of 1.2\n"
+               "  --cipher LIST         offer only these suites (wolfSSL names, e.g.\n"
+               "                        PSK-AES128-CCM-8); the report names the one negotiated\n"
+               "  --warmup S            run the workload S seconds before measuring (a\n"
+               "                        proxy's own upstream sessions form then)\n"
+               "  --cpu-pid PID         report the CPU share PID used over the measured\n"
+               "                        window (server_cpu; repeatable)\n"
                "  --json                print the report as one JSON object\n"
                "  --observe             each session registers as an observer (Observe: 0)\n"
                "                        of one target (session k observes target k mod N)\n"
@@ -565,6 +613,7 @@ enum {
     O_CONNTO,
     O_JSON,
     O_OBSERVE,
+    O_WARMUP,
 };
 
 static const struct option long_opts[] = {
@@ -582,6 +631,7 @@ static const struct option long_opts[] = {
     {"connect-timeout", required_argument, NULL, O_CONNTO},
     {"json", no_argument, NULL, O_JSON},
     {"observe", no_argument, NULL, O_OBSERVE},
+    {"warmup", required_argument, NULL, O_WARMUP},
     {NULL, 0, NULL, 0},
 };
 
@@ -653,6 +703,10 @@ static int load_opt(void *ctx, int opt, const char *arg)
         break;
     case O_JSON: o->json = true; break;
     case O_OBSERVE: o->observe = true; break;
+    case O_WARMUP:
+        if (bench_parse_double(arg, 0, 3600, &o->warmup_s) < 0)
+            return bench_usage_error(CMD, "--warmup wants seconds, got '%s'", arg);
+        break;
     }
     return 0;
 }
@@ -718,7 +772,8 @@ int bench_load_main(int argc, char **argv)
     uv_idle_init(L->loop, &L->pacer);
     uv_timer_init(L->loop, &L->sweep);
     uv_timer_init(L->loop, &L->warmup);
-    L->pacer.data = L->sweep.data = L->warmup.data = L;
+    uv_timer_init(L->loop, &L->warm);
+    L->pacer.data = L->sweep.data = L->warmup.data = L->warm.data = L;
     uv_timer_start(&L->sweep, on_sweep, LOAD_SWEEP_MS, LOAD_SWEEP_MS);
     uv_timer_start(&L->warmup, on_warmup, (uint64_t)L->o.connect_timeout_s * 1000, 0);
     L->hs_start_us = bench_now_us();

@@ -18,7 +18,10 @@ int bench_net_init(bench_net_t *n, const char *cmd, const bench_common_opts_t *c
         n->records_to = co->records_to;
     n->max_handshakes = co->max_handshakes ? co->max_handshakes : 1;
     int rc = bench_dtls_ctx_init(&n->dtls, co->dtls13);
-    if (rc < 0)
+    if (rc == 0 && co->cipher && (rc = bench_dtls_ctx_set_suites(&n->dtls, co->cipher)) < 0)
+        fprintf(stderr, "tether-bench %s: error: --cipher '%s': no suite wolfSSL knows\n", cmd,
+                co->cipher);
+    else if (rc < 0)
         fprintf(stderr, "tether-bench %s: error: DTLS setup failed: %s\n", cmd,
                 tether_strerror(rc));
     return rc;

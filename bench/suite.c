@@ -6,9 +6,12 @@
  * and each server under test (tetherd, the ceiling relay, libcoap's proxy)
  * to another, starts them on loopback with generated credentials, runs the
  * other tether-bench commands as child processes and reads their JSON.
- * Beside each throughput it reads the server's CPU time over the run, so a
- * figure limited by the load generator (two cores: it shares one with the
- * simulated devices) is told apart from one limited by the server. */
+ * Beside each throughput the command itself reads the server's CPU time
+ * over its measured window only (--cpu-pid), so a figure limited by the
+ * load generator (two cores: it shares one with the simulated devices) is
+ * told apart from one limited by the server, and ratios compare figures
+ * per busy server core-second. A row whose figure or a reference its
+ * target needs is missing is "not measured", never met. */
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -35,6 +38,10 @@
 #define APP_KEY "app-secret-key"
 #define N_DEVICES 64
 #define CONC 64
+/* Every client-facing session of tether and of libcoap runs these suites,
+ * so the comparison is of proxies, not of ciphers. */
+#define CIPHER_PSK "PSK-AES128-CCM-8"
+#define CIPHER_ECDHE "ECDHE-ECDSA-AES128-CCM-8"
 
 typedef struct {
     char bench[1024], tetherd[1024], dir[256];
@@ -42,20 +49,52 @@ typedef struct {
     bool json, quick;
     int server_cpu, bench_cpu;
     double dur;
-    FILE *log; /* progress */
-    double lat_rate; /* half the measured relayed-miss maximum, for the latency row */
-    double lat_e2e;  /* end-to-end p99 of that run, us */
+    FILE *log;        /* progress */
+    double lat_rate;  /* half the measured relayed-miss maximum, for the latency row */
+    double lat_e2e;   /* end-to-end p99 of that run, us */
+    double peer_rate; /* libcoap's measured relayed maximum */
+    /* End-to-end latency histograms of the three latency runs (tether,
+     * raw relay, libcoap) for bench/chart.sh; NULL when not run. */
+    json_t *lat_hist[3];
 } suite_t;
 
+enum { H_TETHER, H_CEILING, H_PEER };
+static const char *const hist_names[] = {"tether", "raw UDP relay", "libcoap"};
+
+/* Keeps the "latency_hist" of a latency run's report. */
+static void keep_hist(suite_t *S, int which, json_t *report)
+{
+    json_t *h = report ? json_object_get(report, "latency_hist") : NULL;
+    if (h)
+        S->lat_hist[which] = json_incref(h);
+}
+
 /* One S9 row: the figure, its two references, the target. */
-typedef struct {
+typedef struct row_s {
     const char *id, *workload, *unit, *target;
     double tether, ceiling, peer;             /* < 0: not measured */
-    double tether_cpu, ceiling_cpu, peer_cpu; /* server core share, < 0 unknown */
+    double tether_cpu, ceiling_cpu, peer_cpu; /* server core share over the window, < 0 unknown */
     bool higher_better;
-    int met; /* 1, 0, -1 (n/a) */
-    char note[700], peer_note[300];
+    /* the figure may be negative (a loss that came out as a gain): then
+     * only SIGNED_NONE means "not measured" */
+    bool signed_value;
+    /* the ratios printed and judged (< 0: none), and whether they compare
+     * per busy core-second figures (both CPU shares known) */
+    double r_ceil, r_peer;
+    bool r_ceil_pc, r_peer_pc;
+    int met; /* MET_* */
+    char note[900], peer_note[600];
+    /* machine-readable figures behind the note ("detail" in the JSON) */
+    const char *detail_name[6];
+    double detail[6];
+    int ndetail;
 } row_t;
+
+enum { MET_NA = -1, MET_NO = 0, MET_YES = 1, MET_NOT_MEASURED = 2 };
+#define SIGNED_NONE (-1e300)
+
+/* Whether the row's own figure was measured. */
+static bool measured(const struct row_s *r);
 
 enum {
     R_MISS,
@@ -66,12 +105,27 @@ enum {
     R_RESUMED,
     R_IDLE10K,
     R_IDLE100K,
+    R_IDLE10K_REG,
+    R_IDLE100K_REG,
     R_CROSS,
     R_LAT,
     R_N
 };
 
 static row_t rows[R_N];
+
+static bool measured(const row_t *r)
+{
+    return r->signed_value ? r->tether > SIGNED_NONE : r->tether >= 0;
+}
+
+static void row_detail(row_t *r, const char *name, double v)
+{
+    if (r->ndetail < (int)(sizeof r->detail / sizeof r->detail[0])) {
+        r->detail_name[r->ndetail] = name;
+        r->detail[r->ndetail++] = v;
+    }
+}
 
 static void row_init(int i, const char *id, const char *workload, const char *unit,
                      const char *target, bool higher)
@@ -81,7 +135,8 @@ static void row_init(int i, const char *id, const char *workload, const char *un
     r->tether = r->ceiling = r->peer = -1;
     r->tether_cpu = r->ceiling_cpu = r->peer_cpu = -1;
     r->higher_better = higher;
-    r->met = -1;
+    r->r_ceil = r->r_peer = -1;
+    r->met = MET_NA;
 }
 
 static void say(suite_t *S, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -142,25 +197,31 @@ static void stop_pid(pid_t *pid)
 }
 
 /* Runs a tether-bench command on the bench CPU and parses the JSON object
- * it prints; NULL (reason logged) when it fails. `watch` >= 0: the share of
- * one core process `watch` used while the command ran goes to *cpu. */
+ * it prints; NULL (reason logged) when it fails. `watch` > 0: the command
+ * gets --cpu-pid WATCH and the share of one core that process used over
+ * the command's own measured window (its "server_cpu") goes to *cpu (< 0
+ * when unknown). */
 static json_t *run_bench(suite_t *S, const char *name, pid_t watch, double *cpu, ...)
 {
-    char *argv[64];
+    char *argv[64], pidarg[16];
     int n = 0;
     argv[n++] = S->bench;
     va_list ap;
     va_start(ap, cpu);
-    for (const char *a; n < 62 && (a = va_arg(ap, const char *));)
+    for (const char *a; n < 60 && (a = va_arg(ap, const char *));)
         argv[n++] = (char *)a;
     va_end(ap);
+    if (watch > 0) {
+        snprintf(pidarg, sizeof pidarg, "%d", (int)watch);
+        argv[n++] = "--cpu-pid";
+        argv[n++] = pidarg;
+    }
     argv[n] = NULL;
     char err_path[400];
     snprintf(err_path, sizeof err_path, "%s/%s.log", S->dir, name);
     int fds[2];
     if (pipe(fds) < 0)
         return NULL;
-    uint64_t t0 = bench_now_us(), c0 = watch > 0 ? bench_proc_cpu_ticks((uint32_t)watch) : 0;
     pid_t pid = spawn(argv, S->bench_cpu, fds[1], err_path);
     close(fds[1]);
     size_t cap = 1 << 16, len = 0;
@@ -171,11 +232,6 @@ static json_t *run_bench(suite_t *S, const char *name, pid_t watch, double *cpu,
     close(fds[0]);
     int st = 0;
     waitpid(pid, &st, 0);
-    uint64_t t1 = bench_now_us(), c1 = watch > 0 ? bench_proc_cpu_ticks((uint32_t)watch) : 0;
-    if (cpu)
-        *cpu = watch > 0
-                   ? (double)(c1 - c0) / (double)sysconf(_SC_CLK_TCK) / ((double)(t1 - t0) / 1e6)
-                   : -1;
     json_t *j = NULL;
     if (out) {
         out[len] = 0;
@@ -187,6 +243,10 @@ static json_t *run_bench(suite_t *S, const char *name, pid_t watch, double *cpu,
     if (!j || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
         say(S, "%s failed (exit %d); see %s", name, WIFEXITED(st) ? WEXITSTATUS(st) : -1, err_path);
     free(out);
+    if (cpu) {
+        json_t *v = json_object_get(j, "server_cpu");
+        *cpu = watch > 0 && json_is_number(v) ? json_number_value(v) : -1;
+    }
     return j;
 }
 
@@ -339,27 +399,37 @@ static int free_port_pair(void)
 
 /* ---- the stages ---------------------------------------------------------------------- */
 
-static char dur_s[16], half_s[16];
+static char dur_s[16], half_s[16], warm_s[16];
 
 static void set_cpu(double *slot, double cpu)
 {
     *slot = cpu;
 }
 
+/* Appends "WHO: suite X" (the suite the command's first session
+ * negotiated) to the row's note. */
+static void note_cipher(row_t *r, const char *who, json_t *j)
+{
+    const char *c = json_string_value(json_object_get(j, "cipher"));
+    size_t used = strlen(r->note);
+    snprintf(r->note + used, sizeof r->note - used, "%s%s: suite %s", used ? "; " : "", who,
+             c && *c ? c : "unknown");
+}
+
 /* Starts `count` simulated devices (dev0..) against server on the bench
  * CPU, /temp notifying every notify_ms, logging to DIR/NAME.log, and waits
  * until all registered. Returns the pid (stop it with stop_pid) with *ok
  * telling whether they registered. */
-static pid_t devices_start(suite_t *S, char *server, int count, int notify_ms,
-                           const char *name, bool *ok)
+static pid_t devices_start(suite_t *S, char *server, int count, int notify_ms, const char *name,
+                           bool *ok)
 {
     char n[16], every[16], log[400], want[64];
     snprintf(n, sizeof n, "%d", count);
     snprintf(every, sizeof every, "%d", notify_ms);
     snprintf(log, sizeof log, "%s/%s.log", S->dir, name);
-    char *argv[] = {S->bench,      "devices", "--server",       server, "--count",       n,
-                    "--psk-master", MASTER,   "--notify-every", every,  "--stats-every", "0",
-                    NULL};
+    char *argv[] = {
+        S->bench, "devices",        "--server", server,          "--count", n,   "--psk-master",
+        MASTER,   "--notify-every", every,      "--stats-every", "0",       NULL};
     pid_t pid = spawn(argv, S->bench_cpu, -1, log);
     snprintf(want, sizeof want, "registered %d/%d", count, count);
     *ok = wait_for(log, want, 60);
@@ -387,8 +457,10 @@ static void stage_tether_relay(suite_t *S)
         double cpu;
         json_t *j = run_bench(S, "load-tether", td.pid, &cpu, "load", "--server", server,
                               "--identity", "app1", "--psk-hex", APP_KEY_HEX, "--target", target,
-                              "--concurrency", conc, "--duration", dur_s, "--json", NULL);
+                              "--concurrency", conc, "--duration", dur_s, "--warmup", warm_s,
+                              "--cipher", CIPHER_PSK, "--json", NULL);
         double x = j ? jnum(j, "throughput_rps") : -1;
+        note_cipher(&rows[R_MISS], "tether", j);
         if (x > 0 && jnum(j, "timeouts") + jnum(j, "classes.5xx") > 0.01 * jnum(j, "sent"))
             snprintf(rows[R_MISS].note, sizeof rows[R_MISS].note,
                      "%.0f timeouts and %.0f 5.xx answers in the run", jnum(j, "timeouts"),
@@ -405,7 +477,9 @@ static void stage_tether_relay(suite_t *S)
             dur_s);
         j = run_bench(S, "load-tether-hit", td.pid, &cpu, "load", "--server", server, "--identity",
                       "app1", "--psk-hex", APP_KEY_HEX, "--target", target, "--concurrency", conc,
-                      "--duration", dur_s, "--json", NULL);
+                      "--duration", dur_s, "--warmup", warm_s, "--cipher", CIPHER_PSK, "--json",
+                      NULL);
+        note_cipher(&rows[R_HIT], "tether", j);
         x = j ? jnum(j, "throughput_rps") : -1;
         if (x > 0 && jnum(j, "timeouts") + jnum(j, "classes.5xx") > 0.01 * jnum(j, "sent"))
             snprintf(rows[R_HIT].note, sizeof rows[R_HIT].note,
@@ -419,14 +493,16 @@ static void stage_tether_relay(suite_t *S)
     say(S, "PSK handshakes against tetherd (32 in flight, %s s)", dur_s);
     double cpu;
     json_t *j = run_bench(S, "hs-psk-tether", td.pid, &cpu, "handshakes", "--server", server,
-                          "--psk-master", MASTER, "--duration", dur_s, "--json", NULL);
+                          "--psk-master", MASTER, "--duration", dur_s, "--cipher", CIPHER_PSK,
+                          "--json", NULL);
     rows[R_PSK].tether = j ? jnum(j, "rate_per_s") : -1;
+    note_cipher(&rows[R_PSK], "tether", j);
     rows[R_PSK].tether_cpu = cpu;
     json_decref(j);
     say(S, "resumed handshakes against tetherd (%s s)", half_s);
     j = run_bench(S, "hs-resumed-tether", td.pid, &cpu, "handshakes", "--server", server,
-                  "--psk-master", MASTER, "--mode", "resumed", "--duration", half_s, "--json",
-                  NULL);
+                  "--psk-master", MASTER, "--mode", "resumed", "--duration", half_s, "--cipher",
+                  CIPHER_PSK, "--json", NULL);
     if (j) {
         rows[R_RESUMED].tether = jnum(j, "rate_per_s");
         rows[R_RESUMED].tether_cpu = cpu;
@@ -464,7 +540,8 @@ static void stage_tether_ecdhe(suite_t *S, bool have_certs)
     double cpu;
     json_t *j = run_bench(S, "hs-ecdhe-tether", td.pid, &cpu, "handshakes", "--server", server,
                           "--mode", "ecdhe", "--ca", ca, "--cert", cert, "--key", key, "--duration",
-                          dur_s, "--json", NULL);
+                          dur_s, "--cipher", CIPHER_ECDHE, "--json", NULL);
+    note_cipher(r, "tether", j);
     if (j) {
         r->tether = jnum(j, "rate_per_s");
         r->tether_cpu = cpu;
@@ -477,10 +554,11 @@ static void stage_tether_ecdhe(suite_t *S, bool have_certs)
 }
 
 /* Latency at half the measured maximum (S9: proxy-added p99 <= 100 us) on a
- * fresh tetherd, so its service-time histogram holds only this run: the
- * row is tetherd's own p99 from reading a datagram batch to handing its
- * output to the kernel (latency.service_p99_us); the end-to-end p99 seen
- * by the load generator goes in the note, beside the raw relay's. */
+ * fresh tetherd, so its histograms hold only this run: the row is tetherd's
+ * own per-request figure (latency.relayed_p99_us: both crossings of each
+ * relayed request, matched by the device-side token; see
+ * server/latency.h), the end-to-end p99 seen by the load generator and the
+ * raw relay's at the same rate go in the note. */
 static void stage_latency(suite_t *S)
 {
     row_t *r = &rows[R_LAT];
@@ -499,29 +577,36 @@ static void stage_latency(suite_t *S)
         snprintf(conc, sizeof conc, "%d", CONC);
         say(S, "latency through a fresh tetherd at 50%% of its maximum (%s req/s, open loop)",
             rate);
-        json_t *before = tetherd_stats(&td);
         double cpu;
-        json_t *j = run_bench(S, "latency-tether", td.pid, &cpu, "load", "--server", server,
-                              "--identity", "app1", "--psk-hex", APP_KEY_HEX, "--target", target,
-                              "--concurrency", conc, "--duration", dur_s, "--rate", rate,
-                              "--json", NULL);
+        json_t *j =
+            run_bench(S, "latency-tether", td.pid, &cpu, "load", "--server", server, "--identity",
+                      "app1", "--psk-hex", APP_KEY_HEX, "--target", target, "--concurrency", conc,
+                      "--duration", dur_s, "--rate", rate, "--cipher", CIPHER_PSK, "--json", NULL);
         json_t *st = tetherd_stats(&td);
         S->lat_e2e = j ? jnum(j, "latency_us.p99") : -1;
-        if (st && jnum(st, "latency.batches") > 0) {
-            r->tether = jnum(st, "latency.service_p99_us");
+        keep_hist(S, H_TETHER, j);
+        double n = st ? jnum(st, "latency.relayed") : -1;
+        if (n > 0) {
+            r->tether = jnum(st, "latency.relayed_p99_us");
             r->tether_cpu = cpu;
+            snprintf(
+                r->note, sizeof r->note,
+                "tetherd's own time per relayed request, both crossings (client's request "
+                "in to the device's request out, device's answer in to the client's answer "
+                "out; each from its receive batch's recvmmsg to its sendmmsg), matched by "
+                "the device-side token: p50 %.0f, p99.9 %.0f, max %.0f us over %.0f of "
+                "%.0f answered requests (%.0f unmatched); per receive batch it was p50 "
+                "%.0f, p99 %.0f us; time in the socket buffer before the read is not in it. End to "
+                "end (client -> proxy -> device -> back, load and devices sharing the "
+                "other core) p99 was %.0f us",
+                jnum(st, "latency.relayed_p50_us"), jnum(st, "latency.relayed_p999_us"),
+                jnum(st, "latency.relayed_max_us"), n, j ? jnum(j, "responses") : -1,
+                jnum(st, "latency.relayed_unmatched"), jnum(st, "latency.service_p50_us"),
+                jnum(st, "latency.service_p99_us"), S->lat_e2e);
+        } else {
             snprintf(r->note, sizeof r->note,
-                     "tetherd's own time per receive batch, from reading the first datagram to "
-                     "handing the last answer to the kernel (p50 %.0f, p99.9 %.0f, max %.0f us; "
-                     "%.0f batches, registration included: %.0f before the run); a datagram may "
-                     "also wait in the socket buffer while the batch before it is served, up to "
-                     "about as long again. End to end (client -> proxy -> device -> back, load "
-                     "and devices sharing the other core) p99 was %.0f us",
-                     jnum(st, "latency.service_p50_us"), jnum(st, "latency.service_p999_us"),
-                     jnum(st, "latency.service_max_us"), jnum(st, "latency.batches"),
-                     before ? jnum(before, "latency.batches") : -1, S->lat_e2e);
+                     "not measured: tetherd timed no relayed request (latency.relayed = %.0f)", n);
         }
-        json_decref(before);
         json_decref(st);
         json_decref(j);
     }
@@ -545,10 +630,10 @@ static void stage_observe(suite_t *S)
     if (registered) {
         say(S, "observe fan-out: 500 observers of 4 devices notifying every 2 ms, %s s", dur_s);
         double cpu;
-        json_t *j = run_bench(S, "observe-tether", td.pid, &cpu, "load", "--server", server,
-                              "--identity", "app1", "--psk-hex", APP_KEY_HEX, "--target",
-                              "dev[0-3]/temp", "--observe", "--concurrency", "500", "--duration",
-                              dur_s, "--json", NULL);
+        json_t *j =
+            run_bench(S, "observe-tether", td.pid, &cpu, "load", "--server", server, "--identity",
+                      "app1", "--psk-hex", APP_KEY_HEX, "--target", "dev[0-3]/temp", "--observe",
+                      "--concurrency", "500", "--duration", dur_s, "--json", NULL);
         if (j) {
             r->tether = jnum(j, "notifications_per_s");
             set_cpu(&r->tether_cpu, cpu);
@@ -604,29 +689,83 @@ static void stage_cross(suite_t *S)
     bool registered;
     pid_t dev = devices_start(S, server, N_DEVICES, 1000, "cross-devices", &registered);
     if (registered) {
-        double cpu_direct, cpu_via;
+        char p1[16], p2[16]; /* --cpu-pid node 1, node 2: server_cpu_each in that order */
+        snprintf(p1, sizeof p1, "%d", (int)n1.pid);
+        snprintf(p2, sizeof p2, "%d", (int)n2.pid);
         say(S, "cross-node: relayed requests sent to node 1 directly, %s s", dur_s);
-        json_t *a = run_bench(S, "cross-direct", n1.pid, &cpu_direct, "load", "--server", server,
-                              "--identity", "app1", "--psk-hex", APP_KEY_HEX, "--target", target,
-                              "--concurrency", conc, "--duration", dur_s, "--json", NULL);
+        json_t *a = run_bench(S, "cross-direct", -1, NULL, "load", "--server", server, "--identity",
+                              "app1", "--psk-hex", APP_KEY_HEX, "--target", target, "--concurrency",
+                              conc, "--duration", dur_s, "--warmup", warm_s, "--cipher", CIPHER_PSK,
+                              "--cpu-pid", p1, "--cpu-pid", p2, "--json", NULL);
+        json_t *s1 = tetherd_stats(&n1), *s2 = tetherd_stats(&n2);
         say(S, "cross-node: the same, records sent to node 2 and forwarded by CID, %s s", dur_s);
-        json_t *b = run_bench(S, "cross-via", n1.pid, &cpu_via, "load", "--server", server,
-                              "--records-to", via, "--identity", "app1", "--psk-hex", APP_KEY_HEX,
-                              "--target", target, "--concurrency", conc, "--duration", dur_s,
-                              "--json", NULL);
-        double direct = a ? jnum(a, "throughput_rps") : -1, fwd = b ? jnum(b, "throughput_rps") : -1;
+        json_t *b =
+            run_bench(S, "cross-via", -1, NULL, "load", "--server", server, "--records-to", via,
+                      "--identity", "app1", "--psk-hex", APP_KEY_HEX, "--target", target,
+                      "--concurrency", conc, "--duration", dur_s, "--warmup", warm_s, "--cipher",
+                      CIPHER_PSK, "--cpu-pid", p1, "--cpu-pid", p2, "--json", NULL);
+        json_t *e1 = tetherd_stats(&n1), *e2 = tetherd_stats(&n2);
+        double direct = a ? jnum(a, "throughput_rps") : -1,
+               fwd = b ? jnum(b, "throughput_rps") : -1;
+        /* CPU of both nodes over each window (--cpu-pid node 1, node 2). */
+        json_t *ca = json_object_get(a, "server_cpu_each"),
+               *cb = json_object_get(b, "server_cpu_each");
+        double d1 = json_number_value(json_array_get(ca, 0)),
+               d2 = json_number_value(json_array_get(ca, 1));
+        double v1 = json_number_value(json_array_get(cb, 0)),
+               v2 = json_number_value(json_array_get(cb, 1));
+        /* Messages on the internal channel during the forwarded run (includes
+         * its warm-up): node 2's records to node 1 and node 1's replies. */
+        double msgs =
+            (jnum(e2, "cluster.forwarded_records") - jnum(s2, "cluster.forwarded_records")) +
+            (jnum(e1, "cluster.replies_out") - jnum(s1, "cluster.replies_out"));
+        double secs_b = b ? jnum(b, "duration_s") + jnum(b, "warmup_s") : -1;
         if (direct > 0 && fwd >= 0) {
-            r->tether = 100.0 * (1.0 - fwd / direct);
-            if (r->tether < 0)
-                r->tether = 0;
-            snprintf(r->note, sizeof r->note,
-                     "relayed cache misses: %.0f req/s direct, %.0f req/s with every client "
-                     "record entering at node 2; both nodes share one core here, so node 2's "
-                     "forwarding work is taken from node 1",
-                     direct, fwd);
+            /* Both runs are limited by the load generator, not by the
+             * nodes' core, so their throughputs differ by its noise; the
+             * row is the loss per busy core-second of both nodes (what the
+             * shared core could do at saturation), the raw loss, not
+             * clamped (negative: the forwarded run was faster), beside it. */
+            double raw = 100.0 * (1.0 - fwd / direct);
+            bool pc = d1 + d2 > 0.05 && v1 + v2 > 0.05 && fwd > 0;
+            r->tether = pc ? 100.0 * (1.0 - (fwd / (v1 + v2)) / (direct / (d1 + d2))) : raw;
+            row_detail(r, "direct_rps", direct);
+            row_detail(r, "forwarded_rps", fwd);
+            row_detail(r, "raw_loss_pct", raw);
+            row_detail(r, "channel_messages", msgs);
+            r->tether_cpu = v1 + v2;
+            int used = snprintf(r->note, sizeof r->note,
+                                "%s; relayed cache misses: %.0f req/s direct (node 1 %.0f%%, "
+                                "node 2 %.0f%% busy), %.0f req/s with every client record "
+                                "entering at node 2 (node 1 %.0f%%, node 2 %.0f%%): raw "
+                                "throughput loss %.1f%%; both nodes share one core, so node 2's "
+                                "forwarding work is taken from node 1",
+                                pc ? "loss per busy core-second of both nodes"
+                                   : "raw throughput loss (CPU shares unknown)",
+                                direct, d1 * 100, d2 * 100, fwd, v1 * 100, v2 * 100, raw);
+            if (used > 0 && (size_t)used < sizeof r->note && direct > 0 && fwd > 0 && msgs > 0 &&
+                secs_b > 0 && d1 >= 0 && v1 >= 0) {
+                /* core-seconds per request in each run; the difference over the
+                 * internal-channel messages per request (from the counters over the
+                 * whole forwarded run, warm-up included, at the window's rate) is
+                 * what one forwarded message costs the cluster */
+                double per_req_d = (d1 + d2) / direct, per_req_v = (v1 + v2) / fwd;
+                double msgs_per_req = msgs / (fwd * secs_b);
+                snprintf(r->note + used, sizeof r->note - used,
+                         "; CPU per request %.1f us direct, %.1f us forwarded (both nodes); "
+                         "%.2f internal-channel messages (records forwarded and replies) per "
+                         "request: %.2f us of CPU per forwarded message",
+                         per_req_d * 1e6, per_req_v * 1e6, msgs_per_req,
+                         (per_req_v - per_req_d) / msgs_per_req * 1e6);
+                row_detail(r, "cpu_us_per_message", (per_req_v - per_req_d) / msgs_per_req * 1e6);
+            }
         }
         json_decref(a);
         json_decref(b);
+        json_decref(s1);
+        json_decref(s2);
+        json_decref(e1);
+        json_decref(e2);
     }
     stop_pid(&dev);
     stop_pid(&n2.pid);
@@ -662,6 +801,89 @@ static double idle_on(suite_t *S, const char *server_conf, uint32_t count, serve
     return b;
 }
 
+/* Bytes per idle tunnel whose device is registered (S3: a device tunnel
+ * is registered): a fresh tetherd, VmRSS read before and after `count`
+ * simulated devices handshake and register (RD entry with their link-format
+ * payload, lifetime one hour so no update falls in), 2 s after the last
+ * registration as `idle` settles. *reg_s: how long registering took. */
+static double idle_registered(suite_t *S, uint32_t count, double *reg_s)
+{
+    server_t td;
+    if (tetherd_start(S, "tether.json", "tetherd-idle-reg", &td) < 0)
+        return -1;
+    int64_t before = bench_rss_bytes((uint32_t)td.pid);
+    char server[32], n[16], log[400], want[64];
+    snprintf(server, sizeof server, "127.0.0.1:%s", td.port);
+    snprintf(n, sizeof n, "%u", count);
+    snprintf(log, sizeof log, "%s/idle-registered-%u.log", S->dir, count);
+    char *argv[] = {S->bench,           "devices", "--server",   server, "--count",       n,
+                    "--psk-master",     MASTER,    "--lifetime", "3600", "--stats-every", "0",
+                    "--max-handshakes", "64",      NULL};
+    uint64_t t0 = bench_now_us();
+    pid_t dev = spawn(argv, S->bench_cpu, -1, log);
+    snprintf(want, sizeof want, "registered %u/%u", count, count);
+    double b = -1;
+    if (wait_for(log, want, 600)) {
+        *reg_s = (double)(bench_now_us() - t0) / 1e6;
+        usleep(2000000); /* the settle time of `idle` */
+        int64_t after = bench_rss_bytes((uint32_t)td.pid);
+        if (before > 0 && after > 0)
+            b = (double)(after - before) / count;
+    } else {
+        say(S, "the %u devices did not all register; see %s", count, log);
+    }
+    stop_pid(&dev);
+    stop_pid(&td.pid);
+    return b;
+}
+
+/* Idle tunnels, unregistered (`idle`: handshake only, the DTLS session and
+ * the demux tables) and registered (S3: the registry entry too), each on a
+ * fresh tetherd, at the small and the large count. */
+static void stage_idle(suite_t *S)
+{
+    uint32_t small = S->quick ? 2000 : 10000, big = S->quick ? 10000 : 100000;
+    struct rlimit rl;
+    static char labels[4][64];
+    /* one socket per tunnel: without the descriptors, the largest count
+     * that fits (the row says which) */
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < (rlim_t)big + 512) {
+        big = (uint32_t)(rl.rlim_cur - 512) / 1000 * 1000;
+        for (int i = R_IDLE100K; i <= R_IDLE100K_REG; i += R_IDLE100K_REG - R_IDLE100K)
+            snprintf(rows[i].note, sizeof rows[i].note,
+                     "%u instead of 100k: the open-file limit is %llu and cannot be raised "
+                     "here (one socket per tunnel)",
+                     big, (unsigned long long)rl.rlim_cur);
+    }
+    const struct {
+        int row;
+        uint32_t n;
+        bool reg;
+    } runs[] = {{R_IDLE10K, small, false},
+                {R_IDLE100K, big, false},
+                {R_IDLE10K_REG, small, true},
+                {R_IDLE100K_REG, big, true}};
+    for (size_t k = 0; k < sizeof runs / sizeof runs[0]; k++) {
+        row_t *r = &rows[runs[k].row];
+        snprintf(labels[k], sizeof labels[k], "idle tunnel, %uk, %s", runs[k].n / 1000,
+                 runs[k].reg ? "registered" : "unregistered");
+        r->workload = labels[k];
+        say(S, "idle tunnels on a fresh tetherd: %u, %s", runs[k].n,
+            runs[k].reg ? "each device registered" : "handshake only");
+        if (!runs[k].reg) {
+            r->tether = idle_on(S, "tether.json", runs[k].n, NULL);
+            continue;
+        }
+        double reg_s = 0;
+        r->tether = idle_registered(S, runs[k].n, &reg_s);
+        size_t used = strlen(r->note);
+        snprintf(r->note + used, sizeof r->note - used,
+                 "%s%u devices registered (POST /rd, lifetime 3600 s, link-format payload of "
+                 "%zu bytes) in %.1f s; the unregistered figure of the same count is the row above",
+                 used ? "; " : "", runs[k].n, sizeof BENCH_DEVICE_LINKS - 1, reg_s);
+    }
+}
+
 static void stage_ceiling(suite_t *S)
 {
     char conc[8], cpu[8];
@@ -692,104 +914,243 @@ static void stage_ceiling(suite_t *S)
         if (j) {
             rows[R_LAT].ceiling = jnum(j, "latency_us.p99");
             rows[R_LAT].ceiling_cpu = jnum(j, "relay_cpu");
+            keep_hist(S, H_CEILING, j);
         }
         json_decref(j);
     }
 }
 
-/* libcoap: coap-server-openssl as a DTLS proxy (forward proxy, -P with no
- * next hop: it connects straight to the Proxy-Uri's host) in front of a
- * second coap-server-openssl playing the device over DTLS PSK. */
-static void stage_peer(suite_t *S, bool have_certs)
+/* ---- the libcoap peer ---------------------------------------------------------------- */
+
+/* True once a CoAP ping (RFC 7252 §4.3: an empty CON) to 127.0.0.1:port is
+ * answered (a RST), within `secs`: the server is serving, not just started. */
+static bool coap_ping_answered(int port, double secs)
 {
-    const char *bin = "/usr/bin/coap-server-openssl";
-    if (access(bin, X_OK) != 0) {
-        snprintf(rows[R_MISS].peer_note, sizeof rows[R_MISS].peer_note,
-                 "libcoap peer not measured: %s not installed (Debian libcoap3-bin)", bin);
-        return;
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return false;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    struct timeval tv = {.tv_usec = 50000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    bool ok = false;
+    uint64_t end = bench_now_us() + (uint64_t)(secs * 1e6);
+    for (uint16_t mid = 1; !ok && bench_now_us() < end; mid++) {
+        uint8_t ping[4] = {0x40, 0x00, (uint8_t)(mid >> 8), (uint8_t)mid}, rx[64];
+        sendto(fd, ping, sizeof ping, 0, (struct sockaddr *)&a, sizeof a);
+        ssize_t n = recv(fd, rx, sizeof rx, 0);
+        ok = n >= 4 && (rx[0] >> 4 & 3) == 3 && rx[2] == ping[2] && rx[3] == ping[3];
     }
-    int up = free_port_pair(), px = free_port_pair();
-    if (up < 0 || px < 0 || up == px || up + 1 == px || px + 1 == up)
-        return;
+    close(fd);
+    return ok;
+}
+
+/* True when a UDP socket is bound to 127.0.0.1:port (ours fails to bind). */
+static bool udp_port_bound(int port)
+{
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bool bound = fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) < 0 && errno == EADDRINUSE;
+    if (fd >= 0)
+        close(fd);
+    return bound;
+}
+
+/* libcoap as the peer: coap-server-openssl as a DTLS forward proxy (-P with
+ * no next hop: it connects straight to the Proxy-Uri's host) in front of a
+ * second coap-server-openssl playing the device over DTLS PSK. libcoap
+ * 4.3.1 cannot be the reverse proxy S9 names: its -P applies to requests
+ * with Proxy-Uri/Proxy-Scheme only; a request naming the device by
+ * Uri-Host is answered from the proxy's own resources (checked: the device
+ * saw none of them). A fresh pair for every row. */
+typedef struct {
+    pid_t dev, proxy;
+    int up, px; /* UDP ports; DTLS on port + 1 */
+    char server[32], uri[96];
+} peer_t;
+
+static const char *const peer_bin = "/usr/bin/coap-server-openssl";
+
+static void peer_stop(peer_t *p)
+{
+    stop_pid(&p->proxy);
+    stop_pid(&p->dev);
+}
+
+/* Starts the pair (logs DIR/libcoap-NAME-{device,proxy}.log) and waits
+ * until both answer a CoAP ping and hold their DTLS ports. */
+static int peer_start(suite_t *S, bool certs, const char *name, peer_t *p)
+{
+    memset(p, 0, sizeof *p);
+    p->up = free_port_pair();
+    p->px = free_port_pair();
+    if (p->up < 0 || p->px < 0 || abs(p->up - p->px) < 2)
+        return TETHER_EIO;
     char up_p[16], px_p[16], up_log[400], px_log[400], cert[400], key[400], ca[400];
-    snprintf(up_p, sizeof up_p, "%d", up);
-    snprintf(px_p, sizeof px_p, "%d", px);
-    snprintf(up_log, sizeof up_log, "%s/libcoap-device.log", S->dir);
-    snprintf(px_log, sizeof px_log, "%s/libcoap-proxy.log", S->dir);
+    snprintf(up_p, sizeof up_p, "%d", p->up);
+    snprintf(px_p, sizeof px_p, "%d", p->px);
+    snprintf(up_log, sizeof up_log, "%s/libcoap-%s-device.log", S->dir, name);
+    snprintf(px_log, sizeof px_log, "%s/libcoap-%s-proxy.log", S->dir, name);
     snprintf(cert, sizeof cert, "%s/server.pem", S->dir);
     snprintf(key, sizeof key, "%s/server.key", S->dir);
     snprintf(ca, sizeof ca, "%s/ca.pem", S->dir);
-    char *uargv[] = {(char *)bin, "-A", "127.0.0.1", "-p", up_p, "-k", APP_KEY, "-v", "0", NULL};
-    char *pargv_cert[] = {(char *)bin, "-A",    "127.0.0.1", "-p",           px_p, "-k", APP_KEY,
-                          "-u",        "proxy", "-P",        ",tether-peer", "-v", "0",  "-c",
-                          cert,        "-j",    key,         "-C",           ca,   NULL};
-    char *pargv_psk[] = {(char *)bin, "-A",    "127.0.0.1", "-p",           px_p, "-k", APP_KEY,
-                         "-u",        "proxy", "-P",        ",tether-peer", "-v", "0",  NULL};
-    pid_t dev = spawn(uargv, S->bench_cpu, -1, up_log);
-    pid_t proxy = spawn(have_certs ? pargv_cert : pargv_psk, S->server_cpu, -1, px_log);
-    usleep(300000);
-    char server[32], uri[96], conc[8];
-    snprintf(server, sizeof server, "127.0.0.1:%d", px + 1);
-    snprintf(uri, sizeof uri, "coaps://127.0.0.1:%d/time", up + 1);
-    snprintf(conc, sizeof conc, "%d", CONC);
-    say(S, "libcoap proxy: closed loop, %d sessions, %s s (Proxy-Uri %s)", CONC, dur_s, uri);
-    double cpu;
-    json_t *j =
-        run_bench(S, "load-peer", proxy, &cpu, "load", "--server", server, "--identity", "app1",
-                  "--psk-hex", APP_KEY_HEX, "--target", "libcoap-device/time", "--proxy-uri", uri,
-                  "--concurrency", conc, "--duration", dur_s, "--json", NULL);
-    double x = j ? jnum(j, "throughput_rps") : -1;
-    if (j && jnum(j, "classes.2xx") < 0.99 * jnum(j, "responses"))
+    char *uargv[] = {(char *)peer_bin, "-A", "127.0.0.1", "-p", up_p, "-k",
+                     APP_KEY,          "-v", "0",         NULL};
+    char *pargv_cert[] = {
+        (char *)peer_bin, "-A", "127.0.0.1", "-p", px_p, "-k", APP_KEY, "-u", "proxy", "-P",
+        ",tether-peer",   "-v", "0",         "-c", cert, "-j", key,     "-C", ca,      NULL};
+    char *pargv_psk[] = {(char *)peer_bin, "-A", "127.0.0.1",    "-p", px_p, "-k", APP_KEY, "-u",
+                         "proxy",          "-P", ",tether-peer", "-v", "0",  NULL};
+    p->dev = spawn(uargv, S->bench_cpu, -1, up_log);
+    p->proxy = spawn(certs ? pargv_cert : pargv_psk, S->server_cpu, -1, px_log);
+    snprintf(p->server, sizeof p->server, "127.0.0.1:%d", p->px + 1);
+    snprintf(p->uri, sizeof p->uri, "coaps://127.0.0.1:%d/time", p->up + 1);
+    if (p->dev < 0 || p->proxy < 0 || !coap_ping_answered(p->up, 10) ||
+        !coap_ping_answered(p->px, 10) || !udp_port_bound(p->up + 1) ||
+        !udp_port_bound(p->px + 1)) {
+        say(S, "libcoap (%s) did not come up; see %s and %s", name, up_log, px_log);
+        peer_stop(p);
+        return TETHER_EIO;
+    }
+    return 0;
+}
+
+/* The suite an OpenSSL client with its default list negotiates with the
+ * libcoap device (what libcoap's proxy, also OpenSSL, runs upstream: libcoap
+ * sets its own cipher list, which the suite cannot change), or "". */
+static void peer_upstream_suite(suite_t *S, const peer_t *p, char *out, size_t cap)
+{
+    char connect[32], log[400], line[512];
+    snprintf(connect, sizeof connect, "127.0.0.1:%d", p->up + 1);
+    snprintf(log, sizeof log, "%s/libcoap-upstream-suite.log", S->dir);
+    char *argv[] = {
+        "/usr/bin/openssl", "s_client", "-dtls1_2", "-psk_identity", "app1", "-psk", APP_KEY_HEX,
+        "-connect",         connect,    NULL};
+    int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    pid_t pid = fd >= 0 ? spawn(argv, S->bench_cpu, fd, NULL) : -1;
+    if (fd >= 0)
+        close(fd);
+    out[0] = 0;
+    if (pid <= 0)
+        return;
+    for (int i = 0; i < 100 && waitpid(pid, NULL, WNOHANG) == 0; i++)
+        usleep(50000);
+    stop_pid(&pid);
+    FILE *f = fopen(log, "r");
+    char *c;
+    while (f && fgets(line, sizeof line, f))
+        if ((c = strstr(line, "Cipher is ")))
+            snprintf(out, cap, "%.*s", (int)strcspn(c + 10, "\r\n"), c + 10);
+    if (f)
+        fclose(f);
+}
+
+static void stage_peer(suite_t *S, bool have_certs)
+{
+    if (access(peer_bin, X_OK) != 0) {
         snprintf(rows[R_MISS].peer_note, sizeof rows[R_MISS].peer_note,
-                 "libcoap: only %.0f of %.0f answers were 2.xx", jnum(j, "classes.2xx"),
-                 jnum(j, "responses"));
-    rows[R_MISS].peer = x;
-    rows[R_MISS].peer_cpu = cpu;
-    json_decref(j);
-    if (x > 0) {
-        char rate[32];
-        snprintf(rate, sizeof rate, "%.0f", x / 2);
-        say(S, "libcoap proxy latency at 50%% of its maximum (%s req/s)", rate);
-        j = run_bench(S, "latency-peer", proxy, &cpu, "load", "--server", server, "--identity",
+                 "libcoap peer not measured: %s not installed (Debian libcoap3-bin)", peer_bin);
+        return;
+    }
+    char conc[8];
+    snprintf(conc, sizeof conc, "%d", CONC);
+    peer_t p;
+    double cpu;
+    json_t *j;
+    if (peer_start(S, have_certs, "relay", &p) == 0) {
+        char up_suite[64];
+        peer_upstream_suite(S, &p, up_suite, sizeof up_suite);
+        say(S, "libcoap proxy: closed loop, %d sessions, %s s after %s s of warm-up (Proxy-Uri %s)",
+            CONC, dur_s, warm_s, p.uri);
+        j = run_bench(S, "load-peer", p.proxy, &cpu, "load", "--server", p.server, "--identity",
                       "app1", "--psk-hex", APP_KEY_HEX, "--target", "libcoap-device/time",
-                      "--proxy-uri", uri, "--concurrency", conc, "--duration", dur_s, "--rate",
-                      rate, "--json", NULL);
+                      "--proxy-uri", p.uri, "--concurrency", conc, "--duration", dur_s, "--warmup",
+                      warm_s, "--cipher", CIPHER_PSK, "--json", NULL);
+        double x = j ? jnum(j, "throughput_rps") : -1;
+        const char *c = json_string_value(json_object_get(j, "cipher"));
+        snprintf(rows[R_MISS].peer_note, sizeof rows[R_MISS].peer_note,
+                 "libcoap 4.3.1 coap-server-openssl as a forward proxy (Proxy-Uri; it cannot be "
+                 "a reverse proxy: a request naming the device by Uri-Host is answered from the "
+                 "proxy's own resources), a fresh process pair per row, %s s of unmeasured "
+                 "traffic first; client suite %s, upstream %s (libcoap chooses its own list)",
+                 warm_s, c && *c ? c : "unknown", up_suite[0] ? up_suite : "unknown");
+        if (j && jnum(j, "classes.2xx") < 0.99 * jnum(j, "responses")) {
+            size_t used = strlen(rows[R_MISS].peer_note);
+            snprintf(rows[R_MISS].peer_note + used, sizeof rows[R_MISS].peer_note - used,
+                     "; only %.0f of %.0f answers were 2.xx", jnum(j, "classes.2xx"),
+                     jnum(j, "responses"));
+        }
+        rows[R_MISS].peer = x;
+        rows[R_MISS].peer_cpu = cpu;
+        S->peer_rate = x;
+        json_decref(j);
+        peer_stop(&p);
+    }
+    if (S->peer_rate > 0 && peer_start(S, have_certs, "latency", &p) == 0) {
+        char rate[32];
+        snprintf(rate, sizeof rate, "%.0f", S->peer_rate / 2);
+        say(S, "libcoap proxy latency at 50%% of its maximum (%s req/s)", rate);
+        j = run_bench(S, "latency-peer", p.proxy, &cpu, "load", "--server", p.server, "--identity",
+                      "app1", "--psk-hex", APP_KEY_HEX, "--target", "libcoap-device/time",
+                      "--proxy-uri", p.uri, "--concurrency", conc, "--duration", dur_s, "--rate",
+                      rate, "--warmup", warm_s, "--cipher", CIPHER_PSK, "--json", NULL);
         rows[R_LAT].peer = j ? jnum(j, "latency_us.p99") : -1;
         rows[R_LAT].peer_cpu = cpu;
+        keep_hist(S, H_PEER, j);
         json_decref(j);
+        peer_stop(&p);
     }
-    say(S, "PSK handshakes against libcoap (%s s)", dur_s);
-    j = run_bench(S, "hs-psk-peer", proxy, &cpu, "handshakes", "--server", server, "--identity",
-                  "app1", "--psk-hex", APP_KEY_HEX, "--duration", dur_s, "--json", NULL);
-    rows[R_PSK].peer = j ? jnum(j, "rate_per_s") : -1;
-    rows[R_PSK].peer_cpu = cpu;
-    json_decref(j);
-    if (have_certs) {
+    if (peer_start(S, have_certs, "psk", &p) == 0) {
+        say(S, "PSK handshakes against libcoap (%s s)", dur_s);
+        j = run_bench(S, "hs-psk-peer", p.proxy, &cpu, "handshakes", "--server", p.server,
+                      "--identity", "app1", "--psk-hex", APP_KEY_HEX, "--duration", dur_s,
+                      "--cipher", CIPHER_PSK, "--json", NULL);
+        rows[R_PSK].peer = j ? jnum(j, "rate_per_s") : -1;
+        rows[R_PSK].peer_cpu = cpu;
+        note_cipher(&rows[R_PSK], "libcoap", j);
+        json_decref(j);
+        peer_stop(&p);
+    }
+    if (have_certs && peer_start(S, have_certs, "ecdhe", &p) == 0) {
         say(S, "ECDHE-ECDSA handshakes against libcoap (%s s)", dur_s);
-        char ccert[400], ckey[400];
+        char ca[400], ccert[400], ckey[400];
+        snprintf(ca, sizeof ca, "%s/ca.pem", S->dir);
         snprintf(ccert, sizeof ccert, "%s/client.pem", S->dir);
         snprintf(ckey, sizeof ckey, "%s/client.key", S->dir);
-        j = run_bench(S, "hs-ecdhe-peer", proxy, &cpu, "handshakes", "--server", server, "--mode",
-                      "ecdhe", "--ca", ca, "--cert", ccert, "--key", ckey, "--duration", dur_s,
-                      "--json", NULL);
+        j = run_bench(S, "hs-ecdhe-peer", p.proxy, &cpu, "handshakes", "--server", p.server,
+                      "--mode", "ecdhe", "--ca", ca, "--cert", ccert, "--key", ckey, "--duration",
+                      dur_s, "--cipher", CIPHER_ECDHE, "--json", NULL);
         rows[R_ECDHE].peer = j ? jnum(j, "rate_per_s") : -1;
         rows[R_ECDHE].peer_cpu = cpu;
+        note_cipher(&rows[R_ECDHE], "libcoap", j);
+        snprintf(rows[R_ECDHE].peer_note, sizeof rows[R_ECDHE].peer_note,
+                 "libcoap's low figure checked by hand (strace, perf): libcoap 4.3.1 opens and "
+                 "decodes the server certificate, key and CA file again for every new DTLS "
+                 "session (one open of server.pem per handshake), and OpenSSL 3's decoders and "
+                 "provider lookups, not P-256 (EC point multiplication ~2%% of its CPU), take "
+                 "its time");
         json_decref(j);
+        peer_stop(&p);
     }
-    say(S, "resumed handshakes against libcoap (%s s)", half_s);
-    j = run_bench(S, "hs-resumed-peer", proxy, &cpu, "handshakes", "--server", server, "--identity",
-                  "app1", "--psk-hex", APP_KEY_HEX, "--mode", "resumed", "--duration", half_s,
-                  "--json", NULL);
-    rows[R_RESUMED].peer = j ? jnum(j, "rate_per_s") : -1;
-    rows[R_RESUMED].peer_cpu = cpu;
-    json_decref(j);
+    if (peer_start(S, have_certs, "resumed", &p) == 0) {
+        say(S, "resumed handshakes against libcoap (%s s)", half_s);
+        j = run_bench(S, "hs-resumed-peer", p.proxy, &cpu, "handshakes", "--server", p.server,
+                      "--identity", "app1", "--psk-hex", APP_KEY_HEX, "--mode", "resumed",
+                      "--duration", half_s, "--cipher", CIPHER_PSK, "--json", NULL);
+        rows[R_RESUMED].peer = j ? jnum(j, "rate_per_s") : -1;
+        rows[R_RESUMED].peer_cpu = cpu;
+        json_decref(j);
+        peer_stop(&p);
+    }
     uint32_t n = S->quick ? 2000 : 10000;
-    say(S, "idle tunnels on libcoap: %u", n);
-    server_t sv = {.pid = proxy};
-    snprintf(sv.port, sizeof sv.port, "%d", px + 1);
-    rows[S->quick ? R_IDLE10K : R_IDLE10K].peer = idle_on(S, NULL, n, &sv);
-    stop_pid(&proxy);
-    stop_pid(&dev);
+    if (peer_start(S, have_certs, "idle", &p) == 0) {
+        say(S, "idle tunnels on libcoap: %u", n);
+        server_t sv = {.pid = p.proxy};
+        snprintf(sv.port, sizeof sv.port, "%d", p.px + 1);
+        rows[R_IDLE10K].peer = idle_on(S, NULL, n, &sv);
+        peer_stop(&p);
+    }
 }
 
 /* CA, server and client certificates (ECDSA P-256) with the openssl tool.
@@ -839,10 +1200,11 @@ static int write_configs(suite_t *S)
              APP_KEY_HEX, MASTER);
     if (write_file(path, text) < 0)
         return TETHER_EIO;
-    const char *base = "{\"listen\": [\"coaps://127.0.0.1:0\"], \"admin\": \"127.0.0.1:0\",\n"
-                       " \"admin_token\": \"bench\", \"credentials_file\": \"%s/creds.json\",\n"
-                       " \"log_level\": \"info\",\n"
-                       " \"dtls\": {\"handshake_rate_per_source\": 0, \"max_handshakes_per_source\": 0%s}}\n";
+    const char *base =
+        "{\"listen\": [\"coaps://127.0.0.1:0\"], \"admin\": \"127.0.0.1:0\",\n"
+        " \"admin_token\": \"bench\", \"credentials_file\": \"%s/creds.json\",\n"
+        " \"log_level\": \"info\",\n"
+        " \"dtls\": {\"handshake_rate_per_source\": 0, \"max_handshakes_per_source\": 0%s}}\n";
     char extra[1024];
     snprintf(path, sizeof path, "%s/tether.json", S->dir);
     snprintf(text, sizeof text, base, S->dir, "");
@@ -860,79 +1222,117 @@ static int write_configs(suite_t *S)
 /* ---- the table ---------------------------------------------------------------------- */
 
 /* A throughput per busy server core-second: the figure divided by the
- * server's core share when that was measured. */
+ * server's core share over the measured window. */
 static double per_core(double v, double cpu)
 {
     return cpu > 0.05 ? v / cpu : v;
 }
 
-static void judge(void)
+/* The ratio a row prints and is judged on: of per busy core-second figures
+ * when both CPU shares were measured, else of the figures themselves. */
+static double ratio(double a, double acpu, double b, double bcpu, bool pc_ok, bool *pc)
 {
-    row_t *m = &rows[R_MISS];
-    if (m->tether > 0) {
-        double pc = per_core(m->tether, m->tether_cpu);
-        double peer = m->peer > 0 ? per_core(m->peer, m->peer_cpu) : m->peer;
-        m->met = pc >= 50000 && (peer <= 0 || pc >= 3 * peer);
+    *pc = false;
+    if (a < 0 || b <= 0)
+        return -1;
+    if (pc_ok && acpu > 0.05 && bcpu > 0.05) {
+        *pc = true;
+        return (a / acpu) / (b / bcpu);
     }
-    /* Per-core throughput targets; handshake rows are judged even at 0. */
-    const struct {
-        int row;
-        double min;
-        bool zero_counts;
-    } per_core_min[] = {
-        {R_HIT, 100000, false}, {R_OBS, 200000, false}, {R_PSK, 15000, true}, {R_ECDHE, 4000, true}};
-    for (size_t k = 0; k < sizeof per_core_min / sizeof per_core_min[0]; k++) {
-        row_t *r = &rows[per_core_min[k].row];
-        if (r->tether > 0 || (per_core_min[k].zero_counts && r->tether >= 0))
-            r->met = per_core(r->tether, r->tether_cpu) >= per_core_min[k].min;
-    }
-    for (int i = R_IDLE10K; i <= R_IDLE100K; i++)
-        if (rows[i].tether > 0)
-            rows[i].met = rows[i].tether <= 1024;
-    if (rows[R_LAT].tether > 0)
-        rows[R_LAT].met = rows[R_LAT].tether <= 100;
-    if (rows[R_CROSS].tether >= 0)
-        rows[R_CROSS].met = rows[R_CROSS].tether <= 10;
+    return a / b;
 }
 
-static void fmt_val(char *buf, size_t cap, double v)
+/* The S9 targets (SPEC S9), one table: per busy core-second minimum,
+ * maximum of the figure, minimum ratio to the ceiling and to the peer
+ * (each < 0: not part of the target). A needed reference that is missing
+ * makes the row "not measured". */
+static const struct {
+    int row;
+    double min_per_core, max, min_ceil, min_peer;
+} targets[] = {
+    {R_MISS, -1, -1, 0.8, 5},         {R_HIT, -1, -1, 0.8, -1},
+    {R_OBS, 1000000, -1, -1, -1},     {R_PSK, 30000, -1, -1, 3},
+    {R_ECDHE, 4000, -1, -1, -1},      {R_RESUMED, 30000, -1, -1, 3},
+    {R_IDLE10K_REG, -1, 600, -1, -1}, {R_IDLE100K_REG, -1, 600, -1, -1},
+    {R_CROSS, -1, 10, -1, -1},        {R_LAT, -1, 100, -1, -1},
+};
+
+static void judge(void)
 {
-    if (v < 0)
+    for (int i = 0; i < R_N; i++) {
+        row_t *r = &rows[i];
+        r->r_ceil = ratio(r->tether, r->tether_cpu, r->ceiling, r->ceiling_cpu, r->higher_better,
+                          &r->r_ceil_pc);
+        r->r_peer =
+            ratio(r->tether, r->tether_cpu, r->peer, r->peer_cpu, r->higher_better, &r->r_peer_pc);
+    }
+    for (size_t k = 0; k < sizeof targets / sizeof targets[0]; k++) {
+        row_t *r = &rows[targets[k].row];
+        if (!measured(r) || (targets[k].min_ceil > 0 && r->r_ceil < 0) ||
+            (targets[k].min_peer > 0 && r->r_peer < 0)) {
+            r->met = MET_NOT_MEASURED;
+            continue;
+        }
+        bool ok = true;
+        if (targets[k].min_per_core > 0)
+            ok = ok && per_core(r->tether, r->tether_cpu) >= targets[k].min_per_core;
+        if (targets[k].max >= 0)
+            ok = ok && r->tether <= targets[k].max;
+        if (targets[k].min_ceil > 0)
+            ok = ok && r->r_ceil >= targets[k].min_ceil;
+        if (targets[k].min_peer > 0)
+            ok = ok && r->r_peer >= targets[k].min_peer;
+        r->met = ok ? MET_YES : MET_NO;
+    }
+}
+
+static void fmt_val(char *buf, size_t cap, double v, bool signed_value)
+{
+    if (signed_value ? v <= SIGNED_NONE : v < 0)
         snprintf(buf, cap, "-");
-    else if (v >= 100)
+    else if (v >= 100 || v <= -100)
         snprintf(buf, cap, "%.0f", v);
     else
         snprintf(buf, cap, "%.1f", v);
 }
 
-static void fmt_ratio(char *buf, size_t cap, double a, double b)
+static void fmt_ratio(char *buf, size_t cap, double r, bool pc)
 {
-    if (a < 0 || b <= 0)
+    if (r < 0)
         snprintf(buf, cap, "-");
     else
-        snprintf(buf, cap, "%.2fx", a / b);
+        snprintf(buf, cap, "%.2fx%s", r, pc ? "*" : "");
+}
+
+static const char *met_str(int met)
+{
+    return met == MET_YES            ? "yes"
+           : met == MET_NO           ? "NO"
+           : met == MET_NOT_MEASURED ? "not measured"
+                                     : "-";
 }
 
 static void print_table(suite_t *S)
 {
-    printf("\n%-36s %12s %12s %8s %12s %8s  %-26s %s\n", "workload (unit)", "tether", "ceiling",
+    printf("\n%-40s %12s %12s %9s %12s %9s  %-28s %s\n", "workload (unit)", "tether", "ceiling",
            "t/ceil", "libcoap", "t/peer", "S9 target", "met");
     for (int i = 0; i < R_N; i++) {
         row_t *r = &rows[i];
-        char name[64], t[24], c[24], p[24], rc[16], rp[16];
+        char name[80], t[24], c[24], p[24], rc[16], rp[16];
         snprintf(name, sizeof name, "%s (%s)", r->workload, r->unit);
-        fmt_val(t, sizeof t, r->tether);
-        fmt_val(c, sizeof c, r->ceiling);
-        fmt_val(p, sizeof p, r->peer);
-        fmt_ratio(rc, sizeof rc, r->tether, r->ceiling);
-        fmt_ratio(rp, sizeof rp, r->tether, r->peer);
-        if (r->tether < 0 && r->note[0] && strncmp(r->note, "n/a", 3) == 0)
-            snprintf(t, sizeof t, "n/a");
-        printf("%-36s %12s %12s %8s %12s %8s  %-26s %s\n", name, t, c, rc, p, rp, r->target,
-               r->met < 0 ? "-"
-               : r->met   ? "yes"
-                          : "NO");
+        fmt_val(t, sizeof t, r->tether, r->signed_value);
+        fmt_val(c, sizeof c, r->ceiling, false);
+        fmt_val(p, sizeof p, r->peer, false);
+        fmt_ratio(rc, sizeof rc, r->r_ceil, r->r_ceil_pc);
+        fmt_ratio(rp, sizeof rp, r->r_peer, r->r_peer_pc);
+        printf("%-40s %12s %12s %9s %12s %9s  %-28s %s\n", name, t, c, rc, p, rp, r->target,
+               met_str(r->met));
     }
+    printf("\nt/ceil, t/peer: tether / the reference; * = of figures per busy server "
+           "core-second (each server's CPU\nshare over the command's measured window), the "
+           "figures' own ratio otherwise. \"met\" is judged on exactly\nthese ratios, on per "
+           "busy core-second figures for per-core targets, and is \"not measured\" when a\n"
+           "figure or a reference its target needs is missing.\n");
     printf("\nnotes:\n");
     for (int i = 0; i < R_N; i++) {
         row_t *r = &rows[i];
@@ -947,16 +1347,16 @@ static void print_table(suite_t *S)
                 snprintf(cpu + n, sizeof cpu - n, ", libcoap %.0f%%", r->peer_cpu * 100);
         }
         if (r->note[0] || r->peer_note[0] || cpu[0])
-            printf("  %-16s %s%s%s%s%s\n", r->id, cpu, cpu[0] && r->note[0] ? "; " : "", r->note,
+            printf("  %-18s %s%s%s%s%s\n", r->id, cpu, cpu[0] && r->note[0] ? "; " : "", r->note,
                    r->peer_note[0] ? "; " : "", r->peer_note);
         if (r->higher_better && r->tether > 0 && r->tether_cpu > 0.05)
-            printf("  %-16s per busy core-second: tether %.0f%s%s\n", "", r->tether / r->tether_cpu,
+            printf("  %-18s per busy core-second: tether %.0f%s%s\n", "", r->tether / r->tether_cpu,
                    r->ceiling > 0 && r->ceiling_cpu > 0.05 ? ", ceiling " : "",
                    r->ceiling > 0 && r->ceiling_cpu > 0.05
                        ? (snprintf(cpu, sizeof cpu, "%.0f", r->ceiling / r->ceiling_cpu), cpu)
                        : "");
         if (r->higher_better && r->peer > 0 && r->peer_cpu > 0.05)
-            printf("  %-16s per busy core-second: libcoap %.0f\n", "", r->peer / r->peer_cpu);
+            printf("  %-18s per busy core-second: libcoap %.0f\n", "", r->peer / r->peer_cpu);
     }
     (void)S;
 }
@@ -972,17 +1372,22 @@ static json_t *table_json(suite_t *S)
     for (int i = 0; i < R_N; i++) {
         row_t *r = &rows[i];
         json_t *o = json_pack(
-            "{s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:{s:o, s:o, s:o}, s:o, s:s, s:s}", "id",
-            r->id, "workload", r->workload, "unit", r->unit, "target", r->target, "tether",
-            num_or_null(r->tether), "ceiling", num_or_null(r->ceiling), "peer",
-            num_or_null(r->peer), "ratio_ceiling",
-            r->tether >= 0 && r->ceiling > 0 ? json_real(r->tether / r->ceiling) : json_null(),
-            "ratio_peer",
-            r->tether >= 0 && r->peer > 0 ? json_real(r->tether / r->peer) : json_null(),
-            "server_cpu", "tether", num_or_null(r->tether_cpu), "ceiling",
-            num_or_null(r->ceiling_cpu), "peer", num_or_null(r->peer_cpu), "met",
-            r->met < 0 ? json_null() : json_boolean(r->met), "note", r->note, "peer_note",
-            r->peer_note);
+            "{s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:b, s:o, s:b, s:{s:o, s:o, s:o}, s:o, s:s, "
+            "s:s, s:s}",
+            "id", r->id, "workload", r->workload, "unit", r->unit, "target", r->target, "tether",
+            measured(r) ? json_real(r->tether) : json_null(), "ceiling", num_or_null(r->ceiling),
+            "peer", num_or_null(r->peer), "ratio_ceiling", num_or_null(r->r_ceil),
+            "ratio_ceiling_per_core", r->r_ceil_pc, "ratio_peer", num_or_null(r->r_peer),
+            "ratio_peer_per_core", r->r_peer_pc, "server_cpu", "tether", num_or_null(r->tether_cpu),
+            "ceiling", num_or_null(r->ceiling_cpu), "peer", num_or_null(r->peer_cpu), "met",
+            r->met == MET_YES  ? json_true()
+            : r->met == MET_NO ? json_false()
+                               : json_null(),
+            "verdict", met_str(r->met), "note", r->note, "peer_note", r->peer_note);
+        json_t *det = json_object();
+        for (int k = 0; k < r->ndetail; k++)
+            json_object_set_new(det, r->detail_name[k], json_real(r->detail[k]));
+        json_object_set_new(o, "detail", det);
         json_array_append_new(arr, o);
     }
     return json_pack("{s:s, s:b, s:f, s:i, s:i, s:o}", "suite", "tether S9", "quick", S->quick,
@@ -1045,6 +1450,10 @@ int bench_suite_main(int argc, char **argv)
     S.dur = S.quick ? 2 : 10;
     snprintf(dur_s, sizeof dur_s, "%g", S.dur);
     snprintf(half_s, sizeof half_s, "%g", S.dur / 2);
+    /* Unmeasured traffic before each throughput window: a proxy's own
+     * upstream sessions (libcoap's to its device) form then, as tether's
+     * device tunnels exist before its window. */
+    snprintf(warm_s, sizeof warm_s, "%g", S.quick ? 1.0 : 2.0);
     cpu_set_t set;
     CPU_ZERO(&set);
     CPU_SET(S.bench_cpu, &set);
@@ -1060,32 +1469,33 @@ int bench_suite_main(int argc, char **argv)
     say(&S, "work dir %s (logs of every process); tetherd %s", S.dir, S.tetherd);
     uint64_t t0 = bench_now_us();
 
+    /* Targets as SPEC S9 states them (the judged table is `targets`). */
     row_init(R_MISS, "relay_cache_miss", "relayed request, cache miss", "req/s",
-             ">=50k/s/core, >=3x libcoap", true);
-    row_init(R_HIT, "cache_hit", "cache hit", "req/s", ">=100k/s/core", true);
-    row_init(R_OBS, "observe_fanout", "observe fan-out", "notif/s", ">=200k/s/core", true);
-    row_init(R_PSK, "psk_handshakes", "PSK handshakes", "1/s", ">=15k/s/core", true);
+             ">=0.8x ceiling, >=5x libcoap", true);
+    row_init(R_HIT, "cache_hit", "cache hit", "req/s", ">=0.8x ceiling", true);
+    row_init(R_OBS, "observe_fanout", "observe fan-out", "notif/s", ">=1M/s/core", true);
+    row_init(R_PSK, "psk_handshakes", "PSK handshakes", "1/s", ">=30k/s/core, >=3x libcoap", true);
     row_init(R_ECDHE, "ecdhe_handshakes", "ECDHE-ECDSA P-256 handshakes", "1/s", ">=4k/s/core",
              true);
-    row_init(R_RESUMED, "resumed_handshakes", "resumed handshakes", "1/s", "(none)", true);
-    row_init(R_IDLE10K, "idle_tunnel_10k", "idle tunnel, 10k open", "bytes", "<=1024", false);
-    row_init(R_IDLE100K, "idle_tunnel_100k", "idle tunnel, 100k open", "bytes", "<=1024", false);
-    row_init(R_CROSS, "cross_node", "cross-node CID forwarding", "% loss", "<=10%", false);
-    row_init(R_LAT, "latency_p99_50pct", "proxy-added latency p99, 50% load", "us", "<=100",
+    row_init(R_RESUMED, "resumed_handshakes", "resumed handshakes", "1/s",
+             ">=30k/s/core, >=3x libcoap", true);
+    row_init(R_IDLE10K, "idle_tunnel_10k", "idle tunnel, 10k, unregistered", "bytes", "(reference)",
              false);
-    if (S.quick) {
-        rows[R_IDLE10K].workload = "idle tunnel, 2k open";
-        rows[R_IDLE100K].workload = "idle tunnel, 10k open";
-    }
+    row_init(R_IDLE100K, "idle_tunnel_100k", "idle tunnel, 100k, unregistered", "bytes",
+             "(reference)", false);
+    row_init(R_IDLE10K_REG, "idle_tunnel_10k_registered", "idle tunnel, 10k, registered", "bytes",
+             "<=600", false);
+    row_init(R_IDLE100K_REG, "idle_tunnel_100k_registered", "idle tunnel, 100k, registered",
+             "bytes", "<=600", false);
+    row_init(R_CROSS, "cross_node", "cross-node CID forwarding", "% loss", "<=10%", false);
+    rows[R_CROSS].signed_value = true;
+    rows[R_CROSS].tether = SIGNED_NONE;
+    row_init(R_LAT, "latency_p99_50pct", "proxy-added latency p99, 50% load", "us", "<=100", false);
     snprintf(rows[R_MISS].note, sizeof rows[R_MISS].note,
              "GET dev[0-63]/count (Max-Age 0: every request misses the cache and is relayed)");
     snprintf(rows[R_HIT].note, sizeof rows[R_HIT].note,
              "GET dev[0-63]/static (Max-Age 3600) over DTLS, answered by tetherd's cache; "
              "the ceiling is a raw UDP server answering from memory (relay-ceiling --answer)");
-    snprintf(rows[R_LAT].note, sizeof rows[R_LAT].note,
-             "end-to-end p99 (client -> proxy -> device -> back, load and devices sharing the "
-             "other core): an upper bound on what the proxy adds; the ceiling at tether's "
-             "rate, libcoap at 50%% of its own maximum");
 
     bool certs = make_certs(&S);
     stage_tether_relay(&S);
@@ -1093,40 +1503,32 @@ int bench_suite_main(int argc, char **argv)
     stage_observe(&S);
     stage_cross(&S);
     stage_tether_ecdhe(&S, certs);
-    uint32_t small = S.quick ? 2000 : 10000, big = S.quick ? 10000 : 100000;
-    struct rlimit rl;
-    /* idle holds one socket per tunnel: without the descriptors, the
-     * largest count that fits (the row says which). */
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < (rlim_t)big + 512) {
-        static char label[64];
-        big = (uint32_t)(rl.rlim_cur - 512) / 1000 * 1000;
-        snprintf(label, sizeof label, "idle tunnel, %uk open", big / 1000);
-        rows[R_IDLE100K].workload = label;
-        snprintf(rows[R_IDLE100K].note, sizeof rows[R_IDLE100K].note,
-                 "%u instead of 100k: the open-file limit is %llu and cannot be raised here "
-                 "(one socket per tunnel)",
-                 big, (unsigned long long)rl.rlim_cur);
-    }
-    say(&S, "idle tunnels on a fresh tetherd: %u", small);
-    rows[R_IDLE10K].tether = idle_on(&S, "tether.json", small, NULL);
-    say(&S, "idle tunnels on a fresh tetherd: %u", big);
-    rows[R_IDLE100K].tether = idle_on(&S, "tether.json", big, NULL);
+    stage_idle(&S);
     stage_ceiling(&S);
     stage_peer(&S, certs);
-    /* The latency row is tetherd's service time; its references measured
-     * end to end move to the note rather than make a ratio of unlikes. */
+    /* The latency row is measured inside tetherd; its references are end
+     * to end, so they go to the note rather than make a ratio of unlikes. */
     row_t *lat = &rows[R_LAT];
-    if (S.lat_e2e > 0 && lat->tether >= 0) {
+    if (S.lat_e2e > 0) {
         size_t used = strlen(lat->note);
         snprintf(lat->note + used, sizeof lat->note - used,
-                 " (raw relay %.0f us at the same rate, libcoap %.0f us at half its maximum)",
+                 " (raw relay %.0f us end to end at the same rate and concurrency, libcoap %.0f us "
+                 "end to end at half its own maximum)",
                  lat->ceiling, lat->peer);
-        lat->ceiling = lat->peer = -1;
+        row_detail(lat, "end_to_end_p99_us", S.lat_e2e);
+        row_detail(lat, "ceiling_end_to_end_p99_us", lat->ceiling);
+        row_detail(lat, "peer_end_to_end_p99_us", lat->peer);
     }
+    lat->ceiling = lat->peer = -1;
     judge();
 
     json_t *j = table_json(&S);
     json_object_set_new(j, "elapsed_s", json_real((double)(bench_now_us() - t0) / 1e6));
+    json_t *hists = json_object();
+    for (int i = 0; i < 3; i++)
+        if (S.lat_hist[i])
+            json_object_set_new(hists, hist_names[i], S.lat_hist[i]);
+    json_object_set_new(j, "latency_hist", hists);
     if (S.json_out) {
         char *text = json_dumps(j, JSON_INDENT(1));
         if (!text || write_file(S.json_out, text) < 0)

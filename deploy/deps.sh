@@ -6,6 +6,7 @@
 #
 #   deploy/deps.sh build   # compiler, libraries, wolfSSL (make, make run)
 #   deploy/deps.sh test    # + redis-server, nginx, libcoap tools, clang... (make test)
+#   deploy/deps.sh bench   # the same as test: libcoap peer, jq, gnuplot (make bench)
 set -euo pipefail
 
 level=${1:-build}
@@ -16,10 +17,15 @@ build_pkgs=(gcc make pkg-config libc6-dev libuv1-dev libhiredis-dev libjansson-d
     autoconf automake libtool ca-certificates libhttp-parser-dev)
 test_pkgs=(libcmocka-dev redis-server redis-tools nginx libnginx-mod-stream
     libcoap3-bin clang libclang-rt-14-dev curl jq procps iproute2 nftables valgrind util-linux
-    openssl podman debootstrap python3-yaml)
+    openssl podman debootstrap python3-yaml gnuplot-nox)
 
 pkgs=("${build_pkgs[@]}")
-[ "$level" = test ] && pkgs+=("${test_pkgs[@]}")
+case $level in
+build) ;;
+test) pkgs+=("${test_pkgs[@]}") ;;
+bench) pkgs+=("${test_pkgs[@]}") ;; # libcoap (the peer), jq and gnuplot (the chart)
+*) printf 'deps: unknown level %s (build, test or bench)\n' "$level" >&2; exit 2 ;;
+esac
 
 log() { printf 'deps: %s\n' "$*" >&2; }
 die() { printf 'deps: error: %s\n' "$*" >&2; exit 1; }

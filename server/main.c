@@ -13,6 +13,7 @@
 #include "cluster.h"
 #include "tether/hist.h"
 #include "udp.h"
+#include "latency.h"
 
 #define MAX_DGRAM 1500
 /* recvmmsg: libuv cuts the receive buffer into 64 KiB chunks, one datagram
@@ -47,7 +48,8 @@ typedef struct tetherd {
     /* Service time of each receive batch: from the first datagram read to
      * the last datagram it caused handed to the kernel (microseconds). */
     tether_hist_t service;
-    uint64_t batch_t0_ns; /* 0: no batch being timed */
+    uint64_t batch_t0_ns;       /* 0: no batch being timed */
+    tetherd_lat_t lat;          /* both crossings of each relayed request */
     tetherd_cluster_t *cluster; /* NULL without "cluster.listen" */
     tetherd_admin_t admin;
     /* operator requests: node answers on internal links, handled after the
@@ -145,8 +147,10 @@ static void outbox_flush(tetherd_t *d)
             internal_keep(d, o);
         } else if (o->link.kind == TETHER_LINK_DTLS) {
             tether_dtls_sess_t *s = d->dtls ? tether_dtls_sess_find(d->dtls, o->link.id) : NULL;
-            if (s)
+            if (s) {
+                tetherd_lat_out(&d->lat, o->link.id, o->data, o->len);
                 tether_dtls_send(d->dtls, s, o->data, o->len);
+            }
         } else if (o->link.iface < d->nlisteners) {
             tetherd_txq_push(&d->txq, &d->listeners[o->link.iface].handle, &o->link.addr, o->data,
                              o->len);
@@ -255,6 +259,7 @@ static void dtls_feed(tetherd_t *d, uint8_t iface, const tether_addr_t *client, 
             .identity = tether_dtls_sess_identity(rx.sess),
             .role = tether_dtls_sess_role(rx.sess),
         };
+        tetherd_lat_in(&d->lat, peer.link.id, rx.data, rx.len);
         tether_node_input(d->node, &peer, rx.data, rx.len, now);
         if (!tether_dtls_input_more(d->dtls, &rx))
             break;
@@ -368,7 +373,9 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
         d->rx_batch = false;
         tetherd_txq_flush(&d->txq);
         if (d->batch_t0_ns) {
-            tether_hist_record(&d->service, (uv_hrtime() - d->batch_t0_ns) / 1000);
+            uint64_t t1 = uv_hrtime();
+            tether_hist_record(&d->service, (t1 - d->batch_t0_ns) / 1000);
+            tetherd_lat_sent(&d->lat, t1);
             d->batch_t0_ns = 0;
         }
         return;
@@ -377,8 +384,10 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
         d->rx_batch = true;
     if (nread <= 0 || (flags & UV_UDP_PARTIAL))
         return;
-    if (!d->batch_t0_ns)
+    if (!d->batch_t0_ns) {
         d->batch_t0_ns = uv_hrtime();
+        tetherd_lat_read(&d->lat, d->batch_t0_ns);
+    }
     if (l->conf.proto == TETHERD_PROTO_COAPS) {
         dtls_input(d, (uint8_t)(l - d->listeners), addr, (const uint8_t *)buf->base,
                    (size_t)nread);
@@ -391,7 +400,9 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
         pump(d);
     }
     if (!d->rx_batch) { /* read without recvmmsg: its output already left */
-        tether_hist_record(&d->service, (uv_hrtime() - d->batch_t0_ns) / 1000);
+        uint64_t t1 = uv_hrtime();
+        tether_hist_record(&d->service, (t1 - d->batch_t0_ns) / 1000);
+        tetherd_lat_sent(&d->lat, t1);
         d->batch_t0_ns = 0;
     }
 }
@@ -469,6 +480,7 @@ static int stats_hook(json_t *st, void *user)
         {"proxy.requests", ns->requests_relayed},
         {"proxy.responses_relayed", ns->relay_ok},
         {"proxy.timeouts", ns->relay_timeouts},
+        {"proxy.mid_exhausted", ns->relay_mid_exhausted},
         {"proxy.device_gone", ns->relay_gone},
         {"proxy.denied", ns->relay_denied},
         {"proxy.unknown_device", ns->relay_unknown},
@@ -552,6 +564,12 @@ static int stats_hook(json_t *st, void *user)
         {"latency.service_p99_us", tether_hist_percentile(&d->service, 99)},
         {"latency.service_p999_us", tether_hist_percentile(&d->service, 99.9)},
         {"latency.service_max_us", d->service.count ? d->service.max : 0},
+        {"latency.relayed", d->lat.relayed.count},
+        {"latency.relayed_p50_us", tether_hist_percentile(&d->lat.relayed, 50)},
+        {"latency.relayed_p99_us", tether_hist_percentile(&d->lat.relayed, 99)},
+        {"latency.relayed_p999_us", tether_hist_percentile(&d->lat.relayed, 99.9)},
+        {"latency.relayed_max_us", d->lat.relayed.count ? d->lat.relayed.max : 0},
+        {"latency.relayed_unmatched", d->lat.unmatched},
     };
     for (size_t i = 0; i < sizeof lrows / sizeof lrows[0]; i++)
         if (tetherd_admin_stat_set(st, lrows[i].path, (json_int_t)lrows[i].v) < 0)
@@ -703,6 +721,8 @@ int main(int argc, char **argv)
 {
     static tetherd_t d;
     tether_hist_init(&d.service);
+    if (tetherd_lat_init(&d.lat) < 0)
+        return 1;
     char err[512] = "";
     int rc = tetherd_config_load(&d.cfg, argc, argv, err, sizeof err);
     if (rc == 1)
@@ -816,6 +836,7 @@ int main(int argc, char **argv)
     tether_creds_free(d.creds);
     free(d.internal);
     tetherd_txq_free(&d.txq);
+    tetherd_lat_free(&d.lat);
     tether_log_kv(TETHER_LOG_INFO, "main", "stopped", NULL);
     return 0;
 }

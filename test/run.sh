@@ -2,7 +2,11 @@
 # Runs every test: cmocka unit tests, integration tests (real processes on
 # loopback), the unit tests and the main integration tests again under
 # ASan+UBSan, and a short run of each fuzz target over its corpus.
-# Last line: "N passed, N failed". Exit status non-zero on any failure.
+# Last line: "N passed, N failed, N skipped". Exit status non-zero on any
+# failure. A skip is a cmocka skip() or a TAP "ok - ... # SKIP" line of an
+# integration test (lib.sh: skip, skip_needs); under CI=true, skip_needs
+# (a dependency that `make test` itself provides) is already a failure, and
+# so is a fuzz target that was not built.
 set -u
 BUILD=${BUILD:-build}
 FUZZ_SMOKE_SECONDS=${FUZZ_SMOKE_SECONDS:-15}
@@ -11,12 +15,14 @@ cd "$top"
 export TETHER_TOP=$top TETHER_BUILD=$top/$BUILD
 passed=0
 failed=0
+skipped=0
 failures=()
+skips=()
 out=$(mktemp -d /tmp/tether-test.XXXXXX)
 
 # run_unit BUILD_DIR PREFIX: every cmocka binary of BUILD_DIR/test.
 run_unit() {
-    local dir=$1 pre=$2 t n rc p f
+    local dir=$1 pre=$2 t n rc p f s
     for t in "$dir"/test/test_*; do
         [ -x "$t" ] || continue
         n=$pre$(basename "$t")
@@ -24,8 +30,13 @@ run_unit() {
         rc=$?
         p=$(sed -nE 's/^\[  PASSED  \] ([0-9]+) test.*/\1/p' "$out/$n.log" | tail -n1)
         f=$(sed -nE 's/^\[  FAILED  \] ([0-9]+) test.*/\1/p' "$out/$n.log" | tail -n1)
+        s=$(sed -nE 's/^\[  SKIPPED \] ([0-9]+) test.*/\1/p' "$out/$n.log" | tail -n1)
         p=${p:-0}
         f=${f:-0}
+        s=${s:-0}
+        skipped=$((skipped + s))
+        # cmocka names a skipped test twice (as it runs and in the summary)
+        [ "$s" -gt 0 ] && skips+=("$n: $(sed -nE 's/^\[  SKIPPED \] (test_.*)/\1/p' "$out/$n.log" | sort -u | tr '\n' ' ')")
         if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi # crashed before its summary
         passed=$((passed + p))
         failed=$((failed + f))
@@ -34,22 +45,25 @@ run_unit() {
             echo "FAIL $n ($p passed, $f failed)"
             grep -E '^\[  (FAILED|ERROR)|Failure|ERROR|error' "$out/$n.log" | head -20 | sed 's/^/    /'
         else
-            echo "ok   $n ($p)"
+            echo "ok   $n ($p$([ "$s" -gt 0 ] && echo ", $s skipped"))"
         fi
     done
 }
 
 # run_integration BUILD_DIR PREFIX SCRIPT...: each script against BUILD_DIR's binaries.
 run_integration() {
-    local dir=$1 pre=$2 t n rc p f
+    local dir=$1 pre=$2 t n rc p f s
     shift 2
     for t in "$@"; do
         [ -f "$t" ] || continue
         n=$pre$(basename "$t" .sh)
         TETHER_BUILD=$dir timeout 600 bash "$t" >"$out/$n.log" 2>&1
         rc=$?
-        p=$(grep -c '^ok ' "$out/$n.log")
+        p=$(grep '^ok ' "$out/$n.log" | grep -vc '# SKIP')
+        s=$(grep -c '^ok .*# SKIP' "$out/$n.log")
         f=$(grep -c '^not ok ' "$out/$n.log")
+        skipped=$((skipped + s))
+        [ "$s" -gt 0 ] && skips+=("$n: $(sed -nE 's/^ok - (.*) # SKIP.*/\1/p' "$out/$n.log" | tr '\n' ';')")
         if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
         passed=$((passed + p))
         failed=$((failed + f))
@@ -59,7 +73,7 @@ run_integration() {
             grep -E '^(not ok|#)' "$out/$n.log" | head -30 | sed 's/^/    /'
             tail -n 15 "$out/$n.log" | sed 's/^/    | /'
         else
-            echo "ok   $n ($p)"
+            echo "ok   $n ($p$([ "$s" -gt 0 ] && echo ", $s skipped"))"
         fi
     done
 }
@@ -89,6 +103,19 @@ else
 fi
 
 echo "== fuzz smoke (${FUZZ_SMOKE_SECONDS}s each)"
+for src in test/fuzz/fuzz_*.c; do
+    n=$(basename "$src" .c)
+    [ -x "$BUILD/fuzz/$n" ] && continue
+    if [ "${CI:-}" = true ]; then # make test builds them (make fuzz-bins)
+        failed=$((failed + 1))
+        failures+=("$n")
+        echo "FAIL $n: not built (CI=true: make test builds every fuzz target)"
+    else
+        skipped=$((skipped + 1))
+        skips+=("$n: not built")
+        echo "skip $n (not built)"
+    fi
+done
 for f in "$BUILD"/fuzz/fuzz_*; do
     [ -x "$f" ] || continue
     n=$(basename "$f")
@@ -107,10 +134,11 @@ for f in "$BUILD"/fuzz/fuzz_*; do
     fi
 done
 
+for k in "${skips[@]-}"; do [ -n "$k" ] && echo "skipped: $k"; done
 if [ ${#failures[@]} -gt 0 ]; then
     echo "failed: ${failures[*]} (logs in $out)"
 else
     rm -rf "$out"
 fi
-echo "$passed passed, $failed failed"
+echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]

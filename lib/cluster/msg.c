@@ -110,6 +110,11 @@ int tether_cluster_decode(const uint8_t *in, size_t len, const uint8_t *key, siz
     m->counter = get64(in + 7);
     m->sent_at = at;
     if (in[OFF_FAMILY] == 4) {
+        /* One encoding per message: the 12 bytes after an IPv4 address are
+         * zero (encode writes them so; found by fuzz_cluster). */
+        static const uint8_t zero[12];
+        if (memcmp(in + OFF_FAMILY + 7, zero, sizeof zero) != 0)
+            return TETHER_EPROTO;
         struct sockaddr_in *s4 = (struct sockaddr_in *)&m->client.ss;
         s4->sin_family = AF_INET;
         memcpy(&s4->sin_port, in + OFF_FAMILY + 1, 2);

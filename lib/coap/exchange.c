@@ -11,12 +11,33 @@
 
 typedef struct tx tx_t;
 
+/* The MID budget toward one peer (RFC 7252 §4.4: a MID is not reused
+ * within EXCHANGE_LIFETIME). MIDs are taken in sequence, so the MID about
+ * to be taken was last used 65536 MIDs ago, and reusing it is safe while
+ * fewer than 65535 MIDs were taken in the last lifetime. A peer that takes
+ * few MIDs is counted in two windows of a lifetime (8 bytes); once it has
+ * taken MID_AGES_AFTER of them it gets `mid_ages_t`: how many MIDs each
+ * slot of lifetime/MID_SLOTS took, over the last MID_SLOTS + 1 slots, so
+ * the budget is a sliding window with a slot's granularity (sustained:
+ * 65535 per lifetime, about 265/s at 247 s, instead of half that). */
+#define MID_BUDGET 65535u
+#define MID_SLOTS 32u
+#define MID_AGES_AFTER 1024u
+
+typedef struct {
+    uint64_t slot;               /* absolute index (now / width) of cnt[slot % ...] */
+    uint32_t width;              /* ms per slot: ceil(lifetime / MID_SLOTS) */
+    uint32_t sum;                /* of cnt[] */
+    uint16_t cnt[MID_SLOTS + 1]; /* MIDs taken per slot, a ring */
+} mid_ages_t;
+
 typedef struct peer {
     tether_hnode_t hn; /* key: link key */
     tether_link_t link;
     uint16_t next_mid;
-    tether_time_t win_start;   /* MID-rate windows of EXCHANGE_LIFETIME */
+    tether_time_t win_start;    /* MID-rate windows of EXCHANGE_LIFETIME (no `ages` yet) */
     uint32_t win_cnt, win_prev; /* MIDs taken in the current / previous window */
+    mid_ages_t *ages;           /* NULL until the peer took MID_AGES_AFTER MIDs */
     tether_time_t last_used;
     tether_lnode_t lru; /* by last_used */
     tether_list_t txs;  /* outstanding CONs toward this peer, newest first */
@@ -99,7 +120,7 @@ fail_peers:
     return rc;
 }
 
-#define seen_first(cx) \
+#define seen_first(cx)                                                                             \
     ((cx)->seen_fifo.head ? container_of((cx)->seen_fifo.head, seen_t, fifo) : NULL)
 
 static void seen_free_head(tether_cx_t *cx)
@@ -130,6 +151,7 @@ static void peer_free(tether_cx_t *cx, peer_t *p)
         tx_free(cx, tx_first(p));
     tether_list_del(&cx->lru, &p->lru);
     tether_hmap_remove(&cx->peers, &p->hn);
+    free(p->ages);
     free(p);
 }
 
@@ -173,13 +195,31 @@ static peer_t *peer_get(tether_cx_t *cx, const tether_link_t *link, tether_time_
     return p;
 }
 
-int tether_cx_next_mid(tether_cx_t *cx, const tether_link_t *link, tether_time_t now,
-                       uint16_t *mid)
+/* Moves the ring of `a` to the slot of `now` and forgets every slot that
+ * ended at least a lifetime ago: `sum` is then what the slots overlapping
+ * the last lifetime took. */
+static void ages_advance(mid_ages_t *a, tether_time_t life, tether_time_t now)
 {
-    peer_t *p = peer_get(cx, link, now, true);
-    if (!p)
-        return TETHER_ENOMEM;
-    tether_time_t life = cx->conf.exchange_lifetime_ms;
+    uint64_t slot = now / a->width;
+    for (uint64_t i = 0; a->slot < slot && i <= MID_SLOTS; i++) {
+        a->slot++; /* entering a slot reuses the ring entry of one 33 slots older */
+        uint16_t *c = &a->cnt[a->slot % (MID_SLOTS + 1)];
+        a->sum -= *c;
+        *c = 0;
+    }
+    a->slot = slot;
+    for (uint64_t k = slot > MID_SLOTS ? slot - MID_SLOTS : 0; k < slot; k++) {
+        if ((k + 1) * a->width + life > now)
+            break;
+        uint16_t *c = &a->cnt[k % (MID_SLOTS + 1)];
+        a->sum -= *c;
+        *c = 0;
+    }
+}
+
+/* Rolls the two windows of a peer without `ages` forward to `now`. */
+static void windows_advance(peer_t *p, tether_time_t life, tether_time_t now)
+{
     if (now >= p->win_start + 2 * life) {
         p->win_start = now;
         p->win_cnt = p->win_prev = 0;
@@ -188,16 +228,81 @@ int tether_cx_next_mid(tether_cx_t *cx, const tether_link_t *link, tether_time_t
         p->win_prev = p->win_cnt;
         p->win_cnt = 0;
     }
-    /* Any EXCHANGE_LIFETIME interval overlaps at most the previous and the
-     * current window, so fewer than 65536 MIDs in both means no MID is
-     * reused within the lifetime. */
-    if (p->win_prev + p->win_cnt >= 65535) {
-        cx->stats.mid_throttled++;
-        return TETHER_EAGAIN;
+}
+
+/* Gives `p` its slot ring. The MIDs its windows counted are put in the
+ * current slot: later than they were taken, which only delays their
+ * reuse (never allows it early). Without memory the windows go on. */
+static void ages_start(tether_cx_t *cx, peer_t *p, tether_time_t now)
+{
+    mid_ages_t *a = calloc(1, sizeof *a);
+    if (!a)
+        return;
+    a->width = (uint32_t)((cx->conf.exchange_lifetime_ms + MID_SLOTS - 1) / MID_SLOTS);
+    if (!a->width)
+        a->width = 1;
+    a->slot = now / a->width;
+    a->sum = p->win_prev + p->win_cnt;
+    a->cnt[a->slot % (MID_SLOTS + 1)] = (uint16_t)a->sum;
+    p->ages = a;
+}
+
+int tether_cx_next_mid(tether_cx_t *cx, const tether_link_t *link, tether_time_t now, uint16_t *mid)
+{
+    peer_t *p = peer_get(cx, link, now, true);
+    if (!p)
+        return TETHER_ENOMEM;
+    if (!p->ages) {
+        windows_advance(p, cx->conf.exchange_lifetime_ms, now);
+        if (p->win_prev + p->win_cnt >= MID_AGES_AFTER)
+            ages_start(cx, p, now);
     }
-    p->win_cnt++;
+    if (p->ages) {
+        /* The slots kept overlap the last lifetime: their sum is at least
+         * the MIDs taken in it. */
+        ages_advance(p->ages, cx->conf.exchange_lifetime_ms, now);
+        if (p->ages->sum >= MID_BUDGET) {
+            cx->stats.mid_throttled++;
+            return TETHER_EAGAIN;
+        }
+        p->ages->sum++;
+        p->ages->cnt[p->ages->slot % (MID_SLOTS + 1)]++;
+    } else {
+        /* Any lifetime overlaps at most the previous and the current window. */
+        if (p->win_prev + p->win_cnt >= MID_BUDGET) {
+            cx->stats.mid_throttled++;
+            return TETHER_EAGAIN;
+        }
+        p->win_cnt++;
+    }
     *mid = p->next_mid++;
     return 0;
+}
+
+tether_time_t tether_cx_mid_available_at(tether_cx_t *cx, const tether_link_t *link,
+                                         tether_time_t now)
+{
+    peer_t *p = peer_get(cx, link, now, false);
+    tether_time_t life = cx->conf.exchange_lifetime_ms;
+    if (!p)
+        return now;
+    if (!p->ages) {
+        windows_advance(p, life, now);
+        if (p->win_prev + p->win_cnt < MID_BUDGET)
+            return now;
+        /* the previous window's MIDs age out when the current one ends */
+        return p->win_prev ? p->win_start + life : p->win_start + 2 * life;
+    }
+    mid_ages_t *a = p->ages;
+    ages_advance(a, life, now);
+    if (a->sum < MID_BUDGET)
+        return now;
+    /* The oldest slot that took a MID stops overlapping the lifetime
+     * once that lifetime starts after the slot's end. */
+    for (uint64_t k = a->slot > MID_SLOTS ? a->slot - MID_SLOTS : 0; k <= a->slot; k++)
+        if (a->cnt[k % (MID_SLOTS + 1)])
+            return (k + 1) * a->width + life;
+    return now;
 }
 
 static size_t seen_key(const tether_link_t *link, uint16_t mid, uint8_t key[22])
@@ -407,7 +512,19 @@ tether_time_t tether_cx_next_deadline(const tether_cx_t *cx)
     return d;
 }
 
-size_t tether_cx_out_count(const tether_cx_t *cx) { return cx->nout; }
-const tether_out_t *tether_cx_out_get(const tether_cx_t *cx, size_t i) { return &cx->out[i]; }
-void tether_cx_out_clear(tether_cx_t *cx) { cx->nout = 0; }
-const tether_cx_stats_t *tether_cx_stats(const tether_cx_t *cx) { return &cx->stats; }
+size_t tether_cx_out_count(const tether_cx_t *cx)
+{
+    return cx->nout;
+}
+const tether_out_t *tether_cx_out_get(const tether_cx_t *cx, size_t i)
+{
+    return &cx->out[i];
+}
+void tether_cx_out_clear(tether_cx_t *cx)
+{
+    cx->nout = 0;
+}
+const tether_cx_stats_t *tether_cx_stats(const tether_cx_t *cx)
+{
+    return &cx->stats;
+}

@@ -51,11 +51,17 @@ int tether_cx_create(const tether_cx_conf_t *conf, tether_cx_t **out);
 /* Frees everything; waiters of outstanding CONs are not called. */
 void tether_cx_destroy(tether_cx_t *cx);
 
-/* A fresh MID toward `link`. TETHER_EAGAIN when the peer has been sent so
- * many messages that a MID might be reused within EXCHANGE_LIFETIME: the
- * caller must hold the message back (tether_cx_next_deadline tells when). */
+/* A fresh MID toward `link`. TETHER_EAGAIN when 65535 MIDs were taken
+ * toward the peer within the last EXCHANGE_LIFETIME (counted per slot of
+ * a 32nd of it once the peer is busy), so the next one might reuse a MID
+ * within the lifetime (RFC 7252 §4.4): the message cannot be sent before
+ * tether_cx_mid_available_at. */
 int tether_cx_next_mid(tether_cx_t *cx, const tether_link_t *link, tether_time_t now,
                        uint16_t *mid);
+/* The earliest time a MID toward `link` can be taken (`now` when one can
+ * be now). */
+tether_time_t tether_cx_mid_available_at(tether_cx_t *cx, const tether_link_t *link,
+                                         tether_time_t now);
 
 /* Duplicate detection for a received CON or NON (RFC 7252 §4.5). Returns
  * false for a new message (now remembered), true for a duplicate: its

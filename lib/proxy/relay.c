@@ -36,8 +36,7 @@ void tether_relay_cancel(tether_node_t *n, relay_req_t *r) { req_free(n, r); }
 
 /* Answers the client of `r` with `resp` (its type, MID and token are set
  * here) and forgets `r`. */
-static void req_answer(tether_node_t *n, relay_req_t *r, tether_coap_msg_t *resp,
-                       tether_time_t now)
+static void req_answer(tether_node_t *n, relay_req_t *r, tether_coap_msg_t *resp, tether_time_t now)
 {
     bw_xfer_t *x = r->bw_xfer;
     if (x) { /* tether's own request: the transfer hears the answer */
@@ -59,6 +58,17 @@ static void req_fail(tether_node_t *n, relay_req_t *r, uint8_t code, tether_time
         n->stats.relay_timeouts++;
     else if (code == TETHER_COAP_BAD_GATEWAY)
         n->stats.relay_gone++;
+    req_answer(n, r, &resp, now);
+}
+
+/* Answers `r` 5.03 with a Max-Age of `retry_s` seconds (RFC 7252 §5.9.3.4:
+ * the client may retry after that time). */
+static void req_fail_retry(tether_node_t *n, relay_req_t *r, uint32_t retry_s, tether_time_t now)
+{
+    tether_coap_msg_t resp;
+    uint8_t v[4];
+    tether_coap_msg_init(&resp, TETHER_COAP_NON, TETHER_COAP_SERVICE_UNAVAILABLE, 0);
+    tether_coap_msg_add_opt(&resp, TETHER_COAP_OPT_MAX_AGE, v, tether_coap_uint_encode(retry_s, v));
     req_answer(n, r, &resp, now);
 }
 
@@ -135,7 +145,13 @@ void tether_relay_send(tether_node_t *n, relay_req_t *r, tether_time_t now)
     r->state = R_SENT;
     r->dev_link = d->link;
     if (tether_cx_next_mid(n->cx, &d->link, now, &r->umid) < 0) {
-        req_queue(n, r, now); /* MID space exhausted for now: hold it */
+        /* The device's MID budget for this EXCHANGE_LIFETIME is spent
+         * (RFC 7252 §4.4): holding the request would only turn it into a
+         * 5.04 later, so the client learns now when to try again. */
+        tether_time_t at = tether_cx_mid_available_at(n->cx, &d->link, now);
+        n->stats.relay_mid_exhausted++;
+        r->state = R_WAITING; /* no CON outstanding to cancel */
+        req_fail_retry(n, r, (uint32_t)((at - now + 999) / 1000), now);
         return;
     }
     r->msg[2] = (uint8_t)(r->umid >> 8);
@@ -178,8 +194,7 @@ static int copy_forward_opts(const tether_node_t *n, const tether_coap_msg_t *in
         case TETHER_COAP_OPT_URI_PORT:
         case TETHER_COAP_OPT_PROXY_URI:
         case TETHER_COAP_OPT_PROXY_SCHEME:
-        case TETHER_COAP_OPT_OBSERVE: /* the observe layer adds its own */
-            continue;
+        case TETHER_COAP_OPT_OBSERVE: /* the observe layer adds its own */ continue;
         case TETHER_COAP_OPT_URI_PATH:
         case TETHER_COAP_OPT_URI_QUERY:
             if (skip_uri)
@@ -250,8 +265,8 @@ static void req_start(tether_node_t *n, relay_req_t *r, tether_time_t now)
  * which must outlive `up`); false when `req` has been answered with the
  * error. */
 static bool relay_target(tether_node_t *n, const tether_link_t *link, const tether_coap_msg_t *req,
-                         const tether_coap_opt_t *pu, char *host, size_t cap,
-                         tether_coap_msg_t *up, uint8_t *scratch, size_t scap, tether_time_t now)
+                         const tether_coap_opt_t *pu, char *host, size_t cap, tether_coap_msg_t *up,
+                         uint8_t *scratch, size_t scap, tether_time_t now)
 {
     const tether_coap_opt_t *uh;
     if (pu) {
@@ -280,8 +295,7 @@ static bool relay_target(tether_node_t *n, const tether_link_t *link, const teth
     }
     uh = tether_coap_msg_find_opt(req, TETHER_COAP_OPT_URI_HOST);
     if (!uh || uh->len == 0 || uh->len >= cap) {
-        tether_reply_code(n, link, req, TETHER_COAP_BAD_REQUEST, "no device named (Uri-Host)",
-                          now);
+        tether_reply_code(n, link, req, TETHER_COAP_BAD_REQUEST, "no device named (Uri-Host)", now);
         return false;
     }
     memcpy(host, uh->val, uh->len);
@@ -289,8 +303,8 @@ static bool relay_target(tether_node_t *n, const tether_link_t *link, const teth
     return true;
 }
 
-void tether_relay_request(tether_node_t *n, const tether_peer_t *peer,
-                          const tether_coap_msg_t *req, tether_time_t now)
+void tether_relay_request(tether_node_t *n, const tether_peer_t *peer, const tether_coap_msg_t *req,
+                          tether_time_t now)
 {
     const tether_link_t *link = &peer->link;
     tether_coap_msg_t up;
@@ -324,8 +338,7 @@ void tether_relay_request(tether_node_t *n, const tether_peer_t *peer,
         return;
     }
     if (copy_forward_opts(n, req, &up, pu != NULL) < 0) {
-        tether_reply_code(n, link, req, TETHER_COAP_BAD_GATEWAY, "option cannot be forwarded",
-                          now);
+        tether_reply_code(n, link, req, TETHER_COAP_BAD_GATEWAY, "option cannot be forwarded", now);
         return;
     }
     up.payload = req->payload;
@@ -416,8 +429,7 @@ void tether_relay_link_down(tether_node_t *n, tether_device_t *d, const tether_l
     for (tether_lnode_t *l = d->reqs.head, *next; l; l = next) {
         next = l->next;
         relay_req_t *r = req_of(l);
-        if (r->state == R_WAITING && r->dev_link.kind == link->kind &&
-            r->dev_link.id == link->id)
+        if (r->state == R_WAITING && r->dev_link.kind == link->kind && r->dev_link.id == link->id)
             req_lost(n, r, TETHER_COAP_BAD_GATEWAY, now);
     }
 }

@@ -27,12 +27,45 @@ check() {
     if "$@"; then ok "$desc"; else not_ok "$desc"; fi
 }
 note() { echo "# $*"; }
+# skip DESC: a section that cannot run on this machine; test/run.sh counts
+# the TAP "# SKIP" line as skipped (never as passed).
+skip() { echo "ok - $* # SKIP"; }
+# skip_needs DESC: a section whose dependency `make test` itself provides
+# (deploy/deps.sh test or the build): skipped when run by hand, a failure
+# under CI=true, where it can only mean the set-up is broken.
+skip_needs() {
+    if [ "${CI:-}" = true ]; then not_ok "$* (CI=true: make test provides this)"; else skip "$*"; fi
+}
 
 # wait_log FILE REGEX [SECONDS]: blocks until a line matching REGEX appears
 # in FILE (follows the file as it grows); fails after SECONDS (default 10).
 wait_log() {
     local file=$1 re=$2 secs=${3:-10}
     timeout "$secs" bash -c 'tail -n +1 -F "$1" 2>/dev/null | grep -m1 -qE "$2"' _ "$file" "$re"
+}
+
+# wait_stats FILE CONDITION [SECONDS]: blocks until a "devices: stats" or
+# "devices: final" line of FILE (tether-bench devices) makes the bash
+# arithmetic CONDITION true, with each numeric key=value of the line as a
+# variable (e.g. 'handshakes == 10 && rebinds >= 5 && pongs == pings');
+# fails after SECONDS (default 10). The matching line goes to stdout.
+wait_stats() {
+    local file=$1 cond=$2 line tok end=$((SECONDS + ${3:-10}))
+    while :; do
+        while IFS= read -r line; do
+            if (
+                for tok in ${line#devices: * }; do
+                    [[ $tok =~ ^([a-z_]+)=([0-9]+)$ ]] && declare "${BASH_REMATCH[1]}=${BASH_REMATCH[2]}"
+                done
+                (($cond)) 2>/dev/null
+            ); then
+                echo "$line"
+                return 0
+            fi
+        done < <(grep -E '^devices: (stats|final) ' "$file" 2>/dev/null)
+        [ "$SECONDS" -ge "$end" ] && return 1
+        sleep 0.2
+    done
 }
 
 # start_tetherd NAME ARGS...: starts tetherd, waits for its "ready" line, and

@@ -231,7 +231,7 @@ if [ -x "$BUILD_DIR/tether-bench" ]; then
     check "GET sim2/slow: the separate response arrives" \
         eval '[ "$CODE" = 200 ] && jqe ".code | startswith(\"2.\")"'
 else
-    note "skip tether-bench devices section: $BUILD_DIR/tether-bench is not built yet"
+    skip_needs "tether-bench devices section: $BUILD_DIR/tether-bench is not built"
 fi
 
 # --- SIGTERM drain (S7) ---------------------------------------------------------------

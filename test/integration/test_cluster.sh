@@ -86,8 +86,8 @@ check "both nodes hold some of the tunnels" bash -c '[ "$1" -gt 0 ] && [ "$2" -g
 
 # Several rounds of rebinding: the pings sent from every new port must be
 # answered, with no new handshake.
-check "after rebinding, pings are still answered and no device handshook again" \
-    wait_log "$T/devices.log" '^devices: stats .*handshakes=20 .*rebinds=([6-9][0-9]|[1-9][0-9][0-9]).* pongs=[1-9]' 30
+check "after rebinding, every ping is answered and no device handshook again" \
+    wait_stats "$T/devices.log" 'handshakes == 20 && pings >= 60 && pongs == pings' 30
 f1=$(stat "$A1" cluster.forwarded_records) f2=$(stat "$A2" cluster.forwarded_records)
 i1=$(stat "$A1" cluster.forwarded_in) i2=$(stat "$A2" cluster.forwarded_in)
 note "forwarded: node 1 sent $f1 received $i1; node 2 sent $f2 received $i2"
@@ -95,8 +95,9 @@ check "records were forwarded by CID in both directions" \
     bash -c '[ "$1" -gt 0 ] && [ "$2" -gt 0 ] && [ "$3" -gt 0 ] && [ "$4" -gt 0 ]' \
     _ "$f1" "$f2" "$i1" "$i2"
 r1=$(stat "$A1" cluster.replies_in) r2=$(stat "$A2" cluster.replies_in)
-check "answers went back through the node the device talks to" \
-    bash -c '[ $(($1 + $2)) -gt 0 ]' _ "$r1" "$r2"
+note "replies relayed back: node 1 $r1, node 2 $r2"
+check "answers went back through the node the device talks to, on both nodes" \
+    bash -c '[ "$1" -gt 0 ] && [ "$2" -gt 0 ]' _ "$r1" "$r2"
 check "no handshake was lost or repeated on either node" \
     bash -c '[ $(($1 + $2)) -eq 20 ] && [ "$3" = 0 ] && [ "$4" = 0 ]' _ \
     "$(stat "$A1" sessions.handshakes_full)" "$(stat "$A2" sessions.handshakes_full)" \

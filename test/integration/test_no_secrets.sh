@@ -24,7 +24,7 @@ creds() { # creds KEY...: devices d1.. with those keys, a client and a fleet mas
 creds "$K1" >"$T/creds.json"
 cat >"$T/tether.json" <<JSON
 {"listen": ["coaps://127.0.0.1:0"], "credentials_file": "$T/creds.json",
- "admin_token": "$TOKEN", "cluster_key": "$CKEY"}
+ "admin_token": "$TOKEN", "cluster_key": "$CKEY", "dtls": {"handshake_timeout": 1}}
 JSON
 start_tetherd s1 --config "$T/tether.json" || {
     not_ok "tetherd starts with a token, a cluster key and credentials"
@@ -49,14 +49,30 @@ check "/config redacts both secrets" jqe '.admin_token == "***" and .cluster_key
 req -H "$AUTH" -X PUT -d "{\"level\": \"$TOKEN\"}" "$A/log-level"
 check "a secret as a bad log level: 400" is_err 400
 
+stat() { curl -s -H "$AUTH" "$A/stats" | jq -r ".$1"; }
+# Each secret must really have been used, or its absence from the log
+# proves nothing: the handshakes and reloads below are confirmed.
 out=$(timeout 20 coap-client-openssl -B 3 -u d1 -k "$K1" -m post "$URI/rd?ep=d1" 2>&1)
 check "a device registers with its key" wait_log "$s1_LOG" '"msg":"registered","ep":"d1"' 5
+failed0=$(stat sessions.handshakes_failed)
 timeout 20 coap-client-openssl -B 2 -u d1 -k "wrong-$K1" -m get "$URI/node" >/dev/null 2>&1
-timeout 20 coap-client-openssl -B 2 -u app1 -k "$K2" -m get "$URI/node" >/dev/null 2>&1
+# A wrong key never gets past the Finished; the attempt fails at
+# dtls.handshake_timeout (1 s).
+for _ in $(seq 50); do
+    [ "$(stat sessions.handshakes_failed)" -gt "$failed0" ] && break
+    sleep 0.1
+done
+check "the handshake with a wrong key was refused by the server" \
+    test "$(stat sessions.handshakes_failed)" -gt "$failed0"
+out=$(timeout 20 coap-client-openssl -B 2 -u app1 -k "$K2" -m get "$URI/node" 2>&1)
+check "the client handshakes with its key and is answered" grep -qF '"node_id"' <<<"$out"
 
 creds "$K1" "$K3" >"$T/creds.json"
 kill -HUP "$s1_PID"
 check "SIGHUP reload" wait_log "$s1_LOG" '"msg":"reloaded"' 5
+out=$(timeout 20 coap-client-openssl -B 3 -u d2 -k "$K3" -m post "$URI/rd?ep=d2" 2>&1)
+check "the reload took effect: d2 handshakes with the new key and registers" \
+    wait_log "$s1_LOG" '"msg":"registered","ep":"d2"' 5
 # A broken file whose syntax error sits inside a key string: the parser's
 # error text must not carry the key into the log.
 printf '{"psk": [{"identity": "d9", "key_hex": "%s' "$(hex "$K3")" >"$T/creds.json"
@@ -65,7 +81,7 @@ check "a broken credentials file is reported" wait_log "$s1_LOG" 'reload failed'
 printf '{"psk": [{"identity": "d9", "key_hex": "%sZZ", "role": "device"}]}\n' "$(hex "$K3")" \
     >"$T/creds.json"
 kill -HUP "$s1_PID"
-wait_log "$s1_LOG" 'must be 1\.\.' 5
+check "a credentials file with a bad key_hex is reported" wait_log "$s1_LOG" 'must be 1\.\.' 5
 # The same for the config file itself (printed at start).
 printf '{"admin_token": "%s\n' "$TOKEN" >"$T/broken.json"
 "$TETHERD" --config "$T/broken.json" --check-config >"$T/check.log" 2>&1

@@ -106,12 +106,28 @@ check "stopped device: 5.04" grep -qF '5.04' <<<"$out"
 check "5.04 within the configured 3 s timeout (+ slack)" test "$ms" -lt 6000
 
 # Queue mode: a sleepy device (b=UQ) gets the request when it wakes.
-start_devices sleepy --count 1 --first 600 --sleepy 4:2
-wait_log "$T/sleepy.log" 'registered 1/1' 30 || not_ok "dev600 registers"
-wait_log "$T/sleepy.log" 'sleep' 20 || true
-out=$(app1 -m get -O 3,dev600 "$COAPS/temp")
+# The request goes out while the device sleeps (a stats line, printed every
+# second, shows the first sleep begun: at least 3 s of it remain), so
+# tether must hold it: queue.pending is 1 while the client waits, and the
+# answer arrives once the device wakes.
+start_devices sleepy --count 1 --first 600 --sleepy 4:2 --stats-every 1
+check "dev600 registers in queue mode" wait_log "$T/sleepy.log" 'registered 1/1' 30
+check "dev600 falls asleep" wait_stats "$T/sleepy.log" 'sleeps == 1' 20
+queued0=$(stat queue.queued_total)
+app1 -m get -O 3,dev600 "$COAPS/temp" >"$T/sleepy.out" &
+client=$!
+pending=0
+for _ in $(seq 30); do
+    [ "$(stat queue.pending)" = 1 ] && pending=1 && break
+    sleep 0.1
+done
+check "while dev600 sleeps, the request waits in its queue (queue.pending 1)" test $pending = 1
+wait "$client"
+out=$(cat "$T/sleepy.out")
 note "sleepy device: $out"
 check "request queued for a sleeping device is delivered when it wakes" grep -qE '^-?[0-9]+\.[0-9]' <<<"$out"
+check "exactly one request was queued (queue.queued_total +1)" \
+    test "$(stat queue.queued_total)" = $((queued0 + 1))
 check "queue.pending back to 0" test "$(stat queue.pending)" = 0
 
 finish

@@ -397,7 +397,7 @@ static void check_old_replayed_forged(fixture_t *f, bool dtls13, uint16_t base)
     tether_dtls_input(f->srv, 0, &forger, bad, n2, now_ms, &rx);
     assert_int_equal(rx.len, 0);
     assert_int_equal(tether_dtls_tx_count(f->srv), 0);
-    assert_true(st->unknown_cid_dropped >= 1);
+    assert_int_equal(st->unknown_cid_dropped, 1);
     assert_int_equal(st->address_changes, moves);
     assert_int_equal(st->sessions_active, 1);
 
@@ -485,7 +485,9 @@ static void test_handshake_timeout_frees_the_attempt(void **state)
     const tether_dtls_stats_t *st = tether_dtls_stats(f->srv);
     assert_int_equal(st->handshakes_inflight, 1);
     tether_dtls_tick(f->srv, now_ms + 1500); /* retransmits the server flight */
-    assert_true(tether_dtls_tx_count(f->srv) >= 1);
+    /* The whole flight again, ServerHello and ServerHelloDone (PSK: no
+     * certificate), one datagram each as wolfSSL writes them. */
+    assert_int_equal(tether_dtls_tx_count(f->srv), 2);
     tether_dtls_tx_clear(f->srv);
     tether_dtls_tick(f->srv, now_ms + 31000);
     assert_int_equal(st->handshakes_inflight, 0);
@@ -1214,8 +1216,10 @@ static void test_returning_device_handshakes_again(void **state)
     assert_int_equal(st->sessions_active, 1);
     assert_null(tether_dtls_sess_find(f->srv, old_id));
     const tether_dtls_event_t *ev;
-    size_t n = tether_dtls_events(f->srv, &ev);
-    assert_true(n >= 1);
+    size_t n = tether_dtls_events(f->srv, &ev), closed = 0;
+    for (size_t i = 0; i < n; i++)
+        closed += ev[i].kind == TETHER_DTLS_EV_CLOSED;
+    assert_int_equal(closed, 1); /* the old session, once */
     assert_int_equal(ev[n - 1].kind, TETHER_DTLS_EV_CLOSED);
     assert_int_equal(ev[n - 1].why, TETHER_DTLS_WHY_REPLACED);
     assert_int_equal(ev[n - 1].id, old_id);

@@ -81,6 +81,69 @@ static void test_mid_guard(void **state)
     tether_cx_destroy(cx);
 }
 
+/* RFC 7252 §4.4 allows 65535 MIDs per EXCHANGE_LIFETIME toward one peer;
+ * 200/s (49,400 per lifetime) must never run out, although two fixed
+ * windows of a lifetime each would count up to 98,800. */
+static void test_mid_budget_slides(void **state)
+{
+    (void)state;
+    events_t e = {0};
+    tether_cx_t *cx = make(&e);
+    tether_link_t a = link_n(1);
+    uint16_t mid, prev = 0;
+    for (tether_time_t t = 0; t < 3 * 247000; t += 5) {
+        assert_int_equal(tether_cx_next_mid(cx, &a, t, &mid), 0);
+        if (t)
+            assert_int_equal(mid, (uint16_t)(prev + 1));
+        prev = mid;
+    }
+    assert_int_equal(tether_cx_stats(cx)->mid_throttled, 0);
+    tether_cx_destroy(cx);
+}
+
+/* At 500/s the budget runs out; tether_cx_mid_available_at tells exactly
+ * when the next MID can be taken, and no MID is reused within a lifetime. */
+static void test_mid_budget_spent_tells_when(void **state)
+{
+    (void)state;
+    events_t e = {0};
+    tether_cx_t *cx = make(&e);
+    tether_link_t a = link_n(1);
+    static tether_time_t taken[65536]; /* when each MID value was last taken */
+    static bool used[65536];
+    uint16_t mid;
+    tether_time_t t = 1000;
+    int n = 0;
+    while (tether_cx_next_mid(cx, &a, t, &mid) == 0) {
+        used[mid] = true;
+        taken[mid] = t;
+        n++;
+        t += 2;
+    }
+    assert_int_equal(n, 65535);
+    tether_time_t at = tether_cx_mid_available_at(cx, &a, t);
+    assert_true(at > t);
+    assert_true(at <= 1000 + 247000 + 247000 / 32 + 1); /* the first slot's end + a lifetime */
+    assert_int_equal(tether_cx_next_mid(cx, &a, at - 1, &mid), TETHER_EAGAIN);
+    assert_int_equal(tether_cx_mid_available_at(cx, &a, at - 1), at);
+    assert_int_equal(tether_cx_next_mid(cx, &a, at, &mid), 0);
+    assert_false(used[mid]); /* the one value of the 65536 not taken yet */
+    used[mid] = true;
+    taken[mid] = at;
+    int reused = 0;
+    /* keep going at 500/s: every MID handed out was last used a lifetime ago */
+    for (t = at + 2; t < at + 247000; t += 2) {
+        if (tether_cx_next_mid(cx, &a, t, &mid) == 0) {
+            assert_true(used[mid]);
+            assert_true(t >= taken[mid] + 247000);
+            taken[mid] = t;
+            reused++;
+        }
+    }
+    assert_true(reused > 60000); /* the budget comes back as the old MIDs age out */
+    tether_cx_destroy(cx);
+}
+
 static void test_dedup_replays_cached_reply(void **state)
 {
     (void)state;
@@ -165,6 +228,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_mid_guard),
+        cmocka_unit_test(test_mid_budget_slides),
+        cmocka_unit_test(test_mid_budget_spent_tells_when),
         cmocka_unit_test(test_dedup_replays_cached_reply),
         cmocka_unit_test(test_retransmit_backoff_and_timeout),
         cmocka_unit_test(test_ack_rst_and_link_down),

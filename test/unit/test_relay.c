@@ -47,6 +47,61 @@ static void test_relay_piggybacked(void **state)
     assert_int_equal(tether_node_stats(f->node)->relay_timeouts, 0);
 }
 
+/* A device's MID budget (65535 CONs per EXCHANGE_LIFETIME, RFC 7252 §4.4)
+ * spent: the next request is answered 5.03 at once with a Max-Age saying
+ * when to retry, not held until it times out. */
+static void test_mid_budget_spent_answers_503(void **state)
+{
+    fx_t *f = *state;
+    assert_int_equal(do_register(f, 7, "dev1", "dev1", NULL), TETHER_COAP_CREATED);
+    tether_peer_t client = dtls_peer(9, "app1", TETHER_ROLE_CLIENT, 50000);
+    tether_peer_t dev = dtls_peer(7, "dev1", TETHER_ROLE_DEVICE, 40000);
+    tether_coap_msg_t m, up, r, ack;
+    tether_time_t start = f->now;
+    for (uint32_t i = 0; i < 65535; i++) {
+        tether_coap_msg_init(&m, TETHER_COAP_CON, TETHER_COAP_POST, (uint16_t)i);
+        tether_coap_msg_set_token(&m, (const uint8_t *)"tk", 2);
+        tether_coap_msg_add_opt(&m, TETHER_COAP_OPT_URI_HOST, "dev1", 4);
+        add_path(&m, "count");
+        assert_int_equal(send_msg(f, &client, &m), 1);
+        out_msg(f, 0, &up);
+        assert_int_equal(up.type, TETHER_COAP_CON);
+        tether_coap_msg_init(&ack, TETHER_COAP_ACK, TETHER_COAP_CHANGED, up.mid);
+        tether_coap_msg_set_token(&ack, up.token, up.tkl);
+        assert_int_equal(send_msg(f, &dev, &ack), 1);
+        f->now += 2;
+    }
+    assert_int_equal(tether_node_stats(f->node)->relay_ok, 65535);
+    tether_coap_msg_init(&m, TETHER_COAP_CON, TETHER_COAP_POST, 65535);
+    tether_coap_msg_set_token(&m, (const uint8_t *)"tk", 2);
+    tether_coap_msg_add_opt(&m, TETHER_COAP_OPT_URI_HOST, "dev1", 4);
+    add_path(&m, "count");
+    assert_int_equal(send_msg(f, &client, &m), 1);
+    const tether_out_t *o = out_msg(f, 0, &r);
+    assert_int_equal(o->link.id, 9); /* to the client, nothing to the device */
+    assert_int_equal(r.code, TETHER_COAP_SERVICE_UNAVAILABLE);
+    assert_int_equal(r.mid, 65535);
+    uint32_t max_age = 0;
+    assert_int_equal(tether_coap_msg_get_uint(&r, TETHER_COAP_OPT_MAX_AGE, &max_age), 0);
+    /* the first MIDs age out a lifetime (247 s) after they were taken,
+     * 131 s ago: within one budget slot (247/32 s) of that */
+    tether_time_t expect_s = (start + 247000 - f->now) / 1000;
+    assert_true(max_age >= expect_s && max_age <= expect_s + 9);
+    assert_int_equal(tether_node_stats(f->node)->relay_mid_exhausted, 1);
+    assert_int_equal(tether_node_stats(f->node)->relay_timeouts, 0);
+    /* after Max-Age the device can be reached again (from another client:
+     * this one's MIDs are all still remembered for deduplication) */
+    f->now += (tether_time_t)max_age * 1000;
+    tether_peer_t client2 = dtls_peer(10, "app1", TETHER_ROLE_CLIENT, 50001);
+    tether_coap_msg_init(&m, TETHER_COAP_CON, TETHER_COAP_POST, 1);
+    tether_coap_msg_set_token(&m, (const uint8_t *)"tl", 2);
+    tether_coap_msg_add_opt(&m, TETHER_COAP_OPT_URI_HOST, "dev1", 4);
+    add_path(&m, "count");
+    assert_int_equal(send_msg(f, &client2, &m), 1);
+    o = out_msg(f, 0, &up);
+    assert_int_equal(o->link.id, 7);
+}
+
 static void test_relay_errors_and_acl(void **state)
 {
     fx_t *f = *state;
@@ -198,8 +253,8 @@ static void test_separate_response_from_device(void **state)
         if (o->link.kind == TETHER_LINK_DTLS) {
             acked_dev = r.type == TETHER_COAP_ACK && r.mid == 0x5151 && r.code == 0;
         } else {
-            answered = r.type == TETHER_COAP_CON && r.code == TETHER_COAP_CONTENT &&
-                       r.payload_len == 4;
+            answered =
+                r.type == TETHER_COAP_CON && r.code == TETHER_COAP_CONTENT && r.payload_len == 4;
         }
     }
     assert_true(acked_dev);
@@ -293,6 +348,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_separate_response_from_device, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_mode_delivers_on_wake, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_ttl_and_link_down, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_mid_budget_spent_answers_503, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -11,7 +11,7 @@
  * Wire format (network byte order), version 2:
  *   "TQ" | version 2 | type | from node | to node | interface | counter (8)
  *   | timestamp ms (8) | family (4 or 6) | port (2) | address (16, IPv4 in
- *   the first 4) | payload | MAC (first 16 bytes of HMAC-SHA256 over all
+ *   the first 4, then zeros) | payload | MAC (first 16 bytes of HMAC-SHA256 over all
  *   before it, under the key of the pair from -> to: tether/channel.h)
  * The interface is the receiving node's DTLS listener index the client
  * wrote to, echoed in the owner's REPLY so the answer leaves from the same

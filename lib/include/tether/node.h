@@ -29,6 +29,7 @@ typedef struct {
     uint64_t relay_gone;       /* answered 5.02 */
     uint64_t relay_denied;     /* 4.01 / 4.03 */
     uint64_t relay_unknown;    /* 4.04: no such device */
+    uint64_t relay_mid_exhausted; /* 5.03 + Max-Age: the device's MID budget was spent */
     uint64_t queued;           /* requests held for a sleeping device */
     uint64_t queue_pending;
     uint64_t devices_registered;
