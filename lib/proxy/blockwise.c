@@ -37,7 +37,7 @@ struct bw_xfer {
     struct relay_req *pending;
     tether_list_t waiters; /* in arrival order, so also in ack_at order */
     bw_waiter_t *unacked;  /* the first waiter whose CON is not acknowledged yet */
-    uint8_t *head; /* code and options of the first block (no payload) */
+    uint8_t *head;         /* code and options of the first block (no payload) */
     size_t head_len;
     uint8_t *body;
     size_t len, cap;
@@ -79,8 +79,8 @@ static void count(tether_node_t *n)
 
 /* ---- slicing --------------------------------------------------------------------- */
 
-int tether_bw_slice(tether_node_t *n, const tether_coap_msg_t *req,
-                    tether_coap_msg_t *resp, uint8_t blk[3], uint8_t sz2[4])
+int tether_bw_slice(tether_node_t *n, const tether_coap_msg_t *req, tether_coap_msg_t *resp,
+                    uint8_t blk[3], uint8_t sz2[4])
 {
     const tether_coap_opt_t *o = tether_coap_msg_find_opt(req, TETHER_COAP_OPT_BLOCK2);
     tether_coap_block_t b = {.num = 0, .more = false, .szx = conf_szx(n)};
@@ -564,8 +564,8 @@ bool tether_bw_adopt(tether_node_t *n, relay_req_t *r, const tether_coap_msg_t *
 {
     const tether_coap_opt_t *o = tether_coap_msg_find_opt(resp, TETHER_COAP_OPT_BLOCK2);
     tether_coap_block_t b;
-    if (resp->code != TETHER_COAP_CONTENT || !o || tether_coap_block_decode(o->val, o->len, &b) < 0 ||
-        b.num != 0 || !b.more)
+    if (resp->code != TETHER_COAP_CONTENT || !o ||
+        tether_coap_block_decode(o->val, o->len, &b) < 0 || b.num != 0 || !b.more)
         return false;
     tether_coap_msg_t up, plain;
     tether_coap_perr_t perr;
@@ -770,8 +770,8 @@ void tether_bw_upload_answer(tether_node_t *n, bw_upload_t *u, const tether_coap
 /* ---- entry points ------------------------------------------------------------------ */
 
 bool tether_bw_request(tether_node_t *n, const tether_link_t *link, const tether_coap_msg_t *req,
-                       tether_device_t *d, const char *host, tether_coap_msg_t *up,
-                       uint8_t rtag[8], bw_upload_t **upload, tether_time_t now)
+                       tether_device_t *d, const char *host, tether_coap_msg_t *up, uint8_t rtag[8],
+                       bw_upload_t **upload, tether_time_t now)
 {
     *upload = NULL;
     if (tether_coap_msg_find_opt(up, TETHER_COAP_OPT_BLOCK1))
@@ -820,8 +820,7 @@ bool tether_bw_request(tether_node_t *n, const tether_link_t *link, const tether
     if (!o)
         return false; /* relayed as it is; a first block with M=1 is adopted */
     if (!x && !(x = xfer_new(n, &k, d->rec.name, &plain))) {
-        tether_reply_code(n, link, req, TETHER_COAP_SERVICE_UNAVAILABLE, "too many transfers",
-                          now);
+        tether_reply_code(n, link, req, TETHER_COAP_SERVICE_UNAVAILABLE, "too many transfers", now);
         return true;
     }
     xfer_start(n, x, now);

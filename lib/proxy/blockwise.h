@@ -75,8 +75,8 @@ void tether_bw_free(struct tether_node *n);
  * blk[3]) and Size2 when asked (value in sz2[4]): both must outlive resp.
  * TETHER_EPROTO when the request's Block2 is malformed or beyond the
  * end (the caller answers 4.02). */
-int tether_bw_slice(struct tether_node *n, const tether_coap_msg_t *req,
-                    tether_coap_msg_t *resp, uint8_t blk[3], uint8_t sz2[4]);
+int tether_bw_slice(struct tether_node *n, const tether_coap_msg_t *req, tether_coap_msg_t *resp,
+                    uint8_t blk[3], uint8_t sz2[4]);
 
 /* A client's request for device `d` (named `host`), `up` being it as it
  * would be forwarded. Block2: answers it from a cached or kept whole

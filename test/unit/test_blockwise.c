@@ -37,8 +37,8 @@ static tether_coap_block_t block_of(const tether_coap_msg_t *m, uint16_t opt)
 }
 
 /* A client GET for dev1/path with Block2 (szx < 0: none) and Size2. */
-static size_t get_block(fx_t *f, const tether_peer_t *c, const char *path, uint16_t mid,
-                        int num, int szx, bool size2)
+static size_t get_block(fx_t *f, const tether_peer_t *c, const char *path, uint16_t mid, int num,
+                        int szx, bool size2)
 {
     tether_coap_msg_t m;
     uint8_t bv[3];
@@ -71,7 +71,8 @@ static size_t dev_block(fx_t *f, const tether_coap_msg_t *up, uint32_t num, uint
         tether_coap_msg_add_opt(&ack, TETHER_COAP_OPT_ETAG, etag, strlen(etag));
     add_block(&ack, TETHER_COAP_OPT_BLOCK2, num, more, szx, bv);
     if (size2)
-        tether_coap_msg_add_opt(&ack, TETHER_COAP_OPT_SIZE2, sz, tether_coap_uint_encode(size2, sz));
+        tether_coap_msg_add_opt(&ack, TETHER_COAP_OPT_SIZE2, sz,
+                                tether_coap_uint_encode(size2, sz));
     ack.payload = rep + (off < total ? off : 0); /* endless blocks repeat the start */
     ack.payload_len = len >= 0 ? (size_t)len : n;
     return send_msg(f, &dev, &ack);
