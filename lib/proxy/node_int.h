@@ -2,7 +2,8 @@
  *
  * node.c dispatches each message; reply.c answers requests; relay.c
  * relays client requests to device tunnels (queue mode included) with
- * relay_cache.c as the response cache's part; observe.c does the Observe
+ * relay_cache.c as the response cache's part and blockwise.c for
+ * block-wise transfers (RFC 7959); observe.c does the Observe
  * messaging over the registry of obsreg.c; rd.c is the resource directory
  * over the device registry of registry.c, writing its entries through the
  * state store. All of them share this struct; each owns the fields its
