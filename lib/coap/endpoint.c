@@ -40,29 +40,29 @@ static void reject(tether_coap_ep_t *ep, const tether_coap_msg_t *msg, tether_co
         *reply_len = 0;
 }
 
-tether_layer_res_t tether_coap_ep_input(tether_coap_ep_t *ep, const uint8_t *buf, size_t len,
-                                        tether_coap_msg_t *msg, uint8_t *reply, size_t cap,
-                                        size_t *reply_len)
+tether_coap_ep_res_t tether_coap_ep_input(tether_coap_ep_t *ep, const uint8_t *buf, size_t len,
+                                          tether_coap_msg_t *msg, uint8_t *reply, size_t cap,
+                                          size_t *reply_len)
 {
     tether_coap_perr_t perr;
     uint16_t bad;
     *reply_len = 0;
     if (tether_coap_parse(msg, buf, len, &perr) < 0) {
         reject(ep, msg, tether_coap_reject_action(msg, perr), reply, cap, reply_len);
-        return TETHER_LAYER_STOP;
+        return TETHER_COAP_EP_STOP;
     }
     if (msg->code == TETHER_COAP_EMPTY) {
         /* CoAP ping: a CON empty message is answered with RST (§4.3). */
         if (msg->type == TETHER_COAP_CON)
             reject(ep, msg, TETHER_COAP_REJECT_RST, reply, cap, reply_len);
         else if (msg->type == TETHER_COAP_ACK || msg->type == TETHER_COAP_RST)
-            return TETHER_LAYER_CONTINUE; /* matters to whoever sent the CON */
-        return TETHER_LAYER_STOP;
+            return TETHER_COAP_EP_UP; /* matters to whoever sent the CON */
+        return TETHER_COAP_EP_STOP;
     }
     if (tether_coap_check_opts(ep->reg, msg, &bad) < 0) {
         reject(ep, msg, tether_coap_reject_action(msg, TETHER_COAP_PERR_BAD_OPTION), reply, cap,
                reply_len);
-        return TETHER_LAYER_STOP;
+        return TETHER_COAP_EP_STOP;
     }
-    return TETHER_LAYER_CONTINUE;
+    return TETHER_COAP_EP_UP;
 }

@@ -200,8 +200,8 @@ void tether_node_input(tether_node_t *n, const tether_peer_t *peer, const uint8_
         relinked = !d->link_up || !tether_link_equal(&d->link, &peer->link);
         tether_registry_touch(&n->reg, d, &peer->link, now);
     }
-    tether_layer_res_t res = tether_coap_ep_input(&n->ep, buf, len, &msg, rej, sizeof rej, &rlen);
-    if (res != TETHER_LAYER_CONTINUE) {
+    tether_coap_ep_res_t res = tether_coap_ep_input(&n->ep, buf, len, &msg, rej, sizeof rej, &rlen);
+    if (res != TETHER_COAP_EP_UP) {
         if (rlen > 0) {
             if (rej[1] != 0)
                 n->stats.rx_rejected++;

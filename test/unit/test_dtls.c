@@ -1,4 +1,5 @@
-/* Unit tests for lib/dtls/dtls.c, driven without sockets: an in-process
+/* Unit tests for lib/dtls/ (dtls.c, session.c, listener.c, handshake.c,
+ * rebind.c), driven without sockets: an in-process
  * wolfSSL client exchanges datagrams with the server through memory, so the
  * test chooses every source address and replays or forges records. */
 #include <stdarg.h>
