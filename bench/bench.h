@@ -24,7 +24,8 @@
 /* The link-format payload (RFC 6690) every simulated device registers
  * with (`devices`; the suite's registered idle rows state its size). */
 #define BENCH_DEVICE_LINKS                                                                         \
-    "</temp>;rt=\"temperature\";obs,</big>;sz=4096,</echo>,</slow>,</static>,</count>"
+    "</temp>;rt=\"temperature\";obs,</big>;sz=4096,</echo>,</slow>,</static>,</count>,"    \
+    "</large>;sz=65536,</upload>,</hits>"
 
 /* Subcommands (see the table in main.c). */
 int bench_devices_main(int argc, char **argv);

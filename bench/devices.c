@@ -7,13 +7,19 @@
  * Max-Age 1), /big (4096 bytes, Block2), /echo (POST stores, GET returns
  * the last payload), /slow (separate response after 1 s), /static (never
  * changes, Max-Age 3600: the cache-hit benchmark's target), /count (grows
- * with every GET, Max-Age 0: never cacheable, the cache-miss benchmark's). It can move to a new source port every so often (NAT rebinding) and
+ * with every GET, Max-Age 0: never cacheable, the cache-miss benchmark's),
+ * /large (65536 bytes, Block2, ETag), /upload (PUT or POST, Block1: the
+ * answer is the SHA-256 of what arrived; GET gives that of the last
+ * complete upload) and /hits (what /big, /large and /upload served). It
+ * can move to a new source port every so often (NAT rebinding) and
  * sleep (queue mode, b=UQ). Progress lines on stderr are described in
  * bench/README.md; tests wait for "devices: connected N/N" and
  * "devices: registered N/N". */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <wolfssl/options.h>
+#include <wolfssl/wolfcrypt/sha256.h>
 
 #include "bench.h"
 #include "peer.h"
@@ -26,6 +32,10 @@
 #define DEV_DEDUP 16
 #define DEV_OUTBOX 16
 #define DEV_BIG_SIZE 4096
+#define DEV_LARGE_SIZE 65536
+#define DEV_UPLOADS 4                 /* uploads in progress per device */
+#define DEV_UPLOAD_MAX (64u << 20)    /* bytes one upload may bring */
+#define DEV_UPLOAD_IDLE_MS 60000      /* a partial upload older than this gives way */
 #define DEV_REG_RETRY_MS 5000
 #define DEV_SEP_WAIT_MS 30000     /* for a separate response after an empty ACK */
 #define DEV_RECONNECT_MS 1000     /* plus up to twice that of jitter */
@@ -72,6 +82,15 @@ typedef struct {
     uint8_t buf[DEV_MTU];
 } dev_out_t;
 
+/* One Block1 upload in progress (RFC 7959 §2.5), told apart from the
+ * others by its Request-Tag (RFC 9175 §3): hashed as it comes, not kept. */
+typedef struct {
+    bool used;
+    uint8_t tag_len, tag[8];
+    uint64_t off, last_ms;
+    wc_Sha256 sha;
+} dev_upload_t;
+
 typedef struct {
     bool active;
     uint8_t tkl;
@@ -117,6 +136,9 @@ typedef struct {
     uint8_t *echo;     /* the last payload POSTed to /echo, allocated on first use */
     uint16_t echo_len;
     uint32_t count; /* GETs of /count */
+    uint32_t hits_big, hits_large, hits_upload;
+    dev_upload_t *uploads; /* DEV_UPLOADS entries, allocated on first use */
+    char last_sha[65];     /* hex SHA-256 of the last complete upload, "" before */
 } device_t;
 
 typedef struct {
@@ -138,6 +160,7 @@ typedef struct devices {
     bool code_logged[256];
     dev_stats_t st;
     uint8_t big[DEV_BIG_SIZE];
+    uint8_t large[DEV_LARGE_SIZE];
 } devices_t;
 
 static void dev_arm(device_t *d);
@@ -324,7 +347,7 @@ static void outbox_answered(device_t *d, uint16_t mid, bool rst)
 /* Scratch for one response's option values (encoded before reuse). */
 typedef struct {
     uint8_t cf[4], maxage[4], observe[4], block[3], size2[4];
-    char text[16];
+    char text[96];
 } dev_scratch_t;
 
 static void temp_value(const device_t *d, uint64_t now, char *out, size_t cap)
@@ -391,8 +414,9 @@ static void res_temp(device_t *d, const tether_coap_msg_t *m, uint64_t now, teth
     temp_body(d, now, r, s);
 }
 
-/* GET /big: 4096 bytes in the block size the request asks for. */
-static void res_big(device_t *d, const tether_coap_msg_t *m, tether_coap_msg_t *r, dev_scratch_t *s)
+/* GET of data[size] in the block size the request asks for (/big, /large). */
+static void res_blocks(const tether_coap_msg_t *m, tether_coap_msg_t *r, dev_scratch_t *s,
+                       const uint8_t *data, size_t total, const char *etag)
 {
     tether_coap_block_t b = {.num = 0, .more = false, .szx = 6};
     const tether_coap_opt_t *o = tether_coap_msg_find_opt(m, TETHER_COAP_OPT_BLOCK2);
@@ -401,21 +425,114 @@ static void res_big(device_t *d, const tether_coap_msg_t *m, tether_coap_msg_t *
         return;
     }
     size_t size = tether_coap_block_size(b.szx), off = (size_t)b.num * size;
-    if (off >= DEV_BIG_SIZE) {
+    if (off >= total) {
         r->code = TETHER_COAP_BAD_OPTION;
         return;
     }
-    size_t n = DEV_BIG_SIZE - off < size ? DEV_BIG_SIZE - off : size;
-    b.more = off + n < DEV_BIG_SIZE;
+    size_t n = total - off < size ? total - off : size;
+    b.more = off + n < total;
     size_t blen;
     tether_coap_block_encode(&b, s->block, &blen);
     r->code = TETHER_COAP_CONTENT;
+    if (etag)
+        tether_coap_msg_add_opt(r, TETHER_COAP_OPT_ETAG, etag, strlen(etag));
     add_uint_opt(r, TETHER_COAP_OPT_CONTENT_FORMAT, TETHER_COAP_CF_OCTET_STREAM, s->cf);
     tether_coap_msg_add_opt(r, TETHER_COAP_OPT_BLOCK2, s->block, blen);
     if (b.num == 0)
-        add_uint_opt(r, TETHER_COAP_OPT_SIZE2, DEV_BIG_SIZE, s->size2);
-    r->payload = d->ds->big + off;
+        add_uint_opt(r, TETHER_COAP_OPT_SIZE2, (uint32_t)total, s->size2);
+    r->payload = data + off;
     r->payload_len = n;
+}
+
+static void hex_digest(wc_Sha256 *sha, char out[65])
+{
+    uint8_t dg[WC_SHA256_DIGEST_SIZE];
+    wc_Sha256Final(sha, dg);
+    wc_Sha256Free(sha);
+    for (int i = 0; i < WC_SHA256_DIGEST_SIZE; i++)
+        snprintf(out + 2 * i, 3, "%02x", dg[i]);
+}
+
+/* The upload slot of Request-Tag tag[len]: found, or (fresh) a free or
+ * stale one taken; NULL when none. */
+static dev_upload_t *upload_slot(device_t *d, const uint8_t *tag, size_t len, bool fresh,
+                                 uint64_t now)
+{
+    if (!d->uploads && !(d->uploads = calloc(DEV_UPLOADS, sizeof *d->uploads)))
+        return NULL;
+    dev_upload_t *free_slot = NULL;
+    for (int i = 0; i < DEV_UPLOADS; i++) {
+        dev_upload_t *u = &d->uploads[i];
+        if (u->used && u->tag_len == len && memcmp(u->tag, tag, len) == 0)
+            return u;
+        if (u->used && now > u->last_ms + DEV_UPLOAD_IDLE_MS) {
+            wc_Sha256Free(&u->sha);
+            u->used = false;
+        }
+        if (!u->used && !free_slot)
+            free_slot = u;
+    }
+    return fresh ? free_slot : NULL;
+}
+
+/* PUT or POST /upload: Block1 blocks in order (RFC 7959 §2.5) under one
+ * Request-Tag; 2.31 for each but the last, then 2.04 with the hex SHA-256
+ * of everything received. A partial upload changes nothing. */
+static void res_upload(device_t *d, const tether_coap_msg_t *m, uint64_t now,
+                       tether_coap_msg_t *r, dev_scratch_t *s)
+{
+    const tether_coap_opt_t *o = tether_coap_msg_find_opt(m, TETHER_COAP_OPT_BLOCK1);
+    const tether_coap_opt_t *tag = tether_coap_msg_find_opt(m, TETHER_COAP_OPT_REQUEST_TAG);
+    tether_coap_block_t b = {.num = 0, .more = false, .szx = 6};
+    if ((o && tether_coap_block_decode(o->val, o->len, &b) < 0) || (tag && tag->len > 8)) {
+        r->code = TETHER_COAP_BAD_OPTION;
+        return;
+    }
+    size_t size = tether_coap_block_size(b.szx);
+    uint64_t off = (uint64_t)b.num * size;
+    dev_upload_t *u = upload_slot(d, tag ? tag->val : NULL, tag ? tag->len : 0, b.num == 0, now);
+    if (!u) {
+        r->code = b.num == 0 ? TETHER_COAP_SERVICE_UNAVAILABLE : TETHER_COAP_REQUEST_INCOMPLETE;
+        return;
+    }
+    if (b.num == 0) {
+        if (u->used)
+            wc_Sha256Free(&u->sha);
+        memset(u, 0, sizeof *u);
+        wc_InitSha256(&u->sha);
+        u->used = true;
+        u->tag_len = tag ? (uint8_t)tag->len : 0;
+        if (tag)
+            memcpy(u->tag, tag->val, tag->len);
+    } else if (!u->used || off != u->off) {
+        r->code = TETHER_COAP_REQUEST_INCOMPLETE;
+        return;
+    }
+    if ((b.more && m->payload_len != size) || u->off + m->payload_len > DEV_UPLOAD_MAX) {
+        r->code = TETHER_COAP_BAD_REQUEST;
+        wc_Sha256Free(&u->sha);
+        u->used = false;
+        return;
+    }
+    wc_Sha256Update(&u->sha, m->payload, (word32)m->payload_len);
+    u->off += m->payload_len;
+    u->last_ms = now;
+    size_t blen;
+    if (o) {
+        tether_coap_block_encode(&b, s->block, &blen);
+        tether_coap_msg_add_opt(r, TETHER_COAP_OPT_BLOCK1, s->block, blen);
+    }
+    if (b.more) {
+        r->code = TETHER_COAP_CONTINUE;
+        return;
+    }
+    hex_digest(&u->sha, d->last_sha);
+    u->used = false;
+    d->hits_upload++;
+    r->code = TETHER_COAP_CHANGED;
+    add_uint_opt(r, TETHER_COAP_OPT_CONTENT_FORMAT, TETHER_COAP_CF_TEXT, s->cf);
+    r->payload = (const uint8_t *)d->last_sha;
+    r->payload_len = 64;
 }
 
 /* POST /echo: 2.04 with the request's payload and Content-Format; the
@@ -455,10 +572,42 @@ static void dev_route(device_t *d, const tether_coap_msg_t *m, uint64_t now, tet
         else
             r->code = TETHER_COAP_METHOD_NOT_ALLOWED;
     } else if (tether_coap_path_equals(m, "big")) {
-        if (get)
-            res_big(d, m, r, s);
-        else
+        if (get) {
+            d->hits_big++;
+            res_blocks(m, r, s, d->ds->big, DEV_BIG_SIZE, NULL);
+        } else {
             r->code = TETHER_COAP_METHOD_NOT_ALLOWED;
+        }
+    } else if (tether_coap_path_equals(m, "large")) {
+        if (get) {
+            d->hits_large++;
+            res_blocks(m, r, s, d->ds->large, DEV_LARGE_SIZE, "L1");
+        } else {
+            r->code = TETHER_COAP_METHOD_NOT_ALLOWED;
+        }
+    } else if (tether_coap_path_equals(m, "upload")) {
+        if (m->code == TETHER_COAP_PUT || m->code == TETHER_COAP_POST) {
+            res_upload(d, m, now, r, s);
+        } else if (get) { /* the device's state: the last complete upload */
+            r->code = TETHER_COAP_CONTENT;
+            add_uint_opt(r, TETHER_COAP_OPT_CONTENT_FORMAT, TETHER_COAP_CF_TEXT, s->cf);
+            r->payload = (const uint8_t *)(d->last_sha[0] ? d->last_sha : "none");
+            r->payload_len = strlen((const char *)r->payload);
+        } else {
+            r->code = TETHER_COAP_METHOD_NOT_ALLOWED;
+        }
+    } else if (tether_coap_path_equals(m, "hits")) {
+        if (get) { /* never cached: Max-Age 0 */
+            r->code = TETHER_COAP_CONTENT;
+            add_uint_opt(r, TETHER_COAP_OPT_CONTENT_FORMAT, TETHER_COAP_CF_TEXT, s->cf);
+            add_uint_opt(r, TETHER_COAP_OPT_MAX_AGE, 0, s->maxage);
+            snprintf(s->text, sizeof s->text, "big=%u large=%u upload=%u", d->hits_big,
+                     d->hits_large, d->hits_upload);
+            r->payload = (const uint8_t *)s->text;
+            r->payload_len = strlen(s->text);
+        } else {
+            r->code = TETHER_COAP_METHOD_NOT_ALLOWED;
+        }
     } else if (tether_coap_path_equals(m, "echo")) {
         if (m->code == TETHER_COAP_POST) {
             res_echo(d, m, r);
@@ -1045,7 +1194,8 @@ static void usage(FILE *f)
             "                            [options]\n"
             "Simulates devices dev<first>..dev<first+N-1> on DTLS PSK sessions with a\n"
             "server Connection ID; each registers (POST /rd?ep=NAME&lt=S) and serves\n"
-            "/temp (observable), /big (4096 bytes, Block2), /echo (POST), /slow.\n\n"
+            "/temp (observable), /big (4096 bytes, Block2), /echo (POST), /slow,\n"
+            "/static, /count, /large (65536 bytes, Block2), /upload (Block1, SHA-256), /hits.\n\n"
             "  --server HOST:PORT       tether's DTLS listener (required)\n"
             "  --count N                number of devices (required)\n"
             "  --psk-master HEX         fleet master key; PSK = HMAC-SHA256(master, name)\n"
@@ -1203,6 +1353,8 @@ static int devices_setup(devices_t *ds)
 {
     for (size_t i = 0; i < DEV_BIG_SIZE; i++)
         ds->big[i] = (uint8_t)('a' + i % 26);
+    for (size_t i = 0; i < DEV_LARGE_SIZE; i++) /* every byte value, no period of 16 */
+        ds->large[i] = (uint8_t)(i * 7 + i / 251);
     int rc = tether_coap_optreg_init(&ds->reg, TETHER_COAP_OPT_MULTICAST_TIMEOUT_DEFAULT,
                                      TETHER_COAP_OPT_REPLY_FROM_DEFAULT);
     if (rc < 0)
@@ -1273,6 +1425,7 @@ cleanup_net:
             free(ds->dev[i].dedup);
             free(ds->dev[i].outbox);
             free(ds->dev[i].echo);
+            free(ds->dev[i].uploads);
         }
     free(ds->dev);
     bench_net_free(&ds->net);

@@ -62,6 +62,14 @@ typedef struct {
     uint32_t proxy_max_observers;
     uint32_t proxy_max_observers_per_resource;
     uint64_t proxy_cache_bytes; /* response cache budget, 0 = no caching */
+    /* "proxy": block-wise (RFC 7959), defaults from tether_node_conf_defaults */
+    uint32_t proxy_block_max_bytes;
+    uint32_t proxy_block_size;
+    uint32_t proxy_block_max_transfers;
+    uint32_t proxy_block_timeout_ms;
+    uint32_t proxy_block_idle_ms;
+    uint32_t proxy_upload_max_bytes;
+    uint32_t proxy_uploads_per_device;
     uint32_t drain_timeout;     /* seconds SIGTERM waits for pending requests */
     char dtls_ca_file[512];     /* CA of client certificates ("" = none) */
     char dtls_cert_file[512];   /* our ECDSA certificate (chain), PEM */

@@ -93,7 +93,8 @@ if make --no-print-directory SANITIZER=address,undefined BUILD=build-san binarie
     run_unit "$top/build-san" "san:"
     run_integration "$top/build-san" "san:" test/integration/test_relay.sh \
         test/integration/test_admin_devices.sh test/integration/test_observe.sh \
-        test/integration/test_cluster.sh test/integration/test_cache.sh
+        test/integration/test_cluster.sh test/integration/test_cache.sh \
+        test/integration/test_blockwise.sh
 else
     failed=$((failed + 1))
     failures+=("san-build")

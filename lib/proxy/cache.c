@@ -17,7 +17,7 @@
 #include "util/container.h"
 #define DIGEST_LEN sizeof(uint64_t)
 #define PATH_SEED 0x6a09e667f3bcc909ull
-#define MAX_STORED (64u * 1024) /* options or payload of one entry */
+#define MAX_STORED (64u * 1024) /* options of one entry; its payload by default */
 
 /* The entries that share a path part (what invalidation reaches). */
 typedef struct {
@@ -380,7 +380,8 @@ tether_cache_entry_t *tether_cache_store(tether_cache_t *c, const tether_cache_k
     uint16_t last_pre, last_post;
     size_t pre = encode_opts(resp, false, NULL, &last_pre);
     size_t post = encode_opts(resp, true, NULL, &last_post);
-    if (pre > MAX_STORED || post > MAX_STORED || resp->payload_len > MAX_STORED)
+    size_t max_payload = c->conf.max_payload ? c->conf.max_payload : MAX_STORED;
+    if (pre > MAX_STORED || post > MAX_STORED || resp->payload_len > max_payload)
         return NULL;
     size_t size = sizeof *e + k->len + pre + post + resp->payload_len;
     if (size + sizeof(cache_path_t) > c->conf.max_bytes)
@@ -518,5 +519,39 @@ int tether_cache_encode(const tether_cache_entry_t *e, uint8_t type, uint16_t mi
         }
     }
     *out_len = (size_t)(w - buf);
+    return 0;
+}
+
+int tether_cache_view(const tether_cache_entry_t *e, tether_time_t now, uint8_t *buf, size_t cap,
+                      tether_coap_msg_t *m)
+{
+    /* The stored option runs around a fresh Max-Age, parsed like a
+     * message without payload; the payload is the entry's own. */
+    tether_time_t left = e->expires > now ? (e->expires - now) / 1000 : 0;
+    uint8_t ma[4];
+    size_t mal = tether_coap_uint_encode(left > UINT32_MAX ? UINT32_MAX : (uint32_t)left, ma);
+    const uint8_t *pre = e->data + e->klen, *post = pre + e->pre_len;
+    size_t need = TETHER_COAP_HDR_SIZE + e->pre_len +
+                  opt_head(NULL, TETHER_COAP_OPT_MAX_AGE - e->last_pre, (uint32_t)mal) + mal +
+                  e->post_len;
+    if (need > cap)
+        return TETHER_ENOSPC;
+    uint8_t *w = buf;
+    *w++ = (uint8_t)(TETHER_COAP_VERSION << 6 | TETHER_COAP_NON << 4);
+    *w++ = e->code;
+    *w++ = 0;
+    *w++ = 0;
+    memcpy(w, pre, e->pre_len);
+    w += e->pre_len;
+    w += opt_head(w, TETHER_COAP_OPT_MAX_AGE - e->last_pre, (uint32_t)mal);
+    memcpy(w, ma, mal);
+    w += mal;
+    memcpy(w, post, e->post_len);
+    w += e->post_len;
+    tether_coap_perr_t perr;
+    if (tether_coap_parse(m, buf, (size_t)(w - buf), &perr) < 0)
+        return TETHER_EPROTO;
+    m->payload = post + e->post_len;
+    m->payload_len = e->payload_len;
     return 0;
 }

@@ -8,7 +8,8 @@
  * one without is dropped when next looked up. The total size is bounded by
  * a byte budget with least-recently-used eviction. Lookups are hash
  * lookups on a keyed digest of the key; the full key is compared, so a
- * digest collision only costs a miss. Block-wise transfers are not cached.
+ * digest collision only costs a miss. Responses carrying Block2 are not
+ * cached: blockwise.c stores the reassembled representation instead.
  * Time is passed in; the cache reads no clock and sends nothing.
  */
 #ifndef TETHER_PROXY_CACHE_H
@@ -25,7 +26,8 @@ typedef struct tether_cache tether_cache_t;
 typedef struct tether_cache_entry tether_cache_entry_t;
 
 typedef struct {
-    uint64_t max_bytes; /* entries, keys and representations; must be > 0 */
+    uint64_t max_bytes;   /* entries, keys and representations; must be > 0 */
+    uint32_t max_payload; /* largest representation stored, 0: 64 KiB */
     uint64_t seed;      /* keys the digests */
 } tether_cache_conf_t;
 
@@ -97,6 +99,13 @@ tether_cache_entry_t *tether_cache_validate(tether_cache_t *c, const tether_cach
  * option) stops being fresh: kept for revalidation when it has an ETag,
  * dropped otherwise. Returns how many entries were affected. */
 size_t tether_cache_invalidate(tether_cache_t *c, const tether_cache_key_t *k);
+
+/* The entry as a message (type, MID and token 0; Max-Age the remaining
+ * freshness at `now`): options decoded into buf[cap], the payload pointing
+ * into the entry (valid until the cache next changes). TETHER_ENOSPC when
+ * the options do not fit. */
+int tether_cache_view(const tether_cache_entry_t *e, tether_time_t now, uint8_t *buf, size_t cap,
+                      tether_coap_msg_t *m);
 
 /* Encodes the entry as a response with the given type, MID and token; its
  * Max-Age is the remaining freshness at `now` in whole seconds. With

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "proxy/blockwise.h"
 #include "proxy/node_int.h"
 #include "proxy/observe.h"
 #include "proxy/rd.h"
@@ -33,6 +34,13 @@ void tether_node_conf_defaults(tether_node_conf_t *c)
     c->cache_bytes = 64u << 20;
     c->max_observers = 100000;
     c->max_observers_per_resource = 10000;
+    c->block_max_bytes = 1u << 20;
+    c->block_size = 1024;
+    c->block_max_transfers = 64;
+    c->block_timeout_ms = 60000;
+    c->block_idle_ms = 30000;
+    c->upload_max_bytes = 16u << 20;
+    c->uploads_per_device = 2;
 }
 
 int tether_node_create(const tether_node_conf_t *conf, const tether_creds_t *creds,
@@ -67,6 +75,7 @@ int tether_node_create(const tether_node_conf_t *conf, const tether_creds_t *cre
         goto fail_tokens;
     if (conf->cache_bytes) {
         tether_cache_conf_t kc = {.max_bytes = conf->cache_bytes,
+                                  .max_payload = conf->block_max_bytes,
                                   .seed = conf->seed ^ 0x94d049bb133111ebull};
         if ((rc = tether_cache_create(&kc, &n->cache)) < 0)
             goto fail_cache;
@@ -94,6 +103,7 @@ void tether_node_destroy(tether_node_t *n)
 {
     if (!n)
         return;
+    tether_bw_free(n);        /* before the requests of its transfers */
     tether_obs_free(&n->obs); /* before the devices that list observations */
     tether_timer_t *t;
     while ((t = tether_heap_top(&n->reg.expiry))) {
@@ -157,9 +167,14 @@ static void handle_request(tether_node_t *n, const tether_peer_t *peer,
     }
     n->stats.requests_local++;
     tether_coap_msg_t resp;
-    uint8_t scratch[1024];
+    uint8_t scratch[1024], blk[3], sz2[4];
     if (tether_local_handle(&n->local, &n->ep, req, &resp, scratch, sizeof scratch) < 0) {
         tether_reply_code(n, &peer->link, req, TETHER_COAP_INTERNAL_ERROR, NULL, now);
+        return;
+    }
+    /* The client's block size applies to tether's own resources too. */
+    if (resp.code == TETHER_COAP_CONTENT && tether_bw_slice(n, req, &resp, blk, sz2) < 0) {
+        tether_reply_code(n, &peer->link, req, TETHER_COAP_BAD_OPTION, "no such block", now);
         return;
     }
     /* tether_local_handle started the response with the shared endpoint's
@@ -242,6 +257,7 @@ void tether_node_tick(tether_node_t *n, tether_time_t now)
 {
     tether_cx_tick(n->cx, now);
     tether_relay_tick(n, now);
+    tether_bw_tick(n, now);
     tether_rd_expire(n, now);
     if (n->own_store) /* a borrowed store is ticked by its owner */
         tether_store_tick(n->own_store, now);
@@ -256,6 +272,8 @@ tether_time_t tether_node_next_deadline(const tether_node_t *n)
         d = t->at;
     if ((t = tether_heap_top(&n->reg.expiry)) && t->at < d)
         d = t->at;
+    if (tether_bw_next_deadline(n) < d)
+        d = tether_bw_next_deadline(n);
     if (n->own_store && tether_store_next_deadline(n->own_store) < d)
         d = tether_store_next_deadline(n->own_store);
     return d;

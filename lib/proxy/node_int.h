@@ -2,7 +2,8 @@
  *
  * node.c dispatches each message; reply.c answers requests; relay.c
  * relays client requests to device tunnels (queue mode included) with
- * relay_cache.c as the response cache's part; observe.c does the Observe
+ * relay_cache.c as the response cache's part and blockwise.c for
+ * block-wise transfers (RFC 7959); observe.c does the Observe
  * messaging over the registry of obsreg.c; rd.c is the resource directory
  * over the device registry of registry.c, writing its entries through the
  * state store. All of them share this struct; each owns the fields its
@@ -12,6 +13,7 @@
 #define TETHER_PROXY_NODE_INT_H
 
 #include "coap/exchange.h"
+#include "proxy/blockwise.h"
 #include "proxy/cache.h"
 #include "proxy/obsreg.h"
 #include "proxy/registry.h"
@@ -39,6 +41,7 @@ struct tether_node {
     tether_obs_table_t obs;    /* observations (observe.c) */
     tether_hmap_t by_token;    /* relayed requests by upstream token (relay.c) */
     tether_heap_t timers;      /* relayed requests' deadlines and ACK delays (relay.c) */
+    tether_bw_t bw;            /* block-wise transfers and uploads (blockwise.c) */
     uint32_t next_token;
     size_t npending; /* relayed requests in flight or queued */
     tether_node_stats_t stats;

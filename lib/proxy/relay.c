@@ -27,33 +27,26 @@ static void req_free(tether_node_t *n, relay_req_t *r)
             tether_cx_cancel(n->cx, &r->dev_link, r->umid);
     }
     tether_list_del(&r->dev->reqs, &r->in_dev);
+    tether_bw_detach(r);
     n->npending--;
     free(r);
 }
+
+void tether_relay_cancel(tether_node_t *n, relay_req_t *r) { req_free(n, r); }
 
 /* Answers the client of `r` with `resp` (its type, MID and token are set
  * here) and forgets `r`. */
 static void req_answer(tether_node_t *n, relay_req_t *r, tether_coap_msg_t *resp, tether_time_t now)
 {
-    uint8_t buf[TETHER_MSG_MAX];
-    size_t len;
-    tether_coap_msg_set_token(resp, r->ctok, r->ctkl);
-    tether_reply_head(n, &r->client, r->ctype, r->cmid, r->acked, &resp->type, &resp->mid, now);
-    if (tether_coap_encode(resp, buf, sizeof buf, &len) < 0) {
-        tether_coap_msg_t err;
-        tether_coap_msg_init(&err, resp->type, TETHER_COAP_BAD_GATEWAY, resp->mid);
-        tether_coap_msg_set_token(&err, r->ctok, r->ctkl);
-        if (tether_coap_encode(&err, buf, sizeof buf, &len) < 0)
-            len = 0;
+    bw_xfer_t *x = r->bw_xfer;
+    if (x) { /* tether's own request: the transfer hears the answer */
+        req_free(n, r);
+        tether_bw_xfer_answer(n, x, resp, now);
+        return;
     }
-    if (len) {
-        if (resp->type == TETHER_COAP_CON) /* separate response (RFC 7252 §5.2.2) */
-            tether_cx_send_con(n->cx, &r->client, buf, len, NULL, now);
-        else if (resp->type == TETHER_COAP_ACK)
-            tether_cx_reply(n->cx, &r->client, r->cmid, buf, len);
-        else
-            tether_cx_emit(n->cx, &r->client, buf, len);
-    }
+    if (r->bw_upload)
+        tether_bw_upload_answer(n, r->bw_upload, resp, now);
+    tether_reply_to(n, &r->client, r->ctype, r->cmid, r->ctok, r->ctkl, r->acked, resp, now);
     req_free(n, r);
 }
 
@@ -217,6 +210,56 @@ static int copy_forward_opts(const tether_node_t *n, const tether_coap_msg_t *in
     return 0;
 }
 
+/* A new relayed request carrying `up` (its token is set here) for `d`,
+ * owned by the node but neither sent nor queued yet; its client side is
+ * the caller's to fill. TETHER_ELIMIT at max_pending or when a sleeping
+ * device's queue is full, TETHER_ENOMEM. */
+static int req_new(tether_node_t *n, tether_device_t *d, tether_coap_msg_t *up, tether_time_t now,
+                   relay_req_t **out)
+{
+    if (n->npending >= n->conf.max_pending)
+        return TETHER_ELIMIT;
+    if (!dev_awake(n, d, now) && d->nqueued >= n->conf.queue_max)
+        return TETHER_ELIMIT;
+    uint8_t utok[TETHER_UTOK_LEN];
+    tether_node_next_token(n, utok);
+    tether_coap_msg_set_token(up, utok, TETHER_UTOK_LEN);
+    size_t len = tether_coap_encoded_size(up);
+    relay_req_t *r = len <= TETHER_MSG_MAX ? calloc(1, sizeof *r + len) : NULL;
+    /* Room for both timers of every pending request (relay.h). */
+    if (!r || tether_heap_reserve(&n->timers, 2 * (n->npending + 1)) < 0 ||
+        tether_coap_encode(up, r->msg, len, &len) < 0 ||
+        tether_hmap_insert(&n->by_token, &r->by_token, utok, TETHER_UTOK_LEN) < 0) {
+        free(r);
+        return TETHER_ENOMEM;
+    }
+    memcpy(r->utok, utok, TETHER_UTOK_LEN);
+    r->len = (uint16_t)len;
+    r->w.done = req_on_cx;
+    r->w.owner = n;
+    tether_timer_init(&r->deadline);
+    tether_timer_init(&r->ack_timer);
+    r->deadline.tag = T_DEADLINE;
+    r->ack_timer.tag = T_ACK;
+    n->npending++;
+    n->stats.requests_relayed++;
+    r->state = R_WAITING; /* neither queued nor sent yet */
+    r->dev = d;
+    d->ninflight++;
+    tether_list_push_front(&d->reqs, &r->in_dev);
+    *out = r;
+    return 0;
+}
+
+/* Sends `r`, or queues it for its sleeping device. */
+static void req_start(tether_node_t *n, relay_req_t *r, tether_time_t now)
+{
+    if (dev_awake(n, r->dev, now))
+        tether_relay_send(n, r, now);
+    else
+        req_queue(n, r, now);
+}
+
 /* The device named by `req` (Proxy-Uri or Uri-Host) into host[cap], and
  * the path and query of a Proxy-Uri into `up` (decoded into scratch[scap],
  * which must outlive `up`); false when `req` has been answered with the
@@ -302,34 +345,26 @@ void tether_relay_request(tether_node_t *n, const tether_peer_t *peer, const tet
     up.payload_len = req->payload_len;
     if (tether_observe_request(n, peer, req, d, &up, now))
         return; /* an observer now */
+    uint8_t rtag[8];
+    bw_upload_t *upload = NULL;
+    if (tether_bw_request(n, link, req, d, host, &up, rtag, &upload, now))
+        return; /* block-wise: answered, or waiting for a transfer */
     uint8_t cflags = 0, vtag[8], vtag_len = 0;
     if (n->cache &&
         tether_relay_cache_request(n, link, req, host, &up, &cflags, vtag, &vtag_len, now))
         return; /* answered from the cache */
-    if (n->npending >= n->conf.max_pending) {
-        tether_reply_code(n, link, req, TETHER_COAP_SERVICE_UNAVAILABLE, "proxy busy", now);
+    relay_req_t *r;
+    int rc = req_new(n, d, &up, now, &r);
+    if (rc == TETHER_ELIMIT) {
+        tether_reply_code(n, link, req, TETHER_COAP_SERVICE_UNAVAILABLE,
+                          n->npending >= n->conf.max_pending ? "proxy busy" : "device queue full",
+                          now);
         return;
     }
-    bool awake = dev_awake(n, d, now);
-    if (!awake && d->nqueued >= n->conf.queue_max) {
-        tether_reply_code(n, link, req, TETHER_COAP_SERVICE_UNAVAILABLE, "device queue full", now);
-        return;
-    }
-    uint8_t utok[TETHER_UTOK_LEN];
-    tether_node_next_token(n, utok);
-    tether_coap_msg_set_token(&up, utok, TETHER_UTOK_LEN);
-    size_t len = tether_coap_encoded_size(&up);
-    relay_req_t *r = len <= TETHER_MSG_MAX ? calloc(1, sizeof *r + len) : NULL;
-    /* Room for both timers of every pending request (relay.h). */
-    if (!r || tether_heap_reserve(&n->timers, 2 * (n->npending + 1)) < 0 ||
-        tether_coap_encode(&up, r->msg, len, &len) < 0 ||
-        tether_hmap_insert(&n->by_token, &r->by_token, utok, TETHER_UTOK_LEN) < 0) {
-        free(r);
+    if (rc < 0) {
         tether_reply_code(n, link, req, TETHER_COAP_INTERNAL_ERROR, NULL, now);
         return;
     }
-    memcpy(r->utok, utok, TETHER_UTOK_LEN);
-    r->len = (uint16_t)len;
     r->client = *link;
     r->cmid = req->mid;
     r->ctype = req->type;
@@ -338,25 +373,26 @@ void tether_relay_request(tether_node_t *n, const tether_peer_t *peer, const tet
     r->cflags = cflags;
     r->vtag_len = vtag_len;
     memcpy(r->vtag, vtag, vtag_len);
-    r->w.done = req_on_cx;
-    r->w.owner = n;
-    tether_timer_init(&r->deadline);
-    tether_timer_init(&r->ack_timer);
-    r->deadline.tag = T_DEADLINE;
-    r->ack_timer.tag = T_ACK;
-    n->npending++;
-    n->stats.requests_relayed++;
-    r->state = R_WAITING; /* neither queued nor sent yet */
-    r->dev = d;
-    d->ninflight++;
-    tether_list_push_front(&d->reqs, &r->in_dev);
+    if (upload)
+        tether_bw_upload_attach(upload, r);
     if (req->type == TETHER_COAP_CON &&
         !req_arm(n, r, &r->ack_timer, now + n->conf.ack_delay_ms, now))
         return;
-    if (awake)
-        tether_relay_send(n, r, now);
-    else
-        req_queue(n, r, now);
+    req_start(n, r, now);
+}
+
+int tether_relay_internal(tether_node_t *n, tether_device_t *d, const tether_coap_msg_t *up,
+                          bw_xfer_t *x, tether_time_t now)
+{
+    relay_req_t *r;
+    tether_coap_msg_t m = *up;
+    int rc = req_new(n, d, &m, now, &r);
+    if (rc < 0)
+        return rc;
+    r->ctype = TETHER_COAP_NON; /* no client to acknowledge */
+    tether_bw_xfer_attach(x, r);
+    req_start(n, r, now);
+    return 0;
 }
 
 bool tether_relay_response(tether_node_t *n, const tether_peer_t *peer,
@@ -373,6 +409,10 @@ bool tether_relay_response(tether_node_t *n, const tether_peer_t *peer,
         return false;
     tether_coap_msg_t resp;
     tether_reply_device_answer(msg, &resp);
+    if (!r->bw_xfer && !r->bw_upload && tether_bw_adopt(n, r, &resp, now)) {
+        req_free(n, r); /* its client now waits for the whole representation */
+        return true;
+    }
     uint8_t cached[TETHER_MSG_MAX];
     if (n->cache && tether_relay_cache_response(n, r, &resp, cached, sizeof cached, now))
         return true; /* asked again */

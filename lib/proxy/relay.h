@@ -21,6 +21,7 @@
 #ifndef TETHER_PROXY_RELAY_H
 #define TETHER_PROXY_RELAY_H
 
+#include "proxy/blockwise.h"
 #include "proxy/node_int.h"
 
 enum relay_state { R_QUEUED, R_SENT, R_WAITING };
@@ -51,6 +52,8 @@ typedef struct relay_req {
     uint8_t vtag_len; /* ETag of the stale entry being revalidated, 0: none */
     uint8_t vtag[8];
     tether_time_t queued_until;
+    bw_xfer_t *bw_xfer;     /* a Block2 transfer's request (no client), blockwise.h */
+    bw_upload_t *bw_upload; /* a client's upload block, blockwise.h */
     uint16_t len;
     uint8_t msg[]; /* upstream request, MID patched in when sent */
 } relay_req_t;
@@ -64,6 +67,16 @@ void tether_relay_request(tether_node_t *n, const tether_peer_t *peer,
  * relayed request has its token. */
 bool tether_relay_response(tether_node_t *n, const tether_peer_t *peer,
                            const tether_coap_msg_t *msg, tether_time_t now);
+/* A request of tether's own for device `d` (a Block2 transfer's next
+ * block, blockwise.c): no client; its answer goes to
+ * tether_bw_xfer_answer(x). May answer synchronously (a failure while
+ * sending), so the caller must not touch `x` after a 0 return.
+ * TETHER_ELIMIT when the proxy or the device's queue is full,
+ * TETHER_ENOMEM. */
+int tether_relay_internal(tether_node_t *n, tether_device_t *d, const tether_coap_msg_t *up,
+                          bw_xfer_t *x, tether_time_t now);
+/* Forgets `r` without answering anyone. */
+void tether_relay_cancel(tether_node_t *n, relay_req_t *r);
 /* Sends `r` (again) down its device's tunnel as a CON with a fresh MID. */
 void tether_relay_send(tether_node_t *n, relay_req_t *r, tether_time_t now);
 /* The device spoke: deliver what was queued for it. */

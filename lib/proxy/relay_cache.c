@@ -44,7 +44,10 @@ bool tether_relay_cache_request(tether_node_t *n, const tether_link_t *link,
     if (tether_coap_msg_find_opt(up, TETHER_COAP_OPT_OSCORE))
         return false;
     if (tether_cache_method_unsafe(up->code)) {
-        if (tether_cache_key_path(&k, host, up, TETHER_COAP_OPT_URI_PATH) == 0)
+        /* A block of an upload changes nothing until the device's final
+         * answer (RFC 7959 §2.5), which invalidates then. */
+        if (!tether_coap_msg_find_opt(up, TETHER_COAP_OPT_BLOCK1) &&
+            tether_cache_key_path(&k, host, up, TETHER_COAP_OPT_URI_PATH) == 0)
             tether_cache_invalidate(n->cache, &k);
         tether_node_cache_sync(n);
         return false;

@@ -19,6 +19,29 @@ void tether_reply_head(tether_node_t *n, const tether_link_t *link, uint8_t req_
         *mid = n->ep.next_mid++;
 }
 
+void tether_reply_to(tether_node_t *n, const tether_link_t *link, uint8_t ctype, uint16_t cmid,
+                     const uint8_t *ctok, uint8_t ctkl, bool acked, tether_coap_msg_t *resp,
+                     tether_time_t now)
+{
+    uint8_t buf[TETHER_MSG_MAX];
+    size_t len;
+    tether_coap_msg_set_token(resp, ctok, ctkl);
+    tether_reply_head(n, link, ctype, cmid, acked, &resp->type, &resp->mid, now);
+    if (tether_coap_encode(resp, buf, sizeof buf, &len) < 0) {
+        tether_coap_msg_t err;
+        tether_coap_msg_init(&err, resp->type, TETHER_COAP_BAD_GATEWAY, resp->mid);
+        tether_coap_msg_set_token(&err, ctok, ctkl);
+        if (tether_coap_encode(&err, buf, sizeof buf, &len) < 0)
+            return;
+    }
+    if (resp->type == TETHER_COAP_CON) /* separate response (RFC 7252 §5.2.2) */
+        tether_cx_send_con(n->cx, link, buf, len, NULL, now);
+    else if (resp->type == TETHER_COAP_ACK)
+        tether_cx_reply(n->cx, link, cmid, buf, len);
+    else
+        tether_cx_emit(n->cx, link, buf, len);
+}
+
 void tether_reply_start(tether_node_t *n, const tether_link_t *link, const tether_coap_msg_t *req,
                         uint8_t code, tether_coap_msg_t *resp, tether_time_t now)
 {

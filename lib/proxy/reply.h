@@ -18,6 +18,13 @@
 void tether_reply_head(tether_node_t *n, const tether_link_t *link, uint8_t req_type,
                        uint16_t req_mid, bool acked, uint8_t *type, uint16_t *mid,
                        tether_time_t now);
+/* Sends `resp` (its type, MID and token are set here) to a client whose
+ * request (type, MID, token) may have been acknowledged already (`acked`):
+ * piggybacked, separate CON, or NON (RFC 7252 §5.2). A response that does
+ * not encode becomes a 5.02. */
+void tether_reply_to(tether_node_t *n, const tether_link_t *link, uint8_t ctype, uint16_t cmid,
+                     const uint8_t *ctok, uint8_t ctkl, bool acked, tether_coap_msg_t *resp,
+                     tether_time_t now);
 /* Starts the response `resp` with `code` to `req` (head and token). */
 void tether_reply_start(tether_node_t *n, const tether_link_t *link, const tether_coap_msg_t *req,
                         uint8_t code, tether_coap_msg_t *resp, tether_time_t now);

@@ -47,6 +47,18 @@ typedef struct {
     uint64_t observe_notifications_sent;  /* notifications sent to observers */
     uint64_t observe_rejected;            /* registrations refused (5.03) at a bound */
     uint64_t observe_stale;               /* device notifications older than the last (dropped) */
+    /* block-wise (RFC 7959) */
+    uint64_t block_transfers;       /* Block2 representations reassembled from devices */
+    uint64_t block_blocks_fetched;  /* blocks tether asked devices for */
+    uint64_t block_restarts;        /* transfers restarted because the ETag changed */
+    uint64_t block_failed;          /* transfers abandoned (device error, bounds, timeout) */
+    uint64_t block_served;          /* Block2 blocks served to clients by tether */
+    uint64_t block_transfers_active; /* transfers running or representations kept */
+    uint64_t uploads_completed;     /* Block1 uploads the device answered finally */
+    uint64_t uploads_rejected;      /* 4.08 / 4.13 / 5.03 answered by tether */
+    uint64_t uploads_abandoned;     /* uploads the client stopped continuing */
+    uint64_t upload_blocks;         /* Block1 blocks relayed to devices */
+    uint64_t uploads_active;
 } tether_node_stats_t;
 
 typedef struct {
@@ -66,6 +78,13 @@ typedef struct {
     uint64_t cache_bytes;       /* response cache budget, 0 disables caching */
     uint32_t max_observers;     /* client observers, node-wide (5.03 beyond) */
     uint32_t max_observers_per_resource; /* observers of one device observation */
+    uint32_t block_max_bytes;     /* largest representation reassembled (Block2) */
+    uint32_t block_size;          /* block size asked of devices and default to clients */
+    uint32_t block_max_transfers; /* Block2 transfers plus Block1 uploads, node-wide */
+    uint32_t block_timeout_ms;    /* a whole Block2 transfer takes at most this */
+    uint32_t block_idle_ms;       /* an upload or kept representation not continued */
+    uint32_t upload_max_bytes;    /* a Block1 upload beyond this gets 4.13 */
+    uint32_t uploads_per_device;  /* Block1 uploads to one device at once */
     /* Where the directory entries go (borrowed; must outlive the node).
      * NULL: the node makes and owns an in-memory store (SPEC S7). */
     tether_store_t *store;
