@@ -118,18 +118,26 @@ check "GET /devices/dev7 on node 2 names the node holding its tunnel" \
     bash -c '[ "$1" -ge 1 ] && [ "$1" -le 3 ] && [ "$(curl -s -H "Authorization: Bearer $3" "$2/devices/dev7" | jq -r .node)" = "$1" ]' \
     _ "$owner" "${A[3]}" "$TOKEN"
 
-# A credential written on node 1 is applied on node 3 within 1 s.
+# A credential written on node 1 is applied on node 3 within 1 s: node 3
+# logs each credential set it applies from the shared store; the PUT must
+# produce a new one within 1 s, and app9's handshake on node 3 then works.
+# (Timing the handshake itself would time coap-client's 3 s retry wait when
+# its first try races the change log.)
 APP9=app9-secret-key!
+applied() { grep -c 'applied credentials from the shared store' "$n3_LOG"; }
+applied0=$(applied)
 t0=$(date +%s%3N)
 out=$(put_cred 1 app9 "{\"key_hex\": \"$(printf %s $APP9 | xxd -p)\", \"role\": \"client\",
       \"allow\": [{\"devices\": \"dev*\", \"methods\": [\"GET\"]}]}")
 check "PUT /credentials/app9 on node 1" jq -e '.version == 1' <<<"$out"
+newer() { [ "$(applied)" -gt "$applied0" ]; }
+poll 50 newer
+t1=$(date +%s%3N)
 app9() { timeout 5 coap-client-openssl -B 3 -u app9 -k "$APP9" -m get "coaps://127.0.0.1:$1/.well-known/core" 2>&1; }
 ok9() { app9 "$1" | grep -qF '</node>'; }
 check "app9 completes a handshake on node 3" poll 20 ok9 "${P[3]}"
-t1=$(date +%s%3N)
-note "app9 usable on node 3 $((t1 - t0)) ms after the PUT (handshake included)"
-check "... within 1 s of the PUT" test $((t1 - t0)) -lt 1000
+note "app9's credential applied on node 3 $((t1 - t0)) ms after the PUT was sent"
+check "... applied there within 1 s of the PUT" bash -c '[ "$1" -gt "$2" ] && [ "$3" -lt 1000 ]' _ "$(applied)" "$applied0" "$((t1 - t0))"
 out=$(curl -s --max-time 5 -X DELETE -H "Authorization: Bearer $TOKEN" "${A[2]}/credentials/app9")
 check "DELETE /credentials/app9 on node 2" jq -e '.deleted == true' <<<"$out"
 refused() { ! ok9 "$1"; }
