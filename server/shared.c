@@ -9,6 +9,7 @@
 #include "shared.h"
 #include "store/lease.h"
 #include "store/redis.h"
+#include "store/rkey.h"
 #include "tether/hostport.h"
 #include "tether/log.h"
 
@@ -326,32 +327,6 @@ static void on_member(void *user, uint8_t id, const tetherd_member_t *m)
         s->ops.node_live(s->user, id, &m->addr);
 }
 
-/* "HOST:PORT" with a numeric host into a; "" leaves a empty. */
-static int numeric_addr(const char *hp, tether_addr_t *a)
-{
-    char host[64];
-    uint16_t port;
-    memset(a, 0, sizeof *a);
-    if (!*hp)
-        return 0;
-    if (tether_hostport_split(hp, host, sizeof host, &port) < 0)
-        return TETHER_EINVAL;
-    struct sockaddr_in *v4 = (struct sockaddr_in *)&a->ss;
-    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&a->ss;
-    if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
-        v4->sin_family = AF_INET;
-        v4->sin_port = htons(port);
-        a->len = sizeof *v4;
-    } else if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
-        v6->sin6_family = AF_INET6;
-        v6->sin6_port = htons(port);
-        a->len = sizeof *v6;
-    } else {
-        return TETHER_EINVAL;
-    }
-    return 0;
-}
-
 int tetherd_shared_open(uv_loop_t *loop, const tetherd_config_t *cfg, const tether_creds_t *file,
                         const tetherd_shared_ops_t *ops, void *user, tetherd_shared_t **out,
                         char *err, size_t errcap)
@@ -367,7 +342,7 @@ int tetherd_shared_open(uv_loop_t *loop, const tetherd_config_t *cfg, const teth
     s->user = user;
     const char *adv = cfg->cluster_advertise[0] ? cfg->cluster_advertise : cfg->cluster_listen;
     tether_addr_t advertise;
-    if ((rc = numeric_addr(adv, &advertise)) < 0) {
+    if ((rc = tetherd_addr_parse(adv, &advertise)) < 0) {
         snprintf(err, errcap,
                  "cluster.advertise %s: other nodes need a numeric address (set "
                  "cluster.advertise)",

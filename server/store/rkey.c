@@ -192,7 +192,7 @@ static json_t *jaddr(const tether_addr_t *a)
     return json_string(tether_addr_str(a, buf, sizeof buf));
 }
 
-static int addr_parse(const char *s, tether_addr_t *a)
+int tetherd_addr_parse(const char *s, tether_addr_t *a)
 {
     char host[64];
     uint16_t port;
@@ -334,7 +334,7 @@ static int dec_device(json_t *j, tetherd_rrec_t *r)
         return TETHER_EPROTO;
     d->node_id = (uint8_t)v;
     if (unhex(json_object_get(j, "cid"), d->cid, sizeof d->cid, &n) < 0 || !addr ||
-        addr_parse(addr, &d->addr) < 0)
+        tetherd_addr_parse(addr, &d->addr) < 0)
         return TETHER_EPROTO;
     d->cid_len = (uint8_t)n;
     if (get_uint(j, "lt", UINT32_MAX, &v) < 0)
@@ -466,7 +466,7 @@ static int dec_node(json_t *j, tetherd_rrec_t *r)
     tether_store_node_t *n = &r->rec.u.node;
     const char *addr = json_string_value(json_object_get(j, "addr"));
     uint64_t v;
-    if (get_uint(j, "node", 255, &v) < 0 || !v || !addr || addr_parse(addr, &n->addr) < 0 ||
+    if (get_uint(j, "node", 255, &v) < 0 || !v || !addr || tetherd_addr_parse(addr, &n->addr) < 0 ||
         get_uint(j, "gen", INT64_MAX, &n->generation) < 0)
         return TETHER_EPROTO;
     n->node_id = (uint8_t)v;

@@ -43,6 +43,10 @@
 /* The key name of (kind, key), NUL-terminated in out[cap]. 0, TETHER_EINVAL
  * (unknown kind, empty key, a node key that is not one byte 1..255) or
  * TETHER_ENOSPC. */
+/* "HOST:PORT" with a numeric host (IPv4 or IPv6) into `a`; "" leaves `a`
+ * empty. 0 or TETHER_EPROTO. */
+int tetherd_addr_parse(const char *s, tether_addr_t *a);
+
 int tetherd_rkey_name(tether_store_kind_t kind, const uint8_t *key, size_t len, char *out,
                       size_t cap);
 /* The (kind, key) a key name stands for; TETHER_EINVAL when it is not one
