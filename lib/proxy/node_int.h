@@ -42,6 +42,11 @@ struct tether_node {
     tether_hmap_t by_token;    /* relayed requests by upstream token (relay.c) */
     tether_heap_t timers;      /* relayed requests' deadlines and ACK delays (relay.c) */
     tether_bw_t bw;            /* block-wise transfers and uploads (blockwise.c) */
+    struct tether_xrelay *xr;  /* requests and observations across nodes (xrelay.c) */
+    size_t xobservers;         /* clients observing remote resources (xrelay.c) */
+    void *xlookup;             /* the directory lookup in progress (xrelay.c) */
+    tether_node_alive_fn alive; /* whether another node is alive (the channel) */
+    void *alive_user;
     uint32_t next_token;
     size_t npending; /* relayed requests in flight or queued */
     tether_node_stats_t stats;

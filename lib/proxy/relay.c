@@ -7,6 +7,7 @@
 #include "proxy/relay.h"
 #include "proxy/relay_cache.h"
 #include "proxy/reply.h"
+#include "proxy/xrelay.h"
 #include "util/container.h"
 
 enum timer_tag { T_DEADLINE = 1, T_ACK };
@@ -332,6 +333,8 @@ void tether_relay_request(tether_node_t *n, const tether_peer_t *peer, const tet
         tether_reply_code(n, link, req, TETHER_COAP_FORBIDDEN, NULL, now);
         return;
     }
+    if (!d && tether_xrelay_request(n, peer, req, host, now))
+        return; /* its tunnel is on another node */
     if (!d) {
         n->stats.relay_unknown++;
         tether_reply_code(n, link, req, TETHER_COAP_NOT_FOUND, "unknown device", now);
