@@ -48,6 +48,12 @@ int tetherd_stats_fill(json_t *st, const tetherd_stats_src_t *d)
         {"observe.notifications_sent", ns->observe_notifications_sent},
         {"observe.rejected", ns->observe_rejected},
         {"observe.stale_dropped", ns->observe_stale},
+        {"cluster.xrelay.sent", ns->xrelay_sent},
+        {"cluster.xrelay.received", ns->xrelay_received},
+        {"cluster.xrelay.served", ns->xrelay_served},
+        {"cluster.xrelay.duplicates", ns->xrelay_duplicates},
+        {"cluster.xrelay.retransmissions", ns->xrelay_retransmissions},
+        {"cluster.xrelay.node_down", ns->xrelay_node_down},
         {"queue.pending", ns->queue_pending},
         {"queue.queued_total", ns->queued},
         {"coap.rx_messages", ns->rx_datagrams},
@@ -136,4 +142,3 @@ int tetherd_stats_fill(json_t *st, const tetherd_stats_src_t *d)
             return TETHER_ENOMEM;
     return 0;
 }
-

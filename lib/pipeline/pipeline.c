@@ -322,6 +322,12 @@ bool tether_pipeline_internal_take(tether_pipeline_t *p, tether_out_t *out)
     return true;
 }
 
+void tether_pipeline_flush(tether_pipeline_t *p, tether_time_t now)
+{
+    clock_at(p, now);
+    settle(p, now);
+}
+
 void tether_pipeline_tick(tether_pipeline_t *p, tether_time_t now)
 {
     clock_at(p, now);

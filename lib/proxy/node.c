@@ -130,7 +130,10 @@ void tether_node_destroy(tether_node_t *n)
     free(n);
 }
 
-void tether_node_set_creds(tether_node_t *n, const tether_creds_t *creds) { n->creds = creds; }
+void tether_node_set_creds(tether_node_t *n, const tether_creds_t *creds)
+{
+    n->creds = creds;
+}
 
 /* Relayed requests and device-side observations share one 32-bit token
  * space per device session, and an observation lives for days: after 2^32
@@ -220,8 +223,7 @@ void tether_node_input(tether_node_t *n, const tether_peer_t *peer, const uint8_
         goto device; /* a ping or a rejected message still shows the device is here */
     }
     if (msg.type == TETHER_COAP_ACK || msg.type == TETHER_COAP_RST) {
-        bool ours =
-            tether_cx_on_ack(n->cx, &peer->link, msg.mid, msg.type == TETHER_COAP_RST, now);
+        bool ours = tether_cx_on_ack(n->cx, &peer->link, msg.mid, msg.type == TETHER_COAP_RST, now);
         if (msg.type == TETHER_COAP_ACK && tether_coap_is_response(msg.code) &&
             !tether_relay_response(n, peer, &msg, now))
             tether_observe_response(n, peer, &msg, now);
@@ -295,13 +297,27 @@ tether_time_t tether_node_next_deadline(const tether_node_t *n)
     return d;
 }
 
-size_t tether_node_out_count(const tether_node_t *n) { return tether_cx_out_count(n->cx); }
+size_t tether_node_out_count(const tether_node_t *n)
+{
+    return tether_cx_out_count(n->cx);
+}
 const tether_out_t *tether_node_out_get(const tether_node_t *n, size_t i)
 {
     return tether_cx_out_get(n->cx, i);
 }
-void tether_node_out_clear(tether_node_t *n) { tether_cx_out_clear(n->cx); }
-const tether_node_stats_t *tether_node_stats(const tether_node_t *n) { return &n->stats; }
-size_t tether_node_pending(const tether_node_t *n) { return n->npending; }
-tether_store_t *tether_node_store(const tether_node_t *n) { return n->store; }
-
+void tether_node_out_clear(tether_node_t *n)
+{
+    tether_cx_out_clear(n->cx);
+}
+const tether_node_stats_t *tether_node_stats(const tether_node_t *n)
+{
+    return &n->stats;
+}
+size_t tether_node_pending(const tether_node_t *n)
+{
+    return n->npending;
+}
+tether_store_t *tether_node_store(const tether_node_t *n)
+{
+    return n->store;
+}

@@ -227,8 +227,8 @@ bool tether_observe_response(tether_node_t *n, const tether_peer_t *peer,
         tether_cache_store(n->cache, &k, &resp, now);
         tether_node_cache_sync(n);
     }
-    bool notification = msg->code == TETHER_COAP_CONTENT &&
-                        tether_coap_msg_find_opt(msg, TETHER_COAP_OPT_OBSERVE);
+    bool notification =
+        msg->code == TETHER_COAP_CONTENT && tether_coap_msg_find_opt(msg, TETHER_COAP_OPT_OBSERVE);
     if (!notification) {
         n->stats.relay_ok++;
         obs_end(n, o, &resp, now);

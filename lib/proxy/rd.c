@@ -35,6 +35,22 @@ static void store_done(void *user, const tether_store_result_t *res)
         d->store_version = res->version;
 }
 
+/* Completion of a directory delete: a conflict is the entry of another
+ * node's newer registration, left alone on purpose (store_del). */
+static void del_done(void *user, const tether_store_result_t *res)
+{
+    if (res->rc == TETHER_ECONFLICT && tether_log_enabled(TETHER_LOG_DEBUG)) {
+        char name[TETHER_IDENTITY_MAX];
+        size_t len = res->key_len < sizeof name ? res->key_len : sizeof name - 1;
+        memcpy(name, res->key, len);
+        name[len] = 0;
+        tether_log_kv(TETHER_LOG_DEBUG, "rd", "directory entry kept: newer elsewhere", "ep", name,
+                      NULL);
+    } else if (res->rc < 0 && res->rc != TETHER_ENOTFOUND) {
+        store_done(user, res);
+    }
+}
+
 /* Writes d's directory entry (last-seen and address as of now). */
 static void store_put(tether_node_t *n, tether_device_t *d, tether_time_t now)
 {
@@ -47,12 +63,18 @@ static void store_put(tether_node_t *n, tether_device_t *d, tether_time_t now)
         store_done(n, &fail);
 }
 
+/* Deletes d's directory entry only if it is still the one this node
+ * wrote (compare-and-set on its version): a device that registered again
+ * on another node meanwhile has a newer entry there, which must stay. An
+ * entry this node never managed to write is not ours to delete. */
 static void store_del(tether_node_t *n, const tether_device_t *d, tether_time_t now)
 {
     tether_store_result_t fail = {.key = (const uint8_t *)d->rec.name,
                                   .key_len = strlen(d->rec.name)};
+    if (!d->store_version)
+        return;
     if ((fail.rc = tether_store_del(n->store, TETHER_STORE_DEVICE, fail.key, fail.key_len,
-                                    TETHER_STORE_ANY, now, NULL, NULL)) < 0)
+                                    d->store_version, now, del_done, n)) < 0)
         store_done(n, &fail);
 }
 
@@ -150,12 +172,13 @@ void tether_rd_handle(tether_node_t *n, const tether_peer_t *peer, const tether_
         if (!query_param(req, "ep", ep, sizeof ep))
             snprintf(ep, sizeof ep, "%s", peer->identity); /* inferred from the session */
         if (strcmp(ep, peer->identity) != 0) {
-            tether_reply_code(n, link, req, TETHER_COAP_FORBIDDEN, "ep differs from the DTLS identity",
-                       now);
+            tether_reply_code(n, link, req, TETHER_COAP_FORBIDDEN,
+                              "ep differs from the DTLS identity", now);
             return;
         }
         if (!rd_links_ok(req)) {
-            tether_reply_code(n, link, req, TETHER_COAP_BAD_REQUEST, "payload is not link-format", now);
+            tether_reply_code(n, link, req, TETHER_COAP_BAD_REQUEST, "payload is not link-format",
+                              now);
             return;
         }
         tether_device_t *d;
@@ -183,8 +206,8 @@ void tether_rd_handle(tether_node_t *n, const tether_peer_t *peer, const tether_
         n->stats.registrations++;
         n->stats.devices_registered = n->reg.count;
         if (created && tether_log_enabled(TETHER_LOG_INFO))
-            tether_log_kv(TETHER_LOG_INFO, "rd", "registered", "ep", d->rec.name, "id", d->rec.regid,
-                          NULL);
+            tether_log_kv(TETHER_LOG_INFO, "rd", "registered", "ep", d->rec.name, "id",
+                          d->rec.regid, NULL);
         tether_reply_start(n, link, req, TETHER_COAP_CREATED, &resp, now);
         tether_coap_msg_add_opt(&resp, TETHER_COAP_OPT_LOCATION_PATH, "rd", 2);
         tether_coap_msg_add_opt(&resp, TETHER_COAP_OPT_LOCATION_PATH, d->rec.regid,
@@ -270,8 +293,7 @@ int tether_node_device(const tether_node_t *n, const char *name, tether_device_i
     return 0;
 }
 
-int tether_node_device_next(const tether_node_t *n, const char *cursor,
-                            tether_device_info_t *info)
+int tether_node_device_next(const tether_node_t *n, const char *cursor, tether_device_info_t *info)
 {
     const tether_device_t *d = tether_registry_next(&n->reg, cursor);
     if (!d)
