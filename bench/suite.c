@@ -1585,7 +1585,9 @@ int bench_suite_main(int argc, char **argv)
         else if (strcmp(a, "--help") == 0) {
             usage(stdout);
             return 0;
-        } else if (i + 1 < argc && strcmp(a, "--json-out") == 0)
+        } else if (i + 1 < argc && strcmp(a, "--only") == 0)
+            S.only = argv[++i];
+        else if (i + 1 < argc && strcmp(a, "--json-out") == 0)
             S.json_out = argv[++i];
         else if (i + 1 < argc && strcmp(a, "--tetherd") == 0)
             snprintf(S.tetherd, sizeof S.tetherd, "%s", argv[++i]);
