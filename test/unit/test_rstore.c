@@ -19,14 +19,12 @@ static void test_key_layout(void **state)
 {
     (void)state;
     char name[TETHERD_RKEY_MAX];
-    assert_int_equal(tetherd_rkey_name(TETHER_STORE_DEVICE, (const uint8_t *)"dev7", 4, name,
-                                       sizeof name),
-                     0);
+    assert_int_equal(
+        tetherd_rkey_name(TETHER_STORE_DEVICE, (const uint8_t *)"dev7", 4, name, sizeof name), 0);
     assert_string_equal(name, "tether:dev:{dev7}");
     /* A brace in a name cannot move the hash tag; it parses back. */
-    assert_int_equal(tetherd_rkey_name(TETHER_STORE_DEVICE, (const uint8_t *)"a}b{", 4, name,
-                                       sizeof name),
-                     0);
+    assert_int_equal(
+        tetherd_rkey_name(TETHER_STORE_DEVICE, (const uint8_t *)"a}b{", 4, name, sizeof name), 0);
     assert_string_equal(name, "tether:dev:{a%7Db%7B}");
     tether_store_kind_t kind;
     uint8_t key[64];
@@ -41,10 +39,26 @@ static void test_key_layout(void **state)
     assert_string_equal(name, "tether:{nodes}:node:7"); /* one tag: one MGET */
     assert_int_equal(tetherd_rkey_parse(name, strlen(name), &kind, key, sizeof key, &kl), 0);
     assert_true(kind == TETHER_STORE_NODE && kl == 1 && key[0] == 7);
+    /* An observed resource: the device's name is the hash tag (the slot of
+     * its directory entry), then the whole record key in hex. */
+    const uint8_t obs[] = {4, 'd', 'e', 'v', '7', 1, 0, 4, 't', 'e', 'm', 'p', 3};
+    assert_int_equal(tetherd_rkey_name(TETHER_STORE_OBSERVE, obs, sizeof obs, name, sizeof name),
+                     0);
+    assert_string_equal(name, "tether:obs:{dev7}046465763701000474656d7003");
+    assert_int_equal(tetherd_rkey_parse(name, strlen(name), &kind, key, sizeof key, &kl), 0);
+    assert_true(kind == TETHER_STORE_OBSERVE && kl == sizeof obs);
+    assert_memory_equal(key, obs, sizeof obs);
+    const uint8_t noname[] = {9, 'a'};
+    assert_int_equal(
+        tetherd_rkey_name(TETHER_STORE_OBSERVE, noname, sizeof noname, name, sizeof name),
+        TETHER_EINVAL);
     /* Foreign keys, the log, two spellings of one key, bad escapes. */
     const char *bad[] = {"tether:{log}", "other:dev:{x}", "tether:dev:{x", "tether:dev:{%61}",
                          "tether:dev:{%6}", "tether:dev:{}", "tether:{nodes}:node:0",
-                         "tether:{nodes}:node:256", "tether:sess:{abc}"};
+                         "tether:{nodes}:node:256", "tether:sess:{abc}",
+                         /* a tag that is not the key's own device, odd hex, no tag end */
+                         "tether:obs:{dev8}0464657637010004", "tether:obs:{dev7}046465763",
+                         "tether:obs:{dev70464657637010004"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         assert_int_equal(tetherd_rkey_parse(bad[i], strlen(bad[i]), &kind, key, sizeof key, &kl),
                          TETHER_EINVAL);
@@ -75,7 +89,8 @@ static void test_device_record(void **state)
     char *json;
     assert_int_equal(tetherd_rrec_encode(&rec, NULL, "k", 1, &json), 0);
     tetherd_rrec_t out;
-    assert_int_equal(tetherd_rrec_decode(TETHER_STORE_DEVICE, json, strlen(json), NULL, "k", 1, &out), 0);
+    assert_int_equal(
+        tetherd_rrec_decode(TETHER_STORE_DEVICE, json, strlen(json), NULL, "k", 1, &out), 0);
     assert_string_equal(out.rec.u.device.name, "dev1");
     assert_int_equal(out.rec.u.device.node_id, 3);
     assert_true(out.rec.u.device.queue_mode);
@@ -87,9 +102,9 @@ static void test_device_record(void **state)
                          "{\"name\":\"d\",\"regid\":\"1\",\"node\":300,\"cid\":\"\",\"addr\":\"\","
                          "\"lt\":1,\"q\":false,\"seen\":1,\"links\":\"\",\"groups\":\"\"}"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        assert_int_equal(tetherd_rrec_decode(TETHER_STORE_DEVICE, bad[i], strlen(bad[i]), NULL,
-                                             "k", 1, &out),
-                         TETHER_EPROTO);
+        assert_int_equal(
+            tetherd_rrec_decode(TETHER_STORE_DEVICE, bad[i], strlen(bad[i]), NULL, "k", 1, &out),
+            TETHER_EPROTO);
         tetherd_rrec_free(&out);
     }
 }
@@ -138,14 +153,14 @@ static void test_wrap(void **state)
     /* A flipped byte of the sealed form is refused. */
     uint8_t sealed[64], opened[64];
     size_t sl, ol;
-    assert_int_equal(tetherd_wrap_seal(&w, (const uint8_t *)"a", 1, (const uint8_t *)"k", 1,
-                                       sealed, sizeof sealed, &sl),
+    assert_int_equal(tetherd_wrap_seal(&w, (const uint8_t *)"a", 1, (const uint8_t *)"k", 1, sealed,
+                                       sizeof sealed, &sl),
                      0);
     assert_int_equal(sl, 1 + TETHERD_WRAP_OVERHEAD);
     sealed[14] ^= 1;
-    assert_int_equal(tetherd_wrap_open(&w, (const uint8_t *)"a", 1, sealed, sl, opened,
-                                       sizeof opened, &ol),
-                     TETHER_EPROTO);
+    assert_int_equal(
+        tetherd_wrap_open(&w, (const uint8_t *)"a", 1, sealed, sl, opened, sizeof opened, &ol),
+        TETHER_EPROTO);
     tetherd_wrap_clear(&w);
     tetherd_wrap_clear(&other);
 }
@@ -212,7 +227,7 @@ static void test_rconn(void **state)
     tetherd_rconn_connecting(&c, now);
     tetherd_rconn_connected(&c, now);
     assert_string_equal(tetherd_rconn_state_str(&c), "up");
-    assert_int_equal(c.reconnects, 0); /* the first connect */
+    assert_int_equal(c.reconnects, 0);                        /* the first connect */
     assert_int_equal(tetherd_rconn_deadline(&c), UINT64_MAX); /* nothing pending */
     tetherd_rconn_sent(&c, now);
     tetherd_rconn_sent(&c, now + 50);
