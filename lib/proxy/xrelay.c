@@ -10,7 +10,11 @@
 #include "util/container.h"
 
 #define F_OBSERVE 1
-#define SWEEP_MS 1000 /* B: finished slots and dead relaying nodes, this often */
+#define SWEEP_MS 1000 /* finished slots, and nodes gone silent, this often */
+/* A registered aggregate sends its XREQ again this often: a device node
+ * that restarted (and lost the slot) registers it anew; one that kept it
+ * takes it as a duplicate. */
+#define REFRESH_MS 30000
 
 enum xr_tag { T_DEADLINE = 1, T_RETRY, T_ACK };
 
@@ -92,7 +96,7 @@ struct tether_xrelay {
     uint32_t next_id;
     uint64_t next_link;
     size_t nreq, nslots;
-    uint16_t slots_per_node[256];
+    uint32_t slots_per_node[256];
     tether_time_t next_sweep;
     xr_ack_t *acks;
     size_t nacks, acks_cap;
@@ -522,6 +526,8 @@ static bool observe_request(tether_node_t *n, const tether_peer_t *peer,
         memcpy(a->key, k.buf, k.len);
         tether_hmap_insert(&x->by_key, &a->by_key, &dg, sizeof dg);
         tether_list_push(&x->aggs, &a->all);
+        if (x->next_sweep == UINT64_MAX)
+            x->next_sweep = now + SWEEP_MS;
     }
     o->link = *link;
     o->tkl = req->tkl;
@@ -587,8 +593,9 @@ static void on_xrsp(tether_node_t *n, xr_req_t *r, const uint8_t *msg, size_t le
     if (len > TETHER_MSG_MAX || tether_coap_parse(&up, msg, len, &perr) < 0 ||
         !tether_coap_is_response(up.code))
         return; /* an empty ACK or garbage: the retransmission goes on */
-    tether_heap_disarm(&XR(n)->timers, &r->retry);
     xr_agg_t *a = r->agg;
+    if (!a || !a->registered)
+        tether_heap_disarm(&XR(n)->timers, &r->retry);
     if (!a) {
         n->stats.relay_ok++;
         tether_reply_device_answer(&up, &resp);
@@ -605,6 +612,8 @@ static void on_xrsp(tether_node_t *n, xr_req_t *r, const uint8_t *msg, size_t le
         return;
     }
     tether_heap_disarm(&XR(n)->timers, &r->deadline); /* lives until the last observer goes */
+    if (!a->registered)
+        tether_heap_arm(&XR(n)->timers, &r->retry, now + REFRESH_MS);
     a->registered = true;
     a->seq++;
     memcpy(a->last, msg, len);
@@ -877,7 +886,19 @@ static void sweep(tether_node_t *n, tether_time_t now)
             slot_free(n, s);
         }
     }
-    x->next_sweep = x->nslots ? now + SWEEP_MS : UINT64_MAX;
+    /* A: an aggregate whose device node went silent ends with 5.02 (its
+     * observers may register again; RFC 7641 §3.3.1). */
+    for (tether_lnode_t *l = x->aggs.head, *ln; l; l = ln) {
+        ln = l->next;
+        xr_agg_t *a = container_of(l, xr_agg_t, all);
+        if (a->reg && !node_alive(n, a->reg->node, now)) {
+            tether_coap_msg_t resp;
+            code_msg(&resp, TETHER_COAP_BAD_GATEWAY);
+            n->stats.relay_gone++;
+            agg_fail(n, a, &resp, now);
+        }
+    }
+    x->next_sweep = x->nslots || x->aggs.head ? now + SWEEP_MS : UINT64_MAX;
 }
 
 void tether_xrelay_tick(tether_node_t *n, tether_time_t now)
@@ -902,6 +923,10 @@ void tether_xrelay_tick(tether_node_t *n, tether_time_t now)
         } else if (t->tag == T_RETRY) {
             xr_req_t *r = container_of(t, xr_req_t, retry);
             xout(n, r->node, TETHER_CLUSTER_XREQ, r->msg, r->len, NULL, 0);
+            if (r->agg && r->agg->registered) { /* a refresh, not a retransmission */
+                tether_heap_arm(&x->timers, &r->retry, now + REFRESH_MS);
+                continue;
+            }
             n->stats.xrelay_retransmissions++;
             r->backoff_ms *= 2;
             tether_heap_arm(&x->timers, &r->retry, now + r->backoff_ms);

@@ -44,6 +44,40 @@ wait_log() {
     timeout "$secs" bash -c 'tail -n +1 -F "$1" 2>/dev/null | grep -m1 -qE "$2"' _ "$file" "$re"
 }
 
+# poll COUNT CMD...: CMD every 0.1 s until it succeeds, at most COUNT
+# times (for counters and store contents, which have no event to wait on).
+poll() {
+    local n=$1
+    shift
+    for _ in $(seq "$n"); do "$@" && return 0; sleep 0.1; done
+    return 1
+}
+
+# nginx_lb_conf LISTEN_PORT NODE_PORT...: writes $T/nginx/nginx.conf, the
+# deployment's own UDP load balancer (deploy/nginx/tether-udp.conf, used as
+# is) listening on 127.0.0.1:LISTEN_PORT in front of the nodes' ports.
+nginx_lb_conf() {
+    local lb=$1
+    shift
+    mkdir -p "$T/nginx"
+    cat >"$T/nginx/nginx.conf" <<CONF
+load_module /usr/lib/nginx/modules/ngx_stream_module.so;
+daemon off;
+pid $T/nginx/nginx.pid;
+error_log $T/nginx/error.log info;
+events { worker_connections 4096; }
+include $TOP/deploy/nginx/tether-udp.conf;
+CONF
+    echo "listen 127.0.0.1:$lb udp;" >"$T/nginx/tether-listen.conf"
+    printf 'server 127.0.0.1:%s;\n' "$@" >"$T/nginx/tether-nodes.conf"
+}
+# nginx_lb_start: runs the balancer nginx_lb_conf wrote, until the test ends.
+nginx_lb_start() {
+    nginx -p "$T/nginx" -c "$T/nginx/nginx.conf" 2>"$T/nginx/stderr.log" &
+    PIDS+=("$!")
+    wait_log "$T/nginx/error.log" 'start worker process' 10 || note "nginx did not log its start"
+}
+
 # wait_stats FILE CONDITION [SECONDS]: blocks until a "devices: stats" or
 # "devices: final" line of FILE (tether-bench devices) makes the bash
 # arithmetic CONDITION true, with each numeric key=value of the line as a

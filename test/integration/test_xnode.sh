@@ -31,14 +31,6 @@ redis-server --port "$RP" --bind 127.0.0.1 --save '' --appendonly no \
     --dir "$T/redis" --logfile "$T/redis.log" &
 PIDS+=("$!")
 redis_up() { redis-cli -p "$RP" ping 2>/dev/null | grep -q PONG; }
-# poll COUNT CMD...: CMD every 0.1 s until it succeeds (counters and Redis
-# contents have no event to wait on).
-poll() {
-    local n=$1
-    shift
-    for _ in $(seq "$n"); do "$@" && return 0; sleep 0.1; done
-    return 1
-}
 check "redis-server starts" poll 50 redis_up
 
 cat >"$T/node.json" <<JSON
@@ -72,20 +64,8 @@ check "PUT /credentials/app1 on node 2" jq -e '.version >= 1' <<<"$out"
 creds_on_3() { grep -q 'applied credentials from the shared store' "$n3_LOG"; }
 poll 30 creds_on_3
 
-mkdir -p "$T/nginx"
-cat >"$T/nginx/nginx.conf" <<CONF
-load_module /usr/lib/nginx/modules/ngx_stream_module.so;
-daemon off;
-pid $T/nginx/nginx.pid;
-error_log $T/nginx/error.log info;
-events { worker_connections 4096; }
-include $TOP/deploy/nginx/tether-udp.conf;
-CONF
-echo "listen 127.0.0.1:$LB udp;" >"$T/nginx/tether-listen.conf"
-printf 'server 127.0.0.1:%s;\n' "${P[1]}" "${P[2]}" "${P[3]}" >"$T/nginx/tether-nodes.conf"
-nginx -p "$T/nginx" -c "$T/nginx/nginx.conf" 2>"$T/nginx/stderr.log" &
-PIDS+=("$!")
-wait_log "$T/nginx/error.log" 'start worker process' 10 || note "nginx did not log its start"
+nginx_lb_conf "$LB" "${P[1]}" "${P[2]}" "${P[3]}"
+nginx_lb_start
 
 "$BENCH" devices --server "127.0.0.1:$LB" --count "$N" --identity-prefix dev \
     --psk-master "$MASTER" --rebind-every 3 --stats-every 1 >"$T/devices.log" 2>&1 &

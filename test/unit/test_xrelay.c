@@ -6,7 +6,9 @@
  * alive is a 5.02, node 2 silent a 5.04; observers on both nodes share
  * one device-side observation on node 2, every one gets each
  * notification, the registry in the store lists them all, and the
- * observation ends when the last one leaves, or when node 1 dies. */
+ * observation ends when the last one leaves, or when node 1 dies; node 1
+ * registers its aggregate again every 30 s (node 2 deduplicates) and its
+ * observers get 5.02 when node 2 dies. */
 #include "node_fixture.h"
 #include "tether/cluster.h"
 
@@ -436,6 +438,39 @@ static void test_observers_of_dead_node_removed(void **state)
     X.drop = false;
 }
 
+static void test_aggregate_refreshed_then_device_node_dies(void **state)
+{
+    (void)state;
+    register_dev1_on_2();
+    const tether_node_stats_t *s1 = tether_node_stats(X.f[1].node);
+    const tether_node_stats_t *s2 = tether_node_stats(X.f[2].node);
+    tether_peer_t a = plain_peer(50001);
+    tether_coap_msg_t m, up, r;
+    get_msg(&m, TETHER_COAP_NON, 0x500, "aa", "dev1", "temp", 0);
+    clear_cap();
+    input(1, &a, &m);
+    assert_true(cap_find(2, TETHER_LINK_DTLS, 7, 0, &up, -1) >= 0);
+    dev_answer(&up, "20", 2);
+    /* every 30 s node 1 registers its aggregate again; node 2 still has
+     * it and registers nothing new with the device */
+    size_t dups = s2->xrelay_duplicates;
+    clear_cap();
+    advance_all(31000);
+    assert_int_equal(s2->xrelay_duplicates, dups + 1);
+    assert_int_equal(s2->observe_device_observations, 1);
+    assert_int_equal(s2->observe_observers, 1);
+    /* node 2 goes silent: node 1's observer gets a final 5.02 */
+    X.alive[2] = false;
+    X.drop = true;
+    clear_cap();
+    advance_all(1500);
+    assert_true(cap_find(1, TETHER_LINK_PLAIN, 0, 50001, &r, -1) >= 0);
+    assert_int_equal(r.code, TETHER_COAP_BAD_GATEWAY);
+    assert_memory_equal(r.token, "aa", 2);
+    assert_int_equal(s1->observe_observers, 0);
+    X.drop = false;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -444,6 +479,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_node_down_and_timeout, xsetup, xteardown),
         cmocka_unit_test_setup_teardown(test_observe_across_nodes, xsetup, xteardown),
         cmocka_unit_test_setup_teardown(test_observers_of_dead_node_removed, xsetup, xteardown),
+        cmocka_unit_test_setup_teardown(test_aggregate_refreshed_then_device_node_dies, xsetup,
+                                        xteardown),
     };
     return cmocka_run_group_tests_name("xrelay", tests, NULL, NULL);
 }
