@@ -8,6 +8,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "../../server/store/backlog.h"
@@ -55,10 +56,12 @@ static void test_key_layout(void **state)
     /* Foreign keys, the log, two spellings of one key, bad escapes. */
     const char *bad[] = {"tether:{log}", "other:dev:{x}", "tether:dev:{x", "tether:dev:{%61}",
                          "tether:dev:{%6}", "tether:dev:{}", "tether:{nodes}:node:0",
-                         "tether:{nodes}:node:256", "tether:sess:{abc}",
-                         /* a tag that is not the key's own device, odd hex, no tag end */
+                         "tether:{nodes}:node:256", "tether:sess:{abc}", "tether:dev:{a%7db}",
+                         "tether:sess:{AB0001}", /* case: one spelling */
+                         /* a tag that is not the key's own device, odd hex, no tag end,
+                          * upper-case hex */
                          "tether:obs:{dev8}0464657637010004", "tether:obs:{dev7}046465763",
-                         "tether:obs:{dev70464657637010004"};
+                         "tether:obs:{dev70464657637010004", "tether:obs:{dev7}0464657637010004AB"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         assert_int_equal(tetherd_rkey_parse(bad[i], strlen(bad[i]), &kind, key, sizeof key, &kl),
                          TETHER_EINVAL);
@@ -149,7 +152,34 @@ static void test_wrap(void **state)
                                          "tether:cred:{app9}", 4, &out),
                      TETHER_EPROTO);
     tetherd_rrec_free(&out);
+    /* A writer to Redis without the cluster key changes what the record
+     * says about the key's use, keeping the sealed key: refused. */
+    const char *edits[][2] = {
+        {"\"role\":1", "\"role\":0"},              /* client -> device */
+        {"\"dev*\"", "\"*\""},                     /* a wider ACL */
+        {"\"derived\":false", "\"derived\":true"}, /* a fleet master */
+        {"\"id\":\"app9\"", "\"id\":\"app1\""},
+    };
+    for (size_t i = 0; i < sizeof edits / sizeof edits[0]; i++) {
+        const char *at = strstr(json, edits[i][0]);
+        assert_non_null(at);
+        char edited[1024];
+        snprintf(edited, sizeof edited, "%.*s%s%s", (int)(at - json), json, edits[i][1],
+                 at + strlen(edits[i][0]));
+        assert_int_equal(tetherd_rrec_decode(TETHER_STORE_CRED, edited, strlen(edited), &w,
+                                             "tether:cred:{app9}", 4, &out),
+                         TETHER_EPROTO);
+        tetherd_rrec_free(&out);
+    }
     free(json);
+    /* A version that does not fit 64 bits is not a version. */
+    uint64_t ver;
+    const char *js;
+    size_t jl;
+    assert_int_equal(tetherd_rval_split("18446744073709551617 {}", 23, &ver, &js, &jl),
+                     TETHER_EPROTO);
+    assert_int_equal(tetherd_rval_split("9223372036854775807 {}", 22, &ver, &js, &jl), 0);
+    assert_int_equal(ver, 9223372036854775807ull);
     /* A flipped byte of the sealed form is refused. */
     uint8_t sealed[64], opened[64];
     size_t sl, ol;
