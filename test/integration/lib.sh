@@ -53,6 +53,29 @@ poll() {
     return 1
 }
 
+# redis_nodes_start REDIS_PORT CLUSTER_PORT...: nodes n1, n2, ... (node id
+# = position) sharing the redis-server on REDIS_PORT, each started with
+# only --node-id, --redis, --cluster-listen and the cluster key from the
+# environment, plus a DTLS listener on a free port and the test's limits
+# in $T/node.json (written here: no per-source handshake limits, since
+# every simulated device and client shares 127.0.0.1). Sets A[i] (admin
+# URL) and P[i] (DTLS port) of node i; fails when a node does not start.
+redis_nodes_start() {
+    local rp=$1 id=0
+    shift
+    echo '{"dtls": {"handshake_rate_per_source": 0, "max_handshakes_per_source": 0}}' \
+        >"$T/node.json"
+    A=("") P=("")
+    for cl in "$@"; do
+        id=$((id + 1))
+        start_tetherd "n$id" --config "$T/node.json" --node-id "$id" \
+            --redis "redis://127.0.0.1:$rp" --cluster-listen "127.0.0.1:$cl" \
+            --listen coaps://127.0.0.1:0 || { not_ok "node $id starts"; return 1; }
+        A+=("http://127.0.0.1:$(admin_port "n$id")")
+        eval "P+=(\"\$n${id}_PORT\")"
+    done
+}
+
 # nginx_lb_conf LISTEN_PORT NODE_PORT...: writes $T/nginx/nginx.conf, the
 # deployment's own UDP load balancer (deploy/nginx/tether-udp.conf, used as
 # is) listening on 127.0.0.1:LISTEN_PORT in front of the nodes' ports.

@@ -33,18 +33,7 @@ PIDS+=("$!")
 redis_up() { redis-cli -p "$RP" ping 2>/dev/null | grep -q PONG; }
 check "redis-server starts" poll 50 redis_up
 
-cat >"$T/node.json" <<JSON
-{"dtls": {"handshake_rate_per_source": 0, "max_handshakes_per_source": 0}}
-JSON
-for id in 1 2 3; do
-    eval "cl=\$C$id"
-    start_tetherd "n$id" --config "$T/node.json" --node-id "$id" --redis "redis://127.0.0.1:$RP" \
-        --cluster-listen "127.0.0.1:$cl" --listen coaps://127.0.0.1:0 ||
-        { not_ok "node $id starts"; finish; exit 1; }
-done
-A=("" "http://127.0.0.1:$(admin_port n1)" "http://127.0.0.1:$(admin_port n2)"
-   "http://127.0.0.1:$(admin_port n3)")
-P=("" "$n1_PORT" "$n2_PORT" "$n3_PORT")
+redis_nodes_start "$RP" "$C1" "$C2" "$C3" || { finish; exit 1; }
 get() { curl -s --max-time 5 -H "Authorization: Bearer $TOKEN" "$1$2"; }
 stat() { get "$1" /stats | jq -r ".$2"; }
 three_alive() {
