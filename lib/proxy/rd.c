@@ -35,17 +35,40 @@ static void store_done(void *user, const tether_store_result_t *res)
         d->store_version = res->version;
 }
 
-/* Completion of a directory delete: a conflict is the entry of another
- * node's newer registration, left alone on purpose (store_del). */
+/* The entry read again after a conflicting delete: still this node's
+ * registration (its version moved under us, e.g. a write replayed after a
+ * store outage): deleted at the version read. Another node's entry, or a
+ * newer registration here, stays. */
+static void del_recheck(void *user, const tether_store_result_t *res)
+{
+    tether_node_t *n = user;
+    char name[TETHER_IDENTITY_MAX];
+    if (res->rc < 0 || !res->rec || res->key_len >= sizeof name)
+        return;
+    memcpy(name, res->key, res->key_len);
+    name[res->key_len] = 0;
+    /* A device of that name still here with the entry's regid is the
+     * registration being removed (the in-memory store answers before
+     * tether_rd_remove drops it); another regid is a new registration. */
+    const tether_device_t *d = tether_registry_find(&n->reg, name);
+    if (res->rec->u.device.node_id != n->conf.node_id ||
+        (d && strcmp(d->rec.regid, res->rec->u.device.regid) != 0))
+        return;
+    tether_store_del(n->store, TETHER_STORE_DEVICE, res->key, res->key_len, res->version, n->rd_now,
+                     NULL, NULL);
+}
+
+/* Completion of a directory delete: a conflict is usually the entry of
+ * another node's newer registration, left alone on purpose (store_del);
+ * del_recheck tells which. */
 static void del_done(void *user, const tether_store_result_t *res)
 {
-    if (res->rc == TETHER_ECONFLICT && tether_log_enabled(TETHER_LOG_DEBUG)) {
-        char name[TETHER_IDENTITY_MAX];
-        size_t len = res->key_len < sizeof name ? res->key_len : sizeof name - 1;
-        memcpy(name, res->key, len);
-        name[len] = 0;
-        tether_log_kv(TETHER_LOG_DEBUG, "rd", "directory entry kept: newer elsewhere", "ep", name,
-                      NULL);
+    tether_node_t *n = user;
+    if (res->rc == TETHER_ECONFLICT) {
+        uint8_t key[TETHER_IDENTITY_MAX];
+        size_t kl = res->key_len < sizeof key ? res->key_len : sizeof key;
+        memcpy(key, res->key, kl); /* res is gone once the get below completes */
+        tether_store_get(n->store, TETHER_STORE_DEVICE, key, kl, n->rd_now, del_recheck, n);
     } else if (res->rc < 0 && res->rc != TETHER_ENOTFOUND) {
         store_done(user, res);
     }
@@ -73,6 +96,7 @@ static void store_del(tether_node_t *n, const tether_device_t *d, tether_time_t 
                                   .key_len = strlen(d->rec.name)};
     if (!d->store_version)
         return;
+    n->rd_now = now; /* for the re-check of a conflict (del_done), maybe completing later */
     if ((fail.rc = tether_store_del(n->store, TETHER_STORE_DEVICE, fail.key, fail.key_len,
                                     d->store_version, now, del_done, n)) < 0)
         store_done(n, &fail);
