@@ -118,7 +118,11 @@ FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined $(INTERNAL_INC) $(STD) \
              $(PKG_CFLAGS)
 $(BUILD)/fuzz/%: test/fuzz/%.c $(LIB_SRCS) $(wildcard lib/*/*.h lib/include/tether/*.h)
 	@mkdir -p $(dir $@)
-	$(QUIET_LINK)$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(LIB_SRCS) $(LIBS)
+	$(QUIET_LINK)$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(LIB_SRCS) $(FUZZ_EXTRA) $(LIBS)
+# Targets over tetherd code compile those server sources in as well.
+FUZZ_CONFIG_SRCS = server/config/keys.c server/config/load.c
+$(BUILD)/fuzz/fuzz_config: FUZZ_EXTRA = $(FUZZ_CONFIG_SRCS)
+$(BUILD)/fuzz/fuzz_config: $(FUZZ_CONFIG_SRCS) $(wildcard server/*.h server/config/*.h)
 
 run: all
 	$(TETHERD) $(if $(CONFIG),--config $(CONFIG))
