@@ -83,6 +83,7 @@ int tetherd_stats_fill(json_t *st, const tetherd_stats_src_t *d)
         {"sessions.hellos_refused", ds->hellos_refused},
         {"sessions.handshakes_stalled", ds->handshakes_stalled},
         {"sessions.handshakes_evicted", ds->handshakes_evicted},
+        {"sessions.handshakes_prefix_limited", ds->handshakes_prefix_limited},
         {"sessions.tx_unvalidated_dropped", ds->tx_unvalidated_dropped},
         {"sessions.revoked", ds->sessions_revoked},
         {"sessions.records_empty", ds->records_empty},

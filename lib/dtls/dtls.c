@@ -151,6 +151,8 @@ int tether_dtls_create(const tether_dtls_conf_t *conf, const tether_creds_t *cre
         goto fail_id;
     if ((rc = tether_hmap_init(&srv->sources, 64, seed ^ 0x2545f4914f6cdd1dull)) < 0)
         goto fail_sources;
+    if ((rc = tether_hmap_init(&srv->prefixes, 64, seed ^ 0x94d049bb133111ebull)) < 0)
+        goto fail_prefixes;
     rc = TETHER_ECRYPTO;
     srv->ctx = wolfSSL_CTX_new(wolfDTLS_server_method());
     if (!srv->ctx)
@@ -168,6 +170,8 @@ int tether_dtls_create(const tether_dtls_conf_t *conf, const tether_creds_t *cre
 fail_setup:
     wolfSSL_CTX_free(srv->ctx);
 fail_ctx:
+    tether_hmap_free(&srv->prefixes);
+fail_prefixes:
     tether_hmap_free(&srv->sources);
 fail_sources:
     tether_hmap_free(&srv->by_id);
@@ -197,7 +201,8 @@ void tether_dtls_destroy(tether_dtls_srv_t *srv)
         if (srv->lst[i].ssl)
             wolfSSL_free(srv->lst[i].ssl);
     wolfSSL_CTX_free(srv->ctx);
-    tether_hmap_free(&srv->sources); /* empty: every handshake was closed above */
+    tether_hmap_free(&srv->prefixes); /* empty, like sources */
+    tether_hmap_free(&srv->sources);  /* empty: every handshake was closed above */
     tether_hmap_free(&srv->by_id);
     tether_hmap_free(&srv->by_cid);
     tether_hmap_free(&srv->by_addr);

@@ -37,6 +37,51 @@ static size_t source_key(const tether_addr_t *a, uint8_t key[9])
     return 5;
 }
 
+/* The network a source sits in: the IPv4 /24 or the IPv6 /48 (one site,
+ * RFC 6177), for conf.max_handshakes_per_prefix. */
+static size_t prefix_key(const tether_addr_t *a, uint8_t key[7])
+{
+    if (a->ss.ss_family == AF_INET6) {
+        key[0] = 6;
+        memcpy(key + 1, &((const struct sockaddr_in6 *)&a->ss)->sin6_addr, 6);
+        return 7;
+    }
+    key[0] = 4;
+    memcpy(key + 1, &((const struct sockaddr_in *)&a->ss)->sin_addr, 3);
+    return 4;
+}
+
+static prefix_t *prefix_find(tether_dtls_srv_t *srv, const tether_addr_t *a)
+{
+    uint8_t key[7];
+    tether_hnode_t *h = tether_hmap_find(&srv->prefixes, key, prefix_key(a, key));
+    return h ? container_of(h, prefix_t, node) : NULL;
+}
+
+/* Charges handshake `s` to its prefix; s->prefix_charged says it was. */
+static void prefix_add(tether_dtls_srv_t *srv, tether_dtls_sess_t *s)
+{
+    prefix_t *p = prefix_find(srv, &s->peer);
+    if (!p) {
+        uint8_t key[7];
+        if (!(p = calloc(1, sizeof *p)))
+            return; /* uncharged: the per-source and total caps still hold */
+        tether_hmap_insert(&srv->prefixes, &p->node, key, prefix_key(&s->peer, key));
+    }
+    p->n++;
+    s->prefix_charged = true;
+}
+
+static void prefix_del(tether_dtls_srv_t *srv, tether_dtls_sess_t *s)
+{
+    prefix_t *p = s->prefix_charged ? prefix_find(srv, &s->peer) : NULL;
+    s->prefix_charged = false;
+    if (p && --p->n == 0) {
+        tether_hmap_remove(&srv->prefixes, &p->node);
+        free(p);
+    }
+}
+
 static source_t *source_find(tether_dtls_srv_t *srv, const tether_addr_t *a)
 {
     uint8_t key[9];
@@ -61,6 +106,7 @@ static int source_add(tether_dtls_srv_t *srv, tether_dtls_sess_t *s)
         src->oldest = s;
     src->newest = s;
     src->n++;
+    prefix_add(srv, s);
     return 0;
 }
 
@@ -83,6 +129,7 @@ void dtls_source_del(tether_dtls_srv_t *srv, tether_dtls_sess_t *s)
     if (src->newest == s)
         src->newest = prev;
     s->src_next = NULL;
+    prefix_del(srv, s);
     if (--src->n == 0) {
         tether_hmap_remove(&srv->sources, &src->node);
         free(src);
@@ -260,21 +307,39 @@ static bool stalled(const tether_dtls_srv_t *srv, const tether_dtls_sess_t *s, t
     return now >= s->last_rx + srv->conf.handshake_flight_timeout_ms / 2;
 }
 
+/* The oldest of a source's handshakes that has stalled, or NULL. At most
+ * max_handshakes_per_source to look at. */
+static tether_dtls_sess_t *source_stalled(const tether_dtls_srv_t *srv, const source_t *src,
+                                          tether_time_t now)
+{
+    for (tether_dtls_sess_t *p = src->oldest; p; p = p->src_next)
+        if (stalled(srv, p, now))
+            return p;
+    return NULL;
+}
+
 /* A slot for a handshake from `from`, whose cookie has just proved its
- * address. A source at its cap gives up its own oldest handshake if that
- * one has stalled, so two busy sources cannot hold the table against a
- * third; a full table gives up its oldest handshake if that one has
- * stalled (it had the most time to finish). Otherwise the newcomer waits
- * (TETHER_ELIMIT: its peer resends the hello). Established sessions are
- * never evicted. */
+ * address. A source at its cap gives up its own oldest stalled handshake,
+ * so two busy sources cannot hold the table against a third; a prefix at
+ * its cap (max_handshakes_per_prefix) waits for its handshakes to finish
+ * or stall out; a full table gives up the handshake that has gone longest
+ * without progress (the head of srv->handshaking, dtls_hs_step) if that
+ * one has stalled. Otherwise the newcomer waits (TETHER_ELIMIT: its peer
+ * resends the hello). Established sessions are never evicted. */
 static int make_room(tether_dtls_srv_t *srv, const tether_addr_t *from, tether_time_t now)
 {
     source_t *src = srv->conf.max_handshakes_per_source ? source_find(srv, from) : NULL;
     if (src && src->n >= srv->conf.max_handshakes_per_source) {
-        if (!stalled(srv, src->oldest, now))
+        tether_dtls_sess_t *own = source_stalled(srv, src, now);
+        if (!own)
             return TETHER_ELIMIT;
         srv->stats.handshakes_evicted++;
-        dtls_hs_fail(srv, src->oldest, TETHER_DTLS_WHY_EVICTED);
+        dtls_hs_fail(srv, own, TETHER_DTLS_WHY_EVICTED);
+    }
+    prefix_t *pre = srv->conf.max_handshakes_per_prefix ? prefix_find(srv, from) : NULL;
+    if (pre && pre->n >= srv->conf.max_handshakes_per_prefix) {
+        srv->stats.handshakes_prefix_limited++;
+        return TETHER_ELIMIT;
     }
     bool full = srv->stats.handshakes_inflight >= srv->conf.max_handshakes ||
                 srv->stats.handshakes_inflight + srv->stats.sessions_active >= srv->conf.max_sessions;

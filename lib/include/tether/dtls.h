@@ -36,6 +36,13 @@ typedef struct {
      * stalled, else waits. Behind a load balancer that hides client
      * addresses every client is one source: raise it or set 0. */
     uint32_t max_handshakes_per_source;
+    /* Handshakes in flight per network (IPv4 /24, IPv6 /48), 0 = no cap
+     * (the default): many sources of one network then cannot hold the
+     * table either. Over the cap a new hello waits (its peer resends it)
+     * until one of that network's handshakes finishes or stalls out.
+     * Behind a load balancer or a carrier NAT many clients share one
+     * network, so size it to them or leave it 0. */
+    uint32_t max_handshakes_per_prefix;
     /* A handshake whose peer sends nothing for this long is dropped, long
      * before handshake_timeout: a stalled slot costs the attacker nothing. */
     uint32_t handshake_flight_timeout_ms;
@@ -83,6 +90,8 @@ typedef struct {
     uint64_t hellos_refused; /* malformed or fragmented, or over the PSK identity cap */
     uint64_t handshakes_stalled; /* dropped: no flight from the peer within the flight timeout */
     uint64_t handshakes_evicted; /* stalled, dropped for a newer one (source at its cap, table full) */
+    uint64_t
+        handshakes_prefix_limited; /* hellos refused: their network at max_handshakes_per_prefix */
     uint64_t events_dropped;     /* events lost because the list could not grow */
     uint64_t tx_unvalidated_dropped; /* over 3x what an unvalidated address sent us */
     uint64_t sessions_revoked;   /* closed by set_creds: identity gone or role changed */
