@@ -23,32 +23,31 @@
 #include "dtls/hello.h"
 #include "util/container.h"
 
+/* Key of the first v4 bytes of an IPv4 address or v6 bytes of an IPv6
+ * one, after a family byte: 1 + v4 or 1 + v6 bytes. */
+static size_t net_key(const tether_addr_t *a, uint8_t *key, size_t v4, size_t v6)
+{
+    bool is6 = a->ss.ss_family == AF_INET6;
+    key[0] = is6 ? 6 : 4;
+    if (is6)
+        memcpy(key + 1, &((const struct sockaddr_in6 *)&a->ss)->sin6_addr, v6);
+    else
+        memcpy(key + 1, &((const struct sockaddr_in *)&a->ss)->sin_addr, v4);
+    return 1 + (is6 ? v6 : v4);
+}
+
 /* Who a handshake is charged to: the IPv4 address, or the IPv6 /64 (one
  * host usually owns a whole /64). */
 static size_t source_key(const tether_addr_t *a, uint8_t key[9])
 {
-    if (a->ss.ss_family == AF_INET6) {
-        key[0] = 6;
-        memcpy(key + 1, &((const struct sockaddr_in6 *)&a->ss)->sin6_addr, 8);
-        return 9;
-    }
-    key[0] = 4;
-    memcpy(key + 1, &((const struct sockaddr_in *)&a->ss)->sin_addr, 4);
-    return 5;
+    return net_key(a, key, 4, 8);
 }
 
 /* The network a source sits in: the IPv4 /24 or the IPv6 /48 (one site,
  * RFC 6177), for conf.max_handshakes_per_prefix. */
 static size_t prefix_key(const tether_addr_t *a, uint8_t key[7])
 {
-    if (a->ss.ss_family == AF_INET6) {
-        key[0] = 6;
-        memcpy(key + 1, &((const struct sockaddr_in6 *)&a->ss)->sin6_addr, 6);
-        return 7;
-    }
-    key[0] = 4;
-    memcpy(key + 1, &((const struct sockaddr_in *)&a->ss)->sin_addr, 3);
-    return 4;
+    return net_key(a, key, 3, 6);
 }
 
 static prefix_t *prefix_find(tether_dtls_srv_t *srv, const tether_addr_t *a)
