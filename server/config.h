@@ -70,6 +70,13 @@ typedef struct {
     uint32_t proxy_block_idle_ms;
     uint32_t proxy_upload_max_bytes;
     uint32_t proxy_uploads_per_device;
+    /* "proxy": per-client and per-device bounds (SPEC S10) */
+    uint32_t proxy_max_pending_per_client;
+    uint32_t proxy_max_observers_per_client;
+    uint32_t proxy_max_observations_per_device;
+    uint32_t proxy_nstart;
+    uint32_t proxy_nstart_queue_max;
+    uint32_t proxy_dedup_per_peer;
     uint32_t drain_timeout;     /* seconds SIGTERM waits for pending requests */
     char dtls_ca_file[512];     /* CA of client certificates ("" = none) */
     char dtls_cert_file[512];   /* our ECDSA certificate (chain), PEM */

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "proxy/blockwise.h"
+#include "proxy/bounds.h"
 #include "proxy/node_int.h"
 #include "proxy/observe.h"
 #include "proxy/rd.h"
@@ -41,6 +42,12 @@ void tether_node_conf_defaults(tether_node_conf_t *c)
     c->block_idle_ms = 30000;
     c->upload_max_bytes = 16u << 20;
     c->uploads_per_device = 2;
+    c->max_pending_per_client = 1024;
+    c->max_observers_per_client = 1024;
+    c->max_observations_per_device = 256;
+    c->nstart = 1;
+    c->nstart_queue_max = 1024;
+    c->dedup_per_peer = 4096;
 }
 
 int tether_node_create(const tether_node_conf_t *conf, const tether_creds_t *creds,
@@ -62,6 +69,7 @@ int tether_node_create(const tether_node_conf_t *conf, const tether_creds_t *cre
     tether_cx_conf_t cc;
     tether_cx_conf_defaults(&cc);
     cc.seed = conf->seed ^ 0xda3e39cb94b95bdbull;
+    cc.dedup_per_peer = conf->dedup_per_peer;
     if ((rc = tether_cx_create(&cc, &n->cx)) < 0)
         goto fail_reg;
     n->store = conf->store;
@@ -82,8 +90,12 @@ int tether_node_create(const tether_node_conf_t *conf, const tether_creds_t *cre
     }
     if ((rc = tether_obs_init(&n->obs, conf->seed ^ 0xbf58476d1ce4e5b9ull)) < 0)
         goto fail_obs;
+    if ((rc = tether_bounds_init(&n->bounds, conf->seed ^ 0x8cb92ba72f3d8dd7ull)) < 0)
+        goto fail_bounds;
     *out = n;
     return 0;
+fail_bounds:
+    tether_obs_free(&n->obs);
 fail_obs:
     tether_cache_destroy(n->cache);
 fail_cache:
@@ -117,6 +129,7 @@ void tether_node_destroy(tether_node_t *n)
     tether_heap_free(&n->timers);
     tether_store_destroy(n->own_store);
     tether_cx_destroy(n->cx);
+    tether_bounds_free(&n->bounds); /* after what was charged to it */
     free(n);
 }
 
@@ -262,6 +275,7 @@ void tether_node_tick(tether_node_t *n, tether_time_t now)
     if (n->own_store) /* a borrowed store is ticked by its owner */
         tether_store_tick(n->own_store, now);
     n->stats.retransmissions = tether_cx_stats(n->cx)->retransmissions;
+    n->stats.bound_dedup = tether_cx_stats(n->cx)->dedup_quota_dropped;
 }
 
 tether_time_t tether_node_next_deadline(const tether_node_t *n)

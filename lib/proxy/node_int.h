@@ -14,6 +14,7 @@
 
 #include "coap/exchange.h"
 #include "proxy/blockwise.h"
+#include "proxy/bounds.h"
 #include "proxy/cache.h"
 #include "proxy/obsreg.h"
 #include "proxy/registry.h"
@@ -42,6 +43,7 @@ struct tether_node {
     tether_hmap_t by_token;    /* relayed requests by upstream token (relay.c) */
     tether_heap_t timers;      /* relayed requests' deadlines and ACK delays (relay.c) */
     tether_bw_t bw;            /* block-wise transfers and uploads (blockwise.c) */
+    tether_bounds_t bounds;    /* what each client is charged (relay.c, observe.c) */
     uint32_t next_token;
     size_t npending; /* relayed requests in flight or queued */
     tether_node_stats_t stats;

@@ -59,6 +59,14 @@ typedef struct {
     uint64_t uploads_abandoned;     /* uploads the client stopped continuing */
     uint64_t upload_blocks;         /* Block1 blocks relayed to devices */
     uint64_t uploads_active;
+    /* Per-client and per-device bounds (proxy/bounds.h): each counts the
+     * times it bit. */
+    uint64_t bound_pending;      /* 4.29: a client at max_pending_per_client */
+    uint64_t bound_observers;    /* 5.03: a client at max_observers_per_client */
+    uint64_t bound_observations; /* 5.03: a device at max_observations_per_device */
+    uint64_t bound_nstart;       /* 5.03: a device's NSTART hold full (nstart_queue_max) */
+    uint64_t nstart_held;        /* requests that waited for an NSTART slot */
+    uint64_t bound_dedup;        /* a peer's oldest dedup entry dropped at dedup_per_peer */
 } tether_node_stats_t;
 
 typedef struct {
@@ -85,6 +93,15 @@ typedef struct {
     uint32_t block_idle_ms;       /* an upload or kept representation not continued */
     uint32_t upload_max_bytes;    /* a Block1 upload beyond this gets 4.13 */
     uint32_t uploads_per_device;  /* Block1 uploads to one device at once */
+    /* Per-client and per-device bounds (proxy/bounds.h; 0 = no bound). A
+     * client is its identity (its address for plain CoAP); operator
+     * requests are exempt. */
+    uint32_t max_pending_per_client;      /* relayed requests pending (4.29 beyond) */
+    uint32_t max_observers_per_client;    /* observers (5.03 beyond) */
+    uint32_t max_observations_per_device; /* device-side observations (5.03 beyond) */
+    uint32_t nstart;           /* CONs outstanding to one device (RFC 7252 §4.7) */
+    uint32_t nstart_queue_max; /* requests waiting for an NSTART slot per device */
+    uint32_t dedup_per_peer;   /* dedup entries one peer may hold (RFC 7252 §4.5) */
     /* Where the directory entries go (borrowed; must outlive the node).
      * NULL: the node makes and owns an in-memory store (SPEC S7). */
     tether_store_t *store;
