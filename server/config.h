@@ -76,6 +76,7 @@ typedef struct {
     uint32_t proxy_max_observations_per_device;
     uint32_t proxy_nstart;
     uint32_t proxy_nstart_queue_max;
+    uint32_t proxy_dedup_max;
     uint32_t proxy_dedup_per_peer;
     uint32_t drain_timeout;     /* seconds SIGTERM waits for pending requests */
     char dtls_ca_file[512];     /* CA of client certificates ("" = none) */

@@ -47,6 +47,7 @@ void tether_node_conf_defaults(tether_node_conf_t *c)
     c->max_observations_per_device = 256;
     c->nstart = 1;
     c->nstart_queue_max = 1024;
+    c->dedup_max = 262144;
     c->dedup_per_peer = 4096;
 }
 
@@ -69,6 +70,7 @@ int tether_node_create(const tether_node_conf_t *conf, const tether_creds_t *cre
     tether_cx_conf_t cc;
     tether_cx_conf_defaults(&cc);
     cc.seed = conf->seed ^ 0xda3e39cb94b95bdbull;
+    cc.dedup_max = conf->dedup_max;
     cc.dedup_per_peer = conf->dedup_per_peer;
     if ((rc = tether_cx_create(&cc, &n->cx)) < 0)
         goto fail_reg;
@@ -196,6 +198,15 @@ static void handle_request(tether_node_t *n, const tether_peer_t *peer,
     tether_reply_send(n, &peer->link, req, &resp);
 }
 
+/* Duplicate detection (RFC 7252 §4.5) at the message layer; the per-peer
+ * quota's counter is copied as it moves (proxy.bound_dedup). */
+static bool dedup_seen(tether_node_t *n, const tether_link_t *link, uint16_t mid, tether_time_t now)
+{
+    bool dup = tether_cx_seen(n->cx, link, mid, now);
+    n->stats.bound_dedup = tether_cx_stats(n->cx)->dedup_quota_dropped;
+    return dup;
+}
+
 void tether_node_input(tether_node_t *n, const tether_peer_t *peer, const uint8_t *buf, size_t len,
                        tether_time_t now)
 {
@@ -231,7 +242,7 @@ void tether_node_input(tether_node_t *n, const tether_peer_t *peer, const uint8_
         /* A client rejecting a non-confirmable notification (RFC 7641 §3.6). */
         if (!ours && msg.type == TETHER_COAP_RST)
             tether_observe_reset(n, &peer->link, msg.mid, now);
-    } else if (tether_cx_seen(n->cx, &peer->link, msg.mid, now)) {
+    } else if (dedup_seen(n, &peer->link, msg.mid, now)) {
         n->stats.duplicates++;
     } else if (tether_coap_is_request(msg.code)) {
         handle_request(n, peer, &msg, now);
@@ -275,7 +286,6 @@ void tether_node_tick(tether_node_t *n, tether_time_t now)
     if (n->own_store) /* a borrowed store is ticked by its owner */
         tether_store_tick(n->own_store, now);
     n->stats.retransmissions = tether_cx_stats(n->cx)->retransmissions;
-    n->stats.bound_dedup = tether_cx_stats(n->cx)->dedup_quota_dropped;
 }
 
 tether_time_t tether_node_next_deadline(const tether_node_t *n)

@@ -136,6 +136,8 @@ const tetherd_key_t tetherd_config_keys[] = {
      .doc = "CONs outstanding to one device at once (RFC 7252 NSTART), 0 = no bound"},
     {.key = "proxy.nstart_queue_max", UINT(0, 1000000), FIELD(proxy_nstart_queue_max),
      NODE(nstart_queue_max), .doc = "requests waiting for an NSTART slot per device (5.03 beyond)"},
+    {.key = "proxy.dedup_max", UINT(16, 100000000), FIELD(proxy_dedup_max), NODE(dedup_max),
+     .doc = "received MIDs remembered for duplicate detection, node-wide"},
     {.key = "proxy.dedup_per_peer", UINT(0, 100000000), FIELD(proxy_dedup_per_peer),
      NODE(dedup_per_peer), .doc = "received MIDs remembered per peer for dedup, 0 = no quota"},
 

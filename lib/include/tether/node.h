@@ -101,7 +101,8 @@ typedef struct {
     uint32_t max_observations_per_device; /* device-side observations (5.03 beyond) */
     uint32_t nstart;           /* CONs outstanding to one device (RFC 7252 §4.7) */
     uint32_t nstart_queue_max; /* requests waiting for an NSTART slot per device */
-    uint32_t dedup_per_peer;   /* dedup entries one peer may hold (RFC 7252 §4.5) */
+    uint32_t dedup_max;        /* received MIDs remembered for dedup, node-wide (RFC 7252 §4.5) */
+    uint32_t dedup_per_peer;   /* of those, what one peer may hold */
     /* Where the directory entries go (borrowed; must outlive the node).
      * NULL: the node makes and owns an in-memory store (SPEC S7). */
     tether_store_t *store;
