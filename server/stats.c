@@ -11,6 +11,7 @@ int tetherd_stats_fill(json_t *st, const tetherd_stats_src_t *d)
     static const tether_dtls_stats_t no_dtls;
     const tether_dtls_srv_t *dtls = tether_pipeline_dtls(d->pipe);
     const tether_dtls_stats_t *ds = dtls ? tether_dtls_stats(dtls) : &no_dtls;
+    const tether_rrc_stats_t *rs = tether_pipeline_rrc_stats(d->pipe);
     const struct {
         const char *path;
         uint64_t v;
@@ -91,6 +92,10 @@ int tetherd_stats_fill(json_t *st, const tetherd_stats_src_t *d)
         {"sessions.handshakes_evicted", ds->handshakes_evicted},
         {"sessions.handshakes_prefix_limited", ds->handshakes_prefix_limited},
         {"sessions.tx_unvalidated_dropped", ds->tx_unvalidated_dropped},
+        {"sessions.rrc_probes_sent", rs->probes_sent},
+        {"sessions.rrc_validated", rs->validated},
+        {"sessions.rrc_gave_up", rs->gave_up},
+        {"sessions.rrc_wrong_answers", rs->wrong_answers},
         {"sessions.revoked", ds->sessions_revoked},
         {"sessions.records_empty", ds->records_empty},
         {"sessions.compact", ds->sessions_compact},

@@ -333,3 +333,8 @@ size_t tether_dtls_sess_cid(const tether_dtls_sess_t *s, uint8_t *out)
     memcpy(out, s->cid, s->cid_len);
     return s->cid_len;
 }
+
+int tether_dtls_random(tether_dtls_srv_t *srv, void *buf, size_t n)
+{
+    return wc_RNG_GenerateBlock(&srv->rng, buf, (word32)n) == 0 ? 0 : TETHER_ECRYPTO;
+}

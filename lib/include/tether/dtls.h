@@ -216,6 +216,9 @@ TETHER_API const tether_addr_t *tether_dtls_sess_peer(const tether_dtls_sess_t *
  * an unpredictable probe sent only there), sends to it are limited to 3x
  * the bytes received from it (TETHER_ELIMIT beyond, counted). */
 TETHER_API void tether_dtls_sess_validate(tether_dtls_sess_t *sess);
+/* n bytes from the server's CSPRNG (wolfSSL's DRBG) into buf, for values
+ * an off-path attacker must not guess (probe MIDs): 0 or TETHER_ECRYPTO. */
+TETHER_API int tether_dtls_random(tether_dtls_srv_t *srv, void *buf, size_t n);
 TETHER_API bool tether_dtls_sess_validated(const tether_dtls_sess_t *sess);
 /* Our CID for this session (0 length when none was negotiated). */
 TETHER_API size_t tether_dtls_sess_cid(const tether_dtls_sess_t *sess, uint8_t *out);
