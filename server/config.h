@@ -86,6 +86,7 @@ typedef struct {
     uint32_t dtls_hs_burst;
     uint32_t dtls_hs_inflight;  /* handshakes in flight per source, 0 = no cap */
     uint32_t dtls_hs_prefix;    /* handshakes in flight per /24 or /48, 0 = no cap */
+    uint32_t dtls_hello_rate;   /* hellos looked at per second, node-wide, 0 = no budget */
     uint32_t dtls_hs_flight_ms; /* a handshake silent this long is dropped */
     /* "cluster": the internal channel (SPEC S5). Off while listen is "". */
     char cluster_listen[160];    /* HOST:PORT this node receives forwarded records on */

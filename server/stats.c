@@ -91,6 +91,7 @@ int tetherd_stats_fill(json_t *st, const tetherd_stats_src_t *d)
         {"sessions.handshakes_stalled", ds->handshakes_stalled},
         {"sessions.handshakes_evicted", ds->handshakes_evicted},
         {"sessions.handshakes_prefix_limited", ds->handshakes_prefix_limited},
+        {"sessions.hellos_over_budget", ds->hellos_over_budget},
         {"sessions.tx_unvalidated_dropped", ds->tx_unvalidated_dropped},
         {"sessions.rrc_probes_sent", rs->probes_sent},
         {"sessions.rrc_validated", rs->validated},

@@ -155,6 +155,7 @@ struct tether_dtls_srv {
     tether_time_t now;          /* of the current input or tick */
     uint32_t ceil_failed;       /* ceiling raises failed since the tick last looked */
     tether_rl_t rate; /* new handshakes per source address */
+    tether_rl_slot_t hellos; /* node-wide hello budget (conf.hello_rate) */
     size_t ntx;
     tether_dgram_t tx[TETHER_DTLS_TXQ];
     uint8_t rxbuf[TETHER_DTLS_MAX_DGRAM];

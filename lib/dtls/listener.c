@@ -351,6 +351,38 @@ static int make_room(tether_dtls_srv_t *srv, const tether_addr_t *from, tether_t
     return full ? TETHER_ELIMIT : 0;
 }
 
+/* Whether a hello from `from` that returns a valid cookie could be
+ * admitted now: its source's bucket has a token, and make_room would find
+ * a slot. Only cookie-proven traffic fills buckets and the tables, so a
+ * hello that fails this is dropped before wolfSSL checks its cookie,
+ * without taking anything: a flood of cookie-valid hellos beyond the
+ * per-source rate and caps costs a lookup each instead of a cookie check
+ * and a fresh listener (the handshake flood test). */
+static bool admissible(tether_dtls_srv_t *srv, const tether_addr_t *from, tether_time_t now)
+{
+    uint8_t key[9];
+    if (!tether_rl_peek(&srv->rate, key, source_key(from, key), now)) {
+        srv->stats.dropped_rate++;
+        return false;
+    }
+    source_t *src = srv->conf.max_handshakes_per_source ? source_find(srv, from) : NULL;
+    prefix_t *pre = srv->conf.max_handshakes_per_prefix ? prefix_find(srv, from) : NULL;
+    tether_dtls_sess_t *oldest = sess_first(&srv->handshaking);
+    bool full =
+        srv->stats.handshakes_inflight >= srv->conf.max_handshakes ||
+        srv->stats.handshakes_inflight + srv->stats.sessions_active >= srv->conf.max_sessions;
+    if ((src && src->n >= srv->conf.max_handshakes_per_source && !source_stalled(srv, src, now)) ||
+        (full && !(oldest && stalled(srv, oldest, now)))) {
+        srv->stats.dropped_limit++;
+        return false;
+    }
+    if (pre && pre->n >= srv->conf.max_handshakes_per_prefix) {
+        srv->stats.handshakes_prefix_limited++;
+        return false;
+    }
+    return true;
+}
+
 void dtls_new_handshake(tether_dtls_srv_t *srv, uint8_t iface, const tether_addr_t *from,
                         const uint8_t *buf, size_t len, tether_time_t now)
 {
@@ -367,11 +399,17 @@ void dtls_new_handshake(tether_dtls_srv_t *srv, uint8_t iface, const tether_addr
         srv->stats.hellos_refused++;
         return;
     }
+    if (!tether_bucket_take(&srv->hellos, srv->conf.hello_rate, srv->conf.hello_rate / 10, now)) {
+        srv->stats.hellos_over_budget++;
+        return; /* before any cookie work: see conf.hello_rate */
+    }
     if (srv->stats.handshakes_inflight + srv->stats.sessions_active >= srv->conf.max_sessions &&
         !srv->stats.handshakes_inflight) {
         srv->stats.dropped_limit++;
         return;
     }
+    if (hello.has_cookie && !admissible(srv, from, now))
+        return; /* its peer resends it */
     if (!srv->lst[0].ssl && dtls_listener_reset(srv, &srv->lst[0]) < 0)
         return;
     listener_t *l = &srv->lst[0];

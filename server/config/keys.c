@@ -84,6 +84,8 @@ const tetherd_key_t tetherd_config_keys[] = {
     {.key = "dtls.max_handshakes_per_prefix", UINT(0, 1000000), FIELD(dtls_hs_prefix),
      DTLS(max_handshakes_per_prefix),
      .doc = "handshakes in flight from one IPv4 /24 or IPv6 /48, 0 = no cap"},
+    {.key = "dtls.hello_rate", UINT(0, 100000000), FIELD(dtls_hello_rate), DTLS(hello_rate),
+     .doc = "ClientHellos looked at per second node-wide (cookie work), 0 = no budget"},
     {.key = "dtls.handshake_flight_timeout_ms", UINT(100, 3600000), FIELD(dtls_hs_flight_ms),
      DTLS(handshake_flight_timeout_ms),
      .doc = "a handshake whose peer sends nothing this long is dropped"},

@@ -434,7 +434,8 @@ static void test_spoofed_hellos_allocate_nothing(void **state)
     for (int i = 0; i < 10000; i++) {
         tether_addr_t a = addr((uint16_t)(1024 + i));
         tether_dtls_rx_t rx;
-        tether_dtls_input(f->srv, 0, &a, ch, n, now_ms, &rx);
+        /* 10 a millisecond: within the node-wide hello budget (20,000/s) */
+        tether_dtls_input(f->srv, 0, &a, ch, n, now_ms + (tether_time_t)i / 10, &rx);
         /* Amplification bound: the HelloVerifyRequest is smaller than the hello. */
         assert_int_equal(tether_dtls_tx_count(f->srv), 1);
         assert_true(tether_dtls_tx_get(f->srv, 0)->len <= 3 * n);
@@ -443,6 +444,17 @@ static void test_spoofed_hellos_allocate_nothing(void **state)
     assert_int_equal(st->hello_verify_sent, 10000);
     assert_int_equal(st->handshakes_inflight, 0);
     assert_int_equal(st->sessions_active, 0);
+    /* All at once: a tenth of a second's budget is looked at, the rest is
+     * dropped before any cookie work (dtls.hello_rate). */
+    tether_time_t t = now_ms + 10000;
+    for (int i = 0; i < 5000; i++) {
+        tether_addr_t a = addr((uint16_t)(20000 + i));
+        tether_dtls_rx_t rx;
+        tether_dtls_input(f->srv, 0, &a, ch, n, t, &rx);
+        tether_dtls_tx_clear(f->srv);
+    }
+    assert_int_equal(st->hello_verify_sent, 10000 + 2000);
+    assert_int_equal(st->hellos_over_budget, 3000);
 }
 
 /* A wrong key and an unknown identity both end in a counted failure that
