@@ -116,13 +116,16 @@ $(BUILD)/test/test_latency: $(BUILD)/server/latency.o
 FUZZ_CC ?= clang
 FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined $(INTERNAL_INC) $(STD) \
              $(PKG_CFLAGS)
+# A target over tetherd code names the server sources it needs.
+FUZZ_SERVER_SRCS :=
+$(BUILD)/fuzz/fuzz_rstore: FUZZ_SERVER_SRCS := server/store/rkey.c server/store/wrap.c
+$(BUILD)/fuzz/fuzz_rstore: server/store/rkey.c server/store/wrap.c server/store/rkey.h
+$(BUILD)/fuzz/fuzz_config: FUZZ_SERVER_SRCS := server/config/keys.c server/config/load.c
+$(BUILD)/fuzz/fuzz_config: server/config/keys.c server/config/load.c server/config.h \
+	server/config/keys.h
 $(BUILD)/fuzz/%: test/fuzz/%.c $(LIB_SRCS) $(wildcard lib/*/*.h lib/include/tether/*.h)
 	@mkdir -p $(dir $@)
-	$(QUIET_LINK)$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(LIB_SRCS) $(FUZZ_EXTRA) $(LIBS)
-# Targets over tetherd code compile those server sources in as well.
-FUZZ_CONFIG_SRCS = server/config/keys.c server/config/load.c
-$(BUILD)/fuzz/fuzz_config: FUZZ_EXTRA = $(FUZZ_CONFIG_SRCS)
-$(BUILD)/fuzz/fuzz_config: $(FUZZ_CONFIG_SRCS) $(wildcard server/*.h server/config/*.h)
+	$(QUIET_LINK)$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(LIB_SRCS) $(FUZZ_SERVER_SRCS) $(LIBS)
 
 run: all
 	$(TETHERD) $(if $(CONFIG),--config $(CONFIG))
