@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# tether-test: serial (measures against what the machine can do; runs alone)
 # Handshake flood while tunnels work (security issue 11, SPEC S10): 200
 # simulated devices hold DTLS tunnels and a client drives requests through
 # them (tether-bench load, dev[0-63]/count, never cached); then flood.py
