@@ -44,15 +44,13 @@ static probe_t *probe_find(const tether_probes_t *t, uint64_t sess)
     return h ? container_of(h, probe_t, node) : NULL;
 }
 
-/* One ping of `p`, with a fresh MID when the last one was burnt; the next
- * try after 2, 4, 8 s. ECRYPTO when no random MID could be had. */
+/* One ping of `p` with a fresh MID; the next try after 2, 4, 8 s.
+ * ECRYPTO when no random MID could be had. */
 static int probe_send(tether_probes_t *t, probe_t *p, tether_time_t now)
 {
-    if (!p->armed) {
-        if (t->conf.random(t->conf.ctx, &p->mid, sizeof p->mid) < 0)
-            return TETHER_ECRYPTO;
-        p->armed = true;
-    }
+    if (t->conf.random(t->conf.ctx, &p->mid, sizeof p->mid) < 0)
+        return TETHER_ECRYPTO;
+    p->armed = true;
     uint8_t ping[4] = {(uint8_t)(TETHER_COAP_VERSION << 6 | TETHER_COAP_CON << 4), 0,
                        (uint8_t)(p->mid >> 8), (uint8_t)p->mid};
     p->next_at = now + ((tether_time_t)TETHER_PROBE_FIRST_MS << p->tries);
@@ -75,7 +73,6 @@ int tether_probe_start(tether_probes_t *t, uint64_t sess, const tether_addr_t *t
     }
     p->to = *to;
     p->tries = 0;
-    p->armed = false; /* a new address gets a MID of its own */
     int rc = probe_send(t, p, now);
     if (rc < 0)
         probe_free(t, p);

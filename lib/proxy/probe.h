@@ -21,9 +21,12 @@
  * Bounds: one probe per session; a new move restarts it for the new
  * address with a fresh MID. It goes out at 0, 2, 6 and 14 s (the RFC 7252
  * §4.2 back-off with ACK_TIMEOUT 2 s, no random factor) and is given up
- * at 30 s (the address stays limited to 3x until the next move). An empty
- * RST with another MID from the probed address burns the current MID: the
- * next try uses a fresh one, so guessing costs one try per retry interval.
+ * at 30 s (the address stays limited to 3x until the next move). Every try
+ * is a new ping with a fresh MID, not a retransmission: a MID the device
+ * saw lately from the node would make it answer from its dedup cache
+ * rather than with RST. An empty RST with another MID from the probed
+ * address burns the current MID until the next try, so guessing costs one
+ * try per retry interval.
  *
  * Lifetimes: the table owns its entries; the caller forgets a session's
  * probe when the session closes. Nothing here reads a clock or sends: the

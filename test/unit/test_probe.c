@@ -132,8 +132,8 @@ static void test_wrong_answer_burns_the_mid(void **state)
     tether_probes_free(&t);
 }
 
-/* No answer: tries at 0, 2, 6, 14 s with the same MID, given up at 30 s;
- * the address stays unvalidated (nothing else is sent). */
+/* No answer: tries at 0, 2, 6, 14 s, each with a fresh MID that only it
+ * answers, given up at 30 s; the address stays unvalidated. */
 static void test_retries_bounded(void **state)
 {
     (void)state;
@@ -151,11 +151,15 @@ static void test_retries_bounded(void **state)
         assert_int_equal(f.n, i + 1);
         tether_probe_tick(&t, t0 + at[i]);
         assert_int_equal(f.n, i + 2);
-        assert_int_equal(mid_of(f.ping), mid); /* a retransmission: same MID */
+        assert_int_not_equal(mid_of(f.ping), mid); /* a new ping, a fresh MID */
+        uint8_t late[4] = {0x70, 0, (uint8_t)(mid >> 8), (uint8_t)mid};
+        assert_false(tether_probe_answer(&t, 7, &to, late, 4)); /* the last try's */
+        mid = mid_of(f.ping);
     }
     tether_probe_tick(&t, t0 + 30000);
     assert_int_equal(f.n, TETHER_PROBE_TRIES);
     assert_int_equal(t.stats.gave_up, 1);
+    assert_int_equal(t.stats.wrong_answers, 3);
     assert_int_equal(t.stats.probes_sent, TETHER_PROBE_TRIES);
     assert_int_equal(tether_probe_next_deadline(&t), UINT64_MAX);
     tether_probes_free(&t);
