@@ -120,6 +120,9 @@ FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined $(INTERNAL_INC) $(STD) \
 FUZZ_SERVER_SRCS :=
 $(BUILD)/fuzz/fuzz_rstore: FUZZ_SERVER_SRCS := server/store/rkey.c server/store/wrap.c
 $(BUILD)/fuzz/fuzz_rstore: server/store/rkey.c server/store/wrap.c server/store/rkey.h
+$(BUILD)/fuzz/fuzz_config: FUZZ_SERVER_SRCS := server/config/keys.c server/config/load.c
+$(BUILD)/fuzz/fuzz_config: server/config/keys.c server/config/load.c server/config.h \
+	server/config/keys.h
 $(BUILD)/fuzz/%: test/fuzz/%.c $(LIB_SRCS) $(wildcard lib/*/*.h lib/include/tether/*.h)
 	@mkdir -p $(dir $@)
 	$(QUIET_LINK)$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(LIB_SRCS) $(FUZZ_SERVER_SRCS) $(LIBS)

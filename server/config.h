@@ -70,6 +70,14 @@ typedef struct {
     uint32_t proxy_block_idle_ms;
     uint32_t proxy_upload_max_bytes;
     uint32_t proxy_uploads_per_device;
+    /* "proxy": per-client and per-device bounds (SPEC S10) */
+    uint32_t proxy_max_pending_per_client;
+    uint32_t proxy_max_observers_per_client;
+    uint32_t proxy_max_observations_per_device;
+    uint32_t proxy_nstart;
+    uint32_t proxy_nstart_queue_max;
+    uint32_t proxy_dedup_max;
+    uint32_t proxy_dedup_per_peer;
     uint32_t drain_timeout;     /* seconds SIGTERM waits for pending requests */
     char dtls_ca_file[512];     /* CA of client certificates ("" = none) */
     char dtls_cert_file[512];   /* our ECDSA certificate (chain), PEM */
@@ -77,6 +85,8 @@ typedef struct {
     uint32_t dtls_hs_rate;      /* handshakes per second per source IP, 0 = off */
     uint32_t dtls_hs_burst;
     uint32_t dtls_hs_inflight;  /* handshakes in flight per source, 0 = no cap */
+    uint32_t dtls_hs_prefix;    /* handshakes in flight per /24 or /48, 0 = no cap */
+    uint32_t dtls_hello_rate;   /* hellos looked at per second, node-wide, 0 = no budget */
     uint32_t dtls_hs_flight_ms; /* a handshake silent this long is dropped */
     /* "cluster": the internal channel (SPEC S5). Off while listen is "". */
     char cluster_listen[160];    /* HOST:PORT this node receives forwarded records on */

@@ -11,6 +11,7 @@ int tetherd_stats_fill(json_t *st, const tetherd_stats_src_t *d)
     static const tether_dtls_stats_t no_dtls;
     const tether_dtls_srv_t *dtls = tether_pipeline_dtls(d->pipe);
     const tether_dtls_stats_t *ds = dtls ? tether_dtls_stats(dtls) : &no_dtls;
+    const tether_rrc_stats_t *rs = tether_pipeline_rrc_stats(d->pipe);
     const struct {
         const char *path;
         uint64_t v;
@@ -43,6 +44,12 @@ int tetherd_stats_fill(json_t *st, const tetherd_stats_src_t *d)
         {"proxy.uploads_abandoned", ns->uploads_abandoned},
         {"proxy.upload_blocks", ns->upload_blocks},
         {"proxy.uploads_active", ns->uploads_active},
+        {"proxy.bound_pending", ns->bound_pending},
+        {"proxy.bound_observers", ns->bound_observers},
+        {"proxy.bound_observations", ns->bound_observations},
+        {"proxy.bound_nstart", ns->bound_nstart},
+        {"proxy.nstart_held", ns->nstart_held},
+        {"proxy.bound_dedup", ns->bound_dedup},
         {"observe.device_observations", ns->observe_device_observations},
         {"observe.observers", ns->observe_observers},
         {"observe.notifications_sent", ns->observe_notifications_sent},
@@ -89,7 +96,13 @@ int tetherd_stats_fill(json_t *st, const tetherd_stats_src_t *d)
         {"sessions.hellos_refused", ds->hellos_refused},
         {"sessions.handshakes_stalled", ds->handshakes_stalled},
         {"sessions.handshakes_evicted", ds->handshakes_evicted},
+        {"sessions.handshakes_prefix_limited", ds->handshakes_prefix_limited},
+        {"sessions.hellos_over_budget", ds->hellos_over_budget},
         {"sessions.tx_unvalidated_dropped", ds->tx_unvalidated_dropped},
+        {"sessions.rrc_probes_sent", rs->probes_sent},
+        {"sessions.rrc_validated", rs->validated},
+        {"sessions.rrc_gave_up", rs->gave_up},
+        {"sessions.rrc_wrong_answers", rs->wrong_answers},
         {"sessions.revoked", ds->sessions_revoked},
         {"sessions.records_empty", ds->records_empty},
         {"sessions.compact", ds->sessions_compact},

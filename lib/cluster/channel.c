@@ -39,6 +39,7 @@ struct tether_channel {
     uint8_t key[128];
     node_t node[256];
     uint64_t counter; /* our last message's counter */
+    tether_time_t started; /* messages stamped before this are replays (channel.h) */
     tether_time_t next_beat;
     tether_hmap_t via;
     tether_list_t via_lru;
@@ -84,6 +85,7 @@ int tether_channel_create(const tether_channel_conf_t *conf, tether_time_t now,
     /* Above anything this node id sent before a restart (at most one
      * message per microsecond on average). */
     ch->counter = now * 1000;
+    ch->started = now;
     ch->next_beat = now;
     ch->stats.nodes_configured = 1;
     ch->stats.nodes_alive = 1;
@@ -285,7 +287,10 @@ int tether_channel_input(tether_channel_t *ch, const tether_addr_t *src, const u
     if (len >= TETHER_CLUSTER_OVERHEAD && ch->node[data[4]].known) {
         rc = tether_cluster_decode(data, len, ch->node[data[4]].key_in, PAIR_KEY_LEN, ch->conf.self,
                                    now, &m);
-        if (rc == 0 && !window_accept(&ch->node[m.from_node], m.counter)) {
+        /* Sent before we started: our replay windows, empty since then,
+         * cannot tell it from a message we accepted before a restart. */
+        if (rc == 0 &&
+            (m.sent_at < ch->started || !window_accept(&ch->node[m.from_node], m.counter))) {
             ch->stats.replayed++;
             rc = TETHER_EEXIST;
         }

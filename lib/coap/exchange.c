@@ -41,6 +41,8 @@ typedef struct peer {
     tether_time_t last_used;
     tether_lnode_t lru; /* by last_used */
     tether_list_t txs;  /* outstanding CONs toward this peer, newest first */
+    tether_list_t seen; /* MIDs received from it that are remembered, oldest first */
+    uint32_t nseen;
 } peer_t;
 
 struct tx {
@@ -59,6 +61,8 @@ struct tx {
 typedef struct seen {
     tether_hnode_t hn;   /* key: link key + MID */
     tether_lnode_t fifo; /* by arrival = by expiry */
+    tether_lnode_t in_peer; /* peer->seen */
+    peer_t *peer;
     tether_time_t expires;
     uint16_t len;
     uint8_t *reply;
@@ -123,9 +127,10 @@ fail_peers:
 #define seen_first(cx)                                                                             \
     ((cx)->seen_fifo.head ? container_of((cx)->seen_fifo.head, seen_t, fifo) : NULL)
 
-static void seen_free_head(tether_cx_t *cx)
+static void seen_free(tether_cx_t *cx, seen_t *s)
 {
-    seen_t *s = seen_first(cx);
+    tether_list_del(&s->peer->seen, &s->in_peer);
+    s->peer->nseen--;
     tether_list_del(&cx->seen_fifo, &s->fifo);
     tether_hmap_remove(&cx->seen, &s->hn);
     free(s->reply);
@@ -149,6 +154,8 @@ static void peer_free(tether_cx_t *cx, peer_t *p)
 {
     while (p->txs.head)
         tx_free(cx, tx_first(p));
+    while (p->seen.head) /* at link down: a session's MIDs end with it */
+        seen_free(cx, container_of(p->seen.head, seen_t, in_peer));
     tether_list_del(&cx->lru, &p->lru);
     tether_hmap_remove(&cx->peers, &p->hn);
     free(p->ages);
@@ -159,10 +166,8 @@ void tether_cx_destroy(tether_cx_t *cx)
 {
     if (!cx)
         return;
-    while (cx->lru.head)
+    while (cx->lru.head) /* with their remembered MIDs */
         peer_free(cx, lru_first(cx));
-    while (cx->seen_fifo.head)
-        seen_free_head(cx);
     tether_hmap_free(&cx->peers);
     tether_hmap_free(&cx->txs);
     tether_hmap_free(&cx->seen);
@@ -344,14 +349,24 @@ bool tether_cx_seen(tether_cx_t *cx, const tether_link_t *link, uint16_t mid, te
             tether_cx_emit(cx, link, s->reply, s->len);
         return true;
     }
+    peer_t *p = peer_get(cx, link, now, true);
+    if (!p)
+        return false; /* cannot remember it: process it (at-least-once) */
+    if (cx->conf.dedup_per_peer && p->nseen >= cx->conf.dedup_per_peer) {
+        cx->stats.dedup_quota_dropped++;
+        seen_free(cx, container_of(p->seen.head, seen_t, in_peer));
+    }
     while (cx->seen_fifo.head && cx->stats.dedup_entries >= cx->conf.dedup_max)
-        seen_free_head(cx);
+        seen_free(cx, seen_first(cx));
     seen_t *s = calloc(1, sizeof *s);
     if (!s)
         return false; /* cannot remember it: process it (at-least-once) */
     s->expires = now + cx->conf.exchange_lifetime_ms;
+    s->peer = p;
     tether_hmap_insert(&cx->seen, &s->hn, key, kl);
     tether_list_push(&cx->seen_fifo, &s->fifo);
+    tether_list_push(&p->seen, &s->in_peer);
+    p->nseen++;
     cx->stats.dedup_entries++;
     return false;
 }
@@ -483,7 +498,7 @@ void tether_cx_tick(tether_cx_t *cx, tether_time_t now)
         tether_heap_arm(&cx->timers, &t->timer, now + t->timeout_ms);
     }
     while (cx->seen_fifo.head && seen_first(cx)->expires <= now)
-        seen_free_head(cx);
+        seen_free(cx, seen_first(cx));
     tether_time_t life = cx->conf.exchange_lifetime_ms;
     peer_t *p;
     while ((p = lru_first(cx)) && p->last_used + life <= now) {

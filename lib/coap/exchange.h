@@ -27,6 +27,11 @@ typedef struct {
     uint8_t max_retransmit;        /* default 4 */
     uint32_t exchange_lifetime_ms; /* default 247000 */
     uint32_t dedup_max;            /* bound on remembered received MIDs */
+    /* Of those, what one peer (link) may hold, 0 = no quota: a peer at its
+     * quota forgets its own oldest, so a flood of fresh MIDs from one peer
+     * cannot push another peer's entries out of the shared FIFO (their
+     * retransmitted POSTs would then run twice). */
+    uint32_t dedup_per_peer;
     uint64_t seed;                 /* randomises first MIDs and back-off */
 } tether_cx_conf_t;
 
@@ -108,6 +113,7 @@ typedef struct {
     uint64_t dedup_entries;
     uint64_t outstanding;
     uint64_t mid_throttled;
+    uint64_t dedup_quota_dropped; /* entries a peer at dedup_per_peer gave up */
 } tether_cx_stats_t;
 const tether_cx_stats_t *tether_cx_stats(const tether_cx_t *cx);
 

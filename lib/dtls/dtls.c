@@ -96,7 +96,13 @@ void tether_dtls_conf_defaults(tether_dtls_conf_t *c)
     c->node_id = 1;
     c->cid_len = 8;
     c->max_sessions = 1000000;
-    c->max_handshakes = 10000;
+    /* A handshake in flight holds a WOLFSSL with its handshake arrays,
+     * hashes and flight buffers: ~13 KB measured (2,048 abandoned
+     * cookie-valid handshakes grew tetherd by 27 MB). 10,000 let a flood
+     * from many addresses take ~130 MB; 1,024 bounds it to ~13 MB, and a
+     * slot is held only for one handshake's round trips (stalled ones are
+     * evicted), so it still completes thousands of handshakes a second. */
+    c->max_handshakes = 1024;
     c->handshake_timeout_ms = 30000;
     c->max_handshakes_per_source = 8;
     c->handshake_flight_timeout_ms = 5000;
@@ -104,6 +110,7 @@ void tether_dtls_conf_defaults(tether_dtls_conf_t *c)
     c->cookie_rotate_ms = 300000;
     c->handshake_rate_per_source = 200;
     c->handshake_burst_per_source = 400;
+    c->hello_rate = 20000;
 }
 
 int tether_dtls_create(const tether_dtls_conf_t *conf, const tether_creds_t *creds,
@@ -143,6 +150,7 @@ int tether_dtls_create(const tether_dtls_conf_t *conf, const tether_creds_t *cre
     wc_RNG_GenerateBlock(&srv->rng, rl_key, sizeof rl_key);
     tether_rl_init(&srv->rate, conf->handshake_rate_per_source, conf->handshake_burst_per_source,
                    rl_key, now);
+    tether_bucket_fill(&srv->hellos, conf->hello_rate / 10, now);
     if ((rc = tether_hmap_init(&srv->by_addr, 1024, seed)) < 0)
         goto fail_addr;
     if ((rc = tether_hmap_init(&srv->by_cid, 1024, seed ^ 0x9e3779b97f4a7c15ull)) < 0)
@@ -151,6 +159,8 @@ int tether_dtls_create(const tether_dtls_conf_t *conf, const tether_creds_t *cre
         goto fail_id;
     if ((rc = tether_hmap_init(&srv->sources, 64, seed ^ 0x2545f4914f6cdd1dull)) < 0)
         goto fail_sources;
+    if ((rc = tether_hmap_init(&srv->prefixes, 64, seed ^ 0x94d049bb133111ebull)) < 0)
+        goto fail_prefixes;
     rc = TETHER_ECRYPTO;
     srv->ctx = wolfSSL_CTX_new(wolfDTLS_server_method());
     if (!srv->ctx)
@@ -168,6 +178,8 @@ int tether_dtls_create(const tether_dtls_conf_t *conf, const tether_creds_t *cre
 fail_setup:
     wolfSSL_CTX_free(srv->ctx);
 fail_ctx:
+    tether_hmap_free(&srv->prefixes);
+fail_prefixes:
     tether_hmap_free(&srv->sources);
 fail_sources:
     tether_hmap_free(&srv->by_id);
@@ -197,7 +209,8 @@ void tether_dtls_destroy(tether_dtls_srv_t *srv)
         if (srv->lst[i].ssl)
             wolfSSL_free(srv->lst[i].ssl);
     wolfSSL_CTX_free(srv->ctx);
-    tether_hmap_free(&srv->sources); /* empty: every handshake was closed above */
+    tether_hmap_free(&srv->prefixes); /* empty, like sources */
+    tether_hmap_free(&srv->sources);  /* empty: every handshake was closed above */
     tether_hmap_free(&srv->by_id);
     tether_hmap_free(&srv->by_cid);
     tether_hmap_free(&srv->by_addr);
@@ -327,4 +340,9 @@ size_t tether_dtls_sess_cid(const tether_dtls_sess_t *s, uint8_t *out)
 {
     memcpy(out, s->cid, s->cid_len);
     return s->cid_len;
+}
+
+int tether_dtls_random(tether_dtls_srv_t *srv, void *buf, size_t n)
+{
+    return wc_RNG_GenerateBlock(&srv->rng, buf, (word32)n) == 0 ? 0 : TETHER_ECRYPTO;
 }

@@ -87,6 +87,7 @@ struct tether_dtls_sess {
     tether_time_t last_rx; /* handshake: last datagram from the peer */
     tether_time_t hs_started;
     struct tether_dtls_sess *src_next; /* handshake: its source's next, newer one */
+    bool prefix_charged;               /* handshake: counted in its prefix_t */
     tether_time_t hs_deadline;
     tether_lnode_t ln; /* in handshaking, established (idle LRU) or dead */
 };
@@ -107,6 +108,13 @@ typedef struct {
     tether_dtls_sess_t *oldest, *newest; /* via src_next */
 } source_t;
 
+/* A network (IPv4 /24, IPv6 /48) with handshakes in flight, counted for
+ * conf.max_handshakes_per_prefix; exists only while the count is not 0. */
+typedef struct {
+    tether_hnode_t node; /* in srv->prefixes */
+    uint32_t n;
+} prefix_t;
+
 /* Sessions that completed a handshake and are still on wolfSSL, oldest
  * first, by id (they may have closed since). */
 typedef struct {
@@ -124,12 +132,14 @@ struct tether_dtls_srv {
     uint64_t cookie_epoch;
     tether_time_t wall_ms; /* wall clock from tether_dtls_set_wall_clock, 0 = none yet */
     tether_hmap_t by_addr, by_cid, by_id;
-    tether_hmap_t sources; /* of source_t */
+    tether_hmap_t sources;  /* of source_t */
+    tether_hmap_t prefixes; /* of prefix_t */
     uint64_t next_id;
     tether_dtls_event_t *ev; /* events since the last clear */
     size_t nev, ev_cap;
     tether_time_t next_at; /* lower bound of the next tick's work; exact after a tick */
-    tether_list_t handshaking, established;
+    tether_list_t handshaking; /* least recent progress first (dtls_hs_step) */
+    tether_list_t established;
     tether_list_t dead; /* closed, freed by dtls_reap */
     tether_dtls_sess_t *reading; /* session of the datagram being read */
     tether_addr_t reading_from;  /* its source and interface, and whether it came by CID */
@@ -145,6 +155,7 @@ struct tether_dtls_srv {
     tether_time_t now;          /* of the current input or tick */
     uint32_t ceil_failed;       /* ceiling raises failed since the tick last looked */
     tether_rl_t rate; /* new handshakes per source address */
+    tether_rl_slot_t hellos; /* node-wide hello budget (conf.hello_rate) */
     size_t ntx;
     tether_dgram_t tx[TETHER_DTLS_TXQ];
     uint8_t rxbuf[TETHER_DTLS_MAX_DGRAM];

@@ -206,6 +206,7 @@ static int hs_authenticate(tether_dtls_srv_t *srv, tether_dtls_sess_t *s)
 /* Drives the handshake one step with the datagram in s->io. */
 void dtls_hs_step(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, tether_time_t now)
 {
+    uint32_t progress = tether_wolf_hs_progress(s->ssl);
     verifying = &s->io;
     int ret = wolfSSL_accept(s->ssl);
     verifying = NULL;
@@ -242,6 +243,16 @@ void dtls_hs_step(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, tether_time_t n
     }
     int err = wolfSSL_get_error(s->ssl, ret);
     if (err == WOLFSSL_ERROR_WANT_READ || err == WOLFSSL_ERROR_WANT_WRITE) {
+        /* Only a flight that moved the handshake on shows a live peer: a
+         * source that resends an old flight, or anything else, to its
+         * stalled handshakes must not keep them (the security review: ~1,250
+         * sources held the table that way). The list stays ordered by
+         * progress, so its head is the most stalled (make_room). */
+        if (tether_wolf_hs_progress(s->ssl) != progress) {
+            s->last_rx = now;
+            tether_list_del(&srv->handshaking, &s->ln);
+            tether_list_push(&srv->handshaking, &s->ln);
+        }
         hs_schedule(srv, s, now);
         return;
     }

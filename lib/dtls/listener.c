@@ -23,18 +23,62 @@
 #include "dtls/hello.h"
 #include "util/container.h"
 
+/* Key of the first v4 bytes of an IPv4 address or v6 bytes of an IPv6
+ * one, after a family byte: 1 + v4 or 1 + v6 bytes. */
+static size_t net_key(const tether_addr_t *a, uint8_t *key, size_t v4, size_t v6)
+{
+    bool is6 = a->ss.ss_family == AF_INET6;
+    key[0] = is6 ? 6 : 4;
+    if (is6)
+        memcpy(key + 1, &((const struct sockaddr_in6 *)&a->ss)->sin6_addr, v6);
+    else
+        memcpy(key + 1, &((const struct sockaddr_in *)&a->ss)->sin_addr, v4);
+    return 1 + (is6 ? v6 : v4);
+}
+
 /* Who a handshake is charged to: the IPv4 address, or the IPv6 /64 (one
  * host usually owns a whole /64). */
 static size_t source_key(const tether_addr_t *a, uint8_t key[9])
 {
-    if (a->ss.ss_family == AF_INET6) {
-        key[0] = 6;
-        memcpy(key + 1, &((const struct sockaddr_in6 *)&a->ss)->sin6_addr, 8);
-        return 9;
+    return net_key(a, key, 4, 8);
+}
+
+/* The network a source sits in: the IPv4 /24 or the IPv6 /48 (one site,
+ * RFC 6177), for conf.max_handshakes_per_prefix. */
+static size_t prefix_key(const tether_addr_t *a, uint8_t key[7])
+{
+    return net_key(a, key, 3, 6);
+}
+
+static prefix_t *prefix_find(tether_dtls_srv_t *srv, const tether_addr_t *a)
+{
+    uint8_t key[7];
+    tether_hnode_t *h = tether_hmap_find(&srv->prefixes, key, prefix_key(a, key));
+    return h ? container_of(h, prefix_t, node) : NULL;
+}
+
+/* Charges handshake `s` to its prefix; s->prefix_charged says it was. */
+static void prefix_add(tether_dtls_srv_t *srv, tether_dtls_sess_t *s)
+{
+    prefix_t *p = prefix_find(srv, &s->peer);
+    if (!p) {
+        uint8_t key[7];
+        if (!(p = calloc(1, sizeof *p)))
+            return; /* uncharged: the per-source and total caps still hold */
+        tether_hmap_insert(&srv->prefixes, &p->node, key, prefix_key(&s->peer, key));
     }
-    key[0] = 4;
-    memcpy(key + 1, &((const struct sockaddr_in *)&a->ss)->sin_addr, 4);
-    return 5;
+    p->n++;
+    s->prefix_charged = true;
+}
+
+static void prefix_del(tether_dtls_srv_t *srv, tether_dtls_sess_t *s)
+{
+    prefix_t *p = s->prefix_charged ? prefix_find(srv, &s->peer) : NULL;
+    s->prefix_charged = false;
+    if (p && --p->n == 0) {
+        tether_hmap_remove(&srv->prefixes, &p->node);
+        free(p);
+    }
 }
 
 static source_t *source_find(tether_dtls_srv_t *srv, const tether_addr_t *a)
@@ -61,6 +105,7 @@ static int source_add(tether_dtls_srv_t *srv, tether_dtls_sess_t *s)
         src->oldest = s;
     src->newest = s;
     src->n++;
+    prefix_add(srv, s);
     return 0;
 }
 
@@ -83,6 +128,7 @@ void dtls_source_del(tether_dtls_srv_t *srv, tether_dtls_sess_t *s)
     if (src->newest == s)
         src->newest = prev;
     s->src_next = NULL;
+    prefix_del(srv, s);
     if (--src->n == 0) {
         tether_hmap_remove(&srv->sources, &src->node);
         free(src);
@@ -260,21 +306,39 @@ static bool stalled(const tether_dtls_srv_t *srv, const tether_dtls_sess_t *s, t
     return now >= s->last_rx + srv->conf.handshake_flight_timeout_ms / 2;
 }
 
+/* The oldest of a source's handshakes that has stalled, or NULL. At most
+ * max_handshakes_per_source to look at. */
+static tether_dtls_sess_t *source_stalled(const tether_dtls_srv_t *srv, const source_t *src,
+                                          tether_time_t now)
+{
+    for (tether_dtls_sess_t *p = src->oldest; p; p = p->src_next)
+        if (stalled(srv, p, now))
+            return p;
+    return NULL;
+}
+
 /* A slot for a handshake from `from`, whose cookie has just proved its
- * address. A source at its cap gives up its own oldest handshake if that
- * one has stalled, so two busy sources cannot hold the table against a
- * third; a full table gives up its oldest handshake if that one has
- * stalled (it had the most time to finish). Otherwise the newcomer waits
- * (TETHER_ELIMIT: its peer resends the hello). Established sessions are
- * never evicted. */
+ * address. A source at its cap gives up its own oldest stalled handshake,
+ * so two busy sources cannot hold the table against a third; a prefix at
+ * its cap (max_handshakes_per_prefix) waits for its handshakes to finish
+ * or stall out; a full table gives up the handshake that has gone longest
+ * without progress (the head of srv->handshaking, dtls_hs_step) if that
+ * one has stalled. Otherwise the newcomer waits (TETHER_ELIMIT: its peer
+ * resends the hello). Established sessions are never evicted. */
 static int make_room(tether_dtls_srv_t *srv, const tether_addr_t *from, tether_time_t now)
 {
     source_t *src = srv->conf.max_handshakes_per_source ? source_find(srv, from) : NULL;
     if (src && src->n >= srv->conf.max_handshakes_per_source) {
-        if (!stalled(srv, src->oldest, now))
+        tether_dtls_sess_t *own = source_stalled(srv, src, now);
+        if (!own)
             return TETHER_ELIMIT;
         srv->stats.handshakes_evicted++;
-        dtls_hs_fail(srv, src->oldest, TETHER_DTLS_WHY_EVICTED);
+        dtls_hs_fail(srv, own, TETHER_DTLS_WHY_EVICTED);
+    }
+    prefix_t *pre = srv->conf.max_handshakes_per_prefix ? prefix_find(srv, from) : NULL;
+    if (pre && pre->n >= srv->conf.max_handshakes_per_prefix) {
+        srv->stats.handshakes_prefix_limited++;
+        return TETHER_ELIMIT;
     }
     bool full = srv->stats.handshakes_inflight >= srv->conf.max_handshakes ||
                 srv->stats.handshakes_inflight + srv->stats.sessions_active >= srv->conf.max_sessions;
@@ -285,6 +349,38 @@ static int make_room(tether_dtls_srv_t *srv, const tether_addr_t *from, tether_t
         full = false;
     }
     return full ? TETHER_ELIMIT : 0;
+}
+
+/* Whether a hello from `from` that returns a valid cookie could be
+ * admitted now: its source's bucket has a token, and make_room would find
+ * a slot. Only cookie-proven traffic fills buckets and the tables, so a
+ * hello that fails this is dropped before wolfSSL checks its cookie,
+ * without taking anything: a flood of cookie-valid hellos beyond the
+ * per-source rate and caps costs a lookup each instead of a cookie check
+ * and a fresh listener (the handshake flood test). */
+static bool admissible(tether_dtls_srv_t *srv, const tether_addr_t *from, tether_time_t now)
+{
+    uint8_t key[9];
+    if (!tether_rl_peek(&srv->rate, key, source_key(from, key), now)) {
+        srv->stats.dropped_rate++;
+        return false;
+    }
+    source_t *src = srv->conf.max_handshakes_per_source ? source_find(srv, from) : NULL;
+    prefix_t *pre = srv->conf.max_handshakes_per_prefix ? prefix_find(srv, from) : NULL;
+    tether_dtls_sess_t *oldest = sess_first(&srv->handshaking);
+    bool full =
+        srv->stats.handshakes_inflight >= srv->conf.max_handshakes ||
+        srv->stats.handshakes_inflight + srv->stats.sessions_active >= srv->conf.max_sessions;
+    if ((src && src->n >= srv->conf.max_handshakes_per_source && !source_stalled(srv, src, now)) ||
+        (full && !(oldest && stalled(srv, oldest, now)))) {
+        srv->stats.dropped_limit++;
+        return false;
+    }
+    if (pre && pre->n >= srv->conf.max_handshakes_per_prefix) {
+        srv->stats.handshakes_prefix_limited++;
+        return false;
+    }
+    return true;
 }
 
 void dtls_new_handshake(tether_dtls_srv_t *srv, uint8_t iface, const tether_addr_t *from,
@@ -303,11 +399,17 @@ void dtls_new_handshake(tether_dtls_srv_t *srv, uint8_t iface, const tether_addr
         srv->stats.hellos_refused++;
         return;
     }
+    if (!tether_bucket_take(&srv->hellos, srv->conf.hello_rate, srv->conf.hello_rate / 10, now)) {
+        srv->stats.hellos_over_budget++;
+        return; /* before any cookie work: see conf.hello_rate */
+    }
     if (srv->stats.handshakes_inflight + srv->stats.sessions_active >= srv->conf.max_sessions &&
         !srv->stats.handshakes_inflight) {
         srv->stats.dropped_limit++;
         return;
     }
+    if (hello.has_cookie && !admissible(srv, from, now))
+        return; /* its peer resends it */
     if (!srv->lst[0].ssl && dtls_listener_reset(srv, &srv->lst[0]) < 0)
         return;
     listener_t *l = &srv->lst[0];

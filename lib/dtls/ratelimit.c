@@ -37,18 +37,58 @@ static size_t slot_of(const tether_rl_t *rl, const uint8_t *src, size_t len)
     return v & (TETHER_RL_SLOTS - 1);
 }
 
-bool tether_rl_admit(tether_rl_t *rl, const uint8_t *src, size_t len, tether_time_t now)
+/* Refills bucket `s` up to `now` (burst <= UINT32_MAX / 1000). */
+static void slot_refill(tether_rl_slot_t *s, uint32_t rate, uint32_t burst, tether_time_t now)
 {
-    if (!rl->rate)
-        return true;
-    tether_rl_slot_t *s = &rl->slot[slot_of(rl, src, len)];
-    uint32_t cap = rl->burst * 1000u;
+    uint32_t cap = burst * 1000u;
     uint32_t elapsed = (uint32_t)now - s->last; /* wraps safely for < 49 days */
-    uint64_t refill = (uint64_t)elapsed * rl->rate; /* ms x tokens/s = milli-tokens */
-    s->milli = refill >= cap - s->milli ? cap : s->milli + (uint32_t)refill;
+    uint64_t more = (uint64_t)elapsed * rate;   /* ms x tokens/s = milli-tokens */
+    s->milli = more >= cap - s->milli ? cap : s->milli + (uint32_t)more;
     s->last = (uint32_t)now;
+}
+
+/* The bucket of `src`, refilled up to `now`. */
+static tether_rl_slot_t *refill(tether_rl_t *rl, const uint8_t *src, size_t len, tether_time_t now)
+{
+    tether_rl_slot_t *s = &rl->slot[slot_of(rl, src, len)];
+    slot_refill(s, rl->rate, rl->burst, now);
+    return s;
+}
+
+static uint32_t burst_cap(uint32_t burst)
+{
+    return burst > UINT32_MAX / 1000 ? UINT32_MAX / 1000 : (burst ? burst : 1);
+}
+
+bool tether_bucket_take(tether_rl_slot_t *s, uint32_t rate, uint32_t burst, tether_time_t now)
+{
+    if (!rate)
+        return true;
+    slot_refill(s, rate, burst_cap(burst), now);
     if (s->milli < 1000)
         return false;
     s->milli -= 1000;
     return true;
+}
+
+void tether_bucket_fill(tether_rl_slot_t *s, uint32_t burst, tether_time_t now)
+{
+    s->milli = burst_cap(burst) * 1000u;
+    s->last = (uint32_t)now;
+}
+
+bool tether_rl_admit(tether_rl_t *rl, const uint8_t *src, size_t len, tether_time_t now)
+{
+    if (!rl->rate)
+        return true;
+    tether_rl_slot_t *s = refill(rl, src, len, now);
+    if (s->milli < 1000)
+        return false;
+    s->milli -= 1000;
+    return true;
+}
+
+bool tether_rl_peek(tether_rl_t *rl, const uint8_t *src, size_t len, tether_time_t now)
+{
+    return !rl->rate || refill(rl, src, len, now)->milli >= 1000;
 }

@@ -33,5 +33,14 @@ void tether_rl_init(tether_rl_t *rl, uint32_t rate, uint32_t burst,
 /* Takes one token from the bucket of `src` (address bytes) when it has one:
  * true = admitted. */
 bool tether_rl_admit(tether_rl_t *rl, const uint8_t *src, size_t len, tether_time_t now);
+/* Whether the bucket of `src` has a token now, taking none. */
+bool tether_rl_peek(tether_rl_t *rl, const uint8_t *src, size_t len, tether_time_t now);
+
+/* One bucket on its own (the node-wide hello budget): refilled at `rate`
+ * per second up to `burst` tokens, then one taken when there is one (true).
+ * rate 0: always true. A zeroed slot starts empty; tether_bucket_fill
+ * fills it. */
+bool tether_bucket_take(tether_rl_slot_t *s, uint32_t rate, uint32_t burst, tether_time_t now);
+void tether_bucket_fill(tether_rl_slot_t *s, uint32_t burst, tether_time_t now);
 
 #endif

@@ -242,8 +242,7 @@ int tether_dtls_input(tether_dtls_srv_t *srv, uint8_t iface, const tether_addr_t
         dtls_new_handshake(srv, iface, from, buf, len, now);
         return 0;
     }
-    if (s->state == S_HANDSHAKE) {
-        s->last_rx = now;
+    if (s->state == S_HANDSHAKE) { /* last_rx moves only on progress (dtls_hs_step) */
         s->io.in = buf;
         s->io.in_len = len;
         dtls_hs_step(srv, s, now);

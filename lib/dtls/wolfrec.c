@@ -20,6 +20,11 @@
 #error "expected w64wrapper to hold a word64"
 #endif
 
+uint32_t tether_wolf_hs_progress(const WOLFSSL *ssl)
+{
+    return ssl->keys.dtls_expected_peer_handshake_number;
+}
+
 bool tether_wolf_record_number(const WOLFSSL *ssl, uint64_t *epoch_seq, bool *dtls13)
 {
     uint64_t epoch, seq;

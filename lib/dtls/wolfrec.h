@@ -43,4 +43,11 @@ enum tether_wolf_auth {
  * handshake arrays (wolfSSL_KeepArrays() before the handshake). */
 enum tether_wolf_auth tether_wolf_peer_auth(const WOLFSSL *ssl, char *identity, size_t cap);
 
+/* How far the peer's side of a handshake has got: the number of its
+ * handshake messages wolfSSL has taken in order (the next message_seq it
+ * expects, RFC 6347 §4.2.2, RFC 9147 §5.2). A retransmitted or replayed
+ * flight, a message out of order and a datagram that is not a record of
+ * this handshake leave it as it was. */
+uint32_t tether_wolf_hs_progress(const WOLFSSL *ssl);
+
 #endif

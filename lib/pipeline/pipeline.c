@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "proxy/probe.h"
 #include "tether/log.h"
 #include "tether/pipeline.h"
 
@@ -18,6 +19,7 @@ struct tether_pipeline {
     tether_node_t *node;
     tether_dtls_srv_t *dtls; /* NULL: no DTLS interface */
     tether_channel_t *ch;    /* NULL: no cluster interface */
+    tether_probes_t probes;  /* of moved DTLS sessions (when dtls) */
     uint8_t cluster_iface;   /* the channel's interface, when ch */
     uint8_t niface;
     uint8_t iface[TETHER_PIPELINE_MAX_IFACE];
@@ -117,7 +119,24 @@ static void internal_ack(tether_pipeline_t *p, const tether_out_t *o, tether_tim
     tether_node_input(p->node, &peer, ack, sizeof ack, now);
 }
 
-/* Session ends reach the node; failed handshakes are logged (debug). */
+/* probe.h's callbacks: a ping down its session, MIDs from the DTLS
+ * server's CSPRNG. */
+static void probe_send(void *ctx, uint64_t sess, const uint8_t ping[4])
+{
+    tether_pipeline_t *p = ctx;
+    tether_dtls_sess_t *s = tether_dtls_sess_find(p->dtls, sess);
+    if (s)
+        tether_dtls_send(p->dtls, s, ping, 4);
+}
+
+static int probe_random(void *ctx, void *buf, size_t n)
+{
+    tether_pipeline_t *p = ctx;
+    return tether_dtls_random(p->dtls, buf, n);
+}
+
+/* Session ends reach the node; a moved session's new address is probed;
+ * failed handshakes are logged (debug). */
 static void dtls_events(tether_pipeline_t *p, tether_time_t now)
 {
     const tether_dtls_event_t *ev;
@@ -125,7 +144,10 @@ static void dtls_events(tether_pipeline_t *p, tether_time_t now)
     for (size_t i = 0; i < n; i++) {
         if (ev[i].kind == TETHER_DTLS_EV_CLOSED) {
             tether_link_t l = {.kind = TETHER_LINK_DTLS, .id = ev[i].id};
+            tether_probe_forget(&p->probes, ev[i].id);
             tether_node_link_down(p->node, &l, now);
+        } else if (ev[i].kind == TETHER_DTLS_EV_MOVED) {
+            tether_probe_start(&p->probes, ev[i].id, &ev[i].peer, now);
         } else if (ev[i].kind == TETHER_DTLS_EV_HANDSHAKE_FAILED &&
                    tether_log_enabled(TETHER_LOG_DEBUG)) {
             char peer[80], total[24];
@@ -253,9 +275,15 @@ static void dtls_feed(tether_pipeline_t *p, uint8_t iface, const tether_addr_t *
             .identity = tether_dtls_sess_identity(rx.sess),
             .role = tether_dtls_sess_role(rx.sess),
         };
-        if (p->tap)
-            p->tap(p->tap_user, true, peer.link.id, rx.data, rx.len);
-        tether_node_input(p->node, &peer, rx.data, rx.len, now);
+        if (tether_probe_answer(&p->probes, peer.link.id, &from, rx.data, rx.len)) {
+            /* From the probed address, which is still the session's. */
+            if (tether_addr_equal(&from, &peer.link.addr))
+                tether_dtls_sess_validate(rx.sess);
+        } else {
+            if (p->tap)
+                p->tap(p->tap_user, true, peer.link.id, rx.data, rx.len);
+            tether_node_input(p->node, &peer, rx.data, rx.len, now);
+        }
         if (!tether_dtls_input_more(p->dtls, &rx))
             break;
     }
@@ -339,6 +367,8 @@ void tether_pipeline_tick(tether_pipeline_t *p, tether_time_t now)
     }
     if (p->ch && wall(p, now) >= tether_channel_next_deadline(p->ch))
         tether_channel_tick(p->ch, wall(p, now));
+    if (p->dtls && now >= tether_probe_next_deadline(&p->probes))
+        tether_probe_tick(&p->probes, now);
     settle(p, now);
 }
 
@@ -347,6 +377,8 @@ tether_time_t tether_pipeline_next_deadline(const tether_pipeline_t *p)
     tether_time_t at = tether_node_next_deadline(p->node);
     if (p->dtls) {
         tether_time_t d = tether_dtls_next_deadline(p->dtls);
+        at = d < at ? d : at;
+        d = tether_probe_next_deadline(&p->probes);
         at = d < at ? d : at;
     }
     if (p->ch) {
@@ -413,6 +445,10 @@ tether_channel_t *tether_pipeline_channel(const tether_pipeline_t *p)
 {
     return p->ch;
 }
+const tether_rrc_stats_t *tether_pipeline_rrc_stats(const tether_pipeline_t *p)
+{
+    return &p->probes.stats;
+}
 
 int tether_pipeline_create(const tether_pipeline_conf_t *conf, const tether_creds_t *creds,
                            tether_time_t now, tether_time_t wall_ms, tether_pipeline_t **out)
@@ -456,9 +492,14 @@ int tether_pipeline_create(const tether_pipeline_conf_t *conf, const tether_cred
         goto fail_channel;
     if (p->ch)
         tether_node_set_cluster(p->node, node_alive, p);
+    tether_probe_conf_t pc = {.send = probe_send, .random = probe_random, .ctx = p};
+    if ((rc = tether_probes_init(&p->probes, &pc, conf->node.seed ^ 0x632be59bd9b4e019ull)) < 0)
+        goto fail_probes;
     *out = p;
     return 0;
 
+fail_probes:
+    tether_channel_destroy(p->ch);
 fail_channel:
     tether_dtls_destroy(p->dtls);
 fail_dtls:
@@ -472,6 +513,7 @@ void tether_pipeline_destroy(tether_pipeline_t *p)
 {
     if (!p)
         return;
+    tether_probes_free(&p->probes);
     tether_channel_destroy(p->ch);
     tether_dtls_destroy(p->dtls);
     tether_node_destroy(p->node);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "proxy/blockwise.h"
+#include "proxy/bounds.h"
 #include "proxy/node_int.h"
 #include "proxy/observe.h"
 #include "proxy/rd.h"
@@ -46,6 +47,13 @@ void tether_node_conf_defaults(tether_node_conf_t *c)
     c->xslots_max = 100000;
     c->xrelay_retry_ms = 1000;
     c->xrelay_margin_ms = 2000;
+    c->max_pending_per_client = 1024;
+    c->max_observers_per_client = 1024;
+    c->max_observations_per_device = 256;
+    c->nstart = 1;
+    c->nstart_queue_max = 1024;
+    c->dedup_max = 262144;
+    c->dedup_per_peer = 4096;
 }
 
 int tether_node_create(const tether_node_conf_t *conf, const tether_creds_t *creds,
@@ -67,6 +75,8 @@ int tether_node_create(const tether_node_conf_t *conf, const tether_creds_t *cre
     tether_cx_conf_t cc;
     tether_cx_conf_defaults(&cc);
     cc.seed = conf->seed ^ 0xda3e39cb94b95bdbull;
+    cc.dedup_max = conf->dedup_max;
+    cc.dedup_per_peer = conf->dedup_per_peer;
     if ((rc = tether_cx_create(&cc, &n->cx)) < 0)
         goto fail_reg;
     n->store = conf->store;
@@ -89,8 +99,12 @@ int tether_node_create(const tether_node_conf_t *conf, const tether_creds_t *cre
         goto fail_obs;
     if ((rc = tether_xrelay_init(n)) < 0)
         goto fail_xrelay;
+    if ((rc = tether_bounds_init(&n->bounds, conf->seed ^ 0x8cb92ba72f3d8dd7ull)) < 0)
+        goto fail_bounds;
     *out = n;
     return 0;
+fail_bounds:
+    tether_xrelay_free(n);
 fail_xrelay:
     tether_obs_free(&n->obs);
 fail_obs:
@@ -127,6 +141,7 @@ void tether_node_destroy(tether_node_t *n)
     tether_heap_free(&n->timers);
     tether_store_destroy(n->own_store);
     tether_cx_destroy(n->cx);
+    tether_bounds_free(&n->bounds); /* after what was charged to it */
     free(n);
 }
 
@@ -196,6 +211,15 @@ static void handle_request(tether_node_t *n, const tether_peer_t *peer,
     tether_reply_send(n, &peer->link, req, &resp);
 }
 
+/* Duplicate detection (RFC 7252 §4.5) at the message layer; the per-peer
+ * quota's counter is copied as it moves (proxy.bound_dedup). */
+static bool dedup_seen(tether_node_t *n, const tether_link_t *link, uint16_t mid, tether_time_t now)
+{
+    bool dup = tether_cx_seen(n->cx, link, mid, now);
+    n->stats.bound_dedup = tether_cx_stats(n->cx)->dedup_quota_dropped;
+    return dup;
+}
+
 void tether_node_input(tether_node_t *n, const tether_peer_t *peer, const uint8_t *buf, size_t len,
                        tether_time_t now)
 {
@@ -232,7 +256,7 @@ void tether_node_input(tether_node_t *n, const tether_peer_t *peer, const uint8_
             tether_observe_reset(n, &peer->link, msg.mid, now);
             tether_xrelay_reset(n, &peer->link, msg.mid, now);
         }
-    } else if (tether_cx_seen(n->cx, &peer->link, msg.mid, now)) {
+    } else if (dedup_seen(n, &peer->link, msg.mid, now)) {
         n->stats.duplicates++;
     } else if (tether_coap_is_request(msg.code)) {
         handle_request(n, peer, &msg, now);

@@ -14,6 +14,7 @@
 
 #include "coap/exchange.h"
 #include "proxy/blockwise.h"
+#include "proxy/bounds.h"
 #include "proxy/cache.h"
 #include "proxy/obsreg.h"
 #include "proxy/registry.h"
@@ -48,6 +49,7 @@ struct tether_node {
     tether_time_t rd_now;       /* `now` of the latest directory delete (rd.c) */
     tether_node_alive_fn alive; /* whether another node is alive (the channel) */
     void *alive_user;
+    tether_bounds_t bounds; /* what each client is charged (relay.c, observe.c) */
     uint32_t next_token;
     size_t npending; /* relayed requests in flight or queued */
     tether_node_stats_t stats;

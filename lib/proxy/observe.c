@@ -91,12 +91,22 @@ static void obs_publish(tether_node_t *n, const tether_observation_t *o, tether_
     free(v);
 }
 
-/* Removes `ob`, stopping its outstanding confirmable notification. */
+/* Removes `ob`, stopping its outstanding confirmable notification; its
+ * client is charged one observer less (bounds.h). */
 static void ob_drop(tether_node_t *n, tether_observer_t *ob)
 {
     if (ob->con_pending)
         tether_cx_cancel(n->cx, &ob->link, ob->con_mid);
+    tether_bounds_release(&n->bounds, ob->charged, TETHER_BOUND_OBSERVERS);
     tether_obs_remove_observer(&n->obs, ob);
+}
+
+/* Frees observation `o` (its observers are gone); its device counts one
+ * observation less. */
+static void obs_destroy(tether_node_t *n, tether_observation_t *o)
+{
+    obs_dev(o)->nobservations--;
+    tether_obs_destroy(&n->obs, o);
 }
 
 /* Removes `ob`; the last observer to leave cancels and frees the device
@@ -110,7 +120,7 @@ static void obs_leave(tether_node_t *n, tether_observer_t *ob, tether_time_t now
         obs_publish(n, o, now);
     if (!o->nobservers) {
         obs_cancel_up(n, o, now);
-        tether_obs_destroy(&n->obs, o);
+        obs_destroy(n, o);
     }
     obs_sync(n);
 }
@@ -137,7 +147,7 @@ static void obs_end(tether_node_t *n, tether_observation_t *o, tether_coap_msg_t
         ob_drop(n, ob);
     }
     obs_publish(n, o, now); /* no observers left: the record goes */
-    tether_obs_destroy(&n->obs, o);
+    obs_destroy(n, o);
     obs_sync(n);
 }
 
@@ -296,6 +306,7 @@ static tether_observation_t *obs_new(tether_node_t *n, tether_device_t *d,
             continue;
         if (rc < 0)
             return NULL;
+        d->nobservations++;
         o->up_w.done = obs_up_on_cx;
         o->up_w.owner = n;
         obs_register_up(n, o, d, now);
@@ -361,16 +372,39 @@ bool tether_observe_request(tether_node_t *n, const tether_peer_t *peer,
                               now);
             return true;
         }
+        /* Per-device: varying Uri-Query makes a new device-side observation
+         * per variant, so a device has at most so many (bounds.h). */
+        if (!o && n->conf.max_observations_per_device &&
+            d->nobservations >= n->conf.max_observations_per_device) {
+            n->stats.observe_rejected++;
+            n->stats.bound_observations++;
+            tether_reply_code(n, link, req, TETHER_COAP_SERVICE_UNAVAILABLE,
+                              "too many observations of this device", now);
+            return true;
+        }
+        tether_bclient_t *charged;
+        int rc = tether_bounds_charge(&n->bounds, peer, TETHER_BOUND_OBSERVERS,
+                                      n->conf.max_observers_per_client, &charged);
+        if (rc == TETHER_ELIMIT) {
+            n->stats.observe_rejected++;
+            n->stats.bound_observers++;
+            tether_reply_code(n, link, req, TETHER_COAP_SERVICE_UNAVAILABLE,
+                              "too many observers of this client", now);
+            return true;
+        }
         bool created = !o;
-        if ((!o && !(o = obs_new(n, d, &k, up, now))) ||
+        if (rc < 0 || (!o && !(o = obs_new(n, d, &k, up, now))) ||
             tether_obs_add_observer(&n->obs, o, link, req->token, req->tkl, now, &ob) < 0) {
+            if (rc == 0)
+                tether_bounds_release(&n->bounds, charged, TETHER_BOUND_OBSERVERS);
             if (o && created) {
                 obs_cancel_up(n, o, now);
-                tether_obs_destroy(&n->obs, o);
+                obs_destroy(n, o);
             }
             tether_reply_code(n, link, req, TETHER_COAP_INTERNAL_ERROR, NULL, now);
             return true;
         }
+        ob->charged = charged;
         ob->con_w.done = ob_on_cx;
         ob->con_w.owner = n;
         obs_sync(n);

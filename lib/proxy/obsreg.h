@@ -82,6 +82,7 @@ struct tether_observer {
     tether_time_t last_con; /* when it was last sent a confirmable message */
     uint8_t tkl;
     uint8_t tok[TETHER_COAP_MAX_TOKEN];
+    struct tether_bclient *charged; /* the messaging layer's (proxy/bounds.h); not touched here */
 };
 
 typedef struct {

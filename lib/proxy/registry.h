@@ -30,7 +30,10 @@ typedef struct tether_device {
     tether_time_t registered_at, last_rx;
     uint32_t nat_lo_ms, nat_hi_ms; /* binding survived lo; was lost within hi */
     tether_list_t reqs;            /* relayed requests (proxy/relay.h), newest first */
-    uint32_t nqueued, ninflight;
+    tether_list_t held;            /* of those, waiting for an NSTART slot, oldest first */
+    uint32_t nqueued, ninflight;   /* queued; sent or waiting for a separate response */
+    uint32_t nsent, nheld;         /* CONs outstanding (NSTART); held for a slot */
+    uint32_t nobservations;        /* device-side observations (proxy/observe.c) */
     tether_list_t observations; /* device-side observations (proxy/obsreg.h) */
 } tether_device_t;
 

@@ -14,21 +14,63 @@ enum timer_tag { T_DEADLINE = 1, T_ACK };
 
 #define req_of(l) container_of(l, relay_req_t, in_dev)
 
+static void dev_pump(tether_node_t *n, tether_device_t *d, tether_time_t now);
+
+/* Takes `r` out of its state's counts (and the held list). */
+static void state_leave(tether_node_t *n, relay_req_t *r)
+{
+    tether_device_t *d = r->dev;
+    switch (r->state) {
+    case R_QUEUED:
+        d->nqueued--;
+        n->stats.queue_pending--;
+        break;
+    case R_SENT:
+        d->nsent--;
+        d->ninflight--;
+        break;
+    case R_WAITING: d->ninflight--; break;
+    case R_HELD:
+        d->nheld--;
+        tether_list_del(&d->held, &r->in_held);
+        break;
+    }
+}
+
+/* Moves `r` to state `st`, keeping its device's counts. */
+static void req_set_state(tether_node_t *n, relay_req_t *r, uint8_t st)
+{
+    tether_device_t *d = r->dev;
+    state_leave(n, r);
+    r->state = st;
+    switch (st) {
+    case R_QUEUED:
+        d->nqueued++;
+        n->stats.queue_pending++;
+        break;
+    case R_SENT:
+        d->nsent++;
+        d->ninflight++;
+        break;
+    case R_WAITING: d->ninflight++; break;
+    case R_HELD:
+        d->nheld++;
+        tether_list_push(&d->held, &r->in_held);
+        break;
+    }
+}
+
 static void req_free(tether_node_t *n, relay_req_t *r)
 {
     tether_heap_disarm(&n->timers, &r->deadline);
     tether_heap_disarm(&n->timers, &r->ack_timer);
     tether_hmap_remove(&n->by_token, &r->by_token);
-    if (r->state == R_QUEUED) {
-        r->dev->nqueued--;
-        n->stats.queue_pending--;
-    } else {
-        r->dev->ninflight--;
-        if (r->state == R_SENT) /* its waiter goes with it */
-            tether_cx_cancel(n->cx, &r->dev_link, r->umid);
-    }
+    if (r->state == R_SENT) /* its waiter goes with it */
+        tether_cx_cancel(n->cx, &r->dev_link, r->umid);
+    state_leave(n, r);
     tether_list_del(&r->dev->reqs, &r->in_dev);
     tether_bw_detach(r);
+    tether_bounds_release(&n->bounds, r->charged, TETHER_BOUND_PENDING);
     n->npending--;
     free(r);
 }
@@ -72,7 +114,7 @@ static void req_fail_retry(tether_node_t *n, relay_req_t *r, uint32_t retry_s, t
     tether_coap_msg_t resp;
     uint8_t v[4];
     tether_coap_msg_init(&resp, TETHER_COAP_NON, TETHER_COAP_SERVICE_UNAVAILABLE, 0);
-    tether_coap_msg_add_opt(&resp, TETHER_COAP_OPT_MAX_AGE, v, tether_coap_uint_encode(retry_s, v));
+    tether_reply_add_max_age(&resp, retry_s, v);
     req_answer(n, r, &resp, now);
 }
 
@@ -94,11 +136,8 @@ static bool req_arm(tether_node_t *n, relay_req_t *r, tether_timer_t *t, tether_
 static void req_queue(tether_node_t *n, relay_req_t *r, tether_time_t now)
 {
     if (r->state != R_QUEUED) {
-        r->dev->ninflight--;
-        r->dev->nqueued++;
-        n->stats.queue_pending++;
+        req_set_state(n, r, R_QUEUED);
         n->stats.queued++;
-        r->state = R_QUEUED;
     }
     if (!r->queued_until)
         r->queued_until = now + n->conf.queue_ttl_ms;
@@ -124,29 +163,27 @@ static void req_on_cx(tether_cx_waiter_t *w, tether_cx_event_t ev, tether_time_t
 {
     relay_req_t *r = container_of(w, relay_req_t, w);
     tether_node_t *n = w->owner;
+    tether_device_t *d = r->dev;
     if (r->state != R_SENT)
         return;
     switch (ev) {
-    case TETHER_CX_ACKED: r->state = R_WAITING; break;
+    case TETHER_CX_ACKED: req_set_state(n, r, R_WAITING); break;
     case TETHER_CX_RESET: req_fail(n, r, TETHER_COAP_BAD_GATEWAY, now); break;
     case TETHER_CX_TIMEOUT: req_lost(n, r, TETHER_COAP_GATEWAY_TIMEOUT, now); break;
     case TETHER_CX_LINK_DOWN: req_lost(n, r, TETHER_COAP_BAD_GATEWAY, now); break;
     }
+    dev_pump(n, d, now); /* that CON is no longer outstanding */
 }
 
 void tether_relay_send(tether_node_t *n, relay_req_t *r, tether_time_t now)
 {
     tether_device_t *d = r->dev;
-    if (r->state == R_QUEUED) {
-        d->nqueued--;
-        d->ninflight++;
-        n->stats.queue_pending--;
-    } else if (r->state == R_SENT) {
+    if (r->state == R_SENT) {
         /* Sent again before the first CON ended: that one is moot (and its
          * waiter is this request). */
         tether_cx_cancel(n->cx, &r->dev_link, r->umid);
     }
-    r->state = R_SENT;
+    req_set_state(n, r, R_SENT);
     r->dev_link = d->link;
     if (tether_cx_next_mid(n->cx, &d->link, now, &r->umid) < 0) {
         /* The device's MID budget for this EXCHANGE_LIFETIME is spent
@@ -154,7 +191,7 @@ void tether_relay_send(tether_node_t *n, relay_req_t *r, tether_time_t now)
          * 5.04 later, so the client learns now when to try again. */
         tether_time_t at = tether_cx_mid_available_at(n->cx, &d->link, now);
         n->stats.relay_mid_exhausted++;
-        r->state = R_WAITING; /* no CON outstanding to cancel */
+        req_set_state(n, r, R_WAITING); /* no CON outstanding to cancel */
         req_fail_retry(n, r, (uint32_t)((at - now + 999) / 1000), now);
         return;
     }
@@ -163,7 +200,7 @@ void tether_relay_send(tether_node_t *n, relay_req_t *r, tether_time_t now)
     if (!req_arm(n, r, &r->deadline, now + n->conf.request_timeout_ms, now))
         return;
     if (tether_cx_send_con(n->cx, &d->link, r->msg, r->len, &r->w, now) < 0) {
-        r->state = R_WAITING; /* nothing outstanding to cancel */
+        req_set_state(n, r, R_WAITING); /* nothing outstanding to cancel */
         req_fail(n, r, TETHER_COAP_INTERNAL_ERROR, now);
     }
 }
@@ -175,14 +212,49 @@ static bool dev_awake(const tether_node_t *n, const tether_device_t *d, tether_t
     return !d->rec.queue_mode || now < d->last_rx + n->conf.queue_awake_ms;
 }
 
+/* An NSTART slot of `d` is free (RFC 7252 §4.7; nstart 0: no limit). */
+static bool nstart_free(const tether_node_t *n, const tether_device_t *d)
+{
+    return !n->conf.nstart || d->nsent < n->conf.nstart;
+}
+
+/* Holds `r` until an NSTART slot of its device is free, or 5.04 at the
+ * request timeout. */
+static void req_hold(tether_node_t *n, relay_req_t *r, tether_time_t now)
+{
+    req_set_state(n, r, R_HELD);
+    n->stats.nstart_held++;
+    req_arm(n, r, &r->deadline, now + n->conf.request_timeout_ms, now);
+}
+
+/* Sends `r` if its device is awake and has an NSTART slot free, holds it
+ * for a slot, or queues it for the sleeping device. */
+static void req_dispatch(tether_node_t *n, relay_req_t *r, tether_time_t now)
+{
+    if (!dev_awake(n, r->dev, now))
+        req_queue(n, r, now);
+    else if (!nstart_free(n, r->dev))
+        req_hold(n, r, now);
+    else
+        tether_relay_send(n, r, now);
+}
+
+/* Sends held requests of `d`, oldest first, into its free NSTART slots. */
+static void dev_pump(tether_node_t *n, tether_device_t *d, tether_time_t now)
+{
+    while (d->held.head && dev_awake(n, d, now) && nstart_free(n, d))
+        tether_relay_send(n, container_of(d->held.head, relay_req_t, in_held), now);
+}
+
 void tether_relay_flush(tether_node_t *n, tether_device_t *d, tether_time_t now)
 {
     tether_lnode_t *l = d->reqs.head, *next;
     for (; l && d->nqueued; l = next) {
         next = l->next;
         if (req_of(l)->state == R_QUEUED)
-            tether_relay_send(n, req_of(l), now);
+            req_dispatch(n, req_of(l), now);
     }
+    dev_pump(n, d, now);
 }
 
 /* Copies the options a proxy forwards (RFC 7252 §5.7.2): everything but
@@ -214,16 +286,31 @@ static int copy_forward_opts(const tether_node_t *n, const tether_coap_msg_t *in
     return 0;
 }
 
-/* A new relayed request carrying `up` (its token is set here) for `d`,
- * owned by the node but neither sent nor queued yet; its client side is
- * the caller's to fill. TETHER_ELIMIT at max_pending or when a sleeping
- * device's queue is full, TETHER_ENOMEM. */
-static int req_new(tether_node_t *n, tether_device_t *d, tether_coap_msg_t *up, tether_time_t now,
-                   relay_req_t **out)
+/* Why a new request for `d` cannot be taken now (the node-wide pending
+ * table, the sleeping device's queue, the device's NSTART hold are full),
+ * or NULL. */
+static const char *req_refusal(tether_node_t *n, const tether_device_t *d, tether_time_t now)
 {
     if (n->npending >= n->conf.max_pending)
-        return TETHER_ELIMIT;
-    if (!dev_awake(n, d, now) && d->nqueued >= n->conf.queue_max)
+        return "proxy busy";
+    if (!dev_awake(n, d, now))
+        return d->nqueued >= n->conf.queue_max ? "device queue full" : NULL;
+    if (!nstart_free(n, d) && d->nheld >= n->conf.nstart_queue_max) {
+        n->stats.bound_nstart++;
+        return "device busy";
+    }
+    return NULL;
+}
+
+/* A new relayed request carrying `up` (its token is set here) for `d`,
+ * owned by the node but neither sent nor queued yet; its client side is
+ * the caller's to fill. TETHER_ELIMIT when req_refusal says so (*why),
+ * TETHER_ENOMEM. */
+static int req_new(tether_node_t *n, tether_device_t *d, tether_coap_msg_t *up, tether_time_t now,
+                   relay_req_t **out, const char **why)
+{
+    dev_pump(n, d, now); /* slots freed where nothing pumped (tether_relay_cancel) */
+    if ((*why = req_refusal(n, d, now)))
         return TETHER_ELIMIT;
     uint8_t utok[TETHER_UTOK_LEN];
     tether_node_next_token(n, utok);
@@ -255,14 +342,6 @@ static int req_new(tether_node_t *n, tether_device_t *d, tether_coap_msg_t *up, 
     return 0;
 }
 
-/* Sends `r`, or queues it for its sleeping device. */
-static void req_start(tether_node_t *n, relay_req_t *r, tether_time_t now)
-{
-    if (dev_awake(n, r->dev, now))
-        tether_relay_send(n, r, now);
-    else
-        req_queue(n, r, now);
-}
 
 /* The device named by `req` (Proxy-Uri or Uri-Host) into host[cap], and
  * the path and query of a Proxy-Uri into `up` (decoded into scratch[scap],
@@ -361,18 +440,32 @@ void tether_relay_request(tether_node_t *n, const tether_peer_t *peer, const tet
     if (n->cache &&
         tether_relay_cache_request(n, link, req, host, &up, &cflags, vtag, &vtag_len, now))
         return; /* answered from the cache */
-    relay_req_t *r;
-    int rc = req_new(n, d, &up, now, &r);
+    /* The client's share of the pending table (bounds.h): 4.29 with the
+     * time by which its oldest request has surely ended (RFC 8516 §4). */
+    tether_bclient_t *charged;
+    int rc = tether_bounds_charge(&n->bounds, peer, TETHER_BOUND_PENDING,
+                                  n->conf.max_pending_per_client, &charged);
     if (rc == TETHER_ELIMIT) {
-        tether_reply_code(n, link, req, TETHER_COAP_SERVICE_UNAVAILABLE,
-                          n->npending >= n->conf.max_pending ? "proxy busy" : "device queue full",
-                          now);
+        n->stats.bound_pending++;
+        tether_reply_retry(n, link, req, TETHER_COAP_TOO_MANY_REQUESTS,
+                           (n->conf.request_timeout_ms + 999) / 1000, now);
+        return;
+    }
+    relay_req_t *r = NULL;
+    const char *why = NULL;
+    if (rc == 0)
+        rc = req_new(n, d, &up, now, &r, &why);
+    if (rc < 0)
+        tether_bounds_release(&n->bounds, charged, TETHER_BOUND_PENDING);
+    if (rc == TETHER_ELIMIT) {
+        tether_reply_code(n, link, req, TETHER_COAP_SERVICE_UNAVAILABLE, why, now);
         return;
     }
     if (rc < 0) {
         tether_reply_code(n, link, req, TETHER_COAP_INTERNAL_ERROR, NULL, now);
         return;
     }
+    r->charged = charged;
     r->client = *link;
     r->cmid = req->mid;
     r->ctype = req->type;
@@ -386,20 +479,21 @@ void tether_relay_request(tether_node_t *n, const tether_peer_t *peer, const tet
     if (req->type == TETHER_COAP_CON &&
         !req_arm(n, r, &r->ack_timer, now + n->conf.ack_delay_ms, now))
         return;
-    req_start(n, r, now);
+    req_dispatch(n, r, now);
 }
 
 int tether_relay_internal(tether_node_t *n, tether_device_t *d, const tether_coap_msg_t *up,
                           bw_xfer_t *x, tether_time_t now)
 {
     relay_req_t *r;
+    const char *why;
     tether_coap_msg_t m = *up;
-    int rc = req_new(n, d, &m, now, &r);
+    int rc = req_new(n, d, &m, now, &r, &why);
     if (rc < 0)
         return rc;
     r->ctype = TETHER_COAP_NON; /* no client to acknowledge */
     tether_bw_xfer_attach(x, r);
-    req_start(n, r, now);
+    req_dispatch(n, r, now);
     return 0;
 }
 
@@ -422,10 +516,12 @@ bool tether_relay_response(tether_node_t *n, const tether_peer_t *peer,
         return true;
     }
     uint8_t cached[TETHER_MSG_MAX];
+    tether_device_t *d = r->dev;
     if (n->cache && tether_relay_cache_response(n, r, &resp, cached, sizeof cached, now))
         return true; /* asked again */
     n->stats.relay_ok++;
     req_answer(n, r, &resp, now);
+    dev_pump(n, d, now); /* a piggybacked answer ended its CON */
     return true;
 }
 
@@ -461,7 +557,9 @@ void tether_relay_tick(tether_node_t *n, tether_time_t now)
         relay_req_t *r;
         if (t->tag == T_DEADLINE) { /* request timeout or queue TTL */
             r = container_of(t, relay_req_t, deadline);
+            tether_device_t *d = r->dev;
             req_fail(n, r, TETHER_COAP_GATEWAY_TIMEOUT, now);
+            dev_pump(n, d, now);
         } else {
             r = container_of(t, relay_req_t, ack_timer);
             r->acked = true;

@@ -7,6 +7,12 @@
  *   accepted -> sent (CON outstanding) -> waiting (device ACKed, separate
  *   response to come) -> answered; a device that is asleep (queue mode) or
  *   unreachable holds it queued until it next speaks, or 5.04 at the TTL.
+ * NSTART (RFC 7252 §4.7, conf.nstart): a device has at most that many of
+ * our CONs outstanding; a request beyond them is held (at most
+ * conf.nstart_queue_max per device, 5.03 beyond) and sent, oldest first,
+ * as earlier CONs end, or 5.04 at the request timeout.
+ * Per-client bound (bounds.h): a client's pending requests beyond
+ * conf.max_pending_per_client get 4.29 with Max-Age (RFC 8516).
  * The client's CON gets an empty ACK after ack_delay_ms unless the answer
  * came first (then it is piggybacked). Timeouts: 5.04; device gone: 5.02.
  *
@@ -22,9 +28,10 @@
 #define TETHER_PROXY_RELAY_H
 
 #include "proxy/blockwise.h"
+#include "proxy/bounds.h"
 #include "proxy/node_int.h"
 
-enum relay_state { R_QUEUED, R_SENT, R_WAITING };
+enum relay_state { R_QUEUED, R_SENT, R_WAITING, R_HELD /* for an NSTART slot */ };
 /* What the cache does with a relayed request's answer. */
 enum relay_cache_flag {
     C_STORE = 1,       /* cacheable: store the response */
@@ -36,6 +43,8 @@ typedef struct relay_req {
     tether_timer_t deadline;  /* request timeout, or queue TTL while queued */
     tether_timer_t ack_timer; /* client CON not yet acknowledged */
     tether_lnode_t in_dev;    /* dev->reqs */
+    tether_lnode_t in_held;   /* dev->held, while R_HELD */
+    tether_bclient_t *charged; /* the client it counts against (bounds.h), NULL: none */
     tether_cx_waiter_t w;     /* hears how the upstream CON ended */
     tether_device_t *dev;
     uint8_t state; /* enum relay_state */

@@ -79,6 +79,21 @@ void tether_reply_code(tether_node_t *n, const tether_link_t *link, const tether
     tether_reply_send(n, link, req, &resp);
 }
 
+void tether_reply_add_max_age(tether_coap_msg_t *resp, uint32_t retry_s, uint8_t v[4])
+{
+    tether_coap_msg_add_opt(resp, TETHER_COAP_OPT_MAX_AGE, v, tether_coap_uint_encode(retry_s, v));
+}
+
+void tether_reply_retry(tether_node_t *n, const tether_link_t *link, const tether_coap_msg_t *req,
+                        uint8_t code, uint32_t retry_s, tether_time_t now)
+{
+    tether_coap_msg_t resp;
+    uint8_t v[4];
+    tether_reply_start(n, link, req, code, &resp, now);
+    tether_reply_add_max_age(&resp, retry_s, v);
+    tether_reply_send(n, link, req, &resp);
+}
+
 void tether_reply_empty(tether_node_t *n, const tether_link_t *link, uint8_t type, uint16_t mid)
 {
     uint8_t b[4] = {(uint8_t)(TETHER_COAP_VERSION << 6 | type << 4), 0, (uint8_t)(mid >> 8),

@@ -35,6 +35,12 @@ void tether_reply_send(tether_node_t *n, const tether_link_t *link, const tether
 /* Answers `req` with `code` and an optional diagnostic payload. */
 void tether_reply_code(tether_node_t *n, const tether_link_t *link, const tether_coap_msg_t *req,
                        uint8_t code, const char *diag, tether_time_t now);
+/* Answers `req` with `code` and Max-Age: the client may try again in
+ * `retry_s` seconds (4.29, RFC 8516 §4; 5.03, RFC 7252 §5.9.3.4). */
+void tether_reply_retry(tether_node_t *n, const tether_link_t *link, const tether_coap_msg_t *req,
+                        uint8_t code, uint32_t retry_s, tether_time_t now);
+/* Adds Max-Age: retry_s to `resp`; v[4] holds the value and must outlive it. */
+void tether_reply_add_max_age(tether_coap_msg_t *resp, uint32_t retry_s, uint8_t v[4]);
 /* Sends an empty ACK or RST for `mid`, remembered for duplicates. */
 void tether_reply_empty(tether_node_t *n, const tether_link_t *link, uint8_t type, uint16_t mid);
 /* The client's copy of a device's answer `msg`: its code, options and

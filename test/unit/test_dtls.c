@@ -434,7 +434,8 @@ static void test_spoofed_hellos_allocate_nothing(void **state)
     for (int i = 0; i < 10000; i++) {
         tether_addr_t a = addr((uint16_t)(1024 + i));
         tether_dtls_rx_t rx;
-        tether_dtls_input(f->srv, 0, &a, ch, n, now_ms, &rx);
+        /* 10 a millisecond: within the node-wide hello budget (20,000/s) */
+        tether_dtls_input(f->srv, 0, &a, ch, n, now_ms + (tether_time_t)i / 10, &rx);
         /* Amplification bound: the HelloVerifyRequest is smaller than the hello. */
         assert_int_equal(tether_dtls_tx_count(f->srv), 1);
         assert_true(tether_dtls_tx_get(f->srv, 0)->len <= 3 * n);
@@ -443,6 +444,17 @@ static void test_spoofed_hellos_allocate_nothing(void **state)
     assert_int_equal(st->hello_verify_sent, 10000);
     assert_int_equal(st->handshakes_inflight, 0);
     assert_int_equal(st->sessions_active, 0);
+    /* All at once: a tenth of a second's budget is looked at, the rest is
+     * dropped before any cookie work (dtls.hello_rate). */
+    tether_time_t t = now_ms + 10000;
+    for (int i = 0; i < 5000; i++) {
+        tether_addr_t a = addr((uint16_t)(20000 + i));
+        tether_dtls_rx_t rx;
+        tether_dtls_input(f->srv, 0, &a, ch, n, t, &rx);
+        tether_dtls_tx_clear(f->srv);
+    }
+    assert_int_equal(st->hello_verify_sent, 10000 + 2000);
+    assert_int_equal(st->hellos_over_budget, 3000);
 }
 
 /* A wrong key and an unknown identity both end in a counted failure that
@@ -801,6 +813,98 @@ static void test_two_sources_cannot_starve_a_third(void **state)
     for (int src = 0; src < 2; src++)
         for (int i = 0; i < PER; i++)
             client_free(&atk[src][i]);
+    teardown((void **)&f);
+}
+
+static int handshake_from(fixture_t *f, uint32_t ip, uint16_t port);
+static tether_addr_t addr_ip(uint32_t ip, uint16_t port);
+
+/* The security review: a stalled handshake was kept alive by any datagram
+ * from its source, so ~1,250 sources resending their hello held the whole
+ * table. Only progress counts now: handshakes whose peers only resend
+ * their last flight stall out, the table makes room, and a newcomer from
+ * another source completes. */
+static void test_resent_flights_do_not_hold_the_table(void **state)
+{
+    (void)state;
+    tether_dtls_conf_t conf;
+    tether_dtls_conf_defaults(&conf);
+    conf.max_handshakes = 4;
+    conf.max_handshakes_per_source = 0;
+    conf.handshake_rate_per_source = 0;
+    fixture_t *f = make_fixture(false, &conf);
+    const tether_dtls_stats_t *st = tether_dtls_stats(f->srv);
+    enum { N = 4 };
+    static client_t atk[N];
+    static uint8_t last[N][TETHER_DTLS_MAX_DGRAM];
+    size_t last_len[N];
+    tether_addr_t from[N];
+    tether_dtls_rx_t rx;
+    for (int i = 0; i < N; i++) {
+        client_init(&atk[i], false);
+        from[i] = addr_on(1, (uint16_t)(51000 + i));
+        for (int round = 0; round < 2; round++) { /* hello, then hello + cookie */
+            wolfSSL_connect(atk[i].ssl);
+            assert_int_equal(atk[i].out.n, 1);
+            memcpy(last[i], atk[i].out.d[0], atk[i].out.len[0]);
+            last_len[i] = atk[i].out.len[0];
+            tether_dtls_input(f->srv, 0, &from[i], last[i], last_len[i], now_ms, &rx);
+            atk[i].out.n = 0;
+            pump_to_client(f->srv, &atk[i]);
+        }
+    }
+    tether_dtls_tx_clear(f->srv);
+    assert_int_equal(st->handshakes_inflight, N);
+    /* Every quarter flight timeout each attacker resends its hello. */
+    tether_time_t start = now_ms;
+    while (now_ms < start + 2 * conf.handshake_flight_timeout_ms) {
+        now_ms += conf.handshake_flight_timeout_ms / 4;
+        for (int i = 0; i < N; i++)
+            tether_dtls_input(f->srv, 0, &from[i], last[i], last_len[i], now_ms, &rx);
+        tether_dtls_tick(f->srv, now_ms);
+        tether_dtls_tx_clear(f->srv);
+    }
+    assert_int_equal(st->handshakes_stalled, N);
+    /* The resent hellos now start handshakes anew; each of them is the
+     * newest, so a newcomer still finds a stalled one to replace later. */
+    now_ms += conf.handshake_flight_timeout_ms / 2;
+    assert_int_equal(handshake_from(f, 0x0a000301, 51100), 0); /* another source */
+    assert_int_equal(st->handshakes_full, 1);
+    for (int i = 0; i < N; i++)
+        client_free(&atk[i]);
+    teardown((void **)&f);
+}
+
+/* max_handshakes_per_prefix: three addresses of 10.0.1.0/24 hold its
+ * three slots; a fourth address there waits (counted), another network
+ * completes, and once the three stall out the fourth gets in. */
+static void test_handshakes_per_prefix(void **state)
+{
+    (void)state;
+    tether_dtls_conf_t conf;
+    tether_dtls_conf_defaults(&conf);
+    conf.max_handshakes_per_prefix = 3;
+    conf.max_handshakes_per_source = 0;
+    conf.handshake_rate_per_source = 0;
+    fixture_t *f = make_fixture(false, &conf);
+    const tether_dtls_stats_t *st = tether_dtls_stats(f->srv);
+    static client_t atk[3];
+    for (int i = 0; i < 3; i++) {
+        client_init(&atk[i], false);
+        tether_addr_t a = addr_ip(0x0a000102u + (uint32_t)i, 52000);
+        start_and_stall(f->srv, &atk[i], &a);
+    }
+    assert_int_equal(st->handshakes_inflight, 3);
+    assert_int_not_equal(handshake_from(f, 0x0a000180, 52000), 0);
+    assert_true(st->handshakes_prefix_limited > 0);
+    assert_int_equal(handshake_from(f, 0x0a000201, 52000), 0);
+    now_ms += conf.handshake_flight_timeout_ms;
+    tether_dtls_tick(f->srv, now_ms);
+    assert_int_equal(st->handshakes_inflight, 0);
+    assert_int_equal(handshake_from(f, 0x0a000180, 52000), 0);
+    assert_int_equal(st->handshakes_full, 2);
+    for (int i = 0; i < 3; i++)
+        client_free(&atk[i]);
     teardown((void **)&f);
 }
 
@@ -1629,6 +1733,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test(test_handshake_rate_per_source),
         cmocka_unit_test(test_two_sources_cannot_starve_a_third),
+        cmocka_unit_test(test_resent_flights_do_not_hold_the_table),
+        cmocka_unit_test(test_handshakes_per_prefix),
         cmocka_unit_test(test_cookie_shared_by_cluster),
         cmocka_unit_test_setup_teardown(test_dtls13_psk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cookie_survives_rotation, setup, teardown),

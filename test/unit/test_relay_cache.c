@@ -258,6 +258,7 @@ static void test_cache_entry_evicted_during_revalidation(void **state)
     tether_node_destroy(f->node);
     tether_node_conf_t c;
     tether_node_conf_defaults(&c);
+    c.nstart = 0; /* two requests outstanding to dev1 (see node_fixture.h) */
     c.cache_bytes = 300; /* one entry of ~200 bytes with its path group */
     assert_int_equal(tether_node_create(&c, f->creds, &f->node), 0);
     assert_int_equal(do_register(f, 7, "dev1", "dev1", NULL), TETHER_COAP_CREATED);

@@ -26,7 +26,12 @@
  * sent before) and increases by one per message; the receiver accepts a
  * counter above the newest seen from that sender, or one of the 64 below
  * it not seen yet (RFC 6347 §4.1.2.6 style window), and the timestamp must
- * be within TETHER_CLUSTER_MAX_SKEW_MS.
+ * be within TETHER_CLUSTER_MAX_SKEW_MS. The windows live in memory, so a
+ * receiver that restarts would take back any message captured in the skew
+ * before it: a message stamped before the receiver's own start (its `now`
+ * at tether_channel_create) is refused as a replay. The price: for as long
+ * as a sender's clock lags the receiver's, right after the receiver
+ * starts, that sender's messages are refused too (node clocks must agree).
  *
  * Clock: `now` is wall-clock milliseconds (Unix epoch) everywhere here;
  * timestamps must agree between hosts.

@@ -30,12 +30,19 @@ typedef struct {
     uint8_t node_id;          /* first byte of every CID we issue */
     uint8_t cid_len;          /* server-issued CID length, 2..16 (default 8) */
     uint32_t max_sessions;    /* established + handshaking */
-    uint32_t max_handshakes;  /* handshakes in flight */
+    uint32_t max_handshakes;  /* handshakes in flight (~13 KB of memory each) */
     /* Handshakes in flight per source (IPv4 address or IPv6 /64), 0 = no
      * cap: a source at its cap gives up its own oldest one once that has
      * stalled, else waits. Behind a load balancer that hides client
      * addresses every client is one source: raise it or set 0. */
     uint32_t max_handshakes_per_source;
+    /* Handshakes in flight per network (IPv4 /24, IPv6 /48), 0 = no cap
+     * (the default): many sources of one network then cannot hold the
+     * table either. Over the cap a new hello waits (its peer resends it)
+     * until one of that network's handshakes finishes or stalls out.
+     * Behind a load balancer or a carrier NAT many clients share one
+     * network, so size it to them or leave it 0. */
+    uint32_t max_handshakes_per_prefix;
     /* A handshake whose peer sends nothing for this long is dropped, long
      * before handshake_timeout: a stalled slot costs the attacker nothing. */
     uint32_t handshake_flight_timeout_ms;
@@ -55,6 +62,15 @@ typedef struct {
      * second, up to `burst` at once. 0 = unlimited. */
     uint32_t handshake_rate_per_source;
     uint32_t handshake_burst_per_source;
+    /* ClientHellos from peers without a session looked at per second,
+     * node-wide (burst: a tenth of a second's worth), 0 = no budget.
+     * Beyond it a hello is dropped before wolfSSL sees it (its peer
+     * resends it): each costs a cookie computation or check even when it
+     * leads nowhere, so a flood of them, spoofed or cookie-valid, takes
+     * at most this much of the node's time from established sessions. A
+     * full PSK handshake costs far more than a hello, so the default
+     * (20,000/s) is above what a core completes. */
+    uint32_t hello_rate;
     /* SPEC S5 failover: compact DTLS 1.2 sessions with a CID run under a
      * transmit-sequence ceiling (EV_CEILING, tether_dtls_ceiling_acked) and
      * can be checkpointed and adopted. Needs cluster_key. Off by default:
@@ -83,6 +99,9 @@ typedef struct {
     uint64_t hellos_refused; /* malformed or fragmented, or over the PSK identity cap */
     uint64_t handshakes_stalled; /* dropped: no flight from the peer within the flight timeout */
     uint64_t handshakes_evicted; /* stalled, dropped for a newer one (source at its cap, table full) */
+    uint64_t
+        handshakes_prefix_limited; /* hellos refused: their network at max_handshakes_per_prefix */
+    uint64_t hellos_over_budget;   /* hellos dropped beyond hello_rate, node-wide */
     uint64_t events_dropped;     /* events lost because the list could not grow */
     uint64_t tx_unvalidated_dropped; /* over 3x what an unvalidated address sent us */
     uint64_t sessions_revoked;   /* closed by set_creds: identity gone or role changed */
@@ -207,6 +226,9 @@ TETHER_API const tether_addr_t *tether_dtls_sess_peer(const tether_dtls_sess_t *
  * an unpredictable probe sent only there), sends to it are limited to 3x
  * the bytes received from it (TETHER_ELIMIT beyond, counted). */
 TETHER_API void tether_dtls_sess_validate(tether_dtls_sess_t *sess);
+/* n bytes from the server's CSPRNG (wolfSSL's DRBG) into buf, for values
+ * an off-path attacker must not guess (probe MIDs): 0 or TETHER_ECRYPTO. */
+TETHER_API int tether_dtls_random(tether_dtls_srv_t *srv, void *buf, size_t n);
 TETHER_API bool tether_dtls_sess_validated(const tether_dtls_sess_t *sess);
 /* Our CID for this session (0 length when none was negotiated). */
 TETHER_API size_t tether_dtls_sess_cid(const tether_dtls_sess_t *sess, uint8_t *out);

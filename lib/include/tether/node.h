@@ -23,14 +23,14 @@ typedef struct {
     uint64_t rx_rejected; /* malformed or bad critical option */
     uint64_t duplicates;  /* retransmissions answered from the dedup cache */
     uint64_t requests_local;
-    uint64_t requests_relayed; /* client requests accepted for a device */
-    uint64_t relay_ok;         /* answered with the device's response */
-    uint64_t relay_timeouts;   /* answered 5.04 */
-    uint64_t relay_gone;       /* answered 5.02 */
-    uint64_t relay_denied;     /* 4.01 / 4.03 */
-    uint64_t relay_unknown;    /* 4.04: no such device */
+    uint64_t requests_relayed;    /* client requests accepted for a device */
+    uint64_t relay_ok;            /* answered with the device's response */
+    uint64_t relay_timeouts;      /* answered 5.04 */
+    uint64_t relay_gone;          /* answered 5.02 */
+    uint64_t relay_denied;        /* 4.01 / 4.03 */
+    uint64_t relay_unknown;       /* 4.04: no such device */
     uint64_t relay_mid_exhausted; /* 5.03 + Max-Age: the device's MID budget was spent */
-    uint64_t queued;           /* requests held for a sleeping device */
+    uint64_t queued;              /* requests held for a sleeping device */
     uint64_t queue_pending;
     uint64_t devices_registered;
     uint64_t registrations;
@@ -48,16 +48,16 @@ typedef struct {
     uint64_t observe_rejected;            /* registrations refused (5.03) at a bound */
     uint64_t observe_stale;               /* device notifications older than the last (dropped) */
     /* block-wise (RFC 7959) */
-    uint64_t block_transfers;       /* Block2 representations reassembled from devices */
-    uint64_t block_blocks_fetched;  /* blocks tether asked devices for */
-    uint64_t block_restarts;        /* transfers restarted because the ETag changed */
-    uint64_t block_failed;          /* transfers abandoned (device error, bounds, timeout) */
-    uint64_t block_served;          /* Block2 blocks served to clients by tether */
+    uint64_t block_transfers;        /* Block2 representations reassembled from devices */
+    uint64_t block_blocks_fetched;   /* blocks tether asked devices for */
+    uint64_t block_restarts;         /* transfers restarted because the ETag changed */
+    uint64_t block_failed;           /* transfers abandoned (device error, bounds, timeout) */
+    uint64_t block_served;           /* Block2 blocks served to clients by tether */
     uint64_t block_transfers_active; /* transfers running or representations kept */
-    uint64_t uploads_completed;     /* Block1 uploads the device answered finally */
-    uint64_t uploads_rejected;      /* 4.08 / 4.13 / 5.03 answered by tether */
-    uint64_t uploads_abandoned;     /* uploads the client stopped continuing */
-    uint64_t upload_blocks;         /* Block1 blocks relayed to devices */
+    uint64_t uploads_completed;      /* Block1 uploads the device answered finally */
+    uint64_t uploads_rejected;       /* 4.08 / 4.13 / 5.03 answered by tether */
+    uint64_t uploads_abandoned;      /* uploads the client stopped continuing */
+    uint64_t upload_blocks;          /* Block1 blocks relayed to devices */
     uint64_t uploads_active;
     /* across nodes (lib/proxy/xrelay.h) */
     uint64_t xrelay_sent;            /* messages for other nodes */
@@ -66,6 +66,14 @@ typedef struct {
     uint64_t xrelay_duplicates;      /* of those, retransmissions */
     uint64_t xrelay_retransmissions; /* our requests sent again */
     uint64_t xrelay_node_down;       /* requests answered 5.02: the device's node is not alive */
+    /* Per-client and per-device bounds (proxy/bounds.h): each counts the
+     * times it bit. */
+    uint64_t bound_pending;      /* 4.29: a client at max_pending_per_client */
+    uint64_t bound_observers;    /* 5.03: a client at max_observers_per_client */
+    uint64_t bound_observations; /* 5.03: a device at max_observations_per_device */
+    uint64_t bound_nstart;       /* 5.03: a device's NSTART hold full (nstart_queue_max) */
+    uint64_t nstart_held;        /* requests that waited for an NSTART slot */
+    uint64_t bound_dedup;        /* a peer's oldest dedup entry dropped at dedup_per_peer */
 } tether_node_stats_t;
 
 typedef struct {
@@ -80,22 +88,32 @@ typedef struct {
     uint32_t queue_ttl_ms;       /* a queued request gets 5.04 after this */
     uint32_t queue_awake_ms;     /* a queue-mode device listens this long after it spoke */
     uint32_t max_devices;
-    uint32_t max_pending;       /* relayed requests in flight or queued, node-wide */
-    bool plain_trusted;         /* plain-CoAP clients may use the proxy (loopback) */
-    uint64_t cache_bytes;       /* response cache budget, 0 disables caching */
-    uint32_t max_observers;     /* client observers, node-wide (5.03 beyond) */
+    uint32_t max_pending;                /* relayed requests in flight or queued, node-wide */
+    bool plain_trusted;                  /* plain-CoAP clients may use the proxy (loopback) */
+    uint64_t cache_bytes;                /* response cache budget, 0 disables caching */
+    uint32_t max_observers;              /* client observers, node-wide (5.03 beyond) */
     uint32_t max_observers_per_resource; /* observers of one device observation */
-    uint32_t block_max_bytes;     /* largest representation reassembled (Block2) */
-    uint32_t block_size;          /* block size asked of devices and default to clients */
-    uint32_t block_max_transfers; /* Block2 transfers plus Block1 uploads, node-wide */
-    uint32_t block_timeout_ms;    /* a whole Block2 transfer takes at most this */
-    uint32_t block_idle_ms;       /* an upload or kept representation not continued */
-    uint32_t upload_max_bytes;    /* a Block1 upload beyond this gets 4.13 */
-    uint32_t uploads_per_device;  /* Block1 uploads to one device at once */
+    uint32_t block_max_bytes;            /* largest representation reassembled (Block2) */
+    uint32_t block_size;                 /* block size asked of devices and default to clients */
+    uint32_t block_max_transfers;        /* Block2 transfers plus Block1 uploads, node-wide */
+    uint32_t block_timeout_ms;           /* a whole Block2 transfer takes at most this */
+    uint32_t block_idle_ms;              /* an upload or kept representation not continued */
+    uint32_t upload_max_bytes;           /* a Block1 upload beyond this gets 4.13 */
+    uint32_t uploads_per_device;         /* Block1 uploads to one device at once */
     uint32_t xrelay_max;       /* requests relayed to other nodes at once (+ aggregates) */
     uint32_t xslots_max;       /* requests from other nodes held at once */
     uint32_t xrelay_retry_ms;  /* first retransmission of a request to another node */
     uint32_t xrelay_margin_ms; /* the hop's share of a remote request's deadline */
+    /* Per-client and per-device bounds (proxy/bounds.h; 0 = no bound). A
+     * client is its identity (its address for plain CoAP); operator
+     * requests are exempt. */
+    uint32_t max_pending_per_client;      /* relayed requests pending (4.29 beyond) */
+    uint32_t max_observers_per_client;    /* observers (5.03 beyond) */
+    uint32_t max_observations_per_device; /* device-side observations (5.03 beyond) */
+    uint32_t nstart;                      /* CONs outstanding to one device (RFC 7252 §4.7) */
+    uint32_t nstart_queue_max;            /* requests waiting for an NSTART slot per device */
+    uint32_t dedup_max;      /* received MIDs remembered for dedup, node-wide (RFC 7252 §4.5) */
+    uint32_t dedup_per_peer; /* of those, what one peer may hold */
     /* Where the directory entries go (borrowed; must outlive the node).
      * NULL: the node makes and owns an in-memory store (SPEC S7). */
     tether_store_t *store;

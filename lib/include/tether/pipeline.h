@@ -17,6 +17,9 @@
  *   plain interface: straight to tether_node_input.
  *   cluster interface: tether_channel_input; a forwarded record enters DTLS
  *     as if it had come from the client, a REPLY leaves from our listener.
+ * A CID session that moved (DTLS EV_MOVED) gets a return-routability
+ * probe (lib/proxy/probe.h); the RST answering it validates the address
+ * and does not reach the node.
  * After each call the node's outbox is emptied: DTLS links through their
  * session (tether_dtls_send), plain links into the outbox, internal links
  * (operator requests) into the internal answers. DTLS datagrams for a
@@ -71,6 +74,14 @@ typedef struct {
 } tether_pipeline_conf_t;
 
 typedef struct tether_pipeline tether_pipeline_t;
+
+/* Return-routability probes of moved sessions (lib/proxy/probe.h). */
+typedef struct {
+    uint64_t probes_sent;   /* CoAP pings sent to a moved session's new address */
+    uint64_t validated;     /* new addresses that answered (tether_dtls_sess_validate) */
+    uint64_t gave_up;       /* probes that got no answer in their tries */
+    uint64_t wrong_answers; /* empty RSTs from a probed address with another MID */
+} tether_rrc_stats_t;
 
 /* Every part's defaults; no interfaces. */
 TETHER_API void tether_pipeline_conf_defaults(tether_pipeline_conf_t *conf);
@@ -139,5 +150,7 @@ TETHER_API int tether_pipeline_device_remove(tether_pipeline_t *p, const char *n
 TETHER_API tether_node_t *tether_pipeline_node(const tether_pipeline_t *p);
 TETHER_API tether_dtls_srv_t *tether_pipeline_dtls(const tether_pipeline_t *p);
 TETHER_API tether_channel_t *tether_pipeline_channel(const tether_pipeline_t *p);
+/* The probes' counters (all 0 without a DTLS interface). */
+TETHER_API const tether_rrc_stats_t *tether_pipeline_rrc_stats(const tether_pipeline_t *p);
 
 #endif
