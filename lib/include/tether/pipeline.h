@@ -60,6 +60,17 @@ typedef enum {
 typedef void (*tether_pipeline_tap_fn)(void *user, bool in, uint64_t link_id, const uint8_t *msg,
                                        size_t len);
 
+/* Failover (SPEC S5): the node holding the session of CID `cid`
+ * (conf.dtls.cid_len bytes) when it is not this one, from the host's
+ * replica of the store's SESSION records (no store round trip: it runs
+ * for every record); 0 when unknown, which routes by the CID's node byte.
+ * Consulted only for records whose CID no session here holds. */
+typedef uint8_t (*tether_pipeline_cid_owner_fn)(void *user, const uint8_t *cid, size_t len);
+/* Failover: every DTLS event, before the node hears of it (EV_CEILING is
+ * the host's to serve: tether_dtls_ceiling_acked, then
+ * tether_pipeline_settle). It must not call into the pipeline. */
+typedef void (*tether_pipeline_dtls_event_fn)(void *user, const tether_dtls_event_t *ev);
+
 typedef struct {
     tether_node_conf_t node;
     tether_dtls_conf_t dtls;       /* used when an interface is DTLS */
@@ -68,6 +79,9 @@ typedef struct {
     uint8_t iface[TETHER_PIPELINE_MAX_IFACE]; /* tether_iface_kind_t of each */
     tether_pipeline_tap_fn tap;               /* optional */
     void *tap_user;
+    tether_pipeline_cid_owner_fn cid_owner;   /* optional */
+    tether_pipeline_dtls_event_fn dtls_event; /* optional */
+    void *failover_user;
 } tether_pipeline_conf_t;
 
 typedef struct tether_pipeline tether_pipeline_t;
@@ -103,6 +117,11 @@ TETHER_API void tether_pipeline_internal_input(tether_pipeline_t *p, uint64_t id
  * A separate response (a CON) was already acknowledged on its link, as a
  * client would. The host may feed the pipeline while it takes answers. */
 TETHER_API bool tether_pipeline_internal_take(tether_pipeline_t *p, tether_out_t *out);
+
+/* After the host called the DTLS server directly (a ceiling acknowledged,
+ * a session adopted or released): its output moves to the outbox and its
+ * events are handled, as after any entry point. */
+TETHER_API void tether_pipeline_settle(tether_pipeline_t *p, tether_time_t now);
 
 /* Runs every part whose deadline has come. */
 TETHER_API void tether_pipeline_tick(tether_pipeline_t *p, tether_time_t now);
