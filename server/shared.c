@@ -325,6 +325,8 @@ static void on_member(void *user, uint8_t id, const tetherd_member_t *m)
     tetherd_shared_t *s = user;
     if (m->alive && m->addr.len && id != s->cfg->node_id && s->ops.node_live)
         s->ops.node_live(s->user, id, &m->addr);
+    if (s->ops.member)
+        s->ops.member(s->user, id, m);
 }
 
 int tetherd_shared_open(uv_loop_t *loop, const tetherd_config_t *cfg, const tether_creds_t *file,
@@ -385,6 +387,8 @@ fail:
 }
 
 tether_store_t *tetherd_shared_store(tetherd_shared_t *s) { return tetherd_redis_store(s->redis); }
+tetherd_redis_t *tetherd_shared_redis(tetherd_shared_t *s) { return s->redis; }
+tetherd_lease_t *tetherd_shared_lease(tetherd_shared_t *s) { return s->lease; }
 
 static void closed(uv_handle_t *h) { free(h->data); }
 

@@ -44,6 +44,21 @@ static void set_member(tetherd_lease_t *l, uint8_t id, bool alive, const tether_
 {
     tetherd_member_t *m = &l->members[id];
     bool was = m->alive;
+    /* An adoption claim is no lease: the node is gone, and its id's
+     * generation is the claim's from now on. */
+    if (alive && n->adopted_by) {
+        bool news = m->adopted_by != n->adopted_by || m->generation != n->generation;
+        m->adopted_by = n->adopted_by;
+        m->generation = n->generation;
+        alive = false;
+        if (!was) {
+            if (news && l->on_change)
+                l->on_change(l->user, id, m);
+            return;
+        }
+    } else if (alive) {
+        m->adopted_by = 0;
+    }
     if (alive) {
         bool moved = was && (!tether_addr_equal(&m->addr, &n->addr) ||
                              m->generation != n->generation);
@@ -132,6 +147,15 @@ uint32_t tetherd_lease_alive(const tetherd_lease_t *l) { return l->alive; }
 uint64_t tetherd_lease_renewals_failed(const tetherd_lease_t *l) { return l->failed; }
 
 static void closed(uv_handle_t *h) { free(h->data); }
+
+void tetherd_lease_release(tetherd_lease_t *l)
+{
+    uv_timer_stop(&l->timer);
+    tether_store_del(l->store, TETHER_STORE_NODE, &l->self, 1, TETHER_STORE_ANY,
+                     uv_now(l->timer.loop), NULL, NULL);
+}
+
+uint64_t tetherd_lease_generation(const tetherd_lease_t *l) { return l->generation; }
 
 void tetherd_lease_close(tetherd_lease_t *l)
 {
