@@ -418,7 +418,7 @@ static void claim_now(uv_timer_t *t)
 
 void tetherd_failover_member(tetherd_failover_t *f, uint8_t id, const tetherd_member_t *m)
 {
-    if (tetherd_adopt_fenced(f->conf.self, id, m)) {
+    if (tetherd_adopt_fenced(f->conf.self, f->generation, id, m)) {
         char by[8];
         snprintf(by, sizeof by, "%u", m->adopted_by);
         tether_log_kv(TETHER_LOG_WARN, "failover",

@@ -20,9 +20,9 @@ void tetherd_adopt_claim(uint8_t self, uint8_t id, uint64_t gen, const tether_ad
     out->u.node.adopted_by = self;
 }
 
-bool tetherd_adopt_fenced(uint8_t self, uint8_t id, const tetherd_member_t *m)
+bool tetherd_adopt_fenced(uint8_t self, uint64_t ours, uint8_t id, const tetherd_member_t *m)
 {
-    return id == self && m->adopted_by && m->adopted_by != self;
+    return id == self && m->adopted_by && m->adopted_by != self && m->generation > ours;
 }
 
 uint8_t tetherd_adopt_route(uint8_t self, uint8_t holder, bool holder_alive)

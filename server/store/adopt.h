@@ -44,9 +44,11 @@ bool tetherd_adopt_should_claim(uint8_t self, uint8_t id, const tetherd_member_t
 void tetherd_adopt_claim(uint8_t self, uint8_t id, uint64_t gen, const tether_addr_t *addr,
                          tether_store_rec_t *out);
 
-/* Whether the claim on our own id in `m` fences us (another node took
- * our sessions). */
-bool tetherd_adopt_fenced(uint8_t self, uint8_t id, const tetherd_member_t *m);
+/* Whether the claim on our own id in `m` fences us, generation `ours`:
+ * another node took the sessions of this very process (its claim's
+ * generation is above ours). A claim on an earlier process of our id
+ * (generation below ours: we are its restart) does not. */
+bool tetherd_adopt_fenced(uint8_t self, uint64_t ours, uint8_t id, const tetherd_member_t *m);
 
 /* Where a record of a CID not held here goes: the holder its SESSION
  * record names when that is self or a node alive, else 0 (route by the
