@@ -21,7 +21,10 @@ typedef struct {
     uint8_t cid[TETHER_STORE_CID_MAX];
     uint64_t version;  /* of its SESSION record, as this node last wrote or adopted it */
     uint64_t inflight; /* ceiling of the write in flight (0: none) */
-    bool handover;     /* the write in flight is the handover's (no ceiling change) */
+    uint64_t rx_next;  /* receive window of the last write */
+    bool refresh;      /* the write in flight keeps the ceiling (refresh or handover) */
+    bool raise_due;    /* DTLS asked for a raise while a refresh was in flight */
+    bool handover_write; /* the write in flight is the handover's */
     bool stored;       /* a checkpoint of ours is in Redis */
     bool adopted;      /* came from another node's checkpoint, first write not done */
     bool released;     /* continues elsewhere: never delete its record */
@@ -51,9 +54,10 @@ struct tetherd_failover {
     uint64_t *todo; /* session ids whose ceiling must be written */
     size_t ntodo, todo_cap;
     claim_t *claims[256];
+    uv_timer_t refresh_timer;
     bool handing_over, lease_released;
     size_t handover_left; /* handover writes not answered yet */
-    uint64_t checkpointed, adopted, adoptions, handed_over, released, conflicts;
+    uint64_t checkpointed, adopted, adoptions, handed_over, released, conflicts, refreshed;
 };
 
 static tether_time_t now_of(const tetherd_failover_t *f) { return uv_now(f->loop); }
@@ -127,6 +131,7 @@ static void release(tetherd_failover_t *f, fsess_t *e, const char *why)
 /* ---- checkpoint writes ------------------------------------------------------ */
 
 static void handover_step(tetherd_failover_t *f);
+static bool raise_ceiling(tetherd_failover_t *f, uint64_t id);
 
 static void put_done(void *user, const tether_store_result_t *res)
 {
@@ -135,9 +140,10 @@ static void put_done(void *user, const tether_store_result_t *res)
     if (!e || !e->inflight)
         return;
     uint64_t c = e->inflight;
-    bool handover = e->handover;
+    bool refresh = e->refresh, handover = e->handover_write;
     e->inflight = 0;
-    e->handover = false;
+    e->refresh = false;
+    e->handover_write = false;
     if (handover && f->handover_left)
         f->handover_left--;
     if (res->rc == 0) {
@@ -151,25 +157,30 @@ static void put_done(void *user, const tether_store_result_t *res)
         }
         if (handover)
             e->handed = true;
-        else
+        if (!refresh)
             tether_dtls_ceiling_acked(f->dtls, e->sess_id, c);
     } else if (res->rc == TETHER_ECONFLICT) {
         /* Someone else wrote it: an adopter (we are fenced), or we adopted
          * from a copy that was not the newest. Never send on it. */
         f->conflicts++;
         release(f, e, "checkpoint version moved on");
-    } else if (!handover) {
+    } else if (!refresh) {
         tether_dtls_ceiling_failed(f->dtls, e->sess_id); /* retried by DTLS after a pause */
+    }
+    if (e->raise_due && !e->released) {
+        e->raise_due = false;
+        raise_ceiling(f, e->sess_id);
     }
     if (f->handing_over)
         handover_step(f);
     settle(f);
 }
 
-/* Writes session e's checkpoint at ceiling `c` (a raise, or the handover
- * at its acknowledged ceiling). 0 when the write is on its way. */
+/* Writes session e's checkpoint at ceiling `c`: a raise, or a refresh
+ * at its acknowledged ceiling (receive window moved; the handover). 0
+ * when the write is on its way. */
 static int write_ckpt(tetherd_failover_t *f, fsess_t *e, tether_dtls_sess_t *s, uint64_t c,
-                      bool handover)
+                      bool refresh)
 {
     tether_dtls_ckpt_bind_t b = {.owner = f->conf.self,
                                  .generation = f->generation,
@@ -190,11 +201,12 @@ static int write_ckpt(tetherd_failover_t *f, fsess_t *e, tether_dtls_sess_t *s, 
     r->blob = blob;
     r->blob_len = len;
     e->inflight = c;
-    e->handover = handover;
+    e->refresh = refresh;
+    e->rx_next = tether_dtls_sess_rx_next(s);
     rc = tether_store_put(f->store, &rec, e->version, 0, now_of(f), put_done, f);
     if (rc < 0) {
         e->inflight = 0;
-        e->handover = false;
+        e->refresh = false;
     }
     return rc;
 }
@@ -219,8 +231,12 @@ static bool raise_ceiling(tetherd_failover_t *f, uint64_t id)
             return true;
         }
     }
-    if (e->inflight || e->released)
-        return false; /* its answer comes; a released one never sends */
+    if (e->released)
+        return false; /* it never sends again */
+    if (e->inflight) { /* a refresh: the raise follows its answer (one write at a time) */
+        e->raise_due = e->refresh;
+        return false;
+    }
     /* Handing over: no more raises, so the handover checkpoint stays the
      * newest (the session waits for its adopter). */
     if (f->handing_over || write_ckpt(f, e, s, want, false) < 0) {
@@ -445,6 +461,28 @@ void tetherd_failover_member(tetherd_failover_t *f, uint8_t id, const tetherd_me
     uv_timer_start(&c->timer, claim_now, f->conf.adopt_delay_ms, 0);
 }
 
+/* ---- receive-window refresh ----------------------------------------------------- */
+
+/* Every refresh_ms: sessions whose receive window moved since their last
+ * write are written again at their acknowledged ceiling, so an adopter's
+ * window is at most that old (the replay exposure, failover.h). */
+static void on_refresh(uv_timer_t *t)
+{
+    tetherd_failover_t *f = t->data;
+    if (f->handing_over)
+        return;
+    for (tether_lnode_t *l = f->all.head; l; l = l->next) {
+        fsess_t *e = container_of(l, fsess_t, ln);
+        tether_dtls_sess_t *s;
+        if (e->inflight || e->released || !e->stored ||
+            !(s = tether_dtls_sess_find(f->dtls, e->sess_id)) ||
+            tether_dtls_sess_rx_next(s) == e->rx_next)
+            continue;
+        if (write_ckpt(f, e, s, tether_dtls_sess_ceiling(s), true) == 0)
+            f->refreshed++;
+    }
+}
+
 /* ---- handover ------------------------------------------------------------------ */
 
 /* Once every handover write is answered: the lease goes, peers adopt. */
@@ -474,8 +512,10 @@ void tetherd_failover_handover(tetherd_failover_t *f)
         tether_dtls_sess_t *s = tether_dtls_sess_find(f->dtls, e->sess_id);
         if (!s || e->released || e->inflight || !e->stored)
             continue; /* a raise in flight: its own write is the newest */
-        if (write_ckpt(f, e, s, tether_dtls_sess_ceiling(s), true) == 0)
+        if (write_ckpt(f, e, s, tether_dtls_sess_ceiling(s), true) == 0) {
+            e->handover_write = true;
             f->handover_left++;
+        }
     }
     handover_step(f);
 }
@@ -516,6 +556,7 @@ int tetherd_failover_stats(const tetherd_failover_t *f, json_t *stats)
         {"cluster.adoptions", f->adoptions},
         {"cluster.handed_over", f->handed_over},
         {"cluster.checkpoint_conflicts", f->conflicts},
+        {"sessions.checkpoint_refreshes", f->refreshed},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
         if (tetherd_admin_stat_set(stats, rows[i].path, (json_int_t)rows[i].v) < 0)
@@ -542,6 +583,10 @@ int tetherd_failover_create(uv_loop_t *loop, const tetherd_failover_conf_t *conf
         goto fail;
     if (tether_hmap_init(&f->by_id, 1024, seed ^ 0x5bd1e995u) < 0)
         goto fail_cid;
+    uv_timer_init(loop, &f->refresh_timer);
+    f->refresh_timer.data = f;
+    if (conf->refresh_ms)
+        uv_timer_start(&f->refresh_timer, on_refresh, conf->refresh_ms, conf->refresh_ms);
     *out = f;
     return 0;
 fail_cid:
@@ -557,6 +602,8 @@ void tetherd_failover_attach(tetherd_failover_t *f, tether_pipeline_t *pipe)
     f->dtls = tether_pipeline_dtls(pipe);
 }
 
+static void freed(uv_handle_t *h) { free(h->data); }
+
 void tetherd_failover_close(tetherd_failover_t *f)
 {
     if (!f)
@@ -568,5 +615,6 @@ void tetherd_failover_close(tetherd_failover_t *f)
     tether_hmap_free(&f->by_cid);
     tether_hmap_free(&f->by_id);
     free(f->todo);
-    free(f);
+    uv_timer_stop(&f->refresh_timer);
+    uv_close((uv_handle_t *)&f->refresh_timer, freed);
 }

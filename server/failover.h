@@ -14,10 +14,17 @@
  * a replayed older checkpoint does not open). Only when Redis answered
  * does the session get its ceiling (tether_dtls_ceiling_acked); records
  * past it wait. Each write also carries the receive window of that
- * moment: that is the coalescing of receive-side checkpoints (a write per
- * ceiling raise, plus the handover's); records the node accepted after
- * its last write can be replayed once to an adopter, and CoAP's
- * deduplication on the adopter does not know them (checkpoint.h). A
+ * moment. Receive-side checkpoints are coalesced: every refresh_ms
+ * (cluster.checkpoint_interval_ms) a session whose window moved since
+ * its last write is written again at its acknowledged ceiling, and the
+ * handover writes every session once more. The replay exposure this
+ * leaves: records the dead node accepted in its last refresh_ms (plus a
+ * write's round trip) are new again to the adopter, which may process
+ * each of them once more; CoAP deduplication does not hide that, since the
+ * dead node's Message-ID cache is lost (checkpoint.h), so it is bounded in
+ * time, not zero: a retransmitted CON is answered twice at most, and a
+ * non-idempotent request replayed by an attacker inside that window is
+ * executed again. A
  * session's record is deleted (compare-and-set) when it ends here, but
  * not when it was released to another node.
  *
@@ -61,6 +68,7 @@ typedef struct {
     uint8_t iface;           /* the DTLS listener adopted sessions are bound to */
     uint32_t adopt_delay_ms; /* after a lease went, before the claim */
     uint32_t claim_ttl_ms;
+    uint32_t refresh_ms;     /* receive-window refresh period, 0: off */
     /* Output to send after a store completion changed DTLS state. */
     void (*pump)(void *user);
     void *user;

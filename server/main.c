@@ -525,6 +525,7 @@ static int start_failover(tetherd_t *d, tether_pipeline_conf_t *pc)
     tetherd_failover_conf_t fc = {.self = (uint8_t)d->cfg.node_id,
                                   .adopt_delay_ms = 300,
                                   .claim_ttl_ms = 60000,
+                                  .refresh_ms = d->cfg.cluster_ckpt_interval_ms,
                                   .pump = shared_pump,
                                   .user = d};
     for (size_t i = 0; i < d->cfg.nlisten; i++)

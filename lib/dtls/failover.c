@@ -93,6 +93,11 @@ bool tether_dtls_sess_checkpointed(const tether_dtls_sess_t *s)
     return s->ceil != NULL;
 }
 
+uint64_t tether_dtls_sess_rx_next(const tether_dtls_sess_t *s)
+{
+    return s->rec.rx_next;
+}
+
 int tether_dtls_record_cid(const tether_dtls_srv_t *srv, const uint8_t *buf, size_t len,
                            const uint8_t **cid)
 {

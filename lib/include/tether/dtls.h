@@ -261,6 +261,10 @@ TETHER_API uint64_t tether_dtls_sess_ceiling(const tether_dtls_sess_t *sess);
 /* Whether the session runs under a transmit ceiling (so it has, or will
  * have, a checkpoint in the store). */
 TETHER_API bool tether_dtls_sess_checkpointed(const tether_dtls_sess_t *sess);
+/* One past the newest record sequence number received (0: none), so the
+ * layer above can tell whether the receive window moved since its last
+ * checkpoint. */
+TETHER_API uint64_t tether_dtls_sess_rx_next(const tether_dtls_sess_t *sess);
 
 /* Routing by session rather than by node byte (an adopted session's CID
  * names the node that died): the CID a DTLS 1.2 CID record or DTLS 1.3
