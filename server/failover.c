@@ -19,17 +19,17 @@ typedef struct {
     uint64_t sess_id;
     uint8_t cid_len;
     uint8_t cid[TETHER_STORE_CID_MAX];
-    uint64_t version;  /* of its SESSION record, as this node last wrote or adopted it */
-    uint64_t inflight; /* ceiling of the write in flight (0: none) */
-    uint64_t rx_next;  /* receive window of the last write */
-    bool refresh;      /* the write in flight keeps the ceiling (refresh or handover) */
-    bool raise_due;    /* DTLS asked for a raise while a refresh was in flight */
+    uint64_t version;    /* of its SESSION record, as this node last wrote or adopted it */
+    uint64_t inflight;   /* ceiling of the write in flight (0: none) */
+    uint64_t rx_next;    /* receive window of the last write */
+    bool refresh;        /* the write in flight keeps the ceiling (refresh or handover) */
+    bool raise_due;      /* DTLS asked for a raise while a refresh was in flight */
     bool handover_write; /* the write in flight is the handover's */
-    bool stored;       /* a checkpoint of ours is in Redis */
-    bool adopted;      /* came from another node's checkpoint, first write not done */
-    bool released;     /* continues elsewhere: never delete its record */
-    bool handed;       /* its handover checkpoint is written */
-    bool queued;       /* in the ceiling queue */
+    bool stored;         /* a checkpoint of ours is in Redis */
+    bool adopted;        /* came from another node's checkpoint, first write not done */
+    bool released;       /* continues elsewhere: never delete its record */
+    bool handed;         /* its handover checkpoint is written */
+    bool queued;         /* in the ceiling queue */
 } fsess_t;
 
 /* A dead node to claim once adopt_delay_ms passed. */
@@ -60,7 +60,10 @@ struct tetherd_failover {
     uint64_t checkpointed, adopted, adoptions, handed_over, released, conflicts, refreshed;
 };
 
-static tether_time_t now_of(const tetherd_failover_t *f) { return uv_now(f->loop); }
+static tether_time_t now_of(const tetherd_failover_t *f)
+{
+    return uv_now(f->loop);
+}
 
 static fsess_t *by_cid(const tetherd_failover_t *f, const uint8_t *cid, size_t len)
 {
@@ -232,7 +235,7 @@ static bool raise_ceiling(tetherd_failover_t *f, uint64_t id)
         }
     }
     if (e->released)
-        return false; /* it never sends again */
+        return false;  /* it never sends again */
     if (e->inflight) { /* a refresh: the raise follows its answer (one write at a time) */
         e->raise_due = e->refresh;
         return false;
@@ -321,10 +324,10 @@ static void scan_one(void *user, const tether_store_result_t *res)
                                  .version = res->version,
                                  .seq_ceiling = r->seq_ceiling};
     tether_dtls_sess_t *s;
-    int rc = tether_dtls_adopt(f->dtls, r->cid, r->cid_len, &b, r->blob, r->blob_len,
-                               f->conf.iface, now_of(f), &s);
-    fsess_t *e = rc == 0 ? track(f, tether_dtls_sess_id(s), r->cid, r->cid_len, res->version)
-                         : NULL;
+    int rc = tether_dtls_adopt(f->dtls, r->cid, r->cid_len, &b, r->blob, r->blob_len, f->conf.iface,
+                               now_of(f), &s);
+    fsess_t *e =
+        rc == 0 ? track(f, tether_dtls_sess_id(s), r->cid, r->cid_len, res->version) : NULL;
     if (!e) {
         if (rc == 0)
             tether_dtls_sess_release(f->dtls, tether_dtls_sess_id(s)); /* cannot track it */
@@ -361,8 +364,8 @@ static void rewrite_directory(tetherd_failover_t *f, uint8_t dead)
      * read again by name before it is written. */
     for (size_t i = 0; i < k; i++) {
         const char *name = copy[i].u.device.name;
-        const tether_store_rec_t *cur_rec = tetherd_redis_find(
-            f->redis, TETHER_STORE_DEVICE, (const uint8_t *)name, strlen(name));
+        const tether_store_rec_t *cur_rec =
+            tetherd_redis_find(f->redis, TETHER_STORE_DEVICE, (const uint8_t *)name, strlen(name));
         if (!cur_rec || cur_rec->u.device.node_id != dead)
             continue;
         tether_store_rec_t w = *cur_rec;
@@ -399,7 +402,10 @@ static void claim_done(void *user, const tether_store_result_t *res)
     settle(f); /* the adopted sessions' first ceilings */
 }
 
-static void claim_closed(uv_handle_t *h) { free(h->data); }
+static void claim_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
 
 static void claim_drop(tetherd_failover_t *f, uint8_t id)
 {
@@ -446,8 +452,7 @@ void tetherd_failover_member(tetherd_failover_t *f, uint8_t id, const tetherd_me
         return;
     }
     /* Whether Redis is up is asked when the timer fires. */
-    if (!tetherd_adopt_should_claim(f->conf.self, id, m, true) || f->claims[id] ||
-        f->handing_over)
+    if (!tetherd_adopt_should_claim(f->conf.self, id, m, true) || f->claims[id] || f->handing_over)
         return;
     claim_t *c = calloc(1, sizeof *c);
     if (!c)
@@ -602,7 +607,10 @@ void tetherd_failover_attach(tetherd_failover_t *f, tether_pipeline_t *pipe)
     f->dtls = tether_pipeline_dtls(pipe);
 }
 
-static void freed(uv_handle_t *h) { free(h->data); }
+static void freed(uv_handle_t *h)
+{
+    free(h->data);
+}
 
 void tetherd_failover_close(tetherd_failover_t *f)
 {

@@ -68,7 +68,7 @@ typedef struct {
     uint8_t iface;           /* the DTLS listener adopted sessions are bound to */
     uint32_t adopt_delay_ms; /* after a lease went, before the claim */
     uint32_t claim_ttl_ms;
-    uint32_t refresh_ms;     /* receive-window refresh period, 0: off */
+    uint32_t refresh_ms; /* receive-window refresh period, 0: off */
     /* Output to send after a store completion changed DTLS state. */
     void (*pump)(void *user);
     void *user;

@@ -26,8 +26,8 @@ struct tether_pipeline {
     tether_pipeline_cid_owner_fn cid_owner;
     tether_pipeline_dtls_event_fn dtls_event;
     void *failover_user;
-    uint8_t self;    /* node id */
-    uint8_t cid_len; /* of the CIDs DTLS issues */
+    uint8_t self;                   /* node id */
+    uint8_t cid_len;                /* of the CIDs DTLS issues */
     tether_time_t wall_ms, wall_at; /* wall clock wall_ms at `now` wall_at */
     bool wall_pending;              /* wall_ms was set for the coming call's `now` */
     tether_dgram_t *out;

@@ -3,8 +3,7 @@
 
 #include "adopt.h"
 
-bool tetherd_adopt_should_claim(uint8_t self, uint8_t id, const tetherd_member_t *m,
-                                bool redis_up)
+bool tetherd_adopt_should_claim(uint8_t self, uint8_t id, const tetherd_member_t *m, bool redis_up)
 {
     return redis_up && id && id != self && !m->alive && !m->adopted_by && m->generation != 0;
 }

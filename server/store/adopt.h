@@ -36,8 +36,7 @@
 /* Whether `self` should try to claim node `id` now that `m` says it is
  * not alive: another node, seen alive before (a generation), not claimed
  * yet, and Redis up. */
-bool tetherd_adopt_should_claim(uint8_t self, uint8_t id, const tetherd_member_t *m,
-                                bool redis_up);
+bool tetherd_adopt_should_claim(uint8_t self, uint8_t id, const tetherd_member_t *m, bool redis_up);
 
 /* The claim record `self` puts (with expect 0) on dead node `id` whose
  * last generation was `gen`; `addr` is self's internal address. */

@@ -27,7 +27,7 @@ typedef struct {
     bool alive;
     tether_addr_t addr;
     uint64_t generation;
-    uint64_t since_ms; /* loop time it was first seen alive */
+    uint64_t since_ms;  /* loop time it was first seen alive */
     uint8_t adopted_by; /* not alive, and node adopted_by claimed its sessions */
 } tetherd_member_t;
 

@@ -137,7 +137,10 @@ static void test_one_adopter_sends(void **state)
     const uint8_t blob[8] = {1, 2, 3, 4, 5, 6, 7, 8};
     tether_store_rec_t rec = {.kind = TETHER_STORE_SESSION};
     rec.u.session.cid_len = 8;
-    memcpy(rec.u.session.cid, "\x01" "abcdefg", 8);
+    memcpy(rec.u.session.cid,
+           "\x01"
+           "abcdefg",
+           8);
     rec.u.session.node_id = 1;
     rec.u.session.seq_ceiling = 4096;
     rec.u.session.blob = blob;
@@ -174,9 +177,9 @@ static void test_one_adopter_sends(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_should_claim),    cmocka_unit_test(test_claim_record),
-        cmocka_unit_test(test_fenced),          cmocka_unit_test(test_route),
-        cmocka_unit_test(test_one_claim_wins),  cmocka_unit_test(test_one_adopter_sends),
+        cmocka_unit_test(test_should_claim),   cmocka_unit_test(test_claim_record),
+        cmocka_unit_test(test_fenced),         cmocka_unit_test(test_route),
+        cmocka_unit_test(test_one_claim_wins), cmocka_unit_test(test_one_adopter_sends),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
