@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <wolfssl/options.h>
+#include <wolfssl/wolfcrypt/sha256.h>
 
 #include "rkey.h"
 #include "tether/hostport.h"
@@ -14,24 +16,34 @@ static const struct {
     const char *prefix; /* up to the opening brace */
     int hex;            /* 1: hex, 0: percent-encoded text, 2: node id */
 } layout[] = {
-    {TETHER_STORE_DEVICE, "tether:dev:{", 0},   {TETHER_STORE_CRED, "tether:cred:{", 0},
-    {TETHER_STORE_OBSERVE, "tether:obs:{", 1},  {TETHER_STORE_SESSION, "tether:sess:{", 1},
+    {TETHER_STORE_DEVICE, "tether:dev:{", 0},       {TETHER_STORE_CRED, "tether:cred:{", 0},
+    {TETHER_STORE_OBSERVE, "tether:obs:{", 1},      {TETHER_STORE_SESSION, "tether:sess:{", 1},
     {TETHER_STORE_NODE, "tether:{nodes}:node:", 2},
 };
 #define NLAYOUT (sizeof layout / sizeof layout[0])
 
 static int plain(uint8_t c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '.' || c == '_' || c == '-';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '-';
 }
 
 static int hexval(char c)
 {
-    return c >= '0' && c <= '9' ? c - '0'
+    return c >= '0' && c <= '9'   ? c - '0'
            : c >= 'a' && c <= 'f' ? c - 'a' + 10
            : c >= 'A' && c <= 'F' ? c - 'A' + 10
                                   : -1;
+}
+
+/* One spelling per key name: hex keys are written in lower case
+ * (tetherd_hex), percent escapes in upper case, and a key name is read
+ * only in that case, so two names never stand for one record. */
+static int hexval_as_written(char c, int upper)
+{
+    return c >= '0' && c <= '9' ? c - '0'
+           : upper              ? (c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1)
+                                : (c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1);
 }
 
 void tetherd_hex(const uint8_t *p, size_t n, char *out)
@@ -109,13 +121,15 @@ int tetherd_rkey_parse(const char *name, size_t len, tether_store_kind_t *kind, 
             int c;
             if (layout[i].hex) {
                 int h, l;
-                if (end - p < 2 || (h = hexval(p[0])) < 0 || (l = hexval(p[1])) < 0)
+                if (end - p < 2 || (h = hexval_as_written(p[0], 0)) < 0 ||
+                    (l = hexval_as_written(p[1], 0)) < 0)
                     return TETHER_EINVAL;
                 c = h << 4 | l;
                 p += 2;
             } else if (*p == '%') {
                 int h, l;
-                if (end - p < 3 || (h = hexval(p[1])) < 0 || (l = hexval(p[2])) < 0)
+                if (end - p < 3 || (h = hexval_as_written(p[1], 1)) < 0 ||
+                    (l = hexval_as_written(p[2], 1)) < 0)
                     return TETHER_EINVAL;
                 c = h << 4 | l;
                 if (plain((uint8_t)c))
@@ -144,7 +158,9 @@ int tetherd_rval_split(const char *val, size_t len, uint64_t *version, const cha
 {
     uint64_t v = 0;
     size_t i = 0;
-    while (i < len && i < 20 && val[i] >= '0' && val[i] <= '9')
+    /* At most 19 digits: every such number fits in 64 bits, so a value
+     * written by someone else cannot wrap to an old version. */
+    while (i < len && i < 19 && val[i] >= '0' && val[i] <= '9')
         v = v * 10 + (uint64_t)(val[i++] - '0');
     if (!i || i >= len || val[i] != ' ' || !v)
         return TETHER_EPROTO;
@@ -217,10 +233,40 @@ int tetherd_addr_parse(const char *s, tether_addr_t *a)
     return 0;
 }
 
-/* AAD of a sealed credential key: "RKEY\nVERSION". */
-static size_t cred_aad(const char *rkey, uint64_t version, char *out, size_t cap)
+/* AAD of a sealed credential key: "RKEY\nVERSION\nDIGEST", DIGEST the hex
+ * SHA-256 of what the record says about the key's use: identity, derived,
+ * role and every ACL rule in order (length-prefixed, so no two lists
+ * hash alike). The key is then bound to the record's whole meaning, not
+ * only to its place: a writer to Redis without cluster_key can neither
+ * read a key nor turn a device's record into a client's, widen its ACL or
+ * make a fleet master of it (SPEC S5, S10). */
+static size_t cred_aad(const char *rkey, uint64_t version, const tether_store_cred_t *c, char *out,
+                       size_t cap)
 {
-    int n = snprintf(out, cap, "%s\n%llu", rkey, (unsigned long long)version);
+    wc_Sha256 h;
+    uint8_t d[WC_SHA256_DIGEST_SIZE];
+    uint8_t hdr[4] = {(uint8_t)c->derived, (uint8_t)c->role, (uint8_t)(c->nallow >> 8),
+                      (uint8_t)c->nallow};
+    size_t il = strnlen(c->identity, sizeof c->identity);
+    uint8_t ilb = (uint8_t)il;
+    if (wc_InitSha256(&h) != 0)
+        return 0;
+    int bad = wc_Sha256Update(&h, &ilb, 1) ||
+              wc_Sha256Update(&h, (const byte *)c->identity, (word32)il) ||
+              wc_Sha256Update(&h, hdr, sizeof hdr);
+    for (size_t i = 0; !bad && i < c->nallow; i++) {
+        size_t pl = strnlen(c->allow[i].pattern, sizeof c->allow[i].pattern);
+        uint8_t r[2] = {(uint8_t)pl, c->allow[i].methods};
+        bad = wc_Sha256Update(&h, r, sizeof r) ||
+              wc_Sha256Update(&h, (const byte *)c->allow[i].pattern, (word32)pl);
+    }
+    bad = bad || wc_Sha256Final(&h, d);
+    wc_Sha256Free(&h);
+    if (bad)
+        return 0;
+    char hex[2 * sizeof d + 1];
+    tetherd_hex(d, sizeof d, hex);
+    int n = snprintf(out, cap, "%s\n%llu\n%s", rkey, (unsigned long long)version, hex);
     return n < 0 || (size_t)n >= cap ? 0 : (size_t)n;
 }
 
@@ -229,8 +275,8 @@ static size_t cred_aad(const char *rkey, uint64_t version, char *out, size_t cap
 static json_t *enc_cred(const tether_store_cred_t *c, const tetherd_wrap_t *w, const char *rkey,
                         uint64_t version)
 {
-    char aad[TETHERD_RKEY_MAX + 24];
-    size_t al = cred_aad(rkey, version, aad, sizeof aad);
+    char aad[TETHERD_RKEY_MAX + 96];
+    size_t al = cred_aad(rkey, version, c, aad, sizeof aad);
     uint8_t sealed[sizeof c->key + TETHERD_WRAP_OVERHEAD];
     size_t sl;
     if (!al || c->key_len > sizeof c->key ||
@@ -239,8 +285,8 @@ static json_t *enc_cred(const tether_store_cred_t *c, const tetherd_wrap_t *w, c
         return NULL;
     json_t *allow = json_array();
     for (size_t i = 0; allow && i < c->nallow; i++)
-        json_array_append_new(allow, json_pack("[s,i]", c->allow[i].pattern,
-                                               (json_int_t)c->allow[i].methods));
+        json_array_append_new(
+            allow, json_pack("[s,i]", c->allow[i].pattern, (json_int_t)c->allow[i].methods));
     return json_pack("{s:s, s:b, s:i, s:o, s:o*}", "id", c->identity, "derived", (int)c->derived,
                      "role", (int)c->role, "key", jhex(sealed, sl), "allow", allow);
 }
@@ -270,9 +316,9 @@ int tetherd_rrec_encode(const tether_store_rec_t *rec, const tetherd_wrap_t *w, 
         json_t *obs = json_array();
         for (size_t i = 0; obs && i < o->nobservers; i++) {
             const tether_store_observer_t *x = &o->observers[i];
-            json_array_append_new(obs, json_pack("[i,o,o]", (int)x->node_id,
-                                                 jhex(x->link, x->link_len),
-                                                 jhex(x->token, x->tkl)));
+            json_array_append_new(obs,
+                                  json_pack("[i,o,o]", (int)x->node_id, jhex(x->link, x->link_len),
+                                            jhex(x->token, x->tkl)));
         }
         j = json_pack("{s:o, s:s, s:o, s:o*}", "key", jhex(o->key, o->key_len), "dev", o->device,
                       "utok", jhex(o->utok, o->utok_len), "obs", obs);
@@ -305,8 +351,7 @@ int tetherd_rrec_encode(const tether_store_rec_t *rec, const tetherd_wrap_t *w, 
 static int get_uint(json_t *o, const char *k, uint64_t max, uint64_t *v)
 {
     json_t *j = json_object_get(o, k);
-    if (!json_is_integer(j) || json_integer_value(j) < 0 ||
-        (uint64_t)json_integer_value(j) > max)
+    if (!json_is_integer(j) || json_integer_value(j) < 0 || (uint64_t)json_integer_value(j) > max)
         return TETHER_EPROTO;
     *v = (uint64_t)json_integer_value(j);
     return 0;
@@ -370,18 +415,11 @@ static int dec_cred(json_t *j, const tetherd_wrap_t *w, const char *rkey, uint64
         return TETHER_ECRYPTO;
     if (get_str(j, "id", c->identity, sizeof c->identity) < 0 || !c->identity[0] ||
         !json_is_boolean(json_object_get(j, "derived")) || get_uint(j, "role", 1, &role) < 0 ||
-        unhex(json_object_get(j, "key"), sealed, sizeof sealed, &sl) < 0 ||
-        !json_is_array(allow) || json_array_size(allow) > 256)
+        unhex(json_object_get(j, "key"), sealed, sizeof sealed, &sl) < 0 || !json_is_array(allow) ||
+        json_array_size(allow) > 256)
         return TETHER_EPROTO;
     c->derived = json_is_true(json_object_get(j, "derived"));
     c->role = role ? TETHER_ROLE_CLIENT : TETHER_ROLE_DEVICE;
-    char aad[TETHERD_RKEY_MAX + 24];
-    size_t al = cred_aad(rkey, version, aad, sizeof aad);
-    if (!al || tetherd_wrap_open(w, (const uint8_t *)aad, al, sealed, sl, c->key, sizeof c->key,
-                                 &kl) < 0 ||
-        !kl)
-        return TETHER_EPROTO;
-    c->key_len = (uint8_t)kl;
     size_t na = json_array_size(allow);
     tether_store_allow_t *rules = r->arena = calloc(na ? na : 1, sizeof *rules);
     if (!rules)
@@ -390,13 +428,24 @@ static int dec_cred(json_t *j, const tetherd_wrap_t *w, const char *rkey, uint64
         json_t *e = json_array_get(allow, i), *p = json_array_get(e, 0), *m = json_array_get(e, 1);
         if (json_array_size(e) != 2 || !json_is_string(p) || !json_is_integer(m) ||
             json_string_length(p) == 0 || json_string_length(p) >= sizeof rules[i].pattern ||
-            json_integer_value(m) < 0 || json_integer_value(m) > 255)
+            strlen(json_string_value(p)) != json_string_length(p) || json_integer_value(m) < 0 ||
+            json_integer_value(m) > 255)
             return TETHER_EPROTO;
         memcpy(rules[i].pattern, json_string_value(p), json_string_length(p) + 1);
         rules[i].methods = (uint8_t)json_integer_value(m);
     }
     c->allow = rules;
     c->nallow = na;
+    /* Last, over everything the record says (cred_aad): a member changed
+     * in Redis makes the key fail to open. */
+    char aad[TETHERD_RKEY_MAX + 96];
+    size_t al = cred_aad(rkey, version, c, aad, sizeof aad);
+    if (!al ||
+        tetherd_wrap_open(w, (const uint8_t *)aad, al, sealed, sl, c->key, sizeof c->key, &kl) <
+            0 ||
+        !kl)
+        return TETHER_EPROTO;
+    c->key_len = (uint8_t)kl;
     return 0;
 }
 
