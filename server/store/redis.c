@@ -591,7 +591,8 @@ static void cred_reply(tetherd_redis_t *r, cmd_t *c, redisReply *rep)
     log_append(r, c->rkey, v, c->del ? NULL : c->value);
     rent_t *e = rep_find(r, c->rkey);
     if (c->del) {
-        tomb_set(r, c->rkey, v);
+        if (c->skind == TETHER_STORE_CRED)
+            tomb_set(r, c->rkey, v);
         complete(c->cb, c->user, 0, c->skind, c->key, c->key_len, 0, NULL, 0);
         if (e)
             rep_drop(r, e);
@@ -1209,7 +1210,9 @@ static int sync_write(tetherd_redis_t *r, const tether_store_rec_t *rec, tether_
         const char *argv[] = {"EVAL", LUA_PUT, "1", c->rkey, ex, c->value, ttl};
         rc = send_strs(r, c, 7, argv);
     } else {
-        const char *argv[] = {"EVAL", LUA_TOMB, "1", c->rkey, ex};
+        /* A checkpoint's CID is never issued again: no tombstone for it. */
+        const char *argv[] = {"EVAL", kind == TETHER_STORE_CRED ? LUA_TOMB : LUA_DEL, "1", c->rkey,
+                              ex};
         rc = send_strs(r, c, 5, argv);
     }
     if (rc < 0) {
