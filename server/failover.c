@@ -219,8 +219,6 @@ static bool raise_ceiling(tetherd_failover_t *f, uint64_t id)
 {
     tether_dtls_sess_t *s = tether_dtls_sess_find(f->dtls, id);
     fsess_t *e = by_id(f, id);
-    if (e)
-        e->queued = false;
     if (!s)
         return false;
     uint64_t want = tether_dtls_sess_ceiling_wanted(s);

@@ -22,7 +22,10 @@ MASTER=00112233445566778899aabbccddeeff
 KEY=cluster-key-of-the-failover-integration-test
 TOKEN=t0ken
 export TETHER_CLUSTER_KEY=$KEY TETHER_ADMIN_TOKEN=$TOKEN
-base=$((25000 + $$ % 20000))
+# Eleven fixed ports below the ephemeral range, none of them in use.
+ports_free() { ! ss -Htuln | awk '{print $5}' | grep -qE ":($(seq -s'|' "$1" $(($1 + 10))))\$"; }
+base=$((10000 + ($$ * 11) % 20000))
+for _ in 1 2 3 4 5; do ports_free "$base" && break; base=$((10000 + (base + 997) % 20000)); done
 RP=$base LB=$((base + 1))
 N=200
 N13=10
@@ -137,6 +140,7 @@ to0=$(field "$before" registration_timeouts)
 hs13=$(field "$(last_stats d13)" handshakes)
 vpid_var="n${victim}_PID"
 kill -9 "${!vpid_var}"
+wait "${!vpid_var}" 2>/dev/null # reaped here: no "Killed" line from bash
 t_kill=$SECONDS
 note "killed node $victim (kill -9) holding $k DTLS 1.2 and $v13 DTLS 1.3 sessions"
 
