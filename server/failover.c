@@ -29,7 +29,6 @@ typedef struct {
     bool adopted;        /* came from another node's checkpoint, first write not done */
     bool released;       /* continues elsewhere: never delete its record */
     bool handed;         /* its handover checkpoint is written */
-    bool queued;         /* in the ceiling queue */
 } fsess_t;
 
 /* A dead node to claim once adopt_delay_ms passed. */
