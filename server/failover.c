@@ -276,8 +276,12 @@ void tetherd_failover_dtls_event(void *user, const tether_dtls_event_t *ev)
 bool tetherd_failover_run(tetherd_failover_t *f)
 {
     bool called = false;
-    /* Raises queued while this runs wait for the next call. */
+    /* Raises queued while this runs wait for the next call (a store that
+     * answers at once can queue more: f->todo may move, so it is indexed
+     * afresh each time). */
     size_t n = f->ntodo;
+    if (!n)
+        return false;
     for (size_t i = 0; i < n; i++)
         called |= raise_ceiling(f, f->todo[i]);
     memmove(f->todo, f->todo + n, (f->ntodo - n) * sizeof *f->todo);
