@@ -281,7 +281,7 @@ json_t *tetherd_shared_cluster_json(const tetherd_shared_t *s, const tetherd_con
             if (cfg->cluster_nodes[i].id == id)
                 static_addr = cfg->cluster_nodes[i].addr;
         bool self = id == cfg->node_id;
-        if (!self && !static_addr && !(m && m->alive))
+        if (!self && !static_addr && !(m && (m->alive || m->adopted_by)))
             continue;
         char addr[168] = "";
         if (m && m->alive && m->addr.len)
@@ -300,6 +300,9 @@ json_t *tetherd_shared_cluster_json(const tetherd_shared_t *s, const tetherd_con
             json_object_set_new(n, "lease", json_boolean(m && m->alive));
             if (m && m->alive)
                 json_object_set_new(n, "generation", json_integer((json_int_t)m->generation));
+            /* Dead, its sessions adopted (cluster.failover, store/adopt.h). */
+            if (m && !m->alive && m->adopted_by)
+                json_object_set_new(n, "adopted_by", json_integer(m->adopted_by));
         }
         /* Alive: a live lease with Redis (SPEC S5), heartbeats without. */
         bool alive = s ? (m && m->alive) || (self && !tetherd_lease_alive(s->lease)) : heard;

@@ -150,6 +150,17 @@ note "adopted $(sum sessions.adopted) sessions $((SECONDS - t_kill)) s after the
 check "exactly one survivor won the adoption (cluster.adoptions, one log line)" bash -c \
     '[ "$1" = 1 ] && [ "$(cat "$2"/n*.log | grep -c "adopted the sessions of a dead node")" = 1 ]' \
     _ "$(sum cluster.adoptions)" "$T"
+winner=$(for i in 1 2 3; do [ "$i" != "$victim" ] && [ "$(stat "${A[$i]}" cluster.adoptions)" = 1 ] && echo "$i"; done)
+shows_claim() {
+    curl -s -H "Authorization: Bearer $TOKEN" "$1/cluster" |
+        jq -e --argjson v "$2" --argjson w "$3" \
+            '.nodes[] | select(.id == $v) | .state == "dead" and .adopted_by == $w' >/dev/null
+}
+for i in 1 2 3; do
+    [ "$i" = "$victim" ] && continue
+    check "node $i's GET /cluster shows node $victim dead, adopted by node ${winner:-?}" \
+        poll 30 shows_claim "${A[$i]}" "$victim" "${winner:-0}"
+done
 # The measuring window: a device is answered again within 10 s of the kill
 # or its silence runs to the end of the window (12 s) and the check fails.
 while [ $((SECONDS - t_kill)) -lt 12 ]; do sleep 0.2; done
