@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "admin.h"
+#include "cluster.h"
 #include "failover.h"
 #include "store/adopt.h"
 #include "tether/container.h"
@@ -433,10 +434,16 @@ static void claim_now(uv_timer_t *t)
         uv_timer_start(&c->timer, claim_now, 1000, 0); /* no adoption while Redis is away */
         return;
     }
+    tether_channel_t *ch = tether_pipeline_channel(f->pipe);
+    if (tetherd_adopt_wait(m, ch && tether_channel_node_alive(ch, c->id, tetherd_wall_ms()))) {
+        uv_timer_start(&c->timer, claim_now, 250, 0); /* its channel still speaks */
+        return;
+    }
     tether_store_rec_t rec;
     tetherd_adopt_claim(f->conf.self, c->id, c->gen, &f->conf.advertise, &rec);
+    uint64_t expect = tetherd_adopt_expect(m);
     claim_drop(f, c->id);
-    tether_store_put(f->store, &rec, 0, f->conf.claim_ttl_ms, now_of(f), claim_done, f);
+    tether_store_put(f->store, &rec, expect, f->conf.claim_ttl_ms, now_of(f), claim_done, f);
 }
 
 void tetherd_failover_member(tetherd_failover_t *f, uint8_t id, const tetherd_member_t *m)

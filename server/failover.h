@@ -29,8 +29,10 @@
  * not when it was released to another node.
  *
  * Adoption (store/adopt.h for the election and fencing rules). When a
- * node's lease goes, each survivor waits adopt_delay_ms (so its replica
- * has the dead node's last writes from the change log) and claims it;
+ * node's lease goes (expired, and its channel silent for 3 s; or replaced
+ * by a handover marker), each survivor waits adopt_delay_ms (so its
+ * replica has the dead node's last writes from the change log) and
+ * claims it;
  * the winner adopts every SESSION record naming the dead node as holder
  * (tether_dtls_adopt: it sends from the stored ceiling + 2^24), rewrites
  * the directory entries naming it (device -> this node), logs one line
@@ -41,8 +43,9 @@
  *
  * Handover (SIGTERM). Ceilings stop rising; every session's checkpoint is
  * written once more (fresh receive window, at its acknowledged ceiling);
- * then the lease is deleted, so the peers adopt at their next lease poll
- * (1 s) rather than after the 3 s expiry; the node keeps serving until a
+ * then the lease is replaced by a handover marker, so the peers adopt at
+ * their next lease poll (1 s) rather than after the 3 s expiry and
+ * without waiting for our channel to fall silent; the node keeps serving until a
  * peer's write shows each session adopted (then releases it) or the drain
  * deadline, and exits. Sessions not checkpointed (DTLS 1.3, plain CoAP)
  * are not handed over: their peers handshake again.

@@ -8,6 +8,16 @@ bool tetherd_adopt_should_claim(uint8_t self, uint8_t id, const tetherd_member_t
     return redis_up && id && id != self && !m->alive && !m->adopted_by && m->generation != 0;
 }
 
+bool tetherd_adopt_wait(const tetherd_member_t *m, bool channel_alive)
+{
+    return !m->handover && channel_alive;
+}
+
+uint64_t tetherd_adopt_expect(const tetherd_member_t *m)
+{
+    return m->handover ? m->version : 0;
+}
+
 void tetherd_adopt_claim(uint8_t self, uint8_t id, uint64_t gen, const tether_addr_t *addr,
                          tether_store_rec_t *out)
 {

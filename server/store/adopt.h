@@ -2,11 +2,15 @@
  * are unit-tested alone (test/unit/test_adopt.c); server/failover.c does
  * the store writes and DTLS calls around them.
  *
- * Election. A node is dead when its lease is gone (expired: it died; or
- * deleted: it handed over on SIGTERM). Every survivor that sees it then
- * tries to put a claim in the dead node's NODE record: adopted_by = self,
- * generation = the dead node's last generation + 1, only if absent
- * (expect 0, a compare-and-set in Redis). Exactly one put succeeds; the
+ * Election. A node is dead when its lease expired and its internal
+ * channel is silent (it died), or when its lease was replaced by a
+ * handover marker (it is leaving on SIGTERM, its sessions checkpointed).
+ * Every survivor that sees it then tries to put a claim in the dead
+ * node's NODE record: adopted_by = self, generation = the dead node's
+ * last generation + 1, a compare-and-set in Redis: only if absent
+ * (expect 0) after an expiry, only over the marker's version after a
+ * handover (a fresh lease is always version 1, the marker 2, so a claim
+ * never lands on a node that came back). Exactly one put succeeds; the
  * others get TETHER_ECONFLICT and leave the sessions to the winner. No
  * claim is tried while Redis is unreachable.
  *
@@ -38,8 +42,19 @@
  * yet, and Redis up. */
 bool tetherd_adopt_should_claim(uint8_t self, uint8_t id, const tetherd_member_t *m, bool redis_up);
 
-/* The claim record `self` puts (with expect 0) on dead node `id` whose
- * last generation was `gen`; `addr` is self's internal address. */
+/* Whether a claim on node `id` must wait: its lease expired (no
+ * handover marker) while its internal channel still hears it (SPEC S5: a
+ * node is dead when its lease expired and its channel is silent; a node
+ * cut off from Redis alone keeps its sessions). */
+bool tetherd_adopt_wait(const tetherd_member_t *m, bool channel_alive);
+
+/* The version the claim expects: the handover marker's, else 0 (absent:
+ * the lease expired). */
+uint64_t tetherd_adopt_expect(const tetherd_member_t *m);
+
+/* The claim record `self` puts (with tetherd_adopt_expect) on dead node
+ * `id` whose last generation was `gen`; `addr` is self's internal
+ * address. */
 void tetherd_adopt_claim(uint8_t self, uint8_t id, uint64_t gen, const tether_addr_t *addr,
                          tether_store_rec_t *out);
 

@@ -29,6 +29,8 @@ typedef struct {
     uint64_t generation;
     uint64_t since_ms;  /* loop time it was first seen alive */
     uint8_t adopted_by; /* not alive, and node adopted_by claimed its sessions */
+    bool handover;      /* not alive: it is leaving and handed its sessions over */
+    uint64_t version;   /* of its NODE record (a claim over a handover names it) */
 } tetherd_member_t;
 
 typedef void (*tetherd_member_fn)(void *user, uint8_t id, const tetherd_member_t *m);
@@ -48,8 +50,10 @@ const tetherd_member_t *tetherd_lease_member(const tetherd_lease_t *l, uint8_t i
 /* Nodes holding a live lease. */
 uint32_t tetherd_lease_alive(const tetherd_lease_t *l);
 uint64_t tetherd_lease_renewals_failed(const tetherd_lease_t *l);
-/* A handover (SIGTERM): stops renewing and deletes our lease at once, so
- * peers see us gone at their next lease poll. */
+/* A handover (SIGTERM): stops renewing and replaces our lease with a
+ * handover marker (handover set, ttl_ms; a compare-and-set on the lease's
+ * version), so peers see us gone at their next lease poll and adopt at
+ * once; if that fails the lease is deleted. */
 void tetherd_lease_release(tetherd_lease_t *l);
 uint64_t tetherd_lease_generation(const tetherd_lease_t *l);
 /* Stops renewing and watching (the lease then runs out in Redis); memory

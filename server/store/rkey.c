@@ -333,8 +333,9 @@ int tetherd_rrec_encode(const tether_store_rec_t *rec, const tetherd_wrap_t *w, 
     }
     case TETHER_STORE_NODE: {
         const tether_store_node_t *n = &rec->u.node;
-        j = json_pack("{s:i, s:o, s:I, s:i}", "node", (int)n->node_id, "addr", jaddr(&n->addr),
-                      "gen", (json_int_t)n->generation, "by", (int)n->adopted_by);
+        j = json_pack("{s:i, s:o, s:I, s:i, s:b}", "node", (int)n->node_id, "addr",
+                      jaddr(&n->addr), "gen", (json_int_t)n->generation, "by", (int)n->adopted_by,
+                      "ho", (int)n->handover);
         break;
     }
     default: return TETHER_EINVAL;
@@ -527,6 +528,10 @@ static int dec_node(json_t *j, tetherd_rrec_t *r)
             return TETHER_EPROTO;
         n->adopted_by = (uint8_t)v;
     }
+    json_t *ho = json_object_get(j, "ho");
+    if (ho && !json_is_boolean(ho))
+        return TETHER_EPROTO;
+    n->handover = ho && json_is_true(ho);
     return 0;
 }
 

@@ -50,7 +50,7 @@ static void same(const tether_store_rec_t *a, const tether_store_rec_t *b)
         break;
     case TETHER_STORE_NODE:
         if (a->u.node.node_id != b->u.node.node_id || a->u.node.generation != b->u.node.generation ||
-            a->u.node.adopted_by != b->u.node.adopted_by)
+            a->u.node.adopted_by != b->u.node.adopted_by || a->u.node.handover != b->u.node.handover)
             abort();
         break;
     default: abort();

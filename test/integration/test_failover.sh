@@ -140,7 +140,7 @@ to0=$(field "$before" registration_timeouts)
 hs13=$(field "$(last_stats d13)" handshakes)
 vpid_var="n${victim}_PID"
 kill -9 "${!vpid_var}"
-wait "${!vpid_var}" 2>/dev/null # reaped here: no "Killed" line from bash
+{ wait "${!vpid_var}"; } 2>/dev/null # reaped here, quietly (no "Killed" line)
 t_kill=$SECONDS
 note "killed node $victim (kill -9) holding $k DTLS 1.2 and $v13 DTLS 1.3 sessions"
 

@@ -56,6 +56,23 @@ static void test_should_claim(void **state)
     assert_false(tetherd_adopt_should_claim(2, 1, &never, true));
 }
 
+/* A lease that expired while the node's channel still speaks (cut off
+ * from Redis only) is no death; a handover marker is, at once. The claim
+ * lands only where the death was seen: absent, or over the marker. */
+static void test_wait_and_expect(void **state)
+{
+    (void)state;
+    tetherd_member_t expired = member(false, 1000, 0), left = member(false, 1000, 0);
+    left.handover = true;
+    left.version = 2;
+    assert_true(tetherd_adopt_wait(&expired, true));
+    assert_false(tetherd_adopt_wait(&expired, false));
+    assert_false(tetherd_adopt_wait(&left, true));
+    assert_true(tetherd_adopt_expect(&expired) == 0);
+    assert_true(tetherd_adopt_expect(&left) == 2);
+    assert_true(tetherd_adopt_should_claim(2, 1, &left, true));
+}
+
 static void test_claim_record(void **state)
 {
     (void)state;
@@ -107,7 +124,9 @@ static void done(void *user, const tether_store_result_t *res)
     r->version = res->version;
 }
 
-/* Two survivors claim the same dead node: one put (expect 0) wins. */
+/* Two survivors claim the same dead node: one put (expect 0) wins; over
+ * a handover marker (version 2) likewise, and never over a lease that
+ * came back (version 1). */
 static void test_one_claim_wins(void **state)
 {
     (void)state;
@@ -120,6 +139,24 @@ static void test_one_claim_wins(void **state)
     res_t r2 = {1, 0}, r3 = {1, 0};
     assert_int_equal(tether_store_put(st, &c2, 0, 60000, 0, done, &r2), 0);
     assert_int_equal(tether_store_put(st, &c3, 0, 60000, 0, done, &r3), 0);
+    assert_int_equal(r2.rc, 0);
+    assert_int_equal(r3.rc, TETHER_ECONFLICT);
+
+    tether_store_rec_t lease = {.kind = TETHER_STORE_NODE};
+    lease.u.node.node_id = 4;
+    lease.u.node.addr = a;
+    lease.u.node.generation = 2000;
+    res_t l = {1, 0};
+    assert_int_equal(tether_store_put(st, &lease, 0, 3000, 0, done, &l), 0); /* version 1 */
+    tetherd_adopt_claim(2, 4, 2000, &a, &c2);
+    assert_int_equal(tether_store_put(st, &c2, 2, 60000, 0, done, &r2), 0);
+    assert_int_equal(r2.rc, TETHER_ECONFLICT); /* a live lease is never claimed */
+    lease.u.node.handover = true;
+    assert_int_equal(tether_store_put(st, &lease, 1, 9000, 0, done, &l), 0);
+    assert_true(l.rc == 0 && l.version == 2);
+    tetherd_adopt_claim(3, 4, 2000, &a, &c3);
+    assert_int_equal(tether_store_put(st, &c2, 2, 60000, 0, done, &r2), 0);
+    assert_int_equal(tether_store_put(st, &c3, 2, 60000, 0, done, &r3), 0);
     assert_int_equal(r2.rc, 0);
     assert_int_equal(r3.rc, TETHER_ECONFLICT);
     tether_store_destroy(st);
@@ -177,9 +214,13 @@ static void test_one_adopter_sends(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_should_claim),   cmocka_unit_test(test_claim_record),
-        cmocka_unit_test(test_fenced),         cmocka_unit_test(test_route),
-        cmocka_unit_test(test_one_claim_wins), cmocka_unit_test(test_one_adopter_sends),
+        cmocka_unit_test(test_should_claim),
+        cmocka_unit_test(test_wait_and_expect),
+        cmocka_unit_test(test_claim_record),
+        cmocka_unit_test(test_fenced),
+        cmocka_unit_test(test_route),
+        cmocka_unit_test(test_one_claim_wins),
+        cmocka_unit_test(test_one_adopter_sends),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

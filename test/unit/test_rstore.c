@@ -130,16 +130,19 @@ static void test_failover_records(void **state)
     n.u.node.node_id = 1;
     n.u.node.generation = 1001;
     n.u.node.adopted_by = 3;
+    n.u.node.handover = true;
     assert_int_equal(tetherd_addr_parse("127.0.0.1:7000", &n.u.node.addr), 0);
     assert_int_equal(tetherd_rrec_encode(&n, NULL, "k", 1, &json), 0);
     assert_int_equal(tetherd_rrec_decode(TETHER_STORE_NODE, json, strlen(json), NULL, "k", 1, &out), 0);
     assert_int_equal(out.rec.u.node.adopted_by, 3);
+    assert_true(out.rec.u.node.handover);
     assert_true(out.rec.u.node.generation == 1001);
     tetherd_rrec_free(&out);
     free(json);
     const char *lease = "{\"node\":1,\"addr\":\"127.0.0.1:7000\",\"gen\":5}";
     assert_int_equal(tetherd_rrec_decode(TETHER_STORE_NODE, lease, strlen(lease), NULL, "k", 1, &out), 0);
     assert_int_equal(out.rec.u.node.adopted_by, 0);
+    assert_false(out.rec.u.node.handover);
     tetherd_rrec_free(&out);
     const char *bad = "{\"node\":1,\"addr\":\"127.0.0.1:7000\",\"gen\":5,\"by\":256}";
     assert_int_equal(tetherd_rrec_decode(TETHER_STORE_NODE, bad, strlen(bad), NULL, "k", 1, &out),

@@ -136,6 +136,9 @@ typedef struct {
     /* 0: the node's own lease. Else an adoption claim: node `adopted_by`
      * took this dead node's sessions (put only if absent, so one wins). */
     uint8_t adopted_by;
+    /* The node is leaving (SIGTERM) and has checkpointed its sessions:
+     * adopt them now, without waiting for its channel to fall silent. */
+    bool handover;
 } tether_store_node_t;
 
 typedef struct {
