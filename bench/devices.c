@@ -125,6 +125,10 @@ typedef struct {
     /* timing */
     uint64_t t_notify, t_rebind, t_phase, t_reconnect;
     uint64_t t_gap; /* --ping-gaps: when the next ping goes */
+    /* The longest silence since it registered: from one record received
+     * to the next (failover tests read it as the time a device was cut
+     * off, reported at the end: "devices: silences_ms"). */
+    uint64_t last_rx, max_silence;
     size_t gap_i;   /* the gap it ends */
     bool asleep;
     uint16_t ping_mid;
@@ -954,6 +958,9 @@ static void dev_record(bench_peer_t *p, const uint8_t *data, size_t len)
     device_t *d = p->user;
     devices_t *ds = d->ds;
     uint64_t now = uv_now(ds->loop);
+    if (d->registered && d->last_rx && now - d->last_rx > d->max_silence)
+        d->max_silence = now - d->last_rx;
+    d->last_rx = now;
     tether_coap_msg_t m;
     tether_coap_perr_t perr;
     if (tether_coap_parse(&m, data, len, &perr) < 0) {
@@ -1169,11 +1176,45 @@ static void on_stats(uv_timer_t *t)
     log_stats(t->data, "stats");
 }
 
+static int by_silence_desc(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* Every device's longest silence (one to the end for a device still
+ * silent), longest first, on one line. */
+static void log_silences(devices_t *ds)
+{
+    uint64_t now = uv_now(ds->loop);
+    uint64_t *v = malloc(ds->o.count * sizeof *v);
+    char *line = malloc((size_t)ds->o.count * 21 + 1);
+    if (!v || !line) {
+        free(v);
+        free(line);
+        return;
+    }
+    for (uint32_t i = 0; i < ds->o.count; i++) {
+        const device_t *d = &ds->dev[i];
+        uint64_t tail = d->registered && d->last_rx ? now - d->last_rx : 0;
+        v[i] = d->max_silence > tail ? d->max_silence : tail;
+    }
+    qsort(v, ds->o.count, sizeof *v, by_silence_desc);
+    size_t at = 0;
+    line[0] = 0;
+    for (uint32_t i = 0; i < ds->o.count; i++)
+        at += (size_t)sprintf(line + at, " %llu", (unsigned long long)v[i]);
+    bench_log(CMD, "silences_ms%s", line);
+    free(v);
+    free(line);
+}
+
 static void devices_stop(void *user)
 {
     devices_t *ds = user;
     ds->stopping = true;
     log_stats(ds, "final");
+    log_silences(ds);
     uv_close((uv_handle_t *)&ds->stats_timer, NULL);
     for (uint32_t i = 0; i < ds->o.count; i++) {
         device_t *d = &ds->dev[i];

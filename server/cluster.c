@@ -71,6 +71,9 @@ void tetherd_cluster_conf(const tetherd_config_t *cfg, tether_channel_conf_t *cc
     cc->key_len = strlen(cfg->cluster_key);
     cc->via_idle_ms = (tether_time_t)cfg->dtls_idle_timeout * 1000;
     cc->via_max = cfg->dtls_max_sessions ? cfg->dtls_max_sessions : 1;
+    /* Three missed 1 s heartbeats, like the 3 s lease: failover waits for
+     * both before it adopts a node's sessions (store/adopt.h). */
+    cc->alive_ms = 3000;
 }
 
 int tetherd_cluster_open(uv_loop_t *loop, const tetherd_config_t *cfg, tether_channel_t *ch,

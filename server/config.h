@@ -90,6 +90,8 @@ typedef struct {
     uint32_t dtls_hs_flight_ms; /* a handshake silent this long is dropped */
     /* "cluster": the internal channel (SPEC S5). Off while listen is "". */
     char cluster_listen[160];    /* HOST:PORT this node receives forwarded records on */
+    bool cluster_failover;       /* checkpoints, adoption, handover (server/failover.h) */
+    uint32_t cluster_ckpt_interval_ms; /* receive-window refresh of checkpoints */
     char cluster_advertise[160]; /* HOST:PORT other nodes reach it at ("" = cluster_listen) */
     struct {
         uint8_t id;

@@ -8,7 +8,9 @@
 #include "admin.h"
 #include "config.h"
 #include "cluster.h"
+#include "failover.h"
 #include "shared.h"
+#include "store/rkey.h"
 #include "tether/creds.h"
 #include "tether/hist.h"
 #include "tether/log.h"
@@ -43,6 +45,7 @@ typedef struct tetherd {
     tether_creds_t *creds;    /* the credentials file's */
     tether_creds_t *active;   /* in use: creds, or creds with Redis's over them */
     tetherd_shared_t *shared; /* NULL without redis_url */
+    tetherd_failover_t *failover; /* NULL without cluster.failover */
     uint8_t rxbuf[RX_CHUNKS * RX_CHUNK];
     bool rx_busy;
     /* Inside a recvmmsg batch: output waits in txq until the batch ends. */
@@ -113,6 +116,9 @@ static void pump(tetherd_t *d)
         return;
     }
     d->pumping = true;
+    /* Ceiling writes the DTLS events asked for (outside pipeline calls). */
+    for (int i = 0; d->failover && i < 4 && tetherd_failover_run(d->failover); i++)
+        tether_pipeline_settle(d->pipe, now_ms(d));
     tether_out_t o;
     do {
         d->pump_again = false;
@@ -348,8 +354,15 @@ static void shared_cred_done(void *user, uint64_t id, int rc, uint64_t version)
 static void shared_pump(void *user)
 {
     tetherd_t *d = user;
-    tether_pipeline_flush(d->pipe, now_ms(d));
+    tether_pipeline_settle(d->pipe, now_ms(d));
     pump(d);
+}
+
+static void shared_member(void *user, uint8_t id, const tetherd_member_t *m)
+{
+    tetherd_t *d = user;
+    if (d->failover && d->pipe)
+        tetherd_failover_member(d->failover, id, m);
 }
 
 static int admin_cred(const tether_creds_entry_t *e, const char *identity, uint64_t id, void *user)
@@ -380,6 +393,8 @@ static int stats_hook(json_t *st, void *user)
                                      .service = &d->service,
                                      .lat = &d->lat};
     int rc = tetherd_stats_fill(st, &src);
+    if (rc == 0 && d->failover)
+        rc = tetherd_failover_stats(d->failover, st);
     return rc < 0 || !d->shared ? rc : tetherd_shared_stats(d->shared, st);
 }
 
@@ -455,7 +470,9 @@ static void stop_now(tetherd_t *d)
     tetherd_cluster_close(d->cluster);
     d->cluster = NULL;
     tetherd_admin_stop(&d->admin);
-    tetherd_shared_close(d->shared);
+    tetherd_shared_close(d->shared); /* pending checkpoint writes complete (EIO) here */
+    tetherd_failover_close(d->failover);
+    d->failover = NULL;
     for (size_t i = 0; i < d->nlisteners; i++)
         uv_close((uv_handle_t *)&d->listeners[i].handle, close_cb);
     d->nlisteners = 0;
@@ -474,7 +491,9 @@ static void on_drain_timer(uv_timer_t *t)
     size_t relays = tether_node_pending(tether_pipeline_node(d->pipe));
     size_t waiting = tetherd_admin_waiting(&d->admin);
     tether_time_t now = uv_now(d->loop);
-    if (relays + waiting > 0 && now < d->drain_deadline)
+    /* Failover: also until every session is adopted by a peer. */
+    bool handed = !d->failover || tetherd_failover_handed_over(d->failover);
+    if ((relays + waiting > 0 || !handed) && now < d->drain_deadline)
         return;
     char n[24], w[24];
     snprintf(n, sizeof n, "%zu", relays);
@@ -507,7 +526,41 @@ static void on_signal(uv_signal_t *s, int signum)
     snprintf(timeout, sizeof timeout, "%u", d->cfg.drain_timeout);
     tether_log_kv(TETHER_LOG_INFO, "main", "draining", "signal", "TERM", "pending", pending,
                   "admin_waiting", waiting, "drain_timeout", timeout, NULL);
+    if (d->failover) {
+        tetherd_failover_handover(d->failover);
+        pump(d);
+    }
     uv_timer_start(&d->drain_timer, on_drain_timer, 0, 50);
+}
+
+/* cluster.failover (failover.h): DTLS 1.2 CID sessions checkpointed to
+ * Redis, adopted by a survivor when their node dies, handed over on
+ * SIGTERM. */
+static int start_failover(tetherd_t *d, tether_pipeline_conf_t *pc)
+{
+    const char *adv = d->cfg.cluster_advertise[0] ? d->cfg.cluster_advertise : d->cfg.cluster_listen;
+    tetherd_failover_conf_t fc = {.self = (uint8_t)d->cfg.node_id,
+                                  .adopt_delay_ms = 300,
+                                  .claim_ttl_ms = 60000,
+                                  .refresh_ms = d->cfg.cluster_ckpt_interval_ms,
+                                  .pump = shared_pump,
+                                  .user = d};
+    for (size_t i = 0; i < d->cfg.nlisten; i++)
+        if (d->cfg.listen[i].proto == TETHERD_PROTO_COAPS) {
+            fc.iface = (uint8_t)i;
+            break;
+        }
+    if (tetherd_addr_parse(adv, &fc.advertise) < 0 ||
+        tetherd_failover_create(d->loop, &fc, tetherd_shared_redis(d->shared),
+                                tetherd_shared_lease(d->shared), &d->failover) < 0) {
+        fprintf(stderr, "tetherd: cluster.failover: cannot start\n");
+        return TETHER_EINVAL;
+    }
+    pc->dtls.checkpoint = true;
+    pc->cid_owner = tetherd_failover_cid_owner;
+    pc->dtls_event = tetherd_failover_dtls_event;
+    pc->failover_user = d->failover;
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -539,7 +592,8 @@ int main(int argc, char **argv)
         static const tetherd_shared_ops_t sops = {.apply_creds = shared_apply_creds,
                                                   .node_live = shared_node_live,
                                                   .cred_done = shared_cred_done,
-                                                  .pump = shared_pump};
+                                                  .pump = shared_pump,
+                                                  .member = shared_member};
         char serr[256];
         if ((rc = tetherd_shared_open(d.loop, &d.cfg, d.creds, &sops, &d, &d.shared, serr,
                                       sizeof serr)) < 0) {
@@ -572,6 +626,8 @@ int main(int argc, char **argv)
     }
     pc.tap = lat_tap;
     pc.tap_user = &d;
+    if (d.cfg.cluster_failover && (rc = start_failover(&d, &pc)) < 0)
+        return 1;
     if ((rc = tether_pipeline_create(&pc, d.creds, uv_now(d.loop), tetherd_wall_ms(), &d.pipe)) <
         0) {
         /* ECONFIG and ECRYPTO come from the DTLS server only. */
@@ -583,6 +639,8 @@ int main(int argc, char **argv)
                                      : "");
         return 1;
     }
+    if (d.failover)
+        tetherd_failover_attach(d.failover, d.pipe);
     uv_timer_init(d.loop, &d.timer);
     d.timer.data = &d;
     uv_timer_start(&d.timer, on_timer, 0, 0); /* a first tick sets every part's deadline */

@@ -281,7 +281,7 @@ json_t *tetherd_shared_cluster_json(const tetherd_shared_t *s, const tetherd_con
             if (cfg->cluster_nodes[i].id == id)
                 static_addr = cfg->cluster_nodes[i].addr;
         bool self = id == cfg->node_id;
-        if (!self && !static_addr && !(m && m->alive))
+        if (!self && !static_addr && !(m && (m->alive || m->adopted_by)))
             continue;
         char addr[168] = "";
         if (m && m->alive && m->addr.len)
@@ -300,6 +300,9 @@ json_t *tetherd_shared_cluster_json(const tetherd_shared_t *s, const tetherd_con
             json_object_set_new(n, "lease", json_boolean(m && m->alive));
             if (m && m->alive)
                 json_object_set_new(n, "generation", json_integer((json_int_t)m->generation));
+            /* Dead, its sessions adopted (cluster.failover, store/adopt.h). */
+            if (m && !m->alive && m->adopted_by)
+                json_object_set_new(n, "adopted_by", json_integer(m->adopted_by));
         }
         /* Alive: a live lease with Redis (SPEC S5), heartbeats without. */
         bool alive = s ? (m && m->alive) || (self && !tetherd_lease_alive(s->lease)) : heard;
@@ -326,6 +329,8 @@ static void on_member(void *user, uint8_t id, const tetherd_member_t *m)
     tetherd_shared_t *s = user;
     if (m->alive && m->addr.len && id != s->cfg->node_id && s->ops.node_live)
         s->ops.node_live(s->user, id, &m->addr);
+    if (s->ops.member)
+        s->ops.member(s->user, id, m);
 }
 
 int tetherd_shared_open(uv_loop_t *loop, const tetherd_config_t *cfg, const tether_creds_t *file,
@@ -386,6 +391,8 @@ fail:
 }
 
 tether_store_t *tetherd_shared_store(tetherd_shared_t *s) { return tetherd_redis_store(s->redis); }
+tetherd_redis_t *tetherd_shared_redis(tetherd_shared_t *s) { return s->redis; }
+tetherd_lease_t *tetherd_shared_lease(tetherd_shared_t *s) { return s->lease; }
 
 static void closed(uv_handle_t *h) { free(h->data); }
 

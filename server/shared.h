@@ -28,6 +28,8 @@
 #include "config.h"
 #include "tether/creds.h"
 #include "tether/node.h"
+#include "store/lease.h"
+#include "store/redis.h"
 #include "tether/store.h"
 
 typedef struct {
@@ -39,6 +41,8 @@ typedef struct {
     void (*cred_done)(void *user, uint64_t id, int rc, uint64_t version);
     /* Something changed from the loop: run the output pump. */
     void (*pump)(void *user);
+    /* Any lease change (store/lease.h), for failover. May be NULL. */
+    void (*member)(void *user, uint8_t id, const tetherd_member_t *m);
 } tetherd_shared_ops_t;
 
 typedef struct tetherd_shared tetherd_shared_t;
@@ -50,6 +54,9 @@ int tetherd_shared_open(uv_loop_t *loop, const tetherd_config_t *cfg, const teth
                         const tetherd_shared_ops_t *ops, void *user, tetherd_shared_t **out,
                         char *err, size_t errcap);
 tether_store_t *tetherd_shared_store(tetherd_shared_t *s);
+/* The parts, for failover (server/failover.h). */
+tetherd_redis_t *tetherd_shared_redis(tetherd_shared_t *s);
+tetherd_lease_t *tetherd_shared_lease(tetherd_shared_t *s);
 /* The credentials file was reloaded: rebuild the active set over it. */
 void tetherd_shared_file_creds(tetherd_shared_t *s, const tether_creds_t *file);
 /* PUT (entry non-NULL) or DELETE /credentials/{identity}: 0 and an answer

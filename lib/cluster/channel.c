@@ -199,12 +199,21 @@ bool tether_channel_route_in(tether_channel_t *ch, uint8_t iface, const tether_a
     int node = tether_cluster_cid_node(data, len);
     if (node <= 0 || node == ch->conf.self)
         return false;
+    return tether_channel_forward(ch, (uint8_t)node, iface, from, data, len, now);
+}
+
+bool tether_channel_forward(tether_channel_t *ch, uint8_t node, uint8_t iface,
+                            const tether_addr_t *from, const uint8_t *data, size_t len,
+                            tether_time_t now)
+{
+    if (!node || node == ch->conf.self)
+        return false;
     if (!ch->node[node].known || len > TETHER_CHANNEL_MAX_MSG) {
         ch->stats.unroutable++;
         return false;
     }
     ch->stats.forwarded_records++;
-    send_msg(ch, TETHER_CLUSTER_FORWARD, (uint8_t)node, iface, from, data, len, now);
+    send_msg(ch, TETHER_CLUSTER_FORWARD, node, iface, from, data, len, now);
     return true;
 }
 

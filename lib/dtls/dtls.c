@@ -304,6 +304,7 @@ const char *tether_dtls_why_str(uint8_t why)
         [TETHER_DTLS_WHY_REPLACED] = "replaced",
         [TETHER_DTLS_WHY_LOCAL] = "local",
         [TETHER_DTLS_WHY_REVOKED] = "revoked",
+        [TETHER_DTLS_WHY_HANDED_OVER] = "handed over",
     };
     return why < sizeof names / sizeof *names && names[why] ? names[why] : "unknown";
 }

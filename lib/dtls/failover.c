@@ -83,6 +83,44 @@ uint64_t tether_dtls_sess_ceiling_wanted(const tether_dtls_sess_t *s)
     return s->ceil ? s->ceil->pending : 0;
 }
 
+uint64_t tether_dtls_sess_ceiling(const tether_dtls_sess_t *s)
+{
+    return s->ceil ? s->ceil->acked : 0;
+}
+
+bool tether_dtls_sess_checkpointed(const tether_dtls_sess_t *s)
+{
+    return s->ceil != NULL;
+}
+
+uint64_t tether_dtls_sess_rx_next(const tether_dtls_sess_t *s)
+{
+    return s->rec.rx_next;
+}
+
+int tether_dtls_record_cid(const tether_dtls_srv_t *srv, const uint8_t *buf, size_t len,
+                           const uint8_t **cid)
+{
+    const size_t cl = srv->conf.cid_len;
+    if (len < 1 || !(buf[0] == CT_TLS12_CID || ((buf[0] & 0xe0) == 0x20 && (buf[0] & 0x10))))
+        return TETHER_ENOTFOUND;
+    const uint8_t *c = wolfSSL_dtls_cid_parse(buf, (unsigned)len, (unsigned)cl);
+    if (!c)
+        return TETHER_ENOTFOUND;
+    *cid = c;
+    return tether_hmap_find(&srv->by_cid, c, cl) ? 1 : 0;
+}
+
+int tether_dtls_sess_release(tether_dtls_srv_t *srv, uint64_t id)
+{
+    tether_dtls_sess_t *s = tether_dtls_sess_find(srv, id);
+    if (!s)
+        return TETHER_ENOTFOUND;
+    /* No close_notify: the peer's session goes on elsewhere. */
+    dtls_sess_close(srv, s, TETHER_DTLS_WHY_HANDED_OVER);
+    return 0;
+}
+
 int tether_dtls_ceiling_acked(tether_dtls_srv_t *srv, uint64_t id, uint64_t ceiling)
 {
     tether_dtls_sess_t *s = ceiled(srv, id);

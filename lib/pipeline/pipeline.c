@@ -25,6 +25,11 @@ struct tether_pipeline {
     uint8_t iface[TETHER_PIPELINE_MAX_IFACE];
     tether_pipeline_tap_fn tap;
     void *tap_user;
+    tether_pipeline_cid_owner_fn cid_owner;
+    tether_pipeline_dtls_event_fn dtls_event;
+    void *failover_user;
+    uint8_t self;                   /* node id */
+    uint8_t cid_len;                /* of the CIDs DTLS issues */
     tether_time_t wall_ms, wall_at; /* wall clock wall_ms at `now` wall_at */
     bool wall_pending;              /* wall_ms was set for the coming call's `now` */
     tether_dgram_t *out;
@@ -142,6 +147,8 @@ static void dtls_events(tether_pipeline_t *p, tether_time_t now)
     const tether_dtls_event_t *ev;
     size_t n = tether_dtls_events(p->dtls, &ev);
     for (size_t i = 0; i < n; i++) {
+        if (p->dtls_event)
+            p->dtls_event(p->failover_user, &ev[i]);
         if (ev[i].kind == TETHER_DTLS_EV_CLOSED) {
             tether_link_t l = {.kind = TETHER_LINK_DTLS, .id = ev[i].id};
             tether_probe_forget(&p->probes, ev[i].id);
@@ -308,6 +315,28 @@ static void cluster_input(tether_pipeline_t *p, const tether_addr_t *from, const
         out_push(p, rx.iface, &rx.client, rx.payload, rx.len);
 }
 
+/* A record for a session held elsewhere is forwarded there: the holder
+ * the host knows (failover: adopted or handed over), else the node its
+ * CID names (tether_channel_route_in). A session held here wins. */
+static bool route_away(tether_pipeline_t *p, uint8_t iface, const tether_addr_t *from,
+                       const uint8_t *buf, size_t len, tether_time_t now)
+{
+    const uint8_t *cid;
+    if (p->cid_owner && p->dtls) {
+        int held = tether_dtls_record_cid(p->dtls, buf, len, &cid);
+        if (held == 1)
+            return false;
+        if (held == 0) {
+            uint8_t owner = p->cid_owner(p->failover_user, cid, p->cid_len);
+            if (owner == p->self)
+                return false;
+            if (owner && tether_channel_forward(p->ch, owner, iface, from, buf, len, wall(p, now)))
+                return true;
+        }
+    }
+    return tether_channel_route_in(p->ch, iface, from, buf, len, wall(p, now));
+}
+
 int tether_pipeline_input(tether_pipeline_t *p, uint8_t iface, const tether_addr_t *from,
                           const uint8_t *buf, size_t len, tether_time_t now)
 {
@@ -316,8 +345,8 @@ int tether_pipeline_input(tether_pipeline_t *p, uint8_t iface, const tether_addr
         return TETHER_EINVAL;
     switch (p->iface[iface]) {
     case TETHER_IFACE_DTLS:
-        if (p->ch && tether_channel_route_in(p->ch, iface, from, buf, len, wall(p, now)))
-            break; /* another node owns its CID */
+        if (p->ch && route_away(p, iface, from, buf, len, now))
+            break; /* another node holds its session */
         dtls_feed(p, iface, from, 0, buf, len, now);
         break;
     case TETHER_IFACE_CLUSTER: cluster_input(p, from, buf, len, now); break;
@@ -350,7 +379,7 @@ bool tether_pipeline_internal_take(tether_pipeline_t *p, tether_out_t *out)
     return true;
 }
 
-void tether_pipeline_flush(tether_pipeline_t *p, tether_time_t now)
+void tether_pipeline_settle(tether_pipeline_t *p, tether_time_t now)
 {
     clock_at(p, now);
     settle(p, now);
@@ -480,6 +509,11 @@ int tether_pipeline_create(const tether_pipeline_conf_t *conf, const tether_cred
     memcpy(p->iface, conf->iface, conf->niface);
     p->tap = conf->tap;
     p->tap_user = conf->tap_user;
+    p->cid_owner = conf->cid_owner;
+    p->dtls_event = conf->dtls_event;
+    p->failover_user = conf->failover_user;
+    p->self = conf->dtls.node_id;
+    p->cid_len = conf->dtls.cid_len;
     p->wall_ms = wall_ms;
     p->wall_at = now;
     if ((rc = tether_node_create(&conf->node, creds, &p->node)) < 0)

@@ -149,6 +149,11 @@ const tetherd_key_t tetherd_config_keys[] = {
     {.key = "cluster.advertise", .env = "TETHER_CLUSTER_ADVERTISE", .type = TETHERD_KEY_HOSTPORT,
      FIELD(cluster_advertise), .def = "",
      .doc = "where other nodes reach this one, put in its Redis lease (\"\" = cluster.listen)"},
+    {.key = "cluster.failover", .env = "TETHER_CLUSTER_FAILOVER", .flag = "failover",
+     .type = TETHERD_KEY_BOOL, FIELD(cluster_failover), .def = "false",
+     .doc = "checkpoint DTLS 1.2 CID sessions to Redis; adopt a dead node's, hand ours over on SIGTERM"},
+    {.key = "cluster.checkpoint_interval_ms", UINT(0, 3600000), FIELD(cluster_ckpt_interval_ms),
+     .def = "2000", .doc = "failover: rewrite a checkpoint whose receive window moved this often, 0 = off"},
     {.key = "cluster.nodes", .type = TETHERD_KEY_NODES, FIELD(cluster_nodes),
      .arg = "{\"ID\": \"HOST:PORT\"}", .doc = "every node's internal address by node id"},
 

@@ -475,6 +475,13 @@ static int validate(tetherd_config_t *c, char *err, size_t errcap)
                  src);
         return TETHER_ECONFIG;
     }
+    if (c->cluster_failover && (!c->redis_url[0] || !c->cluster_listen[0])) {
+        snprintf(err, errcap,
+                 "%s: key 'cluster.failover': needs redis_url (checkpoints live there) and "
+                 "cluster.listen (records reach the adopter through it)",
+                 src);
+        return TETHER_ECONFIG;
+    }
     if (c->redis_url[0] && strncmp(c->redis_url, "redis://", 8) != 0) {
         snprintf(err, errcap, "%s: key 'redis_url': expected redis://HOST:PORT[/DB]", src);
         return TETHER_ECONFIG;

@@ -40,10 +40,30 @@ static void renew(tetherd_lease_t *l)
 
 static void on_timer(uv_timer_t *t) { renew(t->data); }
 
-static void set_member(tetherd_lease_t *l, uint8_t id, bool alive, const tether_store_node_t *n)
+static void set_member(tetherd_lease_t *l, uint8_t id, bool alive, const tether_store_node_t *n,
+                       uint64_t version)
 {
     tetherd_member_t *m = &l->members[id];
     bool was = m->alive;
+    m->version = alive ? version : 0;
+    /* An adoption claim or a handover marker is no lease: the node is
+     * gone; a claim's generation is its id's from now on. */
+    if (alive && (n->adopted_by || n->handover)) {
+        bool news = m->adopted_by != n->adopted_by || m->generation != n->generation ||
+                    m->handover != n->handover;
+        m->adopted_by = n->adopted_by;
+        m->handover = n->handover && !n->adopted_by;
+        m->generation = n->generation;
+        alive = false;
+        if (!was) {
+            if (news && l->on_change)
+                l->on_change(l->user, id, m);
+            return;
+        }
+    } else {
+        m->adopted_by = 0;
+        m->handover = false;
+    }
     if (alive) {
         bool moved = was && (!tether_addr_equal(&m->addr, &n->addr) ||
                              m->generation != n->generation);
@@ -76,9 +96,9 @@ static void got(void *user, const tether_store_result_t *res)
     if (res->key_len != 1 || !res->key[0])
         return;
     if (res->rc == 0 && res->rec && res->rec->kind == TETHER_STORE_NODE)
-        set_member(l, res->key[0], true, &res->rec->u.node);
+        set_member(l, res->key[0], true, &res->rec->u.node, res->version);
     else if (res->rc == TETHER_ENOTFOUND)
-        set_member(l, res->key[0], false, NULL);
+        set_member(l, res->key[0], false, NULL, 0);
 }
 
 static void on_store_change(void *user, tether_store_kind_t kind, const uint8_t *key,
@@ -88,7 +108,7 @@ static void on_store_change(void *user, tether_store_kind_t kind, const uint8_t 
     if (kind != TETHER_STORE_NODE || key_len != 1 || !key[0])
         return;
     if (!version) {
-        set_member(l, key[0], false, NULL);
+        set_member(l, key[0], false, NULL, 0);
         return;
     }
     tether_store_get(l->store, TETHER_STORE_NODE, key, 1, uv_now(l->timer.loop), got, l);
@@ -132,6 +152,32 @@ uint32_t tetherd_lease_alive(const tetherd_lease_t *l) { return l->alive; }
 uint64_t tetherd_lease_renewals_failed(const tetherd_lease_t *l) { return l->failed; }
 
 static void closed(uv_handle_t *h) { free(h->data); }
+
+static void released(void *user, const tether_store_result_t *res)
+{
+    tetherd_lease_t *l = user;
+    if (res->rc < 0) /* no lease of ours to replace: make sure none stays */
+        tether_store_del(l->store, TETHER_STORE_NODE, &l->self, 1, TETHER_STORE_ANY,
+                         uv_now(l->timer.loop), NULL, NULL);
+}
+
+void tetherd_lease_release(tetherd_lease_t *l)
+{
+    uv_timer_stop(&l->timer);
+    tether_store_rec_t rec = {.kind = TETHER_STORE_NODE,
+                              .u.node = {.node_id = l->self,
+                                         .addr = l->advertise,
+                                         .generation = l->generation,
+                                         .handover = true}};
+    /* Over our lease as renewals write it (version 1): never over a claim
+     * or another process's lease. Lives a few ttls, so every peer sees it. */
+    if (tether_store_put(l->store, &rec, 1, 3 * l->ttl_ms, uv_now(l->timer.loop), released, l) <
+        0)
+        tether_store_del(l->store, TETHER_STORE_NODE, &l->self, 1, TETHER_STORE_ANY,
+                         uv_now(l->timer.loop), NULL, NULL);
+}
+
+uint64_t tetherd_lease_generation(const tetherd_lease_t *l) { return l->generation; }
 
 void tetherd_lease_close(tetherd_lease_t *l)
 {

@@ -10,7 +10,10 @@
  *
  * The generation is this process's start time (wall-clock ms): another
  * process taking the same node id shows as a new generation. Adoption of
- * a dead node's id (a fenced compare-and-set on it) is not done here. */
+ * a dead node's id (server/failover.h) puts a claim in its NODE record
+ * (adopted_by set, generation + 1, only if absent): a claim is no lease
+ * (the node stays dead) but on_change hears it, with the claim's
+ * generation and adopter, when it first shows. */
 #ifndef TETHERD_STORE_LEASE_H
 #define TETHERD_STORE_LEASE_H
 
@@ -24,7 +27,10 @@ typedef struct {
     bool alive;
     tether_addr_t addr;
     uint64_t generation;
-    uint64_t since_ms; /* loop time it was first seen alive */
+    uint64_t since_ms;  /* loop time it was first seen alive */
+    uint8_t adopted_by; /* not alive, and node adopted_by claimed its sessions */
+    bool handover;      /* not alive: it is leaving and handed its sessions over */
+    uint64_t version;   /* of its NODE record (a claim over a handover names it) */
 } tetherd_member_t;
 
 typedef void (*tetherd_member_fn)(void *user, uint8_t id, const tetherd_member_t *m);
@@ -44,6 +50,12 @@ const tetherd_member_t *tetherd_lease_member(const tetherd_lease_t *l, uint8_t i
 /* Nodes holding a live lease. */
 uint32_t tetherd_lease_alive(const tetherd_lease_t *l);
 uint64_t tetherd_lease_renewals_failed(const tetherd_lease_t *l);
+/* A handover (SIGTERM): stops renewing and replaces our lease with a
+ * handover marker (handover set, ttl_ms; a compare-and-set on the lease's
+ * version), so peers see us gone at their next lease poll and adopt at
+ * once; if that fails the lease is deleted. */
+void tetherd_lease_release(tetherd_lease_t *l);
+uint64_t tetherd_lease_generation(const tetherd_lease_t *l);
 /* Stops renewing and watching (the lease then runs out in Redis); memory
  * goes once the loop ran. NULL is fine. */
 void tetherd_lease_close(tetherd_lease_t *l);

@@ -591,7 +591,8 @@ static void cred_reply(tetherd_redis_t *r, cmd_t *c, redisReply *rep)
     log_append(r, c->rkey, v, c->del ? NULL : c->value);
     rent_t *e = rep_find(r, c->rkey);
     if (c->del) {
-        tomb_set(r, c->rkey, v);
+        if (c->skind == TETHER_STORE_CRED)
+            tomb_set(r, c->rkey, v);
         complete(c->cb, c->user, 0, c->skind, c->key, c->key_len, 0, NULL, 0);
         if (e)
             rep_drop(r, e);
@@ -1169,10 +1170,15 @@ static int r_get(tether_store_t *s, tether_store_kind_t kind, const uint8_t *key
     return 0;
 }
 
-/* A credential write: sealed for the version it gets, sent now. */
-static int cred_write(tetherd_redis_t *r, const tether_store_rec_t *rec, tether_store_kind_t kind,
+/* A write that completes when Redis answered (a compare-and-set sent now,
+ * not through the backlog): credentials (sealed for the version they
+ * get), session checkpoints (sealed by DTLS for the version `expect` + 1:
+ * the version written must be that one, and the transmit ceiling they
+ * carry counts only once Redis holds it, SPEC S5) and adoption claims
+ * (NODE records put only if absent, with ttl_ms). */
+static int sync_write(tetherd_redis_t *r, const tether_store_rec_t *rec, tether_store_kind_t kind,
                       const uint8_t *key, size_t kl, const char *rkey, uint64_t expect,
-                      tether_store_cb cb, void *user)
+                      uint32_t ttl_ms, tether_store_cb cb, void *user)
 {
     if (r->conn.state != TETHERD_RCONN_UP || !r->synced) {
         complete(cb, user, TETHER_EIO, kind, key, kl, 0, NULL, 0);
@@ -1204,10 +1210,14 @@ static int cred_write(tetherd_redis_t *r, const tether_store_rec_t *rec, tether_
             free(c);
             return rc;
         }
-        const char *argv[] = {"EVAL", LUA_PUT, "1", c->rkey, ex, c->value, "0"};
+        char ttl[16];
+        snprintf(ttl, sizeof ttl, "%u", ttl_ms);
+        const char *argv[] = {"EVAL", LUA_PUT, "1", c->rkey, ex, c->value, ttl};
         rc = send_strs(r, c, 7, argv);
     } else {
-        const char *argv[] = {"EVAL", LUA_TOMB, "1", c->rkey, ex};
+        /* A checkpoint's CID is never issued again: no tombstone for it. */
+        const char *argv[] = {"EVAL", kind == TETHER_STORE_CRED ? LUA_TOMB : LUA_DEL, "1", c->rkey,
+                              ex};
         rc = send_strs(r, c, 5, argv);
     }
     if (rc < 0) {
@@ -1253,8 +1263,10 @@ static int r_put(tether_store_t *s, const tether_store_rec_t *rec, uint64_t expe
     if ((rc = tether_store_rec_key(rec, kb, &key, &kl)) < 0 ||
         (rc = key_name(rec->kind, key, kl, rkey)) < 0)
         return rc;
-    if (rec->kind == TETHER_STORE_CRED)
-        return cred_write(r, rec, rec->kind, key, kl, rkey, expect, cb, user);
+    if (rec->kind == TETHER_STORE_CRED || rec->kind == TETHER_STORE_SESSION ||
+        (rec->kind == TETHER_STORE_NODE && expect != TETHER_STORE_ANY))
+        return sync_write(r, rec, rec->kind, key, kl, rkey, expect,
+                          rec->kind == TETHER_STORE_NODE ? ttl_ms : 0, cb, user);
     if (rec->kind == TETHER_STORE_NODE)
         return lease_write(r, rec, rkey, ttl_ms, cb, user);
     rent_t *e = rep_find(r, rkey);
@@ -1300,8 +1312,8 @@ static int r_del(tether_store_t *s, tether_store_kind_t kind, const uint8_t *key
     int rc;
     if ((rc = key_name(kind, key, kl, rkey)) < 0)
         return rc;
-    if (kind == TETHER_STORE_CRED)
-        return cred_write(r, NULL, kind, key, kl, rkey, expect, cb, user);
+    if (kind == TETHER_STORE_CRED || kind == TETHER_STORE_SESSION)
+        return sync_write(r, NULL, kind, key, kl, rkey, expect, 0, cb, user);
     rent_t *e = rep_find(r, rkey);
     if (!e) {
         complete(cb, user, TETHER_ENOTFOUND, kind, key, kl, 0, NULL, 0);
@@ -1311,7 +1323,14 @@ static int r_del(tether_store_t *s, tether_store_kind_t kind, const uint8_t *key
         complete(cb, user, TETHER_ECONFLICT, kind, key, kl, e->version, NULL, 0);
         return 0;
     }
-    if (kind == TETHER_STORE_NODE) { /* our lease: let it expire sooner */
+    if (kind == TETHER_STORE_NODE) { /* our lease, released (a handover): gone at once */
+        cmd_t *c = r->ac ? cmd_new(r, C_LEASE) : NULL;
+        if (c) {
+            c->skind = kind;
+            const char *argv[] = {"DEL", rkey};
+            if (send_strs(r, c, 2, argv) < 0)
+                free(c);
+        }
         rep_free(r, e);
         complete(cb, user, 0, kind, key, kl, 0, NULL, 0);
         tether_store_notify(s, kind, key, kl, 0);

@@ -16,17 +16,24 @@
  * also asks Redis (the answer comes later, from the loop). NODE leases are
  * read with one MGET (one hash tag) every lease_poll_ms.
  *
- * Writes. DEVICE, OBSERVE and SESSION writes change the replica and are
+ * Writes. DEVICE and OBSERVE writes change the replica and are
  * acknowledged at once (the callback runs before put returns), then go
  * to Redis through the backlog (backlog.h): coalesced per key, bounded,
  * replayed after an outage with the version last seen (a Lua
  * compare-and-set), each applied write followed by its change-log entry.
  * So a Redis outage loses nothing acknowledged: the backlog holds it
  * until Redis takes it. CRED writes are the operator's and must reach
- * every node: they are sent at once as a compare-and-set and complete
- * when Redis answered (TETHER_EIO while Redis is down); their key is
+ * every node, and SESSION writes carry a transmit-sequence ceiling that
+ * counts only once Redis holds it (SPEC S5; their blob is sealed for the
+ * exact version written): both are sent at once as a compare-and-set and
+ * complete when Redis answered (TETHER_EIO while Redis is down, so a
+ * session cannot raise its ceiling during an outage); a CRED key is
  * sealed (wrap.h) under the key name and the version written. NODE puts
- * (leases) are a plain SET with an expiry, TETHER_EIO while down.
+ * (leases) are a plain SET with an expiry, TETHER_EIO while down; a NODE
+ * put with an expected version (an adoption claim, expect 0: only if
+ * absent) is a compare-and-set like CRED. Deleting our NODE record
+ * deletes it in Redis at once (a handover: peers adopt without waiting
+ * for the expiry).
  *
  * Conflicts. A replayed write that finds another version in Redis: a
  * DEVICE or SESSION record that still names this node as its owner is

@@ -368,15 +368,16 @@ int tetherd_rrec_encode(const tether_store_rec_t *rec, const tetherd_wrap_t *w, 
     }
     case TETHER_STORE_SESSION: {
         const tether_store_session_t *s = &rec->u.session;
-        j = json_pack("{s:o, s:i, s:I, s:o}", "cid", jhex(s->cid, s->cid_len), "node",
-                      (int)s->node_id, "ceil", (json_int_t)s->seq_ceiling, "blob",
-                      jhex(s->blob, s->blob_len));
+        j = json_pack("{s:o, s:i, s:I, s:I, s:o}", "cid", jhex(s->cid, s->cid_len), "node",
+                      (int)s->node_id, "gen", (json_int_t)s->generation, "ceil",
+                      (json_int_t)s->seq_ceiling, "blob", jhex(s->blob, s->blob_len));
         break;
     }
     case TETHER_STORE_NODE: {
         const tether_store_node_t *n = &rec->u.node;
-        j = json_pack("{s:i, s:o, s:I}", "node", (int)n->node_id, "addr", jaddr(&n->addr), "gen",
-                      (json_int_t)n->generation);
+        j = json_pack("{s:i, s:o, s:I, s:i, s:b}", "node", (int)n->node_id, "addr",
+                      jaddr(&n->addr), "gen", (json_int_t)n->generation, "by", (int)n->adopted_by,
+                      "ho", (int)n->handover);
         break;
     }
     default: return TETHER_EINVAL;
@@ -543,6 +544,9 @@ static int dec_session(json_t *j, tetherd_rrec_t *r)
     s->node_id = (uint8_t)v;
     if (get_uint(j, "ceil", INT64_MAX, &s->seq_ceiling) < 0)
         return TETHER_EPROTO;
+    /* "gen" came with failover; a record without it binds generation 0. */
+    if (json_object_get(j, "gen") && get_uint(j, "gen", INT64_MAX, &s->generation) < 0)
+        return TETHER_EPROTO;
     size_t bl = json_string_length(blob) / 2;
     uint8_t *a = r->arena = malloc(bl ? bl : 1);
     if (!a || unhex(blob, a, bl, &n) < 0)
@@ -561,6 +565,15 @@ static int dec_node(json_t *j, tetherd_rrec_t *r)
         get_uint(j, "gen", INT64_MAX, &n->generation) < 0)
         return TETHER_EPROTO;
     n->node_id = (uint8_t)v;
+    if (json_object_get(j, "by")) {
+        if (get_uint(j, "by", 255, &v) < 0)
+            return TETHER_EPROTO;
+        n->adopted_by = (uint8_t)v;
+    }
+    json_t *ho = json_object_get(j, "ho");
+    if (ho && !json_is_boolean(ho))
+        return TETHER_EPROTO;
+    n->handover = ho && json_is_true(ho);
     return 0;
 }
 

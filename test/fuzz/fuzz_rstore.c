@@ -43,11 +43,14 @@ static void same(const tether_store_rec_t *a, const tether_store_rec_t *b)
     case TETHER_STORE_SESSION:
         if (a->u.session.blob_len != b->u.session.blob_len ||
             memcmp(a->u.session.blob, b->u.session.blob, a->u.session.blob_len) ||
-            a->u.session.seq_ceiling != b->u.session.seq_ceiling)
+            a->u.session.seq_ceiling != b->u.session.seq_ceiling ||
+            a->u.session.generation != b->u.session.generation ||
+            a->u.session.node_id != b->u.session.node_id)
             abort();
         break;
     case TETHER_STORE_NODE:
-        if (a->u.node.node_id != b->u.node.node_id || a->u.node.generation != b->u.node.generation)
+        if (a->u.node.node_id != b->u.node.node_id || a->u.node.generation != b->u.node.generation ||
+            a->u.node.adopted_by != b->u.node.adopted_by || a->u.node.handover != b->u.node.handover)
             abort();
         break;
     default: abort();

@@ -175,7 +175,7 @@ def check_compose(path, env_names):
     nodes_conf = mount_source(lb, "/etc/nginx/tether-nodes.conf")
     servers = set()
     if nodes_conf:
-        servers = set(re.findall(r"^\s*server\s+(\S+?);", open(nodes_conf).read(), re.M))
+        servers = set(re.findall(r"^\s*server\s+([^\s;]+)", open(nodes_conf).read(), re.M))
     want_servers = {"%s:%s" % (s["hostname"], dport) for s in nodes.values()}
     check("compose: lb's upstream is every node's DTLS listener", servers == want_servers,
           "%s != %s" % (sorted(servers), sorted(want_servers)))

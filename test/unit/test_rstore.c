@@ -112,6 +112,61 @@ static void test_device_record(void **state)
     }
 }
 
+/* Failover's fields: a checkpoint's holder generation, a claim's adopter;
+ * records written before them still read (generation 0, no adopter). */
+static void test_failover_records(void **state)
+{
+    (void)state;
+    const uint8_t blob[3] = {9, 8, 7};
+    tether_store_rec_t rec = {.kind = TETHER_STORE_SESSION};
+    tether_store_session_t *s = &rec.u.session;
+    s->cid_len = 2;
+    s->cid[0] = 1;
+    s->cid[1] = 2;
+    s->node_id = 2;
+    s->generation = 1796205153663ull;
+    s->seq_ceiling = 16778240;
+    s->blob = blob;
+    s->blob_len = sizeof blob;
+    char *json;
+    tetherd_rrec_t out;
+    assert_int_equal(tetherd_rrec_encode(&rec, NULL, "k", 1, &json), 0);
+    assert_int_equal(tetherd_rrec_decode(TETHER_STORE_SESSION, json, strlen(json), NULL, "k", 1, &out), 0);
+    assert_int_equal(out.rec.u.session.node_id, 2);
+    assert_true(out.rec.u.session.generation == 1796205153663ull);
+    assert_true(out.rec.u.session.seq_ceiling == 16778240);
+    assert_memory_equal(out.rec.u.session.blob, blob, sizeof blob);
+    tetherd_rrec_free(&out);
+    free(json);
+    const char *old = "{\"cid\":\"0102\",\"node\":1,\"ceil\":5,\"blob\":\"09\"}";
+    assert_int_equal(tetherd_rrec_decode(TETHER_STORE_SESSION, old, strlen(old), NULL, "k", 1, &out), 0);
+    assert_true(out.rec.u.session.generation == 0);
+    tetherd_rrec_free(&out);
+
+    tether_store_rec_t n = {.kind = TETHER_STORE_NODE};
+    n.u.node.node_id = 1;
+    n.u.node.generation = 1001;
+    n.u.node.adopted_by = 3;
+    n.u.node.handover = true;
+    assert_int_equal(tetherd_addr_parse("127.0.0.1:7000", &n.u.node.addr), 0);
+    assert_int_equal(tetherd_rrec_encode(&n, NULL, "k", 1, &json), 0);
+    assert_int_equal(tetherd_rrec_decode(TETHER_STORE_NODE, json, strlen(json), NULL, "k", 1, &out), 0);
+    assert_int_equal(out.rec.u.node.adopted_by, 3);
+    assert_true(out.rec.u.node.handover);
+    assert_true(out.rec.u.node.generation == 1001);
+    tetherd_rrec_free(&out);
+    free(json);
+    const char *lease = "{\"node\":1,\"addr\":\"127.0.0.1:7000\",\"gen\":5}";
+    assert_int_equal(tetherd_rrec_decode(TETHER_STORE_NODE, lease, strlen(lease), NULL, "k", 1, &out), 0);
+    assert_int_equal(out.rec.u.node.adopted_by, 0);
+    assert_false(out.rec.u.node.handover);
+    tetherd_rrec_free(&out);
+    const char *bad = "{\"node\":1,\"addr\":\"127.0.0.1:7000\",\"gen\":5,\"by\":256}";
+    assert_int_equal(tetherd_rrec_decode(TETHER_STORE_NODE, bad, strlen(bad), NULL, "k", 1, &out),
+                     TETHER_EPROTO);
+    tetherd_rrec_free(&out);
+}
+
 static void test_wrap(void **state)
 {
     (void)state;
@@ -282,7 +337,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_key_layout), cmocka_unit_test(test_device_record),
         cmocka_unit_test(test_wrap),       cmocka_unit_test(test_backlog),
-        cmocka_unit_test(test_rconn),
+        cmocka_unit_test(test_rconn),      cmocka_unit_test(test_failover_records),
     };
     return cmocka_run_group_tests_name("rstore", tests, NULL, NULL);
 }

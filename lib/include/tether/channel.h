@@ -127,6 +127,14 @@ TETHER_API bool tether_channel_route_in(tether_channel_t *ch, uint8_t iface,
                                         const tether_addr_t *from, const uint8_t *data, size_t len,
                                         tether_time_t now);
 
+/* Forwards a client's record to node `node` whatever its CID says (the
+ * session it names is held there now: adopted after its node died or
+ * handed over, SPEC S5). true: a FORWARD is in the outbox; false: `node`
+ * is ourselves or unknown (unroutable counted), the caller handles it. */
+TETHER_API bool tether_channel_forward(tether_channel_t *ch, uint8_t node, uint8_t iface,
+                                       const tether_addr_t *from, const uint8_t *data, size_t len,
+                                       tether_time_t now);
+
 /* A record from `client` authenticated in one of our sessions, having come
  * through node `via` (0: straight to us). Only this changes where our
  * datagrams for `client` leave from: unauthenticated traffic never does. */

@@ -154,6 +154,7 @@ typedef enum {
     TETHER_DTLS_WHY_REPLACED,         /* closed: the peer completed a new handshake */
     TETHER_DTLS_WHY_LOCAL,            /* closed: sequence numbers exhausted, shutdown */
     TETHER_DTLS_WHY_REVOKED,          /* closed: identity gone or role changed (set_creds) */
+    TETHER_DTLS_WHY_HANDED_OVER,      /* released here: it continues on another node */
 } tether_dtls_why_t;
 
 typedef struct {
@@ -276,6 +277,29 @@ typedef struct {
 
 /* The ceiling of the raise in flight (0: none). */
 TETHER_API uint64_t tether_dtls_sess_ceiling_wanted(const tether_dtls_sess_t *sess);
+/* The ceiling the store acknowledged last (0: none yet, or no ceiling):
+ * what a checkpoint written outside a raise (a handover) is bound to. */
+TETHER_API uint64_t tether_dtls_sess_ceiling(const tether_dtls_sess_t *sess);
+/* Whether the session runs under a transmit ceiling (so it has, or will
+ * have, a checkpoint in the store). */
+TETHER_API bool tether_dtls_sess_checkpointed(const tether_dtls_sess_t *sess);
+/* One past the newest record sequence number received (0: none), so the
+ * layer above can tell whether the receive window moved since its last
+ * checkpoint. */
+TETHER_API uint64_t tether_dtls_sess_rx_next(const tether_dtls_sess_t *sess);
+
+/* Routing by session rather than by node byte (an adopted session's CID
+ * names the node that died): the CID a DTLS 1.2 CID record or DTLS 1.3
+ * unified header carries, conf.cid_len bytes at *cid. Returns 1 when a
+ * session here holds that CID, 0 when none does, TETHER_ENOTFOUND when
+ * the datagram carries no CID of our length. */
+TETHER_API int tether_dtls_record_cid(const tether_dtls_srv_t *srv, const uint8_t *buf, size_t len,
+                                      const uint8_t **cid);
+/* Ends session `id` here without telling the peer (no close_notify): it
+ * continues on another node (handed over, or adopted by a node that
+ * fenced us). EV_CLOSED follows with why HANDED_OVER. TETHER_ENOTFOUND
+ * when it is gone. */
+TETHER_API int tether_dtls_sess_release(tether_dtls_srv_t *srv, uint64_t id);
 
 /* Seals a checkpoint of `sess` into out[cap] (*len bytes). 0;
  * TETHER_EAGAIN (still on wolfSSL: not settled yet); TETHER_EINVAL (cannot

@@ -63,6 +63,17 @@ typedef enum {
 typedef void (*tether_pipeline_tap_fn)(void *user, bool in, uint64_t link_id, const uint8_t *msg,
                                        size_t len);
 
+/* Failover (SPEC S5): the node holding the session of CID `cid`
+ * (conf.dtls.cid_len bytes) when it is not this one, from the host's
+ * replica of the store's SESSION records (no store round trip: it runs
+ * for every record); 0 when unknown, which routes by the CID's node byte.
+ * Consulted only for records whose CID no session here holds. */
+typedef uint8_t (*tether_pipeline_cid_owner_fn)(void *user, const uint8_t *cid, size_t len);
+/* Failover: every DTLS event, before the node hears of it (EV_CEILING is
+ * the host's to serve: tether_dtls_ceiling_acked, then
+ * tether_pipeline_settle). It must not call into the pipeline. */
+typedef void (*tether_pipeline_dtls_event_fn)(void *user, const tether_dtls_event_t *ev);
+
 typedef struct {
     tether_node_conf_t node;
     tether_dtls_conf_t dtls;       /* used when an interface is DTLS */
@@ -71,6 +82,9 @@ typedef struct {
     uint8_t iface[TETHER_PIPELINE_MAX_IFACE]; /* tether_iface_kind_t of each */
     tether_pipeline_tap_fn tap;               /* optional */
     void *tap_user;
+    tether_pipeline_cid_owner_fn cid_owner;   /* optional */
+    tether_pipeline_dtls_event_fn dtls_event; /* optional */
+    void *failover_user;
 } tether_pipeline_conf_t;
 
 typedef struct tether_pipeline tether_pipeline_t;
@@ -115,10 +129,12 @@ TETHER_API void tether_pipeline_internal_input(tether_pipeline_t *p, uint64_t id
  * client would. The host may feed the pipeline while it takes answers. */
 TETHER_API bool tether_pipeline_internal_take(tether_pipeline_t *p, tether_out_t *out);
 
-/* Settles what reached the node outside the pipeline's own calls (a state
- * store callback completing later from the host's event loop): the node's
- * answers move to the outbox as after any other call. */
-TETHER_API void tether_pipeline_flush(tether_pipeline_t *p, tether_time_t now);
+/* Settles what reached the pipeline's parts outside its own calls: a state
+ * store callback completing later from the host's event loop, or the host
+ * calling the DTLS server directly (a ceiling acknowledged, a session
+ * adopted or released). Output moves to the outbox and events are handled,
+ * as after any entry point. */
+TETHER_API void tether_pipeline_settle(tether_pipeline_t *p, tether_time_t now);
 
 /* Runs every part whose deadline has come. */
 TETHER_API void tether_pipeline_tick(tether_pipeline_t *p, tether_time_t now);

@@ -121,7 +121,8 @@ typedef struct {
 typedef struct {
     uint8_t cid_len;
     uint8_t cid[TETHER_STORE_CID_MAX];
-    uint8_t node_id;
+    uint8_t node_id;     /* the node holding it now (the CID's byte names its first) */
+    uint64_t generation; /* that node's generation when it wrote it (checkpoint.h binding) */
     uint64_t seq_ceiling;
     const uint8_t *blob;
     size_t blob_len;
@@ -132,6 +133,12 @@ typedef struct {
     uint8_t node_id;
     tether_addr_t addr;  /* its internal channel */
     uint64_t generation; /* adoption of a dead node's id bumps it (fenced by CAS) */
+    /* 0: the node's own lease. Else an adoption claim: node `adopted_by`
+     * took this dead node's sessions (put only if absent, so one wins). */
+    uint8_t adopted_by;
+    /* The node is leaving (SIGTERM) and has checkpointed its sessions:
+     * adopt them now, without waiting for its channel to fall silent. */
+    bool handover;
 } tether_store_node_t;
 
 typedef struct {
