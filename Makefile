@@ -111,6 +111,7 @@ $(BUILD)/test/test_config: $(BUILD)/server/config/keys.o $(BUILD)/server/config/
 $(BUILD)/test/test_rstore: $(BUILD)/server/store/rkey.o $(BUILD)/server/store/wrap.o \
 	$(BUILD)/server/store/backlog.o $(BUILD)/server/store/rconn.o
 $(BUILD)/test/test_latency: $(BUILD)/server/latency.o
+$(BUILD)/test/test_coap_bridge: $(BUILD)/server/admin/coap_bridge.o
 
 # libFuzzer targets compile the library sources directly with clang.
 FUZZ_CC ?= clang

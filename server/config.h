@@ -38,6 +38,7 @@ typedef struct {
     char admin_token[128];
     uint32_t admin_max_connections;
     uint32_t admin_idle_timeout; /* seconds */
+    uint32_t admin_coap_streams; /* SSE streams per identity on /coap/... */
     char redis_url[256];
     uint32_t redis_backlog_max; /* dirty keys held while Redis is away */
     char cluster_key[128];

@@ -343,7 +343,10 @@ static void shared_cred_done(void *user, uint64_t id, int rc, uint64_t version)
     tetherd_admin_cred_done(&((tetherd_t *)user)->admin, id, rc, version);
 }
 
-static void shared_pump(void *user) { pump(user); }
+static void shared_pump(void *user)
+{
+    pump(user);
+}
 
 static int admin_cred(const tether_creds_entry_t *e, const char *identity, uint64_t id, void *user)
 {
@@ -360,8 +363,11 @@ static json_t *admin_cluster(void *user)
 static int stats_hook(json_t *st, void *user)
 {
     tetherd_t *d = user;
-    const tetherd_stats_src_t src = {
-        .cfg = &d->cfg, .pipe = d->pipe, .tx = &d->txq.stats, .service = &d->service, .lat = &d->lat};
+    const tetherd_stats_src_t src = {.cfg = &d->cfg,
+                                     .pipe = d->pipe,
+                                     .tx = &d->txq.stats,
+                                     .service = &d->service,
+                                     .lat = &d->lat};
     int rc = tetherd_stats_fill(st, &src);
     return rc < 0 || !d->shared ? rc : tetherd_shared_stats(d->shared, st);
 }
@@ -401,6 +407,32 @@ static int admin_coap_send(uint64_t id, const uint8_t *msg, size_t len, void *us
     tether_pipeline_internal_input(d->pipe, id, msg, len, now_ms(d));
     pump(d);
     return 0;
+}
+
+/* An HTTP-to-CoAP request enters the node as client `identity`'s (NULL:
+ * the operator's admin token) on HTTP link `id`. */
+static int admin_coap_send_as(uint64_t id, const char *identity, const uint8_t *msg, size_t len,
+                              void *user)
+{
+    tetherd_t *d = user;
+    tether_pipeline_http_input(d->pipe, id, identity, msg, len, now_ms(d));
+    pump(d);
+    return 0;
+}
+
+static void admin_coap_close(uint64_t id, void *user)
+{
+    tetherd_t *d = user;
+    tether_pipeline_http_close(d->pipe, id, now_ms(d));
+    pump(d);
+}
+
+/* HTTP bearer tokens of client credentials: the set in use (file plus
+ * Redis's). */
+static int admin_http_identity(const char *tok, size_t len, char *identity, size_t cap, void *user)
+{
+    tetherd_t *d = user;
+    return tether_creds_http_identity(d->active, tok, len, identity, cap);
 }
 
 /* /ready: every configured listener is up and the node is not draining.
@@ -599,6 +631,9 @@ int main(int argc, char **argv)
         .device_next = admin_device_next,
         .device_remove = admin_device_remove,
         .coap_send = admin_coap_send,
+        .coap_send_as = admin_coap_send_as,
+        .coap_close = admin_coap_close,
+        .http_identity = admin_http_identity,
         .cluster = admin_cluster,
         .cred = d.shared ? admin_cred : NULL,
         .user = &d,

@@ -13,12 +13,24 @@
 
 /* SPEC S11: these dotted paths always exist in /stats. */
 static const char *const s11_paths[] = {
-    "sessions.active",          "sessions.handshakes_full",   "sessions.handshakes_resumed",
-    "sessions.address_changes", "devices.registered",         "proxy.requests",
-    "proxy.cache_hits",         "proxy.cache_misses",         "observe.device_observations",
-    "observe.observers",        "observe.notifications_sent", "queue.pending",
-    "cluster.nodes_alive",      "cluster.forwarded_records",  "memory.rss_bytes",
-    "redis.backlog",            "redis.reconnects",           "redis.errors",
+    "sessions.active",
+    "sessions.handshakes_full",
+    "sessions.handshakes_resumed",
+    "sessions.address_changes",
+    "devices.registered",
+    "proxy.requests",
+    "proxy.cache_hits",
+    "proxy.cache_misses",
+    "observe.device_observations",
+    "observe.observers",
+    "observe.notifications_sent",
+    "queue.pending",
+    "cluster.nodes_alive",
+    "cluster.forwarded_records",
+    "memory.rss_bytes",
+    "redis.backlog",
+    "redis.reconnects",
+    "redis.errors",
 };
 
 int tetherd_admin_stat_set(json_t *stats, const char *path, json_int_t value)

@@ -34,6 +34,8 @@ const tetherd_key_t tetherd_config_keys[] = {
      .doc = "open admin connections at most"},
     {.key = "admin_idle_timeout", UINT(1, 3600), FIELD(admin_idle_timeout), .def = "30",
      .doc = "seconds an admin connection may go without completing a request"},
+    {.key = "admin_coap_streams_per_identity", UINT(0, 4096), FIELD(admin_coap_streams),
+     .def = "4", .doc = "HTTP-to-CoAP event streams (Observe) one identity may hold open"},
     {.key = "drain_timeout", UINT(0, 3600), FIELD(drain_timeout), .def = "10",
      .doc = "seconds a SIGTERM waits for pending requests before stopping"},
     {.key = "redis_url", .env = "TETHER_REDIS_URL", .flag = "redis", .type = TETHERD_KEY_URL,

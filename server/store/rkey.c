@@ -14,21 +14,21 @@ static const struct {
     const char *prefix; /* up to the opening brace */
     int hex;            /* 1: hex, 0: percent-encoded text, 2: node id */
 } layout[] = {
-    {TETHER_STORE_DEVICE, "tether:dev:{", 0},   {TETHER_STORE_CRED, "tether:cred:{", 0},
-    {TETHER_STORE_OBSERVE, "tether:obs:{", 1},  {TETHER_STORE_SESSION, "tether:sess:{", 1},
+    {TETHER_STORE_DEVICE, "tether:dev:{", 0},       {TETHER_STORE_CRED, "tether:cred:{", 0},
+    {TETHER_STORE_OBSERVE, "tether:obs:{", 1},      {TETHER_STORE_SESSION, "tether:sess:{", 1},
     {TETHER_STORE_NODE, "tether:{nodes}:node:", 2},
 };
 #define NLAYOUT (sizeof layout / sizeof layout[0])
 
 static int plain(uint8_t c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '.' || c == '_' || c == '-';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '-';
 }
 
 static int hexval(char c)
 {
-    return c >= '0' && c <= '9' ? c - '0'
+    return c >= '0' && c <= '9'   ? c - '0'
            : c >= 'a' && c <= 'f' ? c - 'a' + 10
            : c >= 'A' && c <= 'F' ? c - 'A' + 10
                                   : -1;
@@ -239,8 +239,11 @@ static json_t *enc_cred(const tether_store_cred_t *c, const tetherd_wrap_t *w, c
         return NULL;
     json_t *allow = json_array();
     for (size_t i = 0; allow && i < c->nallow; i++)
-        json_array_append_new(allow, json_pack("[s,i]", c->allow[i].pattern,
-                                               (json_int_t)c->allow[i].methods));
+        json_array_append_new(
+            allow,
+            c->allow[i].group
+                ? json_pack("[s,i,b]", c->allow[i].pattern, (json_int_t)c->allow[i].methods, 1)
+                : json_pack("[s,i]", c->allow[i].pattern, (json_int_t)c->allow[i].methods));
     return json_pack("{s:s, s:b, s:i, s:o, s:o*}", "id", c->identity, "derived", (int)c->derived,
                      "role", (int)c->role, "key", jhex(sealed, sl), "allow", allow);
 }
@@ -270,9 +273,9 @@ int tetherd_rrec_encode(const tether_store_rec_t *rec, const tetherd_wrap_t *w, 
         json_t *obs = json_array();
         for (size_t i = 0; obs && i < o->nobservers; i++) {
             const tether_store_observer_t *x = &o->observers[i];
-            json_array_append_new(obs, json_pack("[i,o,o]", (int)x->node_id,
-                                                 jhex(x->link, x->link_len),
-                                                 jhex(x->token, x->tkl)));
+            json_array_append_new(obs,
+                                  json_pack("[i,o,o]", (int)x->node_id, jhex(x->link, x->link_len),
+                                            jhex(x->token, x->tkl)));
         }
         j = json_pack("{s:o, s:s, s:o, s:o*}", "key", jhex(o->key, o->key_len), "dev", o->device,
                       "utok", jhex(o->utok, o->utok_len), "obs", obs);
@@ -305,8 +308,7 @@ int tetherd_rrec_encode(const tether_store_rec_t *rec, const tetherd_wrap_t *w, 
 static int get_uint(json_t *o, const char *k, uint64_t max, uint64_t *v)
 {
     json_t *j = json_object_get(o, k);
-    if (!json_is_integer(j) || json_integer_value(j) < 0 ||
-        (uint64_t)json_integer_value(j) > max)
+    if (!json_is_integer(j) || json_integer_value(j) < 0 || (uint64_t)json_integer_value(j) > max)
         return TETHER_EPROTO;
     *v = (uint64_t)json_integer_value(j);
     return 0;
@@ -370,15 +372,16 @@ static int dec_cred(json_t *j, const tetherd_wrap_t *w, const char *rkey, uint64
         return TETHER_ECRYPTO;
     if (get_str(j, "id", c->identity, sizeof c->identity) < 0 || !c->identity[0] ||
         !json_is_boolean(json_object_get(j, "derived")) || get_uint(j, "role", 1, &role) < 0 ||
-        unhex(json_object_get(j, "key"), sealed, sizeof sealed, &sl) < 0 ||
-        !json_is_array(allow) || json_array_size(allow) > 256)
+        unhex(json_object_get(j, "key"), sealed, sizeof sealed, &sl) < 0 || !json_is_array(allow) ||
+        json_array_size(allow) > 256)
         return TETHER_EPROTO;
     c->derived = json_is_true(json_object_get(j, "derived"));
     c->role = role ? TETHER_ROLE_CLIENT : TETHER_ROLE_DEVICE;
     char aad[TETHERD_RKEY_MAX + 24];
     size_t al = cred_aad(rkey, version, aad, sizeof aad);
-    if (!al || tetherd_wrap_open(w, (const uint8_t *)aad, al, sealed, sl, c->key, sizeof c->key,
-                                 &kl) < 0 ||
+    if (!al ||
+        tetherd_wrap_open(w, (const uint8_t *)aad, al, sealed, sl, c->key, sizeof c->key, &kl) <
+            0 ||
         !kl)
         return TETHER_EPROTO;
     c->key_len = (uint8_t)kl;
@@ -387,13 +390,17 @@ static int dec_cred(json_t *j, const tetherd_wrap_t *w, const char *rkey, uint64
     if (!rules)
         return TETHER_ENOMEM;
     for (size_t i = 0; i < na; i++) {
+        /* [pattern, methods] or, for a "groups" rule, [pattern, methods, true] */
         json_t *e = json_array_get(allow, i), *p = json_array_get(e, 0), *m = json_array_get(e, 1);
-        if (json_array_size(e) != 2 || !json_is_string(p) || !json_is_integer(m) ||
-            json_string_length(p) == 0 || json_string_length(p) >= sizeof rules[i].pattern ||
-            json_integer_value(m) < 0 || json_integer_value(m) > 255)
+        json_t *g = json_array_get(e, 2);
+        if (json_array_size(e) < 2 || json_array_size(e) > 3 || (g && !json_is_true(g)) ||
+            !json_is_string(p) || !json_is_integer(m) || json_string_length(p) == 0 ||
+            json_string_length(p) >= sizeof rules[i].pattern || json_integer_value(m) < 0 ||
+            json_integer_value(m) > 255)
             return TETHER_EPROTO;
         memcpy(rules[i].pattern, json_string_value(p), json_string_length(p) + 1);
         rules[i].methods = (uint8_t)json_integer_value(m);
+        rules[i].group = g != NULL;
     }
     c->allow = rules;
     c->nallow = na;
