@@ -63,6 +63,16 @@ typedef void (*tetherd_admin_coap_close_fn)(uint64_t id, void *user);
 typedef int (*tetherd_admin_http_identity_fn)(const char *tok, size_t len, char *identity,
                                               size_t cap, void *user);
 
+/* Groups (GET/PUT/DELETE /groups...). `groups`: one group as JSON (a new
+ * reference) or, for name NULL, {"groups": [...]}; NULL when there is no
+ * such group. `group_put`: 0, TETHER_EINVAL with a message in err[cap]
+ * (400), TETHER_ELIMIT (a bound, 409) or TETHER_ENOMEM.
+ * `group_delete`: 0 or TETHER_ENOTFOUND. */
+typedef json_t *(*tetherd_admin_groups_fn)(const char *name, void *user);
+typedef int (*tetherd_admin_group_put_fn)(const char *name, const json_t *body, char *err,
+                                          size_t cap, void *user);
+typedef int (*tetherd_admin_group_delete_fn)(const char *name, void *user);
+
 /* GET /cluster: the nodes and their state as a JSON object (a new
  * reference), NULL on failure (500). */
 typedef json_t *(*tetherd_admin_cluster_fn)(void *user);
@@ -84,6 +94,10 @@ typedef struct {
     tetherd_admin_coap_send_as_fn coap_send_as;
     tetherd_admin_coap_close_fn coap_close;
     tetherd_admin_http_identity_fn http_identity;
+    /* NULL: /groups answers 501 */
+    tetherd_admin_groups_fn groups;
+    tetherd_admin_group_put_fn group_put;
+    tetherd_admin_group_delete_fn group_delete;
     tetherd_admin_cluster_fn cluster; /* NULL: GET /cluster answers 501 */
     tetherd_admin_cred_fn cred;       /* NULL: /credentials answers 501 */
     void *user;                       /* passed to every hook */

@@ -71,6 +71,14 @@ typedef struct {
     uint32_t proxy_block_idle_ms;
     uint32_t proxy_upload_max_bytes;
     uint32_t proxy_uploads_per_device;
+    /* "proxy": group requests, defaults from tether_node_conf_defaults */
+    uint32_t proxy_max_groups;
+    uint32_t proxy_group_max_members;
+    uint32_t proxy_group_max_requests;
+    uint32_t proxy_group_pacing_burst;
+    uint32_t proxy_group_pacing_interval_ms;
+    uint32_t proxy_group_timeout_max_ms;
+    char groups_file[512]; /* groups defined at start and on SIGHUP ("" none) */
     uint32_t drain_timeout;     /* seconds SIGTERM waits for pending requests */
     char dtls_ca_file[512];     /* CA of client certificates ("" = none) */
     char dtls_cert_file[512];   /* our ECDSA certificate (chain), PEM */

@@ -43,6 +43,13 @@ int tetherd_stats_fill(json_t *st, const tetherd_stats_src_t *d)
         {"proxy.uploads_abandoned", ns->uploads_abandoned},
         {"proxy.upload_blocks", ns->upload_blocks},
         {"proxy.uploads_active", ns->uploads_active},
+        {"groups.defined", ns->groups_defined},
+        {"groups.requests", ns->group_requests},
+        {"groups.requests_active", ns->group_requests_active},
+        {"groups.members_sent", ns->group_members_sent},
+        {"groups.responses", ns->group_responses},
+        {"groups.members_unanswered", ns->group_members_unanswered},
+        {"groups.rejected", ns->group_rejected},
         {"observe.device_observations", ns->observe_device_observations},
         {"observe.observers", ns->observe_observers},
         {"observe.notifications_sent", ns->observe_notifications_sent},
@@ -63,6 +70,9 @@ int tetherd_stats_fill(json_t *st, const tetherd_stats_src_t *d)
         {"limits.block_max_transfers", d->cfg->proxy_block_max_transfers},
         {"limits.upload_max_bytes", d->cfg->proxy_upload_max_bytes},
         {"limits.uploads_per_device", d->cfg->proxy_uploads_per_device},
+        {"limits.max_groups", d->cfg->proxy_max_groups},
+        {"limits.group_max_members", d->cfg->proxy_group_max_members},
+        {"limits.group_max_requests", d->cfg->proxy_group_max_requests},
         {"limits.max_observers_per_resource", d->cfg->proxy_max_observers_per_resource},
         {"limits.max_sessions", d->cfg->dtls_max_sessions},
         {"limits.max_handshakes", d->cfg->dtls_max_handshakes},
@@ -136,4 +146,3 @@ int tetherd_stats_fill(json_t *st, const tetherd_stats_src_t *d)
             return TETHER_ENOMEM;
     return 0;
 }
-

@@ -23,14 +23,14 @@ typedef struct {
     uint64_t rx_rejected; /* malformed or bad critical option */
     uint64_t duplicates;  /* retransmissions answered from the dedup cache */
     uint64_t requests_local;
-    uint64_t requests_relayed; /* client requests accepted for a device */
-    uint64_t relay_ok;         /* answered with the device's response */
-    uint64_t relay_timeouts;   /* answered 5.04 */
-    uint64_t relay_gone;       /* answered 5.02 */
-    uint64_t relay_denied;     /* 4.01 / 4.03 */
-    uint64_t relay_unknown;    /* 4.04: no such device */
+    uint64_t requests_relayed;    /* client requests accepted for a device */
+    uint64_t relay_ok;            /* answered with the device's response */
+    uint64_t relay_timeouts;      /* answered 5.04 */
+    uint64_t relay_gone;          /* answered 5.02 */
+    uint64_t relay_denied;        /* 4.01 / 4.03 */
+    uint64_t relay_unknown;       /* 4.04: no such device */
     uint64_t relay_mid_exhausted; /* 5.03 + Max-Age: the device's MID budget was spent */
-    uint64_t queued;           /* requests held for a sleeping device */
+    uint64_t queued;              /* requests held for a sleeping device */
     uint64_t queue_pending;
     uint64_t devices_registered;
     uint64_t registrations;
@@ -48,17 +48,25 @@ typedef struct {
     uint64_t observe_rejected;            /* registrations refused (5.03) at a bound */
     uint64_t observe_stale;               /* device notifications older than the last (dropped) */
     /* block-wise (RFC 7959) */
-    uint64_t block_transfers;       /* Block2 representations reassembled from devices */
-    uint64_t block_blocks_fetched;  /* blocks tether asked devices for */
-    uint64_t block_restarts;        /* transfers restarted because the ETag changed */
-    uint64_t block_failed;          /* transfers abandoned (device error, bounds, timeout) */
-    uint64_t block_served;          /* Block2 blocks served to clients by tether */
+    uint64_t block_transfers;        /* Block2 representations reassembled from devices */
+    uint64_t block_blocks_fetched;   /* blocks tether asked devices for */
+    uint64_t block_restarts;         /* transfers restarted because the ETag changed */
+    uint64_t block_failed;           /* transfers abandoned (device error, bounds, timeout) */
+    uint64_t block_served;           /* Block2 blocks served to clients by tether */
     uint64_t block_transfers_active; /* transfers running or representations kept */
-    uint64_t uploads_completed;     /* Block1 uploads the device answered finally */
-    uint64_t uploads_rejected;      /* 4.08 / 4.13 / 5.03 answered by tether */
-    uint64_t uploads_abandoned;     /* uploads the client stopped continuing */
-    uint64_t upload_blocks;         /* Block1 blocks relayed to devices */
+    uint64_t uploads_completed;      /* Block1 uploads the device answered finally */
+    uint64_t uploads_rejected;       /* 4.08 / 4.13 / 5.03 answered by tether */
+    uint64_t uploads_abandoned;      /* uploads the client stopped continuing */
+    uint64_t upload_blocks;          /* Block1 blocks relayed to devices */
     uint64_t uploads_active;
+    /* group requests (draft-ietf-core-groupcomm-proxy) */
+    uint64_t groups_defined;
+    uint64_t group_requests;           /* fan-outs started */
+    uint64_t group_requests_active;    /* fan-outs whose T' has not passed */
+    uint64_t group_members_sent;       /* member requests sent or queued */
+    uint64_t group_responses;          /* member responses forwarded within T' */
+    uint64_t group_members_unanswered; /* member requests still out at T' (cancelled) */
+    uint64_t group_rejected;           /* 4.00 (no Multicast-Timeout), 4.03, 5.03 */
 } tether_node_stats_t;
 
 typedef struct {
@@ -73,18 +81,24 @@ typedef struct {
     uint32_t queue_ttl_ms;       /* a queued request gets 5.04 after this */
     uint32_t queue_awake_ms;     /* a queue-mode device listens this long after it spoke */
     uint32_t max_devices;
-    uint32_t max_pending;       /* relayed requests in flight or queued, node-wide */
-    bool plain_trusted;         /* plain-CoAP clients may use the proxy (loopback) */
-    uint64_t cache_bytes;       /* response cache budget, 0 disables caching */
-    uint32_t max_observers;     /* client observers, node-wide (5.03 beyond) */
+    uint32_t max_pending;                /* relayed requests in flight or queued, node-wide */
+    bool plain_trusted;                  /* plain-CoAP clients may use the proxy (loopback) */
+    uint64_t cache_bytes;                /* response cache budget, 0 disables caching */
+    uint32_t max_observers;              /* client observers, node-wide (5.03 beyond) */
     uint32_t max_observers_per_resource; /* observers of one device observation */
-    uint32_t block_max_bytes;     /* largest representation reassembled (Block2) */
-    uint32_t block_size;          /* block size asked of devices and default to clients */
-    uint32_t block_max_transfers; /* Block2 transfers plus Block1 uploads, node-wide */
-    uint32_t block_timeout_ms;    /* a whole Block2 transfer takes at most this */
-    uint32_t block_idle_ms;       /* an upload or kept representation not continued */
-    uint32_t upload_max_bytes;    /* a Block1 upload beyond this gets 4.13 */
-    uint32_t uploads_per_device;  /* Block1 uploads to one device at once */
+    uint32_t block_max_bytes;            /* largest representation reassembled (Block2) */
+    uint32_t block_size;                 /* block size asked of devices and default to clients */
+    uint32_t block_max_transfers;        /* Block2 transfers plus Block1 uploads, node-wide */
+    uint32_t block_timeout_ms;           /* a whole Block2 transfer takes at most this */
+    uint32_t block_idle_ms;              /* an upload or kept representation not continued */
+    uint32_t upload_max_bytes;           /* a Block1 upload beyond this gets 4.13 */
+    uint32_t uploads_per_device;         /* Block1 uploads to one device at once */
+    uint32_t max_groups;                 /* groups defined at most */
+    uint32_t group_max_members;          /* members of one group (pattern matches included) */
+    uint32_t group_max_requests;         /* group fan-outs at once (5.03 beyond) */
+    uint32_t group_pacing_burst;         /* members sent the request at once */
+    uint32_t group_pacing_interval_ms;   /* between two such batches */
+    uint32_t group_timeout_max_ms;       /* a client's Multicast-Timeout is clamped to this */
     /* Where the directory entries go (borrowed; must outlive the node).
      * NULL: the node makes and owns an in-memory store (SPEC S7). */
     tether_store_t *store;
@@ -152,6 +166,34 @@ TETHER_API int tether_node_device(const tether_node_t *node, const char *name,
  * cursor whose device is gone still resumes at the right place. */
 TETHER_API int tether_node_device_next(const tether_node_t *node, const char *cursor,
                                        tether_device_info_t *info);
+/* Groups (draft-ietf-core-groupcomm-proxy; lib/proxy/group.h has the
+ * request semantics). A group names either explicit members or a pattern
+ * (fnmatch glob over this node's devices). */
+typedef struct {
+    const char *name;
+    const char *pattern; /* NULL for a member list */
+    size_t nmembers;
+    const char (*member)[TETHER_IDENTITY_MAX]; /* member[0..nmembers) */
+} tether_group_info_t;
+
+/* Defines or replaces group `name` (case-insensitive): `pattern` (may be
+ * NULL) or members[0..nmembers), exactly one of them. 0; TETHER_EINVAL (a
+ * bad name, pattern or member, both or neither); TETHER_ELIMIT beyond
+ * max_groups or group_max_members; TETHER_ENOMEM. Fan-outs already
+ * running keep their members. */
+TETHER_API int tether_node_group_set(tether_node_t *node, const char *name, const char *pattern,
+                                     const char *const *members, size_t nmembers);
+/* 0 or TETHER_ENOTFOUND. */
+TETHER_API int tether_node_group_remove(tether_node_t *node, const char *name);
+/* The group called `name`; its strings are valid until the group changes.
+ * 0 or TETHER_ENOTFOUND. */
+TETHER_API int tether_node_group(const tether_node_t *node, const char *name,
+                                 tether_group_info_t *info);
+/* In definition order: the group after `after` (NULL: the first);
+ * TETHER_ENOTFOUND at the end (or when `after` is gone). */
+TETHER_API int tether_node_group_next(const tether_node_t *node, const char *after,
+                                      tether_group_info_t *info);
+
 /* Removes a registration (operator action): its pending requests get 5.02. */
 TETHER_API int tether_node_device_remove(tether_node_t *node, const char *name, tether_time_t now);
 
