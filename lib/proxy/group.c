@@ -27,10 +27,31 @@ struct group_fan {
     uint8_t ctok[TETHER_COAP_MAX_TOKEN];
     bool drop_all; /* T' = 0: nobody wants the responses */
     size_t nmembers, next;
-    char (*members)[TETHER_IDENTITY_MAX]; /* the members when the request came */
+    char **members; /* the members when the request came (names_pack) */
     uint16_t up_len;
     uint8_t up[]; /* the request as forwarded, without token */
 };
+
+/* n names in one allocation: the pointer array, then the strings (a
+ * member costs its name's length, not TETHER_IDENTITY_MAX). One free().
+ * NULL when n is 0 or memory runs out. */
+static char **names_pack(const char *const *names, size_t n)
+{
+    size_t bytes = n * sizeof(char *);
+    for (size_t i = 0; i < n; i++)
+        bytes += strlen(names[i]) + 1;
+    char **v = n ? malloc(bytes) : NULL;
+    if (!v)
+        return NULL;
+    char *p = (char *)(v + n);
+    for (size_t i = 0; i < n; i++) {
+        size_t l = strlen(names[i]) + 1;
+        memcpy(p, names[i], l);
+        v[i] = p;
+        p += l;
+    }
+    return v;
+}
 
 static void name_key(const tether_groups_t *g, const char *name, uint8_t key[NAME_KEY])
 {
@@ -88,15 +109,13 @@ int tether_group_set(tether_node_t *n, const char *name, const char *pattern,
     if (!old && g->ngroups >= n->conf.max_groups)
         return TETHER_ELIMIT;
     tether_group_t *grp = calloc(1, sizeof *grp);
-    if (!grp || (nmembers && !(grp->members = calloc(nmembers, sizeof *grp->members)))) {
+    if (!grp || (nmembers && !(grp->members = names_pack(members, nmembers)))) {
         free(grp);
         return TETHER_ENOMEM;
     }
     memcpy(grp->name, name, nl + 1);
     if (pl)
         memcpy(grp->pattern, pattern, pl + 1);
-    for (size_t i = 0; i < nmembers; i++)
-        strcpy(grp->members[i], members[i]);
     grp->nmembers = nmembers;
     if (old)
         group_free(g, old);
@@ -187,26 +206,29 @@ static void fan_step(tether_node_t *n, group_fan_t *f, tether_time_t now)
         tether_heap_arm(&g->timers, &f->pace, now + n->conf.group_pacing_interval_ms);
 }
 
-/* The members of grp as they are now, at most conf.group_max_members. */
-static size_t snapshot(const tether_node_t *n, const tether_group_t *grp,
-                       char (**out)[TETHER_IDENTITY_MAX])
+/* The members of grp as they are now, at most conf.group_max_members:
+ * the list, or the registered devices matching the pattern. */
+static size_t snapshot(const tether_node_t *n, const tether_group_t *grp, char ***out)
 {
-    size_t cap = grp->pattern[0] ? n->reg.count : grp->nmembers, k = 0;
-    if (cap > n->conf.group_max_members)
-        cap = n->conf.group_max_members;
-    *out = cap ? calloc(cap, sizeof **out) : NULL;
-    if (!*out)
-        return 0;
+    *out = NULL;
     if (!grp->pattern[0]) {
-        memcpy(*out, grp->members, cap * sizeof **out);
-        return cap;
+        size_t k = grp->nmembers < n->conf.group_max_members ? grp->nmembers
+                                                              : n->conf.group_max_members;
+        *out = names_pack((const char *const *)grp->members, k);
+        return *out ? k : 0;
     }
-    for (const tether_lnode_t *l = n->reg.order.head; l && k < cap; l = l->next) {
+    size_t cap = n->reg.count < n->conf.group_max_members ? n->reg.count
+                                                           : n->conf.group_max_members;
+    const char **names = cap ? malloc(cap * sizeof *names) : NULL;
+    size_t k = 0;
+    for (const tether_lnode_t *l = n->reg.order.head; names && l && k < cap; l = l->next) {
         const tether_device_t *d = container_of(l, tether_device_t, order);
         if (fnmatch(grp->pattern, d->rec.name, FNM_NOESCAPE) == 0)
-            strcpy((*out)[k++], d->rec.name);
+            names[k++] = d->rec.name;
     }
-    return k;
+    *out = names_pack(names, k);
+    free(names);
+    return *out ? k : 0;
 }
 
 void tether_group_request(tether_node_t *n, const tether_peer_t *peer, const tether_coap_msg_t *req,

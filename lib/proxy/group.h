@@ -66,7 +66,7 @@ typedef struct tether_group {
     char name[TETHER_IDENTITY_MAX];
     char pattern[TETHER_IDENTITY_MAX]; /* "" none */
     size_t nmembers;
-    char (*members)[TETHER_IDENTITY_MAX];
+    char **members; /* one allocation (group.c, names_pack) */
 } tether_group_t;
 
 typedef struct {

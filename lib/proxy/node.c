@@ -337,7 +337,7 @@ static void group_info(const tether_group_t *g, tether_group_info_t *info)
     info->name = g->name;
     info->pattern = g->pattern[0] ? g->pattern : NULL;
     info->nmembers = g->nmembers;
-    info->member = (const char(*)[TETHER_IDENTITY_MAX])g->members;
+    info->member = (const char *const *)g->members;
 }
 
 int tether_node_group(const tether_node_t *n, const char *name, tether_group_info_t *info)

@@ -173,7 +173,7 @@ typedef struct {
     const char *name;
     const char *pattern; /* NULL for a member list */
     size_t nmembers;
-    const char (*member)[TETHER_IDENTITY_MAX]; /* member[0..nmembers) */
+    const char *const *member; /* member[0..nmembers) */
 } tether_group_info_t;
 
 /* Defines or replaces group `name` (case-insensitive): `pattern` (may be
