@@ -117,9 +117,13 @@ $(BUILD)/test/test_coap_bridge: $(BUILD)/server/admin/coap_bridge.o
 FUZZ_CC ?= clang
 FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined $(INTERNAL_INC) $(STD) \
              $(PKG_CFLAGS)
+# A target over tetherd code names the server sources it needs.
+FUZZ_SERVER_SRCS :=
+$(BUILD)/fuzz/fuzz_rstore: FUZZ_SERVER_SRCS := server/store/rkey.c server/store/wrap.c
+$(BUILD)/fuzz/fuzz_rstore: server/store/rkey.c server/store/wrap.c server/store/rkey.h
 $(BUILD)/fuzz/%: test/fuzz/%.c $(LIB_SRCS) $(wildcard lib/*/*.h lib/include/tether/*.h)
 	@mkdir -p $(dir $@)
-	$(QUIET_LINK)$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(LIB_SRCS) $(LIBS)
+	$(QUIET_LINK)$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(LIB_SRCS) $(FUZZ_SERVER_SRCS) $(LIBS)
 
 run: all
 	$(TETHERD) $(if $(CONFIG),--config $(CONFIG))

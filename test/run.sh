@@ -50,15 +50,43 @@ run_unit() {
     done
 }
 
-# run_integration BUILD_DIR PREFIX SCRIPT...: each script against BUILD_DIR's binaries.
+# run_integration BUILD_DIR PREFIX SCRIPT...: each script against BUILD_DIR's
+# binaries. Integration tests mostly wait (for handshakes, lifetimes,
+# timeouts), so up to TEST_JOBS of them run at once (default 2: this is
+# also what makes the suite fit its time budget); every test picks free
+# ports and names its network namespaces after its pid, so they never
+# collide. A script that measures rates or times against what the machine
+# can do says `# tether-test: serial` and runs alone, after the others.
+# Results are reported in script order whatever order they finished in.
+TEST_JOBS=${TEST_JOBS:-2}
 run_integration() {
-    local dir=$1 pre=$2 t n rc p f s
+    local dir=$1 pre=$2 t n rc p f s secs st
     shift 2
+    local parallel=() serial=()
+    for t in "$@"; do
+        [ -f "$t" ] || continue
+        if grep -q '^# tether-test: serial' "$t"; then serial+=("$t"); else parallel+=("$t"); fi
+    done
+    for t in ${parallel[@]+"${parallel[@]}"}; do
+        while [ "$(jobs -rp | wc -l)" -ge "$TEST_JOBS" ]; do wait -n 2>/dev/null || true; done
+        n=$pre$(basename "$t" .sh)
+        (
+            st=$SECONDS
+            TETHER_BUILD=$dir timeout 600 bash "$t" >"$out/$n.log" 2>&1
+            echo "$? $((SECONDS - st))" >"$out/$n.rc"
+        ) &
+    done
+    wait
+    for t in ${serial[@]+"${serial[@]}"}; do
+        n=$pre$(basename "$t" .sh)
+        st=$SECONDS
+        TETHER_BUILD=$dir timeout 600 bash "$t" >"$out/$n.log" 2>&1
+        echo "$? $((SECONDS - st))" >"$out/$n.rc"
+    done
     for t in "$@"; do
         [ -f "$t" ] || continue
         n=$pre$(basename "$t" .sh)
-        TETHER_BUILD=$dir timeout 600 bash "$t" >"$out/$n.log" 2>&1
-        rc=$?
+        read -r rc secs <"$out/$n.rc" 2>/dev/null || { rc=1; secs=?; }
         p=$(grep '^ok ' "$out/$n.log" | grep -vc '# SKIP')
         s=$(grep -c '^ok .*# SKIP' "$out/$n.log")
         f=$(grep -c '^not ok ' "$out/$n.log")
@@ -69,11 +97,11 @@ run_integration() {
         failed=$((failed + f))
         if [ "$f" -gt 0 ]; then
             failures+=("$n")
-            echo "FAIL $n ($p passed, $f failed, exit $rc)"
+            echo "FAIL $n ($p passed, $f failed, exit $rc, ${secs} s)"
             grep -E '^(not ok|#)' "$out/$n.log" | head -30 | sed 's/^/    /'
             tail -n 15 "$out/$n.log" | sed 's/^/    | /'
         else
-            echo "ok   $n ($p$([ "$s" -gt 0 ] && echo ", $s skipped"))"
+            echo "ok   $n ($p$([ "$s" -gt 0 ] && echo ", $s skipped"), ${secs} s)"
         fi
     done
 }

@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <wolfssl/options.h>
+#include <wolfssl/wolfcrypt/sha256.h>
 
 #include "rkey.h"
 #include "tether/hostport.h"
@@ -32,6 +34,16 @@ static int hexval(char c)
            : c >= 'a' && c <= 'f' ? c - 'a' + 10
            : c >= 'A' && c <= 'F' ? c - 'A' + 10
                                   : -1;
+}
+
+/* One spelling per key name: hex keys are written in lower case
+ * (tetherd_hex), percent escapes in upper case, and a key name is read
+ * only in that case, so two names never stand for one record. */
+static int hexval_as_written(char c, int upper)
+{
+    return c >= '0' && c <= '9' ? c - '0'
+           : upper              ? (c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1)
+                                : (c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1);
 }
 
 void tetherd_hex(const uint8_t *p, size_t n, char *out)
@@ -109,13 +121,15 @@ int tetherd_rkey_parse(const char *name, size_t len, tether_store_kind_t *kind, 
             int c;
             if (layout[i].hex) {
                 int h, l;
-                if (end - p < 2 || (h = hexval(p[0])) < 0 || (l = hexval(p[1])) < 0)
+                if (end - p < 2 || (h = hexval_as_written(p[0], 0)) < 0 ||
+                    (l = hexval_as_written(p[1], 0)) < 0)
                     return TETHER_EINVAL;
                 c = h << 4 | l;
                 p += 2;
             } else if (*p == '%') {
                 int h, l;
-                if (end - p < 3 || (h = hexval(p[1])) < 0 || (l = hexval(p[2])) < 0)
+                if (end - p < 3 || (h = hexval_as_written(p[1], 1)) < 0 ||
+                    (l = hexval_as_written(p[2], 1)) < 0)
                     return TETHER_EINVAL;
                 c = h << 4 | l;
                 if (plain((uint8_t)c))
@@ -144,7 +158,9 @@ int tetherd_rval_split(const char *val, size_t len, uint64_t *version, const cha
 {
     uint64_t v = 0;
     size_t i = 0;
-    while (i < len && i < 20 && val[i] >= '0' && val[i] <= '9')
+    /* At most 19 digits: every such number fits in 64 bits, so a value
+     * written by someone else cannot wrap to an old version. */
+    while (i < len && i < 19 && val[i] >= '0' && val[i] <= '9')
         v = v * 10 + (uint64_t)(val[i++] - '0');
     if (!i || i >= len || val[i] != ' ' || !v)
         return TETHER_EPROTO;
@@ -217,10 +233,43 @@ int tetherd_addr_parse(const char *s, tether_addr_t *a)
     return 0;
 }
 
-/* AAD of a sealed credential key: "RKEY\nVERSION". */
-static size_t cred_aad(const char *rkey, uint64_t version, char *out, size_t cap)
+/* AAD of a sealed credential key: "RKEY\nVERSION\nDIGEST", DIGEST the hex
+ * SHA-256 of what the record says about the key's use: identity, derived,
+ * role and every ACL rule in order (length-prefixed, so no two lists
+ * hash alike). The key is then bound to the record's whole meaning, not
+ * only to its place: a writer to Redis without cluster_key can neither
+ * read a key nor turn a device's record into a client's, widen its ACL or
+ * make a fleet master of it (SPEC S5, S10). */
+static size_t cred_aad(const char *rkey, uint64_t version, const tether_store_cred_t *c, char *out,
+                       size_t cap)
 {
-    int n = snprintf(out, cap, "%s\n%llu", rkey, (unsigned long long)version);
+    wc_Sha256 h;
+    uint8_t d[WC_SHA256_DIGEST_SIZE];
+    uint8_t hdr[4] = {(uint8_t)c->derived, (uint8_t)c->role, (uint8_t)(c->nallow >> 8),
+                      (uint8_t)c->nallow};
+    size_t il = strnlen(c->identity, sizeof c->identity);
+    uint8_t ilb = (uint8_t)il;
+    if (wc_InitSha256(&h) != 0)
+        return 0;
+    int bad = wc_Sha256Update(&h, &ilb, 1) ||
+              wc_Sha256Update(&h, (const byte *)c->identity, (word32)il) ||
+              wc_Sha256Update(&h, hdr, sizeof hdr);
+    for (size_t i = 0; !bad && i < c->nallow; i++) {
+        size_t pl = strnlen(c->allow[i].pattern, sizeof c->allow[i].pattern);
+        /* a "groups" rule adds a byte (a "devices" rule's digest input is
+         * as it always was); the length before the pattern keeps the two
+         * forms apart */
+        uint8_t r[3] = {(uint8_t)pl, c->allow[i].methods, 1};
+        bad = wc_Sha256Update(&h, r, c->allow[i].group ? 3 : 2) ||
+              wc_Sha256Update(&h, (const byte *)c->allow[i].pattern, (word32)pl);
+    }
+    bad = bad || wc_Sha256Final(&h, d);
+    wc_Sha256Free(&h);
+    if (bad)
+        return 0;
+    char hex[2 * sizeof d + 1];
+    tetherd_hex(d, sizeof d, hex);
+    int n = snprintf(out, cap, "%s\n%llu\n%s", rkey, (unsigned long long)version, hex);
     return n < 0 || (size_t)n >= cap ? 0 : (size_t)n;
 }
 
@@ -229,8 +278,8 @@ static size_t cred_aad(const char *rkey, uint64_t version, char *out, size_t cap
 static json_t *enc_cred(const tether_store_cred_t *c, const tetherd_wrap_t *w, const char *rkey,
                         uint64_t version)
 {
-    char aad[TETHERD_RKEY_MAX + 24];
-    size_t al = cred_aad(rkey, version, aad, sizeof aad);
+    char aad[TETHERD_RKEY_MAX + 96];
+    size_t al = cred_aad(rkey, version, c, aad, sizeof aad);
     uint8_t sealed[sizeof c->key + TETHERD_WRAP_OVERHEAD];
     size_t sl;
     if (!al || c->key_len > sizeof c->key ||
@@ -377,14 +426,6 @@ static int dec_cred(json_t *j, const tetherd_wrap_t *w, const char *rkey, uint64
         return TETHER_EPROTO;
     c->derived = json_is_true(json_object_get(j, "derived"));
     c->role = role ? TETHER_ROLE_CLIENT : TETHER_ROLE_DEVICE;
-    char aad[TETHERD_RKEY_MAX + 24];
-    size_t al = cred_aad(rkey, version, aad, sizeof aad);
-    if (!al ||
-        tetherd_wrap_open(w, (const uint8_t *)aad, al, sealed, sl, c->key, sizeof c->key, &kl) <
-            0 ||
-        !kl)
-        return TETHER_EPROTO;
-    c->key_len = (uint8_t)kl;
     size_t na = json_array_size(allow);
     tether_store_allow_t *rules = r->arena = calloc(na ? na : 1, sizeof *rules);
     if (!rules)
@@ -395,7 +436,8 @@ static int dec_cred(json_t *j, const tetherd_wrap_t *w, const char *rkey, uint64
         json_t *g = json_array_get(e, 2);
         if (json_array_size(e) < 2 || json_array_size(e) > 3 || (g && !json_is_true(g)) ||
             !json_is_string(p) || !json_is_integer(m) || json_string_length(p) == 0 ||
-            json_string_length(p) >= sizeof rules[i].pattern || json_integer_value(m) < 0 ||
+            json_string_length(p) >= sizeof rules[i].pattern ||
+            strlen(json_string_value(p)) != json_string_length(p) || json_integer_value(m) < 0 ||
             json_integer_value(m) > 255)
             return TETHER_EPROTO;
         memcpy(rules[i].pattern, json_string_value(p), json_string_length(p) + 1);
@@ -404,6 +446,16 @@ static int dec_cred(json_t *j, const tetherd_wrap_t *w, const char *rkey, uint64
     }
     c->allow = rules;
     c->nallow = na;
+    /* Last, over everything the record says (cred_aad): a member changed
+     * in Redis makes the key fail to open. */
+    char aad[TETHERD_RKEY_MAX + 96];
+    size_t al = cred_aad(rkey, version, c, aad, sizeof aad);
+    if (!al ||
+        tetherd_wrap_open(w, (const uint8_t *)aad, al, sealed, sl, c->key, sizeof c->key, &kl) <
+            0 ||
+        !kl)
+        return TETHER_EPROTO;
+    c->key_len = (uint8_t)kl;
     return 0;
 }
 

@@ -65,8 +65,10 @@ typedef struct {
 } tetherd_rrec_t;
 
 /* The record as a JSON object (malloc'd, NUL-terminated, into *out). A
- * credential's key is sealed with `w` under AAD "RKEY\nVERSION" (the key
- * name it is written to and the version it gets there): TETHER_ECRYPTO
+ * credential's key is sealed with `w` under AAD "RKEY\nVERSION\nDIGEST" (the
+ * key name it is written to, the version it gets there, and a SHA-256 of
+ * its identity, derived flag, role and ACL rules, so neither the key nor
+ * what it may do can be moved or changed in Redis): TETHER_ECRYPTO
  * without a wrapping key. 0, TETHER_EINVAL or TETHER_ENOMEM. */
 int tetherd_rrec_encode(const tether_store_rec_t *rec, const tetherd_wrap_t *w, const char *rkey,
                         uint64_t version, char **out);

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# tether-test: serial (measures against what the machine can do; runs alone)
 # tether-bench smoke test: the command line (help, subcommands, clear usage
 # errors) and the parts that work against today's tetherd without the proxy:
 # simulated devices complete DTLS PSK handshakes with derived keys and a

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# tether-test: serial (measures against what the machine can do; runs alone)
 # The container image and the deployment files, for real (SPEC S8).
 #
 # docker/Dockerfile is built unchanged with Debian's podman

@@ -8,6 +8,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "../../server/store/backlog.h"
@@ -19,14 +20,12 @@ static void test_key_layout(void **state)
 {
     (void)state;
     char name[TETHERD_RKEY_MAX];
-    assert_int_equal(tetherd_rkey_name(TETHER_STORE_DEVICE, (const uint8_t *)"dev7", 4, name,
-                                       sizeof name),
-                     0);
+    assert_int_equal(
+        tetherd_rkey_name(TETHER_STORE_DEVICE, (const uint8_t *)"dev7", 4, name, sizeof name), 0);
     assert_string_equal(name, "tether:dev:{dev7}");
     /* A brace in a name cannot move the hash tag; it parses back. */
-    assert_int_equal(tetherd_rkey_name(TETHER_STORE_DEVICE, (const uint8_t *)"a}b{", 4, name,
-                                       sizeof name),
-                     0);
+    assert_int_equal(
+        tetherd_rkey_name(TETHER_STORE_DEVICE, (const uint8_t *)"a}b{", 4, name, sizeof name), 0);
     assert_string_equal(name, "tether:dev:{a%7Db%7B}");
     tether_store_kind_t kind;
     uint8_t key[64];
@@ -42,9 +41,10 @@ static void test_key_layout(void **state)
     assert_int_equal(tetherd_rkey_parse(name, strlen(name), &kind, key, sizeof key, &kl), 0);
     assert_true(kind == TETHER_STORE_NODE && kl == 1 && key[0] == 7);
     /* Foreign keys, the log, two spellings of one key, bad escapes. */
-    const char *bad[] = {"tether:{log}", "other:dev:{x}", "tether:dev:{x", "tether:dev:{%61}",
-                         "tether:dev:{%6}", "tether:dev:{}", "tether:{nodes}:node:0",
-                         "tether:{nodes}:node:256", "tether:sess:{abc}"};
+    const char *bad[] = {"tether:{log}",          "other:dev:{x}",           "tether:dev:{x",
+                         "tether:dev:{%61}",      "tether:dev:{%6}",         "tether:dev:{}",
+                         "tether:{nodes}:node:0", "tether:{nodes}:node:256", "tether:sess:{abc}",
+                         "tether:dev:{a%7db}",    "tether:sess:{AB0001}"}; /* case: one spelling */
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         assert_int_equal(tetherd_rkey_parse(bad[i], strlen(bad[i]), &kind, key, sizeof key, &kl),
                          TETHER_EINVAL);
@@ -75,7 +75,8 @@ static void test_device_record(void **state)
     char *json;
     assert_int_equal(tetherd_rrec_encode(&rec, NULL, "k", 1, &json), 0);
     tetherd_rrec_t out;
-    assert_int_equal(tetherd_rrec_decode(TETHER_STORE_DEVICE, json, strlen(json), NULL, "k", 1, &out), 0);
+    assert_int_equal(
+        tetherd_rrec_decode(TETHER_STORE_DEVICE, json, strlen(json), NULL, "k", 1, &out), 0);
     assert_string_equal(out.rec.u.device.name, "dev1");
     assert_int_equal(out.rec.u.device.node_id, 3);
     assert_true(out.rec.u.device.queue_mode);
@@ -87,9 +88,9 @@ static void test_device_record(void **state)
                          "{\"name\":\"d\",\"regid\":\"1\",\"node\":300,\"cid\":\"\",\"addr\":\"\","
                          "\"lt\":1,\"q\":false,\"seen\":1,\"links\":\"\",\"groups\":\"\"}"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        assert_int_equal(tetherd_rrec_decode(TETHER_STORE_DEVICE, bad[i], strlen(bad[i]), NULL,
-                                             "k", 1, &out),
-                         TETHER_EPROTO);
+        assert_int_equal(
+            tetherd_rrec_decode(TETHER_STORE_DEVICE, bad[i], strlen(bad[i]), NULL, "k", 1, &out),
+            TETHER_EPROTO);
         tetherd_rrec_free(&out);
     }
 }
@@ -134,18 +135,63 @@ static void test_wrap(void **state)
                                          "tether:cred:{app9}", 4, &out),
                      TETHER_EPROTO);
     tetherd_rrec_free(&out);
+    /* A writer to Redis without the cluster key changes what the record
+     * says about the key's use, keeping the sealed key: refused. */
+    const char *edits[][2] = {
+        {"\"role\":1", "\"role\":0"},              /* client -> device */
+        {"\"dev*\"", "\"*\""},                     /* a wider ACL */
+        {"\"derived\":false", "\"derived\":true"}, /* a fleet master */
+        {"\"id\":\"app9\"", "\"id\":\"app1\""},
+    };
+    for (size_t i = 0; i < sizeof edits / sizeof edits[0]; i++) {
+        const char *at = strstr(json, edits[i][0]);
+        assert_non_null(at);
+        char edited[1024];
+        snprintf(edited, sizeof edited, "%.*s%s%s", (int)(at - json), json, edits[i][1],
+                 at + strlen(edits[i][0]));
+        assert_int_equal(tetherd_rrec_decode(TETHER_STORE_CRED, edited, strlen(edited), &w,
+                                             "tether:cred:{app9}", 4, &out),
+                         TETHER_EPROTO);
+        tetherd_rrec_free(&out);
+    }
     free(json);
+    /* A "groups" rule keeps its kind, and the kind is sealed too. */
+    tether_store_allow_t grule = {.pattern = "floor*", .methods = 2, .group = true};
+    c->allow = &grule;
+    assert_int_equal(tetherd_rrec_encode(&rec, &w, "tether:cred:{app9}", 4, &json), 0);
+    assert_int_equal(tetherd_rrec_decode(TETHER_STORE_CRED, json, strlen(json), &w,
+                                         "tether:cred:{app9}", 4, &out),
+                     0);
+    assert_true(out.rec.u.cred.allow[0].group);
+    tetherd_rrec_free(&out);
+    const char *at = strstr(json, ",true]");
+    assert_non_null(at);
+    char edited[1024];
+    snprintf(edited, sizeof edited, "%.*s]%s", (int)(at - json), json, at + strlen(",true]"));
+    assert_int_equal(tetherd_rrec_decode(TETHER_STORE_CRED, edited, strlen(edited), &w,
+                                         "tether:cred:{app9}", 4, &out),
+                     TETHER_EPROTO); /* a group rule turned into a device rule */
+    tetherd_rrec_free(&out);
+    free(json);
+    /* A version that does not fit 64 bits is not a version. */
+    uint64_t ver;
+    const char *js;
+    size_t jl;
+    assert_int_equal(tetherd_rval_split("18446744073709551617 {}", 23, &ver, &js, &jl),
+                     TETHER_EPROTO);
+    assert_int_equal(tetherd_rval_split("9223372036854775807 {}", 22, &ver, &js, &jl), 0);
+    assert_int_equal(ver, 9223372036854775807ull);
     /* A flipped byte of the sealed form is refused. */
     uint8_t sealed[64], opened[64];
     size_t sl, ol;
-    assert_int_equal(tetherd_wrap_seal(&w, (const uint8_t *)"a", 1, (const uint8_t *)"k", 1,
-                                       sealed, sizeof sealed, &sl),
+    assert_int_equal(tetherd_wrap_seal(&w, (const uint8_t *)"a", 1, (const uint8_t *)"k", 1, sealed,
+                                       sizeof sealed, &sl),
                      0);
     assert_int_equal(sl, 1 + TETHERD_WRAP_OVERHEAD);
     sealed[14] ^= 1;
-    assert_int_equal(tetherd_wrap_open(&w, (const uint8_t *)"a", 1, sealed, sl, opened,
-                                       sizeof opened, &ol),
-                     TETHER_EPROTO);
+    assert_int_equal(
+        tetherd_wrap_open(&w, (const uint8_t *)"a", 1, sealed, sl, opened, sizeof opened, &ol),
+        TETHER_EPROTO);
     tetherd_wrap_clear(&w);
     tetherd_wrap_clear(&other);
 }
@@ -212,7 +258,7 @@ static void test_rconn(void **state)
     tetherd_rconn_connecting(&c, now);
     tetherd_rconn_connected(&c, now);
     assert_string_equal(tetherd_rconn_state_str(&c), "up");
-    assert_int_equal(c.reconnects, 0); /* the first connect */
+    assert_int_equal(c.reconnects, 0);                        /* the first connect */
     assert_int_equal(tetherd_rconn_deadline(&c), UINT64_MAX); /* nothing pending */
     tetherd_rconn_sent(&c, now);
     tetherd_rconn_sent(&c, now + 50);
