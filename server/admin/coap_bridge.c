@@ -693,11 +693,17 @@ int tetherd_coap_resp_to_http(const uint8_t *msg, size_t len, const char *device
     out->observe = out->has_observe ? v : 0;
     const tether_coap_opt_t *b2 = tether_coap_msg_find_opt(&m, TETHER_COAP_OPT_BLOCK2);
     tether_coap_block_t blk;
-    out->more_blocks = b2 && tether_coap_block_decode(b2->val, b2->len, &blk) == 0 && blk.more;
+    out->has_block2 = b2 && tether_coap_block_decode(b2->val, b2->len, &blk) == 0;
+    out->more_blocks = out->has_block2 && blk.more;
+    out->block_num = out->has_block2 ? blk.num : 0;
+    out->block_szx = out->has_block2 ? blk.szx : 0;
     if (tether_coap_msg_get_uint(&m, TETHER_COAP_OPT_CONTENT_FORMAT, &v) == 0 && v <= 65535)
         tetherd_cf_to_ctype((uint16_t)v, out->ctype, sizeof out->ctype);
     size_t o = 0, cap = sizeof out->headers;
     const tether_coap_opt_t *et = tether_coap_msg_find_opt(&m, TETHER_COAP_OPT_ETAG);
+    out->etag_len = et && et->len <= 8 ? (uint8_t)et->len : 0;
+    if (out->etag_len)
+        memcpy(out->etag, et->val, et->len);
     if (et && et->len <= 8) {
         o += (size_t)snprintf(out->headers + o, cap - o, "ETag: \"");
         for (size_t i = 0; i < et->len; i++)
@@ -734,4 +740,28 @@ int tetherd_coap_resp_to_http(const uint8_t *msg, size_t len, const char *device
     if (o >= cap)
         out->headers[0] = 0; /* cannot happen with these bounds; never a torn header */
     return 0;
+}
+
+int tetherd_coap_req_block(const uint8_t *req, size_t len, uint16_t mid, uint32_t num, uint8_t szx,
+                           uint8_t *out, size_t cap, size_t *out_len)
+{
+    static tether_coap_msg_t m, n;
+    tether_coap_perr_t perr;
+    uint8_t bv[3];
+    if (tether_coap_parse(&m, req, len, &perr) < 0)
+        return TETHER_EPROTO;
+    tether_coap_msg_init(&n, m.type, m.code, mid);
+    tether_coap_msg_set_token(&n, m.token, m.tkl);
+    for (size_t i = 0; i < m.nopts; i++)
+        if (m.opts[i].num != TETHER_COAP_OPT_BLOCK2 &&
+            tether_coap_msg_add_opt(&n, m.opts[i].num, m.opts[i].val, m.opts[i].len) < 0)
+            return TETHER_ENOSPC;
+    tether_coap_block_t b = {.num = num, .more = false, .szx = szx};
+    size_t bl;
+    if (tether_coap_block_encode(&b, bv, &bl) < 0 ||
+        tether_coap_msg_add_opt(&n, TETHER_COAP_OPT_BLOCK2, bv, bl) < 0)
+        return TETHER_ENOSPC;
+    n.payload = m.payload;
+    n.payload_len = m.payload_len;
+    return tether_coap_encode(&n, out, cap, out_len);
 }

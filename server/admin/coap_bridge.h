@@ -102,7 +102,12 @@ typedef struct {
     size_t payload_len;
     bool has_observe;
     uint32_t observe;
-    bool more_blocks; /* Block2 with M=1: only the first part of the representation */
+    bool has_block2;  /* a block of a larger representation (RFC 7959) */
+    bool more_blocks; /* Block2 with M=1: more blocks follow */
+    uint32_t block_num;
+    uint8_t block_szx;
+    uint8_t etag_len; /* the response's ETag (0: none) */
+    uint8_t etag[8];
 } tetherd_http_coap_resp_t;
 
 /* Maps a CoAP response (for a request to `device`) to HTTP (RFC 8075 §7):
@@ -112,5 +117,11 @@ typedef struct {
  * message does not parse. */
 int tetherd_coap_resp_to_http(const uint8_t *msg, size_t len, const char *device, bool validating,
                               tetherd_http_coap_resp_t *out);
+
+/* The request for block `num` (size exponent `szx`) of the representation
+ * `req[0..len)` asks for: the same request with MID `mid` and Block2
+ * (RFC 7959 §2.4), into out[cap]. 0, TETHER_EPROTO or TETHER_ENOSPC. */
+int tetherd_coap_req_block(const uint8_t *req, size_t len, uint16_t mid, uint32_t num, uint8_t szx,
+                           uint8_t *out, size_t cap, size_t *out_len);
 
 #endif

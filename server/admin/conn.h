@@ -62,6 +62,13 @@ struct tetherd_admin_conn {
     bool streaming;                      /* Accept: text/event-stream: an Observe stream */
     bool stream_started;                 /* its head went out; answers are events now */
     char widentity[TETHER_IDENTITY_MAX]; /* its client identity ("" the operator) */
+    /* a block-wise answer being collected (RFC 7959 §2.4): the request to
+     * ask again with the next Block2, and the representation so far */
+    uint8_t *creq;
+    uint16_t creq_len, wmid;
+    uint8_t wetag_len;
+    uint8_t wetag[8];
+    tetherd_abuf_t wbody;
     char wdevice[TETHER_IDENTITY_MAX];
     char wmethod[8];
     char wpath[128];

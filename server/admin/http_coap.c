@@ -125,6 +125,12 @@ void admin_h_coap(admin_conn_t *c, const tether_http_request_t *r)
     a->nstreams += req.stream;
     snprintf(c->widentity, sizeof c->widentity, "%s", identity);
     snprintf(c->wdevice, sizeof c->wdevice, "%s", req.device);
+    /* kept to ask for later blocks of a block-wise answer */
+    if (!req.stream && (c->creq = malloc(req.len))) {
+        memcpy(c->creq, req.buf, req.len);
+        c->creq_len = (uint16_t)req.len;
+        c->wmid = (uint16_t)id;
+    }
     c->in_send = true;
     int rc =
         a->hooks.coap_send_as(id, identity[0] ? identity : NULL, req.buf, req.len, a->hooks.user);
@@ -192,6 +198,48 @@ static bool sse_start(admin_conn_t *c)
     return admin_conn_push(c, head, sizeof head - 1);
 }
 
+/* One block of a block-wise answer (RFC 7959 §2.4): appended to c->wbody;
+ * while more follow, the next one is asked for (tether serves them from
+ * the whole representation it reassembled). Returns 1 when it was, 0 at
+ * the last block (c->wbody is the representation), -1 after answering an
+ * error: a block out of order, another version (ETag) than the first
+ * block's, more than proxy.block_max_bytes, or a request that cannot be
+ * sent. Never a part passed off as the whole. */
+static int collect_block(admin_conn_t *c, const tetherd_http_coap_resp_t *h)
+{
+    tetherd_admin_t *a = c->a;
+    size_t bsize = (size_t)16 << h->block_szx;
+    if (c->wbody.len == 0 && h->block_num == 0) {
+        c->wetag_len = h->etag_len;
+        memcpy(c->wetag, h->etag, h->etag_len);
+    }
+    const char *bad = NULL;
+    if (!c->creq)
+        bad = "block-wise answer to a request that cannot be repeated";
+    else if ((size_t)h->block_num * bsize != c->wbody.len)
+        bad = "a block out of order";
+    else if (h->etag_len != c->wetag_len || memcmp(h->etag, c->wetag, h->etag_len) != 0)
+        bad = "the representation changed during the transfer (ETag)";
+    else if (c->wbody.len + h->payload_len > a->cfg->proxy_block_max_bytes)
+        bad = "the representation is larger than proxy.block_max_bytes";
+    else if (tetherd_abuf_put(&c->wbody, h->payload, h->payload_len) < 0)
+        bad = "out of memory";
+    if (!bad && !h->more_blocks)
+        return 0;
+    uint8_t next[TETHER_MSG_MAX];
+    size_t nl = 0;
+    if (!bad && tetherd_coap_req_block(c->creq, c->creq_len, ++c->wmid, h->block_num + 1,
+                                       h->block_szx, next, sizeof next, &nl) < 0)
+        bad = "cannot ask for the next block";
+    if (!bad && a->hooks.coap_send_as(c->wait_id, c->widentity[0] ? c->widentity : NULL, next, nl,
+                                      a->hooks.user) < 0)
+        bad = "cannot ask for the next block";
+    if (!bad)
+        return 1;
+    admin_respond_error(c, 502, NULL, "block-wise answer from %s: %s", c->wdevice, bad);
+    return -1;
+}
+
 void admin_coap_http_answer(admin_conn_t *c, const uint8_t *msg, size_t len)
 {
     if (len >= 2 && msg[1] == TETHER_COAP_EMPTY)
@@ -228,13 +276,16 @@ void admin_coap_http_answer(admin_conn_t *c, const uint8_t *msg, size_t len)
         /* Refused or not observable before any event: a plain answer. */
         stream_off(c);
     }
-    if (h.more_blocks) {
-        /* Never a truncated representation passed off as the whole one. */
-        admin_respond_error(c, 502, NULL,
-                            "the representation is larger than one CoAP datagram; block-wise "
-                            "transfers are not relayed over HTTP yet");
-        admin_conn_answered(c);
-        return;
+    if (h.has_block2 && h.code == TETHER_COAP_CONTENT) {
+        int more = collect_block(c, &h);
+        if (more > 0)
+            return; /* the next block was asked for */
+        if (more < 0) {
+            admin_conn_answered(c);
+            return;
+        }
+        h.payload = (const uint8_t *)c->wbody.p; /* the whole representation */
+        h.payload_len = c->wbody.len;
     }
     const char *ctype = h.ctype[0] ? h.ctype : NULL;
     if (!ctype && h.payload_len && h.status >= 400)

@@ -53,6 +53,9 @@ void admin_conn_unpark(admin_conn_t *c)
     if (c->http_coap && a->hooks.coap_close && !a->stopped)
         a->hooks.coap_close(c->wait_id, a->hooks.user);
     c->http_coap = c->streaming = false;
+    free(c->creq);
+    c->creq = NULL;
+    tetherd_abuf_free(&c->wbody);
 }
 
 /* Both handles close; memory goes in on_handle_closed. An answer that

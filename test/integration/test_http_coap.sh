@@ -130,7 +130,13 @@ check "a third stream of the same identity: 429" test "$CODE" = 429
 req -H "Authorization: Bearer $TOK2" -H 'Accept: text/event-stream' --max-time 2 "$ADMIN/coap/dev9/temp"
 check "another identity may still open one (200 streaming)" test "$CODE" = 200
 
-req "${A1[@]}" "$ADMIN/coap/dev2/big"
-check "a block-wise representation is a 502, never its first block alone" test "$CODE" = 502
+# Block-wise (RFC 7959): tether collects every block; the HTTP body is the whole.
+awk 'BEGIN { for (i = 0; i < 4096; i++) printf "%c", 97 + i % 26 }' >"$T/big.want"
+curl -s --max-time 10 "${A1[@]}" -o "$T/big.got" -w '%{http_code}' "$ADMIN/coap/dev2/big" >"$T/big.code"
+check "GET /coap/dev2/big (4096 bytes, Block2) returns the whole representation" \
+    bash -c '[ "$(cat "$1")" = 200 ] && cmp -s "$2" "$3"' _ "$T/big.code" "$T/big.want" "$T/big.got"
+curl -s --max-time 20 "${A1[@]}" -o "$T/large.got" -D "$T/large.hdrs" "$ADMIN/coap/dev2/large"
+check "GET /coap/dev2/large: 65536 bytes with the device's ETag" \
+    bash -c '[ "$(stat -c %s "$1")" = 65536 ] && grep -qi "^etag: \"4c31\"" "$2"' _ "$T/large.got" "$T/large.hdrs"
 check "tetherd is still up" kill -0 "$n1_PID"
 finish

@@ -211,6 +211,39 @@ static void test_response(void **state)
     assert_int_equal(tetherd_coap_resp_to_http(buf, len, "d", false, &h), TETHER_EPROTO);
 }
 
+/* The request for a later block: the same request, a new MID, one Block2. */
+static void test_next_block(void **state)
+{
+    (void)state;
+    static tether_coap_msg_t m;
+    uint8_t buf[256], out[256], bv[3];
+    size_t len, ol, bl;
+    tether_coap_perr_t perr;
+    tether_coap_msg_init(&m, TETHER_COAP_CON, TETHER_COAP_GET, 1);
+    tether_coap_msg_set_token(&m, (const uint8_t *)"tok", 3);
+    tether_coap_msg_add_opt(&m, TETHER_COAP_OPT_URI_HOST, "d", 1);
+    tether_coap_msg_add_opt(&m, TETHER_COAP_OPT_URI_PATH, "big", 3);
+    tether_coap_block_t b = {.num = 0, .szx = 6};
+    assert_int_equal(tether_coap_block_encode(&b, bv, &bl), 0);
+    tether_coap_msg_add_opt(&m, TETHER_COAP_OPT_BLOCK2, bv, bl);
+    assert_int_equal(tether_coap_encode(&m, buf, sizeof buf, &len), 0);
+    assert_int_equal(tetherd_coap_req_block(buf, len, 77, 3, 4, out, sizeof out, &ol), 0);
+    assert_int_equal(tether_coap_parse(&m, out, ol, &perr), 0);
+    assert_int_equal(m.mid, 77);
+    assert_memory_equal(m.token, "tok", 3);
+    size_t n2 = 0;
+    for (size_t i = 0; i < m.nopts; i++)
+        n2 += m.opts[i].num == TETHER_COAP_OPT_BLOCK2;
+    assert_int_equal(n2, 1);
+    const tether_coap_opt_t *o = tether_coap_msg_find_opt(&m, TETHER_COAP_OPT_BLOCK2);
+    assert_int_equal(tether_coap_block_decode(o->val, o->len, &b), 0);
+    assert_int_equal(b.num, 3);
+    assert_int_equal(b.szx, 4);
+    assert_false(b.more);
+    assert_non_null(tether_coap_msg_find_opt(&m, TETHER_COAP_OPT_URI_PATH));
+    assert_int_equal(tetherd_coap_req_block(buf, 2, 77, 3, 4, out, sizeof out, &ol), TETHER_EPROTO);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -218,6 +251,7 @@ int main(void)
         cmocka_unit_test(test_content_format),
         cmocka_unit_test(test_request),
         cmocka_unit_test(test_response),
+        cmocka_unit_test(test_next_block),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
