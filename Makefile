@@ -121,6 +121,8 @@ FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined $(INTERNAL_INC) $(STD) \
 FUZZ_SERVER_SRCS :=
 $(BUILD)/fuzz/fuzz_rstore: FUZZ_SERVER_SRCS := server/store/rkey.c server/store/wrap.c
 $(BUILD)/fuzz/fuzz_rstore: server/store/rkey.c server/store/wrap.c server/store/rkey.h
+$(BUILD)/fuzz/fuzz_http_coap: FUZZ_SERVER_SRCS := server/admin/coap_bridge.c
+$(BUILD)/fuzz/fuzz_http_coap: server/admin/coap_bridge.c server/admin/coap_bridge.h
 $(BUILD)/fuzz/%: test/fuzz/%.c $(LIB_SRCS) $(wildcard lib/*/*.h lib/include/tether/*.h)
 	@mkdir -p $(dir $@)
 	$(QUIET_LINK)$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(LIB_SRCS) $(FUZZ_SERVER_SRCS) $(LIBS)
