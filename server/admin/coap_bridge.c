@@ -629,8 +629,8 @@ int tetherd_coap_req_from_http(const tether_http_request_t *r, uint64_t id,
     if ((h = tether_http_header(r, "accept", &hl)) && parse_accept(h, hl, &out->stream, &cf))
         tether_coap_msg_add_opt(&m, TETHER_COAP_OPT_ACCEPT, ub[1],
                                 tether_coap_uint_encode(cf, ub[1]));
-    if (out->stream && code != TETHER_COAP_GET)
-        out->stream = false; /* only a GET observes */
+    if (out->stream && r->method != TETHER_HTTP_M_GET)
+        out->stream = false; /* only a GET observes (a HEAD has no body to stream) */
     if (out->stream)
         tether_coap_msg_add_opt(&m, TETHER_COAP_OPT_OBSERVE, ub[2], 0);
     bool any = false, added = false;
