@@ -112,6 +112,7 @@ $(BUILD)/test/test_rstore: $(BUILD)/server/store/rkey.o $(BUILD)/server/store/wr
 	$(BUILD)/server/store/backlog.o $(BUILD)/server/store/rconn.o
 $(BUILD)/test/test_latency: $(BUILD)/server/latency.o
 $(BUILD)/test/test_adopt: $(BUILD)/server/store/adopt.o
+$(BUILD)/test/test_coap_bridge: $(BUILD)/server/admin/coap_bridge.o
 
 # libFuzzer targets compile the library sources directly with clang.
 FUZZ_CC ?= clang
@@ -124,6 +125,8 @@ $(BUILD)/fuzz/fuzz_rstore: server/store/rkey.c server/store/wrap.c server/store/
 $(BUILD)/fuzz/fuzz_config: FUZZ_SERVER_SRCS := server/config/keys.c server/config/load.c
 $(BUILD)/fuzz/fuzz_config: server/config/keys.c server/config/load.c server/config.h \
 	server/config/keys.h
+$(BUILD)/fuzz/fuzz_http_coap: FUZZ_SERVER_SRCS := server/admin/coap_bridge.c
+$(BUILD)/fuzz/fuzz_http_coap: server/admin/coap_bridge.c server/admin/coap_bridge.h
 $(BUILD)/fuzz/%: test/fuzz/%.c $(LIB_SRCS) $(wildcard lib/*/*.h lib/include/tether/*.h)
 	@mkdir -p $(dir $@)
 	$(QUIET_LINK)$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(LIB_SRCS) $(FUZZ_SERVER_SRCS) $(LIBS)

@@ -4,8 +4,8 @@
  * A device registers CoRE-RD style (RFC 9176 subset), refreshes the
  * registration every lifetime/2 and serves tether's requests on the same
  * session (role reversal): /temp (observable, new value every second,
- * Max-Age 1), /big (4096 bytes, Block2), /echo (POST stores, GET returns
- * the last payload), /slow (separate response after 1 s), /static (never
+ * Max-Age 1), /big (4096 bytes, Block2), /echo (POST or PUT stores and
+ * echoes, GET returns the last payload), /slow (separate response after 1 s), /static (never
  * changes, Max-Age 3600: the cache-hit benchmark's target), /count (grows
  * with every GET, Max-Age 0: never cacheable, the cache-miss benchmark's),
  * /large (65536 bytes, Block2, ETag), /upload (PUT or POST, Block1: the
@@ -33,9 +33,9 @@
 #define DEV_OUTBOX 16
 #define DEV_BIG_SIZE 4096
 #define DEV_LARGE_SIZE 65536
-#define DEV_UPLOADS 4                 /* uploads in progress per device */
-#define DEV_UPLOAD_MAX (64u << 20)    /* bytes one upload may bring */
-#define DEV_UPLOAD_IDLE_MS 60000      /* a partial upload older than this gives way */
+#define DEV_UPLOADS 4              /* uploads in progress per device */
+#define DEV_UPLOAD_MAX (64u << 20) /* bytes one upload may bring */
+#define DEV_UPLOAD_IDLE_MS 60000   /* a partial upload older than this gives way */
 #define DEV_REG_RETRY_MS 5000
 #define DEV_SEP_WAIT_MS 30000     /* for a separate response after an empty ACK */
 #define DEV_RECONNECT_MS 1000     /* plus up to twice that of jitter */
@@ -482,8 +482,8 @@ static dev_upload_t *upload_slot(device_t *d, const uint8_t *tag, size_t len, bo
 /* PUT or POST /upload: Block1 blocks in order (RFC 7959 §2.5) under one
  * Request-Tag; 2.31 for each but the last, then 2.04 with the hex SHA-256
  * of everything received. A partial upload changes nothing. */
-static void res_upload(device_t *d, const tether_coap_msg_t *m, uint64_t now,
-                       tether_coap_msg_t *r, dev_scratch_t *s)
+static void res_upload(device_t *d, const tether_coap_msg_t *m, uint64_t now, tether_coap_msg_t *r,
+                       dev_scratch_t *s)
 {
     const tether_coap_opt_t *o = tether_coap_msg_find_opt(m, TETHER_COAP_OPT_BLOCK1);
     const tether_coap_opt_t *tag = tether_coap_msg_find_opt(m, TETHER_COAP_OPT_REQUEST_TAG);
@@ -539,7 +539,7 @@ static void res_upload(device_t *d, const tether_coap_msg_t *m, uint64_t now,
     r->payload_len = 64;
 }
 
-/* POST /echo: 2.04 with the request's payload and Content-Format; the
+/* POST or PUT /echo: 2.04 with the request's payload and Content-Format; the
  * payload is kept for GET /echo. */
 static void res_echo(device_t *d, const tether_coap_msg_t *m, tether_coap_msg_t *r)
 {
@@ -613,7 +613,7 @@ static void dev_route(device_t *d, const tether_coap_msg_t *m, uint64_t now, tet
             r->code = TETHER_COAP_METHOD_NOT_ALLOWED;
         }
     } else if (tether_coap_path_equals(m, "echo")) {
-        if (m->code == TETHER_COAP_POST) {
+        if (m->code == TETHER_COAP_POST || m->code == TETHER_COAP_PUT) {
             res_echo(d, m, r);
         } else if (get) { /* the last payload POSTed, no Max-Age (60 s) */
             r->code = TETHER_COAP_CONTENT;
@@ -1325,8 +1325,7 @@ static int dev_opt(void *ctx, int opt, const char *arg)
         break;
     case O_NOTIFY:
         if (bench_parse_u32(arg, 1, 3600000, &o->notify_ms) < 0)
-            return bench_usage_error(CMD, "--notify-every wants milliseconds >= 1, got '%s'",
-                                     arg);
+            return bench_usage_error(CMD, "--notify-every wants milliseconds >= 1, got '%s'", arg);
         break;
     case O_REBIND:
         if (bench_parse_double(arg, 0.01, 1e7, &o->rebind_s) < 0)
@@ -1360,7 +1359,8 @@ static int dev_opt(void *ctx, int opt, const char *arg)
         for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save))
             if (o->ngaps == sizeof o->gaps / sizeof *o->gaps ||
                 bench_parse_double(t, 0.01, 1e6, &o->gaps[o->ngaps++]) < 0)
-                return bench_usage_error(CMD, "--ping-gaps wants up to 16 seconds, comma separated, got '%s'", arg);
+                return bench_usage_error(
+                    CMD, "--ping-gaps wants up to 16 seconds, comma separated, got '%s'", arg);
         if (!o->ngaps)
             return bench_usage_error(CMD, "--ping-gaps wants a list of seconds");
         break;

@@ -50,6 +50,29 @@ typedef int (*tetherd_admin_device_remove_fn)(const char *name, void *user);
  * or a TETHER_E* code (the request then gets a 503). */
 typedef int (*tetherd_admin_coap_send_fn)(uint64_t id, const uint8_t *msg, size_t len, void *user);
 
+/* HTTP-to-CoAP (RFC 8075, /coap/...): sends the encoded request numbered
+ * `id` as client `identity` (NULL: the operator, trusted for every
+ * device); answers come back through tetherd_admin_coap_answer like an
+ * operator request's. 0 or a TETHER_E* code (503). */
+typedef int (*tetherd_admin_coap_send_as_fn)(uint64_t id, const char *identity, const uint8_t *msg,
+                                             size_t len, void *user);
+/* The HTTP client of request `id` left: its observation ends. */
+typedef void (*tetherd_admin_coap_close_fn)(uint64_t id, void *user);
+/* The client identity whose credentials carry HTTP bearer token
+ * tok[0..len), into identity[cap]; 0 or TETHER_ENOTFOUND. */
+typedef int (*tetherd_admin_http_identity_fn)(const char *tok, size_t len, char *identity,
+                                              size_t cap, void *user);
+
+/* Groups (GET/PUT/DELETE /groups...). `groups`: one group as JSON (a new
+ * reference) or, for name NULL, {"groups": [...]}; NULL when there is no
+ * such group. `group_put`: 0, TETHER_EINVAL with a message in err[cap]
+ * (400), TETHER_ELIMIT (a bound, 409) or TETHER_ENOMEM.
+ * `group_delete`: 0 or TETHER_ENOTFOUND. */
+typedef json_t *(*tetherd_admin_groups_fn)(const char *name, void *user);
+typedef int (*tetherd_admin_group_put_fn)(const char *name, const json_t *body, char *err,
+                                          size_t cap, void *user);
+typedef int (*tetherd_admin_group_delete_fn)(const char *name, void *user);
+
 /* GET /cluster: the nodes and their state as a JSON object (a new
  * reference), NULL on failure (500). */
 typedef json_t *(*tetherd_admin_cluster_fn)(void *user);
@@ -70,10 +93,18 @@ typedef struct {
     tetherd_admin_device_next_fn device_next;
     tetherd_admin_device_remove_fn device_remove;
     tetherd_admin_coap_send_fn coap_send;
+    /* NULL: /coap/... answers 501 */
+    tetherd_admin_coap_send_as_fn coap_send_as;
+    tetherd_admin_coap_close_fn coap_close;
+    tetherd_admin_http_identity_fn http_identity;
+    /* NULL: /groups answers 501 */
+    tetherd_admin_groups_fn groups;
+    tetherd_admin_group_put_fn group_put;
+    tetherd_admin_group_delete_fn group_delete;
     tetherd_admin_cluster_fn cluster; /* NULL: GET /cluster answers 501 */
     tetherd_admin_observations_fn observations; /* NULL: GET /observations answers 501 */
     tetherd_admin_cred_fn cred;       /* NULL: /credentials answers 501 */
-    void *user; /* passed to every hook */
+    void *user;                       /* passed to every hook */
 } tetherd_admin_hooks_t;
 
 typedef struct {
@@ -91,7 +122,8 @@ typedef struct {
     tether_list_t conns;   /* open connections (admin_conn_t.ln) */
     tether_list_t waiting; /* connections waiting for a CoAP answer (admin_conn_t.wln) */
     size_t nwaiting;
-    uint64_t next_id;            /* numbers operator CoAP requests */
+    size_t nstreams;  /* of them, HTTP-to-CoAP event streams (not waited for by a drain) */
+    uint64_t next_id; /* numbers operator CoAP requests */
     tether_coap_optreg_t optreg; /* option names for CoAP answers */
     size_t nconns;
     uint16_t port; /* bound port (cfg may say 0) */

@@ -38,6 +38,7 @@ typedef struct {
     char admin_token[128];
     uint32_t admin_max_connections;
     uint32_t admin_idle_timeout; /* seconds */
+    uint32_t admin_coap_streams; /* SSE streams per identity on /coap/... */
     char redis_url[256];
     uint32_t redis_backlog_max; /* dirty keys held while Redis is away */
     char cluster_key[128];
@@ -78,21 +79,29 @@ typedef struct {
     uint32_t proxy_nstart_queue_max;
     uint32_t proxy_dedup_max;
     uint32_t proxy_dedup_per_peer;
-    uint32_t drain_timeout;     /* seconds SIGTERM waits for pending requests */
-    char dtls_ca_file[512];     /* CA of client certificates ("" = none) */
-    char dtls_cert_file[512];   /* our ECDSA certificate (chain), PEM */
-    char dtls_key_file[512];    /* its private key, PEM */
-    uint32_t dtls_hs_rate;      /* handshakes per second per source IP, 0 = off */
+    /* "proxy": group requests, defaults from tether_node_conf_defaults */
+    uint32_t proxy_max_groups;
+    uint32_t proxy_group_max_members;
+    uint32_t proxy_group_max_requests;
+    uint32_t proxy_group_pacing_burst;
+    uint32_t proxy_group_pacing_interval_ms;
+    uint32_t proxy_group_timeout_max_ms;
+    char groups_file[512];    /* groups defined at start and on SIGHUP ("" none) */
+    uint32_t drain_timeout;   /* seconds SIGTERM waits for pending requests */
+    char dtls_ca_file[512];   /* CA of client certificates ("" = none) */
+    char dtls_cert_file[512]; /* our ECDSA certificate (chain), PEM */
+    char dtls_key_file[512];  /* its private key, PEM */
+    uint32_t dtls_hs_rate;    /* handshakes per second per source IP, 0 = off */
     uint32_t dtls_hs_burst;
     uint32_t dtls_hs_inflight;  /* handshakes in flight per source, 0 = no cap */
     uint32_t dtls_hs_prefix;    /* handshakes in flight per /24 or /48, 0 = no cap */
     uint32_t dtls_hello_rate;   /* hellos looked at per second, node-wide, 0 = no budget */
     uint32_t dtls_hs_flight_ms; /* a handshake silent this long is dropped */
     /* "cluster": the internal channel (SPEC S5). Off while listen is "". */
-    char cluster_listen[160];    /* HOST:PORT this node receives forwarded records on */
-    bool cluster_failover;       /* checkpoints, adoption, handover (server/failover.h) */
+    char cluster_listen[160];          /* HOST:PORT this node receives forwarded records on */
+    bool cluster_failover;             /* checkpoints, adoption, handover (server/failover.h) */
     uint32_t cluster_ckpt_interval_ms; /* receive-window refresh of checkpoints */
-    char cluster_advertise[160]; /* HOST:PORT other nodes reach it at ("" = cluster_listen) */
+    char cluster_advertise[160];       /* HOST:PORT other nodes reach it at ("" = cluster_listen) */
     struct {
         uint8_t id;
         char addr[160]; /* HOST:PORT of that node's internal channel */

@@ -12,6 +12,7 @@
 #include "shared.h"
 #include "store/rkey.h"
 #include "tether/creds.h"
+#include "groups.h"
 #include "tether/hist.h"
 #include "tether/log.h"
 #include "tether/pipeline.h"
@@ -42,9 +43,9 @@ typedef struct tetherd {
     listener_t listeners[TETHERD_MAX_LISTEN];
     size_t nlisteners;
     uv_signal_t sigterm, sigint, sighup;
-    tether_creds_t *creds;    /* the credentials file's */
-    tether_creds_t *active;   /* in use: creds, or creds with Redis's over them */
-    tetherd_shared_t *shared; /* NULL without redis_url */
+    tether_creds_t *creds;        /* the credentials file's */
+    tether_creds_t *active;       /* in use: creds, or creds with Redis's over them */
+    tetherd_shared_t *shared;     /* NULL without redis_url */
     tetherd_failover_t *failover; /* NULL without cluster.failover */
     uint8_t rxbuf[RX_CHUNKS * RX_CHUNK];
     bool rx_busy;
@@ -194,6 +195,21 @@ static int load_creds(tetherd_t *d, tether_creds_t **out)
     return rc;
 }
 
+/* The groups_file's groups (re)defined on the node; false (logged) when
+ * it cannot be read. */
+static bool load_groups(tetherd_t *d)
+{
+    char err[512];
+    if (!d->cfg.groups_file[0])
+        return true;
+    if (tetherd_groups_load(tether_pipeline_node(d->pipe), d->cfg.groups_file, err, sizeof err) <
+        0) {
+        tether_log_kv(TETHER_LOG_ERROR, "groups", "cannot load groups", "error", err, NULL);
+        return false;
+    }
+    return true;
+}
+
 static void on_sighup(uv_signal_t *s, int signum)
 {
     (void)signum;
@@ -218,6 +234,8 @@ static void on_sighup(uv_signal_t *s, int signum)
              dtls ? (unsigned long long)tether_dtls_stats(dtls)->sessions_revoked : 0ull);
     tether_log_kv(TETHER_LOG_INFO, "creds", "reloaded", "entries", n, "sessions_revoked_total",
                   revoked, NULL);
+    if (!load_groups(d))
+        tether_log_kv(TETHER_LOG_WARN, "groups", "reload failed; earlier groups stay", NULL);
     pump(d); /* revoked sessions: their links go down at once */
 }
 
@@ -435,6 +453,61 @@ static int admin_coap_send(uint64_t id, const uint8_t *msg, size_t len, void *us
     return 0;
 }
 
+/* An HTTP-to-CoAP request enters the node as client `identity`'s (NULL:
+ * the operator's admin token) on HTTP link `id`. */
+static int admin_coap_send_as(uint64_t id, const char *identity, const uint8_t *msg, size_t len,
+                              void *user)
+{
+    tetherd_t *d = user;
+    tether_pipeline_http_input(d->pipe, id, identity, msg, len, now_ms(d));
+    pump(d);
+    return 0;
+}
+
+static void admin_coap_close(uint64_t id, void *user)
+{
+    tetherd_t *d = user;
+    tether_pipeline_http_close(d->pipe, id, now_ms(d));
+    pump(d);
+}
+
+/* HTTP bearer tokens of client credentials: the set in use (file plus
+ * Redis's). */
+static int admin_http_identity(const char *tok, size_t len, char *identity, size_t cap, void *user)
+{
+    tetherd_t *d = user;
+    return tether_creds_http_identity(d->active, tok, len, identity, cap);
+}
+
+/* GET /groups[/{name}] */
+static json_t *admin_groups(const char *name, void *user)
+{
+    tetherd_t *d = user;
+    const tether_node_t *node = tether_pipeline_node(d->pipe);
+    tether_group_info_t g;
+    if (name)
+        return tether_node_group(node, name, &g) == 0 ? tetherd_group_json(&g) : NULL;
+    json_t *list = json_array();
+    const char *after = NULL;
+    while (list && tether_node_group_next(node, after, &g) == 0) {
+        json_array_append_new(list, tetherd_group_json(&g));
+        after = g.name;
+    }
+    return json_pack("{s:o}", "groups", list);
+}
+
+static int admin_group_put(const char *name, const json_t *body, char *err, size_t cap, void *user)
+{
+    tetherd_t *d = user;
+    return tetherd_group_put(tether_pipeline_node(d->pipe), name, body, err, cap);
+}
+
+static int admin_group_delete(const char *name, void *user)
+{
+    tetherd_t *d = user;
+    return tether_node_group_remove(tether_pipeline_node(d->pipe), name);
+}
+
 /* /ready: every configured listener is up and the node is not draining.
  * A Redis outage does not make a node unready (SPEC S5: it goes on
  * serving from its replica); "redis" says how it is. */
@@ -538,7 +611,8 @@ static void on_signal(uv_signal_t *s, int signum)
  * SIGTERM. */
 static int start_failover(tetherd_t *d, tether_pipeline_conf_t *pc)
 {
-    const char *adv = d->cfg.cluster_advertise[0] ? d->cfg.cluster_advertise : d->cfg.cluster_listen;
+    const char *adv =
+        d->cfg.cluster_advertise[0] ? d->cfg.cluster_advertise : d->cfg.cluster_listen;
     tetherd_failover_conf_t fc = {.self = (uint8_t)d->cfg.node_id,
                                   .adopt_delay_ms = 300,
                                   .claim_ttl_ms = 60000,
@@ -641,6 +715,8 @@ int main(int argc, char **argv)
     }
     if (d.failover)
         tetherd_failover_attach(d.failover, d.pipe);
+    if (!load_groups(&d))
+        return 1;
     uv_timer_init(d.loop, &d.timer);
     d.timer.data = &d;
     uv_timer_start(&d.timer, on_timer, 0, 0); /* a first tick sets every part's deadline */
@@ -674,6 +750,12 @@ int main(int argc, char **argv)
         .device_next = admin_device_next,
         .device_remove = admin_device_remove,
         .coap_send = admin_coap_send,
+        .coap_send_as = admin_coap_send_as,
+        .coap_close = admin_coap_close,
+        .http_identity = admin_http_identity,
+        .groups = admin_groups,
+        .group_put = admin_group_put,
+        .group_delete = admin_group_delete,
         .cluster = admin_cluster,
         .observations = admin_observations,
         .cred = d.shared ? admin_cred : NULL,

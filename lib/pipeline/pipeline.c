@@ -179,7 +179,7 @@ static void node_flush(tether_pipeline_t *p, tether_time_t now)
     size_t n = tether_node_out_count(p->node);
     for (size_t i = 0; i < n; i++) {
         const tether_out_t *o = tether_node_out_get(p->node, i);
-        if (o->link.kind == TETHER_LINK_INTERNAL) {
+        if (o->link.kind == TETHER_LINK_INTERNAL || o->link.kind == TETHER_LINK_HTTP) {
             internal_keep(p, o);
         } else if (o->link.kind == TETHER_LINK_CLUSTER) {
             tether_node_xlink_out(p->node, o); /* back to the relaying node */
@@ -366,6 +366,25 @@ void tether_pipeline_internal_input(tether_pipeline_t *p, uint64_t id, const uin
     clock_at(p, now);
     tether_peer_t peer = {.link = {.kind = TETHER_LINK_INTERNAL, .id = id}};
     tether_node_input(p->node, &peer, msg, len, now);
+    settle(p, now);
+}
+
+void tether_pipeline_http_input(tether_pipeline_t *p, uint64_t id, const char *identity,
+                                const uint8_t *msg, size_t len, tether_time_t now)
+{
+    clock_at(p, now);
+    tether_peer_t peer = {.link = {.kind = TETHER_LINK_HTTP, .id = id},
+                          .identity = identity,
+                          .role = TETHER_ROLE_CLIENT};
+    tether_node_input(p->node, &peer, msg, len, now);
+    settle(p, now);
+}
+
+void tether_pipeline_http_close(tether_pipeline_t *p, uint64_t id, tether_time_t now)
+{
+    clock_at(p, now);
+    tether_link_t l = {.kind = TETHER_LINK_HTTP, .id = id};
+    tether_node_link_down(p->node, &l, now);
     settle(p, now);
 }
 

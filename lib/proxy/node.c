@@ -54,6 +54,12 @@ void tether_node_conf_defaults(tether_node_conf_t *c)
     c->nstart_queue_max = 1024;
     c->dedup_max = 262144;
     c->dedup_per_peer = 4096;
+    c->max_groups = 10000;
+    c->group_max_members = 10000;
+    c->group_max_requests = 64;
+    c->group_pacing_burst = 32;
+    c->group_pacing_interval_ms = 10;
+    c->group_timeout_max_ms = 60000;
 }
 
 int tether_node_create(const tether_node_conf_t *conf, const tether_creds_t *creds,
@@ -101,8 +107,12 @@ int tether_node_create(const tether_node_conf_t *conf, const tether_creds_t *cre
         goto fail_xrelay;
     if ((rc = tether_bounds_init(&n->bounds, conf->seed ^ 0x8cb92ba72f3d8dd7ull)) < 0)
         goto fail_bounds;
+    if ((rc = tether_groups_init(&n->groups, conf->seed ^ 0x9e3779b97f4a7c15ull)) < 0)
+        goto fail_groups;
     *out = n;
     return 0;
+fail_groups:
+    tether_bounds_free(&n->bounds);
 fail_bounds:
     tether_xrelay_free(n);
 fail_xrelay:
@@ -128,6 +138,7 @@ void tether_node_destroy(tether_node_t *n)
         return;
     tether_xrelay_free(n);
     tether_bw_free(n);        /* before the requests of its transfers */
+    tether_groups_free(n);    /* before the member requests of its fan-outs */
     tether_obs_free(&n->obs); /* before the devices that list observations */
     tether_timer_t *t;
     while ((t = tether_heap_top(&n->reg.expiry))) {
@@ -297,6 +308,7 @@ void tether_node_tick(tether_node_t *n, tether_time_t now)
     tether_cx_tick(n->cx, now);
     tether_relay_tick(n, now);
     tether_bw_tick(n, now);
+    tether_group_tick(n, now);
     tether_rd_expire(n, now);
     tether_xrelay_tick(n, now);
     if (n->own_store) /* a borrowed store is ticked by its owner */
@@ -316,6 +328,8 @@ tether_time_t tether_node_next_deadline(const tether_node_t *n)
         d = tether_bw_next_deadline(n);
     if (tether_xrelay_next_deadline(n) < d)
         d = tether_xrelay_next_deadline(n);
+    if (tether_group_next_deadline(n) < d)
+        d = tether_group_next_deadline(n);
     if (n->own_store && tether_store_next_deadline(n->own_store) < d)
         d = tether_store_next_deadline(n->own_store);
     return d;
@@ -335,7 +349,54 @@ void tether_node_out_clear(tether_node_t *n)
 }
 const tether_node_stats_t *tether_node_stats(const tether_node_t *n)
 {
-    return &n->stats;
+    /* the group counters live with the groups (group.c) */
+    tether_node_stats_t *s = (tether_node_stats_t *)&n->stats;
+    s->groups_defined = n->groups.ngroups;
+    s->group_requests = n->groups.requests;
+    s->group_requests_active = n->groups.nfans;
+    s->group_members_sent = n->groups.members_sent;
+    s->group_responses = n->groups.responses;
+    s->group_members_unanswered = n->groups.late_dropped;
+    s->group_rejected = n->groups.rejected;
+    return s;
+}
+
+int tether_node_group_set(tether_node_t *n, const char *name, const char *pattern,
+                          const char *const *members, size_t nmembers)
+{
+    return tether_group_set(n, name, pattern, members, nmembers);
+}
+
+int tether_node_group_remove(tether_node_t *n, const char *name)
+{
+    return tether_group_remove(n, name);
+}
+
+static void group_info(const tether_group_t *g, tether_group_info_t *info)
+{
+    info->name = g->name;
+    info->pattern = g->pattern[0] ? g->pattern : NULL;
+    info->nmembers = g->nmembers;
+    info->member = (const char *const *)g->members;
+}
+
+int tether_node_group(const tether_node_t *n, const char *name, tether_group_info_t *info)
+{
+    const tether_group_t *g = tether_group_find(&n->groups, name);
+    if (!g)
+        return TETHER_ENOTFOUND;
+    group_info(g, info);
+    return 0;
+}
+
+int tether_node_group_next(const tether_node_t *n, const char *after, tether_group_info_t *info)
+{
+    const tether_group_t *g = after ? tether_group_find(&n->groups, after) : NULL;
+    const tether_lnode_t *l = after ? (g ? g->ln.next : NULL) : n->groups.groups.head;
+    if (!l)
+        return TETHER_ENOTFOUND;
+    group_info(container_of(l, tether_group_t, ln), info);
+    return 0;
 }
 size_t tether_node_pending(const tether_node_t *n)
 {

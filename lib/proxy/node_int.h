@@ -3,7 +3,8 @@
  * node.c dispatches each message; reply.c answers requests; relay.c
  * relays client requests to device tunnels (queue mode included) with
  * relay_cache.c as the response cache's part and blockwise.c for
- * block-wise transfers (RFC 7959); observe.c does the Observe
+ * block-wise transfers (RFC 7959) and group.c for group requests
+ * (draft-ietf-core-groupcomm-proxy); observe.c does the Observe
  * messaging over the registry of obsreg.c; rd.c is the resource directory
  * over the device registry of registry.c, writing its entries through the
  * state store. All of them share this struct; each owns the fields its
@@ -16,6 +17,7 @@
 #include "proxy/blockwise.h"
 #include "proxy/bounds.h"
 #include "proxy/cache.h"
+#include "proxy/group.h"
 #include "proxy/obsreg.h"
 #include "proxy/registry.h"
 #include "tether/coap_ep.h"
@@ -50,6 +52,7 @@ struct tether_node {
     tether_node_alive_fn alive; /* whether another node is alive (the channel) */
     void *alive_user;
     tether_bounds_t bounds; /* what each client is charged (relay.c, observe.c) */
+    tether_groups_t groups; /* groups and group requests (group.c) */
     uint32_t next_token;
     size_t npending; /* relayed requests in flight or queued */
     tether_node_stats_t stats;

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "proxy/group.h"
 #include "proxy/observe.h"
 #include "proxy/relay.h"
 #include "proxy/relay_cache.h"
@@ -71,6 +72,8 @@ static void req_free(tether_node_t *n, relay_req_t *r)
     tether_list_del(&r->dev->reqs, &r->in_dev);
     tether_bw_detach(r);
     tether_bounds_release(&n->bounds, r->charged, TETHER_BOUND_PENDING);
+    if (r->fan)
+        tether_group_detach(r);
     n->npending--;
     free(r);
 }
@@ -90,6 +93,14 @@ static void req_answer(tether_node_t *n, relay_req_t *r, tether_coap_msg_t *resp
         tether_bw_xfer_answer(n, x, resp, now);
         return;
     }
+    if (r->fan) { /* a group request's member: one of its responses */
+        group_fan_t *f = r->fan;
+        char dev[TETHER_IDENTITY_MAX];
+        snprintf(dev, sizeof dev, "%s", r->dev->rec.name);
+        req_free(n, r);
+        tether_group_answer(n, f, dev, resp, now);
+        return;
+    }
     if (r->bw_upload)
         tether_bw_upload_answer(n, r->bw_upload, resp, now);
     tether_reply_to(n, &r->client, r->ctype, r->cmid, r->ctok, r->ctkl, r->acked, resp, now);
@@ -99,6 +110,10 @@ static void req_answer(tether_node_t *n, relay_req_t *r, tether_coap_msg_t *resp
 static void req_fail(tether_node_t *n, relay_req_t *r, uint8_t code, tether_time_t now)
 {
     tether_coap_msg_t resp;
+    if (r->fan) { /* tether's verdict, not a member's response (group.h) */
+        req_free(n, r);
+        return;
+    }
     tether_coap_msg_init(&resp, TETHER_COAP_NON, code, 0);
     if (code == TETHER_COAP_GATEWAY_TIMEOUT)
         n->stats.relay_timeouts++;
@@ -113,6 +128,10 @@ static void req_fail_retry(tether_node_t *n, relay_req_t *r, uint32_t retry_s, t
 {
     tether_coap_msg_t resp;
     uint8_t v[4];
+    if (r->fan) {
+        req_free(n, r);
+        return;
+    }
     tether_coap_msg_init(&resp, TETHER_COAP_NON, TETHER_COAP_SERVICE_UNAVAILABLE, 0);
     tether_reply_add_max_age(&resp, retry_s, v);
     req_answer(n, r, &resp, now);
@@ -257,14 +276,13 @@ void tether_relay_flush(tether_node_t *n, tether_device_t *d, tether_time_t now)
     dev_pump(n, d, now);
 }
 
-/* Copies the options a proxy forwards (RFC 7252 §5.7.2): everything but
- * the ones naming the target. An unrecognised unsafe option makes the
- * request unforwardable (5.02). */
-static int copy_forward_opts(const tether_node_t *n, const tether_coap_msg_t *in,
-                             tether_coap_msg_t *out, bool skip_uri)
+int tether_relay_forward_opts(const tether_node_t *n, const tether_coap_msg_t *in,
+                              tether_coap_msg_t *out, bool skip_uri)
 {
     for (size_t i = 0; i < in->nopts; i++) {
         const tether_coap_opt_t *o = &in->opts[i];
+        if (o->num == n->conf.opt_multicast_timeout)
+            continue; /* for tether (group.h), never for a device */
         switch (o->num) {
         case TETHER_COAP_OPT_URI_HOST:
         case TETHER_COAP_OPT_URI_PORT:
@@ -342,7 +360,6 @@ static int req_new(tether_node_t *n, tether_device_t *d, tether_coap_msg_t *up, 
     return 0;
 }
 
-
 /* The device named by `req` (Proxy-Uri or Uri-Host) into host[cap], and
  * the path and query of a Proxy-Uri into `up` (decoded into scratch[scap],
  * which must outlive `up`); false when `req` has been answered with the
@@ -403,6 +420,12 @@ void tether_relay_request(tether_node_t *n, const tether_peer_t *peer, const tet
         tether_reply_code(n, link, req, TETHER_COAP_UNAUTHORIZED, "authenticate over DTLS", now);
         return;
     }
+    /* A group's name where a device's would be (group.h). */
+    tether_group_t *grp = tether_group_find(&n->groups, host);
+    if (grp) {
+        tether_group_request(n, peer, req, grp, &up, pu != NULL, now);
+        return;
+    }
     /* The device's own spelling of its name decides the ACL and the cache
      * key, whatever the case of the host the client wrote; the ACL is
      * still checked first, so a denied client cannot learn which devices
@@ -424,7 +447,7 @@ void tether_relay_request(tether_node_t *n, const tether_peer_t *peer, const tet
         tether_reply_code(n, link, req, TETHER_COAP_NOT_FOUND, "unknown device", now);
         return;
     }
-    if (copy_forward_opts(n, req, &up, pu != NULL) < 0) {
+    if (tether_relay_forward_opts(n, req, &up, pu != NULL) < 0) {
         tether_reply_code(n, link, req, TETHER_COAP_BAD_GATEWAY, "option cannot be forwarded", now);
         return;
     }
@@ -482,8 +505,10 @@ void tether_relay_request(tether_node_t *n, const tether_peer_t *peer, const tet
     req_dispatch(n, r, now);
 }
 
-int tether_relay_internal(tether_node_t *n, tether_device_t *d, const tether_coap_msg_t *up,
-                          bw_xfer_t *x, tether_time_t now)
+/* A request of tether's own (no client) for `d`, attached to a Block2
+ * transfer `x` or a group fan-out `f` before it is sent. */
+static int relay_own(tether_node_t *n, tether_device_t *d, const tether_coap_msg_t *up,
+                     bw_xfer_t *x, group_fan_t *f, tether_time_t now)
 {
     relay_req_t *r;
     const char *why;
@@ -492,9 +517,24 @@ int tether_relay_internal(tether_node_t *n, tether_device_t *d, const tether_coa
     if (rc < 0)
         return rc;
     r->ctype = TETHER_COAP_NON; /* no client to acknowledge */
-    tether_bw_xfer_attach(x, r);
+    if (x)
+        tether_bw_xfer_attach(x, r);
+    else
+        tether_group_attach(f, r);
     req_dispatch(n, r, now);
     return 0;
+}
+
+int tether_relay_internal(tether_node_t *n, tether_device_t *d, const tether_coap_msg_t *up,
+                          bw_xfer_t *x, tether_time_t now)
+{
+    return relay_own(n, d, up, x, NULL, now);
+}
+
+int tether_relay_group(tether_node_t *n, tether_device_t *d, const tether_coap_msg_t *up,
+                       group_fan_t *f, tether_time_t now)
+{
+    return relay_own(n, d, up, NULL, f, now);
 }
 
 bool tether_relay_response(tether_node_t *n, const tether_peer_t *peer,
@@ -511,7 +551,7 @@ bool tether_relay_response(tether_node_t *n, const tether_peer_t *peer,
         return false;
     tether_coap_msg_t resp;
     tether_reply_device_answer(msg, &resp);
-    if (!r->bw_xfer && !r->bw_upload && tether_bw_adopt(n, r, &resp, now)) {
+    if (!r->bw_xfer && !r->bw_upload && !r->fan && tether_bw_adopt(n, r, &resp, now)) {
         req_free(n, r); /* its client now waits for the whole representation */
         return true;
     }

@@ -29,6 +29,7 @@
 
 #include "proxy/blockwise.h"
 #include "proxy/bounds.h"
+#include "proxy/group.h"
 #include "proxy/node_int.h"
 
 enum relay_state { R_QUEUED, R_SENT, R_WAITING, R_HELD /* for an NSTART slot */ };
@@ -39,13 +40,13 @@ enum relay_cache_flag {
 };
 
 typedef struct relay_req {
-    tether_hnode_t by_token;  /* key: upstream token */
-    tether_timer_t deadline;  /* request timeout, or queue TTL while queued */
-    tether_timer_t ack_timer; /* client CON not yet acknowledged */
-    tether_lnode_t in_dev;    /* dev->reqs */
-    tether_lnode_t in_held;   /* dev->held, while R_HELD */
+    tether_hnode_t by_token;   /* key: upstream token */
+    tether_timer_t deadline;   /* request timeout, or queue TTL while queued */
+    tether_timer_t ack_timer;  /* client CON not yet acknowledged */
+    tether_lnode_t in_dev;     /* dev->reqs */
+    tether_lnode_t in_held;    /* dev->held, while R_HELD */
     tether_bclient_t *charged; /* the client it counts against (bounds.h), NULL: none */
-    tether_cx_waiter_t w;     /* hears how the upstream CON ended */
+    tether_cx_waiter_t w;      /* hears how the upstream CON ended */
     tether_device_t *dev;
     uint8_t state; /* enum relay_state */
     uint8_t utok[TETHER_UTOK_LEN];
@@ -63,6 +64,8 @@ typedef struct relay_req {
     tether_time_t queued_until;
     bw_xfer_t *bw_xfer;     /* a Block2 transfer's request (no client), blockwise.h */
     bw_upload_t *bw_upload; /* a client's upload block, blockwise.h */
+    group_fan_t *fan;       /* a group request's member request (no client), group.h */
+    tether_lnode_t in_fan;  /* fan->subs */
     uint16_t len;
     uint8_t msg[]; /* upstream request, MID patched in when sent */
 } relay_req_t;
@@ -70,8 +73,8 @@ typedef struct relay_req {
 /* A client request for a device (not for the node itself): target, access
  * control, observe and cache, then send, queue, or answer with the S4
  * error codes. */
-void tether_relay_request(tether_node_t *n, const tether_peer_t *peer,
-                          const tether_coap_msg_t *req, tether_time_t now);
+void tether_relay_request(tether_node_t *n, const tether_peer_t *peer, const tether_coap_msg_t *req,
+                          tether_time_t now);
 /* A response from a device (piggybacked, separate CON/NON). false when no
  * relayed request has its token. */
 bool tether_relay_response(tether_node_t *n, const tether_peer_t *peer,
@@ -84,6 +87,19 @@ bool tether_relay_response(tether_node_t *n, const tether_peer_t *peer,
  * TETHER_ENOMEM. */
 int tether_relay_internal(tether_node_t *n, tether_device_t *d, const tether_coap_msg_t *up,
                           bw_xfer_t *x, tether_time_t now);
+/* A group request's member request for device `d` (group.c): no client;
+ * the device's answer goes to tether_group_answer(f), tether's own
+ * verdicts (timeout, device gone) nowhere. TETHER_ELIMIT when the proxy
+ * or the device's queue is full, TETHER_ENOMEM. */
+int tether_relay_group(tether_node_t *n, tether_device_t *d, const tether_coap_msg_t *up,
+                       group_fan_t *f, tether_time_t now);
+/* Copies the options a proxy forwards (RFC 7252 §5.7.2) from `in` into
+ * `out`: not the ones naming the target (nor Uri-Path/Uri-Query with
+ * skip_uri: they came from a Proxy-Uri), Observe (the observe layer adds
+ * its own) or Multicast-Timeout (a group request's, group.h).
+ * TETHER_EPROTO for an unrecognised unsafe option (5.02), TETHER_ENOSPC. */
+int tether_relay_forward_opts(const tether_node_t *n, const tether_coap_msg_t *in,
+                              tether_coap_msg_t *out, bool skip_uri);
 /* Forgets `r` without answering anyone. */
 void tether_relay_cancel(tether_node_t *n, relay_req_t *r);
 /* Sends `r` (again) down its device's tunnel as a CON with a fresh MID. */

@@ -34,6 +34,8 @@ typedef struct {
     tether_role_t role;
     acl_t acl;
     tether_hnode_t by_id;
+    bool has_http;
+    uint8_t http_hash[TETHER_HTTP_TOKEN_HASH_LEN]; /* SHA-256 of the HTTP bearer token */
 } psk_entry_t;
 
 typedef struct {
@@ -59,6 +61,8 @@ struct tether_creds {
     size_t nderived;
     x509_entry_t *x509;
     size_t nx509;
+    size_t *http; /* indexes into psk[] of the entries with an HTTP token */
+    size_t nhttp;
 };
 
 static void id_digest(const char *identity, uint8_t out[ID_DIGEST_LEN])
@@ -109,6 +113,7 @@ void tether_creds_free(tether_creds_t *c)
     free(c->psk);
     free(c->derived);
     free(c->x509);
+    free(c->http);
     tether_hmap_free(&c->psk_by_id);
     free(c);
 }
@@ -183,12 +188,16 @@ static int parse_acl(json_t *allow, acl_t *acl, const char *path, const char *wh
     json_array_foreach(allow, i, r)
     {
         allow_t *a = &acl->rules[acl->n];
-        const char *pat = json_string_value(json_object_get(r, "devices"));
+        const char *dev = json_string_value(json_object_get(r, "devices"));
+        const char *grp = json_string_value(json_object_get(r, "groups"));
+        const char *pat = dev ? dev : grp;
         json_t *ms = json_object_get(r, "methods");
-        if (!pat || !*pat || strlen(pat) >= sizeof a->pattern) {
-            snprintf(err, errcap, "%s: %s: allow[%zu]: missing \"devices\" pattern", path, what, i);
+        if (!pat || !*pat || strlen(pat) >= sizeof a->pattern || (dev && grp)) {
+            snprintf(err, errcap, "%s: %s: allow[%zu]: needs one \"devices\" or \"groups\" pattern",
+                     path, what, i);
             return TETHER_ECONFIG;
         }
+        a->group = grp != NULL;
         strcpy(a->pattern, pat);
         if (!ms) {
             a->methods = 0xfe; /* every method */
@@ -257,6 +266,88 @@ static int load_x509(tether_creds_t *c, json_t *root, const char *path, char *er
     return 0;
 }
 
+/* An entry's optional HTTP bearer token: "http_token" (the token itself,
+ * hashed here and never kept) or "http_token_sha256" (its SHA-256 in hex,
+ * so the file need not hold the secret). Tokens shorter than 16 bytes are
+ * refused: a bearer token is all an HTTP client shows. */
+static int parse_http_token(json_t *e, psk_entry_t *p, const char *path, size_t i, char *err,
+                            size_t errcap)
+{
+    json_t *tok = json_object_get(e, "http_token");
+    json_t *hash = json_object_get(e, "http_token_sha256");
+    size_t hl = 0;
+    if (!tok && !hash)
+        return 0;
+    if (tok && hash) {
+        snprintf(err, errcap, "%s: psk[%zu] (%s): give \"http_token\" or \"http_token_sha256\"",
+                 path, i, p->identity);
+        return TETHER_ECONFIG;
+    }
+    if (p->role != TETHER_ROLE_CLIENT) {
+        snprintf(err, errcap, "%s: psk[%zu] (%s): only clients may have an HTTP token", path, i,
+                 p->identity);
+        return TETHER_ECONFIG;
+    }
+    if (tok) {
+        if (!json_is_string(tok) || json_string_length(tok) < 16) {
+            snprintf(err, errcap, "%s: psk[%zu] (%s): \"http_token\" must be a string of 16+ bytes",
+                     path, i, p->identity);
+            return TETHER_ECONFIG;
+        }
+        wc_Sha256Hash((const byte *)json_string_value(tok), (word32)json_string_length(tok),
+                      p->http_hash);
+    } else if (!json_is_string(hash) ||
+               unhex(json_string_value(hash), p->http_hash, sizeof p->http_hash, &hl) < 0 ||
+               hl != sizeof p->http_hash) {
+        snprintf(err, errcap, "%s: psk[%zu] (%s): \"http_token_sha256\" must be 64 hex digits",
+                 path, i, p->identity);
+        return TETHER_ECONFIG;
+    }
+    p->has_http = true;
+    return 0;
+}
+
+/* Lists the entries with an HTTP token (c->http), so a lookup does not
+ * walk a fleet of 100k PSK entries. */
+static int index_http(tether_creds_t *c)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < c->npsk; i++)
+        n += c->psk[i].has_http;
+    free(c->http);
+    c->http = NULL;
+    c->nhttp = 0;
+    if (!n)
+        return 0;
+    if (!(c->http = malloc(n * sizeof *c->http)))
+        return TETHER_ENOMEM;
+    for (size_t i = 0; i < c->npsk; i++)
+        if (c->psk[i].has_http)
+            c->http[c->nhttp++] = i;
+    return 0;
+}
+
+int tether_creds_http_identity(const tether_creds_t *c, const char *tok, size_t len, char *identity,
+                               size_t cap)
+{
+    uint8_t h[WC_SHA256_DIGEST_SIZE];
+    if (wc_Sha256Hash((const byte *)tok, (word32)len, h) != 0)
+        return TETHER_ENOTFOUND;
+    const psk_entry_t *found = NULL;
+    for (size_t k = 0; k < c->nhttp; k++) {
+        const psk_entry_t *p = &c->psk[c->http[k]];
+        uint8_t diff = 0;
+        for (size_t i = 0; i < sizeof h; i++)
+            diff |= (uint8_t)(h[i] ^ p->http_hash[i]);
+        /* no early exit: every entry costs the same */
+        found = diff == 0 ? p : found;
+    }
+    if (!found || strlen(found->identity) >= cap)
+        return TETHER_ENOTFOUND;
+    strcpy(identity, found->identity);
+    return 0;
+}
+
 int tether_creds_load(const char *path, tether_creds_t **out, char *err, size_t errcap)
 {
     json_error_t jerr;
@@ -321,6 +412,8 @@ int tether_creds_load(const char *path, tether_creds_t **out, char *err, size_t 
         if ((rc = parse_acl(json_object_get(e, "allow"), &p->acl, path, id, err, errcap)) < 0)
             goto fail;
         rc = TETHER_ECONFIG;
+        if (parse_http_token(e, p, path, i, err, errcap) < 0)
+            goto fail;
     }
     json_array_foreach(der, i, e)
     {
@@ -348,6 +441,8 @@ int tether_creds_load(const char *path, tether_creds_t **out, char *err, size_t 
         rc = TETHER_ECONFIG;
     }
     if ((rc = load_x509(c, root, path, err, errcap)) < 0)
+        goto fail;
+    if ((rc = index_http(c)) < 0)
         goto fail;
     json_decref(root);
     *out = c;
@@ -386,8 +481,8 @@ static const derived_entry_t *find_derived(const tether_creds_t *c, const char *
     return best;
 }
 
-bool tether_creds_allowed(const tether_creds_t *c, const char *identity, const char *target,
-                          uint8_t method)
+static bool acl_allows(const tether_creds_t *c, const char *identity, const char *target,
+                       uint8_t method, bool group)
 {
     const psk_entry_t *p = find_psk(c, identity);
     const derived_entry_t *d = p ? NULL : find_derived(c, identity);
@@ -395,10 +490,22 @@ bool tether_creds_allowed(const tether_creds_t *c, const char *identity, const c
     if (!acl || method == 0 || method > 7)
         return false;
     for (size_t i = 0; i < acl->n; i++)
-        if ((acl->rules[i].methods & (1u << method)) &&
+        if (acl->rules[i].group == group && (acl->rules[i].methods & (1u << method)) &&
             fnmatch(acl->rules[i].pattern, target, FNM_NOESCAPE) == 0)
             return true;
     return false;
+}
+
+bool tether_creds_allowed(const tether_creds_t *c, const char *identity, const char *target,
+                          uint8_t method)
+{
+    return acl_allows(c, identity, target, method, false);
+}
+
+bool tether_creds_allowed_group(const tether_creds_t *c, const char *identity, const char *group,
+                                uint8_t method)
+{
+    return acl_allows(c, identity, group, method, true);
 }
 
 int tether_creds_role(const tether_creds_t *c, const char *identity, tether_role_t *role)
@@ -506,8 +613,7 @@ static int acl_copy(acl_t *dst, const allow_t *rules, size_t n)
     return 0;
 }
 
-static bool extra_names(const tether_creds_entry_t *extra, size_t n, bool derived,
-                        const char *id)
+static bool extra_names(const tether_creds_entry_t *extra, size_t n, bool derived, const char *id)
 {
     for (size_t i = 0; i < n; i++)
         if (extra[i].derived == derived && strcmp(extra[i].identity, id) == 0)
@@ -517,7 +623,7 @@ static bool extra_names(const tether_creds_entry_t *extra, size_t n, bool derive
 
 /* Adds one explicit identity to c (arrays sized by the caller). */
 static int add_psk(tether_creds_t *c, const char *id, const uint8_t *key, size_t kl,
-                   tether_role_t role, const allow_t *rules, size_t nrules)
+                   tether_role_t role, const allow_t *rules, size_t nrules, const uint8_t *http)
 {
     psk_entry_t *p = &c->psk[c->npsk];
     uint8_t dg[ID_DIGEST_LEN];
@@ -530,6 +636,8 @@ static int add_psk(tether_creds_t *c, const char *id, const uint8_t *key, size_t
     memcpy(p->key, key, kl);
     p->key_len = kl;
     p->role = role;
+    if ((p->has_http = http != NULL))
+        memcpy(p->http_hash, http, sizeof p->http_hash);
     if (tether_hmap_insert(&c->psk_by_id, &p->by_id, dg, sizeof dg) < 0)
         return TETHER_ENOMEM;
     c->npsk++;
@@ -548,6 +656,16 @@ static int add_derived(tether_creds_t *c, const char *prefix, const uint8_t *mas
     d->role = role;
     c->nderived++;
     return acl_copy(&d->acl, rules, nrules);
+}
+
+/* The HTTP token hash an overlaid explicit entry gets: its own, else the
+ * one the base (file) entry of that identity had (tokens live in the file). */
+static const uint8_t *overlay_http(const tether_creds_t *base, const tether_creds_entry_t *e)
+{
+    if (e->http_token_sha256)
+        return e->http_token_sha256;
+    const psk_entry_t *p = find_psk(base, e->identity);
+    return p && p->has_http && e->role == TETHER_ROLE_CLIENT ? p->http_hash : NULL;
 }
 
 int tether_creds_overlay(const tether_creds_t *base, const tether_creds_entry_t *extra, size_t n,
@@ -570,8 +688,8 @@ int tether_creds_overlay(const tether_creds_t *base, const tether_creds_entry_t 
     for (size_t i = 0; i < base->npsk; i++) {
         const psk_entry_t *p = &base->psk[i];
         if (!extra_names(extra, n, false, p->identity) &&
-            (rc = add_psk(c, p->identity, p->key, p->key_len, p->role, p->acl.rules, p->acl.n)) <
-                0)
+            (rc = add_psk(c, p->identity, p->key, p->key_len, p->role, p->acl.rules, p->acl.n,
+                          p->has_http ? p->http_hash : NULL)) < 0)
             goto fail;
     }
     for (size_t i = 0; i < base->nderived; i++) {
@@ -583,13 +701,15 @@ int tether_creds_overlay(const tether_creds_t *base, const tether_creds_entry_t 
     }
     for (size_t i = 0; i < n; i++) {
         const tether_creds_entry_t *e = &extra[i];
-        rc = e->derived ? add_derived(c, e->identity, e->key, e->key_len, e->role, e->rules,
-                                      e->nrules)
-                        : add_psk(c, e->identity, e->key, e->key_len, e->role, e->rules,
-                                  e->nrules);
+        rc = e->derived
+                 ? add_derived(c, e->identity, e->key, e->key_len, e->role, e->rules, e->nrules)
+                 : add_psk(c, e->identity, e->key, e->key_len, e->role, e->rules, e->nrules,
+                           overlay_http(base, e));
         if (rc < 0)
             goto fail;
     }
+    if ((rc = index_http(c)) < 0)
+        goto fail;
     *out = c;
     return 0;
 fail:

@@ -10,7 +10,8 @@
  *   config_dump.c  GET /config from the config key table
  *   devices.c    /devices and operator CoAP requests
  *   shared.c     /cluster and /credentials: the cluster's shared state
- *   coap_bridge.c  CoAP <-> JSON for those requests
+ *   coap_bridge.c  CoAP <-> JSON for those requests, CoAP <-> HTTP (RFC 8075)
+ *   http_coap.c  /coap/{device}/{path}: HTTP-to-CoAP and event streams
  *   abuf.c       growable output buffers
  *
  * A handler answers the request it is given before it returns, with one
@@ -26,6 +27,7 @@
 
 #include "../admin.h"
 #include "tether/container.h"
+#include "tether/creds.h"
 #include "tether/http.h"
 
 #define ADMIN_READ_BUF 16384
@@ -53,7 +55,21 @@ struct tetherd_admin_conn {
     uint64_t wait_id;
     uint32_t wait_ms;
     void (*wait_timeout)(admin_conn_t *c); /* answers when wait_ms passes */
-    tether_lnode_t wln; /* in a->waiting while `waiting` */
+    tether_lnode_t wln;                    /* in a->waiting while `waiting` */
+    /* an HTTP-to-CoAP request (http_coap.c) rather than an operator's */
+    bool http_coap;
+    bool validating;                     /* the client's If-None-Match became CoAP ETags */
+    bool streaming;                      /* Accept: text/event-stream: an Observe stream */
+    bool stream_started;                 /* its head went out; answers are events now */
+    char widentity[TETHER_IDENTITY_MAX]; /* its client identity ("" the operator) */
+    /* a block-wise answer being collected (RFC 7959 §2.4): the request to
+     * ask again with the next Block2, and the representation so far */
+    uint8_t *creq;
+    uint16_t creq_len, wmid;
+    uint8_t wetag_len;
+    uint8_t wetag[8];
+    tetherd_abuf_t wbody;
+    char wdevice[TETHER_IDENTITY_MAX];
     char wmethod[8];
     char wpath[128];
     char peer[64];
@@ -81,6 +97,13 @@ void admin_conn_close(admin_conn_t *c);
  * responds) after `ms`. `r` names the request in the log. */
 void admin_conn_park(admin_conn_t *c, uint64_t id, uint32_t ms, const tether_http_request_t *r,
                      void (*on_timeout)(admin_conn_t *c));
+/* Appends n bytes of a parked request's streamed answer and writes them
+ * out; false (nothing queued) when more than the output bound waits: a
+ * client that does not read is not buffered for without end. */
+bool admin_conn_push(admin_conn_t *c, const void *data, size_t n);
+/* Re-arms a parked request's timer at c->wait_ms from now. A stream's
+ * on_timeout that leaves it parked is called again after wait_ms. */
+void admin_conn_rearm(admin_conn_t *c);
 /* The parked connection waiting for `id`, NULL when none. */
 admin_conn_t *admin_conn_parked(tetherd_admin_t *a, uint64_t id);
 /* Unparks c without an answer (the caller responds itself). */
@@ -112,13 +135,6 @@ json_t *admin_parse_body(admin_conn_t *c, const tether_http_request_t *r);
  * device names). */
 json_t *admin_jstr(const char *s);
 
-/* --- devices.c ----------------------------------------------------------- */
-
-/* Percent-decodes s[0..n) into out[cap], NUL-terminated; with plus_space
- * (query strings) '+' is a space. TETHER_EINVAL for a bad escape, an
- * encoded NUL, or output longer than cap - 1. */
-int admin_pct_decode(const char *s, size_t n, bool plus_space, char *out, size_t cap);
-
 /* --- routes.c ------------------------------------------------------------ */
 
 /* Routes one complete request (auth, method) to its handler. */
@@ -137,5 +153,17 @@ void admin_h_device_request(admin_conn_t *c, const tether_http_request_t *r);
 void admin_h_cluster(admin_conn_t *c, const tether_http_request_t *r);
 void admin_h_observations(admin_conn_t *c, const tether_http_request_t *r);
 void admin_h_credential(admin_conn_t *c, const tether_http_request_t *r);
+void admin_h_coap(admin_conn_t *c, const tether_http_request_t *r);
+void admin_h_groups(admin_conn_t *c, const tether_http_request_t *r);
+
+/* http_coap.c: delivers a CoAP answer to c, parked by admin_h_coap. */
+void admin_coap_http_answer(admin_conn_t *c, const uint8_t *msg, size_t len);
+
+/* routes.c: the bearer token of r (blanks skipped) into *tok, *len; false
+ * after answering 401 when there is none. */
+bool admin_bearer(admin_conn_t *c, const tether_http_request_t *r, const char **tok, size_t *len);
+/* True when tok[0..len) is the configured admin token (constant time in
+ * its length); false too when none is configured. */
+bool admin_token_ok(const tetherd_admin_t *a, const char *tok, size_t len);
 
 #endif

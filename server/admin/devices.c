@@ -17,29 +17,6 @@
 #define LIST_MAX 1000
 #define REQ_TIMEOUT_SLACK_MS 1000 /* default wait: the node's request timeout plus this */
 
-int admin_pct_decode(const char *s, size_t n, bool plus_space, char *out, size_t cap)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        char ch = s[i];
-        if (ch == '%') {
-            unsigned v;
-            char hx[3] = {i + 1 < n ? s[i + 1] : 0, i + 2 < n ? s[i + 2] : 0, 0};
-            if (strspn(hx, "0123456789abcdefABCDEF") != 2 || sscanf(hx, "%x", &v) != 1 || !v)
-                return TETHER_EINVAL;
-            ch = (char)v;
-            i += 2;
-        } else if (ch == '+' && plus_space) {
-            ch = ' ';
-        }
-        if (o + 1 >= cap)
-            return TETHER_EINVAL;
-        out[o++] = ch;
-    }
-    out[o] = 0;
-    return 0;
-}
-
 /* The {name} of /devices/{name}[/...], decoded into name[cap]. Answers 400
  * and returns false when it cannot be decoded. */
 static bool path_device(admin_conn_t *c, const tether_http_request_t *r, char *name, size_t cap)
@@ -67,18 +44,17 @@ static json_t *device_json(const tetherd_admin_t *a, const tether_device_info_t 
     uint64_t seen_age = now > d->last_seen ? now - d->last_seen : 0;
     char addr[64];
     tether_addr_str(&d->addr, addr, sizeof addr);
-    return json_pack("{s:o, s:s, s:i, s:b, s:b, s:I, s:I, s:I, s:I, s:I, s:s, s:I, s:o, s:I, s:I, s:o}",
-                     "name", admin_jstr(d->name), "regid", d->regid, "node", (int)d->node_id,
-                     "online", (int)d->online,
-                     "queue_mode", (int)d->queue_mode, "lifetime_s", (json_int_t)d->lifetime_s,
-                     "registered_at_ms", (json_int_t)(wall - (int64_t)reg_age), "last_seen_ms",
-                     (json_int_t)(wall - (int64_t)seen_age), "last_seen_ago_ms",
-                     (json_int_t)seen_age, "expires_in_s",
-                     (json_int_t)(d->expires > now ? (d->expires - now) / 1000 : 0), "addr", addr,
-                     "nat_binding_min_ms", (json_int_t)d->nat_binding_min_ms, "nat_binding_max_ms",
-                     d->nat_binding_max_ms ? json_integer(d->nat_binding_max_ms) : json_null(),
-                     "keepalive_ms", (json_int_t)d->keepalive_ms, "queued", (json_int_t)d->queued,
-                     "links", admin_jstr(d->links));
+    return json_pack(
+        "{s:o, s:s, s:i, s:b, s:b, s:I, s:I, s:I, s:I, s:I, s:s, s:I, s:o, s:I, s:I, s:o}", "name",
+        admin_jstr(d->name), "regid", d->regid, "node", (int)d->node_id, "online", (int)d->online,
+        "queue_mode", (int)d->queue_mode, "lifetime_s", (json_int_t)d->lifetime_s,
+        "registered_at_ms", (json_int_t)(wall - (int64_t)reg_age), "last_seen_ms",
+        (json_int_t)(wall - (int64_t)seen_age), "last_seen_ago_ms", (json_int_t)seen_age,
+        "expires_in_s", (json_int_t)(d->expires > now ? (d->expires - now) / 1000 : 0), "addr",
+        addr, "nat_binding_min_ms", (json_int_t)d->nat_binding_min_ms, "nat_binding_max_ms",
+        d->nat_binding_max_ms ? json_integer(d->nat_binding_max_ms) : json_null(), "keepalive_ms",
+        (json_int_t)d->keepalive_ms, "queued", (json_int_t)d->queued, "links",
+        admin_jstr(d->links));
 }
 
 /* Answers 501 and returns false when the process wired no device hooks. */
@@ -280,6 +256,10 @@ int tetherd_admin_coap_answer(tetherd_admin_t *a, uint64_t id, const uint8_t *ms
     admin_conn_t *c = admin_conn_parked(a, id);
     if (!c)
         return TETHER_ENOTFOUND;
+    if (c->http_coap) { /* an HTTP-to-CoAP request (http_coap.c) */
+        admin_coap_http_answer(c, msg, len);
+        return 0;
+    }
     if (len >= 2 && msg[1] == TETHER_COAP_EMPTY)
         return 0; /* an empty ACK: the separate response comes later */
     uint8_t code = 0;

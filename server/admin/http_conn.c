@@ -39,11 +39,23 @@ static void on_handle_closed(uv_handle_t *h)
 
 void admin_conn_unpark(admin_conn_t *c)
 {
+    tetherd_admin_t *a = c->a;
     if (!c->waiting)
         return;
     c->waiting = false;
-    tether_list_del(&c->a->waiting, &c->wln);
-    c->a->nwaiting--;
+    tether_list_del(&a->waiting, &c->wln);
+    a->nwaiting--;
+    if (c->streaming)
+        a->nstreams--;
+    /* An HTTP-to-CoAP request's link goes down with it: an event stream's
+     * observer is deregistered (RFC 7641 §3.6, as for a client whose
+     * session ended), and the node forgets the link. */
+    if (c->http_coap && a->hooks.coap_close && !a->stopped)
+        a->hooks.coap_close(c->wait_id, a->hooks.user);
+    c->http_coap = c->streaming = false;
+    free(c->creq);
+    c->creq = NULL;
+    tetherd_abuf_free(&c->wbody);
 }
 
 /* Both handles close; memory goes in on_handle_closed. An answer that
@@ -187,6 +199,23 @@ void admin_conn_park(admin_conn_t *c, uint64_t id, uint32_t ms, const tether_htt
              r->path);
 }
 
+bool admin_conn_push(admin_conn_t *c, const void *data, size_t n)
+{
+    if (c->closing)
+        return false;
+    if (pending_output(c) + n > OUT_HIGH || tetherd_abuf_put(&c->out[c->fill], data, n) < 0)
+        return false;
+    if (!c->in_send)
+        flush(c);
+    return true;
+}
+
+void admin_conn_rearm(admin_conn_t *c)
+{
+    if (!c->closing && !c->in_send)
+        arm_timer(c, c->wait_ms);
+}
+
 admin_conn_t *admin_conn_parked(tetherd_admin_t *a, uint64_t id)
 {
     for (tether_lnode_t *l = a->waiting.head; l; l = l->next) {
@@ -214,7 +243,7 @@ void admin_conn_answered(admin_conn_t *c)
 
 size_t tetherd_admin_waiting(const tetherd_admin_t *a)
 {
-    return a->nwaiting;
+    return a->nwaiting - a->nstreams; /* an event stream has no end to wait for */
 }
 
 /* Answers one complete request: connection semantics here, the route
@@ -307,8 +336,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         flush(c);
         return;
     }
-    if (c->lingering || c->close_after_flush)
-        return; /* dropped */
+    if (c->lingering || c->close_after_flush || c->streaming)
+        return; /* dropped (an event stream's client has nothing more to say) */
     c->rlen = (size_t)nread;
     c->roff = 0;
     process(c);
@@ -329,6 +358,10 @@ static void on_timer(uv_timer_t *t)
     }
     if (c->waiting) {
         c->wait_timeout(c);
+        if (c->waiting && c->streaming) { /* a stream's keep-alive: it goes on */
+            arm_timer(c, c->wait_ms);
+            return;
+        }
         admin_conn_answered(c);
         return;
     }

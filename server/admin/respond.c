@@ -13,8 +13,11 @@
 void admin_respond(admin_conn_t *c, int status, const char *ctype, const char *body, size_t blen,
                    const char *extra)
 {
-    char hdrs[512];
-    snprintf(hdrs, sizeof hdrs, "Cache-Control: no-store\r\n%s%s",
+    char hdrs[1024];
+    /* admin answers are never cached; a CoAP answer relayed over HTTP
+     * brings its own freshness (Max-Age) */
+    bool own_cc = extra && strstr(extra, "Cache-Control:");
+    snprintf(hdrs, sizeof hdrs, "%s%s%s", own_cc ? "" : "Cache-Control: no-store\r\n",
              c->http10_keep_alive && !c->close_after_flush ? "Connection: keep-alive\r\n" : "",
              extra ? extra : "");
     tetherd_abuf_t *b = &c->out[c->fill];

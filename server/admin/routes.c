@@ -102,9 +102,13 @@ static const route_t routes[] = {
     {"/observations", M(TETHER_HTTP_M_GET), true, admin_h_observations},
     {"/cluster", M(TETHER_HTTP_M_GET), true, admin_h_cluster},
     {"/credentials/*", M(TETHER_HTTP_M_PUT) | M(TETHER_HTTP_M_DELETE), true, admin_h_credential},
+    {"/groups", M(TETHER_HTTP_M_GET), true, admin_h_groups},
+    {"/groups/*", M(TETHER_HTTP_M_GET) | M(TETHER_HTTP_M_PUT) | M(TETHER_HTTP_M_DELETE), true,
+     admin_h_groups},
+    /* authenticates itself: the admin token or a client's HTTP token */
     {"/coap/**",
      M(TETHER_HTTP_M_GET) | M(TETHER_HTTP_M_POST) | M(TETHER_HTTP_M_PUT) | M(TETHER_HTTP_M_DELETE),
-     true, NULL},
+     false, admin_h_coap},
 };
 
 /* Literal characters match themselves; '*' one non-empty segment; '**' at
@@ -170,33 +174,46 @@ static bool token_equal(const char *given, size_t glen, const char *want)
     return diff == 0;
 }
 
-/* Answers 401/403 and returns false unless the request carries the token. */
-static bool authorized(admin_conn_t *c, const tether_http_request_t *r)
+bool admin_token_ok(const tetherd_admin_t *a, const char *tok, size_t len)
 {
-    const char *token = c->a->cfg->admin_token;
-    if (!token[0]) {
-        admin_respond_error(c, 403, NULL, "admin_token not configured");
-        return false;
-    }
-    size_t len;
-    const char *h = tether_http_header(r, "authorization", &len);
-    if (!h || len <= 7 || strncasecmp(h, "bearer ", 7) != 0) {
+    return a->cfg->admin_token[0] && token_equal(tok, len, a->cfg->admin_token);
+}
+
+bool admin_bearer(admin_conn_t *c, const tether_http_request_t *r, const char **tok, size_t *len)
+{
+    const char *h = tether_http_header(r, "authorization", len);
+    if (!h || *len <= 7 || strncasecmp(h, "bearer ", 7) != 0) {
         admin_respond_error(c, 401, "WWW-Authenticate: Bearer realm=\"tether\"\r\n",
                             "missing or malformed \"Authorization: Bearer <token>\" header");
         return false;
     }
     h += 7;
-    len -= 7;
-    while (len && (*h == ' ' || *h == '\t')) {
+    *len -= 7;
+    while (*len && (*h == ' ' || *h == '\t')) {
         h++;
-        len--;
+        (*len)--;
     }
-    if (len == 0) {
+    if (*len == 0) {
         admin_respond_error(c, 401, "WWW-Authenticate: Bearer realm=\"tether\"\r\n",
                             "empty bearer token");
         return false;
     }
-    if (!token_equal(h, len, token)) {
+    *tok = h;
+    return true;
+}
+
+/* Answers 401/403 and returns false unless the request carries the token. */
+static bool authorized(admin_conn_t *c, const tether_http_request_t *r)
+{
+    if (!c->a->cfg->admin_token[0]) {
+        admin_respond_error(c, 403, NULL, "admin_token not configured");
+        return false;
+    }
+    const char *tok;
+    size_t len;
+    if (!admin_bearer(c, r, &tok, &len))
+        return false;
+    if (!admin_token_ok(c->a, tok, len)) {
         tether_log_kv(TETHER_LOG_INFO, "admin", "wrong token", "peer", c->peer, NULL);
         admin_respond_error(c, 403, NULL, "invalid token");
         return false;

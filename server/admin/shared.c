@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "coap_bridge.h"
 #include "conn.h"
 #include "tether/common.h"
 #include "tether/log.h"
@@ -69,16 +70,20 @@ static bool parse_cred(admin_conn_t *c, json_t *body, tether_creds_entry_t *e, u
     json_t *rule;
     json_array_foreach(allow, i, rule)
     {
-        const char *pat = json_string_value(json_object_get(rule, "devices"));
+        const char *dev = json_string_value(json_object_get(rule, "devices"));
+        const char *grp = json_string_value(json_object_get(rule, "groups"));
+        const char *pat = dev ? dev : grp;
         json_t *ms = json_object_get(rule, "methods");
-        if (!pat || !*pat || strlen(pat) >= sizeof rules[i].pattern ||
+        if (!pat || !*pat || (dev && grp) || strlen(pat) >= sizeof rules[i].pattern ||
             (ms && !json_is_array(ms))) {
             admin_respond_error(c, 400, NULL,
-                                "allow[%zu]: needs a \"devices\" pattern and a \"methods\" array",
+                                "allow[%zu]: needs one \"devices\" or \"groups\" pattern and a "
+                                "\"methods\" array",
                                 i);
             return false;
         }
         strcpy(rules[i].pattern, pat);
+        rules[i].group = grp != NULL;
         rules[i].methods = ms ? 0 : 0xfe; /* no list: every method, as in the file */
         size_t k;
         json_t *m;
@@ -114,8 +119,9 @@ void admin_h_credential(admin_conn_t *c, const tether_http_request_t *r)
     }
     if (admin_pct_decode(r->path + pre, r->path_len - pre, false, identity, sizeof identity) < 0 ||
         !identity[0] || strcspn(identity, "*") + 1 < strlen(identity) || !strcmp(identity, "*")) {
-        admin_respond_error(c, 400, NULL, "bad identity in the path (bad %%-escape, a '*' not at "
-                                          "the end, or over %zu bytes)",
+        admin_respond_error(c, 400, NULL,
+                            "bad identity in the path (bad %%-escape, a '*' not at "
+                            "the end, or over %zu bytes)",
                             sizeof identity - 1);
         return;
     }
@@ -134,8 +140,7 @@ void admin_h_credential(admin_conn_t *c, const tether_http_request_t *r)
     uint64_t id = ++a->next_id;
     admin_conn_park(c, id, CRED_WAIT_MS, r, cred_timed_out);
     c->in_send = true;
-    int rc = a->hooks.cred(r->method == TETHER_HTTP_M_PUT ? &e : NULL, identity, id,
-                           a->hooks.user);
+    int rc = a->hooks.cred(r->method == TETHER_HTTP_M_PUT ? &e : NULL, identity, id, a->hooks.user);
     c->in_send = false;
     memset(key, 0, sizeof key);
     if (rc < 0 && c->waiting) {

@@ -6,7 +6,7 @@
 #include "../config.h"
 
 /* Rows in the key table at most (the getopt table is sized by it). */
-#define TETHERD_CONFIG_MAX_KEYS 64
+#define TETHERD_CONFIG_MAX_KEYS 192
 
 void tetherd_config_set_uint(tetherd_config_t *c, const tetherd_key_t *k, uint64_t v);
 void tetherd_config_set_bool(tetherd_config_t *c, const tetherd_key_t *k, bool v);

@@ -298,8 +298,11 @@ static size_t cred_aad(const char *rkey, uint64_t version, const tether_store_cr
               wc_Sha256Update(&h, hdr, sizeof hdr);
     for (size_t i = 0; !bad && i < c->nallow; i++) {
         size_t pl = strnlen(c->allow[i].pattern, sizeof c->allow[i].pattern);
-        uint8_t r[2] = {(uint8_t)pl, c->allow[i].methods};
-        bad = wc_Sha256Update(&h, r, sizeof r) ||
+        /* a "groups" rule adds a byte (a "devices" rule's digest input is
+         * as it always was); the length before the pattern keeps the two
+         * forms apart */
+        uint8_t r[3] = {(uint8_t)pl, c->allow[i].methods, 1};
+        bad = wc_Sha256Update(&h, r, c->allow[i].group ? 3 : 2) ||
               wc_Sha256Update(&h, (const byte *)c->allow[i].pattern, (word32)pl);
     }
     bad = bad || wc_Sha256Final(&h, d);
@@ -328,7 +331,10 @@ static json_t *enc_cred(const tether_store_cred_t *c, const tetherd_wrap_t *w, c
     json_t *allow = json_array();
     for (size_t i = 0; allow && i < c->nallow; i++)
         json_array_append_new(
-            allow, json_pack("[s,i]", c->allow[i].pattern, (json_int_t)c->allow[i].methods));
+            allow,
+            c->allow[i].group
+                ? json_pack("[s,i,b]", c->allow[i].pattern, (json_int_t)c->allow[i].methods, 1)
+                : json_pack("[s,i]", c->allow[i].pattern, (json_int_t)c->allow[i].methods));
     return json_pack("{s:s, s:b, s:i, s:o, s:o*}", "id", c->identity, "derived", (int)c->derived,
                      "role", (int)c->role, "key", jhex(sealed, sl), "allow", allow);
 }
@@ -468,14 +474,18 @@ static int dec_cred(json_t *j, const tetherd_wrap_t *w, const char *rkey, uint64
     if (!rules)
         return TETHER_ENOMEM;
     for (size_t i = 0; i < na; i++) {
+        /* [pattern, methods] or, for a "groups" rule, [pattern, methods, true] */
         json_t *e = json_array_get(allow, i), *p = json_array_get(e, 0), *m = json_array_get(e, 1);
-        if (json_array_size(e) != 2 || !json_is_string(p) || !json_is_integer(m) ||
-            json_string_length(p) == 0 || json_string_length(p) >= sizeof rules[i].pattern ||
+        json_t *g = json_array_get(e, 2);
+        if (json_array_size(e) < 2 || json_array_size(e) > 3 || (g && !json_is_true(g)) ||
+            !json_is_string(p) || !json_is_integer(m) || json_string_length(p) == 0 ||
+            json_string_length(p) >= sizeof rules[i].pattern ||
             strlen(json_string_value(p)) != json_string_length(p) || json_integer_value(m) < 0 ||
             json_integer_value(m) > 255)
             return TETHER_EPROTO;
         memcpy(rules[i].pattern, json_string_value(p), json_string_length(p) + 1);
         rules[i].methods = (uint8_t)json_integer_value(m);
+        rules[i].group = g != NULL;
     }
     c->allow = rules;
     c->nallow = na;

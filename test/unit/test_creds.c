@@ -62,7 +62,8 @@ static void test_many_identities(void **state)
     size_t kl;
     tether_role_t role;
     /* Not listed: the derived prefix answers with a 32-byte key. */
-    assert_int_equal(tether_creds_psk(c, "sensor-fleet-eu-west-999999", key, sizeof key, &kl, &role), 0);
+    assert_int_equal(
+        tether_creds_psk(c, "sensor-fleet-eu-west-999999", key, sizeof key, &kl, &role), 0);
     assert_int_equal(kl, TETHER_DERIVED_PSK_LEN);
     assert_int_equal(tether_creds_psk(c, "actuator-1", key, sizeof key, &kl, &role),
                      TETHER_ENOTFOUND);
@@ -94,12 +95,84 @@ static void test_empty_set(void **state)
     tether_creds_free(c);
 }
 
+/* HTTP bearer tokens: "http_token" (hashed at load) and
+ * "http_token_sha256" both name their client; other tokens, prefixes of
+ * a token and tokens of a replaced entry do not. */
+static void test_http_tokens(void **state)
+{
+    (void)state;
+    tether_creds_t *c, *o;
+    char err[256], id[TETHER_IDENTITY_MAX];
+    /* sha256("second-token-0123456789") */
+    assert_int_equal(
+        load("{\"psk\": [{\"identity\": \"app1\", \"key_hex\": \"01\", \"role\": \"client\", "
+             "\"http_token\": \"first-token-0123456789\"}, {\"identity\": \"app2\", "
+             "\"key_hex\": \"02\", \"role\": \"client\", \"http_token_sha256\": "
+             "\"27f11cd7cbbf36c6d1b8504ef9485ac46f813bc4472d57f1f1026e8103b45444\"}, "
+             "{\"identity\": \"dev1\", \"key_hex\": \"03\", \"role\": \"device\"}]}",
+             &c, err, sizeof err),
+        0);
+    const char *t1 = "first-token-0123456789";
+    assert_int_equal(tether_creds_http_identity(c, t1, strlen(t1), id, sizeof id), 0);
+    assert_string_equal(id, "app1");
+    const char *t2 = "second-token-0123456789";
+    assert_int_equal(tether_creds_http_identity(c, t2, strlen(t2), id, sizeof id), 0);
+    assert_string_equal(id, "app2");
+    assert_int_equal(tether_creds_http_identity(c, t1, strlen(t1) - 1, id, sizeof id),
+                     TETHER_ENOTFOUND);
+    assert_int_equal(tether_creds_http_identity(c, "", 0, id, sizeof id), TETHER_ENOTFOUND);
+    /* a Redis entry for app1 keeps the file's token; one for a new identity has none */
+    tether_creds_entry_t e[2] = {
+        {.identity = "app1", .role = TETHER_ROLE_CLIENT, .key = (const uint8_t *)"k", .key_len = 1},
+        {.identity = "app3", .role = TETHER_ROLE_CLIENT, .key = (const uint8_t *)"k", .key_len = 1},
+    };
+    assert_int_equal(tether_creds_overlay(c, e, 2, &o), 0);
+    assert_int_equal(tether_creds_http_identity(o, t1, strlen(t1), id, sizeof id), 0);
+    assert_string_equal(id, "app1");
+    tether_creds_free(o);
+    tether_creds_free(c);
+    /* a device may not have one; a short token is refused */
+    assert_int_equal(load("{\"psk\": [{\"identity\": \"d\", \"key_hex\": \"01\", \"role\": "
+                          "\"device\", \"http_token\": \"0123456789abcdef\"}]}",
+                          &c, err, sizeof err),
+                     TETHER_ECONFIG);
+    assert_non_null(strstr(err, "only clients"));
+    assert_int_equal(load("{\"psk\": [{\"identity\": \"a\", \"key_hex\": \"01\", \"role\": "
+                          "\"client\", \"http_token\": \"short\"}]}",
+                          &c, err, sizeof err),
+                     TETHER_ECONFIG);
+}
+
+/* "devices" rules grant devices, "groups" rules groups, never the other. */
+static void test_group_rules(void **state)
+{
+    (void)state;
+    tether_creds_t *c;
+    char err[256];
+    assert_int_equal(
+        load("{\"psk\": [{\"identity\": \"app\", \"key_hex\": \"01\", \"role\": "
+             "\"client\", \"allow\": [{\"devices\": \"dev*\", \"methods\": [\"GET\"]}, "
+             "{\"groups\": \"floor*\", \"methods\": [\"GET\", \"PUT\"]}]}]}",
+             &c, err, sizeof err),
+        0);
+    assert_true(tether_creds_allowed(c, "app", "dev1", 1));
+    assert_false(tether_creds_allowed(c, "app", "floor1", 1));
+    assert_true(tether_creds_allowed_group(c, "app", "floor1", 3));
+    assert_false(tether_creds_allowed_group(c, "app", "dev1", 1));
+    assert_false(tether_creds_allowed_group(c, "app", "floor1", 4));
+    tether_creds_free(c);
+    assert_int_equal(load("{\"psk\": [{\"identity\": \"app\", \"key_hex\": \"01\", \"role\": "
+                          "\"client\", \"allow\": [{\"devices\": \"d\", \"groups\": \"g\"}]}]}",
+                          &c, err, sizeof err),
+                     TETHER_ECONFIG);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_many_identities),
-        cmocka_unit_test(test_duplicate_identity_refused),
-        cmocka_unit_test(test_empty_set),
+        cmocka_unit_test(test_many_identities), cmocka_unit_test(test_duplicate_identity_refused),
+        cmocka_unit_test(test_empty_set),       cmocka_unit_test(test_http_tokens),
+        cmocka_unit_test(test_group_rules),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

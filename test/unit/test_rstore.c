@@ -227,6 +227,24 @@ static void test_wrap(void **state)
         tetherd_rrec_free(&out);
     }
     free(json);
+    /* A "groups" rule keeps its kind, and the kind is sealed too. */
+    tether_store_allow_t grule = {.pattern = "floor*", .methods = 2, .group = true};
+    c->allow = &grule;
+    assert_int_equal(tetherd_rrec_encode(&rec, &w, "tether:cred:{app9}", 4, &json), 0);
+    assert_int_equal(tetherd_rrec_decode(TETHER_STORE_CRED, json, strlen(json), &w,
+                                         "tether:cred:{app9}", 4, &out),
+                     0);
+    assert_true(out.rec.u.cred.allow[0].group);
+    tetherd_rrec_free(&out);
+    const char *at = strstr(json, ",true]");
+    assert_non_null(at);
+    char edited[1024];
+    snprintf(edited, sizeof edited, "%.*s]%s", (int)(at - json), json, at + strlen(",true]"));
+    assert_int_equal(tetherd_rrec_decode(TETHER_STORE_CRED, edited, strlen(edited), &w,
+                                         "tether:cred:{app9}", 4, &out),
+                     TETHER_EPROTO); /* a group rule turned into a device rule */
+    tetherd_rrec_free(&out);
+    free(json);
     /* A version that does not fit 64 bits is not a version. */
     uint64_t ver;
     const char *js;

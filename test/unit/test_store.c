@@ -147,7 +147,7 @@ static void test_kinds_and_keys(void **state)
     memset(&cred, 0, sizeof cred);
     cred.kind = TETHER_STORE_CRED;
     snprintf(cred.u.cred.identity, sizeof cred.u.cred.identity, "x");
-    tether_store_allow_t allow[2] = {{"dev*", 1 << 1}, {"grp", 1 << 2}};
+    tether_store_allow_t allow[2] = {{"dev*", 1 << 1, false}, {"grp", 1 << 2, true}};
     cred.u.cred.allow = allow;
     cred.u.cred.nallow = 2;
     cred.u.cred.key_len = 3;

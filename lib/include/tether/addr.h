@@ -13,10 +13,14 @@ typedef struct {
 } tether_addr_t;
 
 typedef enum {
-    TETHER_LINK_PLAIN = 1, /* plain CoAP datagrams to `addr` from listener `iface` */
-    TETHER_LINK_DTLS = 2,  /* records on DTLS session `id` */
+    TETHER_LINK_PLAIN = 1,    /* plain CoAP datagrams to `addr` from listener `iface` */
+    TETHER_LINK_DTLS = 2,     /* records on DTLS session `id` */
     TETHER_LINK_INTERNAL = 3, /* an operator request (admin API) numbered `id` */
     TETHER_LINK_CLUSTER = 4,  /* a request another node relayed here: slot `id` (xrelay) */
+    /* An HTTP-to-CoAP request (RFC 8075, admin port) numbered `id`: unlike
+     * an operator request it is a client's, with the client's ACL, the
+     * cache and Observe (a server-sent event stream) */
+    TETHER_LINK_HTTP = 5,
 } tether_link_kind_t;
 
 /* Where a CoAP message goes. A DTLS link is the session id (stable across

@@ -15,12 +15,16 @@ typedef enum { TETHER_ROLE_DEVICE = 0, TETHER_ROLE_CLIENT = 1 } tether_role_t;
 
 typedef struct tether_creds tether_creds_t;
 
-/* One ACL rule (SPEC S4): devices and groups matching `pattern` (fnmatch
- * glob) may be sent the methods in `methods` (bit n: CoAP method code n). */
+/* One ACL rule (SPEC S4, S11): devices (a "devices" rule) or groups (a
+ * "groups" rule, `group` set) whose name matches `pattern` (fnmatch glob)
+ * may be sent the methods in `methods` (bit n: CoAP method code n). */
 typedef struct {
     char pattern[TETHER_IDENTITY_MAX];
     uint8_t methods;
+    bool group;
 } tether_creds_rule_t;
+
+#define TETHER_HTTP_TOKEN_HASH_LEN 32 /* SHA-256 */
 
 /* A credential given as values rather than read from a file (tetherd's
  * credentials in Redis). Borrowed by tether_creds_overlay, which copies. */
@@ -32,12 +36,15 @@ typedef struct {
     size_t key_len; /* 1..TETHER_PSK_MAX */
     const tether_creds_rule_t *rules;
     size_t nrules;
+    /* SHA-256 of the entry's HTTP bearer token (HTTP-to-CoAP on the admin
+     * port), NULL for none; an explicit identity replacing a file entry
+     * without one keeps the file's. */
+    const uint8_t *http_token_sha256;
 } tether_creds_entry_t;
 
 /* Loads a credentials file. On failure returns TETHER_ECONFIG with a
  * message naming the file and entry in err[errcap]. */
-TETHER_API int tether_creds_load(const char *path, tether_creds_t **out, char *err,
-                                 size_t errcap);
+TETHER_API int tether_creds_load(const char *path, tether_creds_t **out, char *err, size_t errcap);
 /* A new set: every entry of `base` (which is left alone) except those
  * `extra` names again, plus `extra`: an identity (or derived prefix) in
  * both takes extra's key, role and rules; x509 entries come from base.
@@ -65,8 +72,7 @@ TETHER_API int tether_creds_role(const tether_creds_t *c, const char *identity,
  * explicit key, or the master and prefix of the derived entry that
  * matches), without deriving it: equal tags before and after a reload mean
  * the key did not change. TETHER_ENOTFOUND when unknown. */
-TETHER_API int tether_creds_key_tag(const tether_creds_t *c, const char *identity,
-                                    uint64_t *tag);
+TETHER_API int tether_creds_key_tag(const tether_creds_t *c, const char *identity, uint64_t *tag);
 
 /* Access control (SPEC S4, S11): may `identity` send a request with CoAP
  * method code `method` to the device or group named `target`? Only the
@@ -74,6 +80,19 @@ TETHER_API int tether_creds_key_tag(const tether_creds_t *c, const char *identit
  * rules (every device, by default) may not act as a client. */
 TETHER_API bool tether_creds_allowed(const tether_creds_t *c, const char *identity,
                                      const char *target, uint8_t method);
+/* The same for a group request (draft-ietf-core-groupcomm-proxy): only
+ * "groups" rules grant it. */
+TETHER_API bool tether_creds_allowed_group(const tether_creds_t *c, const char *identity,
+                                           const char *group, uint8_t method);
+
+/* HTTP-to-CoAP (SPEC S11): the client identity whose entry carries the
+ * bearer token tok[0..len) ("http_token" or "http_token_sha256" in the
+ * file; only the SHA-256 is kept). Every entry with a token is compared,
+ * each in constant time, so the time taken does not depend on which entry
+ * (if any) matched or where the token first differs. Copies the identity
+ * into identity[cap]. TETHER_ENOTFOUND when no entry has that token. */
+TETHER_API int tether_creds_http_identity(const tether_creds_t *c, const char *tok, size_t len,
+                                          char *identity, size_t cap);
 
 /* The CoAP method code of an ACL method name ("GET" 1 .. "iPATCH" 7, as
  * the credentials file writes them); TETHER_ENOTFOUND for anything else. */

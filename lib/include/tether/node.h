@@ -74,6 +74,14 @@ typedef struct {
     uint64_t bound_nstart;       /* 5.03: a device's NSTART hold full (nstart_queue_max) */
     uint64_t nstart_held;        /* requests that waited for an NSTART slot */
     uint64_t bound_dedup;        /* a peer's oldest dedup entry dropped at dedup_per_peer */
+    /* group requests (draft-ietf-core-groupcomm-proxy) */
+    uint64_t groups_defined;
+    uint64_t group_requests;           /* fan-outs started */
+    uint64_t group_requests_active;    /* fan-outs whose T' has not passed */
+    uint64_t group_members_sent;       /* member requests sent or queued */
+    uint64_t group_responses;          /* member responses forwarded within T' */
+    uint64_t group_members_unanswered; /* member requests still out at T' (cancelled) */
+    uint64_t group_rejected;           /* 4.00 (no Multicast-Timeout), 4.03, 5.03 */
 } tether_node_stats_t;
 
 typedef struct {
@@ -112,8 +120,14 @@ typedef struct {
     uint32_t max_observations_per_device; /* device-side observations (5.03 beyond) */
     uint32_t nstart;                      /* CONs outstanding to one device (RFC 7252 §4.7) */
     uint32_t nstart_queue_max;            /* requests waiting for an NSTART slot per device */
-    uint32_t dedup_max;      /* received MIDs remembered for dedup, node-wide (RFC 7252 §4.5) */
-    uint32_t dedup_per_peer; /* of those, what one peer may hold */
+    uint32_t dedup_max;         /* received MIDs remembered for dedup, node-wide (RFC 7252 §4.5) */
+    uint32_t dedup_per_peer;    /* of those, what one peer may hold */
+    uint32_t max_groups;        /* groups defined at most */
+    uint32_t group_max_members; /* members of one group (pattern matches included) */
+    uint32_t group_max_requests;       /* group fan-outs at once (5.03 beyond) */
+    uint32_t group_pacing_burst;       /* members sent the request at once */
+    uint32_t group_pacing_interval_ms; /* between two such batches */
+    uint32_t group_timeout_max_ms;     /* a client's Multicast-Timeout is clamped to this */
     /* Where the directory entries go (borrowed; must outlive the node).
      * NULL: the node makes and owns an in-memory store (SPEC S7). */
     tether_store_t *store;
@@ -211,6 +225,34 @@ TETHER_API int tether_node_device(const tether_node_t *node, const char *name,
  * cursor whose device is gone still resumes at the right place. */
 TETHER_API int tether_node_device_next(const tether_node_t *node, const char *cursor,
                                        tether_device_info_t *info);
+/* Groups (draft-ietf-core-groupcomm-proxy; lib/proxy/group.h has the
+ * request semantics). A group names either explicit members or a pattern
+ * (fnmatch glob over this node's devices). */
+typedef struct {
+    const char *name;
+    const char *pattern; /* NULL for a member list */
+    size_t nmembers;
+    const char *const *member; /* member[0..nmembers) */
+} tether_group_info_t;
+
+/* Defines or replaces group `name` (case-insensitive): `pattern` (may be
+ * NULL) or members[0..nmembers), exactly one of them. 0; TETHER_EINVAL (a
+ * bad name, pattern or member, both or neither); TETHER_ELIMIT beyond
+ * max_groups or group_max_members; TETHER_ENOMEM. Fan-outs already
+ * running keep their members. */
+TETHER_API int tether_node_group_set(tether_node_t *node, const char *name, const char *pattern,
+                                     const char *const *members, size_t nmembers);
+/* 0 or TETHER_ENOTFOUND. */
+TETHER_API int tether_node_group_remove(tether_node_t *node, const char *name);
+/* The group called `name`; its strings are valid until the group changes.
+ * 0 or TETHER_ENOTFOUND. */
+TETHER_API int tether_node_group(const tether_node_t *node, const char *name,
+                                 tether_group_info_t *info);
+/* In definition order: the group after `after` (NULL: the first);
+ * TETHER_ENOTFOUND at the end (or when `after` is gone). */
+TETHER_API int tether_node_group_next(const tether_node_t *node, const char *after,
+                                      tether_group_info_t *info);
+
 /* Removes a registration (operator action): its pending requests get 5.02. */
 TETHER_API int tether_node_device_remove(tether_node_t *node, const char *name, tether_time_t now);
 

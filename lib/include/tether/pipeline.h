@@ -124,7 +124,17 @@ TETHER_API int tether_pipeline_input(tether_pipeline_t *p, uint8_t iface, const 
  * Its answers come back through tether_pipeline_internal_take. */
 TETHER_API void tether_pipeline_internal_input(tether_pipeline_t *p, uint64_t id,
                                                const uint8_t *msg, size_t len, tether_time_t now);
-/* Takes the oldest answer on an internal link into *out; false when none.
+/* An HTTP-to-CoAP request (RFC 8075) on HTTP link `id`, sent as client
+ * `identity` (NULL: the operator's admin token, which may reach every
+ * device): the node treats it as that client's request (ACL, cache,
+ * Observe). Answers come back through tether_pipeline_internal_take with
+ * link kind TETHER_LINK_HTTP. */
+TETHER_API void tether_pipeline_http_input(tether_pipeline_t *p, uint64_t id, const char *identity,
+                                           const uint8_t *msg, size_t len, tether_time_t now);
+/* HTTP link `id` is gone (the HTTP client left): its observations end, as
+ * for a client whose DTLS session ended. */
+TETHER_API void tether_pipeline_http_close(tether_pipeline_t *p, uint64_t id, tether_time_t now);
+/* Takes the oldest answer on an internal or HTTP link into *out; false when none.
  * A separate response (a CON) was already acknowledged on its link, as a
  * client would. The host may feed the pipeline while it takes answers. */
 TETHER_API bool tether_pipeline_internal_take(tether_pipeline_t *p, tether_out_t *out);

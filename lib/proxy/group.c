@@ -1,0 +1,361 @@
+/* Group requests through the proxy (see group.h). */
+#include <ctype.h>
+#include <fnmatch.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "proxy/group.h"
+#include "proxy/relay.h"
+#include "proxy/reply.h"
+#include "util/container.h"
+#include "util/hash.h"
+
+enum { G_DEADLINE = 1, G_PACE };
+
+#define NAME_KEY 16 /* two 64-bit digests of the lower-cased name */
+#define REPLY_FROM_MAX (3 + TETHER_IDENTITY_MAX)
+
+struct group_fan {
+    tether_lnode_t ln;       /* in g->fans */
+    tether_timer_t deadline; /* T' */
+    tether_timer_t pace;     /* the next batch of members */
+    tether_list_t subs;      /* member requests out (relay_req_t.in_fan) */
+    tether_link_t client;
+    uint8_t ctkl;
+    uint8_t ctok[TETHER_COAP_MAX_TOKEN];
+    bool drop_all; /* T' = 0: nobody wants the responses */
+    size_t nmembers, next;
+    char **members; /* the members when the request came (names_pack) */
+    uint16_t up_len;
+    uint8_t up[]; /* the request as forwarded, without token */
+};
+
+/* n names in one allocation: the pointer array, then the strings (a
+ * member costs its name's length, not TETHER_IDENTITY_MAX). One free().
+ * NULL when n is 0 or memory runs out. */
+static char **names_pack(const char *const *names, size_t n)
+{
+    size_t bytes = n * sizeof(char *);
+    for (size_t i = 0; i < n; i++)
+        bytes += strlen(names[i]) + 1;
+    char **v = n ? malloc(bytes) : NULL;
+    if (!v)
+        return NULL;
+    char *p = (char *)(v + n);
+    for (size_t i = 0; i < n; i++) {
+        size_t l = strlen(names[i]) + 1;
+        memcpy(p, names[i], l);
+        v[i] = p;
+        p += l;
+    }
+    return v;
+}
+
+static void name_key(const tether_groups_t *g, const char *name, uint8_t key[NAME_KEY])
+{
+    char low[TETHER_IDENTITY_MAX];
+    size_t n = strlen(name);
+    for (size_t i = 0; i < n; i++)
+        low[i] = (char)tolower((unsigned char)name[i]);
+    uint64_t a = tether_hash64(g->seed, low, n), b = tether_hash64(~g->seed, low, n);
+    memcpy(key, &a, 8);
+    memcpy(key + 8, &b, 8);
+}
+
+int tether_groups_init(tether_groups_t *g, uint64_t seed)
+{
+    memset(g, 0, sizeof *g);
+    g->seed = seed;
+    return tether_hmap_init(&g->by_name, 16, seed);
+}
+
+tether_group_t *tether_group_find(const tether_groups_t *g, const char *name)
+{
+    uint8_t key[NAME_KEY];
+    if (!g->ngroups || strlen(name) >= TETHER_IDENTITY_MAX)
+        return NULL;
+    name_key(g, name, key);
+    tether_hnode_t *h = tether_hmap_find(&g->by_name, key, sizeof key);
+    tether_group_t *grp = h ? container_of(h, tether_group_t, by_name) : NULL;
+    return grp && strcasecmp(grp->name, name) == 0 ? grp : NULL;
+}
+
+static void group_free(tether_groups_t *g, tether_group_t *grp)
+{
+    tether_hmap_remove(&g->by_name, &grp->by_name);
+    tether_list_del(&g->groups, &grp->ln);
+    g->ngroups--;
+    free(grp->members);
+    free(grp);
+}
+
+int tether_group_set(tether_node_t *n, const char *name, const char *pattern,
+                     const char *const *members, size_t nmembers)
+{
+    tether_groups_t *g = &n->groups;
+    size_t nl = strlen(name), pl = pattern ? strlen(pattern) : 0;
+    /* one way of naming members: a list or a pattern (SPEC S11) */
+    if (!nl || nl >= TETHER_IDENTITY_MAX || pl >= TETHER_IDENTITY_MAX || (pl && nmembers) ||
+        (!pl && !nmembers))
+        return TETHER_EINVAL;
+    if (nmembers > n->conf.group_max_members)
+        return TETHER_ELIMIT;
+    for (size_t i = 0; i < nmembers; i++)
+        if (!members[i][0] || strlen(members[i]) >= TETHER_IDENTITY_MAX)
+            return TETHER_EINVAL;
+    tether_group_t *old = tether_group_find(g, name);
+    if (!old && g->ngroups >= n->conf.max_groups)
+        return TETHER_ELIMIT;
+    tether_group_t *grp = calloc(1, sizeof *grp);
+    if (!grp || (nmembers && !(grp->members = names_pack(members, nmembers)))) {
+        free(grp);
+        return TETHER_ENOMEM;
+    }
+    memcpy(grp->name, name, nl + 1);
+    if (pl)
+        memcpy(grp->pattern, pattern, pl + 1);
+    grp->nmembers = nmembers;
+    if (old)
+        group_free(g, old);
+    uint8_t key[NAME_KEY];
+    name_key(g, name, key);
+    if (tether_hmap_insert(&g->by_name, &grp->by_name, key, sizeof key) < 0) {
+        free(grp->members); /* a 128-bit digest collision between two names */
+        free(grp);
+        return TETHER_ELIMIT;
+    }
+    tether_list_push(&g->groups, &grp->ln);
+    g->ngroups++;
+    return 0;
+}
+
+int tether_group_remove(tether_node_t *n, const char *name)
+{
+    tether_group_t *grp = tether_group_find(&n->groups, name);
+    if (!grp)
+        return TETHER_ENOTFOUND;
+    group_free(&n->groups, grp);
+    return 0;
+}
+
+/* Ends a fan-out: its member requests still out are cancelled, so late
+ * responses find no request and are dropped (draft §3.4). */
+static void fan_end(tether_node_t *n, group_fan_t *f)
+{
+    tether_groups_t *g = &n->groups;
+    while (f->subs.head) {
+        relay_req_t *r = container_of(f->subs.head, relay_req_t, in_fan);
+        g->late_dropped++;
+        tether_relay_cancel(n, r); /* detaches it from f */
+    }
+    tether_heap_disarm(&g->timers, &f->deadline);
+    tether_heap_disarm(&g->timers, &f->pace);
+    tether_list_del(&g->fans, &f->ln);
+    g->nfans--;
+    free(f->members);
+    free(f);
+}
+
+void tether_groups_free(tether_node_t *n)
+{
+    tether_groups_t *g = &n->groups;
+    while (g->fans.head)
+        fan_end(n, container_of(g->fans.head, group_fan_t, ln));
+    while (g->groups.head)
+        group_free(g, container_of(g->groups.head, tether_group_t, ln));
+    tether_hmap_free(&g->by_name);
+    tether_heap_free(&g->timers);
+}
+
+void tether_group_detach(relay_req_t *r)
+{
+    tether_list_del(&r->fan->subs, &r->in_fan);
+    r->fan = NULL;
+}
+
+/* Sends the next batch of members their request (the "popcorn" pacing);
+ * arms the next step while members remain. */
+static void fan_step(tether_node_t *n, group_fan_t *f, tether_time_t now)
+{
+    tether_groups_t *g = &n->groups;
+    static tether_coap_msg_t m;
+    tether_coap_perr_t perr;
+    if (tether_coap_parse(&m, f->up, f->up_len, &perr) < 0) {
+        f->next = f->nmembers; /* cannot happen: tether encoded it */
+        return;
+    }
+    for (uint32_t sent = 0; f->next < f->nmembers && sent < n->conf.group_pacing_burst;) {
+        tether_device_t *d = tether_registry_find_host(&n->reg, f->members[f->next]);
+        if (!d) { /* not registered here (any more): no server to answer */
+            f->next++;
+            continue;
+        }
+        tether_coap_msg_t up = m;
+        int rc = tether_relay_group(n, d, &up, f, now);
+        if (rc == TETHER_ELIMIT)
+            break; /* the proxy or the device's queue is full: next step */
+        f->next++;
+        if (rc == 0) {
+            sent++;
+            g->members_sent++;
+        }
+    }
+    if (f->next < f->nmembers)
+        tether_heap_arm(&g->timers, &f->pace, now + n->conf.group_pacing_interval_ms);
+}
+
+/* The members of grp as they are now, at most conf.group_max_members:
+ * the list, or the registered devices matching the pattern. */
+static size_t snapshot(const tether_node_t *n, const tether_group_t *grp, char ***out)
+{
+    *out = NULL;
+    if (!grp->pattern[0]) {
+        size_t k = grp->nmembers < n->conf.group_max_members ? grp->nmembers
+                                                              : n->conf.group_max_members;
+        *out = names_pack((const char *const *)grp->members, k);
+        return *out ? k : 0;
+    }
+    size_t cap = n->reg.count < n->conf.group_max_members ? n->reg.count
+                                                           : n->conf.group_max_members;
+    const char **names = cap ? malloc(cap * sizeof *names) : NULL;
+    size_t k = 0;
+    for (const tether_lnode_t *l = n->reg.order.head; names && l && k < cap; l = l->next) {
+        const tether_device_t *d = container_of(l, tether_device_t, order);
+        if (fnmatch(grp->pattern, d->rec.name, FNM_NOESCAPE) == 0)
+            names[k++] = d->rec.name;
+    }
+    *out = names_pack(names, k);
+    free(names);
+    return *out ? k : 0;
+}
+
+void tether_group_request(tether_node_t *n, const tether_peer_t *peer, const tether_coap_msg_t *req,
+                          tether_group_t *grp, tether_coap_msg_t *up, bool skip_uri,
+                          tether_time_t now)
+{
+    tether_groups_t *g = &n->groups;
+    const tether_link_t *link = &peer->link;
+    const tether_coap_opt_t *mt = tether_coap_msg_find_opt(req, n->conf.opt_multicast_timeout);
+    uint32_t tsec = 0;
+    if (!mt || tether_coap_uint_decode(mt->val, mt->len, &tsec) < 0) {
+        /* draft §3.2 step 3: the client must say it takes several
+         * responses, and for how long; the option with value 0 (empty)
+         * says what was missing. */
+        tether_coap_msg_t resp;
+        static const char diag[] = "group request: Multicast-Timeout missing";
+        tether_reply_start(n, link, req, TETHER_COAP_BAD_REQUEST, &resp, now);
+        tether_coap_msg_add_opt(&resp, n->conf.opt_multicast_timeout, NULL, 0);
+        resp.payload = (const uint8_t *)diag;
+        resp.payload_len = sizeof diag - 1;
+        tether_reply_send(n, link, req, &resp);
+        g->rejected++;
+        return;
+    }
+    /* draft §3.2 step 2: the client must be allowed group requests */
+    if (peer->identity &&
+        !tether_creds_allowed_group(n->creds, peer->identity, grp->name, req->code)) {
+        n->stats.relay_denied++;
+        g->rejected++;
+        tether_reply_code(n, link, req, TETHER_COAP_FORBIDDEN, NULL, now);
+        return;
+    }
+    if (g->nfans >= n->conf.group_max_requests) {
+        g->rejected++;
+        tether_reply_code(n, link, req, TETHER_COAP_SERVICE_UNAVAILABLE, "too many group requests",
+                          now);
+        return;
+    }
+    /* step 4: Multicast-Timeout is not forwarded (nor Observe, group.h) */
+    if (tether_relay_forward_opts(n, req, up, skip_uri) < 0) {
+        tether_reply_code(n, link, req, TETHER_COAP_BAD_GATEWAY, "option cannot be forwarded", now);
+        return;
+    }
+    up->payload = req->payload;
+    up->payload_len = req->payload_len;
+    tether_coap_msg_set_token(up, NULL, 0);
+    size_t len = tether_coap_encoded_size(up);
+    group_fan_t *f = len <= TETHER_MSG_MAX ? calloc(1, sizeof *f + len) : NULL;
+    if (!f || tether_heap_reserve(&g->timers, 2 * (g->nfans + 1)) < 0 ||
+        tether_coap_encode(up, f->up, len, &len) < 0) {
+        free(f);
+        tether_reply_code(n, link, req, TETHER_COAP_INTERNAL_ERROR, NULL, now);
+        return;
+    }
+    f->up_len = (uint16_t)len;
+    f->nmembers = snapshot(n, grp, &f->members);
+    f->client = *link;
+    f->ctkl = req->tkl;
+    memcpy(f->ctok, req->token, req->tkl);
+    f->drop_all = tsec == 0;
+    tether_timer_init(&f->deadline);
+    tether_timer_init(&f->pace);
+    f->deadline.tag = G_DEADLINE;
+    f->pace.tag = G_PACE;
+    tether_list_push(&g->fans, &f->ln);
+    g->nfans++;
+    g->requests++;
+    /* Responses come as separate NONs (several per request): a CON is
+     * acknowledged now (RFC 7252 §5.2.2). */
+    if (req->type == TETHER_COAP_CON)
+        tether_reply_empty(n, link, TETHER_COAP_ACK, req->mid);
+    uint64_t ms = (uint64_t)tsec * 1000;
+    if (ms > n->conf.group_timeout_max_ms)
+        ms = n->conf.group_timeout_max_ms;
+    tether_heap_arm(&g->timers, &f->deadline, now + ms); /* room reserved above */
+    fan_step(n, f, now);
+}
+
+/* Reply-From (group.h): the CBOR CRI [-1, "<device>"]. */
+static size_t reply_from(const char *device, uint8_t out[REPLY_FROM_MAX])
+{
+    size_t dl = strlen(device), o = 0;
+    out[o++] = 0x82; /* array of 2 */
+    out[o++] = 0x20; /* -1: coap */
+    if (dl < 24) {
+        out[o++] = (uint8_t)(0x60 | dl);
+    } else {
+        out[o++] = 0x78; /* text, one-byte length (names are < 128 bytes) */
+        out[o++] = (uint8_t)dl;
+    }
+    memcpy(out + o, device, dl);
+    return o + dl;
+}
+
+void tether_group_answer(tether_node_t *n, group_fan_t *f, const char *device,
+                         const tether_coap_msg_t *resp, tether_time_t now)
+{
+    if (f->drop_all)
+        return;
+    static tether_coap_msg_t out;
+    uint8_t rf[REPLY_FROM_MAX];
+    out = *resp;
+    if (tether_coap_msg_add_opt(&out, n->conf.opt_reply_from, rf, reply_from(device, rf)) < 0)
+        return; /* no room for the one option that says who answered */
+    n->groups.responses++;
+    tether_reply_to(n, &f->client, TETHER_COAP_NON, 0, f->ctok, f->ctkl, true, &out, now);
+}
+
+void tether_group_tick(tether_node_t *n, tether_time_t now)
+{
+    tether_timer_t *t;
+    while ((t = tether_heap_pop_due(&n->groups.timers, now))) {
+        if (t->tag == G_DEADLINE)
+            fan_end(n, container_of(t, group_fan_t, deadline));
+        else
+            fan_step(n, container_of(t, group_fan_t, pace), now);
+    }
+}
+
+tether_time_t tether_group_next_deadline(const tether_node_t *n)
+{
+    const tether_timer_t *t = tether_heap_top(&n->groups.timers);
+    return t ? t->at : UINT64_MAX;
+}
+
+void tether_group_attach(group_fan_t *f, relay_req_t *r)
+{
+    r->fan = f;
+    tether_list_push(&f->subs, &r->in_fan);
+}

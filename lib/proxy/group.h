@@ -1,0 +1,117 @@
+/* tether — group requests through the proxy (internal to lib/proxy;
+ * draft-ietf-core-groupcomm-proxy-07, SPEC S4).
+ *
+ * A group is a name (compared case-insensitively, like a host) with
+ * explicit members (device names) and/or a pattern (fnmatch glob over the
+ * devices registered on this node). A client names the group where it
+ * would name a device (Uri-Host or the host of Proxy-Uri) and sends a
+ * Multicast-Timeout option (number conf.opt_multicast_timeout, uint value
+ * T' in seconds, draft §2). Then:
+ *   - no Multicast-Timeout: 4.00 carrying a Multicast-Timeout of value 0
+ *     (an empty option) and a diagnostic payload (draft §3.2 step 3);
+ *   - not allowed (ACL "groups" rules, tether_creds_allowed_group): 4.03;
+ *     a plain-CoAP client where plain CoAP is not trusted: 4.01 (relay.c);
+ *   - else a fan-out: a CON to the client is acknowledged at once (empty
+ *     ACK); the request, Multicast-Timeout removed (step 4), goes to every
+ *     member device that is registered here, paced: at most
+ *     conf.group_pacing_burst members at once, the next batch
+ *     conf.group_pacing_interval_ms later (so 1,000 members do not burst);
+ *     each device response that arrives within T' of the request goes to
+ *     the client on its own, as a NON with the client's token, fresh MID
+ *     and a Reply-From option (conf.opt_reply_from) naming the device;
+ *     at T' the fan-out ends: member requests still out (queued for a
+ *     sleeping device, or unanswered) are cancelled and later responses
+ *     dropped. T' = 0: the request is still sent, every response dropped.
+ *     tether's own verdicts about a member (timeout, device gone) are not
+ *     server responses and are not forwarded.
+ *
+ * Reply-From value (draft §2, a CBOR sequence of CRIs): one CRI naming the
+ * device as the host tether answers for, [-1, "<device>"] (scheme coap,
+ * host-name), encoded 0x82 0x20 <text string>. A client reaches that
+ * device alone through tether with Uri-Host: <device>.
+ *
+ * Observe on a group request is not supported: the Observe option is
+ * removed and each member answers a plain request (RFC 7641 §2 lets a
+ * server ignore Observe; the client sees responses without it).
+ *
+ * Bounds: conf.max_groups groups of at most conf.group_max_members
+ * members (a pattern takes the first group_max_members matches);
+ * conf.group_max_requests fan-outs at once (5.03 beyond); T' is clamped to
+ * conf.group_timeout_max_ms. Member requests count against max_pending
+ * like any relayed request; a member that does not fit waits for the next
+ * pacing step.
+ *
+ * Lifetimes: groups are owned by the table until removed or freed. A
+ * fan-out is owned by the table from tether_group_request until T' passes
+ * (tether_group_tick) or the node is torn down; its member requests are
+ * relay requests (relay.h) pointing at it, cancelled before it is freed.
+ */
+#ifndef TETHER_PROXY_GROUP_H
+#define TETHER_PROXY_GROUP_H
+
+#include "tether/coap.h"
+#include "tether/creds.h"
+#include "tether/list.h"
+#include "tether/node.h"
+#include "util/heap.h"
+#include "util/hmap.h"
+
+struct relay_req;
+struct tether_device;
+typedef struct group_fan group_fan_t;
+
+typedef struct tether_group {
+    tether_hnode_t by_name;
+    tether_lnode_t ln; /* table order (listing) */
+    char name[TETHER_IDENTITY_MAX];
+    char pattern[TETHER_IDENTITY_MAX]; /* "" none */
+    size_t nmembers;
+    char **members; /* one allocation (group.c, names_pack) */
+} tether_group_t;
+
+typedef struct {
+    tether_hmap_t by_name;
+    tether_list_t groups;
+    size_t ngroups;
+    tether_list_t fans; /* group_fan_t, running fan-outs */
+    size_t nfans;
+    tether_heap_t timers; /* fan-outs' T' deadlines and pacing steps */
+    uint64_t seed;
+    /* counters for tether_node_stats */
+    uint64_t requests, members_sent, responses, late_dropped, rejected;
+} tether_groups_t;
+
+int tether_groups_init(tether_groups_t *g, uint64_t seed);
+/* Frees every group and fan-out (member requests cancelled first). */
+void tether_groups_free(tether_node_t *n);
+
+/* The group called `name` (any case), NULL when none. */
+tether_group_t *tether_group_find(const tether_groups_t *g, const char *name);
+/* Defines (or redefines) a group. 0; TETHER_EINVAL for an empty or too
+ * long name, pattern or member, or neither members nor a pattern;
+ * TETHER_ELIMIT beyond max_groups or group_max_members; TETHER_ENOMEM. */
+int tether_group_set(tether_node_t *n, const char *name, const char *pattern,
+                     const char *const *members, size_t nmembers);
+/* 0, or TETHER_ENOTFOUND. Running fan-outs keep going. */
+int tether_group_remove(tether_node_t *n, const char *name);
+
+/* A client request for group `grp` (relay.c found the group named by the
+ * request; the client passed the plain-CoAP check). `up` holds what was
+ * taken from a Proxy-Uri (path, query); `skip_uri` says so. Always
+ * answers the request one way or another. */
+void tether_group_request(tether_node_t *n, const tether_peer_t *peer, const tether_coap_msg_t *req,
+                          tether_group_t *grp, tether_coap_msg_t *up, bool skip_uri,
+                          tether_time_t now);
+/* Member request `r` of fan-out `f` was answered by its device with
+ * `resp` (r is already freed; `device` is its name). */
+void tether_group_answer(tether_node_t *n, group_fan_t *f, const char *device,
+                         const tether_coap_msg_t *resp, tether_time_t now);
+/* Member request `r` joins fan-out `f` (relay.c, tether_relay_group). */
+void tether_group_attach(group_fan_t *f, struct relay_req *r);
+/* Member request `r` is being freed: it leaves its fan-out. */
+void tether_group_detach(struct relay_req *r);
+/* T' deadlines and pacing steps due at `now`. */
+void tether_group_tick(tether_node_t *n, tether_time_t now);
+tether_time_t tether_group_next_deadline(const tether_node_t *n);
+
+#endif
