@@ -78,6 +78,7 @@ typedef struct {
     uint32_t dtls_hs_burst;
     uint32_t dtls_hs_inflight;  /* handshakes in flight per source, 0 = no cap */
     uint32_t dtls_hs_flight_ms; /* a handshake silent this long is dropped */
+    uint32_t dtls_ticket_rotation_s; /* session ticket key period */
     /* "cluster": the internal channel (SPEC S5). Off while listen is "". */
     char cluster_listen[160];    /* HOST:PORT this node receives forwarded records on */
     char cluster_advertise[160]; /* HOST:PORT other nodes reach it at ("" = cluster_listen) */
