@@ -13,6 +13,7 @@
 #include "dtls/dtls_int.h"
 #include "dtls/ticket.h"
 #include "dtls/wolfrec.h"
+#include "util/be64.h"
 
 #if WOLFSSL_TICKET_EXTRA_PADDING_SZ < TETHER_TICKET_TRAILER_MAX
 #error                                                                                             \
@@ -27,20 +28,6 @@
 static const uint8_t magic[4] = {'T', 'Q', 't', '1'};
 static const uint8_t salt[] = "tether-ticket-v1";
 
-static void be64_put(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (56 - 8 * i));
-}
-
-static uint64_t be64_get(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | p[i];
-    return v;
-}
-
 static int derive(const tether_ticket_keys_t *k, const uint8_t *info, size_t info_len, uint8_t *out,
                   size_t out_len)
 {
@@ -54,7 +41,7 @@ static int derive(const tether_ticket_keys_t *k, const uint8_t *info, size_t inf
 static int epoch_key(const tether_ticket_keys_t *k, uint64_t epoch, Aes *aes)
 {
     uint8_t info[11] = "key", key[32];
-    be64_put(info + 3, epoch);
+    tether_be64_put(info + 3, epoch);
     int rc = derive(k, info, sizeof info, key, sizeof key);
     if (!rc && wc_AesGcmSetKey(aes, key, sizeof key) != 0)
         rc = TETHER_ECRYPTO;
@@ -242,13 +229,13 @@ static int ticket_encrypt(tether_dtls_srv_t *srv, WOLFSSL *ssl, io_t *io, uint8_
     *t++ = (uint8_t)n;
     *t++ = c.auth;
     *t++ = (uint8_t)c.role;
-    be64_put(t, c.key_tag);
+    tether_be64_put(t, c.key_tag);
     t += 8;
     *t++ = TRAILER_VERSION;
     int total = (int)(t - buf);
 
     memcpy(name, magic, 4);
-    be64_put(name + 4, srv->tkt.epoch);
+    tether_be64_put(name + 4, srv->tkt.epoch);
     memcpy(name + 12, srv->tkt.check, 4);
     if (wc_RNG_GenerateBlock(&srv->rng, iv, WOLFSSL_TICKET_IV_SZ) != 0)
         return WOLFSSL_TICKET_RET_FATAL;
@@ -273,7 +260,7 @@ static int ticket_decrypt(tether_dtls_srv_t *srv, io_t *io, const uint8_t *name,
     if (!k->ready || len < TRAILER_FIXED || memcmp(name, magic, 4) != 0 ||
         memcmp(name + 12, k->check, 4) != 0 || memcmp(mac + TAG_LEN, zero, sizeof zero) != 0)
         goto refuse; /* not ours: another cluster's, or altered */
-    uint64_t e = be64_get(name + 4);
+    uint64_t e = tether_be64_get(name + 4);
     Aes *aes = e == k->epoch ? &k->aes[0] : k->epoch && e == k->epoch - 1 ? &k->aes[1] : NULL;
     if (!aes)
         goto refuse; /* its key has rotated out */
@@ -290,7 +277,7 @@ static int ticket_decrypt(tether_dtls_srv_t *srv, io_t *io, const uint8_t *name,
     memcpy(c.identity, t - n, n);
     c.auth = t[1];
     c.role = (tether_role_t)t[2];
-    c.key_tag = be64_get(t + 3);
+    c.key_tag = tether_be64_get(t + 3);
     int it_len = len - (int)(TRAILER_FIXED + n);
     if (memchr(c.identity, 0, n) || !dtls_ticket_claim_current(srv->creds, &c) ||
         tether_wolf_ticket_bind(buf, (size_t)it_len, c.bind) < 0)
