@@ -245,8 +245,9 @@ static void usage(FILE *f)
             "  --server HOST:PORT    DTLS listener (required)\n"
             "  --mode M              psk (default): full PSK handshakes; ecdhe: full\n"
             "                        ECDHE-ECDSA P-256 handshakes (needs a server certificate);\n"
-            "                        resumed: session-id resumption, each checked with a CoAP\n"
-            "                        ping on the resumed session\n"
+            "                        resumed: resumption by session ticket (RFC 5077) or\n"
+            "                        session id, each checked with a CoAP ping on the\n"
+            "                        resumed session\n"
             "  --concurrency C       handshakes in flight (default 32)\n"
             "  --duration S          seconds (default 10)\n"
             "  --identity-prefix P   PSK fleet: worker k is P<k> (default dev)\n"
@@ -407,6 +408,7 @@ int bench_handshakes_main(int argc, char **argv)
             goto cleanup;
         }
     }
+    H->net.dtls.tickets = H->o.mode == MODE_RESUMED;
     if (!(H->w = calloc(H->o.concurrency, sizeof *H->w)) || setup_workers(H) < 0)
         goto cleanup;
     bench_runner_init(&H->runner, H->loop, H->o.c.duration_s, hs_stop, H);
