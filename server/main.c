@@ -334,7 +334,7 @@ static void shared_node_live(void *user, uint8_t id, const tether_addr_t *addr)
     tetherd_t *d = user;
     tether_channel_t *ch = tether_pipeline_channel(d->pipe);
     if (ch)
-        tether_channel_add_node(ch, id, addr); /* TETHER_EEXIST: known already */
+        tether_channel_node_lease(ch, id, addr);
     pump(d);
 }
 

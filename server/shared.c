@@ -252,6 +252,7 @@ int tetherd_shared_stats(const tetherd_shared_t *s, json_t *stats)
         {"redis.reconnects", st.reconnects},
         {"redis.errors", st.errors},
         {"redis.conflicts", st.conflicts},
+        {"redis.stale_refused", st.stale_refused},
         {"redis.records", st.records},
         {"redis.log_applied", st.log_applied},
         {"redis.resyncs", st.resyncs},

@@ -131,6 +131,7 @@ int tetherd_stats_fill(json_t *st, const tetherd_stats_src_t *d)
         {"cluster.replies_in", cs->replies_in},
         {"cluster.rejected", cs->rejected},
         {"cluster.replayed", cs->replayed},
+        {"cluster.node_moves", cs->node_moves},
         {"cluster.unroutable", cs->unroutable},
     };
     for (size_t i = 0; i < sizeof crows / sizeof crows[0]; i++)

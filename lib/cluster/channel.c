@@ -29,6 +29,8 @@ typedef struct {
     uint8_t key_out[PAIR_KEY_LEN]; /* self -> it */
     uint8_t key_in[PAIR_KEY_LEN];  /* it -> self */
     uint64_t rx_max;               /* newest counter seen from it (0: none yet) */
+    bool moving;                   /* a lease names another address: */
+    tether_addr_t moved_to;        /* taken once the node writes from it */
     uint64_t rx_bits;              /* bit k: rx_max - 1 - k was seen */
 } node_t;
 
@@ -128,6 +130,19 @@ int tether_channel_add_node(tether_channel_t *ch, uint8_t id, const tether_addr_
     n->addr = *addr;
     n->known = true;
     ch->stats.nodes_configured++;
+    return 0;
+}
+
+int tether_channel_node_lease(tether_channel_t *ch, uint8_t id, const tether_addr_t *addr)
+{
+    if (!id || id == ch->conf.self)
+        return TETHER_EEXIST;
+    node_t *n = &ch->node[id];
+    if (!n->known)
+        return tether_channel_add_node(ch, id, addr);
+    n->moving = !tether_addr_equal(&n->addr, addr);
+    if (n->moving)
+        n->moved_to = *addr;
     return 0;
 }
 
@@ -249,15 +264,16 @@ static bool window_accept(node_t *n, uint64_t c)
 int tether_channel_input(tether_channel_t *ch, const tether_addr_t *src, const uint8_t *data,
                          size_t len, tether_time_t now, tether_channel_rx_t *rx)
 {
-    (void)src; /* the MAC names the sender; its address may be NATed */
+    /* The MAC names the sender; its address may be NATed, so src only
+     * matters to confirm a move its lease announced. */
     memset(rx, 0, sizeof *rx);
     /* The claimed sender picks the key: bytes 4 (from) and 5 (to) of the
      * header; a forged claim fails the MAC of that pair. */
     int rc = TETHER_EPROTO;
     tether_cluster_msg_t m;
     if (len >= TETHER_CLUSTER_OVERHEAD && ch->node[data[4]].known) {
-        rc = tether_cluster_decode(data, len, ch->node[data[4]].key_in, PAIR_KEY_LEN,
-                                   ch->conf.self, now, &m);
+        rc = tether_cluster_decode(data, len, ch->node[data[4]].key_in, PAIR_KEY_LEN, ch->conf.self,
+                                   now, &m);
         if (rc == 0 && !window_accept(&ch->node[m.from_node], m.counter)) {
             ch->stats.replayed++;
             rc = TETHER_EEXIST;
@@ -269,7 +285,16 @@ int tether_channel_input(tether_channel_t *ch, const tether_addr_t *src, const u
         ch->stats.rejected++;
         return rc;
     }
-    ch->node[m.from_node].heard = now;
+    node_t *n = &ch->node[m.from_node];
+    n->heard = now;
+    if (n->moving && tether_addr_equal(src, &n->moved_to)) {
+        /* A restarted node with a new address (a pod rescheduled): its
+         * lease named it and an authenticated message came from it, so
+         * neither a forged lease alone nor a message alone moves it. */
+        n->addr = n->moved_to;
+        n->moving = false;
+        ch->stats.node_moves++;
+    }
     if (m.type == TETHER_CLUSTER_FORWARD) {
         ch->stats.forwarded_in++;
         rx->kind = TETHER_CHANNEL_RX_DELIVER;
@@ -326,12 +351,18 @@ tether_time_t tether_channel_next_deadline(const tether_channel_t *ch)
     return at;
 }
 
-size_t tether_channel_out_count(const tether_channel_t *ch) { return ch->nout; }
+size_t tether_channel_out_count(const tether_channel_t *ch)
+{
+    return ch->nout;
+}
 const tether_channel_dgram_t *tether_channel_out_get(const tether_channel_t *ch, size_t i)
 {
     return i < ch->nout ? &ch->out[i] : NULL;
 }
-void tether_channel_out_clear(tether_channel_t *ch) { ch->nout = 0; }
+void tether_channel_out_clear(tether_channel_t *ch)
+{
+    ch->nout = 0;
+}
 const tether_channel_stats_t *tether_channel_stats(const tether_channel_t *ch)
 {
     return &ch->stats;

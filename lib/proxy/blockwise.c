@@ -808,7 +808,10 @@ bool tether_bw_request(tether_node_t *n, const tether_link_t *link, const tether
         if (tether_coap_parse(&rep, x->rep_head, x->rep_head_len, &perr) == 0) {
             rep.payload = x->rep_body;
             rep.payload_len = x->rep_len;
-            x->keep_until = now + n->conf.block_idle_ms;
+            /* keep_until is not moved: a representation the cache would
+             * not keep (Max-Age 0, no room) is served for
+             * proxy.block_idle_ms from its reassembly and then fetched
+             * again, however often its later blocks are asked for. */
             serve(n, link, req, false, &rep, now);
             return true;
         }

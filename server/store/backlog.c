@@ -6,10 +6,11 @@
 
 #include "backlog.h"
 #include "tether/common.h"
+#include "tether/container.h"
 
 #define DIGEST 16
 
-#define ENTRY(n) ((tetherd_dirty_t *)((char *)(n) - offsetof(tetherd_dirty_t, order)))
+#define ENTRY(n) container_of(n, tetherd_dirty_t, order)
 
 /* A collision-resistant digest: key names come from device names, which
  * devices choose. */
@@ -50,7 +51,7 @@ tetherd_dirty_t *tetherd_backlog_find(const tetherd_backlog_t *b, const char *rk
     size_t len = strlen(rkey);
     digest(rkey, len, d);
     tether_hnode_t *h = tether_hmap_find(&b->map, d, sizeof d);
-    tetherd_dirty_t *e = h ? (tetherd_dirty_t *)((char *)h - offsetof(tetherd_dirty_t, hn)) : NULL;
+    tetherd_dirty_t *e = h ? container_of(h, tetherd_dirty_t, hn) : NULL;
     return e && e->rkey_len == len && memcmp(e->rkey, rkey, len) == 0 ? e : NULL;
 }
 
@@ -129,4 +130,7 @@ void tetherd_backlog_fail_all(tetherd_backlog_t *b)
         ENTRY(n)->inflight = false;
 }
 
-void tetherd_backlog_drop(tetherd_backlog_t *b, tetherd_dirty_t *e) { entry_free(b, e); }
+void tetherd_backlog_drop(tetherd_backlog_t *b, tetherd_dirty_t *e)
+{
+    entry_free(b, e);
+}

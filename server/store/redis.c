@@ -11,6 +11,7 @@
 #include "backlog.h"
 #include "redis.h"
 #include "rkey.h"
+#include "tether/container.h"
 #include "tether/log.h"
 #include "wrap.h"
 
@@ -46,6 +47,29 @@ static const char LUA_DEL[] =
     "redis.call('DEL', KEYS[1]) "
     "return {1, 0}";
 
+/* Deleting a credential leaves a tombstone "VERSION -" instead of the
+ * key, so the key's versions never start again at 1: a sealed credential
+ * is bound to its version (rkey.c), and a node refuses a version of a
+ * credential at or below one it has seen (cred_newer), so neither an old
+ * value replayed into Redis or its change log nor a put and a delete
+ * reordered between two nodes bring back a revoked key. Returns
+ * {1, tombstone version} or {0, current version}. */
+static const char LUA_TOMB[] =
+    "local cur = redis.call('GET', KEYS[1]) "
+    "local v = 0 "
+    "if cur then v = tonumber(string.match(cur, '^(%d+) ')) or 0 end "
+    "if ARGV[1] ~= 'any' and tonumber(ARGV[1]) ~= v then return {0, v} end "
+    "v = v + 1 "
+    "redis.call('SET', KEYS[1], v .. ' -') "
+    "return {1, v}";
+#define TOMBSTONE "-"
+
+/* The highest version of a deleted credential this node has seen. */
+typedef struct {
+    tether_hnode_t hn; /* key: digest of rkey */
+    uint64_t version;
+} tomb_t;
+
 /* One record of the replica. */
 typedef struct {
     tether_hnode_t hn;    /* key: digest of rkey */
@@ -61,21 +85,34 @@ typedef struct {
     char rkey[];
 } rent_t;
 
-typedef enum { C_FLUSH, C_LOG, C_CRED, C_GET, C_XREAD, C_XLAST, C_SCAN, C_RGET, C_LEASES, C_LEASE, C_AUTH } cmd_kind_t;
+typedef enum {
+    C_FLUSH,
+    C_LOG,
+    C_CRED,
+    C_GET,
+    C_XREAD,
+    C_XLAST,
+    C_SCAN,
+    C_RGET,
+    C_LEASES,
+    C_LEASE,
+    C_AUTH
+} cmd_kind_t;
 
 /* What a command's reply is for (one per command, freed by its callback). */
 typedef struct {
     struct tetherd_redis *r;
     cmd_kind_t kind;
-    bool resync;          /* counted in r->scan_outstanding */
-    uint64_t conn_gen;    /* the connection it was sent on */
+    bool resync; /* counted in r->scan_outstanding of resync `epoch` */
+    uint64_t epoch;
+    uint64_t conn_gen;      /* the connection it was sent on */
     tetherd_dirty_t *dirty; /* C_FLUSH */
     tether_store_kind_t skind;
     uint64_t expect;
     bool del;
     tether_store_cb cb; /* C_CRED, C_GET */
     void *user;
-    char *value; /* C_FLUSH, C_CRED: the JSON sent */
+    char *value;        /* C_FLUSH, C_CRED: the JSON sent */
     tetherd_rrec_t rec; /* C_CRED put: the record written */
     size_t key_len;
     uint8_t key[TETHER_STORE_KEY_MAX]; /* C_CRED, C_GET, C_RGET */
@@ -96,6 +133,7 @@ struct tetherd_redis {
     tetherd_wrap_t wrap;
     tetherd_backlog_t backlog;
     tether_hmap_t map;
+    tether_hmap_t tombs; /* tomb_t: deleted credentials' last versions */
     tether_list_t order[TETHER_STORE_KINDS];
     size_t count;
     uint64_t next_seq, epoch;
@@ -106,21 +144,32 @@ struct tetherd_redis {
     bool leases_inflight;
     /* resync */
     bool synced, resyncing;
+    tether_time_t next_resync; /* after a failed one: back off */
+    uint32_t resync_backoff_ms;
+    tether_time_t flush_after; /* after an error reply to a write: back off */
+    uint32_t flush_backoff_ms;
     unsigned scan_outstanding; /* SCAN and GET replies still to come */
     bool scan_done;
     void (*on_event)(void *);
     void *on_event_user;
     bool event_pending;
-    uint64_t errors, conflicts, log_applied, resyncs;
+    uint64_t errors, conflicts, log_applied, resyncs, stale_refused;
 };
 
 static void rearm(tetherd_redis_t *r);
 static void flush(tetherd_redis_t *r);
 static void resync_start(tetherd_redis_t *r);
+static void resync_failed(tetherd_redis_t *r);
 
-static tether_time_t now_of(const tetherd_redis_t *r) { return uv_now(r->loop); }
+static tether_time_t now_of(const tetherd_redis_t *r)
+{
+    return uv_now(r->loop);
+}
 
-static void event(tetherd_redis_t *r) { r->event_pending = true; }
+static void event(tetherd_redis_t *r)
+{
+    r->event_pending = true;
+}
 
 /* After a reply: tell the process, once, that something happened. */
 static void event_flush(tetherd_redis_t *r)
@@ -145,8 +194,54 @@ static rent_t *rep_find(const tetherd_redis_t *r, const char *rkey)
     uint8_t d[DIGEST];
     digest(rkey, d);
     tether_hnode_t *h = tether_hmap_find(&r->map, d, sizeof d);
-    rent_t *e = h ? (rent_t *)((char *)h - offsetof(rent_t, hn)) : NULL;
+    rent_t *e = h ? container_of(h, rent_t, hn) : NULL;
     return e && strcmp(e->rkey, rkey) == 0 ? e : NULL;
+}
+
+static uint64_t tomb_version(const tetherd_redis_t *r, const char *rkey)
+{
+    uint8_t d[DIGEST];
+    digest(rkey, d);
+    tether_hnode_t *h = r->tombs.count ? tether_hmap_find(&r->tombs, d, sizeof d) : NULL;
+    return h ? container_of(h, tomb_t, hn)->version : 0;
+}
+
+/* Remembers that rkey was deleted at `version`. The map is bounded like
+ * the replica; when full the version is not remembered (counted). */
+static void tomb_set(tetherd_redis_t *r, const char *rkey, uint64_t version)
+{
+    uint8_t d[DIGEST];
+    digest(rkey, d);
+    tether_hnode_t *h = tether_hmap_find(&r->tombs, d, sizeof d);
+    tomb_t *t = h ? container_of(h, tomb_t, hn) : NULL;
+    if (!t) {
+        if (r->tombs.count >= r->conf.max_records || !(t = calloc(1, sizeof *t))) {
+            r->errors++;
+            return;
+        }
+        tether_hmap_insert(&r->tombs, &t->hn, d, sizeof d);
+    }
+    if (version > t->version)
+        t->version = version;
+}
+
+/* Whether `version` of credential rkey is newer than all this node has
+ * seen of it (live or deleted). Credentials only: other records may
+ * legitimately start again (a Redis that lost its data, a device that
+ * registers anew), and a stale one of those costs a lookup, not a key. */
+static bool cred_newer(tetherd_redis_t *r, const char *rkey, uint64_t version)
+{
+    const rent_t *e = rep_find(r, rkey);
+    if (version > tomb_version(r, rkey) && (!e || version > e->rversion))
+        return true;
+    r->stale_refused++;
+    if (tether_log_enabled(TETHER_LOG_WARN)) {
+        char v[24];
+        snprintf(v, sizeof v, "%llu", (unsigned long long)version);
+        tether_log_kv(TETHER_LOG_WARN, "redis", "older credential version refused", "key", rkey,
+                      "version", v, NULL);
+    }
+    return false;
 }
 
 static void rep_free(tetherd_redis_t *r, rent_t *e)
@@ -172,8 +267,7 @@ static void rep_drop(tetherd_redis_t *r, rent_t *e)
 
 /* Stores `rr` (taken over, also on failure) as the record of rkey: a new
  * entry or the existing one replaced. NULL on TETHER_ELIMIT/ENOMEM. */
-static rent_t *rep_set(tetherd_redis_t *r, const char *rkey, tetherd_rrec_t *rr,
-                       uint64_t version)
+static rent_t *rep_set(tetherd_redis_t *r, const char *rkey, tetherd_rrec_t *rr, uint64_t version)
 {
     rent_t *e = rep_find(r, rkey);
     if (e && e->rr.rec.kind != rr->rec.kind) {
@@ -220,6 +314,35 @@ static int rec_copy(tetherd_redis_t *r, const tether_store_rec_t *rec, const cha
     return rc;
 }
 
+/* Whether a record names the key it was read from: a value copied to
+ * another key name (by a writer to Redis) is not taken for that key. */
+static bool rec_is_at(const tether_store_rec_t *rec, const char *rkey)
+{
+    uint8_t kb[1], want[TETHER_STORE_KEY_MAX];
+    const uint8_t *key;
+    size_t kl, wl;
+    tether_store_kind_t kind;
+    return tether_store_rec_key(rec, kb, &key, &kl) == 0 &&
+           tetherd_rkey_parse(rkey, strlen(rkey), &kind, want, sizeof want, &wl) == 0 &&
+           kind == rec->kind && wl == kl && memcmp(want, key, kl) == 0;
+}
+
+/* A deleted record seen in Redis (a NIL, a tombstone or a delete in the
+ * change log): the replica's copy goes unless this node has a write of
+ * its own pending; a credential's tombstone must be newer than what this
+ * node has seen (cred_newer). */
+static void rep_gone(tetherd_redis_t *r, const char *rkey, tether_store_kind_t kind, uint64_t tomb)
+{
+    if (kind == TETHER_STORE_CRED && tomb) {
+        if (!cred_newer(r, rkey, tomb))
+            return;
+        tomb_set(r, rkey, tomb);
+    }
+    rent_t *e = rep_find(r, rkey);
+    if (e && !tetherd_backlog_find(&r->backlog, rkey))
+        rep_drop(r, e);
+}
+
 /* Applies a record read from Redis (resync, change log, get): replaces the
  * replica's unless this node has a write of its own pending for that key
  * (its flush settles the conflict). Tells the watchers when it changed. */
@@ -233,8 +356,11 @@ static void rep_apply(tetherd_redis_t *r, const char *rkey, tether_store_kind_t 
         e->epoch = r->epoch;
         return;
     }
+    if (kind == TETHER_STORE_CRED && !cred_newer(r, rkey, version))
+        return;
     tetherd_rrec_t rr;
-    if (tetherd_rrec_decode(kind, json, jlen, &r->wrap, rkey, version, &rr) < 0) {
+    if (tetherd_rrec_decode(kind, json, jlen, &r->wrap, rkey, version, &rr) < 0 ||
+        !rec_is_at(&rr.rec, rkey)) {
         tetherd_rrec_free(&rr);
         r->errors++;
         if (tether_log_enabled(TETHER_LOG_WARN))
@@ -268,8 +394,7 @@ static cmd_t *cmd_new(tetherd_redis_t *r, cmd_kind_t kind)
 
 /* Sends argv with `c` as its reply context (freed by on_reply, or here on
  * failure). 0 or TETHER_EIO. */
-static int send_argv(tetherd_redis_t *r, cmd_t *c, int argc, const char **argv,
-                     const size_t *lens)
+static int send_argv(tetherd_redis_t *r, cmd_t *c, int argc, const char **argv, const size_t *lens)
 {
     if (!r->ac || !tetherd_rconn_can_send(&r->conn) ||
         redisAsyncCommandArgv(r->ac, on_reply, c, argc, argv, lens) != REDIS_OK) {
@@ -294,8 +419,9 @@ static void log_append(tetherd_redis_t *r, const char *rkey, uint64_t version, c
     snprintf(v, sizeof v, "%llu", (unsigned long long)version);
     snprintf(n, sizeof n, "%u", r->conf.node_id);
     snprintf(maxlen, sizeof maxlen, "%u", r->conf.log_maxlen);
-    const char *argv[] = {"XADD", TETHERD_RKEY_LOG, "MAXLEN", "~", maxlen, "*", "k", rkey,
-                          "v",    v,                "n",      n,   "d",    json ? json : ""};
+    const char *argv[] = {
+        "XADD", TETHERD_RKEY_LOG, "MAXLEN", "~", maxlen, "*", "k", rkey, "v", v, "n", n,
+        "d",    json ? json : ""};
     cmd_t *c = cmd_new(r, C_LOG);
     if (!c || send_strs(r, c, json ? 14 : 12, argv) < 0)
         free(c);
@@ -313,9 +439,12 @@ static void fmt_expect(uint64_t expect, char out[24])
 static void flush(tetherd_redis_t *r)
 {
     tetherd_dirty_t *e;
+    if (now_of(r) < r->flush_after)
+        return;
     /* Headroom is left for the change-log reads and lease polls. */
-    while (r->synced && tetherd_rconn_pending(&r->conn) + FLUSH_HEADROOM < r->conn.conf.inflight_max &&
-           r->ac && (e = tetherd_backlog_next(&r->backlog))) {
+    while (r->synced &&
+           tetherd_rconn_pending(&r->conn) + FLUSH_HEADROOM < r->conn.conf.inflight_max && r->ac &&
+           (e = tetherd_backlog_next(&r->backlog))) {
         cmd_t *c = cmd_new(r, C_FLUSH);
         char expect[24], ttl[16];
         if (!c || (!e->del && !(c->value = strdup(e->value)))) {
@@ -358,6 +487,7 @@ static void flush_reply(tetherd_redis_t *r, cmd_t *c, redisReply *rep)
     }
     uint64_t v = (uint64_t)rep->element[1]->integer;
     rent_t *re = rep_find(r, e->rkey);
+    r->flush_backoff_ms = 0;
     if (rep->element[0]->integer == 1) {
         log_append(r, e->rkey, v, c->del ? NULL : c->value);
         bool gone = tetherd_backlog_acked(&r->backlog, e, v);
@@ -376,8 +506,8 @@ static void flush_reply(tetherd_redis_t *r, cmd_t *c, redisReply *rep)
         return;
     }
     if (tether_log_enabled(TETHER_LOG_INFO))
-        tether_log_kv(TETHER_LOG_INFO, "redis", "another node's newer record wins", "key",
-                      e->rkey, NULL);
+        tether_log_kv(TETHER_LOG_INFO, "redis", "another node's newer record wins", "key", e->rkey,
+                      NULL);
     char rkey[TETHERD_RKEY_MAX];
     snprintf(rkey, sizeof rkey, "%s", e->rkey);
     tetherd_backlog_drop(&r->backlog, e);
@@ -406,17 +536,18 @@ static void get_value(tetherd_redis_t *r, cmd_t *c, redisReply *rep)
             r->errors++;
             return;
         }
-        rep_apply(r, c->rkey, kind, json, jl, v);
+        if (jl == 1 && json[0] == TOMBSTONE[0])
+            rep_gone(r, c->rkey, kind, v);
+        else
+            rep_apply(r, c->rkey, kind, json, jl, v);
     } else if (rep->type == REDIS_REPLY_NIL) {
-        rent_t *e = rep_find(r, c->rkey);
-        if (e && !tetherd_backlog_find(&r->backlog, c->rkey))
-            rep_drop(r, e);
+        rep_gone(r, c->rkey, kind, 0);
     }
 }
 
 static void complete(tether_store_cb cb, void *user, int rc, tether_store_kind_t kind,
-                     const uint8_t *key, size_t kl, uint64_t version,
-                     const tether_store_rec_t *rec, uint64_t cursor)
+                     const uint8_t *key, size_t kl, uint64_t version, const tether_store_rec_t *rec,
+                     uint64_t cursor)
 {
     if (!cb)
         return;
@@ -444,12 +575,23 @@ static void cred_reply(tetherd_redis_t *r, cmd_t *c, redisReply *rep)
     }
     uint64_t v = (uint64_t)rep->element[1]->integer;
     if (rep->element[0]->integer != 1) {
+        /* Redis has a version this node has not seen yet: read it, so the
+         * operator's next try names it (the replica lagged, or the key's
+         * change-log entry never came). */
+        cmd_t *g = cmd_new(r, C_RGET);
+        if (g) {
+            snprintf(g->rkey, sizeof g->rkey, "%s", c->rkey);
+            const char *argv[] = {"GET", g->rkey};
+            if (send_strs(r, g, 2, argv) < 0)
+                free(g);
+        }
         complete(c->cb, c->user, TETHER_ECONFLICT, c->skind, c->key, c->key_len, v, NULL, 0);
         return;
     }
     log_append(r, c->rkey, v, c->del ? NULL : c->value);
     rent_t *e = rep_find(r, c->rkey);
     if (c->del) {
+        tomb_set(r, c->rkey, v);
         complete(c->cb, c->user, 0, c->skind, c->key, c->key_len, 0, NULL, 0);
         if (e)
             rep_drop(r, e);
@@ -484,8 +626,8 @@ static const char *field(const redisReply *fields, const char *name, size_t *len
 static void log_entry(tetherd_redis_t *r, const redisReply *ent)
 {
     if (ent->type != REDIS_REPLY_ARRAY || ent->elements != 2 ||
-        ent->element[0]->type != REDIS_REPLY_STRING ||
-        ent->element[1]->type != REDIS_REPLY_ARRAY || ent->element[0]->len >= sizeof r->last_id)
+        ent->element[0]->type != REDIS_REPLY_STRING || ent->element[1]->type != REDIS_REPLY_ARRAY ||
+        ent->element[0]->len >= sizeof r->last_id)
         return;
     memcpy(r->last_id, ent->element[0]->str, ent->element[0]->len);
     r->last_id[ent->element[0]->len] = 0;
@@ -511,13 +653,9 @@ static void log_entry(tetherd_redis_t *r, const redisReply *ent)
     if (tetherd_rkey_parse(rkey, kl, &kind, key, sizeof key, &klen) < 0)
         return;
     r->log_applied++;
-    if (!version) {
-        rent_t *e = rep_find(r, rkey);
-        if (e && !tetherd_backlog_find(&r->backlog, rkey))
-            rep_drop(r, e);
-        return;
-    }
-    if (d)
+    if (!d) /* a delete; a credential's names its tombstone's version */
+        rep_gone(r, rkey, kind, version);
+    else if (version)
         rep_apply(r, rkey, kind, d, dl, version);
 }
 
@@ -615,8 +753,10 @@ static void resync_scan(tetherd_redis_t *r, const char *cursor)
 {
     const char *argv[] = {"SCAN", cursor, "MATCH", TETHERD_RKEY_MATCH, "COUNT", SCAN_COUNT};
     cmd_t *c = cmd_new(r, C_SCAN);
-    if (c)
+    if (c) {
         c->resync = true;
+        c->epoch = r->epoch;
+    }
     if (!c || send_strs(r, c, 6, argv) < 0) {
         free(c);
         r->resyncing = false;
@@ -633,7 +773,7 @@ static void resync_end(tetherd_redis_t *r)
             continue;
         for (tether_lnode_t *l = r->order[k].head, *next; l; l = next) {
             next = l->next;
-            rent_t *e = (rent_t *)((char *)l - offsetof(rent_t, order));
+            rent_t *e = container_of(l, rent_t, order);
             if (e->epoch != r->epoch && !tetherd_backlog_find(&r->backlog, e->rkey))
                 rep_drop(r, e);
         }
@@ -641,6 +781,7 @@ static void resync_end(tetherd_redis_t *r)
     r->resyncing = false;
     r->synced = true;
     r->resyncs++;
+    r->resync_backoff_ms = 0;
     r->next_poll = 0;
     char n[24];
     snprintf(n, sizeof n, "%zu", r->count);
@@ -652,10 +793,9 @@ static void resync_end(tetherd_redis_t *r)
 static void scan_reply(tetherd_redis_t *r, redisReply *rep)
 {
     if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
-        rep->element[0]->type != REDIS_REPLY_STRING ||
-        rep->element[1]->type != REDIS_REPLY_ARRAY) {
+        rep->element[0]->type != REDIS_REPLY_STRING || rep->element[1]->type != REDIS_REPLY_ARRAY) {
         r->errors++;
-        r->resyncing = false;
+        resync_failed(r);
         return;
     }
     const redisReply *keys = rep->element[1];
@@ -674,6 +814,7 @@ static void scan_reply(tetherd_redis_t *r, redisReply *rep)
         memcpy(c->rkey, k->str, k->len);
         c->rkey[k->len] = 0;
         c->resync = true;
+        c->epoch = r->epoch;
         const char *argv[] = {"GET", c->rkey};
         if (send_strs(r, c, 2, argv) < 0) {
             free(c);
@@ -698,8 +839,10 @@ static void resync_start(tetherd_redis_t *r)
     r->epoch++;
     const char *argv[] = {"XREVRANGE", TETHERD_RKEY_LOG, "+", "-", "COUNT", "1"};
     cmd_t *c = cmd_new(r, C_XLAST);
-    if (c)
+    if (c) {
         c->resync = true;
+        c->epoch = r->epoch;
+    }
     if (!c || send_strs(r, c, 6, argv) < 0) {
         free(c);
         r->resyncing = false;
@@ -730,7 +873,9 @@ static void reply_lost(tetherd_redis_t *r, cmd_t *c)
     switch (c->kind) {
     case C_FLUSH: tetherd_backlog_failed(&r->backlog, c->dirty); break;
     case C_CRED: cred_reply(r, c, NULL); break;
-    case C_GET: complete(c->cb, c->user, TETHER_EIO, c->skind, c->key, c->key_len, 0, NULL, 0); break;
+    case C_GET:
+        complete(c->cb, c->user, TETHER_EIO, c->skind, c->key, c->key_len, 0, NULL, 0);
+        break;
     case C_XREAD: r->xread_inflight = false; break;
     case C_LEASES: r->leases_inflight = false; break;
     case C_LEASE:
@@ -738,6 +883,20 @@ static void reply_lost(tetherd_redis_t *r, cmd_t *c)
         break;
     default: break;
     }
+}
+
+static void dispatch(tetherd_redis_t *r, cmd_t *c, redisReply *rep);
+
+/* A resync that failed part way: the next one starts after a pause that
+ * doubles up to 30 s, so a key Redis cannot serve does not make every
+ * node scan it in a loop. */
+static void resync_failed(tetherd_redis_t *r)
+{
+    r->resyncing = false;
+    r->resync_backoff_ms = r->resync_backoff_ms ? r->resync_backoff_ms * 2 : 100;
+    if (r->resync_backoff_ms > 30000)
+        r->resync_backoff_ms = 30000;
+    r->next_resync = now_of(r) + r->resync_backoff_ms;
 }
 
 static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
@@ -756,10 +915,44 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
         if (tether_log_enabled(TETHER_LOG_WARN))
             tether_log_kv(TETHER_LOG_WARN, "redis", "error reply", "error", rep->str, NULL);
         reply_lost(r, c);
-        if (c->resync)
-            r->resyncing = false; /* the timer starts another */
-        goto done;
+        if (c->kind == C_FLUSH) {
+            /* Redis refuses writes (out of memory, a read-only replica):
+             * the backlog keeps them; send again after a pause that
+             * doubles up to 5 s instead of at once on every reply. */
+            r->flush_backoff_ms = r->flush_backoff_ms ? r->flush_backoff_ms * 2 : 100;
+            if (r->flush_backoff_ms > 5000)
+                r->flush_backoff_ms = 5000;
+            r->flush_after = now_of(r) + r->flush_backoff_ms;
+            goto done;
+        }
+        if (c->kind == C_RGET) {
+            /* One key that cannot be read (a foreign value of another type
+             * under our prefix): skip it, not the whole resync. */
+        } else if (c->resync && c->epoch == r->epoch && r->resyncing) {
+            resync_failed(r); /* the timer starts another, after a pause */
+            goto done;
+        } else {
+            goto done;
+        }
+    } else {
+        dispatch(r, c, rep);
     }
+    /* A reply of an earlier, abandoned resync does not count in this one. */
+    if (c->resync && c->epoch == r->epoch && r->resyncing && --r->scan_outstanding == 0 &&
+        r->scan_done)
+        resync_end(r);
+    flush(r);
+done:
+    free(c->value);
+    tetherd_rrec_free(&c->rec);
+    free(c);
+    event_flush(r);
+    rearm(r);
+}
+
+/* The reply's work, by what the command was for. */
+static void dispatch(tetherd_redis_t *r, cmd_t *c, redisReply *rep)
+{
     switch (c->kind) {
     case C_FLUSH: flush_reply(r, c, rep); break;
     case C_CRED: cred_reply(r, c, rep); break;
@@ -770,8 +963,7 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
             complete(c->cb, c->user, 0, c->skind, e->key, e->key_len, e->version, &e->rr.rec,
                      e->seq);
         else
-            complete(c->cb, c->user, TETHER_ENOTFOUND, c->skind, c->key, c->key_len, 0, NULL,
-                     0);
+            complete(c->cb, c->user, TETHER_ENOTFOUND, c->skind, c->key, c->key_len, 0, NULL, 0);
         break;
     }
     case C_XREAD: xread_reply(r, rep); break;
@@ -786,15 +978,6 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
     }
     default: break;
     }
-    if (c->resync && r->resyncing && --r->scan_outstanding == 0 && r->scan_done)
-        resync_end(r);
-    flush(r);
-done:
-    free(c->value);
-    tetherd_rrec_free(&c->rec);
-    free(c);
-    event_flush(r);
-    rearm(r);
 }
 
 /* ---- connection ---------------------------------------------------------------- */
@@ -905,7 +1088,7 @@ static void on_timer(uv_timer_t *t)
     if (tetherd_rconn_connect_due(&r->conn, now))
         connect_now(r);
     if (r->conn.state == TETHERD_RCONN_UP) {
-        if (!r->synced && !r->resyncing)
+        if (!r->synced && !r->resyncing && now >= r->next_resync)
             resync_start(r); /* the last one failed */
         if (r->synced && !r->xread_inflight && now >= r->next_poll) {
             r->next_poll = now + r->conf.poll_ms;
@@ -930,6 +1113,10 @@ static void rearm(tetherd_redis_t *r)
         tether_time_t p = r->next_poll < r->next_lease_poll ? r->next_poll : r->next_lease_poll;
         if (p < at)
             at = p;
+        if (!r->synced && !r->resyncing && r->next_resync < at)
+            at = r->next_resync;
+        if (r->backlog.count && r->flush_after > now && r->flush_after < at)
+            at = r->flush_after;
     }
     if (at == UINT64_MAX)
         at = now + 1000;
@@ -987,8 +1174,8 @@ static int cred_write(tetherd_redis_t *r, const tether_store_rec_t *rec, tether_
         return 0;
     }
     rent_t *e = rep_find(r, rkey);
-    uint64_t have = e ? e->rversion : 0;
-    if (expect == TETHER_STORE_ANY)
+    uint64_t have = e ? e->rversion : tomb_version(r, rkey);
+    if (expect == TETHER_STORE_ANY || (expect == 0 && !e))
         expect = have; /* the version the seal names must be the one written */
     cmd_t *c = cmd_new(r, C_CRED);
     if (!c)
@@ -1005,8 +1192,8 @@ static int cred_write(tetherd_redis_t *r, const tether_store_rec_t *rec, tether_
     int rc;
     if (rec) {
         if ((rc = tetherd_rrec_encode(rec, &r->wrap, rkey, expect + 1, &c->value)) < 0 ||
-            (rc = tetherd_rrec_decode(kind, c->value, strlen(c->value), &r->wrap, rkey,
-                                      expect + 1, &c->rec)) < 0) {
+            (rc = tetherd_rrec_decode(kind, c->value, strlen(c->value), &r->wrap, rkey, expect + 1,
+                                      &c->rec)) < 0) {
             free(c->value);
             tetherd_rrec_free(&c->rec);
             free(c);
@@ -1015,7 +1202,7 @@ static int cred_write(tetherd_redis_t *r, const tether_store_rec_t *rec, tether_
         const char *argv[] = {"EVAL", LUA_PUT, "1", c->rkey, ex, c->value, "0"};
         rc = send_strs(r, c, 7, argv);
     } else {
-        const char *argv[] = {"EVAL", LUA_DEL, "1", c->rkey, ex};
+        const char *argv[] = {"EVAL", LUA_TOMB, "1", c->rkey, ex};
         rc = send_strs(r, c, 5, argv);
     }
     if (rc < 0) {
@@ -1039,9 +1226,9 @@ static int lease_write(tetherd_redis_t *r, const tether_store_rec_t *rec, const 
     snprintf(val, sizeof val, "1 %s", json);
     snprintf(px, sizeof px, "%u", ttl_ms ? ttl_ms : 3000);
     const char *argv[] = {"SET", rkey, val, "PX", px};
-    if (!(c = cmd_new(r, C_LEASE)) || (c->cb = cb, c->user = user, c->skind = TETHER_STORE_NODE,
-                                       c->key[0] = *key, c->key_len = 1,
-                                       send_strs(r, c, 5, argv) < 0)) {
+    if (!(c = cmd_new(r, C_LEASE)) ||
+        (c->cb = cb, c->user = user, c->skind = TETHER_STORE_NODE, c->key[0] = *key, c->key_len = 1,
+         send_strs(r, c, 5, argv) < 0)) {
         free(c);
         complete(cb, user, TETHER_EIO, TETHER_STORE_NODE, key, 1, 0, NULL, 0);
     }
@@ -1049,8 +1236,8 @@ static int lease_write(tetherd_redis_t *r, const tether_store_rec_t *rec, const 
     return 0;
 }
 
-static int r_put(tether_store_t *s, const tether_store_rec_t *rec, uint64_t expect,
-                 uint32_t ttl_ms, tether_time_t now, tether_store_cb cb, void *user)
+static int r_put(tether_store_t *s, const tether_store_rec_t *rec, uint64_t expect, uint32_t ttl_ms,
+                 tether_time_t now, tether_store_cb cb, void *user)
 {
     tetherd_redis_t *r = (tetherd_redis_t *)s;
     uint8_t kb[1];
@@ -1143,7 +1330,7 @@ static int r_scan(tether_store_t *s, tether_store_kind_t kind, uint64_t cursor, 
     if (kind < TETHER_STORE_DEVICE || kind >= TETHER_STORE_KINDS)
         return TETHER_EINVAL;
     for (tether_lnode_t *l = r->order[kind].head; l; l = l->next) {
-        rent_t *e = (rent_t *)((char *)l - offsetof(rent_t, order));
+        rent_t *e = container_of(l, rent_t, order);
         if (e->seq <= cursor)
             continue;
         complete(cb, user, 0, kind, e->key, e->key_len, e->version, &e->rr.rec, e->seq);
@@ -1154,17 +1341,35 @@ static int r_scan(tether_store_t *s, tether_store_kind_t kind, uint64_t cursor, 
 }
 
 /* Time is the loop's here: the store runs its own timer. */
-static void r_tick(tether_store_t *s, tether_time_t now) { (void)s; }
+static void r_tick(tether_store_t *s, tether_time_t now)
+{
+    (void)s;
+}
 
-static tether_time_t r_next_deadline(const tether_store_t *s) { return UINT64_MAX; }
+static tether_time_t r_next_deadline(const tether_store_t *s)
+{
+    return UINT64_MAX;
+}
+
+static void tombs_free(tetherd_redis_t *r)
+{
+    for (size_t b = 0; b < r->tombs.nbuckets; b++)
+        while (r->tombs.buckets[b]) {
+            tether_hnode_t *h = r->tombs.buckets[b];
+            tether_hmap_remove(&r->tombs, h);
+            free(container_of(h, tomb_t, hn));
+        }
+    tether_hmap_free(&r->tombs);
+}
 
 static void on_closed(uv_handle_t *h)
 {
     tetherd_redis_t *r = h->data;
     for (int k = 0; k < TETHER_STORE_KINDS; k++)
         while (r->order[k].head)
-            rep_free(r, (rent_t *)((char *)r->order[k].head - offsetof(rent_t, order)));
+            rep_free(r, container_of(r->order[k].head, rent_t, order));
     tether_hmap_free(&r->map);
+    tombs_free(r);
     tetherd_backlog_free(&r->backlog);
     tetherd_rconn_free(&r->conn);
     tetherd_wrap_clear(&r->wrap);
@@ -1179,8 +1384,8 @@ void tetherd_redis_close(tetherd_redis_t *r)
     if (r->backlog.count) {
         char n[24];
         snprintf(n, sizeof n, "%zu", r->backlog.count);
-        tether_log_kv(TETHER_LOG_WARN, "redis", "stopping with writes not yet in Redis",
-                      "backlog", n, NULL);
+        tether_log_kv(TETHER_LOG_WARN, "redis", "stopping with writes not yet in Redis", "backlog",
+                      n, NULL);
     }
     redisAsyncContext *ac = r->ac;
     r->ac = NULL;
@@ -1194,7 +1399,10 @@ void tetherd_redis_close(tetherd_redis_t *r)
 
 /* The store's destroy: lib/ calls it only for stores it owns (never this
  * one); the process closes it with tetherd_redis_close. */
-static void r_destroy(tether_store_t *s) { tetherd_redis_close((tetherd_redis_t *)s); }
+static void r_destroy(tether_store_t *s)
+{
+    tetherd_redis_close((tetherd_redis_t *)s);
+}
 
 static const tether_store_ops_t redis_ops = {
     .get = r_get,
@@ -1271,8 +1479,7 @@ static int parse_url(tetherd_redis_t *r, const char *url)
     return 0;
 }
 
-int tetherd_redis_create(uv_loop_t *loop, const tetherd_redis_conf_t *conf,
-                         tetherd_redis_t **out)
+int tetherd_redis_create(uv_loop_t *loop, const tetherd_redis_conf_t *conf, tetherd_redis_t **out)
 {
     int rc = TETHER_ENOMEM;
     tetherd_redis_t *r = calloc(1, sizeof *r);
@@ -1295,11 +1502,15 @@ int tetherd_redis_create(uv_loop_t *loop, const tetherd_redis_conf_t *conf,
         goto fail_conn;
     if ((rc = tether_hmap_init(&r->map, 1024, seed * 0x9e3779b97f4a7c15ull)) < 0)
         goto fail_backlog;
+    if ((rc = tether_hmap_init(&r->tombs, 16, seed * 0xc2b2ae3d27d4eb4full)) < 0)
+        goto fail_map;
     uv_timer_init(loop, &r->timer);
     r->timer.data = r;
     rearm(r);
     *out = r;
     return 0;
+fail_map:
+    tether_hmap_free(&r->map);
 fail_backlog:
     tetherd_backlog_free(&r->backlog);
 fail_conn:
@@ -1310,7 +1521,10 @@ fail:
     return rc;
 }
 
-tether_store_t *tetherd_redis_store(tetherd_redis_t *r) { return &r->base; }
+tether_store_t *tetherd_redis_store(tetherd_redis_t *r)
+{
+    return &r->base;
+}
 
 const tether_store_rec_t *tetherd_redis_find(const tetherd_redis_t *r, tether_store_kind_t kind,
                                              const uint8_t *key, size_t key_len)
@@ -1328,7 +1542,7 @@ const tether_store_rec_t *tetherd_redis_next(const tetherd_redis_t *r, tether_st
     if (kind < TETHER_STORE_DEVICE || kind >= TETHER_STORE_KINDS)
         return NULL;
     for (tether_lnode_t *l = r->order[kind].head; l; l = l->next) {
-        const rent_t *e = (const rent_t *)((const char *)l - offsetof(rent_t, order));
+        const rent_t *e = (const rent_t *)container_of(l, rent_t, order);
         if (e->seq > *cursor) {
             *cursor = e->seq;
             return &e->rr.rec;
@@ -1352,6 +1566,7 @@ void tetherd_redis_stats(const tetherd_redis_t *r, tetherd_redis_stats_t *out)
         .reconnects = r->conn.reconnects,
         .errors = r->errors,
         .conflicts = r->conflicts,
+        .stale_refused = r->stale_refused,
         .records = r->count,
         .log_applied = r->log_applied,
         .resyncs = r->resyncs,

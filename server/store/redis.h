@@ -51,8 +51,8 @@
 #include "tether/store_backend.h"
 
 typedef struct {
-    const char *url; /* redis://[:PASSWORD@]HOST[:PORT][/DB] */
-    uint8_t node_id; /* this node: stamps the change-log entries it writes */
+    const char *url;            /* redis://[:PASSWORD@]HOST[:PORT][/DB] */
+    uint8_t node_id;            /* this node: stamps the change-log entries it writes */
     const uint8_t *cluster_key; /* derives the key that seals credentials */
     size_t cluster_key_len;
     size_t max_records; /* replica bound */
@@ -66,25 +66,25 @@ typedef struct {
 typedef struct tetherd_redis tetherd_redis_t;
 
 typedef struct {
-    const char *state;  /* "up" or "down" */
-    uint64_t backlog;   /* dirty keys waiting for Redis */
+    const char *state; /* "up" or "down" */
+    uint64_t backlog;  /* dirty keys waiting for Redis */
     uint64_t backlog_max;
     uint64_t reconnects;
-    uint64_t errors;    /* error replies, undecodable records, timeouts */
-    uint64_t conflicts; /* replayed writes that found another version */
-    uint64_t records;   /* in the replica */
-    uint64_t log_applied; /* other nodes' changes applied from the change log */
-    uint64_t resyncs;     /* full resyncs completed */
-    uint64_t coalesced;   /* writes folded into a dirty key */
-    bool synced;          /* the replica has been loaded since the last connect */
+    uint64_t errors;        /* error replies, undecodable records, timeouts */
+    uint64_t conflicts;     /* replayed writes that found another version */
+    uint64_t stale_refused; /* credential versions older than one seen (replay, reorder) */
+    uint64_t records;       /* in the replica */
+    uint64_t log_applied;   /* other nodes' changes applied from the change log */
+    uint64_t resyncs;       /* full resyncs completed */
+    uint64_t coalesced;     /* writes folded into a dirty key */
+    bool synced;            /* the replica has been loaded since the last connect */
 } tetherd_redis_stats_t;
 
 void tetherd_redis_conf_defaults(tetherd_redis_conf_t *c);
 /* Parses the URL and starts connecting (it is fine for Redis to be down:
  * the store works on its replica and connects when it can). 0,
  * TETHER_ECONFIG (bad URL, no cluster key) or TETHER_ENOMEM. */
-int tetherd_redis_create(uv_loop_t *loop, const tetherd_redis_conf_t *conf,
-                         tetherd_redis_t **out);
+int tetherd_redis_create(uv_loop_t *loop, const tetherd_redis_conf_t *conf, tetherd_redis_t **out);
 tether_store_t *tetherd_redis_store(tetherd_redis_t *r);
 /* Reads of the replica alone, for the process's own views (admin
  * listings, the credential set): never a Redis round trip. The record is

@@ -130,6 +130,7 @@ t0=$(date +%s%3N)
 out=$(put_cred 1 app9 "{\"key_hex\": \"$(printf %s $APP9 | xxd -p)\", \"role\": \"client\",
       \"allow\": [{\"devices\": \"dev*\", \"methods\": [\"GET\"]}]}")
 check "PUT /credentials/app9 on node 1" jq -e '.version == 1' <<<"$out"
+APP9_V1=$(redis-cli -p "$RP" get "tether:cred:{app9}") # what a writer to Redis could keep
 newer() { [ "$(applied)" -gt "$applied0" ]; }
 poll 50 newer
 t1=$(date +%s%3N)
@@ -146,6 +147,22 @@ for i in 1 2 3; do
 done
 out=$(curl -s --max-time 5 -X DELETE -H "Authorization: Bearer $TOKEN" "${A[2]}/credentials/app9")
 check "DELETE of an identity the store does not hold is a 404" jq -e '.error == "not found"' <<<"$out"
+
+# Revocation cannot be undone by a writer to Redis without cluster_key:
+# the deleted credential's version 1, replayed into the change log, is
+# refused (the key's versions go on after a delete: a tombstone), and so
+# is the same value written back under its key (read by every node's
+# resync after the outage below).
+check "the deleted app9 leaves a tombstone, not a restart at version 1" bash -c \
+    '[ "$(redis-cli -p "$1" get "tether:cred:{app9}")" = "2 -" ]' _ "$RP"
+stale0=$(stat "${A[3]}" redis.stale_refused)
+redis-cli -p "$RP" XADD "tether:{log}" '*' k "tether:cred:{app9}" v 1 n 9 d "${APP9_V1#1 }" >/dev/null
+stale_more() { [ "$(stat "$1" redis.stale_refused)" -gt "$2" ]; }
+check "node 3 refuses app9's version 1 replayed into the change log" poll 50 stale_more "${A[3]}" "$stale0"
+check "... and app9 is still refused there" refused "${P[3]}"
+redis-cli -p "$RP" set "tether:cred:{app9}" "$APP9_V1" >/dev/null
+# A value of another type under our prefix must not stop a resync.
+redis-cli -p "$RP" hset "tether:dev:{not-a-string}" a b >/dev/null
 
 # Redis outage under load.
 app1_get() { # app1_get NODE_PORT DEVICE: one GET of DEVICE/temp
@@ -196,6 +213,9 @@ out=$(app1_get "$oport" dev7)
 check "after the outage app1 still GETs dev7/temp" grep -qE '^-?[0-9]+' <<<"$out" ||
     { note "$out"; note "$(curl -s -H "Authorization: Bearer $TOKEN" "${A[$owner]}/devices/dev7")"; }
 check "reconnects are counted" test "$(stat "${A[1]}" redis.reconnects)" -ge 1
+for i in 1 2 3; do
+    check "after the resync app9's replayed version 1 is still refused on node $i" refused "${P[$i]}"
+done
 kill "$DEV_PID" "$LATE_PID" 2>/dev/null
 check "all nodes still alive" bash -c 'kill -0 "$1" && kill -0 "$2" && kill -0 "$3"' _ \
     "$n1_PID" "$n2_PID" "$n3_PID"

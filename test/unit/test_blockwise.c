@@ -10,7 +10,8 @@
 
 #define DEV_SESSION 7
 
-static uint8_t rep[8192]; /* the device's representation */
+static uint8_t rep[8192];    /* the device's representation */
+static int dev_max_age = -1; /* >= 0: the device's blocks carry this Max-Age */
 
 static void fill_rep(char seed)
 {
@@ -70,6 +71,10 @@ static size_t dev_block(fx_t *f, const tether_coap_msg_t *up, uint32_t num, uint
     if (etag)
         tether_coap_msg_add_opt(&ack, TETHER_COAP_OPT_ETAG, etag, strlen(etag));
     add_block(&ack, TETHER_COAP_OPT_BLOCK2, num, more, szx, bv);
+    uint8_t ma[4];
+    if (dev_max_age >= 0)
+        tether_coap_msg_add_opt(&ack, TETHER_COAP_OPT_MAX_AGE, ma,
+                                tether_coap_uint_encode((uint32_t)dev_max_age, ma));
     if (size2)
         tether_coap_msg_add_opt(&ack, TETHER_COAP_OPT_SIZE2, sz,
                                 tether_coap_uint_encode(size2, sz));
@@ -153,6 +158,37 @@ static void test_reassembled_and_served_in_client_sizes(void **state)
     out_msg(f, 0, &r);
     assert_int_equal(r.payload_len, 1024);
     assert_true(block_of(&r, TETHER_COAP_OPT_BLOCK2).more);
+}
+
+/* A representation the cache does not keep (Max-Age 0) is served from
+ * the transfer for the client's later blocks, but only for
+ * proxy.block_idle_ms from its reassembly: asking for later blocks does
+ * not keep a stale copy alive (then it is fetched again). */
+static void test_uncached_representation_not_kept_forever(void **state)
+{
+    fx_t *f = *state;
+    fill_rep('K');
+    dev_max_age = 0;
+    assert_int_equal(do_register(f, DEV_SESSION, "dev1", "dev1", NULL), TETHER_COAP_CREATED);
+    tether_peer_t client = plain_peer(50001);
+    tether_coap_msg_t up, r;
+    assert_int_equal(get_block(f, &client, "big", 1, 0, 0, false), 1);
+    upstream(f, &up);
+    dev_serve_all(f, &up, 3000, "k1");
+    out_msg(f, 0, &r);
+    const tether_node_stats_t *st = tether_node_stats(f->node);
+    uint64_t relayed = st->requests_relayed;
+    for (int num = 1; num <= 4; num++) { /* every 6 s: within the idle window each time */
+        advance(f, 6000);
+        assert_int_equal(get_block(f, &client, "big", (uint16_t)(10 + num), num, 0, false), 1);
+        out_msg(f, 0, &r);
+        assert_memory_equal(r.payload, rep + num * 16, 16);
+    }
+    assert_int_equal(st->requests_relayed, relayed); /* from the kept copy */
+    advance(f, 8000);                                /* 32 s after reassembly */
+    assert_int_equal(get_block(f, &client, "big", 20, 6, 0, false), 1);
+    upstream(f, &up); /* fetched again */
+    dev_max_age = -1;
 }
 
 static void test_many_clients_one_transfer(void **state)
@@ -572,6 +608,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reassembled_and_served_in_client_sizes, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_many_clients_one_transfer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_uncached_representation_not_kept_forever, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_client_without_block2_is_adopted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_etag_change_restarts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_misbehaving_device, setup, teardown),

@@ -167,9 +167,9 @@ static void test_pair_keys(void **state)
     memcpy(refl, buf, n);
     refl[4] = 2, refl[5] = 1;
     assert_int_equal(tether_channel_input(a, &src, refl, n, now, &rx), TETHER_ECRYPTO);
-    assert_int_equal(tether_channel_input(b, &src, buf, n, now + TETHER_CLUSTER_MAX_SKEW_MS + 1,
-                                          &rx),
-                     TETHER_ETIMEDOUT);
+    assert_int_equal(
+        tether_channel_input(b, &src, buf, n, now + TETHER_CLUSTER_MAX_SKEW_MS + 1, &rx),
+        TETHER_ETIMEDOUT);
     assert_int_equal(tether_channel_input(b, &src, buf, n, now, &rx), 0);
     assert_int_equal(tether_channel_stats(b)->rejected, 2);
     tether_channel_destroy(a);
@@ -188,8 +188,8 @@ static void test_liveness_and_expiry(void **state)
     tether_channel_tick(a, now);
     assert_int_equal(tether_channel_out_count(a), 2); /* to nodes 2 and 3 */
     const tether_channel_dgram_t *hb = tether_channel_out_get(a, 0);
-    assert_true(tether_addr_equal(&hb->to, &(tether_addr_t){v4("10.0.0.2", 7000).ss,
-                                                            sizeof(struct sockaddr_in)}));
+    assert_true(tether_addr_equal(
+        &hb->to, &(tether_addr_t){v4("10.0.0.2", 7000).ss, sizeof(struct sockaddr_in)}));
     tether_channel_rx_t rx;
     assert_int_equal(tether_channel_input(b, &src, hb->data, hb->len, now, &rx), 0);
     assert_int_equal(rx.kind, TETHER_CHANNEL_RX_NONE);
@@ -214,6 +214,44 @@ static void test_liveness_and_expiry(void **state)
     tether_channel_destroy(b);
 }
 
+/* A node that comes back at another address (a rescheduled pod) is
+ * reached there once its lease names the address and an authenticated
+ * message comes from it; a lease alone (forgeable by a writer to Redis)
+ * or a message from elsewhere does not move it. */
+static void test_node_moves_by_lease_and_message(void **state)
+{
+    (void)state;
+    tether_channel_t *a = node(1), *b = node(2);
+    tether_addr_t moved = v4("10.0.0.9", 7000), other = v4("10.0.0.66", 7000);
+    assert_int_equal(tether_channel_node_lease(b, 1, &moved), 0);
+    tether_channel_tick(b, now);
+    const tether_channel_dgram_t *hb = tether_channel_out_get(b, 0);
+    assert_true(tether_addr_equal(
+        &hb->to, &(tether_addr_t){v4("10.0.0.1", 7000).ss, sizeof(struct sockaddr_in)}));
+    tether_channel_out_clear(b);
+    uint8_t buf[256];
+    tether_channel_rx_t rx;
+    tether_channel_tick(a, now);
+    tether_channel_out_clear(a);
+    tether_channel_tick(a, now + 1000); /* a heartbeat to node 2 (and 3) */
+    size_t n = tether_channel_out_get(a, 0)->len;
+    memcpy(buf, tether_channel_out_get(a, 0)->data, n);
+    tether_channel_out_clear(a);
+    assert_int_equal(tether_channel_input(b, &other, buf, n, now + 1000, &rx), 0);
+    assert_int_equal(tether_channel_stats(b)->node_moves, 0); /* not from the lease's address */
+    tether_channel_tick(a, now + 2000);
+    n = tether_channel_out_get(a, 0)->len;
+    memcpy(buf, tether_channel_out_get(a, 0)->data, n);
+    tether_channel_out_clear(a);
+    assert_int_equal(tether_channel_input(b, &moved, buf, n, now + 2000, &rx), 0);
+    assert_int_equal(tether_channel_stats(b)->node_moves, 1);
+    tether_channel_tick(b, now + 2000);
+    hb = tether_channel_out_get(b, 0);
+    assert_true(tether_addr_equal(&hb->to, &moved));
+    tether_channel_destroy(a);
+    tether_channel_destroy(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -221,6 +259,7 @@ int main(void)
         cmocka_unit_test(test_replay_window),
         cmocka_unit_test(test_pair_keys),
         cmocka_unit_test(test_liveness_and_expiry),
+        cmocka_unit_test(test_node_moves_by_lease_and_message),
     };
     return cmocka_run_group_tests_name("channel", tests, NULL, NULL);
 }

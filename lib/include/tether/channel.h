@@ -43,10 +43,10 @@
 #define TETHER_CHANNEL_MAX_MSG 2048 /* largest payload (a DTLS datagram) */
 
 typedef struct {
-    uint8_t self;        /* this node's id, 1..255 */
-    const uint8_t *key;  /* cluster key (copied) */
-    size_t key_len;      /* 1..128 */
-    size_t via_max;      /* clients routed through other nodes, at most */
+    uint8_t self;               /* this node's id, 1..255 */
+    const uint8_t *key;         /* cluster key (copied) */
+    size_t key_len;             /* 1..128 */
+    size_t via_max;             /* clients routed through other nodes, at most */
     tether_time_t via_idle_ms;  /* forget such a client after this long unheard */
     tether_time_t heartbeat_ms; /* "I am alive" to every node this often */
     tether_time_t alive_ms;     /* a node is alive while heard from this recently */
@@ -62,6 +62,7 @@ typedef struct {
     uint64_t rejected;          /* internal messages refused (MAC, age, malformed, unknown) */
     uint64_t replayed;          /* of those, a counter already seen or too old */
     uint64_t unroutable;        /* records for a node we do not know */
+    uint64_t node_moves;        /* nodes that came back at another address */
 } tether_channel_stats_t;
 
 /* A datagram for another node's internal address. */
@@ -73,9 +74,9 @@ typedef struct {
 
 /* What an internal datagram asks of us. */
 typedef enum {
-    TETHER_CHANNEL_RX_NONE = 0,  /* a heartbeat, or refused (counted) */
-    TETHER_CHANNEL_RX_DELIVER,   /* a client's record for one of our sessions */
-    TETHER_CHANNEL_RX_REPLY,     /* send payload to client from listener iface */
+    TETHER_CHANNEL_RX_NONE = 0, /* a heartbeat, or refused (counted) */
+    TETHER_CHANNEL_RX_DELIVER,  /* a client's record for one of our sessions */
+    TETHER_CHANNEL_RX_REPLY,    /* send payload to client from listener iface */
 } tether_channel_rx_kind_t;
 
 typedef struct {
@@ -102,14 +103,22 @@ TETHER_API void tether_channel_destroy(tether_channel_t *ch);
  * 0, TETHER_EEXIST (known, or ourselves), TETHER_EINVAL (id 0) or
  * TETHER_ECRYPTO (key derivation failed). */
 TETHER_API int tether_channel_add_node(tether_channel_t *ch, uint8_t id, const tether_addr_t *addr);
+/* A lease (Redis membership) names `addr` for node `id`: an unknown node
+ * is added there; a known one at another address moves there once an
+ * authenticated message from it arrives from that address (a lease alone,
+ * which anyone with write access to Redis can forge, never redirects the
+ * channel). Returns 0, TETHER_EEXIST (ourselves) or what
+ * tether_channel_add_node returns. */
+TETHER_API int tether_channel_node_lease(tether_channel_t *ch, uint8_t id,
+                                         const tether_addr_t *addr);
 
 /* A datagram from `from` on DTLS listener `iface`. Returns true when its
  * CID names another known node: a FORWARD is in the outbox and the caller
  * drops the datagram. False: it is ours (or for an unknown node, counted;
  * DTLS then drops it as an unknown CID). */
 TETHER_API bool tether_channel_route_in(tether_channel_t *ch, uint8_t iface,
-                                        const tether_addr_t *from, const uint8_t *data,
-                                        size_t len, tether_time_t now);
+                                        const tether_addr_t *from, const uint8_t *data, size_t len,
+                                        tether_time_t now);
 
 /* A record from `client` authenticated in one of our sessions, having come
  * through node `via` (0: straight to us). Only this changes where our
