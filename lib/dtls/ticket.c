@@ -79,7 +79,11 @@ int dtls_ticket_setup(tether_dtls_srv_t *srv, tether_time_t clock)
     /* Sessions are never looked up by id: a session-ID resumption would
      * name nobody (tickets carry the identity), so it gets a full one. */
     wolfSSL_CTX_set_session_cache_mode(srv->ctx, WOLFSSL_SESS_CACHE_OFF);
-    if (wolfSSL_CTX_set_TicketEncCb(srv->ctx, ticket_cb) != WOLFSSL_SUCCESS ||
+    /* The context "has" the ticket extension, so a full handshake after a
+     * refused ticket sends a new one (wolfSSL adds it to the handshake
+     * only when the client asked with an empty one). */
+    if (wolfSSL_CTX_UseSessionTicket(srv->ctx) != WOLFSSL_SUCCESS ||
+        wolfSSL_CTX_set_TicketEncCb(srv->ctx, ticket_cb) != WOLFSSL_SUCCESS ||
         wolfSSL_CTX_set_TicketEncCtx(srv->ctx, srv) != WOLFSSL_SUCCESS)
         return TETHER_ECRYPTO;
     if (srv->conf.cluster_key_len) {

@@ -27,7 +27,7 @@ stat() { curl -s -H 'Authorization: Bearer t0k' "$ADMIN/stats" | jq -r ".$1"; }
 jqe_ok() { jq -e "$1" <<<"$J" >/dev/null; }
 resume() {
     timeout 20 "$BENCH" handshakes --server "127.0.0.1:$n1_PORT" --psk-master "$MASTER" \
-        --mode resumed --concurrency 4 --duration 1 --cipher PSK-AES128-CCM-8 --json 2>"$T/bench.err"
+        --mode resumed --concurrency 4 --duration 1 --cipher PSK-AES128-CCM-8 --json "$@" 2>"$T/bench.err"
 }
 
 J=$(resume)
@@ -40,6 +40,27 @@ check "/stats counts them in sessions.handshakes_resumed ($(stat sessions.handsh
 check "and only the 4 warm-ups in sessions.handshakes_full" \
     test "$(stat sessions.handshakes_full)" = 4
 check "no ticket refused" test "$(stat sessions.tickets_refused)" = 0
+
+# Another node of the cluster (same cluster_key) resumes n1's tickets; a
+# node of another cluster refuses them (each client then gets a full
+# handshake there, and resumes that node's own ticket after).
+cp "$T/tether.json" "$T/n2.json"
+sed 's/resume-test-cluster-key/another-cluster-key-000/' "$T/tether.json" >"$T/n3.json"
+start_tetherd n2 --config "$T/n2.json" --node-id 2 || { not_ok "node 2 starts"; exit 1; }
+start_tetherd n3 --config "$T/n3.json" --node-id 3 || { not_ok "node 3 starts"; exit 1; }
+stat_of() { curl -s -H 'Authorization: Bearer t0k' "http://127.0.0.1:$(admin_port "$1")/stats" | jq -r ".$2"; }
+full1=$(stat sessions.handshakes_full)
+J=$(resume --resume-server "127.0.0.1:$n2_PORT")
+note "n1 -> n2: $(jq -c '{status, handshakes, resumption}' <<<"$J" 2>/dev/null)"
+check "node 2 resumes node 1's tickets ($(stat_of n2 sessions.handshakes_resumed) resumed, none full)" \
+    test "$(stat_of n2 sessions.handshakes_resumed)" -gt 10 -a "$(stat_of n2 sessions.handshakes_full)" = 0
+check "the full handshakes were node 1's (4 more)" test "$(stat sessions.handshakes_full)" = $((full1 + 4))
+J=$(resume --resume-server "127.0.0.1:$n3_PORT")
+note "n1 -> n3: $(jq -c '{status, handshakes, resumption}' <<<"$J" 2>/dev/null)"
+check "node 3 (another cluster_key) refuses them: 4 refused, 4 full handshakes" \
+    test "$(stat_of n3 sessions.tickets_refused)" = 4 -a "$(stat_of n3 sessions.handshakes_full)" = 4
+check "which gave each client a ticket of node 3's own, resumed from then on" \
+    test "$(stat_of n3 sessions.handshakes_resumed)" -gt 10
 
 # The fleet key rotates while the clients keep resuming: their tickets
 # carry the old key's tag, so from the reload on they are refused, and the

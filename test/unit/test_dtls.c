@@ -1778,7 +1778,8 @@ static void test_tampered_ticket_refused(void **state)
 
 /* Any node of the cluster (same cluster_key) resumes a ticket another one
  * issued, across a key period; a node of another cluster, or one two
- * periods on, does not. */
+ * periods on, does not, and its full handshake gives the client a ticket
+ * of its own. */
 static void test_ticket_cluster_and_rotation(void **state)
 {
     (void)state;
@@ -1803,6 +1804,14 @@ static void test_ticket_cluster_and_rotation(void **state)
     assert_int_equal(wolfSSL_session_reused(x->c.ssl), 0);
     assert_int_equal(tether_dtls_stats(x->srv)->tickets_refused, 1);
     assert_int_equal(tether_dtls_stats(x->srv)->handshakes_full, 1);
+    /* The full handshake gave it a ticket of x's own, which x resumes. */
+    WOLFSSL_SESSION *own = wolfSSL_get1_session(x->c.ssl);
+    client_free(&x->c);
+    client_resume(&x->c, false, own);
+    assert_int_equal(handshake(x->srv, &x->c, 57505), 0);
+    assert_int_equal(wolfSSL_session_reused(x->c.ssl), 1);
+    assert_int_equal(tether_dtls_stats(x->srv)->handshakes_resumed, 1);
+    wolfSSL_SESSION_free(own);
 
     client_resume(&b->c, false, sess);
     assert_int_equal(handshake(b->srv, &b->c, 57502), 0);
