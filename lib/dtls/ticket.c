@@ -16,8 +16,7 @@
 #include "util/be64.h"
 
 #if WOLFSSL_TICKET_EXTRA_PADDING_SZ < TETHER_TICKET_TRAILER_MAX
-#error                                                                                             \
-    "wolfSSL leaves no room for the ticket trailer: see WOLFSSL_TICKET_EXTRA_PADDING_SZ in deploy/wolfssl.sh"
+#error "no room for the ticket trailer: WOLFSSL_TICKET_EXTRA_PADDING_SZ (deploy/wolfssl.sh)"
 #endif
 
 #define TRAILER_FIXED 12 /* n, auth, role, key tag, version */
