@@ -47,6 +47,7 @@ typedef struct {
     char bench[1024], tetherd[1024], dir[256];
     const char *json_out;
     bool json, quick;
+    const char *only; /* --only: comma-separated stage names, NULL: every stage */
     int server_cpu, bench_cpu;
     double dur;
     FILE *log;        /* progress */
@@ -108,6 +109,7 @@ enum {
     R_IDLE10K_REG,
     R_IDLE100K_REG,
     R_CROSS,
+    R_XRELAY,
     R_LAT,
     R_N
 };
@@ -772,6 +774,151 @@ static void stage_cross(suite_t *S)
     stop_pid(&n1.pid);
 }
 
+/* Cross-node relay (SPEC S5): the same relayed cache-miss workload twice
+ * on one two-node cluster sharing a redis-server (the device directory),
+ * both nodes on the server CPU: clients on node 1, where the devices'
+ * tunnels are (the same-node relay, the reference), then clients on node
+ * 2, which relays each request to node 1 over the internal channel
+ * (lib/proxy/xrelay.h) and the answer back. The row is the cross-node
+ * throughput; its ratio to the same-node run is per busy core-second of
+ * both nodes when their CPU shares are known. */
+static void stage_xrelay(suite_t *S)
+{
+    row_t *r = &rows[R_XRELAY];
+    int ports = free_port_pair(), rport = free_port_pair();
+    if (ports < 0 || rport < 0)
+        return;
+    char rp[16], rdir[400], rlog[400];
+    snprintf(rp, sizeof rp, "%d", rport);
+    snprintf(rdir, sizeof rdir, "%s", S->dir);
+    snprintf(rlog, sizeof rlog, "%s/redis-xrelay.log", S->dir);
+    char *rargv[] = {
+        "/usr/bin/redis-server", "--port", rp,      "--bind", "127.0.0.1", "--save", "",
+        "--appendonly",          "no",     "--dir", rdir,     "--logfile", rlog,     NULL};
+    if (access(rargv[0], X_OK) != 0) {
+        snprintf(r->note, sizeof r->note, "not measured: %s is not installed", rargv[0]);
+        return;
+    }
+    pid_t redis = spawn(rargv, S->bench_cpu, -1, NULL);
+    if (redis < 0 || !wait_for(rlog, "Ready to accept connections", 10)) {
+        snprintf(r->note, sizeof r->note, "not measured: redis-server did not start (%s)", rlog);
+        stop_pid(&redis);
+        return;
+    }
+    char path[400], text[1024];
+    for (int id = 1; id <= 2; id++) {
+        snprintf(path, sizeof path, "%s/xrelay%d.json", S->dir, id);
+        snprintf(text, sizeof text,
+                 "{\"node_id\": %d, \"listen\": [\"coaps://127.0.0.1:0\"], "
+                 "\"admin\": \"127.0.0.1:0\", \"admin_token\": \"bench\", "
+                 "\"credentials_file\": \"%s/creds.json\", \"log_level\": \"info\", "
+                 "\"cluster_key\": \"bench-cluster-key-0123456789\", "
+                 "\"redis_url\": \"redis://127.0.0.1:%d\", "
+                 "\"dtls\": {\"handshake_rate_per_source\": 0, \"max_handshakes_per_source\": 0}, "
+                 "\"cluster\": {\"listen\": \"127.0.0.1:%d\"}}\n",
+                 id, S->dir, rport, ports + id - 1);
+        if (write_file(path, text) < 0) {
+            stop_pid(&redis);
+            return;
+        }
+    }
+    server_t n1, n2 = {.pid = -1};
+    if (tetherd_start(S, "xrelay1.json", "tetherd-xrelay1", &n1) < 0) {
+        stop_pid(&redis);
+        return;
+    }
+    if (tetherd_start(S, "xrelay2.json", "tetherd-xrelay2", &n2) < 0) {
+        stop_pid(&n1.pid);
+        stop_pid(&redis);
+        return;
+    }
+    char s1[32], s2[32], target[32], conc[8], p1[16], p2[16];
+    snprintf(s1, sizeof s1, "127.0.0.1:%s", n1.port);
+    snprintf(s2, sizeof s2, "127.0.0.1:%s", n2.port);
+    snprintf(target, sizeof target, "dev[0-%d]/count", N_DEVICES - 1);
+    snprintf(conc, sizeof conc, "%d", CONC);
+    snprintf(p1, sizeof p1, "%d", (int)n1.pid);
+    snprintf(p2, sizeof p2, "%d", (int)n2.pid);
+    bool registered;
+    pid_t dev = devices_start(S, s1, N_DEVICES, 1000, "xrelay-devices", &registered);
+    /* Node 2 must see node 1 alive (channel heartbeats, leases) and the
+     * directory entries (the store's change log): poll its /stats. */
+    bool ready = false;
+    for (int i = 0; registered && !ready && i < 100; i++) {
+        json_t *st = tetherd_stats(&n2);
+        ready = st && jnum(st, "cluster.nodes_alive") >= 2;
+        json_decref(st);
+        if (!ready)
+            usleep(100000);
+    }
+    if (ready) {
+        usleep(1500000); /* a few change-log polls: every directory entry replicated */
+        say(S, "cross-node relay: relayed requests on node 1 (the devices' node), %s s", dur_s);
+        json_t *a = run_bench(S, "xrelay-same", -1, NULL, "load", "--server", s1, "--identity",
+                              "app1", "--psk-hex", APP_KEY_HEX, "--target", target, "--concurrency",
+                              conc, "--duration", dur_s, "--warmup", warm_s, "--cipher", CIPHER_PSK,
+                              "--cpu-pid", p1, "--cpu-pid", p2, "--json", NULL);
+        say(S, "cross-node relay: the same on node 2, relayed to node 1, %s s", dur_s);
+        json_t *b = run_bench(S, "xrelay-cross", -1, NULL, "load", "--server", s2, "--identity",
+                              "app1", "--psk-hex", APP_KEY_HEX, "--target", target, "--concurrency",
+                              conc, "--duration", dur_s, "--warmup", warm_s, "--cipher", CIPHER_PSK,
+                              "--cpu-pid", p1, "--cpu-pid", p2, "--json", NULL);
+        json_t *e2 = tetherd_stats(&n2);
+        double same = a ? jnum(a, "throughput_rps") : -1,
+               cross = b ? jnum(b, "throughput_rps") : -1;
+        json_t *ca = json_object_get(a, "server_cpu_each"),
+               *cb = json_object_get(b, "server_cpu_each");
+        double d =
+            json_number_value(json_array_get(ca, 0)) + json_number_value(json_array_get(ca, 1));
+        double v =
+            json_number_value(json_array_get(cb, 0)) + json_number_value(json_array_get(cb, 1));
+        if (same > 0 && cross >= 0) {
+            r->tether = cross;
+            r->ceiling = same;
+            r->tether_cpu = ca && cb && v > 0.05 ? v : -1;
+            r->ceiling_cpu = ca && cb && d > 0.05 ? d : -1;
+            row_detail(r, "same_node_rps", same);
+            row_detail(r, "cross_node_rps", cross);
+            row_detail(r, "raw_ratio", cross / same);
+            row_detail(r, "node2_relayed_out", e2 ? jnum(e2, "cluster.xrelay.sent") : -1);
+            snprintf(r->note, sizeof r->note,
+                     "GET dev[0-%d]/count (every request a cache miss), %d sessions; reference "
+                     "column: the same workload on the devices' own node of the same cluster "
+                     "(%.0f req/s, both nodes %.0f%% busy); cross-node: %.0f req/s (both nodes "
+                     "%.0f%% busy), raw ratio %.2f; both nodes share one core, so node 2's "
+                     "relaying work is taken from node 1",
+                     N_DEVICES - 1, CONC, same, d * 100, cross, v * 100, cross / same);
+        } else {
+            snprintf(r->note, sizeof r->note, "not measured: a load run failed (see %s)", S->dir);
+        }
+        json_decref(a);
+        json_decref(b);
+        json_decref(e2);
+    } else {
+        snprintf(r->note, sizeof r->note, "not measured: %s",
+                 registered ? "node 2 never saw node 1 alive" : "the devices did not register");
+    }
+    stop_pid(&dev);
+    stop_pid(&n2.pid);
+    stop_pid(&n1.pid);
+    stop_pid(&redis);
+}
+
+/* Whether --only names stage `name` (or is absent). */
+static bool stage_wanted(const suite_t *S, const char *name)
+{
+    if (!S->only)
+        return true;
+    size_t nl = strlen(name);
+    for (const char *p = S->only; *p;) {
+        size_t l = strcspn(p, ",");
+        if (l == nl && memcmp(p, name, nl) == 0)
+            return true;
+        p += l + (p[l] == ',');
+    }
+    return false;
+}
+
 /* Bytes per idle tunnel on a fresh tetherd. */
 static double idle_on(suite_t *S, const char *server_conf, uint32_t count, server_t *given)
 {
@@ -1399,7 +1546,8 @@ static json_t *table_json(suite_t *S)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: tether-bench suite [--json] [--quick] [--json-out FILE] [--tetherd PATH]\n"
+    fprintf(f, "usage: tether-bench suite [--json] [--quick] [--only STAGES] [--json-out FILE]\n"
+               "                          [--tetherd PATH]\n"
                "Runs the SPEC S9 table on loopback: tetherd (and each reference server) pinned\n"
                "to one CPU, the load generator and simulated devices to another. Prints an\n"
                "aligned table with each figure, its references (raw UDP relay ceiling,\n"
@@ -1407,6 +1555,9 @@ static void usage(FILE *f)
                "  --json           print the table as one JSON object instead\n"
                "  --json-out FILE  also write the JSON object to FILE\n"
                "  --quick          short runs (smoke test, ~1 minute)\n"
+               "  --only STAGES    run only these stages, comma-separated: relay, latency,\n"
+               "                   observe, cross, xrelay (cross-node relay), ecdhe, idle,\n"
+               "                   ceiling, peer (rows of the others: not measured)\n"
                "  --tetherd PATH   tetherd binary (default: next to tether-bench)\n"
                "  --server-cpu N   CPU for the servers (default 0)\n"
                "  --bench-cpu N    CPU for the load (default 1)\n");
@@ -1434,7 +1585,9 @@ int bench_suite_main(int argc, char **argv)
         else if (strcmp(a, "--help") == 0) {
             usage(stdout);
             return 0;
-        } else if (i + 1 < argc && strcmp(a, "--json-out") == 0)
+        } else if (i + 1 < argc && strcmp(a, "--only") == 0)
+            S.only = argv[++i];
+        else if (i + 1 < argc && strcmp(a, "--json-out") == 0)
             S.json_out = argv[++i];
         else if (i + 1 < argc && strcmp(a, "--tetherd") == 0)
             snprintf(S.tetherd, sizeof S.tetherd, "%s", argv[++i]);
@@ -1490,6 +1643,8 @@ int bench_suite_main(int argc, char **argv)
     row_init(R_CROSS, "cross_node", "cross-node CID forwarding", "% loss", "<=10%", false);
     rows[R_CROSS].signed_value = true;
     rows[R_CROSS].tether = SIGNED_NONE;
+    row_init(R_XRELAY, "cross_node_relay", "relayed request, client on another node", "req/s",
+             "(ratio: same-node relay)", true);
     row_init(R_LAT, "latency_p99_50pct", "proxy-added latency p99, 50% load", "us", "<=100", false);
     snprintf(rows[R_MISS].note, sizeof rows[R_MISS].note,
              "GET dev[0-63]/count (Max-Age 0: every request misses the cache and is relayed)");
@@ -1498,14 +1653,24 @@ int bench_suite_main(int argc, char **argv)
              "the ceiling is a raw UDP server answering from memory (relay-ceiling --answer)");
 
     bool certs = make_certs(&S);
-    stage_tether_relay(&S);
-    stage_latency(&S);
-    stage_observe(&S);
-    stage_cross(&S);
-    stage_tether_ecdhe(&S, certs);
-    stage_idle(&S);
-    stage_ceiling(&S);
-    stage_peer(&S, certs);
+    if (stage_wanted(&S, "relay"))
+        stage_tether_relay(&S);
+    if (stage_wanted(&S, "latency"))
+        stage_latency(&S);
+    if (stage_wanted(&S, "observe"))
+        stage_observe(&S);
+    if (stage_wanted(&S, "cross"))
+        stage_cross(&S);
+    if (stage_wanted(&S, "xrelay"))
+        stage_xrelay(&S);
+    if (stage_wanted(&S, "ecdhe"))
+        stage_tether_ecdhe(&S, certs);
+    if (stage_wanted(&S, "idle"))
+        stage_idle(&S);
+    if (stage_wanted(&S, "ceiling"))
+        stage_ceiling(&S);
+    if (stage_wanted(&S, "peer"))
+        stage_peer(&S, certs);
     /* The latency row is measured inside tetherd; its references are end
      * to end, so they go to the note rather than make a ratio of unlikes. */
     row_t *lat = &rows[R_LAT];

@@ -53,6 +53,9 @@ typedef int (*tetherd_admin_coap_send_fn)(uint64_t id, const uint8_t *msg, size_
 /* GET /cluster: the nodes and their state as a JSON object (a new
  * reference), NULL on failure (500). */
 typedef json_t *(*tetherd_admin_cluster_fn)(void *user);
+/* GET /observations: the observe registry as a JSON object (a new
+ * reference; tetherd_admin_observations_json builds it), NULL on failure. */
+typedef json_t *(*tetherd_admin_observations_fn)(void *user);
 /* PUT /credentials/{identity} (entry non-NULL) and DELETE (entry NULL):
  * starts the write and answers later with tetherd_admin_cred_done(id).
  * Returns 0, or a TETHER_E* code at once (no answer will come). */
@@ -68,6 +71,7 @@ typedef struct {
     tetherd_admin_device_remove_fn device_remove;
     tetherd_admin_coap_send_fn coap_send;
     tetherd_admin_cluster_fn cluster; /* NULL: GET /cluster answers 501 */
+    tetherd_admin_observations_fn observations; /* NULL: GET /observations answers 501 */
     tetherd_admin_cred_fn cred;       /* NULL: /credentials answers 501 */
     void *user; /* passed to every hook */
 } tetherd_admin_hooks_t;
@@ -132,5 +136,9 @@ int tetherd_admin_default_stats(json_t *stats, void *user);
 /* Sets the integer at dotted `path` ("sessions.active"), creating objects
  * on the way. 0, TETHER_EINVAL (a non-object in the way) or TETHER_ENOMEM. */
 int tetherd_admin_stat_set(json_t *stats, const char *path, json_int_t value);
+
+/* The observe registry of `store` (server/admin/observations.c gives the
+ * shape), a new reference or NULL. */
+json_t *tetherd_admin_observations_json(tether_store_t *store, tether_time_t now);
 
 #endif

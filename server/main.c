@@ -343,7 +343,14 @@ static void shared_cred_done(void *user, uint64_t id, int rc, uint64_t version)
     tetherd_admin_cred_done(&((tetherd_t *)user)->admin, id, rc, version);
 }
 
-static void shared_pump(void *user) { pump(user); }
+/* The store completed something from the loop: its callbacks may have fed
+ * the node, so settle the pipeline before sending. */
+static void shared_pump(void *user)
+{
+    tetherd_t *d = user;
+    tether_pipeline_flush(d->pipe, now_ms(d));
+    pump(d);
+}
 
 static int admin_cred(const tether_creds_entry_t *e, const char *identity, uint64_t id, void *user)
 {
@@ -357,11 +364,21 @@ static json_t *admin_cluster(void *user)
 }
 
 /* /stats and /metrics (server/stats.c). */
+static json_t *admin_observations(void *user)
+{
+    tetherd_t *d = user;
+    return tetherd_admin_observations_json(tether_node_store(tether_pipeline_node(d->pipe)),
+                                           now_ms(d));
+}
+
 static int stats_hook(json_t *st, void *user)
 {
     tetherd_t *d = user;
-    const tetherd_stats_src_t src = {
-        .cfg = &d->cfg, .pipe = d->pipe, .tx = &d->txq.stats, .service = &d->service, .lat = &d->lat};
+    const tetherd_stats_src_t src = {.cfg = &d->cfg,
+                                     .pipe = d->pipe,
+                                     .tx = &d->txq.stats,
+                                     .service = &d->service,
+                                     .lat = &d->lat};
     int rc = tetherd_stats_fill(st, &src);
     return rc < 0 || !d->shared ? rc : tetherd_shared_stats(d->shared, st);
 }
@@ -600,6 +617,7 @@ int main(int argc, char **argv)
         .device_remove = admin_device_remove,
         .coap_send = admin_coap_send,
         .cluster = admin_cluster,
+        .observations = admin_observations,
         .cred = d.shared ? admin_cred : NULL,
         .user = &d,
     };

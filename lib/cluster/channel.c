@@ -146,19 +146,19 @@ int tether_channel_node_lease(tether_channel_t *ch, uint8_t id, const tether_add
     return 0;
 }
 
-/* Queues a message for node `to`. */
-static void send_msg(tether_channel_t *ch, uint8_t type, uint8_t to, uint8_t iface,
+/* Queues a message for node `to`; false when it was dropped. */
+static bool send_msg(tether_channel_t *ch, uint8_t type, uint8_t to, uint8_t iface,
                      const tether_addr_t *client, const uint8_t *data, size_t len,
                      tether_time_t now)
 {
     static const tether_addr_t none = {.ss = {.ss_family = AF_INET}};
     if (ch->nout == ch->out_cap) {
         if (ch->out_cap == OUT_MAX)
-            return;
+            return false;
         size_t cap = ch->out_cap ? ch->out_cap * 2 : 16;
         tether_channel_dgram_t *o = realloc(ch->out, cap * sizeof *o);
         if (!o)
-            return;
+            return false;
         ch->out = o;
         ch->out_cap = cap;
     }
@@ -174,10 +174,21 @@ static void send_msg(tether_channel_t *ch, uint8_t type, uint8_t to, uint8_t ifa
     tether_channel_dgram_t *d = &ch->out[ch->nout];
     int n = tether_cluster_encode(&m, ch->node[to].key_out, PAIR_KEY_LEN, d->data, sizeof d->data);
     if (n <= 0)
-        return;
+        return false;
     d->to = ch->node[to].addr;
     d->len = (uint16_t)n;
     ch->nout++;
+    return true;
+}
+
+int tether_channel_send(tether_channel_t *ch, uint8_t type, uint8_t to, const uint8_t *data,
+                        size_t len, tether_time_t now)
+{
+    if (type < TETHER_CLUSTER_XREQ || type > TETHER_CLUSTER_XEND || len > TETHER_CHANNEL_MAX_MSG)
+        return TETHER_EINVAL;
+    if (!to || to == ch->conf.self || !ch->node[to].known)
+        return TETHER_ENOTFOUND;
+    return send_msg(ch, type, to, 0, NULL, data, len, now) ? 0 : TETHER_ELIMIT;
 }
 
 bool tether_channel_route_in(tether_channel_t *ch, uint8_t iface, const tether_addr_t *from,
@@ -301,6 +312,9 @@ int tether_channel_input(tether_channel_t *ch, const tether_addr_t *src, const u
     } else if (m.type == TETHER_CLUSTER_REPLY) {
         ch->stats.replies_in++;
         rx->kind = TETHER_CHANNEL_RX_REPLY;
+    } else if (m.type >= TETHER_CLUSTER_XREQ) {
+        rx->kind = TETHER_CHANNEL_RX_XRELAY;
+        rx->type = m.type;
     } else {
         return 0;
     }

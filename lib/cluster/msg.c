@@ -32,7 +32,7 @@ static int mac(const uint8_t *key, size_t key_len, const uint8_t *data, size_t l
 int tether_cluster_encode(const tether_cluster_msg_t *m, const uint8_t *key, size_t key_len,
                           uint8_t *out, size_t cap)
 {
-    if (m->type < TETHER_CLUSTER_FORWARD || m->type > TETHER_CLUSTER_HEARTBEAT)
+    if (m->type < TETHER_CLUSTER_FORWARD || m->type > TETHER_CLUSTER_TYPE_LAST)
         return TETHER_EINVAL;
     size_t total = TETHER_CLUSTER_OVERHEAD + m->payload_len;
     if (total > cap)
@@ -73,7 +73,7 @@ int tether_cluster_decode(const uint8_t *in, size_t len, const uint8_t *key, siz
                           uint8_t self, tether_time_t now, tether_cluster_msg_t *m)
 {
     if (len < TETHER_CLUSTER_OVERHEAD || in[0] != 'T' || in[1] != 'Q' || in[2] != VERSION ||
-        in[3] < TETHER_CLUSTER_FORWARD || in[3] > TETHER_CLUSTER_HEARTBEAT ||
+        in[3] < TETHER_CLUSTER_FORWARD || in[3] > TETHER_CLUSTER_TYPE_LAST ||
         (in[OFF_FAMILY] != 4 && in[OFF_FAMILY] != 6))
         return TETHER_EPROTO;
     size_t body = len - TETHER_CLUSTER_MAC;

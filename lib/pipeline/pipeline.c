@@ -152,6 +152,8 @@ static void node_flush(tether_pipeline_t *p, tether_time_t now)
         const tether_out_t *o = tether_node_out_get(p->node, i);
         if (o->link.kind == TETHER_LINK_INTERNAL) {
             internal_keep(p, o);
+        } else if (o->link.kind == TETHER_LINK_CLUSTER) {
+            tether_node_xlink_out(p->node, o); /* back to the relaying node */
         } else if (o->link.kind == TETHER_LINK_DTLS) {
             tether_dtls_sess_t *s = p->dtls ? tether_dtls_sess_find(p->dtls, o->link.id) : NULL;
             if (s) {
@@ -166,6 +168,19 @@ static void node_flush(tether_pipeline_t *p, tether_time_t now)
     tether_node_out_clear(p->node);
     for (size_t i = first; i < p->ninternal; i++)
         internal_ack(p, &p->internal[i], now);
+    tether_node_xsettle(p->node, now);
+}
+
+/* The node's messages for other nodes go out on the channel (dropped
+ * without one: no other node can be alive then). */
+static void xrelay_flush(tether_pipeline_t *p, tether_time_t now)
+{
+    size_t n = tether_node_xout_count(p->node);
+    for (size_t i = 0; p->ch && i < n; i++) {
+        const tether_xmsg_t *m = tether_node_xout_get(p->node, i);
+        tether_channel_send(p->ch, m->type, m->to, m->data, m->len, wall(p, now));
+    }
+    tether_node_xout_clear(p->node);
 }
 
 /* DTLS datagrams leave from the listener their peer wrote to, or through
@@ -195,6 +210,13 @@ static void channel_flush(tether_pipeline_t *p)
     tether_channel_out_clear(p->ch);
 }
 
+/* The node asks whether another node is alive: the channel's heartbeats. */
+static bool node_alive(void *user, uint8_t id, tether_time_t now)
+{
+    tether_pipeline_t *p = user;
+    return tether_channel_node_alive(p->ch, id, wall(p, now));
+}
+
 /* After every entry point: see the comment at the top. */
 static void settle(tether_pipeline_t *p, tether_time_t now)
 {
@@ -203,6 +225,7 @@ static void settle(tether_pipeline_t *p, tether_time_t now)
     do
         node_flush(p, now);
     while (tether_node_out_count(p->node) > 0);
+    xrelay_flush(p, now);
     if (p->dtls)
         dtls_flush(p, now);
     if (p->ch)
@@ -250,6 +273,8 @@ static void cluster_input(tether_pipeline_t *p, const tether_addr_t *from, const
         return;
     if (rx.kind == TETHER_CHANNEL_RX_DELIVER && p->dtls)
         dtls_feed(p, rx.iface, &rx.client, rx.via, rx.payload, rx.len, now);
+    else if (rx.kind == TETHER_CHANNEL_RX_XRELAY)
+        tether_node_xinput(p->node, rx.via, rx.type, rx.payload, rx.len, now);
     else if (rx.kind == TETHER_CHANNEL_RX_REPLY && rx.iface < p->niface &&
              p->iface[rx.iface] == TETHER_IFACE_DTLS)
         out_push(p, rx.iface, &rx.client, rx.payload, rx.len);
@@ -295,6 +320,12 @@ bool tether_pipeline_internal_take(tether_pipeline_t *p, tether_out_t *out)
     if (p->internal_head == p->ninternal)
         p->internal_head = p->ninternal = 0;
     return true;
+}
+
+void tether_pipeline_flush(tether_pipeline_t *p, tether_time_t now)
+{
+    clock_at(p, now);
+    settle(p, now);
 }
 
 void tether_pipeline_tick(tether_pipeline_t *p, tether_time_t now)
@@ -423,6 +454,8 @@ int tether_pipeline_create(const tether_pipeline_conf_t *conf, const tether_cred
         tether_dtls_set_wall_clock(p->dtls, wall_ms);
     if (ncluster && (rc = tether_channel_create(&conf->channel, wall_ms, &p->ch)) < 0)
         goto fail_channel;
+    if (p->ch)
+        tether_node_set_cluster(p->node, node_alive, p);
     *out = p;
     return 0;
 

@@ -210,7 +210,10 @@ void tether_cache_destroy(tether_cache_t *c)
     free(c);
 }
 
-const tether_cache_stats_t *tether_cache_stats(const tether_cache_t *c) { return &c->st; }
+const tether_cache_stats_t *tether_cache_stats(const tether_cache_t *c)
+{
+    return &c->st;
+}
 
 /* The entry holding `k`'s digest, whichever key it has. */
 static tether_cache_entry_t *by_digest(const tether_cache_t *c, const tether_cache_key_t *k)
@@ -480,8 +483,8 @@ int tether_cache_encode(const tether_cache_entry_t *e, uint8_t type, uint16_t mi
     size_t mal = tether_coap_uint_encode(left > UINT32_MAX ? UINT32_MAX : (uint32_t)left, ma);
     const uint8_t *pre = e->data + e->klen, *post = pre + e->pre_len, *payload = post + e->post_len;
     uint16_t before = valid_only ? (e->etag_len ? TETHER_COAP_OPT_ETAG : 0) : e->last_pre;
-    size_t need = TETHER_COAP_HDR_SIZE + tkl + opt_head(NULL, TETHER_COAP_OPT_MAX_AGE - before,
-                                                        (uint32_t)mal) + mal;
+    size_t need = TETHER_COAP_HDR_SIZE + tkl +
+                  opt_head(NULL, TETHER_COAP_OPT_MAX_AGE - before, (uint32_t)mal) + mal;
     if (valid_only)
         need += e->etag_len ? opt_head(NULL, TETHER_COAP_OPT_ETAG, e->etag_len) + e->etag_len : 0;
     else

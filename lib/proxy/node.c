@@ -12,6 +12,7 @@
 #include "proxy/rd.h"
 #include "proxy/relay.h"
 #include "proxy/reply.h"
+#include "proxy/xrelay.h"
 #include "tether/log.h"
 #include "util/container.h"
 
@@ -41,6 +42,10 @@ void tether_node_conf_defaults(tether_node_conf_t *c)
     c->block_idle_ms = 30000;
     c->upload_max_bytes = 16u << 20;
     c->uploads_per_device = 2;
+    c->xrelay_max = 100000;
+    c->xslots_max = 100000;
+    c->xrelay_retry_ms = 1000;
+    c->xrelay_margin_ms = 2000;
 }
 
 int tether_node_create(const tether_node_conf_t *conf, const tether_creds_t *creds,
@@ -82,8 +87,12 @@ int tether_node_create(const tether_node_conf_t *conf, const tether_creds_t *cre
     }
     if ((rc = tether_obs_init(&n->obs, conf->seed ^ 0xbf58476d1ce4e5b9ull)) < 0)
         goto fail_obs;
+    if ((rc = tether_xrelay_init(n)) < 0)
+        goto fail_xrelay;
     *out = n;
     return 0;
+fail_xrelay:
+    tether_obs_free(&n->obs);
 fail_obs:
     tether_cache_destroy(n->cache);
 fail_cache:
@@ -103,6 +112,7 @@ void tether_node_destroy(tether_node_t *n)
 {
     if (!n)
         return;
+    tether_xrelay_free(n);
     tether_bw_free(n);        /* before the requests of its transfers */
     tether_obs_free(&n->obs); /* before the devices that list observations */
     tether_timer_t *t;
@@ -120,7 +130,10 @@ void tether_node_destroy(tether_node_t *n)
     free(n);
 }
 
-void tether_node_set_creds(tether_node_t *n, const tether_creds_t *creds) { n->creds = creds; }
+void tether_node_set_creds(tether_node_t *n, const tether_creds_t *creds)
+{
+    n->creds = creds;
+}
 
 /* Relayed requests and device-side observations share one 32-bit token
  * space per device session, and an observation lives for days: after 2^32
@@ -210,14 +223,15 @@ void tether_node_input(tether_node_t *n, const tether_peer_t *peer, const uint8_
         goto device; /* a ping or a rejected message still shows the device is here */
     }
     if (msg.type == TETHER_COAP_ACK || msg.type == TETHER_COAP_RST) {
-        bool ours =
-            tether_cx_on_ack(n->cx, &peer->link, msg.mid, msg.type == TETHER_COAP_RST, now);
+        bool ours = tether_cx_on_ack(n->cx, &peer->link, msg.mid, msg.type == TETHER_COAP_RST, now);
         if (msg.type == TETHER_COAP_ACK && tether_coap_is_response(msg.code) &&
             !tether_relay_response(n, peer, &msg, now))
             tether_observe_response(n, peer, &msg, now);
         /* A client rejecting a non-confirmable notification (RFC 7641 §3.6). */
-        if (!ours && msg.type == TETHER_COAP_RST)
+        if (!ours && msg.type == TETHER_COAP_RST) {
             tether_observe_reset(n, &peer->link, msg.mid, now);
+            tether_xrelay_reset(n, &peer->link, msg.mid, now);
+        }
     } else if (tether_cx_seen(n->cx, &peer->link, msg.mid, now)) {
         n->stats.duplicates++;
     } else if (tether_coap_is_request(msg.code)) {
@@ -249,6 +263,7 @@ void tether_node_link_down(tether_node_t *n, const tether_link_t *link, tether_t
         tether_registry_link_down(&n->reg, d);
     tether_cx_link_down(n->cx, link, now);
     tether_observe_link_down(n, link, now); /* a client session: its observations end */
+    tether_xrelay_link_down(n, link, now);
     if (d)
         tether_relay_link_down(n, d, link, now);
 }
@@ -259,6 +274,7 @@ void tether_node_tick(tether_node_t *n, tether_time_t now)
     tether_relay_tick(n, now);
     tether_bw_tick(n, now);
     tether_rd_expire(n, now);
+    tether_xrelay_tick(n, now);
     if (n->own_store) /* a borrowed store is ticked by its owner */
         tether_store_tick(n->own_store, now);
     n->stats.retransmissions = tether_cx_stats(n->cx)->retransmissions;
@@ -274,17 +290,34 @@ tether_time_t tether_node_next_deadline(const tether_node_t *n)
         d = t->at;
     if (tether_bw_next_deadline(n) < d)
         d = tether_bw_next_deadline(n);
+    if (tether_xrelay_next_deadline(n) < d)
+        d = tether_xrelay_next_deadline(n);
     if (n->own_store && tether_store_next_deadline(n->own_store) < d)
         d = tether_store_next_deadline(n->own_store);
     return d;
 }
 
-size_t tether_node_out_count(const tether_node_t *n) { return tether_cx_out_count(n->cx); }
+size_t tether_node_out_count(const tether_node_t *n)
+{
+    return tether_cx_out_count(n->cx);
+}
 const tether_out_t *tether_node_out_get(const tether_node_t *n, size_t i)
 {
     return tether_cx_out_get(n->cx, i);
 }
-void tether_node_out_clear(tether_node_t *n) { tether_cx_out_clear(n->cx); }
-const tether_node_stats_t *tether_node_stats(const tether_node_t *n) { return &n->stats; }
-size_t tether_node_pending(const tether_node_t *n) { return n->npending; }
-
+void tether_node_out_clear(tether_node_t *n)
+{
+    tether_cx_out_clear(n->cx);
+}
+const tether_node_stats_t *tether_node_stats(const tether_node_t *n)
+{
+    return &n->stats;
+}
+size_t tether_node_pending(const tether_node_t *n)
+{
+    return n->npending;
+}
+tether_store_t *tether_node_store(const tether_node_t *n)
+{
+    return n->store;
+}

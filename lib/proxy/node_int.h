@@ -34,14 +34,20 @@ struct tether_node {
     tether_local_t local;
     const tether_creds_t *creds;
     tether_cx_t *cx;
-    tether_registry_t reg;     /* devices (rd.c) */
-    tether_store_t *store;     /* directory entries go here (rd.c) */
-    tether_store_t *own_store; /* the in-memory store made when conf.store is NULL */
-    tether_cache_t *cache;     /* NULL: caching disabled (relay_cache.c) */
-    tether_obs_table_t obs;    /* observations (observe.c) */
-    tether_hmap_t by_token;    /* relayed requests by upstream token (relay.c) */
-    tether_heap_t timers;      /* relayed requests' deadlines and ACK delays (relay.c) */
-    tether_bw_t bw;            /* block-wise transfers and uploads (blockwise.c) */
+    tether_registry_t reg;      /* devices (rd.c) */
+    tether_store_t *store;      /* directory entries go here (rd.c) */
+    tether_store_t *own_store;  /* the in-memory store made when conf.store is NULL */
+    tether_cache_t *cache;      /* NULL: caching disabled (relay_cache.c) */
+    tether_obs_table_t obs;     /* observations (observe.c) */
+    tether_hmap_t by_token;     /* relayed requests by upstream token (relay.c) */
+    tether_heap_t timers;       /* relayed requests' deadlines and ACK delays (relay.c) */
+    tether_bw_t bw;             /* block-wise transfers and uploads (blockwise.c) */
+    struct tether_xrelay *xr;   /* requests and observations across nodes (xrelay.c) */
+    size_t xobservers;          /* clients observing remote resources (xrelay.c) */
+    void *xlookup;              /* the directory lookup in progress (xrelay.c) */
+    tether_time_t rd_now;       /* `now` of the latest directory delete (rd.c) */
+    tether_node_alive_fn alive; /* whether another node is alive (the channel) */
+    void *alive_user;
     uint32_t next_token;
     size_t npending; /* relayed requests in flight or queued */
     tether_node_stats_t stats;

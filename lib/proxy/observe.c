@@ -1,7 +1,9 @@
 /* Observe through the proxy (see observe.h). */
+#include <stdlib.h>
 #include <string.h>
 
 #include "proxy/observe.h"
+#include "proxy/obsstore.h"
 #include "proxy/reply.h"
 #include "util/container.h"
 
@@ -20,7 +22,7 @@ static void ob_on_cx(tether_cx_waiter_t *w, tether_cx_event_t ev, tether_time_t 
 static void obs_sync(tether_node_t *n)
 {
     n->stats.observe_device_observations = n->obs.nobservations;
-    n->stats.observe_observers = n->obs.nobservers;
+    n->stats.observe_observers = n->obs.nobservers + n->xobservers; /* + remote (xrelay.c) */
 }
 
 /* Sends `o`'s registration (Observe: 0 with its upstream token) down `d`'s
@@ -67,6 +69,28 @@ static void obs_cancel_up(tether_node_t *n, tether_observation_t *o, tether_time
         tether_cx_send_con(n->cx, &d->link, buf, len, NULL, now);
 }
 
+/* Writes this node's own client observers of `o` to the observe registry
+ * (obsstore.h): observers on cluster links are other nodes' aggregates,
+ * which those nodes write themselves. */
+static void obs_publish(tether_node_t *n, const tether_observation_t *o, tether_time_t now)
+{
+    tether_store_observer_t *v = o->nobservers ? calloc(o->nobservers, sizeof *v) : NULL;
+    size_t k = 0;
+    if (o->nobservers && !v)
+        return;
+    for (tether_lnode_t *l = o->observers.head; l; l = l->next) {
+        const tether_observer_t *ob = container_of(l, tether_observer_t, in_obs);
+        if (ob->link.kind != TETHER_LINK_CLUSTER)
+            tether_obsstore_observer(n, &ob->link, ob->tok, ob->tkl, &v[k++]);
+    }
+    char dev[TETHER_IDENTITY_MAX];
+    size_t dl = o->key_len && o->key[0] < sizeof dev && o->key[0] < o->key_len ? o->key[0] : 0;
+    memcpy(dev, o->key + 1, dl);
+    dev[dl] = 0;
+    tether_obsstore_write(n, o->key, o->key_len, dev, o->utok, sizeof o->utok, v, k, now);
+    free(v);
+}
+
 /* Removes `ob`, stopping its outstanding confirmable notification. */
 static void ob_drop(tether_node_t *n, tether_observer_t *ob)
 {
@@ -80,7 +104,10 @@ static void ob_drop(tether_node_t *n, tether_observer_t *ob)
 static void obs_leave(tether_node_t *n, tether_observer_t *ob, tether_time_t now)
 {
     tether_observation_t *o = ob->obs;
+    bool local = ob->link.kind != TETHER_LINK_CLUSTER;
     ob_drop(n, ob);
+    if (local)
+        obs_publish(n, o, now);
     if (!o->nobservers) {
         obs_cancel_up(n, o, now);
         tether_obs_destroy(&n->obs, o);
@@ -109,6 +136,7 @@ static void obs_end(tether_node_t *n, tether_observation_t *o, tether_coap_msg_t
             tether_cx_emit(n->cx, &ob->link, buf, len);
         ob_drop(n, ob);
     }
+    obs_publish(n, o, now); /* no observers left: the record goes */
     tether_obs_destroy(&n->obs, o);
     obs_sync(n);
 }
@@ -199,8 +227,8 @@ bool tether_observe_response(tether_node_t *n, const tether_peer_t *peer,
         tether_cache_store(n->cache, &k, &resp, now);
         tether_node_cache_sync(n);
     }
-    bool notification = msg->code == TETHER_COAP_CONTENT &&
-                        tether_coap_msg_find_opt(msg, TETHER_COAP_OPT_OBSERVE);
+    bool notification =
+        msg->code == TETHER_COAP_CONTENT && tether_coap_msg_find_opt(msg, TETHER_COAP_OPT_OBSERVE);
     if (!notification) {
         n->stats.relay_ok++;
         obs_end(n, o, &resp, now);
@@ -346,6 +374,8 @@ bool tether_observe_request(tether_node_t *n, const tether_peer_t *peer,
         ob->con_w.done = ob_on_cx;
         ob->con_w.owner = n;
         obs_sync(n);
+        if (link->kind != TETHER_LINK_CLUSTER)
+            obs_publish(n, o, now);
     }
     if (o->last_code)
         obs_answer(n, link, req, o, ob, now);

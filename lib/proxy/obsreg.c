@@ -136,7 +136,8 @@ int tether_obs_add_observer(tether_obs_table_t *t, tether_observation_t *o,
     if (!ln) {
         uint8_t key[20];
         size_t kl = tether_link_key(link, key);
-        if (!(ln = calloc(1, sizeof *ln)) || tether_hmap_insert(&t->by_link, &ln->node, key, kl) < 0) {
+        if (!(ln = calloc(1, sizeof *ln)) ||
+            tether_hmap_insert(&t->by_link, &ln->node, key, kl) < 0) {
             free(ln);
             free(ob);
             return TETHER_ENOMEM;
@@ -223,7 +224,8 @@ int tether_obs_set_latest(tether_observation_t *o, const tether_coap_msg_t *resp
         ov[i] = (uint8_t)(seq >> (8 * (ol - 1 - i)));
     for (size_t i = 0; i < resp->nopts; i++)
         if (resp->opts[i].num != TETHER_COAP_OPT_OBSERVE &&
-            tether_coap_msg_add_opt(&m, resp->opts[i].num, resp->opts[i].val, resp->opts[i].len) < 0)
+            tether_coap_msg_add_opt(&m, resp->opts[i].num, resp->opts[i].val, resp->opts[i].len) <
+                0)
             return TETHER_ENOSPC;
     if (tether_coap_msg_add_opt(&m, TETHER_COAP_OPT_OBSERVE, ov, ol) < 0)
         return TETHER_ENOSPC;

@@ -35,6 +35,45 @@ static void store_done(void *user, const tether_store_result_t *res)
         d->store_version = res->version;
 }
 
+/* The entry read again after a conflicting delete: still this node's
+ * registration (its version moved under us, e.g. a write replayed after a
+ * store outage): deleted at the version read. Another node's entry, or a
+ * newer registration here, stays. */
+static void del_recheck(void *user, const tether_store_result_t *res)
+{
+    tether_node_t *n = user;
+    char name[TETHER_IDENTITY_MAX];
+    if (res->rc < 0 || !res->rec || res->key_len >= sizeof name)
+        return;
+    memcpy(name, res->key, res->key_len);
+    name[res->key_len] = 0;
+    /* A device of that name still here with the entry's regid is the
+     * registration being removed (the in-memory store answers before
+     * tether_rd_remove drops it); another regid is a new registration. */
+    const tether_device_t *d = tether_registry_find(&n->reg, name);
+    if (res->rec->u.device.node_id != n->conf.node_id ||
+        (d && strcmp(d->rec.regid, res->rec->u.device.regid) != 0))
+        return;
+    tether_store_del(n->store, TETHER_STORE_DEVICE, res->key, res->key_len, res->version, n->rd_now,
+                     NULL, NULL);
+}
+
+/* Completion of a directory delete: a conflict is usually the entry of
+ * another node's newer registration, left alone on purpose (store_del);
+ * del_recheck tells which. */
+static void del_done(void *user, const tether_store_result_t *res)
+{
+    tether_node_t *n = user;
+    if (res->rc == TETHER_ECONFLICT) {
+        uint8_t key[TETHER_IDENTITY_MAX];
+        size_t kl = res->key_len < sizeof key ? res->key_len : sizeof key;
+        memcpy(key, res->key, kl); /* res is gone once the get below completes */
+        tether_store_get(n->store, TETHER_STORE_DEVICE, key, kl, n->rd_now, del_recheck, n);
+    } else if (res->rc < 0 && res->rc != TETHER_ENOTFOUND) {
+        store_done(user, res);
+    }
+}
+
 /* Writes d's directory entry (last-seen and address as of now). */
 static void store_put(tether_node_t *n, tether_device_t *d, tether_time_t now)
 {
@@ -47,12 +86,19 @@ static void store_put(tether_node_t *n, tether_device_t *d, tether_time_t now)
         store_done(n, &fail);
 }
 
+/* Deletes d's directory entry only if it is still the one this node
+ * wrote (compare-and-set on its version): a device that registered again
+ * on another node meanwhile has a newer entry there, which must stay. An
+ * entry this node never managed to write is not ours to delete. */
 static void store_del(tether_node_t *n, const tether_device_t *d, tether_time_t now)
 {
     tether_store_result_t fail = {.key = (const uint8_t *)d->rec.name,
                                   .key_len = strlen(d->rec.name)};
+    if (!d->store_version)
+        return;
+    n->rd_now = now; /* for the re-check of a conflict (del_done), maybe completing later */
     if ((fail.rc = tether_store_del(n->store, TETHER_STORE_DEVICE, fail.key, fail.key_len,
-                                    TETHER_STORE_ANY, now, NULL, NULL)) < 0)
+                                    d->store_version, now, del_done, n)) < 0)
         store_done(n, &fail);
 }
 
@@ -150,12 +196,13 @@ void tether_rd_handle(tether_node_t *n, const tether_peer_t *peer, const tether_
         if (!query_param(req, "ep", ep, sizeof ep))
             snprintf(ep, sizeof ep, "%s", peer->identity); /* inferred from the session */
         if (strcmp(ep, peer->identity) != 0) {
-            tether_reply_code(n, link, req, TETHER_COAP_FORBIDDEN, "ep differs from the DTLS identity",
-                       now);
+            tether_reply_code(n, link, req, TETHER_COAP_FORBIDDEN,
+                              "ep differs from the DTLS identity", now);
             return;
         }
         if (!rd_links_ok(req)) {
-            tether_reply_code(n, link, req, TETHER_COAP_BAD_REQUEST, "payload is not link-format", now);
+            tether_reply_code(n, link, req, TETHER_COAP_BAD_REQUEST, "payload is not link-format",
+                              now);
             return;
         }
         tether_device_t *d;
@@ -183,8 +230,8 @@ void tether_rd_handle(tether_node_t *n, const tether_peer_t *peer, const tether_
         n->stats.registrations++;
         n->stats.devices_registered = n->reg.count;
         if (created && tether_log_enabled(TETHER_LOG_INFO))
-            tether_log_kv(TETHER_LOG_INFO, "rd", "registered", "ep", d->rec.name, "id", d->rec.regid,
-                          NULL);
+            tether_log_kv(TETHER_LOG_INFO, "rd", "registered", "ep", d->rec.name, "id",
+                          d->rec.regid, NULL);
         tether_reply_start(n, link, req, TETHER_COAP_CREATED, &resp, now);
         tether_coap_msg_add_opt(&resp, TETHER_COAP_OPT_LOCATION_PATH, "rd", 2);
         tether_coap_msg_add_opt(&resp, TETHER_COAP_OPT_LOCATION_PATH, d->rec.regid,
@@ -270,8 +317,7 @@ int tether_node_device(const tether_node_t *n, const char *name, tether_device_i
     return 0;
 }
 
-int tether_node_device_next(const tether_node_t *n, const char *cursor,
-                            tether_device_info_t *info)
+int tether_node_device_next(const tether_node_t *n, const char *cursor, tether_device_info_t *info)
 {
     const tether_device_t *d = tether_registry_next(&n->reg, cursor);
     if (!d)

@@ -221,7 +221,8 @@ tether_device_t *tether_registry_next(const tether_registry_t *r, const char *af
             /* The cursor's device is gone: ids grow in registration order,
              * so resume after the last one not newer than it. */
             unsigned long want = strtoul(after, NULL, 16);
-            while (n && strtoul(container_of(n, tether_device_t, order)->rec.regid, NULL, 16) <= want)
+            while (n &&
+                   strtoul(container_of(n, tether_device_t, order)->rec.regid, NULL, 16) <= want)
                 n = n->next;
         }
     }

@@ -7,6 +7,7 @@
 #include "proxy/relay.h"
 #include "proxy/relay_cache.h"
 #include "proxy/reply.h"
+#include "proxy/xrelay.h"
 #include "util/container.h"
 
 enum timer_tag { T_DEADLINE = 1, T_ACK };
@@ -32,7 +33,10 @@ static void req_free(tether_node_t *n, relay_req_t *r)
     free(r);
 }
 
-void tether_relay_cancel(tether_node_t *n, relay_req_t *r) { req_free(n, r); }
+void tether_relay_cancel(tether_node_t *n, relay_req_t *r)
+{
+    req_free(n, r);
+}
 
 /* Answers the client of `r` with `resp` (its type, MID and token are set
  * here) and forgets `r`. */
@@ -332,6 +336,10 @@ void tether_relay_request(tether_node_t *n, const tether_peer_t *peer, const tet
         tether_reply_code(n, link, req, TETHER_COAP_FORBIDDEN, NULL, now);
         return;
     }
+    /* Not registered here, or registered here but its tunnel is down: the
+     * directory may name another node holding its tunnel now. */
+    if ((!d || !d->link_up) && tether_xrelay_request(n, peer, req, host, now))
+        return;
     if (!d) {
         n->stats.relay_unknown++;
         tether_reply_code(n, link, req, TETHER_COAP_NOT_FOUND, "unknown device", now);

@@ -26,8 +26,8 @@ static int cache_answer(tether_node_t *n, const tether_link_t *link, const tethe
     tether_reply_head(n, link, req->type, req->mid, false, &type, &mid, now);
     uint8_t buf[TETHER_MSG_MAX];
     size_t len;
-    int rc = tether_cache_encode(e, type, mid, req->token, req->tkl, valid, now, buf, sizeof buf,
-                                 &len);
+    int rc =
+        tether_cache_encode(e, type, mid, req->token, req->tkl, valid, now, buf, sizeof buf, &len);
     if (rc < 0)
         return rc;
     tether_cx_reply(n->cx, link, req->mid, buf, len);
@@ -111,8 +111,8 @@ bool tether_relay_cache_response(tether_node_t *n, relay_req_t *r, tether_coap_m
                                  uint8_t *buf, size_t cap, tether_time_t now)
 {
     uint8_t code = resp->code;
-    bool modified = code == TETHER_COAP_CREATED || code == TETHER_COAP_DELETED ||
-                    code == TETHER_COAP_CHANGED;
+    bool modified =
+        code == TETHER_COAP_CREATED || code == TETHER_COAP_DELETED || code == TETHER_COAP_CHANGED;
     if (!modified && !(r->cflags & C_STORE))
         return false;
     tether_coap_msg_t up;

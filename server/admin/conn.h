@@ -135,6 +135,7 @@ void admin_h_devices(admin_conn_t *c, const tether_http_request_t *r);
 void admin_h_device(admin_conn_t *c, const tether_http_request_t *r);
 void admin_h_device_request(admin_conn_t *c, const tether_http_request_t *r);
 void admin_h_cluster(admin_conn_t *c, const tether_http_request_t *r);
+void admin_h_observations(admin_conn_t *c, const tether_http_request_t *r);
 void admin_h_credential(admin_conn_t *c, const tether_http_request_t *r);
 
 #endif

@@ -99,7 +99,7 @@ static const route_t routes[] = {
     {"/devices", M(TETHER_HTTP_M_GET), true, admin_h_devices},
     {"/devices/*", M(TETHER_HTTP_M_GET) | M(TETHER_HTTP_M_DELETE), true, admin_h_device},
     {"/devices/*/request", M(TETHER_HTTP_M_POST), true, admin_h_device_request},
-    {"/observations", M(TETHER_HTTP_M_GET), true, NULL},
+    {"/observations", M(TETHER_HTTP_M_GET), true, admin_h_observations},
     {"/cluster", M(TETHER_HTTP_M_GET), true, admin_h_cluster},
     {"/credentials/*", M(TETHER_HTTP_M_PUT) | M(TETHER_HTTP_M_DELETE), true, admin_h_credential},
     {"/coap/**",

@@ -905,6 +905,11 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
     cmd_t *c = priv;
     tetherd_redis_t *r = c->r;
     redisReply *rep = reply;
+    /* A caller's callback runs now, outside any call into the pipeline:
+     * whatever it made the node emit must be settled and sent (the
+     * process's pump, through on_event). */
+    if (c->cb)
+        event(r);
     if (!rep || c->conn_gen != r->conn_gen) {
         reply_lost(r, c);
         goto done;

@@ -14,10 +14,10 @@
 static const struct {
     tether_store_kind_t kind;
     const char *prefix; /* up to the opening brace */
-    int hex;            /* 1: hex, 0: percent-encoded text, 2: node id */
+    int hex; /* 1: hex, 0: percent-encoded text, 2: node id, 3: {device} then hex (rkey.h) */
 } layout[] = {
     {TETHER_STORE_DEVICE, "tether:dev:{", 0},       {TETHER_STORE_CRED, "tether:cred:{", 0},
-    {TETHER_STORE_OBSERVE, "tether:obs:{", 1},      {TETHER_STORE_SESSION, "tether:sess:{", 1},
+    {TETHER_STORE_OBSERVE, "tether:obs:{", 3},      {TETHER_STORE_SESSION, "tether:sess:{", 1},
     {TETHER_STORE_NODE, "tether:{nodes}:node:", 2},
 };
 #define NLAYOUT (sizeof layout / sizeof layout[0])
@@ -34,6 +34,21 @@ static int hexval(char c)
            : c >= 'a' && c <= 'f' ? c - 'a' + 10
            : c >= 'A' && c <= 'F' ? c - 'A' + 10
                                   : -1;
+}
+
+/* Percent-encodes key[len] into out (3 * len bytes at most); its length. */
+static size_t pct(const uint8_t *key, size_t len, char *out)
+{
+    size_t o = 0;
+    for (size_t k = 0; k < len; k++) {
+        if (plain(key[k])) {
+            out[o++] = (char)key[k];
+        } else {
+            snprintf(out + o, 4, "%%%02X", key[k]);
+            o += 3;
+        }
+    }
+    return o;
 }
 
 /* One spelling per key name: hex keys are written in lower case
@@ -68,6 +83,17 @@ int tetherd_rkey_name(tether_store_kind_t kind, const uint8_t *key, size_t len, 
     if (cap < o + 3 * len + 2)
         return TETHER_ENOSPC;
     memcpy(out, layout[i].prefix, o);
+    if (layout[i].hex == 3) {
+        /* An observed resource: the cache key starts with the device's
+         * name (length byte, name); the name is the hash tag, so all of a
+         * device's keys share a slot. */
+        if (!key[0] || (size_t)key[0] + 1 > len || cap < o + 3 * key[0] + 2 * len + 2)
+            return TETHER_EINVAL;
+        o += pct(key + 1, key[0], out + o);
+        out[o++] = '}';
+        tetherd_hex(key, len, out + o);
+        return 0;
+    }
     if (layout[i].hex == 2) {
         if (len != 1 || !key[0])
             return TETHER_EINVAL;
@@ -78,14 +104,7 @@ int tetherd_rkey_name(tether_store_kind_t kind, const uint8_t *key, size_t len, 
         tetherd_hex(key, len, out + o);
         o += 2 * len;
     } else {
-        for (size_t k = 0; k < len; k++) {
-            if (plain(key[k])) {
-                out[o++] = (char)key[k];
-            } else {
-                snprintf(out + o, 4, "%%%02X", key[k]);
-                o += 3;
-            }
-        }
+        o += pct(key, len, out + o);
     }
     out[o++] = '}';
     out[o] = 0;
@@ -112,6 +131,29 @@ int tetherd_rkey_parse(const char *name, size_t len, tether_store_kind_t *kind, 
             key[0] = (uint8_t)v;
             *kind = layout[i].kind;
             *key_len = 1;
+            return 0;
+        }
+        if (layout[i].hex == 3) {
+            /* {device} then the whole key in hex; the tag must be the
+             * key's own device (one spelling per key). */
+            const char *brace = memchr(p, '}', (size_t)(end - p));
+            char want[3 * 255 + 1];
+            if (!brace || (end - brace - 1) % 2 || end - brace - 1 < 4 ||
+                (size_t)(end - brace - 1) / 2 > cap ||
+                (size_t)(end - brace - 1) / 2 > TETHER_STORE_KEY_MAX)
+                return TETHER_EINVAL;
+            for (const char *q = brace + 1; q < end; q += 2) {
+                int h = hexval_as_written(q[0], 0), l = hexval_as_written(q[1], 0);
+                if (h < 0 || l < 0)
+                    return TETHER_EINVAL;
+                key[n++] = (uint8_t)(h << 4 | l);
+            }
+            if (!key[0] || (size_t)key[0] + 1 > n ||
+                pct(key + 1, key[0], want) != (size_t)(brace - p) ||
+                memcmp(want, p, (size_t)(brace - p)) != 0)
+                return TETHER_EINVAL;
+            *kind = layout[i].kind;
+            *key_len = n;
             return 0;
         }
         if (end[-1] != '}')

@@ -8,7 +8,11 @@
  * part in braces is the hash tag that picks the slot.
  *   tether:dev:{NAME}          device directory entry (DEVICE)
  *   tether:cred:{IDENTITY}     credential and ACL (CRED); key sealed
- *   tether:obs:{HEX}           observe registry entry (OBSERVE), HEX of the cache key
+ *   tether:obs:{NAME}HEX       observe registry entry (OBSERVE): NAME the
+ *                              observed device (its hash tag, like its
+ *                              directory entry), HEX the record key (the
+ *                              cache key, which starts with the device's
+ *                              name, then the observers' node id)
  *   tether:sess:{HEX}          session checkpoint (SESSION), HEX of the CID
  *   tether:{nodes}:node:ID     node lease (NODE); one tag for all, so one
  *                              MGET reads the membership

@@ -5,7 +5,10 @@
  * (which peer sends it, and how far the clock moves first) and a length
  * byte. Peers are a device with a DTLS identity, a client with an ACL, an
  * unauthorised client and a plain loopback client, so registrations,
- * relays, responses, duplicates and timers all interleave. Every message
+ * relays, responses, duplicates and timers all interleave; a control byte
+ * whose low nibble is 0x0e hands the datagram to the cross-node relay as
+ * a message from node 2 (XREQ, XRSP or XEND by its length), so requests
+ * relayed from another node run too (lib/proxy/xrelay.c). Every message
  * the node emits must itself parse as CoAP. ASan/UBSan catch the rest;
  * the node is destroyed at the end so leaks show. */
 #include <arpa/inet.h>
@@ -16,6 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "tether/cluster.h"
 #include "tether/log.h"
 #include "tether/node.h"
 
@@ -62,16 +66,28 @@ static tether_peer_t peer_of(uint8_t who)
     return p;
 }
 
-static void check_outbox(tether_node_t *n)
+static bool all_alive(void *user, uint8_t id, tether_time_t now)
 {
-    for (size_t i = 0; i < tether_node_out_count(n); i++) {
-        const tether_out_t *o = tether_node_out_get(n, i);
-        tether_coap_msg_t m;
-        tether_coap_perr_t perr;
-        if (tether_coap_parse(&m, o->data, o->len, &perr) < 0)
-            __builtin_trap();
+    (void)user, (void)now;
+    return id == 2;
+}
+
+static void check_outbox(tether_node_t *n, tether_time_t now)
+{
+    while (tether_node_out_count(n)) {
+        for (size_t i = 0; i < tether_node_out_count(n); i++) {
+            const tether_out_t *o = tether_node_out_get(n, i);
+            tether_coap_msg_t m;
+            tether_coap_perr_t perr;
+            if (tether_coap_parse(&m, o->data, o->len, &perr) < 0)
+                __builtin_trap();
+            if (o->link.kind == TETHER_LINK_CLUSTER)
+                tether_node_xlink_out(n, o);
+        }
+        tether_node_out_clear(n);
+        tether_node_xsettle(n, now);
     }
-    tether_node_out_clear(n);
+    tether_node_xout_clear(n);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -85,6 +101,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     tether_node_t *n;
     if (tether_node_create(&c, creds, &n) < 0)
         return 0;
+    tether_node_set_cluster(n, all_alive, NULL);
     tether_time_t now = 1000;
     size_t i = 0;
     while (i + 2 <= size) {
@@ -94,19 +111,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             len = (uint8_t)(size - i);
         now += (tether_time_t)(ctl >> 4) * (ctl & 0x80 ? 5000 : 300);
         tether_node_tick(n, now);
-        check_outbox(n);
+        check_outbox(n, now);
         tether_peer_t p = peer_of(ctl);
         if ((ctl & 0x0f) == 0x0f) {
             tether_node_link_down(n, &p.link, now);
+        } else if ((ctl & 0x0f) == 0x0e) {
+            tether_node_xinput(n, 2, (uint8_t)(TETHER_CLUSTER_XREQ + len % 3), data + i, len, now);
         } else {
             tether_node_input(n, &p, data + i, len, now);
         }
-        check_outbox(n);
+        check_outbox(n, now);
         i += len;
     }
     now += 600000; /* let every timer fire */
     tether_node_tick(n, now);
-    check_outbox(n);
+    check_outbox(n, now);
     tether_node_destroy(n);
     return 0;
 }

@@ -44,6 +44,63 @@ wait_log() {
     timeout "$secs" bash -c 'tail -n +1 -F "$1" 2>/dev/null | grep -m1 -qE "$2"' _ "$file" "$re"
 }
 
+# poll COUNT CMD...: CMD every 0.1 s until it succeeds, at most COUNT
+# times (for counters and store contents, which have no event to wait on).
+poll() {
+    local n=$1
+    shift
+    for _ in $(seq "$n"); do "$@" && return 0; sleep 0.1; done
+    return 1
+}
+
+# redis_nodes_start REDIS_PORT CLUSTER_PORT...: nodes n1, n2, ... (node id
+# = position) sharing the redis-server on REDIS_PORT, each started with
+# only --node-id, --redis, --cluster-listen and the cluster key from the
+# environment, plus a DTLS listener on a free port and the test's limits
+# in $T/node.json (written here: no per-source handshake limits, since
+# every simulated device and client shares 127.0.0.1). Sets A[i] (admin
+# URL) and P[i] (DTLS port) of node i; fails when a node does not start.
+redis_nodes_start() {
+    local rp=$1 id=0
+    shift
+    echo '{"dtls": {"handshake_rate_per_source": 0, "max_handshakes_per_source": 0}}' \
+        >"$T/node.json"
+    A=("") P=("")
+    for cl in "$@"; do
+        id=$((id + 1))
+        start_tetherd "n$id" --config "$T/node.json" --node-id "$id" \
+            --redis "redis://127.0.0.1:$rp" --cluster-listen "127.0.0.1:$cl" \
+            --listen coaps://127.0.0.1:0 || { not_ok "node $id starts"; return 1; }
+        A+=("http://127.0.0.1:$(admin_port "n$id")")
+        eval "P+=(\"\$n${id}_PORT\")"
+    done
+}
+
+# nginx_lb_conf LISTEN_PORT NODE_PORT...: writes $T/nginx/nginx.conf, the
+# deployment's own UDP load balancer (deploy/nginx/tether-udp.conf, used as
+# is) listening on 127.0.0.1:LISTEN_PORT in front of the nodes' ports.
+nginx_lb_conf() {
+    local lb=$1
+    shift
+    mkdir -p "$T/nginx"
+    cat >"$T/nginx/nginx.conf" <<CONF
+load_module /usr/lib/nginx/modules/ngx_stream_module.so;
+daemon off;
+pid $T/nginx/nginx.pid;
+error_log $T/nginx/error.log info;
+events { worker_connections 4096; }
+include $TOP/deploy/nginx/tether-udp.conf;
+CONF
+    echo "listen 127.0.0.1:$lb udp;" >"$T/nginx/tether-listen.conf"
+    printf 'server 127.0.0.1:%s;\n' "$@" >"$T/nginx/tether-nodes.conf"
+}
+# nginx_lb_start: runs the balancer nginx_lb_conf wrote, until the test ends.
+nginx_lb_start() {
+    nginx -p "$T/nginx" -c "$T/nginx/nginx.conf" 2>"$T/nginx/stderr.log" &
+    PIDS+=("$!")
+    wait_log "$T/nginx/error.log" 'start worker process' 10 || note "nginx did not log its start"
+}
+
 # wait_stats FILE CONDITION [SECONDS]: blocks until a "devices: stats" or
 # "devices: final" line of FILE (tether-bench devices) makes the bash
 # arithmetic CONDITION true, with each numeric key=value of the line as a

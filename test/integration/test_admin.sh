@@ -204,17 +204,20 @@ req -X DELETE "$A/health"
 check "DELETE /health: 405" is_err 405
 req -H "$AUTH" -X POST "$A/devices/dev1"
 check "POST /devices/{name}: 405" is_err 405
-for r in /observations /coap/dev1/temp; do
-    req -H "$AUTH" "$A$r"
-    check "GET $r: 501" eval 'is_err 501 && jqe ".error == \"not implemented\""'
-done
+req -H "$AUTH" "$A/coap/dev1/temp"
+check "GET /coap/dev1/temp: 501" eval 'is_err 501 && jqe ".error == \"not implemented\""'
+req -H "$AUTH" "$A/observations"
+check "GET /observations without observers: 200, none" \
+    eval '[ "$CODE" = 200 ] && jqe ".count == 0 and .observations == []"'
 req -H "$AUTH" "$A/cluster"
 check "GET /cluster without Redis: static membership, this node alive, redis off" \
     jqe '.membership == "static" and .redis == "off" and ([.nodes[] | select(.self and .state == "alive")] | length == 1)'
 req -H "$AUTH" -X PUT -d '{}' "$A/credentials/app1"
 check "PUT /credentials/{identity} without Redis: 501 (edit the file, SIGHUP)" is_err 501
-req "$A/observations"
+req "$A/coap/dev1/temp"
 check "unimplemented routes still need auth: 401" is_err 401
+req "$A/observations"
+check "GET /observations needs auth: 401" is_err 401
 
 # --- log level at runtime --------------------------------------------------------
 req -H "$AUTH" "$A/log-level"

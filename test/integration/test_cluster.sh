@@ -54,22 +54,9 @@ check "node 1 sees 2 nodes alive (heartbeats on the internal channel)" wait_aliv
 check "node 2 sees 2 nodes alive" wait_alive "$A2"
 
 # The load balancer: the deployment's own config file, on loopback.
-mkdir -p "$T/nginx"
-cat >"$T/nginx/nginx.conf" <<CONF
-load_module /usr/lib/nginx/modules/ngx_stream_module.so;
-daemon off;
-pid $T/nginx/nginx.pid;
-error_log $T/nginx/error.log info;
-events { worker_connections 1024; }
-include $TOP/deploy/nginx/tether-udp.conf;
-CONF
-echo "listen 127.0.0.1:$LB udp;" >"$T/nginx/tether-listen.conf"
-printf 'server 127.0.0.1:%s;\nserver 127.0.0.1:%s;\n' "$n1_PORT" "$n2_PORT" \
-    >"$T/nginx/tether-nodes.conf"
+nginx_lb_conf "$LB" "$n1_PORT" "$n2_PORT"
 check "nginx accepts deploy/nginx/tether-udp.conf" nginx -t -p "$T/nginx" -c "$T/nginx/nginx.conf"
-nginx -p "$T/nginx" -c "$T/nginx/nginx.conf" 2>"$T/nginx/stderr.log" &
-PIDS+=("$!")
-wait_log "$T/nginx/error.log" 'start worker process' 10 || note "nginx did not log its start"
+nginx_lb_start
 
 # 20 devices through the balancer, each changing source port every second:
 # every change is a new balancer session, sent to the next node in turn.

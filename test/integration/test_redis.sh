@@ -33,28 +33,9 @@ start_redis() {
 mkdir -p "$T/redis"
 check "redis-server starts" start_redis
 
-cat >"$T/node.json" <<JSON
-{"dtls": {"handshake_rate_per_source": 0, "max_handshakes_per_source": 0}}
-JSON
-for id in 1 2 3; do
-    eval "cl=\$C$id"
-    start_tetherd "n$id" --config "$T/node.json" --node-id "$id" --redis "redis://127.0.0.1:$RP" \
-        --cluster-listen "127.0.0.1:$cl" --listen coaps://127.0.0.1:0 ||
-        { not_ok "node $id starts"; exit 1; }
-done
-A=("" "http://127.0.0.1:$(admin_port n1)" "http://127.0.0.1:$(admin_port n2)"
-   "http://127.0.0.1:$(admin_port n3)")
-P=("" "$n1_PORT" "$n2_PORT" "$n3_PORT")
+redis_nodes_start "$RP" "$C1" "$C2" "$C3" || { exit 1; }
 get() { curl -s --max-time 5 -H "Authorization: Bearer $TOKEN" "$1$2"; }
 stat() { get "$1" /stats | jq -r ".$2"; }
-# poll COUNT CMD...: CMD every 0.1 s until it succeeds (counters and Redis
-# contents have no event to wait on).
-poll() {
-    local n=$1
-    shift
-    for _ in $(seq "$n"); do "$@" && return 0; sleep 0.1; done
-    return 1
-}
 three_alive() {
     [ "$(get "$1" /cluster | jq '[.nodes[] | select(.state == "alive")] | length')" = 3 ]
 }
@@ -84,20 +65,8 @@ check "Redis holds no device key in the clear" bash -c \
     "$(printf %s $APP1 | xxd -p)"
 
 # The load balancer: the deployment's own config file, on loopback.
-mkdir -p "$T/nginx"
-cat >"$T/nginx/nginx.conf" <<CONF
-load_module /usr/lib/nginx/modules/ngx_stream_module.so;
-daemon off;
-pid $T/nginx/nginx.pid;
-error_log $T/nginx/error.log info;
-events { worker_connections 4096; }
-include $TOP/deploy/nginx/tether-udp.conf;
-CONF
-echo "listen 127.0.0.1:$LB udp;" >"$T/nginx/tether-listen.conf"
-printf 'server 127.0.0.1:%s;\n' "${P[1]}" "${P[2]}" "${P[3]}" >"$T/nginx/tether-nodes.conf"
-nginx -p "$T/nginx" -c "$T/nginx/nginx.conf" 2>"$T/nginx/stderr.log" &
-PIDS+=("$!")
-wait_log "$T/nginx/error.log" 'start worker process' 10 || note "nginx did not log its start"
+nginx_lb_conf "$LB" "${P[1]}" "${P[2]}" "${P[3]}"
+nginx_lb_start
 
 "$BENCH" devices --server "127.0.0.1:$LB" --count $N --identity-prefix dev \
     --psk-master "$MASTER" --rebind-every 3 --stats-every 1 >"$T/devices.log" 2>&1 &
@@ -140,7 +109,7 @@ check "app9 completes a handshake on node 3" poll 20 ok9 "${P[3]}"
 note "app9's credential applied on node 3 $((t1 - t0)) ms after the PUT was sent"
 check "... applied there within 1 s of the PUT" bash -c '[ "$1" -gt "$2" ] && [ "$3" -lt 1000 ]' _ "$(applied)" "$applied0" "$((t1 - t0))"
 out=$(curl -s --max-time 5 -X DELETE -H "Authorization: Bearer $TOKEN" "${A[2]}/credentials/app9")
-check "DELETE /credentials/app9 on node 2" jq -e '.deleted == true' <<<"$out"
+check "DELETE /credentials/app9 on node 2" jq -e '.deleted == true' <<<"$out" || note "DELETE answered: $out"
 refused() { ! ok9 "$1"; }
 for i in 1 2 3; do
     check "app9 is refused on node $i after the DELETE" poll 20 refused "${P[$i]}"

@@ -82,6 +82,7 @@ static void count_change(void *user, tether_store_kind_t kind, const uint8_t *ke
 
 /* Registration, update and removal are written through the node's store
  * as the device's directory entry. */
+/* Also: an expiring registration leaves another node's newer entry alone. */
 static void test_rd_writes_directory_to_store(void **state)
 {
     fx_t *f = *state;
@@ -139,6 +140,31 @@ static void test_rd_writes_directory_to_store(void **state)
 
     /* Expiry removes the entry too. */
     assert_int_equal(do_register(f, 7, "dev1", "dev1", NULL), TETHER_COAP_CREATED);
+    advance(f, 61000);
+    tether_store_get(store, TETHER_STORE_DEVICE, (const uint8_t *)"dev1", 4, f->now, got_cb, &g);
+    assert_int_equal(g.rc, TETHER_ENOTFOUND);
+
+    /* The device registers again on node 5 before its registration here
+     * expires (a newer entry, written by that node): expiry here must not
+     * delete it (compare-and-set on the version this node wrote). */
+    assert_int_equal(do_register(f, 7, "dev1", "dev1", NULL), TETHER_COAP_CREATED);
+    tether_store_rec_t moved = {.kind = TETHER_STORE_DEVICE};
+    snprintf(moved.u.device.name, sizeof moved.u.device.name, "dev1");
+    moved.u.device.node_id = 5;
+    moved.u.device.lifetime_s = 60;
+    assert_int_equal(tether_store_put(store, &moved, TETHER_STORE_ANY, 0, f->now, NULL, NULL), 0);
+    advance(f, 61000);
+    tether_store_get(store, TETHER_STORE_DEVICE, (const uint8_t *)"dev1", 4, f->now, got_cb, &g);
+    assert_int_equal(g.rc, 0);
+    assert_int_equal(g.dev.node_id, 5);
+    /* But an entry of this node's whose version moved under it (a write
+     * replayed after a store outage) still goes when the registration does. */
+    tether_store_del(store, TETHER_STORE_DEVICE, (const uint8_t *)"dev1", 4, TETHER_STORE_ANY,
+                     f->now, NULL, NULL);
+    assert_int_equal(do_register(f, 7, "dev1", "dev1", NULL), TETHER_COAP_CREATED);
+    moved.u.device.node_id = 3;
+    snprintf(moved.u.device.regid, sizeof moved.u.device.regid, "%s", f->regid);
+    assert_int_equal(tether_store_put(store, &moved, TETHER_STORE_ANY, 0, f->now, NULL, NULL), 0);
     advance(f, 61000);
     tether_store_get(store, TETHER_STORE_DEVICE, (const uint8_t *)"dev1", 4, f->now, got_cb, &g);
     assert_int_equal(g.rc, TETHER_ENOTFOUND);

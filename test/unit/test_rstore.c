@@ -40,11 +40,28 @@ static void test_key_layout(void **state)
     assert_string_equal(name, "tether:{nodes}:node:7"); /* one tag: one MGET */
     assert_int_equal(tetherd_rkey_parse(name, strlen(name), &kind, key, sizeof key, &kl), 0);
     assert_true(kind == TETHER_STORE_NODE && kl == 1 && key[0] == 7);
+    /* An observed resource: the device's name is the hash tag (the slot of
+     * its directory entry), then the whole record key in hex. */
+    const uint8_t obs[] = {4, 'd', 'e', 'v', '7', 1, 0, 4, 't', 'e', 'm', 'p', 3};
+    assert_int_equal(tetherd_rkey_name(TETHER_STORE_OBSERVE, obs, sizeof obs, name, sizeof name),
+                     0);
+    assert_string_equal(name, "tether:obs:{dev7}046465763701000474656d7003");
+    assert_int_equal(tetherd_rkey_parse(name, strlen(name), &kind, key, sizeof key, &kl), 0);
+    assert_true(kind == TETHER_STORE_OBSERVE && kl == sizeof obs);
+    assert_memory_equal(key, obs, sizeof obs);
+    const uint8_t noname[] = {9, 'a'};
+    assert_int_equal(
+        tetherd_rkey_name(TETHER_STORE_OBSERVE, noname, sizeof noname, name, sizeof name),
+        TETHER_EINVAL);
     /* Foreign keys, the log, two spellings of one key, bad escapes. */
-    const char *bad[] = {"tether:{log}",          "other:dev:{x}",           "tether:dev:{x",
-                         "tether:dev:{%61}",      "tether:dev:{%6}",         "tether:dev:{}",
-                         "tether:{nodes}:node:0", "tether:{nodes}:node:256", "tether:sess:{abc}",
-                         "tether:dev:{a%7db}",    "tether:sess:{AB0001}"}; /* case: one spelling */
+    const char *bad[] = {"tether:{log}", "other:dev:{x}", "tether:dev:{x", "tether:dev:{%61}",
+                         "tether:dev:{%6}", "tether:dev:{}", "tether:{nodes}:node:0",
+                         "tether:{nodes}:node:256", "tether:sess:{abc}", "tether:dev:{a%7db}",
+                         "tether:sess:{AB0001}", /* case: one spelling */
+                         /* a tag that is not the key's own device, odd hex, no tag end,
+                          * upper-case hex */
+                         "tether:obs:{dev8}0464657637010004", "tether:obs:{dev7}046465763",
+                         "tether:obs:{dev70464657637010004", "tether:obs:{dev7}0464657637010004AB"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         assert_int_equal(tetherd_rkey_parse(bad[i], strlen(bad[i]), &kind, key, sizeof key, &kl),
                          TETHER_EINVAL);

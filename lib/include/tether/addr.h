@@ -16,6 +16,7 @@ typedef enum {
     TETHER_LINK_PLAIN = 1, /* plain CoAP datagrams to `addr` from listener `iface` */
     TETHER_LINK_DTLS = 2,  /* records on DTLS session `id` */
     TETHER_LINK_INTERNAL = 3, /* an operator request (admin API) numbered `id` */
+    TETHER_LINK_CLUSTER = 4,  /* a request another node relayed here: slot `id` (xrelay) */
 } tether_link_kind_t;
 
 /* Where a CoAP message goes. A DTLS link is the session id (stable across

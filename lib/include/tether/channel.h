@@ -77,12 +77,14 @@ typedef enum {
     TETHER_CHANNEL_RX_NONE = 0, /* a heartbeat, or refused (counted) */
     TETHER_CHANNEL_RX_DELIVER,  /* a client's record for one of our sessions */
     TETHER_CHANNEL_RX_REPLY,    /* send payload to client from listener iface */
+    TETHER_CHANNEL_RX_XRELAY,   /* XREQ/XRSP/XEND from node `via` (type in `type`) */
 } tether_channel_rx_kind_t;
 
 typedef struct {
     uint8_t kind;  /* tether_channel_rx_kind_t */
     uint8_t via;   /* the node it came from */
     uint8_t iface; /* the listener index at the receiving node */
+    uint8_t type;  /* RX_XRELAY: the tether_cluster_type_t */
     tether_addr_t client;
     const uint8_t *payload; /* valid until the next call */
     size_t len;
@@ -140,6 +142,13 @@ TETHER_API bool tether_channel_route_out(tether_channel_t *ch, const tether_addr
 TETHER_API int tether_channel_input(tether_channel_t *ch, const tether_addr_t *src,
                                     const uint8_t *data, size_t len, tether_time_t now,
                                     tether_channel_rx_t *rx);
+
+/* Queues a cross-node relay message (TETHER_CLUSTER_XREQ, XRSP or XEND)
+ * of len <= TETHER_CHANNEL_MAX_MSG bytes for node `to`. Returns 0,
+ * TETHER_EINVAL (another type, too long), TETHER_ENOTFOUND (a node we do
+ * not know) or TETHER_ELIMIT (the outbox is full: dropped, UDP-like). */
+TETHER_API int tether_channel_send(tether_channel_t *ch, uint8_t type, uint8_t to,
+                                   const uint8_t *data, size_t len, tether_time_t now);
 
 /* Heartbeats, liveness, expiry of routed clients. */
 TETHER_API void tether_channel_tick(tether_channel_t *ch, tether_time_t now);

@@ -40,7 +40,13 @@ typedef enum {
     TETHER_CLUSTER_FORWARD = 1, /* a client's datagram for the node owning its CID */
     TETHER_CLUSTER_REPLY = 2,   /* a datagram to send to the client */
     TETHER_CLUSTER_HEARTBEAT = 3, /* "I am alive" (no client, no payload) */
+    /* Requests across nodes (lib/proxy/xrelay.h gives the payloads; the
+     * client address is unused and zero): */
+    TETHER_CLUSTER_XREQ = 4, /* a client's CoAP request for a device on the receiver */
+    TETHER_CLUSTER_XRSP = 5, /* the device node's answer or notification for it */
+    TETHER_CLUSTER_XEND = 6, /* the relaying node no longer wants answers for it */
 } tether_cluster_type_t;
+#define TETHER_CLUSTER_TYPE_LAST TETHER_CLUSTER_XEND
 
 typedef struct {
     uint8_t type; /* tether_cluster_type_t */

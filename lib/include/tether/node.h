@@ -59,6 +59,13 @@ typedef struct {
     uint64_t uploads_abandoned;     /* uploads the client stopped continuing */
     uint64_t upload_blocks;         /* Block1 blocks relayed to devices */
     uint64_t uploads_active;
+    /* across nodes (lib/proxy/xrelay.h) */
+    uint64_t xrelay_sent;            /* messages for other nodes */
+    uint64_t xrelay_received;        /* messages from other nodes */
+    uint64_t xrelay_served;          /* requests other nodes relayed here */
+    uint64_t xrelay_duplicates;      /* of those, retransmissions */
+    uint64_t xrelay_retransmissions; /* our requests sent again */
+    uint64_t xrelay_node_down;       /* requests answered 5.02: the device's node is not alive */
 } tether_node_stats_t;
 
 typedef struct {
@@ -85,6 +92,10 @@ typedef struct {
     uint32_t block_idle_ms;       /* an upload or kept representation not continued */
     uint32_t upload_max_bytes;    /* a Block1 upload beyond this gets 4.13 */
     uint32_t uploads_per_device;  /* Block1 uploads to one device at once */
+    uint32_t xrelay_max;       /* requests relayed to other nodes at once (+ aggregates) */
+    uint32_t xslots_max;       /* requests from other nodes held at once */
+    uint32_t xrelay_retry_ms;  /* first retransmission of a request to another node */
+    uint32_t xrelay_margin_ms; /* the hop's share of a remote request's deadline */
     /* Where the directory entries go (borrowed; must outlive the node).
      * NULL: the node makes and owns an in-memory store (SPEC S7). */
     tether_store_t *store;
@@ -126,6 +137,36 @@ TETHER_API const tether_node_stats_t *tether_node_stats(const tether_node_t *nod
 /* Relayed requests not answered yet (in flight or queued), operator
  * requests included: a draining server waits for this to reach 0. */
 TETHER_API size_t tether_node_pending(const tether_node_t *node);
+
+/* ---- across nodes (lib/proxy/xrelay.h: contract and payloads) ---- */
+#define TETHER_XMSG_MAX (TETHER_MSG_MAX + 8)
+/* A message for another node's xrelay, sent by the host over the cluster
+ * channel as `type` (TETHER_CLUSTER_XREQ, XRSP or XEND). */
+typedef struct {
+    uint8_t to;
+    uint8_t type;
+    uint16_t len;
+    uint8_t data[TETHER_XMSG_MAX];
+} tether_xmsg_t;
+/* Whether node `id` is alive (the cluster channel's view). */
+typedef bool (*tether_node_alive_fn)(void *user, uint8_t id, tether_time_t now);
+/* Without it every other node counts as down (requests for their devices: 5.02). */
+TETHER_API void tether_node_set_cluster(tether_node_t *node, tether_node_alive_fn alive,
+                                        void *user);
+/* A message other node `from` sent (its payload as the channel delivered it). */
+TETHER_API void tether_node_xinput(tether_node_t *node, uint8_t from, uint8_t type,
+                                   const uint8_t *data, size_t len, tether_time_t now);
+/* An outbox entry on a TETHER_LINK_CLUSTER link: the host hands it here
+ * instead of sending it; then, once the outbox is cleared,
+ * tether_node_xsettle (acknowledges and closes slots: feeds the node). */
+TETHER_API void tether_node_xlink_out(tether_node_t *node, const tether_out_t *o);
+TETHER_API void tether_node_xsettle(tether_node_t *node, tether_time_t now);
+/* Messages for other nodes, oldest first; the host sends and clears them. */
+TETHER_API size_t tether_node_xout_count(const tether_node_t *node);
+TETHER_API const tether_xmsg_t *tether_node_xout_get(const tether_node_t *node, size_t i);
+TETHER_API void tether_node_xout_clear(tether_node_t *node);
+/* The node's state store (directory, observe registry), for the admin views. */
+TETHER_API tether_store_t *tether_node_store(const tether_node_t *node);
 
 /* A registered device as seen by operators (admin API). */
 typedef struct {

@@ -104,6 +104,11 @@ TETHER_API void tether_pipeline_internal_input(tether_pipeline_t *p, uint64_t id
  * client would. The host may feed the pipeline while it takes answers. */
 TETHER_API bool tether_pipeline_internal_take(tether_pipeline_t *p, tether_out_t *out);
 
+/* Settles what reached the node outside the pipeline's own calls (a state
+ * store callback completing later from the host's event loop): the node's
+ * answers move to the outbox as after any other call. */
+TETHER_API void tether_pipeline_flush(tether_pipeline_t *p, tether_time_t now);
+
 /* Runs every part whose deadline has come. */
 TETHER_API void tether_pipeline_tick(tether_pipeline_t *p, tether_time_t now);
 /* When tether_pipeline_tick next has work (UINT64_MAX: none), on the

@@ -1,0 +1,74 @@
+/* tether — client requests and observations across nodes (internal to
+ * lib/proxy; SPEC S4 Observe, S5 "a client request for a device whose
+ * tunnel lives on another node is relayed to that node internally").
+ *
+ * Two roles, every node playing both:
+ *
+ * Relaying node A (the client's). A request for a device this node does
+ * not hold is looked up in the device directory through the state store;
+ * the store answers from its local replica (the Redis store mirrors every
+ * record, store_mem is local), so there is no Redis round trip on the
+ * request path: a lookup that does not complete at once is an unknown
+ * device (4.04). A directory entry naming another node B sends an XREQ
+ * over the internal channel; A keeps its own exchange state with the
+ * client (empty ACK after ack_delay_ms, piggybacked or separate answer,
+ * RFC 7252 §5.2) and retransmits the XREQ until B answers (B deduplicates).
+ * B not alive on the channel: 5.02 (S4 "device gone"); no answer by the
+ * deadline (the device's request timeout, or its queue TTL in queue mode,
+ * plus a margin for the hop): 5.04. An Observe: 0 GET/FETCH joins A's one
+ * aggregate observation of that resource: only the first observer of A
+ * sends an XREQ, A fans each notification out to its own observers with
+ * its own Observe sequence, and the last one leaving sends XEND.
+ *
+ * Device node B. Each XREQ gets a slot, a link of kind TETHER_LINK_CLUSTER
+ * whose id is the slot's; the request enters the node on that link like a
+ * trusted operator request (A checked the client's ACL), so queue mode,
+ * the cache and the shared observation work unchanged, and A's aggregate
+ * is one more observer of B's one device-side observation. What the node
+ * sends on a slot goes back to A in an XRSP (a CON notification is
+ * acknowledged here, as the client would). A plain request's slot keeps
+ * its final answer for keep_ms to answer a retransmitted XREQ again; an
+ * observation's slot lives until XEND, an error answer, or A no longer
+ * alive on the channel (then its observers leave, and its observe
+ * registry records are deleted).
+ *
+ * Payloads (inside the channel's authenticated messages, tether/cluster.h):
+ *   XREQ: request id (4) | flags (1: bit 0 observe) | CoAP request (NON,
+ *         MID 0, the client's token — the aggregate's id for an
+ *         observation — and Uri-Host naming the device)
+ *   XRSP: request id (4) | CoAP message as the device node sent it
+ *   XEND: request id (4)
+ * The request id is the relaying node's, unique among its live requests;
+ * (relaying node, id) names a slot at B.
+ *
+ * Bounds: xrelay_max requests and aggregates at A, slots_max slots at B
+ * (5.03 beyond). Time is `now`; tick at tether_xrelay_next_deadline.
+ * Lifetimes: everything here is owned by the node's xrelay and freed by
+ * tether_xrelay_free; slots are closed (link down) in tether_xrelay_settle,
+ * outside the node's callbacks.
+ */
+#ifndef TETHER_PROXY_XRELAY_H
+#define TETHER_PROXY_XRELAY_H
+
+#include "proxy/node_int.h"
+
+#define TETHER_XRELAY_HDR 5
+
+int tether_xrelay_init(tether_node_t *n);
+void tether_xrelay_free(tether_node_t *n);
+
+/* A client request for `host`, which is not registered here (relay.c).
+ * True when it was taken (relayed, or answered 5.02/5.03); false when the
+ * directory does not name another node (the caller answers 4.04). */
+bool tether_xrelay_request(tether_node_t *n, const tether_peer_t *peer,
+                           const tether_coap_msg_t *req, const char *host, tether_time_t now);
+/* A client session ended: its observers of remote resources leave. */
+void tether_xrelay_link_down(tether_node_t *n, const tether_link_t *link, tether_time_t now);
+/* A client's RST of `mid`: when it was a remote notification, it leaves. */
+void tether_xrelay_reset(tether_node_t *n, const tether_link_t *link, uint16_t mid,
+                         tether_time_t now);
+
+void tether_xrelay_tick(tether_node_t *n, tether_time_t now);
+tether_time_t tether_xrelay_next_deadline(const tether_node_t *n);
+
+#endif
