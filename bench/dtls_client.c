@@ -216,6 +216,10 @@ int bench_dtls_start_resume(bench_dtls_t *d, const bench_dtls_ctx_t *c,
         bench_dtls_end(d, false);
         return TETHER_ECRYPTO;
     }
+    if (c->tickets && !c->dtls13 && wolfSSL_UseSessionTicket(ssl) != WOLFSSL_SUCCESS) {
+        bench_dtls_end(d, false);
+        return TETHER_ECRYPTO;
+    }
     if (session && wolfSSL_set_session(ssl, session) != WOLFSSL_SUCCESS) {
         bench_dtls_end(d, false);
         return TETHER_ECRYPTO;

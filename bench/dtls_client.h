@@ -21,6 +21,10 @@ typedef struct {
     void *ctx; /* WOLFSSL_CTX */
     bool dtls13;
     bool cert; /* ECDHE-ECDSA with certificates instead of PSK */
+    /* DTLS 1.2: ask for a session ticket (RFC 5077) in every handshake, so
+     * a saved session resumes statelessly; DTLS 1.3 servers send tickets
+     * (NewSessionTicket) unasked. */
+    bool tickets;
 } bench_dtls_ctx_t;
 
 /* A PSK identity and key; sessions point to it, so it must outlive them. */
@@ -55,7 +59,9 @@ typedef struct {
     char alert[48]; /* why the handshake failed */
 } bench_dtls_t;
 
-/* Session resumption (RFC 5246 §7.3 abbreviated handshake by session id).
+/* Session resumption (RFC 5246 §7.3 abbreviated handshake by session id,
+ * or by the RFC 5077 ticket the session holds when the context asked for
+ * one).
  * bench_dtls_save_session returns the established session's resumable
  * state (NULL when there is none); bench_dtls_start_resume offers it in the
  * ClientHello. bench_dtls_resumed tells whether the server accepted. */

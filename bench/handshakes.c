@@ -35,6 +35,7 @@ typedef struct {
     bench_dtls_cred_t single; /* --identity/--psk-hex instead of a fleet */
     const char *ca, *cert, *key;
     bool json;
+    struct sockaddr_storage resume_at; /* --resume-server (family 0: --server) */
 } hs_opts_t;
 
 struct hs;
@@ -62,13 +63,19 @@ typedef struct hs {
     uint64_t ok, failed, full_instead, resumed_dead, warmups;
     char alert[48];
     tether_hist_t hist;
+    struct sockaddr_storage full_at; /* --server */
 } hs_t;
 
 static void next(hs_worker_t *w)
 {
-    if (w->H->stopping)
+    hs_t *H = w->H;
+    if (H->stopping)
         return;
     w->t0_us = bench_now_us();
+    /* --resume-server: a session is offered to another node of the cluster
+     * than the one that issued it (the connect reads the address now). */
+    if (H->o.resume_at.ss_family)
+        H->net.server = w->peer.resume ? H->o.resume_at : H->full_at;
     bench_peer_connect(&w->peer);
 }
 
@@ -245,8 +252,9 @@ static void usage(FILE *f)
             "  --server HOST:PORT    DTLS listener (required)\n"
             "  --mode M              psk (default): full PSK handshakes; ecdhe: full\n"
             "                        ECDHE-ECDSA P-256 handshakes (needs a server certificate);\n"
-            "                        resumed: session-id resumption, each checked with a CoAP\n"
-            "                        ping on the resumed session\n"
+            "                        resumed: resumption by session ticket (RFC 5077) or\n"
+            "                        session id, each checked with a CoAP ping on the\n"
+            "                        resumed session\n"
             "  --concurrency C       handshakes in flight (default 32)\n"
             "  --duration S          seconds (default 10)\n"
             "  --identity-prefix P   PSK fleet: worker k is P<k> (default dev)\n"
@@ -258,6 +266,8 @@ static void usage(FILE *f)
             "  --cert FILE --key F   ecdhe: client certificate and key (PEM)\n"
             "  --cipher LIST         offer only these suites (wolfSSL names); the report\n"
             "                        names the one negotiated\n"
+            "  --resume-server H:P   resumed: offer the sessions to this server (another node\n"
+            "                        of --server's cluster) instead\n"
             "  --cpu-pid PID         report the CPU share PID used over the run (server_cpu;\n"
             "                        repeatable)\n"
             "  --json                one JSON object\n");
@@ -274,6 +284,7 @@ enum {
     O_CERT,
     O_KEY,
     O_JSON,
+    O_RESUME_AT,
 };
 
 static const struct option long_opts[] = {
@@ -288,6 +299,7 @@ static const struct option long_opts[] = {
     {"cert", required_argument, NULL, O_CERT},
     {"key", required_argument, NULL, O_KEY},
     {"json", no_argument, NULL, O_JSON},
+    {"resume-server", required_argument, NULL, O_RESUME_AT},
     {NULL, 0, NULL, 0},
 };
 
@@ -327,6 +339,10 @@ static int hs_opt(void *ctx, int opt, const char *arg)
     case O_CA: o->ca = arg; return 0;
     case O_CERT: o->cert = arg; return 0;
     case O_KEY: o->key = arg; return 0;
+    case O_RESUME_AT:
+        if (bench_parse_addr(arg, &o->resume_at) < 0)
+            return bench_usage_error(CMD, "--resume-server wants HOST:PORT, got '%s'", arg);
+        return 0;
     case O_JSON: o->json = true; return 0;
     }
     return 0;
@@ -407,6 +423,8 @@ int bench_handshakes_main(int argc, char **argv)
             goto cleanup;
         }
     }
+    H->net.dtls.tickets = H->o.mode == MODE_RESUMED;
+    H->full_at = H->net.server;
     if (!(H->w = calloc(H->o.concurrency, sizeof *H->w)) || setup_workers(H) < 0)
         goto cleanup;
     bench_runner_init(&H->runner, H->loop, H->o.c.duration_s, hs_stop, H);

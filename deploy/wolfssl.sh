@@ -21,8 +21,13 @@ die() { printf 'deps: error: %s\n' "$*" >&2; exit 1; }
 # Bookworm's libwolfssl lacks DTLS 1.3 and Connection ID, so build >= 5.7.6.
 min_version=5.7.6
 # Pure-PSK suites (TLS_PSK_WITH_AES_128_CCM_8, SPEC S2) need WOLFSSL_STATIC_PSK.
-cflags_extra="-DDTLS_CID_MAX_SIZE=16 -DWOLFSSL_STATIC_PSK -fPIC"
-conf_flags=(--enable-dtls --enable-dtls13 --enable-dtlscid --enable-psk --enable-aesccm
+# Session tickets (S2 resumption): lib/dtls/ticket.c encrypts them with its own
+# AES-256-GCM format and appends a trailer (identity, role, key tag) after
+# wolfSSL's internal ticket; the padding is the room the encrypt callback may
+# use beyond that ticket (TETHER_TICKET_TRAILER_MAX in lib/dtls/ticket.h,
+# which checks this at compile time).
+cflags_extra="-DDTLS_CID_MAX_SIZE=16 -DWOLFSSL_STATIC_PSK -DWOLFSSL_TICKET_EXTRA_PADDING_SZ=160 -fPIC"
+conf_flags=(--enable-dtls --enable-dtls13 --enable-dtlscid --enable-psk --enable-aesccm --enable-session-ticket
     --enable-aesgcm --enable-ecc --enable-sessionexport --enable-certgen --enable-keygen
     --enable-static --disable-shared --disable-examples --disable-crypttests
     --disable-benchmark)

@@ -97,6 +97,7 @@ typedef struct {
     uint32_t dtls_hs_prefix;    /* handshakes in flight per /24 or /48, 0 = no cap */
     uint32_t dtls_hello_rate;   /* hellos looked at per second, node-wide, 0 = no budget */
     uint32_t dtls_hs_flight_ms; /* a handshake silent this long is dropped */
+    uint32_t dtls_ticket_rotation_s; /* session ticket key period */
     /* "cluster": the internal channel (SPEC S5). Off while listen is "". */
     char cluster_listen[160];          /* HOST:PORT this node receives forwarded records on */
     bool cluster_failover;             /* checkpoints, adoption, handover (server/failover.h) */

@@ -91,6 +91,8 @@ int tetherd_stats_fill(json_t *st, const tetherd_stats_src_t *d)
         {"limits.max_handshakes", d->cfg->dtls_max_handshakes},
         {"sessions.active", ds->sessions_active},
         {"sessions.handshakes_full", ds->handshakes_full},
+        {"sessions.handshakes_resumed", ds->handshakes_resumed},
+        {"sessions.tickets_refused", ds->tickets_refused},
         {"sessions.handshakes_inflight", ds->handshakes_inflight},
         {"sessions.handshakes_failed", ds->handshakes_failed},
         {"sessions.hello_verify_sent", ds->hello_verify_sent},

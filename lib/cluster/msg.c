@@ -5,23 +5,11 @@
 #include <wolfssl/wolfcrypt/hmac.h>
 
 #include "tether/cluster.h"
+#include "util/be64.h"
 
 #define VERSION 2
 #define OFF_FAMILY 23
 
-static void put64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (56 - 8 * i));
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | p[i];
-    return v;
-}
 
 /* First TETHER_CLUSTER_MAC bytes of HMAC-SHA256(key, data). */
 static int mac(const uint8_t *key, size_t key_len, const uint8_t *data, size_t len,
@@ -57,8 +45,8 @@ int tether_cluster_encode(const tether_cluster_msg_t *m, const uint8_t *key, siz
     out[4] = m->from_node;
     out[5] = m->to_node;
     out[6] = m->iface;
-    put64(out + 7, m->counter);
-    put64(out + 15, m->sent_at);
+    tether_be64_put(out + 7, m->counter);
+    tether_be64_put(out + 15, m->sent_at);
     const struct sockaddr *sa = (const struct sockaddr *)&m->client.ss;
     if (sa->sa_family == AF_INET) {
         const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
@@ -97,7 +85,7 @@ int tether_cluster_decode(const uint8_t *in, size_t len, const uint8_t *key, siz
         diff |= (uint8_t)(want[i] ^ in[body + i]);
     if (diff)
         return TETHER_ECRYPTO;
-    tether_time_t at = get64(in + 15);
+    tether_time_t at = tether_be64_get(in + 15);
     if ((at > now ? at - now : now - at) > TETHER_CLUSTER_MAX_SKEW_MS)
         return TETHER_ETIMEDOUT;
     if (in[5] != self)
@@ -107,7 +95,7 @@ int tether_cluster_decode(const uint8_t *in, size_t len, const uint8_t *key, siz
     m->from_node = in[4];
     m->to_node = in[5];
     m->iface = in[6];
-    m->counter = get64(in + 7);
+    m->counter = tether_be64_get(in + 7);
     m->sent_at = at;
     if (in[OFF_FAMILY] == 4) {
         /* One encoding per message: the 12 bytes after an IPv4 address are

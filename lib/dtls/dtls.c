@@ -83,6 +83,8 @@ void tether_dtls_tick(tether_dtls_srv_t *srv, tether_time_t now)
     tether_time_t clock = srv->wall_ms ? srv->wall_ms : now;
     tether_time_t next_epoch = (srv->cookie_epoch + 1) * rot;
     dtls_deadline(srv, clock >= next_epoch ? now : now + (next_epoch - clock));
+    tether_time_t next_key = dtls_ticket_rotate(srv, clock);
+    dtls_deadline(srv, clock >= next_key ? now : now + (next_key - clock));
 }
 
 tether_time_t tether_dtls_next_deadline(const tether_dtls_srv_t *srv)
@@ -108,6 +110,7 @@ void tether_dtls_conf_defaults(tether_dtls_conf_t *c)
     c->handshake_flight_timeout_ms = 5000;
     c->idle_timeout_ms = 86400000;
     c->cookie_rotate_ms = 300000;
+    c->ticket_rotation_ms = 86400000;
     c->handshake_rate_per_source = 200;
     c->handshake_burst_per_source = 400;
     c->hello_rate = 20000;
@@ -167,14 +170,20 @@ int tether_dtls_create(const tether_dtls_conf_t *conf, const tether_creds_t *cre
         goto fail_ctx;
     if ((rc = dtls_ctx_setup(srv->ctx, conf)) < 0)
         goto fail_setup;
+    if ((rc = dtls_ticket_setup(srv, now)) < 0)
+        goto fail_setup;
     rc = TETHER_ECRYPTO;
     srv->cookie_epoch = now / (conf->cookie_rotate_ms ? conf->cookie_rotate_ms : 1);
     if (dtls_cookie_secret(srv, srv->cookie_epoch, srv->lst[0].secret) < 0 ||
         dtls_listener_reset(srv, &srv->lst[0]) < 0)
-        goto fail_setup;
+        goto fail_listener;
     *out = srv;
     return 0;
 
+fail_listener:
+    if (srv->lst[0].ssl)
+        wolfSSL_free(srv->lst[0].ssl);
+    dtls_ticket_wipe(srv);
 fail_setup:
     wolfSSL_CTX_free(srv->ctx);
 fail_ctx:
@@ -205,10 +214,13 @@ void tether_dtls_destroy(tether_dtls_srv_t *srv)
     while (srv->established.head)
         dtls_sess_close(srv, sess_first(&srv->established), TETHER_DTLS_WHY_LOCAL);
     dtls_reap(srv);
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < 2; i++) {
         if (srv->lst[i].ssl)
             wolfSSL_free(srv->lst[i].ssl);
+        dtls_io_auth_reset(&srv->lst[i].io);
+    }
     wolfSSL_CTX_free(srv->ctx);
+    dtls_ticket_wipe(srv);
     tether_hmap_free(&srv->prefixes); /* empty, like sources */
     tether_hmap_free(&srv->sources);  /* empty: every handshake was closed above */
     tether_hmap_free(&srv->by_id);
@@ -238,6 +250,8 @@ void tether_dtls_set_wall_clock(tether_dtls_srv_t *srv, tether_time_t wall_ms)
             dtls_listener_reset(srv, &srv->lst[0]);
         dtls_rotate(srv, epoch);
     }
+    if (first)
+        dtls_ticket_rotate(srv, wall_ms); /* the cluster's ticket epoch */
 }
 
 /* SPEC S7 (SIGHUP reloads credentials): an established session whose

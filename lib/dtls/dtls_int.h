@@ -28,6 +28,7 @@
 #include "dtls/checkpoint.h"
 #include "dtls/ratelimit.h"
 #include "dtls/record.h"
+#include "dtls/ticket.h"
 #include "dtls/txceil.h"
 #include "tether/dtls.h"
 #include "tether/list.h"
@@ -63,6 +64,8 @@ typedef struct {
     uint8_t psk_lookups; /* PSK callback calls for the hello being processed */
     uint64_t key_tag;    /* AUTH_PSK: tether_creds_key_tag of the key it used */
     bool x509_rejected; /* a certificate was presented and refused */
+    /* Tickets the hello carried that opened (ticket.h); NULL when none. */
+    tether_ticket_seen_t *tickets;
 } io_t;
 
 struct tether_dtls_sess {
@@ -152,6 +155,7 @@ struct tether_dtls_srv {
     uint8_t rdbuf[TETHER_DTLS_MAX_DGRAM];
     tether_dtls_stats_t stats;
     tether_ckpt_key_t ckpt_key; /* conf.checkpoint: wraps checkpoints (checkpoint.h) */
+    tether_ticket_keys_t tkt;   /* session ticket keys (ticket.h) */
     tether_time_t now;          /* of the current input or tick */
     uint32_t ceil_failed;       /* ceiling raises failed since the tick last looked */
     tether_rl_t rate; /* new handshakes per source address */
@@ -208,7 +212,8 @@ void dtls_source_del(tether_dtls_srv_t *srv, tether_dtls_sess_t *s);
 /* Installs the wolfSSL callbacks, versions, suites and X.509 material on a
  * new context: 0, TETHER_ECRYPTO or TETHER_ECONFIG (a file unusable). */
 int dtls_ctx_setup(WOLFSSL_CTX *ctx, const tether_dtls_conf_t *conf);
-/* Forgets what one handshake learnt about its peer. */
+/* Forgets what one handshake learnt about its peer (and the tickets its
+ * hello carried). */
 void dtls_io_auth_reset(io_t *io);
 /* Drives a handshake one step with the datagram in s->io. */
 void dtls_hs_step(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, tether_time_t now);

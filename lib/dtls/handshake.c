@@ -106,6 +106,7 @@ void dtls_io_auth_reset(io_t *io)
     io->x509_rejected = false;
     io->psk_lookups = 0;
     io->key_tag = 0;
+    dtls_ticket_seen_free(&io->tickets);
 }
 
 /* Certificate check, called by wolfSSL for every certificate of the peer's
@@ -167,16 +168,36 @@ static void hs_schedule(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, tether_ti
 
 /* Sets the session's identity and role from what its completed handshake
  * negotiated: the PSK identity wolfSSL used (looked up again, so a
- * credential removed meanwhile is refused), or the client certificate
+ * credential removed meanwhile is refused), the client certificate
  * whose CertificateVerify wolfSSL checked and whose CN cert_verify_cb
- * accepted during this session's own handshake. Anything else, such as an
+ * accepted during this session's own handshake, or the claim of the
+ * ticket it resumed (ticket.h: bound to the secret the peer proved,
+ * checked against the credentials again). Anything else, such as an
  * ECDHE handshake without a client certificate (a server with cert_file
- * but no ca_file never asks for one), has no identity: TETHER_EPROTO. */
+ * but no ca_file never asks for one), has no identity. Returns 0 (a full
+ * handshake), 1 (a resumed one) or TETHER_EPROTO. */
 static int hs_authenticate(tether_dtls_srv_t *srv, tether_dtls_sess_t *s)
 {
     char id[TETHER_IDENTITY_MAX];
-    enum tether_wolf_auth how = tether_wolf_peer_auth(s->ssl, id, sizeof id);
+    uint8_t bind[TETHER_WOLF_BIND_LEN];
+    enum tether_wolf_auth how = tether_wolf_peer_auth(s->ssl, id, sizeof id, bind);
     wolfSSL_FreeArrays(s->ssl); /* key material nobody needs any more */
+    if (how == TETHER_WOLF_AUTH_RESUMED) {
+        const tether_ticket_claim_t *c = dtls_ticket_find(s->io.tickets, bind);
+        tether_ticket_claim_t claim;
+        bool ok = c && dtls_ticket_claim_current(srv->creds, c);
+        if (ok)
+            claim = *c;
+        dtls_io_auth_reset(&s->io);
+        if (!ok)
+            return TETHER_EPROTO;
+        memcpy(s->io.identity, claim.identity, sizeof s->io.identity);
+        s->io.role = claim.role;
+        s->io.auth = claim.auth;
+        s->io.key_tag = claim.key_tag;
+        wc_ForceZero(&claim, sizeof claim);
+        return 1;
+    }
     if (how == TETHER_WOLF_AUTH_PSK) {
         uint8_t key[64];
         size_t klen;
@@ -196,6 +217,7 @@ static int hs_authenticate(tether_dtls_srv_t *srv, tether_dtls_sess_t *s)
     tether_role_t role;
     if (how == TETHER_WOLF_AUTH_CERT && s->io.auth == AUTH_X509 && s->io.identity[0] &&
         tether_creds_x509(srv->creds, s->io.identity, &role) == 0) {
+        dtls_ticket_seen_free(&s->io.tickets);
         s->io.role = role; /* as listed now (a reload may have come in between) */
         return 0;
     }
@@ -211,12 +233,13 @@ void dtls_hs_step(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, tether_time_t n
     int ret = wolfSSL_accept(s->ssl);
     verifying = NULL;
     if (ret == WOLFSSL_SUCCESS) {
-        if (hs_authenticate(srv, s) < 0) { /* e.g. ECDHE without a client certificate */
+        int how = hs_authenticate(srv, s); /* 1: resumed */
+        if (how < 0) { /* e.g. ECDHE without a client certificate */
             srv->stats.handshakes_unauthenticated++;
             dtls_hs_fail(srv, s, TETHER_DTLS_WHY_UNAUTHENTICATED);
             return;
         }
-        if (s->io.auth == AUTH_X509)
+        if (s->io.auth == AUTH_X509 && !how)
             srv->stats.handshakes_x509++;
         tether_list_del(&srv->handshaking, &s->ln);
         dtls_source_del(srv, s);
@@ -226,7 +249,10 @@ void dtls_hs_step(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, tether_time_t n
         dtls_deadline(srv, now + srv->conf.idle_timeout_ms);
         tether_list_push(&srv->established, &s->ln);
         srv->stats.sessions_active++;
-        srv->stats.handshakes_full++;
+        if (how)
+            srv->stats.handshakes_resumed++;
+        else
+            srv->stats.handshakes_full++;
         /* The peer started over from that address: its old session is
          * abandoned (RFC 6347 §4.2.8). */
         tether_dtls_sess_t *old = s->displaced ? tether_dtls_sess_find(srv, s->displaced) : NULL;

@@ -197,6 +197,7 @@ int dtls_listener_reset(tether_dtls_srv_t *srv, listener_t *l)
 {
     if (l->ssl)
         wolfSSL_free(l->ssl);
+    dtls_io_auth_reset(&l->io);
     memset(&l->io, 0, sizeof l->io);
     l->io.srv = srv;
     l->ssl = new_ssl(srv, &l->io, l->cid, l->secret);
@@ -216,6 +217,7 @@ int dtls_rotate(tether_dtls_srv_t *srv, uint64_t epoch)
     if (prev->ssl)
         wolfSSL_free(prev->ssl);
     *prev = *cur;
+    cur->io.tickets = NULL; /* moved with the rest */
     /* The moved WOLFSSL still points at cur->io: repoint it. */
     wolfSSL_SetIOReadCtx(prev->ssl, &prev->io);
     wolfSSL_SetIOWriteCtx(prev->ssl, &prev->io);
@@ -263,7 +265,11 @@ static tether_dtls_sess_t *promote(tether_dtls_srv_t *srv, listener_t *l,
         return NULL;
     s->io = l->io; /* the TLS 1.3 PSK suite of the hello that verified */
     s->io.tx_limited = false; /* the cookie proved the address */
+    l->io.tickets = NULL;     /* the tickets that hello carried go with it */
+    tether_ticket_seen_t *tickets = s->io.tickets;
+    s->io.tickets = NULL;
     dtls_io_auth_reset(&s->io); /* identity comes from the handshake's result only */
+    s->io.tickets = tickets;
     s->io.srv = srv;
     s->io.dst = &s->peer;
     s->ssl = l->ssl;

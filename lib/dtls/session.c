@@ -53,6 +53,7 @@ void dtls_reap(tether_dtls_srv_t *srv)
             wolfSSL_free(s->ssl);
         dtls_ceil_free(s);
         tether_rec_wipe(&s->rec);
+        dtls_ticket_seen_free(&s->io.tickets);
         free(s);
     }
 }

@@ -7,6 +7,8 @@
 #include <wolfssl/options.h>
 #include <wolfssl/version.h>
 #include <wolfssl/internal.h>
+#include <wolfssl/wolfcrypt/kdf.h>
+#include <wolfssl/wolfcrypt/sha256.h>
 
 #include <string.h>
 
@@ -92,11 +94,77 @@ int tether_wolf_export_rec(WOLFSSL *ssl, tether_rec_t *r)
     return 0;
 }
 
-enum tether_wolf_auth tether_wolf_peer_auth(const WOLFSSL *ssl, char *identity, size_t cap)
+/* SHA-256 of a label and the secret: the binding of a ticket (ticket.h). */
+static int bind_of(uint8_t kind, const uint8_t *secret, size_t len, uint8_t *bind)
+{
+    wc_Sha256 h;
+    if (wc_InitSha256(&h) != 0)
+        return TETHER_ECRYPTO;
+    int rc = wc_Sha256Update(&h, &kind, 1);
+    if (!rc)
+        rc = wc_Sha256Update(&h, secret, (word32)len);
+    if (!rc)
+        rc = wc_Sha256Final(&h, bind);
+    wc_Sha256Free(&h);
+    return rc ? TETHER_ECRYPTO : 0;
+}
+
+enum { BIND_DTLS12 = 12, BIND_DTLS13 = 13 };
+
+int tether_wolf_ticket_bind(const uint8_t *buf, size_t len, uint8_t bind[TETHER_WOLF_BIND_LEN])
+{
+    InternalTicket it;
+    if (len < sizeof it)
+        return TETHER_EINVAL;
+    memcpy(&it, buf, sizeof it); /* the buffer has no alignment */
+    int rc;
+    if (it.pv.major != DTLS_MAJOR) {
+        rc = TETHER_EINVAL;
+    } else if (it.pv.minor == DTLSv1_2_MINOR) {
+        rc = bind_of(BIND_DTLS12, it.msecret, SECRET_LEN, bind);
+    } else if (it.pv.minor != DTLSv1_3_MINOR || it.suite[0] != TLS13_BYTE ||
+               (it.suite[1] != TLS_AES_128_GCM_SHA256 && it.suite[1] != TLS_AES_128_CCM_8_SHA256) ||
+               it.ticketNonceLen > MAX_TICKET_NONCE_STATIC_SZ) {
+        rc = TETHER_EINVAL; /* not our suites (their hash is SHA-256), or not DTLS */
+    } else {
+        /* RFC 8446 §4.6.1, DTLS labels (RFC 9147 §5.9): the PSK that
+         * resuming this ticket keys the handshake with. */
+        static const uint8_t proto[] = "dtls13", label[] = "resumption";
+        uint8_t psk[WC_SHA256_DIGEST_SIZE];
+        rc = wc_Tls13_HKDF_Expand_Label(psk, sizeof psk, it.msecret, WC_SHA256_DIGEST_SIZE, proto,
+                                        sizeof proto - 1, label, sizeof label - 1, it.ticketNonce,
+                                        it.ticketNonceLen, WC_SHA256)
+                 ? TETHER_ECRYPTO
+                 : bind_of(BIND_DTLS13, psk, sizeof psk, bind);
+        wc_ForceZero(psk, sizeof psk);
+    }
+    wc_ForceZero(&it, sizeof it);
+    return rc;
+}
+
+/* Whether the handshake resumes a ticket, and the binding of the secret it
+ * resumes. DTLS 1.2: `resuming` survives only when the ticket opened (a
+ * session-ID resumption finds no cache: it is off); the master secret is
+ * the ticket's. DTLS 1.3: a ticket PSK was chosen (an external one sets
+ * isPSK and clears resuming), and psk_key is the PSK derived from it. */
+static bool resumed(const WOLFSSL *ssl, uint8_t *bind)
+{
+    if (!ssl->options.resuming || !ssl->arrays)
+        return false;
+    if (ssl->options.tls1_3)
+        return !ssl->options.isPSK && ssl->arrays->psk_keySz == WC_SHA256_DIGEST_SIZE &&
+               bind_of(BIND_DTLS13, ssl->arrays->psk_key, ssl->arrays->psk_keySz, bind) == 0;
+    return bind_of(BIND_DTLS12, ssl->arrays->masterSecret, SECRET_LEN, bind) == 0;
+}
+
+static enum tether_wolf_auth peer_auth(const WOLFSSL *ssl, char *identity, size_t cap,
+                                       uint8_t *bind)
 {
     identity[0] = 0;
-    if (!ssl->options.handShakeDone || ssl->options.side != WOLFSSL_SERVER_END)
+    if (ssl->options.side != WOLFSSL_SERVER_END)
         return TETHER_WOLF_AUTH_NONE;
+    if (ssl->options.resuming)
+        return resumed(ssl, bind) ? TETHER_WOLF_AUTH_RESUMED : TETHER_WOLF_AUTH_NONE;
     /* DTLS 1.3: isPSK is set only when an external PSK was chosen in the
      * stateful ClientHello (RFC 8446 §4.2.11), and a binder that does not
      * verify is fatal before the handshake can complete. DTLS 1.2: the key
@@ -117,4 +185,20 @@ enum tether_wolf_auth tether_wolf_peer_auth(const WOLFSSL *ssl, char *identity, 
     if (ssl->options.havePeerCert && ssl->options.havePeerVerify)
         return TETHER_WOLF_AUTH_CERT;
     return TETHER_WOLF_AUTH_NONE;
+}
+
+enum tether_wolf_auth tether_wolf_peer_auth(const WOLFSSL *ssl, char *identity, size_t cap,
+                                            uint8_t bind[TETHER_WOLF_BIND_LEN])
+{
+    if (!ssl->options.handShakeDone) {
+        identity[0] = 0;
+        return TETHER_WOLF_AUTH_NONE;
+    }
+    return peer_auth(ssl, identity, cap, bind);
+}
+
+enum tether_wolf_auth tether_wolf_ticket_peer(const WOLFSSL *ssl, char *identity, size_t cap,
+                                              uint8_t bind[TETHER_WOLF_BIND_LEN])
+{
+    return peer_auth(ssl, identity, cap, bind);
 }

@@ -33,15 +33,34 @@ int tether_wolf_export_rec(WOLFSSL *ssl, tether_rec_t *r);
  * stateless hello whose binder is never checked). */
 enum tether_wolf_auth {
     TETHER_WOLF_AUTH_NONE = 0,
-    TETHER_WOLF_AUTH_PSK,  /* a PSK suite (1.2) or a chosen external PSK (1.3) */
-    TETHER_WOLF_AUTH_CERT, /* the client proved a certificate (CertificateVerify) */
+    TETHER_WOLF_AUTH_PSK,     /* a PSK suite (1.2) or a chosen external PSK (1.3) */
+    TETHER_WOLF_AUTH_CERT,    /* the client proved a certificate (CertificateVerify) */
+    TETHER_WOLF_AUTH_RESUMED, /* a ticket was resumed: `bind` names its secret (ticket.h) */
 };
 
-/* After wolfSSL_accept() returned success: how the peer authenticated and,
- * for PSK, the identity the handshake used (NUL-terminated, at most cap - 1
- * bytes; an identity that does not fit is reported as NONE). Needs the
- * handshake arrays (wolfSSL_KeepArrays() before the handshake). */
-enum tether_wolf_auth tether_wolf_peer_auth(const WOLFSSL *ssl, char *identity, size_t cap);
+#define TETHER_WOLF_BIND_LEN 32
+
+/* After wolfSSL_accept() returned success: how the peer authenticated;
+ * for PSK the identity the handshake used (NUL-terminated, at most cap - 1
+ * bytes; an identity that does not fit is reported as NONE); for RESUMED
+ * the binding of the resumed secret (SHA-256 of the DTLS 1.2 master
+ * secret or of the DTLS 1.3 resumption PSK), which the peer proved with
+ * its Finished. Needs the handshake arrays (wolfSSL_KeepArrays() before
+ * the handshake). */
+enum tether_wolf_auth tether_wolf_peer_auth(const WOLFSSL *ssl, char *identity, size_t cap,
+                                            uint8_t bind[TETHER_WOLF_BIND_LEN]);
+
+/* The same, from wolfSSL's ticket encryption callback while it builds a
+ * ticket for the peer: after the client's Finished verified (a full
+ * handshake, or DTLS 1.3), or while a DTLS 1.2 resumption re-issues the
+ * ticket whose secret it inherits. */
+enum tether_wolf_auth tether_wolf_ticket_peer(const WOLFSSL *ssl, char *identity, size_t cap,
+                                              uint8_t bind[TETHER_WOLF_BIND_LEN]);
+
+/* The binding (as above) of a decrypted wolfSSL internal ticket of `len`
+ * bytes: 0; TETHER_EINVAL when it is not one tether can resume (too
+ * short, a DTLS 1.3 suite whose hash is not SHA-256); TETHER_ECRYPTO. */
+int tether_wolf_ticket_bind(const uint8_t *it, size_t len, uint8_t bind[TETHER_WOLF_BIND_LEN]);
 
 /* How far the peer's side of a handshake has got: the number of its
  * handshake messages wolfSSL has taken in order (the next message_seq it

@@ -121,6 +121,7 @@ static const metric_info_t metric_info[] = {
     {"sessions.active", false, "DTLS sessions established now"},
     {"sessions.handshakes_full", true, "Full DTLS handshakes completed"},
     {"sessions.handshakes_resumed", true, "Resumed DTLS handshakes completed"},
+    {"sessions.tickets_refused", true, "Session tickets refused (key, period, altered, credential)"},
     {"sessions.address_changes", true, "Sessions that moved to a new peer address"},
     {"devices.registered", false, "Devices registered on this node"},
     {"proxy.requests", true, "Requests relayed down device tunnels"},

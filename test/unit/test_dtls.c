@@ -204,8 +204,16 @@ static int handshake(tether_dtls_srv_t *srv, client_t *c, uint16_t port)
     for (int i = 0; i < 20; i++) {
         int r = wolfSSL_connect(c->ssl);
         feed(srv, c, port, &rx);
-        if (r == WOLFSSL_SUCCESS)
+        if (r == WOLFSSL_SUCCESS) {
+            /* DTLS 1.3: the server's NewSessionTicket follows the
+             * handshake; the client takes it and acknowledges it. */
+            if (c->in_pos < c->in.n) {
+                char b[16];
+                assert_true(wolfSSL_read(c->ssl, b, sizeof b) < 0);
+                feed(srv, c, port, &rx);
+            }
             return 0;
+        }
     }
     return -1;
 }
@@ -1714,6 +1722,256 @@ static int group_teardown(void **state)
     return system(cmd) == 0 ? 0 : -1;
 }
 
+/* ---- session resumption (lib/dtls/ticket.h) ------------------------------ */
+
+/* A client that resumes `sess` (the ticket in it), from a fresh object as
+ * a device does after a reboot or a lost session. */
+static void client_resume(client_t *c, bool dtls13, WOLFSSL_SESSION *sess)
+{
+    client_opts_t o = {.dtls13 = dtls13};
+    client_init_opts(c, true, &o);
+    if (!dtls13)
+        assert_int_equal(wolfSSL_UseSessionTicket(c->ssl), WOLFSSL_SUCCESS);
+    assert_int_equal(wolfSSL_set_session(c->ssl, sess), WOLFSSL_SUCCESS);
+}
+
+/* A full handshake that leaves a ticket with the client: its session. */
+static WOLFSSL_SESSION *full_with_ticket(fixture_t *f, bool dtls13, uint16_t port)
+{
+    client_opts_t o = {.dtls13 = dtls13};
+    client_init_opts(&f->c, true, &o);
+    if (!dtls13)
+        assert_int_equal(wolfSSL_UseSessionTicket(f->c.ssl), WOLFSSL_SUCCESS);
+    assert_int_equal(handshake(f->srv, &f->c, port), 0);
+    exchange(f, port, "first session");
+    WOLFSSL_SESSION *sess = wolfSSL_get1_session(f->c.ssl);
+    assert_non_null(sess);
+    uint8_t t[2048];
+    word32 tl = sizeof t;
+    assert_int_equal(wolfSSL_get_SessionTicket(f->c.ssl, t, &tl), WOLFSSL_SUCCESS);
+    assert_true(tl > 0); /* the server issued a ticket */
+    client_free(&f->c);
+    memset(&f->c, 0, sizeof f->c);
+    return sess;
+}
+
+/* SPEC S2/S9: a device resumes with its ticket (no key exchange): the
+ * session is dev1's, as a device, counted as resumed; a DTLS 1.2 one
+ * moves to the compact record layer and keeps working there. */
+static void check_resume(fixture_t *f, bool dtls13, uint16_t port)
+{
+    const tether_dtls_stats_t *st = tether_dtls_stats(f->srv);
+    WOLFSSL_SESSION *sess = full_with_ticket(f, dtls13, port);
+    uint64_t compact = 0;
+    client_resume(&f->c, dtls13, sess);
+    assert_int_equal(handshake(f->srv, &f->c, (uint16_t)(port + 1)), 0);
+    assert_int_equal(wolfSSL_session_reused(f->c.ssl), 1);
+    assert_int_equal(st->handshakes_resumed, 1);
+    assert_int_equal(st->handshakes_full, 1);
+    assert_int_equal(st->tickets_refused, 0);
+    for (int i = 0; i < 3; i++) {
+        tether_dtls_sess_t *s = exchange(f, (uint16_t)(port + 1), "resumed");
+        assert_string_equal(tether_dtls_sess_identity(s), "dev1");
+        assert_int_equal(tether_dtls_sess_role(s), TETHER_ROLE_DEVICE);
+        uint8_t cid[TETHER_CID_MAX];
+        assert_int_equal(tether_dtls_sess_cid(s, cid), 8);
+    }
+    assert_int_equal(st->sessions_compact, compact + (dtls13 ? 0 : 2)); /* full, resumed */
+    /* The resumed session's key tag is the ticket's: a key rotation
+     * revokes it like a full one. */
+    tether_creds_t *rotated = creds_with_dev1_key((uint8_t)(dev_key[0] ^ 0xff));
+    tether_dtls_set_creds(f->srv, rotated);
+    assert_int_equal(st->sessions_revoked, 2);
+    tether_dtls_set_creds(f->srv, f->creds);
+    tether_creds_free(rotated);
+    wolfSSL_SESSION_free(sess);
+}
+
+static void test_resume_dtls12(void **state)
+{
+    check_resume(*state, false, 57000);
+}
+
+static void test_resume_dtls13(void **state)
+{
+    check_resume(*state, true, 57100);
+}
+
+/* A ticket whose credential changed does not open: the client gets a full
+ * handshake (with its new key), never a session on the old one. */
+static void test_ticket_refused_after_key_change(void **state)
+{
+    fixture_t *f = *state;
+    const tether_dtls_stats_t *st = tether_dtls_stats(f->srv);
+    for (int v13 = 0; v13 < 2; v13++) {
+        tether_dtls_set_creds(f->srv, f->creds);
+        WOLFSSL_SESSION *sess = full_with_ticket(f, v13, (uint16_t)(57200 + 10 * v13));
+        static uint8_t new_key[16];
+        memcpy(new_key, dev_key, sizeof new_key);
+        new_key[0] ^= 0xff;
+        tether_creds_t *rotated = creds_with_dev1_key(new_key[0]);
+        tether_dtls_set_creds(f->srv, rotated);
+        client_key = new_key;
+        client_resume(&f->c, v13, sess);
+        assert_int_equal(handshake(f->srv, &f->c, (uint16_t)(57201 + 10 * v13)), 0);
+        client_key = dev_key;
+        /* (A DTLS 1.3 wolfSSL client that offered a ticket reports its
+         * session reused even when the server chose its external PSK.) */
+        assert_true(v13 || wolfSSL_session_reused(f->c.ssl) == 0);
+        assert_int_equal(st->handshakes_resumed, 0);
+        assert_int_equal(st->handshakes_full, 2 * (v13 + 1));
+        assert_true(st->tickets_refused >= (uint64_t)v13 + 1);
+        exchange(f, (uint16_t)(57201 + 10 * v13), "full again");
+        client_free(&f->c);
+        memset(&f->c, 0, sizeof f->c);
+        tether_dtls_set_creds(f->srv, f->creds);
+        tether_creds_free(rotated);
+        wolfSSL_SESSION_free(sess);
+    }
+    /* An identity that is gone: likewise (and its full handshake fails). */
+    WOLFSSL_SESSION *sess = full_with_ticket(f, false, 57300);
+    tether_creds_t *none;
+    assert_int_equal(tether_creds_empty(&none), 0);
+    tether_dtls_set_creds(f->srv, none);
+    uint64_t refused = st->tickets_refused;
+    client_resume(&f->c, false, sess);
+    assert_int_not_equal(handshake(f->srv, &f->c, 57301), 0);
+    assert_int_equal(st->tickets_refused, refused + 1);
+    assert_int_equal(st->handshakes_resumed, 0);
+    tether_dtls_set_creds(f->srv, f->creds);
+    tether_creds_free(none);
+    wolfSSL_SESSION_free(sess);
+}
+
+/* An altered ticket does not open, whichever byte: key name, IV, length,
+ * ciphertext (identity trailer included) or tag. */
+static void test_tampered_ticket_refused(void **state)
+{
+    fixture_t *f = *state;
+    const tether_dtls_stats_t *st = tether_dtls_stats(f->srv);
+    WOLFSSL_SESSION *sess = full_with_ticket(f, false, 57400);
+    client_resume(&f->c, false, sess);
+    uint8_t t[2048];
+    word32 tl = sizeof t;
+    assert_int_equal(wolfSSL_get_SessionTicket(f->c.ssl, t, &tl), WOLFSSL_SUCCESS);
+    assert_true(tl > 100);
+    client_free(&f->c);
+    size_t where[] = {2, 20, 33, 40, tl - 60, tl - 40, tl - 20, tl - 1};
+    for (size_t i = 0; i < sizeof where / sizeof *where; i++) {
+        client_resume(&f->c, false, sess);
+        t[where[i]] ^= 0x01;
+        assert_int_equal(wolfSSL_set_SessionTicket(f->c.ssl, t, tl), WOLFSSL_SUCCESS);
+        t[where[i]] ^= 0x01;
+        uint16_t port = (uint16_t)(57401 + i);
+        assert_int_equal(handshake(f->srv, &f->c, port), 0);
+        assert_int_equal(wolfSSL_session_reused(f->c.ssl), 0);
+        assert_int_equal(st->handshakes_resumed, 0);
+        assert_string_equal(tether_dtls_sess_identity(exchange(f, port, "full")), "dev1");
+        client_free(&f->c);
+    }
+    /* The length (byte 33) is wolfSSL's to refuse; we refuse the rest. */
+    assert_int_equal(st->tickets_refused, sizeof where / sizeof *where - 1);
+    /* The untouched ticket still resumes. */
+    client_resume(&f->c, false, sess);
+    assert_int_equal(wolfSSL_set_SessionTicket(f->c.ssl, t, tl), WOLFSSL_SUCCESS);
+    assert_int_equal(handshake(f->srv, &f->c, 57420), 0);
+    assert_int_equal(wolfSSL_session_reused(f->c.ssl), 1);
+    assert_int_equal(st->handshakes_resumed, 1);
+    wolfSSL_SESSION_free(sess);
+}
+
+/* Any node of the cluster (same cluster_key) resumes a ticket another one
+ * issued, across a key period; a node of another cluster, or one two
+ * periods on, does not, and its full handshake gives the client a ticket
+ * of its own. */
+static void test_ticket_cluster_and_rotation(void **state)
+{
+    (void)state;
+    tether_dtls_conf_t conf;
+    tether_dtls_conf_defaults(&conf);
+    static const uint8_t key[] = "cluster-key-0123456789", other[] = "cluster-key-9876543210";
+    conf.cluster_key = key;
+    conf.cluster_key_len = sizeof key - 1;
+    conf.ticket_rotation_ms = 3600000;
+    fixture_t *a = make_fixture(false, &conf);
+    fixture_t *b = make_fixture(false, &conf);
+    conf.cluster_key = other;
+    fixture_t *x = make_fixture(false, &conf);
+    tether_time_t wall = 1795000000000ull;
+    tether_dtls_set_wall_clock(a->srv, wall);
+    tether_dtls_set_wall_clock(b->srv, wall + 3600000); /* the next period */
+    tether_dtls_set_wall_clock(x->srv, wall);
+    WOLFSSL_SESSION *sess = full_with_ticket(a, false, 57500);
+
+    client_resume(&x->c, false, sess);
+    assert_int_equal(handshake(x->srv, &x->c, 57501), 0);
+    assert_int_equal(wolfSSL_session_reused(x->c.ssl), 0);
+    assert_int_equal(tether_dtls_stats(x->srv)->tickets_refused, 1);
+    assert_int_equal(tether_dtls_stats(x->srv)->handshakes_full, 1);
+    /* The full handshake gave it a ticket of x's own, which x resumes. */
+    WOLFSSL_SESSION *own = wolfSSL_get1_session(x->c.ssl);
+    client_free(&x->c);
+    client_resume(&x->c, false, own);
+    assert_int_equal(handshake(x->srv, &x->c, 57505), 0);
+    assert_int_equal(wolfSSL_session_reused(x->c.ssl), 1);
+    assert_int_equal(tether_dtls_stats(x->srv)->handshakes_resumed, 1);
+    wolfSSL_SESSION_free(own);
+
+    client_resume(&b->c, false, sess);
+    assert_int_equal(handshake(b->srv, &b->c, 57502), 0);
+    assert_int_equal(wolfSSL_session_reused(b->c.ssl), 1);
+    assert_int_equal(tether_dtls_stats(b->srv)->handshakes_resumed, 1);
+    assert_string_equal(tether_dtls_sess_identity(exchange(b, 57502, "at node b")), "dev1");
+    /* A ticket of the previous period is replaced by one of this period. */
+    WOLFSSL_SESSION *renewed = wolfSSL_get1_session(b->c.ssl);
+    client_free(&b->c);
+
+    /* Two periods on, the first ticket's key is gone; the renewed one opens. */
+    tether_dtls_set_wall_clock(b->srv, wall + 2 * 3600000 + 1);
+    tether_dtls_tick(b->srv, now_ms);
+    client_resume(&b->c, false, sess);
+    assert_int_equal(handshake(b->srv, &b->c, 57503), 0);
+    assert_int_equal(wolfSSL_session_reused(b->c.ssl), 0);
+    assert_int_equal(tether_dtls_stats(b->srv)->tickets_refused, 1);
+    client_free(&b->c);
+    client_resume(&b->c, false, renewed);
+    assert_int_equal(handshake(b->srv, &b->c, 57504), 0);
+    assert_int_equal(wolfSSL_session_reused(b->c.ssl), 1);
+    assert_int_equal(tether_dtls_stats(b->srv)->handshakes_resumed, 2);
+    wolfSSL_SESSION_free(renewed);
+    wolfSSL_SESSION_free(sess);
+    client_init(&a->c, false);
+    teardown((void **)&a);
+    teardown((void **)&b);
+    teardown((void **)&x);
+}
+
+/* A certificate client resumes as its CN and role, not re-counted as an
+ * X.509 handshake; its ticket dies with its "x509" entry. */
+static void test_resume_x509(void **state)
+{
+    fixture_t *f = *state;
+    const tether_dtls_stats_t *st = tether_dtls_stats(f->srv);
+    client_opts_t o = {.cert = "dev7"};
+    client_init_opts(&f->c, true, &o);
+    assert_int_equal(wolfSSL_UseSessionTicket(f->c.ssl), WOLFSSL_SUCCESS);
+    assert_int_equal(handshake(f->srv, &f->c, 57600), 0);
+    exchange(f, 57600, "dev7 full");
+    WOLFSSL_SESSION *sess = wolfSSL_get1_session(f->c.ssl);
+    client_free(&f->c);
+    client_init_opts(&f->c, true, &o);
+    assert_int_equal(wolfSSL_UseSessionTicket(f->c.ssl), WOLFSSL_SUCCESS);
+    assert_int_equal(wolfSSL_set_session(f->c.ssl, sess), WOLFSSL_SUCCESS);
+    assert_int_equal(handshake(f->srv, &f->c, 57601), 0);
+    assert_int_equal(wolfSSL_session_reused(f->c.ssl), 1);
+    tether_dtls_sess_t *s = exchange(f, 57601, "dev7 resumed");
+    assert_string_equal(tether_dtls_sess_identity(s), "dev7");
+    assert_int_equal(tether_dtls_sess_role(s), TETHER_ROLE_DEVICE);
+    assert_int_equal(st->handshakes_resumed, 1);
+    assert_int_equal(st->handshakes_x509, 1);
+    wolfSSL_SESSION_free(sess);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1754,6 +2012,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_idle_session_memory, setup, teardown),
         cmocka_unit_test(test_adopt_checkpointed_session),
         cmocka_unit_test_setup_teardown(test_checkpoint_off, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resume_dtls12, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resume_dtls13, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ticket_refused_after_key_change, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tampered_ticket_refused, setup, teardown),
+        cmocka_unit_test(test_ticket_cluster_and_rotation),
+        cmocka_unit_test_setup_teardown(test_resume_x509, setup_x509, teardown),
     };
     return cmocka_run_group_tests_name("dtls", tests, group_setup, group_teardown);
 }

@@ -49,7 +49,14 @@ typedef struct {
     uint32_t handshake_timeout_ms;
     uint32_t idle_timeout_ms; /* established session without traffic */
     uint32_t cookie_rotate_ms;
-    const uint8_t *cluster_key; /* cookie secrets derive from it when set */
+    /* Session tickets (DTLS 1.2 RFC 5077, DTLS 1.3 resumption PSKs): their
+     * key changes every this many ms of wall clock; a ticket opens for at
+     * least one period and at most two (lib/dtls/ticket.h). */
+    uint32_t ticket_rotation_ms;
+    /* Cookie secrets and ticket keys derive from it when set (every node
+     * of a cluster then accepts every node's cookies and tickets); without
+     * it both are random to this process. */
+    const uint8_t *cluster_key;
     size_t cluster_key_len;
     /* X.509 (all optional, PEM paths read at create time): the CA that signs
      * client certificates, and our own ECDSA P-256 certificate and key for
@@ -109,6 +116,8 @@ typedef struct {
     uint64_t records_held;       /* waited for a transmit-ceiling raise */
     uint64_t sessions_adopted;   /* created from another node's checkpoint */
     uint64_t adoptions_refused;  /* checkpoint did not open, identity gone, no room */
+    uint64_t handshakes_resumed; /* completed by resuming a session ticket */
+    uint64_t tickets_refused;    /* did not open (key, epoch, altered) or credential changed */
 } tether_dtls_stats_t;
 
 typedef struct tether_dtls_srv tether_dtls_srv_t;
@@ -200,12 +209,14 @@ TETHER_API int tether_dtls_send(tether_dtls_srv_t *srv, tether_dtls_sess_t *sess
                                 const uint8_t *data, size_t len);
 
 /* Wall-clock milliseconds (Unix epoch). Cookie secrets derived from the
- * cluster key follow wall-clock epochs of cookie_rotate_ms, so every node
- * of a cluster accepts every other node's cookies; without a wall clock
- * they follow `now`. Call it before each tick. */
+ * cluster key follow wall-clock epochs of cookie_rotate_ms, ticket keys
+ * epochs of ticket_rotation_ms, so every node of a cluster accepts every
+ * other node's cookies and tickets; without a wall clock they follow
+ * `now`. Call it before each tick. */
 TETHER_API void tether_dtls_set_wall_clock(tether_dtls_srv_t *srv, tether_time_t wall_ms);
 
-/* Retransmissions, handshake and idle timeouts, cookie-secret rotation. */
+/* Retransmissions, handshake and idle timeouts, cookie-secret and ticket
+ * key rotation. */
 TETHER_API void tether_dtls_tick(tether_dtls_srv_t *srv, tether_time_t now);
 /* When tether_dtls_tick() next has something to do (UINT64_MAX: nothing
  * pending); valid after any call, so the caller arms one timer for it. */
