@@ -20,11 +20,12 @@ not_ok() {
     echo "not ok - $*"
     NFAIL=$((NFAIL + 1))
 }
-# check DESC CMD...: passes when CMD exits 0.
+# check DESC CMD...: passes when CMD exits 0; returns CMD's verdict so that
+# `check ... || note WHY` can say what went wrong.
 check() {
     local desc=$1
     shift
-    if "$@"; then ok "$desc"; else not_ok "$desc"; fi
+    if "$@"; then ok "$desc"; else not_ok "$desc"; return 1; fi
 }
 note() { echo "# $*"; }
 # skip DESC: a section that cannot run on this machine; test/run.sh counts
