@@ -61,6 +61,10 @@ typedef struct {
     uint32_t used; /* bit i set: slots[i] in use */
     uint32_t outstanding;
     bool up; /* counted in load_t.up */
+    /* --observe: the longest silence between two notifications while
+     * measuring (failover tests read it as the time an observer was cut
+     * off; reported at the end, one to the end for a silent observer). */
+    uint64_t last_notif_us, max_gap_us;
     load_slot_t slots[LOAD_SLOTS];
 } load_sess_t;
 
@@ -285,6 +289,10 @@ static void on_record(bench_peer_t *p, const uint8_t *data, size_t len)
         if (L->running) {
             L->st.notifications++;
             L->st.codes[m.code]++;
+            uint64_t from = s->last_notif_us ? s->last_notif_us : L->start_us;
+            if (now - from > s->max_gap_us)
+                s->max_gap_us = now - from;
+            s->last_notif_us = now;
         }
         return; /* the slot stays: the observation goes on */
     }
@@ -458,6 +466,30 @@ static uint64_t class_sum(const load_stats_t *st, int cls)
     return n;
 }
 
+static int by_gap_desc(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* --observe: every session's longest silence between notifications (ms),
+ * the one up to the end of the window included, longest first. NULL when
+ * out of memory; the caller frees it. */
+static uint64_t *observe_gaps(const load_t *L)
+{
+    uint64_t *v = malloc((L->o.concurrency ? L->o.concurrency : 1) * sizeof *v);
+    if (!v)
+        return NULL;
+    for (uint32_t k = 0; k < L->o.concurrency; k++) {
+        const load_sess_t *s = &L->sess[k];
+        uint64_t from = s->last_notif_us ? s->last_notif_us : L->start_us;
+        uint64_t tail = L->end_us > from ? L->end_us - from : 0;
+        v[k] = (s->max_gap_us > tail ? s->max_gap_us : tail) / 1000;
+    }
+    qsort(v, L->o.concurrency, sizeof *v, by_gap_desc);
+    return v;
+}
+
 static void report_json(load_t *L, double secs)
 {
     const load_stats_t *st = &L->st;
@@ -497,6 +529,13 @@ static void report_json(load_t *L, double secs)
         json_object_set_new(o, "notifications", json_integer((json_int_t)st->notifications));
         json_object_set_new(o, "notifications_per_s",
                             json_real(secs > 0 ? (double)st->notifications / secs : 0.0));
+        uint64_t *gaps = observe_gaps(L);
+        json_t *a = json_array();
+        for (uint32_t k = 0; gaps && a && k < L->o.concurrency; k++)
+            json_array_append_new(a, json_integer((json_int_t)gaps[k]));
+        if (a)
+            json_object_set_new(o, "silences_ms", a);
+        free(gaps);
     }
     if (!o) {
         fprintf(stderr, "tether-bench load: error: cannot build the JSON report\n");
@@ -528,9 +567,16 @@ static void report_text(load_t *L, double secs)
            (unsigned long long)st->lost, (unsigned long long)st->overflow,
            (unsigned long long)st->retransmits, (unsigned long long)st->separate);
     printf("throughput  %.1f req/s\n", secs > 0 ? (double)st->responses / secs : 0.0);
-    if (L->o.observe)
+    if (L->o.observe) {
         printf("observe     %llu notifications, %.1f/s\n", (unsigned long long)st->notifications,
                secs > 0 ? (double)st->notifications / secs : 0.0);
+        uint64_t *gaps = observe_gaps(L);
+        printf("silences_ms");
+        for (uint32_t k = 0; gaps && k < L->o.concurrency; k++)
+            printf(" %llu", (unsigned long long)gaps[k]);
+        printf("\n");
+        free(gaps);
+    }
     printf("latency us  p50 %llu, p90 %llu, p99 %llu, p99.9 %llu, max %llu, mean %.1f\n",
            (unsigned long long)tether_hist_percentile(h, 50),
            (unsigned long long)tether_hist_percentile(h, 90),
@@ -595,7 +641,9 @@ static void usage(FILE *f)
                "  --json                print the report as one JSON object\n"
                "  --observe             each session registers as an observer (Observe: 0)\n"
                "                        of one target (session k observes target k mod N)\n"
-               "                        and counts the notifications it receives\n"
+               "                        and counts the notifications it receives; each\n"
+               "                        one's longest silence between notifications is\n"
+               "                        reported (silences_ms, longest first)\n"
                "  --help                this text\n");
 }
 

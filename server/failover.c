@@ -56,6 +56,7 @@ struct tetherd_failover {
     claim_t *claims[256];
     uv_timer_t refresh_timer;
     bool handing_over, lease_released;
+    bool watching;        /* on_store_change is registered */
     size_t handover_left; /* handover writes not answered yet */
     uint64_t checkpointed, adopted, adoptions, handed_over, released, conflicts, refreshed;
 };
@@ -609,10 +610,25 @@ fail:
     return TETHER_ENOMEM;
 }
 
+/* Every checkpoint the replica sees raises that CID's high-water mark in
+ * DTLS, so a record rolled back in Redis later is refused on adoption
+ * (lib/dtls/ckseen.h). */
+static void on_store_change(void *user, tether_store_kind_t kind, const uint8_t *key,
+                            size_t key_len, uint64_t version)
+{
+    tetherd_failover_t *f = user;
+    if (kind != TETHER_STORE_SESSION || !version || !f->dtls)
+        return;
+    const tether_store_rec_t *rec = tetherd_redis_find(f->redis, kind, key, key_len);
+    if (rec)
+        tether_dtls_ckpt_seen(f->dtls, key, key_len, version, rec->u.session.seq_ceiling);
+}
+
 void tetherd_failover_attach(tetherd_failover_t *f, tether_pipeline_t *pipe)
 {
     f->pipe = pipe;
     f->dtls = tether_pipeline_dtls(pipe);
+    f->watching = tether_store_watch(f->store, on_store_change, f) == 0;
 }
 
 static void freed(uv_handle_t *h)
@@ -624,6 +640,8 @@ void tetherd_failover_close(tetherd_failover_t *f)
 {
     if (!f)
         return;
+    if (f->watching)
+        tether_store_unwatch(f->store, on_store_change, f);
     for (int i = 0; i < 256; i++)
         claim_drop(f, (uint8_t)i);
     while (f->all.head)

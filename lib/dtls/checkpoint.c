@@ -133,6 +133,7 @@ static size_t write_body(const tether_ckpt_t *s, uint8_t *out, size_t cap, bool 
     put(&c, r->tx_cid, r->tx_cid_len);
     put_uint(&c, s->auth, 1);
     put_uint(&c, (uint64_t)s->role, 1);
+    put_uint(&c, s->key_tag, 8);
     size_t il = strnlen(s->identity, sizeof s->identity);
     put_uint(&c, il, 1);
     put(&c, s->identity, il);
@@ -173,6 +174,7 @@ static bool read_body(const uint8_t *in, size_t len, tether_ckpt_t *s)
     get_into(&c, r->tx_cid, tl);
     s->auth = (uint8_t)get_uint(&c, 1);
     uint64_t role = get_uint(&c, 1);
+    s->key_tag = get_uint(&c, 8);
     size_t il = (size_t)get_uint(&c, 1);
     if (il == 0 || il >= sizeof s->identity)
         return false;
@@ -205,6 +207,8 @@ static bool read_body(const uint8_t *in, size_t len, tether_ckpt_t *s)
     if (r->epoch == 0 || (s->auth != TETHER_CKPT_AUTH_PSK && s->auth != TETHER_CKPT_AUTH_X509))
         return false;
     if (role != TETHER_ROLE_DEVICE && role != TETHER_ROLE_CLIENT)
+        return false;
+    if (s->auth == TETHER_CKPT_AUTH_X509 && s->key_tag)
         return false;
     s->role = (tether_role_t)role;
     /* A window bit for a sequence number below 0 cannot have been set. */
@@ -277,7 +281,8 @@ int tether_ckpt_seal(const tether_ckpt_key_t *k, WC_RNG *rng, const tether_ckpt_
         r->rx_next >= SEQ_LIMIT ||
         (r->alg != TETHER_REC_AES128_CCM8 && r->alg != TETHER_REC_AES128_GCM) ||
         (c->auth != TETHER_CKPT_AUTH_PSK && c->auth != TETHER_CKPT_AUTH_X509) ||
-        (c->role != TETHER_ROLE_DEVICE && c->role != TETHER_ROLE_CLIENT) || !c->identity[0] ||
+        (c->role != TETHER_ROLE_DEVICE && c->role != TETHER_ROLE_CLIENT) ||
+        (c->auth == TETHER_CKPT_AUTH_X509 && c->key_tag) || !c->identity[0] ||
         strnlen(c->identity, sizeof c->identity) == sizeof c->identity ||
         (c->peer.ss.ss_family != AF_INET && c->peer.ss.ss_family != AF_INET6))
         return TETHER_EINVAL;

@@ -30,8 +30,8 @@
  * a single key with random nonces would reach the 2^32-message bound of
  * NIST SP 800-38D §8.3 within days at 10^4 checkpoints a second.
  *
- * Blob, format 1 (all integers big-endian):
- *   0    1  format (TETHER_CKPT_FORMAT = 1)
+ * Blob, format 2 (all integers big-endian):
+ *   0    1  format (TETHER_CKPT_FORMAT = 2)
  *   1   16  R16 (subkey salt)
  *   17  12  GCM nonce
  *   29   n  ciphertext of the body below
@@ -39,17 +39,23 @@
  * Additional data (not sent, rebuilt by the reader):
  *   format(1) | owner node(1) | generation(8) | version(8) |
  *   seq_ceiling(8) | cid_len(1) | cid
- * Body, format 1:
+ * Body, format 2:
  *   alg(1: 1 AES-128-CCM-8, 2 AES-128-GCM) | epoch(2, != 0) |
  *   tx_seq(6) | rx_next(6) | rx_window(8) |
  *   tx_key(16) | rx_key(16) | tx_salt(4) | rx_salt(4) |
  *   tx_cid_len(1, 0..16) | tx_cid |
  *   auth(1: 1 PSK, 2 X.509) | role(1: tether_role_t) |
+ *   key_tag(8: tether_creds_key_tag of the PSK the handshake used; 0 for
+ *           X.509) |
  *   identity_len(1, 1..127) | identity (no NUL) |
  *   peer family(1: 4 or 6) | peer port(2) | peer address(4 or 16) |
  *   flags(1: bit 0 the peer address was not validated; others 0)
- * Nothing may follow the body. A later format gets a new format byte (and
- * readers keep opening the old one while a cluster upgrades).
+ * Nothing may follow the body. The key tag lets an adopter refuse a
+ * session whose PSK was rotated since its handshake, and end it on a
+ * later rotation (tether_dtls_set_creds compares it). Format 1 (without
+ * the tag) is no longer opened: an adopter cannot tell whether its key
+ * changed, so its sessions handshake again, once, across the upgrade. A
+ * later format gets a new format byte.
  *
  * Receive window: the body's rx_next/rx_window are those at the time of
  * the seal. Records the owner accepted after its last checkpoint are new
@@ -76,10 +82,10 @@
 #include "tether/addr.h"
 #include "tether/creds.h"
 
-#define TETHER_CKPT_FORMAT 1
+#define TETHER_CKPT_FORMAT 2
 #define TETHER_CKPT_OVERHEAD (1 + 16 + 12 + 16)
 /* Largest body: fixed part, both CIDs' room, identity, IPv6 peer. */
-#define TETHER_CKPT_BODY_MAX (63 + 1 + TETHER_CID_MAX + 3 + TETHER_IDENTITY_MAX + 19 + 1)
+#define TETHER_CKPT_BODY_MAX (63 + 1 + TETHER_CID_MAX + 3 + 8 + TETHER_IDENTITY_MAX + 19 + 1)
 #define TETHER_CKPT_MAX (TETHER_CKPT_OVERHEAD + TETHER_CKPT_BODY_MAX)
 
 enum tether_ckpt_auth { TETHER_CKPT_AUTH_PSK = 1, TETHER_CKPT_AUTH_X509 = 2 };
@@ -89,6 +95,7 @@ typedef struct {
     tether_rec_t rec; /* keys, salts, epoch, sequence numbers, window, tx CID */
     uint8_t auth;     /* enum tether_ckpt_auth */
     tether_role_t role;
+    uint64_t key_tag; /* PSK: tether_creds_key_tag at the handshake; X.509: 0 */
     char identity[TETHER_IDENTITY_MAX];
     tether_addr_t peer;
     bool unvalidated; /* peer address not yet shown to be the peer's */

@@ -164,6 +164,10 @@ int tether_dtls_create(const tether_dtls_conf_t *conf, const tether_creds_t *cre
         goto fail_sources;
     if ((rc = tether_hmap_init(&srv->prefixes, 64, seed ^ 0x94d049bb133111ebull)) < 0)
         goto fail_prefixes;
+    /* Room for twice the sessions: ours and those seen in the store. */
+    if ((rc = tether_ckseen_init(&srv->ckseen, 2 * (size_t)(conf->max_sessions + 1),
+                                 seed ^ 0xbf58476d1ce4e5b9ull)) < 0)
+        goto fail_ckseen;
     rc = TETHER_ECRYPTO;
     srv->ctx = wolfSSL_CTX_new(wolfDTLS_server_method());
     if (!srv->ctx)
@@ -187,6 +191,8 @@ fail_listener:
 fail_setup:
     wolfSSL_CTX_free(srv->ctx);
 fail_ctx:
+    tether_ckseen_free(&srv->ckseen);
+fail_ckseen:
     tether_hmap_free(&srv->prefixes);
 fail_prefixes:
     tether_hmap_free(&srv->sources);
@@ -221,6 +227,7 @@ void tether_dtls_destroy(tether_dtls_srv_t *srv)
     }
     wolfSSL_CTX_free(srv->ctx);
     dtls_ticket_wipe(srv);
+    tether_ckseen_free(&srv->ckseen);
     tether_hmap_free(&srv->prefixes); /* empty, like sources */
     tether_hmap_free(&srv->sources);  /* empty: every handshake was closed above */
     tether_hmap_free(&srv->by_id);

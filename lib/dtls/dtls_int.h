@@ -26,6 +26,7 @@
 #include <wolfssl/wolfcrypt/random.h>
 
 #include "dtls/checkpoint.h"
+#include "dtls/ckseen.h"
 #include "dtls/ratelimit.h"
 #include "dtls/record.h"
 #include "dtls/ticket.h"
@@ -41,7 +42,6 @@
 #define COOKIE_SECRET_LEN 32
 /* Identities x our two TLS 1.3 suites x wolfSSL's two passes over a hello. */
 #define PSK_LOOKUPS_MAX (TETHER_DTLS_MAX_PSK_IDENTITIES * 2 * 2)
-
 
 enum sess_state { S_HANDSHAKE, S_ESTABLISHED, S_DEAD };
 enum auth_kind { AUTH_NONE, AUTH_PSK, AUTH_X509 };
@@ -60,10 +60,10 @@ typedef struct {
     char identity[TETHER_IDENTITY_MAX];
     tether_role_t role;
     const char *psk13_suite; /* TLS 1.3 suite for a PSK, from the ClientHello */
-    uint8_t auth;       /* enum auth_kind: how identity was established */
-    uint8_t psk_lookups; /* PSK callback calls for the hello being processed */
-    uint64_t key_tag;    /* AUTH_PSK: tether_creds_key_tag of the key it used */
-    bool x509_rejected; /* a certificate was presented and refused */
+    uint8_t auth;            /* enum auth_kind: how identity was established */
+    uint8_t psk_lookups;     /* PSK callback calls for the hello being processed */
+    uint64_t key_tag;        /* AUTH_PSK: tether_creds_key_tag of the key it used */
+    bool x509_rejected;      /* a certificate was presented and refused */
     /* Tickets the hello carried that opened (ticket.h); NULL when none. */
     tether_ticket_seen_t *tickets;
 } io_t;
@@ -76,16 +76,16 @@ struct tether_dtls_sess {
     tether_hnode_t by_addr;
     tether_hnode_t by_cid;
     tether_hnode_t by_id;
-    uint64_t id; /* stable handle for layers above; never reused */
+    uint64_t id;        /* stable handle for layers above; never reused */
     uint64_t displaced; /* handshake: the established session whose address it took */
     uint8_t cid[TETHER_CID_MAX];
     uint8_t cid_len;
     uint8_t state;
-    bool app_seen;   /* the peer sent application data: it has our final flight */
-    bool wolf_only;  /* cannot run on the compact record layer (DTLS 1.3, suite) */
-    bool unvalidated; /* moved to an address that has not shown it is the peer's */
-    uint32_t credit;  /* unvalidated: bytes we may still send there (3x received) */
-    uint64_t max_seq; /* newest authenticated (epoch << 48 | seq) */
+    bool app_seen;         /* the peer sent application data: it has our final flight */
+    bool wolf_only;        /* cannot run on the compact record layer (DTLS 1.3, suite) */
+    bool unvalidated;      /* moved to an address that has not shown it is the peer's */
+    uint32_t credit;       /* unvalidated: bytes we may still send there (3x received) */
+    uint64_t max_seq;      /* newest authenticated (epoch << 48 | seq) */
     tether_txceil_t *ceil; /* compact, conf.checkpoint: the transmit ceiling (txceil.h) */
     tether_time_t last_rx; /* handshake: last datagram from the peer */
     tether_time_t hs_started;
@@ -140,10 +140,10 @@ struct tether_dtls_srv {
     uint64_t next_id;
     tether_dtls_event_t *ev; /* events since the last clear */
     size_t nev, ev_cap;
-    tether_time_t next_at; /* lower bound of the next tick's work; exact after a tick */
+    tether_time_t next_at;     /* lower bound of the next tick's work; exact after a tick */
     tether_list_t handshaking; /* least recent progress first (dtls_hs_step) */
     tether_list_t established;
-    tether_list_t dead; /* closed, freed by dtls_reap */
+    tether_list_t dead;          /* closed, freed by dtls_reap */
     tether_dtls_sess_t *reading; /* session of the datagram being read */
     tether_addr_t reading_from;  /* its source and interface, and whether it came by CID */
     uint8_t reading_iface;
@@ -155,11 +155,12 @@ struct tether_dtls_srv {
     uint8_t rdbuf[TETHER_DTLS_MAX_DGRAM];
     tether_dtls_stats_t stats;
     tether_ckpt_key_t ckpt_key; /* conf.checkpoint: wraps checkpoints (checkpoint.h) */
+    tether_ckseen_t ckseen;     /* conf.checkpoint: highest checkpoint seen per CID */
     tether_ticket_keys_t tkt;   /* session ticket keys (ticket.h) */
     tether_time_t now;          /* of the current input or tick */
     uint32_t ceil_failed;       /* ceiling raises failed since the tick last looked */
-    tether_rl_t rate; /* new handshakes per source address */
-    tether_rl_slot_t hellos; /* node-wide hello budget (conf.hello_rate) */
+    tether_rl_t rate;           /* new handshakes per source address */
+    tether_rl_slot_t hellos;    /* node-wide hello budget (conf.hello_rate) */
     size_t ntx;
     tether_dgram_t tx[TETHER_DTLS_TXQ];
     uint8_t rxbuf[TETHER_DTLS_MAX_DGRAM];

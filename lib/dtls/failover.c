@@ -161,8 +161,7 @@ static void bind_of(const tether_dtls_ckpt_bind_t *b, const uint8_t *cid, size_t
 }
 
 int tether_dtls_checkpoint(tether_dtls_srv_t *srv, const tether_dtls_sess_t *s,
-                           const tether_dtls_ckpt_bind_t *b, uint8_t *out, size_t cap,
-                           size_t *len)
+                           const tether_dtls_ckpt_bind_t *b, uint8_t *out, size_t cap, size_t *len)
 {
     if (s->state != S_ESTABLISHED)
         return TETHER_EINVAL;
@@ -175,6 +174,7 @@ int tether_dtls_checkpoint(tether_dtls_srv_t *srv, const tether_dtls_sess_t *s,
     c.rec = s->rec;
     c.auth = s->io.auth == AUTH_X509 ? TETHER_CKPT_AUTH_X509 : TETHER_CKPT_AUTH_PSK;
     c.role = s->io.role;
+    c.key_tag = s->io.auth == AUTH_X509 ? 0 : s->io.key_tag;
     memcpy(c.identity, s->io.identity, sizeof c.identity);
     c.peer = s->peer;
     c.unvalidated = s->unvalidated;
@@ -182,7 +182,16 @@ int tether_dtls_checkpoint(tether_dtls_srv_t *srv, const tether_dtls_sess_t *s,
     bind_of(b, s->cid, s->cid_len, &bind);
     int rc = tether_ckpt_seal(&srv->ckpt_key, &srv->rng, &bind, &c, out, cap, len);
     tether_ckpt_wipe(&c);
+    if (rc == 0)
+        tether_ckseen_note(&srv->ckseen, s->cid, s->cid_len, b->version, b->seq_ceiling);
     return rc;
+}
+
+void tether_dtls_ckpt_seen(tether_dtls_srv_t *srv, const uint8_t *cid, size_t cid_len,
+                           uint64_t version, uint64_t seq_ceiling)
+{
+    if (srv->conf.checkpoint)
+        tether_ckseen_note(&srv->ckseen, cid, cid_len, version, seq_ceiling);
 }
 
 int tether_dtls_adopt(tether_dtls_srv_t *srv, const uint8_t *cid, size_t cid_len,
@@ -199,17 +208,28 @@ int tether_dtls_adopt(tether_dtls_srv_t *srv, const uint8_t *cid, size_t cid_len
     if (srv->stats.handshakes_inflight + srv->stats.sessions_active >= srv->conf.max_sessions ||
         start >= TETHER_TXCEIL_SEQ_LIMIT)
         goto refused;
+    /* Older than a checkpoint of this CID seen before: a record rolled
+     * back in the store (ckseen.h); its ceiling may be below what was
+     * sent since. */
+    rc = TETHER_ECONFLICT;
+    if (tether_ckseen_stale(&srv->ckseen, cid, cid_len, b->version, b->seq_ceiling))
+        goto refused;
     tether_ckpt_t c;
     tether_ckpt_bind_t bind;
     bind_of(b, cid, cid_len, &bind);
     if ((rc = tether_ckpt_open(&srv->ckpt_key, &bind, blob, len, &c)) < 0)
         goto refused;
-    /* Credentials may have changed since the checkpoint (SPEC S7): the
-     * same rule as tether_dtls_set_creds. */
+    /* Credentials may have changed since the handshake (SPEC S7): the
+     * same rule as tether_dtls_set_creds, the PSK's key tag included, so
+     * a key rotated while the owner died ends the session here too. */
     tether_role_t role;
+    uint64_t tag = 0;
     rc = c.auth == TETHER_CKPT_AUTH_X509 ? tether_creds_x509(srv->creds, c.identity, &role)
                                          : tether_creds_role(srv->creds, c.identity, &role);
-    if (rc < 0 || role != c.role) {
+    if (rc == 0 && c.auth == TETHER_CKPT_AUTH_PSK &&
+        tether_creds_key_tag(srv->creds, c.identity, &tag) < 0)
+        rc = TETHER_ENOTFOUND;
+    if (rc < 0 || role != c.role || tag != c.key_tag) {
         rc = TETHER_ENOTFOUND;
         goto wipe;
     }
@@ -222,6 +242,7 @@ int tether_dtls_adopt(tether_dtls_srv_t *srv, const uint8_t *cid, size_t cid_len
     s->io.iface = iface;
     s->io.auth = c.auth == TETHER_CKPT_AUTH_X509 ? AUTH_X509 : AUTH_PSK;
     s->io.role = c.role;
+    s->io.key_tag = c.key_tag; /* tether_dtls_set_creds compares it */
     memcpy(s->io.identity, c.identity, sizeof s->io.identity);
     s->rec = c.rec;
     s->rec.tx_seq = start;
@@ -251,6 +272,7 @@ int tether_dtls_adopt(tether_dtls_srv_t *srv, const uint8_t *cid, size_t cid_len
         goto wipe;
     }
     srv->stats.sessions_adopted++;
+    tether_ckseen_note(&srv->ckseen, cid, cid_len, b->version, b->seq_ceiling);
     tether_ckpt_wipe(&c);
     *out = s;
     return 0;

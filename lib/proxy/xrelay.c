@@ -4,6 +4,8 @@
 #include <string.h>
 
 #include "proxy/obsstore.h"
+#include "proxy/registry.h"
+#include "proxy/relay.h"
 #include "proxy/reply.h"
 #include "proxy/xrelay.h"
 #include "tether/cluster.h"
@@ -15,6 +17,11 @@
  * that restarted (and lost the slot) registers it anew; one that kept it
  * takes it as a duplicate. */
 #define REFRESH_MS 30000
+/* An aggregate whose device node went silent waits this long for the
+ * directory to name the node that adopted its sessions (SPEC S5: a
+ * lease expiry, the claim and the device's next message take seconds)
+ * before its observers get 5.02. */
+#define REHOME_GRACE_MS 30000
 
 enum xr_tag { T_DEADLINE = 1, T_RETRY, T_ACK };
 
@@ -50,14 +57,17 @@ typedef struct {
     uint16_t cmid;     /* its registration, until answered */
     uint8_t ctype;
     bool acked;
+    tether_role_t role; /* the client's, to register it again on this node */
+    char identity[TETHER_IDENTITY_MAX];
 } xr_obsr_t;
 
 /* A: this node's one observation of a remote resource. */
 struct xr_agg {
     tether_hnode_t by_key; /* key: digest of the cache key */
     tether_lnode_t all;
-    xr_req_t *reg;   /* the registration (also in by_id); lives with the aggregate */
-    bool registered; /* B answered with a notification */
+    xr_req_t *reg;         /* the registration (also in by_id); lives with the aggregate */
+    bool registered;       /* B answered with a notification */
+    tether_time_t lost_at; /* B went silent (0: it is alive) */
     tether_list_t observers;
     uint32_t nobservers;
     uint32_t seq; /* our Observe values (24 bits) */
@@ -256,14 +266,20 @@ static void lookup_cb(void *user, const tether_store_result_t *res)
     }
 }
 
-static bool directory_node(tether_node_t *n, const char *host, tether_time_t now, lookup_t *l)
+/* The directory's entry for `host` from the replica: true when found. */
+static bool directory_find(tether_node_t *n, const char *host, tether_time_t now, lookup_t *l)
 {
     memset(l, 0, sizeof *l);
     n->xlookup = l;
     int rc = tether_store_get(n->store, TETHER_STORE_DEVICE, (const uint8_t *)host, strlen(host),
                               now, lookup_cb, n);
     n->xlookup = NULL;
-    return rc == 0 && l->done && l->found && l->node && l->node != n->conf.node_id;
+    return rc == 0 && l->done && l->found && l->node;
+}
+
+static bool directory_node(tether_node_t *n, const char *host, tether_time_t now, lookup_t *l)
+{
+    return directory_find(n, host, now, l) && l->node != n->conf.node_id;
 }
 
 /* A new request to node `to` with the XREQ for `msg`; NULL at the bound.
@@ -530,6 +546,8 @@ static bool observe_request(tether_node_t *n, const tether_peer_t *peer,
             x->next_sweep = now + SWEEP_MS;
     }
     o->link = *link;
+    o->role = peer->role;
+    snprintf(o->identity, sizeof o->identity, "%s", peer->identity ? peer->identity : "");
     o->tkl = req->tkl;
     memcpy(o->tok, req->token, req->tkl);
     o->cmid = req->mid;
@@ -866,6 +884,91 @@ void tether_node_xinput(tether_node_t *n, uint8_t from, uint8_t type, const uint
 
 /* ---- timers -------------------------------------------------------------------- */
 
+/* A: `a`'s registration goes to node `to` instead (the one that adopted
+ * its device's session): a new XREQ with the same request, the observers
+ * kept. False when the bound leaves no request for it. */
+static bool agg_move(tether_node_t *n, xr_agg_t *a, uint8_t to, bool queue_mode, tether_time_t now)
+{
+    tether_coap_msg_t m;
+    tether_coap_perr_t perr;
+    xr_req_t *old = a->reg;
+    if (tether_coap_parse(&m, old->msg + TETHER_XRELAY_HDR, old->len - TETHER_XRELAY_HDR, &perr) <
+        0)
+        return false;
+    uint8_t own[4];
+    xr_req_t *r = req_new_tok(n, to, F_OBSERVE, &m, queue_mode, own, now);
+    if (!r)
+        return false;
+    r->agg = a;
+    req_free(n, old); /* no XEND: its node is gone */
+    a->reg = r;
+    a->registered = false;
+    a->lost_at = 0;
+    n->stats.xrelay_rehomed++;
+    agg_publish(n, a, now); /* the registry names the new registration */
+    return true;
+}
+
+/* A: the directory names this node for `a`'s device (we adopted its
+ * session) and its tunnel is up here: each observer registers again on
+ * the local observation, as if it had sent its request to us (a NON, so
+ * only a notification answers it), and the aggregate goes. */
+static void agg_localize(tether_node_t *n, xr_agg_t *a, tether_time_t now)
+{
+    tether_coap_msg_t m;
+    tether_coap_perr_t perr;
+    uint8_t req[TETHER_MSG_MAX];
+    size_t rl = a->reg->len - TETHER_XRELAY_HDR;
+    memcpy(req, a->reg->msg + TETHER_XRELAY_HDR, rl);
+    size_t k = 0, cnt = a->nobservers;
+    xr_obsr_t *v = cnt ? calloc(cnt, sizeof *v) : NULL;
+    for (tether_lnode_t *l = a->observers.head; v && l; l = l->next)
+        v[k++] = *container_of(l, xr_obsr_t, in_agg);
+    agg_free(n, a, now);
+    n->stats.xrelay_rehomed++;
+    for (size_t i = 0; i < k; i++) {
+        if (tether_coap_parse(&m, req, rl, &perr) < 0 ||
+            tether_coap_msg_set_token(&m, v[i].tok, v[i].tkl) < 0)
+            break;
+        m.type = TETHER_COAP_NON;
+        tether_peer_t peer = {.link = v[i].link,
+                              .identity = v[i].identity[0] ? v[i].identity : NULL,
+                              .role = v[i].role};
+        tether_relay_request(n, &peer, &m, now);
+    }
+    free(v);
+}
+
+/* A: `a`'s device node is not alive. Its sessions continue on the node
+ * that adopts them (SPEC S5), which the directory names once the
+ * adoption is done: the observation follows it there, observers noticing
+ * a pause only. 5.02 (they may register again, RFC 7641 §3.3.1) when no
+ * live node is named within REHOME_GRACE_MS. */
+static void agg_rehome(tether_node_t *n, xr_agg_t *a, tether_time_t now)
+{
+    if (!a->lost_at)
+        a->lost_at = now;
+    lookup_t l;
+    if (directory_find(n, a->device, now, &l)) {
+        if (l.node == n->conf.node_id) {
+            const tether_device_t *d = tether_registry_find_host(&n->reg, a->device);
+            if (d && d->link_up) {
+                agg_localize(n, a, now);
+                return;
+            }
+        } else if (l.node != a->reg->node && node_alive(n, l.node, now) &&
+                   agg_move(n, a, l.node, l.queue_mode, now)) {
+            return;
+        }
+    }
+    if (now - a->lost_at < REHOME_GRACE_MS)
+        return;
+    tether_coap_msg_t resp;
+    code_msg(&resp, TETHER_COAP_BAD_GATEWAY);
+    n->stats.relay_gone++;
+    agg_fail(n, a, &resp, now);
+}
+
 static void sweep(tether_node_t *n, tether_time_t now)
 {
     struct tether_xrelay *x = XR(n);
@@ -886,17 +989,15 @@ static void sweep(tether_node_t *n, tether_time_t now)
             slot_free(n, s);
         }
     }
-    /* A: an aggregate whose device node went silent ends with 5.02 (its
-     * observers may register again; RFC 7641 §3.3.1). */
+    /* A: an aggregate whose device node went silent follows its device
+     * to the adopter (agg_rehome). */
     for (tether_lnode_t *l = x->aggs.head, *ln; l; l = ln) {
         ln = l->next;
         xr_agg_t *a = container_of(l, xr_agg_t, all);
-        if (a->reg && !node_alive(n, a->reg->node, now)) {
-            tether_coap_msg_t resp;
-            code_msg(&resp, TETHER_COAP_BAD_GATEWAY);
-            n->stats.relay_gone++;
-            agg_fail(n, a, &resp, now);
-        }
+        if (a->reg && !node_alive(n, a->reg->node, now))
+            agg_rehome(n, a, now);
+        else if (a->reg)
+            a->lost_at = 0;
     }
     x->next_sweep = x->nslots || x->aggs.head ? now + SWEEP_MS : UINT64_MAX;
 }

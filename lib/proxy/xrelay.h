@@ -18,7 +18,12 @@
  * plus a margin for the hop): 5.04. An Observe: 0 GET/FETCH joins A's one
  * aggregate observation of that resource: only the first observer of A
  * sends an XREQ, A fans each notification out to its own observers with
- * its own Observe sequence, and the last one leaving sends XEND.
+ * its own Observe sequence, and the last one leaving sends XEND. When B
+ * goes silent the aggregate follows B's devices to the node that adopted
+ * B's sessions (SPEC S5) as soon as the directory names it: a new XREQ
+ * there, or, when that node is A itself and the device's tunnel is up
+ * here, each observer joins the local observation as if it had sent its
+ * registration to A; 5.02 only when no live node is named within 30 s.
  *
  * Device node B. Each XREQ gets a slot, a link of kind TETHER_LINK_CLUSTER
  * whose id is the slot's; the request enters the node on that link like a

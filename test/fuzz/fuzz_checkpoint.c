@@ -16,9 +16,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static bool same(const tether_ckpt_t *a, const tether_ckpt_t *b)
 {
     return memcmp(&a->rec, &b->rec, sizeof a->rec) == 0 && a->auth == b->auth &&
-           a->role == b->role && strcmp(a->identity, b->identity) == 0 &&
-           a->peer.len == b->peer.len && memcmp(&a->peer.ss, &b->peer.ss, a->peer.len) == 0 &&
-           a->unvalidated == b->unvalidated;
+           a->role == b->role && a->key_tag == b->key_tag &&
+           strcmp(a->identity, b->identity) == 0 && a->peer.len == b->peer.len &&
+           memcmp(&a->peer.ss, &b->peer.ss, a->peer.len) == 0 && a->unvalidated == b->unvalidated;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -35,8 +35,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 1)
         return 0;
     static const uint8_t cid[8] = {5, 1, 2, 3, 4, 5, 6, 7};
-    tether_ckpt_bind_t b = {.cid = cid, .cid_len = sizeof cid, .owner = 5, .generation = 2,
-                            .version = 9, .seq_ceiling = 4096};
+    tether_ckpt_bind_t b = {.cid = cid,
+                            .cid_len = sizeof cid,
+                            .owner = 5,
+                            .generation = 2,
+                            .version = 9,
+                            .seq_ceiling = 4096};
     static uint8_t blob[TETHER_CKPT_MAX + 2048];
     const uint8_t *in = data + 1;
     size_t len = size - 1;

@@ -48,8 +48,11 @@ poll() { # poll COUNT CMD...: CMD every 0.1 s until it succeeds (counters have n
 }
 check "redis-server starts" poll 50 redis_up
 
+APP=app1-secret
 cat >"$T/creds.json" <<JSON
-{"psk_derived": [{"identity_prefix": "dev", "role": "device", "master_hex": "$MASTER"}]}
+{"psk": [{"identity": "app1", "key_hex": "$(printf %s "$APP" | xxd -p)", "role": "client",
+          "allow": [{"devices": "dev*", "methods": ["GET"]}]}],
+ "psk_derived": [{"identity_prefix": "dev", "role": "device", "master_hex": "$MASTER"}]}
 JSON
 cat >"$T/node.json" <<JSON
 {"credentials_file": "$T/creds.json", "drain_timeout": 10,
@@ -134,6 +137,41 @@ for i in 1 2 3; do
     [ "$c" -gt "$most" ] && victim=$i most=$c
 done
 eval "k=\$compact$victim v13=\$((active$victim - compact$victim))"
+
+# 10 observers of /temp (a new value every second), spread over the nodes:
+# 7 tether-bench sessions (DTLS 1.2 with a CID) through the balancer, which
+# spreads them round robin, so some have their own session on the node
+# about to die, observing dev0..dev6 wherever their tunnels are; and 3
+# coap-client-openssl observers straight to the survivors, each of a
+# device whose tunnel is on that node.
+survivors=() vdevs=()
+for i in 1 2 3; do [ "$i" != "$victim" ] && survivors+=("$i"); done
+for d in $(curl -s -H "Authorization: Bearer $TOKEN" "${A[$victim]}/devices?limit=1000" |
+    jq -r --argjson v "$victim" '.devices[] | select(.node == $v) | .name' | sort -V | head -3); do
+    vdevs+=("$d")
+done
+obs0=$(sum observe.observers)
+"$BENCH" load --server "127.0.0.1:$LB" --identity app1 --psk-hex "$(printf %s "$APP" | xxd -p)" \
+    --target 'dev[0-6]/temp' --observe --concurrency 7 --duration 22 >"$T/obs.log" 2>&1 &
+PIDS+=("$!")
+OBS_PID=$!
+for j in 0 1 2; do
+    port_var="P${survivors[$((j % 2))]}"
+    timeout 40 coap-client-openssl -B 30 -s 26 -u app1 -k "$APP" -m get -O "3,${vdevs[$j]:-dev0}" \
+        "coaps://127.0.0.1:${!port_var}/temp" >"$T/cc$j.out" 2>&1 &
+    PIDS+=("$!")
+done
+# 10 observers, plus the aggregates the devices' nodes count for the
+# observers on other nodes (at least one).
+observing() { [ "$(sum observe.observers)" -ge $((obs0 + 11)) ]; }
+check "10 observers registered (7 through the balancer, 3 on the survivors of ${vdevs[*]})" \
+    poll 100 observing
+for i in 1 2 3; do note "node $i: observe.observers $(stat "${A[$i]}" observe.observers)," \
+    "observe.device_observations $(stat "${A[$i]}" observe.device_observations)"; done
+values() { grep -oE -- '-?[0-9]+\.[0-9]' "$1" 2>/dev/null | wc -l; }
+has_values() { [ "$(values "$T/cc0.out")" -ge 1 ] && [ "$(values "$T/cc1.out")" -ge 1 ] &&
+    [ "$(values "$T/cc2.out")" -ge 1 ]; }
+check "the 3 coap-client observers receive notifications" poll 50 has_values
 before=$(wait_stats "$T/d12.log" "handshakes >= $N" 5)
 hs0=$(field "$before" handshakes) pings0=$(field "$before" pings) pongs0=$(field "$before" pongs)
 to0=$(field "$before" registration_timeouts)
@@ -163,6 +201,10 @@ for i in 1 2 3; do
 done
 # The measuring window: a device is answered again within 10 s of the kill
 # or its silence runs to the end of the window (12 s) and the check fails.
+while [ $((SECONDS - t_kill)) -lt 1 ]; do sleep 0.1; done
+for j in 0 1 2; do eval "cc_at1_$j=$(values "$T/cc$j.out")"; done
+while [ $((SECONDS - t_kill)) -lt 10 ]; do sleep 0.2; done
+for j in 0 1 2; do eval "cc_at10_$j=$(values "$T/cc$j.out")"; done
 while [ $((SECONDS - t_kill)) -lt 12 ]; do sleep 0.2; done
 after=$(last_stats d12)
 kill "$d12_PID"
@@ -187,6 +229,24 @@ note "kill -9: DTLS 1.3: $v13 sessions were on the dead node; they cannot be che
     "need a new handshake when their devices notice ($((hs13b - hs13)) so far, within 12 s)"
 kill "$d13_PID"
 wait "$d13_PID" 2>/dev/null
+# Observers: the bench's longest silence between two notifications per
+# session spans the kill; the coap-client ones must have new values
+# between 1 s and 12 s after it (their devices' tunnels were on the dead
+# node).
+wait "$OBS_PID" 2>/dev/null
+read -ra osil <<<"$(grep -m1 '^silences_ms' "$T/obs.log" | sed 's/^silences_ms//')"
+note "kill -9: observer recovery (longest silence between notifications, ms, 7 observers" \
+    "through the balancer): p50 $(quantile 50 "${osil[@]}"), max ${osil[0]:-none}"
+check "every observer through the balancer was notified again within 10 s of the kill" \
+    test "${osil[0]:-99999}" -le 10000 || note "$(tail -5 "$T/obs.log")"
+late=0
+for j in 0 1 2; do
+    eval "n1=\$cc_at1_$j n10=\$cc_at10_$j"
+    note "coap-client observer $j of ${vdevs[$j]:-?}: $n1 values 1 s after the kill, $n10 at 10 s"
+    [ "$n10" -gt "$n1" ] || late=$((late + 1))
+done
+check "every coap-client observer of a dead node's device was notified again within 10 s" \
+    test "$late" = 0 || note "$(head -c 300 "$T"/cc*.out)"
 
 # The dead node comes back (same id, a new generation): records for the
 # sessions it lost reach their adopter through it.

@@ -3,7 +3,9 @@
  * adopted session goes; and the two compare-and-sets they rely on, run on
  * the in-memory store (same contract as Redis's, tether/store.h): one
  * claim wins, one first write of an adopted session wins. The nonce
- * margin the adopter adds is txceil's (test_txceil.c). */
+ * margin the adopter adds is txceil's (test_txceil.c). And what an
+ * adopter checks of a checkpoint beyond its seal (lib/dtls/failover.c):
+ * the PSK's key tag, and that it is no older than one it has seen. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -11,10 +13,16 @@
 #include <cmocka.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../../server/store/adopt.h"
+#include "creds_fixture.h"
+#include "dtls/checkpoint.h"
 #include "dtls/txceil.h"
+#include "tether/dtls.h"
 
 static tether_addr_t loopback(uint16_t port)
 {
@@ -211,6 +219,155 @@ static void test_one_adopter_sends(void **state)
     tether_store_destroy(st);
 }
 
+/* ---- what an adopter checks of a checkpoint ------------------------------------ */
+
+static const uint8_t ckey[] = "cluster key of the adoption tests";
+
+static tether_creds_t *creds_with(const char *key_hex)
+{
+    char json[160];
+    snprintf(json, sizeof json,
+             "{\"psk\": [{\"identity\": \"dev1\", \"key_hex\": \"%s\", \"role\": \"device\"}]}",
+             key_hex);
+    return creds_from_json(json);
+}
+
+static tether_dtls_srv_t *adopter(const tether_creds_t *creds)
+{
+    tether_dtls_conf_t conf;
+    tether_dtls_conf_defaults(&conf);
+    conf.node_id = 6;
+    conf.cluster_key = ckey;
+    conf.cluster_key_len = sizeof ckey - 1;
+    conf.checkpoint = true;
+    tether_dtls_srv_t *srv;
+    assert_int_equal(tether_dtls_create(&conf, creds, 1000, &srv), 0);
+    return srv;
+}
+
+/* The checkpoint node 5 (generation 1) would write of a PSK session of
+ * dev1 whose handshake used the key with tag `tag`, at (version, ceiling). */
+static size_t seal_dev1(const uint8_t cid[8], uint64_t tag, uint64_t version, uint64_t ceiling,
+                        uint8_t *blob, tether_dtls_ckpt_bind_t *b)
+{
+    tether_ckpt_key_t k;
+    assert_int_equal(tether_ckpt_key(ckey, sizeof ckey - 1, &k), 0);
+    WC_RNG rng;
+    assert_int_equal(wc_InitRng(&rng), 0);
+    tether_ckpt_t c;
+    memset(&c, 0, sizeof c);
+    c.rec.alg = TETHER_REC_AES128_GCM;
+    c.rec.epoch = 1;
+    c.rec.tx_seq = 10;
+    c.rec.rx_next = 5;
+    memset(c.rec.tx_key, 0x11, sizeof c.rec.tx_key);
+    memset(c.rec.rx_key, 0x22, sizeof c.rec.rx_key);
+    c.auth = TETHER_CKPT_AUTH_PSK;
+    c.role = TETHER_ROLE_DEVICE;
+    c.key_tag = tag;
+    snprintf(c.identity, sizeof c.identity, "dev1");
+    c.peer = loopback(5683);
+    *b = (tether_dtls_ckpt_bind_t){
+        .owner = 5, .generation = 1, .version = version, .seq_ceiling = ceiling};
+    tether_ckpt_bind_t bind = {.cid = cid,
+                               .cid_len = 8,
+                               .owner = 5,
+                               .generation = 1,
+                               .version = version,
+                               .seq_ceiling = ceiling};
+    size_t len;
+    assert_int_equal(tether_ckpt_seal(&k, &rng, &bind, &c, blob, TETHER_CKPT_MAX, &len), 0);
+    wc_FreeRng(&rng);
+    tether_ckpt_key_wipe(&k);
+    return len;
+}
+
+/* An adopted PSK session keeps the key tag of its handshake: a reload
+ * with the same key leaves it alone, a rotation of dev1's key ends it
+ * (as it ends any session, tether_dtls_set_creds), and a checkpoint made
+ * before a rotation is not adopted at all. */
+static void test_adopted_session_keeps_key_tag(void **state)
+{
+    (void)state;
+    tether_creds_t *k1 = creds_with("00112233445566778899aabbccddeeff"),
+                   *same = creds_with("00112233445566778899aabbccddeeff"),
+                   *k2 = creds_with("ffeeddccbbaa99887766554433221100");
+    uint64_t tag1, tag2;
+    assert_int_equal(tether_creds_key_tag(k1, "dev1", &tag1), 0);
+    assert_int_equal(tether_creds_key_tag(k2, "dev1", &tag2), 0);
+    assert_true(tag1 != tag2);
+    tether_dtls_srv_t *srv = adopter(k1);
+    const tether_dtls_stats_t *st = tether_dtls_stats(srv);
+    const uint8_t cid[8] = {5, 1, 2, 3, 4, 5, 6, 7}, cid2[8] = {5, 9, 9, 9, 9, 9, 9, 9};
+    uint8_t blob[TETHER_CKPT_MAX];
+    tether_dtls_ckpt_bind_t b;
+    size_t len = seal_dev1(cid, tag1, 3, 4096, blob, &b);
+    tether_dtls_sess_t *s;
+    assert_int_equal(tether_dtls_adopt(srv, cid, 8, &b, blob, len, 0, 2000, &s), 0);
+    uint64_t id = tether_dtls_sess_id(s);
+    tether_dtls_set_creds(srv, same); /* SIGHUP, nothing changed */
+    assert_non_null(tether_dtls_sess_find(srv, id));
+    assert_int_equal(st->sessions_revoked, 0);
+    tether_dtls_set_creds(srv, k2); /* dev1's key rotated after the failover */
+    assert_null(tether_dtls_sess_find(srv, id));
+    assert_int_equal(st->sessions_revoked, 1);
+    /* Rotated while its owner was dead: the old key's session is refused. */
+    len = seal_dev1(cid2, tag1, 3, 4096, blob, &b);
+    uint64_t refused = st->adoptions_refused;
+    assert_int_equal(tether_dtls_adopt(srv, cid2, 8, &b, blob, len, 0, 3000, &s), TETHER_ENOTFOUND);
+    assert_int_equal(st->adoptions_refused, refused + 1);
+    /* One made under the new key is adopted. */
+    len = seal_dev1(cid2, tag2, 3, 4096, blob, &b);
+    assert_int_equal(tether_dtls_adopt(srv, cid2, 8, &b, blob, len, 0, 3000, &s), 0);
+    tether_dtls_destroy(srv);
+    tether_creds_free(k1);
+    tether_creds_free(same);
+    tether_creds_free(k2);
+}
+
+/* A writer to Redis who also rewrites the version counters can put an
+ * older (version, blob, ceiling) triple back: its seal opens, but its
+ * ceiling may be below what the session sent since. An adopter that saw
+ * a newer checkpoint of that CID (the replica's change log, its own
+ * adoption or writes) refuses it: lower version, or lower ceiling. */
+static void test_adopt_refuses_rolled_back_checkpoint(void **state)
+{
+    (void)state;
+    tether_creds_t *creds = creds_with("00112233445566778899aabbccddeeff");
+    uint64_t tag;
+    assert_int_equal(tether_creds_key_tag(creds, "dev1", &tag), 0);
+    const uint8_t cid[8] = {5, 1, 2, 3, 4, 5, 6, 7};
+    uint8_t old[TETHER_CKPT_MAX], cur[TETHER_CKPT_MAX], low[TETHER_CKPT_MAX];
+    tether_dtls_ckpt_bind_t bo, bc, bl;
+    size_t lo = seal_dev1(cid, tag, 3, 4096, old, &bo);
+    size_t lc = seal_dev1(cid, tag, 5, 1u << 20, cur, &bc);
+    size_t ll = seal_dev1(cid, tag, 6, 8192, low, &bl); /* newer version, lower ceiling */
+
+    /* The replica saw version 5 go by. */
+    tether_dtls_srv_t *srv = adopter(creds);
+    const tether_dtls_stats_t *st = tether_dtls_stats(srv);
+    tether_dtls_ckpt_seen(srv, cid, 8, 5, 1u << 20);
+    tether_dtls_sess_t *s;
+    assert_int_equal(tether_dtls_adopt(srv, cid, 8, &bo, old, lo, 0, 2000, &s), TETHER_ECONFLICT);
+    assert_int_equal(tether_dtls_adopt(srv, cid, 8, &bl, low, ll, 0, 2000, &s), TETHER_ECONFLICT);
+    assert_int_equal(st->adoptions_refused, 2);
+    assert_int_equal(st->sessions_adopted, 0);
+    assert_int_equal(tether_dtls_adopt(srv, cid, 8, &bc, cur, lc, 0, 2000, &s), 0);
+    tether_dtls_destroy(srv);
+
+    /* Without the replica: a node that adopted version 5 itself, then
+     * handed the session on, refuses version 3 when it comes back. */
+    srv = adopter(creds);
+    st = tether_dtls_stats(srv);
+    assert_int_equal(tether_dtls_adopt(srv, cid, 8, &bc, cur, lc, 0, 2000, &s), 0);
+    assert_int_equal(tether_dtls_sess_release(srv, tether_dtls_sess_id(s)), 0);
+    tether_dtls_tick(srv, 2100);
+    assert_int_equal(tether_dtls_adopt(srv, cid, 8, &bo, old, lo, 0, 2200, &s), TETHER_ECONFLICT);
+    assert_int_equal(st->sessions_adopted, 1);
+    tether_dtls_destroy(srv);
+    tether_creds_free(creds);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -221,6 +378,8 @@ int main(void)
         cmocka_unit_test(test_route),
         cmocka_unit_test(test_one_claim_wins),
         cmocka_unit_test(test_one_adopter_sends),
+        cmocka_unit_test(test_adopted_session_keeps_key_tag),
+        cmocka_unit_test(test_adopt_refuses_rolled_back_checkpoint),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -33,6 +33,7 @@ static tether_ckpt_t sample(bool v6)
     memcpy(c.rec.tx_cid, "\xc1\x1e\x47\x01", 4);
     c.auth = TETHER_CKPT_AUTH_PSK;
     c.role = TETHER_ROLE_CLIENT;
+    c.key_tag = 0x0102030405060708ull;
     strcpy(c.identity, "dev1");
     if (v6) {
         struct sockaddr_in6 *a = (struct sockaddr_in6 *)&c.peer.ss;
@@ -88,6 +89,7 @@ static void same_state(const tether_ckpt_t *a, const tether_ckpt_t *b)
     assert_memory_equal(&a->rec, &b->rec, sizeof a->rec);
     assert_int_equal(a->auth, b->auth);
     assert_int_equal(a->role, b->role);
+    assert_true(a->key_tag == b->key_tag);
     assert_string_equal(a->identity, b->identity);
     assert_int_equal(a->peer.len, b->peer.len);
     assert_memory_equal(&a->peer.ss, &b->peer.ss, a->peer.len);
@@ -211,6 +213,8 @@ static void test_bad_bodies_refused(void **state)
     memcpy(body + bn, c.rec.tx_cid, 4), bn += 4;
     body[bn++] = TETHER_CKPT_AUTH_PSK;
     body[bn++] = TETHER_ROLE_CLIENT;
+    for (int i = 7; i >= 0; i--)
+        body[bn++] = (uint8_t)(c.key_tag >> (8 * i));
     body[bn++] = 4;
     memcpy(body + bn, "dev1", 4), bn += 4;
     body[bn++] = 4;
@@ -232,10 +236,11 @@ static void test_bad_bodies_refused(void **state)
         {2, 0},        /* epoch 0 */
         {63, 17},      /* tx CID longer than any */
         {68, 0},       /* no authentication */
+        {68, 2},       /* X.509 with a PSK's key tag */
         {69, 2},       /* unknown role */
-        {70, 0},       /* empty identity */
-        {71, 0},       /* NUL in the identity */
-        {75, 5},       /* address family */
+        {78, 0},       /* empty identity */
+        {79, 0},       /* NUL in the identity */
+        {83, 5},       /* address family */
         {flags_at, 2}, /* unknown flag */
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {

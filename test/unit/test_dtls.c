@@ -16,6 +16,7 @@
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
 
+#include "creds_fixture.h"
 #include "dtls/record.h"
 #include "dtls/wolfrec.h"
 #include "tether/dtls.h"
@@ -1318,18 +1319,13 @@ static void test_reload_revokes_sessions(void **state)
  * the sessions made with the old key; reloading the same key keeps them. */
 static tether_creds_t *creds_with_dev1_key(uint8_t first)
 {
-    char path[] = "/tmp/tether-creds-XXXXXX";
-    int fd = mkstemp(path);
-    dprintf(fd, "{\"psk\": [{\"identity\": \"dev1\", \"key_hex\": \"%02x", first);
+    char json[160];
+    int at = snprintf(json, sizeof json, "{\"psk\": [{\"identity\": \"dev1\", \"key_hex\": \"%02x",
+                      first);
     for (int i = 1; i < 16; i++)
-        dprintf(fd, "%02x", dev_key[i]);
-    dprintf(fd, "\", \"role\": \"device\"}]}");
-    close(fd);
-    tether_creds_t *c;
-    char err[256];
-    assert_int_equal(tether_creds_load(path, &c, err, sizeof err), 0);
-    unlink(path);
-    return c;
+        at += snprintf(json + at, sizeof json - (size_t)at, "%02x", dev_key[i]);
+    snprintf(json + at, sizeof json - (size_t)at, "\", \"role\": \"device\"}]}");
+    return creds_from_json(json);
 }
 
 static void test_reload_revokes_rotated_keys(void **state)
@@ -1480,11 +1476,12 @@ static void on_ck_done(void *user, const tether_store_result_t *res)
 
 /* Writes a checkpoint of `s` bound to `ceiling` (compare-and-set on the
  * version last seen, sealed for the version the put creates). */
-static void ck_write(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, ckstore_t *cs,
-                     uint64_t ceiling)
+static void ck_write(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, ckstore_t *cs, uint64_t ceiling)
 {
-    tether_dtls_ckpt_bind_t b = {.owner = cs->owner, .generation = cs->generation,
-                                 .version = cs->version + 1, .seq_ceiling = ceiling};
+    tether_dtls_ckpt_bind_t b = {.owner = cs->owner,
+                                 .generation = cs->generation,
+                                 .version = cs->version + 1,
+                                 .seq_ceiling = ceiling};
     uint8_t blob[TETHER_DTLS_CHECKPOINT_MAX];
     size_t len;
     assert_int_equal(tether_dtls_checkpoint(srv, s, &b, blob, sizeof blob, &len), 0);

@@ -438,19 +438,28 @@ static void test_observers_of_dead_node_removed(void **state)
     X.drop = false;
 }
 
-static void test_aggregate_refreshed_then_device_node_dies(void **state)
+/* dev1 on node 2; a plain client on node 1 (port 50001) observes its
+ * /temp with token `tok` through node 1's aggregate; the first value came. */
+static void observe_dev1_from_1(const char *tok)
 {
-    (void)state;
     register_dev1_on_2();
-    const tether_node_stats_t *s1 = tether_node_stats(X.f[1].node);
-    const tether_node_stats_t *s2 = tether_node_stats(X.f[2].node);
     tether_peer_t a = plain_peer(50001);
     tether_coap_msg_t m, up, r;
-    get_msg(&m, TETHER_COAP_NON, 0x500, "aa", "dev1", "temp", 0);
+    get_msg(&m, TETHER_COAP_NON, 0x500, tok, "dev1", "temp", 0);
     clear_cap();
     input(1, &a, &m);
     assert_true(cap_find(2, TETHER_LINK_DTLS, 7, 0, &up, -1) >= 0);
     dev_answer(&up, "20", 2);
+    assert_true(cap_find(1, TETHER_LINK_PLAIN, 0, 50001, &r, -1) >= 0);
+}
+
+static void test_aggregate_refreshed_then_device_node_dies(void **state)
+{
+    (void)state;
+    observe_dev1_from_1("aa");
+    const tether_node_stats_t *s1 = tether_node_stats(X.f[1].node);
+    const tether_node_stats_t *s2 = tether_node_stats(X.f[2].node);
+    tether_coap_msg_t r;
     /* every 30 s node 1 registers its aggregate again; node 2 still has
      * it and registers nothing new with the device */
     size_t dups = s2->xrelay_duplicates;
@@ -459,15 +468,64 @@ static void test_aggregate_refreshed_then_device_node_dies(void **state)
     assert_int_equal(s2->xrelay_duplicates, dups + 1);
     assert_int_equal(s2->observe_device_observations, 1);
     assert_int_equal(s2->observe_observers, 1);
-    /* node 2 goes silent: node 1's observer gets a final 5.02 */
+    /* node 2 goes silent: node 1 waits for an adopter of its sessions
+     * (SPEC S5); none comes, so its observer gets a final 5.02 */
     X.alive[2] = false;
     X.drop = true;
     clear_cap();
     advance_all(1500);
+    assert_int_equal(cap_find(1, TETHER_LINK_PLAIN, 0, 50001, &r, -1), -1);
+    assert_int_equal(s1->observe_observers, 1);
+    advance_all(30000);
     assert_true(cap_find(1, TETHER_LINK_PLAIN, 0, 50001, &r, -1) >= 0);
     assert_int_equal(r.code, TETHER_COAP_BAD_GATEWAY);
     assert_memory_equal(r.token, "aa", 2);
     assert_int_equal(s1->observe_observers, 0);
+    X.drop = false;
+}
+
+/* Node 2 dies and node 1 adopts its sessions: dev1's next message comes
+ * on the adopted session (9) here, and the directory names node 1. The
+ * observer of node 1's aggregate joins the local observation: node 1
+ * registers with dev1 itself and the observer gets the next notification
+ * with its own token, no error in between. */
+static void test_aggregate_follows_adopted_device(void **state)
+{
+    (void)state;
+    observe_dev1_from_1("ab");
+    const tether_node_stats_t *s1 = tether_node_stats(X.f[1].node);
+    tether_coap_msg_t up, r;
+    X.alive[2] = false;
+    X.drop = true;
+    clear_cap();
+    advance_all(1500); /* not adopted yet: waiting */
+    assert_int_equal(cap_find(1, TETHER_LINK_PLAIN, 0, 50001, &r, -1), -1);
+    assert_int_equal(do_register(&X.f[1], 9, "dev1", "dev1", NULL), TETHER_COAP_CREATED);
+    clear_cap();
+    advance_all(1500);
+    assert_int_equal(s1->xrelay_rehomed, 1);
+    assert_int_equal(s1->observe_device_observations, 1);
+    assert_int_equal(s1->observe_observers, 1);
+    int i = -1;
+    do /* the registration, Observe: 0, down the adopted session */
+        i = cap_find(1, TETHER_LINK_DTLS, 9, 0, &up, i);
+    while (i >= 0 && (up.code != TETHER_COAP_GET || observe_of(&up) != 0));
+    assert_true(i >= 0);
+    assert_int_equal(cap_find(1, TETHER_LINK_PLAIN, 0, 50001, &r, -1), -1); /* no 5.02 */
+    tether_peer_t dev = dtls_peer(9, "dev1", TETHER_ROLE_DEVICE, 40001);
+    tether_coap_msg_t ack;
+    uint8_t ov = 3;
+    tether_coap_msg_init(&ack, TETHER_COAP_ACK, TETHER_COAP_CONTENT, up.mid);
+    tether_coap_msg_set_token(&ack, up.token, up.tkl);
+    tether_coap_msg_add_opt(&ack, TETHER_COAP_OPT_OBSERVE, &ov, 1);
+    ack.payload = (const uint8_t *)"21";
+    ack.payload_len = 2;
+    input(1, &dev, &ack);
+    assert_true(cap_find(1, TETHER_LINK_PLAIN, 0, 50001, &r, -1) >= 0);
+    assert_int_equal(r.code, TETHER_COAP_CONTENT);
+    assert_memory_equal(r.token, "ab", 2);
+    assert_true(observe_of(&r) != 0xffffffff);
+    assert_memory_equal(r.payload, "21", 2);
     X.drop = false;
 }
 
@@ -481,6 +539,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_observers_of_dead_node_removed, xsetup, xteardown),
         cmocka_unit_test_setup_teardown(test_aggregate_refreshed_then_device_node_dies, xsetup,
                                         xteardown),
+        cmocka_unit_test_setup_teardown(test_aggregate_follows_adopted_device, xsetup, xteardown),
     };
     return cmocka_run_group_tests_name("xrelay", tests, NULL, NULL);
 }

@@ -27,10 +27,10 @@
 #define TETHER_DTLS_MAX_PSK_IDENTITIES 2
 
 typedef struct {
-    uint8_t node_id;          /* first byte of every CID we issue */
-    uint8_t cid_len;          /* server-issued CID length, 2..16 (default 8) */
-    uint32_t max_sessions;    /* established + handshaking */
-    uint32_t max_handshakes;  /* handshakes in flight (~13 KB of memory each) */
+    uint8_t node_id;         /* first byte of every CID we issue */
+    uint8_t cid_len;         /* server-issued CID length, 2..16 (default 8) */
+    uint32_t max_sessions;   /* established + handshaking */
+    uint32_t max_handshakes; /* handshakes in flight (~13 KB of memory each) */
     /* Handshakes in flight per source (IPv4 address or IPv6 /64), 0 = no
      * cap: a source at its cap gives up its own oldest one once that has
      * stalled, else waits. Behind a load balancer that hides client
@@ -97,27 +97,28 @@ typedef struct {
     uint64_t dropped_limit;
     uint64_t sessions_closed;
     uint64_t tx_dropped;
-    uint64_t dropped_rate;    /* cookie-verified hellos over the per-source rate */
-    uint64_t handshakes_x509; /* completed with a client certificate */
-    uint64_t x509_rejected;   /* client certificate missing or refused (chain, dates, CN) */
+    uint64_t dropped_rate;     /* cookie-verified hellos over the per-source rate */
+    uint64_t handshakes_x509;  /* completed with a client certificate */
+    uint64_t x509_rejected;    /* client certificate missing or refused (chain, dates, CN) */
     uint64_t sessions_compact; /* established sessions on the compact record layer */
     uint64_t records_rejected; /* compact layer: records not ours, replayed or forged */
     uint64_t handshakes_unauthenticated; /* completed, but authenticated nobody (refused) */
-    uint64_t hellos_refused; /* malformed or fragmented, or over the PSK identity cap */
+    uint64_t hellos_refused;             /* malformed or fragmented, or over the PSK identity cap */
     uint64_t handshakes_stalled; /* dropped: no flight from the peer within the flight timeout */
-    uint64_t handshakes_evicted; /* stalled, dropped for a newer one (source at its cap, table full) */
+    uint64_t
+        handshakes_evicted; /* stalled, dropped for a newer one (source at its cap, table full) */
     uint64_t
         handshakes_prefix_limited; /* hellos refused: their network at max_handshakes_per_prefix */
     uint64_t hellos_over_budget;   /* hellos dropped beyond hello_rate, node-wide */
-    uint64_t events_dropped;     /* events lost because the list could not grow */
+    uint64_t events_dropped;       /* events lost because the list could not grow */
     uint64_t tx_unvalidated_dropped; /* over 3x what an unvalidated address sent us */
-    uint64_t sessions_revoked;   /* closed by set_creds: identity gone or role changed */
-    uint64_t records_empty;      /* zero-length application records skipped */
-    uint64_t records_held;       /* waited for a transmit-ceiling raise */
-    uint64_t sessions_adopted;   /* created from another node's checkpoint */
-    uint64_t adoptions_refused;  /* checkpoint did not open, identity gone, no room */
-    uint64_t handshakes_resumed; /* completed by resuming a session ticket */
-    uint64_t tickets_refused;    /* did not open (key, epoch, altered) or credential changed */
+    uint64_t sessions_revoked;       /* closed by set_creds: identity gone or role changed */
+    uint64_t records_empty;          /* zero-length application records skipped */
+    uint64_t records_held;           /* waited for a transmit-ceiling raise */
+    uint64_t sessions_adopted;       /* created from another node's checkpoint */
+    uint64_t adoptions_refused;      /* checkpoint did not open, identity gone, no room */
+    uint64_t handshakes_resumed;     /* completed by resuming a session ticket */
+    uint64_t tickets_refused;        /* did not open (key, epoch, altered) or credential changed */
 } tether_dtls_stats_t;
 
 typedef struct tether_dtls_srv tether_dtls_srv_t;
@@ -152,24 +153,24 @@ typedef enum {
 } tether_dtls_ev_kind_t;
 
 typedef enum {
-    TETHER_DTLS_WHY_PROTOCOL = 1,     /* alert, bad record, wrong key (Finished/binder) */
-    TETHER_DTLS_WHY_CERTIFICATE,      /* client certificate missing or refused */
-    TETHER_DTLS_WHY_UNAUTHENTICATED,  /* completed, but authenticated nobody */
-    TETHER_DTLS_WHY_TIMEOUT,          /* handshake_timeout_ms, or retransmissions exhausted */
-    TETHER_DTLS_WHY_STALLED,          /* nothing from the peer for the flight timeout */
-    TETHER_DTLS_WHY_EVICTED,          /* made room for a newer handshake */
-    TETHER_DTLS_WHY_IDLE,             /* closed: idle_timeout_ms without traffic */
-    TETHER_DTLS_WHY_PEER,             /* closed: close_notify or fatal alert from the peer */
-    TETHER_DTLS_WHY_REPLACED,         /* closed: the peer completed a new handshake */
-    TETHER_DTLS_WHY_LOCAL,            /* closed: sequence numbers exhausted, shutdown */
-    TETHER_DTLS_WHY_REVOKED,          /* closed: identity gone or role changed (set_creds) */
-    TETHER_DTLS_WHY_HANDED_OVER,      /* released here: it continues on another node */
+    TETHER_DTLS_WHY_PROTOCOL = 1,    /* alert, bad record, wrong key (Finished/binder) */
+    TETHER_DTLS_WHY_CERTIFICATE,     /* client certificate missing or refused */
+    TETHER_DTLS_WHY_UNAUTHENTICATED, /* completed, but authenticated nobody */
+    TETHER_DTLS_WHY_TIMEOUT,         /* handshake_timeout_ms, or retransmissions exhausted */
+    TETHER_DTLS_WHY_STALLED,         /* nothing from the peer for the flight timeout */
+    TETHER_DTLS_WHY_EVICTED,         /* made room for a newer handshake */
+    TETHER_DTLS_WHY_IDLE,            /* closed: idle_timeout_ms without traffic */
+    TETHER_DTLS_WHY_PEER,            /* closed: close_notify or fatal alert from the peer */
+    TETHER_DTLS_WHY_REPLACED,        /* closed: the peer completed a new handshake */
+    TETHER_DTLS_WHY_LOCAL,           /* closed: sequence numbers exhausted, shutdown */
+    TETHER_DTLS_WHY_REVOKED,         /* closed: identity gone or role changed (set_creds) */
+    TETHER_DTLS_WHY_HANDED_OVER,     /* released here: it continues on another node */
 } tether_dtls_why_t;
 
 typedef struct {
-    uint8_t kind;   /* tether_dtls_ev_kind_t */
-    uint8_t why;    /* tether_dtls_why_t */
-    uint64_t id;    /* the session's id */
+    uint8_t kind; /* tether_dtls_ev_kind_t */
+    uint8_t why;  /* tether_dtls_why_t */
+    uint64_t id;  /* the session's id */
     tether_addr_t peer;
 } tether_dtls_event_t;
 
@@ -254,8 +255,7 @@ TETHER_API tether_dtls_sess_t *tether_dtls_sess_find(const tether_dtls_srv_t *sr
  * call that may have produced some). If the list cannot grow, later events
  * are dropped and counted in events_dropped: the layers above also learn
  * of a dead session when a send to its id fails. */
-TETHER_API size_t tether_dtls_events(const tether_dtls_srv_t *srv,
-                                     const tether_dtls_event_t **evs);
+TETHER_API size_t tether_dtls_events(const tether_dtls_srv_t *srv, const tether_dtls_event_t **evs);
 TETHER_API void tether_dtls_events_clear(tether_dtls_srv_t *srv);
 
 /* ---- Failover: checkpoints, transmit ceiling, adoption (SPEC S5) ----------
@@ -284,7 +284,7 @@ typedef struct {
     uint64_t seq_ceiling; /* transmit-sequence ceiling written beside it */
 } tether_dtls_ckpt_bind_t;
 
-#define TETHER_DTLS_CHECKPOINT_MAX 276 /* largest blob */
+#define TETHER_DTLS_CHECKPOINT_MAX 284 /* largest blob */
 
 /* The ceiling of the raise in flight (0: none). */
 TETHER_API uint64_t tether_dtls_sess_ceiling_wanted(const tether_dtls_sess_t *sess);
@@ -317,8 +317,8 @@ TETHER_API int tether_dtls_sess_release(tether_dtls_srv_t *srv, uint64_t id);
  * be checkpointed: DTLS 1.3, no CID, no ceiling, or b->seq_ceiling below
  * what it already sent); TETHER_ENOSPC; TETHER_ECRYPTO. */
 TETHER_API int tether_dtls_checkpoint(tether_dtls_srv_t *srv, const tether_dtls_sess_t *sess,
-                                      const tether_dtls_ckpt_bind_t *b, uint8_t *out,
-                                      size_t cap, size_t *len);
+                                      const tether_dtls_ckpt_bind_t *b, uint8_t *out, size_t cap,
+                                      size_t *len);
 
 /* The store acknowledged `ceiling` for session `id`: held records go out
  * (into the transmit queue). TETHER_ENOTFOUND when the session is gone. */
@@ -338,10 +338,21 @@ TETHER_API int tether_dtls_ceiling_failed(tether_dtls_srv_t *srv, uint64_t id);
  * or no sequence numbers left); TETHER_EPROTO / TETHER_ECRYPTO (does not
  * open under this binding: altered, replayed from another version, moved,
  * another generation); TETHER_ENOTFOUND (its identity is no longer listed
- * with that role); TETHER_ENOMEM. */
+ * with that role, or its PSK changed since the handshake: the key tag in
+ * the checkpoint, which the adopted session keeps, so a later rotation
+ * ends it as tether_dtls_set_creds ends any session); TETHER_ECONFLICT
+ * (older than a checkpoint of that CID this server has seen: a lower
+ * version or a lower ceiling, a record rolled back in the store;
+ * lib/dtls/ckseen.h); TETHER_ENOMEM. */
+/* A checkpoint of cid[cid_len] at (version, seq_ceiling) was seen in the
+ * store (the layer above reports the records its replica receives):
+ * tether_dtls_adopt refuses anything older for that CID from now on.
+ * Checkpoints this server seals or adopts are noted by themselves. */
+TETHER_API void tether_dtls_ckpt_seen(tether_dtls_srv_t *srv, const uint8_t *cid, size_t cid_len,
+                                      uint64_t version, uint64_t seq_ceiling);
+
 TETHER_API int tether_dtls_adopt(tether_dtls_srv_t *srv, const uint8_t *cid, size_t cid_len,
-                                 const tether_dtls_ckpt_bind_t *b, const uint8_t *blob,
-                                 size_t len, uint8_t iface, tether_time_t now,
-                                 tether_dtls_sess_t **out);
+                                 const tether_dtls_ckpt_bind_t *b, const uint8_t *blob, size_t len,
+                                 uint8_t iface, tether_time_t now, tether_dtls_sess_t **out);
 
 #endif

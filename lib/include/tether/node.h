@@ -66,6 +66,7 @@ typedef struct {
     uint64_t xrelay_duplicates;      /* of those, retransmissions */
     uint64_t xrelay_retransmissions; /* our requests sent again */
     uint64_t xrelay_node_down;       /* requests answered 5.02: the device's node is not alive */
+    uint64_t xrelay_rehomed; /* observations moved to the node that adopted their device's node */
     /* Per-client and per-device bounds (proxy/bounds.h): each counts the
      * times it bit. */
     uint64_t bound_pending;      /* 4.29: a client at max_pending_per_client */
