@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "bench.h"
 #include "peer.h"
@@ -24,6 +25,7 @@
 #define LOAD_REQ_MAX 1400
 #define LOAD_TOKEN_LEN 4
 #define LOAD_SWEEP_MS 20
+#define LOAD_NOTIF_LOG 512
 
 typedef struct {
     bench_common_opts_t c;
@@ -36,7 +38,8 @@ typedef struct {
     double warmup_s; /* --warmup: unmeasured traffic before the window */
     double rate;
     bool json;
-    bool observe; /* each session observes one target and counts notifications */
+    bool observe;          /* each session observes one target and counts notifications */
+    uint32_t keepalive_ms; /* an empty CON (CoAP ping) this often per session, 0: none */
 } load_opts_t;
 
 enum { SLOT_FREE, SLOT_WAIT, SLOT_ACKED };
@@ -65,6 +68,11 @@ typedef struct {
      * measuring (failover tests read it as the time an observer was cut
      * off; reported at the end, one to the end for a silent observer). */
     uint64_t last_notif_us, max_gap_us;
+    /* and when each notification came (wall clock ms, the first
+     * LOAD_NOTIF_LOG), so a test can line them up with its own events */
+    uint64_t *notif_at;
+    uint32_t nnotif;
+    uint64_t next_ping_ms; /* --keepalive */
     load_slot_t slots[LOAD_SLOTS];
 } load_sess_t;
 
@@ -293,6 +301,14 @@ static void on_record(bench_peer_t *p, const uint8_t *data, size_t len)
             if (now - from > s->max_gap_us)
                 s->max_gap_us = now - from;
             s->last_notif_us = now;
+            if (!s->notif_at)
+                s->notif_at = calloc(LOAD_NOTIF_LOG, sizeof *s->notif_at);
+            if (s->notif_at && s->nnotif < LOAD_NOTIF_LOG) {
+                struct timespec ts;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                s->notif_at[s->nnotif++] =
+                    (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+            }
         }
         return; /* the slot stays: the observation goes on */
     }
@@ -315,6 +331,13 @@ static void on_sweep(uv_timer_t *t)
     uint64_t now = uv_now(L->loop);
     for (uint32_t k = 0; k < L->o.concurrency; k++) {
         load_sess_t *s = &L->sess[k];
+        /* RFC 7252 §4.3 ping: keeps the path through NATs and balancers,
+         * which a passive observer has no other reason to use. */
+        if (L->o.keepalive_ms && bench_peer_up(&s->peer) && now >= s->next_ping_ms) {
+            if (s->next_ping_ms)
+                send_empty(s, TETHER_COAP_CON, s->next_mid++);
+            s->next_ping_ms = now + L->o.keepalive_ms;
+        }
         for (uint32_t u = s->used; u; u &= u - 1) {
             int i = __builtin_ctz(u);
             load_slot_t *sl = &s->slots[i];
@@ -566,6 +589,14 @@ static void report_text(load_t *L, double secs)
            (unsigned long long)st->timeouts, (unsigned long long)st->resets,
            (unsigned long long)st->lost, (unsigned long long)st->overflow,
            (unsigned long long)st->retransmits, (unsigned long long)st->separate);
+    printf("codes      ");
+    for (int c = 0; c < 256; c++)
+        if (st->codes[c]) {
+            char cs[6];
+            printf(" %s=%llu", tether_coap_code_str((uint8_t)c, cs),
+                   (unsigned long long)st->codes[c]);
+        }
+    printf("\n");
     printf("throughput  %.1f req/s\n", secs > 0 ? (double)st->responses / secs : 0.0);
     if (L->o.observe) {
         printf("observe     %llu notifications, %.1f/s\n", (unsigned long long)st->notifications,
@@ -575,6 +606,12 @@ static void report_text(load_t *L, double secs)
         for (uint32_t k = 0; gaps && k < L->o.concurrency; k++)
             printf(" %llu", (unsigned long long)gaps[k]);
         printf("\n");
+        for (uint32_t k = 0; k < L->o.concurrency; k++) {
+            printf("notified_at_ms %u", k);
+            for (uint32_t i = 0; i < L->sess[k].nnotif; i++)
+                printf(" %llu", (unsigned long long)L->sess[k].notif_at[i]);
+            printf("\n");
+        }
         free(gaps);
     }
     printf("latency us  p50 %llu, p90 %llu, p99 %llu, p99.9 %llu, max %llu, mean %.1f\n",
@@ -643,7 +680,10 @@ static void usage(FILE *f)
                "                        of one target (session k observes target k mod N)\n"
                "                        and counts the notifications it receives; each\n"
                "                        one's longest silence between notifications is\n"
-               "                        reported (silences_ms, longest first)\n"
+               "                        reported (silences_ms, longest first), and when\n"
+               "                        each notification came (notified_at_ms, wall clock)\n"
+               "  --keepalive MS        each session sends an empty CON (CoAP ping) every\n"
+               "                        MS, as a client behind a NAT or balancer does\n"
                "  --help                this text\n");
 }
 
@@ -662,6 +702,7 @@ enum {
     O_JSON,
     O_OBSERVE,
     O_WARMUP,
+    O_KEEPALIVE,
 };
 
 static const struct option long_opts[] = {
@@ -680,6 +721,7 @@ static const struct option long_opts[] = {
     {"json", no_argument, NULL, O_JSON},
     {"observe", no_argument, NULL, O_OBSERVE},
     {"warmup", required_argument, NULL, O_WARMUP},
+    {"keepalive", required_argument, NULL, O_KEEPALIVE},
     {NULL, 0, NULL, 0},
 };
 
@@ -754,6 +796,10 @@ static int load_opt(void *ctx, int opt, const char *arg)
     case O_WARMUP:
         if (bench_parse_double(arg, 0, 3600, &o->warmup_s) < 0)
             return bench_usage_error(CMD, "--warmup wants seconds, got '%s'", arg);
+        break;
+    case O_KEEPALIVE:
+        if (bench_parse_u32(arg, 100, 3600000, &o->keepalive_ms) < 0)
+            return bench_usage_error(CMD, "--keepalive wants milliseconds >= 100, got '%s'", arg);
         break;
     }
     return 0;
@@ -837,6 +883,8 @@ int bench_load_main(int argc, char **argv)
         exit_code = 0;
     }
 cleanup:
+    for (uint32_t k = 0; L->sess && k < L->o.concurrency; k++)
+        free(L->sess[k].notif_at);
     free(L->sess);
     free(L->tmpl);
     free(L->tmpl_len);

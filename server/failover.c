@@ -305,12 +305,39 @@ uint8_t tetherd_failover_cid_owner(void *user, const uint8_t *cid, size_t len)
 
 /* ---- adoption ---------------------------------------------------------------- */
 
+/* An adopted session: its id at the dead node (what that node's observe
+ * registry entries name) and here. */
+typedef struct {
+    uint64_t origin, id;
+} adopted_t;
+
 typedef struct {
     tetherd_failover_t *f;
     uint8_t dead;
     uint64_t cursor;
     size_t adopted, refused;
+    adopted_t *ids; /* sorted by origin before use */
+    size_t nids, ids_cap;
 } scan_t;
+
+static void scan_note(scan_t *sc, const tether_dtls_sess_t *s)
+{
+    if (sc->nids == sc->ids_cap) {
+        size_t cap = sc->ids_cap ? 2 * sc->ids_cap : 64;
+        adopted_t *n = realloc(sc->ids, cap * sizeof *n);
+        if (!n)
+            return; /* its observers then register again themselves */
+        sc->ids = n;
+        sc->ids_cap = cap;
+    }
+    sc->ids[sc->nids++] = (adopted_t){tether_dtls_sess_origin(s), tether_dtls_sess_id(s)};
+}
+
+static int by_origin(const void *a, const void *b)
+{
+    uint64_t x = ((const adopted_t *)a)->origin, y = ((const adopted_t *)b)->origin;
+    return x < y ? -1 : x > y;
+}
 
 static void scan_one(void *user, const tether_store_result_t *res)
 {
@@ -339,6 +366,112 @@ static void scan_one(void *user, const tether_store_result_t *res)
     }
     e->adopted = true; /* its first ceiling write makes it ours (adopt.h: fencing) */
     sc->adopted++;
+    scan_note(sc, s);
+}
+
+/* The dead node's devices whose sessions we adopted are registered here
+ * at once (tether_node_device_adopt), so requests and observations find
+ * them before they speak. */
+static void adopt_devices(tetherd_failover_t *f, const scan_t *sc)
+{
+    tether_node_t *node = tether_pipeline_node(f->pipe);
+    for (size_t i = 0; i < sc->nids; i++) {
+        tether_dtls_sess_t *s = tether_dtls_sess_find(f->dtls, sc->ids[i].id);
+        if (!s || tether_dtls_sess_role(s) != TETHER_ROLE_DEVICE)
+            continue;
+        const char *name = tether_dtls_sess_identity(s);
+        const tether_store_rec_t *rec =
+            tetherd_redis_find(f->redis, TETHER_STORE_DEVICE, (const uint8_t *)name, strlen(name));
+        if (!rec || rec->u.device.node_id != sc->dead)
+            continue;
+        tether_store_device_t dev = rec->u.device; /* borrows the replica until the next call */
+        tether_link_t link = {.kind = TETHER_LINK_DTLS, .id = sc->ids[i].id};
+        tether_node_device_adopt(node, &dev, &link, now_of(f));
+    }
+}
+
+/* One observer the dead node owed notifications, its session adopted. */
+typedef struct {
+    uint64_t id; /* its session here */
+    uint8_t tkl, utok_len;
+    uint8_t tok[TETHER_STORE_TOKEN_MAX], utok[TETHER_STORE_TOKEN_MAX];
+    uint16_t key_len; /* the resource's cache key (the record key without the node byte) */
+    uint8_t key[TETHER_STORE_KEY_MAX];
+} owed_t;
+
+/* The dead node's observe registry records (key | its id) list the
+ * clients it notified; those whose sessions we adopted observe here now
+ * (tether_node_observer_adopt), and the records go (ours replace them).
+ * Copied out first: registering writes to the store, which moves the
+ * replica. */
+static void adopt_observers(tetherd_failover_t *f, const scan_t *sc)
+{
+    owed_t *v = NULL;
+    size_t n = 0, cap = 0;
+    uint64_t cur = 0;
+    const tether_store_rec_t *rec;
+    while ((rec = tetherd_redis_next(f->redis, TETHER_STORE_OBSERVE, &cur))) {
+        const tether_store_observe_t *o = &rec->u.observe;
+        if (o->key_len < 2 || o->key[o->key_len - 1] != sc->dead)
+            continue;
+        for (size_t i = 0; i < o->nobservers; i++) {
+            const tether_store_observer_t *ob = &o->observers[i];
+            uint64_t origin;
+            if (ob->node_id != sc->dead || ob->link_len != 1 + sizeof origin ||
+                ob->link[0] != TETHER_LINK_DTLS)
+                continue;
+            memcpy(&origin, ob->link + 1, sizeof origin); /* as tether_link_key wrote it */
+            adopted_t want = {.origin = origin}, *a;
+            if (!origin || !(a = bsearch(&want, sc->ids, sc->nids, sizeof *sc->ids, by_origin)))
+                continue;
+            if (n == cap) {
+                size_t nc = cap ? 2 * cap : 16;
+                owed_t *nv = realloc(v, nc * sizeof *nv);
+                if (!nv)
+                    break;
+                v = nv;
+                cap = nc;
+            }
+            owed_t *w = &v[n++];
+            w->id = a->id;
+            w->tkl = ob->tkl;
+            memcpy(w->tok, ob->token, ob->tkl);
+            w->utok_len = o->utok_len;
+            memcpy(w->utok, o->utok, o->utok_len);
+            w->key_len = (uint16_t)(o->key_len - 1);
+            memcpy(w->key, o->key, o->key_len - 1);
+        }
+    }
+    tether_node_t *node = tether_pipeline_node(f->pipe);
+    size_t done = 0;
+    for (size_t i = 0; i < n; i++) {
+        tether_dtls_sess_t *s = tether_dtls_sess_find(f->dtls, v[i].id);
+        if (!s)
+            continue;
+        tether_peer_t peer = {.link = {.kind = TETHER_LINK_DTLS, .id = v[i].id},
+                              .identity = tether_dtls_sess_identity(s),
+                              .role = tether_dtls_sess_role(s)};
+        if (tether_node_observer_adopt(node, &peer, v[i].key, v[i].key_len, v[i].tok, v[i].tkl,
+                                       v[i].utok, v[i].utok_len, now_of(f)) == 0)
+            done++;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (i && v[i].key_len == v[i - 1].key_len &&
+            memcmp(v[i].key, v[i - 1].key, v[i].key_len) == 0)
+            continue;
+        uint8_t k[TETHER_STORE_KEY_MAX];
+        memcpy(k, v[i].key, v[i].key_len);
+        k[v[i].key_len] = sc->dead;
+        tether_store_del(f->store, TETHER_STORE_OBSERVE, k, v[i].key_len + 1u, TETHER_STORE_ANY,
+                         now_of(f), NULL, NULL);
+    }
+    free(v);
+    if (done) {
+        char n_s[24];
+        snprintf(n_s, sizeof n_s, "%zu", done);
+        tether_log_kv(TETHER_LOG_INFO, "failover", "observers of the dead node observe here",
+                      "observers", n_s, NULL);
+    }
 }
 
 /* The directory: the dead node's devices are this node's now (they
@@ -397,7 +530,12 @@ static void claim_done(void *user, const tether_store_result_t *res)
     do
         tether_store_scan(f->store, TETHER_STORE_SESSION, sc.cursor, now_of(f), scan_one, &sc);
     while (sc.cursor);
-    rewrite_directory(f, dead);
+    if (sc.nids)
+        qsort(sc.ids, sc.nids, sizeof *sc.ids, by_origin);
+    adopt_devices(f, &sc);
+    rewrite_directory(f, dead); /* the devices not adopted above */
+    adopt_observers(f, &sc);
+    free(sc.ids);
     snprintf(n_s, sizeof n_s, "%zu", sc.adopted);
     snprintf(r_s, sizeof r_s, "%zu", sc.refused);
     tether_log_kv(TETHER_LOG_INFO, "failover", "adopted the sessions of a dead node", "node", id_s,

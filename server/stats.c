@@ -69,6 +69,7 @@ int tetherd_stats_fill(json_t *st, const tetherd_stats_src_t *d)
         {"cluster.xrelay.retransmissions", ns->xrelay_retransmissions},
         {"cluster.xrelay.node_down", ns->xrelay_node_down},
         {"cluster.xrelay.rehomed", ns->xrelay_rehomed},
+        {"observe.adopted", ns->observe_adopted},
         {"queue.pending", ns->queue_pending},
         {"queue.queued_total", ns->queued},
         {"coap.rx_messages", ns->rx_datagrams},

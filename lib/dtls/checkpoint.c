@@ -134,6 +134,7 @@ static size_t write_body(const tether_ckpt_t *s, uint8_t *out, size_t cap, bool 
     put_uint(&c, s->auth, 1);
     put_uint(&c, (uint64_t)s->role, 1);
     put_uint(&c, s->key_tag, 8);
+    put_uint(&c, s->link_id, 8);
     size_t il = strnlen(s->identity, sizeof s->identity);
     put_uint(&c, il, 1);
     put(&c, s->identity, il);
@@ -175,6 +176,7 @@ static bool read_body(const uint8_t *in, size_t len, tether_ckpt_t *s)
     s->auth = (uint8_t)get_uint(&c, 1);
     uint64_t role = get_uint(&c, 1);
     s->key_tag = get_uint(&c, 8);
+    s->link_id = get_uint(&c, 8);
     size_t il = (size_t)get_uint(&c, 1);
     if (il == 0 || il >= sizeof s->identity)
         return false;

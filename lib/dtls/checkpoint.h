@@ -47,10 +47,14 @@
  *   auth(1: 1 PSK, 2 X.509) | role(1: tether_role_t) |
  *   key_tag(8: tether_creds_key_tag of the PSK the handshake used; 0 for
  *           X.509) |
+ *   link_id(8: the session's id at its owner, which names its link in
+ *           the owner's observe registry entries) |
  *   identity_len(1, 1..127) | identity (no NUL) |
  *   peer family(1: 4 or 6) | peer port(2) | peer address(4 or 16) |
  *   flags(1: bit 0 the peer address was not validated; others 0)
- * Nothing may follow the body. The key tag lets an adopter refuse a
+ * Nothing may follow the body. The link id lets an adopter find the
+ * session's observers in the observe registry (their link keys name the
+ * owner's session ids). The key tag lets an adopter refuse a
  * session whose PSK was rotated since its handshake, and end it on a
  * later rotation (tether_dtls_set_creds compares it). Format 1 (without
  * the tag) is no longer opened: an adopter cannot tell whether its key
@@ -85,7 +89,7 @@
 #define TETHER_CKPT_FORMAT 2
 #define TETHER_CKPT_OVERHEAD (1 + 16 + 12 + 16)
 /* Largest body: fixed part, both CIDs' room, identity, IPv6 peer. */
-#define TETHER_CKPT_BODY_MAX (63 + 1 + TETHER_CID_MAX + 3 + 8 + TETHER_IDENTITY_MAX + 19 + 1)
+#define TETHER_CKPT_BODY_MAX (63 + 1 + TETHER_CID_MAX + 3 + 16 + TETHER_IDENTITY_MAX + 19 + 1)
 #define TETHER_CKPT_MAX (TETHER_CKPT_OVERHEAD + TETHER_CKPT_BODY_MAX)
 
 enum tether_ckpt_auth { TETHER_CKPT_AUTH_PSK = 1, TETHER_CKPT_AUTH_X509 = 2 };
@@ -96,6 +100,7 @@ typedef struct {
     uint8_t auth;     /* enum tether_ckpt_auth */
     tether_role_t role;
     uint64_t key_tag; /* PSK: tether_creds_key_tag at the handshake; X.509: 0 */
+    uint64_t link_id; /* the session's id at its owner */
     char identity[TETHER_IDENTITY_MAX];
     tether_addr_t peer;
     bool unvalidated; /* peer address not yet shown to be the peer's */

@@ -77,6 +77,7 @@ struct tether_dtls_sess {
     tether_hnode_t by_cid;
     tether_hnode_t by_id;
     uint64_t id;        /* stable handle for layers above; never reused */
+    uint64_t origin_id; /* adopted: its id at the node whose checkpoint it came from */
     uint64_t displaced; /* handshake: the established session whose address it took */
     uint8_t cid[TETHER_CID_MAX];
     uint8_t cid_len;

@@ -88,6 +88,11 @@ uint64_t tether_dtls_sess_ceiling(const tether_dtls_sess_t *s)
     return s->ceil ? s->ceil->acked : 0;
 }
 
+uint64_t tether_dtls_sess_origin(const tether_dtls_sess_t *s)
+{
+    return s->origin_id;
+}
+
 bool tether_dtls_sess_checkpointed(const tether_dtls_sess_t *s)
 {
     return s->ceil != NULL;
@@ -175,6 +180,7 @@ int tether_dtls_checkpoint(tether_dtls_srv_t *srv, const tether_dtls_sess_t *s,
     c.auth = s->io.auth == AUTH_X509 ? TETHER_CKPT_AUTH_X509 : TETHER_CKPT_AUTH_PSK;
     c.role = s->io.role;
     c.key_tag = s->io.auth == AUTH_X509 ? 0 : s->io.key_tag;
+    c.link_id = s->id;
     memcpy(c.identity, s->io.identity, sizeof c.identity);
     c.peer = s->peer;
     c.unvalidated = s->unvalidated;
@@ -257,6 +263,7 @@ int tether_dtls_adopt(tether_dtls_srv_t *srv, const uint8_t *cid, size_t cid_len
     s->state = S_ESTABLISHED;
     s->last_rx = now;
     s->id = ++srv->next_id;
+    s->origin_id = c.link_id;
     uint8_t key[TETHER_HKEY_MAX];
     size_t kl = tether_addr_key(&s->peer, key);
     if (!tether_hmap_find(&srv->by_addr, key, kl))

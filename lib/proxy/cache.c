@@ -140,6 +140,63 @@ int tether_cache_key(tether_cache_key_t *k, const char *target, const tether_coa
     return 0;
 }
 
+int tether_cache_key_request(const uint8_t *key, size_t len, tether_coap_msg_t *out)
+{
+    /* The layout tether_cache_key writes: target(1 + n) | path count(1) |
+     * segments (len16 | bytes) | code(1) | option count(1) | options
+     * (num16 | len16 | bytes) | FETCH payload. */
+    size_t at = 0;
+#define NEED(n)                                                                                    \
+    do {                                                                                           \
+        if ((size_t)(n) > len - at)                                                                \
+            return TETHER_EPROTO;                                                                  \
+    } while (0)
+    NEED(1);
+    size_t tl = key[at++];
+    NEED(tl + 1);
+    const uint8_t *target = key + at;
+    at += tl;
+    size_t np = key[at++];
+    const uint8_t *seg = key + at;
+    for (size_t i = 0; i < np; i++) {
+        NEED(2);
+        size_t sl = (size_t)key[at] << 8 | key[at + 1];
+        NEED(2 + sl);
+        at += 2 + sl;
+    }
+    NEED(2);
+    uint8_t code = key[at++];
+    size_t no = key[at++];
+    if (!tl || (code != TETHER_COAP_GET && code != TETHER_COAP_FETCH))
+        return TETHER_EPROTO;
+    tether_coap_msg_init(out, TETHER_COAP_NON, code, 0);
+    if (tether_coap_msg_add_opt(out, TETHER_COAP_OPT_URI_HOST, target, tl) < 0)
+        return TETHER_EPROTO;
+    for (size_t i = 0; i < np; i++) {
+        size_t sl = (size_t)seg[0] << 8 | seg[1];
+        if (tether_coap_msg_add_opt(out, TETHER_COAP_OPT_URI_PATH, seg + 2, sl) < 0)
+            return TETHER_EPROTO;
+        seg += 2 + sl;
+    }
+    for (size_t i = 0; i < no; i++) {
+        NEED(4);
+        uint16_t num = (uint16_t)(key[at] << 8 | key[at + 1]);
+        size_t ol = (size_t)key[at + 2] << 8 | key[at + 3];
+        NEED(4 + ol);
+        if (!opt_in_key(num) || tether_coap_msg_add_opt(out, num, key + at + 4, ol) < 0)
+            return TETHER_EPROTO;
+        at += 4 + ol;
+    }
+#undef NEED
+    if (code == TETHER_COAP_FETCH) {
+        out->payload = key + at;
+        out->payload_len = len - at;
+    } else if (at != len) {
+        return TETHER_EPROTO;
+    }
+    return 0;
+}
+
 bool tether_cache_request_cacheable(const tether_coap_msg_t *req)
 {
     if (req->code != TETHER_COAP_GET && req->code != TETHER_COAP_FETCH)

@@ -28,7 +28,7 @@ typedef struct tether_cache_entry tether_cache_entry_t;
 typedef struct {
     uint64_t max_bytes;   /* entries, keys and representations; must be > 0 */
     uint32_t max_payload; /* largest representation stored, 0: 64 KiB */
-    uint64_t seed;      /* keys the digests */
+    uint64_t seed;        /* keys the digests */
 } tether_cache_conf_t;
 
 typedef struct {
@@ -67,6 +67,12 @@ bool tether_cache_method_unsafe(uint8_t code);
 /* Builds the key of `req` for the device named `target`. TETHER_ENOSPC
  * when it exceeds TETHER_CACHE_KEY_MAX (such a request is not cached). */
 int tether_cache_key(tether_cache_key_t *k, const char *target, const tether_coap_msg_t *req);
+/* The request a key was built from, as a device would get it: `code`,
+ * Uri-Host = the target, its Uri-Path and the options in the key (their
+ * values point into key[len], which must outlive *out), a FETCH's payload.
+ * Type NON, MID 0, no token. TETHER_EPROTO when key[len] is not a key
+ * (it may come from the state store: every length is checked). */
+int tether_cache_key_request(const uint8_t *key, size_t len, tether_coap_msg_t *out);
 /* Seeded 64-bit digest of the whole key (for tables keyed like the cache;
  * equal digests still need the full key compared). */
 uint64_t tether_cache_key_digest(const tether_cache_key_t *k, uint64_t seed);

@@ -54,6 +54,10 @@ struct tether_node {
     tether_bounds_t bounds; /* what each client is charged (relay.c, observe.c) */
     tether_groups_t groups; /* groups and group requests (group.c) */
     uint32_t next_token;
+    /* tether_node_observer_adopt: the token the dead node registered the
+     * observation with, for obs_new to take while it runs (len 0: none). */
+    uint8_t adopt_utok[TETHER_UTOK_LEN];
+    uint8_t adopt_utok_len;
     size_t npending; /* relayed requests in flight or queued */
     tether_node_stats_t stats;
 };

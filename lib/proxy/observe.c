@@ -4,6 +4,7 @@
 
 #include "proxy/observe.h"
 #include "proxy/obsstore.h"
+#include "proxy/relay.h"
 #include "proxy/reply.h"
 #include "util/container.h"
 
@@ -295,7 +296,10 @@ static tether_observation_t *obs_new(tether_node_t *n, tether_device_t *d,
     for (int tries = 0; tries < 4; tries++) {
         uint8_t utok[TETHER_UTOK_LEN];
         tether_observation_t *o;
-        tether_node_next_token(n, utok);
+        if (!tries && n->adopt_utok_len == TETHER_UTOK_LEN) /* the dead node's (adopt) */
+            memcpy(utok, n->adopt_utok, TETHER_UTOK_LEN);
+        else
+            tether_node_next_token(n, utok);
         if (tether_hmap_find(&n->by_token, utok, TETHER_UTOK_LEN))
             continue; /* the counter wrapped onto a relayed request */
         tether_coap_msg_set_token(&m, utok, TETHER_UTOK_LEN);
@@ -444,4 +448,29 @@ void tether_observe_reset(tether_node_t *n, const tether_link_t *link, uint16_t 
     tether_observer_t *ob = tether_obs_observer_by_mid(&n->obs, link, mid);
     if (ob)
         obs_leave(n, ob, now);
+}
+
+/* SPEC S5: see tether/node.h. The registration goes through the request
+ * path like the client's own, so the ACL, the bounds and the choice
+ * between the local observation and an aggregate at the device's node
+ * are the usual ones. */
+int tether_node_observer_adopt(tether_node_t *n, const tether_peer_t *peer, const uint8_t *key,
+                               size_t key_len, const uint8_t *tok, size_t tkl, const uint8_t *utok,
+                               size_t utok_len, tether_time_t now)
+{
+    tether_coap_msg_t m;
+    int rc = tether_cache_key_request(key, key_len, &m);
+    if (rc < 0)
+        return rc;
+    if (!peer->identity || tkl > TETHER_COAP_MAX_TOKEN ||
+        tether_coap_msg_set_token(&m, tok, tkl) < 0 ||
+        tether_coap_msg_add_opt(&m, TETHER_COAP_OPT_OBSERVE, "", 0) < 0)
+        return TETHER_EINVAL;
+    n->adopt_utok_len = utok_len == TETHER_UTOK_LEN ? TETHER_UTOK_LEN : 0;
+    if (n->adopt_utok_len)
+        memcpy(n->adopt_utok, utok, TETHER_UTOK_LEN);
+    tether_relay_request(n, peer, &m, now);
+    n->adopt_utok_len = 0;
+    n->stats.observe_adopted++;
+    return 0;
 }

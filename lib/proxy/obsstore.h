@@ -8,7 +8,9 @@
  * client observers (node id, link key, token). Each node writes only its
  * own record, so no two nodes race on one key; the device's node counts
  * only its own clients there (the other nodes' aggregates are theirs to
- * write) and deletes the record of a node that went silent. GET
+ * write) and deletes the record of a node that went silent, 30 s later
+ * (its clients' sessions may be adopted: the adopter reads the record to
+ * register them again, SPEC S5; tether_node_observer_adopt). GET
  * /observations joins the records of a resource.
  */
 #ifndef TETHER_PROXY_OBSSTORE_H

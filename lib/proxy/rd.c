@@ -276,6 +276,40 @@ void tether_rd_handle(tether_node_t *n, const tether_peer_t *peer, const tether_
     tether_relay_flush(n, d, now);
 }
 
+int tether_node_device_adopt(tether_node_t *n, const tether_store_device_t *rec,
+                             const tether_link_t *link, tether_time_t now)
+{
+    if (!rec->name[0] || strnlen(rec->name, sizeof rec->name) == sizeof rec->name)
+        return TETHER_EINVAL;
+    tether_device_t *d;
+    bool created;
+    int rc = tether_registry_add(&n->reg, rec->name, &d, &created);
+    if (rc < 0)
+        return rc == TETHER_EEXIST ? TETHER_EINVAL : rc;
+    if (created) {
+        /* Its updates name the dead node's id; a clash keeps ours (the
+         * device then gets 4.04 and registers again). */
+        if (rec->regid[0])
+            tether_registry_set_regid(&n->reg, d, rec->regid);
+        d->rec.queue_mode = rec->queue_mode;
+        if (rec->links && rec->links_len)
+            tether_registry_set_links(d, rec->links, rec->links_len);
+        d->registered_at = now;
+        tether_registry_set_lifetime(&n->reg, d, rec->lifetime_s ? rec->lifetime_s : 86400, now);
+        n->stats.devices_registered = n->reg.count;
+    }
+    tether_link_t l = *link;
+    if (l.addr.len == 0)
+        l.addr = rec->addr;
+    tether_registry_touch(&n->reg, d, &l, now);
+    store_put(n, d, now);
+    if (tether_log_enabled(TETHER_LOG_DEBUG))
+        tether_log_kv(TETHER_LOG_DEBUG, "rd", "adopted a registration", "ep", d->rec.name, "id",
+                      d->rec.regid, NULL);
+    tether_relay_flush(n, d, now);
+    return 0;
+}
+
 void tether_rd_expire(tether_node_t *n, tether_time_t now)
 {
     tether_device_t *d;

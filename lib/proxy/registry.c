@@ -131,6 +131,22 @@ int tether_registry_add(tether_registry_t *r, const char *name, tether_device_t 
     return 0;
 }
 
+int tether_registry_set_regid(tether_registry_t *r, tether_device_t *dev, const char *regid)
+{
+    size_t len = strlen(regid);
+    if (!len || len >= sizeof dev->rec.regid)
+        return TETHER_EINVAL;
+    if (strcmp(dev->rec.regid, regid) == 0)
+        return 0;
+    if (tether_registry_find_reg(r, regid))
+        return TETHER_EEXIST;
+    tether_hmap_remove(&r->by_reg, &dev->by_reg);
+    memcpy(dev->rec.regid, regid, len + 1);
+    /* Not present (checked above), so it cannot fail. */
+    tether_hmap_insert(&r->by_reg, &dev->by_reg, dev->rec.regid, len);
+    return 0;
+}
+
 void tether_registry_link_down(tether_registry_t *r, tether_device_t *dev)
 {
     if (!dev->link_up)

@@ -34,7 +34,7 @@ typedef struct tether_device {
     uint32_t nqueued, ninflight;   /* queued; sent or waiting for a separate response */
     uint32_t nsent, nheld;         /* CONs outstanding (NSTART); held for a slot */
     uint32_t nobservations;        /* device-side observations (proxy/observe.c) */
-    tether_list_t observations; /* device-side observations (proxy/obsreg.h) */
+    tether_list_t observations;    /* device-side observations (proxy/obsreg.h) */
 } tether_device_t;
 
 typedef struct {
@@ -63,6 +63,11 @@ tether_device_t *tether_registry_find_link(const tether_registry_t *r, const tet
  * TETHER_ELIMIT when the directory is full, TETHER_ENOMEM. */
 int tether_registry_add(tether_registry_t *r, const char *name, tether_device_t **dev,
                         bool *created);
+/* Gives `dev` the registration id `regid` (another node's, for a device
+ * whose session this node adopted: its updates name that id). 0;
+ * TETHER_EEXIST (the id is taken here: it keeps its own); TETHER_EINVAL
+ * (empty or too long). */
+int tether_registry_set_regid(tether_registry_t *r, tether_device_t *dev, const char *regid);
 /* The device registered after the one with registration id `after`
  * (NULL: the first), in registration order; NULL at the end. */
 tether_device_t *tether_registry_next(const tether_registry_t *r, const char *after);

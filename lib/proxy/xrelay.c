@@ -99,6 +99,16 @@ typedef struct {
     uint16_t mid;
 } xr_ack_t;
 
+/* B: a silent node's observe registry record, deleted once the node that
+ * may adopt its sessions had time to take its observers over (SPEC S5). */
+typedef struct {
+    tether_lnode_t ln;
+    tether_time_t at;
+    uint8_t node;
+    uint16_t key_len;
+    uint8_t key[TETHER_CACHE_KEY_MAX];
+} xr_drop_t;
+
 struct tether_xrelay {
     tether_hmap_t by_id, by_key, by_src, by_link;
     tether_list_t aggs, slots;
@@ -114,6 +124,7 @@ struct tether_xrelay {
     size_t ncloses, closes_cap;
     tether_xmsg_t *out;
     size_t nout, out_cap;
+    tether_list_t drops; /* of xr_drop_t, oldest first */
 };
 
 #define XR(n) ((n)->xr)
@@ -846,8 +857,16 @@ static void node_gone(tether_node_t *n, uint8_t id, tether_time_t now)
             continue;
         tether_link_t link = slot_link(s);
         tether_observer_t *ob = tether_obs_link_first(&n->obs, &link);
-        if (ob)
+        xr_drop_t *d = ob ? calloc(1, sizeof *d) : NULL;
+        if (d) { /* its record lists that node's clients: an adopter takes them */
+            d->at = now + REHOME_GRACE_MS;
+            d->node = id;
+            d->key_len = (uint16_t)ob->obs->key_len;
+            memcpy(d->key, ob->obs->key, ob->obs->key_len);
+            tether_list_push(&x->drops, &d->ln);
+        } else if (ob) {
             tether_obsstore_drop(n, ob->obs->key, ob->obs->key_len, id, now);
+        }
         slot_close(n, s, now);
         slot_free(n, s);
     }
@@ -975,6 +994,16 @@ static void sweep(tether_node_t *n, tether_time_t now)
     for (int id = 1; id < 256; id++)
         if (x->slots_per_node[id] && !node_alive(n, (uint8_t)id, now))
             node_gone(n, (uint8_t)id, now);
+    /* Records of silent nodes whose grace ran out (none came back). */
+    while (x->drops.head) {
+        xr_drop_t *d = container_of(x->drops.head, xr_drop_t, ln);
+        if (d->at > now)
+            break;
+        if (!node_alive(n, d->node, now))
+            tether_obsstore_drop(n, d->key, d->key_len, d->node, now);
+        tether_list_del(&x->drops, &d->ln);
+        free(d);
+    }
     /* Finished slots are kept while A may still retransmit its XREQ. */
     tether_time_t keep = n->conf.request_timeout_ms + n->conf.xrelay_margin_ms;
     for (tether_lnode_t *l = x->slots.head, *ln; l; l = ln) {
@@ -999,7 +1028,7 @@ static void sweep(tether_node_t *n, tether_time_t now)
         else if (a->reg)
             a->lost_at = 0;
     }
-    x->next_sweep = x->nslots || x->aggs.head ? now + SWEEP_MS : UINT64_MAX;
+    x->next_sweep = x->nslots || x->aggs.head || x->drops.head ? now + SWEEP_MS : UINT64_MAX;
 }
 
 void tether_xrelay_tick(tether_node_t *n, tether_time_t now)
@@ -1077,6 +1106,11 @@ void tether_xrelay_free(tether_node_t *n)
     }
     while (x->slots.head)
         slot_free(n, container_of(x->slots.head, xr_slot_t, all));
+    while (x->drops.head) {
+        xr_drop_t *d = container_of(x->drops.head, xr_drop_t, ln);
+        tether_list_del(&x->drops, &d->ln);
+        free(d);
+    }
     tether_hmap_free(&x->by_id);
     tether_hmap_free(&x->by_key);
     tether_hmap_free(&x->by_src);

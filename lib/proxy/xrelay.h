@@ -35,7 +35,8 @@
  * its final answer for keep_ms to answer a retransmitted XREQ again; an
  * observation's slot lives until XEND, an error answer, or A no longer
  * alive on the channel (then its observers leave, and its observe
- * registry records are deleted).
+ * registry records are deleted 30 s later, once an adopter of its
+ * sessions could read them).
  *
  * Payloads (inside the channel's authenticated messages, tether/cluster.h):
  *   XREQ: request id (4) | flags (1: bit 0 observe) | CoAP request (NON,

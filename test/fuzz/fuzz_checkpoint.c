@@ -16,7 +16,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static bool same(const tether_ckpt_t *a, const tether_ckpt_t *b)
 {
     return memcmp(&a->rec, &b->rec, sizeof a->rec) == 0 && a->auth == b->auth &&
-           a->role == b->role && a->key_tag == b->key_tag &&
+           a->role == b->role && a->key_tag == b->key_tag && a->link_id == b->link_id &&
            strcmp(a->identity, b->identity) == 0 && a->peer.len == b->peer.len &&
            memcmp(&a->peer.ss, &b->peer.ss, a->peer.len) == 0 && a->unvalidated == b->unvalidated;
 }

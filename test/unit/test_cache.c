@@ -29,7 +29,10 @@ static int setup_budget(void **state, uint64_t bytes)
     return 0;
 }
 
-static int setup(void **state) { return setup_budget(state, 1u << 20); }
+static int setup(void **state)
+{
+    return setup_budget(state, 1u << 20);
+}
 
 static int teardown(void **state)
 {
@@ -340,8 +343,7 @@ static void test_invalidation(void **state)
     tether_coap_msg_init(&created, TETHER_COAP_ACK, TETHER_COAP_CREATED, 3);
     add_str(&created, TETHER_COAP_OPT_LOCATION_PATH, "light");
     add_str(&created, TETHER_COAP_OPT_LOCATION_PATH, "2");
-    assert_int_equal(
-        tether_cache_key_path(&k, "dev1", &created, TETHER_COAP_OPT_LOCATION_PATH), 0);
+    assert_int_equal(tether_cache_key_path(&k, "dev1", &created, TETHER_COAP_OPT_LOCATION_PATH), 0);
     assert_int_equal(tether_cache_invalidate(f->c, &k), 1);
     assert_int_equal(lookup(f, "dev1", &b, T0 + 1, &e), TETHER_CACHE_MISS);
     assert_true(tether_cache_method_unsafe(TETHER_COAP_PUT));
@@ -483,6 +485,36 @@ static void test_encode_limits(void **state)
     assert_int_equal(tether_cache_create(&zero, &c), TETHER_EINVAL);
 }
 
+/* A key gives back its request (the observe registry keeps only keys;
+ * an adopter registers observers again from them, SPEC S5): the same
+ * target, path, method and options, so the same key again; truncated or
+ * padded keys from the store are refused. */
+static void test_key_back_to_request(void **state)
+{
+    (void)state;
+    tether_coap_msg_t a, back;
+    tether_cache_key_t ka, kb;
+    request(&a, TETHER_COAP_GET, "sensors/temp", "unit=c");
+    uint8_t accept = 50;
+    tether_coap_msg_add_opt(&a, TETHER_COAP_OPT_ACCEPT, &accept, 1);
+    key_of(&ka, "dev1", &a);
+    assert_int_equal(tether_cache_key_request(ka.buf, ka.len, &back), 0);
+    assert_int_equal(back.code, TETHER_COAP_GET);
+    const tether_coap_opt_t *h = tether_coap_msg_find_opt(&back, TETHER_COAP_OPT_URI_HOST);
+    assert_non_null(h);
+    assert_int_equal(h->len, 4);
+    assert_memory_equal(h->val, "dev1", 4);
+    assert_true(tether_coap_path_equals(&back, "sensors/temp"));
+    tether_coap_msg_del_opt(&back, TETHER_COAP_OPT_URI_HOST);
+    key_of(&kb, "dev1", &back);
+    assert_int_equal(ka.len, kb.len);
+    assert_memory_equal(ka.buf, kb.buf, ka.len);
+    for (size_t cut = 0; cut < ka.len; cut++)
+        assert_int_equal(tether_cache_key_request(ka.buf, cut, &back), TETHER_EPROTO);
+    ka.buf[ka.len] = 0;
+    assert_int_equal(tether_cache_key_request(ka.buf, ka.len + 1u, &back), TETHER_EPROTO);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -494,6 +526,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_key_options, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lru_eviction_under_budget, setup, teardown),
         cmocka_unit_test_setup_teardown(test_encode_limits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_key_back_to_request, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -34,6 +34,7 @@ static tether_ckpt_t sample(bool v6)
     c.auth = TETHER_CKPT_AUTH_PSK;
     c.role = TETHER_ROLE_CLIENT;
     c.key_tag = 0x0102030405060708ull;
+    c.link_id = 42;
     strcpy(c.identity, "dev1");
     if (v6) {
         struct sockaddr_in6 *a = (struct sockaddr_in6 *)&c.peer.ss;
@@ -90,6 +91,7 @@ static void same_state(const tether_ckpt_t *a, const tether_ckpt_t *b)
     assert_int_equal(a->auth, b->auth);
     assert_int_equal(a->role, b->role);
     assert_true(a->key_tag == b->key_tag);
+    assert_true(a->link_id == b->link_id);
     assert_string_equal(a->identity, b->identity);
     assert_int_equal(a->peer.len, b->peer.len);
     assert_memory_equal(&a->peer.ss, &b->peer.ss, a->peer.len);
@@ -215,6 +217,8 @@ static void test_bad_bodies_refused(void **state)
     body[bn++] = TETHER_ROLE_CLIENT;
     for (int i = 7; i >= 0; i--)
         body[bn++] = (uint8_t)(c.key_tag >> (8 * i));
+    for (int i = 7; i >= 0; i--)
+        body[bn++] = (uint8_t)(c.link_id >> (8 * i));
     body[bn++] = 4;
     memcpy(body + bn, "dev1", 4), bn += 4;
     body[bn++] = 4;
@@ -238,9 +242,9 @@ static void test_bad_bodies_refused(void **state)
         {68, 0},       /* no authentication */
         {68, 2},       /* X.509 with a PSK's key tag */
         {69, 2},       /* unknown role */
-        {78, 0},       /* empty identity */
-        {79, 0},       /* NUL in the identity */
-        {83, 5},       /* address family */
+        {86, 0},       /* empty identity */
+        {87, 0},       /* NUL in the identity */
+        {91, 5},       /* address family */
         {flags_at, 2}, /* unknown flag */
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {

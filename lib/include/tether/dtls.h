@@ -284,7 +284,7 @@ typedef struct {
     uint64_t seq_ceiling; /* transmit-sequence ceiling written beside it */
 } tether_dtls_ckpt_bind_t;
 
-#define TETHER_DTLS_CHECKPOINT_MAX 284 /* largest blob */
+#define TETHER_DTLS_CHECKPOINT_MAX 292 /* largest blob */
 
 /* The ceiling of the raise in flight (0: none). */
 TETHER_API uint64_t tether_dtls_sess_ceiling_wanted(const tether_dtls_sess_t *sess);
@@ -294,6 +294,10 @@ TETHER_API uint64_t tether_dtls_sess_ceiling(const tether_dtls_sess_t *sess);
 /* Whether the session runs under a transmit ceiling (so it has, or will
  * have, a checkpoint in the store). */
 TETHER_API bool tether_dtls_sess_checkpointed(const tether_dtls_sess_t *sess);
+/* An adopted session's id at the node whose checkpoint it came from (the
+ * link id that node's observe registry entries name), 0 for a session
+ * that began here. */
+TETHER_API uint64_t tether_dtls_sess_origin(const tether_dtls_sess_t *sess);
 /* One past the newest record sequence number received (0: none), so the
  * layer above can tell whether the receive window moved since its last
  * checkpoint. */

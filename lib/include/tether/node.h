@@ -66,7 +66,8 @@ typedef struct {
     uint64_t xrelay_duplicates;      /* of those, retransmissions */
     uint64_t xrelay_retransmissions; /* our requests sent again */
     uint64_t xrelay_node_down;       /* requests answered 5.02: the device's node is not alive */
-    uint64_t xrelay_rehomed; /* observations moved to the node that adopted their device's node */
+    uint64_t xrelay_rehomed;  /* observations moved to the node that adopted their device's node */
+    uint64_t observe_adopted; /* observers of a dead node registered again here (failover) */
     /* Per-client and per-device bounds (proxy/bounds.h): each counts the
      * times it bit. */
     uint64_t bound_pending;      /* 4.29: a client at max_pending_per_client */
@@ -253,6 +254,34 @@ TETHER_API int tether_node_group(const tether_node_t *node, const char *name,
  * TETHER_ENOTFOUND at the end (or when `after` is gone). */
 TETHER_API int tether_node_group_next(const tether_node_t *node, const char *after,
                                       tether_group_info_t *info);
+
+/* Failover (SPEC S5). This node adopted the DTLS sessions of a dead node;
+ * these continue what that node held for them, before the peers speak.
+ *
+ * Device `rec` (the directory entry the dead node wrote for it) continues
+ * here on `link`, its adopted session: registered here at once, under
+ * the same registration id where it is free (the device's next update
+ * names it), lifetime from now, links kept, and the directory entry names
+ * this node; requests for it and observations of it work before it sends
+ * anything. 0 (also when it is registered here already: the link moves);
+ * TETHER_EINVAL (rec names no device); TETHER_ELIMIT (directory full);
+ * TETHER_ENOMEM. */
+TETHER_API int tether_node_device_adopt(tether_node_t *node, const tether_store_device_t *rec,
+                                        const tether_link_t *link, tether_time_t now);
+/* The client on `peer` (an adopted session) observed the resource whose
+ * cache key is key[key_len] (an observe registry record's key without its
+ * node byte) with token tok[tkl] on the dead node: it observes it here
+ * now, as if it had registered again (a NON GET/FETCH with Observe: 0 and
+ * its token, under its ACL), so it gets the next notification with its
+ * own token. The device-side observation is the local one when the
+ * device is here (registered with `utok` when this node creates it, so
+ * the device's notifications for the dead node's registration go on
+ * matching), else this node's aggregate at the device's node. 0;
+ * TETHER_EPROTO (not a cache key); TETHER_EINVAL. */
+TETHER_API int tether_node_observer_adopt(tether_node_t *node, const tether_peer_t *peer,
+                                          const uint8_t *key, size_t key_len, const uint8_t *tok,
+                                          size_t tkl, const uint8_t *utok, size_t utok_len,
+                                          tether_time_t now);
 
 /* Removes a registration (operator action): its pending requests get 5.02. */
 TETHER_API int tether_node_device_remove(tether_node_t *node, const char *name, tether_time_t now);
