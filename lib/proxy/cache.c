@@ -178,13 +178,16 @@ int tether_cache_key_request(const uint8_t *key, size_t len, tether_coap_msg_t *
             return TETHER_EPROTO;
         seg += 2 + sl;
     }
-    for (size_t i = 0; i < no; i++) {
+    for (size_t i = 0, prev = 0; i < no; i++) {
         NEED(4);
         uint16_t num = (uint16_t)(key[at] << 8 | key[at + 1]);
         size_t ol = (size_t)key[at + 2] << 8 | key[at + 3];
         NEED(4 + ol);
-        if (!opt_in_key(num) || tether_coap_msg_add_opt(out, num, key + at + 4, ol) < 0)
+        /* In the order a message holds them (tether_cache_key's). */
+        if (num < prev || !opt_in_key(num) ||
+            tether_coap_msg_add_opt(out, num, key + at + 4, ol) < 0)
             return TETHER_EPROTO;
+        prev = num;
         at += 4 + ol;
     }
 #undef NEED

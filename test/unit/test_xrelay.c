@@ -203,6 +203,20 @@ static void dev_answer(const tether_coap_msg_t *up, const char *payload, int obs
     input(2, &dev, &ack);
 }
 
+/* dev1 (session `sess` on node `id`) sends a NON notification. */
+static void dev_notify(int id, uint64_t sess, const uint8_t *tok, size_t tkl, uint8_t seq,
+                       const char *payload)
+{
+    tether_peer_t dev = dtls_peer(sess, "dev1", TETHER_ROLE_DEVICE, (uint16_t)(40000 + sess));
+    tether_coap_msg_t nt;
+    tether_coap_msg_init(&nt, TETHER_COAP_NON, TETHER_COAP_CONTENT, 0x777);
+    tether_coap_msg_set_token(&nt, tok, tkl);
+    tether_coap_msg_add_opt(&nt, TETHER_COAP_OPT_OBSERVE, &seq, 1);
+    nt.payload = (const uint8_t *)payload;
+    nt.payload_len = strlen(payload);
+    input(id, &dev, &nt);
+}
+
 static void register_dev1_on_2(void)
 {
     assert_int_equal(do_register(&X.f[2], 7, "dev1", "dev1", NULL), TETHER_COAP_CREATED);
@@ -378,16 +392,8 @@ static void test_observe_across_nodes(void **state)
     assert_true(cap_find(2, TETHER_LINK_PLAIN, 0, 50003, &r, -1) >= 0);
     assert_memory_equal(r.token, "cc", 2);
     /* a NON notification: each observer again, node 1's Observe growing */
-    tether_peer_t dev = dtls_peer(7, "dev1", TETHER_ROLE_DEVICE, 40000);
-    tether_coap_msg_t nt;
-    uint8_t six = 6;
-    tether_coap_msg_init(&nt, TETHER_COAP_NON, TETHER_COAP_CONTENT, 0x777);
-    tether_coap_msg_set_token(&nt, up.token, up.tkl);
-    tether_coap_msg_add_opt(&nt, TETHER_COAP_OPT_OBSERVE, &six, 1);
-    nt.payload = (const uint8_t *)"21";
-    nt.payload_len = 2;
     clear_cap();
-    input(2, &dev, &nt);
+    dev_notify(2, 7, up.token, up.tkl, 6, "21");
     assert_true(cap_find(1, TETHER_LINK_PLAIN, 0, 50001, &r, -1) >= 0);
     assert_int_equal(r.type, TETHER_COAP_NON);
     assert_int_equal(observe_of(&r), seq + 1);
@@ -533,6 +539,109 @@ static void test_aggregate_follows_adopted_device(void **state)
     X.drop = false;
 }
 
+/* The dead node's observe registry record, copied: key (without the node
+ * byte), upstream token and its first observer. */
+typedef struct {
+    uint8_t key[TETHER_STORE_KEY_MAX];
+    size_t key_len;
+    uint8_t utok[TETHER_STORE_TOKEN_MAX], utok_len;
+    tether_store_observer_t ob;
+} reg_copy_t;
+
+static void copy_cb(void *user, const tether_store_result_t *res)
+{
+    reg_copy_t *c = user;
+    if (res->rc != 0 || !res->rec || !res->rec->u.observe.nobservers)
+        return;
+    const tether_store_observe_t *o = &res->rec->u.observe;
+    c->key_len = o->key_len - 1;
+    memcpy(c->key, o->key, c->key_len);
+    c->utok_len = o->utok_len;
+    memcpy(c->utok, o->utok, o->utok_len);
+    c->ob = o->observers[0];
+}
+
+static void dev_rec_cb(void *user, const tether_store_result_t *res)
+{
+    if (res->rc == 0 && res->rec)
+        *(tether_store_device_t *)user = res->rec->u.device;
+}
+
+/* Node 2 dies and node 1 adopts its sessions (dev1's as 9, app1's as 21;
+ * SPEC S5): dev1 is registered on node 1 at once under node 2's
+ * registration id, and app1, which observed dev1 on node 2, observes it
+ * on node 1 from the registry record: node 1 registers with dev1 using
+ * node 2's token, and dev1's next notification reaches app1 with app1's
+ * own token, without app1 sending anything. */
+static void test_adopter_continues_registration_and_observer(void **state)
+{
+    (void)state;
+    register_dev1_on_2();
+    tether_peer_t app = dtls_peer(20, "app1", TETHER_ROLE_CLIENT, 50100);
+    tether_coap_msg_t m, up, r;
+    get_msg(&m, TETHER_COAP_CON, 0x600, "zz", "dev1", "temp", 0);
+    clear_cap();
+    input(2, &app, &m);
+    assert_true(cap_find(2, TETHER_LINK_DTLS, 7, 0, &up, -1) >= 0);
+    dev_answer(&up, "20", 2);
+    assert_true(cap_find(2, TETHER_LINK_DTLS, 20, 0, &r, -1) >= 0);
+    X.alive[2] = false;
+    X.drop = true;
+
+    tether_store_device_t dev;
+    memset(&dev, 0, sizeof dev);
+    tether_store_get(X.store, TETHER_STORE_DEVICE, (const uint8_t *)"dev1", 4, X.f[1].now,
+                     dev_rec_cb, &dev);
+    assert_int_equal(dev.node_id, 2);
+    char regid[TETHER_STORE_REGID_MAX];
+    snprintf(regid, sizeof regid, "%s", dev.regid);
+    tether_link_t l9 = dtls_peer(9, "dev1", TETHER_ROLE_DEVICE, 40001).link;
+    assert_int_equal(tether_node_device_adopt(X.f[1].node, &dev, &l9, X.f[1].now), 0);
+    tether_device_info_t info;
+    assert_int_equal(tether_node_device(X.f[1].node, "dev1", &info), 0);
+    assert_string_equal(info.regid, regid);
+    assert_true(info.online);
+    memset(&dev, 0, sizeof dev);
+    tether_store_get(X.store, TETHER_STORE_DEVICE, (const uint8_t *)"dev1", 4, X.f[1].now,
+                     dev_rec_cb, &dev);
+    assert_int_equal(dev.node_id, 1); /* the directory names the adopter */
+
+    reg_copy_t c;
+    memset(&c, 0, sizeof c);
+    uint64_t cursor = 0;
+    tether_store_scan(X.store, TETHER_STORE_OBSERVE, cursor, X.f[1].now, copy_cb, &c);
+    assert_true(c.key_len > 0);
+    assert_int_equal(c.ob.node_id, 2);
+    uint64_t origin;
+    memcpy(&origin, c.ob.link + 1, sizeof origin);
+    assert_true(origin == 20); /* app1's session on node 2 */
+    tether_peer_t app21 = dtls_peer(21, "app1", TETHER_ROLE_CLIENT, 50100);
+    clear_cap();
+    assert_int_equal(tether_node_observer_adopt(X.f[1].node, &app21, c.key, c.key_len, c.ob.token,
+                                                c.ob.tkl, c.utok, c.utok_len, X.f[1].now),
+                     0);
+    pump();
+    int i = -1;
+    do
+        i = cap_find(1, TETHER_LINK_DTLS, 9, 0, &up, i);
+    while (i >= 0 && (up.code != TETHER_COAP_GET || observe_of(&up) != 0));
+    assert_true(i >= 0);
+    assert_int_equal(up.tkl, c.utok_len);
+    assert_memory_equal(up.token, c.utok, c.utok_len); /* node 2's registration goes on */
+    clear_cap();
+    dev_notify(1, 9, c.utok, c.utok_len, 7, "22");
+    assert_true(cap_find(1, TETHER_LINK_DTLS, 21, 0, &r, -1) >= 0);
+    assert_int_equal(r.code, TETHER_COAP_CONTENT);
+    assert_memory_equal(r.token, "zz", 2);
+    assert_memory_equal(r.payload, "22", 2);
+    assert_int_equal(tether_node_stats(X.f[1].node)->observe_adopted, 1);
+    /* garbage from the store is refused */
+    assert_int_equal(tether_node_observer_adopt(X.f[1].node, &app21, c.key, 3, c.ob.token, c.ob.tkl,
+                                                c.utok, c.utok_len, X.f[1].now),
+                     TETHER_EPROTO);
+    X.drop = false;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -544,6 +653,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_aggregate_refreshed_then_device_node_dies, xsetup,
                                         xteardown),
         cmocka_unit_test_setup_teardown(test_aggregate_follows_adopted_device, xsetup, xteardown),
+        cmocka_unit_test_setup_teardown(test_adopter_continues_registration_and_observer, xsetup,
+                                        xteardown),
     };
     return cmocka_run_group_tests_name("xrelay", tests, NULL, NULL);
 }
