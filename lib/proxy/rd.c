@@ -295,7 +295,8 @@ int tether_node_device_adopt(tether_node_t *n, const tether_store_device_t *rec,
         if (rec->links && rec->links_len)
             tether_registry_set_links(d, rec->links, rec->links_len);
         d->registered_at = now;
-        tether_registry_set_lifetime(&n->reg, d, rec->lifetime_s ? rec->lifetime_s : 86400, now);
+        tether_registry_set_lifetime(&n->reg, d, rec->lifetime_s ? rec->lifetime_s : RD_LT_DEFAULT,
+                                     now);
         n->stats.devices_registered = n->reg.count;
     }
     tether_link_t l = *link;
