@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# The workers of one host (config key `workers`, SPEC S5, S9): one tetherd
+# with workers=2 serves one DTLS port from two processes, each a node of
+# the cluster (node ids 1 and 2, channel ports C and C+1, static
+# membership between them, no Redis). 200 simulated devices change source
+# port every ~3 s, so the kernel's 4-tuple hash would send about half of
+# their records to the other worker: the reuseport program steers each
+# CID record to the worker its node byte names, so no record is forwarded
+# between the workers (cluster.forwarded_records summed over them stays 0)
+# while every device keeps its session and answers. A worker killed with
+# SIGKILL is restarted on the same socket, so its reuseport slot (its bind
+# order) does not move: the records naming it still reach it, not its
+# sibling. workers=1 is the single process it always was.
+. "$(dirname "$0")/lib.sh"
+BENCH=$BUILD_DIR/tether-bench
+MASTER=00112233445566778899aabbccddeeff
+TOKEN=t0ken
+export TETHER_CLUSTER_KEY=cluster-key-of-the-workers-test TETHER_ADMIN_TOKEN=$TOKEN
+C=$((27000 + $$ % 20000))
+N=200
+for tool in jq curl; do
+    command -v "$tool" >/dev/null || { skip_needs "$tool"; finish; exit 0; }
+done
+
+cat >"$T/creds.json" <<JSON
+{"psk_derived": [{"identity_prefix": "dev", "role": "device", "master_hex": "$MASTER"}]}
+JSON
+conf() { # conf WORKERS [CLUSTER_JSON]
+    cat <<JSON
+{"node_id": 1, "workers": $1, "listen": ["coaps://127.0.0.1:0"],
+ "credentials_file": "$T/creds.json",
+ "dtls": {"handshake_rate_per_source": 0, "max_handshakes_per_source": 0}${2:+, $2}}
+JSON
+}
+conf 2 >"$T/nocluster.json"
+out=$("$TETHERD" --config "$T/nocluster.json" --check-config 2>&1)
+check "workers=2 without cluster.listen is refused at start, saying why" \
+    grep -q "workers need cluster.listen" <<<"$out" || note "$out"
+conf 2 "\"cluster\": {\"listen\": \"127.0.0.1:$C\"}" >"$T/w2.json"
+out=$("$TETHERD" --config "$T/w2.json" --node-id 255 --check-config 2>&1)
+check "node ids past 255 (node_id + workers - 1) are refused" grep -q "past 255" <<<"$out" ||
+    note "$out"
+
+start_tetherd w --config "$T/w2.json" || { finish; exit 1; }
+check "the supervisor logs 'workers ready' once both workers are up" \
+    wait_log "$w_LOG" '"msg":"workers ready","workers":"2","node_ids_from":"1","node_ids_to":"2"'
+mapfile -t ADM < <(grep '"component":"admin","msg":"listening"' "$w_LOG" |
+    sed -E 's/.*"port":"([0-9]+)".*/\1/')
+check "each worker has its own admin endpoint" test "${#ADM[@]}" = 2
+get() { curl -s --max-time 5 -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$1$2"; }
+stat() { get "$1" /stats | jq -r ".$2"; }
+sum() { echo $(($(stat "${ADM[0]}" "$1") + $(stat "${ADM[1]}" "$1"))); }
+ports=$(grep -c "\"msg\":\"listening\",\"host\":\"127.0.0.1\",\"port\":\"$w_PORT\"" "$w_LOG")
+check "both workers listen on the one DTLS port $w_PORT" test "$ports" = 2
+alive() { [ "$(stat "${ADM[0]}" cluster.nodes_alive)" = 2 ] && [ "$(stat "${ADM[1]}" cluster.nodes_alive)" = 2 ]; }
+check "the workers hear each other on the channel (static membership, no Redis)" poll 50 alive
+ids=$(for a in "${ADM[@]}"; do get "$a" /config | jq -r .node_id; done | tr '\n' ' ')
+check "worker node ids are 1 and 2 (node_id + worker index)" test "$ids" = "1 2 "
+
+"$BENCH" devices --server "127.0.0.1:$w_PORT" --count $N --identity-prefix dev \
+    --psk-master "$MASTER" --rebind-every 3 --stats-every 1 >"$T/devices.log" 2>&1 &
+PIDS+=("$!")
+DEV_PID=$!
+check "$N devices register" wait_log "$T/devices.log" "registered $N/$N" 30
+s0=$(stat "${ADM[0]}" sessions.active) s1=$(stat "${ADM[1]}" sessions.active)
+note "tunnels: worker 0 (node 1) $s0, worker 1 (node 2) $s1"
+check "both workers hold tunnels (handshakes spread by the kernel's hash)" \
+    bash -c '[ "$1" -gt 0 ] && [ "$2" -gt 0 ] && [ $(($1 + $2)) = "$3" ]' _ "$s0" "$s1" "$N"
+# Every device rebinds at least twice; every ping from a new port answered.
+line=$(wait_stats "$T/devices.log" "handshakes == $N && rebinds >= 2 * $N && pings >= 2 * $N && pongs == pings" 20)
+check "after $N x 2 rebinds every ping is answered and no device handshook again" test -n "$line"
+note "${line:-$(tail -n1 "$T/devices.log")}"
+fw=$(sum cluster.forwarded_records) unk=$(sum sessions.unknown_cid_dropped)
+note "forwarded between the workers: $fw; unknown CIDs dropped: $unk"
+check "no record was forwarded between the workers (cluster.forwarded_records = 0)" test "$fw" = 0
+check "no record reached a worker that does not hold its session" test "$unk" = 0
+check "no device needed a second handshake" test "$(sum sessions.handshakes_full)" = "$N"
+# Every device answers a request, sent on the worker that holds it.
+answered=0
+for a in "${ADM[@]}"; do
+    for name in $(get "$a" '/devices?limit=1000' | jq -r '.devices[].name'); do
+        code=$(curl -s --max-time 10 -X POST -H "Authorization: Bearer $TOKEN" \
+            "http://127.0.0.1:$a/devices/$name/request" -d '{"method": "GET", "path": "/count"}' |
+            jq -r .code)
+        [ "$code" = 2.05 ] && answered=$((answered + 1))
+    done
+done
+check "all $N devices answer GET /count after rebinding ($answered did)" test "$answered" = "$N"
+
+# Worker 0 dies: the supervisor restarts it on the same socket. Had its
+# socket left the group, worker 1's would have moved into slot 0 and every
+# record naming node 1 would now reach worker 1 and be forwarded.
+pid0=$(grep -m1 '"msg":"worker started","worker":"0"' "$w_LOG" | sed -E 's/.*"pid":"([0-9]+)".*/\1/')
+fw1=$(stat "${ADM[1]}" cluster.forwarded_records)
+kill -KILL "$pid0"
+check "the supervisor restarts worker 0" wait_log "$w_LOG" '"msg":"worker restarted","worker":"0"' 10
+new0=$(grep '"component":"admin","msg":"listening"' "$w_LOG" | sed -n 3p | sed -E 's/.*"port":"([0-9]+)".*/\1/')
+gets_old() { [ "$(stat "$new0" sessions.unknown_cid_dropped)" -gt 0 ]; }
+check "records naming node 1 reach the restarted worker 0 (its slot held)" poll 60 gets_old
+check "... and none of them went to worker 1 to be forwarded" \
+    test "$(stat "${ADM[1]}" cluster.forwarded_records)" = "$fw1"
+kill "$DEV_PID"
+wait "$DEV_PID" 2>/dev/null
+kill -TERM "$w_PID"
+check "SIGTERM stops the supervisor and both workers (exit 0)" wait "$w_PID"
+
+# workers=1: one process, as before: no supervisor, no reuseport group.
+conf 1 >"$T/w1.json"
+start_tetherd one --config "$T/w1.json" || { finish; exit 1; }
+check "workers=1 runs no supervisor" bash -c '! grep -q "\"component\":\"workers\"" "$1"' _ "$one_LOG"
+A1=$(admin_port one)
+check "workers=1: the process started is the node" \
+    test "$(get "$A1" /config | jq -r '.workers, .node_id' | tr '\n' ' ')" = "1 1 "
+"$BENCH" devices --server "127.0.0.1:$one_PORT" --count 20 --identity-prefix dev \
+    --psk-master "$MASTER" --rebind-every 1 --stats-every 1 >"$T/devices1.log" 2>&1 &
+PIDS+=("$!")
+check "workers=1: 20 rebinding devices keep their sessions, every ping answered" \
+    wait_stats "$T/devices1.log" 'handshakes == 20 && rebinds >= 20 && pongs == pings && pings >= 20' 15
+finish
