@@ -22,8 +22,11 @@ for tool in jq curl; do
     command -v "$tool" >/dev/null || { skip_needs "$tool"; finish; exit 0; }
 done
 
+APP1=app1-secret-key
 cat >"$T/creds.json" <<JSON
-{"psk_derived": [{"identity_prefix": "dev", "role": "device", "master_hex": "$MASTER"}]}
+{"psk_derived": [{"identity_prefix": "dev", "role": "device", "master_hex": "$MASTER"}],
+ "psk": [{"identity": "app1", "key_hex": "$(printf %s $APP1 | xxd -p)", "role": "client",
+          "allow": [{"devices": "dev*", "methods": ["GET"]}]}]}
 JSON
 conf() { # conf WORKERS [CLUSTER_JSON]
     cat <<JSON
@@ -103,6 +106,47 @@ kill "$DEV_PID"
 wait "$DEV_PID" 2>/dev/null
 kill -TERM "$w_PID"
 check "SIGTERM stops the supervisor and both workers (exit 0)" wait "$w_PID"
+
+# With Redis the workers share the device directory: a client whose flow
+# hashed to one worker reaches devices on the other (cluster.xrelay),
+# while the devices' own records are still never forwarded.
+if command -v redis-server >/dev/null && command -v coap-client-openssl >/dev/null; then
+    RP=$((C + 10))
+    mkdir -p "$T/redis"
+    redis-server --port "$RP" --bind 127.0.0.1 --save '' --appendonly no --dir "$T/redis" \
+        --logfile "$T/redis.log" &
+    PIDS+=("$!")
+    redis_up() { redis-cli -p "$RP" ping 2>/dev/null | grep -q PONG; }
+    check "redis-server starts" poll 50 redis_up
+    conf 2 "\"cluster\": {\"listen\": \"127.0.0.1:$((C + 4))\"}, \"redis_url\": \"redis://127.0.0.1:$RP\"" \
+        >"$T/wr.json"
+    start_tetherd wr --config "$T/wr.json" || { finish; exit 1; }
+    wait_log "$wr_LOG" '"msg":"workers ready"' || not_ok "both workers start with Redis"
+    mapfile -t ADM < <(grep '"component":"admin","msg":"listening"' "$wr_LOG" |
+        sed -E 's/.*"port":"([0-9]+)".*/\1/')
+    "$BENCH" devices --server "127.0.0.1:$wr_PORT" --count 40 --identity-prefix dev \
+        --psk-master "$MASTER" --rebind-every 2 --stats-every 1 >"$T/devicesr.log" 2>&1 &
+    PIDS+=("$!")
+    DEV_PID=$!
+    check "40 devices register on the workers (with Redis)" wait_log "$T/devicesr.log" 'registered 40/40' 20
+    lists_all() { [ "$(get "${ADM[0]}" '/devices?limit=100' | jq '.devices | length')" = 40 ]; }
+    check "worker 0 lists all 40 devices (the shared directory)" poll 50 lists_all
+    fails=0 pids=()
+    for k in 1 5 9 13 17 21 25 29 33 37; do # each coap-client run is a new flow
+        (timeout 10 coap-client-openssl -B 5 -u app1 -k "$APP1" -m get -O "3,dev$k" \
+            "coaps://127.0.0.1:$wr_PORT/temp" 2>&1 | grep -qE '^-?[0-9]+') &
+        pids+=("$!")
+    done
+    for p in "${pids[@]}"; do wait "$p" || fails=$((fails + 1)); done
+    check "10 DTLS clients GET 10 devices' /temp, wherever each landed: all 2.05" test "$fails" = 0
+    served=$(sum cluster.xrelay.served)
+    note "client requests relayed between the workers: $served"
+    check "some of them crossed between the workers (cluster.xrelay.served)" test "$served" -gt 0
+    check "devices' records were still never forwarded" test "$(sum cluster.forwarded_records)" = 0
+    kill "$DEV_PID"
+    kill -TERM "$wr_PID"
+    wait "$wr_PID" 2>/dev/null
+fi
 
 # workers=1: one process, as before: no supervisor, no reuseport group.
 conf 1 >"$T/w1.json"
