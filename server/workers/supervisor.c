@@ -36,6 +36,7 @@ typedef struct {
     unsigned n;
     int fds[TETHERD_MAX_LISTEN][TETHERD_MAX_WORKERS];
     int ready_rd, ready_wr, sigfd;
+    pid_t self; /* the supervisor */
     sigset_t mask, oldmask;
     child_t child[TETHERD_MAX_WORKERS];
     bool stopping, all_ready;
@@ -103,6 +104,8 @@ static void become_worker(sup_t *s, unsigned k, tetherd_worker_t *w)
     static char logbuf[16384];
     setvbuf(stderr, logbuf, _IOLBF, sizeof logbuf);
     prctl(PR_SET_PDEATHSIG, SIGTERM); /* the supervisor gone: drain and stop */
+    if (getppid() != s->self)         /* it went before the line above took effect */
+        _exit(1);
     sigprocmask(SIG_SETMASK, &s->oldmask, NULL);
     close(s->sigfd);
     close(s->ready_rd);
@@ -285,6 +288,7 @@ int tetherd_workers_start(tetherd_config_t *cfg, tetherd_worker_t *w)
         return 0;
     s.cfg = cfg;
     s.n = n;
+    s.self = getpid();
     int pfd[2];
     for (size_t l = 0; l < cfg->nlisten; l++)
         if (open_group(&s, l) < 0)
