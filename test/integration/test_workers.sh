@@ -57,8 +57,11 @@ ports=$(grep -c "\"msg\":\"listening\",\"host\":\"127.0.0.1\",\"port\":\"$w_PORT
 check "both workers listen on the one DTLS port $w_PORT" test "$ports" = 2
 alive() { [ "$(stat "${ADM[0]}" cluster.nodes_alive)" = 2 ] && [ "$(stat "${ADM[1]}" cluster.nodes_alive)" = 2 ]; }
 check "the workers hear each other on the channel (static membership, no Redis)" poll 50 alive
-ids=$(for a in "${ADM[@]}"; do get "$a" /config | jq -r .node_id; done | tr '\n' ' ')
-check "worker node ids are 1 and 2 (node_id + worker index)" test "$ids" = "1 2 "
+# The workers log concurrently: order their admin ports by node id.
+mapfile -t ADM < <(for a in "${ADM[@]}"; do echo "$(get "$a" /config | jq -r .node_id) $a"; done |
+    sort -n | tee "$T/adm" | cut -d' ' -f2)
+check "worker node ids are 1 and 2 (node_id + worker index)" \
+    test "$(cut -d' ' -f1 "$T/adm" | tr '\n' ' ')" = "1 2 "
 
 "$BENCH" devices --server "127.0.0.1:$w_PORT" --count $N --identity-prefix dev \
     --psk-master "$MASTER" --rebind-every 3 --stats-every 1 >"$T/devices.log" 2>&1 &
