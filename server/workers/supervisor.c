@@ -100,9 +100,6 @@ static int open_group(sup_t *s, size_t l)
 static void become_worker(sup_t *s, unsigned k, tetherd_worker_t *w)
 {
     char err[512];
-    /* Lines of all workers share one stderr: each leaves in one write. */
-    static char logbuf[16384];
-    setvbuf(stderr, logbuf, _IOLBF, sizeof logbuf);
     prctl(PR_SET_PDEATHSIG, SIGTERM); /* the supervisor gone: drain and stop */
     if (getppid() != s->self)         /* it went before the line above took effect */
         _exit(1);
@@ -286,6 +283,10 @@ int tetherd_workers_start(tetherd_config_t *cfg, tetherd_worker_t *w)
         w->listen_fd[l] = -1;
     if (n <= 1)
         return 0;
+    /* The supervisor and its workers share one stderr: each log line must
+     * leave in one write (the workers inherit the buffering). */
+    static char logbuf[16384];
+    setvbuf(stderr, logbuf, _IOLBF, sizeof logbuf);
     s.cfg = cfg;
     s.n = n;
     s.self = getpid();

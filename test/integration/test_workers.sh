@@ -109,6 +109,8 @@ kill "$DEV_PID"
 wait "$DEV_PID" 2>/dev/null
 kill -TERM "$w_PID"
 check "SIGTERM stops the supervisor and both workers (exit 0)" wait "$w_PID"
+check "every line the three processes logged is one whole JSON object (no interleaving)" \
+    bash -c 'while IFS= read -r l; do jq -e . >/dev/null 2>&1 <<<"$l" || exit 1; done <"$1"' _ "$w_LOG"
 
 # With Redis the workers share the device directory: a client whose flow
 # hashed to one worker reaches devices on the other (cluster.xrelay),
