@@ -40,7 +40,8 @@ typedef struct {
     sigset_t mask, oldmask;
     child_t child[TETHERD_MAX_WORKERS];
     bool stopping, all_ready;
-    int status; /* the supervisor's exit status */
+    uint64_t kill_at; /* stopping: workers still running then get SIGKILL (0: none yet) */
+    int status;       /* the supervisor's exit status */
 } sup_t;
 
 static uint64_t mono_ms(void)
@@ -155,6 +156,19 @@ static void signal_all(sup_t *s, int sig)
             kill(s->child[k].pid, sig);
 }
 
+/* Stops every worker with `sig`; those still running drain_timeout + 5 s
+ * later are killed, so a stop is bounded (SPEC S7) even when a worker
+ * hangs. */
+static void stop_all(sup_t *s, int sig)
+{
+    if (!s->stopping)
+        s->kill_at = mono_ms() + ((uint64_t)s->cfg->drain_timeout + 5) * 1000;
+    s->stopping = true;
+    for (unsigned k = 0; k < s->n; k++)
+        s->child[k].restart_at = 0;
+    signal_all(s, sig);
+}
+
 static unsigned running(const sup_t *s)
 {
     unsigned r = 0;
@@ -188,8 +202,7 @@ static void reap(sup_t *s)
             log_u(TETHER_LOG_ERROR, "worker failed to start; stopping", "worker", k, "status",
                   code);
             s->status = 1;
-            s->stopping = true;
-            signal_all(s, SIGTERM);
+            stop_all(s, SIGTERM);
             continue;
         }
         log_u(TETHER_LOG_WARN, "worker exited; restarting it in its slot", "worker", k, "status",
@@ -248,6 +261,14 @@ static int supervise(sup_t *s, tetherd_worker_t *w)
         }
         if (s->stopping && running(s) == 0)
             exit(s->status);
+        if (s->stopping && now >= s->kill_at) {
+            tether_log_kv(TETHER_LOG_WARN, "workers", "workers still running; killing them", NULL);
+            signal_all(s, SIGKILL);
+            s->status = 1;
+            s->kill_at = UINT64_MAX;
+        }
+        if (s->stopping && s->kill_at < next)
+            next = s->kill_at;
         struct pollfd p[2] = {{.fd = s->sigfd, .events = POLLIN},
                               {.fd = s->ready_rd, .events = POLLIN}};
         int timeout = next == UINT64_MAX ? -1 : (int)(next - now);
@@ -262,12 +283,10 @@ static int supervise(sup_t *s, tetherd_worker_t *w)
                 reap(s);
                 continue;
             }
-            if (sig == SIGTERM || sig == SIGINT) {
-                s->stopping = true;
-                for (unsigned k = 0; k < s->n; k++)
-                    s->child[k].restart_at = 0;
-            }
-            signal_all(s, sig); /* TERM drains, INT stops, HUP reloads */
+            if (sig == SIGTERM || sig == SIGINT)
+                stop_all(s, sig); /* TERM drains, INT stops */
+            else
+                signal_all(s, sig); /* HUP reloads */
         }
     }
 }
@@ -317,9 +336,8 @@ int tetherd_workers_start(tetherd_config_t *cfg, tetherd_worker_t *w)
         if (rc == 1)
             return 0;
         if (rc < 0) {
-            s.stopping = true;
             s.status = 1;
-            signal_all(&s, SIGTERM);
+            stop_all(&s, SIGTERM);
             break;
         }
     }

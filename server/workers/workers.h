@@ -27,7 +27,9 @@
  * socket's reuseport slot is its bind order and must not move), restarts
  * a worker that dies after it was ready (1 s later, on the same sockets:
  * the same slot), passes SIGTERM, SIGINT and SIGHUP to every worker and
- * exits when they all have. A worker that fails before it is ready stops
+ * exits when they all have (0 when all exited 0); a worker still running
+ * drain_timeout + 5 s after SIGTERM or SIGINT is killed (SIGKILL, exit
+ * 1), so a stop is bounded. A worker that fails before it is ready stops
  * the whole tetherd (exit 1): a configuration that cannot start is not
  * retried. It logs "workers ready" once every worker logged "ready".
  */

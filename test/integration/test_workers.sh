@@ -16,7 +16,21 @@ BENCH=$BUILD_DIR/tether-bench
 MASTER=00112233445566778899aabbccddeeff
 TOKEN=t0ken
 export TETHER_CLUSTER_KEY=cluster-key-of-the-workers-test TETHER_ADMIN_TOKEN=$TOKEN
-C=$((27000 + $$ % 20000))
+# free_run N: a port P with P .. P+N-1 all free for UDP now (the workers
+# take channel ports + k; other tests on this machine take ports too).
+free_run() {
+    local p k
+    for _ in $(seq 50); do
+        p=$((20000 + RANDOM % 40000))
+        for k in $(seq 0 $(($1 - 1))); do
+            [ -z "$(ss -Hlun "sport = :$((p + k))")" ] || continue 2
+        done
+        echo "$p"
+        return 0
+    done
+    return 1
+}
+C=$(free_run 2)
 N=200
 for tool in jq curl; do
     command -v "$tool" >/dev/null || { skip_needs "$tool"; finish; exit 0; }
@@ -31,7 +45,7 @@ JSON
 conf() { # conf WORKERS [CLUSTER_JSON]
     cat <<JSON
 {"node_id": 1, "workers": $1, "listen": ["coaps://127.0.0.1:0"],
- "credentials_file": "$T/creds.json",
+ "credentials_file": "$T/creds.json", "drain_timeout": 0,
  "dtls": {"handshake_rate_per_source": 0, "max_handshakes_per_source": 0}${2:+, $2}}
 JSON
 }
@@ -116,17 +130,18 @@ check "every line the three processes logged is one whole JSON object (no interl
 # hashed to one worker reaches devices on the other (cluster.xrelay),
 # while the devices' own records are still never forwarded.
 if command -v redis-server >/dev/null && command -v coap-client-openssl >/dev/null; then
-    RP=$((C + 10))
+    RP=$(free_run 1) CR=$(free_run 2)
     mkdir -p "$T/redis"
     redis-server --port "$RP" --bind 127.0.0.1 --save '' --appendonly no --dir "$T/redis" \
         --logfile "$T/redis.log" &
     PIDS+=("$!")
     redis_up() { redis-cli -p "$RP" ping 2>/dev/null | grep -q PONG; }
     check "redis-server starts" poll 50 redis_up
-    conf 2 "\"cluster\": {\"listen\": \"127.0.0.1:$((C + 4))\"}, \"redis_url\": \"redis://127.0.0.1:$RP\"" \
+    conf 2 "\"cluster\": {\"listen\": \"127.0.0.1:$CR\"}, \"redis_url\": \"redis://127.0.0.1:$RP\"" \
         >"$T/wr.json"
     start_tetherd wr --config "$T/wr.json" || { finish; exit 1; }
-    wait_log "$wr_LOG" '"msg":"workers ready"' || not_ok "both workers start with Redis"
+    check "both workers start with Redis" wait_log "$wr_LOG" '"msg":"workers ready"' ||
+        { sed 's/^/#   /' "$wr_LOG"; finish; exit 1; }
     mapfile -t ADM < <(grep '"component":"admin","msg":"listening"' "$wr_LOG" |
         sed -E 's/.*"port":"([0-9]+)".*/\1/')
     "$BENCH" devices --server "127.0.0.1:$wr_PORT" --count 40 --identity-prefix dev \
@@ -149,8 +164,17 @@ if command -v redis-server >/dev/null && command -v coap-client-openssl >/dev/nu
     check "some of them crossed between the workers (cluster.xrelay.served)" test "$served" -gt 0
     check "devices' records were still never forwarded" test "$(sum cluster.forwarded_records)" = 0
     kill "$DEV_PID"
+    # A worker that cannot stop (SIGSTOPped) does not hold the stop forever:
+    # drain_timeout (0 s) + 5 s after SIGTERM the supervisor kills it.
+    hung=$(grep -m1 '"msg":"worker started","worker":"1"' "$wr_LOG" | sed -E 's/.*"pid":"([0-9]+)".*/\1/')
+    kill -STOP "$hung"
+    t0=$SECONDS
     kill -TERM "$wr_PID"
     wait "$wr_PID" 2>/dev/null
+    rc=$? took=$((SECONDS - t0))
+    check "a hung worker is killed drain_timeout + 5 s after SIGTERM (took ${took} s, exit $rc)" \
+        bash -c '[ "$1" -ge 4 ] && [ "$1" -le 7 ] && [ "$2" = 1 ] && ! kill -0 "$3" 2>/dev/null &&
+                 grep -q "workers still running; killing them" "$4"' _ "$took" "$rc" "$hung" "$wr_LOG"
 fi
 
 # workers=1: one process, as before: no supervisor, no reuseport group.
