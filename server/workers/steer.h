@@ -29,7 +29,12 @@
  * like any node (cluster.forwarded_records counts it).
  *
  * Loads past the end of a datagram would make a classic BPF program
- * return 0 (worker 0): every load is guarded by a length check first. */
+ * return 0 (worker 0): every load is guarded by a length check first.
+ * A sender picks the worker its datagrams reach by the byte it writes
+ * (as it could by its source port under the hash): that is no privilege,
+ * since the worker still authenticates every record (an unknown CID is
+ * dropped), and a flood aimed at one worker is bounded there like a flood
+ * aimed at one node. */
 #ifndef TETHERD_WORKERS_STEER_H
 #define TETHERD_WORKERS_STEER_H
 
