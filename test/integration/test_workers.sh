@@ -17,11 +17,13 @@ MASTER=00112233445566778899aabbccddeeff
 TOKEN=t0ken
 export TETHER_CLUSTER_KEY=cluster-key-of-the-workers-test TETHER_ADMIN_TOKEN=$TOKEN
 # free_run N: a port P with P .. P+N-1 all free for UDP now (the workers
-# take channel ports + k; other tests on this machine take ports too).
+# take channel ports + k; other tests on this machine take ports too),
+# below the kernel's ephemeral range, where no client socket lands.
 free_run() {
-    local p k
+    local p k lo
+    read -r lo _ </proc/sys/net/ipv4/ip_local_port_range
     for _ in $(seq 50); do
-        p=$((20000 + RANDOM % 40000))
+        p=$((10000 + RANDOM % (lo - 10000 - $1)))
         for k in $(seq 0 $(($1 - 1))); do
             [ -z "$(ss -Hlun "sport = :$((p + k))")" ] || continue 2
         done
@@ -141,7 +143,7 @@ if command -v redis-server >/dev/null && command -v coap-client-openssl >/dev/nu
         >"$T/wr.json"
     start_tetherd wr --config "$T/wr.json" || { finish; exit 1; }
     check "both workers start with Redis" wait_log "$wr_LOG" '"msg":"workers ready"' ||
-        { sed 's/^/#   /' "$wr_LOG"; finish; exit 1; }
+        { sed 's/^/#   /' "$wr_LOG"; note "$(ss -Hluanp | grep -E ":($CR|$((CR + 1))) ")"; finish; exit 1; }
     mapfile -t ADM < <(grep '"component":"admin","msg":"listening"' "$wr_LOG" |
         sed -E 's/.*"port":"([0-9]+)".*/\1/')
     "$BENCH" devices --server "127.0.0.1:$wr_PORT" --count 40 --identity-prefix dev \
