@@ -6,9 +6,11 @@
  * is established and a settling time has passed, reads VmRSS again and
  * reports (after - before) / N. Each tunnel sends one CoAP ping once up,
  * as a device's keep-alive would (which also tells the server the
- * handshake's last flight arrived), and nothing more: they do not
- * register, so the figure is the DTLS session plus the demux tables, not a
- * device registry entry.
+ * handshake's last flight arrived), and nothing more: the figure is the
+ * DTLS session plus the demux tables. With --register each device instead
+ * registers (POST /rd?ep=NAME&lt=3600 with the link-format payload every
+ * simulated device sends, RFC 9176 §5.3), a CON retransmitted per RFC 7252
+ * §4.2 until its 2.01: the figure then includes the registry entry.
  *
  * A million tunnels need a million source addresses, not a million
  * sockets (the open-file limit stopped the old one-socket-per-tunnel bench
@@ -33,6 +35,7 @@
 #include "bench.h"
 #include "dtls_client.h"
 #include "peer.h"
+#include "tether/coap.h"
 #include "tether/creds.h"
 
 #define CMD "idle"
@@ -48,7 +51,7 @@ typedef struct {
     uint8_t master[64];
     size_t master_len;
     bench_dtls_cred_t single; /* --identity/--psk-hex: one identity for all */
-    bool json;
+    bool json, reg;
 } idle_opts_t;
 
 struct idle;
@@ -62,6 +65,11 @@ typedef struct {
     uint64_t deadline_ms; /* retransmission due */
     uint64_t giveup_ms;
     bool busy;
+    bool registering;   /* --register: the POST is out, its 2.01 awaited */
+    bench_con_t reg_rt; /* its retransmission (RFC 7252 §4.2) */
+    uint16_t reg_mid;
+    uint16_t reg_len;
+    uint8_t reg[512]; /* the POST as sent, for retransmissions */
 } idle_slot_t;
 
 typedef struct {
@@ -82,7 +90,8 @@ typedef struct idle {
     uint16_t *slot_of; /* per tunnel: its slot while handshaking, else IDLE_NONE */
     uint32_t next_tun; /* next tunnel to start */
     uint32_t up, inflight;
-    uint64_t retries, tx_errors;
+    uint64_t retries, tx_errors, reg_errors;
+    uint16_t next_mid;
     int64_t rss_before, rss_after;
     uint64_t t0_us, t_up_us;
     bool measured, stopping;
@@ -200,17 +209,76 @@ static void on_settled(uv_timer_t *t)
     bench_runner_stop(&I->runner);
 }
 
-static void tunnel_up(idle_t *I, idle_slot_t *sl)
+static const char idle_links[] = BENCH_DEVICE_LINKS;
+
+/* POST /rd?ep=NAME&lt=3600, link-format payload (RFC 9176 §5.3), as a CON. */
+static void reg_send(idle_t *I, idle_slot_t *sl)
 {
-    /* CoAP ping: an empty CON (RFC 7252 §4.3); the server answers RST. */
-    const uint8_t ping[4] = {0x40, 0x00, (uint8_t)(sl->tun >> 8), (uint8_t)sl->tun};
-    bench_dtls_write(&sl->dtls, ping, sizeof ping);
+    tether_coap_msg_t m;
+    char ep[80];
+    uint8_t cf[4], tok[2] = {(uint8_t)(sl->tun >> 8), (uint8_t)sl->tun};
+    size_t n = 0;
+    sl->reg_mid = I->next_mid++;
+    tether_coap_msg_init(&m, TETHER_COAP_CON, TETHER_COAP_POST, sl->reg_mid);
+    tether_coap_msg_set_token(&m, tok, sizeof tok);
+    snprintf(ep, sizeof ep, "ep=%s", sl->cred.identity);
+    tether_coap_msg_add_opt(&m, TETHER_COAP_OPT_URI_PATH, "rd", 2);
+    tether_coap_msg_add_opt(&m, TETHER_COAP_OPT_URI_QUERY, ep, strlen(ep));
+    tether_coap_msg_add_opt(&m, TETHER_COAP_OPT_URI_QUERY, "lt=3600", 7);
+    tether_coap_msg_add_opt(&m, TETHER_COAP_OPT_CONTENT_FORMAT, cf,
+                            tether_coap_uint_encode(TETHER_COAP_CF_LINK_FORMAT, cf));
+    m.payload = (const uint8_t *)idle_links;
+    m.payload_len = sizeof idle_links - 1;
+    if (tether_coap_encode(&m, sl->reg, sizeof sl->reg, &n) < 0)
+        return;
+    sl->reg_len = (uint16_t)n;
+    sl->registering = true;
+    bench_con_start(&sl->reg_rt, uv_now(I->loop));
+    bench_dtls_write(&sl->dtls, sl->reg, sl->reg_len);
+}
+
+static void tunnel_done(idle_t *I, idle_slot_t *sl)
+{
+    sl->registering = false;
     slot_free(sl);
     if (++I->up == I->o.count) {
         I->t_up_us = bench_now_us();
         bench_log(CMD, "connected %u/%u in %.1f s; settling %u s", I->up, I->o.count,
                   (double)(I->t_up_us - I->t0_us) / 1e6, I->o.settle_s);
         uv_timer_start(&I->settle, on_settled, (uint64_t)I->o.settle_s * 1000, 0);
+    }
+}
+
+static void tunnel_up(idle_t *I, idle_slot_t *sl)
+{
+    if (I->o.reg) {
+        reg_send(I, sl);
+        return;
+    }
+    /* CoAP ping: an empty CON (RFC 7252 §4.3); the server answers RST. */
+    const uint8_t ping[4] = {0x40, 0x00, (uint8_t)(sl->tun >> 8), (uint8_t)sl->tun};
+    bench_dtls_write(&sl->dtls, ping, sizeof ping);
+    tunnel_done(I, sl);
+}
+
+/* --register: the records of an established tunnel; its 2.01 ends it. */
+static void reg_input(idle_t *I, idle_slot_t *sl)
+{
+    const uint8_t *data;
+    size_t len;
+    while (sl->registering && bench_dtls_read(&sl->dtls, &data, &len)) {
+        tether_coap_msg_t m;
+        tether_coap_perr_t perr;
+        if (tether_coap_parse(&m, data, len, &perr) < 0 || m.mid != sl->reg_mid ||
+            m.type != TETHER_COAP_ACK)
+            continue; /* /rd answers piggybacked */
+        if (m.code == TETHER_COAP_CREATED || m.code == TETHER_COAP_CHANGED) {
+            tunnel_done(I, sl);
+            return;
+        }
+        if (m.code != TETHER_COAP_EMPTY && I->reg_errors++ == 0)
+            bench_log(CMD, "registration of %s answered %u.%02u", sl->cred.identity,
+                      (unsigned)(m.code >> 5), (unsigned)(m.code & 31));
     }
 }
 
@@ -223,7 +291,9 @@ static void on_datagram(idle_t *I, uint32_t sock, uint32_t dst, const uint8_t *b
         return; /* established (the ping's RST) or never started */
     idle_slot_t *sl = &I->slots[I->slot_of[tun]];
     int rc = bench_dtls_input(&sl->dtls, b, n);
-    if (rc == 1)
+    if (rc == 0 && sl->registering)
+        reg_input(I, sl);
+    else if (rc == 1)
         tunnel_up(I, sl);
     else if (rc < 0) { /* failed: try again from a fresh handshake */
         uint32_t t = sl->tun;
@@ -281,6 +351,20 @@ static void on_tick(uv_timer_t *t)
         idle_slot_t *sl = &I->slots[k];
         if (!sl->busy)
             continue;
+        if (sl->registering) { /* RFC 7252 §4.2, then a fresh handshake */
+            if (now < sl->reg_rt.deadline_ms)
+                continue;
+            if (bench_con_retry(&sl->reg_rt, now)) {
+                bench_dtls_write(&sl->dtls, sl->reg, sl->reg_len);
+                continue;
+            }
+            sl->registering = false;
+            uint32_t tun = sl->tun;
+            slot_free(sl);
+            I->retries++;
+            slot_start(I, sl, tun);
+            continue;
+        }
         if (now >= sl->giveup_ms || (now >= sl->deadline_ms && bench_dtls_timeout(&sl->dtls) < 0)) {
             uint32_t tun = sl->tun;
             slot_free(sl);
@@ -330,7 +414,9 @@ static void report(idle_t *I)
                               "rss_before", (json_int_t)I->rss_before, "rss_after",
                               (json_int_t)I->rss_after, "bytes_per_tunnel", per, "connect_s", hs_s,
                               "handshakes_per_s", hs_s > 0 ? I->o.count / hs_s : 0.0, "tunnels",
-                              "established, unregistered, idle", "retries", (json_int_t)I->retries);
+                              I->o.reg ? "established, registered, idle"
+                                       : "established, unregistered, idle",
+                              "retries", (json_int_t)I->retries);
         char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
         if (s)
             printf("%s\n", s);
@@ -338,8 +424,8 @@ static void report(idle_t *I)
         json_decref(o);
         return;
     }
-    printf("tunnels     %u established (unregistered, idle) in %.1f s (%llu retries)\n", I->o.count,
-           hs_s, (unsigned long long)I->retries);
+    printf("tunnels     %u established (%s, idle) in %.1f s (%llu retries)\n", I->o.count,
+           I->o.reg ? "registered" : "unregistered", hs_s, (unsigned long long)I->retries);
     printf("server rss  %.1f MiB before, %.1f MiB after\n", I->rss_before / 1048576.0,
            I->rss_after / 1048576.0);
     printf("per tunnel  %.0f bytes\n", per);
@@ -394,6 +480,7 @@ static void usage(FILE *f)
                "  --sockets S           UDP sockets the tunnels share (default 16); tunnel k\n"
                "                        sends from 127.1.0.0 + k/S: the server must be on\n"
                "                        127.0.0.0/8\n"
+               "  --register            each device registers (POST /rd, lifetime 3600 s)\n"
                "  --json                one JSON object\n");
 }
 
@@ -409,6 +496,7 @@ enum {
     O_IDENTITY,
     O_PSK,
     O_SOCKETS,
+    O_REGISTER,
 };
 
 static const struct option long_opts[] = {
@@ -424,6 +512,7 @@ static const struct option long_opts[] = {
     {"identity", required_argument, NULL, O_IDENTITY},
     {"psk-hex", required_argument, NULL, O_PSK},
     {"sockets", required_argument, NULL, O_SOCKETS},
+    {"register", no_argument, NULL, O_REGISTER},
     {NULL, 0, NULL, 0},
 };
 
@@ -450,6 +539,7 @@ static int idle_opt(void *ctx, int opt, const char *arg)
         strcpy(o->prefix, arg);
         return 0;
     case O_JSON: o->json = true; return 0;
+    case O_REGISTER: o->reg = true; return 0;
     case O_IDENTITY:
         if (bench_dtls_cred_set(&o->single, arg, NULL, 0) < 0)
             return bench_usage_error(CMD, "--identity must be 1..%d characters",
