@@ -7,6 +7,7 @@
 #include <strings.h>
 
 #include "proxy/group.h"
+#include "proxy/observe.h"
 #include "proxy/relay.h"
 #include "proxy/reply.h"
 #include "util/container.h"
@@ -15,7 +16,6 @@
 enum { G_DEADLINE = 1, G_PACE };
 
 #define NAME_KEY 16 /* two 64-bit digests of the lower-cased name */
-#define REPLY_FROM_MAX (3 + TETHER_IDENTITY_MAX)
 
 struct group_fan {
     tether_lnode_t ln;       /* in g->fans */
@@ -26,6 +26,10 @@ struct group_fan {
     uint8_t ctkl;
     uint8_t ctok[TETHER_COAP_MAX_TOKEN];
     bool drop_all; /* T' = 0: nobody wants the responses */
+    bool observe;  /* a group observation: members are observers (obs) */
+    bool expired;  /* T' passed; lives on while members observe */
+    bool ending;   /* its observers are being removed: no freeing meanwhile */
+    tether_list_t obs; /* member observers (tether_observer_t.in_group) */
     size_t nmembers, next;
     char **members; /* the members when the request came (names_pack) */
     uint16_t up_len;
@@ -140,9 +144,9 @@ int tether_group_remove(tether_node_t *n, const char *name)
     return 0;
 }
 
-/* Ends a fan-out: its member requests still out are cancelled, so late
- * responses find no request and are dropped (draft §3.4). */
-static void fan_end(tether_node_t *n, group_fan_t *f)
+/* Stops a fan-out's pacing and its member requests still out, so late
+ * responses find no request and are dropped (draft §3.5.1). */
+static void fan_stop(tether_node_t *n, group_fan_t *f)
 {
     tether_groups_t *g = &n->groups;
     while (f->subs.head) {
@@ -152,10 +156,92 @@ static void fan_end(tether_node_t *n, group_fan_t *f)
     }
     tether_heap_disarm(&g->timers, &f->deadline);
     tether_heap_disarm(&g->timers, &f->pace);
+}
+
+/* Ends a fan-out and frees it; member observers still listed are only
+ * detached (teardown: the observation table frees them). */
+static void fan_end(tether_node_t *n, group_fan_t *f)
+{
+    tether_groups_t *g = &n->groups;
+    fan_stop(n, f);
+    while (f->obs.head) {
+        tether_observer_t *ob = container_of(f->obs.head, tether_observer_t, in_group);
+        tether_list_del(&f->obs, &ob->in_group);
+        ob->group = NULL;
+    }
     tether_list_del(&g->fans, &f->ln);
     g->nfans--;
     free(f->members);
     free(f);
+}
+
+void tether_group_obs_left(tether_node_t *n, tether_observer_t *ob)
+{
+    group_fan_t *f = ob->group;
+    tether_list_del(&f->obs, &ob->in_group);
+    ob->group = NULL;
+    /* draft §3.5.2: after T' the group observation lives while one of its
+     * members' observations does */
+    if (f->expired && !f->ending && !f->obs.head)
+        fan_end(n, f);
+}
+
+void tether_group_obs_cancel(tether_node_t *n, group_fan_t *f, tether_time_t now)
+{
+    f->ending = true;
+    while (f->obs.head) /* the last observer of each cancels it on the device */
+        tether_observe_leave(n, container_of(f->obs.head, tether_observer_t, in_group), now);
+    fan_end(n, f);
+}
+
+/* T' passed for fan-out `f`. A plain one ends. A group observation keeps
+ * the members that sent a notification (draft §3.5.2: a 2.xx with
+ * Observe) and ends when none did; members silent so far are dropped,
+ * like late responses. */
+static void fan_expire(tether_node_t *n, group_fan_t *f, tether_time_t now)
+{
+    fan_stop(n, f);
+    f->ending = true;
+    for (tether_lnode_t *l = f->obs.head, *next; l; l = next) {
+        next = l->next;
+        tether_observer_t *ob = container_of(l, tether_observer_t, in_group);
+        if (!ob->notified)
+            tether_observe_leave(n, ob, now);
+    }
+    f->ending = false;
+    f->expired = true;
+    if (!f->obs.head)
+        fan_end(n, f);
+}
+
+/* The fan-out of client `link`'s group observation with token tok[tkl]. */
+static group_fan_t *fan_find_obs(const tether_groups_t *g, const tether_link_t *link,
+                                 const uint8_t *tok, size_t tkl)
+{
+    for (tether_lnode_t *l = g->fans.head; l; l = l->next) {
+        group_fan_t *f = container_of(l, group_fan_t, ln);
+        if (f->observe && f->ctkl == tkl && memcmp(f->ctok, tok, tkl) == 0 &&
+            tether_link_equal(&f->client, link))
+            return f;
+    }
+    return NULL;
+}
+
+void tether_group_link_down(tether_node_t *n, const tether_link_t *link, tether_time_t now)
+{
+    tether_groups_t *g = &n->groups;
+    for (tether_lnode_t *l = g->fans.head, *next; l; l = next) {
+        next = l->next;
+        group_fan_t *f = container_of(l, group_fan_t, ln);
+        if (!tether_link_equal(&f->client, link))
+            continue;
+        /* nobody left to answer: removing a fan-out's observers frees
+         * only that fan-out, so `next` stays valid */
+        if (f->observe)
+            tether_group_obs_cancel(n, f, now);
+        else
+            fan_end(n, f);
+    }
 }
 
 void tether_groups_free(tether_node_t *n)
@@ -193,7 +279,17 @@ static void fan_step(tether_node_t *n, group_fan_t *f, tether_time_t now)
             continue;
         }
         tether_coap_msg_t up = m;
-        int rc = tether_relay_group(n, d, &up, f, now);
+        int rc = TETHER_EINVAL;
+        if (f->observe) { /* draft §3.2.2: tether observes every member */
+            tether_observer_t *ob;
+            rc = tether_observe_group_join(n, d, &up, &f->client, f->ctok, f->ctkl, f, &ob, now);
+            if (rc == 0)
+                tether_list_push(&f->obs, &ob->in_group);
+            else if (rc == TETHER_ELIMIT)
+                rc = TETHER_ENOMEM; /* the observer bounds: this member is skipped */
+        }
+        if (rc == TETHER_EINVAL) /* not observable: a plain request */
+            rc = tether_relay_group(n, d, &up, f, now);
         if (rc == TETHER_ELIMIT)
             break; /* the proxy or the device's queue is full: next step */
         f->next++;
@@ -238,7 +334,15 @@ void tether_group_request(tether_node_t *n, const tether_peer_t *peer, const tet
     tether_groups_t *g = &n->groups;
     const tether_link_t *link = &peer->link;
     const tether_coap_opt_t *mt = tether_coap_msg_find_opt(req, n->conf.opt_multicast_timeout);
-    uint32_t tsec = 0;
+    uint32_t tsec = 0, ov = 1;
+    bool observing = (req->code == TETHER_COAP_GET || req->code == TETHER_COAP_FETCH) &&
+                     tether_coap_msg_get_uint(req, TETHER_COAP_OPT_OBSERVE, &ov) == 0;
+    /* RFC 7641 §3.6 through the proxy: Observe 1 with the token of a group
+     * observation cancels it at every member; Observe 0 with it registers
+     * anew. The request itself goes on like any group request. */
+    group_fan_t *old = observing ? fan_find_obs(g, link, req->token, req->tkl) : NULL;
+    if (old)
+        tether_group_obs_cancel(n, old, now);
     if (!mt || tether_coap_uint_decode(mt->val, mt->len, &tsec) < 0) {
         /* draft §3.2 step 3: the client must say it takes several
          * responses, and for how long; the option with value 0 (empty)
@@ -289,6 +393,7 @@ void tether_group_request(tether_node_t *n, const tether_peer_t *peer, const tet
     f->ctkl = req->tkl;
     memcpy(f->ctok, req->token, req->tkl);
     f->drop_all = tsec == 0;
+    f->observe = observing && ov == 0 && tsec > 0 && link->kind != TETHER_LINK_INTERNAL;
     tether_timer_init(&f->deadline);
     tether_timer_init(&f->pace);
     f->deadline.tag = G_DEADLINE;
@@ -308,7 +413,7 @@ void tether_group_request(tether_node_t *n, const tether_peer_t *peer, const tet
 }
 
 /* Reply-From (group.h): the CBOR CRI [-1, "<device>"]. */
-static size_t reply_from(const char *device, uint8_t out[REPLY_FROM_MAX])
+size_t tether_group_reply_from(const char *device, uint8_t out[TETHER_REPLY_FROM_MAX])
 {
     size_t dl = strlen(device), o = 0;
     out[o++] = 0x82; /* array of 2 */
@@ -329,9 +434,10 @@ void tether_group_answer(tether_node_t *n, group_fan_t *f, const char *device,
     if (f->drop_all)
         return;
     static tether_coap_msg_t out;
-    uint8_t rf[REPLY_FROM_MAX];
+    uint8_t rf[TETHER_REPLY_FROM_MAX];
     out = *resp;
-    if (tether_coap_msg_add_opt(&out, n->conf.opt_reply_from, rf, reply_from(device, rf)) < 0)
+    if (tether_coap_msg_add_opt(&out, n->conf.opt_reply_from, rf,
+                                tether_group_reply_from(device, rf)) < 0)
         return; /* no room for the one option that says who answered */
     n->groups.responses++;
     tether_reply_to(n, &f->client, TETHER_COAP_NON, 0, f->ctok, f->ctkl, true, &out, now);
@@ -342,7 +448,7 @@ void tether_group_tick(tether_node_t *n, tether_time_t now)
     tether_timer_t *t;
     while ((t = tether_heap_pop_due(&n->groups.timers, now))) {
         if (t->tag == G_DEADLINE)
-            fan_end(n, container_of(t, group_fan_t, deadline));
+            fan_expire(n, container_of(t, group_fan_t, deadline), now);
         else
             fan_step(n, container_of(t, group_fan_t, pace), now);
     }
