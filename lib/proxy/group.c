@@ -25,10 +25,10 @@ struct group_fan {
     tether_link_t client;
     uint8_t ctkl;
     uint8_t ctok[TETHER_COAP_MAX_TOKEN];
-    bool drop_all; /* T' = 0: nobody wants the responses */
-    bool observe;  /* a group observation: members are observers (obs) */
-    bool expired;  /* T' passed; lives on while members observe */
-    bool ending;   /* its observers are being removed: no freeing meanwhile */
+    bool drop_all;     /* T' = 0: nobody wants the responses */
+    bool observe;      /* a group observation: members are observers (obs) */
+    bool expired;      /* T' passed; lives on while members observe */
+    bool ending;       /* its observers are being removed: no freeing meanwhile */
     tether_list_t obs; /* member observers (tether_observer_t.in_group) */
     size_t nmembers, next;
     char **members; /* the members when the request came (names_pack) */
@@ -308,13 +308,13 @@ static size_t snapshot(const tether_node_t *n, const tether_group_t *grp, char *
 {
     *out = NULL;
     if (!grp->pattern[0]) {
-        size_t k = grp->nmembers < n->conf.group_max_members ? grp->nmembers
-                                                              : n->conf.group_max_members;
+        size_t k =
+            grp->nmembers < n->conf.group_max_members ? grp->nmembers : n->conf.group_max_members;
         *out = names_pack((const char *const *)grp->members, k);
         return *out ? k : 0;
     }
-    size_t cap = n->reg.count < n->conf.group_max_members ? n->reg.count
-                                                           : n->conf.group_max_members;
+    size_t cap =
+        n->reg.count < n->conf.group_max_members ? n->reg.count : n->conf.group_max_members;
     const char **names = cap ? malloc(cap * sizeof *names) : NULL;
     size_t k = 0;
     for (const tether_lnode_t *l = n->reg.order.head; names && l && k < cap; l = l->next) {

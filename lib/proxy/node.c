@@ -297,7 +297,7 @@ void tether_node_link_down(tether_node_t *n, const tether_link_t *link, tether_t
     if (d)
         tether_registry_link_down(&n->reg, d);
     tether_cx_link_down(n->cx, link, now);
-    tether_group_link_down(n, link, now); /* before its observers go one by one */
+    tether_group_link_down(n, link, now);   /* before its observers go one by one */
     tether_observe_link_down(n, link, now); /* a client session: its observations end */
     tether_xrelay_link_down(n, link, now);
     if (d)

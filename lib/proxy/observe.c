@@ -170,8 +170,8 @@ void tether_observe_leave(tether_node_t *n, tether_observer_t *ob, tether_time_t
  * is not cancelled: it ended it, or is gone. `device`: resp is the
  * device's; tether's own verdicts are not a group member's response and
  * do not go to group observations (group.h). */
-static void obs_end(tether_node_t *n, tether_observation_t *o, tether_coap_msg_t *resp,
-                    bool device, tether_time_t now)
+static void obs_end(tether_node_t *n, tether_observation_t *o, tether_coap_msg_t *resp, bool device,
+                    tether_time_t now)
 {
     uint8_t buf[TETHER_MSG_MAX], rf[TETHER_REPLY_FROM_MAX];
     size_t len;

@@ -154,7 +154,6 @@ static void test_fanout_paced_until_timeout(void **state)
     assert_int_equal(tether_node_pending(f->node), 0);
 }
 
-
 /* A group GET with Observe `ov` and Multicast-Timeout 2 from `c`. */
 static size_t group_observe(fx_t *f, const tether_peer_t *c, int ov)
 {
@@ -184,8 +183,8 @@ static void dev_observe_req(fx_t *f, uint64_t id, uint8_t tok[4], uint16_t *mid)
 }
 
 /* Device `name` on session `id` notifies (type, mid) with Observe `seq`. */
-static void dev_notify(fx_t *f, uint64_t id, const char *name, const uint8_t tok[4],
-                       uint8_t type, uint16_t mid, uint8_t seq, const char *value)
+static void dev_notify(fx_t *f, uint64_t id, const char *name, const uint8_t tok[4], uint8_t type,
+                       uint16_t mid, uint8_t seq, const char *value)
 {
     tether_peer_t dev = dtls_peer(id, name, TETHER_ROLE_DEVICE, 40000);
     tether_coap_msg_t r;
