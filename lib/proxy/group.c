@@ -95,10 +95,10 @@ static void group_free(tether_groups_t *g, tether_group_t *grp)
     free(grp);
 }
 
-int tether_group_set(tether_node_t *n, const char *name, const char *pattern,
-                     const char *const *members, size_t nmembers)
+int tether_group_check(const tether_node_t *n, const char *name, const char *pattern,
+                       const char *const *members, size_t nmembers)
 {
-    tether_groups_t *g = &n->groups;
+    const tether_groups_t *g = &n->groups;
     size_t nl = strlen(name), pl = pattern ? strlen(pattern) : 0;
     /* one way of naming members: a list or a pattern (SPEC S11) */
     if (!nl || nl >= TETHER_IDENTITY_MAX || pl >= TETHER_IDENTITY_MAX || (pl && nmembers) ||
@@ -109,9 +109,20 @@ int tether_group_set(tether_node_t *n, const char *name, const char *pattern,
     for (size_t i = 0; i < nmembers; i++)
         if (!members[i][0] || strlen(members[i]) >= TETHER_IDENTITY_MAX)
             return TETHER_EINVAL;
-    tether_group_t *old = tether_group_find(g, name);
-    if (!old && g->ngroups >= n->conf.max_groups)
+    if (!tether_group_find(g, name) && g->ngroups >= n->conf.max_groups)
         return TETHER_ELIMIT;
+    return 0;
+}
+
+int tether_group_set(tether_node_t *n, const char *name, const char *pattern,
+                     const char *const *members, size_t nmembers)
+{
+    tether_groups_t *g = &n->groups;
+    size_t nl = strlen(name), pl = pattern ? strlen(pattern) : 0;
+    int rc = tether_group_check(n, name, pattern, members, nmembers);
+    if (rc < 0)
+        return rc;
+    tether_group_t *old = tether_group_find(g, name);
     tether_group_t *grp = calloc(1, sizeof *grp);
     if (!grp || (nmembers && !(grp->members = names_pack(members, nmembers)))) {
         free(grp);

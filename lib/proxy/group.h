@@ -104,6 +104,7 @@ typedef struct {
     size_t nfans;
     tether_heap_t timers; /* fan-outs' T' deadlines and pacing steps */
     uint64_t seed;
+    int *op_rc; /* the store write in progress (group_store.c) */
     /* counters for tether_node_stats */
     uint64_t requests, members_sent, responses, late_dropped, rejected;
 } tether_groups_t;
@@ -119,6 +120,13 @@ tether_group_t *tether_group_find(const tether_groups_t *g, const char *name);
  * TETHER_ELIMIT beyond max_groups or group_max_members; TETHER_ENOMEM. */
 int tether_group_set(tether_node_t *n, const char *name, const char *pattern,
                      const char *const *members, size_t nmembers);
+/* The store's GROUP records onto the table (group_store.c): the watcher
+ * is registered, 0 or TETHER_ELIMIT; and removed. */
+int tether_group_store_init(tether_node_t *n);
+void tether_group_store_free(tether_node_t *n);
+/* What tether_group_set would answer, without defining anything. */
+int tether_group_check(const tether_node_t *n, const char *name, const char *pattern,
+                       const char *const *members, size_t nmembers);
 /* 0, or TETHER_ENOTFOUND. Running fan-outs keep going. */
 int tether_group_remove(tether_node_t *n, const char *name);
 

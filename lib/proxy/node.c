@@ -109,8 +109,12 @@ int tether_node_create(const tether_node_conf_t *conf, const tether_creds_t *cre
         goto fail_bounds;
     if ((rc = tether_groups_init(&n->groups, conf->seed ^ 0x9e3779b97f4a7c15ull)) < 0)
         goto fail_groups;
+    if ((rc = tether_group_store_init(n)) < 0)
+        goto fail_group_store;
     *out = n;
     return 0;
+fail_group_store:
+    tether_groups_free(n);
 fail_groups:
     tether_bounds_free(&n->bounds);
 fail_bounds:
@@ -137,7 +141,8 @@ void tether_node_destroy(tether_node_t *n)
     if (!n)
         return;
     tether_xrelay_free(n);
-    tether_bw_free(n);        /* before the requests of its transfers */
+    tether_bw_free(n); /* before the requests of its transfers */
+    tether_group_store_free(n);
     tether_groups_free(n);    /* before the member requests of its fan-outs */
     tether_obs_free(&n->obs); /* before the devices that list observations */
     tether_timer_t *t;

@@ -32,6 +32,12 @@ int tether_store_rec_key(const tether_store_rec_t *rec, uint8_t buf[1], const ui
         if (n > TETHER_STORE_CID_MAX)
             return TETHER_EINVAL;
         break;
+    case TETHER_STORE_GROUP:
+        k = (const uint8_t *)rec->u.group.name;
+        n = strnlen(rec->u.group.name, sizeof rec->u.group.name);
+        if (n == sizeof rec->u.group.name)
+            return TETHER_EINVAL;
+        break;
     case TETHER_STORE_NODE:
         buf[0] = rec->u.node.node_id;
         k = buf;
@@ -71,7 +77,10 @@ int tether_store_scan(tether_store_t *s, tether_store_kind_t kind, uint64_t curs
     return s->ops->scan(s, kind, cursor, now, cb, user);
 }
 
-void tether_store_tick(tether_store_t *s, tether_time_t now) { s->ops->tick(s, now); }
+void tether_store_tick(tether_store_t *s, tether_time_t now)
+{
+    s->ops->tick(s, now);
+}
 
 tether_time_t tether_store_next_deadline(const tether_store_t *s)
 {

@@ -45,7 +45,10 @@ typedef struct {
     size_t count, max;
 } mem_t;
 
-static bool kind_ok(tether_store_kind_t k) { return k >= TETHER_STORE_DEVICE && k < TETHER_STORE_KINDS; }
+static bool kind_ok(tether_store_kind_t k)
+{
+    return k >= TETHER_STORE_DEVICE && k < TETHER_STORE_KINDS;
+}
 
 static size_t map_key(const mem_t *m, tether_store_kind_t kind, const uint8_t *key, size_t len,
                       uint8_t out[MAP_KEY_LEN])
@@ -79,6 +82,7 @@ static size_t var_size(const tether_store_rec_t *r)
     case TETHER_STORE_OBSERVE:
         return r->u.observe.nobservers * sizeof *r->u.observe.observers + r->u.observe.key_len;
     case TETHER_STORE_SESSION: return r->u.session.blob_len;
+    case TETHER_STORE_GROUP: return r->u.group.members_len;
     default: return 0;
     }
 }
@@ -121,6 +125,11 @@ static void var_copy(tether_store_rec_t *dst, const tether_store_rec_t *src, uin
         if (src->u.session.blob_len)
             memcpy(data, src->u.session.blob, src->u.session.blob_len);
         dst->u.session.blob = data;
+        break;
+    case TETHER_STORE_GROUP:
+        if (src->u.group.members_len)
+            memcpy(data, src->u.group.members, src->u.group.members_len);
+        dst->u.group.members = (const char *)data;
         break;
     default: break;
     }
@@ -165,8 +174,8 @@ static void entry_drop(mem_t *m, entry_t *e)
     tether_store_notify(&m->base, kind, key, kl, 0);
 }
 
-static int mem_get(tether_store_t *s, tether_store_kind_t kind, const uint8_t *key,
-                   size_t key_len, tether_time_t now, tether_store_cb cb, void *user)
+static int mem_get(tether_store_t *s, tether_store_kind_t kind, const uint8_t *key, size_t key_len,
+                   tether_time_t now, tether_store_cb cb, void *user)
 {
     mem_t *m = (mem_t *)s;
     if (!kind_ok(kind) || !key_len || key_len > TETHER_STORE_KEY_MAX)
@@ -241,9 +250,8 @@ fail:
     return 0;
 }
 
-static int mem_del(tether_store_t *s, tether_store_kind_t kind, const uint8_t *key,
-                   size_t key_len, uint64_t expect, tether_time_t now, tether_store_cb cb,
-                   void *user)
+static int mem_del(tether_store_t *s, tether_store_kind_t kind, const uint8_t *key, size_t key_len,
+                   uint64_t expect, tether_time_t now, tether_store_cb cb, void *user)
 {
     mem_t *m = (mem_t *)s;
     if (!kind_ok(kind) || !key_len || key_len > TETHER_STORE_KEY_MAX)
@@ -265,8 +273,8 @@ static int mem_del(tether_store_t *s, tether_store_kind_t kind, const uint8_t *k
 
 /* Linear in the records of `kind` created before the cursor: scans serve
  * operators and resyncs, not the request path. */
-static int mem_scan(tether_store_t *s, tether_store_kind_t kind, uint64_t cursor,
-                    tether_time_t now, tether_store_cb cb, void *user)
+static int mem_scan(tether_store_t *s, tether_store_kind_t kind, uint64_t cursor, tether_time_t now,
+                    tether_store_cb cb, void *user)
 {
     mem_t *m = (mem_t *)s;
     if (!kind_ok(kind))

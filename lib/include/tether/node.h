@@ -244,6 +244,18 @@ TETHER_API int tether_node_group_set(tether_node_t *node, const char *name, cons
                                      const char *const *members, size_t nmembers);
 /* 0 or TETHER_ENOTFOUND. */
 TETHER_API int tether_node_group_remove(tether_node_t *node, const char *name);
+/* The same through the state store (lib/proxy/group_store.c), so every
+ * node sharing it (Redis) has the group; the node applies it when the
+ * store tells it, at once for its own write. Results as
+ * tether_node_group_set, or the store's (TETHER_ELIMIT: the store is
+ * full; TETHER_EIO). */
+TETHER_API int tether_node_group_put(tether_node_t *node, const char *name, const char *pattern,
+                                     const char *const *members, size_t nmembers,
+                                     tether_time_t now);
+/* Deletes the stored group; a group the store does not have (a
+ * groups_file group) is removed from this node only. 0 or
+ * TETHER_ENOTFOUND. */
+TETHER_API int tether_node_group_del(tether_node_t *node, const char *name, tether_time_t now);
 /* The group called `name`; its strings are valid until the group changes.
  * 0 or TETHER_ENOTFOUND. */
 TETHER_API int tether_node_group(const tether_node_t *node, const char *name,
