@@ -10,6 +10,7 @@
 #include "proxy/observe.h"
 #include "proxy/relay.h"
 #include "proxy/reply.h"
+#include "proxy/xrelay.h"
 #include "util/container.h"
 #include "util/hash.h"
 
@@ -22,6 +23,7 @@ struct group_fan {
     tether_timer_t deadline; /* T' */
     tether_timer_t pace;     /* the next batch of members */
     tether_list_t subs;      /* member requests out (relay_req_t.in_fan) */
+    tether_list_t xsubs;     /* ... relayed to other nodes (xrelay.c) */
     tether_link_t client;
     uint8_t ctkl;
     uint8_t ctok[TETHER_COAP_MAX_TOKEN];
@@ -165,6 +167,7 @@ static void fan_stop(tether_node_t *n, group_fan_t *f)
         g->late_dropped++;
         tether_relay_cancel(n, r); /* detaches it from f */
     }
+    g->late_dropped += tether_xrelay_group_cancel(n, &f->xsubs);
     tether_heap_disarm(&g->timers, &f->deadline);
     tether_heap_disarm(&g->timers, &f->pace);
 }
@@ -285,11 +288,21 @@ static void fan_step(tether_node_t *n, group_fan_t *f, tether_time_t now)
     }
     for (uint32_t sent = 0; f->next < f->nmembers && sent < n->conf.group_pacing_burst;) {
         tether_device_t *d = tether_registry_find_host(&n->reg, f->members[f->next]);
-        if (!d) { /* not registered here (any more): no server to answer */
-            f->next++;
-            continue;
-        }
         tether_coap_msg_t up = m;
+        if (!d || !d->link_up) {
+            /* Its tunnel may be on another node (xrelay.h): a plain
+             * request there (group.h). Else one registered here waits for
+             * its tunnel like any request; no server answers for the rest. */
+            int rc = tether_xrelay_group(n, &up, f->members[f->next], f, now);
+            if (rc == TETHER_ELIMIT)
+                break;
+            if (rc == 0 || !d) {
+                f->next++;
+                sent += rc == 0;
+                g->members_sent += rc == 0;
+                continue;
+            }
+        }
         int rc = TETHER_EINVAL;
         if (f->observe) { /* draft §3.2.2: tether observes every member */
             tether_observer_t *ob;
@@ -313,9 +326,59 @@ static void fan_step(tether_node_t *n, group_fan_t *f, tether_time_t now)
         tether_heap_arm(&g->timers, &f->pace, now + n->conf.group_pacing_interval_ms);
 }
 
+/* Names gathered for a snapshot: borrowed (this node's devices) or owned
+ * (copies of directory records, which live only during the store's
+ * callback), in a growing array. */
+typedef struct {
+    const tether_node_t *n;
+    const char *pattern;
+    const char **names;
+    size_t k, cap, max, first_owned;
+    uint64_t cursor;
+    bool more, nomem;
+} gather_t;
+
+static void gather(gather_t *s, const char *name, bool copy)
+{
+    if (s->k == s->cap) {
+        size_t nc = s->cap ? 2 * s->cap : 16;
+        const char **nn = realloc(s->names, nc * sizeof *nn);
+        if (!nn) {
+            s->nomem = true;
+            return;
+        }
+        s->names = nn;
+        s->cap = nc;
+    }
+    const char *v = copy ? strdup(name) : name;
+    if (!v) {
+        s->nomem = true;
+        return;
+    }
+    s->names[s->k++] = v;
+}
+
+/* One directory record: another node's device matching the pattern. */
+static void dir_one(void *user, const tether_store_result_t *res)
+{
+    gather_t *s = user;
+    s->more = res->rc == 0 && res->rec && res->cursor;
+    if (!s->more)
+        return;
+    s->cursor = res->cursor;
+    const tether_store_device_t *d = &res->rec->u.device;
+    if (d->node_id && d->node_id != s->n->conf.node_id &&
+        !tether_registry_find_host(&s->n->reg, d->name) &&
+        fnmatch(s->pattern, d->name, FNM_NOESCAPE) == 0)
+        gather(s, d->name, true);
+}
+
 /* The members of grp as they are now, at most conf.group_max_members:
- * the list, or the registered devices matching the pattern. */
-static size_t snapshot(const tether_node_t *n, const tether_group_t *grp, char ***out)
+ * the list, or the devices matching the pattern, this node's first, then
+ * those the directory has on other nodes (the store answers from its
+ * replica at once, no Redis round trip: xrelay.h). */
+static size_t snapshot(const tether_node_t *n, const tether_group_t *grp, tether_time_t now,
+                       char ***out)
 {
     *out = NULL;
     if (!grp->pattern[0]) {
@@ -324,17 +387,23 @@ static size_t snapshot(const tether_node_t *n, const tether_group_t *grp, char *
         *out = names_pack((const char *const *)grp->members, k);
         return *out ? k : 0;
     }
-    size_t cap =
-        n->reg.count < n->conf.group_max_members ? n->reg.count : n->conf.group_max_members;
-    const char **names = cap ? malloc(cap * sizeof *names) : NULL;
-    size_t k = 0;
-    for (const tether_lnode_t *l = n->reg.order.head; names && l && k < cap; l = l->next) {
+    gather_t s = {.n = n, .pattern = grp->pattern, .max = n->conf.group_max_members, .more = true};
+    for (const tether_lnode_t *l = n->reg.order.head; l && s.k < s.max && !s.nomem; l = l->next) {
         const tether_device_t *d = container_of(l, tether_device_t, order);
         if (fnmatch(grp->pattern, d->rec.name, FNM_NOESCAPE) == 0)
-            names[k++] = d->rec.name;
+            gather(&s, d->rec.name, false);
     }
-    *out = names_pack(names, k);
-    free(names);
+    s.first_owned = s.k;
+    while (s.more && s.k < s.max && !s.nomem) {
+        s.more = false; /* a store that does not answer at once ends it */
+        if (tether_store_scan(n->store, TETHER_STORE_DEVICE, s.cursor, now, dir_one, &s) < 0)
+            break;
+    }
+    size_t k = s.k < s.max ? s.k : s.max;
+    *out = names_pack(s.names, k);
+    for (size_t i = s.first_owned; i < s.k; i++)
+        free((char *)s.names[i]);
+    free(s.names);
     return *out ? k : 0;
 }
 
@@ -399,7 +468,7 @@ void tether_group_request(tether_node_t *n, const tether_peer_t *peer, const tet
         return;
     }
     f->up_len = (uint16_t)len;
-    f->nmembers = snapshot(n, grp, &f->members);
+    f->nmembers = snapshot(n, grp, now, &f->members);
     f->client = *link;
     f->ctkl = req->tkl;
     memcpy(f->ctok, req->token, req->tkl);
@@ -469,6 +538,11 @@ tether_time_t tether_group_next_deadline(const tether_node_t *n)
 {
     const tether_timer_t *t = tether_heap_top(&n->groups.timers);
     return t ? t->at : UINT64_MAX;
+}
+
+tether_list_t *tether_group_xsubs(group_fan_t *f)
+{
+    return &f->xsubs;
 }
 
 void tether_group_attach(group_fan_t *f, relay_req_t *r)

@@ -143,6 +143,9 @@ void tether_group_answer(tether_node_t *n, group_fan_t *f, const char *device,
                          const tether_coap_msg_t *resp, tether_time_t now);
 /* Member request `r` joins fan-out `f` (relay.c, tether_relay_group). */
 void tether_group_attach(group_fan_t *f, struct relay_req *r);
+/* The fan-out's member requests relayed to other nodes (xrelay.c links
+ * them here). */
+tether_list_t *tether_group_xsubs(group_fan_t *f);
 /* Member request `r` is being freed: it leaves its fan-out. */
 void tether_group_detach(struct relay_req *r);
 /* Group observations (see above). Member observer `ob` is being removed
