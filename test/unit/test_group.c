@@ -348,6 +348,55 @@ static void test_acl(void **state)
     assert_int_equal(m.code, TETHER_COAP_UNAUTHORIZED);
 }
 
+/* Groups through the state store (group_store.c): the node's own put and
+ * delete, and another writer's records (another node's, through Redis),
+ * reach the table; a groups_file group (set directly) is deleted locally. */
+static void test_group_store(void **state)
+{
+    fx_t *f = *state;
+    tether_store_t *store;
+    assert_int_equal(tether_store_mem_create(64, &store), 0);
+    tether_node_destroy(f->node);
+    tether_node_conf_t c;
+    tether_node_conf_defaults(&c);
+    c.store = store;
+    assert_int_equal(tether_node_create(&c, f->creds, &f->node), 0);
+    tether_group_info_t info;
+    const char *m[] = {"dev1", "dev2"};
+    assert_int_equal(tether_node_group_put(f->node, "Floor", NULL, m, 2, f->now), 0);
+    assert_int_equal(tether_node_group(f->node, "floor", &info), 0);
+    assert_int_equal(info.nmembers, 2);
+    assert_string_equal(info.member[1], "dev2");
+    assert_int_equal(tether_node_group_put(f->node, "bad", "x*", m, 2, f->now), TETHER_EINVAL);
+    /* redefined in another case: the same record, the first spelling */
+    assert_int_equal(tether_node_group_put(f->node, "FLOOR", "dev*", NULL, 0, f->now), 0);
+    assert_int_equal(tether_node_group(f->node, "floor", &info), 0);
+    assert_string_equal(info.name, "Floor");
+    assert_string_equal(info.pattern, "dev*");
+    /* another writer's record */
+    tether_store_rec_t rec = {.kind = TETHER_STORE_GROUP};
+    strcpy(rec.u.group.name, "hall");
+    rec.u.group.members = "dev9";
+    rec.u.group.members_len = 5;
+    rec.u.group.nmembers = 1;
+    assert_int_equal(tether_store_put(store, &rec, TETHER_STORE_ANY, 0, f->now, NULL, NULL), 0);
+    assert_int_equal(tether_node_group(f->node, "hall", &info), 0);
+    assert_string_equal(info.member[0], "dev9");
+    assert_int_equal(tether_store_del(store, TETHER_STORE_GROUP, (const uint8_t *)"hall", 4,
+                                      TETHER_STORE_ANY, f->now, NULL, NULL),
+                     0);
+    assert_int_equal(tether_node_group(f->node, "hall", &info), TETHER_ENOTFOUND);
+    assert_int_equal(tether_node_group_del(f->node, "floor", f->now), 0);
+    assert_int_equal(tether_node_group(f->node, "Floor", &info), TETHER_ENOTFOUND);
+    /* a local group is not in the store: removed here */
+    assert_int_equal(tether_node_group_set(f->node, "local", "d*", NULL, 0), 0);
+    assert_int_equal(tether_node_group_del(f->node, "local", f->now), 0);
+    assert_int_equal(tether_node_group_del(f->node, "local", f->now), TETHER_ENOTFOUND);
+    tether_node_destroy(f->node);
+    f->node = NULL;
+    tether_store_destroy(store);
+}
+
 static void test_table(void **state)
 {
     fx_t *f = *state;
@@ -395,6 +444,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_group_observe_reset, setup, teardown),
         cmocka_unit_test_setup_teardown(test_acl, setup, teardown),
         cmocka_unit_test_setup_teardown(test_table, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_group_store, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
