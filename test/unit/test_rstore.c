@@ -180,8 +180,7 @@ static void test_failover_records(void **state)
     char *json;
     tetherd_rrec_t out;
     assert_int_equal(tetherd_rrec_encode(&rec, NULL, "k", 1, &json), 0);
-    assert_int_equal(
-        tetherd_rrec_decode(TETHER_STORE_SESSION, json, strlen(json), NULL, "k", 1, &out), 0);
+    assert_int_equal(tetherd_rrec_decode(TETHER_STORE_SESSION, json, strlen(json), NULL, "k", 1, &out), 0);
     assert_int_equal(out.rec.u.session.node_id, 2);
     assert_true(out.rec.u.session.generation == 1796205153663ull);
     assert_true(out.rec.u.session.seq_ceiling == 16778240);
@@ -189,8 +188,7 @@ static void test_failover_records(void **state)
     tetherd_rrec_free(&out);
     free(json);
     const char *old = "{\"cid\":\"0102\",\"node\":1,\"ceil\":5,\"blob\":\"09\"}";
-    assert_int_equal(
-        tetherd_rrec_decode(TETHER_STORE_SESSION, old, strlen(old), NULL, "k", 1, &out), 0);
+    assert_int_equal(tetherd_rrec_decode(TETHER_STORE_SESSION, old, strlen(old), NULL, "k", 1, &out), 0);
     assert_true(out.rec.u.session.generation == 0);
     tetherd_rrec_free(&out);
 
@@ -201,16 +199,14 @@ static void test_failover_records(void **state)
     n.u.node.handover = true;
     assert_int_equal(tetherd_addr_parse("127.0.0.1:7000", &n.u.node.addr), 0);
     assert_int_equal(tetherd_rrec_encode(&n, NULL, "k", 1, &json), 0);
-    assert_int_equal(tetherd_rrec_decode(TETHER_STORE_NODE, json, strlen(json), NULL, "k", 1, &out),
-                     0);
+    assert_int_equal(tetherd_rrec_decode(TETHER_STORE_NODE, json, strlen(json), NULL, "k", 1, &out), 0);
     assert_int_equal(out.rec.u.node.adopted_by, 3);
     assert_true(out.rec.u.node.handover);
     assert_true(out.rec.u.node.generation == 1001);
     tetherd_rrec_free(&out);
     free(json);
     const char *lease = "{\"node\":1,\"addr\":\"127.0.0.1:7000\",\"gen\":5}";
-    assert_int_equal(
-        tetherd_rrec_decode(TETHER_STORE_NODE, lease, strlen(lease), NULL, "k", 1, &out), 0);
+    assert_int_equal(tetherd_rrec_decode(TETHER_STORE_NODE, lease, strlen(lease), NULL, "k", 1, &out), 0);
     assert_int_equal(out.rec.u.node.adopted_by, 0);
     assert_false(out.rec.u.node.handover);
     tetherd_rrec_free(&out);
@@ -406,10 +402,10 @@ static void test_rconn(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_key_layout),       cmocka_unit_test(test_device_record),
-        cmocka_unit_test(test_group_record),     cmocka_unit_test(test_wrap),
-        cmocka_unit_test(test_backlog),          cmocka_unit_test(test_rconn),
-        cmocka_unit_test(test_failover_records),
+        cmocka_unit_test(test_key_layout), cmocka_unit_test(test_device_record),
+        cmocka_unit_test(test_group_record),
+        cmocka_unit_test(test_wrap),       cmocka_unit_test(test_backlog),
+        cmocka_unit_test(test_rconn),      cmocka_unit_test(test_failover_records),
     };
     return cmocka_run_group_tests_name("rstore", tests, NULL, NULL);
 }
