@@ -141,9 +141,9 @@ void tether_node_destroy(tether_node_t *n)
     if (!n)
         return;
     tether_xrelay_free(n);
-    tether_bw_free(n); /* before the requests of its transfers */
-    tether_group_store_free(n);
-    tether_groups_free(n);    /* before the member requests of its fan-outs */
+    tether_bw_free(n);        /* before the requests of its transfers */
+    tether_group_store_free(n); /* its watcher, before the store goes */
+    tether_groups_free(n);      /* before the member requests of its fan-outs */
     tether_obs_free(&n->obs); /* before the devices that list observations */
     tether_timer_t *t;
     while ((t = tether_heap_top(&n->reg.expiry))) {
@@ -302,7 +302,7 @@ void tether_node_link_down(tether_node_t *n, const tether_link_t *link, tether_t
     if (d)
         tether_registry_link_down(&n->reg, d);
     tether_cx_link_down(n->cx, link, now);
-    tether_group_link_down(n, link, now);   /* before its observers go one by one */
+    tether_group_link_down(n, link, now); /* before its observers go one by one */
     tether_observe_link_down(n, link, now); /* a client session: its observations end */
     tether_xrelay_link_down(n, link, now);
     if (d)

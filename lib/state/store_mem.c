@@ -45,10 +45,7 @@ typedef struct {
     size_t count, max;
 } mem_t;
 
-static bool kind_ok(tether_store_kind_t k)
-{
-    return k >= TETHER_STORE_DEVICE && k < TETHER_STORE_KINDS;
-}
+static bool kind_ok(tether_store_kind_t k) { return k >= TETHER_STORE_DEVICE && k < TETHER_STORE_KINDS; }
 
 static size_t map_key(const mem_t *m, tether_store_kind_t kind, const uint8_t *key, size_t len,
                       uint8_t out[MAP_KEY_LEN])
@@ -174,8 +171,8 @@ static void entry_drop(mem_t *m, entry_t *e)
     tether_store_notify(&m->base, kind, key, kl, 0);
 }
 
-static int mem_get(tether_store_t *s, tether_store_kind_t kind, const uint8_t *key, size_t key_len,
-                   tether_time_t now, tether_store_cb cb, void *user)
+static int mem_get(tether_store_t *s, tether_store_kind_t kind, const uint8_t *key,
+                   size_t key_len, tether_time_t now, tether_store_cb cb, void *user)
 {
     mem_t *m = (mem_t *)s;
     if (!kind_ok(kind) || !key_len || key_len > TETHER_STORE_KEY_MAX)
@@ -250,8 +247,9 @@ fail:
     return 0;
 }
 
-static int mem_del(tether_store_t *s, tether_store_kind_t kind, const uint8_t *key, size_t key_len,
-                   uint64_t expect, tether_time_t now, tether_store_cb cb, void *user)
+static int mem_del(tether_store_t *s, tether_store_kind_t kind, const uint8_t *key,
+                   size_t key_len, uint64_t expect, tether_time_t now, tether_store_cb cb,
+                   void *user)
 {
     mem_t *m = (mem_t *)s;
     if (!kind_ok(kind) || !key_len || key_len > TETHER_STORE_KEY_MAX)
@@ -273,8 +271,8 @@ static int mem_del(tether_store_t *s, tether_store_kind_t kind, const uint8_t *k
 
 /* Linear in the records of `kind` created before the cursor: scans serve
  * operators and resyncs, not the request path. */
-static int mem_scan(tether_store_t *s, tether_store_kind_t kind, uint64_t cursor, tether_time_t now,
-                    tether_store_cb cb, void *user)
+static int mem_scan(tether_store_t *s, tether_store_kind_t kind, uint64_t cursor,
+                    tether_time_t now, tether_store_cb cb, void *user)
 {
     mem_t *m = (mem_t *)s;
     if (!kind_ok(kind))

@@ -381,9 +381,9 @@ int tetherd_rrec_encode(const tether_store_rec_t *rec, const tetherd_wrap_t *w, 
     }
     case TETHER_STORE_NODE: {
         const tether_store_node_t *n = &rec->u.node;
-        j = json_pack("{s:i, s:o, s:I, s:i, s:b}", "node", (int)n->node_id, "addr", jaddr(&n->addr),
-                      "gen", (json_int_t)n->generation, "by", (int)n->adopted_by, "ho",
-                      (int)n->handover);
+        j = json_pack("{s:i, s:o, s:I, s:i, s:b}", "node", (int)n->node_id, "addr",
+                      jaddr(&n->addr), "gen", (json_int_t)n->generation, "by", (int)n->adopted_by,
+                      "ho", (int)n->handover);
         break;
     }
     case TETHER_STORE_GROUP: {

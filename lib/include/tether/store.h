@@ -76,7 +76,7 @@ typedef struct {
      * message, in seconds of the writer's `now` (a monotonic clock today;
      * shared across hosts it has to become wall-clock time). */
     uint64_t last_seen_s;
-    const char *links; /* registered link-format (RFC 6690) */
+    const char *links;    /* registered link-format (RFC 6690) */
     size_t links_len;
     const char *groups; /* its groups, comma-separated */
     size_t groups_len;
@@ -168,8 +168,7 @@ typedef struct {
 } tether_store_rec_t;
 
 typedef struct {
-    int rc; /* 0, TETHER_ENOTFOUND, TETHER_ECONFLICT, TETHER_ENOMEM, TETHER_EIO (store unreachable)
-             */
+    int rc; /* 0, TETHER_ENOTFOUND, TETHER_ECONFLICT, TETHER_ENOMEM, TETHER_EIO (store unreachable) */
     tether_store_kind_t kind;
     const uint8_t *key;
     size_t key_len;
