@@ -53,11 +53,11 @@ struct tether_observation {
     uint32_t up_seq;
     tether_time_t up_at;
     uint8_t utok[TETHER_OBS_TOKEN_LEN];
-    bool up_pending;       /* the upstream registration CON is outstanding */
+    bool up_pending;      /* the upstream registration CON is outstanding */
     tether_link_t up_link; /* ... on this link, with this MID */
     uint16_t up_mid;
     tether_cx_waiter_t up_w; /* hears how the registration CON ended */
-    uint8_t last_code;       /* 0: no notification yet */
+    uint8_t last_code; /* 0: no notification yet */
     uint16_t last_len;
     uint8_t *last; /* latest notification: options and payload, without token */
     uint16_t req_len;
@@ -74,12 +74,12 @@ struct tether_observer {
     tether_observation_t *obs;
     tether_link_t link;
     uint32_t id;
-    bool notified;     /* it was sent a notification */
-    uint16_t last_mid; /* MID of the latest notification sent to it */
-    bool con_pending;  /* a confirmable notification is outstanding */
+    bool notified;        /* it was sent a notification */
+    uint16_t last_mid;    /* MID of the latest notification sent to it */
+    bool con_pending;     /* a confirmable notification is outstanding */
     uint16_t con_mid;
     tether_cx_waiter_t con_w; /* hears how that notification ended */
-    tether_time_t last_con;   /* when it was last sent a confirmable message */
+    tether_time_t last_con; /* when it was last sent a confirmable message */
     uint8_t tkl;
     uint8_t tok[TETHER_COAP_MAX_TOKEN];
     struct tether_bclient *charged; /* the messaging layer's (proxy/bounds.h); not touched here */

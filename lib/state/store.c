@@ -82,10 +82,7 @@ int tether_store_scan(tether_store_t *s, tether_store_kind_t kind, uint64_t curs
     return s->ops->scan(s, kind, cursor, now, cb, user);
 }
 
-void tether_store_tick(tether_store_t *s, tether_time_t now)
-{
-    s->ops->tick(s, now);
-}
+void tether_store_tick(tether_store_t *s, tether_time_t now) { s->ops->tick(s, now); }
 
 tether_time_t tether_store_next_deadline(const tether_store_t *s)
 {
