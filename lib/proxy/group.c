@@ -469,11 +469,18 @@ void tether_group_request(tether_node_t *n, const tether_peer_t *peer, const tet
     }
     f->up_len = (uint16_t)len;
     f->nmembers = snapshot(n, grp, now, &f->members);
+    f->observe = observing && ov == 0 && tsec > 0 && link->kind != TETHER_LINK_INTERNAL;
+    /* draft §5.2: every member fresh in the cache: no fan-out at all */
+    if (!f->observe && tsec > 0 &&
+        tether_group_cache_answer(n, link, req, up, f->members, f->nmembers, now)) {
+        free(f->members);
+        free(f);
+        return;
+    }
     f->client = *link;
     f->ctkl = req->tkl;
     memcpy(f->ctok, req->token, req->tkl);
     f->drop_all = tsec == 0;
-    f->observe = observing && ov == 0 && tsec > 0 && link->kind != TETHER_LINK_INTERNAL;
     tether_timer_init(&f->deadline);
     tether_timer_init(&f->pace);
     f->deadline.tag = G_DEADLINE;
@@ -513,6 +520,7 @@ void tether_group_answer(tether_node_t *n, group_fan_t *f, const char *device,
 {
     if (f->drop_all)
         return;
+    tether_group_cache_store(n, f->up, f->up_len, device, resp, now);
     static tether_coap_msg_t out;
     uint8_t rf[TETHER_REPLY_FROM_MAX];
     out = *resp;

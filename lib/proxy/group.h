@@ -106,7 +106,7 @@ typedef struct {
     uint64_t seed;
     int *op_rc; /* the store write in progress (group_store.c) */
     /* counters for tether_node_stats */
-    uint64_t requests, members_sent, responses, late_dropped, rejected;
+    uint64_t requests, members_sent, responses, late_dropped, rejected, from_cache;
 } tether_groups_t;
 
 int tether_groups_init(tether_groups_t *g, uint64_t seed);
@@ -156,6 +156,16 @@ void tether_group_obs_left(tether_node_t *n, struct tether_observer *ob);
 void tether_group_obs_cancel(tether_node_t *n, group_fan_t *f, tether_time_t now);
 /* A client session ended: its fan-outs end (observations cancelled). */
 void tether_group_link_down(tether_node_t *n, const tether_link_t *link, tether_time_t now);
+
+/* The cache's part (group_cache.c): a member's response `resp` to the
+ * forwarded request up[up_len] is stored under `device`'s key; a group
+ * request whose members all have a fresh entry is answered from them
+ * alone (true), with Group-ETag. */
+void tether_group_cache_store(tether_node_t *n, const uint8_t *up, size_t up_len,
+                              const char *device, const tether_coap_msg_t *resp, tether_time_t now);
+bool tether_group_cache_answer(tether_node_t *n, const tether_link_t *link,
+                               const tether_coap_msg_t *req, const tether_coap_msg_t *up,
+                               char *const *members, size_t nmembers, tether_time_t now);
 
 /* The Reply-From value naming `device` into out; its length. */
 #define TETHER_REPLY_FROM_MAX (3 + TETHER_IDENTITY_MAX)

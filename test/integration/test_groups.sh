@@ -142,6 +142,22 @@ check "PUT /groups/trio: 200 with the group" jqe '.name == "trio" and (.members 
 "${CLIENT[@]}" 127.0.0.1 "$PLAIN_PORT" --host TRIO --path temp --timeout 1 >"$T/trio.out"
 check "the new group answers at once (its name in any case): 3 responses" \
     test "$(jq -r .reply_from "$T/trio.out" | sort | tr '\n' ' ')" = "dev3 dev4 dev5 "
+# Group-ETag (draft §5.2-5.3): /static (Max-Age 3600) of every member in
+# the cache answers the group request alone, one Group-ETag naming the set.
+"${CLIENT[@]}" 127.0.0.1 "$PLAIN_PORT" --host trio --path static --timeout 1 --listen 1.2 >"$T/st1.out"
+hits0=$(stat groups.from_cache)
+"${CLIENT[@]}" 127.0.0.1 "$PLAIN_PORT" --host trio --path static --timeout 1 --listen 0.5 >"$T/st2.out"
+check "again: answered from the cache alone (groups.from_cache)" \
+    test "$(stat groups.from_cache)" = $((hits0 + 1))
+check "... 3 responses, each with one 8-byte Group-ETag, the same" \
+    jqs 'length == 3 and (map(.options["24"]) | unique | length == 1 and (.[0] | length == 16))' \
+    "$T/st2.out" || note "$(cat "$T/st2.out")"
+tag=$(jq -rs '.[0].options["24"]' "$T/st2.out")
+"${CLIENT[@]}" 127.0.0.1 "$PLAIN_PORT" --host trio --path static --timeout 1 --listen 0.5 \
+    --opt "24=$tag" >"$T/st3.out"
+check "that Group-ETag back: a single 2.03 Valid carrying it" \
+    jq -se --arg t "$tag" 'length == 1 and .[0].code == "2.03" and .[0].options["24"] == $t' \
+    "$T/st3.out" >/dev/null || note "$(cat "$T/st3.out")"
 req "${AUTH[@]}" -X PUT -d '{"members": ["dev3"], "pattern": "x*"}' "$ADMIN/groups/bad"
 check "PUT with both members and a pattern: 400" is_err 400
 req "${AUTH[@]}" -X PUT -d '{"members": "dev3"}' "$ADMIN/groups/bad"

@@ -9,6 +9,7 @@
 
 #define MT 2   /* Multicast-Timeout, the default number */
 #define RF 248 /* Reply-From */
+#define GE 24  /* Group-ETag */
 
 /* The fixture's node again with group pacing of one member per 10 ms. */
 static void paced_node(fx_t *f)
@@ -348,6 +349,89 @@ static void test_acl(void **state)
     assert_int_equal(m.code, TETHER_COAP_UNAUTHORIZED);
 }
 
+/* A group GET "trio" (dev1..dev3) with T' 2 s and Group-ETags tags[n]. */
+static size_t trio_get(fx_t *f, const tether_peer_t *c, const uint8_t (*tags)[8], size_t ntags)
+{
+    tether_coap_msg_t m;
+    uint8_t t = 2;
+    tether_coap_msg_init(&m, TETHER_COAP_CON, TETHER_COAP_GET, f->mid++);
+    tether_coap_msg_set_token(&m, (const uint8_t *)"\xc1\xc2\xc3", 3);
+    tether_coap_msg_add_opt(&m, TETHER_COAP_OPT_URI_HOST, "trio", 4);
+    add_path(&m, "temp");
+    for (size_t i = 0; i < ntags; i++)
+        tether_coap_msg_add_opt(&m, GE, tags[i], 8);
+    tether_coap_msg_add_opt(&m, MT, &t, 1);
+    return send_msg(f, c, &m);
+}
+
+/* draft §5.2-5.3: once every member's response is fresh in the cache, a
+ * group GET is answered from it alone with one Group-ETag naming the set;
+ * that Group-ETag back gets a single 2.03; a stale member fans out again. */
+static void test_group_etag(void **state)
+{
+    fx_t *f = *state;
+    paced_node(f);
+    const char *m3[] = {"dev1", "dev2", "dev3"};
+    assert_int_equal(tether_node_group_set(f->node, "trio", NULL, m3, 3), 0);
+    tether_peer_t c = plain_peer(5000);
+    tether_coap_msg_t m, r[3];
+    trio_get(f, &c, NULL, 0); /* the first time: a fan-out */
+    dev_request(f, 11, &r[0]);
+    assert_int_equal(dev_answer(f, 11, "dev1", &r[0], "1"), 1);
+    advance(f, 10);
+    dev_request(f, 12, &r[1]);
+    dev_answer(f, 12, "dev2", &r[1], "2");
+    out_msg(f, 0, &m);
+    assert_null(tether_coap_msg_find_opt(&m, GE)); /* J was not complete */
+    advance(f, 10);
+    dev_request(f, 13, &r[2]);
+    dev_answer(f, 13, "dev3", &r[2], "3");
+    advance(f, 2000);
+    /* J complete: an ACK and three responses, no device asked */
+    assert_int_equal(trio_get(f, &c, NULL, 0), 4);
+    assert_int_equal(out_find(f, TETHER_LINK_DTLS, 11, &m), -1);
+    uint8_t tag[1][8];
+    for (size_t i = 1; i < 4; i++) {
+        out_msg(f, i, &m);
+        assert_int_equal(m.type, TETHER_COAP_NON);
+        assert_non_null(tether_coap_msg_find_opt(&m, RF));
+        const tether_coap_opt_t *o = tether_coap_msg_find_opt(&m, GE);
+        assert_non_null(o);
+        assert_int_equal(o->len, 8);
+        if (i > 1)
+            assert_memory_equal(o->val, tag[0], 8); /* one tag for the set */
+        memcpy(tag[0], o->val, 8);
+        assert_null(tether_coap_msg_next_opt(&m, o)); /* exactly one */
+    }
+    assert_int_equal(tether_node_stats(f->node)->group_from_cache, 1);
+    /* the client's Group-ETag is current: one 2.03 Valid, piggybacked */
+    uint8_t two[2][8];
+    memset(two[0], 0x5a, 8);
+    memcpy(two[1], tag[0], 8);
+    assert_int_equal(trio_get(f, &c, two, 2), 1);
+    out_msg(f, 0, &m);
+    assert_int_equal(m.type, TETHER_COAP_ACK);
+    assert_int_equal(m.code, TETHER_COAP_VALID);
+    assert_int_equal(m.payload_len, 0);
+    const tether_coap_opt_t *o = tether_coap_msg_find_opt(&m, GE);
+    assert_non_null(o);
+    assert_memory_equal(o->val, tag[0], 8);
+    /* an old tag: the whole set again */
+    assert_int_equal(trio_get(f, &c, two, 1), 4);
+    /* a PUT to dev2/temp invalidates its entry: J is not complete, the
+     * members are asked again, and the Group-ETag is not forwarded */
+    tether_coap_msg_t put;
+    tether_coap_msg_init(&put, TETHER_COAP_NON, TETHER_COAP_PUT, f->mid++);
+    tether_coap_msg_set_token(&put, (const uint8_t *)"pp", 2);
+    tether_coap_msg_add_opt(&put, TETHER_COAP_OPT_URI_HOST, "dev2", 4);
+    add_path(&put, "temp");
+    send_msg(f, &c, &put);
+    trio_get(f, &c, tag, 1);
+    dev_request(f, 11, &m);
+    assert_null(tether_coap_msg_find_opt(&m, GE));
+    assert_int_equal(tether_node_stats(f->node)->group_from_cache, 3); /* not this one */
+}
+
 /* Groups through the state store (group_store.c): the node's own put and
  * delete, and another writer's records (another node's, through Redis),
  * reach the table; a groups_file group (set directly) is deleted locally. */
@@ -445,6 +529,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_acl, setup, teardown),
         cmocka_unit_test_setup_teardown(test_table, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_store, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_group_etag, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -82,6 +82,7 @@ typedef struct {
     uint64_t group_responses;          /* member responses forwarded within T' */
     uint64_t group_members_unanswered; /* member requests still out at T' (cancelled) */
     uint64_t group_rejected;           /* 4.00 (no Multicast-Timeout), 4.03, 5.03 */
+    uint64_t group_from_cache;         /* answered from the cache alone (Group-ETag) */
 } tether_node_stats_t;
 
 typedef struct {
@@ -89,6 +90,7 @@ typedef struct {
     const char *version;
     uint16_t opt_multicast_timeout;
     uint16_t opt_reply_from;
+    uint16_t opt_group_etag; /* Group-ETag (draft-ietf-core-groupcomm-proxy §5.3) */
     uint64_t seed;               /* randomises MIDs, tokens and back-off */
     uint32_t request_timeout_ms; /* device silent this long -> 5.04 */
     uint32_t ack_delay_ms;       /* wait this long for a piggybackable answer */
