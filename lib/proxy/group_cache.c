@@ -4,7 +4,8 @@
  *
  * Members' responses to a group GET/FETCH are stored in the response
  * cache under each member's own key (device, method, cache-key options:
- * the key a direct request for that device has), without Reply-From; it
+ * the key a direct request for that device has), when the member is this
+ * node's (see tether_group_cache_store), without Reply-From; it
  * is added on the way out, which is what the draft's "Reply-From before
  * caching" (§5.1) amounts to, the device being known from the key.
  *
@@ -38,8 +39,12 @@ void tether_group_cache_store(tether_node_t *n, const uint8_t *up, size_t up_len
     tether_coap_msg_t m;
     tether_coap_perr_t perr;
     tether_cache_key_t k;
-    if (!n->cache || tether_coap_parse(&m, up, up_len, &perr) < 0 ||
-        !tether_cache_request_cacheable(&m) || tether_cache_key(&k, device, &m) < 0)
+    /* Only this node's devices: requests to another node's device do not
+     * pass this node's cache (xrelay.h), so an unsafe one would not
+     * invalidate the entry here; that node caches its devices' answers. */
+    if (!n->cache || !tether_registry_find_host(&n->reg, device) ||
+        tether_coap_parse(&m, up, up_len, &perr) < 0 || !tether_cache_request_cacheable(&m) ||
+        tether_cache_key(&k, device, &m) < 0)
         return;
     tether_cache_store(n->cache, &k, resp, now);
     tether_node_cache_sync(n);
