@@ -47,6 +47,7 @@ typedef struct {
     bool plain_coap_public;
     uint16_t opt_multicast_timeout;
     uint16_t opt_reply_from;
+    uint16_t opt_group_etag;
     uint8_t dtls_cid_length;
     uint32_t dtls_max_sessions;
     uint32_t dtls_max_handshakes;

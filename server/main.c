@@ -504,13 +504,13 @@ static json_t *admin_groups(const char *name, void *user)
 static int admin_group_put(const char *name, const json_t *body, char *err, size_t cap, void *user)
 {
     tetherd_t *d = user;
-    return tetherd_group_put(tether_pipeline_node(d->pipe), name, body, err, cap);
+    return tetherd_group_put(tether_pipeline_node(d->pipe), name, body, true, now_ms(d), err, cap);
 }
 
 static int admin_group_delete(const char *name, void *user)
 {
     tetherd_t *d = user;
-    return tether_node_group_remove(tether_pipeline_node(d->pipe), name);
+    return tether_node_group_del(tether_pipeline_node(d->pipe), name, now_ms(d));
 }
 
 /* /ready: every configured listener is up and the node is not draining.

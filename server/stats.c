@@ -57,6 +57,7 @@ int tetherd_stats_fill(json_t *st, const tetherd_stats_src_t *d)
         {"groups.responses", ns->group_responses},
         {"groups.members_unanswered", ns->group_members_unanswered},
         {"groups.rejected", ns->group_rejected},
+        {"groups.from_cache", ns->group_from_cache},
         {"observe.device_observations", ns->observe_device_observations},
         {"observe.observers", ns->observe_observers},
         {"observe.notifications_sent", ns->observe_notifications_sent},

@@ -36,6 +36,21 @@ bool tether_observe_request(tether_node_t *n, const tether_peer_t *peer,
  * cancelling a stale device-side observation). */
 bool tether_observe_response(tether_node_t *n, const tether_peer_t *peer,
                              const tether_coap_msg_t *msg, tether_time_t now);
+/* A group observation's member (group.h): the client on `link` with token
+ * tok[tkl] observes `d`'s resource `up` (the request as forwarded, Observe
+ * stripped) on behalf of group fan-out `f`, sharing the device-side
+ * observation with every other observer of it. Its notifications carry a
+ * Reply-From naming `d`; one it has already goes out now. 0 (*out set,
+ * ob->group = f: tether_group_obs_left hears when it goes);
+ * TETHER_EINVAL when the request cannot be observed (not cacheable: the
+ * caller relays it plainly); TETHER_ELIMIT beyond the observer bounds;
+ * TETHER_ENOMEM. */
+int tether_observe_group_join(tether_node_t *n, tether_device_t *d, const tether_coap_msg_t *up,
+                              const tether_link_t *link, const uint8_t *tok, size_t tkl,
+                              struct group_fan *f, tether_observer_t **out, tether_time_t now);
+/* Removes observer `ob`; the last observer of its observation to leave
+ * cancels the device side (RFC 7641 §3.6). */
+void tether_observe_leave(tether_node_t *n, tether_observer_t *ob, tether_time_t now);
 /* The device's tunnel changed: every observation of it registers again. */
 void tether_observe_relink(tether_node_t *n, tether_device_t *d, tether_time_t now);
 /* The device is gone: its observers get 5.02 and its observations end. */

@@ -29,7 +29,10 @@ typedef struct {
     uint32_t id;
     uint8_t node;
     uint32_t backoff_ms;
-    xr_agg_t *agg; /* non-NULL: the registration of this aggregate */
+    xr_agg_t *agg;         /* non-NULL: the registration of this aggregate */
+    group_fan_t *fan;      /* non-NULL: a group fan-out's member request (no client) */
+    tether_lnode_t in_fan; /* in the fan-out's xsubs */
+    const char *member;    /* its device, in the fan-out's member list */
     tether_link_t client;
     uint16_t cmid;
     uint8_t ctype, ctkl;
@@ -210,6 +213,8 @@ static void req_free(tether_node_t *n, xr_req_t *r)
     tether_heap_disarm(&x->timers, &r->deadline);
     tether_heap_disarm(&x->timers, &r->retry);
     tether_heap_disarm(&x->timers, &r->ack);
+    if (r->fan)
+        tether_list_del(tether_group_xsubs(r->fan), &r->in_fan);
     tether_hmap_remove(&x->by_id, &r->by_id);
     x->nreq--;
     free(r);
@@ -584,6 +589,37 @@ bool tether_xrelay_request(tether_node_t *n, const tether_peer_t *peer,
     return true;
 }
 
+int tether_xrelay_group(tether_node_t *n, const tether_coap_msg_t *up, const char *host,
+                        group_fan_t *f, tether_time_t now)
+{
+    lookup_t l;
+    tether_coap_msg_t fwd;
+    if (!directory_node(n, host, now, &l) || !node_alive(n, l.node, now))
+        return TETHER_ENOTFOUND;
+    if (fwd_msg(up, host, &fwd) < 0)
+        return TETHER_ENOSPC;
+    xr_req_t *r = req_new(n, l.node, &fwd, l.queue_mode, now);
+    if (!r)
+        return TETHER_ELIMIT;
+    n->stats.requests_relayed++;
+    r->fan = f;
+    r->member = host;
+    r->ctype = TETHER_COAP_NON; /* no client to acknowledge */
+    tether_list_push(tether_group_xsubs(f), &r->in_fan);
+    return 0;
+}
+
+size_t tether_xrelay_group_cancel(tether_node_t *n, tether_list_t *xsubs)
+{
+    size_t k = 0;
+    for (; xsubs->head; k++) {
+        xr_req_t *r = container_of(xsubs->head, xr_req_t, in_fan);
+        xend(n, r); /* B's slot goes now, not at its timeout */
+        req_free(n, r);
+    }
+    return k;
+}
+
 /* B's answer or notification for our request `r`. */
 static void on_xrsp(tether_node_t *n, xr_req_t *r, const uint8_t *msg, size_t len,
                     tether_time_t now)
@@ -596,6 +632,13 @@ static void on_xrsp(tether_node_t *n, xr_req_t *r, const uint8_t *msg, size_t le
     xr_agg_t *a = r->agg;
     if (!a || !a->registered)
         tether_heap_disarm(&XR(n)->timers, &r->retry);
+    if (r->fan) { /* one of a group's responses (group.h) */
+        n->stats.relay_ok++;
+        tether_reply_device_answer(&up, &resp);
+        tether_group_answer(n, r->fan, r->member, &resp, now);
+        req_free(n, r);
+        return;
+    }
     if (!a) {
         n->stats.relay_ok++;
         tether_reply_device_answer(&up, &resp);
@@ -912,7 +955,9 @@ void tether_xrelay_tick(tether_node_t *n, tether_time_t now)
             code_msg(&resp, TETHER_COAP_GATEWAY_TIMEOUT);
             n->stats.relay_timeouts++;
             xend(n, r);
-            if (r->agg) {
+            if (r->fan) { /* tether's verdict: not a member's response */
+                req_free(n, r);
+            } else if (r->agg) {
                 xr_agg_t *a = r->agg;
                 a->reg = NULL;
                 req_free(n, r);

@@ -63,6 +63,8 @@ const tetherd_key_t tetherd_config_keys[] = {
      NODE(opt_multicast_timeout), .doc = "option number of Multicast-Timeout (not yet assigned)"},
     {.key = "coap_options.reply_from", UINT(1, 65535), FIELD(opt_reply_from), NODE(opt_reply_from),
      .doc = "option number of Reply-From (not yet assigned)"},
+    {.key = "coap_options.group_etag", UINT(1, 65535), FIELD(opt_group_etag), NODE(opt_group_etag),
+     .doc = "option number of Group-ETag (not yet assigned)"},
 
     {.key = "dtls.cid_length", UINT(2, 16), FIELD(dtls_cid_length), DTLS(cid_len),
      .doc = "length of the Connection IDs this node issues"},
