@@ -826,6 +826,8 @@ static void test_two_sources_cannot_starve_a_third(void **state)
 
 static int handshake_from(fixture_t *f, uint32_t ip, uint16_t port);
 static tether_addr_t addr_ip(uint32_t ip, uint16_t port);
+static tether_addr_t addr_mapped(uint32_t ip, uint16_t port);
+static int handshake_at(fixture_t *f, const tether_addr_t *a);
 
 /* The security review: a stalled handshake was kept alive by any datagram
  * from its source, so ~1,250 sources resending their hello held the whole
@@ -885,10 +887,10 @@ static void test_resent_flights_do_not_hold_the_table(void **state)
 
 /* max_handshakes_per_prefix: three addresses of 10.0.1.0/24 hold its
  * three slots; a fourth address there waits (counted), another network
- * completes, and once the three stall out the fourth gets in. */
-static void test_handshakes_per_prefix(void **state)
+ * completes, and once the three stall out the fourth gets in. Addresses
+ * are made by `at` (IPv4, or IPv4-mapped IPv6). */
+static void prefix_cap_holds(tether_addr_t (*at)(uint32_t ip, uint16_t port))
 {
-    (void)state;
     tether_dtls_conf_t conf;
     tether_dtls_conf_defaults(&conf);
     conf.max_handshakes_per_prefix = 3;
@@ -899,21 +901,39 @@ static void test_handshakes_per_prefix(void **state)
     static client_t atk[3];
     for (int i = 0; i < 3; i++) {
         client_init(&atk[i], false);
-        tether_addr_t a = addr_ip(0x0a000102u + (uint32_t)i, 52000);
+        tether_addr_t a = at(0x0a000102u + (uint32_t)i, 52000);
         start_and_stall(f->srv, &atk[i], &a);
     }
     assert_int_equal(st->handshakes_inflight, 3);
-    assert_int_not_equal(handshake_from(f, 0x0a000180, 52000), 0);
+    tether_addr_t same = at(0x0a000180, 52000), other = at(0x0a000201, 52000);
+    assert_int_not_equal(handshake_at(f, &same), 0);
     assert_true(st->handshakes_prefix_limited > 0);
-    assert_int_equal(handshake_from(f, 0x0a000201, 52000), 0);
+    assert_int_equal(handshake_at(f, &other), 0);
     now_ms += conf.handshake_flight_timeout_ms;
     tether_dtls_tick(f->srv, now_ms);
     assert_int_equal(st->handshakes_inflight, 0);
-    assert_int_equal(handshake_from(f, 0x0a000180, 52000), 0);
+    assert_int_equal(handshake_at(f, &same), 0);
     assert_int_equal(st->handshakes_full, 2);
     for (int i = 0; i < 3; i++)
         client_free(&atk[i]);
     teardown((void **)&f);
+}
+
+static void test_handshakes_per_prefix(void **state)
+{
+    (void)state;
+    prefix_cap_holds(addr_ip);
+}
+
+/* The security review: behind a dual-stack listener every IPv4 peer is
+ * ::ffff:a.b.c.d, whose first 64 bits are the same for all of them; the
+ * per-source and per-prefix keys took those bits, so one IPv4 network
+ * held the prefix cap (and the per-source rate) of all IPv4. A mapped
+ * address now counts as the IPv4 address it maps. */
+static void test_v4_mapped_sources_are_ipv4(void **state)
+{
+    (void)state;
+    prefix_cap_holds(addr_mapped);
 }
 
 /* With a client CA, the same poisoned hello used to make the next
@@ -1052,10 +1072,32 @@ static tether_addr_t addr_ip(uint32_t ip, uint16_t port)
     return a;
 }
 
+/* An IPv4-mapped IPv6 address ::ffff:ip (a dual-stack "[::]" listener's
+ * IPv4 peer, RFC 4291 §2.5.5.2). */
+static tether_addr_t addr_mapped(uint32_t ip, uint16_t port)
+{
+    tether_addr_t a;
+    memset(&a, 0, sizeof a);
+    struct sockaddr_in6 *s = (struct sockaddr_in6 *)&a.ss;
+    s->sin6_family = AF_INET6;
+    s->sin6_port = htons(port);
+    s->sin6_addr.s6_addr[10] = s->sin6_addr.s6_addr[11] = 0xff;
+    uint32_t n = htonl(ip);
+    memcpy(&s->sin6_addr.s6_addr[12], &n, 4);
+    a.len = sizeof *s;
+    return a;
+}
+
 /* Full handshake from ip:port; the client is freed afterwards. */
 static int handshake_from(fixture_t *f, uint32_t ip, uint16_t port)
 {
     tether_addr_t a = addr_ip(ip, port);
+    return handshake_at(f, &a);
+}
+
+static int handshake_at(fixture_t *f, const tether_addr_t *at)
+{
+    const tether_addr_t a = *at;
     tether_dtls_rx_t rx;
     client_init(&f->c, true);
     int rc = -1;
@@ -1480,11 +1522,12 @@ static void on_ck_done(void *user, const tether_store_result_t *res)
 
 /* Writes a checkpoint of `s` bound to `ceiling` (compare-and-set on the
  * version last seen, sealed for the version the put creates). */
-static void ck_write(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, ckstore_t *cs,
-                     uint64_t ceiling)
+static void ck_write(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, ckstore_t *cs, uint64_t ceiling)
 {
-    tether_dtls_ckpt_bind_t b = {.owner = cs->owner, .generation = cs->generation,
-                                 .version = cs->version + 1, .seq_ceiling = ceiling};
+    tether_dtls_ckpt_bind_t b = {.owner = cs->owner,
+                                 .generation = cs->generation,
+                                 .version = cs->version + 1,
+                                 .seq_ceiling = ceiling};
     uint8_t blob[TETHER_DTLS_CHECKPOINT_MAX];
     size_t len;
     assert_int_equal(tether_dtls_checkpoint(srv, s, &b, blob, sizeof blob, &len), 0);
@@ -1993,6 +2036,7 @@ int main(void)
         cmocka_unit_test(test_two_sources_cannot_starve_a_third),
         cmocka_unit_test(test_resent_flights_do_not_hold_the_table),
         cmocka_unit_test(test_handshakes_per_prefix),
+        cmocka_unit_test(test_v4_mapped_sources_are_ipv4),
         cmocka_unit_test(test_cookie_shared_by_cluster),
         cmocka_unit_test_setup_teardown(test_dtls13_psk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cookie_survives_rotation, setup, teardown),
