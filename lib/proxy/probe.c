@@ -14,6 +14,7 @@ typedef struct {
     uint16_t mid;
     bool armed;    /* an RST with `mid` would validate (not burnt by a wrong answer) */
     uint8_t tries; /* pings sent */
+    uint8_t wrong; /* wrong answers since the session's first move (probe.h) */
     tether_time_t next_at;
 } probe_t;
 
@@ -72,6 +73,8 @@ int tether_probe_start(tether_probes_t *t, uint64_t sess, const tether_addr_t *t
         tether_list_push(&t->all, &p->ln);
     }
     p->to = *to;
+    if (p->wrong >= TETHER_PROBE_GUESSES)
+        return TETHER_ELIMIT; /* spent: never validated (probe.h) */
     p->tries = 0;
     int rc = probe_send(t, p, now);
     if (rc < 0)
@@ -91,6 +94,8 @@ bool tether_probe_answer(tether_probes_t *t, uint64_t sess, const tether_addr_t 
     if (!p->armed || mid != p->mid) {
         p->armed = false; /* a guess: this MID can no longer validate */
         t->stats.wrong_answers++;
+        if (p->wrong < TETHER_PROBE_GUESSES && ++p->wrong == TETHER_PROBE_GUESSES)
+            p->next_at = UINT64_MAX; /* spent: no more pings either */
         return false;
     }
     t->stats.validated++;
@@ -114,7 +119,10 @@ void tether_probe_tick(tether_probes_t *t, tether_time_t now)
             continue;
         if (p->tries >= TETHER_PROBE_TRIES || probe_send(t, p, now) < 0) {
             t->stats.gave_up++;
-            probe_free(t, p);
+            if (p->wrong)
+                p->next_at = UINT64_MAX; /* kept for its count of guesses */
+            else
+                probe_free(t, p);
         }
     }
 }

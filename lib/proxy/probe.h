@@ -26,11 +26,18 @@
  * saw lately from the node would make it answer from its dedup cache
  * rather than with RST. An empty RST with another MID from the probed
  * address burns the current MID until the next try, so guessing costs one
- * try per retry interval.
+ * try per retry interval. Guesses are counted for the session, not for
+ * one probe: a new move (which the credential holder makes at will, one
+ * spoofed record each) restarts the tries but not the count, and after
+ * TETHER_PROBE_GUESSES wrong answers the session is never validated
+ * (nor probed) again: it stays at 3x until it closes, and its device gets
+ * a validated address with a new handshake. Otherwise move, guess, move
+ * away and back would try all 2^16 MIDs in a few seconds. A probe that
+ * saw a wrong answer outlives its last try, to keep that count.
  *
- * Lifetimes: the table owns its entries; the caller forgets a session's
- * probe when the session closes. Nothing here reads a clock or sends: the
- * `send` callback queues a ping, `random` fills MIDs.
+ * Lifetimes: the table owns its entries (at most one per session); the
+ * caller forgets a session's probe when the session closes. Nothing here reads a clock or sends:
+ * the `send` callback queues a ping, `random` fills MIDs.
  */
 #ifndef TETHER_PROXY_PROBE_H
 #define TETHER_PROXY_PROBE_H
@@ -44,6 +51,9 @@
 
 #define TETHER_PROBE_TRIES 4
 #define TETHER_PROBE_FIRST_MS 2000u
+/* Wrong answers a session may give before it is never validated: a
+ * guesser's odds are this many in 2^16 per session (a handshake each). */
+#define TETHER_PROBE_GUESSES 8
 
 typedef struct {
     /* Queues ping[4] on session `sess` (toward its current address). */
@@ -65,7 +75,8 @@ int tether_probes_init(tether_probes_t *t, const tether_probe_conf_t *conf, uint
 void tether_probes_free(tether_probes_t *t);
 
 /* Session `sess` moved to `to`: probe it (now, and again on the back-off
- * above). 0, TETHER_ENOMEM or TETHER_ECRYPTO (no random MID). */
+ * above). 0, TETHER_ENOMEM, TETHER_ECRYPTO (no random MID) or
+ * TETHER_ELIMIT (the session spent its guesses: no probe). */
 int tether_probe_start(tether_probes_t *t, uint64_t sess, const tether_addr_t *to,
                        tether_time_t now);
 /* A record msg[len] authenticated in session `sess`, from `from`: true

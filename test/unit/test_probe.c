@@ -197,6 +197,56 @@ static void test_new_move_restarts(void **state)
     tether_probes_free(&t);
 }
 
+/* The security review: every move restarted the probe with fresh tries,
+ * so a credential holder spoofing a victim's address could move, guess
+ * one MID, move away and back, and try all 2^16 in seconds, then aim the
+ * session's whole downlink at the victim. Guesses now count for the
+ * session: a restart or a probe that gave up keeps the count, and after
+ * TETHER_PROBE_GUESSES the session is neither probed nor validated. */
+static void test_guesses_survive_new_moves(void **state)
+{
+    (void)state;
+    tether_probes_t t;
+    fx_t f;
+    init(&t, &f);
+    tether_addr_t victim = v4("203.0.113.5", 5683), own = v4("198.51.100.9", 40002);
+    tether_time_t now = 1000;
+    uint8_t right[4], guess[4];
+    for (int i = 0; i < TETHER_PROBE_GUESSES; i++) {
+        assert_int_equal(tether_probe_start(&t, 7, &victim, now), 0);
+        rst_of(f.ping, right);
+        memcpy(guess, right, 4);
+        guess[3] ^= 1;
+        assert_false(tether_probe_answer(&t, 7, &victim, guess, 4));
+        if (i == 2) { /* waiting out a probe does not clear the count */
+            for (int s = 0; s < 30; s++)
+                tether_probe_tick(&t, now += 1000);
+            assert_int_equal(t.stats.gave_up, 1);
+            assert_int_equal(tether_probe_next_deadline(&t), UINT64_MAX);
+        }
+        if (i + 1 < TETHER_PROBE_GUESSES) /* away, to come back */
+            assert_int_equal(tether_probe_start(&t, 7, &own, ++now), 0);
+    }
+    size_t sent = f.n;
+    assert_int_equal(tether_probe_start(&t, 7, &victim, ++now), TETHER_ELIMIT);
+    assert_int_equal(f.n, sent); /* no ping for the victim */
+    /* Even the MID of the last ping, to the address it went to, no longer
+     * validates; and no more pings go out. */
+    rst_of(f.ping, right);
+    assert_false(tether_probe_answer(&t, 7, &victim, right, 4));
+    assert_false(tether_probe_answer(&t, 7, &own, right, 4));
+    assert_int_equal(tether_probe_next_deadline(&t), UINT64_MAX);
+    tether_probe_tick(&t, now + 60000);
+    assert_int_equal(f.n, sent);
+    assert_int_equal(t.stats.validated, 0);
+    /* A new session (another handshake) starts with a clean count. */
+    assert_int_equal(tether_probe_start(&t, 8, &own, now), 0);
+    rst_of(f.ping, right);
+    assert_true(tether_probe_answer(&t, 8, &own, right, 4));
+    tether_probe_forget(&t, 7);
+    tether_probes_free(&t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -204,6 +254,7 @@ int main(void)
         cmocka_unit_test(test_wrong_answer_burns_the_mid),
         cmocka_unit_test(test_retries_bounded),
         cmocka_unit_test(test_new_move_restarts),
+        cmocka_unit_test(test_guesses_survive_new_moves),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
