@@ -49,6 +49,7 @@ enum auth_kind { AUTH_NONE, AUTH_PSK, AUTH_X509 };
 /* Per-WOLFSSL I/O context: the datagram being fed and where output goes. */
 typedef struct {
     tether_dtls_srv_t *srv;
+    uint64_t sess; /* the id of the session it belongs to; 0 for a listener's */
     const uint8_t *in;
     size_t in_len;
     const tether_addr_t *dst;

@@ -55,6 +55,7 @@ static int io_send(WOLFSSL *ssl, char *buf, int sz, void *ctx)
     }
     tether_dgram_t *d = &srv->tx[srv->ntx++];
     d->to = *io->dst;
+    d->sess = io->sess;
     d->iface = io->iface;
     d->len = (uint16_t)sz;
     memcpy(d->data, buf, (size_t)sz);

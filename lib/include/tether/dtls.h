@@ -134,6 +134,7 @@ typedef struct {
  * the peer sent, or NATs and the peer's own stack drop them) to `to`. */
 typedef struct {
     tether_addr_t to;
+    uint64_t sess; /* the id of the session it is for; 0: none (a cookie exchange) */
     uint8_t iface;
     uint16_t len;
     uint8_t data[TETHER_DTLS_MAX_DGRAM];
