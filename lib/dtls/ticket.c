@@ -67,11 +67,6 @@ tether_time_t dtls_ticket_rotate(tether_dtls_srv_t *srv, tether_time_t clock)
     return (e + 1) * rotation(srv);
 }
 
-static int ticket_cb(WOLFSSL *ssl, unsigned char name[WOLFSSL_TICKET_NAME_SZ],
-                     unsigned char iv[WOLFSSL_TICKET_IV_SZ],
-                     unsigned char mac[WOLFSSL_TICKET_MAC_SZ], int enc, unsigned char *buf, int len,
-                     int *out_len, void *ctx);
-
 int dtls_ticket_setup(tether_dtls_srv_t *srv, tether_time_t clock)
 {
     tether_ticket_keys_t *k = &srv->tkt;
@@ -82,7 +77,7 @@ int dtls_ticket_setup(tether_dtls_srv_t *srv, tether_time_t clock)
      * refused ticket sends a new one (wolfSSL adds it to the handshake
      * only when the client asked with an empty one). */
     if (wolfSSL_CTX_UseSessionTicket(srv->ctx) != WOLFSSL_SUCCESS ||
-        wolfSSL_CTX_set_TicketEncCb(srv->ctx, ticket_cb) != WOLFSSL_SUCCESS ||
+        wolfSSL_CTX_set_TicketEncCb(srv->ctx, dtls_ticket_cb) != WOLFSSL_SUCCESS ||
         wolfSSL_CTX_set_TicketEncCtx(srv->ctx, srv) != WOLFSSL_SUCCESS)
         return TETHER_ECRYPTO;
     if (srv->conf.cluster_key_len) {
@@ -298,11 +293,9 @@ refuse:
     return WOLFSSL_TICKET_RET_REJECT;
 }
 
-/* wolfSSL's SessionTicketEncCb. */
-static int ticket_cb(WOLFSSL *ssl, unsigned char name[WOLFSSL_TICKET_NAME_SZ],
-                     unsigned char iv[WOLFSSL_TICKET_IV_SZ],
-                     unsigned char mac[WOLFSSL_TICKET_MAC_SZ], int enc, unsigned char *buf, int len,
-                     int *out_len, void *ctx)
+int dtls_ticket_cb(WOLFSSL *ssl, unsigned char name[WOLFSSL_TICKET_NAME_SZ],
+                   unsigned char iv[WOLFSSL_TICKET_IV_SZ], unsigned char mac[WOLFSSL_TICKET_MAC_SZ],
+                   int enc, unsigned char *buf, int len, int *out_len, void *ctx)
 {
     tether_dtls_srv_t *srv = ctx;
     io_t *io = wolfSSL_GetIOReadCtx(ssl);

@@ -100,6 +100,16 @@ tether_time_t dtls_ticket_rotate(struct tether_dtls_srv *srv, tether_time_t cloc
 /* Wipes the keys (destroy). */
 void dtls_ticket_wipe(struct tether_dtls_srv *srv);
 
+/* wolfSSL's SessionTicketEncCb (installed by dtls_ticket_setup; named for
+ * test/fuzz/fuzz_ticket.c). `ctx` is the server, the read context of
+ * `ssl` the handshake's io_t. enc = 0 opens the ticket a client offered:
+ * name, iv and mac are its fixed fields, buf[len] the ciphertext, wolfSSL
+ * having checked only that len fits the ticket; *out_len gets the
+ * length of wolfSSL's internal ticket. Returns a WOLFSSL_TICKET_RET_*. */
+int dtls_ticket_cb(WOLFSSL *ssl, unsigned char name[WOLFSSL_TICKET_NAME_SZ],
+                   unsigned char iv[WOLFSSL_TICKET_IV_SZ], unsigned char mac[WOLFSSL_TICKET_MAC_SZ],
+                   int enc, unsigned char *buf, int len, int *out_len, void *ctx);
+
 /* The claim of the remembered ticket with binding `bind`, or NULL. */
 const tether_ticket_claim_t *dtls_ticket_find(const tether_ticket_seen_t *seen,
                                               const uint8_t bind[TETHER_TICKET_BIND_LEN]);
