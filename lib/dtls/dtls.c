@@ -170,7 +170,7 @@ int tether_dtls_create(const tether_dtls_conf_t *conf, const tether_creds_t *cre
         goto fail_ctx;
     if ((rc = dtls_ctx_setup(srv->ctx, conf)) < 0)
         goto fail_setup;
-    if ((rc = dtls_ticket_setup(srv, now)) < 0)
+    if ((rc = dtls_ticket_setup(srv, conf->ca_file, now)) < 0)
         goto fail_setup;
     rc = TETHER_ECRYPTO;
     srv->cookie_epoch = now / (conf->cookie_rotate_ms ? conf->cookie_rotate_ms : 1);

@@ -186,7 +186,7 @@ static int hs_authenticate(tether_dtls_srv_t *srv, tether_dtls_sess_t *s)
     if (how == TETHER_WOLF_AUTH_RESUMED) {
         const tether_ticket_claim_t *c = dtls_ticket_find(s->io.tickets, bind);
         tether_ticket_claim_t claim;
-        bool ok = c && dtls_ticket_claim_current(srv->creds, c);
+        bool ok = c && dtls_ticket_claim_current(srv, c);
         if (ok)
             claim = *c;
         dtls_io_auth_reset(&s->io);

@@ -125,7 +125,7 @@ static int open_and_check(uint8_t *name, uint8_t *iv, uint8_t *mac, uint8_t *buf
         abort();
     const tether_ticket_claim_t *c = &io.tickets->c[0];
     if (memchr(c->identity, 0, sizeof c->identity) == NULL || !c->identity[0] ||
-        !dtls_ticket_claim_current(creds, c) || dtls_ticket_find(io.tickets, c->bind) != c)
+        !dtls_ticket_claim_current(srv, c) || dtls_ticket_find(io.tickets, c->bind) != c)
         abort();
     dtls_io_auth_reset(&io);
     return rc;

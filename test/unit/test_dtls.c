@@ -228,6 +228,7 @@ typedef struct {
  * certificate, the client CA) and "x509" entries for dev7 and the dev9
  * prefix (dev9's certificate is expired). */
 static bool fixture_without_ca; /* x509 fixture: our certificate, but no client CA */
+static const char *fixture_ca;  /* x509 fixture: this client CA file instead of the test one */
 
 static fixture_t *make_fixture(bool x509, const tether_dtls_conf_t *base)
 {
@@ -254,7 +255,7 @@ static fixture_t *make_fixture(bool x509, const tether_dtls_conf_t *base)
         snprintf(ca, sizeof ca, "%s/ca.pem", certs_dir);
         snprintf(crt, sizeof crt, "%s/server.pem", certs_dir);
         snprintf(key, sizeof key, "%s/server.key", certs_dir);
-        conf.ca_file = fixture_without_ca ? NULL : ca;
+        conf.ca_file = fixture_without_ca ? NULL : fixture_ca ? fixture_ca : ca;
         conf.cert_file = crt;
         conf.key_file = key;
     }
@@ -1036,14 +1037,20 @@ static void test_cookie_survives_rotation(void **state)
 /* Two nodes of a cluster (same cluster key), started at different times on
  * different hosts' monotonic clocks but sharing the wall clock: a cookie
  * one of them issued is accepted by the other (SPEC S2). */
+/* Defaults, as a node of a cluster with a fixed cluster key. */
+static void cluster_conf(tether_dtls_conf_t *conf)
+{
+    static const uint8_t key[] = "cluster-key-0123456789";
+    tether_dtls_conf_defaults(conf);
+    conf->cluster_key = key;
+    conf->cluster_key_len = sizeof key - 1;
+}
+
 static void test_cookie_shared_by_cluster(void **state)
 {
     (void)state;
     tether_dtls_conf_t conf;
-    tether_dtls_conf_defaults(&conf);
-    static const uint8_t key[] = "cluster-key-0123456789";
-    conf.cluster_key = key;
-    conf.cluster_key_len = sizeof key - 1;
+    cluster_conf(&conf);
     tether_time_t t0 = now_ms;
     fixture_t *a = make_fixture(false, &conf);
     now_ms = t0 + 987654321; /* the other host has been up much longer */
@@ -2015,6 +2022,52 @@ static void test_resume_x509(void **state)
     wolfSSL_SESSION_free(sess);
 }
 
+/* The security review: an X.509 ticket was bound to its CN alone, so
+ * after the client CA changed (to revoke a compromised CA or device key,
+ * every device re-issued under a new one) a ticket of the old one still
+ * resumed as that CN, on any node of the cluster, until it expired; the
+ * certificate behind it could no longer complete a handshake. The ticket
+ * now carries a tag of the CA file: a node with another ca_file refuses
+ * it (a full handshake follows), one with the same file resumes it. */
+static void test_x509_ticket_bound_to_ca(void **state)
+{
+    (void)state;
+    tether_dtls_conf_t conf;
+    cluster_conf(&conf);
+    fixture_t *a = make_fixture(true, &conf), *same = make_fixture(true, &conf);
+    /* The same CA plus one more line: another CA file (rotated). */
+    char path[160], cmd[512];
+    snprintf(path, sizeof path, "%s/ca-rotated.pem", certs_dir);
+    snprintf(cmd, sizeof cmd, "cp %s/ca.pem %s && echo '# rotated' >> %s", certs_dir, path, path);
+    assert_int_equal(system(cmd), 0);
+    fixture_ca = path;
+    fixture_t *rot = make_fixture(true, &conf);
+    fixture_ca = NULL;
+    client_opts_t o = {.cert = "dev7"};
+    client_init_opts(&a->c, true, &o);
+    assert_int_equal(wolfSSL_UseSessionTicket(a->c.ssl), WOLFSSL_SUCCESS);
+    assert_int_equal(handshake(a->srv, &a->c, 57700), 0);
+    exchange(a, 57700, "dev7 full");
+    WOLFSSL_SESSION *sess = wolfSSL_get1_session(a->c.ssl);
+    fixture_t *to[2] = {same, rot};
+    for (int i = 0; i < 2; i++) {
+        client_init_opts(&to[i]->c, true, &o);
+        assert_int_equal(wolfSSL_UseSessionTicket(to[i]->c.ssl), WOLFSSL_SUCCESS);
+        assert_int_equal(wolfSSL_set_session(to[i]->c.ssl, sess), WOLFSSL_SUCCESS);
+        assert_int_equal(handshake(to[i]->srv, &to[i]->c, (uint16_t)(57701 + i)), 0);
+        const tether_dtls_stats_t *st = tether_dtls_stats(to[i]->srv);
+        assert_int_equal(st->handshakes_resumed, i == 0);
+        assert_int_equal(st->tickets_refused, i == 1);
+        assert_int_equal(st->handshakes_x509, i == 1); /* the full one proved the certificate */
+        assert_string_equal(tether_dtls_sess_identity(exchange(to[i], (uint16_t)(57701 + i), "x")),
+                            "dev7");
+    }
+    wolfSSL_SESSION_free(sess);
+    teardown((void **)&a);
+    teardown((void **)&same);
+    teardown((void **)&rot);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2062,6 +2115,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tampered_ticket_refused, setup, teardown),
         cmocka_unit_test(test_ticket_cluster_and_rotation),
         cmocka_unit_test_setup_teardown(test_resume_x509, setup_x509, teardown),
+        cmocka_unit_test(test_x509_ticket_bound_to_ca),
     };
     return cmocka_run_group_tests_name("dtls", tests, group_setup, group_teardown);
 }
