@@ -8,6 +8,7 @@
 #   make deps       install dependencies only
 #
 # Switches: SANITIZER=address,undefined  OPT=-O0  V=1  CI=true (=> -Werror)
+#           JOBS=N (parallel compiles of `make test`, default: every core)
 
 OPT ?= -O2
 DEBUG ?= -g
@@ -22,6 +23,7 @@ DEPS_PREFIX := $(CURDIR)/.deps
 PKG_CONFIG := PKG_CONFIG_PATH=$(DEPS_PREFIX)/lib/pkgconfig pkg-config
 PKGS := libuv jansson hiredis
 
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 SANITIZER ?=
 ifneq ($(SANITIZER),)
 SAN_FLAGS = -fsanitize=$(SANITIZER) -fno-omit-frame-pointer -fno-sanitize-recover=all
@@ -114,22 +116,36 @@ $(BUILD)/test/test_latency: $(BUILD)/server/latency.o
 $(BUILD)/test/test_adopt: $(BUILD)/server/store/adopt.o
 $(BUILD)/test/test_coap_bridge: $(BUILD)/server/admin/coap_bridge.o
 
-# libFuzzer targets compile the library sources directly with clang.
+# libFuzzer targets: the library (and the tetherd sources a target names)
+# compiled once with clang's fuzzer instrumentation under $(BUILD)/fuzz-obj,
+# then each target links those objects (compiling the library again for
+# each of 15 targets cost `make test` minutes).
 FUZZ_CC ?= clang
-FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined $(INTERNAL_INC) $(STD) \
-             $(PKG_CFLAGS)
-# A target over tetherd code names the server sources it needs.
-FUZZ_SERVER_SRCS :=
-$(BUILD)/fuzz/fuzz_rstore: FUZZ_SERVER_SRCS := server/store/rkey.c server/store/wrap.c
-$(BUILD)/fuzz/fuzz_rstore: server/store/rkey.c server/store/wrap.c server/store/rkey.h
-$(BUILD)/fuzz/fuzz_config: FUZZ_SERVER_SRCS := server/config/keys.c server/config/load.c
-$(BUILD)/fuzz/fuzz_config: server/config/keys.c server/config/load.c server/config.h \
-	server/config/keys.h
-$(BUILD)/fuzz/fuzz_http_coap: FUZZ_SERVER_SRCS := server/admin/coap_bridge.c
-$(BUILD)/fuzz/fuzz_http_coap: server/admin/coap_bridge.c server/admin/coap_bridge.h
-$(BUILD)/fuzz/%: test/fuzz/%.c $(LIB_SRCS) $(wildcard lib/*/*.h lib/include/tether/*.h)
+FUZZ_SAN = address,undefined
+FUZZ_CFLAGS = -g -O1 $(INTERNAL_INC) $(STD) $(PKG_CFLAGS)
+FUZZ_LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/fuzz-obj/%.o)
+# A target over tetherd code names the server objects it needs.
+FUZZ_SERVER_OBJS :=
+$(BUILD)/fuzz/fuzz_rstore: FUZZ_SERVER_OBJS := $(BUILD)/fuzz-obj/server/store/rkey.o \
+	$(BUILD)/fuzz-obj/server/store/wrap.o
+$(BUILD)/fuzz/fuzz_config: FUZZ_SERVER_OBJS := $(BUILD)/fuzz-obj/server/config/keys.o \
+	$(BUILD)/fuzz-obj/server/config/load.o
+$(BUILD)/fuzz/fuzz_http_coap: FUZZ_SERVER_OBJS := $(BUILD)/fuzz-obj/server/admin/coap_bridge.o
+$(BUILD)/fuzz/fuzz_rstore: $(BUILD)/fuzz-obj/server/store/rkey.o $(BUILD)/fuzz-obj/server/store/wrap.o
+$(BUILD)/fuzz/fuzz_config: $(BUILD)/fuzz-obj/server/config/keys.o \
+	$(BUILD)/fuzz-obj/server/config/load.o
+$(BUILD)/fuzz/fuzz_http_coap: $(BUILD)/fuzz-obj/server/admin/coap_bridge.o
+# Kept: make would delete them as intermediates of the pattern rule below.
+.SECONDARY: $(FUZZ_LIB_OBJS) $(BUILD)/fuzz-obj/server/store/rkey.o \
+	$(BUILD)/fuzz-obj/server/store/wrap.o $(BUILD)/fuzz-obj/server/config/keys.o \
+	$(BUILD)/fuzz-obj/server/config/load.o $(BUILD)/fuzz-obj/server/admin/coap_bridge.o
+$(BUILD)/fuzz-obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(QUIET_LINK)$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(LIB_SRCS) $(FUZZ_SERVER_SRCS) $(LIBS)
+	$(QUIET_CC)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link,$(FUZZ_SAN) -MMD -MP -c $< -o $@
+$(BUILD)/fuzz/%: test/fuzz/%.c $(FUZZ_LIB_OBJS)
+	@mkdir -p $(dir $@)
+	$(QUIET_LINK)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer,$(FUZZ_SAN) -MMD -MP -o $@ $< \
+		$(FUZZ_LIB_OBJS) $(FUZZ_SERVER_OBJS) $(LIBS)
 
 run: all
 	$(TETHERD) $(if $(CONFIG),--config $(CONFIG))
@@ -137,9 +153,9 @@ run: all
 # `make test` = deps for testing, a -Werror build, unit + integration tests,
 # short fuzz runs; one summary line at the end.
 test: deps-test
-	@$(MAKE) --no-print-directory binaries
-	@$(MAKE) --no-print-directory fuzz-bins
-	@BUILD=$(BUILD) test/run.sh
+	@$(MAKE) --no-print-directory -j$(JOBS) binaries
+	@$(MAKE) --no-print-directory -j$(JOBS) fuzz-bins
+	@BUILD=$(BUILD) JOBS=$(JOBS) test/run.sh
 
 fuzz-bins: $(FUZZ_BINS)
 
@@ -164,4 +180,5 @@ clean:
 distclean: clean
 	rm -rf .deps
 
--include $(LIB_OBJS:.o=.d) $(SERVER_OBJS:.o=.d) $(BENCH_OBJS:.o=.d) $(UNIT_BINS:=.d)
+-include $(LIB_OBJS:.o=.d) $(SERVER_OBJS:.o=.d) $(BENCH_OBJS:.o=.d) $(UNIT_BINS:=.d) \
+	$(wildcard $(BUILD)/fuzz-obj/*/*/*.d $(BUILD)/fuzz-obj/*/*.d) $(FUZZ_BINS:=.d)

@@ -107,16 +107,20 @@ run_integration() {
 }
 
 echo "== unit tests"
+section=$SECONDS
 run_unit "$top/$BUILD" ""
 
 echo "== integration tests"
+section=$SECONDS
 run_integration "$top/$BUILD" "" test/integration/test_*.sh
 
 # SPEC S10: the same code under AddressSanitizer and UndefinedBehaviorSanitizer
 # (any report aborts the process): every unit test, and the integration tests
 # that drive the DTLS, proxy, observe, cluster and admin paths of tetherd.
+echo "== (integration tests took $((SECONDS - section)) s)"
 echo "== ASan+UBSan (build-san)"
-if make --no-print-directory SANITIZER=address,undefined BUILD=build-san binaries \
+section=$SECONDS
+if make --no-print-directory -j"${JOBS:-2}" SANITIZER=address,undefined BUILD=build-san binaries \
     >"$out/san-build.log" 2>&1; then
     run_unit "$top/build-san" "san:"
     run_integration "$top/build-san" "san:" test/integration/test_relay.sh \
@@ -130,7 +134,9 @@ else
     tail -n 20 "$out/san-build.log" | sed 's/^/    /'
 fi
 
+echo "== (sanitizer build and tests took $((SECONDS - section)) s)"
 echo "== fuzz smoke (${FUZZ_SMOKE_SECONDS}s each)"
+section=$SECONDS
 for src in test/fuzz/fuzz_*.c; do
     n=$(basename "$src" .c)
     [ -x "$BUILD/fuzz/$n" ] && continue
@@ -144,14 +150,26 @@ for src in test/fuzz/fuzz_*.c; do
         echo "skip $n (not built)"
     fi
 done
+# Each target is one process on one core: TEST_JOBS of them at once, each
+# for its full FUZZ_SMOKE_SECONDS; results in name order.
+fuzzers=()
 for f in "$BUILD"/fuzz/fuzz_*; do
     [ -x "$f" ] || continue
     n=$(basename "$f")
-    corpus=test/fuzz/corpus/$n
-    work=$out/corpus-$n
-    mkdir -p "$work"
-    if "$f" -max_total_time="$FUZZ_SMOKE_SECONDS" -timeout=10 -rss_limit_mb=2048 \
-        -artifact_prefix="$out/$n-" "$work" "$corpus" >"$out/$n.log" 2>&1; then
+    fuzzers+=("$n")
+    while [ "$(jobs -rp | wc -l)" -ge "$TEST_JOBS" ]; do wait -n 2>/dev/null || true; done
+    (
+        corpus=test/fuzz/corpus/$n
+        work=$out/corpus-$n
+        mkdir -p "$work"
+        "$f" -max_total_time="$FUZZ_SMOKE_SECONDS" -timeout=10 -rss_limit_mb=2048 \
+            -artifact_prefix="$out/$n-" "$work" "$corpus" >"$out/$n.log" 2>&1
+        echo $? >"$out/$n.rc"
+    ) &
+done
+wait
+for n in ${fuzzers[@]+"${fuzzers[@]}"}; do
+    if [ "$(cat "$out/$n.rc" 2>/dev/null)" = 0 ]; then
         passed=$((passed + 1))
         echo "ok   $n"
     else
@@ -161,6 +179,7 @@ for f in "$BUILD"/fuzz/fuzz_*; do
         grep -E 'ERROR|SUMMARY|crash-|leak' "$out/$n.log" | head -10 | sed 's/^/    /'
     fi
 done
+echo "== (fuzz smoke took $((SECONDS - section)) s; the suite $SECONDS s)"
 
 for k in "${skips[@]-}"; do [ -n "$k" ] && echo "skipped: $k"; done
 if [ ${#failures[@]} -gt 0 ]; then

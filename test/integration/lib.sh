@@ -11,7 +11,7 @@ NFAIL=0
 cleanup() {
     for p in "${PIDS[@]-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null; done
     for p in "${PIDS[@]-}"; do [ -n "$p" ] && wait "$p" 2>/dev/null; done
-    [ "$NFAIL" -eq 0 ] && rm -rf "$T"
+    [ "$NFAIL" -eq 0 ] && [ -z "${TETHER_KEEP_LOGS:-}" ] && rm -rf "$T"
 }
 trap cleanup EXIT
 
@@ -89,7 +89,10 @@ load_module /usr/lib/nginx/modules/ngx_stream_module.so;
 daemon off;
 pid $T/nginx/nginx.pid;
 error_log $T/nginx/error.log info;
-events { worker_connections 4096; }
+# Every rebinding device opens a new UDP session that lives proxy_timeout
+# (deploy/nginx/tether-udp.conf): 200 devices rebinding every 3 s hold
+# ~8,000 sessions, two connections each; 4,096 ran out within 30 s.
+events { worker_connections 16384; }
 include $TOP/deploy/nginx/tether-udp.conf;
 CONF
     echo "listen 127.0.0.1:$lb udp;" >"$T/nginx/tether-listen.conf"

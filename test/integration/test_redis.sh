@@ -140,6 +140,10 @@ app1_get() { # app1_get NODE_PORT DEVICE: one GET of DEVICE/temp
 oport=${P[$owner]}
 out=$(app1_get "$oport" dev7)
 check "before the outage app1 GETs dev7/temp on its node" grep -qE '^-?[0-9]+' <<<"$out"
+# What the rebinding devices through the balancer saw before the outage.
+last=$(grep -E '^devices: stats ' "$T/devices.log" | tail -n1)
+ping0=$(sed -nE 's/.* pings=([0-9]+).*/\1/p' <<<"$last")
+pong0=$(sed -nE 's/.* pongs=([0-9]+).*/\1/p' <<<"$last")
 kill -9 "$REDIS_PID"
 wait "$REDIS_PID" 2>/dev/null
 t_kill=$(date +%s)
@@ -164,6 +168,11 @@ b=$(stat "${A[1]}" redis.backlog)
 note "node 1 backlog during the outage: $b"
 check "node 1 holds the registrations made meanwhile in its backlog" test "$b" -ge 5
 while [ $(($(date +%s) - t_kill)) -lt 10 ]; do sleep 1; done # the outage lasts 10 s
+# Every device answered its pings through the balancer meanwhile (a ping
+# in flight at the last stats line may still be out).
+check "during the outage the rebinding devices keep answering their pings" \
+    wait_stats "$T/devices.log" "pings - $ping0 >= 300 && pongs - $pong0 >= (pings - $ping0) * 95 / 100" 5 ||
+    note "$(grep -E '^devices: stats ' "$T/devices.log" | tail -n1) (before: pings=$ping0 pongs=$pong0)"
 check "redis-server restarts" start_redis
 drained() { [ "$(stat "$1" redis.backlog)" = 0 ] && [ "$(stat "$1" redis.state)" = up ]; }
 for i in 1 2 3; do
@@ -186,6 +195,12 @@ for i in 1 2 3; do
     check "after the resync app9's replayed version 1 is still refused on node $i" refused "${P[$i]}"
 done
 kill "$DEV_PID" "$LATE_PID" 2>/dev/null
+wait "$DEV_PID" 2>/dev/null
+fin=$(grep -E '^devices: final ' "$T/devices.log")
+note "$fin"
+check "from start to end the rebinding devices answered their pings (>= 95%)" bash -c \
+    '[[ $1 =~ pings=([0-9]+)\ pongs=([0-9]+) ]] && [ "${BASH_REMATCH[1]}" -gt 0 ] &&
+     [ $((BASH_REMATCH[2] * 100)) -ge $((BASH_REMATCH[1] * 95)) ]' _ "$fin"
 check "all nodes still alive" bash -c 'kill -0 "$1" && kill -0 "$2" && kill -0 "$3"' _ \
     "$n1_PID" "$n2_PID" "$n3_PID"
 finish
