@@ -39,6 +39,7 @@ typedef struct {
     uint32_t admin_max_connections;
     uint32_t admin_idle_timeout; /* seconds */
     uint32_t admin_coap_streams; /* SSE streams per identity on /coap/... */
+    uint32_t admin_coap_waiting; /* parked /coap/... requests per client identity */
     char redis_url[256];
     uint32_t redis_backlog_max; /* dirty keys held while Redis is away */
     char cluster_key[128];

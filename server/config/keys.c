@@ -36,6 +36,8 @@ const tetherd_key_t tetherd_config_keys[] = {
      .doc = "seconds an admin connection may go without completing a request"},
     {.key = "admin_coap_streams_per_identity", UINT(0, 4096), FIELD(admin_coap_streams),
      .def = "4", .doc = "HTTP-to-CoAP event streams (Observe) one identity may hold open"},
+    {.key = "admin_coap_waiting_per_identity", UINT(1, 4096), FIELD(admin_coap_waiting),
+     .def = "16", .doc = "HTTP-to-CoAP requests one client may have waiting (streams included)"},
     {.key = "drain_timeout", UINT(0, 3600), FIELD(drain_timeout), .def = "10",
      .doc = "seconds a SIGTERM waits for pending requests before stopping"},
     {.key = "redis_url", .env = "TETHER_REDIS_URL", .flag = "redis", .type = TETHERD_KEY_URL,
