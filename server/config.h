@@ -96,6 +96,7 @@ typedef struct {
     uint32_t dtls_hs_burst;
     uint32_t dtls_hs_inflight;  /* handshakes in flight per source, 0 = no cap */
     uint32_t dtls_hs_prefix;    /* handshakes in flight per /24 or /48, 0 = no cap */
+    uint32_t dtls_sessions_per_id; /* established sessions per identity, 0 = no cap */
     uint32_t dtls_hello_rate;   /* hellos looked at per second, node-wide, 0 = no budget */
     uint32_t dtls_hs_flight_ms; /* a handshake silent this long is dropped */
     uint32_t dtls_ticket_rotation_s; /* session ticket key period */

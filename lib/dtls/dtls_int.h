@@ -12,6 +12,7 @@
  *               handshake state machine up to an authenticated session;
  *   rebind.c    RFC 9146 moves of CID sessions and the 3x budget of an
  *               unvalidated address;
+ *   ident.c     established sessions per identity;
  *   dtls.c      create/destroy, tick and next deadline, events, accessors;
  *   failover.c  SPEC S5: the transmit ceiling of compact sessions
  *               (txceil.h), checkpoints (checkpoint.h), adoption.
@@ -69,6 +70,15 @@ typedef struct {
     tether_ticket_seen_t *tickets;
 } io_t;
 
+/* An identity with established sessions (ident.c, conf.max_sessions_per_
+ * identity); exists only while it has some. */
+typedef struct {
+    tether_hnode_t node;    /* in srv->idents, keyed by a digest of name */
+    uint32_t n;
+    tether_list_t sessions; /* oldest first, via ident_ln */
+    char name[TETHER_IDENTITY_MAX];
+} ident_t;
+
 struct tether_dtls_sess {
     io_t io;
     WOLFSSL *ssl; /* NULL once the session runs on `rec` */
@@ -92,6 +102,8 @@ struct tether_dtls_sess {
     tether_time_t hs_started;
     struct tether_dtls_sess *src_next; /* handshake: its source's next, newer one */
     bool prefix_charged;               /* handshake: counted in its prefix_t */
+    ident_t *ident;                    /* established: counted for its identity (ident.c) */
+    tether_lnode_t ident_ln;           /* in ident->sessions */
     tether_time_t hs_deadline;
     tether_lnode_t ln; /* in handshaking, established (idle LRU) or dead */
 };
@@ -138,6 +150,7 @@ struct tether_dtls_srv {
     tether_hmap_t by_addr, by_cid, by_id;
     tether_hmap_t sources;  /* of source_t */
     tether_hmap_t prefixes; /* of prefix_t */
+    tether_hmap_t idents;   /* of ident_t */
     uint64_t next_id;
     tether_dtls_event_t *ev; /* events since the last clear */
     size_t nev, ev_cap;
@@ -208,6 +221,13 @@ void dtls_new_handshake(tether_dtls_srv_t *srv, uint8_t iface, const tether_addr
                         const uint8_t *buf, size_t len, tether_time_t now);
 /* Takes a handshaking session off its source's count. */
 void dtls_source_del(tether_dtls_srv_t *srv, tether_dtls_sess_t *s);
+
+/* ---- ident.c */
+/* Counts established session `s` for its identity; closes that identity's
+ * oldest sessions beyond conf.max_sessions_per_identity. */
+void dtls_ident_add(tether_dtls_srv_t *srv, tether_dtls_sess_t *s);
+/* Takes a closing session off its identity's count. */
+void dtls_ident_del(tether_dtls_srv_t *srv, tether_dtls_sess_t *s);
 
 /* ---- handshake.c */
 /* Installs the wolfSSL callbacks, versions, suites and X.509 material on a

@@ -250,6 +250,7 @@ void dtls_hs_step(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, tether_time_t n
         dtls_deadline(srv, now + srv->conf.idle_timeout_ms);
         tether_list_push(&srv->established, &s->ln);
         srv->stats.sessions_active++;
+        dtls_ident_add(srv, s);
         if (how)
             srv->stats.handshakes_resumed++;
         else

@@ -519,20 +519,26 @@ static void test_handshake_timeout_frees_the_attempt(void **state)
 
 /* One request/response over an established session; returns the server's
  * view of it. */
-static tether_dtls_sess_t *exchange(fixture_t *f, uint16_t port, const char *msg)
+/* The same for client `c` of f's server. */
+static tether_dtls_sess_t *exchange_as(fixture_t *f, client_t *c, uint16_t port, const char *msg)
 {
     uint8_t rec[TETHER_DTLS_MAX_DGRAM];
-    size_t n = client_record(&f->c, msg, rec);
+    size_t n = client_record(c, msg, rec);
     tether_addr_t a = addr(port);
     tether_dtls_rx_t rx;
     tether_dtls_input(f->srv, 0, &a, rec, n, now_ms, &rx);
     assert_int_equal(rx.len, strlen(msg));
     assert_memory_equal(rx.data, msg, rx.len);
     assert_int_equal(tether_dtls_send(f->srv, rx.sess, (const uint8_t *)"ack", 3), 0);
-    pump_to_client(f->srv, &f->c);
+    pump_to_client(f->srv, c);
     char buf[16];
-    assert_int_equal(wolfSSL_read(f->c.ssl, buf, sizeof buf), 3);
+    assert_int_equal(wolfSSL_read(c->ssl, buf, sizeof buf), 3);
     return rx.sess;
+}
+
+static tether_dtls_sess_t *exchange(fixture_t *f, uint16_t port, const char *msg)
+{
+    return exchange_as(f, &f->c, port, msg);
 }
 
 static void test_x509_client_certificate(void **state)
@@ -1429,6 +1435,48 @@ static void test_returning_device_handshakes_again(void **state)
     assert_int_equal(ev[n - 1].id, old_id);
 }
 
+/* The security review: established sessions are never evicted, so one
+ * credential could open max_sessions of them from many ports (or resume
+ * them cheaply) and keep every other device out until the idle timeout.
+ * At max_sessions_per_identity (2 here) the identity's oldest session
+ * goes when a new one is established; the newer ones keep working. */
+static void test_sessions_per_identity(void **state)
+{
+    (void)state;
+    tether_dtls_conf_t conf;
+    tether_dtls_conf_defaults(&conf);
+    conf.max_sessions_per_identity = 2;
+    fixture_t *f = make_fixture(false, &conf);
+    const tether_dtls_stats_t *st = tether_dtls_stats(f->srv);
+    static client_t c[3];
+    uint64_t first = 0;
+    for (int i = 0; i < 3; i++) {
+        client_init(&c[i], true);
+        assert_int_equal(handshake(f->srv, &c[i], (uint16_t)(52600 + i)), 0);
+        if (i == 0) {
+            first = tether_dtls_sess_id(exchange_as(f, &c[0], 52600, "first"));
+            tether_dtls_events_clear(f->srv);
+        }
+    }
+    assert_int_equal(st->handshakes_full, 3);
+    assert_int_equal(st->sessions_active, 2);
+    assert_int_equal(st->sessions_identity_capped, 1);
+    assert_null(tether_dtls_sess_find(f->srv, first));
+    const tether_dtls_event_t *ev;
+    size_t n = tether_dtls_events(f->srv, &ev);
+    assert_true(n >= 1);
+    assert_int_equal(ev[n - 1].kind, TETHER_DTLS_EV_CLOSED);
+    assert_int_equal(ev[n - 1].why, TETHER_DTLS_WHY_REPLACED);
+    assert_int_equal(ev[n - 1].id, first);
+    for (int i = 1; i < 3; i++)
+        assert_string_equal(
+            tether_dtls_sess_identity(exchange_as(f, &c[i], (uint16_t)(52600 + i), "on")), "dev1");
+    for (int i = 0; i < 3; i++)
+        client_free(&c[i]);
+    client_init(&f->c, false);
+    teardown((void **)&f);
+}
+
 /* A replayed ClientHello with a valid cookie, from an established
  * session's address, starts a handshake that never completes: once it
  * times out, the session has its address back and works again. */
@@ -2090,6 +2138,7 @@ int main(void)
         cmocka_unit_test(test_resent_flights_do_not_hold_the_table),
         cmocka_unit_test(test_handshakes_per_prefix),
         cmocka_unit_test(test_v4_mapped_sources_are_ipv4),
+        cmocka_unit_test(test_sessions_per_identity),
         cmocka_unit_test(test_cookie_shared_by_cluster),
         cmocka_unit_test_setup_teardown(test_dtls13_psk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cookie_survives_rotation, setup, teardown),
