@@ -37,6 +37,7 @@ typedef struct {
     char admin[80];
     char admin_token[128];
     uint32_t admin_max_connections;
+    uint32_t admin_max_connections_per_address; /* 0 = no cap */
     uint32_t admin_idle_timeout; /* seconds */
     uint32_t admin_coap_streams; /* SSE streams per identity on /coap/... */
     uint32_t admin_coap_waiting; /* parked /coap/... requests per client identity */
