@@ -140,8 +140,8 @@ int bench_parse_addr(const char *s, struct sockaddr_storage *out)
 const char *bench_addr_str(const struct sockaddr_storage *a, char *buf, size_t cap)
 {
     tether_addr_t t;
-    t.ss = *a;
     t.len = a->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    memcpy(&t.ss, a, t.len);
     return tether_addr_str(&t, buf, cap);
 }
 
@@ -380,8 +380,8 @@ void bench_hist_json(const tether_hist_t *h, json_t *report)
     tether_hist_iter_t it = {0};
     tether_hist_bucket_t b;
     while (tether_hist_next(h, &it, &b))
-        json_array_append_new(a, json_pack("[I, I, I]", (json_int_t)b.lo, (json_int_t)b.hi,
-                                           (json_int_t)b.count));
+        json_array_append_new(
+            a, json_pack("[I, I, I]", (json_int_t)b.lo, (json_int_t)b.hi, (json_int_t)b.count));
     json_object_set_new(report, "latency_hist", a);
 }
 

@@ -110,6 +110,7 @@ enum {
     R_IDLE100K_REG,
     R_CROSS,
     R_XRELAY,
+    R_WORKERS,
     R_LAT,
     R_N
 };
@@ -774,6 +775,33 @@ static void stage_cross(suite_t *S)
     stop_pid(&n1.pid);
 }
 
+/* A redis-server on a free loopback port (*port) on the bench CPU,
+ * logging to DIR/redis-NAME.log, for the stages whose nodes share state.
+ * Returns its pid, or -1 with the reason in row r's note. */
+static pid_t redis_start(suite_t *S, const char *name, row_t *r, int *port)
+{
+    char rp[16], rdir[400], rlog[400];
+    if ((*port = free_port_pair()) < 0)
+        return -1;
+    snprintf(rp, sizeof rp, "%d", *port);
+    snprintf(rdir, sizeof rdir, "%s", S->dir);
+    snprintf(rlog, sizeof rlog, "%s/redis-%s.log", S->dir, name);
+    char *rargv[] = {
+        "/usr/bin/redis-server", "--port", rp,      "--bind", "127.0.0.1", "--save", "",
+        "--appendonly",          "no",     "--dir", rdir,     "--logfile", rlog,     NULL};
+    if (access(rargv[0], X_OK) != 0) {
+        snprintf(r->note, sizeof r->note, "not measured: %s is not installed", rargv[0]);
+        return -1;
+    }
+    pid_t redis = spawn(rargv, S->bench_cpu, -1, NULL);
+    if (redis < 0 || !wait_for(rlog, "Ready to accept connections", 10)) {
+        snprintf(r->note, sizeof r->note, "not measured: redis-server did not start (%s)", rlog);
+        stop_pid(&redis);
+        return -1;
+    }
+    return redis;
+}
+
 /* Cross-node relay (SPEC S5): the same relayed cache-miss workload twice
  * on one two-node cluster sharing a redis-server (the device directory),
  * both nodes on the server CPU: clients on node 1, where the devices'
@@ -785,26 +813,12 @@ static void stage_cross(suite_t *S)
 static void stage_xrelay(suite_t *S)
 {
     row_t *r = &rows[R_XRELAY];
-    int ports = free_port_pair(), rport = free_port_pair();
-    if (ports < 0 || rport < 0)
+    int ports = free_port_pair(), rport;
+    if (ports < 0)
         return;
-    char rp[16], rdir[400], rlog[400];
-    snprintf(rp, sizeof rp, "%d", rport);
-    snprintf(rdir, sizeof rdir, "%s", S->dir);
-    snprintf(rlog, sizeof rlog, "%s/redis-xrelay.log", S->dir);
-    char *rargv[] = {
-        "/usr/bin/redis-server", "--port", rp,      "--bind", "127.0.0.1", "--save", "",
-        "--appendonly",          "no",     "--dir", rdir,     "--logfile", rlog,     NULL};
-    if (access(rargv[0], X_OK) != 0) {
-        snprintf(r->note, sizeof r->note, "not measured: %s is not installed", rargv[0]);
+    pid_t redis = redis_start(S, "xrelay", r, &rport);
+    if (redis < 0)
         return;
-    }
-    pid_t redis = spawn(rargv, S->bench_cpu, -1, NULL);
-    if (redis < 0 || !wait_for(rlog, "Ready to accept connections", 10)) {
-        snprintf(r->note, sizeof r->note, "not measured: redis-server did not start (%s)", rlog);
-        stop_pid(&redis);
-        return;
-    }
     char path[400], text[1024];
     for (int id = 1; id <= 2; id++) {
         snprintf(path, sizeof path, "%s/xrelay%d.json", S->dir, id);
@@ -902,6 +916,122 @@ static void stage_xrelay(suite_t *S)
     stop_pid(&n2.pid);
     stop_pid(&n1.pid);
     stop_pid(&redis);
+}
+
+/* The pids of the workers a tetherd with `workers` > 1 started, from
+ * their "worker started" log lines; how many were found. */
+static int worker_pids(const server_t *sv, char pids[][16], int max)
+{
+    FILE *f = fopen(sv->log, "r");
+    char line[1024];
+    int n = 0;
+    while (f && n < max && fgets(line, sizeof line, f)) {
+        char *p;
+        if (strstr(line, "\"msg\":\"worker started\"") && (p = strstr(line, "\"pid\":\"")))
+            snprintf(pids[n++], sizeof pids[0], "%.*s", (int)strcspn(p + 7, "\""), p + 7);
+    }
+    if (f)
+        fclose(f);
+    return n;
+}
+
+/* Relayed cache misses on one tetherd (workers.h) with `workers` workers,
+ * all on the server CPU, sharing the redis-server on rport; req/s, and
+ * the share of a core the workers used together in *cpu. */
+static double workers_run(suite_t *S, int workers, int rport, double *cpu)
+{
+    int cport = free_port_pair();
+    char conf[32], name[32], path[400], text[1024];
+    snprintf(conf, sizeof conf, "workers%d.json", workers);
+    snprintf(path, sizeof path, "%s/%s", S->dir, conf);
+    snprintf(text, sizeof text,
+             "{\"node_id\": 1, \"workers\": %d, \"listen\": [\"coaps://127.0.0.1:0\"], "
+             "\"admin\": \"127.0.0.1:0\", \"admin_token\": \"bench\", "
+             "\"credentials_file\": \"%s/creds.json\", "
+             "\"cluster_key\": \"bench-cluster-key-0123456789\", "
+             "\"redis_url\": \"redis://127.0.0.1:%d\", "
+             "\"dtls\": {\"handshake_rate_per_source\": 0, \"max_handshakes_per_source\": 0}, "
+             "\"cluster\": {\"listen\": \"127.0.0.1:%d\"}}\n",
+             workers, S->dir, rport, cport);
+    *cpu = -1;
+    server_t td;
+    snprintf(name, sizeof name, "tetherd-workers%d", workers);
+    if (cport < 0 || write_file(path, text) < 0 || tetherd_start(S, conf, name, &td) < 0)
+        return -1;
+    char pids[2][16] = {"", ""}, server[32], target[32], concs[8];
+    int np = workers > 1 ? worker_pids(&td, pids, 2) : 0;
+    if (workers == 1)
+        snprintf(pids[np++], sizeof pids[0], "%d", (int)td.pid);
+    double x = -1;
+    bool registered = false;
+    if (np == workers && (workers == 1 || wait_for(td.log, "\"msg\":\"workers ready\"", 15))) {
+        snprintf(server, sizeof server, "127.0.0.1:%s", td.port);
+        pid_t dev = devices_start(S, server, N_DEVICES, 1000, name, &registered);
+        if (registered) {
+            usleep(1500000); /* leases seen, every directory entry replicated */
+            snprintf(target, sizeof target, "dev[0-%d]/count", N_DEVICES - 1);
+            snprintf(concs, sizeof concs, "%d", CONC);
+            say(S, "relayed requests through %d worker(s) sharing the server core, %s s", workers,
+                dur_s);
+            snprintf(name, sizeof name, "load-workers%d", workers);
+            json_t *j =
+                run_bench(S, name, -1, NULL, "load", "--server", server, "--identity", "app1",
+                          "--psk-hex", APP_KEY_HEX, "--target", target, "--concurrency", concs,
+                          "--duration", dur_s, "--warmup", warm_s, "--cipher", CIPHER_PSK, "--json",
+                          "--cpu-pid", pids[0], workers > 1 ? "--cpu-pid" : NULL, pids[1], NULL);
+            if (j && jnum(j, "timeouts") + jnum(j, "classes.5xx") <= 0.01 * jnum(j, "sent")) {
+                x = jnum(j, "throughput_rps");
+                json_t *v = json_object_get(j, "server_cpu_each");
+                *cpu = json_number_value(json_array_get(v, 0)) +
+                       (workers > 1 ? json_number_value(json_array_get(v, 1)) : 0);
+            }
+            json_decref(j);
+        }
+        stop_pid(&dev);
+    }
+    stop_pid(&td.pid);
+    return x;
+}
+
+/* Every core of one host (config key `workers`, SPEC S9): the relayed
+ * cache-miss workload through one tetherd with 1 worker, then 2, both
+ * with a redis-server (the workers' shared device directory). The row is
+ * the 2-worker throughput; its reference the 1-worker run. SPEC S9 pins
+ * tetherd to one core and the load generator takes the other, so here the
+ * 2 workers share that core: the row shows what splitting a core into
+ * workers costs (about half of the requests land on the worker without
+ * the device's tunnel and cross to its sibling over the channel), never
+ * scaling, which needs a core per worker beside the generator's. */
+static void stage_workers(suite_t *S)
+{
+    row_t *r = &rows[R_WORKERS];
+    int rport;
+    pid_t redis = redis_start(S, "workers", r, &rport);
+    if (redis < 0)
+        return;
+    double c1, c2;
+    double one = workers_run(S, 1, rport, &c1);
+    double two = workers_run(S, 2, rport, &c2);
+    stop_pid(&redis);
+    if (one <= 0 || two < 0) {
+        snprintf(r->note, sizeof r->note, "not measured: a run failed (see %s)", S->dir);
+        return;
+    }
+    r->tether = two;
+    r->ceiling = one;
+    r->tether_cpu = c2 > 0.05 ? c2 : -1;
+    r->ceiling_cpu = c1 > 0.05 ? c1 : -1;
+    row_detail(r, "one_worker_rps", one);
+    row_detail(r, "two_workers_rps", two);
+    row_detail(r, "raw_ratio", two / one);
+    snprintf(r->note, sizeof r->note,
+             "GET dev[0-%d]/count, %d sessions, Redis; reference column: 1 worker (%.0f req/s, "
+             "%.0f%% of a core); 2 workers: %.0f req/s (%.0f%% of a core together), raw ratio "
+             "%.2f. Both runs have the one server core (the load generator has the other of this "
+             "2-core machine): this shows the cost of splitting a core into workers (requests "
+             "whose client and device hashed to different workers cross over the channel), not "
+             "scaling, which needs a core per worker",
+             N_DEVICES - 1, CONC, one, c1 * 100, two, c2 * 100, two / one);
 }
 
 /* Whether --only names stage `name` (or is absent). */
@@ -1556,8 +1686,9 @@ static void usage(FILE *f)
                "  --json-out FILE  also write the JSON object to FILE\n"
                "  --quick          short runs (smoke test, ~1 minute)\n"
                "  --only STAGES    run only these stages, comma-separated: relay, latency,\n"
-               "                   observe, cross, xrelay (cross-node relay), ecdhe, idle,\n"
-               "                   ceiling, peer (rows of the others: not measured)\n"
+               "                   observe, cross, xrelay (cross-node relay), workers (1 and\n"
+               "                   2 workers), ecdhe, idle, ceiling, peer (rows of the\n"
+               "                   others: not measured)\n"
                "  --tetherd PATH   tetherd binary (default: next to tether-bench)\n"
                "  --server-cpu N   CPU for the servers (default 0)\n"
                "  --bench-cpu N    CPU for the load (default 1)\n");
@@ -1645,6 +1776,8 @@ int bench_suite_main(int argc, char **argv)
     rows[R_CROSS].tether = SIGNED_NONE;
     row_init(R_XRELAY, "cross_node_relay", "relayed request, client on another node", "req/s",
              "(ratio: same-node relay)", true);
+    row_init(R_WORKERS, "workers_relay", "relayed request, 2 workers on one core", "req/s",
+             "(ratio: 1 worker)", true);
     row_init(R_LAT, "latency_p99_50pct", "proxy-added latency p99, 50% load", "us", "<=100", false);
     snprintf(rows[R_MISS].note, sizeof rows[R_MISS].note,
              "GET dev[0-63]/count (Max-Age 0: every request misses the cache and is relayed)");
@@ -1663,6 +1796,8 @@ int bench_suite_main(int argc, char **argv)
         stage_cross(&S);
     if (stage_wanted(&S, "xrelay"))
         stage_xrelay(&S);
+    if (stage_wanted(&S, "workers"))
+        stage_workers(&S);
     if (stage_wanted(&S, "ecdhe"))
         stage_tether_ecdhe(&S, certs);
     if (stage_wanted(&S, "idle"))

@@ -36,6 +36,10 @@ static int resolve(const char *hostport, tether_addr_t *out)
     struct addrinfo hints = {.ai_socktype = SOCK_DGRAM}, *ai;
     if (getaddrinfo(host, port, &hints, &ai) != 0)
         return TETHER_ENOTFOUND;
+    if (ai->ai_addrlen > sizeof out->ss) { /* not IPv4 or IPv6 */
+        freeaddrinfo(ai);
+        return TETHER_ENOTFOUND;
+    }
     memset(out, 0, sizeof *out);
     memcpy(&out->ss, ai->ai_addr, ai->ai_addrlen);
     out->len = (socklen_t)ai->ai_addrlen;
@@ -117,8 +121,8 @@ int tetherd_cluster_open(uv_loop_t *loop, const tetherd_config_t *cfg, tether_ch
         tetherd_cluster_close(c);
         return TETHER_EIO;
     }
-    tether_log_kv(TETHER_LOG_INFO, "cluster", "internal channel up", "listen",
-                  cfg->cluster_listen, NULL);
+    tether_log_kv(TETHER_LOG_INFO, "cluster", "internal channel up", "listen", cfg->cluster_listen,
+                  NULL);
     *out = c;
     return 0;
 fail:

@@ -95,11 +95,11 @@ typedef struct {
     char dtls_key_file[512];  /* its private key, PEM */
     uint32_t dtls_hs_rate;    /* handshakes per second per source IP, 0 = off */
     uint32_t dtls_hs_burst;
-    uint32_t dtls_hs_inflight;  /* handshakes in flight per source, 0 = no cap */
-    uint32_t dtls_hs_prefix;    /* handshakes in flight per /24 or /48, 0 = no cap */
-    uint32_t dtls_sessions_per_id; /* established sessions per identity, 0 = no cap */
-    uint32_t dtls_hello_rate;   /* hellos looked at per second, node-wide, 0 = no budget */
-    uint32_t dtls_hs_flight_ms; /* a handshake silent this long is dropped */
+    uint32_t dtls_hs_inflight;       /* handshakes in flight per source, 0 = no cap */
+    uint32_t dtls_hs_prefix;         /* handshakes in flight per /24 or /48, 0 = no cap */
+    uint32_t dtls_sessions_per_id;   /* established sessions per identity, 0 = no cap */
+    uint32_t dtls_hello_rate;        /* hellos looked at per second, node-wide, 0 = no budget */
+    uint32_t dtls_hs_flight_ms;      /* a handshake silent this long is dropped */
     uint32_t dtls_ticket_rotation_s; /* session ticket key period */
     /* "cluster": the internal channel (SPEC S5). Off while listen is "". */
     char cluster_listen[160];          /* HOST:PORT this node receives forwarded records on */
@@ -111,6 +111,7 @@ typedef struct {
         char addr[160]; /* HOST:PORT of that node's internal channel */
     } cluster_nodes[32];
     size_t ncluster_nodes;
+    uint32_t workers;         /* worker processes on the same ports, 0 = one per core */
     uint32_t udp_recv_buffer; /* SO_RCVBUF of each listener, bytes, 0 = kernel default */
     uint32_t udp_send_buffer; /* SO_SNDBUF */
     bool check_only;

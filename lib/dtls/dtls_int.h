@@ -43,31 +43,30 @@
 /* Identities x our two TLS 1.3 suites x wolfSSL's two passes over a hello. */
 #define PSK_LOOKUPS_MAX (TETHER_DTLS_MAX_PSK_IDENTITIES * 2 * 2)
 
-
 enum sess_state { S_HANDSHAKE, S_ESTABLISHED, S_DEAD };
 enum auth_kind { AUTH_NONE, AUTH_PSK, AUTH_X509 };
 
-/* Per-WOLFSSL I/O context: the datagram being fed and where output goes. */
+/* Per-WOLFSSL I/O context: the datagram being fed and where output goes.
+ * (Widest fields first: it is in every session.) */
 typedef struct {
     tether_dtls_srv_t *srv;
-    uint64_t sess; /* the id of the session it belongs to; 0 for a listener's */
     const uint8_t *in;
     size_t in_len;
     const tether_addr_t *dst;
-    uint8_t iface; /* the local interface dst talks to */
-    /* Stateless listener: what dst, not yet validated, may still be sent
-     * in answer to the one hello being read (SPEC S10: 3x its bytes). */
-    bool tx_limited;
-    uint32_t tx_budget;
-    char identity[TETHER_IDENTITY_MAX];
-    tether_role_t role;
     const char *psk13_suite; /* TLS 1.3 suite for a PSK, from the ClientHello */
-    uint8_t auth;       /* enum auth_kind: how identity was established */
-    uint8_t psk_lookups; /* PSK callback calls for the hello being processed */
-    uint64_t key_tag;    /* AUTH_PSK: tether_creds_key_tag of the key it used */
-    bool x509_rejected; /* a certificate was presented and refused */
     /* Tickets the hello carried that opened (ticket.h); NULL when none. */
     tether_ticket_seen_t *tickets;
+    uint64_t key_tag; /* AUTH_PSK: tether_creds_key_tag of the key it used */
+    /* Stateless listener: what dst, not yet validated, may still be sent
+     * in answer to the one hello being read (SPEC S10: 3x its bytes). */
+    uint32_t tx_budget;
+    tether_role_t role;
+    char identity[TETHER_IDENTITY_MAX];
+    uint8_t iface; /* the local interface dst talks to */
+    bool tx_limited;
+    uint8_t auth;        /* enum auth_kind: how identity was established */
+    uint8_t psk_lookups; /* PSK callback calls for the hello being processed */
+    bool x509_rejected;  /* a certificate was presented and refused */
 } io_t;
 
 /* An identity with established sessions (ident.c, conf.max_sessions_per_
@@ -82,30 +81,40 @@ typedef struct {
 struct tether_dtls_sess {
     io_t io;
     WOLFSSL *ssl; /* NULL once the session runs on `rec` */
-    tether_rec_t rec;
+    /* A session is a handshake (these fields) or, once established and
+     * off wolfSSL, a compact record state (`rec`): never both, so they
+     * share their bytes (an idle tunnel is budgeted at 600, SPEC S9). The
+     * handshake fields are read only while state is S_HANDSHAKE (a
+     * finished handshake leaves its source list, dtls_source_del, before
+     * dtls_compact may write `rec`); `rec` only when ssl is NULL. */
+    union {
+        tether_rec_t rec;
+        struct {
+            uint64_t displaced; /* the established session whose address it took */
+            tether_time_t hs_started;
+            tether_time_t hs_deadline;
+            struct tether_dtls_sess *src_next; /* its source's next, newer one */
+            bool prefix_charged;               /* counted in its prefix_t */
+        };
+    };
     tether_addr_t peer;
     tether_hnode_t by_addr;
     tether_hnode_t by_cid;
     tether_hnode_t by_id;
     uint64_t id; /* stable handle for layers above; never reused */
-    uint64_t displaced; /* handshake: the established session whose address it took */
     uint8_t cid[TETHER_CID_MAX];
     uint8_t cid_len;
     uint8_t state;
-    bool app_seen;   /* the peer sent application data: it has our final flight */
-    bool wolf_only;  /* cannot run on the compact record layer (DTLS 1.3, suite) */
-    bool unvalidated; /* moved to an address that has not shown it is the peer's */
-    uint32_t credit;  /* unvalidated: bytes we may still send there (3x received) */
-    uint64_t max_seq; /* newest authenticated (epoch << 48 | seq) */
+    bool app_seen;         /* the peer sent application data: it has our final flight */
+    bool wolf_only;        /* cannot run on the compact record layer (DTLS 1.3, suite) */
+    bool unvalidated;      /* moved to an address that has not shown it is the peer's */
+    bool ident_counted;    /* established: counted for its identity (ident.c) */
+    uint32_t credit;       /* unvalidated: bytes we may still send there (3x received) */
+    uint64_t max_seq;      /* newest authenticated (epoch << 48 | seq) */
     tether_txceil_t *ceil; /* compact, conf.checkpoint: the transmit ceiling (txceil.h) */
-    tether_time_t last_rx; /* handshake: last datagram from the peer */
-    tether_time_t hs_started;
-    struct tether_dtls_sess *src_next; /* handshake: its source's next, newer one */
-    bool prefix_charged;               /* handshake: counted in its prefix_t */
-    ident_t *ident;                    /* established: counted for its identity (ident.c) */
-    tether_lnode_t ident_ln;           /* in ident->sessions */
-    tether_time_t hs_deadline;
-    tether_lnode_t ln; /* in handshaking, established (idle LRU) or dead */
+    tether_time_t last_rx; /* last datagram from the peer (handshake: last progress) */
+    tether_lnode_t ln;     /* in handshaking, established (idle LRU) or dead */
+    tether_lnode_t ident_ln; /* established and ident_counted: in its ident_t (ident.c) */
 };
 
 typedef struct {
@@ -154,10 +163,10 @@ struct tether_dtls_srv {
     uint64_t next_id;
     tether_dtls_event_t *ev; /* events since the last clear */
     size_t nev, ev_cap;
-    tether_time_t next_at; /* lower bound of the next tick's work; exact after a tick */
+    tether_time_t next_at;     /* lower bound of the next tick's work; exact after a tick */
     tether_list_t handshaking; /* least recent progress first (dtls_hs_step) */
     tether_list_t established;
-    tether_list_t dead; /* closed, freed by dtls_reap */
+    tether_list_t dead;          /* closed, freed by dtls_reap */
     tether_dtls_sess_t *reading; /* session of the datagram being read */
     tether_addr_t reading_from;  /* its source and interface, and whether it came by CID */
     uint8_t reading_iface;
@@ -172,8 +181,8 @@ struct tether_dtls_srv {
     tether_ticket_keys_t tkt;   /* session ticket keys (ticket.h) */
     tether_time_t now;          /* of the current input or tick */
     uint32_t ceil_failed;       /* ceiling raises failed since the tick last looked */
-    tether_rl_t rate; /* new handshakes per source address */
-    tether_rl_slot_t hellos; /* node-wide hello budget (conf.hello_rate) */
+    tether_rl_t rate;           /* new handshakes per source address */
+    tether_rl_slot_t hellos;    /* node-wide hello budget (conf.hello_rate) */
     size_t ntx;
     tether_dgram_t tx[TETHER_DTLS_TXQ];
     uint8_t rxbuf[TETHER_DTLS_MAX_DGRAM];

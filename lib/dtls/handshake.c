@@ -36,6 +36,16 @@ static int io_recv(WOLFSSL *ssl, char *buf, int sz, void *ctx)
     return (int)n;
 }
 
+/* The id of the session whose io_t this is; 0 for a stateless listener's
+ * (a cookie exchange belongs to no session). */
+static uint64_t io_sess(io_t *io)
+{
+    tether_dtls_srv_t *srv = io->srv;
+    if (io == &srv->lst[0].io || io == &srv->lst[1].io)
+        return 0;
+    return container_of(io, tether_dtls_sess_t, io)->id;
+}
+
 /* Queues one datagram for io->dst; a full queue drops (UDP semantics). */
 static int io_send(WOLFSSL *ssl, char *buf, int sz, void *ctx)
 {
@@ -55,7 +65,7 @@ static int io_send(WOLFSSL *ssl, char *buf, int sz, void *ctx)
     }
     tether_dgram_t *d = &srv->tx[srv->ntx++];
     d->to = *io->dst;
-    d->sess = io->sess;
+    d->sess = io_sess(io);
     d->iface = io->iface;
     d->len = (uint16_t)sz;
     memcpy(d->data, buf, (size_t)sz);

@@ -12,6 +12,8 @@
  * it left behind, a credential holder only its own. An entry exists while
  * its identity has established sessions; it is keyed by a digest of the
  * identity (names are longer than a map key) and holds the name itself.
+ * A session costs a list node and a flag (an idle tunnel is budgeted,
+ * SPEC S9): its entry is found again by its identity when it closes.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -33,14 +35,22 @@ static bool ident_key(const char *identity, uint8_t key[IDENT_KEY])
     return true;
 }
 
+/* The entry of s's identity, or NULL; its key into key. */
+static ident_t *ident_find(const tether_dtls_srv_t *srv, const tether_dtls_sess_t *s,
+                           uint8_t key[IDENT_KEY])
+{
+    if (!ident_key(s->io.identity, key))
+        return NULL;
+    tether_hnode_t *h = tether_hmap_find(&srv->idents, key, IDENT_KEY);
+    return h ? container_of(h, ident_t, node) : NULL;
+}
+
 void dtls_ident_add(tether_dtls_srv_t *srv, tether_dtls_sess_t *s)
 {
     uint8_t key[IDENT_KEY];
-    if (!srv->conf.max_sessions_per_identity || !s->io.identity[0] ||
-        !ident_key(s->io.identity, key))
+    if (!srv->conf.max_sessions_per_identity || !s->io.identity[0])
         return; /* uncounted: the total cap still holds */
-    tether_hnode_t *h = tether_hmap_find(&srv->idents, key, sizeof key);
-    ident_t *id = h ? container_of(h, ident_t, node) : NULL;
+    ident_t *id = ident_find(srv, s, key);
     if (id && strcmp(id->name, s->io.identity) != 0)
         return; /* a digest collision: uncounted */
     if (!id) {
@@ -51,7 +61,7 @@ void dtls_ident_add(tether_dtls_srv_t *srv, tether_dtls_sess_t *s)
     }
     tether_list_push(&id->sessions, &s->ident_ln);
     id->n++;
-    s->ident = id;
+    s->ident_counted = true;
     /* s is the newest, so never the one that goes; n stays >= 1. */
     while (id->n > srv->conf.max_sessions_per_identity) {
         tether_dtls_sess_t *old = container_of(id->sessions.head, tether_dtls_sess_t, ident_ln);
@@ -62,10 +72,11 @@ void dtls_ident_add(tether_dtls_srv_t *srv, tether_dtls_sess_t *s)
 
 void dtls_ident_del(tether_dtls_srv_t *srv, tether_dtls_sess_t *s)
 {
-    ident_t *id = s->ident;
+    uint8_t key[IDENT_KEY];
+    ident_t *id = s->ident_counted ? ident_find(srv, s, key) : NULL;
+    s->ident_counted = false;
     if (!id)
         return;
-    s->ident = NULL;
     tether_list_del(&id->sessions, &s->ident_ln);
     if (--id->n == 0) {
         tether_hmap_remove(&srv->idents, &id->node);

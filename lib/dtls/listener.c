@@ -303,7 +303,6 @@ static tether_dtls_sess_t *promote(tether_dtls_srv_t *srv, listener_t *l, const 
     tether_hmap_insert(&srv->by_addr, &s->by_addr, key, kl);
     tether_hmap_insert(&srv->by_cid, &s->by_cid, s->cid, s->cid_len);
     s->id = ++srv->next_id;
-    s->io.sess = s->id;
     tether_hmap_insert(&srv->by_id, &s->by_id, &s->id, sizeof s->id);
     s->state = S_HANDSHAKE;
     s->hs_started = now;

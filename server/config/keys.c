@@ -186,6 +186,9 @@ const tetherd_key_t tetherd_config_keys[] = {
     {.key = "cluster.nodes", .type = TETHERD_KEY_NODES, FIELD(cluster_nodes),
      .arg = "{\"ID\": \"HOST:PORT\"}", .doc = "every node's internal address by node id"},
 
+    {.key = "workers", .env = "TETHER_WORKERS", .flag = "workers", UINT(0, 64), FIELD(workers),
+     .def = "1", .doc = "processes serving the same ports, each a node (node_id + k); 0 = one per core"},
+
     {.key = "udp.recv_buffer", UINT(0, 1LL << 30), FIELD(udp_recv_buffer), .def = "4194304",
      .doc = "SO_RCVBUF of each listener in bytes, 0 = the kernel's default"},
     {.key = "udp.send_buffer", UINT(0, 1LL << 30), FIELD(udp_send_buffer), .def = "4194304",

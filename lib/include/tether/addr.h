@@ -2,13 +2,27 @@
 #ifndef TETHER_ADDR_H
 #define TETHER_ADDR_H
 
+#include <netinet/in.h>
 #include <stdbool.h>
 #include <sys/socket.h>
 
 #include "tether/common.h"
 
+/* An IPv4 or IPv6 socket address: what UDP peers have. Not a
+ * sockaddr_storage (128 bytes): every session, link and pending request
+ * holds addresses, and an idle tunnel is budgeted at 600 bytes (SPEC S9).
+ * `ss.ss_family` reads the family as with sockaddr_storage; `len` is at
+ * most sizeof(tether_sockaddr_t), and whoever fills one from the system
+ * (recvmmsg, getsockname) passes that as the buffer size. */
+typedef union {
+    sa_family_t ss_family;
+    struct sockaddr sa;
+    struct sockaddr_in in4;
+    struct sockaddr_in6 in6;
+} tether_sockaddr_t;
+
 typedef struct {
-    struct sockaddr_storage ss;
+    tether_sockaddr_t ss;
     socklen_t len;
 } tether_addr_t;
 
