@@ -156,7 +156,9 @@ static void dtls_events(tether_pipeline_t *p, tether_time_t now)
                 tether_channel_forget(p->ch, ev[i].id);
             tether_node_link_down(p->node, &l, now);
         } else if (ev[i].kind == TETHER_DTLS_EV_MOVED) {
-            tether_probe_start(&p->probes, ev[i].id, &ev[i].peer, now);
+            tether_dtls_sess_t *s = tether_dtls_sess_find(p->dtls, ev[i].id);
+            tether_probe_start(&p->probes, ev[i].id, s ? tether_dtls_sess_identity(s) : NULL,
+                               &ev[i].peer, now);
         } else if (ev[i].kind == TETHER_DTLS_EV_HANDSHAKE_FAILED &&
                    tether_log_enabled(TETHER_LOG_DEBUG)) {
             char peer[80], total[24];
@@ -284,7 +286,7 @@ static void dtls_feed(tether_pipeline_t *p, uint8_t iface, const tether_addr_t *
             .identity = tether_dtls_sess_identity(rx.sess),
             .role = tether_dtls_sess_role(rx.sess),
         };
-        if (tether_probe_answer(&p->probes, peer.link.id, &from, rx.data, rx.len)) {
+        if (tether_probe_answer(&p->probes, peer.link.id, &from, rx.data, rx.len, now)) {
             /* From the probed address, which is still the session's. */
             if (tether_addr_equal(&from, &peer.link.addr))
                 tether_dtls_sess_validate(rx.sess);
