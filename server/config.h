@@ -37,8 +37,10 @@ typedef struct {
     char admin[80];
     char admin_token[128];
     uint32_t admin_max_connections;
+    uint32_t admin_max_connections_per_address; /* 0 = no cap */
     uint32_t admin_idle_timeout; /* seconds */
     uint32_t admin_coap_streams; /* SSE streams per identity on /coap/... */
+    uint32_t admin_coap_waiting; /* parked /coap/... requests per client identity */
     char redis_url[256];
     uint32_t redis_backlog_max; /* dirty keys held while Redis is away */
     char cluster_key[128];
@@ -96,6 +98,7 @@ typedef struct {
     uint32_t dtls_hs_burst;
     uint32_t dtls_hs_inflight;       /* handshakes in flight per source, 0 = no cap */
     uint32_t dtls_hs_prefix;         /* handshakes in flight per /24 or /48, 0 = no cap */
+    uint32_t dtls_sessions_per_id;   /* established sessions per identity, 0 = no cap */
     uint32_t dtls_hello_rate;        /* hellos looked at per second, node-wide, 0 = no budget */
     uint32_t dtls_hs_flight_ms;      /* a handshake silent this long is dropped */
     uint32_t dtls_ticket_rotation_s; /* session ticket key period */

@@ -117,6 +117,7 @@ int tetherd_stats_fill(json_t *st, const tetherd_stats_src_t *d)
         {"sessions.rrc_gave_up", rs->gave_up},
         {"sessions.rrc_wrong_answers", rs->wrong_answers},
         {"sessions.revoked", ds->sessions_revoked},
+        {"sessions.identity_capped", ds->sessions_identity_capped},
         {"sessions.records_empty", ds->records_empty},
         {"sessions.compact", ds->sessions_compact},
         {"sessions.records_rejected", ds->records_rejected},

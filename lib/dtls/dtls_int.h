@@ -12,6 +12,7 @@
  *               handshake state machine up to an authenticated session;
  *   rebind.c    RFC 9146 moves of CID sessions and the 3x budget of an
  *               unvalidated address;
+ *   ident.c     established sessions per identity;
  *   dtls.c      create/destroy, tick and next deadline, events, accessors;
  *   failover.c  SPEC S5: the transmit ceiling of compact sessions
  *               (txceil.h), checkpoints (checkpoint.h), adoption.
@@ -68,6 +69,15 @@ typedef struct {
     bool x509_rejected;  /* a certificate was presented and refused */
 } io_t;
 
+/* An identity with established sessions (ident.c, conf.max_sessions_per_
+ * identity); exists only while it has some. */
+typedef struct {
+    tether_hnode_t node;    /* in srv->idents, keyed by a digest of name */
+    uint32_t n;
+    tether_list_t sessions; /* oldest first, via ident_ln */
+    char name[TETHER_IDENTITY_MAX];
+} ident_t;
+
 struct tether_dtls_sess {
     io_t io;
     WOLFSSL *ssl; /* NULL once the session runs on `rec` */
@@ -98,11 +108,13 @@ struct tether_dtls_sess {
     bool app_seen;         /* the peer sent application data: it has our final flight */
     bool wolf_only;        /* cannot run on the compact record layer (DTLS 1.3, suite) */
     bool unvalidated;      /* moved to an address that has not shown it is the peer's */
+    bool ident_counted;    /* established: counted for its identity (ident.c) */
     uint32_t credit;       /* unvalidated: bytes we may still send there (3x received) */
     uint64_t max_seq;      /* newest authenticated (epoch << 48 | seq) */
     tether_txceil_t *ceil; /* compact, conf.checkpoint: the transmit ceiling (txceil.h) */
     tether_time_t last_rx; /* last datagram from the peer (handshake: last progress) */
     tether_lnode_t ln;     /* in handshaking, established (idle LRU) or dead */
+    tether_lnode_t ident_ln; /* established and ident_counted: in its ident_t (ident.c) */
 };
 
 typedef struct {
@@ -147,6 +159,7 @@ struct tether_dtls_srv {
     tether_hmap_t by_addr, by_cid, by_id;
     tether_hmap_t sources;  /* of source_t */
     tether_hmap_t prefixes; /* of prefix_t */
+    tether_hmap_t idents;   /* of ident_t */
     uint64_t next_id;
     tether_dtls_event_t *ev; /* events since the last clear */
     size_t nev, ev_cap;
@@ -217,6 +230,13 @@ void dtls_new_handshake(tether_dtls_srv_t *srv, uint8_t iface, const tether_addr
                         const uint8_t *buf, size_t len, tether_time_t now);
 /* Takes a handshaking session off its source's count. */
 void dtls_source_del(tether_dtls_srv_t *srv, tether_dtls_sess_t *s);
+
+/* ---- ident.c */
+/* Counts established session `s` for its identity; closes that identity's
+ * oldest sessions beyond conf.max_sessions_per_identity. */
+void dtls_ident_add(tether_dtls_srv_t *srv, tether_dtls_sess_t *s);
+/* Takes a closing session off its identity's count. */
+void dtls_ident_del(tether_dtls_srv_t *srv, tether_dtls_sess_t *s);
 
 /* ---- handshake.c */
 /* Installs the wolfSSL callbacks, versions, suites and X.509 material on a

@@ -410,6 +410,20 @@ static const char *obs_full(tether_node_t *n, const tether_device_t *d,
  * first one comes: returns true. Observe: 1 removes the client's observer
  * with that token and returns false, so the request goes on as a plain
  * one (RFC 7641 §3.6). Operator requests are never observers. */
+int tether_observe_charge(tether_node_t *n, const tether_peer_t *peer, const tether_coap_msg_t *req,
+                          tether_bclient_t **out, tether_time_t now)
+{
+    int rc = tether_bounds_charge(&n->bounds, peer, TETHER_BOUND_OBSERVERS,
+                                  n->conf.max_observers_per_client, out);
+    if (rc == TETHER_ELIMIT) {
+        n->stats.observe_rejected++;
+        n->stats.bound_observers++;
+        tether_reply_code(n, &peer->link, req, TETHER_COAP_SERVICE_UNAVAILABLE,
+                          "too many observers of this client", now);
+    }
+    return rc;
+}
+
 bool tether_observe_request(tether_node_t *n, const tether_peer_t *peer,
                             const tether_coap_msg_t *req, tether_device_t *d,
                             const tether_coap_msg_t *up, tether_time_t now)
@@ -441,15 +455,9 @@ bool tether_observe_request(tether_node_t *n, const tether_peer_t *peer,
             return true;
         }
         tether_bclient_t *charged;
-        int rc = tether_bounds_charge(&n->bounds, peer, TETHER_BOUND_OBSERVERS,
-                                      n->conf.max_observers_per_client, &charged);
-        if (rc == TETHER_ELIMIT) {
-            n->stats.observe_rejected++;
-            n->stats.bound_observers++;
-            tether_reply_code(n, link, req, TETHER_COAP_SERVICE_UNAVAILABLE,
-                              "too many observers of this client", now);
+        int rc = tether_observe_charge(n, peer, req, &charged, now);
+        if (rc == TETHER_ELIMIT)
             return true;
-        }
         bool created = !o;
         if (rc < 0 || (!o && !(o = obs_new(n, d, &k, up, now))) ||
             tether_obs_add_observer(&n->obs, o, link, req->token, req->tkl, now, &ob) < 0) {

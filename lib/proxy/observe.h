@@ -30,6 +30,12 @@
 bool tether_observe_request(tether_node_t *n, const tether_peer_t *peer,
                             const tether_coap_msg_t *req, tether_device_t *d,
                             const tether_coap_msg_t *up, tether_time_t now);
+/* Charges one observer to the client that sent `req` as `peer` (bounds.h,
+ * conf.max_observers_per_client; xrelay.c charges its remote observers
+ * the same way): what tether_bounds_charge returns; at the limit the
+ * client has had its 5.03 (counted). */
+int tether_observe_charge(tether_node_t *n, const tether_peer_t *peer, const tether_coap_msg_t *req,
+                          tether_bclient_t **out, tether_time_t now);
 /* A response from a device carrying an observation's upstream token.
  * false when no observation has the token or it did not come on the
  * device's current tunnel (the caller then answers a CON/NON with RST,

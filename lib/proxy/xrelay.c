@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "proxy/observe.h"
 #include "proxy/obsstore.h"
 #include "proxy/reply.h"
 #include "proxy/xrelay.h"
@@ -34,6 +35,7 @@ typedef struct {
     tether_lnode_t in_fan; /* in the fan-out's xsubs */
     const char *member;    /* its device, in the fan-out's member list */
     tether_link_t client;
+    tether_bclient_t *charged; /* the client's share of pending (bounds.h); NULL: none */
     uint16_t cmid;
     uint8_t ctype, ctkl;
     uint8_t ctok[TETHER_COAP_MAX_TOKEN];
@@ -46,6 +48,7 @@ typedef struct {
 typedef struct {
     tether_lnode_t in_agg;
     tether_link_t link;
+    tether_bclient_t *charged; /* the client's share of observers (bounds.h) */
     uint8_t tkl;
     uint8_t tok[TETHER_COAP_MAX_TOKEN];
     uint16_t last_mid; /* of the latest notification sent to it (RST matching) */
@@ -216,8 +219,16 @@ static void req_free(tether_node_t *n, xr_req_t *r)
     if (r->fan)
         tether_list_del(tether_group_xsubs(r->fan), &r->in_fan);
     tether_hmap_remove(&x->by_id, &r->by_id);
+    tether_bounds_release(&n->bounds, r->charged, TETHER_BOUND_PENDING);
     x->nreq--;
     free(r);
+}
+
+/* Frees an observer taken off its aggregate's list. */
+static void obsr_free(tether_node_t *n, xr_obsr_t *o)
+{
+    tether_bounds_release(&n->bounds, o->charged, TETHER_BOUND_OBSERVERS);
+    free(o);
 }
 
 static void xend(tether_node_t *n, const xr_req_t *r)
@@ -373,7 +384,7 @@ static void agg_free(tether_node_t *n, xr_agg_t *a, tether_time_t now)
         xr_obsr_t *o = container_of(a->observers.head, xr_obsr_t, in_agg);
         tether_list_del(&a->observers, &o->in_agg);
         n->xobservers--;
-        free(o);
+        obsr_free(n, o);
     }
     a->nobservers = 0;
     agg_publish(n, a, now); /* no observers: the record goes */
@@ -391,7 +402,7 @@ static void obsr_leave(tether_node_t *n, xr_agg_t *a, xr_obsr_t *o, tether_time_
     tether_list_del(&a->observers, &o->in_agg);
     a->nobservers--;
     n->xobservers--;
-    free(o);
+    obsr_free(n, o);
     if (!a->nobservers) {
         if (a->reg)
             xend(n, a->reg);
@@ -504,16 +515,24 @@ static bool observe_request(tether_node_t *n, const tether_peer_t *peer,
         tether_reply_code(n, link, req, TETHER_COAP_SERVICE_UNAVAILABLE, "too many observers", now);
         return true;
     }
-    xr_obsr_t *o = calloc(1, sizeof *o);
+    /* The client's share of the observers (bounds.h), as on its own node:
+     * remote resources are no way around max_observers_per_client. */
+    tether_bclient_t *charged;
+    int rc = tether_observe_charge(n, peer, req, &charged, now);
+    if (rc == TETHER_ELIMIT)
+        return true;
+    xr_obsr_t *o = rc == 0 ? calloc(1, sizeof *o) : NULL;
     if (!o) {
+        tether_bounds_release(&n->bounds, rc == 0 ? charged : NULL, TETHER_BOUND_OBSERVERS);
         tether_reply_code(n, link, req, TETHER_COAP_INTERNAL_ERROR, NULL, now);
         return true;
     }
+    o->charged = charged;
     if (!a) {
         tether_coap_msg_t fwd;
         if (!(a = calloc(1, sizeof *a)) || fwd_msg(req, host, &fwd) < 0) {
             free(a);
-            free(o);
+            obsr_free(n, o);
             tether_reply_code(n, link, req, TETHER_COAP_INTERNAL_ERROR, NULL, now);
             return true;
         }
@@ -521,7 +540,7 @@ static bool observe_request(tether_node_t *n, const tether_peer_t *peer,
         a->reg = req_new_tok(n, to, F_OBSERVE, &fwd, queue_mode, own, now);
         if (!a->reg) {
             free(a);
-            free(o);
+            obsr_free(n, o);
             tether_reply_code(n, link, req, TETHER_COAP_SERVICE_UNAVAILABLE, "proxy busy", now);
             return true;
         }
@@ -571,14 +590,29 @@ bool tether_xrelay_request(tether_node_t *n, const tether_peer_t *peer,
     }
     if (observe_request(n, peer, req, host, l.node, l.queue_mode, now))
         return true;
+    /* The client's share of pending requests (bounds.h), as for a device
+     * of this node: the xrelay_max table is everyone's. */
+    tether_bclient_t *charged;
+    int rc = tether_bounds_charge(&n->bounds, peer, TETHER_BOUND_PENDING,
+                                  n->conf.max_pending_per_client, &charged);
+    if (rc == TETHER_ELIMIT) {
+        n->stats.bound_pending++;
+        uint32_t wait = l.queue_mode ? n->conf.queue_ttl_ms : n->conf.request_timeout_ms;
+        tether_reply_retry(n, link, req, TETHER_COAP_TOO_MANY_REQUESTS,
+                           (wait + n->conf.xrelay_margin_ms + 999) / 1000, now);
+        return true;
+    }
     tether_coap_msg_t fwd;
     tether_coap_msg_t plain = *req;
     tether_coap_msg_del_opt(&plain, TETHER_COAP_OPT_OBSERVE);
     xr_req_t *r = NULL;
-    if (fwd_msg(&plain, host, &fwd) < 0 || !(r = req_new(n, l.node, &fwd, l.queue_mode, now))) {
+    if (rc < 0 || fwd_msg(&plain, host, &fwd) < 0 ||
+        !(r = req_new(n, l.node, &fwd, l.queue_mode, now))) {
+        tether_bounds_release(&n->bounds, rc == 0 ? charged : NULL, TETHER_BOUND_PENDING);
         tether_reply_code(n, link, req, TETHER_COAP_SERVICE_UNAVAILABLE, "proxy busy", now);
         return true;
     }
+    r->charged = charged;
     r->client = *link;
     r->cmid = req->mid;
     r->ctype = req->type;
@@ -1003,7 +1037,7 @@ void tether_xrelay_free(tether_node_t *n)
         while (a->observers.head) {
             xr_obsr_t *o = container_of(a->observers.head, xr_obsr_t, in_agg);
             tether_list_del(&a->observers, &o->in_agg);
-            free(o);
+            obsr_free(n, o);
         }
         if (a->reg)
             req_free(n, a->reg);

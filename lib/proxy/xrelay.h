@@ -42,7 +42,11 @@
  * (relaying node, id) names a slot at B.
  *
  * Bounds: xrelay_max requests and aggregates at A, slots_max slots at B
- * (5.03 beyond). Time is `now`; tick at tether_xrelay_next_deadline.
+ * (5.03 beyond). At A a client is charged its relayed requests and its
+ * observers of remote resources like those of local ones (bounds.h:
+ * max_pending_per_client, 4.29 with Max-Age beyond; max_observers_per_
+ * client, 5.03), so one client cannot take the xrelay_max table or the
+ * observer table from the others. Time is `now`; tick at tether_xrelay_next_deadline.
  * Lifetimes: everything here is owned by the node's xrelay and freed by
  * tether_xrelay_free; slots are closed (link down) in tether_xrelay_settle,
  * outside the node's callbacks.
