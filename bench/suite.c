@@ -108,8 +108,11 @@ enum {
     R_IDLE100K,
     R_IDLE10K_REG,
     R_IDLE100K_REG,
+    R_IDLE1M,
+    R_IDLE1M_REG,
     R_CROSS,
     R_XRELAY,
+    R_WORKERS,
     R_LAT,
     R_N
 };
@@ -774,6 +777,33 @@ static void stage_cross(suite_t *S)
     stop_pid(&n1.pid);
 }
 
+/* A redis-server on a free loopback port (*port) on the bench CPU,
+ * logging to DIR/redis-NAME.log, for the stages whose nodes share state.
+ * Returns its pid, or -1 with the reason in row r's note. */
+static pid_t redis_start(suite_t *S, const char *name, row_t *r, int *port)
+{
+    char rp[16], rdir[400], rlog[400];
+    if ((*port = free_port_pair()) < 0)
+        return -1;
+    snprintf(rp, sizeof rp, "%d", *port);
+    snprintf(rdir, sizeof rdir, "%s", S->dir);
+    snprintf(rlog, sizeof rlog, "%s/redis-%s.log", S->dir, name);
+    char *rargv[] = {
+        "/usr/bin/redis-server", "--port", rp,      "--bind", "127.0.0.1", "--save", "",
+        "--appendonly",          "no",     "--dir", rdir,     "--logfile", rlog,     NULL};
+    if (access(rargv[0], X_OK) != 0) {
+        snprintf(r->note, sizeof r->note, "not measured: %s is not installed", rargv[0]);
+        return -1;
+    }
+    pid_t redis = spawn(rargv, S->bench_cpu, -1, NULL);
+    if (redis < 0 || !wait_for(rlog, "Ready to accept connections", 10)) {
+        snprintf(r->note, sizeof r->note, "not measured: redis-server did not start (%s)", rlog);
+        stop_pid(&redis);
+        return -1;
+    }
+    return redis;
+}
+
 /* Cross-node relay (SPEC S5): the same relayed cache-miss workload twice
  * on one two-node cluster sharing a redis-server (the device directory),
  * both nodes on the server CPU: clients on node 1, where the devices'
@@ -785,26 +815,12 @@ static void stage_cross(suite_t *S)
 static void stage_xrelay(suite_t *S)
 {
     row_t *r = &rows[R_XRELAY];
-    int ports = free_port_pair(), rport = free_port_pair();
-    if (ports < 0 || rport < 0)
+    int ports = free_port_pair(), rport;
+    if (ports < 0)
         return;
-    char rp[16], rdir[400], rlog[400];
-    snprintf(rp, sizeof rp, "%d", rport);
-    snprintf(rdir, sizeof rdir, "%s", S->dir);
-    snprintf(rlog, sizeof rlog, "%s/redis-xrelay.log", S->dir);
-    char *rargv[] = {
-        "/usr/bin/redis-server", "--port", rp,      "--bind", "127.0.0.1", "--save", "",
-        "--appendonly",          "no",     "--dir", rdir,     "--logfile", rlog,     NULL};
-    if (access(rargv[0], X_OK) != 0) {
-        snprintf(r->note, sizeof r->note, "not measured: %s is not installed", rargv[0]);
+    pid_t redis = redis_start(S, "xrelay", r, &rport);
+    if (redis < 0)
         return;
-    }
-    pid_t redis = spawn(rargv, S->bench_cpu, -1, NULL);
-    if (redis < 0 || !wait_for(rlog, "Ready to accept connections", 10)) {
-        snprintf(r->note, sizeof r->note, "not measured: redis-server did not start (%s)", rlog);
-        stop_pid(&redis);
-        return;
-    }
     char path[400], text[1024];
     for (int id = 1; id <= 2; id++) {
         snprintf(path, sizeof path, "%s/xrelay%d.json", S->dir, id);
@@ -904,6 +920,122 @@ static void stage_xrelay(suite_t *S)
     stop_pid(&redis);
 }
 
+/* The pids of the workers a tetherd with `workers` > 1 started, from
+ * their "worker started" log lines; how many were found. */
+static int worker_pids(const server_t *sv, char pids[][16], int max)
+{
+    FILE *f = fopen(sv->log, "r");
+    char line[1024];
+    int n = 0;
+    while (f && n < max && fgets(line, sizeof line, f)) {
+        char *p;
+        if (strstr(line, "\"msg\":\"worker started\"") && (p = strstr(line, "\"pid\":\"")))
+            snprintf(pids[n++], sizeof pids[0], "%.*s", (int)strcspn(p + 7, "\""), p + 7);
+    }
+    if (f)
+        fclose(f);
+    return n;
+}
+
+/* Relayed cache misses on one tetherd (workers.h) with `workers` workers,
+ * all on the server CPU, sharing the redis-server on rport; req/s, and
+ * the share of a core the workers used together in *cpu. */
+static double workers_run(suite_t *S, int workers, int rport, double *cpu)
+{
+    int cport = free_port_pair();
+    char conf[32], name[32], path[400], text[1024];
+    snprintf(conf, sizeof conf, "workers%d.json", workers);
+    snprintf(path, sizeof path, "%s/%s", S->dir, conf);
+    snprintf(text, sizeof text,
+             "{\"node_id\": 1, \"workers\": %d, \"listen\": [\"coaps://127.0.0.1:0\"], "
+             "\"admin\": \"127.0.0.1:0\", \"admin_token\": \"bench\", "
+             "\"credentials_file\": \"%s/creds.json\", "
+             "\"cluster_key\": \"bench-cluster-key-0123456789\", "
+             "\"redis_url\": \"redis://127.0.0.1:%d\", "
+             "\"dtls\": {\"handshake_rate_per_source\": 0, \"max_handshakes_per_source\": 0}, "
+             "\"cluster\": {\"listen\": \"127.0.0.1:%d\"}}\n",
+             workers, S->dir, rport, cport);
+    *cpu = -1;
+    server_t td;
+    snprintf(name, sizeof name, "tetherd-workers%d", workers);
+    if (cport < 0 || write_file(path, text) < 0 || tetherd_start(S, conf, name, &td) < 0)
+        return -1;
+    char pids[2][16] = {"", ""}, server[32], target[32], concs[8];
+    int np = workers > 1 ? worker_pids(&td, pids, 2) : 0;
+    if (workers == 1)
+        snprintf(pids[np++], sizeof pids[0], "%d", (int)td.pid);
+    double x = -1;
+    bool registered = false;
+    if (np == workers && (workers == 1 || wait_for(td.log, "\"msg\":\"workers ready\"", 15))) {
+        snprintf(server, sizeof server, "127.0.0.1:%s", td.port);
+        pid_t dev = devices_start(S, server, N_DEVICES, 1000, name, &registered);
+        if (registered) {
+            usleep(1500000); /* leases seen, every directory entry replicated */
+            snprintf(target, sizeof target, "dev[0-%d]/count", N_DEVICES - 1);
+            snprintf(concs, sizeof concs, "%d", CONC);
+            say(S, "relayed requests through %d worker(s) sharing the server core, %s s", workers,
+                dur_s);
+            snprintf(name, sizeof name, "load-workers%d", workers);
+            json_t *j =
+                run_bench(S, name, -1, NULL, "load", "--server", server, "--identity", "app1",
+                          "--psk-hex", APP_KEY_HEX, "--target", target, "--concurrency", concs,
+                          "--duration", dur_s, "--warmup", warm_s, "--cipher", CIPHER_PSK, "--json",
+                          "--cpu-pid", pids[0], workers > 1 ? "--cpu-pid" : NULL, pids[1], NULL);
+            if (j && jnum(j, "timeouts") + jnum(j, "classes.5xx") <= 0.01 * jnum(j, "sent")) {
+                x = jnum(j, "throughput_rps");
+                json_t *v = json_object_get(j, "server_cpu_each");
+                *cpu = json_number_value(json_array_get(v, 0)) +
+                       (workers > 1 ? json_number_value(json_array_get(v, 1)) : 0);
+            }
+            json_decref(j);
+        }
+        stop_pid(&dev);
+    }
+    stop_pid(&td.pid);
+    return x;
+}
+
+/* Every core of one host (config key `workers`, SPEC S9): the relayed
+ * cache-miss workload through one tetherd with 1 worker, then 2, both
+ * with a redis-server (the workers' shared device directory). The row is
+ * the 2-worker throughput; its reference the 1-worker run. SPEC S9 pins
+ * tetherd to one core and the load generator takes the other, so here the
+ * 2 workers share that core: the row shows what splitting a core into
+ * workers costs (about half of the requests land on the worker without
+ * the device's tunnel and cross to its sibling over the channel), never
+ * scaling, which needs a core per worker beside the generator's. */
+static void stage_workers(suite_t *S)
+{
+    row_t *r = &rows[R_WORKERS];
+    int rport;
+    pid_t redis = redis_start(S, "workers", r, &rport);
+    if (redis < 0)
+        return;
+    double c1, c2;
+    double one = workers_run(S, 1, rport, &c1);
+    double two = workers_run(S, 2, rport, &c2);
+    stop_pid(&redis);
+    if (one <= 0 || two < 0) {
+        snprintf(r->note, sizeof r->note, "not measured: a run failed (see %s)", S->dir);
+        return;
+    }
+    r->tether = two;
+    r->ceiling = one;
+    r->tether_cpu = c2 > 0.05 ? c2 : -1;
+    r->ceiling_cpu = c1 > 0.05 ? c1 : -1;
+    row_detail(r, "one_worker_rps", one);
+    row_detail(r, "two_workers_rps", two);
+    row_detail(r, "raw_ratio", two / one);
+    snprintf(r->note, sizeof r->note,
+             "GET dev[0-%d]/count, %d sessions, Redis; reference column: 1 worker (%.0f req/s, "
+             "%.0f%% of a core); 2 workers: %.0f req/s (%.0f%% of a core together), raw ratio "
+             "%.2f. Both runs have the one server core (the load generator has the other of this "
+             "2-core machine): this shows the cost of splitting a core into workers (requests "
+             "whose client and device hashed to different workers cross over the channel), not "
+             "scaling, which needs a core per worker",
+             N_DEVICES - 1, CONC, one, c1 * 100, two, c2 * 100, two / one);
+}
+
 /* Whether --only names stage `name` (or is absent). */
 static bool stage_wanted(const suite_t *S, const char *name)
 {
@@ -920,7 +1052,8 @@ static bool stage_wanted(const suite_t *S, const char *name)
 }
 
 /* Bytes per idle tunnel on a fresh tetherd. */
-static double idle_on(suite_t *S, const char *server_conf, uint32_t count, server_t *given)
+static double idle_on(suite_t *S, const char *server_conf, uint32_t count, server_t *given,
+                      bool reg, double *connect_s)
 {
     server_t td = {0};
     server_t *sv = given;
@@ -929,58 +1062,25 @@ static double idle_on(suite_t *S, const char *server_conf, uint32_t count, serve
             return -1;
         sv = &td;
     }
-    char server[32], n[16], pid[16], name[32];
+    char server[32], n[16], pid[16], name[40];
     snprintf(server, sizeof server, "127.0.0.1:%s", sv->port);
     snprintf(n, sizeof n, "%u", count);
     snprintf(pid, sizeof pid, "%d", (int)sv->pid);
-    snprintf(name, sizeof name, "idle-%s-%u", given ? "peer" : "tether", count);
+    snprintf(name, sizeof name, "idle-%s-%u%s", given ? "peer" : "tether", count,
+             reg ? "-registered" : "");
     /* libcoap has one key for every identity; tetherd takes the fleet. */
-    json_t *j =
-        given ? run_bench(S, name, -1, NULL, "idle", "--server", server, "--count", n, "--pid", pid,
-                          "--identity", "app1", "--psk-hex", APP_KEY_HEX, "--connect-timeout",
-                          "120", "--json", NULL)
-              : run_bench(S, name, -1, NULL, "idle", "--server", server, "--count", n, "--pid", pid,
-                          "--psk-master", MASTER, "--connect-timeout", "240", "--json", NULL);
+    json_t *j = given ? run_bench(S, name, -1, NULL, "idle", "--server", server, "--count", n,
+                                  "--pid", pid, "--identity", "app1", "--psk-hex", APP_KEY_HEX,
+                                  "--connect-timeout", "120", "--json", NULL)
+                      : run_bench(S, name, -1, NULL, "idle", "--server", server, "--count", n,
+                                  "--pid", pid, "--psk-master", MASTER, "--connect-timeout", "1200",
+                                  "--json", reg ? "--register" : NULL, NULL);
     double b = j ? jnum(j, "bytes_per_tunnel") : -1;
+    if (connect_s)
+        *connect_s = j ? jnum(j, "connect_s") : -1;
     json_decref(j);
     if (!given)
         stop_pid(&td.pid);
-    return b;
-}
-
-/* Bytes per idle tunnel whose device is registered (S3: a device tunnel
- * is registered): a fresh tetherd, VmRSS read before and after `count`
- * simulated devices handshake and register (RD entry with their link-format
- * payload, lifetime one hour so no update falls in), 2 s after the last
- * registration as `idle` settles. *reg_s: how long registering took. */
-static double idle_registered(suite_t *S, uint32_t count, double *reg_s)
-{
-    server_t td;
-    if (tetherd_start(S, "tether.json", "tetherd-idle-reg", &td) < 0)
-        return -1;
-    int64_t before = bench_rss_bytes((uint32_t)td.pid);
-    char server[32], n[16], log[400], want[64];
-    snprintf(server, sizeof server, "127.0.0.1:%s", td.port);
-    snprintf(n, sizeof n, "%u", count);
-    snprintf(log, sizeof log, "%s/idle-registered-%u.log", S->dir, count);
-    char *argv[] = {S->bench,           "devices", "--server",   server, "--count",       n,
-                    "--psk-master",     MASTER,    "--lifetime", "3600", "--stats-every", "0",
-                    "--max-handshakes", "64",      NULL};
-    uint64_t t0 = bench_now_us();
-    pid_t dev = spawn(argv, S->bench_cpu, -1, log);
-    snprintf(want, sizeof want, "registered %u/%u", count, count);
-    double b = -1;
-    if (wait_for(log, want, 600)) {
-        *reg_s = (double)(bench_now_us() - t0) / 1e6;
-        usleep(2000000); /* the settle time of `idle` */
-        int64_t after = bench_rss_bytes((uint32_t)td.pid);
-        if (before > 0 && after > 0)
-            b = (double)(after - before) / count;
-    } else {
-        say(S, "the %u devices did not all register; see %s", count, log);
-    }
-    stop_pid(&dev);
-    stop_pid(&td.pid);
     return b;
 }
 
@@ -990,44 +1090,40 @@ static double idle_registered(suite_t *S, uint32_t count, double *reg_s)
 static void stage_idle(suite_t *S)
 {
     uint32_t small = S->quick ? 2000 : 10000, big = S->quick ? 10000 : 100000;
-    struct rlimit rl;
-    static char labels[4][64];
-    /* one socket per tunnel: without the descriptors, the largest count
-     * that fits (the row says which) */
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < (rlim_t)big + 512) {
-        big = (uint32_t)(rl.rlim_cur - 512) / 1000 * 1000;
-        for (int i = R_IDLE100K; i <= R_IDLE100K_REG; i += R_IDLE100K_REG - R_IDLE100K)
-            snprintf(rows[i].note, sizeof rows[i].note,
-                     "%u instead of 100k: the open-file limit is %llu and cannot be raised "
-                     "here (one socket per tunnel)",
-                     big, (unsigned long long)rl.rlim_cur);
-    }
+    static char labels[6][64];
+    /* `idle` needs no socket per tunnel (many loopback source addresses
+     * over a few sockets), so the counts are the ones S9 names; the
+     * million is left out of a --quick run. */
     const struct {
         int row;
         uint32_t n;
         bool reg;
-    } runs[] = {{R_IDLE10K, small, false},
-                {R_IDLE100K, big, false},
-                {R_IDLE10K_REG, small, true},
-                {R_IDLE100K_REG, big, true}};
+    } runs[] = {{R_IDLE10K, small, false},    {R_IDLE100K, big, false},
+                {R_IDLE10K_REG, small, true}, {R_IDLE100K_REG, big, true},
+                {R_IDLE1M, 1000000, false},   {R_IDLE1M_REG, 1000000, true}};
     for (size_t k = 0; k < sizeof runs / sizeof runs[0]; k++) {
         row_t *r = &rows[runs[k].row];
+        if (S->quick && runs[k].n == 1000000) {
+            snprintf(r->note, sizeof r->note, "not run by --quick");
+            continue;
+        }
         snprintf(labels[k], sizeof labels[k], "idle tunnel, %uk, %s", runs[k].n / 1000,
                  runs[k].reg ? "registered" : "unregistered");
         r->workload = labels[k];
         say(S, "idle tunnels on a fresh tetherd: %u, %s", runs[k].n,
             runs[k].reg ? "each device registered" : "handshake only");
-        if (!runs[k].reg) {
-            r->tether = idle_on(S, "tether.json", runs[k].n, NULL);
-            continue;
-        }
-        double reg_s = 0;
-        r->tether = idle_registered(S, runs[k].n, &reg_s);
+        double up_s = -1;
+        r->tether = idle_on(S, "tether.json", runs[k].n, NULL, runs[k].reg, &up_s);
         size_t used = strlen(r->note);
-        snprintf(r->note + used, sizeof r->note - used,
-                 "%s%u devices registered (POST /rd, lifetime 3600 s, link-format payload of "
-                 "%zu bytes) in %.1f s; the unregistered figure of the same count is the row above",
-                 used ? "; " : "", runs[k].n, sizeof BENCH_DEVICE_LINKS - 1, reg_s);
+        if (runs[k].reg)
+            snprintf(r->note + used, sizeof r->note - used,
+                     "%s%u devices handshaken and registered (POST /rd, lifetime 3600 s, "
+                     "link-format payload of %zu bytes) in %.1f s; the unregistered figure of the "
+                     "same count is the row above",
+                     used ? "; " : "", runs[k].n, sizeof BENCH_DEVICE_LINKS - 1, up_s);
+        else
+            snprintf(r->note + used, sizeof r->note - used, "%s%u tunnels up in %.1f s",
+                     used ? "; " : "", runs[k].n, up_s);
     }
 }
 
@@ -1295,7 +1391,7 @@ static void stage_peer(suite_t *S, bool have_certs)
         say(S, "idle tunnels on libcoap: %u", n);
         server_t sv = {.pid = p.proxy};
         snprintf(sv.port, sizeof sv.port, "%d", p.px + 1);
-        rows[R_IDLE10K].peer = idle_on(S, NULL, n, &sv);
+        rows[R_IDLE10K].peer = idle_on(S, NULL, n, &sv, false, NULL);
         peer_stop(&p);
     }
 }
@@ -1351,7 +1447,8 @@ static int write_configs(suite_t *S)
         "{\"listen\": [\"coaps://127.0.0.1:0\"], \"admin\": \"127.0.0.1:0\",\n"
         " \"admin_token\": \"bench\", \"credentials_file\": \"%s/creds.json\",\n"
         " \"log_level\": \"info\",\n"
-        " \"dtls\": {\"handshake_rate_per_source\": 0, \"max_handshakes_per_source\": 0%s}}\n";
+        " \"dtls\": {\"handshake_rate_per_source\": 0, \"max_handshakes_per_source\": 0,\n"
+        "  \"max_sessions\": 1100000%s}}\n";
     char extra[1024];
     snprintf(path, sizeof path, "%s/tether.json", S->dir);
     snprintf(text, sizeof text, base, S->dir, "");
@@ -1401,7 +1498,8 @@ static const struct {
     {R_OBS, 1000000, -1, -1, -1},     {R_PSK, 30000, -1, -1, 3},
     {R_ECDHE, 4000, -1, -1, -1},      {R_RESUMED, 30000, -1, -1, 3},
     {R_IDLE10K_REG, -1, 600, -1, -1}, {R_IDLE100K_REG, -1, 600, -1, -1},
-    {R_CROSS, -1, 10, -1, -1},        {R_LAT, -1, 100, -1, -1},
+    {R_IDLE1M_REG, -1, 600, -1, -1},  {R_CROSS, -1, 10, -1, -1},
+    {R_LAT, -1, 100, -1, -1},
 };
 
 static void judge(void)
@@ -1556,8 +1654,9 @@ static void usage(FILE *f)
                "  --json-out FILE  also write the JSON object to FILE\n"
                "  --quick          short runs (smoke test, ~1 minute)\n"
                "  --only STAGES    run only these stages, comma-separated: relay, latency,\n"
-               "                   observe, cross, xrelay (cross-node relay), ecdhe, idle,\n"
-               "                   ceiling, peer (rows of the others: not measured)\n"
+               "                   observe, cross, xrelay (cross-node relay), workers (1 and\n"
+               "                   2 workers), ecdhe, idle, ceiling, peer (rows of the\n"
+               "                   others: not measured)\n"
                "  --tetherd PATH   tetherd binary (default: next to tether-bench)\n"
                "  --server-cpu N   CPU for the servers (default 0)\n"
                "  --bench-cpu N    CPU for the load (default 1)\n");
@@ -1640,11 +1739,17 @@ int bench_suite_main(int argc, char **argv)
              "<=600", false);
     row_init(R_IDLE100K_REG, "idle_tunnel_100k_registered", "idle tunnel, 100k, registered",
              "bytes", "<=600", false);
+    row_init(R_IDLE1M, "idle_tunnel_1m", "idle tunnel, 1M, unregistered", "bytes", "(reference)",
+             false);
+    row_init(R_IDLE1M_REG, "idle_tunnel_1m_registered", "idle tunnel, 1M, registered", "bytes",
+             "<=600", false);
     row_init(R_CROSS, "cross_node", "cross-node CID forwarding", "% loss", "<=10%", false);
     rows[R_CROSS].signed_value = true;
     rows[R_CROSS].tether = SIGNED_NONE;
     row_init(R_XRELAY, "cross_node_relay", "relayed request, client on another node", "req/s",
              "(ratio: same-node relay)", true);
+    row_init(R_WORKERS, "workers_relay", "relayed request, 2 workers on one core", "req/s",
+             "(ratio: 1 worker)", true);
     row_init(R_LAT, "latency_p99_50pct", "proxy-added latency p99, 50% load", "us", "<=100", false);
     snprintf(rows[R_MISS].note, sizeof rows[R_MISS].note,
              "GET dev[0-63]/count (Max-Age 0: every request misses the cache and is relayed)");
@@ -1663,6 +1768,8 @@ int bench_suite_main(int argc, char **argv)
         stage_cross(&S);
     if (stage_wanted(&S, "xrelay"))
         stage_xrelay(&S);
+    if (stage_wanted(&S, "workers"))
+        stage_workers(&S);
     if (stage_wanted(&S, "ecdhe"))
         stage_tether_ecdhe(&S, certs);
     if (stage_wanted(&S, "idle"))

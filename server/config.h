@@ -37,8 +37,10 @@ typedef struct {
     char admin[80];
     char admin_token[128];
     uint32_t admin_max_connections;
+    uint32_t admin_max_connections_per_address; /* 0 = no cap */
     uint32_t admin_idle_timeout; /* seconds */
     uint32_t admin_coap_streams; /* SSE streams per identity on /coap/... */
+    uint32_t admin_coap_waiting; /* parked /coap/... requests per client identity */
     char redis_url[256];
     uint32_t redis_backlog_max; /* dirty keys held while Redis is away */
     char cluster_key[128];
@@ -47,6 +49,7 @@ typedef struct {
     bool plain_coap_public;
     uint16_t opt_multicast_timeout;
     uint16_t opt_reply_from;
+    uint16_t opt_group_etag;
     uint8_t dtls_cid_length;
     uint32_t dtls_max_sessions;
     uint32_t dtls_max_handshakes;
@@ -93,10 +96,11 @@ typedef struct {
     char dtls_key_file[512];  /* its private key, PEM */
     uint32_t dtls_hs_rate;    /* handshakes per second per source IP, 0 = off */
     uint32_t dtls_hs_burst;
-    uint32_t dtls_hs_inflight;  /* handshakes in flight per source, 0 = no cap */
-    uint32_t dtls_hs_prefix;    /* handshakes in flight per /24 or /48, 0 = no cap */
-    uint32_t dtls_hello_rate;   /* hellos looked at per second, node-wide, 0 = no budget */
-    uint32_t dtls_hs_flight_ms; /* a handshake silent this long is dropped */
+    uint32_t dtls_hs_inflight;       /* handshakes in flight per source, 0 = no cap */
+    uint32_t dtls_hs_prefix;         /* handshakes in flight per /24 or /48, 0 = no cap */
+    uint32_t dtls_sessions_per_id;   /* established sessions per identity, 0 = no cap */
+    uint32_t dtls_hello_rate;        /* hellos looked at per second, node-wide, 0 = no budget */
+    uint32_t dtls_hs_flight_ms;      /* a handshake silent this long is dropped */
     uint32_t dtls_ticket_rotation_s; /* session ticket key period */
     /* "cluster": the internal channel (SPEC S5). Off while listen is "". */
     char cluster_listen[160];          /* HOST:PORT this node receives forwarded records on */
@@ -108,6 +112,7 @@ typedef struct {
         char addr[160]; /* HOST:PORT of that node's internal channel */
     } cluster_nodes[32];
     size_t ncluster_nodes;
+    uint32_t workers;         /* worker processes on the same ports, 0 = one per core */
     uint32_t udp_recv_buffer; /* SO_RCVBUF of each listener, bytes, 0 = kernel default */
     uint32_t udp_send_buffer; /* SO_SNDBUF */
     bool check_only;

@@ -8,8 +8,8 @@
 
 #define MEMBERS_MAX 1000000 /* a list longer than any proxy.group_max_members */
 
-int tetherd_group_put(tether_node_t *node, const char *name, const json_t *obj, char *err,
-                      size_t cap)
+int tetherd_group_put(tether_node_t *node, const char *name, const json_t *obj, bool shared,
+                      tether_time_t now, char *err, size_t cap)
 {
     json_t *members = json_object_get(obj, "members"), *pattern = json_object_get(obj, "pattern");
     if (!json_is_object(obj) || json_object_size(obj) != 1 ||
@@ -37,7 +37,8 @@ int tetherd_group_put(tether_node_t *node, const char *name, const json_t *obj, 
             return TETHER_EINVAL;
         }
     }
-    int rc = tether_node_group_set(node, name, json_string_value(pattern), names, n);
+    int rc = shared ? tether_node_group_put(node, name, json_string_value(pattern), names, n, now)
+                    : tether_node_group_set(node, name, json_string_value(pattern), names, n);
     free(names);
     if (rc == TETHER_EINVAL)
         snprintf(err, cap, "group %s: a name and a pattern of 1..%d bytes", name,
@@ -78,7 +79,7 @@ int tetherd_groups_load(tether_node_t *node, const char *path, char *err, size_t
     char why[256];
     json_object_foreach(rc == 0 ? groups : NULL, name, g)
     {
-        if (tetherd_group_put(node, name, g, why, sizeof why) < 0) {
+        if (tetherd_group_put(node, name, g, false, 0, why, sizeof why) < 0) {
             snprintf(err, cap, "%s: %s", path, why);
             rc = TETHER_ECONFIG;
             break;

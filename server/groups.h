@@ -4,20 +4,25 @@
  *
  *   {"members": ["dev1", "dev2"]}  or  {"pattern": "floor1-*"}
  *
- * and the groups_file is {"groups": {"NAME": <group>, ...}}. */
+ * and the groups_file is {"groups": {"NAME": <group>, ...}}. The file's
+ * groups are this node's; the admin API's go through the state store, so
+ * with Redis every node has them (lib/proxy/group_store.c). */
 #ifndef TETHERD_GROUPS_H
 #define TETHERD_GROUPS_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "tether/node.h"
 
-/* Defines group `name` from `obj`. 0; TETHER_EINVAL (bad object, message
- * in err[cap]), TETHER_ELIMIT (proxy.max_groups, proxy.group_max_members)
- * or TETHER_ENOMEM. */
-int tetherd_group_put(tether_node_t *node, const char *name, const json_t *obj, char *err,
-                      size_t cap);
+/* Defines group `name` from `obj`: on this node, or `shared` through the
+ * state store (tether_node_group_put: every node sharing the store, Redis,
+ * gets it). 0; TETHER_EINVAL (bad object, message in err[cap]),
+ * TETHER_ELIMIT (proxy.max_groups, proxy.group_max_members, a full store),
+ * TETHER_EIO or TETHER_ENOMEM. */
+int tetherd_group_put(tether_node_t *node, const char *name, const json_t *obj, bool shared,
+                      tether_time_t now, char *err, size_t cap);
 /* The JSON form of a group: {"name", "members"} or {"name", "pattern"}. */
 json_t *tetherd_group_json(const tether_group_info_t *g);
 /* Reads `path` and defines every group in it (the file's groups replace

@@ -19,6 +19,7 @@
 #include "latency.h"
 #include "stats.h"
 #include "udp.h"
+#include "workers/workers.h"
 
 #define MAX_DGRAM 1500
 /* recvmmsg: libuv cuts the receive buffer into 64 KiB chunks, one datagram
@@ -65,6 +66,7 @@ typedef struct tetherd {
     bool draining, stopping;
     uv_timer_t drain_timer;
     tether_time_t drain_deadline;
+    tetherd_worker_t worker; /* this process's place among the host's workers */
 } tetherd_t;
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -284,16 +286,16 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
     }
 }
 
-static int open_listener(tetherd_t *d, const tetherd_listen_t *lc)
+/* Opens listener lc, or takes over `fd`, the socket the workers'
+ * supervisor bound for this worker (-1: bind here). */
+static int open_listener(tetherd_t *d, const tetherd_listen_t *lc, int fd)
 {
     listener_t *l = &d->listeners[d->nlisteners];
     struct sockaddr_storage ss;
+    socklen_t sl;
     char port[8];
     snprintf(port, sizeof port, "%u", lc->port);
-    int rc = strchr(lc->host, ':')
-                 ? uv_ip6_addr(lc->host, lc->port, (struct sockaddr_in6 *)&ss)
-                 : uv_ip4_addr(strcmp(lc->host, "localhost") == 0 ? "127.0.0.1" : lc->host,
-                               lc->port, (struct sockaddr_in *)&ss);
+    int rc = tetherd_listen_sockaddr(lc, &ss, &sl);
     if (rc < 0) {
         tether_log_kv(TETHER_LOG_ERROR, "udp", "bad listen address", "host", lc->host, NULL);
         return rc;
@@ -302,7 +304,10 @@ static int open_listener(tetherd_t *d, const tetherd_listen_t *lc)
     l->d = d;
     /* With the address family given, the socket exists before bind, so its
      * buffers are sized before traffic can arrive. */
-    rc = uv_udp_init_ex(d->loop, &l->handle, ss.ss_family | UV_UDP_RECVMMSG);
+    rc =
+        uv_udp_init_ex(d->loop, &l->handle, (fd >= 0 ? AF_UNSPEC : ss.ss_family) | UV_UDP_RECVMMSG);
+    if (rc == 0 && fd >= 0)
+        rc = uv_udp_open(&l->handle, fd);
     if (rc < 0) {
         tether_log_kv(TETHER_LOG_ERROR, "udp", "cannot create socket", "host", lc->host, "port",
                       port, "error", uv_strerror(rc), NULL);
@@ -312,7 +317,7 @@ static int open_listener(tetherd_t *d, const tetherd_listen_t *lc)
     int rcvbuf = 0, sndbuf = 0;
     tetherd_udp_set_buffers(&l->handle, d->cfg.udp_recv_buffer, d->cfg.udp_send_buffer, &rcvbuf,
                             &sndbuf);
-    rc = uv_udp_bind(&l->handle, (const struct sockaddr *)&ss, 0);
+    rc = fd >= 0 ? 0 : uv_udp_bind(&l->handle, (const struct sockaddr *)&ss, 0);
     if (rc == 0)
         rc = uv_udp_recv_start(&l->handle, on_alloc, on_recv);
     if (rc < 0) {
@@ -499,13 +504,13 @@ static json_t *admin_groups(const char *name, void *user)
 static int admin_group_put(const char *name, const json_t *body, char *err, size_t cap, void *user)
 {
     tetherd_t *d = user;
-    return tetherd_group_put(tether_pipeline_node(d->pipe), name, body, err, cap);
+    return tetherd_group_put(tether_pipeline_node(d->pipe), name, body, true, now_ms(d), err, cap);
 }
 
 static int admin_group_delete(const char *name, void *user)
 {
     tetherd_t *d = user;
-    return tether_node_group_remove(tether_pipeline_node(d->pipe), name);
+    return tether_node_group_del(tether_pipeline_node(d->pipe), name, now_ms(d));
 }
 
 /* /ready: every configured listener is up and the node is not draining.
@@ -654,10 +659,18 @@ int main(int argc, char **argv)
     tether_log_level_t lvl;
     tether_log_level_parse(d.cfg.log_level, &lvl);
     tether_log_set_level(lvl);
+    if (tetherd_workers_check(&d.cfg, err, sizeof err) < 0) {
+        fprintf(stderr, "tetherd: config error: %s\n", err);
+        return 2;
+    }
     if (d.cfg.check_only) {
         printf("%s: configuration ok\n", d.cfg.file[0] ? d.cfg.file : "(defaults)");
         return 0;
     }
+    /* More than one worker: from here on this is one of them (the
+     * supervisor does not return), before any event loop exists. */
+    if (tetherd_workers_start(&d.cfg, &d.worker) < 0)
+        return 1;
     d.loop = uv_default_loop();
     if (load_creds(&d, &d.creds) < 0)
         return 2;
@@ -721,7 +734,7 @@ int main(int argc, char **argv)
     d.timer.data = &d;
     uv_timer_start(&d.timer, on_timer, 0, 0); /* a first tick sets every part's deadline */
     for (size_t i = 0; i < d.cfg.nlisten; i++)
-        if (open_listener(&d, &d.cfg.listen[i]) < 0)
+        if (open_listener(&d, &d.cfg.listen[i], d.worker.listen_fd[i]) < 0)
             return 1;
     if (d.cfg.cluster_listen[0]) {
         char cerr[256];
@@ -767,6 +780,7 @@ int main(int argc, char **argv)
     snprintf(nid, sizeof nid, "%u", d.cfg.node_id);
     tether_log_kv(TETHER_LOG_INFO, "main", "ready", "node_id", nid, "version", TETHERD_VERSION,
                   "config", d.cfg.file[0] ? d.cfg.file : "(defaults)", NULL);
+    tetherd_workers_ready(&d.worker);
     uv_run(d.loop, UV_RUN_DEFAULT);
     uv_loop_close(d.loop);
     tether_pipeline_destroy(d.pipe);

@@ -168,3 +168,14 @@ int tetherd_udp_set_buffers(uv_udp_t *sock, uint32_t rcv, uint32_t snd, int *eff
 #endif
     return 0;
 }
+
+int tetherd_listen_sockaddr(const tetherd_listen_t *lc, struct sockaddr_storage *ss, socklen_t *len)
+{
+    memset(ss, 0, sizeof *ss);
+    bool v6 = strchr(lc->host, ':') != NULL;
+    int rc = v6 ? uv_ip6_addr(lc->host, lc->port, (struct sockaddr_in6 *)ss)
+                : uv_ip4_addr(strcmp(lc->host, "localhost") == 0 ? "127.0.0.1" : lc->host, lc->port,
+                              (struct sockaddr_in *)ss);
+    *len = v6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    return rc < 0 ? TETHER_EINVAL : 0;
+}

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "config.h"
 #include "tether/addr.h"
 
 /* One queued datagram: its bytes live in the batch's arena at `off`. */
@@ -61,5 +62,10 @@ void tetherd_txq_free(tetherd_txq_t *q);
  * bookkeeping too and reports twice the request) to *eff_rcv, *eff_snd.
  * Returns 0, or TETHER_EINVAL when the handle has no socket yet. */
 int tetherd_udp_set_buffers(uv_udp_t *sock, uint32_t rcv, uint32_t snd, int *eff_rcv, int *eff_snd);
+
+/* The socket address of listener lc: a host with ':' is IPv6, "localhost"
+ * is 127.0.0.1, anything else a numeric IPv4 address. 0, or TETHER_EINVAL. */
+int tetherd_listen_sockaddr(const tetherd_listen_t *lc, struct sockaddr_storage *ss,
+                            socklen_t *len);
 
 #endif

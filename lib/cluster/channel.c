@@ -13,9 +13,10 @@
 #define WINDOW 64
 #define OUT_MAX 1024 /* datagrams the outbox holds at most between clears */
 
-/* A client whose records reach us through another node. */
+/* A session whose records reach us through another node. */
 typedef struct {
-    tether_hnode_t hn; /* key: client address */
+    tether_hnode_t hn; /* key: session id (channel.h: not the client address) */
+    uint64_t sess;
     tether_lnode_t ln; /* least recently heard first */
     uint8_t node;
     tether_time_t last;
@@ -217,13 +218,23 @@ bool tether_channel_forward(tether_channel_t *ch, uint8_t node, uint8_t iface,
     return true;
 }
 
-void tether_channel_authenticated(tether_channel_t *ch, const tether_addr_t *client, uint8_t via,
+static via_t *via_find(const tether_channel_t *ch, uint64_t sess)
+{
+    tether_hnode_t *h = ch->via.count ? tether_hmap_find(&ch->via, &sess, sizeof sess) : NULL;
+    return h ? container_of(h, via_t, hn) : NULL;
+}
+
+void tether_channel_forget(tether_channel_t *ch, uint64_t sess)
+{
+    via_t *v = via_find(ch, sess);
+    if (v)
+        via_forget(ch, v);
+}
+
+void tether_channel_authenticated(tether_channel_t *ch, uint64_t sess, uint8_t via,
                                   tether_time_t now)
 {
-    uint8_t key[TETHER_HKEY_MAX];
-    size_t kl = tether_addr_key(client, key);
-    tether_hnode_t *h = ch->via.count ? tether_hmap_find(&ch->via, key, kl) : NULL;
-    via_t *v = h ? container_of(h, via_t, hn) : NULL;
+    via_t *v = via_find(ch, sess);
     if (!via) { /* straight to us: our own listener answers */
         if (v)
             via_forget(ch, v);
@@ -236,23 +247,20 @@ void tether_channel_authenticated(tether_channel_t *ch, const tether_addr_t *cli
             via_forget(ch, container_of(ch->via_lru.head, via_t, ln));
         if (!(v = calloc(1, sizeof *v)))
             return; /* answers then leave from our own listener */
-        tether_hmap_insert(&ch->via, &v->hn, key, kl);
+        v->sess = sess;
+        tether_hmap_insert(&ch->via, &v->hn, &v->sess, sizeof v->sess);
     }
     v->node = via;
     v->last = now;
     tether_list_push(&ch->via_lru, &v->ln);
 }
 
-bool tether_channel_route_out(tether_channel_t *ch, const tether_addr_t *to, uint8_t iface,
-                              const uint8_t *data, size_t len, tether_time_t now)
+bool tether_channel_route_out(tether_channel_t *ch, uint64_t sess, const tether_addr_t *to,
+                              uint8_t iface, const uint8_t *data, size_t len, tether_time_t now)
 {
-    if (!ch->via.count || len > TETHER_CHANNEL_MAX_MSG)
+    via_t *v = sess && len <= TETHER_CHANNEL_MAX_MSG ? via_find(ch, sess) : NULL;
+    if (!v)
         return false;
-    uint8_t key[TETHER_HKEY_MAX];
-    tether_hnode_t *h = tether_hmap_find(&ch->via, key, tether_addr_key(to, key));
-    if (!h)
-        return false;
-    via_t *v = container_of(h, via_t, hn);
     ch->stats.replies_out++;
     send_msg(ch, TETHER_CLUSTER_REPLY, v->node, iface, to, data, len, now);
     return true;

@@ -51,17 +51,26 @@ int tether_coap_optreg_init(tether_coap_optreg_t *reg, uint16_t multicast_timeou
     };
     for (size_t i = 0; i < nb; i++)
         reg->defs[reg->n++] = builtin[i];
-    for (size_t k = 0; k < 2; k++) {
-        size_t i = reg->n;
-        while (i > 0 && reg->defs[i - 1].num > extra[k].num) {
-            reg->defs[i] = reg->defs[i - 1];
-            i--;
-        }
-        reg->defs[i] = extra[k];
-        reg->n++;
-    }
+    for (size_t k = 0; k < 2; k++)
+        tether_coap_optreg_add(reg, &extra[k]); /* numbers checked above */
     reg->multicast_timeout = multicast_timeout;
     reg->reply_from = reply_from;
+    return 0;
+}
+
+int tether_coap_optreg_add(tether_coap_optreg_t *reg, const tether_coap_optdef_t *def)
+{
+    if (!def->num || tether_coap_optreg_find(reg, def->num))
+        return TETHER_EINVAL;
+    if (reg->n >= TETHER_COAP_OPTREG_MAX)
+        return TETHER_ENOSPC;
+    size_t i = reg->n; /* kept sorted for the binary search */
+    while (i > 0 && reg->defs[i - 1].num > def->num) {
+        reg->defs[i] = reg->defs[i - 1];
+        i--;
+    }
+    reg->defs[i] = *def;
+    reg->n++;
     return 0;
 }
 

@@ -107,6 +107,9 @@ void tether_dtls_conf_defaults(tether_dtls_conf_t *c)
     c->max_handshakes = 1024;
     c->handshake_timeout_ms = 30000;
     c->max_handshakes_per_source = 8;
+    /* A load generator or gateway client may hold hundreds; one credential
+     * must not hold the million of max_sessions. */
+    c->max_sessions_per_identity = 1024;
     c->handshake_flight_timeout_ms = 5000;
     c->idle_timeout_ms = 86400000;
     c->cookie_rotate_ms = 300000;
@@ -164,6 +167,8 @@ int tether_dtls_create(const tether_dtls_conf_t *conf, const tether_creds_t *cre
         goto fail_sources;
     if ((rc = tether_hmap_init(&srv->prefixes, 64, seed ^ 0x94d049bb133111ebull)) < 0)
         goto fail_prefixes;
+    if ((rc = tether_hmap_init(&srv->idents, 64, seed ^ 0xd6e8feb86659fd93ull)) < 0)
+        goto fail_idents;
     /* Room for twice the sessions: ours and those seen in the store. */
     if ((rc = tether_ckseen_init(&srv->ckseen, 2 * (size_t)(conf->max_sessions + 1),
                                  seed ^ 0xbf58476d1ce4e5b9ull)) < 0)
@@ -174,7 +179,7 @@ int tether_dtls_create(const tether_dtls_conf_t *conf, const tether_creds_t *cre
         goto fail_ctx;
     if ((rc = dtls_ctx_setup(srv->ctx, conf)) < 0)
         goto fail_setup;
-    if ((rc = dtls_ticket_setup(srv, now)) < 0)
+    if ((rc = dtls_ticket_setup(srv, conf->ca_file, now)) < 0)
         goto fail_setup;
     rc = TETHER_ECRYPTO;
     srv->cookie_epoch = now / (conf->cookie_rotate_ms ? conf->cookie_rotate_ms : 1);
@@ -193,6 +198,8 @@ fail_setup:
 fail_ctx:
     tether_ckseen_free(&srv->ckseen);
 fail_ckseen:
+    tether_hmap_free(&srv->idents);
+fail_idents:
     tether_hmap_free(&srv->prefixes);
 fail_prefixes:
     tether_hmap_free(&srv->sources);
@@ -228,6 +235,7 @@ void tether_dtls_destroy(tether_dtls_srv_t *srv)
     wolfSSL_CTX_free(srv->ctx);
     dtls_ticket_wipe(srv);
     tether_ckseen_free(&srv->ckseen);
+    tether_hmap_free(&srv->idents);   /* empty: every established session was closed */
     tether_hmap_free(&srv->prefixes); /* empty, like sources */
     tether_hmap_free(&srv->sources);  /* empty: every handshake was closed above */
     tether_hmap_free(&srv->by_id);

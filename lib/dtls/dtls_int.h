@@ -12,6 +12,7 @@
  *               handshake state machine up to an authenticated session;
  *   rebind.c    RFC 9146 moves of CID sessions and the 3x budget of an
  *               unvalidated address;
+ *   ident.c     established sessions per identity;
  *   dtls.c      create/destroy, tick and next deadline, events, accessors;
  *   failover.c  SPEC S5: the transmit ceiling of compact sessions
  *               (txceil.h), checkpoints (checkpoint.h), adoption.
@@ -46,54 +47,76 @@
 enum sess_state { S_HANDSHAKE, S_ESTABLISHED, S_DEAD };
 enum auth_kind { AUTH_NONE, AUTH_PSK, AUTH_X509 };
 
-/* Per-WOLFSSL I/O context: the datagram being fed and where output goes. */
+/* Per-WOLFSSL I/O context: the datagram being fed and where output goes.
+ * (Widest fields first: it is in every session.) */
 typedef struct {
     tether_dtls_srv_t *srv;
     const uint8_t *in;
     size_t in_len;
     const tether_addr_t *dst;
-    uint8_t iface; /* the local interface dst talks to */
-    /* Stateless listener: what dst, not yet validated, may still be sent
-     * in answer to the one hello being read (SPEC S10: 3x its bytes). */
-    bool tx_limited;
-    uint32_t tx_budget;
-    char identity[TETHER_IDENTITY_MAX];
-    tether_role_t role;
     const char *psk13_suite; /* TLS 1.3 suite for a PSK, from the ClientHello */
-    uint8_t auth;            /* enum auth_kind: how identity was established */
-    uint8_t psk_lookups;     /* PSK callback calls for the hello being processed */
-    uint64_t key_tag;        /* AUTH_PSK: tether_creds_key_tag of the key it used */
-    bool x509_rejected;      /* a certificate was presented and refused */
     /* Tickets the hello carried that opened (ticket.h); NULL when none. */
     tether_ticket_seen_t *tickets;
+    uint64_t key_tag; /* AUTH_PSK: tether_creds_key_tag of the key it used */
+    /* Stateless listener: what dst, not yet validated, may still be sent
+     * in answer to the one hello being read (SPEC S10: 3x its bytes). */
+    uint32_t tx_budget;
+    tether_role_t role;
+    char identity[TETHER_IDENTITY_MAX];
+    uint8_t iface; /* the local interface dst talks to */
+    bool tx_limited;
+    uint8_t auth;        /* enum auth_kind: how identity was established */
+    uint8_t psk_lookups; /* PSK callback calls for the hello being processed */
+    bool x509_rejected;  /* a certificate was presented and refused */
 } io_t;
+
+/* An identity with established sessions (ident.c, conf.max_sessions_per_
+ * identity); exists only while it has some. */
+typedef struct {
+    tether_hnode_t node;    /* in srv->idents, keyed by a digest of name */
+    uint32_t n;
+    tether_list_t sessions; /* oldest first, via ident_ln */
+    char name[TETHER_IDENTITY_MAX];
+} ident_t;
 
 struct tether_dtls_sess {
     io_t io;
     WOLFSSL *ssl; /* NULL once the session runs on `rec` */
-    tether_rec_t rec;
+    /* A session is a handshake (these fields) or, once established and
+     * off wolfSSL, a compact record state (`rec`): never both, so they
+     * share their bytes (an idle tunnel is budgeted at 600, SPEC S9). The
+     * handshake fields are read only while state is S_HANDSHAKE (a
+     * finished handshake leaves its source list, dtls_source_del, before
+     * dtls_compact may write `rec`); `rec` only when ssl is NULL. */
+    union {
+        tether_rec_t rec;
+        struct {
+            uint64_t displaced; /* the established session whose address it took */
+            tether_time_t hs_started;
+            tether_time_t hs_deadline;
+            struct tether_dtls_sess *src_next; /* its source's next, newer one */
+            bool prefix_charged;               /* counted in its prefix_t */
+        };
+    };
     tether_addr_t peer;
     tether_hnode_t by_addr;
     tether_hnode_t by_cid;
     tether_hnode_t by_id;
     uint64_t id;        /* stable handle for layers above; never reused */
     uint64_t origin_id; /* adopted: its id at the node whose checkpoint it came from */
-    uint64_t displaced; /* handshake: the established session whose address it took */
     uint8_t cid[TETHER_CID_MAX];
     uint8_t cid_len;
     uint8_t state;
     bool app_seen;         /* the peer sent application data: it has our final flight */
     bool wolf_only;        /* cannot run on the compact record layer (DTLS 1.3, suite) */
     bool unvalidated;      /* moved to an address that has not shown it is the peer's */
+    bool ident_counted;    /* established: counted for its identity (ident.c) */
     uint32_t credit;       /* unvalidated: bytes we may still send there (3x received) */
     uint64_t max_seq;      /* newest authenticated (epoch << 48 | seq) */
     tether_txceil_t *ceil; /* compact, conf.checkpoint: the transmit ceiling (txceil.h) */
-    tether_time_t last_rx; /* handshake: last datagram from the peer */
-    tether_time_t hs_started;
-    struct tether_dtls_sess *src_next; /* handshake: its source's next, newer one */
-    bool prefix_charged;               /* handshake: counted in its prefix_t */
-    tether_time_t hs_deadline;
-    tether_lnode_t ln; /* in handshaking, established (idle LRU) or dead */
+    tether_time_t last_rx; /* last datagram from the peer (handshake: last progress) */
+    tether_lnode_t ln;     /* in handshaking, established (idle LRU) or dead */
+    tether_lnode_t ident_ln; /* established and ident_counted: in its ident_t (ident.c) */
 };
 
 typedef struct {
@@ -138,6 +161,7 @@ struct tether_dtls_srv {
     tether_hmap_t by_addr, by_cid, by_id;
     tether_hmap_t sources;  /* of source_t */
     tether_hmap_t prefixes; /* of prefix_t */
+    tether_hmap_t idents;   /* of ident_t */
     uint64_t next_id;
     tether_dtls_event_t *ev; /* events since the last clear */
     size_t nev, ev_cap;
@@ -209,6 +233,13 @@ void dtls_new_handshake(tether_dtls_srv_t *srv, uint8_t iface, const tether_addr
                         const uint8_t *buf, size_t len, tether_time_t now);
 /* Takes a handshaking session off its source's count. */
 void dtls_source_del(tether_dtls_srv_t *srv, tether_dtls_sess_t *s);
+
+/* ---- ident.c */
+/* Counts established session `s` for its identity; closes that identity's
+ * oldest sessions beyond conf.max_sessions_per_identity. */
+void dtls_ident_add(tether_dtls_srv_t *srv, tether_dtls_sess_t *s);
+/* Takes a closing session off its identity's count. */
+void dtls_ident_del(tether_dtls_srv_t *srv, tether_dtls_sess_t *s);
 
 /* ---- handshake.c */
 /* Installs the wolfSSL callbacks, versions, suites and X.509 material on a

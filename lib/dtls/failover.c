@@ -273,6 +273,7 @@ int tether_dtls_adopt(tether_dtls_srv_t *srv, const uint8_t *cid, size_t cid_len
     tether_list_push(&srv->established, &s->ln);
     srv->stats.sessions_active++;
     srv->stats.sessions_compact++;
+    dtls_ident_add(srv, s);
     dtls_deadline(srv, now + srv->conf.idle_timeout_ms);
     if ((rc = ceil_start_rc(srv, s, start)) < 0) {
         dtls_sess_close(srv, s, TETHER_DTLS_WHY_LOCAL); /* freed at the next call */

@@ -36,6 +36,16 @@ static int io_recv(WOLFSSL *ssl, char *buf, int sz, void *ctx)
     return (int)n;
 }
 
+/* The id of the session whose io_t this is; 0 for a stateless listener's
+ * (a cookie exchange belongs to no session). */
+static uint64_t io_sess(io_t *io)
+{
+    tether_dtls_srv_t *srv = io->srv;
+    if (io == &srv->lst[0].io || io == &srv->lst[1].io)
+        return 0;
+    return container_of(io, tether_dtls_sess_t, io)->id;
+}
+
 /* Queues one datagram for io->dst; a full queue drops (UDP semantics). */
 static int io_send(WOLFSSL *ssl, char *buf, int sz, void *ctx)
 {
@@ -55,6 +65,7 @@ static int io_send(WOLFSSL *ssl, char *buf, int sz, void *ctx)
     }
     tether_dgram_t *d = &srv->tx[srv->ntx++];
     d->to = *io->dst;
+    d->sess = io_sess(io);
     d->iface = io->iface;
     d->len = (uint16_t)sz;
     memcpy(d->data, buf, (size_t)sz);
@@ -185,7 +196,7 @@ static int hs_authenticate(tether_dtls_srv_t *srv, tether_dtls_sess_t *s)
     if (how == TETHER_WOLF_AUTH_RESUMED) {
         const tether_ticket_claim_t *c = dtls_ticket_find(s->io.tickets, bind);
         tether_ticket_claim_t claim;
-        bool ok = c && dtls_ticket_claim_current(srv->creds, c);
+        bool ok = c && dtls_ticket_claim_current(srv, c);
         if (ok)
             claim = *c;
         dtls_io_auth_reset(&s->io);
@@ -249,6 +260,7 @@ void dtls_hs_step(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, tether_time_t n
         dtls_deadline(srv, now + srv->conf.idle_timeout_ms);
         tether_list_push(&srv->established, &s->ln);
         srv->stats.sessions_active++;
+        dtls_ident_add(srv, s);
         if (how)
             srv->stats.handshakes_resumed++;
         else

@@ -24,15 +24,25 @@
 #include "util/container.h"
 
 /* Key of the first v4 bytes of an IPv4 address or v6 bytes of an IPv6
- * one, after a family byte: 1 + v4 or 1 + v6 bytes. */
+ * one, after a family byte: 1 + v4 or 1 + v6 bytes. An IPv4-mapped IPv6
+ * address (::ffff:a.b.c.d, RFC 4291 §2.5.5.2: every IPv4 peer of a
+ * dual-stack "[::]" listener) is the IPv4 address it maps: its first 8
+ * bytes are the same for all of them, so one IPv4 host would otherwise
+ * spend the rate and the caps of every other one. */
 static size_t net_key(const tether_addr_t *a, uint8_t *key, size_t v4, size_t v6)
 {
+    const uint8_t *ip = (const uint8_t *)&((const struct sockaddr_in *)&a->ss)->sin_addr;
     bool is6 = a->ss.ss_family == AF_INET6;
+    if (is6) {
+        const struct in6_addr *a6 = &((const struct sockaddr_in6 *)&a->ss)->sin6_addr;
+        ip = (const uint8_t *)a6;
+        if (IN6_IS_ADDR_V4MAPPED(a6)) {
+            is6 = false;
+            ip += 12;
+        }
+    }
     key[0] = is6 ? 6 : 4;
-    if (is6)
-        memcpy(key + 1, &((const struct sockaddr_in6 *)&a->ss)->sin6_addr, v6);
-    else
-        memcpy(key + 1, &((const struct sockaddr_in *)&a->ss)->sin_addr, v4);
+    memcpy(key + 1, ip, is6 ? v6 : v4);
     return 1 + (is6 ? v6 : v4);
 }
 
@@ -256,14 +266,14 @@ static int listener_try(tether_dtls_srv_t *srv, listener_t *l, uint8_t iface,
 }
 
 /* The listener's WOLFSSL becomes a session; the listener is re-armed. */
-static tether_dtls_sess_t *promote(tether_dtls_srv_t *srv, listener_t *l,
-                                   const tether_addr_t *from, tether_time_t now)
+static tether_dtls_sess_t *promote(tether_dtls_srv_t *srv, listener_t *l, const tether_addr_t *from,
+                                   tether_time_t now)
 {
     uint8_t key[TETHER_HKEY_MAX];
     tether_dtls_sess_t *s = calloc(1, sizeof *s);
     if (!s)
         return NULL;
-    s->io = l->io; /* the TLS 1.3 PSK suite of the hello that verified */
+    s->io = l->io;            /* the TLS 1.3 PSK suite of the hello that verified */
     s->io.tx_limited = false; /* the cookie proved the address */
     l->io.tickets = NULL;     /* the tickets that hello carried go with it */
     tether_ticket_seen_t *tickets = s->io.tickets;
@@ -346,8 +356,9 @@ static int make_room(tether_dtls_srv_t *srv, const tether_addr_t *from, tether_t
         srv->stats.handshakes_prefix_limited++;
         return TETHER_ELIMIT;
     }
-    bool full = srv->stats.handshakes_inflight >= srv->conf.max_handshakes ||
-                srv->stats.handshakes_inflight + srv->stats.sessions_active >= srv->conf.max_sessions;
+    bool full =
+        srv->stats.handshakes_inflight >= srv->conf.max_handshakes ||
+        srv->stats.handshakes_inflight + srv->stats.sessions_active >= srv->conf.max_sessions;
     tether_dtls_sess_t *oldest = sess_first(&srv->handshaking);
     if (full && oldest && stalled(srv, oldest, now)) {
         srv->stats.handshakes_evicted++;
@@ -459,4 +470,3 @@ void dtls_new_handshake(tether_dtls_srv_t *srv, uint8_t iface, const tether_addr
     s->io.in = NULL; /* the ClientHello was consumed by the listener */
     dtls_hs_step(srv, s, now);
 }
-

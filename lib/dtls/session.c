@@ -31,6 +31,7 @@ void dtls_sess_close(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, uint8_t why)
         srv->stats.handshakes_inflight--;
     } else {
         tether_list_del(&srv->established, &s->ln);
+        dtls_ident_del(srv, s);
         srv->stats.sessions_active--;
         if (!s->ssl)
             srv->stats.sessions_compact--;
@@ -312,6 +313,7 @@ int dtls_compact_send(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, uint8_t typ
     if (!dtls_credit_tx(srv, s, (size_t)n)) /* a skipped record number is harmless */
         return TETHER_ELIMIT;
     d->to = s->peer;
+    d->sess = s->id;
     d->iface = s->io.iface;
     d->len = (uint16_t)n;
     srv->ntx++;

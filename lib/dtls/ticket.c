@@ -1,6 +1,7 @@
 /* Session tickets in tether's format (see ticket.h): epoch keys, the
  * wolfSSL ticket encryption callback, and the claims a resumed handshake
  * takes its identity from. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <wolfssl/options.h>
@@ -9,6 +10,7 @@
 #include <wolfssl/wolfcrypt/hmac.h>
 #include <wolfssl/wolfcrypt/memory.h>
 #include <wolfssl/wolfcrypt/random.h>
+#include <wolfssl/wolfcrypt/sha256.h>
 
 #include "dtls/dtls_int.h"
 #include "dtls/ticket.h"
@@ -67,14 +69,39 @@ tether_time_t dtls_ticket_rotate(tether_dtls_srv_t *srv, tether_time_t clock)
     return (e + 1) * rotation(srv);
 }
 
-static int ticket_cb(WOLFSSL *ssl, unsigned char name[WOLFSSL_TICKET_NAME_SZ],
-                     unsigned char iv[WOLFSSL_TICKET_IV_SZ],
-                     unsigned char mac[WOLFSSL_TICKET_MAC_SZ], int enc, unsigned char *buf, int len,
-                     int *out_len, void *ctx);
+/* The key tag of X.509 tickets: SHA-256 of the client CA file's bytes
+ * (ticket.h), read here as wolfSSL read it for verifying. */
+static int ca_tag(const char *path, uint64_t *tag)
+{
+    *tag = 0;
+    if (!path || !*path)
+        return 0;
+    FILE *fp = fopen(path, "rb");
+    if (!fp)
+        return TETHER_ECONFIG;
+    wc_Sha256 h;
+    uint8_t buf[4096], md[WC_SHA256_DIGEST_SIZE];
+    int rc = wc_InitSha256(&h) ? TETHER_ECRYPTO : 0;
+    size_t n;
+    while (!rc && (n = fread(buf, 1, sizeof buf, fp)) > 0)
+        rc = wc_Sha256Update(&h, buf, (word32)n) ? TETHER_ECRYPTO : 0;
+    if (!rc && ferror(fp))
+        rc = TETHER_ECONFIG;
+    if (!rc)
+        rc = wc_Sha256Final(&h, md) ? TETHER_ECRYPTO : 0;
+    wc_Sha256Free(&h);
+    fclose(fp);
+    if (!rc)
+        *tag = tether_be64_get(md);
+    return rc;
+}
 
-int dtls_ticket_setup(tether_dtls_srv_t *srv, tether_time_t clock)
+int dtls_ticket_setup(tether_dtls_srv_t *srv, const char *ca_file, tether_time_t clock)
 {
     tether_ticket_keys_t *k = &srv->tkt;
+    int rc = ca_tag(ca_file, &k->ca_tag);
+    if (rc < 0)
+        return rc;
     /* Sessions are never looked up by id: a session-ID resumption would
      * name nobody (tickets carry the identity), so it gets a full one. */
     wolfSSL_CTX_set_session_cache_mode(srv->ctx, WOLFSSL_SESS_CACHE_OFF);
@@ -82,7 +109,7 @@ int dtls_ticket_setup(tether_dtls_srv_t *srv, tether_time_t clock)
      * refused ticket sends a new one (wolfSSL adds it to the handshake
      * only when the client asked with an empty one). */
     if (wolfSSL_CTX_UseSessionTicket(srv->ctx) != WOLFSSL_SUCCESS ||
-        wolfSSL_CTX_set_TicketEncCb(srv->ctx, ticket_cb) != WOLFSSL_SUCCESS ||
+        wolfSSL_CTX_set_TicketEncCb(srv->ctx, dtls_ticket_cb) != WOLFSSL_SUCCESS ||
         wolfSSL_CTX_set_TicketEncCtx(srv->ctx, srv) != WOLFSSL_SUCCESS)
         return TETHER_ECRYPTO;
     if (srv->conf.cluster_key_len) {
@@ -138,12 +165,14 @@ const tether_ticket_claim_t *dtls_ticket_find(const tether_ticket_seen_t *seen,
     return NULL;
 }
 
-bool dtls_ticket_claim_current(const tether_creds_t *creds, const tether_ticket_claim_t *c)
+bool dtls_ticket_claim_current(const tether_dtls_srv_t *srv, const tether_ticket_claim_t *c)
 {
+    const tether_creds_t *creds = srv->creds;
     tether_role_t role;
     uint64_t tag;
     if (c->auth == AUTH_X509)
-        return tether_creds_x509(creds, c->identity, &role) == 0 && role == c->role;
+        return tether_creds_x509(creds, c->identity, &role) == 0 && role == c->role &&
+               c->key_tag == srv->tkt.ca_tag;
     return c->auth == AUTH_PSK && tether_creds_role(creds, c->identity, &role) == 0 &&
            role == c->role && tether_creds_key_tag(creds, c->identity, &tag) == 0 &&
            tag == c->key_tag;
@@ -192,6 +221,7 @@ static int issue_claim(tether_dtls_srv_t *srv, WOLFSSL *ssl, io_t *io, tether_ti
             return TETHER_EPROTO;
         memcpy(c->identity, io->identity, sizeof c->identity);
         c->auth = AUTH_X509;
+        c->key_tag = srv->tkt.ca_tag;
         return tether_creds_x509(srv->creds, c->identity, &c->role) == 0 ? 0 : TETHER_ENOTFOUND;
     case TETHER_WOLF_AUTH_RESUMED: {
         const tether_ticket_claim_t *old = dtls_ticket_find(io->tickets, c->bind);
@@ -282,7 +312,7 @@ static int ticket_decrypt(tether_dtls_srv_t *srv, io_t *io, const uint8_t *name,
     c.role = (tether_role_t)t[2];
     c.key_tag = tether_be64_get(t + 3);
     int it_len = len - (int)(TRAILER_FIXED + n);
-    if (memchr(c.identity, 0, n) || !dtls_ticket_claim_current(srv->creds, &c) ||
+    if (memchr(c.identity, 0, n) || !dtls_ticket_claim_current(srv, &c) ||
         tether_wolf_ticket_bind(buf, (size_t)it_len, c.bind) < 0)
         goto refuse;
     remember(io, &c);
@@ -298,11 +328,9 @@ refuse:
     return WOLFSSL_TICKET_RET_REJECT;
 }
 
-/* wolfSSL's SessionTicketEncCb. */
-static int ticket_cb(WOLFSSL *ssl, unsigned char name[WOLFSSL_TICKET_NAME_SZ],
-                     unsigned char iv[WOLFSSL_TICKET_IV_SZ],
-                     unsigned char mac[WOLFSSL_TICKET_MAC_SZ], int enc, unsigned char *buf, int len,
-                     int *out_len, void *ctx)
+int dtls_ticket_cb(WOLFSSL *ssl, unsigned char name[WOLFSSL_TICKET_NAME_SZ],
+                   unsigned char iv[WOLFSSL_TICKET_IV_SZ], unsigned char mac[WOLFSSL_TICKET_MAC_SZ],
+                   int enc, unsigned char *buf, int len, int *out_len, void *ctx)
 {
     tether_dtls_srv_t *srv = ctx;
     io_t *io = wolfSSL_GetIOReadCtx(ssl);

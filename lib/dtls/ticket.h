@@ -24,7 +24,8 @@
  *   mac[32]      = GCM tag (16) || 16 zero bytes (checked)
  * Trailer, read from the end (its identity is the one variable field):
  *   identity (n bytes) | n (1) | auth (1: enum auth_kind) | role (1) |
- *   key tag (8, big-endian: tether_creds_key_tag at issue, 0 for X.509) |
+ *   key tag (8, big-endian: tether_creds_key_tag at issue; X.509: the
+ *            client CA tag, below) |
  *   version (1) = 1
  *
  * Identity (SPEC S2, "a session's identity is the one its handshake
@@ -40,9 +41,14 @@
  *
  * Credentials: a ticket whose identity is no longer listed, is listed
  * with another role, or (PSK) whose key tag changed (key rotated or
- * revoked) does not open: the client gets a full handshake. So resumption
- * never outlives a credential. Completion checks again (a reload may come
- * in between).
+ * revoked) does not open: the client gets a full handshake. An X.509
+ * ticket names a CN, which the certificate's CA vouched for at issue: its
+ * tag is the first 8 bytes of SHA-256 of the dtls.ca_file bytes, so after
+ * the client CA changes (a compromised CA or device key is revoked by
+ * re-issuing under a new one) no ticket of the old CA resumes, on any
+ * node, while the certificate behind it could no longer complete a full
+ * handshake. So resumption never outlives a credential. Completion checks
+ * again (a reload may come in between).
  */
 #ifndef TETHER_DTLS_TICKET_H
 #define TETHER_DTLS_TICKET_H
@@ -85,26 +91,39 @@ typedef struct {
     size_t ikm_len;
     uint8_t check[4];
     uint64_t epoch; /* current; UINT64_MAX before the first derivation */
+    uint64_t ca_tag; /* X.509 tickets' key tag (above); 0 without a ca_file */
     Aes aes[2];     /* [0] epoch, [1] epoch - 1 */
     bool ready;
 } tether_ticket_keys_t;
 
 struct tether_dtls_srv;
 
-/* Installs the callback on the server's context and derives the keys of
- * the epoch of `clock`: 0, TETHER_ECRYPTO. */
-int dtls_ticket_setup(struct tether_dtls_srv *srv, tether_time_t clock);
+/* Installs the callback on the server's context, derives the keys of the
+ * epoch of `clock` and tags the client CA file `ca_file` (conf.ca_file;
+ * NULL or "": none): 0, TETHER_ECRYPTO, TETHER_ECONFIG (unreadable). */
+int dtls_ticket_setup(struct tether_dtls_srv *srv, const char *ca_file, tether_time_t clock);
 /* Moves to the epoch of `clock` if it changed (tick, first wall clock);
  * returns the clock time of the next epoch. */
 tether_time_t dtls_ticket_rotate(struct tether_dtls_srv *srv, tether_time_t clock);
 /* Wipes the keys (destroy). */
 void dtls_ticket_wipe(struct tether_dtls_srv *srv);
 
+/* wolfSSL's SessionTicketEncCb (installed by dtls_ticket_setup; named for
+ * test/fuzz/fuzz_ticket.c). `ctx` is the server, the read context of
+ * `ssl` the handshake's io_t. enc = 0 opens the ticket a client offered:
+ * name, iv and mac are its fixed fields, buf[len] the ciphertext, wolfSSL
+ * having checked only that len fits the ticket; *out_len gets the
+ * length of wolfSSL's internal ticket. Returns a WOLFSSL_TICKET_RET_*. */
+int dtls_ticket_cb(WOLFSSL *ssl, unsigned char name[WOLFSSL_TICKET_NAME_SZ],
+                   unsigned char iv[WOLFSSL_TICKET_IV_SZ], unsigned char mac[WOLFSSL_TICKET_MAC_SZ],
+                   int enc, unsigned char *buf, int len, int *out_len, void *ctx);
+
 /* The claim of the remembered ticket with binding `bind`, or NULL. */
 const tether_ticket_claim_t *dtls_ticket_find(const tether_ticket_seen_t *seen,
                                               const uint8_t bind[TETHER_TICKET_BIND_LEN]);
-/* Whether `creds` still lists the claim's identity as it was at issue. */
-bool dtls_ticket_claim_current(const tether_creds_t *creds, const tether_ticket_claim_t *c);
+/* Whether the server's credentials still list the claim's identity as it
+ * was at issue (and, X.509, under the same client CA). */
+bool dtls_ticket_claim_current(const struct tether_dtls_srv *srv, const tether_ticket_claim_t *c);
 /* Frees a handshake's remembered tickets (wiped). */
 void dtls_ticket_seen_free(tether_ticket_seen_t **seen);
 

@@ -152,9 +152,13 @@ static void dtls_events(tether_pipeline_t *p, tether_time_t now)
         if (ev[i].kind == TETHER_DTLS_EV_CLOSED) {
             tether_link_t l = {.kind = TETHER_LINK_DTLS, .id = ev[i].id};
             tether_probe_forget(&p->probes, ev[i].id);
+            if (p->ch)
+                tether_channel_forget(p->ch, ev[i].id);
             tether_node_link_down(p->node, &l, now);
         } else if (ev[i].kind == TETHER_DTLS_EV_MOVED) {
-            tether_probe_start(&p->probes, ev[i].id, &ev[i].peer, now);
+            tether_dtls_sess_t *s = tether_dtls_sess_find(p->dtls, ev[i].id);
+            tether_probe_start(&p->probes, ev[i].id, s ? tether_dtls_sess_identity(s) : NULL,
+                               &ev[i].peer, now);
         } else if (ev[i].kind == TETHER_DTLS_EV_HANDSHAKE_FAILED &&
                    tether_log_enabled(TETHER_LOG_DEBUG)) {
             char peer[80], total[24];
@@ -219,8 +223,8 @@ static void dtls_flush(tether_pipeline_t *p, tether_time_t now)
     size_t n = tether_dtls_tx_count(p->dtls);
     for (size_t i = 0; i < n; i++) {
         const tether_dgram_t *g = tether_dtls_tx_get(p->dtls, i);
-        if (p->ch &&
-            tether_channel_route_out(p->ch, &g->to, g->iface, g->data, g->len, wall(p, now)))
+        if (p->ch && tether_channel_route_out(p->ch, g->sess, &g->to, g->iface, g->data, g->len,
+                                              wall(p, now)))
             continue; /* that client talks to another node, which sends it */
         if (g->iface >= p->niface)
             continue;
@@ -273,7 +277,7 @@ static void dtls_feed(tether_pipeline_t *p, uint8_t iface, const tether_addr_t *
     /* An authenticated record that is the session's address now decides
      * which node our datagrams for that address leave from. */
     if (rx.len > 0 && p->ch && tether_addr_equal(tether_dtls_sess_peer(rx.sess), &from))
-        tether_channel_authenticated(p->ch, &from, via, wall(p, now));
+        tether_channel_authenticated(p->ch, tether_dtls_sess_id(rx.sess), via, wall(p, now));
     while (rx.len > 0) {
         tether_peer_t peer = {
             .link = {.kind = TETHER_LINK_DTLS,
@@ -282,7 +286,7 @@ static void dtls_feed(tether_pipeline_t *p, uint8_t iface, const tether_addr_t *
             .identity = tether_dtls_sess_identity(rx.sess),
             .role = tether_dtls_sess_role(rx.sess),
         };
-        if (tether_probe_answer(&p->probes, peer.link.id, &from, rx.data, rx.len)) {
+        if (tether_probe_answer(&p->probes, peer.link.id, &from, rx.data, rx.len, now)) {
             /* From the probed address, which is still the session's. */
             if (tether_addr_equal(&from, &peer.link.addr))
                 tether_dtls_sess_validate(rx.sess);

@@ -7,25 +7,31 @@
 #include <strings.h>
 
 #include "proxy/group.h"
+#include "proxy/observe.h"
 #include "proxy/relay.h"
 #include "proxy/reply.h"
+#include "proxy/xrelay.h"
 #include "util/container.h"
 #include "util/hash.h"
 
 enum { G_DEADLINE = 1, G_PACE };
 
 #define NAME_KEY 16 /* two 64-bit digests of the lower-cased name */
-#define REPLY_FROM_MAX (3 + TETHER_IDENTITY_MAX)
 
 struct group_fan {
     tether_lnode_t ln;       /* in g->fans */
     tether_timer_t deadline; /* T' */
     tether_timer_t pace;     /* the next batch of members */
     tether_list_t subs;      /* member requests out (relay_req_t.in_fan) */
+    tether_list_t xsubs;     /* ... relayed to other nodes (xrelay.c) */
     tether_link_t client;
     uint8_t ctkl;
     uint8_t ctok[TETHER_COAP_MAX_TOKEN];
-    bool drop_all; /* T' = 0: nobody wants the responses */
+    bool drop_all;     /* T' = 0: nobody wants the responses */
+    bool observe;      /* a group observation: members are observers (obs) */
+    bool expired;      /* T' passed; lives on while members observe */
+    bool ending;       /* its observers are being removed: no freeing meanwhile */
+    tether_list_t obs; /* member observers (tether_observer_t.in_group) */
     size_t nmembers, next;
     char **members; /* the members when the request came (names_pack) */
     uint16_t up_len;
@@ -91,10 +97,10 @@ static void group_free(tether_groups_t *g, tether_group_t *grp)
     free(grp);
 }
 
-int tether_group_set(tether_node_t *n, const char *name, const char *pattern,
-                     const char *const *members, size_t nmembers)
+int tether_group_check(const tether_node_t *n, const char *name, const char *pattern,
+                       const char *const *members, size_t nmembers)
 {
-    tether_groups_t *g = &n->groups;
+    const tether_groups_t *g = &n->groups;
     size_t nl = strlen(name), pl = pattern ? strlen(pattern) : 0;
     /* one way of naming members: a list or a pattern (SPEC S11) */
     if (!nl || nl >= TETHER_IDENTITY_MAX || pl >= TETHER_IDENTITY_MAX || (pl && nmembers) ||
@@ -105,9 +111,20 @@ int tether_group_set(tether_node_t *n, const char *name, const char *pattern,
     for (size_t i = 0; i < nmembers; i++)
         if (!members[i][0] || strlen(members[i]) >= TETHER_IDENTITY_MAX)
             return TETHER_EINVAL;
-    tether_group_t *old = tether_group_find(g, name);
-    if (!old && g->ngroups >= n->conf.max_groups)
+    if (!tether_group_find(g, name) && g->ngroups >= n->conf.max_groups)
         return TETHER_ELIMIT;
+    return 0;
+}
+
+int tether_group_set(tether_node_t *n, const char *name, const char *pattern,
+                     const char *const *members, size_t nmembers)
+{
+    tether_groups_t *g = &n->groups;
+    size_t nl = strlen(name), pl = pattern ? strlen(pattern) : 0;
+    int rc = tether_group_check(n, name, pattern, members, nmembers);
+    if (rc < 0)
+        return rc;
+    tether_group_t *old = tether_group_find(g, name);
     tether_group_t *grp = calloc(1, sizeof *grp);
     if (!grp || (nmembers && !(grp->members = names_pack(members, nmembers)))) {
         free(grp);
@@ -140,9 +157,9 @@ int tether_group_remove(tether_node_t *n, const char *name)
     return 0;
 }
 
-/* Ends a fan-out: its member requests still out are cancelled, so late
- * responses find no request and are dropped (draft §3.4). */
-static void fan_end(tether_node_t *n, group_fan_t *f)
+/* Stops a fan-out's pacing and its member requests still out, so late
+ * responses find no request and are dropped (draft §3.5.1). */
+static void fan_stop(tether_node_t *n, group_fan_t *f)
 {
     tether_groups_t *g = &n->groups;
     while (f->subs.head) {
@@ -150,12 +167,95 @@ static void fan_end(tether_node_t *n, group_fan_t *f)
         g->late_dropped++;
         tether_relay_cancel(n, r); /* detaches it from f */
     }
+    g->late_dropped += tether_xrelay_group_cancel(n, &f->xsubs);
     tether_heap_disarm(&g->timers, &f->deadline);
     tether_heap_disarm(&g->timers, &f->pace);
+}
+
+/* Ends a fan-out and frees it; member observers still listed are only
+ * detached (teardown: the observation table frees them). */
+static void fan_end(tether_node_t *n, group_fan_t *f)
+{
+    tether_groups_t *g = &n->groups;
+    fan_stop(n, f);
+    while (f->obs.head) {
+        tether_observer_t *ob = container_of(f->obs.head, tether_observer_t, in_group);
+        tether_list_del(&f->obs, &ob->in_group);
+        ob->group = NULL;
+    }
     tether_list_del(&g->fans, &f->ln);
     g->nfans--;
     free(f->members);
     free(f);
+}
+
+void tether_group_obs_left(tether_node_t *n, tether_observer_t *ob)
+{
+    group_fan_t *f = ob->group;
+    tether_list_del(&f->obs, &ob->in_group);
+    ob->group = NULL;
+    /* draft §3.5.2: after T' the group observation lives while one of its
+     * members' observations does */
+    if (f->expired && !f->ending && !f->obs.head)
+        fan_end(n, f);
+}
+
+void tether_group_obs_cancel(tether_node_t *n, group_fan_t *f, tether_time_t now)
+{
+    f->ending = true;
+    while (f->obs.head) /* the last observer of each cancels it on the device */
+        tether_observe_leave(n, container_of(f->obs.head, tether_observer_t, in_group), now);
+    fan_end(n, f);
+}
+
+/* T' passed for fan-out `f`. A plain one ends. A group observation keeps
+ * the members that sent a notification (draft §3.5.2: a 2.xx with
+ * Observe) and ends when none did; members silent so far are dropped,
+ * like late responses. */
+static void fan_expire(tether_node_t *n, group_fan_t *f, tether_time_t now)
+{
+    fan_stop(n, f);
+    f->ending = true;
+    for (tether_lnode_t *l = f->obs.head, *next; l; l = next) {
+        next = l->next;
+        tether_observer_t *ob = container_of(l, tether_observer_t, in_group);
+        if (!ob->notified)
+            tether_observe_leave(n, ob, now);
+    }
+    f->ending = false;
+    f->expired = true;
+    if (!f->obs.head)
+        fan_end(n, f);
+}
+
+/* The fan-out of client `link`'s group observation with token tok[tkl]. */
+static group_fan_t *fan_find_obs(const tether_groups_t *g, const tether_link_t *link,
+                                 const uint8_t *tok, size_t tkl)
+{
+    for (tether_lnode_t *l = g->fans.head; l; l = l->next) {
+        group_fan_t *f = container_of(l, group_fan_t, ln);
+        if (f->observe && f->ctkl == tkl && memcmp(f->ctok, tok, tkl) == 0 &&
+            tether_link_equal(&f->client, link))
+            return f;
+    }
+    return NULL;
+}
+
+void tether_group_link_down(tether_node_t *n, const tether_link_t *link, tether_time_t now)
+{
+    tether_groups_t *g = &n->groups;
+    for (tether_lnode_t *l = g->fans.head, *next; l; l = next) {
+        next = l->next;
+        group_fan_t *f = container_of(l, group_fan_t, ln);
+        if (!tether_link_equal(&f->client, link))
+            continue;
+        /* nobody left to answer: removing a fan-out's observers frees
+         * only that fan-out, so `next` stays valid */
+        if (f->observe)
+            tether_group_obs_cancel(n, f, now);
+        else
+            fan_end(n, f);
+    }
 }
 
 void tether_groups_free(tether_node_t *n)
@@ -188,12 +288,32 @@ static void fan_step(tether_node_t *n, group_fan_t *f, tether_time_t now)
     }
     for (uint32_t sent = 0; f->next < f->nmembers && sent < n->conf.group_pacing_burst;) {
         tether_device_t *d = tether_registry_find_host(&n->reg, f->members[f->next]);
-        if (!d) { /* not registered here (any more): no server to answer */
-            f->next++;
-            continue;
-        }
         tether_coap_msg_t up = m;
-        int rc = tether_relay_group(n, d, &up, f, now);
+        if (!d || !d->link_up) {
+            /* Its tunnel may be on another node (xrelay.h): a plain
+             * request there (group.h). Else one registered here waits for
+             * its tunnel like any request; no server answers for the rest. */
+            int rc = tether_xrelay_group(n, &up, f->members[f->next], f, now);
+            if (rc == TETHER_ELIMIT)
+                break;
+            if (rc == 0 || !d) {
+                f->next++;
+                sent += rc == 0;
+                g->members_sent += rc == 0;
+                continue;
+            }
+        }
+        int rc = TETHER_EINVAL;
+        if (f->observe) { /* draft §3.2.2: tether observes every member */
+            tether_observer_t *ob;
+            rc = tether_observe_group_join(n, d, &up, &f->client, f->ctok, f->ctkl, f, &ob, now);
+            if (rc == 0)
+                tether_list_push(&f->obs, &ob->in_group);
+            else if (rc == TETHER_ELIMIT)
+                rc = TETHER_ENOMEM; /* the observer bounds: this member is skipped */
+        }
+        if (rc == TETHER_EINVAL) /* not observable: a plain request */
+            rc = tether_relay_group(n, d, &up, f, now);
         if (rc == TETHER_ELIMIT)
             break; /* the proxy or the device's queue is full: next step */
         f->next++;
@@ -206,28 +326,84 @@ static void fan_step(tether_node_t *n, group_fan_t *f, tether_time_t now)
         tether_heap_arm(&g->timers, &f->pace, now + n->conf.group_pacing_interval_ms);
 }
 
+/* Names gathered for a snapshot: borrowed (this node's devices) or owned
+ * (copies of directory records, which live only during the store's
+ * callback), in a growing array. */
+typedef struct {
+    const tether_node_t *n;
+    const char *pattern;
+    const char **names;
+    size_t k, cap, max, first_owned;
+    uint64_t cursor;
+    bool more, nomem;
+} gather_t;
+
+static void gather(gather_t *s, const char *name, bool copy)
+{
+    if (s->k == s->cap) {
+        size_t nc = s->cap ? 2 * s->cap : 16;
+        const char **nn = realloc(s->names, nc * sizeof *nn);
+        if (!nn) {
+            s->nomem = true;
+            return;
+        }
+        s->names = nn;
+        s->cap = nc;
+    }
+    const char *v = copy ? strdup(name) : name;
+    if (!v) {
+        s->nomem = true;
+        return;
+    }
+    s->names[s->k++] = v;
+}
+
+/* One directory record: another node's device matching the pattern. */
+static void dir_one(void *user, const tether_store_result_t *res)
+{
+    gather_t *s = user;
+    s->more = res->rc == 0 && res->rec && res->cursor;
+    if (!s->more)
+        return;
+    s->cursor = res->cursor;
+    const tether_store_device_t *d = &res->rec->u.device;
+    if (d->node_id && d->node_id != s->n->conf.node_id &&
+        !tether_registry_find_host(&s->n->reg, d->name) &&
+        fnmatch(s->pattern, d->name, FNM_NOESCAPE) == 0)
+        gather(s, d->name, true);
+}
+
 /* The members of grp as they are now, at most conf.group_max_members:
- * the list, or the registered devices matching the pattern. */
-static size_t snapshot(const tether_node_t *n, const tether_group_t *grp, char ***out)
+ * the list, or the devices matching the pattern, this node's first, then
+ * those the directory has on other nodes (the store answers from its
+ * replica at once, no Redis round trip: xrelay.h). */
+static size_t snapshot(const tether_node_t *n, const tether_group_t *grp, tether_time_t now,
+                       char ***out)
 {
     *out = NULL;
     if (!grp->pattern[0]) {
-        size_t k = grp->nmembers < n->conf.group_max_members ? grp->nmembers
-                                                              : n->conf.group_max_members;
+        size_t k =
+            grp->nmembers < n->conf.group_max_members ? grp->nmembers : n->conf.group_max_members;
         *out = names_pack((const char *const *)grp->members, k);
         return *out ? k : 0;
     }
-    size_t cap = n->reg.count < n->conf.group_max_members ? n->reg.count
-                                                           : n->conf.group_max_members;
-    const char **names = cap ? malloc(cap * sizeof *names) : NULL;
-    size_t k = 0;
-    for (const tether_lnode_t *l = n->reg.order.head; names && l && k < cap; l = l->next) {
+    gather_t s = {.n = n, .pattern = grp->pattern, .max = n->conf.group_max_members, .more = true};
+    for (const tether_lnode_t *l = n->reg.order.head; l && s.k < s.max && !s.nomem; l = l->next) {
         const tether_device_t *d = container_of(l, tether_device_t, order);
         if (fnmatch(grp->pattern, d->rec.name, FNM_NOESCAPE) == 0)
-            names[k++] = d->rec.name;
+            gather(&s, d->rec.name, false);
     }
-    *out = names_pack(names, k);
-    free(names);
+    s.first_owned = s.k;
+    while (s.more && s.k < s.max && !s.nomem) {
+        s.more = false; /* a store that does not answer at once ends it */
+        if (tether_store_scan(n->store, TETHER_STORE_DEVICE, s.cursor, now, dir_one, &s) < 0)
+            break;
+    }
+    size_t k = s.k < s.max ? s.k : s.max;
+    *out = names_pack(s.names, k);
+    for (size_t i = s.first_owned; i < s.k; i++)
+        free((char *)s.names[i]);
+    free(s.names);
     return *out ? k : 0;
 }
 
@@ -238,7 +414,15 @@ void tether_group_request(tether_node_t *n, const tether_peer_t *peer, const tet
     tether_groups_t *g = &n->groups;
     const tether_link_t *link = &peer->link;
     const tether_coap_opt_t *mt = tether_coap_msg_find_opt(req, n->conf.opt_multicast_timeout);
-    uint32_t tsec = 0;
+    uint32_t tsec = 0, ov = 1;
+    bool observing = (req->code == TETHER_COAP_GET || req->code == TETHER_COAP_FETCH) &&
+                     tether_coap_msg_get_uint(req, TETHER_COAP_OPT_OBSERVE, &ov) == 0;
+    /* RFC 7641 §3.6 through the proxy: Observe 1 with the token of a group
+     * observation cancels it at every member; Observe 0 with it registers
+     * anew. The request itself goes on like any group request. */
+    group_fan_t *old = observing ? fan_find_obs(g, link, req->token, req->tkl) : NULL;
+    if (old)
+        tether_group_obs_cancel(n, old, now);
     if (!mt || tether_coap_uint_decode(mt->val, mt->len, &tsec) < 0) {
         /* draft §3.2 step 3: the client must say it takes several
          * responses, and for how long; the option with value 0 (empty)
@@ -284,7 +468,15 @@ void tether_group_request(tether_node_t *n, const tether_peer_t *peer, const tet
         return;
     }
     f->up_len = (uint16_t)len;
-    f->nmembers = snapshot(n, grp, &f->members);
+    f->nmembers = snapshot(n, grp, now, &f->members);
+    f->observe = observing && ov == 0 && tsec > 0 && link->kind != TETHER_LINK_INTERNAL;
+    /* draft §5.2: every member fresh in the cache: no fan-out at all */
+    if (!f->observe && tsec > 0 &&
+        tether_group_cache_answer(n, link, req, up, f->members, f->nmembers, now)) {
+        free(f->members);
+        free(f);
+        return;
+    }
     f->client = *link;
     f->ctkl = req->tkl;
     memcpy(f->ctok, req->token, req->tkl);
@@ -308,7 +500,7 @@ void tether_group_request(tether_node_t *n, const tether_peer_t *peer, const tet
 }
 
 /* Reply-From (group.h): the CBOR CRI [-1, "<device>"]. */
-static size_t reply_from(const char *device, uint8_t out[REPLY_FROM_MAX])
+size_t tether_group_reply_from(const char *device, uint8_t out[TETHER_REPLY_FROM_MAX])
 {
     size_t dl = strlen(device), o = 0;
     out[o++] = 0x82; /* array of 2 */
@@ -328,10 +520,12 @@ void tether_group_answer(tether_node_t *n, group_fan_t *f, const char *device,
 {
     if (f->drop_all)
         return;
+    tether_group_cache_store(n, f->up, f->up_len, device, resp, now);
     static tether_coap_msg_t out;
-    uint8_t rf[REPLY_FROM_MAX];
+    uint8_t rf[TETHER_REPLY_FROM_MAX];
     out = *resp;
-    if (tether_coap_msg_add_opt(&out, n->conf.opt_reply_from, rf, reply_from(device, rf)) < 0)
+    if (tether_coap_msg_add_opt(&out, n->conf.opt_reply_from, rf,
+                                tether_group_reply_from(device, rf)) < 0)
         return; /* no room for the one option that says who answered */
     n->groups.responses++;
     tether_reply_to(n, &f->client, TETHER_COAP_NON, 0, f->ctok, f->ctkl, true, &out, now);
@@ -342,7 +536,7 @@ void tether_group_tick(tether_node_t *n, tether_time_t now)
     tether_timer_t *t;
     while ((t = tether_heap_pop_due(&n->groups.timers, now))) {
         if (t->tag == G_DEADLINE)
-            fan_end(n, container_of(t, group_fan_t, deadline));
+            fan_expire(n, container_of(t, group_fan_t, deadline), now);
         else
             fan_step(n, container_of(t, group_fan_t, pace), now);
     }
@@ -352,6 +546,11 @@ tether_time_t tether_group_next_deadline(const tether_node_t *n)
 {
     const tether_timer_t *t = tether_heap_top(&n->groups.timers);
     return t ? t->at : UINT64_MAX;
+}
+
+tether_list_t *tether_group_xsubs(group_fan_t *f)
+{
+    return &f->xsubs;
 }
 
 void tether_group_attach(group_fan_t *f, relay_req_t *r)

@@ -30,9 +30,35 @@
  * host-name), encoded 0x82 0x20 <text string>. A client reaches that
  * device alone through tether with Uri-Host: <device>.
  *
- * Observe on a group request is not supported: the Observe option is
- * removed and each member answers a plain request (RFC 7641 §2 lets a
- * server ignore Observe; the client sees responses without it).
+ * Observe (draft §3.2.2, §3.5.2; RFC 7641): a GET/FETCH with Observe: 0
+ * and T' > 0 is a group observation. tether observes every member itself
+ * (paced like any fan-out) as one more observer of the device-side
+ * observation of that member resource (observe.h), so a direct observer
+ * of the same resource and the group share one observation on the
+ * device. Each member's notifications go to the client individually with
+ * the client's token and a Reply-From naming the member, the final
+ * (non-2.xx or Observe-less) response of a member too. At T' the members
+ * that have sent no notification are dropped; when none has, the group
+ * observation ends like a plain fan-out. Otherwise it lives on past T'
+ * while a member's observation does. It ends at every member (each member
+ * observer leaves; the last observer of a device resource cancels it on
+ * the device, RFC 7641 §3.6) when the client sends the group request
+ * again with its token and Observe: 1 (then answered like any group
+ * request), rejects a notification with RST, leaves a confirmable one
+ * unacknowledged (RFC 7641 §4.5), or its session ends. Member observers
+ * are not charged to the client's observer bound (group_max_requests and
+ * group_max_members bound them) and are not written to the observe
+ * registry (a node taking them over would lose the group's Reply-From).
+ * A member request that cannot be observed (not cacheable, e.g.
+ * block-wise) is relayed plainly; Observe with T' = 0 is a plain request.
+ *
+ * Queue-mode (sleeping) members: a plain member request waits in the
+ * device's queue until the device is heard from; if that is after T' the
+ * request is cancelled and the device never sees it. A group observation
+ * registers with a queue-mode member at once while its tunnel is up (as a
+ * direct observation does); a registration the device does not answer
+ * ends that member's observation (tether's own 5.04 is not forwarded), so
+ * a member asleep for longer than the exchange lifetime is not observed.
  *
  * Bounds: conf.max_groups groups of at most conf.group_max_members
  * members (a pattern takes the first group_max_members matches);
@@ -58,6 +84,7 @@
 
 struct relay_req;
 struct tether_device;
+struct tether_observer;
 typedef struct group_fan group_fan_t;
 
 typedef struct tether_group {
@@ -77,8 +104,9 @@ typedef struct {
     size_t nfans;
     tether_heap_t timers; /* fan-outs' T' deadlines and pacing steps */
     uint64_t seed;
+    int *op_rc; /* the store write in progress (group_store.c) */
     /* counters for tether_node_stats */
-    uint64_t requests, members_sent, responses, late_dropped, rejected;
+    uint64_t requests, members_sent, responses, late_dropped, rejected, from_cache;
 } tether_groups_t;
 
 int tether_groups_init(tether_groups_t *g, uint64_t seed);
@@ -92,6 +120,13 @@ tether_group_t *tether_group_find(const tether_groups_t *g, const char *name);
  * TETHER_ELIMIT beyond max_groups or group_max_members; TETHER_ENOMEM. */
 int tether_group_set(tether_node_t *n, const char *name, const char *pattern,
                      const char *const *members, size_t nmembers);
+/* The store's GROUP records onto the table (group_store.c): the watcher
+ * is registered, 0 or TETHER_ELIMIT; and removed. */
+int tether_group_store_init(tether_node_t *n);
+void tether_group_store_free(tether_node_t *n);
+/* What tether_group_set would answer, without defining anything. */
+int tether_group_check(const tether_node_t *n, const char *name, const char *pattern,
+                       const char *const *members, size_t nmembers);
 /* 0, or TETHER_ENOTFOUND. Running fan-outs keep going. */
 int tether_group_remove(tether_node_t *n, const char *name);
 
@@ -108,8 +143,34 @@ void tether_group_answer(tether_node_t *n, group_fan_t *f, const char *device,
                          const tether_coap_msg_t *resp, tether_time_t now);
 /* Member request `r` joins fan-out `f` (relay.c, tether_relay_group). */
 void tether_group_attach(group_fan_t *f, struct relay_req *r);
+/* The fan-out's member requests relayed to other nodes (xrelay.c links
+ * them here). */
+tether_list_t *tether_group_xsubs(group_fan_t *f);
 /* Member request `r` is being freed: it leaves its fan-out. */
 void tether_group_detach(struct relay_req *r);
+/* Group observations (see above). Member observer `ob` is being removed
+ * (observe.c): it leaves its fan-out, which ends when T' has passed and it
+ * was the last. */
+void tether_group_obs_left(tether_node_t *n, struct tether_observer *ob);
+/* Ends group observation `f` at every member and frees it. */
+void tether_group_obs_cancel(tether_node_t *n, group_fan_t *f, tether_time_t now);
+/* A client session ended: its fan-outs end (observations cancelled). */
+void tether_group_link_down(tether_node_t *n, const tether_link_t *link, tether_time_t now);
+
+/* The cache's part (group_cache.c): a member's response `resp` to the
+ * forwarded request up[up_len] is stored under `device`'s key; a group
+ * request whose members all have a fresh entry is answered from them
+ * alone (true), with Group-ETag. */
+void tether_group_cache_store(tether_node_t *n, const uint8_t *up, size_t up_len,
+                              const char *device, const tether_coap_msg_t *resp, tether_time_t now);
+bool tether_group_cache_answer(tether_node_t *n, const tether_link_t *link,
+                               const tether_coap_msg_t *req, const tether_coap_msg_t *up,
+                               char *const *members, size_t nmembers, tether_time_t now);
+
+/* The Reply-From value naming `device` into out; its length. */
+#define TETHER_REPLY_FROM_MAX (3 + TETHER_IDENTITY_MAX)
+size_t tether_group_reply_from(const char *device, uint8_t out[TETHER_REPLY_FROM_MAX]);
+
 /* T' deadlines and pacing steps due at `now`. */
 void tether_group_tick(tether_node_t *n, tether_time_t now);
 tether_time_t tether_group_next_deadline(const tether_node_t *n);

@@ -24,6 +24,7 @@ void tether_node_conf_defaults(tether_node_conf_t *c)
     c->version = "0";
     c->opt_multicast_timeout = TETHER_COAP_OPT_MULTICAST_TIMEOUT_DEFAULT;
     c->opt_reply_from = TETHER_COAP_OPT_REPLY_FROM_DEFAULT;
+    c->opt_group_etag = TETHER_COAP_OPT_GROUP_ETAG_DEFAULT;
     c->seed = 0x853c49e6748fea9bull;
     c->request_timeout_ms = 10000;
     c->ack_delay_ms = 1000;
@@ -72,7 +73,10 @@ int tether_node_create(const tether_node_conf_t *conf, const tether_creds_t *cre
     n->conf = *conf;
     n->creds = creds;
     if ((rc = tether_coap_optreg_init(&n->optreg, conf->opt_multicast_timeout,
-                                      conf->opt_reply_from)) < 0)
+                                      conf->opt_reply_from)) < 0 ||
+        (rc = tether_coap_optreg_add(
+             &n->optreg, &(tether_coap_optdef_t){conf->opt_group_etag, "Group-ETag",
+                                                 TETHER_COAP_FMT_OPAQUE, true, 1, 8})) < 0)
         goto fail_reg;
     tether_coap_ep_init(&n->ep, &n->optreg, (uint16_t)conf->seed);
     n->local.node_id = conf->node_id;
@@ -109,8 +113,12 @@ int tether_node_create(const tether_node_conf_t *conf, const tether_creds_t *cre
         goto fail_bounds;
     if ((rc = tether_groups_init(&n->groups, conf->seed ^ 0x9e3779b97f4a7c15ull)) < 0)
         goto fail_groups;
+    if ((rc = tether_group_store_init(n)) < 0)
+        goto fail_group_store;
     *out = n;
     return 0;
+fail_group_store:
+    tether_groups_free(n);
 fail_groups:
     tether_bounds_free(&n->bounds);
 fail_bounds:
@@ -138,7 +146,8 @@ void tether_node_destroy(tether_node_t *n)
         return;
     tether_xrelay_free(n);
     tether_bw_free(n);        /* before the requests of its transfers */
-    tether_groups_free(n);    /* before the member requests of its fan-outs */
+    tether_group_store_free(n); /* its watcher, before the store goes */
+    tether_groups_free(n);      /* before the member requests of its fan-outs */
     tether_obs_free(&n->obs); /* before the devices that list observations */
     tether_timer_t *t;
     while ((t = tether_heap_top(&n->reg.expiry))) {
@@ -297,6 +306,7 @@ void tether_node_link_down(tether_node_t *n, const tether_link_t *link, tether_t
     if (d)
         tether_registry_link_down(&n->reg, d);
     tether_cx_link_down(n->cx, link, now);
+    tether_group_link_down(n, link, now); /* before its observers go one by one */
     tether_observe_link_down(n, link, now); /* a client session: its observations end */
     tether_xrelay_link_down(n, link, now);
     if (d)
@@ -358,6 +368,7 @@ const tether_node_stats_t *tether_node_stats(const tether_node_t *n)
     s->group_responses = n->groups.responses;
     s->group_members_unanswered = n->groups.late_dropped;
     s->group_rejected = n->groups.rejected;
+    s->group_from_cache = n->groups.from_cache;
     return s;
 }
 

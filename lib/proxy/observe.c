@@ -20,6 +20,41 @@ static tether_device_t *obs_dev(const tether_observation_t *o)
 static void obs_up_on_cx(tether_cx_waiter_t *w, tether_cx_event_t ev, tether_time_t now);
 static void ob_on_cx(tether_cx_waiter_t *w, tether_cx_event_t ev, tether_time_t now);
 
+/* Adds the Reply-From naming `o`'s device to `m` when `ob` is a group
+ * observation's member (draft-ietf-core-groupcomm-proxy-07 §3.5.2: every
+ * notification carries it, the final non-2.xx one too). rf holds the
+ * value while `m` is encoded. 0, or TETHER_ENOSPC. */
+static int ob_mark(const tether_node_t *n, const tether_observation_t *o,
+                   const tether_observer_t *ob, tether_coap_msg_t *m,
+                   uint8_t rf[TETHER_REPLY_FROM_MAX])
+{
+    if (!ob->group)
+        return 0;
+    return tether_coap_msg_add_opt(m, n->conf.opt_reply_from, rf,
+                                   tether_group_reply_from(obs_dev(o)->rec.name, rf));
+}
+
+/* tether_obs_encode, with the Reply-From of a group observation's member. */
+static int ob_encode(const tether_node_t *n, const tether_observation_t *o,
+                     const tether_observer_t *ob, uint8_t type, uint16_t mid, uint8_t *buf,
+                     size_t cap, size_t *len)
+{
+    int rc = tether_obs_encode(o, ob, type, mid, buf, cap, len);
+    if (rc < 0 || !ob->group)
+        return rc;
+    uint8_t plain[TETHER_MSG_MAX], rf[TETHER_REPLY_FROM_MAX];
+    tether_coap_msg_t m;
+    tether_coap_perr_t perr;
+    if (*len > sizeof plain)
+        return TETHER_ENOSPC;
+    memcpy(plain, buf, *len);
+    if (tether_coap_parse(&m, plain, *len, &perr) < 0)
+        return TETHER_EPROTO; /* cannot happen: tether encoded it */
+    if ((rc = ob_mark(n, o, ob, &m, rf)) < 0)
+        return rc;
+    return tether_coap_encode(&m, buf, cap, len);
+}
+
 static void obs_sync(tether_node_t *n)
 {
     n->stats.observe_device_observations = n->obs.nobservations;
@@ -81,7 +116,10 @@ static void obs_publish(tether_node_t *n, const tether_observation_t *o, tether_
         return;
     for (tether_lnode_t *l = o->observers.head; l; l = l->next) {
         const tether_observer_t *ob = container_of(l, tether_observer_t, in_obs);
-        if (ob->link.kind != TETHER_LINK_CLUSTER)
+        /* A group observation's members are not published: another node
+         * taking them over would serve them as plain observers, without
+         * the group's Reply-From (group.h). */
+        if (ob->link.kind != TETHER_LINK_CLUSTER && !ob->group)
             tether_obsstore_observer(n, &ob->link, ob->tok, ob->tkl, &v[k++]);
     }
     char dev[TETHER_IDENTITY_MAX];
@@ -98,6 +136,8 @@ static void ob_drop(tether_node_t *n, tether_observer_t *ob)
 {
     if (ob->con_pending)
         tether_cx_cancel(n->cx, &ob->link, ob->con_mid);
+    if (ob->group)
+        tether_group_obs_left(n, ob);
     tether_bounds_release(&n->bounds, ob->charged, TETHER_BOUND_OBSERVERS);
     tether_obs_remove_observer(&n->obs, ob);
 }
@@ -112,10 +152,10 @@ static void obs_destroy(tether_node_t *n, tether_observation_t *o)
 
 /* Removes `ob`; the last observer to leave cancels and frees the device
  * side too. */
-static void obs_leave(tether_node_t *n, tether_observer_t *ob, tether_time_t now)
+void tether_observe_leave(tether_node_t *n, tether_observer_t *ob, tether_time_t now)
 {
     tether_observation_t *o = ob->obs;
-    bool local = ob->link.kind != TETHER_LINK_CLUSTER;
+    bool local = ob->link.kind != TETHER_LINK_CLUSTER && !ob->group;
     ob_drop(n, ob);
     if (local)
         obs_publish(n, o, now);
@@ -128,11 +168,13 @@ static void obs_leave(tether_node_t *n, tether_observer_t *ob, tether_time_t now
 
 /* Ends `o`: every observer gets `resp` (a final response without Observe,
  * its token and MID set here) and is removed; `o` is freed. The device side
- * is not cancelled: it ended it, or is gone. */
-static void obs_end(tether_node_t *n, tether_observation_t *o, tether_coap_msg_t *resp,
+ * is not cancelled: it ended it, or is gone. `device`: resp is the
+ * device's; tether's own verdicts are not a group member's response and
+ * do not go to group observations (group.h). */
+static void obs_end(tether_node_t *n, tether_observation_t *o, tether_coap_msg_t *resp, bool device,
                     tether_time_t now)
 {
-    uint8_t buf[TETHER_MSG_MAX];
+    uint8_t buf[TETHER_MSG_MAX], rf[TETHER_REPLY_FROM_MAX];
     size_t len;
     if (o->up_pending) {
         tether_cx_cancel(n->cx, &o->up_link, o->up_mid);
@@ -141,9 +183,10 @@ static void obs_end(tether_node_t *n, tether_observation_t *o, tether_coap_msg_t
     resp->type = TETHER_COAP_NON;
     while (o->observers.head) {
         tether_observer_t *ob = container_of(o->observers.head, tether_observer_t, in_obs);
-        tether_coap_msg_set_token(resp, ob->tok, ob->tkl);
-        if (tether_cx_next_mid(n->cx, &ob->link, now, &resp->mid) == 0 &&
-            tether_coap_encode(resp, buf, sizeof buf, &len) == 0)
+        tether_coap_msg_t m = *resp;
+        tether_coap_msg_set_token(&m, ob->tok, ob->tkl);
+        if ((device || !ob->group) && tether_cx_next_mid(n->cx, &ob->link, now, &m.mid) == 0 &&
+            ob_mark(n, o, ob, &m, rf) == 0 && tether_coap_encode(&m, buf, sizeof buf, &len) == 0)
             tether_cx_emit(n->cx, &ob->link, buf, len);
         ob_drop(n, ob);
     }
@@ -159,7 +202,7 @@ static void obs_fail(tether_node_t *n, tether_observation_t *o, uint8_t code, co
     tether_coap_msg_init(&resp, TETHER_COAP_NON, code, 0);
     resp.payload = (const uint8_t *)diag;
     resp.payload_len = strlen(diag);
-    obs_end(n, o, &resp, now);
+    obs_end(n, o, &resp, false, now);
 }
 
 /* Sends `o`'s latest notification to `ob`: confirmable when `con` (the
@@ -175,8 +218,8 @@ static void obs_notify_one(tether_node_t *n, tether_observation_t *o, tether_obs
     uint16_t mid;
     con = (con || now - ob->last_con >= OBS_CON_INTERVAL_MS) && !ob->con_pending;
     if (tether_cx_next_mid(n->cx, &ob->link, now, &mid) < 0 ||
-        tether_obs_encode(o, ob, con ? TETHER_COAP_CON : TETHER_COAP_NON, mid, buf, sizeof buf,
-                          &len) < 0)
+        ob_encode(n, o, ob, con ? TETHER_COAP_CON : TETHER_COAP_NON, mid, buf, sizeof buf, &len) <
+            0)
         return;
     if (con) {
         if (tether_cx_send_con(n->cx, &ob->link, buf, len, &ob->con_w, now) < 0)
@@ -242,7 +285,7 @@ bool tether_observe_response(tether_node_t *n, const tether_peer_t *peer,
         msg->code == TETHER_COAP_CONTENT && tether_coap_msg_find_opt(msg, TETHER_COAP_OPT_OBSERVE);
     if (!notification) {
         n->stats.relay_ok++;
-        obs_end(n, o, &resp, now);
+        obs_end(n, o, &resp, true, now);
         return true;
     }
     if (tether_obs_set_latest(o, &resp) < 0) {
@@ -262,8 +305,14 @@ static void ob_on_cx(tether_cx_waiter_t *w, tether_cx_event_t ev, tether_time_t 
     if (!ob->con_pending)
         return;
     ob->con_pending = false;
-    if (ev != TETHER_CX_ACKED) /* RST, timeout or link down: the client is gone */
-        obs_leave(w->owner, ob, now);
+    if (ev == TETHER_CX_ACKED)
+        return;
+    /* RST, timeout or link down: the client is gone (RFC 7641 §4.5); from
+     * a group observation, from all of it (draft §3.5.2). */
+    if (ob->group)
+        tether_group_obs_cancel(w->owner, ob->group, now);
+    else
+        tether_observe_leave(w->owner, ob, now);
 }
 
 /* Outcome of an upstream registration. */
@@ -336,6 +385,27 @@ static void obs_answer(tether_node_t *n, const tether_link_t *link, const tether
     n->stats.observe_notifications_sent++;
 }
 
+/* Why `d` cannot have one more observer of `o` (NULL: a new observation),
+ * counted as rejected; NULL when it can. */
+static const char *obs_full(tether_node_t *n, const tether_device_t *d,
+                            const tether_observation_t *o)
+{
+    if (n->obs.nobservers >= n->conf.max_observers ||
+        (o && o->nobservers >= n->conf.max_observers_per_resource)) {
+        n->stats.observe_rejected++;
+        return "too many observers";
+    }
+    /* Per-device: varying Uri-Query makes a new device-side observation
+     * per variant, so a device has at most so many (bounds.h). */
+    if (!o && n->conf.max_observations_per_device &&
+        d->nobservations >= n->conf.max_observations_per_device) {
+        n->stats.observe_rejected++;
+        n->stats.bound_observations++;
+        return "too many observations of this device";
+    }
+    return NULL;
+}
+
 /* The observe part of a client request for device `d`, `up` being the
  * request as it would be forwarded (Observe stripped). Observe: 0 on a
  * cacheable GET/FETCH makes the client an observer of the shared
@@ -344,6 +414,20 @@ static void obs_answer(tether_node_t *n, const tether_link_t *link, const tether
  * first one comes: returns true. Observe: 1 removes the client's observer
  * with that token and returns false, so the request goes on as a plain
  * one (RFC 7641 §3.6). Operator requests are never observers. */
+int tether_observe_charge(tether_node_t *n, const tether_peer_t *peer, const tether_coap_msg_t *req,
+                          tether_bclient_t **out, tether_time_t now)
+{
+    int rc = tether_bounds_charge(&n->bounds, peer, TETHER_BOUND_OBSERVERS,
+                                  n->conf.max_observers_per_client, out);
+    if (rc == TETHER_ELIMIT) {
+        n->stats.observe_rejected++;
+        n->stats.bound_observers++;
+        tether_reply_code(n, &peer->link, req, TETHER_COAP_SERVICE_UNAVAILABLE,
+                          "too many observers of this client", now);
+    }
+    return rc;
+}
+
 bool tether_observe_request(tether_node_t *n, const tether_peer_t *peer,
                             const tether_coap_msg_t *req, tether_device_t *d,
                             const tether_coap_msg_t *up, tether_time_t now)
@@ -357,7 +441,7 @@ bool tether_observe_request(tether_node_t *n, const tether_peer_t *peer,
     tether_observer_t *ob = tether_obs_observer_find(&n->obs, link, req->token, req->tkl);
     if (ov != 0) {
         if (ov == 1 && ob)
-            obs_leave(n, ob, now);
+            tether_observe_leave(n, ob, now);
         return false;
     }
     tether_cache_key_t k;
@@ -365,37 +449,19 @@ bool tether_observe_request(tether_node_t *n, const tether_peer_t *peer,
         return false; /* e.g. block-wise: relayed as a plain request */
     tether_observation_t *o = tether_obs_find(&n->obs, &k);
     if (ob && ob->obs != o) { /* the token now observes something else */
-        obs_leave(n, ob, now);
+        tether_observe_leave(n, ob, now);
         ob = NULL;
     }
     if (!ob) {
-        if (n->obs.nobservers >= n->conf.max_observers ||
-            (o && o->nobservers >= n->conf.max_observers_per_resource)) {
-            n->stats.observe_rejected++;
-            tether_reply_code(n, link, req, TETHER_COAP_SERVICE_UNAVAILABLE, "too many observers",
-                              now);
-            return true;
-        }
-        /* Per-device: varying Uri-Query makes a new device-side observation
-         * per variant, so a device has at most so many (bounds.h). */
-        if (!o && n->conf.max_observations_per_device &&
-            d->nobservations >= n->conf.max_observations_per_device) {
-            n->stats.observe_rejected++;
-            n->stats.bound_observations++;
-            tether_reply_code(n, link, req, TETHER_COAP_SERVICE_UNAVAILABLE,
-                              "too many observations of this device", now);
+        const char *full = obs_full(n, d, o);
+        if (full) {
+            tether_reply_code(n, link, req, TETHER_COAP_SERVICE_UNAVAILABLE, full, now);
             return true;
         }
         tether_bclient_t *charged;
-        int rc = tether_bounds_charge(&n->bounds, peer, TETHER_BOUND_OBSERVERS,
-                                      n->conf.max_observers_per_client, &charged);
-        if (rc == TETHER_ELIMIT) {
-            n->stats.observe_rejected++;
-            n->stats.bound_observers++;
-            tether_reply_code(n, link, req, TETHER_COAP_SERVICE_UNAVAILABLE,
-                              "too many observers of this client", now);
+        int rc = tether_observe_charge(n, peer, req, &charged, now);
+        if (rc == TETHER_ELIMIT)
             return true;
-        }
         bool created = !o;
         if (rc < 0 || (!o && !(o = obs_new(n, d, &k, up, now))) ||
             tether_obs_add_observer(&n->obs, o, link, req->token, req->tkl, now, &ob) < 0) {
@@ -439,15 +505,49 @@ void tether_observe_link_down(tether_node_t *n, const tether_link_t *link, tethe
 {
     tether_observer_t *ob;
     while ((ob = tether_obs_link_first(&n->obs, link)))
-        obs_leave(n, ob, now);
+        tether_observe_leave(n, ob, now);
 }
 
 void tether_observe_reset(tether_node_t *n, const tether_link_t *link, uint16_t mid,
                           tether_time_t now)
 {
     tether_observer_t *ob = tether_obs_observer_by_mid(&n->obs, link, mid);
-    if (ob)
-        obs_leave(n, ob, now);
+    if (ob && ob->group) /* the client rejects the group's notifications */
+        tether_group_obs_cancel(n, ob->group, now);
+    else if (ob)
+        tether_observe_leave(n, ob, now);
+}
+
+int tether_observe_group_join(tether_node_t *n, tether_device_t *d, const tether_coap_msg_t *up,
+                              const tether_link_t *link, const uint8_t *tok, size_t tkl,
+                              struct group_fan *f, tether_observer_t **out, tether_time_t now)
+{
+    tether_cache_key_t k;
+    if (!tether_cache_request_cacheable(up) || tether_cache_key(&k, d->rec.name, up) < 0)
+        return TETHER_EINVAL;
+    tether_observation_t *o = tether_obs_find(&n->obs, &k);
+    if (obs_full(n, d, o))
+        return TETHER_ELIMIT;
+    bool created = !o;
+    tether_observer_t *ob;
+    if ((!o && !(o = obs_new(n, d, &k, up, now))) ||
+        tether_obs_add_observer(&n->obs, o, link, tok, tkl, now, &ob) < 0) {
+        if (o && created) {
+            obs_cancel_up(n, o, now);
+            obs_destroy(n, o);
+        }
+        return TETHER_ENOMEM;
+    }
+    /* Not charged to the client's observer bound: the group request is,
+     * by group_max_requests and group_max_members (group.h). */
+    ob->con_w.done = ob_on_cx;
+    ob->con_w.owner = n;
+    ob->group = f;
+    *out = ob;
+    obs_sync(n);
+    if (o->last_code) /* the shared observation has a state: it goes now */
+        obs_notify_one(n, o, ob, false, now);
+    return 0;
 }
 
 /* SPEC S5: see tether/node.h. The registration goes through the request

@@ -30,12 +30,33 @@
 bool tether_observe_request(tether_node_t *n, const tether_peer_t *peer,
                             const tether_coap_msg_t *req, tether_device_t *d,
                             const tether_coap_msg_t *up, tether_time_t now);
+/* Charges one observer to the client that sent `req` as `peer` (bounds.h,
+ * conf.max_observers_per_client; xrelay.c charges its remote observers
+ * the same way): what tether_bounds_charge returns; at the limit the
+ * client has had its 5.03 (counted). */
+int tether_observe_charge(tether_node_t *n, const tether_peer_t *peer, const tether_coap_msg_t *req,
+                          tether_bclient_t **out, tether_time_t now);
 /* A response from a device carrying an observation's upstream token.
  * false when no observation has the token or it did not come on the
  * device's current tunnel (the caller then answers a CON/NON with RST,
  * cancelling a stale device-side observation). */
 bool tether_observe_response(tether_node_t *n, const tether_peer_t *peer,
                              const tether_coap_msg_t *msg, tether_time_t now);
+/* A group observation's member (group.h): the client on `link` with token
+ * tok[tkl] observes `d`'s resource `up` (the request as forwarded, Observe
+ * stripped) on behalf of group fan-out `f`, sharing the device-side
+ * observation with every other observer of it. Its notifications carry a
+ * Reply-From naming `d`; one it has already goes out now. 0 (*out set,
+ * ob->group = f: tether_group_obs_left hears when it goes);
+ * TETHER_EINVAL when the request cannot be observed (not cacheable: the
+ * caller relays it plainly); TETHER_ELIMIT beyond the observer bounds;
+ * TETHER_ENOMEM. */
+int tether_observe_group_join(tether_node_t *n, tether_device_t *d, const tether_coap_msg_t *up,
+                              const tether_link_t *link, const uint8_t *tok, size_t tkl,
+                              struct group_fan *f, tether_observer_t **out, tether_time_t now);
+/* Removes observer `ob`; the last observer of its observation to leave
+ * cancels the device side (RFC 7641 §3.6). */
+void tether_observe_leave(tether_node_t *n, tether_observer_t *ob, tether_time_t now);
 /* The device's tunnel changed: every observation of it registers again. */
 void tether_observe_relink(tether_node_t *n, tether_device_t *d, tether_time_t now);
 /* The device is gone: its observers get 5.02 and its observations end. */

@@ -187,7 +187,7 @@ tether_observer_t *tether_obs_observer_find(const tether_obs_table_t *t, const t
     tether_obs_link_t *ln = link_find(t, link);
     for (tether_lnode_t *n = ln ? ln->observers.head : NULL; n; n = n->next) {
         tether_observer_t *ob = container_of(n, tether_observer_t, in_link);
-        if (ob->tkl == tkl && memcmp(ob->tok, tok, tkl) == 0)
+        if (!ob->group && ob->tkl == tkl && memcmp(ob->tok, tok, tkl) == 0)
             return ob;
     }
     return NULL;

@@ -83,6 +83,11 @@ struct tether_observer {
     uint8_t tkl;
     uint8_t tok[TETHER_COAP_MAX_TOKEN];
     struct tether_bclient *charged; /* the messaging layer's (proxy/bounds.h); not touched here */
+    /* A group observation's member (proxy/group.h): the group's, not
+     * touched here, except that tether_obs_observer_find skips it (its
+     * link and token are the group client's, shared by every member). */
+    struct group_fan *group;
+    tether_lnode_t in_group;
 };
 
 typedef struct {
@@ -116,7 +121,8 @@ int tether_obs_add_observer(tether_obs_table_t *t, tether_observation_t *o,
 /* Removes and frees `ob`; its observation stays, maybe without observers. */
 void tether_obs_remove_observer(tether_obs_table_t *t, tether_observer_t *ob);
 tether_observer_t *tether_obs_observer_by_id(const tether_obs_table_t *t, uint32_t id);
-/* The observer on `link` with token tok[tkl], or NULL. */
+/* The observer on `link` with token tok[tkl], or NULL; a group
+ * observation's members (ob->group) are not found here. */
 tether_observer_t *tether_obs_observer_find(const tether_obs_table_t *t, const tether_link_t *link,
                                             const uint8_t *tok, size_t tkl);
 /* The observer on `link` whose latest notification had `mid`, or NULL. */

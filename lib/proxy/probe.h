@@ -26,11 +26,21 @@
  * saw lately from the node would make it answer from its dedup cache
  * rather than with RST. An empty RST with another MID from the probed
  * address burns the current MID until the next try, so guessing costs one
- * try per retry interval.
+ * try per retry interval. Guesses are counted for the session's
+ * identity, not for one probe or one session: a new move (which the
+ * credential holder makes at will, one spoofed record each) restarts the
+ * tries, and a new handshake a session, but neither the count. After
+ * TETHER_PROBE_GUESSES wrong answers within TETHER_PROBE_GUESS_WINDOW_MS,
+ * no session of that identity is probed or validated until the window
+ * has passed (they stay at 3x). Otherwise move, guess, move away and back
+ * would try all 2^16 MIDs in a few seconds, and a session per 8 guesses
+ * in a minute: now a guesser gets 8 in 2^16 per hour.
  *
- * Lifetimes: the table owns its entries; the caller forgets a session's
- * probe when the session closes. Nothing here reads a clock or sends: the
- * `send` callback queues a ping, `random` fills MIDs.
+ * Lifetimes: the table owns its entries (at most one per session, and
+ * one per identity that gave a wrong answer in the window); the caller
+ * forgets a session's probe when the session closes. Nothing here reads
+ * a clock or sends: the `send` callback queues a ping, `random` fills
+ * MIDs.
  */
 #ifndef TETHER_PROXY_PROBE_H
 #define TETHER_PROXY_PROBE_H
@@ -44,6 +54,10 @@
 
 #define TETHER_PROBE_TRIES 4
 #define TETHER_PROBE_FIRST_MS 2000u
+/* Wrong answers an identity may give in a window before its sessions are
+ * no longer validated (above). */
+#define TETHER_PROBE_GUESSES 8
+#define TETHER_PROBE_GUESS_WINDOW_MS 3600000u
 
 typedef struct {
     /* Queues ping[4] on session `sess` (toward its current address). */
@@ -57,6 +71,9 @@ typedef struct {
     tether_probe_conf_t conf;
     tether_hmap_t by_sess;
     tether_list_t all;
+    tether_hmap_t guessers; /* identities with wrong answers in their window */
+    tether_list_t guessers_by_age;
+    uint64_t seed;
     tether_rrc_stats_t stats;
 } tether_probes_t;
 
@@ -64,16 +81,18 @@ typedef struct {
 int tether_probes_init(tether_probes_t *t, const tether_probe_conf_t *conf, uint64_t seed);
 void tether_probes_free(tether_probes_t *t);
 
-/* Session `sess` moved to `to`: probe it (now, and again on the back-off
- * above). 0, TETHER_ENOMEM or TETHER_ECRYPTO (no random MID). */
-int tether_probe_start(tether_probes_t *t, uint64_t sess, const tether_addr_t *to,
-                       tether_time_t now);
+/* Session `sess` of `identity` (NULL: none) moved to `to`: probe it
+ * (now, and again on the back-off above). 0, TETHER_ENOMEM,
+ * TETHER_ECRYPTO (no random MID) or TETHER_ELIMIT (the identity spent
+ * its guesses: no probe). */
+int tether_probe_start(tether_probes_t *t, uint64_t sess, const char *identity,
+                       const tether_addr_t *to, tether_time_t now);
 /* A record msg[len] authenticated in session `sess`, from `from`: true
  * when it is the RST answering the session's probe from the probed
  * address (the probe ends; the caller validates the address and does not
  * pass the RST on). */
 bool tether_probe_answer(tether_probes_t *t, uint64_t sess, const tether_addr_t *from,
-                         const uint8_t *msg, size_t len);
+                         const uint8_t *msg, size_t len, tether_time_t now);
 /* The session closed: its probe (if any) ends. */
 void tether_probe_forget(tether_probes_t *t, uint64_t sess);
 /* Resends due probes; drops those out of tries (counted as given up). */

@@ -281,8 +281,8 @@ int tether_relay_forward_opts(const tether_node_t *n, const tether_coap_msg_t *i
 {
     for (size_t i = 0; i < in->nopts; i++) {
         const tether_coap_opt_t *o = &in->opts[i];
-        if (o->num == n->conf.opt_multicast_timeout)
-            continue; /* for tether (group.h), never for a device */
+        if (o->num == n->conf.opt_multicast_timeout || o->num == n->conf.opt_group_etag)
+            continue; /* for tether (group.h, group_cache.c), never for a device */
         switch (o->num) {
         case TETHER_COAP_OPT_URI_HOST:
         case TETHER_COAP_OPT_URI_PORT:

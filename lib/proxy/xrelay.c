@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "proxy/observe.h"
 #include "proxy/obsstore.h"
 #include "proxy/registry.h"
 #include "proxy/relay.h"
@@ -36,8 +37,12 @@ typedef struct {
     uint32_t id;
     uint8_t node;
     uint32_t backoff_ms;
-    xr_agg_t *agg; /* non-NULL: the registration of this aggregate */
+    xr_agg_t *agg;         /* non-NULL: the registration of this aggregate */
+    group_fan_t *fan;      /* non-NULL: a group fan-out's member request (no client) */
+    tether_lnode_t in_fan; /* in the fan-out's xsubs */
+    const char *member;    /* its device, in the fan-out's member list */
     tether_link_t client;
+    tether_bclient_t *charged; /* the client's share of pending (bounds.h); NULL: none */
     uint16_t cmid;
     uint8_t ctype, ctkl;
     uint8_t ctok[TETHER_COAP_MAX_TOKEN];
@@ -50,6 +55,7 @@ typedef struct {
 typedef struct {
     tether_lnode_t in_agg;
     tether_link_t link;
+    tether_bclient_t *charged; /* the client's share of observers (bounds.h) */
     uint8_t tkl;
     uint8_t tok[TETHER_COAP_MAX_TOKEN];
     uint16_t last_mid; /* of the latest notification sent to it (RST matching) */
@@ -231,9 +237,19 @@ static void req_free(tether_node_t *n, xr_req_t *r)
     tether_heap_disarm(&x->timers, &r->deadline);
     tether_heap_disarm(&x->timers, &r->retry);
     tether_heap_disarm(&x->timers, &r->ack);
+    if (r->fan)
+        tether_list_del(tether_group_xsubs(r->fan), &r->in_fan);
     tether_hmap_remove(&x->by_id, &r->by_id);
+    tether_bounds_release(&n->bounds, r->charged, TETHER_BOUND_PENDING);
     x->nreq--;
     free(r);
+}
+
+/* Frees an observer taken off its aggregate's list. */
+static void obsr_free(tether_node_t *n, xr_obsr_t *o)
+{
+    tether_bounds_release(&n->bounds, o->charged, TETHER_BOUND_OBSERVERS);
+    free(o);
 }
 
 static void xend(tether_node_t *n, const xr_req_t *r)
@@ -395,7 +411,7 @@ static void agg_free(tether_node_t *n, xr_agg_t *a, tether_time_t now)
         xr_obsr_t *o = container_of(a->observers.head, xr_obsr_t, in_agg);
         tether_list_del(&a->observers, &o->in_agg);
         n->xobservers--;
-        free(o);
+        obsr_free(n, o);
     }
     a->nobservers = 0;
     agg_publish(n, a, now); /* no observers: the record goes */
@@ -413,7 +429,7 @@ static void obsr_leave(tether_node_t *n, xr_agg_t *a, xr_obsr_t *o, tether_time_
     tether_list_del(&a->observers, &o->in_agg);
     a->nobservers--;
     n->xobservers--;
-    free(o);
+    obsr_free(n, o);
     if (!a->nobservers) {
         if (a->reg)
             xend(n, a->reg);
@@ -526,16 +542,24 @@ static bool observe_request(tether_node_t *n, const tether_peer_t *peer,
         tether_reply_code(n, link, req, TETHER_COAP_SERVICE_UNAVAILABLE, "too many observers", now);
         return true;
     }
-    xr_obsr_t *o = calloc(1, sizeof *o);
+    /* The client's share of the observers (bounds.h), as on its own node:
+     * remote resources are no way around max_observers_per_client. */
+    tether_bclient_t *charged;
+    int rc = tether_observe_charge(n, peer, req, &charged, now);
+    if (rc == TETHER_ELIMIT)
+        return true;
+    xr_obsr_t *o = rc == 0 ? calloc(1, sizeof *o) : NULL;
     if (!o) {
+        tether_bounds_release(&n->bounds, rc == 0 ? charged : NULL, TETHER_BOUND_OBSERVERS);
         tether_reply_code(n, link, req, TETHER_COAP_INTERNAL_ERROR, NULL, now);
         return true;
     }
+    o->charged = charged;
     if (!a) {
         tether_coap_msg_t fwd;
         if (!(a = calloc(1, sizeof *a)) || fwd_msg(req, host, &fwd) < 0) {
             free(a);
-            free(o);
+            obsr_free(n, o);
             tether_reply_code(n, link, req, TETHER_COAP_INTERNAL_ERROR, NULL, now);
             return true;
         }
@@ -543,7 +567,7 @@ static bool observe_request(tether_node_t *n, const tether_peer_t *peer,
         a->reg = req_new_tok(n, to, F_OBSERVE, &fwd, queue_mode, own, now);
         if (!a->reg) {
             free(a);
-            free(o);
+            obsr_free(n, o);
             tether_reply_code(n, link, req, TETHER_COAP_SERVICE_UNAVAILABLE, "proxy busy", now);
             return true;
         }
@@ -595,14 +619,29 @@ bool tether_xrelay_request(tether_node_t *n, const tether_peer_t *peer,
     }
     if (observe_request(n, peer, req, host, l.node, l.queue_mode, now))
         return true;
+    /* The client's share of pending requests (bounds.h), as for a device
+     * of this node: the xrelay_max table is everyone's. */
+    tether_bclient_t *charged;
+    int rc = tether_bounds_charge(&n->bounds, peer, TETHER_BOUND_PENDING,
+                                  n->conf.max_pending_per_client, &charged);
+    if (rc == TETHER_ELIMIT) {
+        n->stats.bound_pending++;
+        uint32_t wait = l.queue_mode ? n->conf.queue_ttl_ms : n->conf.request_timeout_ms;
+        tether_reply_retry(n, link, req, TETHER_COAP_TOO_MANY_REQUESTS,
+                           (wait + n->conf.xrelay_margin_ms + 999) / 1000, now);
+        return true;
+    }
     tether_coap_msg_t fwd;
     tether_coap_msg_t plain = *req;
     tether_coap_msg_del_opt(&plain, TETHER_COAP_OPT_OBSERVE);
     xr_req_t *r = NULL;
-    if (fwd_msg(&plain, host, &fwd) < 0 || !(r = req_new(n, l.node, &fwd, l.queue_mode, now))) {
+    if (rc < 0 || fwd_msg(&plain, host, &fwd) < 0 ||
+        !(r = req_new(n, l.node, &fwd, l.queue_mode, now))) {
+        tether_bounds_release(&n->bounds, rc == 0 ? charged : NULL, TETHER_BOUND_PENDING);
         tether_reply_code(n, link, req, TETHER_COAP_SERVICE_UNAVAILABLE, "proxy busy", now);
         return true;
     }
+    r->charged = charged;
     r->client = *link;
     r->cmid = req->mid;
     r->ctype = req->type;
@@ -611,6 +650,37 @@ bool tether_xrelay_request(tether_node_t *n, const tether_peer_t *peer,
     if (req->type == TETHER_COAP_CON)
         tether_heap_arm(&XR(n)->timers, &r->ack, now + n->conf.ack_delay_ms);
     return true;
+}
+
+int tether_xrelay_group(tether_node_t *n, const tether_coap_msg_t *up, const char *host,
+                        group_fan_t *f, tether_time_t now)
+{
+    lookup_t l;
+    tether_coap_msg_t fwd;
+    if (!directory_node(n, host, now, &l) || !node_alive(n, l.node, now))
+        return TETHER_ENOTFOUND;
+    if (fwd_msg(up, host, &fwd) < 0)
+        return TETHER_ENOSPC;
+    xr_req_t *r = req_new(n, l.node, &fwd, l.queue_mode, now);
+    if (!r)
+        return TETHER_ELIMIT;
+    n->stats.requests_relayed++;
+    r->fan = f;
+    r->member = host;
+    r->ctype = TETHER_COAP_NON; /* no client to acknowledge */
+    tether_list_push(tether_group_xsubs(f), &r->in_fan);
+    return 0;
+}
+
+size_t tether_xrelay_group_cancel(tether_node_t *n, tether_list_t *xsubs)
+{
+    size_t k = 0;
+    for (; xsubs->head; k++) {
+        xr_req_t *r = container_of(xsubs->head, xr_req_t, in_fan);
+        xend(n, r); /* B's slot goes now, not at its timeout */
+        req_free(n, r);
+    }
+    return k;
 }
 
 /* B's answer or notification for our request `r`. */
@@ -625,6 +695,13 @@ static void on_xrsp(tether_node_t *n, xr_req_t *r, const uint8_t *msg, size_t le
     xr_agg_t *a = r->agg;
     if (!a || !a->registered)
         tether_heap_disarm(&XR(n)->timers, &r->retry);
+    if (r->fan) { /* one of a group's responses (group.h) */
+        n->stats.relay_ok++;
+        tether_reply_device_answer(&up, &resp);
+        tether_group_answer(n, r->fan, r->member, &resp, now);
+        req_free(n, r);
+        return;
+    }
     if (!a) {
         n->stats.relay_ok++;
         tether_reply_device_answer(&up, &resp);
@@ -1042,7 +1119,9 @@ void tether_xrelay_tick(tether_node_t *n, tether_time_t now)
             code_msg(&resp, TETHER_COAP_GATEWAY_TIMEOUT);
             n->stats.relay_timeouts++;
             xend(n, r);
-            if (r->agg) {
+            if (r->fan) { /* tether's verdict: not a member's response */
+                req_free(n, r);
+            } else if (r->agg) {
                 xr_agg_t *a = r->agg;
                 a->reg = NULL;
                 req_free(n, r);
@@ -1088,7 +1167,7 @@ void tether_xrelay_free(tether_node_t *n)
         while (a->observers.head) {
             xr_obsr_t *o = container_of(a->observers.head, xr_obsr_t, in_agg);
             tether_list_del(&a->observers, &o->in_agg);
-            free(o);
+            obsr_free(n, o);
         }
         if (a->reg)
             req_free(n, a->reg);

@@ -48,7 +48,11 @@
  * (relaying node, id) names a slot at B.
  *
  * Bounds: xrelay_max requests and aggregates at A, slots_max slots at B
- * (5.03 beyond). Time is `now`; tick at tether_xrelay_next_deadline.
+ * (5.03 beyond). At A a client is charged its relayed requests and its
+ * observers of remote resources like those of local ones (bounds.h:
+ * max_pending_per_client, 4.29 with Max-Age beyond; max_observers_per_
+ * client, 5.03), so one client cannot take the xrelay_max table or the
+ * observer table from the others. Time is `now`; tick at tether_xrelay_next_deadline.
  * Lifetimes: everything here is owned by the node's xrelay and freed by
  * tether_xrelay_free; slots are closed (link down) in tether_xrelay_settle,
  * outside the node's callbacks.
@@ -68,6 +72,17 @@ void tether_xrelay_free(tether_node_t *n);
  * directory does not name another node (the caller answers 4.04). */
 bool tether_xrelay_request(tether_node_t *n, const tether_peer_t *peer,
                            const tether_coap_msg_t *req, const char *host, tether_time_t now);
+/* A group fan-out's member request for `host` (group.c; `up` as forwarded,
+ * host a string of f's that outlives the request), relayed to the node the
+ * directory names for it. Its answer goes to tether_group_answer; tether's
+ * own verdicts (5.04, node gone) go nowhere (group.h). 0;
+ * TETHER_ENOTFOUND when no other live node holds it; TETHER_ELIMIT at
+ * xrelay_max; TETHER_ENOSPC. */
+int tether_xrelay_group(tether_node_t *n, const tether_coap_msg_t *up, const char *host,
+                        group_fan_t *f, tether_time_t now);
+/* Ends every such request of a fan-out (its xsubs list, group.h); how
+ * many were still out. */
+size_t tether_xrelay_group_cancel(tether_node_t *n, tether_list_t *xsubs);
 /* A client session ended: its observers of remote resources leave. */
 void tether_xrelay_link_down(tether_node_t *n, const tether_link_t *link, tether_time_t now);
 /* A client's RST of `mid`: when it was a remote notification, it leaves. */

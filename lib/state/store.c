@@ -4,6 +4,13 @@
 
 #include "state/store_impl.h"
 
+/* A key that is a name in a char[TETHER_IDENTITY_MAX]: its length, or
+ * the array's size when it is not terminated. */
+static size_t name_len(const char *name)
+{
+    return strnlen(name, TETHER_IDENTITY_MAX);
+}
+
 int tether_store_rec_key(const tether_store_rec_t *rec, uint8_t buf[1], const uint8_t **key,
                          size_t *key_len)
 {
@@ -12,15 +19,15 @@ int tether_store_rec_key(const tether_store_rec_t *rec, uint8_t buf[1], const ui
     switch (rec->kind) {
     case TETHER_STORE_DEVICE:
         k = (const uint8_t *)rec->u.device.name;
-        n = strnlen(rec->u.device.name, sizeof rec->u.device.name);
-        if (n == sizeof rec->u.device.name)
-            return TETHER_EINVAL; /* not terminated */
+        n = name_len(rec->u.device.name);
         break;
     case TETHER_STORE_CRED:
         k = (const uint8_t *)rec->u.cred.identity;
-        n = strnlen(rec->u.cred.identity, sizeof rec->u.cred.identity);
-        if (n == sizeof rec->u.cred.identity)
-            return TETHER_EINVAL;
+        n = name_len(rec->u.cred.identity);
+        break;
+    case TETHER_STORE_GROUP:
+        k = (const uint8_t *)rec->u.group.name;
+        n = name_len(rec->u.group.name);
         break;
     case TETHER_STORE_OBSERVE:
         k = rec->u.observe.key;
@@ -39,7 +46,11 @@ int tether_store_rec_key(const tether_store_rec_t *rec, uint8_t buf[1], const ui
         break;
     default: return TETHER_EINVAL;
     }
-    if (!n || n > TETHER_STORE_KEY_MAX || !k)
+    /* a name of TETHER_IDENTITY_MAX bytes is not terminated */
+    if (!n || n > TETHER_STORE_KEY_MAX || !k ||
+        (n == TETHER_IDENTITY_MAX &&
+         (rec->kind == TETHER_STORE_DEVICE || rec->kind == TETHER_STORE_CRED ||
+          rec->kind == TETHER_STORE_GROUP)))
         return TETHER_EINVAL;
     *key = k;
     *key_len = n;

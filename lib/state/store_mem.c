@@ -79,6 +79,7 @@ static size_t var_size(const tether_store_rec_t *r)
     case TETHER_STORE_OBSERVE:
         return r->u.observe.nobservers * sizeof *r->u.observe.observers + r->u.observe.key_len;
     case TETHER_STORE_SESSION: return r->u.session.blob_len;
+    case TETHER_STORE_GROUP: return r->u.group.members_len;
     default: return 0;
     }
 }
@@ -121,6 +122,11 @@ static void var_copy(tether_store_rec_t *dst, const tether_store_rec_t *src, uin
         if (src->u.session.blob_len)
             memcpy(data, src->u.session.blob, src->u.session.blob_len);
         dst->u.session.blob = data;
+        break;
+    case TETHER_STORE_GROUP:
+        if (src->u.group.members_len)
+            memcpy(data, src->u.group.members, src->u.group.members_len);
+        dst->u.group.members = (const char *)data;
         break;
     default: break;
     }

@@ -7,10 +7,12 @@
 #include "tether/hmap.h"
 #include "util/hash.h"
 
-/* The per-map seeded digest (util/hash.h), folded to the 32 bits kept. */
-static uint32_t hash_bytes(uint64_t seed, const uint8_t *k, size_t n)
+/* The per-map seeded digest (util/hash.h) of a key: its bucket's index in
+ * a table of nbuckets (a power of two). Not stored in the node: growing
+ * (rare) and removing hash the key again. */
+static size_t bucket_of(const tether_hmap_t *m, size_t nbuckets, const uint8_t *k, size_t n)
 {
-    return (uint32_t)tether_hash64(seed, k, n);
+    return (size_t)tether_hash64(m->seed, k, n) & (nbuckets - 1);
 }
 
 int tether_hmap_init(tether_hmap_t *m, size_t initial, uint64_t seed)
@@ -44,8 +46,9 @@ static void grow(tether_hmap_t *m)
         tether_hnode_t *e = m->buckets[i];
         while (e) {
             tether_hnode_t *next = e->next;
-            e->next = b[e->hash & (n - 1)];
-            b[e->hash & (n - 1)] = e;
+            size_t i2 = bucket_of(m, n, e->key, e->klen);
+            e->next = b[i2];
+            b[i2] = e;
             e = next;
         }
     }
@@ -58,9 +61,8 @@ tether_hnode_t *tether_hmap_find(const tether_hmap_t *m, const void *key, size_t
 {
     if (klen > TETHER_HKEY_MAX)
         return NULL;
-    uint32_t h = hash_bytes(m->seed, key, klen);
-    for (tether_hnode_t *e = m->buckets[h & (m->nbuckets - 1)]; e; e = e->next)
-        if (e->hash == h && e->klen == klen && memcmp(e->key, key, klen) == 0)
+    for (tether_hnode_t *e = m->buckets[bucket_of(m, m->nbuckets, key, klen)]; e; e = e->next)
+        if (e->klen == klen && memcmp(e->key, key, klen) == 0)
             return e;
     return NULL;
 }
@@ -75,8 +77,7 @@ int tether_hmap_insert(tether_hmap_t *m, tether_hnode_t *n, const void *key, siz
         grow(m);
     memcpy(n->key, key, klen);
     n->klen = (uint8_t)klen;
-    n->hash = hash_bytes(m->seed, key, klen);
-    tether_hnode_t **b = &m->buckets[n->hash & (m->nbuckets - 1)];
+    tether_hnode_t **b = &m->buckets[bucket_of(m, m->nbuckets, key, klen)];
     n->next = *b;
     *b = n;
     m->count++;
@@ -85,7 +86,7 @@ int tether_hmap_insert(tether_hmap_t *m, tether_hnode_t *n, const void *key, siz
 
 void tether_hmap_remove(tether_hmap_t *m, tether_hnode_t *n)
 {
-    tether_hnode_t **p = &m->buckets[n->hash & (m->nbuckets - 1)];
+    tether_hnode_t **p = &m->buckets[bucket_of(m, m->nbuckets, n->key, n->klen)];
     while (*p && *p != n)
         p = &(*p)->next;
     if (*p) {

@@ -73,6 +73,7 @@ struct tetherd_admin_conn {
     char wmethod[8];
     char wpath[128];
     char peer[64];
+    char peer_ip[48]; /* its address alone, "" when unknown (admin_max_connections_per_address) */
     char rbuf[ADMIN_READ_BUF];
 };
 

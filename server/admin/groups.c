@@ -2,9 +2,10 @@
  * DELETE /groups/{name}. PUT takes {"members": ["dev1", ...]} or
  * {"pattern": "GLOB"} and answers 200 with the group; 400 for a bad body,
  * 409 beyond proxy.max_groups or proxy.group_max_members; DELETE answers
- * 200 {"name", "removed": true} or 404. Groups live on this node (they
- * are not shared through Redis yet). The node is reached only through the
- * process's hooks. */
+ * 200 {"name", "removed": true} or 404. PUT and DELETE go through the
+ * state store, so with Redis every node has the group (503 while the
+ * store cannot take it). The node is reached only through the process's
+ * hooks. */
 #include <stdio.h>
 #include <string.h>
 
@@ -42,6 +43,7 @@ void admin_h_groups(admin_conn_t *c, const tether_http_request_t *r)
             admin_respond_error(c,
                                 rc == TETHER_EINVAL   ? 400
                                 : rc == TETHER_ELIMIT ? 409
+                                : rc == TETHER_EIO    ? 503
                                                       : 500,
                                 NULL, "%s", err);
             return;

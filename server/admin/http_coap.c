@@ -22,7 +22,12 @@
  * When the HTTP client disconnects, the link goes down and the observer is
  * deregistered (http_conn.c, admin_conn_unpark). An identity holds at most
  * admin_coap_streams_per_identity streams (429 beyond); a stream whose
- * client reads too slowly for the output bound is closed. A comment line
+ * client reads too slowly for the output bound is closed. A client holds
+ * at most admin_coap_waiting_per_identity parked requests, streams
+ * included (429 beyond): each keeps one of the admin_max_connections
+ * connections the operator and every other client share, for up to the
+ * queue TTL (a sleeping device) or for good (a stream), and the node's
+ * own per-client bound (proxy.max_pending_per_client) is far larger. A comment line
  * every STREAM_KEEPALIVE_MS keeps proxies from timing the stream out. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,13 +69,18 @@ static bool who(admin_conn_t *c, const tether_http_request_t *r, char *identity,
     return false;
 }
 
-/* Event streams `identity` holds open. Bounded by admin_max_connections. */
-static size_t streams_of(const tetherd_admin_t *a, const char *identity)
+/* HTTP-to-CoAP requests `identity` has parked, and of them event streams.
+ * Bounded by admin_max_connections. */
+static size_t waiting_of(const tetherd_admin_t *a, const char *identity, size_t *streams)
 {
     size_t n = 0;
+    *streams = 0;
     for (const tether_lnode_t *l = a->waiting.head; l; l = l->next) {
         const admin_conn_t *o = container_of(l, admin_conn_t, wln);
-        n += o->streaming && strcmp(o->widentity, identity) == 0;
+        if (o->http_coap && strcmp(o->widentity, identity) == 0) {
+            n++;
+            *streams += o->streaming;
+        }
     }
     return n;
 }
@@ -107,10 +117,17 @@ void admin_h_coap(admin_conn_t *c, const tether_http_request_t *r)
         admin_respond_error(c, req.status, NULL, "%s", err);
         return;
     }
-    if (req.stream && streams_of(a, identity) >= a->cfg->admin_coap_streams) {
+    size_t streams, waiting = waiting_of(a, identity, &streams);
+    if (req.stream && streams >= a->cfg->admin_coap_streams) {
         admin_respond_error(c, 429, NULL,
                             "%s holds %u event streams already (admin_coap_streams_per_identity)",
                             identity[0] ? identity : "the operator", a->cfg->admin_coap_streams);
+        return;
+    }
+    if (identity[0] && waiting >= a->cfg->admin_coap_waiting) { /* the operator is trusted */
+        admin_respond_error(c, 429, NULL,
+                            "%s has %u requests waiting already (admin_coap_waiting_per_identity)",
+                            identity, a->cfg->admin_coap_waiting);
         return;
     }
     /* A queued request (queue mode) is answered by the node at its TTL. */

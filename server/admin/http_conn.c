@@ -382,6 +382,17 @@ static void on_overflow_closed(uv_handle_t *h)
     free(h);
 }
 
+/* Open connections from c's address, c included (c->peer_ip known). */
+static size_t conns_from(const tetherd_admin_t *a, const admin_conn_t *c)
+{
+    size_t n = 0;
+    for (const tether_lnode_t *l = a->conns.head; l; l = l->next) {
+        const admin_conn_t *o = container_of(l, admin_conn_t, ln);
+        n += !o->closing && strcmp(o->peer_ip, c->peer_ip) == 0;
+    }
+    return n;
+}
+
 static void on_connection(uv_stream_t *server, int status)
 {
     tetherd_admin_t *a = server->data;
@@ -430,10 +441,22 @@ static void on_connection(uv_stream_t *server, int status)
             port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
         }
         snprintf(c->peer, sizeof c->peer, "%s:%d", ip, port);
+        snprintf(c->peer_ip, sizeof c->peer_ip, "%s", ip);
     }
-    if (a->nconns > limit) {
+    /* One address holds at most admin_max_connections_per_address: the
+     * connections are shared by the operator and every HTTP client, and
+     * one that never completes a request holds its slot for
+     * admin_idle_timeout, so one host reconnecting would hold them all. */
+    size_t per = a->cfg->admin_max_connections_per_address;
+    if (a->nconns > limit || (per && c->peer_ip[0] && conns_from(a, c) > per)) {
         c->close_after_flush = true;
-        admin_respond_error(c, 503, NULL, "too many admin connections (limit %zu)", limit);
+        if (a->nconns > limit)
+            admin_respond_error(c, 503, NULL, "too many admin connections (limit %zu)", limit);
+        else
+            admin_respond_error(c, 503, NULL,
+                                "too many admin connections from %s "
+                                "(admin_max_connections_per_address %zu)",
+                                c->peer_ip, per);
         arm_timer(c, LINGER_MS);
         flush(c);
         return;

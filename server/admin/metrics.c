@@ -150,6 +150,7 @@ static const metric_info_t metric_info[] = {
     {"groups.responses", true, "Member responses forwarded to group clients"},
     {"groups.members_unanswered", true, "Member requests still out when their group request ended"},
     {"groups.rejected", true, "Group requests refused (4.00, 4.03, 5.03)"},
+    {"groups.from_cache", true, "Group requests answered from the cache alone (Group-ETag)"},
     {"observe.device_observations", false, "Observations held on devices"},
     {"observe.observers", false, "Clients observing through this node"},
     {"observe.notifications_sent", true, "Notifications sent to observers"},

@@ -486,8 +486,9 @@ static int validate(tetherd_config_t *c, char *err, size_t errcap)
         snprintf(err, errcap, "%s: key 'redis_url': expected redis://HOST:PORT[/DB]", src);
         return TETHER_ECONFIG;
     }
-    if (c->opt_multicast_timeout == c->opt_reply_from) {
-        snprintf(err, errcap, "%s: key 'coap_options': the two option numbers must differ", src);
+    if (c->opt_multicast_timeout == c->opt_reply_from ||
+        c->opt_group_etag == c->opt_multicast_timeout || c->opt_group_etag == c->opt_reply_from) {
+        snprintf(err, errcap, "%s: key 'coap_options': the three option numbers must differ", src);
         return TETHER_ECONFIG;
     }
     return 0;

@@ -18,7 +18,7 @@ static const struct {
 } layout[] = {
     {TETHER_STORE_DEVICE, "tether:dev:{", 0},       {TETHER_STORE_CRED, "tether:cred:{", 0},
     {TETHER_STORE_OBSERVE, "tether:obs:{", 3},      {TETHER_STORE_SESSION, "tether:sess:{", 1},
-    {TETHER_STORE_NODE, "tether:{nodes}:node:", 2},
+    {TETHER_STORE_NODE, "tether:{nodes}:node:", 2}, {TETHER_STORE_GROUP, "tether:grp:{", 0},
 };
 #define NLAYOUT (sizeof layout / sizeof layout[0])
 
@@ -386,6 +386,15 @@ int tetherd_rrec_encode(const tether_store_rec_t *rec, const tetherd_wrap_t *w, 
                       "ho", (int)n->handover);
         break;
     }
+    case TETHER_STORE_GROUP: {
+        const tether_store_group_t *g = &rec->u.group;
+        json_t *m = json_array();
+        const char *p = g->members;
+        for (size_t i = 0; m && i < g->nmembers; i++, p += strlen(p) + 1)
+            json_array_append_new(m, json_string(p));
+        j = json_pack("{s:s, s:s, s:o*}", "name", g->name, "pattern", g->pattern, "members", m);
+        break;
+    }
     default: return TETHER_EINVAL;
     }
     if (!j)
@@ -566,6 +575,40 @@ static int dec_session(json_t *j, tetherd_rrec_t *r)
     return 0;
 }
 
+/* A group: names of 1..TETHER_IDENTITY_MAX-1 bytes without NUL, a pattern
+ * or members (never both, never neither), packed as tether_store_group_t
+ * says. */
+static int dec_group(json_t *j, tetherd_rrec_t *r)
+{
+    tether_store_group_t *g = &r->rec.u.group;
+    json_t *m = json_object_get(j, "members");
+    size_t n = json_array_size(m), bytes = 0;
+    if (get_str(j, "name", g->name, sizeof g->name) < 0 || !g->name[0] ||
+        get_str(j, "pattern", g->pattern, sizeof g->pattern) < 0 || !json_is_array(m) ||
+        !g->pattern[0] == !n)
+        return TETHER_EPROTO;
+    for (size_t i = 0; i < n; i++) {
+        json_t *e = json_array_get(m, i);
+        const char *s = json_string_value(e);
+        size_t l = s ? json_string_length(e) : 0;
+        if (!l || l >= TETHER_IDENTITY_MAX || strlen(s) != l)
+            return TETHER_EPROTO;
+        bytes += l + 1;
+    }
+    char *a = r->arena = malloc(bytes ? bytes : 1);
+    if (!a)
+        return TETHER_ENOMEM;
+    g->members = a;
+    g->members_len = bytes;
+    g->nmembers = n;
+    for (size_t i = 0; i < n; i++) {
+        json_t *e = json_array_get(m, i);
+        memcpy(a, json_string_value(e), json_string_length(e) + 1);
+        a += json_string_length(e) + 1;
+    }
+    return 0;
+}
+
 static int dec_node(json_t *j, tetherd_rrec_t *r)
 {
     tether_store_node_t *n = &r->rec.u.node;
@@ -603,6 +646,7 @@ int tetherd_rrec_decode(tether_store_kind_t kind, const char *json, size_t len,
     case TETHER_STORE_OBSERVE: rc = dec_observe(j, out); break;
     case TETHER_STORE_SESSION: rc = dec_session(j, out); break;
     case TETHER_STORE_NODE: rc = dec_node(j, out); break;
+    case TETHER_STORE_GROUP: rc = dec_group(j, out); break;
     default: rc = TETHER_EINVAL; break;
     }
 done:

@@ -16,6 +16,8 @@
  *   tether:sess:{HEX}          session checkpoint (SESSION), HEX of the CID
  *   tether:{nodes}:node:ID     node lease (NODE); one tag for all, so one
  *                              MGET reads the membership
+ *   tether:grp:{NAME}          group of devices (GROUP): name, pattern,
+ *                              members (a JSON list of device names)
  *   tether:{log}               the change log, a Stream (XADD/XREAD)
  * NAME and IDENTITY are written with bytes outside [A-Za-z0-9._-]
  * percent-encoded ("%7B" for '{'), so a name can neither move the hash

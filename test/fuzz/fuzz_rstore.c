@@ -53,6 +53,14 @@ static void same(const tether_store_rec_t *a, const tether_store_rec_t *b)
             a->u.node.adopted_by != b->u.node.adopted_by || a->u.node.handover != b->u.node.handover)
             abort();
         break;
+    case TETHER_STORE_GROUP:
+        if (strcmp(a->u.group.name, b->u.group.name) ||
+            strcmp(a->u.group.pattern, b->u.group.pattern) ||
+            a->u.group.nmembers != b->u.group.nmembers ||
+            a->u.group.members_len != b->u.group.members_len ||
+            memcmp(a->u.group.members, b->u.group.members, a->u.group.members_len))
+            abort();
+        break;
     default: abort();
     }
 }
@@ -80,8 +88,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 
     static const char *names[] = {"tether:dev:{dev7}", "tether:cred:{app9}", "tether:obs:{00}",
-                                  "tether:sess:{0102}", "tether:{nodes}:node:1"};
-    const char *rkey = data[1] ? names[data[1] % 5] : names[kind - 1];
+                                  "tether:sess:{0102}", "tether:{nodes}:node:1",
+                                  "tether:grp:{floor1}"};
+    const char *rkey = data[1] ? names[data[1] % 6] : names[kind - 1];
     uint64_t version;
     const char *json;
     size_t jl;

@@ -61,6 +61,7 @@ poll() {
 # in $T/node.json (written here: no per-source handshake limits, since
 # every simulated device and client shares 127.0.0.1). Sets A[i] (admin
 # URL) and P[i] (DTLS port) of node i; fails when a node does not start.
+# The array REDIS_NODES_ARGS, when set, adds arguments (a second listener).
 redis_nodes_start() {
     local rp=$1 id=0
     shift
@@ -71,7 +72,8 @@ redis_nodes_start() {
         id=$((id + 1))
         start_tetherd "n$id" --config "$T/node.json" --node-id "$id" \
             --redis "redis://127.0.0.1:$rp" --cluster-listen "127.0.0.1:$cl" \
-            --listen coaps://127.0.0.1:0 || { not_ok "node $id starts"; return 1; }
+            --listen coaps://127.0.0.1:0 ${REDIS_NODES_ARGS[@]+"${REDIS_NODES_ARGS[@]}"} ||
+            { not_ok "node $id starts"; return 1; }
         A+=("http://127.0.0.1:$(admin_port "n$id")")
         eval "P+=(\"\$n${id}_PORT\")"
     done

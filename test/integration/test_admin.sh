@@ -315,12 +315,17 @@ exec {c2}<>"/dev/tcp/127.0.0.1/$BPORT"
 req "$B/health"
 check "over admin_max_connections: 503 JSON" is_err 503
 exec {c1}>&- {c2}>&-
-for _ in 1 2 3 4 5 6 7 8 9 10; do
-    req "$B/health"
-    [ "$CODE" = 200 ] && break
-    sleep 0.2
-done
-check "closed connections free their slots" test "$CODE" = 200
+# health_200 URL: GET URL/health until it is 200 (closed connections take a
+# moment to free their slots), at most 2 s.
+health_200() {
+    for _ in 1 2 3 4 5 6 7 8 9 10; do
+        req "$1/health"
+        [ "$CODE" = 200 ] && return 0
+        sleep 0.2
+    done
+    return 1
+}
+check "closed connections free their slots" health_200 "$B"
 
 exec {c3}<>"/dev/tcp/127.0.0.1/$BPORT"
 SECONDS=0
@@ -334,6 +339,26 @@ printf 'GET /health HTTP/1.1\r\nHost: x\r\n' >&"$c4"
 out=$(timeout 8 cat <&"$c4")
 exec {c4}>&-
 check "a request left unfinished gets 408" grep -q '^HTTP/1.1 408 ' <<<"$out"
+
+# --- connections per address (third node) --------------------------------------------------
+# The security review: one host that opens connections and never finishes a
+# request held every admin connection (the operator's, the probes', every
+# HTTP client's) for admin_idle_timeout, again and again.
+cat >"$T/b2.json" <<'JSON'
+{"listen": ["coap://127.0.0.1:0"], "admin": "127.0.0.1:0",
+ "admin_max_connections": 8, "admin_max_connections_per_address": 2}
+JSON
+start_tetherd b2 --config "$T/b2.json" || not_ok "a third node starts"
+B2PORT=$(admin_port b2)
+exec {d1}<>"/dev/tcp/127.0.0.1/$B2PORT"
+exec {d2}<>"/dev/tcp/127.0.0.1/$B2PORT"
+req "http://127.0.0.1:$B2PORT/health"
+check "a third connection from 127.0.0.1: 503 admin_max_connections_per_address" \
+    eval 'is_err 503 && jqe ".detail | test(\"admin_max_connections_per_address\")"'
+req --interface 127.0.0.2 "http://127.0.0.1:$B2PORT/health"
+check "... while another address (127.0.0.2) is answered" test "$CODE" = 200
+exec {d1}>&- {d2}>&-
+check "once they close, 127.0.0.1 is answered again" health_200 "http://127.0.0.1:$B2PORT"
 
 # --- shutdown with an admin connection open ------------------------------------------------
 exec {c5}<>"/dev/tcp/127.0.0.1/$APORT"

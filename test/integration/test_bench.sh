@@ -153,9 +153,15 @@ check "suite row cross_node: forwarded requests answered, over the internal chan
     '.rows[] | select(.id == "cross_node") | .tether != null and .tether < 100 and
      .detail.forwarded_rps > 0 and .detail.channel_messages > 0 and
      .detail.cpu_us_per_message != null' "$T/suite.json"
+check "suite row workers_relay: relayed requests through 1 and through 2 workers" jq -e \
+    '.rows[] | select(.id == "workers_relay") | .tether > 0 and .ceiling > 0 and
+     .detail.two_workers_rps > 0 and .detail.one_worker_rps > 0' "$T/suite.json"
 check "suite idle rows: bytes per idle tunnel measured, unregistered and registered" jq -e \
-    '[.rows[] | select(.id | startswith("idle")) | .tether > 0] | length == 4 and all' \
-    "$T/suite.json"
+    '[.rows[] | select(.id | startswith("idle")) | select(.id | test("_1m") | not) | .tether > 0] |
+     length == 4 and all' "$T/suite.json"
+check "suite idle rows: the million is left out of --quick, and says so" jq -e \
+    '[.rows[] | select(.id | startswith("idle_tunnel_1m")) | .tether == null and
+      (.note | test("--quick"))] | length == 2 and all' "$T/suite.json"
 check "suite verdicts: a row without its figure or a needed reference is never met" jq -e \
     '[.rows[] | select(.verdict == "yes" and (.tether == null or
         ((.target | test("ceiling")) and .ratio_ceiling == null) or

@@ -194,9 +194,13 @@ to0=$(field "$before" registration_timeouts)
 hs13=$(field "$(last_stats d13)" handshakes)
 vpid_var="n${victim}_PID"
 kill_ms=$(date +%s%3N)
+# Reaped here, quietly: the shell's own "Killed" report goes to its
+# stderr when it next checks its jobs, so that is silenced around it.
+exec 3>&2 2>/dev/null
 kill -9 "${!vpid_var}"
-{ wait "${!vpid_var}"; } 2>/dev/null # reaped here, quietly (no "Killed" line)
+wait "${!vpid_var}"
 t_kill=$SECONDS
+exec 2>&3 3>&-
 note "killed node $victim (kill -9) holding $k DTLS 1.2 and $v13 DTLS 1.3 sessions"
 
 adopted() { [ "$(sum sessions.adopted)" -ge "$k" ]; }

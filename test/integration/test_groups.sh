@@ -93,6 +93,46 @@ check "... and with it, it gets a member's response (libcoap shows the first)" g
 out=$(timeout 20 coap-client-openssl -B 5 -u app1 -k app1-secret -m put -e 1 -O 3,all -O 2,0x01 "$COAPS/temp" 2>&1)
 check "... but not with a method its group rule lacks (PUT): 4.03" grep -qF '4.03' <<<"$out"
 
+# Observe on a group (draft §3.2.2, §3.5.2): tether observes every member,
+# sharing the device-side observation with a direct observer of the same
+# resource, and forwards each member's notifications with its Reply-From,
+# past T', until the client goes (its -s ends its DTLS session).
+obs_stat() { stat "observe.$1"; }
+obs_is() { test "$(obs_stat "$1")" = "$2"; } # for poll, which re-runs it
+timeout 20 coap-client-openssl -v 6 -s 9 -B 11 -u app1 -k app1-secret -m get -O 3,dev0 \
+    "$COAPS/temp" >"$T/direct.out" 2>&1 &
+DIRECT=$!
+PIDS+=("$DIRECT")
+check "a direct observer of dev0/temp: one device-side observation" \
+    poll 50 obs_is device_observations 1
+timeout 20 coap-client-openssl -v 6 -s 4 -B 6 -u app1 -k app1-secret -m get -O 3,all -O 2,0x01 \
+    "$COAPS/temp" >"$T/gobs.out" 2>&1 &
+GOBS=$!
+PIDS+=("$GOBS")
+check "a group observation of 'all' (20 members, T' = 1 s): 21 observers" \
+    poll 50 obs_is observers 21 || note "observers: $(obs_stat observers)"
+check "... over 20 device-side observations (dev0's is shared)" \
+    test "$(obs_stat device_observations)" = 20 || note "observations: $(obs_stat device_observations)"
+wait "$GOBS"
+# Reply-From per notification: libcoap prints the unknown option 248 as
+# \xNN bytes; the CRI [-1, "<device>"] has the name from the 4th byte on.
+grep -o '248:[^] ]*' "$T/gobs.out" | python3 -c '
+import sys, collections
+c = collections.Counter(bytes.fromhex(l.strip()[4:].replace("\\x", ""))[3:].decode() for l in sys.stdin)
+for k, v in sorted(c.items()): print(k, v)' >"$T/gobs.count"
+note "notifications per member: $(tr '\n' ' ' <"$T/gobs.count")"
+check "the group observer got notifications from 20 members (distinct Reply-From)" \
+    test "$(grep -c '^dev' "$T/gobs.count")" = 20
+check "... at least 3 from each (one a second for 4 s: past T' = 1 s)" \
+    awk '$2 < 3 { exit 1 }' "$T/gobs.count"
+check "its session ended: the members' observations end, dev0's stays for the direct observer" \
+    poll 50 obs_is device_observations 1
+check "... with 1 observer left" test "$(obs_stat observers)" = 1
+wait "$DIRECT"
+check "the direct observer got dev0's notifications throughout" \
+    test "$(grep -c '2\.05' "$T/direct.out")" -ge 5
+check "... then no observation is left" poll 50 obs_is device_observations 0
+
 # The admin API.
 req "${AUTH[@]}" "$ADMIN/groups"
 check "GET /groups lists the groups_file's groups" \
@@ -102,6 +142,22 @@ check "PUT /groups/trio: 200 with the group" jqe '.name == "trio" and (.members 
 "${CLIENT[@]}" 127.0.0.1 "$PLAIN_PORT" --host TRIO --path temp --timeout 1 >"$T/trio.out"
 check "the new group answers at once (its name in any case): 3 responses" \
     test "$(jq -r .reply_from "$T/trio.out" | sort | tr '\n' ' ')" = "dev3 dev4 dev5 "
+# Group-ETag (draft §5.2-5.3): /static (Max-Age 3600) of every member in
+# the cache answers the group request alone, one Group-ETag naming the set.
+"${CLIENT[@]}" 127.0.0.1 "$PLAIN_PORT" --host trio --path static --timeout 1 --listen 1.2 >"$T/st1.out"
+hits0=$(stat groups.from_cache)
+"${CLIENT[@]}" 127.0.0.1 "$PLAIN_PORT" --host trio --path static --timeout 1 --listen 0.5 >"$T/st2.out"
+check "again: answered from the cache alone (groups.from_cache)" \
+    test "$(stat groups.from_cache)" = $((hits0 + 1))
+check "... 3 responses, each with one 8-byte Group-ETag, the same" \
+    jqs 'length == 3 and (map(.options["24"]) | unique | length == 1 and (.[0] | length == 16))' \
+    "$T/st2.out" || note "$(cat "$T/st2.out")"
+tag=$(jq -rs '.[0].options["24"]' "$T/st2.out")
+"${CLIENT[@]}" 127.0.0.1 "$PLAIN_PORT" --host trio --path static --timeout 1 --listen 0.5 \
+    --opt "24=$tag" >"$T/st3.out"
+check "that Group-ETag back: a single 2.03 Valid carrying it" \
+    jq -se --arg t "$tag" 'length == 1 and .[0].code == "2.03" and .[0].options["24"] == $t' \
+    "$T/st3.out" >/dev/null || note "$(cat "$T/st3.out")"
 req "${AUTH[@]}" -X PUT -d '{"members": ["dev3"], "pattern": "x*"}' "$ADMIN/groups/bad"
 check "PUT with both members and a pattern: 400" is_err 400
 req "${AUTH[@]}" -X PUT -d '{"members": "dev3"}' "$ADMIN/groups/bad"

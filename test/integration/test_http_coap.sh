@@ -25,6 +25,7 @@ JSON
 cat >"$T/tether.json" <<JSON
 {"listen": ["coaps://127.0.0.1:0"], "credentials_file": "$T/creds.json",
  "admin_token": "t0ken", "admin_coap_streams_per_identity": 2,
+ "admin_coap_waiting_per_identity": 2,
  "proxy": {"request_timeout_ms": 3000}}
 JSON
 
@@ -117,9 +118,11 @@ check "the client's disconnect deregisters the observer (observe.observers 0)" t
 check "... and the device-side observation is cancelled" test "$(stat observe.device_observations)" = 0
 
 # At most admin_coap_streams_per_identity (2) streams per identity.
+streams=()
 for i in 1 2; do
     curl -sN --max-time 8 "${A1[@]}" -H 'Accept: text/event-stream' "$ADMIN/coap/dev6/temp" >"$T/s$i.out" &
     PIDS+=("$!")
+    streams+=("$!")
 done
 for _ in $(seq 50); do
     [ "$(stat observe.observers)" = 2 ] && break
@@ -129,6 +132,24 @@ req "${A1[@]}" -H 'Accept: text/event-stream' "$ADMIN/coap/dev6/temp"
 check "a third stream of the same identity: 429" test "$CODE" = 429
 req -H "Authorization: Bearer $TOK2" -H 'Accept: text/event-stream' --max-time 2 "$ADMIN/coap/dev9/temp"
 check "another identity may still open one (200 streaming)" test "$CODE" = 200
+# The security review: one client's token could park as many requests as
+# there are admin connections (streams, or requests to a sleeping device),
+# locking the operator and every other client out of the admin port. At
+# most admin_coap_waiting_per_identity (2) wait per client, streams included.
+req "${A1[@]}" "$ADMIN/coap/dev6/temp"
+check "a plain request of a client whose 2 streams fill its waiting slots: 429" \
+    bash -c '[ "$1" = 429 ] && grep -q admin_coap_waiting_per_identity <<<"$2"' _ "$CODE" "$BODY"
+req -H "Authorization: Bearer $TOK2" "$ADMIN/coap/dev9/temp"
+check "... while another client's request is answered" test "$CODE" = 200
+req -H "Authorization: Bearer t0ken" "$ADMIN/coap/dev6/temp"
+check "... and the operator's" test "$CODE" = 200
+kill "${streams[@]}" 2>/dev/null
+for _ in $(seq 50); do
+    [ "$(stat observe.observers)" = 0 ] && break
+    sleep 0.1
+done
+req "${A1[@]}" "$ADMIN/coap/dev6/temp"
+check "once its streams end, the client's requests are answered again" test "$CODE" = 200
 
 # Block-wise (RFC 7959): tether collects every block; the HTTP body is the whole.
 awk 'BEGIN { for (i = 0; i < 4096; i++) printf "%c", 97 + i % 26 }' >"$T/big.want"

@@ -9,7 +9,10 @@
 # node lists every device; 10 observers spread over the 3 nodes observe
 # dev7/temp: one device-side observation in the whole cluster, every
 # observer gets notifications, and GET /observations on any node shows
-# that one observation with its 10 observers.
+# that one observation with its 10 observers. Groups put on one node are
+# known on every node (Redis); a group GET on node 1 fans out to members
+# whose tunnels are on all three nodes and returns each member's response
+# with its Reply-From.
 . "$(dirname "$0")/lib.sh"
 BENCH=$BUILD_DIR/tether-bench
 MASTER=00112233445566778899aabbccddeeff
@@ -33,6 +36,8 @@ PIDS+=("$!")
 redis_up() { redis-cli -p "$RP" ping 2>/dev/null | grep -q PONG; }
 check "redis-server starts" poll 50 redis_up
 
+# a plain CoAP listener too, for the group client (data/coap_group_client.py)
+REDIS_NODES_ARGS=(--listen coap://127.0.0.1:0)
 redis_nodes_start "$RP" "$C1" "$C2" "$C3" || { finish; exit 1; }
 get() { curl -s --max-time 5 -H "Authorization: Bearer $TOKEN" "$1$2"; }
 stat() { get "$1" /stats | jq -r ".$2"; }
@@ -140,6 +145,40 @@ check "every observer on every node received notifications" test "$short" = 0
 gone() { [ "$(sum_stat observe.device_observations)" = 0 ] && [ "$(sum_stat observe.observers)" = 0 ]; }
 check "observers gone: the device-side observation is cancelled" poll 150 gone ||
     note "$(for i in 1 2 3; do get "${A[$i]}" /stats | jq -c .observe; done)"
+
+# Groups (draft-ietf-core-groupcomm-proxy-07) across the cluster.
+put_group() { # put_group NODE NAME JSON
+    curl -s --max-time 5 -X PUT -H "Authorization: Bearer $TOKEN" "${A[$1]}/groups/$2" -d "$3"
+}
+has_group() { [ "$(get "${A[$1]}" "/groups/$2" | jq -r .name)" = "$2" ]; }
+get "${A[1]}" '/devices?limit=1000' >"$T/devices.json"
+members=$(jq -c '[.devices | group_by(.node)[] | .[0:2][] | .name]' "$T/devices.json")
+note "group 'spread': $members on nodes $(jq -c '[.devices | group_by(.node)[] | .[0].node]' "$T/devices.json")"
+out=$(put_group 2 spread "{\"members\": $members}")
+check "PUT /groups/spread (6 members, 2 on each node) on node 2" jq -e '.name == "spread"' <<<"$out"
+for i in 1 3; do
+    check "... node $i knows the group (through Redis)" poll 30 has_group "$i" spread
+done
+G1=$(grep '"msg":"listening"' "$n1_LOG" | grep '"proto":"coap"' | sed -E 's/.*"port":"([0-9]+)".*/\1/')
+GCLIENT=(python3 "$(dirname "$0")/data/coap_group_client.py" 127.0.0.1 "$G1" --path temp)
+# T' = 4 s: the devices rebind every 3 s, and a request sent to the old
+# address as a device moves is answered after one retransmission (2-3 s).
+"${GCLIENT[@]}" --host spread --timeout 4 --listen 4.2 >"$T/spread.out"
+note "group GET on node 1: $(jq -c '[.reply_from, .code, .t]' "$T/spread.out" | tr '\n' ' ')"
+check "a group GET on node 1 returns every member's 2.05, each with its Reply-From" \
+    test "$(jq -r 'select(.code == "2.05") | .reply_from' "$T/spread.out" | jq -R . | jq -sc sort)" \
+    = "$(jq -c sort <<<"$members")"
+out=$(put_group 3 dev1x '{"pattern": "dev1?"}')
+check "PUT /groups/dev1x (pattern dev1?) on node 3" jq -e '.pattern == "dev1?"' <<<"$out"
+poll 30 has_group 1 dev1x
+"${GCLIENT[@]}" --host dev1x --timeout 4 --listen 4.2 >"$T/dev1x.out"
+note "pattern group GET on node 1: $(jq -c '[.reply_from, .code, .t]' "$T/dev1x.out" | tr '\n' ' ')"
+check "... a group GET on node 1 matches the directory: dev10..dev19 answer, from every node" \
+    test "$(jq -r 'select(.code == "2.05") | .reply_from' "$T/dev1x.out" | sort | tr '\n' ' ')" = \
+    "dev10 dev11 dev12 dev13 dev14 dev15 dev16 dev17 dev18 dev19 "
+curl -s --max-time 5 -X DELETE -H "Authorization: Bearer $TOKEN" "${A[3]}/groups/spread" >/dev/null
+no_group() { ! has_group "$1" spread; }
+check "DELETE /groups/spread on node 3: node 1 forgets it" poll 30 no_group 1
 
 kill "$DEV_PID" 2>/dev/null
 check "all nodes still alive" bash -c 'kill -0 "$1" && kill -0 "$2" && kill -0 "$3"' _ \

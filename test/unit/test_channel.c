@@ -80,9 +80,9 @@ static void test_forward_and_reply(void **state)
     assert_memory_equal(rx.payload, rec12, sizeof rec12);
 
     /* Not yet authenticated: node 2 answers from its own listener. */
-    assert_false(tether_channel_route_out(b, &client, 3, (const uint8_t *)"ans", 3, now));
-    tether_channel_authenticated(b, &client, 1, now);
-    assert_true(tether_channel_route_out(b, &client, 3, (const uint8_t *)"ans", 3, now));
+    assert_false(tether_channel_route_out(b, 5, &client, 3, (const uint8_t *)"ans", 3, now));
+    tether_channel_authenticated(b, 5, 1, now);
+    assert_true(tether_channel_route_out(b, 5, &client, 3, (const uint8_t *)"ans", 3, now));
     n = take(b, buf);
     assert_int_equal(tether_channel_input(a, &src, buf, n, now, &rx), 0);
     assert_int_equal(rx.kind, TETHER_CHANNEL_RX_REPLY);
@@ -97,12 +97,36 @@ static void test_forward_and_reply(void **state)
     own[0] = 23;
     assert_false(tether_channel_route_in(a, 0, &client, own, sizeof own, now));
     /* Straight to node 2 again: its own listener answers. */
-    tether_channel_authenticated(b, &client, 0, now);
-    assert_false(tether_channel_route_out(b, &client, 3, (const uint8_t *)"ans", 3, now));
+    tether_channel_authenticated(b, 5, 0, now);
+    assert_false(tether_channel_route_out(b, 5, &client, 3, (const uint8_t *)"ans", 3, now));
     const tether_channel_stats_t *st = tether_channel_stats(b);
     assert_int_equal(st->forwarded_in, 1);
     assert_int_equal(st->replies_out, 1);
     tether_channel_destroy(a);
+    tether_channel_destroy(b);
+}
+
+/* The security review: the route table was keyed by client address, so a
+ * credential holder whose own CID session followed a spoofed address A
+ * through node 1 (one authenticated record) sent the answers of A's real
+ * session, straight to node 2, out of node 1, where A's NAT drops them.
+ * Routes are per session now: only the session whose record came through
+ * node 1 answers through it, and a closed session's route goes. */
+static void test_route_is_per_session(void **state)
+{
+    (void)state;
+    tether_channel_t *b = node(2);
+    tether_addr_t a = v4("198.51.100.7", 40000);
+    const uint64_t victim = 5, spoofer = 6;
+    tether_channel_authenticated(b, victim, 0, now);  /* straight to node 2 */
+    tether_channel_authenticated(b, spoofer, 1, now); /* at A too, through node 1 */
+    assert_false(tether_channel_route_out(b, victim, &a, 0, (const uint8_t *)"v", 1, now));
+    assert_true(tether_channel_route_out(b, spoofer, &a, 0, (const uint8_t *)"s", 1, now));
+    /* No session (a cookie exchange) is never routed. */
+    assert_false(tether_channel_route_out(b, 0, &a, 0, (const uint8_t *)"h", 1, now));
+    tether_channel_forget(b, spoofer);
+    assert_false(tether_channel_route_out(b, spoofer, &a, 0, (const uint8_t *)"s", 1, now));
+    assert_int_equal(tether_channel_stats(b)->replies_out, 1);
     tether_channel_destroy(b);
 }
 
@@ -219,11 +243,11 @@ static void test_liveness_and_expiry(void **state)
     assert_int_equal(tether_channel_stats(b)->nodes_alive, 1);
     tether_channel_out_clear(b);
 
-    tether_channel_authenticated(b, &client, 1, now);
+    tether_channel_authenticated(b, 5, 1, now);
     assert_true(tether_channel_next_deadline(b) <= now + 60000);
     tether_channel_tick(b, now + 60000);
     tether_channel_out_clear(b);
-    assert_false(tether_channel_route_out(b, &client, 0, (const uint8_t *)"x", 1, now + 60000));
+    assert_false(tether_channel_route_out(b, 5, &client, 0, (const uint8_t *)"x", 1, now + 60000));
     tether_channel_destroy(a);
     tether_channel_destroy(b);
 }
@@ -270,6 +294,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_forward_and_reply),
+        cmocka_unit_test(test_route_is_per_session),
         cmocka_unit_test(test_replay_window),
         cmocka_unit_test(test_pair_keys),
         cmocka_unit_test(test_liveness_and_expiry),

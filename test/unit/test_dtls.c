@@ -229,6 +229,7 @@ typedef struct {
  * certificate, the client CA) and "x509" entries for dev7 and the dev9
  * prefix (dev9's certificate is expired). */
 static bool fixture_without_ca; /* x509 fixture: our certificate, but no client CA */
+static const char *fixture_ca;  /* x509 fixture: this client CA file instead of the test one */
 
 static fixture_t *make_fixture(bool x509, const tether_dtls_conf_t *base)
 {
@@ -255,7 +256,7 @@ static fixture_t *make_fixture(bool x509, const tether_dtls_conf_t *base)
         snprintf(ca, sizeof ca, "%s/ca.pem", certs_dir);
         snprintf(crt, sizeof crt, "%s/server.pem", certs_dir);
         snprintf(key, sizeof key, "%s/server.key", certs_dir);
-        conf.ca_file = fixture_without_ca ? NULL : ca;
+        conf.ca_file = fixture_without_ca ? NULL : fixture_ca ? fixture_ca : ca;
         conf.cert_file = crt;
         conf.key_file = key;
     }
@@ -519,20 +520,26 @@ static void test_handshake_timeout_frees_the_attempt(void **state)
 
 /* One request/response over an established session; returns the server's
  * view of it. */
-static tether_dtls_sess_t *exchange(fixture_t *f, uint16_t port, const char *msg)
+/* The same for client `c` of f's server. */
+static tether_dtls_sess_t *exchange_as(fixture_t *f, client_t *c, uint16_t port, const char *msg)
 {
     uint8_t rec[TETHER_DTLS_MAX_DGRAM];
-    size_t n = client_record(&f->c, msg, rec);
+    size_t n = client_record(c, msg, rec);
     tether_addr_t a = addr(port);
     tether_dtls_rx_t rx;
     tether_dtls_input(f->srv, 0, &a, rec, n, now_ms, &rx);
     assert_int_equal(rx.len, strlen(msg));
     assert_memory_equal(rx.data, msg, rx.len);
     assert_int_equal(tether_dtls_send(f->srv, rx.sess, (const uint8_t *)"ack", 3), 0);
-    pump_to_client(f->srv, &f->c);
+    pump_to_client(f->srv, c);
     char buf[16];
-    assert_int_equal(wolfSSL_read(f->c.ssl, buf, sizeof buf), 3);
+    assert_int_equal(wolfSSL_read(c->ssl, buf, sizeof buf), 3);
     return rx.sess;
+}
+
+static tether_dtls_sess_t *exchange(fixture_t *f, uint16_t port, const char *msg)
+{
+    return exchange_as(f, &f->c, port, msg);
 }
 
 static void test_x509_client_certificate(void **state)
@@ -827,6 +834,8 @@ static void test_two_sources_cannot_starve_a_third(void **state)
 
 static int handshake_from(fixture_t *f, uint32_t ip, uint16_t port);
 static tether_addr_t addr_ip(uint32_t ip, uint16_t port);
+static tether_addr_t addr_mapped(uint32_t ip, uint16_t port);
+static int handshake_at(fixture_t *f, const tether_addr_t *a);
 
 /* The security review: a stalled handshake was kept alive by any datagram
  * from its source, so ~1,250 sources resending their hello held the whole
@@ -886,10 +895,10 @@ static void test_resent_flights_do_not_hold_the_table(void **state)
 
 /* max_handshakes_per_prefix: three addresses of 10.0.1.0/24 hold its
  * three slots; a fourth address there waits (counted), another network
- * completes, and once the three stall out the fourth gets in. */
-static void test_handshakes_per_prefix(void **state)
+ * completes, and once the three stall out the fourth gets in. Addresses
+ * are made by `at` (IPv4, or IPv4-mapped IPv6). */
+static void prefix_cap_holds(tether_addr_t (*at)(uint32_t ip, uint16_t port))
 {
-    (void)state;
     tether_dtls_conf_t conf;
     tether_dtls_conf_defaults(&conf);
     conf.max_handshakes_per_prefix = 3;
@@ -900,21 +909,39 @@ static void test_handshakes_per_prefix(void **state)
     static client_t atk[3];
     for (int i = 0; i < 3; i++) {
         client_init(&atk[i], false);
-        tether_addr_t a = addr_ip(0x0a000102u + (uint32_t)i, 52000);
+        tether_addr_t a = at(0x0a000102u + (uint32_t)i, 52000);
         start_and_stall(f->srv, &atk[i], &a);
     }
     assert_int_equal(st->handshakes_inflight, 3);
-    assert_int_not_equal(handshake_from(f, 0x0a000180, 52000), 0);
+    tether_addr_t same = at(0x0a000180, 52000), other = at(0x0a000201, 52000);
+    assert_int_not_equal(handshake_at(f, &same), 0);
     assert_true(st->handshakes_prefix_limited > 0);
-    assert_int_equal(handshake_from(f, 0x0a000201, 52000), 0);
+    assert_int_equal(handshake_at(f, &other), 0);
     now_ms += conf.handshake_flight_timeout_ms;
     tether_dtls_tick(f->srv, now_ms);
     assert_int_equal(st->handshakes_inflight, 0);
-    assert_int_equal(handshake_from(f, 0x0a000180, 52000), 0);
+    assert_int_equal(handshake_at(f, &same), 0);
     assert_int_equal(st->handshakes_full, 2);
     for (int i = 0; i < 3; i++)
         client_free(&atk[i]);
     teardown((void **)&f);
+}
+
+static void test_handshakes_per_prefix(void **state)
+{
+    (void)state;
+    prefix_cap_holds(addr_ip);
+}
+
+/* The security review: behind a dual-stack listener every IPv4 peer is
+ * ::ffff:a.b.c.d, whose first 64 bits are the same for all of them; the
+ * per-source and per-prefix keys took those bits, so one IPv4 network
+ * held the prefix cap (and the per-source rate) of all IPv4. A mapped
+ * address now counts as the IPv4 address it maps. */
+static void test_v4_mapped_sources_are_ipv4(void **state)
+{
+    (void)state;
+    prefix_cap_holds(addr_mapped);
 }
 
 /* With a client CA, the same poisoned hello used to make the next
@@ -1017,14 +1044,20 @@ static void test_cookie_survives_rotation(void **state)
 /* Two nodes of a cluster (same cluster key), started at different times on
  * different hosts' monotonic clocks but sharing the wall clock: a cookie
  * one of them issued is accepted by the other (SPEC S2). */
+/* Defaults, as a node of a cluster with a fixed cluster key. */
+static void cluster_conf(tether_dtls_conf_t *conf)
+{
+    static const uint8_t key[] = "cluster-key-0123456789";
+    tether_dtls_conf_defaults(conf);
+    conf->cluster_key = key;
+    conf->cluster_key_len = sizeof key - 1;
+}
+
 static void test_cookie_shared_by_cluster(void **state)
 {
     (void)state;
     tether_dtls_conf_t conf;
-    tether_dtls_conf_defaults(&conf);
-    static const uint8_t key[] = "cluster-key-0123456789";
-    conf.cluster_key = key;
-    conf.cluster_key_len = sizeof key - 1;
+    cluster_conf(&conf);
     tether_time_t t0 = now_ms;
     fixture_t *a = make_fixture(false, &conf);
     now_ms = t0 + 987654321; /* the other host has been up much longer */
@@ -1053,10 +1086,32 @@ static tether_addr_t addr_ip(uint32_t ip, uint16_t port)
     return a;
 }
 
+/* An IPv4-mapped IPv6 address ::ffff:ip (a dual-stack "[::]" listener's
+ * IPv4 peer, RFC 4291 §2.5.5.2). */
+static tether_addr_t addr_mapped(uint32_t ip, uint16_t port)
+{
+    tether_addr_t a;
+    memset(&a, 0, sizeof a);
+    struct sockaddr_in6 *s = (struct sockaddr_in6 *)&a.ss;
+    s->sin6_family = AF_INET6;
+    s->sin6_port = htons(port);
+    s->sin6_addr.s6_addr[10] = s->sin6_addr.s6_addr[11] = 0xff;
+    uint32_t n = htonl(ip);
+    memcpy(&s->sin6_addr.s6_addr[12], &n, 4);
+    a.len = sizeof *s;
+    return a;
+}
+
 /* Full handshake from ip:port; the client is freed afterwards. */
 static int handshake_from(fixture_t *f, uint32_t ip, uint16_t port)
 {
     tether_addr_t a = addr_ip(ip, port);
+    return handshake_at(f, &a);
+}
+
+static int handshake_at(fixture_t *f, const tether_addr_t *at)
+{
+    const tether_addr_t a = *at;
     tether_dtls_rx_t rx;
     client_init(&f->c, true);
     int rc = -1;
@@ -1374,6 +1429,48 @@ static void test_returning_device_handshakes_again(void **state)
     assert_int_equal(ev[n - 1].kind, TETHER_DTLS_EV_CLOSED);
     assert_int_equal(ev[n - 1].why, TETHER_DTLS_WHY_REPLACED);
     assert_int_equal(ev[n - 1].id, old_id);
+}
+
+/* The security review: established sessions are never evicted, so one
+ * credential could open max_sessions of them from many ports (or resume
+ * them cheaply) and keep every other device out until the idle timeout.
+ * At max_sessions_per_identity (2 here) the identity's oldest session
+ * goes when a new one is established; the newer ones keep working. */
+static void test_sessions_per_identity(void **state)
+{
+    (void)state;
+    tether_dtls_conf_t conf;
+    tether_dtls_conf_defaults(&conf);
+    conf.max_sessions_per_identity = 2;
+    fixture_t *f = make_fixture(false, &conf);
+    const tether_dtls_stats_t *st = tether_dtls_stats(f->srv);
+    static client_t c[3];
+    uint64_t first = 0;
+    for (int i = 0; i < 3; i++) {
+        client_init(&c[i], true);
+        assert_int_equal(handshake(f->srv, &c[i], (uint16_t)(52600 + i)), 0);
+        if (i == 0) {
+            first = tether_dtls_sess_id(exchange_as(f, &c[0], 52600, "first"));
+            tether_dtls_events_clear(f->srv);
+        }
+    }
+    assert_int_equal(st->handshakes_full, 3);
+    assert_int_equal(st->sessions_active, 2);
+    assert_int_equal(st->sessions_identity_capped, 1);
+    assert_null(tether_dtls_sess_find(f->srv, first));
+    const tether_dtls_event_t *ev;
+    size_t n = tether_dtls_events(f->srv, &ev);
+    assert_true(n >= 1);
+    assert_int_equal(ev[n - 1].kind, TETHER_DTLS_EV_CLOSED);
+    assert_int_equal(ev[n - 1].why, TETHER_DTLS_WHY_REPLACED);
+    assert_int_equal(ev[n - 1].id, first);
+    for (int i = 1; i < 3; i++)
+        assert_string_equal(
+            tether_dtls_sess_identity(exchange_as(f, &c[i], (uint16_t)(52600 + i), "on")), "dev1");
+    for (int i = 0; i < 3; i++)
+        client_free(&c[i]);
+    client_init(&f->c, false);
+    teardown((void **)&f);
 }
 
 /* A replayed ClientHello with a valid cookie, from an established
@@ -1969,6 +2066,52 @@ static void test_resume_x509(void **state)
     wolfSSL_SESSION_free(sess);
 }
 
+/* The security review: an X.509 ticket was bound to its CN alone, so
+ * after the client CA changed (to revoke a compromised CA or device key,
+ * every device re-issued under a new one) a ticket of the old one still
+ * resumed as that CN, on any node of the cluster, until it expired; the
+ * certificate behind it could no longer complete a handshake. The ticket
+ * now carries a tag of the CA file: a node with another ca_file refuses
+ * it (a full handshake follows), one with the same file resumes it. */
+static void test_x509_ticket_bound_to_ca(void **state)
+{
+    (void)state;
+    tether_dtls_conf_t conf;
+    cluster_conf(&conf);
+    fixture_t *a = make_fixture(true, &conf), *same = make_fixture(true, &conf);
+    /* The same CA plus one more line: another CA file (rotated). */
+    char path[160], cmd[512];
+    snprintf(path, sizeof path, "%s/ca-rotated.pem", certs_dir);
+    snprintf(cmd, sizeof cmd, "cp %s/ca.pem %s && echo '# rotated' >> %s", certs_dir, path, path);
+    assert_int_equal(system(cmd), 0);
+    fixture_ca = path;
+    fixture_t *rot = make_fixture(true, &conf);
+    fixture_ca = NULL;
+    client_opts_t o = {.cert = "dev7"};
+    client_init_opts(&a->c, true, &o);
+    assert_int_equal(wolfSSL_UseSessionTicket(a->c.ssl), WOLFSSL_SUCCESS);
+    assert_int_equal(handshake(a->srv, &a->c, 57700), 0);
+    exchange(a, 57700, "dev7 full");
+    WOLFSSL_SESSION *sess = wolfSSL_get1_session(a->c.ssl);
+    fixture_t *to[2] = {same, rot};
+    for (int i = 0; i < 2; i++) {
+        client_init_opts(&to[i]->c, true, &o);
+        assert_int_equal(wolfSSL_UseSessionTicket(to[i]->c.ssl), WOLFSSL_SUCCESS);
+        assert_int_equal(wolfSSL_set_session(to[i]->c.ssl, sess), WOLFSSL_SUCCESS);
+        assert_int_equal(handshake(to[i]->srv, &to[i]->c, (uint16_t)(57701 + i)), 0);
+        const tether_dtls_stats_t *st = tether_dtls_stats(to[i]->srv);
+        assert_int_equal(st->handshakes_resumed, i == 0);
+        assert_int_equal(st->tickets_refused, i == 1);
+        assert_int_equal(st->handshakes_x509, i == 1); /* the full one proved the certificate */
+        assert_string_equal(tether_dtls_sess_identity(exchange(to[i], (uint16_t)(57701 + i), "x")),
+                            "dev7");
+    }
+    wolfSSL_SESSION_free(sess);
+    teardown((void **)&a);
+    teardown((void **)&same);
+    teardown((void **)&rot);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1990,6 +2133,8 @@ int main(void)
         cmocka_unit_test(test_two_sources_cannot_starve_a_third),
         cmocka_unit_test(test_resent_flights_do_not_hold_the_table),
         cmocka_unit_test(test_handshakes_per_prefix),
+        cmocka_unit_test(test_v4_mapped_sources_are_ipv4),
+        cmocka_unit_test(test_sessions_per_identity),
         cmocka_unit_test(test_cookie_shared_by_cluster),
         cmocka_unit_test_setup_teardown(test_dtls13_psk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cookie_survives_rotation, setup, teardown),
@@ -2015,6 +2160,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tampered_ticket_refused, setup, teardown),
         cmocka_unit_test(test_ticket_cluster_and_rotation),
         cmocka_unit_test_setup_teardown(test_resume_x509, setup_x509, teardown),
+        cmocka_unit_test(test_x509_ticket_bound_to_ca),
     };
     return cmocka_run_group_tests_name("dtls", tests, group_setup, group_teardown);
 }

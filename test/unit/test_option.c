@@ -26,6 +26,14 @@ static void test_registry(void **state)
     assert_int_equal(tether_coap_optreg_init(&r, 2, 2), TETHER_EINVAL);
     assert_int_equal(tether_coap_optreg_init(&r, 0, 248), TETHER_EINVAL);
     assert_int_equal(tether_coap_optreg_init(&r, 65000, 65002), 0);
+    /* one more of the draft's (Group-ETag): sorted in, a taken number refused */
+    tether_coap_optdef_t ge = {24, "Group-ETag", TETHER_COAP_FMT_OPAQUE, true, 1, 8};
+    assert_int_equal(tether_coap_optreg_add(&r, &ge), 0);
+    assert_non_null(tether_coap_optreg_find(&r, 24));
+    assert_non_null(tether_coap_optreg_find(&r, 65002));
+    assert_int_equal(tether_coap_optreg_add(&r, &ge), TETHER_EINVAL);
+    ge.num = TETHER_COAP_OPT_ETAG;
+    assert_int_equal(tether_coap_optreg_add(&r, &ge), TETHER_EINVAL);
     assert_non_null(tether_coap_optreg_find(&r, 65002));
 }
 

@@ -15,6 +15,8 @@
 
 #include "proxy/probe.h"
 
+#define T_NOW 5000 /* when the answers of the tests that do not step the clock come */
+
 typedef struct {
     size_t n;          /* pings sent */
     uint64_t sess;     /* of the last one */
@@ -85,7 +87,7 @@ static void test_ping_and_answer(void **state)
     fx_t f;
     init(&t, &f);
     tether_addr_t to = v4("198.51.100.9", 40001), other = v4("203.0.113.5", 40001);
-    assert_int_equal(tether_probe_start(&t, 7, &to, 1000), 0);
+    assert_int_equal(tether_probe_start(&t, 7, "dev1", &to, 1000), 0);
     assert_int_equal(f.n, 1);
     assert_int_equal(f.sess, 7);
     assert_int_equal(f.ping[0], 0x40); /* version 1, CON, no token */
@@ -93,16 +95,16 @@ static void test_ping_and_answer(void **state)
     uint8_t rst[4];
     rst_of(f.ping, rst);
     /* From another address, or on another session: not an answer. */
-    assert_false(tether_probe_answer(&t, 7, &other, rst, 4));
-    assert_false(tether_probe_answer(&t, 8, &to, rst, 4));
+    assert_false(tether_probe_answer(&t, 7, &other, rst, 4, T_NOW));
+    assert_false(tether_probe_answer(&t, 8, &to, rst, 4, T_NOW));
     /* Not an empty RST (an ACK, a longer message): not an answer either. */
     uint8_t ack[4] = {0x60, 0, rst[2], rst[3]};
-    assert_false(tether_probe_answer(&t, 7, &to, ack, 4));
+    assert_false(tether_probe_answer(&t, 7, &to, ack, 4, T_NOW));
     uint8_t longer[5] = {0x70, 0, rst[2], rst[3], 0xff};
-    assert_false(tether_probe_answer(&t, 7, &to, longer, 5));
-    assert_true(tether_probe_answer(&t, 7, &to, rst, 4));
+    assert_false(tether_probe_answer(&t, 7, &to, longer, 5, T_NOW));
+    assert_true(tether_probe_answer(&t, 7, &to, rst, 4, T_NOW));
     assert_int_equal(t.stats.validated, 1);
-    assert_false(tether_probe_answer(&t, 7, &to, rst, 4)); /* the probe ended */
+    assert_false(tether_probe_answer(&t, 7, &to, rst, 4, T_NOW)); /* the probe ended */
     assert_int_equal(tether_probe_next_deadline(&t), UINT64_MAX);
     tether_probes_free(&t);
 }
@@ -116,19 +118,19 @@ static void test_wrong_answer_burns_the_mid(void **state)
     fx_t f;
     init(&t, &f);
     tether_addr_t to = v4("198.51.100.9", 40001);
-    assert_int_equal(tether_probe_start(&t, 7, &to, 1000), 0);
+    assert_int_equal(tether_probe_start(&t, 7, "dev1", &to, 1000), 0);
     uint8_t right[4], guess[4];
     rst_of(f.ping, right);
     memcpy(guess, right, 4);
     guess[3] ^= 1;
-    assert_false(tether_probe_answer(&t, 7, &to, guess, 4));
-    assert_false(tether_probe_answer(&t, 7, &to, right, 4));
+    assert_false(tether_probe_answer(&t, 7, &to, guess, 4, T_NOW));
+    assert_false(tether_probe_answer(&t, 7, &to, right, 4, T_NOW));
     assert_int_equal(t.stats.wrong_answers, 2);
     tether_probe_tick(&t, 1000 + TETHER_PROBE_FIRST_MS);
     assert_int_equal(f.n, 2);
     assert_int_not_equal(mid_of(f.ping), mid_of(right));
     rst_of(f.ping, right);
-    assert_true(tether_probe_answer(&t, 7, &to, right, 4));
+    assert_true(tether_probe_answer(&t, 7, &to, right, 4, T_NOW));
     tether_probes_free(&t);
 }
 
@@ -142,7 +144,7 @@ static void test_retries_bounded(void **state)
     init(&t, &f);
     tether_addr_t to = v4("198.51.100.9", 40001);
     tether_time_t t0 = 1000;
-    assert_int_equal(tether_probe_start(&t, 7, &to, t0), 0);
+    assert_int_equal(tether_probe_start(&t, 7, "dev1", &to, t0), 0);
     uint16_t mid = mid_of(f.ping);
     const tether_time_t at[] = {2000, 6000, 14000};
     for (size_t i = 0; i < 3; i++) {
@@ -153,7 +155,7 @@ static void test_retries_bounded(void **state)
         assert_int_equal(f.n, i + 2);
         assert_int_not_equal(mid_of(f.ping), mid); /* a new ping, a fresh MID */
         uint8_t late[4] = {0x70, 0, (uint8_t)(mid >> 8), (uint8_t)mid};
-        assert_false(tether_probe_answer(&t, 7, &to, late, 4)); /* the last try's */
+        assert_false(tether_probe_answer(&t, 7, &to, late, 4, T_NOW)); /* the last try's */
         mid = mid_of(f.ping);
     }
     tether_probe_tick(&t, t0 + 30000);
@@ -176,24 +178,81 @@ static void test_new_move_restarts(void **state)
     fx_t f;
     init(&t, &f);
     tether_addr_t victim = v4("203.0.113.5", 5683), real = v4("198.51.100.9", 40002);
-    assert_int_equal(tether_probe_start(&t, 7, &victim, 1000), 0);
+    assert_int_equal(tether_probe_start(&t, 7, "dev1", &victim, 1000), 0);
     uint8_t old[4];
     rst_of(f.ping, old);
-    assert_int_equal(tether_probe_start(&t, 7, &real, 1100), 0);
+    assert_int_equal(tether_probe_start(&t, 7, "dev1", &real, 1100), 0);
     assert_int_equal(f.n, 2);
     assert_int_not_equal(mid_of(f.ping), mid_of(old));
-    assert_false(tether_probe_answer(&t, 7, &victim, old, 4));
+    assert_false(tether_probe_answer(&t, 7, &victim, old, 4, T_NOW));
     uint8_t rst[4];
     rst_of(f.ping, rst);
-    assert_true(tether_probe_answer(&t, 7, &real, rst, 4));
+    assert_true(tether_probe_answer(&t, 7, &real, rst, 4, T_NOW));
     /* forget */
-    assert_int_equal(tether_probe_start(&t, 9, &real, 1200), 0);
+    assert_int_equal(tether_probe_start(&t, 9, "dev1", &real, 1200), 0);
     tether_probe_forget(&t, 9);
     rst_of(f.ping, rst);
-    assert_false(tether_probe_answer(&t, 9, &real, rst, 4));
+    assert_false(tether_probe_answer(&t, 9, &real, rst, 4, T_NOW));
     f.random_fails = 1;
-    assert_int_equal(tether_probe_start(&t, 10, &real, 1300), TETHER_ECRYPTO);
+    assert_int_equal(tether_probe_start(&t, 10, "dev1", &real, 1300), TETHER_ECRYPTO);
     assert_int_equal(tether_probe_next_deadline(&t), UINT64_MAX);
+    tether_probes_free(&t);
+}
+
+/* The security review: every move restarted the probe with fresh tries,
+ * so a credential holder spoofing a victim's address could move, guess
+ * one MID, move away and back, and try all 2^16 in seconds, then aim the
+ * session's whole downlink at the victim; and counted per session, a new
+ * handshake every 8 guesses would do it in a minute. Guesses now count
+ * for the identity: after TETHER_PROBE_GUESSES wrong answers within
+ * TETHER_PROBE_GUESS_WINDOW_MS (a restart, a probe that gave up or a new
+ * session keep the count), none of its sessions is probed or validated
+ * until the window has passed; other identities are not affected. */
+static void test_guesses_survive_new_moves(void **state)
+{
+    (void)state;
+    tether_probes_t t;
+    fx_t f;
+    init(&t, &f);
+    tether_addr_t victim = v4("203.0.113.5", 5683), own = v4("198.51.100.9", 40002);
+    tether_time_t now = 1000;
+    uint8_t right[4], guess[4];
+    for (int i = 0; i < TETHER_PROBE_GUESSES; i++) {
+        uint64_t sess = i < 4 ? 7 : 8; /* a new session halfway */
+        assert_int_equal(tether_probe_start(&t, sess, "dev1", &victim, now), 0);
+        rst_of(f.ping, right);
+        memcpy(guess, right, 4);
+        guess[3] ^= 1;
+        assert_false(tether_probe_answer(&t, sess, &victim, guess, 4, now));
+        if (i == 2) { /* waiting out a probe does not clear the count */
+            for (int s = 0; s < 30; s++)
+                tether_probe_tick(&t, now += 1000);
+            assert_int_equal(t.stats.gave_up, 1);
+        }
+        if (i + 1 < TETHER_PROBE_GUESSES) /* away, to come back */
+            assert_int_equal(tether_probe_start(&t, sess, "dev1", &own, ++now), 0);
+    }
+    size_t sent = f.n;
+    assert_int_equal(tether_probe_start(&t, 8, "dev1", &victim, ++now), TETHER_ELIMIT);
+    assert_int_equal(tether_probe_start(&t, 9, "dev1", &victim, now), TETHER_ELIMIT);
+    assert_int_equal(f.n, sent); /* no ping for the victim, from any session of dev1 */
+    /* Even the MID of the last ping no longer validates; no more pings. */
+    rst_of(f.ping, right);
+    assert_false(tether_probe_answer(&t, 8, &victim, right, 4, now));
+    assert_false(tether_probe_answer(&t, 8, &own, right, 4, now));
+    tether_probe_tick(&t, now + 60000); /* the earlier session's probe ends unsent */
+    assert_int_equal(f.n, sent);
+    assert_int_equal(tether_probe_next_deadline(&t), UINT64_MAX);
+    assert_int_equal(t.stats.validated, 0);
+    /* Another identity is probed and validated as ever. */
+    assert_int_equal(tether_probe_start(&t, 20, "dev2", &own, now), 0);
+    rst_of(f.ping, right);
+    assert_true(tether_probe_answer(&t, 20, &own, right, 4, now));
+    /* Once the window has passed, dev1 is probed again. */
+    now += TETHER_PROBE_GUESS_WINDOW_MS;
+    assert_int_equal(tether_probe_start(&t, 8, "dev1", &own, now), 0);
+    rst_of(f.ping, right);
+    assert_true(tether_probe_answer(&t, 8, &own, right, 4, now));
     tether_probes_free(&t);
 }
 
@@ -204,6 +263,7 @@ int main(void)
         cmocka_unit_test(test_wrong_answer_burns_the_mid),
         cmocka_unit_test(test_retries_bounded),
         cmocka_unit_test(test_new_move_restarts),
+        cmocka_unit_test(test_guesses_survive_new_moves),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -112,6 +112,55 @@ static void test_device_record(void **state)
     }
 }
 
+/* A group (admin API, shared by every node): members or a pattern, key
+ * tether:grp:{NAME}; a record with both, neither or a bad member is
+ * refused. */
+static void test_group_record(void **state)
+{
+    (void)state;
+    char name[TETHERD_RKEY_MAX];
+    assert_int_equal(
+        tetherd_rkey_name(TETHER_STORE_GROUP, (const uint8_t *)"floor1", 6, name, sizeof name), 0);
+    assert_string_equal(name, "tether:grp:{floor1}");
+    tether_store_kind_t kind;
+    uint8_t key[64];
+    size_t kl;
+    assert_int_equal(tetherd_rkey_parse(name, strlen(name), &kind, key, sizeof key, &kl), 0);
+    assert_int_equal(kind, TETHER_STORE_GROUP);
+    tether_store_rec_t rec = {.kind = TETHER_STORE_GROUP};
+    tether_store_group_t *g = &rec.u.group;
+    strcpy(g->name, "floor1");
+    static const char m[] = "dev1\0dev22\0dev3";
+    g->members = m;
+    g->members_len = sizeof m;
+    g->nmembers = 3;
+    char *json;
+    assert_int_equal(tetherd_rrec_encode(&rec, NULL, name, 1, &json), 0);
+    tetherd_rrec_t out;
+    assert_int_equal(
+        tetherd_rrec_decode(TETHER_STORE_GROUP, json, strlen(json), NULL, name, 1, &out), 0);
+    const tether_store_group_t *o = &out.rec.u.group;
+    assert_string_equal(o->name, "floor1");
+    assert_string_equal(o->pattern, "");
+    assert_int_equal(o->nmembers, 3);
+    assert_int_equal(o->members_len, sizeof m);
+    assert_memory_equal(o->members, m, sizeof m);
+    tetherd_rrec_free(&out);
+    free(json);
+    const char *bad[] = {"{\"name\":\"g\",\"pattern\":\"\",\"members\":[]}",
+                         "{\"name\":\"g\",\"pattern\":\"d*\",\"members\":[\"d1\"]}",
+                         "{\"name\":\"g\",\"pattern\":\"\",\"members\":[\"\"]}",
+                         "{\"name\":\"g\",\"pattern\":\"\",\"members\":[7]}",
+                         "{\"name\":\"\",\"pattern\":\"d*\",\"members\":[]}",
+                         "{\"name\":\"g\",\"pattern\":\"\",\"members\":[\"a\\u0000b\"]}"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(
+            tetherd_rrec_decode(TETHER_STORE_GROUP, bad[i], strlen(bad[i]), NULL, "k", 1, &out),
+            TETHER_EPROTO);
+        tetherd_rrec_free(&out);
+    }
+}
+
 /* Failover's fields: a checkpoint's holder generation, a claim's adopter;
  * records written before them still read (generation 0, no adopter). */
 static void test_failover_records(void **state)
@@ -354,6 +403,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_key_layout), cmocka_unit_test(test_device_record),
+        cmocka_unit_test(test_group_record),
         cmocka_unit_test(test_wrap),       cmocka_unit_test(test_backlog),
         cmocka_unit_test(test_rconn),      cmocka_unit_test(test_failover_records),
     };

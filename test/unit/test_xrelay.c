@@ -24,6 +24,9 @@ typedef struct {
 } xf_t;
 
 static xf_t X;
+/* xsetup_bounded: the per-client bounds of every node (0: the defaults),
+ * NSTART off (requests are not held behind one another at the device). */
+static uint32_t x_pending_per_client, x_observers_per_client;
 
 static bool alive(void *user, uint8_t id, tether_time_t now)
 {
@@ -51,6 +54,12 @@ static int xsetup(void **state)
         c.node_id = id;
         c.seed ^= id * 0x9e3779b97f4a7c15ull;
         c.store = X.store;
+        if (x_pending_per_client)
+            c.max_pending_per_client = x_pending_per_client;
+        if (x_observers_per_client)
+            c.max_observers_per_client = x_observers_per_client;
+        if (x_pending_per_client)
+            c.nstart = 0;
         X.f[id].creds = creds;
         X.f[id].now = 1000000;
         X.f[id].mid = (uint16_t)(100 * id);
@@ -642,6 +651,79 @@ static void test_adopter_continues_registration_and_observer(void **state)
     X.drop = false;
 }
 
+static int xsetup_bounded(void **state)
+{
+    x_pending_per_client = 2;
+    x_observers_per_client = 1;
+    int rc = xsetup(state);
+    x_pending_per_client = x_observers_per_client = 0;
+    return rc;
+}
+
+/* The security review: a client's requests and observations of devices
+ * on another node were charged to nobody, so one client filled the
+ * node-wide xrelay_max table (every client then got 5.03 "proxy busy")
+ * and the observer table. It is charged as for a local device:
+ * max_pending_per_client (4.29 with Max-Age beyond) and
+ * max_observers_per_client (5.03); what ends gives the share back. */
+static void test_remote_requests_charged_to_the_client(void **state)
+{
+    (void)state;
+    register_dev1_on_2();
+    tether_peer_t app1 = dtls_peer(21, "app1", TETHER_ROLE_CLIENT, 50100);
+    tether_peer_t other = plain_peer(50101);
+    const tether_node_stats_t *s1 = tether_node_stats(X.f[1].node);
+    const tether_node_stats_t *s2 = tether_node_stats(X.f[2].node); /* xrelay_served: XREQs */
+    tether_coap_msg_t m, r, up, obs_up;
+    /* one observer: the next one of app1 is refused, another client's is not */
+    get_msg(&m, TETHER_COAP_NON, 0x500, "o1", "dev1", "temp", 0);
+    clear_cap();
+    input(1, &app1, &m);
+    assert_true(cap_find(2, TETHER_LINK_DTLS, 7, 0, &obs_up, -1) >= 0);
+    get_msg(&m, TETHER_COAP_NON, 0x501, "o2", "dev1", "hum", 0);
+    clear_cap();
+    input(1, &app1, &m);
+    assert_true(cap_find(1, TETHER_LINK_DTLS, 21, 0, &r, -1) >= 0);
+    assert_int_equal(r.code, TETHER_COAP_SERVICE_UNAVAILABLE);
+    assert_int_equal(s1->bound_observers, 1);
+    assert_int_equal(s2->xrelay_served, 1); /* not relayed */
+    get_msg(&m, TETHER_COAP_NON, 0x502, "o3", "dev1", "hum", 0);
+    input(1, &other, &m);
+    assert_int_equal(s2->xrelay_served, 2);
+    /* two pending requests: the third of app1 gets 4.29, another client's goes */
+    clear_cap();
+    for (int i = 0; i < 2; i++) {
+        get_msg(&m, TETHER_COAP_NON, (uint16_t)(0x510 + i), i ? "p2" : "p1", "dev1", i ? "b" : "a",
+                -1);
+        input(1, &app1, &m);
+    }
+    assert_int_equal(s2->xrelay_served, 4);
+    get_msg(&m, TETHER_COAP_NON, 0x512, "p3", "dev1", "c", -1);
+    input(1, &app1, &m);
+    assert_true(cap_find(1, TETHER_LINK_DTLS, 21, 0, &r, -1) >= 0);
+    assert_int_equal(r.code, TETHER_COAP_TOO_MANY_REQUESTS);
+    assert_true(tether_coap_msg_find_opt(&r, TETHER_COAP_OPT_MAX_AGE) != NULL);
+    assert_int_equal(s1->bound_pending, 1);
+    assert_int_equal(s2->xrelay_served, 4);
+    get_msg(&m, TETHER_COAP_NON, 0x513, "p4", "dev1", "c", -1);
+    input(1, &other, &m);
+    assert_int_equal(s2->xrelay_served, 5);
+    /* an answer gives a pending share back, a deregistration an observer's */
+    assert_true(cap_find(2, TETHER_LINK_DTLS, 7, 0, &up, -1) >= 0);
+    dev_answer(&up, "1", -1);
+    clear_cap();
+    get_msg(&m, TETHER_COAP_NON, 0x514, "p5", "dev1", "d", -1);
+    input(1, &app1, &m);
+    assert_int_equal(s2->xrelay_served, 6);
+    get_msg(&m, TETHER_COAP_NON, 0x515, "o1", "dev1", "temp", 1);
+    input(1, &app1, &m);
+    get_msg(&m, TETHER_COAP_NON, 0x516, "o4", "dev1", "hum", 0);
+    clear_cap();
+    input(1, &app1, &m);
+    assert_int_equal(cap_find(1, TETHER_LINK_DTLS, 21, 0, &r, -1), -1); /* no 5.03 */
+    assert_int_equal(s1->bound_observers, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -654,6 +736,8 @@ int main(void)
                                         xteardown),
         cmocka_unit_test_setup_teardown(test_aggregate_follows_adopted_device, xsetup, xteardown),
         cmocka_unit_test_setup_teardown(test_adopter_continues_registration_and_observer, xsetup,
+                                        xteardown),
+        cmocka_unit_test_setup_teardown(test_remote_requests_charged_to_the_client, xsetup_bounded,
                                         xteardown),
     };
     return cmocka_run_group_tests_name("xrelay", tests, NULL, NULL);

@@ -7,11 +7,14 @@
  * Routing. A client's DTLS record whose CID names another known node is
  * forwarded there (route_in) with the listener index it arrived on. The
  * owner's session then answers through us: when the owner's DTLS layer
- * sends to a client whose newest authenticated record came through node V
- * (authenticated), route_out wraps the datagram in a REPLY to V, which
- * sends it from the listener the client wrote to. The table is bounded
- * (via_max, least recently heard first out) and entries expire after
- * via_idle_ms without an authenticated record.
+ * sends for a session whose newest authenticated record came through node
+ * V (authenticated), route_out wraps the datagram in a REPLY to V, which
+ * sends it from the listener the client wrote to. The table is keyed by
+ * session, not by client address: a credential holder whose own session
+ * follows a spoofed address A through V must not send A's other sessions'
+ * answers out of V (where A's NAT drops them). It is bounded (via_max,
+ * least recently heard first out); entries expire after via_idle_ms
+ * without an authenticated record, or go with their session (forget).
  *
  * Keys. Each direction of each pair of nodes has its own MAC key,
  * HKDF-SHA256(cluster key, salt "tether-cluster-v2", info "pair" | from |
@@ -135,18 +138,22 @@ TETHER_API bool tether_channel_forward(tether_channel_t *ch, uint8_t node, uint8
                                        const tether_addr_t *from, const uint8_t *data, size_t len,
                                        tether_time_t now);
 
-/* A record from `client` authenticated in one of our sessions, having come
- * through node `via` (0: straight to us). Only this changes where our
- * datagrams for `client` leave from: unauthenticated traffic never does. */
-TETHER_API void tether_channel_authenticated(tether_channel_t *ch, const tether_addr_t *client,
-                                             uint8_t via, tether_time_t now);
+/* A record authenticated in our session `sess`, from the session's
+ * address, having come through node `via` (0: straight to us). Only this
+ * changes where that session's datagrams leave from: unauthenticated
+ * traffic never does, nor another session's. */
+TETHER_API void tether_channel_authenticated(tether_channel_t *ch, uint64_t sess, uint8_t via,
+                                             tether_time_t now);
+/* Session `sess` ended: its route goes. */
+TETHER_API void tether_channel_forget(tether_channel_t *ch, uint64_t sess);
 
-/* Our DTLS layer sends `data` to `to` from listener `iface` (an index at
- * the node the client talks to). Returns true when `to` talks to another
- * node: a REPLY is in the outbox, the caller drops the datagram. */
-TETHER_API bool tether_channel_route_out(tether_channel_t *ch, const tether_addr_t *to,
-                                         uint8_t iface, const uint8_t *data, size_t len,
-                                         tether_time_t now);
+/* Our DTLS layer sends `data` for session `sess` (0: none, never routed)
+ * to `to` from listener `iface` (an index at the node the client talks
+ * to). Returns true when that session talks through another node: a
+ * REPLY is in the outbox, the caller drops the datagram. */
+TETHER_API bool tether_channel_route_out(tether_channel_t *ch, uint64_t sess,
+                                         const tether_addr_t *to, uint8_t iface,
+                                         const uint8_t *data, size_t len, tether_time_t now);
 
 /* An internal datagram from `src`. Fills rx (kind NONE for heartbeats and
  * refusals); returns 0, or the refusal: TETHER_EPROTO, TETHER_ECRYPTO (bad

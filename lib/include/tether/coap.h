@@ -97,6 +97,7 @@ enum {
      * they are configurable (tether_coap_optreg_init); these are defaults. */
     TETHER_COAP_OPT_MULTICAST_TIMEOUT_DEFAULT = 2,
     TETHER_COAP_OPT_REPLY_FROM_DEFAULT = 248,
+    TETHER_COAP_OPT_GROUP_ETAG_DEFAULT = 24, /* tether_coap_optreg_add */
 };
 
 /* Content-Format numbers used by tether itself. */
@@ -239,6 +240,10 @@ typedef struct {
  * collides with a built-in one or is 0. */
 TETHER_API int tether_coap_optreg_init(tether_coap_optreg_t *reg, uint16_t multicast_timeout,
                                        uint16_t reply_from);
+/* Adds option `def` (one more of the draft's, e.g. Group-ETag) to an
+ * initialised `reg`. TETHER_EINVAL when its number is 0 or taken;
+ * TETHER_ENOSPC when the registry is full. */
+TETHER_API int tether_coap_optreg_add(tether_coap_optreg_t *reg, const tether_coap_optdef_t *def);
 TETHER_API const tether_coap_optdef_t *tether_coap_optreg_find(const tether_coap_optreg_t *reg,
                                                                uint16_t num);
 

@@ -43,6 +43,10 @@ typedef struct {
      * Behind a load balancer or a carrier NAT many clients share one
      * network, so size it to them or leave it 0. */
     uint32_t max_handshakes_per_prefix;
+    /* Established sessions of one identity, 0 = no cap: beyond it the
+     * identity's oldest session is closed (lib/dtls/ident.c), so one
+     * credential cannot take the max_sessions table from the others. */
+    uint32_t max_sessions_per_identity;
     /* A handshake whose peer sends nothing for this long is dropped, long
      * before handshake_timeout: a stalled slot costs the attacker nothing. */
     uint32_t handshake_flight_timeout_ms;
@@ -112,13 +116,14 @@ typedef struct {
     uint64_t hellos_over_budget;   /* hellos dropped beyond hello_rate, node-wide */
     uint64_t events_dropped;       /* events lost because the list could not grow */
     uint64_t tx_unvalidated_dropped; /* over 3x what an unvalidated address sent us */
-    uint64_t sessions_revoked;       /* closed by set_creds: identity gone or role changed */
-    uint64_t records_empty;          /* zero-length application records skipped */
-    uint64_t records_held;           /* waited for a transmit-ceiling raise */
-    uint64_t sessions_adopted;       /* created from another node's checkpoint */
-    uint64_t adoptions_refused;      /* checkpoint did not open, identity gone, no room */
-    uint64_t handshakes_resumed;     /* completed by resuming a session ticket */
-    uint64_t tickets_refused;        /* did not open (key, epoch, altered) or credential changed */
+    uint64_t sessions_revoked;   /* closed by set_creds: identity gone or role changed */
+    uint64_t records_empty;      /* zero-length application records skipped */
+    uint64_t records_held;       /* waited for a transmit-ceiling raise */
+    uint64_t sessions_adopted;   /* created from another node's checkpoint */
+    uint64_t adoptions_refused;  /* checkpoint did not open, identity gone, no room */
+    uint64_t handshakes_resumed; /* completed by resuming a session ticket */
+    uint64_t tickets_refused;    /* did not open (key, epoch, altered) or credential changed */
+    uint64_t sessions_identity_capped; /* closed: their identity over max_sessions_per_identity */
 } tether_dtls_stats_t;
 
 typedef struct tether_dtls_srv tether_dtls_srv_t;
@@ -135,6 +140,7 @@ typedef struct {
  * the peer sent, or NATs and the peer's own stack drop them) to `to`. */
 typedef struct {
     tether_addr_t to;
+    uint64_t sess; /* the id of the session it is for; 0: none (a cookie exchange) */
     uint8_t iface;
     uint16_t len;
     uint8_t data[TETHER_DTLS_MAX_DGRAM];

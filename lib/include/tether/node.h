@@ -84,6 +84,7 @@ typedef struct {
     uint64_t group_responses;          /* member responses forwarded within T' */
     uint64_t group_members_unanswered; /* member requests still out at T' (cancelled) */
     uint64_t group_rejected;           /* 4.00 (no Multicast-Timeout), 4.03, 5.03 */
+    uint64_t group_from_cache;         /* answered from the cache alone (Group-ETag) */
 } tether_node_stats_t;
 
 typedef struct {
@@ -91,6 +92,7 @@ typedef struct {
     const char *version;
     uint16_t opt_multicast_timeout;
     uint16_t opt_reply_from;
+    uint16_t opt_group_etag; /* Group-ETag (draft-ietf-core-groupcomm-proxy §5.3) */
     uint64_t seed;               /* randomises MIDs, tokens and back-off */
     uint32_t request_timeout_ms; /* device silent this long -> 5.04 */
     uint32_t ack_delay_ms;       /* wait this long for a piggybackable answer */
@@ -246,6 +248,18 @@ TETHER_API int tether_node_group_set(tether_node_t *node, const char *name, cons
                                      const char *const *members, size_t nmembers);
 /* 0 or TETHER_ENOTFOUND. */
 TETHER_API int tether_node_group_remove(tether_node_t *node, const char *name);
+/* The same through the state store (lib/proxy/group_store.c), so every
+ * node sharing it (Redis) has the group; the node applies it when the
+ * store tells it, at once for its own write. Results as
+ * tether_node_group_set, or the store's (TETHER_ELIMIT: the store is
+ * full; TETHER_EIO). */
+TETHER_API int tether_node_group_put(tether_node_t *node, const char *name, const char *pattern,
+                                     const char *const *members, size_t nmembers,
+                                     tether_time_t now);
+/* Deletes the stored group; a group the store does not have (a
+ * groups_file group) is removed from this node only. 0 or
+ * TETHER_ENOTFOUND. */
+TETHER_API int tether_node_group_del(tether_node_t *node, const char *name, tether_time_t now);
 /* The group called `name`; its strings are valid until the group changes.
  * 0 or TETHER_ENOTFOUND. */
 TETHER_API int tether_node_group(const tether_node_t *node, const char *name,

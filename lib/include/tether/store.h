@@ -7,6 +7,7 @@
  *   OBSERVE  observe registry entry       key: the observed resource (cache key bytes)
  *   SESSION  session checkpoint           key: the session's CID
  *   NODE     node liveness (a lease)      key: the node id (one byte)
+ *   GROUP    group of devices (admin API)  key: group name
  * Every record has a version: 1 when created, +1 on every put. A put or
  * delete may name the version it expects (compare-and-set): TETHER_STORE_ANY
  * (unconditional), 0 (only if absent: create) or the version last seen;
@@ -55,8 +56,9 @@ typedef enum {
     TETHER_STORE_OBSERVE = 3,
     TETHER_STORE_SESSION = 4,
     TETHER_STORE_NODE = 5,
+    TETHER_STORE_GROUP = 6,
 } tether_store_kind_t;
-#define TETHER_STORE_KINDS 6 /* one past the last kind */
+#define TETHER_STORE_KINDS 7 /* one past the last kind */
 
 /* A registered device (SPEC S3, S5): where its tunnel is and what it
  * registered. The proxy keeps its runtime state (requests, observations,
@@ -141,6 +143,18 @@ typedef struct {
     bool handover;
 } tether_store_node_t;
 
+/* A group of devices for group requests (SPEC S4; the proxy's table is
+ * lib/proxy/group.h): explicit members or a pattern. members holds
+ * nmembers names, each NUL-terminated, back to back (members_len bytes
+ * in all, the NULs included). */
+typedef struct {
+    char name[TETHER_IDENTITY_MAX];
+    char pattern[TETHER_IDENTITY_MAX]; /* "" with members */
+    const char *members;
+    size_t members_len;
+    size_t nmembers;
+} tether_store_group_t;
+
 typedef struct {
     tether_store_kind_t kind;
     union {
@@ -149,6 +163,7 @@ typedef struct {
         tether_store_observe_t observe;
         tether_store_session_t session;
         tether_store_node_t node;
+        tether_store_group_t group;
     } u;
 } tether_store_rec_t;
 

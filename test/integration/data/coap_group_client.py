@@ -8,6 +8,7 @@ and a group request brings many.
 usage: coap_group_client.py HOST PORT --host GROUP --path temp
                             [--timeout T'] [--no-timeout] [--listen S]
                             [--reply-from 248] [--multicast-timeout 2]
+                            [--opt NUM=HEX ...]
 Each line: {"code": "2.05", "type": "NON", "reply_from": "dev3",
             "t": 0.123, "payload": "...", "options": {"2": ""}}
 """
@@ -101,12 +102,17 @@ def main():
     ap.add_argument("--non", action="store_true", help="send the request as NON")
     ap.add_argument("--multicast-timeout", type=int, default=2)
     ap.add_argument("--reply-from", type=int, default=248)
+    ap.add_argument("--opt", action="append", default=[], metavar="NUM=HEX",
+                    help="one more request option (repeatable), e.g. a Group-ETag 24=0011...")
     a = ap.parse_args()
     token = os.urandom(4)
     mid = struct.unpack(">H", os.urandom(2))[0]
     opts = [(3, a.host.encode())] + [(11, s.encode()) for s in a.path.split("/") if s]
     if not a.no_timeout:
         opts.append((a.multicast_timeout, uint(a.timeout)))
+    for o in a.opt:
+        num, _, val = o.partition("=")
+        opts.append((int(num), bytes.fromhex(val)))
     req = encode(1 if a.non else 0, a.method, mid, token, opts)
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.connect((a.server, a.port))

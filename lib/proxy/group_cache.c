@@ -1,0 +1,133 @@
+/* tether — group requests answered from the cache, and Group-ETag
+ * (draft-ietf-core-groupcomm-proxy-07 §5; internal to lib/proxy, called by
+ * group.c).
+ *
+ * Members' responses to a group GET/FETCH are stored in the response
+ * cache under each member's own key (device, method, cache-key options:
+ * the key a direct request for that device has), when the member is this
+ * node's (see tether_group_cache_store), without Reply-From; it
+ * is added on the way out, which is what the draft's "Reply-From before
+ * caching" (§5.1) amounts to, the device being known from the key.
+ *
+ * The set J of a group request is the fresh cache entries of its members
+ * (the snapshot group.c takes). When J is complete (every member has one)
+ * the request is served from the cache alone, nothing reaches a device
+ * (§5.2): a CON is acknowledged, then every member's entry goes to the
+ * client as a NON with Reply-From, its Max-Age the remaining freshness,
+ * and each 2.05 carries one Group-ETag naming J (§5.3). Its value is 8
+ * bytes: a digest, in member order, of each member's name and entry
+ * (code, options but Max-Age, payload), so it changes whenever an entry
+ * of J does. A client that sends a Group-ETag equal to it gets one 2.03
+ * Valid with that Group-ETag and no payload instead. When J is not
+ * complete, the request fans out as usual and no Group-ETag is sent (the
+ * draft's MAY: a fan-out's responses are not all known when the first is
+ * forwarded). Group observations are not served from here.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "proxy/group.h"
+#include "proxy/node_int.h"
+#include "proxy/reply.h"
+#include "util/hash.h"
+
+#define GROUP_ETAG_LEN 8
+
+void tether_group_cache_store(tether_node_t *n, const uint8_t *up, size_t up_len,
+                              const char *device, const tether_coap_msg_t *resp, tether_time_t now)
+{
+    tether_coap_msg_t m;
+    tether_coap_perr_t perr;
+    tether_cache_key_t k;
+    /* Only this node's devices: requests to another node's device do not
+     * pass this node's cache (xrelay.h), so an unsafe one would not
+     * invalidate the entry here; that node caches its devices' answers. */
+    if (!n->cache || !tether_registry_find_host(&n->reg, device) ||
+        tether_coap_parse(&m, up, up_len, &perr) < 0 || !tether_cache_request_cacheable(&m) ||
+        tether_cache_key(&k, device, &m) < 0)
+        return;
+    tether_cache_store(n->cache, &k, resp, now);
+    tether_node_cache_sync(n);
+}
+
+/* The entry `e` of `device` folded into digest h. */
+static uint64_t entry_digest(const tether_cache_entry_t *e, const char *device, uint64_t h,
+                             tether_time_t now)
+{
+    uint8_t buf[TETHER_MSG_MAX];
+    tether_coap_msg_t m;
+    h = tether_hash64(h, device, strlen(device) + 1);
+    if (tether_cache_view(e, now, buf, sizeof buf, &m) < 0)
+        return h; /* cannot happen: the entry came from a message */
+    h = tether_hash64(h, &m.code, 1);
+    for (size_t i = 0; i < m.nopts; i++) {
+        const tether_coap_opt_t *o = &m.opts[i];
+        if (o->num == TETHER_COAP_OPT_MAX_AGE) /* it counts down: not the content */
+            continue;
+        uint8_t hdr[4] = {(uint8_t)(o->num >> 8), (uint8_t)o->num, (uint8_t)(o->len >> 8),
+                          (uint8_t)o->len};
+        h = tether_hash64(tether_hash64(h, hdr, sizeof hdr), o->val, o->len);
+    }
+    return tether_hash64(h, m.payload, m.payload_len);
+}
+
+/* Whether `req` names Group-ETag tag[GROUP_ETAG_LEN] (it may name several). */
+static bool names_tag(const tether_node_t *n, const tether_coap_msg_t *req, const uint8_t *tag)
+{
+    for (size_t i = 0; i < req->nopts; i++)
+        if (req->opts[i].num == n->conf.opt_group_etag && req->opts[i].len == GROUP_ETAG_LEN &&
+            memcmp(req->opts[i].val, tag, GROUP_ETAG_LEN) == 0)
+            return true;
+    return false;
+}
+
+bool tether_group_cache_answer(tether_node_t *n, const tether_link_t *link,
+                               const tether_coap_msg_t *req, const tether_coap_msg_t *up,
+                               char *const *members, size_t nmembers, tether_time_t now)
+{
+    if (!n->cache || !nmembers || !tether_cache_request_cacheable(up))
+        return false;
+    tether_cache_entry_t **e = malloc(nmembers * sizeof *e);
+    uint64_t h = n->groups.seed;
+    for (size_t i = 0; e && i < nmembers; i++) {
+        tether_cache_key_t k;
+        if (tether_cache_key(&k, members[i], up) < 0 ||
+            tether_cache_lookup(n->cache, &k, now, &e[i]) != TETHER_CACHE_FRESH) {
+            free(e); /* J is not complete */
+            return false;
+        }
+        h = entry_digest(e[i], members[i], h, now);
+    }
+    if (!e)
+        return false;
+    uint8_t tag[GROUP_ETAG_LEN];
+    for (int i = 0; i < GROUP_ETAG_LEN; i++)
+        tag[i] = (uint8_t)(h >> (56 - 8 * i));
+    n->groups.requests++;
+    n->groups.from_cache++;
+    if (names_tag(n, req, tag)) { /* §5.3: the client's set is current */
+        tether_coap_msg_t resp;
+        tether_reply_start(n, link, req, TETHER_COAP_VALID, &resp, now);
+        tether_coap_msg_add_opt(&resp, n->conf.opt_group_etag, tag, sizeof tag);
+        tether_reply_send(n, link, req, &resp);
+        free(e);
+        return true;
+    }
+    if (req->type == TETHER_COAP_CON) /* several responses follow (group.h) */
+        tether_reply_empty(n, link, TETHER_COAP_ACK, req->mid);
+    for (size_t i = 0; i < nmembers; i++) {
+        uint8_t buf[TETHER_MSG_MAX], rf[TETHER_REPLY_FROM_MAX];
+        tether_coap_msg_t m;
+        if (tether_cache_view(e[i], now, buf, sizeof buf, &m) < 0 ||
+            tether_coap_msg_add_opt(&m, n->conf.opt_reply_from, rf,
+                                    tether_group_reply_from(members[i], rf)) < 0 ||
+            (m.code == TETHER_COAP_CONTENT &&
+             tether_coap_msg_add_opt(&m, n->conf.opt_group_etag, tag, sizeof tag) < 0))
+            continue;
+        n->groups.responses++;
+        n->stats.cache_hits++;
+        tether_reply_to(n, link, TETHER_COAP_NON, 0, req->token, req->tkl, true, &m, now);
+    }
+    free(e);
+    return true;
+}
