@@ -275,6 +275,10 @@ note "kill -9: observers through the balancer: first notification after the kill
 note "kill -9: observer recovery (longest silence, 7 observers): p50 $(quantile 50 "${ogap[@]}")" \
     "ms, max $(quantile 100 "${ogap[@]}") ms"
 check "7 observers through the balancer reported" test "${#ogap[@]}" = 7
+note "kill -9: observers of the dead node registered again on the adopter: $(sum observe.adopted)," \
+    "relayed observations moved to it: $(sum cluster.xrelay.rehomed)"
+check "the adopter took over the observers whose own sessions were on the dead node" \
+    test "$(sum observe.adopted)" -ge 1
 check "every observer through the balancer was notified again within 10 s of the kill" \
     test "$(quantile 100 "${ogap[@]}")" -le 10000 || note "$(tail -12 "$T/obs.log" | cut -c1-200)"
 late=0
