@@ -281,13 +281,13 @@ void tether_dtls_set_creds(tether_dtls_srv_t *srv, const tether_creds_t *creds)
     for (tether_dtls_sess_t *s = sess_first(&srv->established), *next; s; s = next) {
         next = sess_next(s);
         tether_role_t role;
-        int rc = s->io.auth == AUTH_X509 ? tether_creds_x509(creds, s->io.identity, &role)
-                                         : tether_creds_role(creds, s->io.identity, &role);
+        const char *name = dtls_sess_name(s);
+        int rc = s->auth == AUTH_X509 ? tether_creds_x509(creds, name, &role)
+                                      : tether_creds_role(creds, name, &role);
         uint64_t tag = 0;
-        if (rc == 0 && s->io.auth == AUTH_PSK &&
-            tether_creds_key_tag(creds, s->io.identity, &tag) < 0)
+        if (rc == 0 && s->auth == AUTH_PSK && tether_creds_key_tag(creds, name, &tag) < 0)
             rc = TETHER_ENOTFOUND;
-        if (rc < 0 || role != s->io.role || (s->io.auth == AUTH_PSK && tag != s->io.key_tag)) {
+        if (rc < 0 || role != s->role || (s->auth == AUTH_PSK && tag != s->key_tag)) {
             srv->stats.sessions_revoked++;
             dtls_sess_close(srv, s, TETHER_DTLS_WHY_REVOKED);
         }
@@ -356,11 +356,11 @@ const tether_dtls_stats_t *tether_dtls_stats(const tether_dtls_srv_t *srv)
 }
 const char *tether_dtls_sess_identity(const tether_dtls_sess_t *s)
 {
-    return s->io.identity;
+    return dtls_sess_name(s);
 }
 tether_role_t tether_dtls_sess_role(const tether_dtls_sess_t *s)
 {
-    return s->io.role;
+    return (tether_role_t)s->role;
 }
 const tether_addr_t *tether_dtls_sess_peer(const tether_dtls_sess_t *s)
 {

@@ -58,6 +58,7 @@ typedef struct {
     /* Tickets the hello carried that opened (ticket.h); NULL when none. */
     tether_ticket_seen_t *tickets;
     uint64_t key_tag; /* AUTH_PSK: tether_creds_key_tag of the key it used */
+    uint64_t sess;    /* id of the session it serves; 0: a stateless listener's */
     /* Stateless listener: what dst, not yet validated, may still be sent
      * in answer to the one hello being read (SPEC S10: 3x its bytes). */
     uint32_t tx_budget;
@@ -70,53 +71,62 @@ typedef struct {
     bool x509_rejected;  /* a certificate was presented and refused */
 } io_t;
 
-/* An identity with established sessions (ident.c, conf.max_sessions_per_
- * identity); exists only while it has some. */
+/* An identity with established sessions (ident.c): the one copy of its
+ * name they all point to (an idle tunnel is budgeted, SPEC S9), and their
+ * count for conf.max_sessions_per_identity; exists only while it has
+ * some. */
 typedef struct {
-    tether_hnode_t node;    /* in srv->idents, keyed by a digest of name */
+    tether_hnode_t node; /* in srv->idents, keyed by a digest of name */
     uint32_t n;
     tether_list_t sessions; /* oldest first, via ident_ln */
-    char name[TETHER_IDENTITY_MAX];
+    char name[];            /* NUL-terminated, its own length */
 } ident_t;
 
+/* What a session needs while wolfSSL runs it: during its handshake, and
+ * after it when the compact record layer cannot take it (wolf_only).
+ * Allocated with the session; freed with its WOLFSSL when the session
+ * moves to the compact record layer (dtls_compact). */
+typedef struct {
+    io_t io;            /* the WOLFSSL's I/O context */
+    uint64_t displaced; /* handshake: the established session whose address it took */
+    tether_time_t hs_started;
+    tether_time_t hs_deadline;
+    struct tether_dtls_sess *src_next; /* handshake: its source's next, newer one */
+    bool prefix_charged;               /* handshake: counted in its prefix_t */
+} dtls_hs_t;
+
 struct tether_dtls_sess {
-    io_t io;
     WOLFSSL *ssl; /* NULL once the session runs on `rec` */
-    /* A session is a handshake (these fields) or, once established and
-     * off wolfSSL, a compact record state (`rec`): never both, so they
-     * share their bytes (an idle tunnel is budgeted at 600, SPEC S9). The
-     * handshake fields are read only while state is S_HANDSHAKE (a
-     * finished handshake leaves its source list, dtls_source_del, before
-     * dtls_compact may write `rec`); `rec` only when ssl is NULL. */
+    /* On wolfSSL (ssl set): hs; on the compact record layer: rec. */
     union {
+        dtls_hs_t *hs;
         tether_rec_t rec;
-        struct {
-            uint64_t displaced; /* the established session whose address it took */
-            tether_time_t hs_started;
-            tether_time_t hs_deadline;
-            struct tether_dtls_sess *src_next; /* its source's next, newer one */
-            bool prefix_charged;               /* counted in its prefix_t */
-        };
     };
+    /* Who authenticated, once established (the handshake's own view is in
+     * hs->io until then). */
+    ident_t *ident;   /* its identity's entry (ident.c): the name */
+    uint64_t key_tag; /* AUTH_PSK: tether_creds_key_tag of the key it used */
+    uint8_t role;     /* tether_role_t */
+    uint8_t auth;     /* enum auth_kind */
+    uint8_t iface;    /* the local interface its peer talks to */
+    uint8_t cid_len;
+    uint8_t cid[TETHER_CID_MAX];
     tether_addr_t peer;
     tether_hnode_t by_addr;
     tether_hnode_t by_cid;
     tether_hnode_t by_id;
     uint64_t id;        /* stable handle for layers above; never reused */
     uint64_t origin_id; /* adopted: its id at the node whose checkpoint it came from */
-    uint8_t cid[TETHER_CID_MAX];
-    uint8_t cid_len;
     uint8_t state;
-    bool app_seen;         /* the peer sent application data: it has our final flight */
-    bool wolf_only;        /* cannot run on the compact record layer (DTLS 1.3, suite) */
-    bool unvalidated;      /* moved to an address that has not shown it is the peer's */
-    bool ident_counted;    /* established: counted for its identity (ident.c) */
-    uint32_t credit;       /* unvalidated: bytes we may still send there (3x received) */
-    uint64_t max_seq;      /* newest authenticated (epoch << 48 | seq) */
-    tether_txceil_t *ceil; /* compact, conf.checkpoint: the transmit ceiling (txceil.h) */
-    tether_time_t last_rx; /* last datagram from the peer (handshake: last progress) */
-    tether_lnode_t ln;     /* in handshaking, established (idle LRU) or dead */
-    tether_lnode_t ident_ln; /* established and ident_counted: in its ident_t (ident.c) */
+    bool app_seen;           /* the peer sent application data: it has our final flight */
+    bool wolf_only;          /* cannot run on the compact record layer (DTLS 1.3, suite) */
+    bool unvalidated;        /* moved to an address that has not shown it is the peer's */
+    uint32_t credit;         /* unvalidated: bytes we may still send there (3x received) */
+    uint64_t max_seq;        /* newest authenticated (epoch << 48 | seq) */
+    tether_txceil_t *ceil;   /* compact, conf.checkpoint: the transmit ceiling (txceil.h) */
+    tether_time_t last_rx;   /* last datagram from the peer (handshake: last progress) */
+    tether_lnode_t ln;       /* in handshaking, established (idle LRU) or dead */
+    tether_lnode_t ident_ln; /* established with an identity: in its ident_t (ident.c) */
 };
 
 typedef struct {
@@ -235,10 +245,14 @@ void dtls_new_handshake(tether_dtls_srv_t *srv, uint8_t iface, const tether_addr
 void dtls_source_del(tether_dtls_srv_t *srv, tether_dtls_sess_t *s);
 
 /* ---- ident.c */
-/* Counts established session `s` for its identity; closes that identity's
- * oldest sessions beyond conf.max_sessions_per_identity. */
-void dtls_ident_add(tether_dtls_srv_t *srv, tether_dtls_sess_t *s);
-/* Takes a closing session off its identity's count. */
+/* The identity of an established session ("" before). */
+const char *dtls_sess_name(const tether_dtls_sess_t *s);
+/* Gives established session `s` its identity `name` (s->ident) and counts
+ * it; closes that identity's oldest sessions beyond
+ * conf.max_sessions_per_identity. 0, TETHER_EINVAL (empty or too long a
+ * name) or TETHER_ENOMEM: the session must not be used then. */
+int dtls_ident_add(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, const char *name);
+/* Takes a closing session off its identity (s->ident becomes NULL). */
 void dtls_ident_del(tether_dtls_srv_t *srv, tether_dtls_sess_t *s);
 
 /* ---- handshake.c */

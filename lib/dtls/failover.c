@@ -177,11 +177,11 @@ int tether_dtls_checkpoint(tether_dtls_srv_t *srv, const tether_dtls_sess_t *s,
     tether_ckpt_t c;
     memset(&c, 0, sizeof c);
     c.rec = s->rec;
-    c.auth = s->io.auth == AUTH_X509 ? TETHER_CKPT_AUTH_X509 : TETHER_CKPT_AUTH_PSK;
-    c.role = s->io.role;
-    c.key_tag = s->io.auth == AUTH_X509 ? 0 : s->io.key_tag;
+    c.auth = s->auth == AUTH_X509 ? TETHER_CKPT_AUTH_X509 : TETHER_CKPT_AUTH_PSK;
+    c.role = (tether_role_t)s->role;
+    c.key_tag = s->auth == AUTH_X509 ? 0 : s->key_tag;
     c.link_id = s->id;
-    memcpy(c.identity, s->io.identity, sizeof c.identity);
+    snprintf(c.identity, sizeof c.identity, "%s", dtls_sess_name(s));
     c.peer = s->peer;
     c.unvalidated = s->unvalidated;
     tether_ckpt_bind_t bind;
@@ -243,13 +243,14 @@ int tether_dtls_adopt(tether_dtls_srv_t *srv, const uint8_t *cid, size_t cid_len
     tether_dtls_sess_t *s = calloc(1, sizeof *s);
     if (!s)
         goto wipe;
-    s->io.srv = srv;
-    s->io.dst = &s->peer;
-    s->io.iface = iface;
-    s->io.auth = c.auth == TETHER_CKPT_AUTH_X509 ? AUTH_X509 : AUTH_PSK;
-    s->io.role = c.role;
-    s->io.key_tag = c.key_tag; /* tether_dtls_set_creds compares it */
-    memcpy(s->io.identity, c.identity, sizeof s->io.identity);
+    if ((rc = dtls_ident_add(srv, s, c.identity)) < 0) {
+        free(s); /* linked nowhere yet */
+        goto wipe;
+    }
+    s->iface = iface;
+    s->auth = c.auth == TETHER_CKPT_AUTH_X509 ? AUTH_X509 : AUTH_PSK;
+    s->role = (uint8_t)c.role;
+    s->key_tag = c.key_tag; /* tether_dtls_set_creds compares it */
     s->rec = c.rec;
     s->rec.tx_seq = start;
     s->peer = c.peer;
@@ -273,7 +274,6 @@ int tether_dtls_adopt(tether_dtls_srv_t *srv, const uint8_t *cid, size_t cid_len
     tether_list_push(&srv->established, &s->ln);
     srv->stats.sessions_active++;
     srv->stats.sessions_compact++;
-    dtls_ident_add(srv, s);
     dtls_deadline(srv, now + srv->conf.idle_timeout_ms);
     if ((rc = ceil_start_rc(srv, s, start)) < 0) {
         dtls_sess_close(srv, s, TETHER_DTLS_WHY_LOCAL); /* freed at the next call */

@@ -36,16 +36,6 @@ static int io_recv(WOLFSSL *ssl, char *buf, int sz, void *ctx)
     return (int)n;
 }
 
-/* The id of the session whose io_t this is; 0 for a stateless listener's
- * (a cookie exchange belongs to no session). */
-static uint64_t io_sess(io_t *io)
-{
-    tether_dtls_srv_t *srv = io->srv;
-    if (io == &srv->lst[0].io || io == &srv->lst[1].io)
-        return 0;
-    return container_of(io, tether_dtls_sess_t, io)->id;
-}
-
 /* Queues one datagram for io->dst; a full queue drops (UDP semantics). */
 static int io_send(WOLFSSL *ssl, char *buf, int sz, void *ctx)
 {
@@ -65,7 +55,7 @@ static int io_send(WOLFSSL *ssl, char *buf, int sz, void *ctx)
     }
     tether_dgram_t *d = &srv->tx[srv->ntx++];
     d->to = *io->dst;
-    d->sess = io_sess(io);
+    d->sess = io->sess; /* 0 for a listener: a cookie exchange belongs to no session */
     d->iface = io->iface;
     d->len = (uint16_t)sz;
     memcpy(d->data, buf, (size_t)sz);
@@ -154,14 +144,15 @@ refuse:
 void dtls_hs_fail(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, uint8_t why)
 {
     srv->stats.handshakes_failed++;
-    if (s->io.x509_rejected) {
+    if (s->hs->io.x509_rejected) {
         srv->stats.x509_rejected++;
         if (why == TETHER_DTLS_WHY_PROTOCOL)
             why = TETHER_DTLS_WHY_CERTIFICATE;
     }
     dtls_event_push(srv, TETHER_DTLS_EV_HANDSHAKE_FAILED, why, s);
     dtls_sess_close(srv, s, why);
-    tether_dtls_sess_t *old = s->displaced ? tether_dtls_sess_find(srv, s->displaced) : NULL;
+    tether_dtls_sess_t *old =
+        s->hs->displaced ? tether_dtls_sess_find(srv, s->hs->displaced) : NULL;
     if (old && tether_addr_equal(&old->peer, &s->peer)) {
         uint8_t key[TETHER_HKEY_MAX];
         size_t kl = tether_addr_key(&old->peer, key);
@@ -173,8 +164,8 @@ void dtls_hs_fail(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, uint8_t why)
 static void hs_schedule(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, tether_time_t now)
 {
     int t = wolfSSL_dtls_get_current_timeout(s->ssl);
-    s->hs_deadline = now + (tether_time_t)(t > 0 ? t : 1) * 1000;
-    dtls_deadline(srv, s->hs_deadline);
+    s->hs->hs_deadline = now + (tether_time_t)(t > 0 ? t : 1) * 1000;
+    dtls_deadline(srv, s->hs->hs_deadline);
 }
 
 /* Sets the session's identity and role from what its completed handshake
@@ -194,18 +185,18 @@ static int hs_authenticate(tether_dtls_srv_t *srv, tether_dtls_sess_t *s)
     enum tether_wolf_auth how = tether_wolf_peer_auth(s->ssl, id, sizeof id, bind);
     wolfSSL_FreeArrays(s->ssl); /* key material nobody needs any more */
     if (how == TETHER_WOLF_AUTH_RESUMED) {
-        const tether_ticket_claim_t *c = dtls_ticket_find(s->io.tickets, bind);
+        const tether_ticket_claim_t *c = dtls_ticket_find(s->hs->io.tickets, bind);
         tether_ticket_claim_t claim;
         bool ok = c && dtls_ticket_claim_current(srv, c);
         if (ok)
             claim = *c;
-        dtls_io_auth_reset(&s->io);
+        dtls_io_auth_reset(&s->hs->io);
         if (!ok)
             return TETHER_EPROTO;
-        memcpy(s->io.identity, claim.identity, sizeof s->io.identity);
-        s->io.role = claim.role;
-        s->io.auth = claim.auth;
-        s->io.key_tag = claim.key_tag;
+        memcpy(s->hs->io.identity, claim.identity, sizeof s->hs->io.identity);
+        s->hs->io.role = claim.role;
+        s->hs->io.auth = claim.auth;
+        s->hs->io.key_tag = claim.key_tag;
         wc_ForceZero(&claim, sizeof claim);
         return 1;
     }
@@ -216,41 +207,50 @@ static int hs_authenticate(tether_dtls_srv_t *srv, tether_dtls_sess_t *s)
         uint64_t tag;
         int rc = tether_creds_psk(srv->creds, id, key, sizeof key, &klen, &role);
         wc_ForceZero(key, sizeof key);
-        dtls_io_auth_reset(&s->io);
+        dtls_io_auth_reset(&s->hs->io);
         if (rc < 0 || tether_creds_key_tag(srv->creds, id, &tag) < 0)
             return TETHER_EPROTO;
-        memcpy(s->io.identity, id, sizeof id);
-        s->io.role = role;
-        s->io.auth = AUTH_PSK;
-        s->io.key_tag = tag;
+        memcpy(s->hs->io.identity, id, sizeof id);
+        s->hs->io.role = role;
+        s->hs->io.auth = AUTH_PSK;
+        s->hs->io.key_tag = tag;
         return 0;
     }
     tether_role_t role;
-    if (how == TETHER_WOLF_AUTH_CERT && s->io.auth == AUTH_X509 && s->io.identity[0] &&
-        tether_creds_x509(srv->creds, s->io.identity, &role) == 0) {
-        dtls_ticket_seen_free(&s->io.tickets);
-        s->io.role = role; /* as listed now (a reload may have come in between) */
+    if (how == TETHER_WOLF_AUTH_CERT && s->hs->io.auth == AUTH_X509 && s->hs->io.identity[0] &&
+        tether_creds_x509(srv->creds, s->hs->io.identity, &role) == 0) {
+        dtls_ticket_seen_free(&s->hs->io.tickets);
+        s->hs->io.role = role; /* as listed now (a reload may have come in between) */
         return 0;
     }
-    dtls_io_auth_reset(&s->io);
+    dtls_io_auth_reset(&s->hs->io);
     return TETHER_EPROTO;
 }
 
-/* Drives the handshake one step with the datagram in s->io. */
+/* Drives the handshake one step with the datagram in s->hs->io. */
 void dtls_hs_step(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, tether_time_t now)
 {
     uint32_t progress = tether_wolf_hs_progress(s->ssl);
-    verifying = &s->io;
+    verifying = &s->hs->io;
     int ret = wolfSSL_accept(s->ssl);
     verifying = NULL;
     if (ret == WOLFSSL_SUCCESS) {
         int how = hs_authenticate(srv, s); /* 1: resumed */
-        if (how < 0) { /* e.g. ECDHE without a client certificate */
+        if (how < 0) {                     /* e.g. ECDHE without a client certificate */
             srv->stats.handshakes_unauthenticated++;
             dtls_hs_fail(srv, s, TETHER_DTLS_WHY_UNAUTHENTICATED);
             return;
         }
-        if (s->io.auth == AUTH_X509 && !how)
+        /* What outlives the handshake (hs goes at dtls_compact). */
+        s->role = (uint8_t)s->hs->io.role;
+        s->auth = s->hs->io.auth;
+        s->key_tag = s->hs->io.key_tag;
+        if (dtls_ident_add(srv, s, s->hs->io.identity) < 0) {
+            srv->stats.handshakes_unauthenticated++;
+            dtls_hs_fail(srv, s, TETHER_DTLS_WHY_UNAUTHENTICATED);
+            return;
+        }
+        if (s->auth == AUTH_X509 && !how)
             srv->stats.handshakes_x509++;
         tether_list_del(&srv->handshaking, &s->ln);
         dtls_source_del(srv, s);
@@ -260,14 +260,14 @@ void dtls_hs_step(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, tether_time_t n
         dtls_deadline(srv, now + srv->conf.idle_timeout_ms);
         tether_list_push(&srv->established, &s->ln);
         srv->stats.sessions_active++;
-        dtls_ident_add(srv, s);
         if (how)
             srv->stats.handshakes_resumed++;
         else
             srv->stats.handshakes_full++;
         /* The peer started over from that address: its old session is
          * abandoned (RFC 6347 §4.2.8). */
-        tether_dtls_sess_t *old = s->displaced ? tether_dtls_sess_find(srv, s->displaced) : NULL;
+        tether_dtls_sess_t *old =
+            s->hs->displaced ? tether_dtls_sess_find(srv, s->hs->displaced) : NULL;
         if (old)
             dtls_sess_close(srv, old, TETHER_DTLS_WHY_REPLACED);
         dtls_settle_push(srv, s->id, now + srv->conf.handshake_timeout_ms);
@@ -342,23 +342,23 @@ void dtls_hs_tick(tether_dtls_srv_t *srv, tether_time_t now)
 {
     for (tether_dtls_sess_t *s = sess_first(&srv->handshaking), *next; s; s = next) {
         next = sess_next(s);
-        if (now >= s->hs_started + srv->conf.handshake_timeout_ms) {
+        if (now >= s->hs->hs_started + srv->conf.handshake_timeout_ms) {
             dtls_hs_fail(srv, s, TETHER_DTLS_WHY_TIMEOUT);
             continue;
         } else if (now >= s->last_rx + srv->conf.handshake_flight_timeout_ms) {
             srv->stats.handshakes_stalled++;
             dtls_hs_fail(srv, s, TETHER_DTLS_WHY_STALLED);
             continue;
-        } else if (now >= s->hs_deadline) {
+        } else if (now >= s->hs->hs_deadline) {
             if (wolfSSL_dtls_got_timeout(s->ssl) != WOLFSSL_SUCCESS) {
                 dtls_hs_fail(srv, s, TETHER_DTLS_WHY_TIMEOUT);
                 continue;
             }
             hs_schedule(srv, s, now);
         }
-        dtls_deadline(srv, s->hs_started + srv->conf.handshake_timeout_ms);
+        dtls_deadline(srv, s->hs->hs_started + srv->conf.handshake_timeout_ms);
         dtls_deadline(srv, s->last_rx + srv->conf.handshake_flight_timeout_ms);
-        dtls_deadline(srv, s->hs_deadline);
+        dtls_deadline(srv, s->hs->hs_deadline);
     }
 }
 

@@ -45,7 +45,10 @@ static bool u16(cur_t *c, size_t *v)
     return true;
 }
 
-static size_t u24(const uint8_t *b) { return (size_t)b[0] << 16 | (size_t)b[1] << 8 | b[2]; }
+static size_t u24(const uint8_t *b)
+{
+    return (size_t)b[0] << 16 | (size_t)b[1] << 8 | b[2];
+}
 
 /* A sub-cursor over the next `n` bytes. */
 static bool sub(cur_t *c, size_t n, cur_t *s)
@@ -93,7 +96,7 @@ int tether_hello_scan(const uint8_t *buf, size_t len, tether_hello_t *out)
     const uint8_t *suites;
     size_t nsuites;
     if (!take(&c, 2 + 32, NULL) || !u8(&c, &n) || !take(&c, n, NULL) || /* version, random, sid */
-        !u8(&c, &n) || !take(&c, n, NULL))                                /* cookie */
+        !u8(&c, &n) || !take(&c, n, NULL))                              /* cookie */
         return TETHER_EPROTO;
     h.has_cookie = n > 0;
     if (!u16(&c, &nsuites) || (nsuites & 1) || !take(&c, nsuites, &suites))

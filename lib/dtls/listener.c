@@ -78,13 +78,13 @@ static void prefix_add(tether_dtls_srv_t *srv, tether_dtls_sess_t *s)
         tether_hmap_insert(&srv->prefixes, &p->node, key, prefix_key(&s->peer, key));
     }
     p->n++;
-    s->prefix_charged = true;
+    s->hs->prefix_charged = true;
 }
 
 static void prefix_del(tether_dtls_srv_t *srv, tether_dtls_sess_t *s)
 {
-    prefix_t *p = s->prefix_charged ? prefix_find(srv, &s->peer) : NULL;
-    s->prefix_charged = false;
+    prefix_t *p = s->hs->prefix_charged ? prefix_find(srv, &s->peer) : NULL;
+    s->hs->prefix_charged = false;
     if (p && --p->n == 0) {
         tether_hmap_remove(&srv->prefixes, &p->node);
         free(p);
@@ -108,9 +108,9 @@ static int source_add(tether_dtls_srv_t *srv, tether_dtls_sess_t *s)
             return TETHER_ENOMEM;
         tether_hmap_insert(&srv->sources, &src->node, key, source_key(&s->peer, key));
     }
-    s->src_next = NULL;
+    s->hs->src_next = NULL;
     if (src->newest)
-        src->newest->src_next = s;
+        src->newest->hs->src_next = s;
     else
         src->oldest = s;
     src->newest = s;
@@ -127,17 +127,17 @@ void dtls_source_del(tether_dtls_srv_t *srv, tether_dtls_sess_t *s)
     if (!src)
         return;
     tether_dtls_sess_t *prev = NULL;
-    for (tether_dtls_sess_t *p = src->oldest; p && p != s; p = p->src_next)
+    for (tether_dtls_sess_t *p = src->oldest; p && p != s; p = p->hs->src_next)
         prev = p;
-    if (prev ? prev->src_next != s : src->oldest != s)
+    if (prev ? prev->hs->src_next != s : src->oldest != s)
         return; /* not on the list (could not be charged) */
     if (prev)
-        prev->src_next = s->src_next;
+        prev->hs->src_next = s->hs->src_next;
     else
-        src->oldest = s->src_next;
+        src->oldest = s->hs->src_next;
     if (src->newest == s)
         src->newest = prev;
-    s->src_next = NULL;
+    s->hs->src_next = NULL;
     prefix_del(srv, s);
     if (--src->n == 0) {
         tether_hmap_remove(&srv->sources, &src->node);
@@ -271,23 +271,28 @@ static tether_dtls_sess_t *promote(tether_dtls_srv_t *srv, listener_t *l, const 
 {
     uint8_t key[TETHER_HKEY_MAX];
     tether_dtls_sess_t *s = calloc(1, sizeof *s);
-    if (!s)
+    dtls_hs_t *hs = s ? calloc(1, sizeof *hs) : NULL;
+    if (!hs) {
+        free(s);
         return NULL;
-    s->io = l->io;            /* the TLS 1.3 PSK suite of the hello that verified */
-    s->io.tx_limited = false; /* the cookie proved the address */
-    l->io.tickets = NULL;     /* the tickets that hello carried go with it */
-    tether_ticket_seen_t *tickets = s->io.tickets;
-    s->io.tickets = NULL;
-    dtls_io_auth_reset(&s->io); /* identity comes from the handshake's result only */
-    s->io.tickets = tickets;
-    s->io.srv = srv;
-    s->io.dst = &s->peer;
+    }
+    s->hs = hs;
+    hs->io = l->io;            /* the TLS 1.3 PSK suite of the hello that verified */
+    hs->io.tx_limited = false; /* the cookie proved the address */
+    l->io.tickets = NULL;      /* the tickets that hello carried go with it */
+    tether_ticket_seen_t *tickets = hs->io.tickets;
+    hs->io.tickets = NULL;
+    dtls_io_auth_reset(&hs->io); /* identity comes from the handshake's result only */
+    hs->io.tickets = tickets;
+    hs->io.srv = srv;
+    hs->io.dst = &s->peer;
+    s->iface = hs->io.iface;
     s->ssl = l->ssl;
     s->peer = *from;
     s->cid_len = srv->conf.cid_len;
     memcpy(s->cid, l->cid, s->cid_len);
-    wolfSSL_SetIOReadCtx(s->ssl, &s->io);
-    wolfSSL_SetIOWriteCtx(s->ssl, &s->io);
+    wolfSSL_SetIOReadCtx(s->ssl, &hs->io);
+    wolfSSL_SetIOWriteCtx(s->ssl, &hs->io);
     l->ssl = NULL;
     if (dtls_listener_reset(srv, l) < 0)
         l->ssl = NULL; /* retried at the next tick */
@@ -297,15 +302,16 @@ static tether_dtls_sess_t *promote(tether_dtls_srv_t *srv, listener_t *l, const 
      * completes, hs_fail gives the address back if it fails. */
     tether_hnode_t *old = tether_hmap_find(&srv->by_addr, key, kl);
     if (old) {
-        s->displaced = container_of(old, tether_dtls_sess_t, by_addr)->id;
+        hs->displaced = container_of(old, tether_dtls_sess_t, by_addr)->id;
         tether_hmap_remove(&srv->by_addr, old);
     }
     tether_hmap_insert(&srv->by_addr, &s->by_addr, key, kl);
     tether_hmap_insert(&srv->by_cid, &s->by_cid, s->cid, s->cid_len);
     s->id = ++srv->next_id;
+    hs->io.sess = s->id;
     tether_hmap_insert(&srv->by_id, &s->by_id, &s->id, sizeof s->id);
     s->state = S_HANDSHAKE;
-    s->hs_started = now;
+    hs->hs_started = now;
     s->last_rx = now;
     dtls_deadline(srv, now + srv->conf.handshake_flight_timeout_ms);
     tether_list_push(&srv->handshaking, &s->ln);
@@ -327,7 +333,7 @@ static bool stalled(const tether_dtls_srv_t *srv, const tether_dtls_sess_t *s, t
 static tether_dtls_sess_t *source_stalled(const tether_dtls_srv_t *srv, const source_t *src,
                                           tether_time_t now)
 {
-    for (tether_dtls_sess_t *p = src->oldest; p; p = p->src_next)
+    for (tether_dtls_sess_t *p = src->oldest; p; p = p->hs->src_next)
         if (stalled(srv, p, now))
             return p;
     return NULL;
@@ -467,6 +473,6 @@ void dtls_new_handshake(tether_dtls_srv_t *srv, uint8_t iface, const tether_addr
         dtls_listener_reset(srv, l); /* it must not carry this peer's handshake on */
         return;
     }
-    s->io.in = NULL; /* the ClientHello was consumed by the listener */
+    s->hs->io.in = NULL; /* the ClientHello was consumed by the listener */
     dtls_hs_step(srv, s, now);
 }

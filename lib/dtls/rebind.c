@@ -20,7 +20,9 @@
 static void sess_move(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, const tether_addr_t *to,
                       uint8_t iface)
 {
-    s->io.iface = iface;
+    s->iface = iface;
+    if (s->ssl)
+        s->hs->io.iface = iface; /* wolfSSL's own sends (handshake.c) */
     uint8_t key[TETHER_HKEY_MAX];
     size_t kl = tether_addr_key(to, key);
     tether_hmap_remove(&srv->by_addr, &s->by_addr);
@@ -63,8 +65,8 @@ void dtls_note_record(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, uint64_t rn
     if (rn <= s->max_seq)
         return;
     s->max_seq = rn;
-    if (srv->reading_by_cid && (!tether_addr_equal(&srv->reading_from, &s->peer) ||
-                                srv->reading_iface != s->io.iface))
+    if (srv->reading_by_cid &&
+        (!tether_addr_equal(&srv->reading_from, &s->peer) || srv->reading_iface != s->iface))
         sess_move(srv, s, &srv->reading_from, srv->reading_iface);
 }
 
@@ -74,5 +76,7 @@ void tether_dtls_sess_validate(tether_dtls_sess_t *s)
     s->credit = 0;
 }
 
-bool tether_dtls_sess_validated(const tether_dtls_sess_t *s) { return !s->unvalidated; }
-
+bool tether_dtls_sess_validated(const tether_dtls_sess_t *s)
+{
+    return !s->unvalidated;
+}

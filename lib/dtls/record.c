@@ -7,7 +7,10 @@
 #define VERSION_MAJOR 0xfe
 #define VERSION_MINOR 0xfd /* DTLS 1.2 */
 
-static size_t tag_len(const tether_rec_t *r) { return r->alg == TETHER_REC_AES128_GCM ? 16 : 8; }
+static size_t tag_len(const tether_rec_t *r)
+{
+    return r->alg == TETHER_REC_AES128_GCM ? 16 : 8;
+}
 
 static void put48(uint8_t *p, uint64_t v)
 {
@@ -73,10 +76,10 @@ static int aead(const tether_rec_t *r, Aes *aes, bool seal, const uint8_t *key, 
     word32 tl = (word32)tag_len(r), n = (word32)len, al = (word32)aad_len;
     if ((gcm ? wc_AesGcmSetKey(aes, key, 16) : wc_AesCcmSetKey(aes, key, 16)) != 0)
         return TETHER_ECRYPTO;
-    int rc = seal ? (gcm ? wc_AesGcmEncrypt : wc_AesCcmEncrypt)(aes, out, in, n, nonce, 12, tag,
-                                                                tl, aad, al)
-                  : (gcm ? wc_AesGcmDecrypt : wc_AesCcmDecrypt)(aes, out, in, n, nonce, 12, tag,
-                                                                tl, aad, al);
+    int rc = seal ? (gcm ? wc_AesGcmEncrypt : wc_AesCcmEncrypt)(aes, out, in, n, nonce, 12, tag, tl,
+                                                                aad, al)
+                  : (gcm ? wc_AesGcmDecrypt : wc_AesCcmDecrypt)(aes, out, in, n, nonce, 12, tag, tl,
+                                                                aad, al);
     return rc == 0 ? 0 : TETHER_ECRYPTO;
 }
 
@@ -142,8 +145,8 @@ int tether_rec_open(tether_rec_t *r, Aes *aes, const uint8_t *rx_cid, size_t rx_
     uint8_t aad[48];
     size_t alen = make_aad(aad, type, epoch, seq, rx_cid, cl, clen);
     const uint8_t *p = buf + hdr;
-    if (aead(r, aes, false, r->rx_key, r->rx_salt, p, aad, alen, p + TETHER_REC_EXPLICIT, clen,
-             out, (uint8_t *)(uintptr_t)(p + TETHER_REC_EXPLICIT + clen)) < 0)
+    if (aead(r, aes, false, r->rx_key, r->rx_salt, p, aad, alen, p + TETHER_REC_EXPLICIT, clen, out,
+             (uint8_t *)(uintptr_t)(p + TETHER_REC_EXPLICIT + clen)) < 0)
         return TETHER_ECRYPTO;
     size_t plen = clen;
     if (cl) { /* DTLSInnerPlaintext: content || real type || zero padding */

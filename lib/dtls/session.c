@@ -50,11 +50,13 @@ void dtls_reap(tether_dtls_srv_t *srv)
     while (srv->dead.head) {
         tether_dtls_sess_t *s = sess_first(&srv->dead);
         tether_list_del(&srv->dead, &s->ln);
-        if (s->ssl)
+        if (s->ssl) {
             wolfSSL_free(s->ssl);
+            dtls_ticket_seen_free(&s->hs->io.tickets);
+            free(s->hs);
+        } else
+            tether_rec_wipe(&s->rec);
         dtls_ceil_free(s);
-        tether_rec_wipe(&s->rec);
-        dtls_ticket_seen_free(&s->io.tickets);
         free(s);
     }
 }
@@ -87,16 +89,21 @@ void dtls_compact(tether_dtls_srv_t *srv, tether_dtls_sess_t *s)
 {
     if (!s->ssl || s->wolf_only || s->state != S_ESTABLISHED)
         return;
-    int rc = tether_wolf_export_rec(s->ssl, &s->rec);
+    tether_rec_t rec; /* s->rec shares its bytes with s->hs */
+    int rc = tether_wolf_export_rec(s->ssl, &rec);
     if (rc == TETHER_EAGAIN)
         return;
     if (rc < 0) {
         s->wolf_only = true;
-        tether_rec_wipe(&s->rec);
+        tether_rec_wipe(&rec);
         return;
     }
     wolfSSL_free(s->ssl);
     s->ssl = NULL;
+    dtls_ticket_seen_free(&s->hs->io.tickets);
+    free(s->hs);
+    s->rec = rec;
+    tether_rec_wipe(&rec);
     srv->stats.sessions_compact++;
     dtls_ceil_start(srv, s, s->rec.tx_seq);
 }
@@ -162,9 +169,9 @@ static bool compact_read(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, tether_d
     while (srv->rd_off < srv->rd_len && s->state == S_ESTABLISHED) {
         size_t used;
         tether_rec_in_t in;
-        int rc = tether_rec_open(&s->rec, &srv->aes, s->cid, s->cid_len, srv->rdbuf + srv->rd_off,
-                                 srv->rd_len - srv->rd_off, &used, srv->rxbuf, sizeof srv->rxbuf,
-                                 &in);
+        int rc =
+            tether_rec_open(&s->rec, &srv->aes, s->cid, s->cid_len, srv->rdbuf + srv->rd_off,
+                            srv->rd_len - srv->rd_off, &used, srv->rxbuf, sizeof srv->rxbuf, &in);
         srv->rd_off = rc == TETHER_EPROTO ? srv->rd_len : srv->rd_off + used;
         if (rc < 0) {
             srv->stats.records_rejected++;
@@ -193,8 +200,7 @@ static bool compact_read(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, tether_d
 /* A plaintext ClientHello (epoch 0), the start of a new handshake. */
 static bool is_client_hello(const uint8_t *b, size_t len)
 {
-    return len > DTLS12_HDR && b[0] == CT_HANDSHAKE && b[3] == 0 && b[4] == 0 &&
-           b[DTLS12_HDR] == 1;
+    return len > DTLS12_HDR && b[0] == CT_HANDSHAKE && b[3] == 0 && b[4] == 0 && b[DTLS12_HDR] == 1;
 }
 
 /* An authenticated datagram of `len` bytes from `from` was read for `s`:
@@ -245,10 +251,10 @@ int tether_dtls_input(tether_dtls_srv_t *srv, uint8_t iface, const tether_addr_t
         return 0;
     }
     if (s->state == S_HANDSHAKE) { /* last_rx moves only on progress (dtls_hs_step) */
-        s->io.in = buf;
-        s->io.in_len = len;
+        s->hs->io.in = buf;
+        s->hs->io.in_len = len;
         dtls_hs_step(srv, s, now);
-        s->io.in = NULL;
+        s->hs->io.in = NULL;
         return 0;
     }
     /* A device back behind the same NAT binding, starting over: the
@@ -271,18 +277,18 @@ int tether_dtls_input(tether_dtls_srv_t *srv, uint8_t iface, const tether_addr_t
         sess_heard(srv, s, from, len, now);
         return 0;
     }
-    s->io.in = buf;
-    s->io.in_len = len;
+    s->hs->io.in = buf;
+    s->hs->io.in_len = len;
     /* DTLS 1.2: the record number is in the clear; use it when the datagram
      * holds exactly one record (wolfSSL's own check covers the rest). */
     uint64_t seq = 0;
-    bool single = buf[0] != CT_HANDSHAKE && (buf[0] & 0xe0) != 0x20 &&
-                  single_record_seq(buf, len, cl, &seq);
+    bool single =
+        buf[0] != CT_HANDSHAKE && (buf[0] & 0xe0) != 0x20 && single_record_seq(buf, len, cl, &seq);
     if (!read_record(srv, s, rx)) {
-        s->io.in = NULL;
+        s->hs->io.in = NULL;
         return 0;
     }
-    s->io.in = NULL;
+    s->hs->io.in = NULL;
     if (single) /* authenticated by the read above */
         dtls_note_record(srv, s, seq);
     sess_heard(srv, s, from, len, now);
@@ -314,7 +320,7 @@ int dtls_compact_send(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, uint8_t typ
         return TETHER_ELIMIT;
     d->to = s->peer;
     d->sess = s->id;
-    d->iface = s->io.iface;
+    d->iface = s->iface;
     d->len = (uint16_t)n;
     srv->ntx++;
     if (s->ceil)
@@ -322,8 +328,7 @@ int dtls_compact_send(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, uint8_t typ
     return 0;
 }
 
-int tether_dtls_send(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, const uint8_t *data,
-                     size_t len)
+int tether_dtls_send(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, const uint8_t *data, size_t len)
 {
     if (s->state != S_ESTABLISHED)
         return TETHER_EINVAL;
@@ -349,8 +354,7 @@ int tether_dtls_send(tether_dtls_srv_t *srv, tether_dtls_sess_t *s, const uint8_
     /* DTLS 1.3 record: unified header with a CID, sequence, length, tag. */
     if (s->unvalidated && !dtls_credit_tx(srv, s, len + 1 + TETHER_CID_MAX + 4 + 16 + 1))
         return TETHER_ELIMIT;
-    s->io.dst = &s->peer;
+    s->hs->io.dst = &s->peer;
     int n = wolfSSL_write(s->ssl, data, (int)len);
     return n == (int)len ? 0 : TETHER_EIO;
 }
-

@@ -72,7 +72,8 @@ int tether_wolf_export_rec(WOLFSSL *ssl, tether_rec_t *r)
     if (ssl->keys.dtls_epoch == 0 || ps->nextEpoch != ssl->keys.dtls_epoch)
         return TETHER_EINVAL;
     r->epoch = ssl->keys.dtls_epoch;
-    r->tx_seq = (uint64_t)ssl->keys.dtls_sequence_number_hi << 32 | ssl->keys.dtls_sequence_number_lo;
+    r->tx_seq =
+        (uint64_t)ssl->keys.dtls_sequence_number_hi << 32 | ssl->keys.dtls_sequence_number_lo;
     r->rx_next = (uint64_t)ps->nextSeq_hi << 32 | ps->nextSeq_lo;
 #if WOLFSSL_DTLS_WINDOW_WORDS < 2
 #error "expected a 64-bit DTLS replay window"
