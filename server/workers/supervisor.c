@@ -23,12 +23,19 @@
 #include "workers.h"
 
 #define RESTART_DELAY_MS 1000
+/* A worker that keeps dying waits longer each time (each restart sends
+ * its devices through new handshakes), up to this; a minute of service
+ * starts the delay over. */
+#define RESTART_DELAY_MAX_MS 60000
+#define RESTART_RESET_MS 60000
 
 typedef struct {
     pid_t pid;           /* 0: not running */
     bool ready;          /* this incarnation said so */
     bool ever_ready;     /* some incarnation did */
     uint64_t restart_at; /* monotonic ms, 0: no restart pending */
+    uint64_t ready_at;   /* monotonic ms this incarnation said it was ready */
+    uint32_t delay_ms;   /* before its next restart */
 } child_t;
 
 typedef struct {
@@ -104,6 +111,10 @@ static void become_worker(sup_t *s, unsigned k, tetherd_worker_t *w)
     prctl(PR_SET_PDEATHSIG, SIGTERM); /* the supervisor gone: drain and stop */
     if (getppid() != s->self)         /* it went before the line above took effect */
         _exit(1);
+    /* A reload forwarded before libuv's SIGHUP handler is in place would
+     * kill the worker (the default action), and the host with it: ignored
+     * until then (uv_signal_start replaces the disposition). */
+    signal(SIGHUP, SIG_IGN);
     sigprocmask(SIG_SETMASK, &s->oldmask, NULL);
     close(s->sigfd);
     close(s->ready_rd);
@@ -145,7 +156,8 @@ static int spawn(sup_t *s, unsigned k, tetherd_worker_t *w)
         log_u(TETHER_LOG_ERROR, "cannot fork a worker", "worker", k, "errno", errno);
         return TETHER_EIO;
     }
-    s->child[k] = (child_t){.pid = pid, .ever_ready = s->child[k].ever_ready};
+    s->child[k] = (child_t){
+        .pid = pid, .ever_ready = s->child[k].ever_ready, .delay_ms = s->child[k].delay_ms};
     return 0;
 }
 
@@ -198,16 +210,22 @@ static void reap(sup_t *s)
                 s->status = 1;
             continue;
         }
-        if (!c->ready) { /* it never served: the configuration cannot start */
+        if (!c->ready && !c->ever_ready) { /* never served: the configuration cannot start */
             log_u(TETHER_LOG_ERROR, "worker failed to start; stopping", "worker", k, "status",
                   code);
             s->status = 1;
             stop_all(s, SIGTERM);
             continue;
         }
+        uint64_t now = mono_ms();
+        if (!c->delay_ms || (c->ready && now - c->ready_at >= RESTART_RESET_MS))
+            c->delay_ms = RESTART_DELAY_MS;
         log_u(TETHER_LOG_WARN, "worker exited; restarting it in its slot", "worker", k, "status",
               code);
-        c->restart_at = mono_ms() + RESTART_DELAY_MS;
+        log_u(TETHER_LOG_INFO, "worker restart delay", "worker", k, "delay_ms", c->delay_ms);
+        c->restart_at = now + c->delay_ms;
+        c->delay_ms =
+            c->delay_ms * 2 > RESTART_DELAY_MAX_MS ? RESTART_DELAY_MAX_MS : c->delay_ms * 2;
     }
 }
 
@@ -221,6 +239,7 @@ static void read_ready(sup_t *s)
             if (b[i] < s->n && s->child[b[i]].pid > 0) {
                 bool again = s->child[b[i]].ever_ready;
                 s->child[b[i]].ready = s->child[b[i]].ever_ready = true;
+                s->child[b[i]].ready_at = mono_ms();
                 if (again)
                     log_u(TETHER_LOG_INFO, "worker restarted", "worker", b[i], "pid",
                           (long)s->child[b[i]].pid);

@@ -159,6 +159,7 @@ static void test_others_follow_the_source_hash(void **state)
         assert_int_equal(deliver(fx, c, u0, sizeof u0), k);
         uint8_t coap[] = {0x40, 0x01, 0x12, 0x34}; /* plain CoAP */
         assert_int_equal(deliver(fx, c, coap, sizeof coap), k);
+        assert_int_equal(deliver(fx, c, d, 0), k); /* empty: no load may run past it */
     }
     assert_true(seen != 1u && seen != 2u && seen != 4u);
 }
