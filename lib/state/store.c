@@ -82,7 +82,10 @@ int tether_store_scan(tether_store_t *s, tether_store_kind_t kind, uint64_t curs
     return s->ops->scan(s, kind, cursor, now, cb, user);
 }
 
-void tether_store_tick(tether_store_t *s, tether_time_t now) { s->ops->tick(s, now); }
+void tether_store_tick(tether_store_t *s, tether_time_t now)
+{
+    s->ops->tick(s, now);
+}
 
 tether_time_t tether_store_next_deadline(const tether_store_t *s)
 {
@@ -120,4 +123,19 @@ void tether_store_notify(tether_store_t *s, tether_store_kind_t kind, const uint
     for (size_t i = 0; i < TETHER_STORE_WATCHERS_MAX; i++)
         if (s->watchers[i].cb) /* a watcher may unwatch itself while told */
             s->watchers[i].cb(s->watchers[i].user, kind, key, key_len, version);
+}
+
+tether_lnode_t *tether_store_scan_start(const tether_list_t *order,
+                                        const tether_store_scan_pos_t *p, uint64_t cursor)
+{
+    /* Every record before p->at has a smaller seq: none is after cursor. */
+    if (p->at && p->seq <= cursor)
+        return p->at->next;
+    return order->head;
+}
+
+void tether_store_scan_forget(tether_store_scan_pos_t *p, const tether_lnode_t *n)
+{
+    if (p->at == n)
+        p->at = n->prev; /* p->seq stays: the predecessor's is smaller */
 }

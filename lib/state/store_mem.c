@@ -40,12 +40,16 @@ typedef struct {
     tether_store_t base;
     tether_hmap_t map;
     tether_list_t order[TETHER_STORE_KINDS];
+    tether_store_scan_pos_t scan[TETHER_STORE_KINDS];
     tether_heap_t expiry;
     uint64_t seed, next_seq;
     size_t count, max;
 } mem_t;
 
-static bool kind_ok(tether_store_kind_t k) { return k >= TETHER_STORE_DEVICE && k < TETHER_STORE_KINDS; }
+static bool kind_ok(tether_store_kind_t k)
+{
+    return k >= TETHER_STORE_DEVICE && k < TETHER_STORE_KINDS;
+}
 
 static size_t map_key(const mem_t *m, tether_store_kind_t kind, const uint8_t *key, size_t len,
                       uint8_t out[MAP_KEY_LEN])
@@ -154,6 +158,7 @@ static void entry_free(mem_t *m, entry_t *e)
 {
     tether_heap_disarm(&m->expiry, &e->expiry);
     tether_hmap_remove(&m->map, &e->hn);
+    tether_store_scan_forget(&m->scan[e->rec.kind], &e->order);
     tether_list_del(&m->order[e->rec.kind], &e->order);
     m->count--;
     free(e->data);
@@ -171,8 +176,8 @@ static void entry_drop(mem_t *m, entry_t *e)
     tether_store_notify(&m->base, kind, key, kl, 0);
 }
 
-static int mem_get(tether_store_t *s, tether_store_kind_t kind, const uint8_t *key,
-                   size_t key_len, tether_time_t now, tether_store_cb cb, void *user)
+static int mem_get(tether_store_t *s, tether_store_kind_t kind, const uint8_t *key, size_t key_len,
+                   tether_time_t now, tether_store_cb cb, void *user)
 {
     mem_t *m = (mem_t *)s;
     if (!kind_ok(kind) || !key_len || key_len > TETHER_STORE_KEY_MAX)
@@ -247,9 +252,8 @@ fail:
     return 0;
 }
 
-static int mem_del(tether_store_t *s, tether_store_kind_t kind, const uint8_t *key,
-                   size_t key_len, uint64_t expect, tether_time_t now, tether_store_cb cb,
-                   void *user)
+static int mem_del(tether_store_t *s, tether_store_kind_t kind, const uint8_t *key, size_t key_len,
+                   uint64_t expect, tether_time_t now, tether_store_cb cb, void *user)
 {
     mem_t *m = (mem_t *)s;
     if (!kind_ok(kind) || !key_len || key_len > TETHER_STORE_KEY_MAX)
@@ -269,18 +273,20 @@ static int mem_del(tether_store_t *s, tether_store_kind_t kind, const uint8_t *k
     return 0;
 }
 
-/* Linear in the records of `kind` created before the cursor: scans serve
- * operators and resyncs, not the request path. */
-static int mem_scan(tether_store_t *s, tether_store_kind_t kind, uint64_t cursor,
-                    tether_time_t now, tether_store_cb cb, void *user)
+/* Constant time per step of a scan in order; a cursor from elsewhere walks
+ * from the head. */
+static int mem_scan(tether_store_t *s, tether_store_kind_t kind, uint64_t cursor, tether_time_t now,
+                    tether_store_cb cb, void *user)
 {
     mem_t *m = (mem_t *)s;
     if (!kind_ok(kind))
         return TETHER_EINVAL;
-    for (tether_lnode_t *l = m->order[kind].head; l; l = l->next) {
+    for (tether_lnode_t *l = tether_store_scan_start(&m->order[kind], &m->scan[kind], cursor); l;
+         l = l->next) {
         entry_t *e = container_of(l, entry_t, order);
         if (e->seq <= cursor || (tether_timer_armed(&e->expiry) && e->expiry.at <= now))
             continue;
+        m->scan[kind] = (tether_store_scan_pos_t){.at = l, .seq = e->seq};
         complete(cb, user, 0, kind, e->key, e->key_len, e->version, &e->rec, e->seq);
         return 0;
     }

@@ -135,6 +135,7 @@ struct tetherd_redis {
     tether_hmap_t map;
     tether_hmap_t tombs; /* tomb_t: deleted credentials' last versions */
     tether_list_t order[TETHER_STORE_KINDS];
+    tether_store_scan_pos_t scan[TETHER_STORE_KINDS];
     size_t count;
     uint64_t next_seq, epoch;
     /* change log */
@@ -247,6 +248,7 @@ static bool cred_newer(tetherd_redis_t *r, const char *rkey, uint64_t version)
 static void rep_free(tetherd_redis_t *r, rent_t *e)
 {
     tether_hmap_remove(&r->map, &e->hn);
+    tether_store_scan_forget(&r->scan[e->rr.rec.kind], &e->order);
     tether_list_del(&r->order[e->rr.rec.kind], &e->order);
     r->count--;
     tetherd_rrec_free(&e->rr);
@@ -1353,10 +1355,12 @@ static int r_scan(tether_store_t *s, tether_store_kind_t kind, uint64_t cursor, 
     tetherd_redis_t *r = (tetherd_redis_t *)s;
     if (kind < TETHER_STORE_DEVICE || kind >= TETHER_STORE_KINDS)
         return TETHER_EINVAL;
-    for (tether_lnode_t *l = r->order[kind].head; l; l = l->next) {
+    for (tether_lnode_t *l = tether_store_scan_start(&r->order[kind], &r->scan[kind], cursor); l;
+         l = l->next) {
         rent_t *e = container_of(l, rent_t, order);
         if (e->seq <= cursor)
             continue;
+        r->scan[kind] = (tether_store_scan_pos_t){.at = l, .seq = e->seq};
         complete(cb, user, 0, kind, e->key, e->key_len, e->version, &e->rr.rec, e->seq);
         return 0;
     }

@@ -114,13 +114,11 @@ static void test_versions_and_cas(void **state)
     assert_int_equal(d.rec.u.device.lifetime_s, 120);
     assert_string_equal(d.text, "</Xemp>;obs");
     /* delete with CAS */
-    assert_int_equal(tether_store_del(s, TETHER_STORE_DEVICE, (const uint8_t *)"dev1", 4, 2, 0,
-                                      on_done, &d),
-                     0);
+    assert_int_equal(
+        tether_store_del(s, TETHER_STORE_DEVICE, (const uint8_t *)"dev1", 4, 2, 0, on_done, &d), 0);
     assert_int_equal(d.rc, TETHER_ECONFLICT);
-    assert_int_equal(tether_store_del(s, TETHER_STORE_DEVICE, (const uint8_t *)"dev1", 4, 3, 0,
-                                      on_done, &d),
-                     0);
+    assert_int_equal(
+        tether_store_del(s, TETHER_STORE_DEVICE, (const uint8_t *)"dev1", 4, 3, 0, on_done, &d), 0);
     assert_int_equal(d.rc, 0);
     get(s, TETHER_STORE_DEVICE, "dev1", 0, &d);
     assert_int_equal(d.rc, TETHER_ENOTFOUND);
@@ -174,8 +172,8 @@ static void test_kinds_and_keys(void **state)
     ses.u.session.blob = (const uint8_t *)"wrapped-state";
     ses.u.session.blob_len = 13;
     assert_int_equal(tether_store_put(s, &ses, 0, 0, 0, on_done, &d), 0);
-    assert_int_equal(tether_store_get(s, TETHER_STORE_SESSION, (const uint8_t *)"\x02zzzzzzz", 8,
-                                      0, on_done, &d),
+    assert_int_equal(tether_store_get(s, TETHER_STORE_SESSION, (const uint8_t *)"\x02zzzzzzz", 8, 0,
+                                      on_done, &d),
                      0);
     assert_int_equal(d.rc, 0);
     assert_string_equal(d.text, "wrapped-state");
@@ -286,6 +284,53 @@ static void test_scan_survives_changes(void **state)
     tether_store_destroy(s);
 }
 
+/* Each step of a scan starts after the previous step's record
+ * (tether_store_scan_pos_t): removing that record, or a second scan
+ * running in between, must not skip or repeat one. */
+static void test_scan_position_follows_removals(void **state)
+{
+    (void)state;
+    tether_store_t *s;
+    assert_int_equal(tether_store_mem_create(10, &s), 0);
+    done_t d = {0};
+    const char *names[] = {"a", "b", "c", "d", "e", "f"};
+    for (int i = 0; i < 6; i++) {
+        tether_store_rec_t r = device(names[i], "");
+        assert_int_equal(tether_store_put(s, &r, 0, 0, 0, on_done, &d), 0);
+    }
+    uint64_t cur = 0;
+    for (int i = 0; i < 3; i++)
+        tether_store_scan(s, TETHER_STORE_DEVICE, cur, 0, on_done, &d), cur = d.cursor;
+    assert_string_equal(d.rec.u.device.name, "c");
+    /* The record the position is on goes, and the one before it. */
+    tether_store_del(s, TETHER_STORE_DEVICE, (const uint8_t *)"c", 1, TETHER_STORE_ANY, 0, NULL,
+                     NULL);
+    tether_store_del(s, TETHER_STORE_DEVICE, (const uint8_t *)"b", 1, TETHER_STORE_ANY, 0, NULL,
+                     NULL);
+    tether_store_scan(s, TETHER_STORE_DEVICE, cur, 0, on_done, &d);
+    assert_string_equal(d.rec.u.device.name, "d");
+    cur = d.cursor;
+    /* Another scan from the start in between. */
+    tether_store_scan(s, TETHER_STORE_DEVICE, 0, 0, on_done, &d);
+    assert_string_equal(d.rec.u.device.name, "a");
+    tether_store_scan(s, TETHER_STORE_DEVICE, cur, 0, on_done, &d);
+    assert_string_equal(d.rec.u.device.name, "e");
+    cur = d.cursor;
+    /* Records created meanwhile come after the older ones. */
+    tether_store_rec_t g = device("g", "");
+    tether_store_put(s, &g, 0, 0, 0, on_done, &d);
+    const char *rest[] = {"f", "g"};
+    for (int i = 0; i < 2; i++) {
+        tether_store_scan(s, TETHER_STORE_DEVICE, cur, 0, on_done, &d);
+        assert_int_equal(d.rc, 0);
+        assert_string_equal(d.rec.u.device.name, rest[i]);
+        cur = d.cursor;
+    }
+    tether_store_scan(s, TETHER_STORE_DEVICE, cur, 0, on_done, &d);
+    assert_int_equal(d.rc, TETHER_ENOTFOUND);
+    tether_store_destroy(s);
+}
+
 static void test_watchers_and_bounds(void **state)
 {
     (void)state;
@@ -316,8 +361,8 @@ static void test_watchers_and_bounds(void **state)
     r = device("dev3", "");
     tether_store_put(s, &r, 0, 0, 0, on_done, &d);
     assert_int_equal(d.rc, TETHER_ELIMIT);
-    tether_store_del(s, TETHER_STORE_DEVICE, (const uint8_t *)"dev1", 4, TETHER_STORE_ANY, 0,
-                     NULL, NULL);
+    tether_store_del(s, TETHER_STORE_DEVICE, (const uint8_t *)"dev1", 4, TETHER_STORE_ANY, 0, NULL,
+                     NULL);
     assert_int_equal(c[0].version, 0);
     tether_store_put(s, &r, 0, 0, 0, on_done, &d);
     assert_int_equal(d.rc, 0);
@@ -331,6 +376,7 @@ int main(void)
         cmocka_unit_test(test_kinds_and_keys),
         cmocka_unit_test(test_lease_expiry),
         cmocka_unit_test(test_scan_survives_changes),
+        cmocka_unit_test(test_scan_position_follows_removals),
         cmocka_unit_test(test_watchers_and_bounds),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

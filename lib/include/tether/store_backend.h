@@ -12,6 +12,7 @@
 #ifndef TETHER_STORE_BACKEND_H
 #define TETHER_STORE_BACKEND_H
 
+#include "tether/list.h"
 #include "tether/store.h"
 
 typedef struct {
@@ -36,9 +37,29 @@ struct tether_store {
     } watchers[TETHER_STORE_WATCHERS_MAX];
 };
 
+/* Where a scan resumes (both backends keep each kind's records in a list
+ * in creation order, seq increasing, and a scan's cursor is the seq of the
+ * record it returned last): scans of a whole kind run in steps, one record
+ * each (a pattern group's members, /devices), so each step starts after
+ * the previous one's record instead of walking from the head (quadratic:
+ * 40k devices took 7 s). */
+typedef struct {
+    const tether_lnode_t *at; /* the record returned last, NULL: none */
+    uint64_t seq;             /* its seq */
+} tether_store_scan_pos_t;
+
+/* The first node to look at for records after `cursor` in `order`. */
+TETHER_API tether_lnode_t *tether_store_scan_start(const tether_list_t *order,
+                                                   const tether_store_scan_pos_t *p,
+                                                   uint64_t cursor);
+/* A record leaves `order`: a position on it moves to its predecessor
+ * (whose successors are still the records after the removed one). Call
+ * before unlinking n. */
+TETHER_API void tether_store_scan_forget(tether_store_scan_pos_t *p, const tether_lnode_t *n);
+
 /* Tells every watcher about a change (after the operation's callback, and
  * for another node's write as soon as the backend learns of it). */
-TETHER_API void tether_store_notify(tether_store_t *s, tether_store_kind_t kind,
-                                    const uint8_t *key, size_t key_len, uint64_t version);
+TETHER_API void tether_store_notify(tether_store_t *s, tether_store_kind_t kind, const uint8_t *key,
+                                    size_t key_len, uint64_t version);
 
 #endif
