@@ -20,6 +20,21 @@ not_ok() {
     echo "not ok - $*"
     NFAIL=$((NFAIL + 1))
 }
+# port_base N: the first of N consecutive ports for a test's fixed ports
+# (Redis, the balancer, cluster channels): below the ephemeral range
+# (ip_local_port_range starts at 32768 here; a port there can be taken by
+# any process's port-0 socket between our choice and our bind), derived
+# from the test's pid so tests running at once differ, and moved on while
+# anything listens on one of them.
+port_base() {
+    local n=$1 b=$((10000 + ($$ * 11) % 20000)) _
+    for _ in 1 2 3 4 5 6 7 8; do
+        ss -Htuln | awk '{print $5}' | grep -qE ":($(seq -s'|' "$b" $((b + n - 1))))\$" ||
+            break
+        b=$((10000 + (b + 997) % 20000))
+    done
+    echo "$b"
+}
 # check DESC CMD...: passes when CMD exits 0; returns CMD's verdict so that
 # `check ... || note WHY` can say what went wrong.
 check() {

@@ -11,7 +11,7 @@ BENCH=$BUILD_DIR/tether-bench
 MASTER=00112233445566778899aabbccddeeff
 KEY=cluster-key-of-the-integration-test
 # Fixed ports for what the nodes must know of each other before they start.
-base=$((21000 + $$ % 20000))
+base=$(port_base 12)
 C1=$base C2=$((base + 1)) LB=$((base + 2))
 
 cat >"$T/creds.json" <<JSON

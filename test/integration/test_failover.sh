@@ -26,10 +26,7 @@ MASTER=00112233445566778899aabbccddeeff
 KEY=cluster-key-of-the-failover-integration-test
 TOKEN=t0ken
 export TETHER_CLUSTER_KEY=$KEY TETHER_ADMIN_TOKEN=$TOKEN
-# Eleven fixed ports below the ephemeral range, none of them in use.
-ports_free() { ! ss -Htuln | awk '{print $5}' | grep -qE ":($(seq -s'|' "$1" $(($1 + 10))))\$"; }
-base=$((10000 + ($$ * 11) % 20000))
-for _ in 1 2 3 4 5; do ports_free "$base" && break; base=$((10000 + (base + 997) % 20000)); done
+base=$(port_base 11)
 RP=$base LB=$((base + 1))
 N=200
 N13=10

@@ -60,7 +60,7 @@ check "tetherd still serves the first listener" \
 # second listener, then send their records to node 1's second listener:
 # node 1 forwards them by CID and node 2's answers must leave node 1 from
 # that same listener.
-base=$((21000 + $$ % 20000))
+base=$(port_base 12)
 C1=$base C2=$((base + 1))
 for id in 1 2; do
     own=$([ $id = 1 ] && echo $C1 || echo $C2)

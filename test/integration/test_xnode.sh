@@ -19,7 +19,7 @@ MASTER=00112233445566778899aabbccddeeff
 KEY=cluster-key-of-the-xnode-integration-test
 TOKEN=t0ken
 export TETHER_CLUSTER_KEY=$KEY TETHER_ADMIN_TOKEN=$TOKEN
-base=$((25000 + $$ % 20000))
+base=$(port_base 12)
 RP=$base LB=$((base + 1)) C1=$((base + 2)) C2=$((base + 3)) C3=$((base + 4))
 N=${XNODE_DEVICES:-200}
 APP1=app1-secret-key
