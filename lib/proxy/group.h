@@ -104,6 +104,9 @@ typedef struct {
     size_t nfans;
     tether_heap_t timers; /* fan-outs' T' deadlines and pacing steps */
     uint64_t seed;
+    /* Group-ETag's MAC key (group_cache.c): a tag a client sees must not
+     * reveal the hash seeds of the node's tables. */
+    uint8_t etag_key[32];
     int *op_rc; /* the store write in progress (group_store.c) */
     /* counters for tether_node_stats */
     uint64_t requests, members_sent, responses, late_dropped, rejected, from_cache;
