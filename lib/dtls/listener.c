@@ -226,6 +226,7 @@ int dtls_rotate(tether_dtls_srv_t *srv, uint64_t epoch)
     listener_t *cur = &srv->lst[0], *prev = &srv->lst[1];
     if (prev->ssl)
         wolfSSL_free(prev->ssl);
+    dtls_ticket_seen_free(&prev->io.tickets); /* overwritten next */
     *prev = *cur;
     cur->io.tickets = NULL; /* moved with the rest */
     /* The moved WOLFSSL still points at cur->io: repoint it. */

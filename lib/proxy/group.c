@@ -78,8 +78,8 @@ int tether_groups_init(tether_groups_t *g, uint64_t seed)
     memset(g, 0, sizeof *g);
     g->seed = seed;
     /* Derived, not the seed itself: SHA-256 of a label and the seed. */
-    uint8_t in[24] = "tether group-etag v1\0\0\0";
-    memcpy(in + 16, &seed, sizeof seed);
+    uint8_t in[20 + sizeof seed] = "tether group-etag v1";
+    memcpy(in + 20, &seed, sizeof seed);
     if (wc_Sha256Hash(in, sizeof in, g->etag_key) != 0)
         return TETHER_ECRYPTO;
     return tether_hmap_init(&g->by_name, 16, seed);

@@ -109,14 +109,17 @@ bool tether_group_cache_answer(tether_node_t *n, const tether_link_t *link,
     for (int i = 0; i < 8; i++)
         hb[i] = (uint8_t)(h >> (56 - 8 * i));
     Hmac hm;
-    if (wc_HmacInit(&hm, NULL, INVALID_DEVID) != 0 ||
-        wc_HmacSetKey(&hm, WC_SHA256, n->groups.etag_key, sizeof n->groups.etag_key) != 0 ||
-        wc_HmacUpdate(&hm, hb, sizeof hb) != 0 || wc_HmacFinal(&hm, mac) != 0) {
-        wc_HmacFree(&hm);
+    if (wc_HmacInit(&hm, NULL, INVALID_DEVID) != 0) {
         free(e);
         return false;
     }
+    bool macd = wc_HmacSetKey(&hm, WC_SHA256, n->groups.etag_key, sizeof n->groups.etag_key) == 0 &&
+                wc_HmacUpdate(&hm, hb, sizeof hb) == 0 && wc_HmacFinal(&hm, mac) == 0;
     wc_HmacFree(&hm);
+    if (!macd) {
+        free(e);
+        return false;
+    }
     memcpy(tag, mac, GROUP_ETAG_LEN);
     n->groups.requests++;
     n->groups.from_cache++;

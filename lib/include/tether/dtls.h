@@ -116,13 +116,13 @@ typedef struct {
     uint64_t hellos_over_budget;   /* hellos dropped beyond hello_rate, node-wide */
     uint64_t events_dropped;       /* events lost because the list could not grow */
     uint64_t tx_unvalidated_dropped; /* over 3x what an unvalidated address sent us */
-    uint64_t sessions_revoked;   /* closed by set_creds: identity gone or role changed */
-    uint64_t records_empty;      /* zero-length application records skipped */
-    uint64_t records_held;       /* waited for a transmit-ceiling raise */
-    uint64_t sessions_adopted;   /* created from another node's checkpoint */
-    uint64_t adoptions_refused;  /* checkpoint did not open, identity gone, no room */
-    uint64_t handshakes_resumed; /* completed by resuming a session ticket */
-    uint64_t tickets_refused;    /* did not open (key, epoch, altered) or credential changed */
+    uint64_t sessions_revoked;       /* closed by set_creds: identity gone or role changed */
+    uint64_t records_empty;          /* zero-length application records skipped */
+    uint64_t records_held;           /* waited for a transmit-ceiling raise */
+    uint64_t sessions_adopted;       /* created from another node's checkpoint */
+    uint64_t adoptions_refused;      /* checkpoint did not open, identity gone, no room */
+    uint64_t handshakes_resumed;     /* completed by resuming a session ticket */
+    uint64_t tickets_refused;        /* did not open (key, epoch, altered) or credential changed */
     uint64_t sessions_identity_capped; /* closed: their identity over max_sessions_per_identity */
 } tether_dtls_stats_t;
 
@@ -236,7 +236,10 @@ TETHER_API void tether_dtls_tx_clear(tether_dtls_srv_t *srv);
 
 TETHER_API const tether_dtls_stats_t *tether_dtls_stats(const tether_dtls_srv_t *srv);
 
-/* Authenticated identity (PSK identity) of an established session. */
+/* Authenticated identity (PSK identity or certificate CN) of an
+ * established session: valid until the session closes (not only until it
+ * is freed; "" once closed), so do not hold it across a call that may
+ * close sessions (input, tick, set_creds, release). */
 TETHER_API const char *tether_dtls_sess_identity(const tether_dtls_sess_t *sess);
 TETHER_API tether_role_t tether_dtls_sess_role(const tether_dtls_sess_t *sess);
 TETHER_API const tether_addr_t *tether_dtls_sess_peer(const tether_dtls_sess_t *sess);
