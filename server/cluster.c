@@ -78,6 +78,7 @@ void tetherd_cluster_conf(const tetherd_config_t *cfg, tether_channel_conf_t *cc
     /* Three missed 1 s heartbeats, like the 3 s lease: failover waits for
      * both before it adopts a node's sessions (store/adopt.h). */
     cc->alive_ms = 3000;
+    cc->bundle_max = cfg->cluster_bundle_bytes;
 }
 
 int tetherd_cluster_open(uv_loop_t *loop, const tetherd_config_t *cfg, tether_channel_t *ch,

@@ -106,6 +106,7 @@ typedef struct {
     char cluster_listen[160];          /* HOST:PORT this node receives forwarded records on */
     bool cluster_failover;             /* checkpoints, adoption, handover (server/failover.h) */
     uint32_t cluster_ckpt_interval_ms; /* receive-window refresh of checkpoints */
+    uint32_t cluster_bundle_bytes;     /* internal datagram size for bundles, 0 = off */
     char cluster_advertise[160];       /* HOST:PORT other nodes reach it at ("" = cluster_listen) */
     struct {
         uint8_t id;

@@ -112,6 +112,18 @@ static uv_udp_t *iface_sock(tetherd_t *d, uint8_t iface)
  * except inside a recvmmsg batch, which sends them when it ends
  * (on_recv). A nested call (from inside the admin endpoint) only asks the
  * outer one to loop. */
+static void outbox_to_txq(tetherd_t *d)
+{
+    size_t n = tether_pipeline_out_count(d->pipe);
+    for (size_t i = 0; i < n; i++) {
+        const tether_dgram_t *g = tether_pipeline_out_get(d->pipe, i);
+        uv_udp_t *sock = d->stopping ? NULL : iface_sock(d, g->iface);
+        if (sock)
+            tetherd_txq_push(&d->txq, sock, &g->to, g->data, g->len);
+    }
+    tether_pipeline_out_clear(d->pipe);
+}
+
 static void pump(tetherd_t *d)
 {
     if (d->pumping) {
@@ -129,14 +141,9 @@ static void pump(tetherd_t *d)
             tetherd_admin_coap_answer(&d->admin, o.link.id, o.data, o.len);
     } while (d->pump_again);
     d->pumping = false;
-    size_t n = tether_pipeline_out_count(d->pipe);
-    for (size_t i = 0; i < n; i++) {
-        const tether_dgram_t *g = tether_pipeline_out_get(d->pipe, i);
-        uv_udp_t *sock = d->stopping ? NULL : iface_sock(d, g->iface);
-        if (sock)
-            tetherd_txq_push(&d->txq, sock, &g->to, g->data, g->len);
-    }
-    tether_pipeline_out_clear(d->pipe);
+    if (!d->rx_batch) /* messages for other nodes bundled so far */
+        tether_pipeline_flush(d->pipe, now_ms(d));
+    outbox_to_txq(d);
     if (!d->rx_batch)
         tetherd_txq_flush(&d->txq);
     tether_time_t at = tether_pipeline_next_deadline(d->pipe), now = uv_now(d->loop);
@@ -256,6 +263,8 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
         d->rx_busy = false;
     if (!addr) { /* end of a batch, nothing to read, or a read error */
         d->rx_batch = false;
+        tether_pipeline_flush(d->pipe, now_ms(d)); /* the batch's bundles */
+        outbox_to_txq(d);
         tetherd_txq_flush(&d->txq);
         if (d->batch_t0_ns) {
             uint64_t t1 = uv_hrtime();

@@ -33,13 +33,15 @@ typedef struct {
     bool moving;                   /* a lease names another address: */
     tether_addr_t moved_to;        /* taken once the node writes from it */
     uint64_t rx_bits;              /* bit k: rx_max - 1 - k was seen */
+    int32_t open;                  /* out index of the bundle being filled for it, -1: none */
+    uint16_t open_frames;          /* frames in it */
 } node_t;
 
 struct tether_channel {
     tether_channel_conf_t conf;
     uint8_t key[128];
     node_t node[256];
-    uint64_t counter; /* our last message's counter */
+    uint64_t counter;      /* our last message's counter */
     tether_time_t started; /* messages stamped before this are replays (channel.h) */
     tether_time_t next_beat;
     tether_hmap_t via;
@@ -47,6 +49,11 @@ struct tether_channel {
     tether_channel_stats_t stats;
     tether_channel_dgram_t *out;
     size_t nout, out_cap;
+    size_t nopen; /* bundles being filled (none visible in the outbox then) */
+    /* The bundle tether_channel_input took apart, for input_more. */
+    const uint8_t *rx_frames;
+    size_t rx_len, rx_pos;
+    uint8_t rx_via;
 };
 
 void tether_channel_conf_defaults(tether_channel_conf_t *c)
@@ -90,6 +97,10 @@ int tether_channel_create(const tether_channel_conf_t *conf, tether_time_t now,
     ch->next_beat = now;
     ch->stats.nodes_configured = 1;
     ch->stats.nodes_alive = 1;
+    if (ch->conf.bundle_max > sizeof ch->out[0].data)
+        ch->conf.bundle_max = sizeof ch->out[0].data;
+    for (int i = 0; i < 256; i++)
+        ch->node[i].open = -1;
     int rc = tether_hmap_init(&ch->via, 1024, now * 0x9e3779b97f4a7c15ull ^ (uintptr_t)ch);
     if (rc < 0) {
         free(ch);
@@ -149,39 +160,158 @@ int tether_channel_node_lease(tether_channel_t *ch, uint8_t id, const tether_add
     return 0;
 }
 
-/* Queues a message for node `to`; false when it was dropped. */
-static bool send_msg(tether_channel_t *ch, uint8_t type, uint8_t to, uint8_t iface,
-                     const tether_addr_t *client, const uint8_t *data, size_t len,
-                     tether_time_t now)
+/* A free outbox entry, NULL when the outbox is full (UDP: dropped). */
+static tether_channel_dgram_t *out_reserve(tether_channel_t *ch)
 {
-    static const tether_addr_t none = {.ss = {.ss_family = AF_INET}};
     if (ch->nout == ch->out_cap) {
         if (ch->out_cap == OUT_MAX)
-            return false;
+            return NULL;
         size_t cap = ch->out_cap ? ch->out_cap * 2 : 16;
         tether_channel_dgram_t *o = realloc(ch->out, cap * sizeof *o);
         if (!o)
-            return false;
+            return NULL;
         ch->out = o;
         ch->out_cap = cap;
     }
+    return &ch->out[ch->nout];
+}
+
+static const tether_addr_t no_client = {.ss = {.ss_family = AF_INET}};
+
+/* Encodes one plain message into d; false when it cannot be. */
+static bool encode_into(tether_channel_t *ch, tether_channel_dgram_t *d, uint8_t type, uint8_t to,
+                        uint8_t iface, const tether_addr_t *client, const uint8_t *data, size_t len,
+                        tether_time_t now)
+{
     tether_cluster_msg_t m = {.type = type,
                               .from_node = ch->conf.self,
                               .to_node = to,
                               .iface = iface,
                               .counter = ++ch->counter,
                               .sent_at = now,
-                              .client = client ? *client : none,
+                              .client = client ? *client : no_client,
                               .payload = data,
                               .payload_len = len};
-    tether_channel_dgram_t *d = &ch->out[ch->nout];
     int n = tether_cluster_encode(&m, ch->node[to].key_out, PAIR_KEY_LEN, d->data, sizeof d->data);
     if (n <= 0)
         return false;
     d->to = ch->node[to].addr;
     d->len = (uint16_t)n;
+    return true;
+}
+
+/* Closes the bundle being filled for node `to`: header, counter and MAC
+ * now; a lone frame goes as its plain message (cluster.h). */
+static void seal(tether_channel_t *ch, uint8_t to, tether_time_t now)
+{
+    node_t *n = &ch->node[to];
+    if (n->open < 0)
+        return;
+    tether_channel_dgram_t *d = &ch->out[n->open];
+    bool ok;
+    if (n->open_frames == 1) {
+        tether_cluster_msg_t f;
+        size_t pos = 0;
+        uint8_t tmp[TETHER_CHANNEL_MAX_MSG];
+        ok = tether_cluster_frame_next(d->data + TETHER_CLUSTER_HDR, d->len - TETHER_CLUSTER_HDR,
+                                       &pos, &f) == 1;
+        if (ok) {
+            memcpy(tmp, f.payload, f.payload_len);
+            ok = encode_into(ch, d, f.type, to, f.iface, &f.client, tmp, f.payload_len, now);
+        }
+    } else {
+        tether_cluster_msg_t m = {.type = TETHER_CLUSTER_BUNDLE,
+                                  .from_node = ch->conf.self,
+                                  .to_node = to,
+                                  .counter = ++ch->counter,
+                                  .sent_at = now,
+                                  .client = no_client,
+                                  .payload = d->data + TETHER_CLUSTER_HDR,
+                                  .payload_len = d->len - TETHER_CLUSTER_HDR};
+        int len = tether_cluster_encode(&m, n->key_out, PAIR_KEY_LEN, d->data, sizeof d->data);
+        ok = len > 0;
+        if (ok) {
+            d->to = n->addr;
+            d->len = (uint16_t)len;
+        }
+    }
+    if (!ok) /* cannot happen (the frames were checked going in): send nothing */
+        d->len = 0;
+    n->open = -1;
+    ch->nopen--;
+}
+
+/* Adds a frame to node `to`'s bundle, opening one; false when the frame
+ * does not fit in an empty bundle (sent plain then). */
+static bool bundle_add(tether_channel_t *ch, uint8_t type, uint8_t to, uint8_t iface,
+                       const tether_addr_t *client, const uint8_t *data, size_t len,
+                       tether_time_t now, bool *dropped)
+{
+    node_t *n = &ch->node[to];
+    tether_cluster_msg_t f = {.type = type,
+                              .iface = iface,
+                              .client = client ? *client : no_client,
+                              .payload = data,
+                              .payload_len = len};
+    size_t room = ch->conf.bundle_max - TETHER_CLUSTER_MAC;
+    for (int tries = 0; tries < 2; tries++) {
+        if (n->open < 0) {
+            tether_channel_dgram_t *d = out_reserve(ch);
+            if (!d) {
+                *dropped = true;
+                return true;
+            }
+            d->len = TETHER_CLUSTER_HDR;
+            n->open = (int32_t)ch->nout++;
+            n->open_frames = 0;
+            ch->nopen++;
+        }
+        tether_channel_dgram_t *d = &ch->out[n->open];
+        int fl = room > d->len ? tether_cluster_frame_put(&f, d->data + d->len, room - d->len)
+                               : TETHER_ENOSPC;
+        if (fl > 0) {
+            d->len = (uint16_t)(d->len + fl);
+            n->open_frames++;
+            ch->stats.bundled++;
+            return true;
+        }
+        if (fl != TETHER_ENOSPC || n->open_frames == 0) {
+            /* Too large for any bundle: give the empty entry back when it
+             * is the newest (it is: just reserved). */
+            if (n->open_frames == 0 && (size_t)n->open + 1 == ch->nout) {
+                ch->nout--;
+                n->open = -1;
+                ch->nopen--;
+            }
+            return false;
+        }
+        seal(ch, to, now); /* full: the frame opens the next one */
+    }
+    return false;
+}
+
+/* Queues a message for node `to`; false when it was dropped. */
+static bool send_msg(tether_channel_t *ch, uint8_t type, uint8_t to, uint8_t iface,
+                     const tether_addr_t *client, const uint8_t *data, size_t len,
+                     tether_time_t now)
+{
+    if (ch->conf.bundle_max && type != TETHER_CLUSTER_HEARTBEAT) {
+        bool dropped = false;
+        if (bundle_add(ch, type, to, iface, client, data, len, now, &dropped))
+            return !dropped;
+    }
+    seal(ch, to, now); /* what was bundled before it goes first */
+    tether_channel_dgram_t *d = out_reserve(ch);
+    if (!d || !encode_into(ch, d, type, to, iface, client, data, len, now))
+        return false;
     ch->nout++;
     return true;
+}
+
+void tether_channel_flush(tether_channel_t *ch, tether_time_t now)
+{
+    for (int id = 1; ch->nopen && id < 256; id++)
+        seal(ch, (uint8_t)id, now);
 }
 
 int tether_channel_send(tether_channel_t *ch, uint8_t type, uint8_t to, const uint8_t *data,
@@ -291,12 +421,36 @@ static bool window_accept(node_t *n, uint64_t c)
     return true;
 }
 
+/* What message (or frame) m asks of us, from node `via`. */
+static void deliver(tether_channel_t *ch, const tether_cluster_msg_t *m, uint8_t via,
+                    tether_channel_rx_t *rx)
+{
+    if (m->type == TETHER_CLUSTER_FORWARD) {
+        ch->stats.forwarded_in++;
+        rx->kind = TETHER_CHANNEL_RX_DELIVER;
+    } else if (m->type == TETHER_CLUSTER_REPLY) {
+        ch->stats.replies_in++;
+        rx->kind = TETHER_CHANNEL_RX_REPLY;
+    } else if (m->type >= TETHER_CLUSTER_XREQ && m->type <= TETHER_CLUSTER_XEND) {
+        rx->kind = TETHER_CHANNEL_RX_XRELAY;
+        rx->type = m->type;
+    } else {
+        return; /* a heartbeat */
+    }
+    rx->via = via;
+    rx->iface = m->iface;
+    rx->client = m->client;
+    rx->payload = m->payload;
+    rx->len = m->payload_len;
+}
+
 int tether_channel_input(tether_channel_t *ch, const tether_addr_t *src, const uint8_t *data,
                          size_t len, tether_time_t now, tether_channel_rx_t *rx)
 {
     /* The MAC names the sender; its address may be NATed, so src only
      * matters to confirm a move its lease announced. */
     memset(rx, 0, sizeof *rx);
+    ch->rx_frames = NULL;
     /* The claimed sender picks the key: bytes 4 (from) and 5 (to) of the
      * header; a forged claim fails the MAC of that pair. */
     int rc = TETHER_EPROTO;
@@ -328,24 +482,39 @@ int tether_channel_input(tether_channel_t *ch, const tether_addr_t *src, const u
         n->moving = false;
         ch->stats.node_moves++;
     }
-    if (m.type == TETHER_CLUSTER_FORWARD) {
-        ch->stats.forwarded_in++;
-        rx->kind = TETHER_CHANNEL_RX_DELIVER;
-    } else if (m.type == TETHER_CLUSTER_REPLY) {
-        ch->stats.replies_in++;
-        rx->kind = TETHER_CHANNEL_RX_REPLY;
-    } else if (m.type >= TETHER_CLUSTER_XREQ) {
-        rx->kind = TETHER_CHANNEL_RX_XRELAY;
-        rx->type = m.type;
-    } else {
-        return 0;
+    if (m.type == TETHER_CLUSTER_BUNDLE) {
+        /* Every frame is checked before any is acted on. */
+        size_t pos = 0;
+        tether_cluster_msg_t f;
+        int fr;
+        while ((fr = tether_cluster_frame_next(m.payload, m.payload_len, &pos, &f)) == 1)
+            ;
+        if (fr < 0 || m.payload_len == 0) {
+            ch->stats.rejected++;
+            return TETHER_EPROTO;
+        }
+        ch->stats.bundles_in++;
+        ch->rx_frames = m.payload;
+        ch->rx_len = m.payload_len;
+        ch->rx_pos = 0;
+        ch->rx_via = m.from_node;
+        return tether_channel_input_more(ch, rx) ? 0 : TETHER_EPROTO;
     }
-    rx->via = m.from_node;
-    rx->iface = m.iface;
-    rx->client = m.client;
-    rx->payload = m.payload;
-    rx->len = m.payload_len;
+    deliver(ch, &m, m.from_node, rx);
     return 0;
+}
+
+bool tether_channel_input_more(tether_channel_t *ch, tether_channel_rx_t *rx)
+{
+    tether_cluster_msg_t f;
+    memset(rx, 0, sizeof *rx);
+    if (!ch->rx_frames ||
+        tether_cluster_frame_next(ch->rx_frames, ch->rx_len, &ch->rx_pos, &f) != 1) {
+        ch->rx_frames = NULL;
+        return false;
+    }
+    deliver(ch, &f, ch->rx_via, rx);
+    return true;
 }
 
 bool tether_channel_node_alive(const tether_channel_t *ch, uint8_t id, tether_time_t now)
@@ -389,7 +558,7 @@ tether_time_t tether_channel_next_deadline(const tether_channel_t *ch)
 
 size_t tether_channel_out_count(const tether_channel_t *ch)
 {
-    return ch->nout;
+    return ch->nopen ? 0 : ch->nout;
 }
 const tether_channel_dgram_t *tether_channel_out_get(const tether_channel_t *ch, size_t i)
 {
@@ -397,6 +566,11 @@ const tether_channel_dgram_t *tether_channel_out_get(const tether_channel_t *ch,
 }
 void tether_channel_out_clear(tether_channel_t *ch)
 {
+    for (int id = 1; ch->nopen && id < 256; id++)
+        if (ch->node[id].open >= 0) {
+            ch->node[id].open = -1;
+            ch->nopen--;
+        }
     ch->nout = 0;
 }
 const tether_channel_stats_t *tether_channel_stats(const tether_channel_t *ch)

@@ -10,7 +10,6 @@
 #define VERSION 2
 #define OFF_FAMILY 23
 
-
 /* First TETHER_CLUSTER_MAC bytes of HMAC-SHA256(key, data). */
 static int mac(const uint8_t *key, size_t key_len, const uint8_t *data, size_t len,
                uint8_t out[TETHER_CLUSTER_MAC])
@@ -118,6 +117,79 @@ int tether_cluster_decode(const uint8_t *in, size_t len, const uint8_t *key, siz
     m->payload = in + TETHER_CLUSTER_HDR;
     m->payload_len = body - TETHER_CLUSTER_HDR;
     return 0;
+}
+
+/* Type, interface, family, port, address at its length, payload length. */
+int tether_cluster_frame_put(const tether_cluster_msg_t *f, uint8_t *out, size_t cap)
+{
+    if (f->type == TETHER_CLUSTER_HEARTBEAT || f->type == TETHER_CLUSTER_BUNDLE ||
+        f->type < TETHER_CLUSTER_FORWARD || f->type > TETHER_CLUSTER_TYPE_LAST ||
+        f->payload_len > 0xffff)
+        return TETHER_EINVAL;
+    const struct sockaddr *sa = (const struct sockaddr *)&f->client.ss;
+    size_t alen = sa->sa_family == AF_INET ? 4 : sa->sa_family == AF_INET6 ? 16 : 0;
+    if (!alen)
+        return TETHER_EINVAL;
+    size_t n = 7 + alen + f->payload_len;
+    if (n > cap)
+        return TETHER_ENOSPC;
+    out[0] = f->type;
+    out[1] = f->iface;
+    if (alen == 4) {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+        out[2] = 4;
+        memcpy(out + 3, &s4->sin_port, 2);
+        memcpy(out + 5, &s4->sin_addr, 4);
+    } else {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+        out[2] = 6;
+        memcpy(out + 3, &s6->sin6_port, 2);
+        memcpy(out + 5, &s6->sin6_addr, 16);
+    }
+    out[5 + alen] = (uint8_t)(f->payload_len >> 8);
+    out[6 + alen] = (uint8_t)f->payload_len;
+    if (f->payload_len)
+        memmove(out + 7 + alen, f->payload, f->payload_len);
+    return (int)n;
+}
+
+int tether_cluster_frame_next(const uint8_t *buf, size_t len, size_t *pos, tether_cluster_msg_t *f)
+{
+    size_t at = *pos;
+    if (at >= len)
+        return 0;
+    const uint8_t *p = buf + at;
+    size_t left = len - at;
+    if (left < 3 || p[0] == TETHER_CLUSTER_HEARTBEAT || p[0] == TETHER_CLUSTER_BUNDLE ||
+        p[0] < TETHER_CLUSTER_FORWARD || p[0] > TETHER_CLUSTER_TYPE_LAST ||
+        (p[2] != 4 && p[2] != 6))
+        return TETHER_EPROTO;
+    size_t alen = p[2] == 4 ? 4 : 16;
+    if (left < 7 + alen)
+        return TETHER_EPROTO;
+    size_t plen = (size_t)p[5 + alen] << 8 | p[6 + alen];
+    if (left - 7 - alen < plen)
+        return TETHER_EPROTO;
+    memset(&f->client, 0, sizeof f->client);
+    f->type = p[0];
+    f->iface = p[1];
+    if (alen == 4) {
+        struct sockaddr_in *s4 = (struct sockaddr_in *)&f->client.ss;
+        s4->sin_family = AF_INET;
+        memcpy(&s4->sin_port, p + 3, 2);
+        memcpy(&s4->sin_addr, p + 5, 4);
+        f->client.len = sizeof *s4;
+    } else {
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&f->client.ss;
+        s6->sin6_family = AF_INET6;
+        memcpy(&s6->sin6_port, p + 3, 2);
+        memcpy(&s6->sin6_addr, p + 5, 16);
+        f->client.len = sizeof *s6;
+    }
+    f->payload = p + 7 + alen;
+    f->payload_len = plen;
+    *pos = at + 7 + alen + plen;
+    return 1;
 }
 
 int tether_cluster_cid_node(const uint8_t *d, size_t len)

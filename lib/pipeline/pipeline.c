@@ -21,6 +21,7 @@ struct tether_pipeline {
     tether_channel_t *ch;    /* NULL: no cluster interface */
     tether_probes_t probes;  /* of moved DTLS sessions (when dtls) */
     uint8_t cluster_iface;   /* the channel's interface, when ch */
+    bool bundling;           /* the channel bundles: its outbox moves at flush */
     uint8_t niface;
     uint8_t iface[TETHER_PIPELINE_MAX_IFACE];
     tether_pipeline_tap_fn tap;
@@ -238,7 +239,8 @@ static void channel_flush(tether_pipeline_t *p)
     size_t n = tether_channel_out_count(p->ch);
     for (size_t i = 0; i < n; i++) {
         const tether_channel_dgram_t *g = tether_channel_out_get(p->ch, i);
-        out_push(p, p->cluster_iface, &g->to, g->data, g->len);
+        if (g->len)
+            out_push(p, p->cluster_iface, &g->to, g->data, g->len);
     }
     tether_channel_out_clear(p->ch);
 }
@@ -261,7 +263,7 @@ static void settle(tether_pipeline_t *p, tether_time_t now)
     xrelay_flush(p, now);
     if (p->dtls)
         dtls_flush(p, now);
-    if (p->ch)
+    if (p->ch && !p->bundling)
         channel_flush(p);
 }
 
@@ -310,13 +312,15 @@ static void cluster_input(tether_pipeline_t *p, const tether_addr_t *from, const
     tether_channel_rx_t rx;
     if (tether_channel_input(p->ch, from, buf, len, wall(p, now), &rx) < 0)
         return;
-    if (rx.kind == TETHER_CHANNEL_RX_DELIVER && p->dtls)
-        dtls_feed(p, rx.iface, &rx.client, rx.via, rx.payload, rx.len, now);
-    else if (rx.kind == TETHER_CHANNEL_RX_XRELAY)
-        tether_node_xinput(p->node, rx.via, rx.type, rx.payload, rx.len, now);
-    else if (rx.kind == TETHER_CHANNEL_RX_REPLY && rx.iface < p->niface &&
-             p->iface[rx.iface] == TETHER_IFACE_DTLS)
-        out_push(p, rx.iface, &rx.client, rx.payload, rx.len);
+    do {
+        if (rx.kind == TETHER_CHANNEL_RX_DELIVER && p->dtls)
+            dtls_feed(p, rx.iface, &rx.client, rx.via, rx.payload, rx.len, now);
+        else if (rx.kind == TETHER_CHANNEL_RX_XRELAY)
+            tether_node_xinput(p->node, rx.via, rx.type, rx.payload, rx.len, now);
+        else if (rx.kind == TETHER_CHANNEL_RX_REPLY && rx.iface < p->niface &&
+                 p->iface[rx.iface] == TETHER_IFACE_DTLS)
+            out_push(p, rx.iface, &rx.client, rx.payload, rx.len);
+    } while (tether_channel_input_more(p->ch, &rx)); /* the rest of a bundle */
 }
 
 /* A record for a session held elsewhere is forwarded there: the holder
@@ -406,6 +410,15 @@ void tether_pipeline_settle(tether_pipeline_t *p, tether_time_t now)
 {
     clock_at(p, now);
     settle(p, now);
+}
+
+void tether_pipeline_flush(tether_pipeline_t *p, tether_time_t now)
+{
+    if (!p->ch || !p->bundling)
+        return;
+    clock_at(p, now);
+    tether_channel_flush(p->ch, wall(p, now));
+    channel_flush(p);
 }
 
 void tether_pipeline_tick(tether_pipeline_t *p, tether_time_t now)
@@ -545,6 +558,7 @@ int tether_pipeline_create(const tether_pipeline_conf_t *conf, const tether_cred
         goto fail_dtls;
     if (p->dtls)
         tether_dtls_set_wall_clock(p->dtls, wall_ms);
+    p->bundling = conf->channel.bundle_max > 0;
     if (ncluster && (rc = tether_channel_create(&conf->channel, wall_ms, &p->ch)) < 0)
         goto fail_channel;
     if (p->ch)

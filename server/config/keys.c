@@ -185,6 +185,8 @@ const tetherd_key_t tetherd_config_keys[] = {
      .doc = "checkpoint DTLS 1.2 CID sessions to Redis; adopt a dead node's, hand ours over on SIGTERM"},
     {.key = "cluster.checkpoint_interval_ms", UINT(0, 3600000), FIELD(cluster_ckpt_interval_ms),
      .def = "2000", .doc = "failover: rewrite a checkpoint whose receive window moved this often, 0 = off"},
+    {.key = "cluster.bundle_bytes", UINT(0, 2106), FIELD(cluster_bundle_bytes), .def = "1400",
+     .doc = "internal messages for one node share a datagram up to this size, 0 = one each (keep it under the internal MTU)"},
     {.key = "cluster.nodes", .type = TETHERD_KEY_NODES, FIELD(cluster_nodes),
      .arg = "{\"ID\": \"HOST:PORT\"}", .doc = "every node's internal address by node id"},
 

@@ -12,7 +12,7 @@
  *
  * Seeds: `FUZZ_CLUSTER_RECORD=DIR build/fuzz/fuzz_cluster` writes
  * DIR/forward-v4, reply-v6 (with their MAC) and forward-v4-macless,
- * reply-v6-macless, heartbeat-macless (mode 1) with tether_cluster_encode,
+ * reply-v6-macless, heartbeat-macless, bundle-macless (mode 1) with tether_cluster_encode,
  * so the seeds follow the wire format (test/fuzz/corpus/fuzz_cluster). */
 #include <netinet/in.h>
 #include <stdint.h>
@@ -70,6 +70,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int n = tether_cluster_encode(&m, key, sizeof key - 1, out, sizeof out);
     if (n != (int)len || memcmp(out, msg, len) != 0)
         abort();
+    if (m.type == TETHER_CLUSTER_BUNDLE) {
+        /* Its frames: each one parsed must re-encode to its own bytes. */
+        static uint8_t fr[MAX_MSG];
+        size_t pos = 0, at = 0;
+        tether_cluster_msg_t f;
+        while (tether_cluster_frame_next(m.payload, m.payload_len, &pos, &f) == 1) {
+            int fl = tether_cluster_frame_put(&f, fr, sizeof fr);
+            if (fl != (int)(pos - at) || memcmp(fr, m.payload + at, (size_t)fl) != 0)
+                abort();
+            at = pos;
+        }
+    }
     return 0;
 }
 
@@ -128,8 +140,19 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     tether_cluster_msg_t hb = fwd;
     hb.type = TETHER_CLUSTER_HEARTBEAT;
     hb.payload = NULL, hb.payload_len = 0;
-    int rc = seed(dir, "forward-v4", &fwd, false) | seed(dir, "forward-v4", &fwd, true) |
-             seed(dir, "reply-v6", &rep, false) | seed(dir, "reply-v6", &rep, true) |
-             seed(dir, "heartbeat", &hb, true);
+    /* A bundle of both as frames. */
+    static uint8_t frames[256];
+    int f1 = tether_cluster_frame_put(&fwd, frames, sizeof frames);
+    int f2 = f1 > 0 ? tether_cluster_frame_put(&rep, frames + f1, sizeof frames - (size_t)f1) : -1;
+    if (f2 < 0)
+        exit(1);
+    tether_cluster_msg_t bun = fwd;
+    bun.type = TETHER_CLUSTER_BUNDLE;
+    memset(&bun.client, 0, sizeof bun.client);
+    bun.client.ss.ss_family = AF_INET;
+    bun.payload = frames, bun.payload_len = (size_t)(f1 + f2);
+    int rc = seed(dir, "bundle", &bun, true) | seed(dir, "forward-v4", &fwd, false) |
+             seed(dir, "forward-v4", &fwd, true) | seed(dir, "reply-v6", &rep, false) |
+             seed(dir, "reply-v6", &rep, true) | seed(dir, "heartbeat", &hb, true);
     exit(rc ? 1 : 0);
 }

@@ -58,6 +58,13 @@ typedef struct {
     tether_time_t via_idle_ms;  /* forget such a client after this long unheard */
     tether_time_t heartbeat_ms; /* "I am alive" to every node this often */
     tether_time_t alive_ms;     /* a node is alive while heard from this recently */
+    /* Messages for one node share a datagram (a BUNDLE, cluster.h) of up
+     * to this many bytes until tether_channel_flush; 0: one message per
+     * datagram, each in the outbox at once. Clamped to a datagram's size
+     * (TETHER_CHANNEL_MAX_MSG + TETHER_CLUSTER_OVERHEAD). Keep it under
+     * the internal network's MTU: a fragmented bundle loses all its
+     * messages with any one fragment. */
+    size_t bundle_max;
 } tether_channel_conf_t;
 
 typedef struct {
@@ -71,6 +78,8 @@ typedef struct {
     uint64_t replayed;          /* of those, a counter already seen or too old */
     uint64_t unroutable;        /* records for a node we do not know */
     uint64_t node_moves;        /* nodes that came back at another address */
+    uint64_t bundled;           /* messages sent in a bundle (one per frame) */
+    uint64_t bundles_in;        /* bundles received and accepted */
 } tether_channel_stats_t;
 
 /* A datagram for another node's internal address. */
@@ -156,12 +165,19 @@ TETHER_API bool tether_channel_route_out(tether_channel_t *ch, uint64_t sess,
                                          const uint8_t *data, size_t len, tether_time_t now);
 
 /* An internal datagram from `src`. Fills rx (kind NONE for heartbeats and
- * refusals); returns 0, or the refusal: TETHER_EPROTO, TETHER_ECRYPTO (bad
- * MAC, or a sender we do not know), TETHER_ETIMEDOUT (clock skew),
- * TETHER_ENOTFOUND (for another node), TETHER_EEXIST (replayed). */
+ * refusals); returns 0, or the refusal: TETHER_EPROTO (also: a bundle
+ * with one malformed frame), TETHER_ECRYPTO (bad MAC, or a sender we do
+ * not know), TETHER_ETIMEDOUT (clock skew), TETHER_ENOTFOUND (for another
+ * node), TETHER_EEXIST (replayed). A bundle gives its first message in rx;
+ * call tether_channel_input_more for the others. `data` must stay valid
+ * until the last input_more (rx's payload points into it). */
 TETHER_API int tether_channel_input(tether_channel_t *ch, const tether_addr_t *src,
                                     const uint8_t *data, size_t len, tether_time_t now,
                                     tether_channel_rx_t *rx);
+/* The next message of the bundle the last tether_channel_input accepted:
+ * true with rx filled, false when there is none (also after a plain
+ * message or a refusal). */
+TETHER_API bool tether_channel_input_more(tether_channel_t *ch, tether_channel_rx_t *rx);
 
 /* Queues a cross-node relay message (TETHER_CLUSTER_XREQ, XRSP or XEND)
  * of len <= TETHER_CHANNEL_MAX_MSG bytes for node `to`. Returns 0,
@@ -178,9 +194,15 @@ TETHER_API tether_time_t tether_channel_next_deadline(const tether_channel_t *ch
 TETHER_API bool tether_channel_node_alive(const tether_channel_t *ch, uint8_t id,
                                           tether_time_t now);
 
+/* Closes every bundle being filled (conf.bundle_max): they join the
+ * outbox. Call it when a batch of input ends (the host's receive batch). */
+TETHER_API void tether_channel_flush(tether_channel_t *ch, tether_time_t now);
+
 /* The outbox: datagrams to send in order; the caller clears it. A full
  * outbox drops (UDP semantics), counted nowhere else: size it by calling
- * out_clear after every call. */
+ * out_clear after every call. While a bundle is being filled the outbox
+ * shows nothing (count 0): tether_channel_flush first. out_clear also
+ * drops bundles being filled. */
 TETHER_API size_t tether_channel_out_count(const tether_channel_t *ch);
 TETHER_API const tether_channel_dgram_t *tether_channel_out_get(const tether_channel_t *ch,
                                                                 size_t i);

@@ -146,6 +146,12 @@ TETHER_API bool tether_pipeline_internal_take(tether_pipeline_t *p, tether_out_t
  * as after any entry point. */
 TETHER_API void tether_pipeline_settle(tether_pipeline_t *p, tether_time_t now);
 
+/* With conf.channel.bundle_max, messages for other nodes wait to share a
+ * datagram (tether/channel.h) and reach the outbox only here: call it when
+ * a batch of input ends (the host's recvmmsg batch) and after calls made
+ * outside one. No-op without bundling. */
+TETHER_API void tether_pipeline_flush(tether_pipeline_t *p, tether_time_t now);
+
 /* Runs every part whose deadline has come. */
 TETHER_API void tether_pipeline_tick(tether_pipeline_t *p, tether_time_t now);
 /* When tether_pipeline_tick next has work (UINT64_MAX: none), on the
