@@ -28,6 +28,11 @@ struct group_fan {
     tether_list_t subs;      /* member requests out (relay_req_t.in_fan) */
     tether_list_t xsubs;     /* ... relayed to other nodes (xrelay.c) */
     tether_link_t client;
+    /* The client's record (bounds.h): charged one group request; its
+     * member requests and observers are charged to it too, so one client
+     * cannot fill the pending or observer tables through a group. NULL:
+     * exempt (an operator's request). */
+    tether_bclient_t *charged;
     uint8_t ctkl;
     uint8_t ctok[TETHER_COAP_MAX_TOKEN];
     bool drop_all;     /* T' = 0: nobody wants the responses */
@@ -193,6 +198,7 @@ static void fan_end(tether_node_t *n, group_fan_t *f)
     }
     tether_list_del(&g->fans, &f->ln);
     g->nfans--;
+    tether_bounds_release(&n->bounds, f->charged, TETHER_BOUND_GROUPS);
     free(f->members);
     free(f);
 }
@@ -314,7 +320,19 @@ static void fan_step(tether_node_t *n, group_fan_t *f, tether_time_t now)
         int rc = TETHER_EINVAL;
         if (f->observe) { /* draft §3.2.2: tether observes every member */
             tether_observer_t *ob;
-            rc = tether_observe_group_join(n, d, &up, &f->client, f->ctok, f->ctkl, f, &ob, now);
+            /* the client's observer share (bounds.h): beyond it, skipped */
+            rc = tether_bounds_charge_more(f->charged, TETHER_BOUND_OBSERVERS,
+                                           n->conf.max_observers_per_client);
+            if (rc == 0) {
+                rc =
+                    tether_observe_group_join(n, d, &up, &f->client, f->ctok, f->ctkl, f, &ob, now);
+                if (rc == 0)
+                    ob->charged = f->charged; /* released when it goes (observe.c) */
+                else
+                    tether_bounds_release(&n->bounds, f->charged, TETHER_BOUND_OBSERVERS);
+            } else {
+                n->stats.bound_observers++;
+            }
             if (rc == 0)
                 tether_list_push(&f->obs, &ob->in_group);
             else if (rc == TETHER_ELIMIT)
@@ -453,14 +471,37 @@ void tether_group_request(tether_node_t *n, const tether_peer_t *peer, const tet
         tether_reply_code(n, link, req, TETHER_COAP_FORBIDDEN, NULL, now);
         return;
     }
+    uint64_t ms = (uint64_t)tsec * 1000;
+    if (ms > n->conf.group_timeout_max_ms)
+        ms = n->conf.group_timeout_max_ms;
+    /* The client's share of the fan-outs (bounds.h), before the node's
+     * own bound: one client must not take group_max_requests from all the
+     * others. 4.29 with the time by which its fan-outs have surely ended
+     * T' (RFC 8516 §4), as relay.c does for pending requests. */
+    tether_bclient_t *charged;
+    int brc = tether_bounds_charge(&n->bounds, peer, TETHER_BOUND_GROUPS,
+                                   n->conf.max_group_requests_per_client, &charged);
+    if (brc == TETHER_ELIMIT) {
+        g->rejected++;
+        n->stats.bound_groups++;
+        tether_reply_retry(n, link, req, TETHER_COAP_TOO_MANY_REQUESTS,
+                           (uint32_t)((ms + 999) / 1000), now);
+        return;
+    }
+    if (brc < 0) {
+        tether_reply_code(n, link, req, TETHER_COAP_INTERNAL_ERROR, NULL, now);
+        return;
+    }
     if (g->nfans >= n->conf.group_max_requests) {
         g->rejected++;
+        tether_bounds_release(&n->bounds, charged, TETHER_BOUND_GROUPS);
         tether_reply_code(n, link, req, TETHER_COAP_SERVICE_UNAVAILABLE, "too many group requests",
                           now);
         return;
     }
     /* step 4: Multicast-Timeout is not forwarded (nor Observe, group.h) */
     if (tether_relay_forward_opts(n, req, up, skip_uri) < 0) {
+        tether_bounds_release(&n->bounds, charged, TETHER_BOUND_GROUPS);
         tether_reply_code(n, link, req, TETHER_COAP_BAD_GATEWAY, "option cannot be forwarded", now);
         return;
     }
@@ -472,6 +513,7 @@ void tether_group_request(tether_node_t *n, const tether_peer_t *peer, const tet
     if (!f || tether_heap_reserve(&g->timers, 2 * (g->nfans + 1)) < 0 ||
         tether_coap_encode(up, f->up, len, &len) < 0) {
         free(f);
+        tether_bounds_release(&n->bounds, charged, TETHER_BOUND_GROUPS);
         tether_reply_code(n, link, req, TETHER_COAP_INTERNAL_ERROR, NULL, now);
         return;
     }
@@ -481,11 +523,13 @@ void tether_group_request(tether_node_t *n, const tether_peer_t *peer, const tet
     /* draft §5.2: every member fresh in the cache: no fan-out at all */
     if (!f->observe && tsec > 0 &&
         tether_group_cache_answer(n, link, req, up, f->members, f->nmembers, now)) {
+        tether_bounds_release(&n->bounds, charged, TETHER_BOUND_GROUPS);
         free(f->members);
         free(f);
         return;
     }
     f->client = *link;
+    f->charged = charged;
     f->ctkl = req->tkl;
     memcpy(f->ctok, req->token, req->tkl);
     f->drop_all = tsec == 0;
@@ -500,9 +544,6 @@ void tether_group_request(tether_node_t *n, const tether_peer_t *peer, const tet
      * acknowledged now (RFC 7252 §5.2.2). */
     if (req->type == TETHER_COAP_CON)
         tether_reply_empty(n, link, TETHER_COAP_ACK, req->mid);
-    uint64_t ms = (uint64_t)tsec * 1000;
-    if (ms > n->conf.group_timeout_max_ms)
-        ms = n->conf.group_timeout_max_ms;
     tether_heap_arm(&g->timers, &f->deadline, now + ms); /* room reserved above */
     fan_step(n, f, now);
 }
@@ -554,6 +595,11 @@ tether_time_t tether_group_next_deadline(const tether_node_t *n)
 {
     const tether_timer_t *t = tether_heap_top(&n->groups.timers);
     return t ? t->at : UINT64_MAX;
+}
+
+tether_bclient_t *tether_group_client(group_fan_t *f)
+{
+    return f->charged;
 }
 
 tether_list_t *tether_group_xsubs(group_fan_t *f)

@@ -46,10 +46,9 @@
  * again with its token and Observe: 1 (then answered like any group
  * request), rejects a notification with RST, leaves a confirmable one
  * unacknowledged (RFC 7641 §4.5), or its session ends. Member observers
- * are not charged to the client's observer bound (group_max_requests and
- * group_max_members bound them) and are not written to the observe
- * registry (a node taking them over would lose the group's Reply-From).
- * A member request that cannot be observed (not cacheable, e.g.
+ * are charged to the client's observer bound (bounds.h; a member beyond
+ * it is not observed) and are not written to the observe registry (a node taking them over would
+ * lose the group's Reply-From). A member request that cannot be observed (not cacheable, e.g.
  * block-wise) is relayed plainly; Observe with T' = 0 is a plain request.
  *
  * Queue-mode (sleeping) members: a plain member request waits in the
@@ -62,9 +61,12 @@
  *
  * Bounds: conf.max_groups groups of at most conf.group_max_members
  * members (a pattern takes the first group_max_members matches);
- * conf.group_max_requests fan-outs at once (5.03 beyond); T' is clamped to
+ * conf.group_max_requests fan-outs at once (5.03 beyond), of which one
+ * client (bounds.h) has at most conf.max_group_requests_per_client (4.29
+ * with Max-Age T' beyond, checked first); T' is clamped to
  * conf.group_timeout_max_ms. Member requests count against max_pending
- * like any relayed request; a member that does not fit waits for the next
+ * like any relayed request and against the client's
+ * max_pending_per_client; a member that does not fit waits for the next
  * pacing step.
  *
  * Lifetimes: groups are owned by the table until removed or freed. A
@@ -149,6 +151,9 @@ void tether_group_attach(group_fan_t *f, struct relay_req *r);
 /* The fan-out's member requests relayed to other nodes (xrelay.c links
  * them here). */
 tether_list_t *tether_group_xsubs(group_fan_t *f);
+/* The client record fan-out `f` is charged to (bounds.h), which its
+ * member requests are charged to as pending requests; NULL: exempt. */
+struct tether_bclient *tether_group_client(group_fan_t *f);
 /* Member request `r` is being freed: it leaves its fan-out. */
 void tether_group_detach(struct relay_req *r);
 /* Group observations (see above). Member observer `ob` is being removed

@@ -50,6 +50,7 @@ void tether_node_conf_defaults(tether_node_conf_t *c)
     c->xrelay_margin_ms = 2000;
     c->max_pending_per_client = 1024;
     c->max_observers_per_client = 1024;
+    c->max_group_requests_per_client = 4;
     c->max_observations_per_device = 256;
     c->nstart = 1;
     c->nstart_queue_max = 1024;

@@ -538,8 +538,7 @@ int tether_observe_group_join(tether_node_t *n, tether_device_t *d, const tether
         }
         return TETHER_ENOMEM;
     }
-    /* Not charged to the client's observer bound: the group request is,
-     * by group_max_requests and group_max_members (group.h). */
+    /* Charged to the client's observer bound by the caller (group.c). */
     ob->con_w.done = ob_on_cx;
     ob->con_w.owner = n;
     ob->group = f;

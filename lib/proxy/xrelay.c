@@ -661,9 +661,16 @@ int tether_xrelay_group(tether_node_t *n, const tether_coap_msg_t *up, const cha
         return TETHER_ENOTFOUND;
     if (fwd_msg(up, host, &fwd) < 0)
         return TETHER_ENOSPC;
-    xr_req_t *r = req_new(n, l.node, &fwd, l.queue_mode, now);
-    if (!r)
+    /* the client's pending share, as for a member here (relay.c) */
+    tether_bclient_t *c = tether_group_client(f);
+    if (tether_bounds_charge_more(c, TETHER_BOUND_PENDING, n->conf.max_pending_per_client) < 0)
         return TETHER_ELIMIT;
+    xr_req_t *r = req_new(n, l.node, &fwd, l.queue_mode, now);
+    if (!r) {
+        tether_bounds_release(&n->bounds, c, TETHER_BOUND_PENDING);
+        return TETHER_ELIMIT;
+    }
+    r->charged = c;
     n->stats.requests_relayed++;
     r->fan = f;
     r->member = host;

@@ -11,21 +11,28 @@
 #define RF 248 /* Reply-From */
 #define GE 24  /* Group-ETag */
 
-/* The fixture's node again with group pacing of one member per 10 ms. */
-static void paced_node(fx_t *f)
+/* The fixture's node again with conf `c`, dev1..dev3 registered on
+ * sessions 11..13. */
+static void group_node(fx_t *f, const tether_node_conf_t *c)
 {
     tether_node_destroy(f->node);
-    tether_node_conf_t c;
-    tether_node_conf_defaults(&c);
-    c.group_pacing_burst = 1;
-    c.group_pacing_interval_ms = 10;
-    c.group_max_members = 4;
-    assert_int_equal(tether_node_create(&c, f->creds, &f->node), 0);
+    assert_int_equal(tether_node_create(c, f->creds, &f->node), 0);
     for (int i = 1; i <= 3; i++) {
         char name[8];
         snprintf(name, sizeof name, "dev%d", i);
         assert_int_equal(do_register(f, 10 + (uint64_t)i, name, name, NULL), TETHER_COAP_CREATED);
     }
+}
+
+/* The fixture's node again with group pacing of one member per 10 ms. */
+static void paced_node(fx_t *f)
+{
+    tether_node_conf_t c;
+    tether_node_conf_defaults(&c);
+    c.group_pacing_burst = 1;
+    c.group_pacing_interval_ms = 10;
+    c.group_max_members = 4;
+    group_node(f, &c);
     const char *m[] = {"dev1", "dev2", "dev3", "ghost"};
     assert_int_equal(tether_node_group_set(f->node, "Floor", NULL, m, 4), 0);
 }
@@ -301,6 +308,75 @@ static void test_group_observe_reset(void **state)
     assert_int_equal(st->observe_observers, 0);
 }
 
+/* A group GET from `c` with token `tok` (1 byte) and T' 2 s. */
+static size_t group_get_tok(fx_t *f, const tether_peer_t *c, uint8_t tok)
+{
+    tether_coap_msg_t m;
+    uint8_t t = 2;
+    tether_coap_msg_init(&m, TETHER_COAP_NON, TETHER_COAP_GET, f->mid++);
+    tether_coap_msg_set_token(&m, &tok, 1);
+    tether_coap_msg_add_opt(&m, TETHER_COAP_OPT_URI_HOST, "floor", 5);
+    add_path(&m, "temp");
+    tether_coap_msg_add_opt(&m, MT, &t, 1);
+    return send_msg(f, c, &m);
+}
+
+/* Per-client bounds (bounds.h, group.h): one client's fan-outs beyond
+ * max_group_requests_per_client get 4.29 with Max-Age, so another client
+ * still gets group_max_requests' room; its member requests count as its
+ * pending requests (a member beyond waits for the next pacing step, and
+ * its own direct requests get 4.29). */
+static void test_group_client_bounds(void **state)
+{
+    fx_t *f = *state;
+    tether_node_conf_t c;
+    tether_node_conf_defaults(&c);
+    c.group_max_requests = 3;
+    c.max_group_requests_per_client = 2;
+    c.max_pending_per_client = 2;
+    c.group_pacing_interval_ms = 10;
+    group_node(f, &c);
+    const char *mem[] = {"dev1", "dev2", "dev3"};
+    assert_int_equal(tether_node_group_set(f->node, "floor", NULL, mem, 3), 0);
+    tether_peer_t a = plain_peer(5000), b = plain_peer(5001);
+    tether_coap_msg_t m;
+    /* a's first fan-out: two members at once (its pending share), the
+     * third not yet */
+    assert_int_equal(group_get_tok(f, &a, 1), 2);
+    assert_true(out_find(f, TETHER_LINK_DTLS, 11, &m) >= 0);
+    assert_true(out_find(f, TETHER_LINK_DTLS, 12, &m) >= 0);
+    assert_int_equal(out_find(f, TETHER_LINK_DTLS, 13, &m), -1);
+    advance(f, 10);
+    assert_int_equal(out_find(f, TETHER_LINK_DTLS, 13, &m), -1);
+    assert_int_equal(tether_node_pending(f->node), 2);
+    /* its own direct request: 4.29, its share is taken */
+    assert_int_equal(client_get(f, &a, "dev3", "x", TETHER_COAP_NON, f->mid++), 1);
+    out_msg(f, 0, &m);
+    assert_int_equal(m.code, TETHER_COAP_TOO_MANY_REQUESTS);
+    /* its second fan-out is accepted (nothing sent yet), the third: 4.29
+     * with Max-Age T' */
+    group_get_tok(f, &a, 2);
+    assert_int_equal(tether_node_stats(f->node)->group_requests_active, 2);
+    assert_int_equal(group_get_tok(f, &a, 3), 1);
+    out_msg(f, 0, &m);
+    assert_int_equal(m.code, TETHER_COAP_TOO_MANY_REQUESTS);
+    uint32_t age = 0;
+    assert_int_equal(tether_coap_msg_get_uint(&m, TETHER_COAP_OPT_MAX_AGE, &age), 0);
+    assert_int_equal(age, 2);
+    assert_int_equal(tether_node_stats(f->node)->bound_groups, 1);
+    /* b is not shut out (no 5.03): its fan-out starts, two members out
+     * (held for NSTART behind a's) */
+    group_get_tok(f, &b, 1);
+    assert_int_equal(out_find(f, TETHER_LINK_PLAIN, 0, &m), -1);
+    assert_int_equal(tether_node_pending(f->node), 4);
+    assert_int_equal(tether_node_stats(f->node)->group_requests_active, 3);
+    /* T' ends them all: every share is back */
+    advance(f, 2100);
+    assert_int_equal(tether_node_stats(f->node)->group_requests_active, 0);
+    assert_int_equal(tether_node_pending(f->node), 0);
+    assert_true(group_get_tok(f, &a, 4) >= 2);
+}
+
 static void test_missing_timeout_and_zero(void **state)
 {
     fx_t *f = *state;
@@ -530,6 +606,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_table, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_store, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_etag, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_group_client_bounds, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
