@@ -78,6 +78,39 @@ static void name_key(const tether_groups_t *g, const char *name, uint8_t key[NAM
     memcpy(key + 8, &b, 8);
 }
 
+const char **tether_group_unique(const tether_groups_t *g, const char *const *names, size_t n,
+                                 size_t *out)
+{
+    const char **v = malloc((n ? n : 1) * sizeof *v);
+    tether_hnode_t *nodes = malloc((n ? n : 1) * sizeof *nodes);
+    tether_hmap_t seen;
+    size_t k = 0;
+    if (!v || !nodes || tether_hmap_init(&seen, n, g->seed) < 0) {
+        free(v);
+        free(nodes);
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        uint8_t key[NAME_KEY];
+        name_key(g, names[i], key);
+        tether_hnode_t *h = tether_hmap_find(&seen, key, sizeof key);
+        if (h && strcasecmp(v[h - nodes], names[i]) == 0)
+            continue; /* named before */
+        /* a 128-bit digest collision between two names: both kept */
+        if (!h && tether_hmap_insert(&seen, &nodes[k], key, sizeof key) < 0) {
+            tether_hmap_free(&seen);
+            free(nodes);
+            free(v);
+            return NULL;
+        }
+        v[k++] = names[i];
+    }
+    tether_hmap_free(&seen);
+    free(nodes);
+    *out = k;
+    return v;
+}
+
 int tether_groups_init(tether_groups_t *g, uint64_t seed)
 {
     memset(g, 0, sizeof *g);
@@ -139,10 +172,14 @@ int tether_group_set(tether_node_t *n, const char *name, const char *pattern,
         return rc;
     tether_group_t *old = tether_group_find(g, name);
     tether_group_t *grp = calloc(1, sizeof *grp);
-    if (!grp || (nmembers && !(grp->members = names_pack(members, nmembers)))) {
+    /* a device named twice (any case) is one member: one request each */
+    const char **uniq = tether_group_unique(g, members, nmembers, &nmembers);
+    if (!grp || !uniq || (nmembers && !(grp->members = names_pack(uniq, nmembers)))) {
+        free(uniq);
         free(grp);
         return TETHER_ENOMEM;
     }
+    free(uniq);
     memcpy(grp->name, name, nl + 1);
     if (pl)
         memcpy(grp->pattern, pattern, pl + 1);
@@ -425,8 +462,15 @@ static size_t snapshot(const tether_node_t *n, const tether_group_t *grp, tether
         if (tether_store_scan(n->store, TETHER_STORE_DEVICE, s.cursor, now, dir_one, &s) < 0)
             break;
     }
-    size_t k = s.k < s.max ? s.k : s.max;
-    *out = names_pack(s.names, k);
+    /* A device may come twice: registered here under one case and in the
+     * directory under another, or a directory record not yet replaced
+     * after it moved; one request each (names match without case). */
+    size_t k = 0;
+    const char **uniq = s.nomem ? NULL : tether_group_unique(&n->groups, s.names, s.k, &k);
+    if (k > s.max)
+        k = s.max;
+    *out = uniq ? names_pack(uniq, k) : NULL;
+    free(uniq);
     for (size_t i = s.first_owned; i < s.k; i++)
         free((char *)s.names[i]);
     free(s.names);

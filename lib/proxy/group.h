@@ -129,7 +129,15 @@ int tether_group_set(tether_node_t *n, const char *name, const char *pattern,
  * is registered, 0 or TETHER_ELIMIT; and removed. */
 int tether_group_store_init(tether_node_t *n);
 void tether_group_store_free(tether_node_t *n);
-/* What tether_group_set would answer, without defining anything. */
+/* names[n] without the later of names equal regardless of case (as
+ * members are matched, tether_registry_find_host), in order: an array
+ * of the same pointers (free() it), its length in *out. NULL: no memory.
+ * tether_group_set keeps a group's members so, and a pattern's snapshot
+ * is taken so, so that no device gets a fan-out's request twice. */
+const char **tether_group_unique(const tether_groups_t *g, const char *const *names, size_t n,
+                                 size_t *out);
+/* What tether_group_set would answer, without defining anything
+ * (group_max_members bounds the list as given, duplicates included). */
 int tether_group_check(const tether_node_t *n, const char *name, const char *pattern,
                        const char *const *members, size_t nmembers);
 /* 0, or TETHER_ENOTFOUND. Running fan-outs keep going. */

@@ -557,6 +557,40 @@ static void test_group_store(void **state)
     tether_store_destroy(store);
 }
 
+/* A device named twice (any case, as names match) is one member: the
+ * table, the store and the fan-out have it once. */
+static void test_duplicate_members(void **state)
+{
+    fx_t *f = *state;
+    tether_store_t *store;
+    assert_int_equal(tether_store_mem_create(64, &store), 0);
+    tether_node_conf_t c;
+    tether_node_conf_defaults(&c);
+    c.store = store;
+    group_node(f, &c);
+    const char *m[] = {"dev1", "DEV1", "dev2", "dev1", "Dev2"};
+    tether_group_info_t info;
+    assert_int_equal(tether_node_group_set(f->node, "twice", NULL, m, 5), 0);
+    assert_int_equal(tether_node_group(f->node, "twice", &info), 0);
+    assert_int_equal(info.nmembers, 2);
+    assert_string_equal(info.member[0], "dev1");
+    assert_string_equal(info.member[1], "dev2");
+    assert_int_equal(tether_node_group_put(f->node, "floor", NULL, m, 5, f->now), 0);
+    assert_int_equal(tether_node_group(f->node, "floor", &info), 0);
+    assert_int_equal(info.nmembers, 2);
+    tether_peer_t p = plain_peer(5000);
+    group_get(f, &p, 2, TETHER_COAP_NON);
+    assert_int_equal(tether_node_stats(f->node)->group_members_sent, 2);
+    tether_coap_msg_t r;
+    size_t to_dev1 = 0;
+    for (size_t i = 0; i < tether_node_out_count(f->node); i++)
+        to_dev1 += out_msg(f, i, &r)->link.id == 11;
+    assert_int_equal(to_dev1, 1);
+    tether_node_destroy(f->node);
+    f->node = NULL;
+    tether_store_destroy(store);
+}
+
 static void test_table(void **state)
 {
     fx_t *f = *state;
@@ -607,6 +641,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_group_store, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_etag, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_client_bounds, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_duplicate_members, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
