@@ -35,11 +35,13 @@ struct group_fan {
     tether_bclient_t *charged;
     uint8_t ctkl;
     uint8_t ctok[TETHER_COAP_MAX_TOKEN];
-    bool drop_all;     /* T' = 0: nobody wants the responses */
-    bool observe;      /* a group observation: members are observers (obs) */
-    bool expired;      /* T' passed; lives on while members observe */
-    bool ending;       /* its observers are being removed: no freeing meanwhile */
-    tether_list_t obs; /* member observers (tether_observer_t.in_group) */
+    bool drop_all; /* T' = 0: nobody wants the responses */
+    bool cached;   /* every member fresh in the cache: served from it (group_cache.c) */
+    uint8_t etag[TETHER_GROUP_ETAG_LEN]; /* the Group-ETag of that set */
+    bool observe;                        /* a group observation: members are observers (obs) */
+    bool expired;                        /* T' passed; lives on while members observe */
+    bool ending;                         /* its observers are being removed: no freeing meanwhile */
+    tether_list_t obs;                   /* member observers (tether_observer_t.in_group) */
     size_t nmembers, next;
     char **members; /* the members when the request came (names_pack) */
     uint16_t up_len;
@@ -338,6 +340,12 @@ static void fan_step(tether_node_t *n, group_fan_t *f, tether_time_t now)
         return;
     }
     for (uint32_t sent = 0; f->next < f->nmembers && sent < n->conf.group_pacing_burst;) {
+        if (f->cached && tether_group_cache_send(n, &f->client, f->ctok, f->ctkl, &m,
+                                                 f->members[f->next], f->etag, now)) {
+            f->next++;
+            sent++;
+            continue;
+        } /* evicted since: this member is asked */
         tether_device_t *d = tether_registry_find_host(&n->reg, f->members[f->next]);
         tether_coap_msg_t up = m;
         if (!d || !d->link_up) {
@@ -387,6 +395,8 @@ static void fan_step(tether_node_t *n, group_fan_t *f, tether_time_t now)
     }
     if (f->next < f->nmembers)
         tether_heap_arm(&g->timers, &f->pace, now + n->conf.group_pacing_interval_ms);
+    else if (f->cached && !f->subs.head && !f->xsubs.head)
+        fan_end(n, f); /* all served from the cache: nothing more can come */
 }
 
 /* Names gathered for a snapshot: borrowed (this node's devices) or owned
@@ -564,9 +574,14 @@ void tether_group_request(tether_node_t *n, const tether_peer_t *peer, const tet
     f->up_len = (uint16_t)len;
     f->nmembers = snapshot(n, grp, now, &f->members);
     f->observe = observing && ov == 0 && tsec > 0 && link->kind != TETHER_LINK_INTERNAL;
-    /* draft §5.2: every member fresh in the cache: no fan-out at all */
-    if (!f->observe && tsec > 0 &&
-        tether_group_cache_answer(n, link, req, up, f->members, f->nmembers, now)) {
+    /* draft §5.2: every member fresh in the cache: nothing reaches a
+     * device; the entries go out paced like a fan-out (fan_step), not in
+     * one burst of up to group_max_members NONs */
+    int cached = !f->observe && tsec > 0 ? tether_group_cache_check(n, link, req, up, f->members,
+                                                                    f->nmembers, f->etag, now)
+                                         : 0;
+    f->cached = cached == 2;
+    if (cached == 1) { /* 2.03: the client's set is current */
         tether_bounds_release(&n->bounds, charged, TETHER_BOUND_GROUPS);
         free(f->members);
         free(f);
@@ -608,12 +623,12 @@ size_t tether_group_reply_from(const char *device, uint8_t out[TETHER_REPLY_FROM
     return o + dl;
 }
 
-void tether_group_answer(tether_node_t *n, group_fan_t *f, const char *device,
+void tether_group_answer(tether_node_t *n, group_fan_t *f, const char *device, bool remote,
                          const tether_coap_msg_t *resp, tether_time_t now)
 {
     if (f->drop_all)
         return;
-    tether_group_cache_store(n, f->up, f->up_len, device, resp, now);
+    tether_group_cache_store(n, f->up, f->up_len, device, remote, resp, now);
     static tether_coap_msg_t out;
     uint8_t rf[TETHER_REPLY_FROM_MAX];
     out = *resp;

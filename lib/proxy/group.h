@@ -151,8 +151,9 @@ void tether_group_request(tether_node_t *n, const tether_peer_t *peer, const tet
                           tether_group_t *grp, tether_coap_msg_t *up, bool skip_uri,
                           tether_time_t now);
 /* Member request `r` of fan-out `f` was answered by its device with
- * `resp` (r is already freed; `device` is its name). */
-void tether_group_answer(tether_node_t *n, group_fan_t *f, const char *device,
+ * `resp` (r is already freed; `device` is its name; `remote`: relayed
+ * from another node, xrelay.c, not to be cached here). */
+void tether_group_answer(tether_node_t *n, group_fan_t *f, const char *device, bool remote,
                          const tether_coap_msg_t *resp, tether_time_t now);
 /* Member request `r` joins fan-out `f` (relay.c, tether_relay_group). */
 void tether_group_attach(group_fan_t *f, struct relay_req *r);
@@ -174,14 +175,24 @@ void tether_group_obs_cancel(tether_node_t *n, group_fan_t *f, tether_time_t now
 void tether_group_link_down(tether_node_t *n, const tether_link_t *link, tether_time_t now);
 
 /* The cache's part (group_cache.c): a member's response `resp` to the
- * forwarded request up[up_len] is stored under `device`'s key; a group
- * request whose members all have a fresh entry is answered from them
- * alone (true), with Group-ETag. */
+ * forwarded request up[up_len] is stored under `device`'s key (not when
+ * `remote`, see there). A group request whose members all have a fresh
+ * entry is answered from them alone, paced like a fan-out:
+ * tether_group_cache_check says 0 (fan out), 1 (answered: the client's
+ * Group-ETag is current, 2.03), or 2 (serve it from the cache, Group-ETag
+ * tag); then tether_group_cache_send sends one member's entry to the
+ * client, false when it is no longer fresh (the member is asked). */
+#define TETHER_GROUP_ETAG_LEN 8
 void tether_group_cache_store(tether_node_t *n, const uint8_t *up, size_t up_len,
-                              const char *device, const tether_coap_msg_t *resp, tether_time_t now);
-bool tether_group_cache_answer(tether_node_t *n, const tether_link_t *link,
-                               const tether_coap_msg_t *req, const tether_coap_msg_t *up,
-                               char *const *members, size_t nmembers, tether_time_t now);
+                              const char *device, bool remote, const tether_coap_msg_t *resp,
+                              tether_time_t now);
+int tether_group_cache_check(tether_node_t *n, const tether_link_t *link,
+                             const tether_coap_msg_t *req, const tether_coap_msg_t *up,
+                             char *const *members, size_t nmembers,
+                             uint8_t tag[TETHER_GROUP_ETAG_LEN], tether_time_t now);
+bool tether_group_cache_send(tether_node_t *n, const tether_link_t *client, const uint8_t *tok,
+                             size_t tkl, const tether_coap_msg_t *up, const char *member,
+                             const uint8_t tag[TETHER_GROUP_ETAG_LEN], tether_time_t now);
 
 /* The Reply-From value naming `device` into out; its length. */
 #define TETHER_REPLY_FROM_MAX (3 + TETHER_IDENTITY_MAX)

@@ -98,7 +98,7 @@ static void req_answer(tether_node_t *n, relay_req_t *r, tether_coap_msg_t *resp
         char dev[TETHER_IDENTITY_MAX];
         snprintf(dev, sizeof dev, "%s", r->dev->rec.name);
         req_free(n, r);
-        tether_group_answer(n, f, dev, resp, now);
+        tether_group_answer(n, f, dev, false, resp, now);
         return;
     }
     if (r->bw_upload)

@@ -652,6 +652,12 @@ bool tether_xrelay_request(tether_node_t *n, const tether_peer_t *peer,
     return true;
 }
 
+bool tether_xrelay_elsewhere(tether_node_t *n, const char *host, tether_time_t now)
+{
+    lookup_t l;
+    return directory_node(n, host, now, &l);
+}
+
 int tether_xrelay_group(tether_node_t *n, const tether_coap_msg_t *up, const char *host,
                         group_fan_t *f, tether_time_t now)
 {
@@ -705,7 +711,7 @@ static void on_xrsp(tether_node_t *n, xr_req_t *r, const uint8_t *msg, size_t le
     if (r->fan) { /* one of a group's responses (group.h) */
         n->stats.relay_ok++;
         tether_reply_device_answer(&up, &resp);
-        tether_group_answer(n, r->fan, r->member, &resp, now);
+        tether_group_answer(n, r->fan, r->member, true, &resp, now);
         req_free(n, r);
         return;
     }
