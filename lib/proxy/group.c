@@ -41,7 +41,8 @@ struct group_fan {
     bool observe;                        /* a group observation: members are observers (obs) */
     bool expired;                        /* T' passed; lives on while members observe */
     bool ending;                         /* its observers are being removed: no freeing meanwhile */
-    tether_list_t obs;                   /* member observers (tether_observer_t.in_group) */
+    tether_time_t checked_at; /* a confirmable notification last went to the client (0: none) */
+    tether_list_t obs;        /* member observers (tether_observer_t.in_group) */
     size_t nmembers, next;
     char **members; /* the members when the request came (names_pack) */
     uint16_t up_len;
@@ -251,6 +252,16 @@ void tether_group_obs_left(tether_node_t *n, tether_observer_t *ob)
      * members' observations does */
     if (f->expired && !f->ending && !f->obs.head)
         fan_end(n, f);
+}
+
+bool tether_group_obs_check_due(const group_fan_t *f, tether_time_t interval, tether_time_t now)
+{
+    return f->expired && (!f->checked_at || now - f->checked_at >= interval);
+}
+
+void tether_group_obs_checked(group_fan_t *f, tether_time_t now)
+{
+    f->checked_at = now ? now : 1;
 }
 
 void tether_group_obs_cancel(tether_node_t *n, group_fan_t *f, tether_time_t now)

@@ -40,7 +40,13 @@
  * (non-2.xx or Observe-less) response of a member too. At T' the members
  * that have sent no notification are dropped; when none has, the group
  * observation ends like a plain fan-out. Otherwise it lives on past T'
- * while a member's observation does. It ends at every member (each member
+ * while a member's observation does (§3.5.2: the token is kept while
+ * observations are active with servers). Since nothing then bounds it
+ * but the client, the proxy checks the client (§3.5.2's SHOULD, as RFC
+ * 7641 §4.5 has a server do): the first notification forwarded after T'
+ * is confirmable, and one at least every 24 hours after that (whichever
+ * member it comes from); one the client leaves unacknowledged (or
+ * rejects) ends the whole group observation. It ends at every member (each member
  * observer leaves; the last observer of a device resource cancels it on
  * the device, RFC 7641 §3.6) when the client sends the group request
  * again with its token and Observe: 1 (then answered like any group
@@ -169,6 +175,11 @@ void tether_group_detach(struct relay_req *r);
  * (observe.c): it leaves its fan-out, which ends when T' has passed and it
  * was the last. */
 void tether_group_obs_left(tether_node_t *n, struct tether_observer *ob);
+/* Whether the next notification of group observation `f` is to be
+ * confirmable (see above: past T', the first one, then one at least
+ * every `interval`), and that one went (observe.c). */
+bool tether_group_obs_check_due(const group_fan_t *f, tether_time_t interval, tether_time_t now);
+void tether_group_obs_checked(group_fan_t *f, tether_time_t now);
 /* Ends group observation `f` at every member and frees it. */
 void tether_group_obs_cancel(tether_node_t *n, group_fan_t *f, tether_time_t now);
 /* A client session ended: its fan-outs end (observations cancelled). */

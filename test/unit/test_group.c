@@ -85,8 +85,9 @@ static size_t dev_answer(fx_t *f, uint64_t id, const char *name, const tether_co
     return send_msg(f, &dev, &r);
 }
 
-/* The client's copy: a NON 2.05 with its token and Reply-From [-1, name]. */
-static void check_forwarded_obs(fx_t *f, const char *name, const char *value, bool observing)
+/* The client's copy: a 2.05 of `type` with its token and Reply-From [-1, name]. */
+static void check_forwarded_type(fx_t *f, const char *name, const char *value, bool observing,
+                                 uint8_t type)
 {
     tether_coap_msg_t m;
     size_t i = 0;
@@ -95,7 +96,7 @@ static void check_forwarded_obs(fx_t *f, const char *name, const char *value, bo
             out_msg(f, i, &m)->len > 4)
             break;
     assert_true(i < tether_node_out_count(f->node));
-    assert_int_equal(m.type, TETHER_COAP_NON);
+    assert_int_equal(m.type, type);
     assert_int_equal(m.code, TETHER_COAP_CONTENT);
     assert_int_equal(m.tkl, 3);
     assert_memory_equal(m.token, "\xc1\xc2\xc3", 3);
@@ -115,13 +116,13 @@ static void check_forwarded_obs(fx_t *f, const char *name, const char *value, bo
 
 static void check_forwarded(fx_t *f, const char *name, const char *value)
 {
-    check_forwarded_obs(f, name, value, false);
+    check_forwarded_type(f, name, value, false, TETHER_COAP_NON);
 }
 
 /* The same, a notification of a group observation. */
 static void check_notified(fx_t *f, const char *name, const char *value)
 {
-    check_forwarded_obs(f, name, value, true);
+    check_forwarded_type(f, name, value, true, TETHER_COAP_NON);
 }
 
 static void test_fanout_paced_until_timeout(void **state)
@@ -256,8 +257,9 @@ static void test_group_observe(void **state)
     advance(f, 2000);
     assert_int_equal(st->observe_device_observations, 2);
     assert_int_equal(tether_node_stats(f->node)->group_requests_active, 1);
+    /* the first notification past T' checks the client (confirmable) */
     dev_notify(f, 12, "dev2", t2, TETHER_COAP_NON, 0x700, 2, "22.5");
-    check_notified(f, "dev2", "22.5");
+    check_forwarded_type(f, "dev2", "22.5", true, TETHER_COAP_CON);
     dev_notify(f, 11, "dev1", t1, TETHER_COAP_NON, 0x701, 6, "21.5");
     check_notified(f, "dev1", "21.5");
     assert_true(out_find(f, TETHER_LINK_DTLS, 9, &m) >= 0); /* the direct observer too */
@@ -375,6 +377,31 @@ static void test_group_client_bounds(void **state)
     assert_int_equal(tether_node_stats(f->node)->group_requests_active, 0);
     assert_int_equal(tether_node_pending(f->node), 0);
     assert_true(group_get_tok(f, &a, 4) >= 2);
+}
+
+/* Past T' a group observation lives while its members notify (draft
+ * §3.5.2), so the client is checked: the first notification after T' is
+ * confirmable and, left unacknowledged, ends it at every member. */
+static void test_group_observe_silent_client(void **state)
+{
+    fx_t *f = *state;
+    paced_node(f);
+    tether_peer_t c = plain_peer(5000);
+    uint8_t t1[4];
+    uint16_t m1;
+    group_observe(f, &c, 0);
+    dev_observe_req(f, 11, t1, &m1);
+    dev_notify(f, 11, "dev1", t1, TETHER_COAP_ACK, m1, 1, "1");
+    check_notified(f, "dev1", "1"); /* within T': non-confirmable */
+    advance(f, 2100);
+    assert_int_equal(tether_node_stats(f->node)->group_requests_active, 1);
+    dev_notify(f, 11, "dev1", t1, TETHER_COAP_NON, 0x800, 2, "2");
+    check_forwarded_type(f, "dev1", "2", true, TETHER_COAP_CON);
+    /* the client is gone: no ACK through the retransmissions */
+    for (int i = 0; i < 30 && tether_node_stats(f->node)->group_requests_active; i++)
+        advance(f, 10000);
+    assert_int_equal(tether_node_stats(f->node)->group_requests_active, 0);
+    assert_int_equal(tether_node_stats(f->node)->observe_device_observations, 0);
 }
 
 static void test_missing_timeout_and_zero(void **state)
@@ -653,6 +680,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_group_etag, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_client_bounds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_duplicate_members, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_group_observe_silent_client, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
