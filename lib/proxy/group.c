@@ -292,13 +292,14 @@ static void fan_expire(tether_node_t *n, group_fan_t *f, tether_time_t now)
         fan_end(n, f);
 }
 
-/* The fan-out of client `link`'s group observation with token tok[tkl]. */
-static group_fan_t *fan_find_obs(const tether_groups_t *g, const tether_link_t *link,
-                                 const uint8_t *tok, size_t tkl)
+/* The fan-out of client `link` with token tok[tkl] (`obs`: a group
+ * observation's only). */
+static group_fan_t *fan_find(const tether_groups_t *g, const tether_link_t *link,
+                             const uint8_t *tok, size_t tkl, bool obs)
 {
     for (tether_lnode_t *l = g->fans.head; l; l = l->next) {
         group_fan_t *f = container_of(l, group_fan_t, ln);
-        if (f->observe && f->ctkl == tkl && memcmp(f->ctok, tok, tkl) == 0 &&
+        if ((f->observe || !obs) && f->ctkl == tkl && memcmp(f->ctok, tok, tkl) == 0 &&
             tether_link_equal(&f->client, link))
             return f;
     }
@@ -320,6 +321,26 @@ void tether_group_link_down(tether_node_t *n, const tether_link_t *link, tether_
         else
             fan_end(n, f);
     }
+}
+
+bool tether_group_early_stop(tether_node_t *n, const tether_peer_t *peer,
+                             const tether_coap_msg_t *req, tether_time_t now)
+{
+    const tether_coap_opt_t *mt = tether_coap_msg_find_opt(req, n->conf.opt_multicast_timeout);
+    uint32_t t;
+    group_fan_t *f;
+    if (req->code != TETHER_COAP_GET || !mt || tether_coap_uint_decode(mt->val, mt->len, &t) < 0 ||
+        t != 0 || !(f = fan_find(&n->groups, &peer->link, req->token, req->tkl, false)))
+        return false;
+    if (f->observe) /* every member's observation ends (group.h) */
+        tether_group_obs_cancel(n, f, now);
+    else
+        fan_end(n, f); /* member requests still out are cancelled */
+    /* Nothing to answer: the client freed the token (§3.1.3); a CON is
+     * acknowledged so that it is not retransmitted. */
+    if (req->type == TETHER_COAP_CON)
+        tether_reply_empty(n, &peer->link, TETHER_COAP_ACK, req->mid);
+    return true;
 }
 
 void tether_groups_free(tether_node_t *n)
@@ -511,7 +532,7 @@ void tether_group_request(tether_node_t *n, const tether_peer_t *peer, const tet
     /* RFC 7641 §3.6 through the proxy: Observe 1 with the token of a group
      * observation cancels it at every member; Observe 0 with it registers
      * anew. The request itself goes on like any group request. */
-    group_fan_t *old = observing ? fan_find_obs(g, link, req->token, req->tkl) : NULL;
+    group_fan_t *old = observing ? fan_find(g, link, req->token, req->tkl, true) : NULL;
     if (old)
         tether_group_obs_cancel(n, old, now);
     if (!mt || tether_coap_uint_decode(mt->val, mt->len, &tsec) < 0) {

@@ -182,6 +182,14 @@ bool tether_group_obs_check_due(const group_fan_t *f, tether_time_t interval, te
 void tether_group_obs_checked(group_fan_t *f, tether_time_t now);
 /* Ends group observation `f` at every member and frees it. */
 void tether_group_obs_cancel(tether_node_t *n, group_fan_t *f, tether_time_t now);
+/* draft-ietf-core-groupcomm-proxy-07 §3.1.3, §3.2.3: an Early Stop
+ * Request (a GET for the proxy itself, no Uri-Host nor Proxy-*, with the
+ * token of a running fan-out of this client and Multicast-Timeout 0)
+ * ends that fan-out or group observation at once, as T' or a
+ * deregistration would; a CON is acknowledged (empty ACK). True when it
+ * was one; false: the request is the node's own (node.c). */
+bool tether_group_early_stop(tether_node_t *n, const tether_peer_t *peer,
+                             const tether_coap_msg_t *req, tether_time_t now);
 /* A client session ended: its fan-outs end (observations cancelled). */
 void tether_group_link_down(tether_node_t *n, const tether_link_t *link, tether_time_t now);
 

@@ -404,6 +404,43 @@ static void test_group_observe_silent_client(void **state)
     assert_int_equal(tether_node_stats(f->node)->observe_device_observations, 0);
 }
 
+/* draft §3.1.3, §3.2.3: an Early Stop Request (GET, the fan-out's token,
+ * Multicast-Timeout 0, no Uri-Host) ends a fan-out at once (a late
+ * answer is dropped) and a group observation at every member. */
+static void test_early_stop(void **state)
+{
+    fx_t *f = *state;
+    paced_node(f);
+    tether_peer_t c = plain_peer(5000);
+    tether_coap_msg_t m, r1, stop;
+    group_get(f, &c, 2, TETHER_COAP_NON);
+    dev_request(f, 11, &r1);
+    assert_int_equal(tether_node_stats(f->node)->group_requests_active, 1);
+    tether_coap_msg_init(&stop, TETHER_COAP_CON, TETHER_COAP_GET, f->mid++);
+    tether_coap_msg_set_token(&stop, (const uint8_t *)"\xc1\xc2\xc3", 3);
+    tether_coap_msg_add_opt(&stop, MT, NULL, 0);
+    assert_int_equal(send_msg(f, &c, &stop), 1);
+    out_msg(f, 0, &m);
+    assert_int_equal(m.type, TETHER_COAP_ACK);
+    assert_int_equal(m.code, TETHER_COAP_EMPTY);
+    assert_int_equal(tether_node_stats(f->node)->group_requests_active, 0);
+    dev_answer(f, 11, "dev1", &r1, "1");
+    assert_int_equal(out_find(f, TETHER_LINK_PLAIN, 0, &m), -1);
+    advance(f, 30); /* no more members asked */
+    assert_int_equal(tether_node_out_count(f->node), 0);
+    /* a group observation */
+    uint8_t t1[4];
+    uint16_t m1;
+    group_observe(f, &c, 0);
+    dev_observe_req(f, 11, t1, &m1);
+    dev_notify(f, 11, "dev1", t1, TETHER_COAP_ACK, m1, 1, "1");
+    stop.mid = f->mid++;
+    send_msg(f, &c, &stop);
+    assert_true(dev_cancelled(f, 11));
+    assert_int_equal(tether_node_stats(f->node)->group_requests_active, 0);
+    assert_int_equal(tether_node_stats(f->node)->observe_device_observations, 0);
+}
+
 static void test_missing_timeout_and_zero(void **state)
 {
     fx_t *f = *state;
@@ -681,6 +718,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_group_client_bounds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_duplicate_members, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_observe_silent_client, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_early_stop, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
