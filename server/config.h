@@ -38,9 +38,9 @@ typedef struct {
     char admin_token[128];
     uint32_t admin_max_connections;
     uint32_t admin_max_connections_per_address; /* 0 = no cap */
-    uint32_t admin_idle_timeout; /* seconds */
-    uint32_t admin_coap_streams; /* SSE streams per identity on /coap/... */
-    uint32_t admin_coap_waiting; /* parked /coap/... requests per client identity */
+    uint32_t admin_idle_timeout;                /* seconds */
+    uint32_t admin_coap_streams;                /* SSE streams per identity on /coap/... */
+    uint32_t admin_coap_waiting;                /* parked /coap/... requests per client identity */
     char redis_url[256];
     uint32_t redis_backlog_max; /* dirty keys held while Redis is away */
     char cluster_key[128];
@@ -77,6 +77,7 @@ typedef struct {
     /* "proxy": per-client and per-device bounds (SPEC S10) */
     uint32_t proxy_max_pending_per_client;
     uint32_t proxy_max_observers_per_client;
+    uint32_t proxy_max_group_requests_per_client;
     uint32_t proxy_max_observations_per_device;
     uint32_t proxy_nstart;
     uint32_t proxy_nstart_queue_max;

@@ -46,6 +46,7 @@ int tetherd_stats_fill(json_t *st, const tetherd_stats_src_t *d)
         {"proxy.uploads_active", ns->uploads_active},
         {"proxy.bound_pending", ns->bound_pending},
         {"proxy.bound_observers", ns->bound_observers},
+        {"proxy.bound_groups", ns->bound_groups},
         {"proxy.bound_observations", ns->bound_observations},
         {"proxy.bound_nstart", ns->bound_nstart},
         {"proxy.nstart_held", ns->nstart_held},

@@ -82,6 +82,16 @@ int tether_bounds_charge(tether_bounds_t *b, const tether_peer_t *peer, enum tet
     return 0;
 }
 
+int tether_bounds_charge_more(tether_bclient_t *c, enum tether_bound_kind kind, uint32_t limit)
+{
+    if (!c)
+        return 0;
+    if (limit && c->n[kind] >= limit)
+        return TETHER_ELIMIT;
+    c->n[kind]++;
+    return 0;
+}
+
 void tether_bounds_release(tether_bounds_t *b, tether_bclient_t *c, enum tether_bound_kind kind)
 {
     if (!c)

@@ -6,7 +6,10 @@
  * would get 5.03) or the observer table. So each client is charged for
  * its pending relayed requests (relay.c, conf.max_pending_per_client,
  * answered 4.29 Too Many Requests with Max-Age beyond it, RFC 8516) and
- * its observers (observe.c, conf.max_observers_per_client, 5.03).
+ * its observers (observe.c, conf.max_observers_per_client, 5.03), and
+ * its group fan-outs (group.c, conf.max_group_requests_per_client, 4.29
+ * with Max-Age), whose member requests and member observers count as its
+ * pending requests and observers.
  *
  * Who a client is: its authenticated identity, so that one credential
  * opening many DTLS sessions is still one client; a record that reached
@@ -33,7 +36,12 @@
 #include "tether/node.h"
 
 /* What a client is charged for. */
-enum tether_bound_kind { TETHER_BOUND_PENDING, TETHER_BOUND_OBSERVERS, TETHER_BOUND_KINDS };
+enum tether_bound_kind {
+    TETHER_BOUND_PENDING,
+    TETHER_BOUND_OBSERVERS,
+    TETHER_BOUND_GROUPS, /* group fan-outs at once (group.c, max_group_requests_per_client) */
+    TETHER_BOUND_KINDS
+};
 
 typedef struct tether_bclient {
     tether_hnode_t node; /* in tether_bounds_t.clients, key: digest of key[] */
@@ -61,6 +69,11 @@ void tether_bounds_free(tether_bounds_t *b);
  * another client's key has the same 128-bit keyed digest. */
 int tether_bounds_charge(tether_bounds_t *b, const tether_peer_t *peer, enum tether_bound_kind kind,
                          uint32_t limit, tether_bclient_t **out);
+/* Charges one more `kind` to the client of record `c`, which something
+ * already charged keeps alive (a group fan-out charges its member
+ * requests and observers to its client, group.h). NULL: exempt, 0. 0, or
+ * TETHER_ELIMIT when it has `limit` of them (0: no limit). */
+int tether_bounds_charge_more(tether_bclient_t *c, enum tether_bound_kind kind, uint32_t limit);
 /* Takes back one `kind` from `c` (NULL: a no-op); frees it when nothing
  * is charged to it any more. */
 void tether_bounds_release(tether_bounds_t *b, tether_bclient_t *c, enum tether_bound_kind kind);

@@ -28,13 +28,21 @@ struct group_fan {
     tether_list_t subs;      /* member requests out (relay_req_t.in_fan) */
     tether_list_t xsubs;     /* ... relayed to other nodes (xrelay.c) */
     tether_link_t client;
+    /* The client's record (bounds.h): charged one group request; its
+     * member requests and observers are charged to it too, so one client
+     * cannot fill the pending or observer tables through a group. NULL:
+     * exempt (an operator's request). */
+    tether_bclient_t *charged;
     uint8_t ctkl;
     uint8_t ctok[TETHER_COAP_MAX_TOKEN];
-    bool drop_all;     /* T' = 0: nobody wants the responses */
-    bool observe;      /* a group observation: members are observers (obs) */
-    bool expired;      /* T' passed; lives on while members observe */
-    bool ending;       /* its observers are being removed: no freeing meanwhile */
-    tether_list_t obs; /* member observers (tether_observer_t.in_group) */
+    bool drop_all; /* T' = 0: nobody wants the responses */
+    bool cached;   /* every member fresh in the cache: served from it (group_cache.c) */
+    uint8_t etag[TETHER_GROUP_ETAG_LEN]; /* the Group-ETag of that set */
+    bool observe;                        /* a group observation: members are observers (obs) */
+    bool expired;                        /* T' passed; lives on while members observe */
+    bool ending;                         /* its observers are being removed: no freeing meanwhile */
+    tether_time_t checked_at; /* a confirmable notification last went to the client (0: none) */
+    tether_list_t obs;        /* member observers (tether_observer_t.in_group) */
     size_t nmembers, next;
     char **members; /* the members when the request came (names_pack) */
     uint16_t up_len;
@@ -71,6 +79,39 @@ static void name_key(const tether_groups_t *g, const char *name, uint8_t key[NAM
     uint64_t a = tether_hash64(g->seed, low, n), b = tether_hash64(~g->seed, low, n);
     memcpy(key, &a, 8);
     memcpy(key + 8, &b, 8);
+}
+
+const char **tether_group_unique(const tether_groups_t *g, const char *const *names, size_t n,
+                                 size_t *out)
+{
+    const char **v = malloc((n ? n : 1) * sizeof *v);
+    tether_hnode_t *nodes = malloc((n ? n : 1) * sizeof *nodes);
+    tether_hmap_t seen;
+    size_t k = 0;
+    if (!v || !nodes || tether_hmap_init(&seen, n, g->seed) < 0) {
+        free(v);
+        free(nodes);
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        uint8_t key[NAME_KEY];
+        name_key(g, names[i], key);
+        tether_hnode_t *h = tether_hmap_find(&seen, key, sizeof key);
+        if (h && strcasecmp(v[h - nodes], names[i]) == 0)
+            continue; /* named before */
+        /* a 128-bit digest collision between two names: both kept */
+        if (!h && tether_hmap_insert(&seen, &nodes[k], key, sizeof key) < 0) {
+            tether_hmap_free(&seen);
+            free(nodes);
+            free(v);
+            return NULL;
+        }
+        v[k++] = names[i];
+    }
+    tether_hmap_free(&seen);
+    free(nodes);
+    *out = k;
+    return v;
 }
 
 int tether_groups_init(tether_groups_t *g, uint64_t seed)
@@ -134,10 +175,14 @@ int tether_group_set(tether_node_t *n, const char *name, const char *pattern,
         return rc;
     tether_group_t *old = tether_group_find(g, name);
     tether_group_t *grp = calloc(1, sizeof *grp);
-    if (!grp || (nmembers && !(grp->members = names_pack(members, nmembers)))) {
+    /* a device named twice (any case) is one member: one request each */
+    const char **uniq = tether_group_unique(g, members, nmembers, &nmembers);
+    if (!grp || !uniq || (nmembers && !(grp->members = names_pack(uniq, nmembers)))) {
+        free(uniq);
         free(grp);
         return TETHER_ENOMEM;
     }
+    free(uniq);
     memcpy(grp->name, name, nl + 1);
     if (pl)
         memcpy(grp->pattern, pattern, pl + 1);
@@ -193,6 +238,7 @@ static void fan_end(tether_node_t *n, group_fan_t *f)
     }
     tether_list_del(&g->fans, &f->ln);
     g->nfans--;
+    tether_bounds_release(&n->bounds, f->charged, TETHER_BOUND_GROUPS);
     free(f->members);
     free(f);
 }
@@ -206,6 +252,16 @@ void tether_group_obs_left(tether_node_t *n, tether_observer_t *ob)
      * members' observations does */
     if (f->expired && !f->ending && !f->obs.head)
         fan_end(n, f);
+}
+
+bool tether_group_obs_check_due(const group_fan_t *f, tether_time_t interval, tether_time_t now)
+{
+    return f->expired && (!f->checked_at || now - f->checked_at >= interval);
+}
+
+void tether_group_obs_checked(group_fan_t *f, tether_time_t now)
+{
+    f->checked_at = now ? now : 1;
 }
 
 void tether_group_obs_cancel(tether_node_t *n, group_fan_t *f, tether_time_t now)
@@ -236,13 +292,14 @@ static void fan_expire(tether_node_t *n, group_fan_t *f, tether_time_t now)
         fan_end(n, f);
 }
 
-/* The fan-out of client `link`'s group observation with token tok[tkl]. */
-static group_fan_t *fan_find_obs(const tether_groups_t *g, const tether_link_t *link,
-                                 const uint8_t *tok, size_t tkl)
+/* The fan-out of client `link` with token tok[tkl] (`obs`: a group
+ * observation's only). */
+static group_fan_t *fan_find(const tether_groups_t *g, const tether_link_t *link,
+                             const uint8_t *tok, size_t tkl, bool obs)
 {
     for (tether_lnode_t *l = g->fans.head; l; l = l->next) {
         group_fan_t *f = container_of(l, group_fan_t, ln);
-        if (f->observe && f->ctkl == tkl && memcmp(f->ctok, tok, tkl) == 0 &&
+        if ((f->observe || !obs) && f->ctkl == tkl && memcmp(f->ctok, tok, tkl) == 0 &&
             tether_link_equal(&f->client, link))
             return f;
     }
@@ -264,6 +321,26 @@ void tether_group_link_down(tether_node_t *n, const tether_link_t *link, tether_
         else
             fan_end(n, f);
     }
+}
+
+bool tether_group_early_stop(tether_node_t *n, const tether_peer_t *peer,
+                             const tether_coap_msg_t *req, tether_time_t now)
+{
+    const tether_coap_opt_t *mt = tether_coap_msg_find_opt(req, n->conf.opt_multicast_timeout);
+    uint32_t t;
+    group_fan_t *f;
+    if (req->code != TETHER_COAP_GET || !mt || tether_coap_uint_decode(mt->val, mt->len, &t) < 0 ||
+        t != 0 || !(f = fan_find(&n->groups, &peer->link, req->token, req->tkl, false)))
+        return false;
+    if (f->observe) /* every member's observation ends (group.h) */
+        tether_group_obs_cancel(n, f, now);
+    else
+        fan_end(n, f); /* member requests still out are cancelled */
+    /* Nothing to answer: the client freed the token (§3.1.3); a CON is
+     * acknowledged so that it is not retransmitted. */
+    if (req->type == TETHER_COAP_CON)
+        tether_reply_empty(n, &peer->link, TETHER_COAP_ACK, req->mid);
+    return true;
 }
 
 void tether_groups_free(tether_node_t *n)
@@ -295,6 +372,12 @@ static void fan_step(tether_node_t *n, group_fan_t *f, tether_time_t now)
         return;
     }
     for (uint32_t sent = 0; f->next < f->nmembers && sent < n->conf.group_pacing_burst;) {
+        if (f->cached && tether_group_cache_send(n, &f->client, f->ctok, f->ctkl, &m,
+                                                 f->members[f->next], f->etag, now)) {
+            f->next++;
+            sent++;
+            continue;
+        } /* evicted since: this member is asked */
         tether_device_t *d = tether_registry_find_host(&n->reg, f->members[f->next]);
         tether_coap_msg_t up = m;
         if (!d || !d->link_up) {
@@ -314,7 +397,19 @@ static void fan_step(tether_node_t *n, group_fan_t *f, tether_time_t now)
         int rc = TETHER_EINVAL;
         if (f->observe) { /* draft §3.2.2: tether observes every member */
             tether_observer_t *ob;
-            rc = tether_observe_group_join(n, d, &up, &f->client, f->ctok, f->ctkl, f, &ob, now);
+            /* the client's observer share (bounds.h): beyond it, skipped */
+            rc = tether_bounds_charge_more(f->charged, TETHER_BOUND_OBSERVERS,
+                                           n->conf.max_observers_per_client);
+            if (rc == 0) {
+                rc =
+                    tether_observe_group_join(n, d, &up, &f->client, f->ctok, f->ctkl, f, &ob, now);
+                if (rc == 0)
+                    ob->charged = f->charged; /* released when it goes (observe.c) */
+                else
+                    tether_bounds_release(&n->bounds, f->charged, TETHER_BOUND_OBSERVERS);
+            } else {
+                n->stats.bound_observers++;
+            }
             if (rc == 0)
                 tether_list_push(&f->obs, &ob->in_group);
             else if (rc == TETHER_ELIMIT)
@@ -332,6 +427,8 @@ static void fan_step(tether_node_t *n, group_fan_t *f, tether_time_t now)
     }
     if (f->next < f->nmembers)
         tether_heap_arm(&g->timers, &f->pace, now + n->conf.group_pacing_interval_ms);
+    else if (f->cached && !f->subs.head && !f->xsubs.head)
+        fan_end(n, f); /* all served from the cache: nothing more can come */
 }
 
 /* Names gathered for a snapshot: borrowed (this node's devices) or owned
@@ -407,8 +504,15 @@ static size_t snapshot(const tether_node_t *n, const tether_group_t *grp, tether
         if (tether_store_scan(n->store, TETHER_STORE_DEVICE, s.cursor, now, dir_one, &s) < 0)
             break;
     }
-    size_t k = s.k < s.max ? s.k : s.max;
-    *out = names_pack(s.names, k);
+    /* A device may come twice: registered here under one case and in the
+     * directory under another, or a directory record not yet replaced
+     * after it moved; one request each (names match without case). */
+    size_t k = 0;
+    const char **uniq = s.nomem ? NULL : tether_group_unique(&n->groups, s.names, s.k, &k);
+    if (k > s.max)
+        k = s.max;
+    *out = uniq ? names_pack(uniq, k) : NULL;
+    free(uniq);
     for (size_t i = s.first_owned; i < s.k; i++)
         free((char *)s.names[i]);
     free(s.names);
@@ -428,7 +532,7 @@ void tether_group_request(tether_node_t *n, const tether_peer_t *peer, const tet
     /* RFC 7641 §3.6 through the proxy: Observe 1 with the token of a group
      * observation cancels it at every member; Observe 0 with it registers
      * anew. The request itself goes on like any group request. */
-    group_fan_t *old = observing ? fan_find_obs(g, link, req->token, req->tkl) : NULL;
+    group_fan_t *old = observing ? fan_find(g, link, req->token, req->tkl, true) : NULL;
     if (old)
         tether_group_obs_cancel(n, old, now);
     if (!mt || tether_coap_uint_decode(mt->val, mt->len, &tsec) < 0) {
@@ -453,14 +557,37 @@ void tether_group_request(tether_node_t *n, const tether_peer_t *peer, const tet
         tether_reply_code(n, link, req, TETHER_COAP_FORBIDDEN, NULL, now);
         return;
     }
+    uint64_t ms = (uint64_t)tsec * 1000;
+    if (ms > n->conf.group_timeout_max_ms)
+        ms = n->conf.group_timeout_max_ms;
+    /* The client's share of the fan-outs (bounds.h), before the node's
+     * own bound: one client must not take group_max_requests from all the
+     * others. 4.29 with the time by which its fan-outs have surely ended
+     * T' (RFC 8516 §4), as relay.c does for pending requests. */
+    tether_bclient_t *charged;
+    int brc = tether_bounds_charge(&n->bounds, peer, TETHER_BOUND_GROUPS,
+                                   n->conf.max_group_requests_per_client, &charged);
+    if (brc == TETHER_ELIMIT) {
+        g->rejected++;
+        n->stats.bound_groups++;
+        tether_reply_retry(n, link, req, TETHER_COAP_TOO_MANY_REQUESTS,
+                           (uint32_t)((ms + 999) / 1000), now);
+        return;
+    }
+    if (brc < 0) {
+        tether_reply_code(n, link, req, TETHER_COAP_INTERNAL_ERROR, NULL, now);
+        return;
+    }
     if (g->nfans >= n->conf.group_max_requests) {
         g->rejected++;
+        tether_bounds_release(&n->bounds, charged, TETHER_BOUND_GROUPS);
         tether_reply_code(n, link, req, TETHER_COAP_SERVICE_UNAVAILABLE, "too many group requests",
                           now);
         return;
     }
     /* step 4: Multicast-Timeout is not forwarded (nor Observe, group.h) */
     if (tether_relay_forward_opts(n, req, up, skip_uri) < 0) {
+        tether_bounds_release(&n->bounds, charged, TETHER_BOUND_GROUPS);
         tether_reply_code(n, link, req, TETHER_COAP_BAD_GATEWAY, "option cannot be forwarded", now);
         return;
     }
@@ -472,20 +599,28 @@ void tether_group_request(tether_node_t *n, const tether_peer_t *peer, const tet
     if (!f || tether_heap_reserve(&g->timers, 2 * (g->nfans + 1)) < 0 ||
         tether_coap_encode(up, f->up, len, &len) < 0) {
         free(f);
+        tether_bounds_release(&n->bounds, charged, TETHER_BOUND_GROUPS);
         tether_reply_code(n, link, req, TETHER_COAP_INTERNAL_ERROR, NULL, now);
         return;
     }
     f->up_len = (uint16_t)len;
     f->nmembers = snapshot(n, grp, now, &f->members);
     f->observe = observing && ov == 0 && tsec > 0 && link->kind != TETHER_LINK_INTERNAL;
-    /* draft §5.2: every member fresh in the cache: no fan-out at all */
-    if (!f->observe && tsec > 0 &&
-        tether_group_cache_answer(n, link, req, up, f->members, f->nmembers, now)) {
+    /* draft §5.2: every member fresh in the cache: nothing reaches a
+     * device; the entries go out paced like a fan-out (fan_step), not in
+     * one burst of up to group_max_members NONs */
+    int cached = !f->observe && tsec > 0 ? tether_group_cache_check(n, link, req, up, f->members,
+                                                                    f->nmembers, f->etag, now)
+                                         : 0;
+    f->cached = cached == 2;
+    if (cached == 1) { /* 2.03: the client's set is current */
+        tether_bounds_release(&n->bounds, charged, TETHER_BOUND_GROUPS);
         free(f->members);
         free(f);
         return;
     }
     f->client = *link;
+    f->charged = charged;
     f->ctkl = req->tkl;
     memcpy(f->ctok, req->token, req->tkl);
     f->drop_all = tsec == 0;
@@ -500,9 +635,6 @@ void tether_group_request(tether_node_t *n, const tether_peer_t *peer, const tet
      * acknowledged now (RFC 7252 §5.2.2). */
     if (req->type == TETHER_COAP_CON)
         tether_reply_empty(n, link, TETHER_COAP_ACK, req->mid);
-    uint64_t ms = (uint64_t)tsec * 1000;
-    if (ms > n->conf.group_timeout_max_ms)
-        ms = n->conf.group_timeout_max_ms;
     tether_heap_arm(&g->timers, &f->deadline, now + ms); /* room reserved above */
     fan_step(n, f, now);
 }
@@ -523,12 +655,12 @@ size_t tether_group_reply_from(const char *device, uint8_t out[TETHER_REPLY_FROM
     return o + dl;
 }
 
-void tether_group_answer(tether_node_t *n, group_fan_t *f, const char *device,
+void tether_group_answer(tether_node_t *n, group_fan_t *f, const char *device, bool remote,
                          const tether_coap_msg_t *resp, tether_time_t now)
 {
     if (f->drop_all)
         return;
-    tether_group_cache_store(n, f->up, f->up_len, device, resp, now);
+    tether_group_cache_store(n, f->up, f->up_len, device, remote, resp, now);
     static tether_coap_msg_t out;
     uint8_t rf[TETHER_REPLY_FROM_MAX];
     out = *resp;
@@ -554,6 +686,11 @@ tether_time_t tether_group_next_deadline(const tether_node_t *n)
 {
     const tether_timer_t *t = tether_heap_top(&n->groups.timers);
     return t ? t->at : UINT64_MAX;
+}
+
+tether_bclient_t *tether_group_client(group_fan_t *f)
+{
+    return f->charged;
 }
 
 tether_list_t *tether_group_xsubs(group_fan_t *f)

@@ -40,16 +40,21 @@
  * (non-2.xx or Observe-less) response of a member too. At T' the members
  * that have sent no notification are dropped; when none has, the group
  * observation ends like a plain fan-out. Otherwise it lives on past T'
- * while a member's observation does. It ends at every member (each member
+ * while a member's observation does (§3.5.2: the token is kept while
+ * observations are active with servers). Since nothing then bounds it
+ * but the client, the proxy checks the client (§3.5.2's SHOULD, as RFC
+ * 7641 §4.5 has a server do): the first notification forwarded after T'
+ * is confirmable, and one at least every 24 hours after that (whichever
+ * member it comes from); one the client leaves unacknowledged (or
+ * rejects) ends the whole group observation. It ends at every member (each member
  * observer leaves; the last observer of a device resource cancels it on
  * the device, RFC 7641 §3.6) when the client sends the group request
  * again with its token and Observe: 1 (then answered like any group
  * request), rejects a notification with RST, leaves a confirmable one
  * unacknowledged (RFC 7641 §4.5), or its session ends. Member observers
- * are not charged to the client's observer bound (group_max_requests and
- * group_max_members bound them) and are not written to the observe
- * registry (a node taking them over would lose the group's Reply-From).
- * A member request that cannot be observed (not cacheable, e.g.
+ * are charged to the client's observer bound (bounds.h; a member beyond
+ * it is not observed) and are not written to the observe registry (a node taking them over would
+ * lose the group's Reply-From). A member request that cannot be observed (not cacheable, e.g.
  * block-wise) is relayed plainly; Observe with T' = 0 is a plain request.
  *
  * Queue-mode (sleeping) members: a plain member request waits in the
@@ -62,9 +67,12 @@
  *
  * Bounds: conf.max_groups groups of at most conf.group_max_members
  * members (a pattern takes the first group_max_members matches);
- * conf.group_max_requests fan-outs at once (5.03 beyond); T' is clamped to
+ * conf.group_max_requests fan-outs at once (5.03 beyond), of which one
+ * client (bounds.h) has at most conf.max_group_requests_per_client (4.29
+ * with Max-Age T' beyond, checked first); T' is clamped to
  * conf.group_timeout_max_ms. Member requests count against max_pending
- * like any relayed request; a member that does not fit waits for the next
+ * like any relayed request and against the client's
+ * max_pending_per_client; a member that does not fit waits for the next
  * pacing step.
  *
  * Lifetimes: groups are owned by the table until removed or freed. A
@@ -127,7 +135,15 @@ int tether_group_set(tether_node_t *n, const char *name, const char *pattern,
  * is registered, 0 or TETHER_ELIMIT; and removed. */
 int tether_group_store_init(tether_node_t *n);
 void tether_group_store_free(tether_node_t *n);
-/* What tether_group_set would answer, without defining anything. */
+/* names[n] without the later of names equal regardless of case (as
+ * members are matched, tether_registry_find_host), in order: an array
+ * of the same pointers (free() it), its length in *out. NULL: no memory.
+ * tether_group_set keeps a group's members so, and a pattern's snapshot
+ * is taken so, so that no device gets a fan-out's request twice. */
+const char **tether_group_unique(const tether_groups_t *g, const char *const *names, size_t n,
+                                 size_t *out);
+/* What tether_group_set would answer, without defining anything
+ * (group_max_members bounds the list as given, duplicates included). */
 int tether_group_check(const tether_node_t *n, const char *name, const char *pattern,
                        const char *const *members, size_t nmembers);
 /* 0, or TETHER_ENOTFOUND. Running fan-outs keep going. */
@@ -141,34 +157,61 @@ void tether_group_request(tether_node_t *n, const tether_peer_t *peer, const tet
                           tether_group_t *grp, tether_coap_msg_t *up, bool skip_uri,
                           tether_time_t now);
 /* Member request `r` of fan-out `f` was answered by its device with
- * `resp` (r is already freed; `device` is its name). */
-void tether_group_answer(tether_node_t *n, group_fan_t *f, const char *device,
+ * `resp` (r is already freed; `device` is its name; `remote`: relayed
+ * from another node, xrelay.c, not to be cached here). */
+void tether_group_answer(tether_node_t *n, group_fan_t *f, const char *device, bool remote,
                          const tether_coap_msg_t *resp, tether_time_t now);
 /* Member request `r` joins fan-out `f` (relay.c, tether_relay_group). */
 void tether_group_attach(group_fan_t *f, struct relay_req *r);
 /* The fan-out's member requests relayed to other nodes (xrelay.c links
  * them here). */
 tether_list_t *tether_group_xsubs(group_fan_t *f);
+/* The client record fan-out `f` is charged to (bounds.h), which its
+ * member requests are charged to as pending requests; NULL: exempt. */
+struct tether_bclient *tether_group_client(group_fan_t *f);
 /* Member request `r` is being freed: it leaves its fan-out. */
 void tether_group_detach(struct relay_req *r);
 /* Group observations (see above). Member observer `ob` is being removed
  * (observe.c): it leaves its fan-out, which ends when T' has passed and it
  * was the last. */
 void tether_group_obs_left(tether_node_t *n, struct tether_observer *ob);
+/* Whether the next notification of group observation `f` is to be
+ * confirmable (see above: past T', the first one, then one at least
+ * every `interval`), and that one went (observe.c). */
+bool tether_group_obs_check_due(const group_fan_t *f, tether_time_t interval, tether_time_t now);
+void tether_group_obs_checked(group_fan_t *f, tether_time_t now);
 /* Ends group observation `f` at every member and frees it. */
 void tether_group_obs_cancel(tether_node_t *n, group_fan_t *f, tether_time_t now);
+/* draft-ietf-core-groupcomm-proxy-07 §3.1.3, §3.2.3: an Early Stop
+ * Request (a GET for the proxy itself, no Uri-Host nor Proxy-*, with the
+ * token of a running fan-out of this client and Multicast-Timeout 0)
+ * ends that fan-out or group observation at once, as T' or a
+ * deregistration would; a CON is acknowledged (empty ACK). True when it
+ * was one; false: the request is the node's own (node.c). */
+bool tether_group_early_stop(tether_node_t *n, const tether_peer_t *peer,
+                             const tether_coap_msg_t *req, tether_time_t now);
 /* A client session ended: its fan-outs end (observations cancelled). */
 void tether_group_link_down(tether_node_t *n, const tether_link_t *link, tether_time_t now);
 
 /* The cache's part (group_cache.c): a member's response `resp` to the
- * forwarded request up[up_len] is stored under `device`'s key; a group
- * request whose members all have a fresh entry is answered from them
- * alone (true), with Group-ETag. */
+ * forwarded request up[up_len] is stored under `device`'s key (not when
+ * `remote`, see there). A group request whose members all have a fresh
+ * entry is answered from them alone, paced like a fan-out:
+ * tether_group_cache_check says 0 (fan out), 1 (answered: the client's
+ * Group-ETag is current, 2.03), or 2 (serve it from the cache, Group-ETag
+ * tag); then tether_group_cache_send sends one member's entry to the
+ * client, false when it is no longer fresh (the member is asked). */
+#define TETHER_GROUP_ETAG_LEN 8
 void tether_group_cache_store(tether_node_t *n, const uint8_t *up, size_t up_len,
-                              const char *device, const tether_coap_msg_t *resp, tether_time_t now);
-bool tether_group_cache_answer(tether_node_t *n, const tether_link_t *link,
-                               const tether_coap_msg_t *req, const tether_coap_msg_t *up,
-                               char *const *members, size_t nmembers, tether_time_t now);
+                              const char *device, bool remote, const tether_coap_msg_t *resp,
+                              tether_time_t now);
+int tether_group_cache_check(tether_node_t *n, const tether_link_t *link,
+                             const tether_coap_msg_t *req, const tether_coap_msg_t *up,
+                             char *const *members, size_t nmembers,
+                             uint8_t tag[TETHER_GROUP_ETAG_LEN], tether_time_t now);
+bool tether_group_cache_send(tether_node_t *n, const tether_link_t *client, const uint8_t *tok,
+                             size_t tkl, const tether_coap_msg_t *up, const char *member,
+                             const uint8_t tag[TETHER_GROUP_ETAG_LEN], tether_time_t now);
 
 /* The Reply-From value naming `device` into out; its length. */
 #define TETHER_REPLY_FROM_MAX (3 + TETHER_IDENTITY_MAX)

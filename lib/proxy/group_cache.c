@@ -4,8 +4,9 @@
  *
  * Members' responses to a group GET/FETCH are stored in the response
  * cache under each member's own key (device, method, cache-key options:
- * the key a direct request for that device has), when the member is this
- * node's (see tether_group_cache_store), without Reply-From; it
+ * the key a direct request for that device has), when the answer came
+ * over this node's own tunnel of the member (not one relayed from another
+ * node: see tether_group_cache_store and member_here), without Reply-From; it
  * is added on the way out, which is what the draft's "Reply-From before
  * caching" (§5.1) amounts to, the device being known from the key.
  *
@@ -14,6 +15,9 @@
  * the request is served from the cache alone, nothing reaches a device
  * (§5.2): a CON is acknowledged, then every member's entry goes to the
  * client as a NON with Reply-From, its Max-Age the remaining freshness,
+ * paced like a fan-out's requests (group.c fan_step: group_pacing_burst
+ * per group_pacing_interval_ms, until T'; a member whose entry went
+ * meanwhile is asked instead),
  * and each 2.05 carries one Group-ETag naming J (§5.3). Its value is 8
  * bytes: a digest, in member order, of each member's name and entry
  * (code, options but Max-Age, payload), so it changes whenever an entry
@@ -31,20 +35,36 @@
 #include "proxy/group.h"
 #include "proxy/node_int.h"
 #include "proxy/reply.h"
+#include "proxy/xrelay.h"
 #include "util/hash.h"
 
-#define GROUP_ETAG_LEN 8
+/* Whether `device`'s entries here are the ones its requests use: it is
+ * registered here and its tunnel is up here, or at least the directory
+ * names no other node for it (a sleeping device of this node). A device
+ * whose tunnel moved to another node is reached there (xrelay.h): an
+ * unsafe request for it passes that node's cache, not ours, so an entry
+ * here would not be invalidated and must not answer for it. */
+static bool member_here(tether_node_t *n, const char *device, tether_time_t now)
+{
+    const tether_device_t *d = tether_registry_find_host(&n->reg, device);
+    return d && (d->link_up || !tether_xrelay_elsewhere(n, device, now));
+}
 
 void tether_group_cache_store(tether_node_t *n, const uint8_t *up, size_t up_len,
-                              const char *device, const tether_coap_msg_t *resp, tether_time_t now)
+                              const char *device, bool remote, const tether_coap_msg_t *resp,
+                              tether_time_t now)
 {
     tether_coap_msg_t m;
     tether_coap_perr_t perr;
     tether_cache_key_t k;
-    /* Only this node's devices: requests to another node's device do not
-     * pass this node's cache (xrelay.h), so an unsafe one would not
-     * invalidate the entry here; that node caches its devices' answers. */
-    if (!n->cache || !tether_registry_find_host(&n->reg, device) ||
+    /* Only answers that came over this node's own tunnel of the device:
+     * one relayed from another node (xrelay.c, `remote`: a device
+     * registered here whose tunnel moved there, or another node's device)
+     * is that node's to cache; requests to the device pass that node's
+     * cache (xrelay.h), so an unsafe one would not invalidate an entry
+     * here, nor would its ETag be revalidated here. member_here says the
+     * same when the entry is read. */
+    if (!n->cache || remote || !member_here(n, device, now) ||
         tether_coap_parse(&m, up, up_len, &perr) < 0 || !tether_cache_request_cacheable(&m) ||
         tether_cache_key(&k, device, &m) < 0)
         return;
@@ -73,79 +93,78 @@ static uint64_t entry_digest(const tether_cache_entry_t *e, const char *device, 
     return tether_hash64(h, m.payload, m.payload_len);
 }
 
-/* Whether `req` names Group-ETag tag[GROUP_ETAG_LEN] (it may name several). */
+/* Whether `req` names Group-ETag tag[TETHER_GROUP_ETAG_LEN] (it may name several). */
 static bool names_tag(const tether_node_t *n, const tether_coap_msg_t *req, const uint8_t *tag)
 {
     for (size_t i = 0; i < req->nopts; i++)
-        if (req->opts[i].num == n->conf.opt_group_etag && req->opts[i].len == GROUP_ETAG_LEN &&
-            memcmp(req->opts[i].val, tag, GROUP_ETAG_LEN) == 0)
+        if (req->opts[i].num == n->conf.opt_group_etag &&
+            req->opts[i].len == TETHER_GROUP_ETAG_LEN &&
+            memcmp(req->opts[i].val, tag, TETHER_GROUP_ETAG_LEN) == 0)
             return true;
     return false;
 }
 
-bool tether_group_cache_answer(tether_node_t *n, const tether_link_t *link,
-                               const tether_coap_msg_t *req, const tether_coap_msg_t *up,
-                               char *const *members, size_t nmembers, tether_time_t now)
+int tether_group_cache_check(tether_node_t *n, const tether_link_t *link,
+                             const tether_coap_msg_t *req, const tether_coap_msg_t *up,
+                             char *const *members, size_t nmembers,
+                             uint8_t tag[TETHER_GROUP_ETAG_LEN], tether_time_t now)
 {
     if (!n->cache || !nmembers || !tether_cache_request_cacheable(up))
-        return false;
-    tether_cache_entry_t **e = malloc(nmembers * sizeof *e);
+        return 0;
     uint64_t h = n->groups.seed ^ 0x5bd1e9955bd1e995ull; /* not the name map's own seed */
-    for (size_t i = 0; e && i < nmembers; i++) {
+    for (size_t i = 0; i < nmembers; i++) {
         tether_cache_key_t k;
-        if (tether_cache_key(&k, members[i], up) < 0 ||
-            tether_cache_lookup(n->cache, &k, now, &e[i]) != TETHER_CACHE_FRESH) {
-            free(e); /* J is not complete */
-            return false;
-        }
-        h = entry_digest(e[i], members[i], h, now);
+        tether_cache_entry_t *e;
+        if (!member_here(n, members[i], now) || tether_cache_key(&k, members[i], up) < 0 ||
+            tether_cache_lookup(n->cache, &k, now, &e) != TETHER_CACHE_FRESH)
+            return 0; /* J is not complete */
+        h = entry_digest(e, members[i], h, now);
     }
-    if (!e)
-        return false;
     /* The chained digest is invertible (util/hash.h is a mixer, not a
      * MAC): the client gets a MAC of it, so the tag says nothing about
      * the seeds. */
-    uint8_t tag[GROUP_ETAG_LEN], hb[8], mac[WC_SHA256_DIGEST_SIZE];
+    uint8_t hb[8], mac[WC_SHA256_DIGEST_SIZE];
     for (int i = 0; i < 8; i++)
         hb[i] = (uint8_t)(h >> (56 - 8 * i));
     Hmac hm;
-    if (wc_HmacInit(&hm, NULL, INVALID_DEVID) != 0) {
-        free(e);
-        return false;
-    }
+    if (wc_HmacInit(&hm, NULL, INVALID_DEVID) != 0)
+        return 0;
     bool macd = wc_HmacSetKey(&hm, WC_SHA256, n->groups.etag_key, sizeof n->groups.etag_key) == 0 &&
                 wc_HmacUpdate(&hm, hb, sizeof hb) == 0 && wc_HmacFinal(&hm, mac) == 0;
     wc_HmacFree(&hm);
-    if (!macd) {
-        free(e);
-        return false;
-    }
-    memcpy(tag, mac, GROUP_ETAG_LEN);
-    n->groups.requests++;
+    if (!macd)
+        return 0;
+    memcpy(tag, mac, TETHER_GROUP_ETAG_LEN);
     n->groups.from_cache++;
-    if (names_tag(n, req, tag)) { /* §5.3: the client's set is current */
-        tether_coap_msg_t resp;
-        tether_reply_start(n, link, req, TETHER_COAP_VALID, &resp, now);
-        tether_coap_msg_add_opt(&resp, n->conf.opt_group_etag, tag, sizeof tag);
-        tether_reply_send(n, link, req, &resp);
-        free(e);
-        return true;
-    }
-    if (req->type == TETHER_COAP_CON) /* several responses follow (group.h) */
-        tether_reply_empty(n, link, TETHER_COAP_ACK, req->mid);
-    for (size_t i = 0; i < nmembers; i++) {
-        uint8_t buf[TETHER_MSG_MAX], rf[TETHER_REPLY_FROM_MAX];
-        tether_coap_msg_t m;
-        if (tether_cache_view(e[i], now, buf, sizeof buf, &m) < 0 ||
-            tether_coap_msg_add_opt(&m, n->conf.opt_reply_from, rf,
-                                    tether_group_reply_from(members[i], rf)) < 0 ||
-            (m.code == TETHER_COAP_CONTENT &&
-             tether_coap_msg_add_opt(&m, n->conf.opt_group_etag, tag, sizeof tag) < 0))
-            continue;
-        n->groups.responses++;
-        n->stats.cache_hits++;
-        tether_reply_to(n, link, TETHER_COAP_NON, 0, req->token, req->tkl, true, &m, now);
-    }
-    free(e);
+    if (!names_tag(n, req, tag))
+        return 2;
+    n->groups.requests++; /* §5.3: the client's set is current */
+    tether_coap_msg_t resp;
+    tether_reply_start(n, link, req, TETHER_COAP_VALID, &resp, now);
+    tether_coap_msg_add_opt(&resp, n->conf.opt_group_etag, tag, TETHER_GROUP_ETAG_LEN);
+    tether_reply_send(n, link, req, &resp);
+    return 1;
+}
+
+bool tether_group_cache_send(tether_node_t *n, const tether_link_t *client, const uint8_t *tok,
+                             size_t tkl, const tether_coap_msg_t *up, const char *member,
+                             const uint8_t tag[TETHER_GROUP_ETAG_LEN], tether_time_t now)
+{
+    tether_cache_key_t k;
+    tether_cache_entry_t *e;
+    uint8_t buf[TETHER_MSG_MAX], rf[TETHER_REPLY_FROM_MAX];
+    tether_coap_msg_t m;
+    if (!n->cache || !member_here(n, member, now) || tether_cache_key(&k, member, up) < 0 ||
+        tether_cache_lookup(n->cache, &k, now, &e) != TETHER_CACHE_FRESH ||
+        tether_cache_view(e, now, buf, sizeof buf, &m) < 0)
+        return false; /* gone since the check: the caller asks the member */
+    if (tether_coap_msg_add_opt(&m, n->conf.opt_reply_from, rf,
+                                tether_group_reply_from(member, rf)) < 0 ||
+        (m.code == TETHER_COAP_CONTENT &&
+         tether_coap_msg_add_opt(&m, n->conf.opt_group_etag, tag, TETHER_GROUP_ETAG_LEN) < 0))
+        return true; /* no room for the options: not sent, as before */
+    n->groups.responses++;
+    n->stats.cache_hits++;
+    tether_reply_to(n, client, TETHER_COAP_NON, 0, tok, tkl, true, &m, now);
     return true;
 }

@@ -113,12 +113,19 @@ int tether_node_group_put(tether_node_t *n, const char *name, const char *patter
     strcpy(sg->name, old ? old->name : name); /* checked: < TETHER_IDENTITY_MAX */
     if (pattern)
         strcpy(sg->pattern, pattern);
+    /* stored without duplicates (group.h), as every node applies it */
+    const char **uniq = tether_group_unique(&n->groups, members, nmembers, &nmembers);
+    if (!uniq)
+        return TETHER_ENOMEM;
+    members = uniq;
     size_t bytes = 0;
     for (size_t i = 0; i < nmembers; i++)
         bytes += strlen(members[i]) + 1;
     char *blob = bytes ? malloc(bytes) : NULL, *p = blob;
-    if (bytes && !blob)
+    if (bytes && !blob) {
+        free(uniq);
         return TETHER_ENOMEM;
+    }
     for (size_t i = 0; i < nmembers; i++) {
         size_t l = strlen(members[i]) + 1;
         memcpy(p, members[i], l);
@@ -130,6 +137,7 @@ int tether_node_group_put(tether_node_t *n, const char *name, const char *patter
     int res;
     rc = store_op(n, &rec, NULL, now, &res);
     free(blob);
+    free(uniq);
     return rc < 0 ? rc : res;
 }
 

@@ -50,6 +50,7 @@ void tether_node_conf_defaults(tether_node_conf_t *c)
     c->xrelay_margin_ms = 2000;
     c->max_pending_per_client = 1024;
     c->max_observers_per_client = 1024;
+    c->max_group_requests_per_client = 4;
     c->max_observations_per_device = 256;
     c->nstart = 1;
     c->nstart_queue_max = 1024;
@@ -145,10 +146,10 @@ void tether_node_destroy(tether_node_t *n)
     if (!n)
         return;
     tether_xrelay_free(n);
-    tether_bw_free(n);        /* before the requests of its transfers */
+    tether_bw_free(n);          /* before the requests of its transfers */
     tether_group_store_free(n); /* its watcher, before the store goes */
     tether_groups_free(n);      /* before the member requests of its fan-outs */
-    tether_obs_free(&n->obs); /* before the devices that list observations */
+    tether_obs_free(&n->obs);   /* before the devices that list observations */
     tether_timer_t *t;
     while ((t = tether_heap_top(&n->reg.expiry))) {
         tether_device_t *d = container_of(t, tether_device_t, expiry);
@@ -208,6 +209,8 @@ static void handle_request(tether_node_t *n, const tether_peer_t *peer,
         tether_relay_request(n, peer, req, now);
         return;
     }
+    if (tether_group_early_stop(n, peer, req, now))
+        return;
     const tether_coap_opt_t *p1 = tether_coap_msg_find_opt(req, TETHER_COAP_OPT_URI_PATH);
     if (p1 && p1->len == 2 && memcmp(p1->val, "rd", 2) == 0) {
         tether_rd_handle(n, peer, req, now);
@@ -306,7 +309,7 @@ void tether_node_link_down(tether_node_t *n, const tether_link_t *link, tether_t
     if (d)
         tether_registry_link_down(&n->reg, d);
     tether_cx_link_down(n->cx, link, now);
-    tether_group_link_down(n, link, now); /* before its observers go one by one */
+    tether_group_link_down(n, link, now);   /* before its observers go one by one */
     tether_observe_link_down(n, link, now); /* a client session: its observations end */
     tether_xrelay_link_down(n, link, now);
     if (d)

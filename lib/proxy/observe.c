@@ -216,7 +216,9 @@ static void obs_notify_one(tether_node_t *n, tether_observation_t *o, tether_obs
     uint8_t buf[TETHER_MSG_MAX];
     size_t len;
     uint16_t mid;
-    con = (con || now - ob->last_con >= OBS_CON_INTERVAL_MS) && !ob->con_pending;
+    /* A group observation past T' also checks its client (group.h) */
+    bool gcheck = ob->group && tether_group_obs_check_due(ob->group, OBS_CON_INTERVAL_MS, now);
+    con = (con || gcheck || now - ob->last_con >= OBS_CON_INTERVAL_MS) && !ob->con_pending;
     if (tether_cx_next_mid(n->cx, &ob->link, now, &mid) < 0 ||
         ob_encode(n, o, ob, con ? TETHER_COAP_CON : TETHER_COAP_NON, mid, buf, sizeof buf, &len) <
             0)
@@ -227,6 +229,8 @@ static void obs_notify_one(tether_node_t *n, tether_observation_t *o, tether_obs
         ob->con_pending = true;
         ob->con_mid = mid;
         ob->last_con = now;
+        if (ob->group)
+            tether_group_obs_checked(ob->group, now);
     } else {
         tether_cx_emit(n->cx, &ob->link, buf, len);
     }
@@ -538,8 +542,7 @@ int tether_observe_group_join(tether_node_t *n, tether_device_t *d, const tether
         }
         return TETHER_ENOMEM;
     }
-    /* Not charged to the client's observer bound: the group request is,
-     * by group_max_requests and group_max_members (group.h). */
+    /* Charged to the client's observer bound by the caller (group.c). */
     ob->con_w.done = ob_on_cx;
     ob->con_w.owner = n;
     ob->group = f;

@@ -98,7 +98,7 @@ static void req_answer(tether_node_t *n, relay_req_t *r, tether_coap_msg_t *resp
         char dev[TETHER_IDENTITY_MAX];
         snprintf(dev, sizeof dev, "%s", r->dev->rec.name);
         req_free(n, r);
-        tether_group_answer(n, f, dev, resp, now);
+        tether_group_answer(n, f, dev, false, resp, now);
         return;
     }
     if (r->bw_upload)
@@ -513,9 +513,18 @@ static int relay_own(tether_node_t *n, tether_device_t *d, const tether_coap_msg
     relay_req_t *r;
     const char *why;
     tether_coap_msg_t m = *up;
-    int rc = req_new(n, d, &m, now, &r, &why);
+    /* A group member request counts as its client's (bounds.h, group.h):
+     * at its limit it waits for the fan-out's next pacing step. */
+    tether_bclient_t *c = f ? tether_group_client(f) : NULL;
+    int rc = tether_bounds_charge_more(c, TETHER_BOUND_PENDING, n->conf.max_pending_per_client);
     if (rc < 0)
         return rc;
+    rc = req_new(n, d, &m, now, &r, &why);
+    if (rc < 0) {
+        tether_bounds_release(&n->bounds, c, TETHER_BOUND_PENDING);
+        return rc;
+    }
+    r->charged = c;
     r->ctype = TETHER_COAP_NON; /* no client to acknowledge */
     if (x)
         tether_bw_xfer_attach(x, r);

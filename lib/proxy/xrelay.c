@@ -652,6 +652,12 @@ bool tether_xrelay_request(tether_node_t *n, const tether_peer_t *peer,
     return true;
 }
 
+bool tether_xrelay_elsewhere(tether_node_t *n, const char *host, tether_time_t now)
+{
+    lookup_t l;
+    return directory_node(n, host, now, &l);
+}
+
 int tether_xrelay_group(tether_node_t *n, const tether_coap_msg_t *up, const char *host,
                         group_fan_t *f, tether_time_t now)
 {
@@ -661,9 +667,16 @@ int tether_xrelay_group(tether_node_t *n, const tether_coap_msg_t *up, const cha
         return TETHER_ENOTFOUND;
     if (fwd_msg(up, host, &fwd) < 0)
         return TETHER_ENOSPC;
-    xr_req_t *r = req_new(n, l.node, &fwd, l.queue_mode, now);
-    if (!r)
+    /* the client's pending share, as for a member here (relay.c) */
+    tether_bclient_t *c = tether_group_client(f);
+    if (tether_bounds_charge_more(c, TETHER_BOUND_PENDING, n->conf.max_pending_per_client) < 0)
         return TETHER_ELIMIT;
+    xr_req_t *r = req_new(n, l.node, &fwd, l.queue_mode, now);
+    if (!r) {
+        tether_bounds_release(&n->bounds, c, TETHER_BOUND_PENDING);
+        return TETHER_ELIMIT;
+    }
+    r->charged = c;
     n->stats.requests_relayed++;
     r->fan = f;
     r->member = host;
@@ -698,7 +711,7 @@ static void on_xrsp(tether_node_t *n, xr_req_t *r, const uint8_t *msg, size_t le
     if (r->fan) { /* one of a group's responses (group.h) */
         n->stats.relay_ok++;
         tether_reply_device_answer(&up, &resp);
-        tether_group_answer(n, r->fan, r->member, &resp, now);
+        tether_group_answer(n, r->fan, r->member, true, &resp, now);
         req_free(n, r);
         return;
     }

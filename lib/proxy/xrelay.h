@@ -80,6 +80,10 @@ bool tether_xrelay_request(tether_node_t *n, const tether_peer_t *peer,
  * xrelay_max; TETHER_ENOSPC. */
 int tether_xrelay_group(tether_node_t *n, const tether_coap_msg_t *up, const char *host,
                         group_fan_t *f, tether_time_t now);
+/* Whether the directory (its replica, no round trip) names a node other
+ * than this one for `host` (group_cache.c: entries here do not answer
+ * for such a device). */
+bool tether_xrelay_elsewhere(tether_node_t *n, const char *host, tether_time_t now);
 /* Ends every such request of a fan-out (its xsubs list, group.h); how
  * many were still out. */
 size_t tether_xrelay_group_cancel(tether_node_t *n, tether_list_t *xsubs);

@@ -11,21 +11,28 @@
 #define RF 248 /* Reply-From */
 #define GE 24  /* Group-ETag */
 
-/* The fixture's node again with group pacing of one member per 10 ms. */
-static void paced_node(fx_t *f)
+/* The fixture's node again with conf `c`, dev1..dev3 registered on
+ * sessions 11..13. */
+static void group_node(fx_t *f, const tether_node_conf_t *c)
 {
     tether_node_destroy(f->node);
-    tether_node_conf_t c;
-    tether_node_conf_defaults(&c);
-    c.group_pacing_burst = 1;
-    c.group_pacing_interval_ms = 10;
-    c.group_max_members = 4;
-    assert_int_equal(tether_node_create(&c, f->creds, &f->node), 0);
+    assert_int_equal(tether_node_create(c, f->creds, &f->node), 0);
     for (int i = 1; i <= 3; i++) {
         char name[8];
         snprintf(name, sizeof name, "dev%d", i);
         assert_int_equal(do_register(f, 10 + (uint64_t)i, name, name, NULL), TETHER_COAP_CREATED);
     }
+}
+
+/* The fixture's node again with group pacing of one member per 10 ms. */
+static void paced_node(fx_t *f)
+{
+    tether_node_conf_t c;
+    tether_node_conf_defaults(&c);
+    c.group_pacing_burst = 1;
+    c.group_pacing_interval_ms = 10;
+    c.group_max_members = 4;
+    group_node(f, &c);
     const char *m[] = {"dev1", "dev2", "dev3", "ghost"};
     assert_int_equal(tether_node_group_set(f->node, "Floor", NULL, m, 4), 0);
 }
@@ -78,8 +85,9 @@ static size_t dev_answer(fx_t *f, uint64_t id, const char *name, const tether_co
     return send_msg(f, &dev, &r);
 }
 
-/* The client's copy: a NON 2.05 with its token and Reply-From [-1, name]. */
-static void check_forwarded_obs(fx_t *f, const char *name, const char *value, bool observing)
+/* The client's copy: a 2.05 of `type` with its token and Reply-From [-1, name]. */
+static void check_forwarded_type(fx_t *f, const char *name, const char *value, bool observing,
+                                 uint8_t type)
 {
     tether_coap_msg_t m;
     size_t i = 0;
@@ -88,7 +96,7 @@ static void check_forwarded_obs(fx_t *f, const char *name, const char *value, bo
             out_msg(f, i, &m)->len > 4)
             break;
     assert_true(i < tether_node_out_count(f->node));
-    assert_int_equal(m.type, TETHER_COAP_NON);
+    assert_int_equal(m.type, type);
     assert_int_equal(m.code, TETHER_COAP_CONTENT);
     assert_int_equal(m.tkl, 3);
     assert_memory_equal(m.token, "\xc1\xc2\xc3", 3);
@@ -108,13 +116,13 @@ static void check_forwarded_obs(fx_t *f, const char *name, const char *value, bo
 
 static void check_forwarded(fx_t *f, const char *name, const char *value)
 {
-    check_forwarded_obs(f, name, value, false);
+    check_forwarded_type(f, name, value, false, TETHER_COAP_NON);
 }
 
 /* The same, a notification of a group observation. */
 static void check_notified(fx_t *f, const char *name, const char *value)
 {
-    check_forwarded_obs(f, name, value, true);
+    check_forwarded_type(f, name, value, true, TETHER_COAP_NON);
 }
 
 static void test_fanout_paced_until_timeout(void **state)
@@ -249,8 +257,9 @@ static void test_group_observe(void **state)
     advance(f, 2000);
     assert_int_equal(st->observe_device_observations, 2);
     assert_int_equal(tether_node_stats(f->node)->group_requests_active, 1);
+    /* the first notification past T' checks the client (confirmable) */
     dev_notify(f, 12, "dev2", t2, TETHER_COAP_NON, 0x700, 2, "22.5");
-    check_notified(f, "dev2", "22.5");
+    check_forwarded_type(f, "dev2", "22.5", true, TETHER_COAP_CON);
     dev_notify(f, 11, "dev1", t1, TETHER_COAP_NON, 0x701, 6, "21.5");
     check_notified(f, "dev1", "21.5");
     assert_true(out_find(f, TETHER_LINK_DTLS, 9, &m) >= 0); /* the direct observer too */
@@ -299,6 +308,137 @@ static void test_group_observe_reset(void **state)
     assert_int_equal(tether_node_stats(f->node)->group_requests_active, 0);
     assert_int_equal(st->observe_device_observations, 0);
     assert_int_equal(st->observe_observers, 0);
+}
+
+/* A group GET from `c` with token `tok` (1 byte) and T' 2 s. */
+static size_t group_get_tok(fx_t *f, const tether_peer_t *c, uint8_t tok)
+{
+    tether_coap_msg_t m;
+    uint8_t t = 2;
+    tether_coap_msg_init(&m, TETHER_COAP_NON, TETHER_COAP_GET, f->mid++);
+    tether_coap_msg_set_token(&m, &tok, 1);
+    tether_coap_msg_add_opt(&m, TETHER_COAP_OPT_URI_HOST, "floor", 5);
+    add_path(&m, "temp");
+    tether_coap_msg_add_opt(&m, MT, &t, 1);
+    return send_msg(f, c, &m);
+}
+
+/* Per-client bounds (bounds.h, group.h): one client's fan-outs beyond
+ * max_group_requests_per_client get 4.29 with Max-Age, so another client
+ * still gets group_max_requests' room; its member requests count as its
+ * pending requests (a member beyond waits for the next pacing step, and
+ * its own direct requests get 4.29). */
+static void test_group_client_bounds(void **state)
+{
+    fx_t *f = *state;
+    tether_node_conf_t c;
+    tether_node_conf_defaults(&c);
+    c.group_max_requests = 3;
+    c.max_group_requests_per_client = 2;
+    c.max_pending_per_client = 2;
+    c.group_pacing_interval_ms = 10;
+    group_node(f, &c);
+    const char *mem[] = {"dev1", "dev2", "dev3"};
+    assert_int_equal(tether_node_group_set(f->node, "floor", NULL, mem, 3), 0);
+    tether_peer_t a = plain_peer(5000), b = plain_peer(5001);
+    tether_coap_msg_t m;
+    /* a's first fan-out: two members at once (its pending share), the
+     * third not yet */
+    assert_int_equal(group_get_tok(f, &a, 1), 2);
+    assert_true(out_find(f, TETHER_LINK_DTLS, 11, &m) >= 0);
+    assert_true(out_find(f, TETHER_LINK_DTLS, 12, &m) >= 0);
+    assert_int_equal(out_find(f, TETHER_LINK_DTLS, 13, &m), -1);
+    advance(f, 10);
+    assert_int_equal(out_find(f, TETHER_LINK_DTLS, 13, &m), -1);
+    assert_int_equal(tether_node_pending(f->node), 2);
+    /* its own direct request: 4.29, its share is taken */
+    assert_int_equal(client_get(f, &a, "dev3", "x", TETHER_COAP_NON, f->mid++), 1);
+    out_msg(f, 0, &m);
+    assert_int_equal(m.code, TETHER_COAP_TOO_MANY_REQUESTS);
+    /* its second fan-out is accepted (nothing sent yet), the third: 4.29
+     * with Max-Age T' */
+    group_get_tok(f, &a, 2);
+    assert_int_equal(tether_node_stats(f->node)->group_requests_active, 2);
+    assert_int_equal(group_get_tok(f, &a, 3), 1);
+    out_msg(f, 0, &m);
+    assert_int_equal(m.code, TETHER_COAP_TOO_MANY_REQUESTS);
+    uint32_t age = 0;
+    assert_int_equal(tether_coap_msg_get_uint(&m, TETHER_COAP_OPT_MAX_AGE, &age), 0);
+    assert_int_equal(age, 2);
+    assert_int_equal(tether_node_stats(f->node)->bound_groups, 1);
+    /* b is not shut out (no 5.03): its fan-out starts, two members out
+     * (held for NSTART behind a's) */
+    group_get_tok(f, &b, 1);
+    assert_int_equal(out_find(f, TETHER_LINK_PLAIN, 0, &m), -1);
+    assert_int_equal(tether_node_pending(f->node), 4);
+    assert_int_equal(tether_node_stats(f->node)->group_requests_active, 3);
+    /* T' ends them all: every share is back */
+    advance(f, 2100);
+    assert_int_equal(tether_node_stats(f->node)->group_requests_active, 0);
+    assert_int_equal(tether_node_pending(f->node), 0);
+    assert_true(group_get_tok(f, &a, 4) >= 2);
+}
+
+/* Past T' a group observation lives while its members notify (draft
+ * §3.5.2), so the client is checked: the first notification after T' is
+ * confirmable and, left unacknowledged, ends it at every member. */
+static void test_group_observe_silent_client(void **state)
+{
+    fx_t *f = *state;
+    paced_node(f);
+    tether_peer_t c = plain_peer(5000);
+    uint8_t t1[4];
+    uint16_t m1;
+    group_observe(f, &c, 0);
+    dev_observe_req(f, 11, t1, &m1);
+    dev_notify(f, 11, "dev1", t1, TETHER_COAP_ACK, m1, 1, "1");
+    check_notified(f, "dev1", "1"); /* within T': non-confirmable */
+    advance(f, 2100);
+    assert_int_equal(tether_node_stats(f->node)->group_requests_active, 1);
+    dev_notify(f, 11, "dev1", t1, TETHER_COAP_NON, 0x800, 2, "2");
+    check_forwarded_type(f, "dev1", "2", true, TETHER_COAP_CON);
+    /* the client is gone: no ACK through the retransmissions */
+    for (int i = 0; i < 30 && tether_node_stats(f->node)->group_requests_active; i++)
+        advance(f, 10000);
+    assert_int_equal(tether_node_stats(f->node)->group_requests_active, 0);
+    assert_int_equal(tether_node_stats(f->node)->observe_device_observations, 0);
+}
+
+/* draft §3.1.3, §3.2.3: an Early Stop Request (GET, the fan-out's token,
+ * Multicast-Timeout 0, no Uri-Host) ends a fan-out at once (a late
+ * answer is dropped) and a group observation at every member. */
+static void test_early_stop(void **state)
+{
+    fx_t *f = *state;
+    paced_node(f);
+    tether_peer_t c = plain_peer(5000);
+    tether_coap_msg_t m, r1, stop;
+    group_get(f, &c, 2, TETHER_COAP_NON);
+    dev_request(f, 11, &r1);
+    assert_int_equal(tether_node_stats(f->node)->group_requests_active, 1);
+    tether_coap_msg_init(&stop, TETHER_COAP_CON, TETHER_COAP_GET, f->mid++);
+    tether_coap_msg_set_token(&stop, (const uint8_t *)"\xc1\xc2\xc3", 3);
+    tether_coap_msg_add_opt(&stop, MT, NULL, 0);
+    assert_int_equal(send_msg(f, &c, &stop), 1);
+    out_msg(f, 0, &m);
+    assert_int_equal(m.type, TETHER_COAP_ACK);
+    assert_int_equal(m.code, TETHER_COAP_EMPTY);
+    assert_int_equal(tether_node_stats(f->node)->group_requests_active, 0);
+    dev_answer(f, 11, "dev1", &r1, "1");
+    assert_int_equal(out_find(f, TETHER_LINK_PLAIN, 0, &m), -1);
+    advance(f, 30); /* no more members asked */
+    assert_int_equal(tether_node_out_count(f->node), 0);
+    /* a group observation */
+    uint8_t t1[4];
+    uint16_t m1;
+    group_observe(f, &c, 0);
+    dev_observe_req(f, 11, t1, &m1);
+    dev_notify(f, 11, "dev1", t1, TETHER_COAP_ACK, m1, 1, "1");
+    stop.mid = f->mid++;
+    send_msg(f, &c, &stop);
+    assert_true(dev_cancelled(f, 11));
+    assert_int_equal(tether_node_stats(f->node)->group_requests_active, 0);
+    assert_int_equal(tether_node_stats(f->node)->observe_device_observations, 0);
 }
 
 static void test_missing_timeout_and_zero(void **state)
@@ -387,12 +527,20 @@ static void test_group_etag(void **state)
     dev_request(f, 13, &r[2]);
     dev_answer(f, 13, "dev3", &r[2], "3");
     advance(f, 2000);
-    /* J complete: an ACK and three responses, no device asked */
-    assert_int_equal(trio_get(f, &c, NULL, 0), 4);
+    /* J complete: an ACK and three responses, no device asked, paced like
+     * a fan-out (one member per 10 ms here), not in one burst */
+    assert_int_equal(trio_get(f, &c, NULL, 0), 2);
     assert_int_equal(out_find(f, TETHER_LINK_DTLS, 11, &m), -1);
+    assert_int_equal(tether_node_stats(f->node)->group_requests_active, 1);
     uint8_t tag[1][8];
     for (size_t i = 1; i < 4; i++) {
-        out_msg(f, i, &m);
+        if (i > 1) {
+            advance(f, 9);
+            assert_int_equal(tether_node_out_count(f->node), 0);
+            advance(f, 1);
+            assert_int_equal(tether_node_out_count(f->node), 1);
+        }
+        out_msg(f, i == 1 ? 1 : 0, &m);
         assert_int_equal(m.type, TETHER_COAP_NON);
         assert_non_null(tether_coap_msg_find_opt(&m, RF));
         const tether_coap_opt_t *o = tether_coap_msg_find_opt(&m, GE);
@@ -403,6 +551,8 @@ static void test_group_etag(void **state)
         memcpy(tag[0], o->val, 8);
         assert_null(tether_coap_msg_next_opt(&m, o)); /* exactly one */
     }
+    /* served whole: the fan-out is over before T' */
+    assert_int_equal(tether_node_stats(f->node)->group_requests_active, 0);
     assert_int_equal(tether_node_stats(f->node)->group_from_cache, 1);
     /* the client's Group-ETag is current: one 2.03 Valid, piggybacked */
     uint8_t two[2][8];
@@ -417,7 +567,8 @@ static void test_group_etag(void **state)
     assert_non_null(o);
     assert_memory_equal(o->val, tag[0], 8);
     /* an old tag: the whole set again */
-    assert_int_equal(trio_get(f, &c, two, 1), 4);
+    assert_int_equal(trio_get(f, &c, two, 1), 2);
+    advance(f, 20);
     /* a PUT to dev2/temp invalidates its entry: J is not complete, the
      * members are asked again, and the Group-ETag is not forwarded */
     tether_coap_msg_t put;
@@ -481,6 +632,40 @@ static void test_group_store(void **state)
     tether_store_destroy(store);
 }
 
+/* A device named twice (any case, as names match) is one member: the
+ * table, the store and the fan-out have it once. */
+static void test_duplicate_members(void **state)
+{
+    fx_t *f = *state;
+    tether_store_t *store;
+    assert_int_equal(tether_store_mem_create(64, &store), 0);
+    tether_node_conf_t c;
+    tether_node_conf_defaults(&c);
+    c.store = store;
+    group_node(f, &c);
+    const char *m[] = {"dev1", "DEV1", "dev2", "dev1", "Dev2"};
+    tether_group_info_t info;
+    assert_int_equal(tether_node_group_set(f->node, "twice", NULL, m, 5), 0);
+    assert_int_equal(tether_node_group(f->node, "twice", &info), 0);
+    assert_int_equal(info.nmembers, 2);
+    assert_string_equal(info.member[0], "dev1");
+    assert_string_equal(info.member[1], "dev2");
+    assert_int_equal(tether_node_group_put(f->node, "floor", NULL, m, 5, f->now), 0);
+    assert_int_equal(tether_node_group(f->node, "floor", &info), 0);
+    assert_int_equal(info.nmembers, 2);
+    tether_peer_t p = plain_peer(5000);
+    group_get(f, &p, 2, TETHER_COAP_NON);
+    assert_int_equal(tether_node_stats(f->node)->group_members_sent, 2);
+    tether_coap_msg_t r;
+    size_t to_dev1 = 0;
+    for (size_t i = 0; i < tether_node_out_count(f->node); i++)
+        to_dev1 += out_msg(f, i, &r)->link.id == 11;
+    assert_int_equal(to_dev1, 1);
+    tether_node_destroy(f->node);
+    f->node = NULL;
+    tether_store_destroy(store);
+}
+
 static void test_table(void **state)
 {
     fx_t *f = *state;
@@ -530,6 +715,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_table, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_store, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_etag, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_group_client_bounds, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_duplicate_members, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_group_observe_silent_client, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_early_stop, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -666,6 +666,46 @@ static int xsetup_bounded(void **state)
  * and the observer table. It is charged as for a local device:
  * max_pending_per_client (4.29 with Max-Age beyond) and
  * max_observers_per_client (5.03); what ends gives the share back. */
+/* A group member registered here whose tunnel moved to node 2 is asked
+ * there (xrelay), and its answer is not cached here: requests for it pass
+ * node 2's cache, so nothing would invalidate an entry here (issue 16,
+ * group_cache.c). The next group request asks it again. */
+static void test_group_member_elsewhere_not_cached(void **state)
+{
+    (void)state;
+    assert_int_equal(do_register(&X.f[1], 5, "dev1", "dev1", NULL), TETHER_COAP_CREATED);
+    tether_peer_t old = dtls_peer(5, "dev1", TETHER_ROLE_DEVICE, 40005);
+    tether_node_link_down(X.f[1].node, &old.link, X.f[1].now);
+    tether_device_info_t info;
+    assert_int_equal(tether_node_device(X.f[1].node, "dev1", &info), 0); /* still known here */
+    assert_int_equal(do_register(&X.f[2], 7, "dev1", "dev1", NULL), TETHER_COAP_CREATED);
+    tether_node_out_clear(X.f[2].node);
+    tether_node_out_clear(X.f[1].node);
+    const char *mem[] = {"dev1"};
+    assert_int_equal(tether_node_group_set(X.f[1].node, "grp", NULL, mem, 1), 0);
+    tether_peer_t client = plain_peer(50000);
+    tether_coap_msg_t m, up, r;
+    uint8_t t = 2;
+    for (int round = 0; round < 2; round++) {
+        get_msg(&m, TETHER_COAP_NON, (uint16_t)(0x4300 + round), "gk", "grp", "temp", -1);
+        tether_coap_msg_add_opt(&m, 2 /* Multicast-Timeout */, &t, 1);
+        clear_cap();
+        input(1, &client, &m);
+        /* relayed to node 2 both times (the first answer was not cached
+         * here); the device is asked once, node 2 caches its answer */
+        assert_int_equal(tether_node_stats(X.f[1].node)->group_members_sent, round + 1);
+        if (round == 0) {
+            assert_true(cap_find(2, TETHER_LINK_DTLS, 7, 0, &up, -1) >= 0);
+            dev_answer(&up, "21.5", -1);
+        }
+        assert_true(cap_find(1, TETHER_LINK_PLAIN, 0, 50000, &r, -1) >= 0);
+        assert_int_equal(r.code, TETHER_COAP_CONTENT);
+        assert_non_null(tether_coap_msg_find_opt(&r, 248 /* Reply-From */));
+        advance_all(2100);
+    }
+    assert_int_equal(tether_node_stats(X.f[1].node)->group_from_cache, 0);
+}
+
 static void test_remote_requests_charged_to_the_client(void **state)
 {
     (void)state;
@@ -739,6 +779,7 @@ int main(void)
                                         xteardown),
         cmocka_unit_test_setup_teardown(test_remote_requests_charged_to_the_client, xsetup_bounded,
                                         xteardown),
+        cmocka_unit_test_setup_teardown(test_group_member_elsewhere_not_cached, xsetup, xteardown),
     };
     return cmocka_run_group_tests_name("xrelay", tests, NULL, NULL);
 }

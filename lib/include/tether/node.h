@@ -73,6 +73,7 @@ typedef struct {
     uint64_t bound_pending;      /* 4.29: a client at max_pending_per_client */
     uint64_t bound_observers;    /* 5.03: a client at max_observers_per_client */
     uint64_t bound_observations; /* 5.03: a device at max_observations_per_device */
+    uint64_t bound_groups;       /* 4.29: a client at max_group_requests_per_client */
     uint64_t bound_nstart;       /* 5.03: a device's NSTART hold full (nstart_queue_max) */
     uint64_t nstart_held;        /* requests that waited for an NSTART slot */
     uint64_t bound_dedup;        /* a peer's oldest dedup entry dropped at dedup_per_peer */
@@ -92,7 +93,7 @@ typedef struct {
     const char *version;
     uint16_t opt_multicast_timeout;
     uint16_t opt_reply_from;
-    uint16_t opt_group_etag; /* Group-ETag (draft-ietf-core-groupcomm-proxy §5.3) */
+    uint16_t opt_group_etag;     /* Group-ETag (draft-ietf-core-groupcomm-proxy §5.3) */
     uint64_t seed;               /* randomises MIDs, tokens and back-off */
     uint32_t request_timeout_ms; /* device silent this long -> 5.04 */
     uint32_t ack_delay_ms;       /* wait this long for a piggybackable answer */
@@ -119,11 +120,12 @@ typedef struct {
     /* Per-client and per-device bounds (proxy/bounds.h; 0 = no bound). A
      * client is its identity (its address for plain CoAP); operator
      * requests are exempt. */
-    uint32_t max_pending_per_client;      /* relayed requests pending (4.29 beyond) */
-    uint32_t max_observers_per_client;    /* observers (5.03 beyond) */
-    uint32_t max_observations_per_device; /* device-side observations (5.03 beyond) */
-    uint32_t nstart;                      /* CONs outstanding to one device (RFC 7252 §4.7) */
-    uint32_t nstart_queue_max;            /* requests waiting for an NSTART slot per device */
+    uint32_t max_pending_per_client;        /* relayed requests pending (4.29 beyond) */
+    uint32_t max_observers_per_client;      /* observers (5.03 beyond) */
+    uint32_t max_group_requests_per_client; /* group fan-outs at once (4.29 beyond) */
+    uint32_t max_observations_per_device;   /* device-side observations (5.03 beyond) */
+    uint32_t nstart;                        /* CONs outstanding to one device (RFC 7252 §4.7) */
+    uint32_t nstart_queue_max;              /* requests waiting for an NSTART slot per device */
     uint32_t dedup_max;         /* received MIDs remembered for dedup, node-wide (RFC 7252 §4.5) */
     uint32_t dedup_per_peer;    /* of those, what one peer may hold */
     uint32_t max_groups;        /* groups defined at most */
