@@ -116,7 +116,7 @@ $(BUILD)/test/test_latency: $(BUILD)/server/latency.o
 $(BUILD)/test/test_adopt: $(BUILD)/server/store/adopt.o
 $(BUILD)/test/test_coap_bridge: $(BUILD)/server/admin/coap_bridge.o
 $(BUILD)/test/test_steer: $(BUILD)/server/workers/steer.o
-$(BUILD)/test/test_workers_derive: $(BUILD)/server/workers/derive.o
+$(BUILD)/test/test_workers_derive: $(BUILD)/server/workers/derive.o $(BUILD)/server/config/keys.o
 
 # libFuzzer targets: the library (and the tetherd sources a target names)
 # compiled once with clang's fuzzer instrumentation under $(BUILD)/fuzz-obj,

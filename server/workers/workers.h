@@ -16,6 +16,9 @@
  *                     at the sibling's advertised address), so the workers
  *                     reach each other with or without Redis;
  *   admin             its port + k (port 0: each worker picks a free one);
+ *   bounds            its share of the host's: ceil(v / n) of host-wide,
+ *                     per-source and per-identity bounds, per-device ones
+ *                     whole (the rule: derive.c's header);
  *   listen            the same ports for every worker: the supervisor
  *                     opens each listener's n sockets (SO_REUSEPORT) and
  *                     steers DTLS records by CID (steer.h).
