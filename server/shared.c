@@ -35,6 +35,7 @@ struct tetherd_shared {
 typedef struct {
     tetherd_shared_t *s;
     uint64_t id;
+    char identity[TETHER_IDENTITY_MAX]; /* a DELETE waiting for Redis's read */
 } cred_op_t;
 
 /* ---- credentials ---------------------------------------------------------------- */
@@ -45,7 +46,7 @@ static void rebuild_now(uv_timer_t *t)
     s->rebuild_armed = false;
     size_t n = 0, cap = 0;
     tether_creds_entry_t *e = NULL;
-    char (*ids)[TETHER_IDENTITY_MAX] = NULL;
+    char(*ids)[TETHER_IDENTITY_MAX] = NULL;
     uint64_t cur = 0;
     const tether_store_rec_t *rec;
     int rc = TETHER_ENOMEM;
@@ -122,6 +123,22 @@ static void cred_written(void *user, const tether_store_result_t *res)
     free(op);
 }
 
+/* A DELETE's read of Redis: delete what is there, or answer 404. */
+static void cred_read(void *user, const tether_store_result_t *res)
+{
+    cred_op_t *op = user;
+    tetherd_shared_t *s = op->s;
+    int rc = res->rc;
+    if (rc == 0)
+        rc = tether_store_del(tetherd_redis_store(s->redis), TETHER_STORE_CRED,
+                              (const uint8_t *)op->identity, strlen(op->identity), TETHER_STORE_ANY,
+                              uv_now(s->loop), cred_written, op);
+    if (rc < 0) {
+        s->ops.cred_done(s->user, op->id, rc, 0);
+        free(op);
+    }
+}
+
 int tetherd_shared_cred(tetherd_shared_t *s, const tether_creds_entry_t *entry,
                         const char *identity, uint64_t id)
 {
@@ -130,15 +147,22 @@ int tetherd_shared_cred(tetherd_shared_t *s, const tether_creds_entry_t *entry,
     tether_time_t now = uv_now(s->loop);
     if (il >= TETHER_IDENTITY_MAX || (derived && il < 2))
         return TETHER_EINVAL;
-    if (!entry && !tetherd_redis_find(s->redis, TETHER_STORE_CRED, (const uint8_t *)identity, il)) {
-        s->ops.cred_done(s->user, id, TETHER_ENOTFOUND, 0);
-        return 0;
-    }
     cred_op_t *op = malloc(sizeof *op);
     if (!op)
         return TETHER_ENOMEM;
     *op = (cred_op_t){.s = s, .id = id};
     int rc;
+    if (!entry && !tetherd_redis_find(s->redis, TETHER_STORE_CRED, (const uint8_t *)identity, il)) {
+        /* Not in our replica, which lags Redis by up to a change-log read
+         * (a PUT on another node just now): Redis itself says whether
+         * there is something to delete (404 when not). */
+        memcpy(op->identity, identity, il + 1);
+        rc = tether_store_get(tetherd_redis_store(s->redis), TETHER_STORE_CRED,
+                              (const uint8_t *)identity, il, now, cred_read, op);
+        if (rc < 0)
+            free(op);
+        return rc;
+    }
     if (entry) {
         tether_store_rec_t rec = {.kind = TETHER_STORE_CRED};
         tether_store_cred_t *c = &rec.u.cred;
@@ -202,8 +226,8 @@ int tetherd_shared_device(tetherd_shared_t *s, const tether_node_t *node, const 
     return 0;
 }
 
-int tetherd_shared_device_next(tetherd_shared_t *s, const tether_node_t *node,
-                               const char *cursor, tether_device_info_t *info)
+int tetherd_shared_device_next(tetherd_shared_t *s, const tether_node_t *node, const char *cursor,
+                               tether_device_info_t *info)
 {
     uint64_t at = 0;
     const tether_store_rec_t *rec;
@@ -291,7 +315,8 @@ json_t *tetherd_shared_cluster_json(const tetherd_shared_t *s, const tetherd_con
         else if (self)
             snprintf(addr, sizeof addr, "%s",
                      cfg->cluster_advertise[0] ? cfg->cluster_advertise : cfg->cluster_listen);
-        bool heard = self || (channel && tether_channel_node_alive(channel, (uint8_t)id, tetherd_wall_ms()));
+        bool heard =
+            self || (channel && tether_channel_node_alive(channel, (uint8_t)id, tetherd_wall_ms()));
         json_t *n = json_pack("{s:i, s:s, s:b, s:b}", "id", (int)id, "addr", addr, "self",
                               (int)self, "heartbeat", (int)heard);
         if (!n)
@@ -390,11 +415,23 @@ fail:
     return rc;
 }
 
-tether_store_t *tetherd_shared_store(tetherd_shared_t *s) { return tetherd_redis_store(s->redis); }
-tetherd_redis_t *tetherd_shared_redis(tetherd_shared_t *s) { return s->redis; }
-tetherd_lease_t *tetherd_shared_lease(tetherd_shared_t *s) { return s->lease; }
+tether_store_t *tetherd_shared_store(tetherd_shared_t *s)
+{
+    return tetherd_redis_store(s->redis);
+}
+tetherd_redis_t *tetherd_shared_redis(tetherd_shared_t *s)
+{
+    return s->redis;
+}
+tetherd_lease_t *tetherd_shared_lease(tetherd_shared_t *s)
+{
+    return s->lease;
+}
 
-static void closed(uv_handle_t *h) { free(h->data); }
+static void closed(uv_handle_t *h)
+{
+    free(h->data);
+}
 
 void tetherd_shared_close(tetherd_shared_t *s)
 {
