@@ -45,8 +45,8 @@ struct tether_node {
     tether_hmap_t by_token;     /* relayed requests by upstream token (relay.c) */
     tether_heap_t timers;       /* relayed requests' deadlines and ACK delays (relay.c) */
     tether_bw_t bw;             /* block-wise transfers and uploads (blockwise.c) */
-    struct tether_xrelay *xr;   /* requests and observations across nodes (xrelay.c) */
-    size_t xobservers;          /* clients observing remote resources (xrelay.c) */
+    struct tether_xrelay *xr;   /* requests and observations across nodes (xrelay*.c) */
+    size_t xobservers;          /* clients observing remote resources (xobserve.c) */
     void *xlookup;              /* the directory lookup in progress (xrelay.c) */
     tether_time_t rd_now;       /* `now` of the latest directory delete (rd.c) */
     tether_node_alive_fn alive; /* whether another node is alive (the channel) */

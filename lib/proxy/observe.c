@@ -58,7 +58,7 @@ static int ob_encode(const tether_node_t *n, const tether_observation_t *o,
 static void obs_sync(tether_node_t *n)
 {
     n->stats.observe_device_observations = n->obs.nobservations;
-    n->stats.observe_observers = n->obs.nobservers + n->xobservers; /* + remote (xrelay.c) */
+    n->stats.observe_observers = n->obs.nobservers + n->xobservers; /* + remote (xobserve.c) */
 }
 
 /* Sends `o`'s registration (Observe: 0 with its upstream token) down `d`'s
@@ -432,15 +432,20 @@ int tether_observe_charge(tether_node_t *n, const tether_peer_t *peer, const tet
     return rc;
 }
 
+bool tether_observe_option(const tether_coap_msg_t *req, const tether_link_t *link, uint32_t *ov)
+{
+    return (req->code == TETHER_COAP_GET || req->code == TETHER_COAP_FETCH) &&
+           link->kind != TETHER_LINK_INTERNAL &&
+           tether_coap_msg_get_uint(req, TETHER_COAP_OPT_OBSERVE, ov) == 0;
+}
+
 bool tether_observe_request(tether_node_t *n, const tether_peer_t *peer,
                             const tether_coap_msg_t *req, tether_device_t *d,
                             const tether_coap_msg_t *up, tether_time_t now)
 {
     const tether_link_t *link = &peer->link;
     uint32_t ov;
-    if ((req->code != TETHER_COAP_GET && req->code != TETHER_COAP_FETCH) ||
-        link->kind == TETHER_LINK_INTERNAL ||
-        tether_coap_msg_get_uint(req, TETHER_COAP_OPT_OBSERVE, &ov) < 0)
+    if (!tether_observe_option(req, link, &ov))
         return false;
     tether_observer_t *ob = tether_obs_observer_find(&n->obs, link, req->token, req->tkl);
     if (ov != 0) {

@@ -20,6 +20,10 @@
 
 #include "proxy/node_int.h"
 
+/* The Observe option of `req` when it can register or deregister an
+ * observer (RFC 7641 §2: GET or FETCH; operator requests on an internal
+ * link never observe): true with its value in *ov. */
+bool tether_observe_option(const tether_coap_msg_t *req, const tether_link_t *link, uint32_t *ov);
 /* The observe part of a client request for device `d`, `up` being the
  * request as it would be forwarded (Observe stripped). Observe: 0 on a
  * cacheable GET/FETCH makes the client an observer (answered with the
@@ -31,7 +35,7 @@ bool tether_observe_request(tether_node_t *n, const tether_peer_t *peer,
                             const tether_coap_msg_t *req, tether_device_t *d,
                             const tether_coap_msg_t *up, tether_time_t now);
 /* Charges one observer to the client that sent `req` as `peer` (bounds.h,
- * conf.max_observers_per_client; xrelay.c charges its remote observers
+ * conf.max_observers_per_client; xobserve.c charges its remote observers
  * the same way): what tether_bounds_charge returns; at the limit the
  * client has had its 5.03 (counted). */
 int tether_observe_charge(tether_node_t *n, const tether_peer_t *peer, const tether_coap_msg_t *req,

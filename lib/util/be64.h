@@ -1,4 +1,4 @@
-/* Big-endian (network order) 64-bit fields of wire formats. */
+/* Big-endian (network order) 32- and 64-bit fields of wire formats. */
 #ifndef TETHER_UTIL_BE64_H
 #define TETHER_UTIL_BE64_H
 
@@ -16,6 +16,19 @@ static inline uint64_t tether_be64_get(const uint8_t *p)
     for (int i = 0; i < 8; i++)
         v = v << 8 | p[i];
     return v;
+}
+
+static inline void tether_be32_put(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+static inline uint32_t tether_be32_get(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
 #endif

@@ -2,6 +2,7 @@
 #include <stdlib.h>
 
 #include "util/heap.h"
+#include "util/vec.h"
 
 static void place(tether_heap_t *h, size_t i, tether_timer_t *t)
 {
@@ -66,16 +67,10 @@ void tether_heap_disarm(tether_heap_t *h, tether_timer_t *t)
 
 int tether_heap_reserve(tether_heap_t *h, size_t n)
 {
-    if (n <= h->cap)
-        return 0;
-    size_t cap = h->cap ? h->cap : 64;
-    while (cap < n)
-        cap *= 2;
-    tether_timer_t **v = realloc(h->v, cap * sizeof *v);
+    tether_timer_t **v = tether_vec_grow(h->v, &h->cap, n, sizeof *v, 64, SIZE_MAX);
     if (!v)
         return TETHER_ENOMEM;
     h->v = v;
-    h->cap = cap;
     return 0;
 }
 
