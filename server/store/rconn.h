@@ -2,7 +2,7 @@
  * from the socket so it is tested with the clock stepped
  * (test/unit/test_rconn.c). hiredis 0.14 (Debian bookworm) has no async
  * timeouts and no reconnect, and its libuv adapter no timer: this is what
- * supplies them. The caller (redis.c) owns the hiredis context and a
+ * supplies them. The caller (rcmd.c) owns the hiredis context and a
  * libuv timer armed at tetherd_rconn_deadline().
  *
  *   DOWN --(due)--> CONNECTING --connected--> UP

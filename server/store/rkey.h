@@ -27,7 +27,7 @@
  * Value: "VERSION JSON" — the record version in decimal, one space, the
  * record as a JSON object (members below, see tetherd_rrec_encode). The
  * version lives in the value so that one GET or MGET returns both and a
- * Lua compare-and-set (redis.c) reads it without a second key.
+ * Lua compare-and-set (rcmd.c) reads it without a second key.
  *
  * Change-log entry: fields k (key name), v (new version, 0: deleted),
  * n (writer's node id), and d (the JSON) unless deleted: a reader applies
