@@ -111,6 +111,17 @@ void tether_bw_upload_attach(bw_upload_t *u, struct relay_req *r);
 /* A relayed request of a transfer or upload is freed: forget it. */
 void tether_bw_detach(struct relay_req *r);
 
+/* Uploads (bwupload.c): the Block1 part of tether_bw_request, answered
+ * as it describes; an upload's request freed; idle uploads abandoned at
+ * `now` (proxy.block_idle_ms) and the earliest such time; all freed. */
+bool tether_bw_upload_request(struct tether_node *n, const tether_link_t *link,
+                              const tether_coap_msg_t *req, const char *host, tether_coap_msg_t *up,
+                              uint8_t rtag[8], bw_upload_t **upload, tether_time_t now);
+void tether_bw_upload_detach(struct relay_req *r);
+void tether_bw_uploads_tick(struct tether_node *n, tether_time_t now);
+tether_time_t tether_bw_uploads_deadline(const struct tether_node *n);
+void tether_bw_uploads_free(struct tether_node *n);
+
 /* Transfer deadlines and idle uploads/representations due at `now`. */
 void tether_bw_tick(struct tether_node *n, tether_time_t now);
 tether_time_t tether_bw_next_deadline(const struct tether_node *n);
