@@ -7,12 +7,14 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -67,9 +69,40 @@ static void log_u(tether_log_level_t lvl, const char *msg, const char *k1, unsig
     tether_log_kv(lvl, "workers", msg, k1, a, k2, b, NULL);
 }
 
+/* Claims listener `lc`'s address and port for this host's workers, for
+ * as long as any of them runs: an abstract AF_UNIX name, which lives in
+ * the network namespace the UDP port lives in and goes with the last
+ * process holding it (no stale lock file after a crash). A second tetherd
+ * started on the same port with workers would otherwise join the
+ * reuseport group (same uid), replace the steering program with its own
+ * and take a share of the devices' records: it is refused instead. */
+static int claim_port(const tetherd_listen_t *lc)
+{
+    struct sockaddr_un un = {.sun_family = AF_UNIX};
+    int len =
+        snprintf(un.sun_path + 1, sizeof un.sun_path - 1, "tetherd udp %s %u", lc->host, lc->port);
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return TETHER_EIO;
+    if (bind(fd, (struct sockaddr *)&un,
+             (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)len)) != 0) {
+        int e = errno;
+        close(fd);
+        char port[8];
+        snprintf(port, sizeof port, "%u", lc->port);
+        tether_log_kv(TETHER_LOG_ERROR, "workers",
+                      e == EADDRINUSE ? "another tetherd's workers serve this port: stop it first"
+                                      : "cannot claim the port for the workers",
+                      "host", lc->host, "port", port, "error", strerror(e), NULL);
+        return TETHER_EEXIST;
+    }
+    return fd; /* kept open (and inherited by the workers) until exit */
+}
+
 /* Listener l's n sockets, bound in order (their reuseport slots), the
  * DTLS ones steered by CID. The first binds the configured port (0: a
- * free one), the others the port it got. */
+ * free one), then the port is claimed (claim_port), then the others bind
+ * the port the first got. */
 static int open_group(sup_t *s, size_t l)
 {
     tetherd_listen_t *lc = &s->cfg->listen[l];
@@ -91,9 +124,13 @@ static int open_group(sup_t *s, size_t l)
                           "error", strerror(errno), NULL);
             return TETHER_EIO;
         }
+        if (k == 0) {
+            lc->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                                      : ((struct sockaddr_in *)&ss)->sin_port);
+            if (claim_port(lc) < 0)
+                return TETHER_EEXIST;
+        }
     }
-    lc->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                                              : ((struct sockaddr_in *)&ss)->sin_port);
     if (lc->proto == TETHERD_PROTO_COAPS &&
         tetherd_steer_attach(s->fds[l][0], (uint8_t)s->cfg->node_id, s->n) < 0) {
         tether_log_kv(TETHER_LOG_ERROR, "workers", "cannot attach the reuseport program", "error",

@@ -78,6 +78,15 @@ mapfile -t ADM < <(for a in "${ADM[@]}"; do echo "$(get "$a" /config | jq -r .no
     sort -n | tee "$T/adm" | cut -d' ' -f2)
 check "worker node ids are 1 and 2 (node_id + worker index)" \
     test "$(cut -d' ' -f1 "$T/adm" | tr '\n' ' ')" = "1 2 "
+# A second tetherd with workers on the same port would join the reuseport
+# group (same uid) and take a share of the devices' records: refused.
+C2=$(free_run 2)
+sed -e "s/127.0.0.1:0/127.0.0.1:$w_PORT/" -e "s/127.0.0.1:$C/127.0.0.1:$C2/" "$T/w2.json" >"$T/second.json"
+timeout 10 "$TETHERD" --config "$T/second.json" >"$T/second.log" 2>&1
+rc=$?
+check "a second tetherd with workers on port $w_PORT exits with an error (rc $rc), saying why" \
+    bash -c '[ "$1" != 0 ] && [ "$1" != 124 ] && grep -q "another tetherd.s workers serve this port" "$2"' _ "$rc" "$T/second.log" ||
+    note "$(tail -n3 "$T/second.log")"
 
 "$BENCH" devices --server "127.0.0.1:$w_PORT" --count $N --identity-prefix dev \
     --psk-master "$MASTER" --rebind-every 3 --stats-every 1 >"$T/devices.log" 2>&1 &
