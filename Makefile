@@ -115,6 +115,7 @@ $(BUILD)/test/test_rstore: $(BUILD)/server/store/rkey.o $(BUILD)/server/store/wr
 $(BUILD)/test/test_latency: $(BUILD)/server/latency.o
 $(BUILD)/test/test_adopt: $(BUILD)/server/store/adopt.o
 $(BUILD)/test/test_coap_bridge: $(BUILD)/server/admin/coap_bridge.o
+$(BUILD)/test/test_authlog: $(BUILD)/server/admin/authlog.o
 $(BUILD)/test/test_steer: $(BUILD)/server/workers/steer.o
 $(BUILD)/test/test_workers_derive: $(BUILD)/server/workers/derive.o $(BUILD)/server/config/keys.o
 

@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "admin/authlog.h"
 #include "config.h"
 #include "tether/coap.h"
 #include "tether/creds.h"
@@ -101,10 +102,10 @@ typedef struct {
     tetherd_admin_groups_fn groups;
     tetherd_admin_group_put_fn group_put;
     tetherd_admin_group_delete_fn group_delete;
-    tetherd_admin_cluster_fn cluster; /* NULL: GET /cluster answers 501 */
+    tetherd_admin_cluster_fn cluster;           /* NULL: GET /cluster answers 501 */
     tetherd_admin_observations_fn observations; /* NULL: GET /observations answers 501 */
-    tetherd_admin_cred_fn cred;       /* NULL: /credentials answers 501 */
-    void *user;                       /* passed to every hook */
+    tetherd_admin_cred_fn cred;                 /* NULL: /credentials answers 501 */
+    void *user;                                 /* passed to every hook */
 } tetherd_admin_hooks_t;
 
 typedef struct {
@@ -129,7 +130,8 @@ typedef struct {
     uint16_t port; /* bound port (cfg may say 0) */
     bool listening, draining, stopped;
     uint64_t requests;
-    tetherd_abuf_t scratch; /* response bodies are built here */
+    admin_authlog_t authlog; /* refused tokens: counted, logged bounded */
+    tetherd_abuf_t scratch;  /* response bodies are built here */
 } tetherd_admin_t;
 
 /* Binds cfg->admin and starts serving on `loop`. Logs

@@ -90,6 +90,7 @@ static json_t *collect_stats(tetherd_admin_t *a)
     if (!s || tetherd_admin_default_stats(s, NULL) < 0 ||
         tetherd_admin_stat_set(s, "admin.connections", (json_int_t)a->nconns) < 0 ||
         tetherd_admin_stat_set(s, "admin.requests", (json_int_t)a->requests) < 0 ||
+        tetherd_admin_stat_set(s, "admin.auth_failures", (json_int_t)a->authlog.failures) < 0 ||
         tetherd_admin_stat_set(s, "admin.waiting", (json_int_t)a->nwaiting) < 0 ||
         (a->hooks.stats && a->hooks.stats(s, a->hooks.user) < 0)) {
         json_decref(s);
@@ -121,7 +122,8 @@ static const metric_info_t metric_info[] = {
     {"sessions.active", false, "DTLS sessions established now"},
     {"sessions.handshakes_full", true, "Full DTLS handshakes completed"},
     {"sessions.handshakes_resumed", true, "Resumed DTLS handshakes completed"},
-    {"sessions.tickets_refused", true, "Session tickets refused (key, period, altered, credential)"},
+    {"sessions.tickets_refused", true,
+     "Session tickets refused (key, period, altered, credential)"},
     {"sessions.address_changes", true, "Sessions that moved to a new peer address"},
     {"devices.registered", false, "Devices registered on this node"},
     {"proxy.requests", true, "Requests relayed down device tunnels"},
@@ -167,6 +169,8 @@ static const metric_info_t metric_info[] = {
     {"memory.rss_bytes", false, "Resident set size of tetherd in bytes"},
     {"admin.connections", false, "Open admin HTTP connections"},
     {"admin.requests", true, "Admin HTTP requests answered"},
+    {"admin.auth_failures", true,
+     "Admin requests refused for a wrong token (logged at most 10 per 10 s)"},
     {"admin.waiting", false, "Admin requests waiting for a device's CoAP answer"},
 };
 

@@ -56,6 +56,14 @@ req -H "authorization: bearer $TOKEN" "$A/stats"
 check "the scheme is case-insensitive" test "$CODE" = 200
 req "$A/metrics"
 check "/metrics needs auth too" is_err 401
+# A peer guessing tokens: every guess counted, the log not flooded.
+for i in $(seq 40); do
+    curl -s -o /dev/null -H "Authorization: Bearer guess-$i" "$A/stats"
+done
+fails=$(curl -s -H "$AUTH" "$A/stats" | jq -r '.admin.auth_failures')
+lines=$(grep -c '"msg":"wrong token"' "$a1_LOG")
+check "42 wrong tokens: admin.auth_failures = 42 ($fails), at most 10 log lines ($lines)" \
+    bash -c '[ "$1" = 42 ] && [ "$2" -le 10 ] && [ "$2" -ge 1 ]' _ "$fails" "$lines"
 
 # --- /stats -------------------------------------------------------------------
 S11="sessions.active sessions.handshakes_full sessions.handshakes_resumed sessions.address_changes
