@@ -43,6 +43,7 @@ struct group_fan {
     bool ending;                         /* its observers are being removed: no freeing meanwhile */
     tether_time_t checked_at; /* a confirmable notification last went to the client (0: none) */
     tether_list_t obs;        /* member observers (tether_observer_t.in_group) */
+    tether_list_t xobs;       /* ... of members on other nodes (xobserve.c) */
     size_t nmembers, next;
     char **members; /* the members when the request came (names_pack) */
     uint16_t up_len;
@@ -236,6 +237,7 @@ static void fan_end(tether_node_t *n, group_fan_t *f)
         tether_list_del(&f->obs, &ob->in_group);
         ob->group = NULL;
     }
+    tether_xrelay_group_detach(&f->xobs);
     tether_list_del(&g->fans, &f->ln);
     g->nfans--;
     tether_bounds_release(&n->bounds, f->charged, TETHER_BOUND_GROUPS);
@@ -250,7 +252,26 @@ void tether_group_obs_left(tether_node_t *n, tether_observer_t *ob)
     ob->group = NULL;
     /* draft §3.5.2: after T' the group observation lives while one of its
      * members' observations does */
-    if (f->expired && !f->ending && !f->obs.head)
+    if (f->expired && !f->ending && !f->obs.head && !f->xobs.head)
+        fan_end(n, f);
+}
+
+tether_list_t *tether_group_xobs(group_fan_t *f)
+{
+    return &f->xobs;
+}
+
+void tether_group_client_of(const group_fan_t *f, tether_link_t *link, const uint8_t **tok,
+                            uint8_t *tkl)
+{
+    *link = f->client;
+    *tok = f->ctok;
+    *tkl = f->ctkl;
+}
+
+void tether_group_xobs_left(tether_node_t *n, group_fan_t *f)
+{
+    if (f->expired && !f->ending && !f->obs.head && !f->xobs.head)
         fan_end(n, f);
 }
 
@@ -269,6 +290,7 @@ void tether_group_obs_cancel(tether_node_t *n, group_fan_t *f, tether_time_t now
     f->ending = true;
     while (f->obs.head) /* the last observer of each cancels it on the device */
         tether_observe_leave(n, container_of(f->obs.head, tether_observer_t, in_group), now);
+    tether_xrelay_group_leave(n, &f->xobs, false, now); /* ... or at its node (XEND) */
     fan_end(n, f);
 }
 
@@ -286,9 +308,10 @@ static void fan_expire(tether_node_t *n, group_fan_t *f, tether_time_t now)
         if (!ob->notified)
             tether_observe_leave(n, ob, now);
     }
+    tether_xrelay_group_leave(n, &f->xobs, true, now);
     f->ending = false;
     f->expired = true;
-    if (!f->obs.head)
+    if (!f->obs.head && !f->xobs.head)
         fan_end(n, f);
 }
 
@@ -381,10 +404,18 @@ static void fan_step(tether_node_t *n, group_fan_t *f, tether_time_t now)
         tether_device_t *d = tether_registry_find_host(&n->reg, f->members[f->next]);
         tether_coap_msg_t up = m;
         if (!d || !d->link_up) {
-            /* Its tunnel may be on another node (xrelay.h): a plain
-             * request there (group.h). Else one registered here waits for
-             * its tunnel like any request; no server answers for the rest. */
-            int rc = tether_xrelay_group(n, &up, f->members[f->next], f, now);
+            /* Its tunnel may be on another node (xrelay.h): observed
+             * there, or a plain request there (group.h). Else one
+             * registered here waits for its tunnel like any request; no
+             * server answers for the rest. */
+            int rc = f->observe ? tether_xrelay_group_observe(n, &up, f->members[f->next], f, now)
+                                : TETHER_EINVAL;
+            if (rc == TETHER_ENOMEM) { /* skipped, as a member here beyond the bounds */
+                f->next++;
+                continue;
+            }
+            if (rc == TETHER_EINVAL) /* not observable: a plain request */
+                rc = tether_xrelay_group(n, &up, f->members[f->next], f, now);
             if (rc == TETHER_ELIMIT)
                 break;
             if (rc == 0 || !d) {

@@ -54,8 +54,15 @@
  * unacknowledged (RFC 7641 §4.5), or its session ends. Member observers
  * are charged to the client's observer bound (bounds.h; a member beyond
  * it is not observed) and are not written to the observe registry (a node taking them over would
- * lose the group's Reply-From). A member request that cannot be observed (not cacheable, e.g.
- * block-wise) is relayed plainly; Observe with T' = 0 is a plain request.
+ * lose the group's Reply-From). A member whose tunnel is on another node
+ * is observed the same way through this node's one aggregate observation
+ * of that resource at the device's node (xrelay.h, xobserve.c), shared
+ * with this node's direct observers of it; the device node's final
+ * answers reach the client, tether's own verdicts (5.02 node gone, 5.04)
+ * do not; when that device's session moves to this node the member is
+ * dropped from the group observation (not observed again here). A member
+ * request that cannot be observed (not cacheable, e.g. block-wise) is
+ * relayed plainly; Observe with T' = 0 is a plain request.
  *
  * Queue-mode (sleeping) members: a plain member request waits in the
  * device's queue until the device is heard from; if that is after T' the
@@ -180,6 +187,14 @@ void tether_group_obs_left(tether_node_t *n, struct tether_observer *ob);
  * every `interval`), and that one went (observe.c). */
 bool tether_group_obs_check_due(const group_fan_t *f, tether_time_t interval, tether_time_t now);
 void tether_group_obs_checked(group_fan_t *f, tether_time_t now);
+/* The remote members of group observation `f` (xobserve.c's observers,
+ * tether_xrelay_group_observe), and: one of them was taken off that list
+ * (it left), which ends `f` like tether_group_obs_left. */
+tether_list_t *tether_group_xobs(group_fan_t *f);
+/* The client of fan-out `f`: its link and the token of its request. */
+void tether_group_client_of(const group_fan_t *f, tether_link_t *link, const uint8_t **tok,
+                            uint8_t *tkl);
+void tether_group_xobs_left(tether_node_t *n, group_fan_t *f);
 /* Ends group observation `f` at every member and frees it. */
 void tether_group_obs_cancel(tether_node_t *n, group_fan_t *f, tether_time_t now);
 /* draft-ietf-core-groupcomm-proxy-07 §3.1.3, §3.2.3: an Early Stop

@@ -10,7 +10,6 @@
 
 /* RFC 7641 §4.5: an observer gets a confirmable notification at least this
  * often, besides the ones the device itself sent confirmable. */
-#define OBS_CON_INTERVAL_MS (24ull * 3600 * 1000)
 
 static tether_device_t *obs_dev(const tether_observation_t *o)
 {
@@ -206,7 +205,7 @@ static void obs_fail(tether_node_t *n, tether_observation_t *o, uint8_t code, co
 }
 
 /* Sends `o`'s latest notification to `ob`: confirmable when `con` (the
- * device sent it so) or when `ob` had none for OBS_CON_INTERVAL_MS, unless
+ * device sent it so) or when `ob` had none for TETHER_OBS_CON_INTERVAL_MS, unless
  * one is still outstanding (RFC 7641 §4.5.2: the newer state goes
  * non-confirmable meanwhile, the outstanding one keeps its back-off and
  * still detects a client that is gone); non-confirmable otherwise. */
@@ -217,8 +216,9 @@ static void obs_notify_one(tether_node_t *n, tether_observation_t *o, tether_obs
     size_t len;
     uint16_t mid;
     /* A group observation past T' also checks its client (group.h) */
-    bool gcheck = ob->group && tether_group_obs_check_due(ob->group, OBS_CON_INTERVAL_MS, now);
-    con = (con || gcheck || now - ob->last_con >= OBS_CON_INTERVAL_MS) && !ob->con_pending;
+    bool gcheck =
+        ob->group && tether_group_obs_check_due(ob->group, TETHER_OBS_CON_INTERVAL_MS, now);
+    con = (con || gcheck || now - ob->last_con >= TETHER_OBS_CON_INTERVAL_MS) && !ob->con_pending;
     if (tether_cx_next_mid(n->cx, &ob->link, now, &mid) < 0 ||
         ob_encode(n, o, ob, con ? TETHER_COAP_CON : TETHER_COAP_NON, mid, buf, sizeof buf, &len) <
             0)

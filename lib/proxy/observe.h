@@ -20,6 +20,10 @@
 
 #include "proxy/node_int.h"
 
+/* RFC 7641 §4.5: an observer gets a confirmable notification at least
+ * this often (an unacknowledged one means it is gone). */
+#define TETHER_OBS_CON_INTERVAL_MS (24ull * 3600 * 1000)
+
 /* The Observe option of `req` when it can register or deregister an
  * observer (RFC 7641 §2: GET or FETCH; operator requests on an internal
  * link never observe): true with its value in *ov. */

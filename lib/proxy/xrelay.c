@@ -386,7 +386,7 @@ void tether_xrelay_tick(tether_node_t *n, tether_time_t now)
                 xr_agg_t *a = r->agg;
                 a->reg = NULL;
                 xr_req_free(n, r);
-                xr_agg_fail(n, a, &resp, now);
+                xr_agg_fail(n, a, &resp, false, now);
             } else {
                 req_answer(n, r, &resp, now);
             }

@@ -87,6 +87,23 @@ bool tether_xrelay_elsewhere(tether_node_t *n, const char *host, tether_time_t n
 /* Ends every such request of a fan-out (its xsubs list, group.h); how
  * many were still out. */
 size_t tether_xrelay_group_cancel(tether_node_t *n, tether_list_t *xsubs);
+/* A group observation's member `host` whose tunnel is on another node
+ * (group.c, group.h): observed through this node's one aggregate of that
+ * resource (xobserve.c), shared with direct observers of it; each
+ * notification goes to the group's client with Reply-From naming the
+ * member. 0: joined (charged to the client's observer bound);
+ * TETHER_ENOTFOUND: no other live node holds it; TETHER_EINVAL: not
+ * observable (relay it plainly); TETHER_ELIMIT: xrelay_max now (the next
+ * pacing step tries again); TETHER_ENOMEM: skipped (the client's or the
+ * node's observer bound, or memory). */
+int tether_xrelay_group_observe(tether_node_t *n, const tether_coap_msg_t *up, const char *host,
+                                group_fan_t *f, tether_time_t now);
+/* The remote members listed in `xobs` (tether_group_xobs) leave their
+ * aggregates: all of them, or (`silent`) those that never notified. */
+void tether_xrelay_group_leave(tether_node_t *n, tether_list_t *xobs, bool silent,
+                               tether_time_t now);
+/* The fan-out of the remote members listed is being freed: they forget it. */
+void tether_xrelay_group_detach(tether_list_t *xobs);
 /* A client session ended: its observers of remote resources leave. */
 void tether_xrelay_link_down(tether_node_t *n, const tether_link_t *link, tether_time_t now);
 /* A client's RST of `mid`: when it was a remote notification, it leaves. */

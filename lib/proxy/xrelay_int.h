@@ -51,10 +51,23 @@ typedef struct {
     uint8_t msg[TETHER_XRELAY_HDR + TETHER_MSG_MAX]; /* the XREQ payload */
 } xr_req_t;
 
-/* A: one client observing a remote resource through this node. */
+/* A: one client observing a remote resource through this node, or a
+ * group observation's member whose tunnel is on another node (`group`:
+ * the fan-out it belongs to, group.h). */
 typedef struct {
     tether_lnode_t in_agg;
+    xr_agg_t *agg; /* the aggregate it observes */
     tether_link_t link;
+    group_fan_t *group;      /* non-NULL: a group observation's member */
+    tether_lnode_t in_group; /* in tether_group_xobs(group) */
+    bool notified;           /* it got a notification (a group member that answered) */
+    /* RFC 7641 §4.5: a confirmable notification at least every
+     * TETHER_OBS_CON_INTERVAL_MS (and a group's checks past T') tells
+     * whether the client is still interested. */
+    bool con_pending;
+    uint16_t con_mid;
+    tether_time_t last_con;
+    tether_cx_waiter_t con_w;
     tether_bclient_t *charged; /* the client's share of observers (bounds.h) */
     uint8_t tkl;
     uint8_t tok[TETHER_COAP_MAX_TOKEN];
@@ -168,8 +181,11 @@ bool xr_observe_request(tether_node_t *n, const tether_peer_t *peer, const tethe
 /* B's answer `up` (raw `msg`) to the registration `r` of an aggregate. */
 void xr_agg_answer(tether_node_t *n, xr_req_t *r, const tether_coap_msg_t *up, const uint8_t *msg,
                    size_t len, tether_time_t now);
-/* Ends `a` for every observer with `resp` and frees it. */
-void xr_agg_fail(tether_node_t *n, xr_agg_t *a, tether_coap_msg_t *resp, tether_time_t now);
+/* Ends `a` for every observer with `resp` and frees it; `device`: resp
+ * is the device node's answer, which group members get too (tether's own
+ * verdicts are not a member's response, group.h). */
+void xr_agg_fail(tether_node_t *n, xr_agg_t *a, tether_coap_msg_t *resp, bool device,
+                 tether_time_t now);
 /* Aggregates whose device node went silent follow their device. */
 void xr_aggs_sweep(tether_node_t *n, tether_time_t now);
 void xr_aggs_free(tether_node_t *n);

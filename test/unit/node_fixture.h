@@ -57,17 +57,25 @@ static inline tether_peer_t plain_peer(uint16_t port)
     return p;
 }
 
-static inline int setup(void **state)
+/* creds_json loaded as a credentials file is. */
+static inline tether_creds_t *load_creds(void)
 {
-    fx_t *f = calloc(1, sizeof *f);
     char path[] = "/tmp/tether-test-creds-XXXXXX";
     int fd = mkstemp(path);
     assert_true(fd >= 0);
     assert_int_equal(write(fd, creds_json, strlen(creds_json)), (ssize_t)strlen(creds_json));
     close(fd);
     char err[256];
-    assert_int_equal(tether_creds_load(path, &f->creds, err, sizeof err), 0);
+    tether_creds_t *creds;
+    assert_int_equal(tether_creds_load(path, &creds, err, sizeof err), 0);
     unlink(path);
+    return creds;
+}
+
+static inline int setup(void **state)
+{
+    fx_t *f = calloc(1, sizeof *f);
+    f->creds = load_creds();
     tether_log_set_level(TETHER_LOG_WARN);
     tether_node_conf_t c;
     tether_node_conf_defaults(&c);
