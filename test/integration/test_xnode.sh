@@ -53,7 +53,7 @@ put_cred() { # put_cred NODE IDENTITY JSON
 out=$(put_cred 1 'dev*' "{\"key_hex\": \"$MASTER\", \"role\": \"device\"}")
 check "PUT /credentials/dev* on node 1" jq -e '.version >= 1' <<<"$out"
 out=$(put_cred 2 app1 "{\"key_hex\": \"$(printf %s $APP1 | xxd -p)\", \"role\": \"client\",
-      \"allow\": [{\"devices\": \"*\", \"methods\": [\"GET\"]}]}")
+      \"allow\": [{\"devices\": \"*\", \"methods\": [\"GET\"]}, {\"groups\": \"spread\", \"methods\": [\"GET\"]}]}")
 check "PUT /credentials/app1 on node 2" jq -e '.version >= 1' <<<"$out"
 creds_on_3() { grep -q 'applied credentials from the shared store' "$n3_LOG"; }
 poll 30 creds_on_3
@@ -168,6 +168,23 @@ note "group GET on node 1: $(jq -c '[.reply_from, .code, .t]' "$T/spread.out" | 
 check "a group GET on node 1 returns every member's 2.05, each with its Reply-From" \
     test "$(jq -r 'select(.code == "2.05") | .reply_from' "$T/spread.out" | jq -R . | jq -sc sort)" \
     = "$(jq -c sort <<<"$members")"
+# A group observation on node 1 (draft §3.5.2): the members on nodes 2
+# and 3 are observed through node 1's aggregates of their resources there,
+# and their notifications reach the client with Reply-From like node 1's.
+timeout 15 coap-client-openssl -v 6 -s 7 -B 9 -u app1 -k "$APP1" -m get -O 3,spread -O 2,0x02 \
+    "coaps://127.0.0.1:${P[1]}/temp" >"$T/gobs.out" 2>&1
+# libcoap prints the unknown option 248 as \xNN bytes; the CRI [-1,
+# "<device>"] has the name from the 4th byte on.
+grep -o '248:[^] ]*' "$T/gobs.out" | python3 -c '
+import sys, collections
+c = collections.Counter(bytes.fromhex(l.strip()[4:].replace("\\x", ""))[3:].decode() for l in sys.stdin)
+for k, v in sorted(c.items()): print(k, v)' >"$T/gobs.count"
+note "group observation on node 1, notifications per member: $(tr '\n' ' ' <"$T/gobs.count")"
+check "a group observation on node 1 gets notifications from all 6 members, 4 of them on nodes 2 and 3" \
+    test "$(cut -d' ' -f1 "$T/gobs.count" | jq -R . | jq -sc sort)" = "$(jq -c sort <<<"$members")"
+check "... at least 3 from each (past T' = 2 s)" awk '$2 < 3 { exit 1 }' "$T/gobs.count"
+check "its session ended: no observation or observer is left on any node" poll 150 gone ||
+    note "$(for i in 1 2 3; do get "${A[$i]}" /stats | jq -c .observe; done)"
 out=$(put_group 3 dev1x '{"pattern": "dev1?"}')
 check "PUT /groups/dev1x (pattern dev1?) on node 3" jq -e '.pattern == "dev1?"' <<<"$out"
 poll 30 has_group 1 dev1x
