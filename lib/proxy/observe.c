@@ -8,9 +8,6 @@
 #include "proxy/reply.h"
 #include "util/container.h"
 
-/* RFC 7641 §4.5: an observer gets a confirmable notification at least this
- * often, besides the ones the device itself sent confirmable. */
-
 static tether_device_t *obs_dev(const tether_observation_t *o)
 {
     return container_of(o->dev_list, tether_device_t, observations);

@@ -180,11 +180,14 @@ void xr_agg_fail(tether_node_t *n, xr_agg_t *a, tether_coap_msg_t *resp, bool de
     agg_free(n, a, now);
 }
 
+/* The direct observer of `a` with that link and token (a group's member
+ * is not one: its token is the group request's). */
 static xr_obsr_t *obsr_find(xr_agg_t *a, const tether_link_t *link, const uint8_t *tok, size_t tkl)
 {
     for (tether_lnode_t *l = a->observers.head; l; l = l->next) {
         xr_obsr_t *o = container_of(l, xr_obsr_t, in_agg);
-        if (o->tkl == tkl && memcmp(o->tok, tok, tkl) == 0 && tether_link_equal(&o->link, link))
+        if (!o->group && o->tkl == tkl && memcmp(o->tok, tok, tkl) == 0 &&
+            tether_link_equal(&o->link, link))
             return o;
     }
     return NULL;
@@ -346,7 +349,7 @@ void xr_agg_answer(tether_node_t *n, xr_req_t *r, const tether_coap_msg_t *up, c
         tether_reply_device_answer(up, &resp);
         a->reg = NULL; /* B's slot is done; nothing to end there */
         xr_req_free(n, r);
-        xr_agg_fail(n, a, &resp, true, now);
+        xr_agg_fail(n, a, &resp, !xr_verdict(up->code), now);
         return;
     }
     tether_heap_disarm(&XR(n)->timers, &r->deadline); /* lives until the last observer goes */
@@ -466,7 +469,7 @@ void tether_xrelay_reset(tether_node_t *n, const tether_link_t *link, uint16_t m
         xr_agg_t *a = container_of(l, xr_agg_t, all);
         for (tether_lnode_t *m = a->observers.head; m; m = m->next) {
             xr_obsr_t *o = container_of(m, xr_obsr_t, in_agg);
-            if (o->answered && o->last_mid == mid && tether_link_equal(&o->link, link)) {
+            if (o->notified && o->last_mid == mid && tether_link_equal(&o->link, link)) {
                 obsr_gone(n, o, now);
                 return;
             }

@@ -325,7 +325,8 @@ static void on_xrsp(tether_node_t *n, xr_req_t *r, const uint8_t *msg, size_t le
     if (r->fan) { /* one of a group's responses (group.h) */
         n->stats.relay_ok++;
         tether_reply_device_answer(&up, &resp);
-        tether_group_answer(n, r->fan, r->member, true, &resp, now);
+        if (!xr_verdict(up.code)) /* the device node's own verdict goes nowhere */
+            tether_group_answer(n, r->fan, r->member, true, &resp, now);
         xr_req_free(n, r);
         return;
     }

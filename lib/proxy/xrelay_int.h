@@ -156,6 +156,17 @@ typedef struct {
     bool queue_mode;
 } lookup_t;
 
+/* Whether an answer from the device node is its own verdict rather than
+ * the device's: 5.02 (device gone, node unreachable) and 5.04 (no answer
+ * in time) are what a proxy says (RFC 7252 §5.9.3.3, §5.9.3.5), which a
+ * group's client does not get as a member's response (group.h). The
+ * XRSP does not say who spoke; a device answering these itself is taken
+ * for tether. */
+static inline bool xr_verdict(uint8_t code)
+{
+    return code == TETHER_COAP_BAD_GATEWAY || code == TETHER_COAP_GATEWAY_TIMEOUT;
+}
+
 /* A 2.xx code (RFC 7252 §5.9.1). */
 static inline bool xr_success(uint8_t code)
 {

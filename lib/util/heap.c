@@ -67,6 +67,8 @@ void tether_heap_disarm(tether_heap_t *h, tether_timer_t *t)
 
 int tether_heap_reserve(tether_heap_t *h, size_t n)
 {
+    if (n <= h->cap)
+        return 0;
     tether_timer_t **v = tether_vec_grow(h->v, &h->cap, n, sizeof *v, 64, SIZE_MAX);
     if (!v)
         return TETHER_ENOMEM;

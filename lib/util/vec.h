@@ -10,7 +10,8 @@
  * to use from now on, *cap updated. NULL when `need` exceeds `max` or
  * memory ran out: `v` and *cap stay as they were (the caller drops what it
  * wanted to add, or fails with TETHER_ENOMEM). `v` itself when it already
- * holds `need`. */
+ * holds `need` (so NULL for need 0 on an array never allocated: a caller
+ * that may ask for no room tests that first, as tether_heap_reserve). */
 void *tether_vec_grow(void *v, size_t *cap, size_t need, size_t elem, size_t first, size_t max);
 
 #endif

@@ -166,5 +166,9 @@ bool admin_bearer(admin_conn_t *c, const tether_http_request_t *r, const char **
 /* True when tok[0..len) is the configured admin token (constant time in
  * its length); false too when none is configured. */
 bool admin_token_ok(const tetherd_admin_t *a, const char *tok, size_t len);
+/* A request refused for its token: counted (admin.auth_failures) and
+ * logged as `msg`, at most ADMIN_AUTHLOG_BURST lines per window
+ * (authlog.h). */
+void admin_auth_failed(admin_conn_t *c, const char *msg);
 
 #endif

@@ -62,7 +62,7 @@ static bool who(admin_conn_t *c, const tether_http_request_t *r, char *identity,
         return true;
     if (h->http_identity(tok, len, identity, cap, h->user) == 0)
         return true;
-    tether_log_kv(TETHER_LOG_INFO, "admin", "unknown HTTP token", "peer", c->peer, NULL);
+    admin_auth_failed(c, "unknown HTTP token");
     admin_respond_error(c, 401,
                         "WWW-Authenticate: Bearer realm=\"tether\", error=\"invalid_token\"\r\n",
                         "the token is neither the admin token nor a client's http_token");

@@ -202,6 +202,16 @@ bool admin_bearer(admin_conn_t *c, const tether_http_request_t *r, const char **
     return true;
 }
 
+void admin_auth_failed(admin_conn_t *c, const char *msg)
+{
+    uint64_t left_out;
+    if (admin_authlog_failure(&c->a->authlog, uv_now(c->a->loop), &left_out)) {
+        char n[24];
+        snprintf(n, sizeof n, "%llu", (unsigned long long)left_out);
+        tether_log_kv(TETHER_LOG_INFO, "admin", msg, "peer", c->peer, "not_logged_before", n, NULL);
+    }
+}
+
 /* Answers 401/403 and returns false unless the request carries the token. */
 static bool authorized(admin_conn_t *c, const tether_http_request_t *r)
 {
@@ -214,13 +224,7 @@ static bool authorized(admin_conn_t *c, const tether_http_request_t *r)
     if (!admin_bearer(c, r, &tok, &len))
         return false;
     if (!admin_token_ok(c->a, tok, len)) {
-        uint64_t left_out;
-        if (admin_authlog_failure(&c->a->authlog, uv_now(c->a->loop), &left_out)) {
-            char n[24];
-            snprintf(n, sizeof n, "%llu", (unsigned long long)left_out);
-            tether_log_kv(TETHER_LOG_INFO, "admin", "wrong token", "peer", c->peer,
-                          "not_logged_before", n, NULL);
-        }
+        admin_auth_failed(c, "wrong token");
         admin_respond_error(c, 403, NULL, "invalid token");
         return false;
     }

@@ -69,40 +69,55 @@ static void log_u(tether_log_level_t lvl, const char *msg, const char *k1, unsig
     tether_log_kv(lvl, "workers", msg, k1, a, k2, b, NULL);
 }
 
-/* Claims listener `lc`'s address and port for this host's workers, for
- * as long as any of them runs: an abstract AF_UNIX name, which lives in
- * the network namespace the UDP port lives in and goes with the last
- * process holding it (no stale lock file after a crash). A second tetherd
- * started on the same port with workers would otherwise join the
- * reuseport group (same uid), replace the steering program with its own
- * and take a share of the devices' records: it is refused instead. */
-static int claim_port(const tetherd_listen_t *lc)
+/* Claims the address and port `ss` for this host's workers, for as long
+ * as any of them runs: an abstract AF_UNIX name, which lives in the
+ * network namespace the UDP port lives in and goes with the last process
+ * holding it (no stale lock file after a crash). A second tetherd started
+ * on the same port with workers would otherwise join the reuseport group
+ * (same uid), replace the steering program with its own and take a share
+ * of the devices' records: it is refused instead. The name is made from
+ * the address as bound (not as written: "localhost" and "127.0.0.1" are
+ * one group). The fd, or a negative TETHER_E*. */
+static int claim_port(const struct sockaddr_storage *ss, const char *host)
 {
+    char a[INET6_ADDRSTRLEN] = "";
+    unsigned port, scope = 0;
+    if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
+        inet_ntop(AF_INET6, &s6->sin6_addr, a, sizeof a);
+        port = ntohs(s6->sin6_port);
+        scope = s6->sin6_scope_id;
+    } else {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
+        inet_ntop(AF_INET, &s4->sin_addr, a, sizeof a);
+        port = ntohs(s4->sin_port);
+    }
     struct sockaddr_un un = {.sun_family = AF_UNIX};
     int len =
-        snprintf(un.sun_path + 1, sizeof un.sun_path - 1, "tetherd udp %s %u", lc->host, lc->port);
+        snprintf(un.sun_path + 1, sizeof un.sun_path - 1, "tetherd udp %s%%%u %u", a, scope, port);
+    char port_s[8];
+    snprintf(port_s, sizeof port_s, "%u", port);
     int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return TETHER_EIO;
-    if (bind(fd, (struct sockaddr *)&un,
+    if (fd < 0 ||
+        bind(fd, (struct sockaddr *)&un,
              (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)len)) != 0) {
         int e = errno;
-        close(fd);
-        char port[8];
-        snprintf(port, sizeof port, "%u", lc->port);
+        if (fd >= 0)
+            close(fd);
+        bool taken = fd >= 0 && e == EADDRINUSE;
         tether_log_kv(TETHER_LOG_ERROR, "workers",
-                      e == EADDRINUSE ? "another tetherd's workers serve this port: stop it first"
-                                      : "cannot claim the port for the workers",
-                      "host", lc->host, "port", port, "error", strerror(e), NULL);
-        return TETHER_EEXIST;
+                      taken ? "another tetherd's workers serve this port: stop it first"
+                            : "cannot claim the port for the workers",
+                      "host", host, "port", port_s, "error", strerror(e), NULL);
+        return taken ? TETHER_EEXIST : TETHER_EIO;
     }
     return fd; /* kept open (and inherited by the workers) until exit */
 }
 
 /* Listener l's n sockets, bound in order (their reuseport slots), the
- * DTLS ones steered by CID. The first binds the configured port (0: a
- * free one), then the port is claimed (claim_port), then the others bind
- * the port the first got. */
+ * DTLS ones steered by CID. The port is claimed first (claim_port) when
+ * configured, else right after the first socket bound a free one; the
+ * others bind the port the first got. */
 static int open_group(sup_t *s, size_t l)
 {
     tetherd_listen_t *lc = &s->cfg->listen[l];
@@ -112,6 +127,9 @@ static int open_group(sup_t *s, size_t l)
         tether_log_kv(TETHER_LOG_ERROR, "udp", "bad listen address", "host", lc->host, NULL);
         return TETHER_EINVAL;
     }
+    int rc, claimed = lc->port ? claim_port(&ss, lc->host) : -1;
+    if (lc->port && claimed < 0)
+        return claimed;
     for (unsigned k = 0; k < s->n; k++) {
         int one = 1, fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
         s->fds[l][k] = fd;
@@ -127,8 +145,8 @@ static int open_group(sup_t *s, size_t l)
         if (k == 0) {
             lc->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
                                                       : ((struct sockaddr_in *)&ss)->sin_port);
-            if (claim_port(lc) < 0)
-                return TETHER_EEXIST;
+            if (claimed < 0 && (rc = claim_port(&ss, lc->host)) < 0)
+                return rc;
         }
     }
     if (lc->proto == TETHERD_PROTO_COAPS &&

@@ -151,6 +151,30 @@ static void test_group_member_shares_the_aggregate(void **state)
     assert_int_equal(registry_observers(), 1); /* only the direct one is published */
 }
 
+/* The device node's own verdict (5.02: the device was removed there) is
+ * not a member's response (group.h): the group's client gets nothing, and
+ * the member leaves; a RST for a MID nobody was sent leaves it alone. */
+static void test_device_node_verdict_not_forwarded(void **state)
+{
+    (void)state;
+    register_dev1_on_2();
+    const tether_node_stats_t *s1 = tether_node_stats(X.f[1].node);
+    tether_peer_t client = plain_peer(50000);
+    tether_coap_msg_t up, m, r;
+    group_observe(&client, &up);
+    tether_coap_msg_init(&m, TETHER_COAP_RST, 0, 0); /* MID 0: no notification had it */
+    input(1, &client, &m);
+    assert_int_equal(s1->observe_observers, 1);
+    dev_answer(&up, "20", 5);
+    advance_all(2100);
+    assert_int_equal(s1->observe_observers, 1);
+    clear_cap();
+    assert_int_equal(tether_node_device_remove(X.f[2].node, "dev1", X.f[2].now), 0);
+    pump();
+    assert_int_equal(cap_find(1, TETHER_LINK_PLAIN, 0, 50000, &r, -1), -1);
+    assert_int_equal(s1->observe_observers, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -160,6 +184,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_silent_remote_member_dropped_at_deadline, xsetup,
                                         xteardown),
         cmocka_unit_test_setup_teardown(test_group_member_shares_the_aggregate, xsetup, xteardown),
+        cmocka_unit_test_setup_teardown(test_device_node_verdict_not_forwarded, xsetup, xteardown),
     };
     return cmocka_run_group_tests_name("xgroup", tests, NULL, NULL);
 }
