@@ -52,7 +52,7 @@ static void del_recheck(void *user, const tether_store_result_t *res)
      * tether_rd_remove drops it); another regid is a new registration. */
     const tether_device_t *d = tether_registry_find(&n->reg, name);
     if (res->rec->u.device.node_id != n->conf.node_id ||
-        (d && strcmp(d->rec.regid, res->rec->u.device.regid) != 0))
+        (d && strcmp(d->regid, res->rec->u.device.regid) != 0))
         return;
     tether_store_del(n->store, TETHER_STORE_DEVICE, res->key, res->key_len, res->version, n->rd_now,
                      NULL, NULL);
@@ -77,11 +77,18 @@ static void del_done(void *user, const tether_store_result_t *res)
 /* Writes d's directory entry (last-seen and address as of now). */
 static void store_put(tether_node_t *n, tether_device_t *d, tether_time_t now)
 {
-    d->rec.addr = d->link.addr;
-    d->rec.last_seen_s = now / 1000;
-    tether_store_rec_t rec = {.kind = TETHER_STORE_DEVICE, .u.device = d->rec};
-    tether_store_result_t fail = {.key = (const uint8_t *)d->rec.name,
-                                  .key_len = strlen(d->rec.name)};
+    tether_store_rec_t rec = {.kind = TETHER_STORE_DEVICE};
+    tether_store_device_t *e = &rec.u.device;
+    memcpy(e->name, d->name, strlen(d->name) + 1); /* < TETHER_IDENTITY_MAX (registry_add) */
+    memcpy(e->regid, d->regid, sizeof e->regid);
+    e->node_id = d->node_id;
+    e->addr = d->link.addr;
+    e->lifetime_s = d->lifetime_s;
+    e->queue_mode = d->queue_mode;
+    e->last_seen_s = now / 1000;
+    e->links = d->links;
+    e->links_len = d->links_len;
+    tether_store_result_t fail = {.key = (const uint8_t *)d->name, .key_len = strlen(d->name)};
     if ((fail.rc = tether_store_put(n->store, &rec, TETHER_STORE_ANY, 0, now, store_done, n)) < 0)
         store_done(n, &fail);
 }
@@ -92,8 +99,7 @@ static void store_put(tether_node_t *n, tether_device_t *d, tether_time_t now)
  * entry this node never managed to write is not ours to delete. */
 static void store_del(tether_node_t *n, const tether_device_t *d, tether_time_t now)
 {
-    tether_store_result_t fail = {.key = (const uint8_t *)d->rec.name,
-                                  .key_len = strlen(d->rec.name)};
+    tether_store_result_t fail = {.key = (const uint8_t *)d->name, .key_len = strlen(d->name)};
     if (!d->store_version)
         return;
     n->rd_now = now; /* for the re-check of a conflict (del_done), maybe completing later */
@@ -128,7 +134,7 @@ static bool rd_params(tether_node_t *n, tether_device_t *d, const tether_coap_ms
                       bool is_new, tether_time_t now)
 {
     char v[16];
-    uint32_t lt = is_new ? RD_LT_DEFAULT : d->rec.lifetime_s;
+    uint32_t lt = is_new ? RD_LT_DEFAULT : d->lifetime_s;
     if (query_param(req, "lt", v, sizeof v)) {
         char *end;
         unsigned long x = strtoul(v, &end, 10);
@@ -137,9 +143,9 @@ static bool rd_params(tether_node_t *n, tether_device_t *d, const tether_coap_ms
         lt = (uint32_t)x;
     }
     if (query_param(req, "b", v, sizeof v))
-        d->rec.queue_mode = strchr(v, 'Q') != NULL;
+        d->queue_mode = strchr(v, 'Q') != NULL;
     else if (is_new)
-        d->rec.queue_mode = false;
+        d->queue_mode = false;
     /* Cannot fail: the registry reserved the device's timer slot. */
     tether_registry_set_lifetime(&n->reg, d, lt, now);
     return true;
@@ -230,12 +236,10 @@ void tether_rd_handle(tether_node_t *n, const tether_peer_t *peer, const tether_
         n->stats.registrations++;
         n->stats.devices_registered = n->reg.count;
         if (created && tether_log_enabled(TETHER_LOG_INFO))
-            tether_log_kv(TETHER_LOG_INFO, "rd", "registered", "ep", d->rec.name, "id",
-                          d->rec.regid, NULL);
+            tether_log_kv(TETHER_LOG_INFO, "rd", "registered", "ep", d->name, "id", d->regid, NULL);
         tether_reply_start(n, link, req, TETHER_COAP_CREATED, &resp, now);
         tether_coap_msg_add_opt(&resp, TETHER_COAP_OPT_LOCATION_PATH, "rd", 2);
-        tether_coap_msg_add_opt(&resp, TETHER_COAP_OPT_LOCATION_PATH, d->rec.regid,
-                                strlen(d->rec.regid));
+        tether_coap_msg_add_opt(&resp, TETHER_COAP_OPT_LOCATION_PATH, d->regid, strlen(d->regid));
         tether_reply_send(n, link, req, &resp);
         tether_relay_flush(n, d, now);
         return;
@@ -252,7 +256,7 @@ void tether_rd_handle(tether_node_t *n, const tether_peer_t *peer, const tether_
         tether_reply_code(n, link, req, TETHER_COAP_NOT_FOUND, "no such registration", now);
         return;
     }
-    if (strcmp(d->rec.name, peer->identity) != 0) {
+    if (strcmp(d->name, peer->identity) != 0) {
         tether_reply_code(n, link, req, TETHER_COAP_FORBIDDEN, NULL, now);
         return;
     }
@@ -291,7 +295,7 @@ int tether_node_device_adopt(tether_node_t *n, const tether_store_device_t *rec,
          * device then gets 4.04 and registers again). */
         if (rec->regid[0])
             tether_registry_set_regid(&n->reg, d, rec->regid);
-        d->rec.queue_mode = rec->queue_mode;
+        d->queue_mode = rec->queue_mode;
         if (rec->links && rec->links_len)
             tether_registry_set_links(d, rec->links, rec->links_len);
         d->registered_at = now;
@@ -305,8 +309,8 @@ int tether_node_device_adopt(tether_node_t *n, const tether_store_device_t *rec,
     tether_registry_touch(&n->reg, d, &l, now);
     store_put(n, d, now);
     if (tether_log_enabled(TETHER_LOG_DEBUG))
-        tether_log_kv(TETHER_LOG_DEBUG, "rd", "adopted a registration", "ep", d->rec.name, "id",
-                      d->rec.regid, NULL);
+        tether_log_kv(TETHER_LOG_DEBUG, "rd", "adopted a registration", "ep", d->name, "id",
+                      d->regid, NULL);
     tether_relay_flush(n, d, now);
     return 0;
 }
@@ -316,7 +320,7 @@ void tether_rd_expire(tether_node_t *n, tether_time_t now)
     tether_device_t *d;
     while ((d = tether_registry_pop_expired(&n->reg, now))) {
         if (tether_log_enabled(TETHER_LOG_INFO))
-            tether_log_kv(TETHER_LOG_INFO, "rd", "registration expired", "ep", d->rec.name, NULL);
+            tether_log_kv(TETHER_LOG_INFO, "rd", "registration expired", "ep", d->name, NULL);
         tether_rd_remove(n, d, now);
     }
 }
@@ -326,12 +330,12 @@ void tether_rd_expire(tether_node_t *n, tether_time_t now)
 static void device_info(const tether_device_t *d, tether_device_info_t *info)
 {
     memset(info, 0, sizeof *info);
-    info->name = d->rec.name;
-    info->regid = d->rec.regid;
-    info->node_id = d->rec.node_id;
+    info->name = d->name;
+    info->regid = d->regid;
+    info->node_id = d->node_id;
     info->online = d->link_up;
-    info->queue_mode = d->rec.queue_mode;
-    info->lifetime_s = d->rec.lifetime_s;
+    info->queue_mode = d->queue_mode;
+    info->lifetime_s = d->lifetime_s;
     info->registered_at = d->registered_at;
     info->last_seen = d->last_rx;
     info->expires = d->expiry.at;
@@ -340,7 +344,7 @@ static void device_info(const tether_device_t *d, tether_device_info_t *info)
     info->nat_binding_max_ms = d->nat_hi_ms;
     info->keepalive_ms = tether_registry_keepalive_ms(d);
     info->queued = d->nqueued;
-    info->links = d->rec.links ? d->rec.links : "";
+    info->links = d->links ? d->links : "";
 }
 
 int tether_node_device(const tether_node_t *n, const char *name, tether_device_info_t *info)
