@@ -74,8 +74,43 @@ static void del_done(void *user, const tether_store_result_t *res)
     }
 }
 
-/* Writes d's directory entry (last-seen and address as of now). */
-static void store_put(tether_node_t *n, tether_device_t *d, tether_time_t now)
+/* The links of d's directory entry as the store holds them now, when it
+ * can tell at once (tether_store_peek) and the entry is d's registration
+ * here; NULL otherwise. Valid until the store's next write. Device
+ * entries carry no ttl, so `now` does not matter. */
+static const char *stored_links(const tether_node_t *n, const tether_device_t *d, size_t *len,
+                                uint64_t *version)
+{
+    tether_store_rec_t rec;
+    if (tether_store_peek(n->store, TETHER_STORE_DEVICE, (const uint8_t *)d->name, strlen(d->name),
+                          0, &rec, version) < 0)
+        return NULL;
+    const tether_store_device_t *e = &rec.u.device;
+    if (e->node_id != d->node_id || strcmp(e->regid, d->regid) != 0 || !e->links)
+        return NULL;
+    *len = e->links_len;
+    return e->links;
+}
+
+/* d's registered links: its own copy, else the store's. */
+static const char *links_of(const tether_node_t *n, const tether_device_t *d, size_t *len)
+{
+    if (d->links) {
+        *len = d->links_len;
+        return d->links;
+    }
+    uint64_t v;
+    const char *l = stored_links(n, d, len, &v);
+    if (!l)
+        *len = 0;
+    return l;
+}
+
+/* Writes d's directory entry (last-seen and address as of now) with the
+ * registered links[len] (borrowed). One copy of the links stays: the
+ * store's when it can be read at once (the in-memory store), else d's. */
+static void store_put(tether_node_t *n, tether_device_t *d, const char *links, size_t len,
+                      tether_time_t now)
 {
     tether_store_rec_t rec = {.kind = TETHER_STORE_DEVICE};
     tether_store_device_t *e = &rec.u.device;
@@ -86,11 +121,20 @@ static void store_put(tether_node_t *n, tether_device_t *d, tether_time_t now)
     e->lifetime_s = d->lifetime_s;
     e->queue_mode = d->queue_mode;
     e->last_seen_s = now / 1000;
-    e->links = d->links;
-    e->links_len = d->links_len;
+    e->links = links ? links : "";
+    e->links_len = links ? len : 0;
     tether_store_result_t fail = {.key = (const uint8_t *)d->name, .key_len = strlen(d->name)};
+    uint64_t before = d->store_version, version;
     if ((fail.rc = tether_store_put(n->store, &rec, TETHER_STORE_ANY, 0, now, store_done, n)) < 0)
         store_done(n, &fail);
+    /* The store holds this very write (store_done recorded its version)
+     * and shows it at once: d needs no copy. `links` is not read again
+     * then: it may have pointed into the entry this write replaced. */
+    size_t sl;
+    if (stored_links(n, d, &sl, &version) && version == d->store_version && version != before)
+        tether_registry_forget_links(d);
+    else if (e->links != d->links)
+        tether_registry_set_links(d, e->links, e->links_len);
 }
 
 /* Deletes d's directory entry only if it is still the one this node
@@ -229,10 +273,9 @@ void tether_rd_handle(tether_node_t *n, const tether_peer_t *peer, const tether_
             tether_reply_code(n, link, req, TETHER_COAP_BAD_REQUEST, "bad lt", now);
             return;
         }
-        tether_registry_set_links(d, (const char *)req->payload, req->payload_len);
         d->registered_at = now;
         tether_registry_touch(&n->reg, d, link, now);
-        store_put(n, d, now);
+        store_put(n, d, (const char *)req->payload, req->payload_len, now);
         n->stats.registrations++;
         n->stats.devices_registered = n->reg.count;
         if (created && tether_log_enabled(TETHER_LOG_INFO))
@@ -273,9 +316,9 @@ void tether_rd_handle(tether_node_t *n, const tether_peer_t *peer, const tether_
         tether_reply_code(n, link, req, TETHER_COAP_BAD_REQUEST, NULL, now);
         return;
     }
-    if (req->payload_len)
-        tether_registry_set_links(d, (const char *)req->payload, req->payload_len);
-    store_put(n, d, now);
+    size_t ll = req->payload_len;
+    const char *links = ll ? (const char *)req->payload : links_of(n, d, &ll);
+    store_put(n, d, links, ll, now);
     tether_reply_code(n, link, req, TETHER_COAP_CHANGED, NULL, now);
     tether_relay_flush(n, d, now);
 }
@@ -296,8 +339,6 @@ int tether_node_device_adopt(tether_node_t *n, const tether_store_device_t *rec,
         if (rec->regid[0])
             tether_registry_set_regid(&n->reg, d, rec->regid);
         d->queue_mode = rec->queue_mode;
-        if (rec->links && rec->links_len)
-            tether_registry_set_links(d, rec->links, rec->links_len);
         d->registered_at = now;
         tether_registry_set_lifetime(&n->reg, d, rec->lifetime_s ? rec->lifetime_s : RD_LT_DEFAULT,
                                      now);
@@ -307,7 +348,9 @@ int tether_node_device_adopt(tether_node_t *n, const tether_store_device_t *rec,
     if (l.addr.len == 0)
         l.addr = rec->addr;
     tether_registry_touch(&n->reg, d, &l, now);
-    store_put(n, d, now);
+    size_t ll = rec->links ? rec->links_len : 0;
+    const char *links = created ? rec->links : links_of(n, d, &ll);
+    store_put(n, d, links, ll, now);
     if (tether_log_enabled(TETHER_LOG_DEBUG))
         tether_log_kv(TETHER_LOG_DEBUG, "rd", "adopted a registration", "ep", d->name, "id",
                       d->regid, NULL);
@@ -327,7 +370,8 @@ void tether_rd_expire(tether_node_t *n, tether_time_t now)
 
 /* ---- operator views (admin API) -------------------------------------------------- */
 
-static void device_info(const tether_device_t *d, tether_device_info_t *info)
+static void device_info(const tether_node_t *n, const tether_device_t *d,
+                        tether_device_info_t *info)
 {
     memset(info, 0, sizeof *info);
     info->name = d->name;
@@ -344,7 +388,9 @@ static void device_info(const tether_device_t *d, tether_device_info_t *info)
     info->nat_binding_max_ms = d->nat_hi_ms;
     info->keepalive_ms = tether_registry_keepalive_ms(d);
     info->queued = d->nqueued;
-    info->links = d->links ? d->links : "";
+    size_t ll;
+    const char *links = links_of(n, d, &ll);
+    info->links = links ? links : "";
 }
 
 int tether_node_device(const tether_node_t *n, const char *name, tether_device_info_t *info)
@@ -352,7 +398,7 @@ int tether_node_device(const tether_node_t *n, const char *name, tether_device_i
     const tether_device_t *d = tether_registry_find(&n->reg, name);
     if (!d)
         return TETHER_ENOTFOUND;
-    device_info(d, info);
+    device_info(n, d, info);
     return 0;
 }
 
@@ -361,7 +407,7 @@ int tether_node_device_next(const tether_node_t *n, const char *cursor, tether_d
     const tether_device_t *d = tether_registry_next(&n->reg, cursor);
     if (!d)
         return TETHER_ENOTFOUND;
-    device_info(d, info);
+    device_info(n, d, info);
     return 0;
 }
 

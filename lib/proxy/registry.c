@@ -203,6 +203,13 @@ int tether_registry_set_links(tether_device_t *dev, const char *links, size_t le
     return 0;
 }
 
+void tether_registry_forget_links(tether_device_t *dev)
+{
+    free((char *)dev->links);
+    dev->links = NULL;
+    dev->links_len = 0;
+}
+
 void tether_registry_touch(tether_registry_t *r, tether_device_t *dev, const tether_link_t *link,
                            tether_time_t now)
 {

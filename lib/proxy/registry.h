@@ -17,7 +17,8 @@
  * and a coarse last-seen) and what only this node's proxy needs. Sized
  * for an idle tunnel's budget (SPEC S9): one allocation, the name at its
  * length at the end, fields ordered so none pads. `links` is owned here
- * (tether_registry_set_links). */
+ * (tether_registry_set_links), and NULL while the store holds them for
+ * this registration where they can be read at once (rd.c): one copy. */
 typedef struct tether_device {
     tether_hnode_t by_name; /* key: keyed digest of the name */
     tether_hnode_t by_reg;  /* key: regid */
@@ -87,6 +88,8 @@ int tether_registry_set_lifetime(tether_registry_t *r, tether_device_t *dev, uin
 /* Replaces the registered links (copied; at most UINT32_MAX bytes). 0,
  * TETHER_EINVAL or TETHER_ENOMEM (the old links stay). */
 int tether_registry_set_links(tether_device_t *dev, const char *links, size_t len);
+/* Frees the registered links: the store holds them (rd.c). */
+void tether_registry_forget_links(tether_device_t *dev);
 /* The device sent something on `link` from link->addr: records it as
  * online there, and learns from the gap since its previous message whether
  * its NAT binding survived (same address) or not (address changed). */

@@ -271,6 +271,20 @@ static int mem_get(tether_store_t *s, tether_store_kind_t kind, const uint8_t *k
     return 0;
 }
 
+static int mem_peek(tether_store_t *s, tether_store_kind_t kind, const uint8_t *key, size_t key_len,
+                    tether_time_t now, tether_store_rec_t *out, uint64_t *version)
+{
+    mem_t *m = (mem_t *)s;
+    if (!kind_ok(kind) || !key_len || key_len > TETHER_STORE_KEY_MAX)
+        return TETHER_EINVAL;
+    entry_t *e = find(m, kind, key, key_len, now);
+    if (!e)
+        return TETHER_ENOTFOUND;
+    entry_rec(e, out);
+    *version = e->version;
+    return 0;
+}
+
 static int mem_put(tether_store_t *s, const tether_store_rec_t *rec, uint64_t expect,
                    uint32_t ttl_ms, tether_time_t now, tether_store_cb cb, void *user)
 {
@@ -410,6 +424,7 @@ static const tether_store_ops_t mem_ops = {
     .tick = mem_tick,
     .next_deadline = mem_next_deadline,
     .destroy = mem_destroy,
+    .peek = mem_peek,
 };
 
 int tether_store_mem_create(size_t max_records, tether_store_t **out)
