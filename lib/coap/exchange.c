@@ -96,6 +96,7 @@ void tether_cx_conf_defaults(tether_cx_conf_t *c)
     c->max_retransmit = 4;
     c->exchange_lifetime_ms = 247000;
     c->dedup_max = 262144;
+    c->dedup_per_peer = 0; /* no quota (tetherd's node sets one) */
     c->seed = 0x2545f4914f6cdd1dull;
 }
 

@@ -363,9 +363,13 @@ static int mem_del(tether_store_t *s, tether_store_kind_t kind, const uint8_t *k
         complete(cb, user, TETHER_ECONFLICT, kind, key, key_len, e->version, NULL, 0);
         return 0;
     }
+    /* The key may be a result's, pointing into e (a delete from a get's
+     * callback): the callback and watchers get a copy. */
+    uint8_t kc[TETHER_STORE_KEY_MAX];
+    memcpy(kc, key, key_len);
     entry_free(m, e);
-    complete(cb, user, 0, kind, key, key_len, 0, NULL, 0);
-    tether_store_notify(s, kind, key, key_len, 0);
+    complete(cb, user, 0, kind, kc, key_len, 0, NULL, 0);
+    tether_store_notify(s, kind, kc, key_len, 0);
     return 0;
 }
 
