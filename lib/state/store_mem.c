@@ -84,8 +84,8 @@ static entry_t *find(const mem_t *m, tether_store_kind_t kind, const uint8_t *ke
 
 #define ALIGN8(x) (((x) + 7) & ~(size_t)7)
 
-/* The kinds keyed by a name have it as their first member. */
-_Static_assert(offsetof(tether_store_device_t, name) == 0, "device name first");
+/* The other kinds keyed by a name have it as their first member (a
+ * device has a body of its own: dev_body_t). */
 _Static_assert(offsetof(tether_store_cred_t, identity) == 0, "cred identity first");
 _Static_assert(offsetof(tether_store_group_t, name) == 0, "group name first");
 
@@ -93,7 +93,6 @@ static size_t kind_size(tether_store_kind_t k)
 {
     const tether_store_rec_t *r = NULL;
     switch (k) {
-    case TETHER_STORE_DEVICE: return sizeof r->u.device;
     case TETHER_STORE_CRED: return sizeof r->u.cred;
     case TETHER_STORE_OBSERVE: return sizeof r->u.observe;
     case TETHER_STORE_SESSION: return sizeof r->u.session;
@@ -107,15 +106,12 @@ static size_t kind_size(tether_store_kind_t k)
  * stored at its length after the variable parts instead. */
 static size_t name_cut(tether_store_kind_t k)
 {
-    return k == TETHER_STORE_DEVICE || k == TETHER_STORE_CRED || k == TETHER_STORE_GROUP
-               ? TETHER_IDENTITY_MAX
-               : 0;
+    return k == TETHER_STORE_CRED || k == TETHER_STORE_GROUP ? TETHER_IDENTITY_MAX : 0;
 }
 
 static size_t var_size(const tether_store_rec_t *r)
 {
     switch (r->kind) {
-    case TETHER_STORE_DEVICE: return r->u.device.links_len + r->u.device.groups_len + 2;
     case TETHER_STORE_CRED: return r->u.cred.nallow * sizeof *r->u.cred.allow;
     case TETHER_STORE_OBSERVE:
         return r->u.observe.nobservers * sizeof *r->u.observe.observers + r->u.observe.key_len;
@@ -131,20 +127,6 @@ static void var_copy(tether_store_rec_t *dst, const tether_store_rec_t *src, uin
 {
     *dst = *src;
     switch (src->kind) {
-    case TETHER_STORE_DEVICE: {
-        tether_store_device_t *d = &dst->u.device;
-        char *p = (char *)data;
-        if (d->links_len)
-            memcpy(p, d->links, d->links_len);
-        p[d->links_len] = 0;
-        d->links = p;
-        p += d->links_len + 1;
-        if (d->groups_len)
-            memcpy(p, d->groups, d->groups_len);
-        p[d->groups_len] = 0;
-        d->groups = p;
-        break;
-    }
     case TETHER_STORE_CRED:
         if (dst->u.cred.nallow)
             memcpy(data, src->u.cred.allow, src->u.cred.nallow * sizeof *src->u.cred.allow);
@@ -173,14 +155,95 @@ static void var_copy(tether_store_rec_t *dst, const tether_store_rec_t *src, uin
     }
 }
 
-/* A new entry holding `rec` (whose key, kl bytes, was checked), its key
- * pointing into its body; NULL on TETHER_ENOMEM. */
+/* A device's body (the kind every registered device has one of): its
+ * fixed fields packed, then cid[cid_len], links, groups and name, each
+ * string NUL-terminated, back to back. */
+typedef struct {
+    tether_addr_t addr;
+    uint64_t last_seen_s;
+    uint32_t lifetime_s, links_len, groups_len;
+    char regid[TETHER_STORE_REGID_MAX];
+    uint8_t node_id, cid_len;
+    bool queue_mode;
+} dev_body_t;
+
+/* Whether the lengths of `rec` fit its entry. */
+static bool rec_fits(const tether_store_rec_t *rec)
+{
+    const tether_store_device_t *d = &rec->u.device;
+    return rec->kind != TETHER_STORE_DEVICE ||
+           (d->links_len <= UINT32_MAX && d->groups_len <= UINT32_MAX &&
+            d->cid_len <= TETHER_STORE_CID_MAX);
+}
+
+static entry_t *device_new(const tether_store_device_t *d, size_t kl)
+{
+    entry_t *e =
+        malloc(sizeof *e + sizeof(dev_body_t) + d->cid_len + d->links_len + d->groups_len + kl + 3);
+    if (!e)
+        return NULL;
+    memset(e, 0, sizeof *e);
+    dev_body_t *b = (dev_body_t *)e->body;
+    memset(b, 0, sizeof *b);
+    b->addr = d->addr;
+    b->last_seen_s = d->last_seen_s;
+    b->lifetime_s = d->lifetime_s;
+    b->links_len = (uint32_t)d->links_len;
+    b->groups_len = (uint32_t)d->groups_len;
+    memcpy(b->regid, d->regid, sizeof b->regid);
+    b->node_id = d->node_id;
+    b->cid_len = d->cid_len;
+    b->queue_mode = d->queue_mode;
+    char *p = (char *)(b + 1);
+    memcpy(p, d->cid, d->cid_len);
+    p += d->cid_len;
+    if (d->links_len)
+        memcpy(p, d->links, d->links_len);
+    p[d->links_len] = 0;
+    p += d->links_len + 1;
+    if (d->groups_len)
+        memcpy(p, d->groups, d->groups_len);
+    p[d->groups_len] = 0;
+    p += d->groups_len + 1;
+    memcpy(p, d->name, kl);
+    p[kl] = 0;
+    e->key = (const uint8_t *)p;
+    return e;
+}
+
+static void device_rec(const entry_t *e, tether_store_device_t *d)
+{
+    const dev_body_t *b = (const dev_body_t *)e->body;
+    memset(d, 0, sizeof *d);
+    memcpy(d->name, e->key, e->key_len); /* key_len < TETHER_IDENTITY_MAX */
+    memcpy(d->regid, b->regid, sizeof d->regid);
+    d->node_id = b->node_id;
+    d->cid_len = b->cid_len;
+    d->addr = b->addr;
+    d->lifetime_s = b->lifetime_s;
+    d->queue_mode = b->queue_mode;
+    d->last_seen_s = b->last_seen_s;
+    const char *p = (const char *)(b + 1);
+    memcpy(d->cid, p, b->cid_len);
+    d->links = p + b->cid_len;
+    d->links_len = b->links_len;
+    d->groups = d->links + b->links_len + 1;
+    d->groups_len = b->groups_len;
+}
+
+/* A new entry holding `rec` (whose key, kl bytes, was checked, and which
+ * fits: rec_fits), its key pointing into its body; NULL on TETHER_ENOMEM. */
 static entry_t *entry_new(const tether_store_rec_t *rec, size_t kl)
 {
+    entry_t *e;
+    if (rec->kind == TETHER_STORE_DEVICE) {
+        if (!(e = device_new(&rec->u.device, kl)))
+            return NULL;
+        goto done;
+    }
     size_t cut = name_cut(rec->kind), fixed = ALIGN8(kind_size(rec->kind) - cut);
     size_t var = ALIGN8(var_size(rec));
-    entry_t *e = malloc(sizeof *e + fixed + var + (cut ? kl + 1 : 0));
-    if (!e)
+    if (!(e = malloc(sizeof *e + fixed + var + (cut ? kl + 1 : 0))))
         return NULL;
     memset(e, 0, sizeof *e);
     uint8_t *body = (uint8_t *)e->body;
@@ -198,6 +261,7 @@ static entry_t *entry_new(const tether_store_rec_t *rec, size_t kl)
         e->key = name;
     }
     }
+done:
     e->key_len = (uint16_t)kl;
     e->kind = (uint8_t)rec->kind;
     tether_timer_init(&e->expiry);
@@ -207,8 +271,12 @@ static entry_t *entry_new(const tether_store_rec_t *rec, size_t kl)
 /* The record of `e` rebuilt in `out`, its variable parts in e's body. */
 static const tether_store_rec_t *entry_rec(const entry_t *e, tether_store_rec_t *out)
 {
-    size_t cut = name_cut(e->kind);
     out->kind = e->kind;
+    if (e->kind == TETHER_STORE_DEVICE) {
+        device_rec(e, &out->u.device);
+        return out;
+    }
+    size_t cut = name_cut(e->kind);
     memset(&out->u, 0, cut);
     memcpy((uint8_t *)&out->u + cut, e->body, kind_size(e->kind) - cut);
     if (cut)
@@ -295,6 +363,8 @@ static int mem_put(tether_store_t *s, const tether_store_rec_t *rec, uint64_t ex
     int rc;
     if ((rc = tether_store_rec_key(rec, kb, &key, &kl)) < 0)
         return rc;
+    if (!rec_fits(rec))
+        return TETHER_EINVAL;
     entry_t *e = find(m, rec->kind, key, kl, now), *ne, *old = NULL;
     uint64_t have = e ? e->version : 0;
     if (expect != TETHER_STORE_ANY && expect != have) {
