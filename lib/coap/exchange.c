@@ -31,18 +31,23 @@ typedef struct {
     uint16_t cnt[MID_SLOTS + 1]; /* MIDs taken per slot, a ring */
 } mid_ages_t;
 
+/* What tether remembers of one peer (link): its MID budget, its CONs in
+ * flight and the MIDs received from it that are remembered. Every
+ * registered device has one for an EXCHANGE_LIFETIME after its last
+ * message (its registration's duplicate detection), so it is kept small
+ * (SPEC S9): no copy of the link (a CON in flight keeps its own), fields
+ * ordered so none pads. */
 typedef struct peer {
-    tether_hnode_t hn; /* key: link key */
-    tether_link_t link;
-    uint16_t next_mid;
-    tether_time_t win_start;    /* MID-rate windows of EXCHANGE_LIFETIME (no `ages` yet) */
-    uint32_t win_cnt, win_prev; /* MIDs taken in the current / previous window */
-    mid_ages_t *ages;           /* NULL until the peer took MID_AGES_AFTER MIDs */
-    tether_time_t last_used;
+    tether_hnode_t hn;  /* key: link key */
     tether_lnode_t lru; /* by last_used */
     tether_list_t txs;  /* outstanding CONs toward this peer, newest first */
     tether_list_t seen; /* MIDs received from it that are remembered, oldest first */
+    tether_time_t last_used;
+    tether_time_t win_start;    /* MID-rate windows of EXCHANGE_LIFETIME (no `ages` yet) */
+    mid_ages_t *ages;           /* NULL until the peer took MID_AGES_AFTER MIDs */
+    uint32_t win_cnt, win_prev; /* MIDs taken in the current / previous window */
     uint32_t nseen;
+    uint16_t next_mid;
 } peer_t;
 
 struct tx {
@@ -50,22 +55,26 @@ struct tx {
     tether_timer_t timer;
     peer_t *peer;
     tether_lnode_t in_peer; /* peer->txs */
-    uint16_t mid;
-    uint8_t attempts;
+    tether_link_t link;     /* where it goes (a DTLS link by session id) */
+    tether_cx_waiter_t *w;  /* NULL: nobody waits */
     uint32_t timeout_ms;
-    tether_cx_waiter_t *w; /* NULL: nobody waits */
+    uint16_t mid;
     uint16_t len;
+    uint8_t attempts;
     uint8_t data[];
 };
 
+/* A received MID remembered for duplicate detection (RFC 7252 §4.5), with
+ * the reply sent for it (an ACK, RST or piggybacked response) in the same
+ * allocation: it moves to a larger one when the reply is known. */
 typedef struct seen {
-    tether_hnode_t hn;   /* key: link key + MID */
-    tether_lnode_t fifo; /* by arrival = by expiry */
+    tether_hnode_t hn;      /* key: link key + MID */
+    tether_lnode_t fifo;    /* by arrival = by expiry */
     tether_lnode_t in_peer; /* peer->seen */
     peer_t *peer;
     tether_time_t expires;
-    uint16_t len;
-    uint8_t *reply;
+    uint16_t len; /* of reply, 0: none */
+    uint8_t reply[];
 } seen_t;
 
 struct tether_cx {
@@ -87,6 +96,7 @@ void tether_cx_conf_defaults(tether_cx_conf_t *c)
     c->max_retransmit = 4;
     c->exchange_lifetime_ms = 247000;
     c->dedup_max = 262144;
+    c->dedup_per_peer = 0; /* no quota (tetherd's node sets one) */
     c->seed = 0x2545f4914f6cdd1dull;
 }
 
@@ -133,7 +143,6 @@ static void seen_free(tether_cx_t *cx, seen_t *s)
     s->peer->nseen--;
     tether_list_del(&cx->seen_fifo, &s->fifo);
     tether_hmap_remove(&cx->seen, &s->hn);
-    free(s->reply);
     free(s);
     cx->stats.dedup_entries--;
 }
@@ -185,12 +194,10 @@ static peer_t *peer_get(tether_cx_t *cx, const tether_link_t *link, tether_time_
     peer_t *p;
     if (n) {
         p = container_of(n, peer_t, hn);
-        p->link.addr = link->addr; /* DTLS peers move; keep the latest */
         tether_list_del(&cx->lru, &p->lru);
     } else {
         if (!create || !(p = calloc(1, sizeof *p)))
             return NULL;
-        p->link = *link;
         p->next_mid = (uint16_t)rnd(cx);
         p->win_start = now;
         tether_hmap_insert(&cx->peers, &p->hn, key, kl);
@@ -358,10 +365,11 @@ bool tether_cx_seen(tether_cx_t *cx, const tether_link_t *link, uint16_t mid, te
     }
     while (cx->seen_fifo.head && cx->stats.dedup_entries >= cx->conf.dedup_max)
         seen_free(cx, seen_first(cx));
-    seen_t *s = calloc(1, sizeof *s);
+    seen_t *s = malloc(sizeof *s);
     if (!s)
         return false; /* cannot remember it: process it (at-least-once) */
     s->expires = now + cx->conf.exchange_lifetime_ms;
+    s->len = 0;
     s->peer = p;
     tether_hmap_insert(&cx->seen, &s->hn, key, kl);
     tether_list_push(&cx->seen_fifo, &s->fifo);
@@ -377,15 +385,17 @@ void tether_cx_reply(tether_cx_t *cx, const tether_link_t *link, uint16_t mid, c
     uint8_t key[22];
     size_t kl = seen_key(link, mid, key);
     tether_hnode_t *n = tether_hmap_find(&cx->seen, key, kl);
-    if (n) {
-        seen_t *s = container_of(n, seen_t, hn);
-        uint8_t *copy = malloc(len);
-        if (copy) {
-            memcpy(copy, buf, len);
-            free(s->reply);
-            s->reply = copy;
-            s->len = (uint16_t)len;
-        }
+    seen_t *s = n ? container_of(n, seen_t, hn) : NULL, *r;
+    /* Without memory the entry stays, with its old reply (or none). */
+    if (s && len <= TETHER_CX_MAX_MSG && (r = malloc(sizeof *r + len))) {
+        *r = *s;
+        r->len = (uint16_t)len;
+        memcpy(r->reply, buf, len);
+        tether_hmap_remove(&cx->seen, &s->hn);
+        tether_hmap_insert(&cx->seen, &r->hn, key, kl); /* was there: cannot fail */
+        tether_list_replace(&cx->seen_fifo, &s->fifo, &r->fifo);
+        tether_list_replace(&r->peer->seen, &s->in_peer, &r->in_peer);
+        free(s);
     }
     tether_cx_emit(cx, link, buf, len);
 }
@@ -414,6 +424,7 @@ int tether_cx_send_con(tether_cx_t *cx, const tether_link_t *link, const uint8_t
         return TETHER_EEXIST;
     }
     t->peer = p;
+    t->link = *link;
     tether_list_push_front(&p->txs, &t->in_peer);
     t->w = w;
     t->len = (uint16_t)len;
@@ -493,7 +504,7 @@ void tether_cx_tick(tether_cx_t *cx, tether_time_t now)
         t->attempts++;
         t->timeout_ms *= 2;
         cx->stats.retransmissions++;
-        tether_cx_emit(cx, &t->peer->link, t->data, t->len);
+        tether_cx_emit(cx, &t->link, t->data, t->len);
         /* Cannot fail: popping the timer freed the heap slot it takes again. */
         tether_heap_arm(&cx->timers, &t->timer, now + t->timeout_ms);
     }

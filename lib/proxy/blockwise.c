@@ -548,10 +548,10 @@ bool tether_bw_adopt(tether_node_t *n, relay_req_t *r, const tether_coap_msg_t *
     tether_coap_perr_t perr;
     tether_cache_key_t k;
     if (tether_coap_parse(&up, r->msg, r->len, &perr) < 0 || !blockable(&up) ||
-        plain_key(&up, r->dev->rec.name, &plain, &k) < 0)
+        plain_key(&up, r->dev->name, &plain, &k) < 0)
         return false;
     bw_xfer_t *x = xfer_find(n, &k);
-    if (!x && !(x = xfer_new(n, &k, r->dev->rec.name, &plain)))
+    if (!x && !(x = xfer_new(n, &k, r->dev->name, &plain)))
         return false; /* at the bound: the client gets this first block as it is */
     tether_coap_msg_t creq;
     tether_coap_msg_init(&creq, r->ctype, TETHER_COAP_GET, r->cmid);
@@ -626,7 +626,7 @@ bool tether_bw_request(tether_node_t *n, const tether_link_t *link, const tether
     }
     if (!o)
         return false; /* relayed as it is; a first block with M=1 is adopted */
-    if (!x && !(x = xfer_new(n, &k, d->rec.name, &plain))) {
+    if (!x && !(x = xfer_new(n, &k, d->name, &plain))) {
         tether_reply_code(n, link, req, TETHER_COAP_SERVICE_UNAVAILABLE, "too many transfers", now);
         return true;
     }

@@ -526,8 +526,8 @@ static size_t snapshot(const tether_node_t *n, const tether_group_t *grp, tether
     gather_t s = {.n = n, .pattern = grp->pattern, .max = n->conf.group_max_members, .more = true};
     for (const tether_lnode_t *l = n->reg.order.head; l && s.k < s.max && !s.nomem; l = l->next) {
         const tether_device_t *d = container_of(l, tether_device_t, order);
-        if (fnmatch(grp->pattern, d->rec.name, FNM_NOESCAPE) == 0)
-            gather(&s, d->rec.name, false);
+        if (fnmatch(grp->pattern, d->name, FNM_NOESCAPE) == 0)
+            gather(&s, d->name, false);
     }
     s.first_owned = s.k;
     while (s.more && s.k < s.max && !s.nomem) {

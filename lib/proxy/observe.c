@@ -27,7 +27,7 @@ static int ob_mark(const tether_node_t *n, const tether_observation_t *o,
     if (!ob->group)
         return 0;
     return tether_coap_msg_add_opt(m, n->conf.opt_reply_from, rf,
-                                   tether_group_reply_from(obs_dev(o)->rec.name, rf));
+                                   tether_group_reply_from(obs_dev(o)->name, rf));
 }
 
 /* tether_obs_encode, with the Reply-From of a group observation's member. */
@@ -250,7 +250,7 @@ bool tether_observe_response(tether_node_t *n, const tether_peer_t *peer,
     if (!o)
         return false;
     tether_device_t *d = obs_dev(o);
-    if (!peer->identity || strcmp(peer->identity, d->rec.name) != 0 || !d->link_up ||
+    if (!peer->identity || strcmp(peer->identity, d->name) != 0 || !d->link_up ||
         !tether_link_equal(&d->link, &peer->link))
         return false;
     if (o->up_pending && msg->type != TETHER_COAP_ACK) {
@@ -451,7 +451,7 @@ bool tether_observe_request(tether_node_t *n, const tether_peer_t *peer,
         return false;
     }
     tether_cache_key_t k;
-    if (!tether_cache_request_cacheable(up) || tether_cache_key(&k, d->rec.name, up) < 0)
+    if (!tether_cache_request_cacheable(up) || tether_cache_key(&k, d->name, up) < 0)
         return false; /* e.g. block-wise: relayed as a plain request */
     tether_observation_t *o = tether_obs_find(&n->obs, &k);
     if (ob && ob->obs != o) { /* the token now observes something else */
@@ -529,7 +529,7 @@ int tether_observe_group_join(tether_node_t *n, tether_device_t *d, const tether
                               struct group_fan *f, tether_observer_t **out, tether_time_t now)
 {
     tether_cache_key_t k;
-    if (!tether_cache_request_cacheable(up) || tether_cache_key(&k, d->rec.name, up) < 0)
+    if (!tether_cache_request_cacheable(up) || tether_cache_key(&k, d->name, up) < 0)
         return TETHER_EINVAL;
     tether_observation_t *o = tether_obs_find(&n->obs, &k);
     if (obs_full(n, d, o))

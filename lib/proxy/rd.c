@@ -52,7 +52,7 @@ static void del_recheck(void *user, const tether_store_result_t *res)
      * tether_rd_remove drops it); another regid is a new registration. */
     const tether_device_t *d = tether_registry_find(&n->reg, name);
     if (res->rec->u.device.node_id != n->conf.node_id ||
-        (d && strcmp(d->rec.regid, res->rec->u.device.regid) != 0))
+        (d && strcmp(d->regid, res->rec->u.device.regid) != 0))
         return;
     tether_store_del(n->store, TETHER_STORE_DEVICE, res->key, res->key_len, res->version, n->rd_now,
                      NULL, NULL);
@@ -74,16 +74,67 @@ static void del_done(void *user, const tether_store_result_t *res)
     }
 }
 
-/* Writes d's directory entry (last-seen and address as of now). */
-static void store_put(tether_node_t *n, tether_device_t *d, tether_time_t now)
+/* The links of d's directory entry as the store holds them now, when it
+ * can tell at once (tether_store_peek) and the entry is d's registration
+ * here; NULL otherwise. Valid until the store's next write. Device
+ * entries carry no ttl, so `now` does not matter. */
+static const char *stored_links(const tether_node_t *n, const tether_device_t *d, size_t *len,
+                                uint64_t *version)
 {
-    d->rec.addr = d->link.addr;
-    d->rec.last_seen_s = now / 1000;
-    tether_store_rec_t rec = {.kind = TETHER_STORE_DEVICE, .u.device = d->rec};
-    tether_store_result_t fail = {.key = (const uint8_t *)d->rec.name,
-                                  .key_len = strlen(d->rec.name)};
+    tether_store_rec_t rec;
+    if (tether_store_peek(n->store, TETHER_STORE_DEVICE, (const uint8_t *)d->name, strlen(d->name),
+                          0, &rec, version) < 0)
+        return NULL;
+    const tether_store_device_t *e = &rec.u.device;
+    if (e->node_id != d->node_id || strcmp(e->regid, d->regid) != 0 || !e->links)
+        return NULL;
+    *len = e->links_len;
+    return e->links;
+}
+
+/* d's registered links: its own copy, else the store's. */
+static const char *links_of(const tether_node_t *n, const tether_device_t *d, size_t *len)
+{
+    if (d->links) {
+        *len = d->links_len;
+        return d->links;
+    }
+    uint64_t v;
+    const char *l = stored_links(n, d, len, &v);
+    if (!l)
+        *len = 0;
+    return l;
+}
+
+/* Writes d's directory entry (last-seen and address as of now) with the
+ * registered links[len] (borrowed). One copy of the links stays: the
+ * store's when it can be read at once (the in-memory store), else d's. */
+static void store_put(tether_node_t *n, tether_device_t *d, const char *links, size_t len,
+                      tether_time_t now)
+{
+    tether_store_rec_t rec = {.kind = TETHER_STORE_DEVICE};
+    tether_store_device_t *e = &rec.u.device;
+    memcpy(e->name, d->name, strlen(d->name) + 1); /* < TETHER_IDENTITY_MAX (registry_add) */
+    memcpy(e->regid, d->regid, sizeof e->regid);
+    e->node_id = d->node_id;
+    e->addr = d->link.addr;
+    e->lifetime_s = d->lifetime_s;
+    e->queue_mode = d->queue_mode;
+    e->last_seen_s = now / 1000;
+    e->links = links ? links : "";
+    e->links_len = links ? len : 0;
+    tether_store_result_t fail = {.key = (const uint8_t *)d->name, .key_len = strlen(d->name)};
+    uint64_t before = d->store_version, version;
     if ((fail.rc = tether_store_put(n->store, &rec, TETHER_STORE_ANY, 0, now, store_done, n)) < 0)
         store_done(n, &fail);
+    /* The store holds this very write (store_done recorded its version)
+     * and shows it at once: d needs no copy. `links` is not read again
+     * then: it may have pointed into the entry this write replaced. */
+    size_t sl;
+    if (stored_links(n, d, &sl, &version) && version == d->store_version && version != before)
+        tether_registry_forget_links(d);
+    else if (e->links != d->links)
+        tether_registry_set_links(d, e->links, e->links_len);
 }
 
 /* Deletes d's directory entry only if it is still the one this node
@@ -92,8 +143,7 @@ static void store_put(tether_node_t *n, tether_device_t *d, tether_time_t now)
  * entry this node never managed to write is not ours to delete. */
 static void store_del(tether_node_t *n, const tether_device_t *d, tether_time_t now)
 {
-    tether_store_result_t fail = {.key = (const uint8_t *)d->rec.name,
-                                  .key_len = strlen(d->rec.name)};
+    tether_store_result_t fail = {.key = (const uint8_t *)d->name, .key_len = strlen(d->name)};
     if (!d->store_version)
         return;
     n->rd_now = now; /* for the re-check of a conflict (del_done), maybe completing later */
@@ -128,7 +178,7 @@ static bool rd_params(tether_node_t *n, tether_device_t *d, const tether_coap_ms
                       bool is_new, tether_time_t now)
 {
     char v[16];
-    uint32_t lt = is_new ? RD_LT_DEFAULT : d->rec.lifetime_s;
+    uint32_t lt = is_new ? RD_LT_DEFAULT : d->lifetime_s;
     if (query_param(req, "lt", v, sizeof v)) {
         char *end;
         unsigned long x = strtoul(v, &end, 10);
@@ -137,9 +187,9 @@ static bool rd_params(tether_node_t *n, tether_device_t *d, const tether_coap_ms
         lt = (uint32_t)x;
     }
     if (query_param(req, "b", v, sizeof v))
-        d->rec.queue_mode = strchr(v, 'Q') != NULL;
+        d->queue_mode = strchr(v, 'Q') != NULL;
     else if (is_new)
-        d->rec.queue_mode = false;
+        d->queue_mode = false;
     /* Cannot fail: the registry reserved the device's timer slot. */
     tether_registry_set_lifetime(&n->reg, d, lt, now);
     return true;
@@ -223,19 +273,16 @@ void tether_rd_handle(tether_node_t *n, const tether_peer_t *peer, const tether_
             tether_reply_code(n, link, req, TETHER_COAP_BAD_REQUEST, "bad lt", now);
             return;
         }
-        tether_registry_set_links(d, (const char *)req->payload, req->payload_len);
         d->registered_at = now;
         tether_registry_touch(&n->reg, d, link, now);
-        store_put(n, d, now);
+        store_put(n, d, (const char *)req->payload, req->payload_len, now);
         n->stats.registrations++;
         n->stats.devices_registered = n->reg.count;
         if (created && tether_log_enabled(TETHER_LOG_INFO))
-            tether_log_kv(TETHER_LOG_INFO, "rd", "registered", "ep", d->rec.name, "id",
-                          d->rec.regid, NULL);
+            tether_log_kv(TETHER_LOG_INFO, "rd", "registered", "ep", d->name, "id", d->regid, NULL);
         tether_reply_start(n, link, req, TETHER_COAP_CREATED, &resp, now);
         tether_coap_msg_add_opt(&resp, TETHER_COAP_OPT_LOCATION_PATH, "rd", 2);
-        tether_coap_msg_add_opt(&resp, TETHER_COAP_OPT_LOCATION_PATH, d->rec.regid,
-                                strlen(d->rec.regid));
+        tether_coap_msg_add_opt(&resp, TETHER_COAP_OPT_LOCATION_PATH, d->regid, strlen(d->regid));
         tether_reply_send(n, link, req, &resp);
         tether_relay_flush(n, d, now);
         return;
@@ -252,7 +299,7 @@ void tether_rd_handle(tether_node_t *n, const tether_peer_t *peer, const tether_
         tether_reply_code(n, link, req, TETHER_COAP_NOT_FOUND, "no such registration", now);
         return;
     }
-    if (strcmp(d->rec.name, peer->identity) != 0) {
+    if (strcmp(d->name, peer->identity) != 0) {
         tether_reply_code(n, link, req, TETHER_COAP_FORBIDDEN, NULL, now);
         return;
     }
@@ -269,9 +316,9 @@ void tether_rd_handle(tether_node_t *n, const tether_peer_t *peer, const tether_
         tether_reply_code(n, link, req, TETHER_COAP_BAD_REQUEST, NULL, now);
         return;
     }
-    if (req->payload_len)
-        tether_registry_set_links(d, (const char *)req->payload, req->payload_len);
-    store_put(n, d, now);
+    size_t ll = req->payload_len;
+    const char *links = ll ? (const char *)req->payload : links_of(n, d, &ll);
+    store_put(n, d, links, ll, now);
     tether_reply_code(n, link, req, TETHER_COAP_CHANGED, NULL, now);
     tether_relay_flush(n, d, now);
 }
@@ -291,9 +338,7 @@ int tether_node_device_adopt(tether_node_t *n, const tether_store_device_t *rec,
          * device then gets 4.04 and registers again). */
         if (rec->regid[0])
             tether_registry_set_regid(&n->reg, d, rec->regid);
-        d->rec.queue_mode = rec->queue_mode;
-        if (rec->links && rec->links_len)
-            tether_registry_set_links(d, rec->links, rec->links_len);
+        d->queue_mode = rec->queue_mode;
         d->registered_at = now;
         tether_registry_set_lifetime(&n->reg, d, rec->lifetime_s ? rec->lifetime_s : RD_LT_DEFAULT,
                                      now);
@@ -303,10 +348,12 @@ int tether_node_device_adopt(tether_node_t *n, const tether_store_device_t *rec,
     if (l.addr.len == 0)
         l.addr = rec->addr;
     tether_registry_touch(&n->reg, d, &l, now);
-    store_put(n, d, now);
+    size_t ll = rec->links ? rec->links_len : 0;
+    const char *links = created ? rec->links : links_of(n, d, &ll);
+    store_put(n, d, links, ll, now);
     if (tether_log_enabled(TETHER_LOG_DEBUG))
-        tether_log_kv(TETHER_LOG_DEBUG, "rd", "adopted a registration", "ep", d->rec.name, "id",
-                      d->rec.regid, NULL);
+        tether_log_kv(TETHER_LOG_DEBUG, "rd", "adopted a registration", "ep", d->name, "id",
+                      d->regid, NULL);
     tether_relay_flush(n, d, now);
     return 0;
 }
@@ -316,22 +363,23 @@ void tether_rd_expire(tether_node_t *n, tether_time_t now)
     tether_device_t *d;
     while ((d = tether_registry_pop_expired(&n->reg, now))) {
         if (tether_log_enabled(TETHER_LOG_INFO))
-            tether_log_kv(TETHER_LOG_INFO, "rd", "registration expired", "ep", d->rec.name, NULL);
+            tether_log_kv(TETHER_LOG_INFO, "rd", "registration expired", "ep", d->name, NULL);
         tether_rd_remove(n, d, now);
     }
 }
 
 /* ---- operator views (admin API) -------------------------------------------------- */
 
-static void device_info(const tether_device_t *d, tether_device_info_t *info)
+static void device_info(const tether_node_t *n, const tether_device_t *d,
+                        tether_device_info_t *info)
 {
     memset(info, 0, sizeof *info);
-    info->name = d->rec.name;
-    info->regid = d->rec.regid;
-    info->node_id = d->rec.node_id;
+    info->name = d->name;
+    info->regid = d->regid;
+    info->node_id = d->node_id;
     info->online = d->link_up;
-    info->queue_mode = d->rec.queue_mode;
-    info->lifetime_s = d->rec.lifetime_s;
+    info->queue_mode = d->queue_mode;
+    info->lifetime_s = d->lifetime_s;
     info->registered_at = d->registered_at;
     info->last_seen = d->last_rx;
     info->expires = d->expiry.at;
@@ -340,7 +388,9 @@ static void device_info(const tether_device_t *d, tether_device_info_t *info)
     info->nat_binding_max_ms = d->nat_hi_ms;
     info->keepalive_ms = tether_registry_keepalive_ms(d);
     info->queued = d->nqueued;
-    info->links = d->rec.links ? d->rec.links : "";
+    size_t ll;
+    const char *links = links_of(n, d, &ll);
+    info->links = links ? links : "";
 }
 
 int tether_node_device(const tether_node_t *n, const char *name, tether_device_info_t *info)
@@ -348,7 +398,7 @@ int tether_node_device(const tether_node_t *n, const char *name, tether_device_i
     const tether_device_t *d = tether_registry_find(&n->reg, name);
     if (!d)
         return TETHER_ENOTFOUND;
-    device_info(d, info);
+    device_info(n, d, info);
     return 0;
 }
 
@@ -357,7 +407,7 @@ int tether_node_device_next(const tether_node_t *n, const char *cursor, tether_d
     const tether_device_t *d = tether_registry_next(&n->reg, cursor);
     if (!d)
         return TETHER_ENOTFOUND;
-    device_info(d, info);
+    device_info(n, d, info);
     return 0;
 }
 

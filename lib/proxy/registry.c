@@ -61,7 +61,7 @@ static tether_device_t *find_by(const tether_registry_t *r, const char *name,
     name_key(r, name, key);
     tether_hnode_t *n = tether_hmap_find(&r->by_name, key, sizeof key);
     tether_device_t *d = n ? container_of(n, tether_device_t, by_name) : NULL;
-    return d && cmp(d->rec.name, name) == 0 ? d : NULL;
+    return d && cmp(d->name, name) == 0 ? d : NULL;
 }
 
 tether_device_t *tether_registry_find(const tether_registry_t *r, const char *name)
@@ -77,7 +77,7 @@ tether_device_t *tether_registry_find_host(const tether_registry_t *r, const cha
 tether_device_t *tether_registry_find_reg(const tether_registry_t *r, const char *regid)
 {
     size_t len = strlen(regid);
-    if (len == 0 || len >= sizeof((tether_device_t *)0)->rec.regid)
+    if (len == 0 || len >= sizeof((tether_device_t *)0)->regid)
         return NULL;
     tether_hnode_t *n = tether_hmap_find(&r->by_reg, regid, len);
     return n ? container_of(n, tether_device_t, by_reg) : NULL;
@@ -97,7 +97,8 @@ int tether_registry_add(tether_registry_t *r, const char *name, tether_device_t 
     *created = false;
     if ((*dev = tether_registry_find(r, name)))
         return 0;
-    if (strlen(name) >= TETHER_IDENTITY_MAX)
+    size_t nl = strlen(name);
+    if (nl >= TETHER_IDENTITY_MAX)
         return TETHER_EINVAL;
     if (tether_registry_find_host(r, name))
         return TETHER_EEXIST; /* the same name in another case is registered */
@@ -108,11 +109,11 @@ int tether_registry_add(tether_registry_t *r, const char *name, tether_device_t 
     int rc = tether_heap_reserve(&r->expiry, r->count + 1);
     if (rc < 0)
         return rc;
-    tether_device_t *d = calloc(1, sizeof *d);
+    tether_device_t *d = calloc(1, sizeof *d + nl + 1);
     if (!d)
         return TETHER_ENOMEM;
-    strcpy(d->rec.name, name);
-    d->rec.node_id = r->node_id;
+    memcpy(d->name, name, nl + 1);
+    d->node_id = r->node_id;
     tether_timer_init(&d->expiry);
     uint8_t key[NAME_KEY];
     name_key(r, name, key);
@@ -122,8 +123,8 @@ int tether_registry_add(tether_registry_t *r, const char *name, tether_device_t 
     }
     /* Registration ids are short, unique per node and name the node. */
     do
-        snprintf(d->rec.regid, sizeof d->rec.regid, "%x%x", r->node_id, ++r->next_reg);
-    while (tether_hmap_insert(&r->by_reg, &d->by_reg, d->rec.regid, strlen(d->rec.regid)) < 0);
+        snprintf(d->regid, sizeof d->regid, "%x%x", r->node_id, ++r->next_reg);
+    while (tether_hmap_insert(&r->by_reg, &d->by_reg, d->regid, strlen(d->regid)) < 0);
     tether_list_push(&r->order, &d->order);
     r->count++;
     *dev = d;
@@ -134,16 +135,16 @@ int tether_registry_add(tether_registry_t *r, const char *name, tether_device_t 
 int tether_registry_set_regid(tether_registry_t *r, tether_device_t *dev, const char *regid)
 {
     size_t len = strlen(regid);
-    if (!len || len >= sizeof dev->rec.regid)
+    if (!len || len >= sizeof dev->regid)
         return TETHER_EINVAL;
-    if (strcmp(dev->rec.regid, regid) == 0)
+    if (strcmp(dev->regid, regid) == 0)
         return 0;
     if (tether_registry_find_reg(r, regid))
         return TETHER_EEXIST;
     tether_hmap_remove(&r->by_reg, &dev->by_reg);
-    memcpy(dev->rec.regid, regid, len + 1);
+    memcpy(dev->regid, regid, len + 1);
     /* Not present (checked above), so it cannot fail. */
-    tether_hmap_insert(&r->by_reg, &dev->by_reg, dev->rec.regid, len);
+    tether_hmap_insert(&r->by_reg, &dev->by_reg, dev->regid, len);
     return 0;
 }
 
@@ -163,7 +164,7 @@ void tether_registry_remove(tether_registry_t *r, tether_device_t *dev)
     tether_hmap_remove(&r->by_reg, &dev->by_reg);
     tether_list_del(&r->order, &dev->order);
     r->count--;
-    free((char *)dev->rec.links);
+    free((char *)dev->links);
     free(dev);
 }
 
@@ -182,22 +183,31 @@ void tether_registry_free(tether_registry_t *r)
 int tether_registry_set_lifetime(tether_registry_t *r, tether_device_t *dev, uint32_t lifetime_s,
                                  tether_time_t now)
 {
-    dev->rec.lifetime_s = lifetime_s;
+    dev->lifetime_s = lifetime_s;
     return tether_heap_arm(&r->expiry, &dev->expiry, now + (tether_time_t)lifetime_s * 1000);
 }
 
 int tether_registry_set_links(tether_device_t *dev, const char *links, size_t len)
 {
+    if (len > UINT32_MAX)
+        return TETHER_EINVAL;
     char *copy = malloc(len + 1);
     if (!copy)
         return TETHER_ENOMEM;
     if (len) /* an empty registration payload may come without a pointer */
         memcpy(copy, links, len);
     copy[len] = 0;
-    free((char *)dev->rec.links);
-    dev->rec.links = copy;
-    dev->rec.links_len = len;
+    free((char *)dev->links);
+    dev->links = copy;
+    dev->links_len = (uint32_t)len;
     return 0;
+}
+
+void tether_registry_forget_links(tether_device_t *dev)
+{
+    free((char *)dev->links);
+    dev->links = NULL;
+    dev->links_len = 0;
 }
 
 void tether_registry_touch(tether_registry_t *r, tether_device_t *dev, const tether_link_t *link,
@@ -237,8 +247,7 @@ tether_device_t *tether_registry_next(const tether_registry_t *r, const char *af
             /* The cursor's device is gone: ids grow in registration order,
              * so resume after the last one not newer than it. */
             unsigned long want = strtoul(after, NULL, 16);
-            while (n &&
-                   strtoul(container_of(n, tether_device_t, order)->rec.regid, NULL, 16) <= want)
+            while (n && strtoul(container_of(n, tether_device_t, order)->regid, NULL, 16) <= want)
                 n = n->next;
         }
     }

@@ -12,29 +12,37 @@
 #include "util/hmap.h"
 #include "util/list.h"
 
-/* A registered device: what the cluster shares (`rec`, the store's
- * directory entry) and what only this node's proxy needs. rec.links is
- * owned here (tether_registry_set_links); rec.addr and rec.last_seen_s are
- * what this node last told the store, not per message. */
+/* A registered device: what the cluster shares (its directory entry in
+ * the store, written from these fields by rd.c, which adds the address
+ * and a coarse last-seen) and what only this node's proxy needs. Sized
+ * for an idle tunnel's budget (SPEC S9): one allocation, the name at its
+ * length at the end, fields ordered so none pads. `links` is owned here
+ * (tether_registry_set_links), and NULL while the store holds them for
+ * this registration where they can be read at once (rd.c): one copy. */
 typedef struct tether_device {
-    tether_store_device_t rec;
-    uint64_t store_version; /* of rec in the store, 0: not written yet */
-    /* runtime state of this node */
     tether_hnode_t by_name; /* key: keyed digest of the name */
     tether_hnode_t by_reg;  /* key: regid */
     tether_hnode_t by_link; /* key: link key, while link_up */
     tether_timer_t expiry;  /* registration lifetime */
     tether_lnode_t order;   /* registration order, for paged listing */
-    bool link_up;
     tether_link_t link;
     tether_time_t registered_at, last_rx;
-    uint32_t nat_lo_ms, nat_hi_ms; /* binding survived lo; was lost within hi */
-    tether_list_t reqs;            /* relayed requests (proxy/relay.h), newest first */
-    tether_list_t held;            /* of those, waiting for an NSTART slot, oldest first */
-    uint32_t nqueued, ninflight;   /* queued; sent or waiting for a separate response */
-    uint32_t nsent, nheld;         /* CONs outstanding (NSTART); held for a slot */
-    uint32_t nobservations;        /* device-side observations (proxy/observe.c) */
-    tether_list_t observations;    /* device-side observations (proxy/obsreg.h) */
+    uint64_t store_version;     /* of its entry in the store, 0: not written yet */
+    tether_list_t reqs;         /* relayed requests (proxy/relay.h), newest first */
+    tether_list_t held;         /* of those, waiting for an NSTART slot, oldest first */
+    tether_list_t observations; /* device-side observations (proxy/obsreg.h) */
+    const char *links;          /* registered link-format (RFC 6690), NUL-terminated */
+    uint32_t links_len;
+    uint32_t lifetime_s;
+    uint32_t nat_lo_ms, nat_hi_ms;      /* binding survived lo; was lost within hi */
+    uint32_t nqueued, ninflight;        /* queued; sent or waiting for a separate response */
+    uint32_t nsent, nheld;              /* CONs outstanding (NSTART); held for a slot */
+    uint32_t nobservations;             /* device-side observations (proxy/observe.c) */
+    char regid[TETHER_STORE_REGID_MAX]; /* RD registration id, names its node */
+    uint8_t node_id;                    /* the node holding its tunnel (this one) */
+    bool queue_mode;
+    bool link_up;
+    char name[]; /* < TETHER_IDENTITY_MAX bytes and its NUL */
 } tether_device_t;
 
 typedef struct {
@@ -77,9 +85,11 @@ void tether_registry_remove(tether_registry_t *r, tether_device_t *dev);
  * a device from tether_registry_add (its heap slot is reserved there). */
 int tether_registry_set_lifetime(tether_registry_t *r, tether_device_t *dev, uint32_t lifetime_s,
                                  tether_time_t now);
-/* Replaces the registered links (copied). 0 or TETHER_ENOMEM (the old
- * links stay). */
+/* Replaces the registered links (copied; at most UINT32_MAX bytes). 0,
+ * TETHER_EINVAL or TETHER_ENOMEM (the old links stay). */
 int tether_registry_set_links(tether_device_t *dev, const char *links, size_t len);
+/* Frees the registered links: the store holds them (rd.c). */
+void tether_registry_forget_links(tether_device_t *dev);
 /* The device sent something on `link` from link->addr: records it as
  * online there, and learns from the gap since its previous message whether
  * its NAT binding survived (same address) or not (address changed). */

@@ -96,7 +96,7 @@ static void req_answer(tether_node_t *n, relay_req_t *r, tether_coap_msg_t *resp
     if (r->fan) { /* a group request's member: one of its responses */
         group_fan_t *f = r->fan;
         char dev[TETHER_IDENTITY_MAX];
-        snprintf(dev, sizeof dev, "%s", r->dev->rec.name);
+        snprintf(dev, sizeof dev, "%s", r->dev->name);
         req_free(n, r);
         tether_group_answer(n, f, dev, false, resp, now);
         return;
@@ -171,7 +171,7 @@ static void req_queue(tether_node_t *n, relay_req_t *r, tether_time_t now)
  * device gets it when it next speaks, otherwise the client gets `code`. */
 static void req_lost(tether_node_t *n, relay_req_t *r, uint8_t code, tether_time_t now)
 {
-    if (r->dev->rec.queue_mode)
+    if (r->dev->queue_mode)
         req_queue(n, r, now);
     else
         req_fail(n, r, code, now);
@@ -228,7 +228,7 @@ static bool dev_awake(const tether_node_t *n, const tether_device_t *d, tether_t
 {
     if (!d->link_up)
         return false;
-    return !d->rec.queue_mode || now < d->last_rx + n->conf.queue_awake_ms;
+    return !d->queue_mode || now < d->last_rx + n->conf.queue_awake_ms;
 }
 
 /* An NSTART slot of `d` is free (RFC 7252 §4.7; nstart 0: no limit). */
@@ -432,7 +432,7 @@ void tether_relay_request(tether_node_t *n, const tether_peer_t *peer, const tet
      * exist. */
     tether_device_t *d = tether_registry_find_host(&n->reg, host);
     if (d)
-        snprintf(host, sizeof host, "%s", d->rec.name);
+        snprintf(host, sizeof host, "%s", d->name);
     if (peer->identity && !tether_creds_allowed(n->creds, peer->identity, host, req->code)) {
         n->stats.relay_denied++;
         tether_reply_code(n, link, req, TETHER_COAP_FORBIDDEN, NULL, now);
@@ -556,7 +556,7 @@ bool tether_relay_response(tether_node_t *n, const tether_peer_t *peer,
         return false;
     relay_req_t *r = container_of(h, relay_req_t, by_token);
     /* Only the device the request went to may answer it. */
-    if (!peer->identity || strcmp(peer->identity, r->dev->rec.name) != 0 || r->state == R_QUEUED)
+    if (!peer->identity || strcmp(peer->identity, r->dev->name) != 0 || r->state == R_QUEUED)
         return false;
     tether_coap_msg_t resp;
     tether_reply_device_answer(msg, &resp);

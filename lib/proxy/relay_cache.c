@@ -118,7 +118,7 @@ bool tether_relay_cache_response(tether_node_t *n, relay_req_t *r, tether_coap_m
     tether_coap_msg_t up;
     tether_coap_perr_t perr;
     tether_cache_key_t k;
-    const char *dev = r->dev->rec.name;
+    const char *dev = r->dev->name;
     if (tether_coap_parse(&up, r->msg, r->len, &perr) < 0 ||
         tether_coap_msg_find_opt(&up, TETHER_COAP_OPT_OSCORE))
         return false;

@@ -63,6 +63,14 @@ int tether_store_get(tether_store_t *s, tether_store_kind_t kind, const uint8_t 
     return s->ops->get(s, kind, key, key_len, now, cb, user);
 }
 
+int tether_store_peek(tether_store_t *s, tether_store_kind_t kind, const uint8_t *key,
+                      size_t key_len, tether_time_t now, tether_store_rec_t *out, uint64_t *version)
+{
+    if (!s->ops->peek)
+        return TETHER_EAGAIN;
+    return s->ops->peek(s, kind, key, key_len, now, out, version);
+}
+
 int tether_store_put(tether_store_t *s, const tether_store_rec_t *rec, uint64_t expect,
                      uint32_t ttl_ms, tether_time_t now, tether_store_cb cb, void *user)
 {

@@ -23,17 +23,24 @@
 
 #define MAP_KEY_LEN (1 + sizeof(uint64_t)) /* kind, digest */
 
+/* One record in one allocation sized to its kind (SPEC S9: a registered
+ * device's directory entry is part of an idle tunnel's budget): the
+ * header, then `body`: the kind's struct (not the whole record union),
+ * without its leading name array for the kinds keyed by a name, then the
+ * variable parts (arrays first, at the body's 8-byte alignment), then the
+ * name at its length. A get or scan rebuilds the record in the caller's
+ * frame (valid during the callback, as tether/store.h promises), its
+ * pointers into body. */
 typedef struct {
     tether_hnode_t hn;     /* key: kind + digest of the record key */
     tether_lnode_t order;  /* in m->order[kind], creation order */
     tether_timer_t expiry; /* armed while the record has a ttl */
     uint64_t seq;          /* creation number: the scan cursor */
     uint64_t version;
-    tether_store_rec_t rec; /* variable parts point into data */
-    uint8_t *data;
-    const uint8_t *key; /* into rec, data or keybuf */
-    size_t key_len;
-    uint8_t keybuf[1];
+    const uint8_t *key; /* into body */
+    uint16_t key_len;   /* <= TETHER_STORE_KEY_MAX */
+    uint8_t kind;
+    uint64_t body[]; /* 8-byte aligned */
 } entry_t;
 
 typedef struct {
@@ -73,12 +80,38 @@ static entry_t *find(const mem_t *m, tether_store_kind_t kind, const uint8_t *ke
     return e;
 }
 
-/* ---- deep copies of the variable parts ------------------------------------------ */
+/* ---- an entry's layout ----------------------------------------------------------- */
+
+#define ALIGN8(x) (((x) + 7) & ~(size_t)7)
+
+/* The other kinds keyed by a name have it as their first member (a
+ * device has a body of its own: dev_body_t). */
+_Static_assert(offsetof(tether_store_cred_t, identity) == 0, "cred identity first");
+_Static_assert(offsetof(tether_store_group_t, name) == 0, "group name first");
+
+static size_t kind_size(tether_store_kind_t k)
+{
+    const tether_store_rec_t *r = NULL;
+    switch (k) {
+    case TETHER_STORE_CRED: return sizeof r->u.cred;
+    case TETHER_STORE_OBSERVE: return sizeof r->u.observe;
+    case TETHER_STORE_SESSION: return sizeof r->u.session;
+    case TETHER_STORE_NODE: return sizeof r->u.node;
+    case TETHER_STORE_GROUP: return sizeof r->u.group;
+    default: return 0;
+    }
+}
+
+/* Bytes of the kind's struct left out of the body: its leading name,
+ * stored at its length after the variable parts instead. */
+static size_t name_cut(tether_store_kind_t k)
+{
+    return k == TETHER_STORE_CRED || k == TETHER_STORE_GROUP ? TETHER_IDENTITY_MAX : 0;
+}
 
 static size_t var_size(const tether_store_rec_t *r)
 {
     switch (r->kind) {
-    case TETHER_STORE_DEVICE: return r->u.device.links_len + r->u.device.groups_len + 2;
     case TETHER_STORE_CRED: return r->u.cred.nallow * sizeof *r->u.cred.allow;
     case TETHER_STORE_OBSERVE:
         return r->u.observe.nobservers * sizeof *r->u.observe.observers + r->u.observe.key_len;
@@ -89,25 +122,11 @@ static size_t var_size(const tether_store_rec_t *r)
 }
 
 /* Copies `src` into `dst`, its variable parts into data[var_size(src)]
- * (arrays first: malloc's alignment serves them). */
+ * (arrays first: the body's alignment serves them). */
 static void var_copy(tether_store_rec_t *dst, const tether_store_rec_t *src, uint8_t *data)
 {
     *dst = *src;
     switch (src->kind) {
-    case TETHER_STORE_DEVICE: {
-        tether_store_device_t *d = &dst->u.device;
-        char *p = (char *)data;
-        if (d->links_len)
-            memcpy(p, d->links, d->links_len);
-        p[d->links_len] = 0;
-        d->links = p;
-        p += d->links_len + 1;
-        if (d->groups_len)
-            memcpy(p, d->groups, d->groups_len);
-        p[d->groups_len] = 0;
-        d->groups = p;
-        break;
-    }
     case TETHER_STORE_CRED:
         if (dst->u.cred.nallow)
             memcpy(data, src->u.cred.allow, src->u.cred.nallow * sizeof *src->u.cred.allow);
@@ -136,6 +155,135 @@ static void var_copy(tether_store_rec_t *dst, const tether_store_rec_t *src, uin
     }
 }
 
+/* A device's body (the kind every registered device has one of): its
+ * fixed fields packed, then cid[cid_len], links, groups and name, each
+ * string NUL-terminated, back to back. */
+typedef struct {
+    tether_addr_t addr;
+    uint64_t last_seen_s;
+    uint32_t lifetime_s, links_len, groups_len;
+    char regid[TETHER_STORE_REGID_MAX];
+    uint8_t node_id, cid_len;
+    bool queue_mode;
+} dev_body_t;
+
+/* Whether the lengths of `rec` fit its entry. */
+static bool rec_fits(const tether_store_rec_t *rec)
+{
+    const tether_store_device_t *d = &rec->u.device;
+    return rec->kind != TETHER_STORE_DEVICE ||
+           (d->links_len <= UINT32_MAX && d->groups_len <= UINT32_MAX &&
+            d->cid_len <= TETHER_STORE_CID_MAX);
+}
+
+static entry_t *device_new(const tether_store_device_t *d, size_t kl)
+{
+    entry_t *e =
+        malloc(sizeof *e + sizeof(dev_body_t) + d->cid_len + d->links_len + d->groups_len + kl + 3);
+    if (!e)
+        return NULL;
+    memset(e, 0, sizeof *e);
+    dev_body_t *b = (dev_body_t *)e->body;
+    memset(b, 0, sizeof *b);
+    b->addr = d->addr;
+    b->last_seen_s = d->last_seen_s;
+    b->lifetime_s = d->lifetime_s;
+    b->links_len = (uint32_t)d->links_len;
+    b->groups_len = (uint32_t)d->groups_len;
+    memcpy(b->regid, d->regid, sizeof b->regid);
+    b->node_id = d->node_id;
+    b->cid_len = d->cid_len;
+    b->queue_mode = d->queue_mode;
+    char *p = (char *)(b + 1);
+    memcpy(p, d->cid, d->cid_len);
+    p += d->cid_len;
+    if (d->links_len)
+        memcpy(p, d->links, d->links_len);
+    p[d->links_len] = 0;
+    p += d->links_len + 1;
+    if (d->groups_len)
+        memcpy(p, d->groups, d->groups_len);
+    p[d->groups_len] = 0;
+    p += d->groups_len + 1;
+    memcpy(p, d->name, kl);
+    p[kl] = 0;
+    e->key = (const uint8_t *)p;
+    return e;
+}
+
+static void device_rec(const entry_t *e, tether_store_device_t *d)
+{
+    const dev_body_t *b = (const dev_body_t *)e->body;
+    memset(d, 0, sizeof *d);
+    memcpy(d->name, e->key, e->key_len); /* key_len < TETHER_IDENTITY_MAX */
+    memcpy(d->regid, b->regid, sizeof d->regid);
+    d->node_id = b->node_id;
+    d->cid_len = b->cid_len;
+    d->addr = b->addr;
+    d->lifetime_s = b->lifetime_s;
+    d->queue_mode = b->queue_mode;
+    d->last_seen_s = b->last_seen_s;
+    const char *p = (const char *)(b + 1);
+    memcpy(d->cid, p, b->cid_len);
+    d->links = p + b->cid_len;
+    d->links_len = b->links_len;
+    d->groups = d->links + b->links_len + 1;
+    d->groups_len = b->groups_len;
+}
+
+/* A new entry holding `rec` (whose key, kl bytes, was checked, and which
+ * fits: rec_fits), its key pointing into its body; NULL on TETHER_ENOMEM. */
+static entry_t *entry_new(const tether_store_rec_t *rec, size_t kl)
+{
+    entry_t *e;
+    if (rec->kind == TETHER_STORE_DEVICE) {
+        if (!(e = device_new(&rec->u.device, kl)))
+            return NULL;
+        goto done;
+    }
+    size_t cut = name_cut(rec->kind), fixed = ALIGN8(kind_size(rec->kind) - cut);
+    size_t var = ALIGN8(var_size(rec));
+    if (!(e = malloc(sizeof *e + fixed + var + (cut ? kl + 1 : 0))))
+        return NULL;
+    memset(e, 0, sizeof *e);
+    uint8_t *body = (uint8_t *)e->body;
+    tether_store_rec_t tmp;
+    var_copy(&tmp, rec, body + fixed);
+    memcpy(body, (const uint8_t *)&tmp.u + cut, kind_size(rec->kind) - cut);
+    switch (rec->kind) {
+    case TETHER_STORE_OBSERVE: e->key = tmp.u.observe.key; break;
+    case TETHER_STORE_SESSION: e->key = body + offsetof(tether_store_session_t, cid); break;
+    case TETHER_STORE_NODE: e->key = body + offsetof(tether_store_node_t, node_id); break;
+    default: { /* keyed by its name */
+        uint8_t *name = body + fixed + var;
+        memcpy(name, &tmp.u, kl);
+        name[kl] = 0;
+        e->key = name;
+    }
+    }
+done:
+    e->key_len = (uint16_t)kl;
+    e->kind = (uint8_t)rec->kind;
+    tether_timer_init(&e->expiry);
+    return e;
+}
+
+/* The record of `e` rebuilt in `out`, its variable parts in e's body. */
+static const tether_store_rec_t *entry_rec(const entry_t *e, tether_store_rec_t *out)
+{
+    out->kind = e->kind;
+    if (e->kind == TETHER_STORE_DEVICE) {
+        device_rec(e, &out->u.device);
+        return out;
+    }
+    size_t cut = name_cut(e->kind);
+    memset(&out->u, 0, cut);
+    memcpy((uint8_t *)&out->u + cut, e->body, kind_size(e->kind) - cut);
+    if (cut)
+        memcpy(&out->u, e->key, e->key_len); /* terminated by the memset: key_len < cut */
+    return out;
+}
+
 /* ---- operations ------------------------------------------------------------------ */
 
 static void complete(tether_store_cb cb, void *user, int rc, tether_store_kind_t kind,
@@ -158,10 +306,9 @@ static void entry_free(mem_t *m, entry_t *e)
 {
     tether_heap_disarm(&m->expiry, &e->expiry);
     tether_hmap_remove(&m->map, &e->hn);
-    tether_store_scan_forget(&m->scan[e->rec.kind], &e->order);
-    tether_list_del(&m->order[e->rec.kind], &e->order);
+    tether_store_scan_forget(&m->scan[e->kind], &e->order);
+    tether_list_del(&m->order[e->kind], &e->order);
     m->count--;
-    free(e->data);
     free(e);
 }
 
@@ -170,7 +317,7 @@ static void entry_drop(mem_t *m, entry_t *e)
 {
     uint8_t key[TETHER_STORE_KEY_MAX];
     size_t kl = e->key_len;
-    tether_store_kind_t kind = e->rec.kind;
+    tether_store_kind_t kind = e->kind;
     memcpy(key, e->key, kl);
     entry_free(m, e);
     tether_store_notify(&m->base, kind, key, kl, 0);
@@ -185,8 +332,24 @@ static int mem_get(tether_store_t *s, tether_store_kind_t kind, const uint8_t *k
     entry_t *e = find(m, kind, key, key_len, now);
     if (!e)
         complete(cb, user, TETHER_ENOTFOUND, kind, key, key_len, 0, NULL, 0);
-    else
-        complete(cb, user, 0, kind, e->key, e->key_len, e->version, &e->rec, e->seq);
+    else {
+        tether_store_rec_t rec;
+        complete(cb, user, 0, kind, e->key, e->key_len, e->version, entry_rec(e, &rec), e->seq);
+    }
+    return 0;
+}
+
+static int mem_peek(tether_store_t *s, tether_store_kind_t kind, const uint8_t *key, size_t key_len,
+                    tether_time_t now, tether_store_rec_t *out, uint64_t *version)
+{
+    mem_t *m = (mem_t *)s;
+    if (!kind_ok(kind) || !key_len || key_len > TETHER_STORE_KEY_MAX)
+        return TETHER_EINVAL;
+    entry_t *e = find(m, kind, key, key_len, now);
+    if (!e)
+        return TETHER_ENOTFOUND;
+    entry_rec(e, out);
+    *version = e->version;
     return 0;
 }
 
@@ -200,53 +363,56 @@ static int mem_put(tether_store_t *s, const tether_store_rec_t *rec, uint64_t ex
     int rc;
     if ((rc = tether_store_rec_key(rec, kb, &key, &kl)) < 0)
         return rc;
-    entry_t *e = find(m, rec->kind, key, kl, now), *fresh = NULL;
+    if (!rec_fits(rec))
+        return TETHER_EINVAL;
+    entry_t *e = find(m, rec->kind, key, kl, now), *ne, *old = NULL;
     uint64_t have = e ? e->version : 0;
     if (expect != TETHER_STORE_ANY && expect != have) {
         complete(cb, user, TETHER_ECONFLICT, rec->kind, key, kl, have, NULL, 0);
         return 0;
     }
     rc = TETHER_ENOMEM;
-    uint8_t *data = malloc(var_size(rec) ? var_size(rec) : 1);
-    if (!data)
+    /* A replaced record moves to a new allocation of its new size: its
+     * place in the order, hence scan cursors, move with it. */
+    if (!(ne = entry_new(rec, kl)))
         goto fail;
+    map_key(m, rec->kind, key, kl, mk);
     if (!e) {
-        tether_hnode_t *h = tether_hmap_find(&m->map, mk, map_key(m, rec->kind, key, kl, mk));
+        tether_hnode_t *h = tether_hmap_find(&m->map, mk, MAP_KEY_LEN);
         entry_t *o = h ? container_of(h, entry_t, hn) : NULL;
         if (o && tether_timer_armed(&o->expiry) && o->expiry.at <= now)
             entry_drop(m, o); /* expired: gone now (else a digest collision) */
         rc = TETHER_ELIMIT;
         if (m->count >= m->max || tether_hmap_find(&m->map, mk, MAP_KEY_LEN))
-            goto fail_data;
-        rc = TETHER_ENOMEM;
-        if (!(fresh = e = calloc(1, sizeof *e)))
-            goto fail_data;
-        tether_timer_init(&e->expiry);
+            goto fail_entry;
     }
-    if (ttl_ms && (rc = tether_heap_arm(&m->expiry, &e->expiry, now + ttl_ms)) < 0)
+    if (ttl_ms && (rc = tether_heap_arm(&m->expiry, &ne->expiry, now + ttl_ms)) < 0)
         goto fail_entry;
-    if (!ttl_ms)
+    if (e) {
+        ne->seq = e->seq;
+        ne->version = e->version + 1;
         tether_heap_disarm(&m->expiry, &e->expiry);
-    if (fresh) {
-        e->seq = ++m->next_seq;
-        tether_hmap_insert(&m->map, &e->hn, mk, MAP_KEY_LEN); /* checked absent above */
-        tether_list_push(&m->order[rec->kind], &e->order);
+        tether_hmap_remove(&m->map, &e->hn);
+        if (m->scan[e->kind].at == &e->order)
+            m->scan[e->kind].at = &ne->order;
+        tether_list_replace(&m->order[e->kind], &e->order, &ne->order);
+        old = e; /* freed last: `rec` may be a result of ours, pointing into it */
+    } else {
+        ne->seq = ++m->next_seq;
+        ne->version = 1;
+        tether_list_push(&m->order[rec->kind], &ne->order);
         m->count++;
     }
-    free(e->data);
-    e->data = data;
-    var_copy(&e->rec, rec, data);
-    tether_store_rec_key(&e->rec, e->keybuf, &e->key, &e->key_len);
-    e->version++;
+    tether_hmap_insert(&m->map, &ne->hn, mk, MAP_KEY_LEN); /* absent: checked or removed above */
+    e = ne;
     uint64_t version = e->version;
     complete(cb, user, 0, rec->kind, e->key, e->key_len, version, NULL, 0);
     if ((e = find(m, rec->kind, key, kl, now))) /* the callback may have changed it */
         tether_store_notify(s, rec->kind, e->key, e->key_len, version);
+    free(old);
     return 0;
 fail_entry:
-    free(fresh);
-fail_data:
-    free(data);
+    free(ne);
 fail:
     complete(cb, user, rc, rec->kind, key, kl, have, NULL, 0);
     return 0;
@@ -267,9 +433,13 @@ static int mem_del(tether_store_t *s, tether_store_kind_t kind, const uint8_t *k
         complete(cb, user, TETHER_ECONFLICT, kind, key, key_len, e->version, NULL, 0);
         return 0;
     }
+    /* The key may be a result's, pointing into e (a delete from a get's
+     * callback): the callback and watchers get a copy. */
+    uint8_t kc[TETHER_STORE_KEY_MAX];
+    memcpy(kc, key, key_len);
     entry_free(m, e);
-    complete(cb, user, 0, kind, key, key_len, 0, NULL, 0);
-    tether_store_notify(s, kind, key, key_len, 0);
+    complete(cb, user, 0, kind, kc, key_len, 0, NULL, 0);
+    tether_store_notify(s, kind, kc, key_len, 0);
     return 0;
 }
 
@@ -287,7 +457,8 @@ static int mem_scan(tether_store_t *s, tether_store_kind_t kind, uint64_t cursor
         if (e->seq <= cursor || (tether_timer_armed(&e->expiry) && e->expiry.at <= now))
             continue;
         m->scan[kind] = (tether_store_scan_pos_t){.at = l, .seq = e->seq};
-        complete(cb, user, 0, kind, e->key, e->key_len, e->version, &e->rec, e->seq);
+        tether_store_rec_t rec;
+        complete(cb, user, 0, kind, e->key, e->key_len, e->version, entry_rec(e, &rec), e->seq);
         return 0;
     }
     complete(cb, user, TETHER_ENOTFOUND, kind, NULL, 0, 0, NULL, 0);
@@ -327,6 +498,7 @@ static const tether_store_ops_t mem_ops = {
     .tick = mem_tick,
     .next_deadline = mem_next_deadline,
     .destroy = mem_destroy,
+    .peek = mem_peek,
 };
 
 int tether_store_mem_create(size_t max_records, tether_store_t **out)

@@ -1,6 +1,7 @@
 /* Unit tests for lib/proxy/rd.c: registration over the tunnel (ep check,
  * lifetime, queue mode), update and removal, driven through the node. */
 #include "node_fixture.h"
+#include "proxy/node_int.h"
 
 static void test_register_and_ep_check(void **state)
 {
@@ -80,22 +81,49 @@ static void count_change(void *user, tether_store_kind_t kind, const uint8_t *ke
         *(uint64_t *)user = version;
 }
 
+/* f's node again, on a store of its own (max_records) with node id `id`. */
+static tether_store_t *node_on_store(fx_t *f, size_t max, uint8_t id)
+{
+    tether_store_t *store;
+    assert_int_equal(tether_store_mem_create(max, &store), 0);
+    tether_node_destroy(f->node);
+    tether_node_conf_t c;
+    tether_node_conf_defaults(&c);
+    c.node_id = id;
+    c.store = store;
+    assert_int_equal(tether_node_create(&c, f->creds, &f->node), 0);
+    return store;
+}
+
+/* POST /rd/<f's regid> from `dev` with `query` and a payload (NULL:
+ * none): the response code. */
+static uint8_t rd_update(fx_t *f, const tether_peer_t *dev, uint16_t mid, const char *query,
+                         const char *payload)
+{
+    tether_coap_msg_t m, r;
+    tether_coap_msg_init(&m, TETHER_COAP_CON, TETHER_COAP_POST, mid);
+    add_path(&m, "rd");
+    add_path(&m, f->regid);
+    if (query)
+        add_query(&m, query);
+    if (payload) {
+        m.payload = (const uint8_t *)payload;
+        m.payload_len = strlen(payload);
+    }
+    assert_int_equal(send_msg(f, dev, &m), 1);
+    out_msg(f, 0, &r);
+    return r.code;
+}
+
 /* Registration, update and removal are written through the node's store
  * as the device's directory entry. */
 /* Also: an expiring registration leaves another node's newer entry alone. */
 static void test_rd_writes_directory_to_store(void **state)
 {
     fx_t *f = *state;
-    tether_store_t *store;
-    assert_int_equal(tether_store_mem_create(100, &store), 0);
+    tether_store_t *store = node_on_store(f, 100, 3);
     uint64_t seen = 99;
     assert_int_equal(tether_store_watch(store, count_change, &seen), 0);
-    tether_node_destroy(f->node);
-    tether_node_conf_t c;
-    tether_node_conf_defaults(&c);
-    c.node_id = 3;
-    c.store = store;
-    assert_int_equal(tether_node_create(&c, f->creds, &f->node), 0);
     assert_int_equal(do_register(f, 7, "dev1", "dev1", "b=UQ"), TETHER_COAP_CREATED);
     got_t g = {0};
     assert_int_equal(tether_store_get(store, TETHER_STORE_DEVICE, (const uint8_t *)"dev1", 4,
@@ -115,13 +143,7 @@ static void test_rd_writes_directory_to_store(void **state)
     /* An update (new lifetime) is a new version of the entry. */
     tether_peer_t dev = dtls_peer(7, "dev1", TETHER_ROLE_DEVICE, 40000);
     tether_coap_msg_t m, r;
-    tether_coap_msg_init(&m, TETHER_COAP_CON, TETHER_COAP_POST, 0x700);
-    add_path(&m, "rd");
-    add_path(&m, f->regid);
-    add_query(&m, "lt=120");
-    assert_int_equal(send_msg(f, &dev, &m), 1);
-    out_msg(f, 0, &r);
-    assert_int_equal(r.code, TETHER_COAP_CHANGED);
+    assert_int_equal(rd_update(f, &dev, 0x700, "lt=120", NULL), TETHER_COAP_CHANGED);
     tether_store_get(store, TETHER_STORE_DEVICE, (const uint8_t *)"dev1", 4, f->now, got_cb, &g);
     assert_int_equal(g.version, 2);
     assert_int_equal(g.dev.lifetime_s, 120);
@@ -173,12 +195,59 @@ static void test_rd_writes_directory_to_store(void **state)
     tether_store_destroy(store);
 }
 
+/* SPEC S9: a registered device's links are kept once. With the in-memory
+ * store they are the store's copy (the registry holds none), and the
+ * admin view still shows them, also after an update without a payload
+ * (links kept) and after one with new links. */
+static void test_rd_links_kept_once(void **state)
+{
+    fx_t *f = *state;
+    tether_store_t *store = node_on_store(f, 100, 1);
+    assert_int_equal(do_register(f, 7, "dev1", "dev1", NULL), TETHER_COAP_CREATED);
+    tether_device_t *d = tether_registry_find(&f->node->reg, "dev1");
+    assert_non_null(d);
+    assert_null(d->links);
+    tether_device_info_t info;
+    assert_int_equal(tether_node_device(f->node, "dev1", &info), 0);
+    assert_string_equal(info.links, "</temp>;obs,</big>");
+
+    tether_peer_t dev = dtls_peer(7, "dev1", TETHER_ROLE_DEVICE, 40000);
+    assert_int_equal(rd_update(f, &dev, 0x800, "lt=120", NULL), TETHER_COAP_CHANGED);
+    assert_null(d->links);
+    assert_int_equal(tether_node_device(f->node, "dev1", &info), 0);
+    assert_int_equal(info.lifetime_s, 120);
+    assert_string_equal(info.links, "</temp>;obs,</big>");
+
+    assert_int_equal(rd_update(f, &dev, 0x801, NULL, "</hum>"), TETHER_COAP_CHANGED);
+    assert_null(d->links);
+    assert_int_equal(tether_node_device(f->node, "dev1", &info), 0);
+    assert_string_equal(info.links, "</hum>");
+    got_t g = {0};
+    tether_store_get(store, TETHER_STORE_DEVICE, (const uint8_t *)"dev1", 4, f->now, got_cb, &g);
+    assert_string_equal(g.links, "</hum>");
+
+    /* A store that cannot show them at once: the registry keeps its copy
+     * (a store of no records refuses the entry). */
+    tether_store_t *first = store;
+    store = node_on_store(f, 0, 1);
+    tether_store_destroy(first); /* once the node borrowing it is gone */
+    assert_int_equal(do_register(f, 7, "dev1", "dev1", NULL), TETHER_COAP_CREATED);
+    d = tether_registry_find(&f->node->reg, "dev1");
+    assert_non_null(d->links);
+    assert_int_equal(tether_node_device(f->node, "dev1", &info), 0);
+    assert_string_equal(info.links, "</temp>;obs,</big>");
+    tether_node_destroy(f->node);
+    f->node = NULL;
+    tether_store_destroy(store);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_register_and_ep_check, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rd_update_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rd_writes_directory_to_store, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rd_links_kept_once, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

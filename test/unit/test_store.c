@@ -331,6 +331,57 @@ static void test_scan_position_follows_removals(void **state)
     tether_store_destroy(s);
 }
 
+/* A record sized to its kind moves to a new allocation when an update
+ * changes its size: the scan position on it, its order and its version
+ * move along, and a put of what a get or peek just returned (pointing
+ * into the store) copies it before the old allocation goes. */
+static void test_update_moves_record(void **state)
+{
+    (void)state;
+    tether_store_t *s;
+    assert_int_equal(tether_store_mem_create(10, &s), 0);
+    done_t d = {0};
+    const char *names[] = {"a", "b", "c"};
+    for (int i = 0; i < 3; i++) {
+        tether_store_rec_t r = device(names[i], "</short>");
+        assert_int_equal(tether_store_put(s, &r, 0, 0, 0, on_done, &d), 0);
+    }
+    tether_store_scan(s, TETHER_STORE_DEVICE, 0, 0, on_done, &d);
+    tether_store_scan(s, TETHER_STORE_DEVICE, d.cursor, 0, on_done, &d);
+    assert_string_equal(d.rec.u.device.name, "b");
+    uint64_t at_b = d.cursor;
+    tether_store_rec_t b = device("b", "</a-much-longer-resource>;rt=\"temperature\";obs");
+    assert_int_equal(tether_store_put(s, &b, TETHER_STORE_ANY, 0, 0, on_done, &d), 0);
+    assert_int_equal(d.version, 2);
+    tether_store_scan(s, TETHER_STORE_DEVICE, at_b, 0, on_done, &d);
+    assert_string_equal(d.rec.u.device.name, "c");
+    tether_store_scan(s, TETHER_STORE_DEVICE, 0, 0, on_done, &d);
+    assert_string_equal(d.rec.u.device.name, "a");
+    tether_store_scan(s, TETHER_STORE_DEVICE, d.cursor, 0, on_done, &d);
+    assert_string_equal(d.rec.u.device.name, "b");
+    assert_int_equal(d.cursor, at_b);
+    assert_string_equal(d.text, "</a-much-longer-resource>;rt=\"temperature\";obs");
+
+    tether_store_rec_t peeked;
+    uint64_t v;
+    assert_int_equal(
+        tether_store_peek(s, TETHER_STORE_DEVICE, (const uint8_t *)"b", 1, 0, &peeked, &v), 0);
+    assert_int_equal(v, 2);
+    assert_string_equal(peeked.u.device.name, "b");
+    assert_int_equal(peeked.u.device.lifetime_s, 60);
+    peeked.u.device.lifetime_s = 90; /* links still point into the store */
+    assert_int_equal(tether_store_put(s, &peeked, 2, 0, 0, on_done, &d), 0);
+    assert_int_equal(d.rc, 0);
+    get(s, TETHER_STORE_DEVICE, "b", 0, &d);
+    assert_int_equal(d.version, 3);
+    assert_int_equal(d.rec.u.device.lifetime_s, 90);
+    assert_string_equal(d.text, "</a-much-longer-resource>;rt=\"temperature\";obs");
+    assert_int_equal(
+        tether_store_peek(s, TETHER_STORE_DEVICE, (const uint8_t *)"x", 1, 0, &peeked, &v),
+        TETHER_ENOTFOUND);
+    tether_store_destroy(s);
+}
+
 static void test_watchers_and_bounds(void **state)
 {
     (void)state;
@@ -377,6 +428,7 @@ int main(void)
         cmocka_unit_test(test_lease_expiry),
         cmocka_unit_test(test_scan_survives_changes),
         cmocka_unit_test(test_scan_position_follows_removals),
+        cmocka_unit_test(test_update_moves_record),
         cmocka_unit_test(test_watchers_and_bounds),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,8 +1,8 @@
 /* Intrusive doubly-linked list with head and tail (LRU, FIFO and
- * newest-first orders): the one list of lib/ and server/ (public: tetherd uses it too). Callers embed
- * tether_lnode_t and recover the owner with container_of (util/container.h).
- * A zeroed tether_list_t is empty; a node is in at most one list at a time
- * per embedded tether_lnode_t, and tether_list_del must name that list. */
+ * newest-first orders): the one list of lib/ and server/ (public: tetherd uses it too). Callers
+ * embed tether_lnode_t and recover the owner with container_of (util/container.h). A zeroed
+ * tether_list_t is empty; a node is in at most one list at a time per embedded tether_lnode_t, and
+ * tether_list_del must name that list. */
 #ifndef TETHER_LIST_H
 #define TETHER_LIST_H
 
@@ -50,6 +50,23 @@ static inline void tether_list_del(tether_list_t *l, tether_lnode_t *n)
     else
         l->tail = n->prev;
     n->prev = n->next = NULL;
+}
+
+/* Puts `n` where `old` is in l (old leaves it): a record moved to a new
+ * allocation keeps its place in the order. */
+static inline void tether_list_replace(tether_list_t *l, tether_lnode_t *old, tether_lnode_t *n)
+{
+    n->prev = old->prev;
+    n->next = old->next;
+    if (n->prev)
+        n->prev->next = n;
+    else
+        l->head = n;
+    if (n->next)
+        n->next->prev = n;
+    else
+        l->tail = n;
+    old->prev = old->next = NULL;
 }
 
 #endif

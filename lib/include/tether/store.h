@@ -76,7 +76,7 @@ typedef struct {
      * message, in seconds of the writer's `now` (a monotonic clock today;
      * shared across hosts it has to become wall-clock time). */
     uint64_t last_seen_s;
-    const char *links;    /* registered link-format (RFC 6690) */
+    const char *links; /* registered link-format (RFC 6690) */
     size_t links_len;
     const char *groups; /* its groups, comma-separated */
     size_t groups_len;
@@ -168,7 +168,8 @@ typedef struct {
 } tether_store_rec_t;
 
 typedef struct {
-    int rc; /* 0, TETHER_ENOTFOUND, TETHER_ECONFLICT, TETHER_ENOMEM, TETHER_EIO (store unreachable) */
+    int rc; /* 0, TETHER_ENOTFOUND, TETHER_ECONFLICT, TETHER_ENOMEM, TETHER_EIO (store unreachable)
+             */
     tether_store_kind_t kind;
     const uint8_t *key;
     size_t key_len;
@@ -197,6 +198,15 @@ TETHER_API int tether_store_rec_key(const tether_store_rec_t *rec, uint8_t buf[1
 /* The record of `kind` and `key`: res->rec, or res->rc TETHER_ENOTFOUND. */
 TETHER_API int tether_store_get(tether_store_t *s, tether_store_kind_t kind, const uint8_t *key,
                                 size_t key_len, tether_time_t now, tether_store_cb cb, void *user);
+/* The record of `kind` and `key` as the store holds it right now, when
+ * it can tell without waiting (the in-memory store; another answers
+ * TETHER_EAGAIN): into *out (and its version), the variable parts
+ * pointing into the store, valid until the store's next put, delete or
+ * tick. Lets a caller keep no copy of what the store holds (SPEC S9).
+ * 0, TETHER_ENOTFOUND, TETHER_EAGAIN or TETHER_EINVAL. */
+TETHER_API int tether_store_peek(tether_store_t *s, tether_store_kind_t kind, const uint8_t *key,
+                                 size_t key_len, tether_time_t now, tether_store_rec_t *out,
+                                 uint64_t *version);
 /* Creates or replaces the record (its key from the record itself) when its
  * version is `expect`; ttl_ms 0: it does not expire. cb may be NULL. */
 TETHER_API int tether_store_put(tether_store_t *s, const tether_store_rec_t *rec, uint64_t expect,

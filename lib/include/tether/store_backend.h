@@ -27,6 +27,9 @@ typedef struct {
     void (*tick)(tether_store_t *s, tether_time_t now);
     tether_time_t (*next_deadline)(const tether_store_t *s);
     void (*destroy)(tether_store_t *s);
+    /* Optional (NULL: the store cannot answer without waiting). */
+    int (*peek)(tether_store_t *s, tether_store_kind_t kind, const uint8_t *key, size_t key_len,
+                tether_time_t now, tether_store_rec_t *out, uint64_t *version);
 } tether_store_ops_t;
 
 struct tether_store {
