@@ -201,12 +201,12 @@ static int hs_authenticate(tether_dtls_srv_t *srv, tether_dtls_sess_t *s)
         return 1;
     }
     if (how == TETHER_WOLF_AUTH_PSK) {
-        uint8_t key[64];
-        size_t klen;
         tether_role_t role;
         uint64_t tag;
-        int rc = tether_creds_psk(srv->creds, id, key, sizeof key, &klen, &role);
-        wc_ForceZero(key, sizeof key);
+        /* Whether the identity is still listed, and as what: its key was
+         * derived for this handshake already (psk_server_cb), and a derived
+         * fleet's costs an HMAC each time. */
+        int rc = tether_creds_role(srv->creds, id, &role);
         dtls_io_auth_reset(&s->hs->io);
         if (rc < 0 || tether_creds_key_tag(srv->creds, id, &tag) < 0)
             return TETHER_EPROTO;
