@@ -371,6 +371,11 @@ int dtls_ctx_setup(WOLFSSL_CTX *ctx, const tether_dtls_conf_t *conf)
     wolfSSL_CTX_set_psk_server_tls13_callback(ctx, psk_server_tls13_cb);
     wolfSSL_CTX_SetIORecv(ctx, io_recv);
     wolfSSL_CTX_SetIOSend(ctx, io_send);
+    /* A flight's messages share datagrams up to the MTU (RFC 6347 §4.1.1,
+     * RFC 9147 §4.3): ServerHello..ServerHelloDone went out one message
+     * per datagram, each costing a send and a receive in both kernels.
+     * The bytes are the same, so the amplification bound is unchanged. */
+    wolfSSL_CTX_set_group_messages(ctx);
     if (wolfSSL_CTX_SetMinVersion(ctx, WOLFSSL_DTLSV1_2) != WOLFSSL_SUCCESS ||
         wolfSSL_CTX_set_cipher_list(ctx, cipher_list) != WOLFSSL_SUCCESS)
         return TETHER_ECRYPTO;
