@@ -36,6 +36,7 @@ typedef struct {
     tether_hnode_t by_id;
     bool has_http;
     uint8_t http_hash[TETHER_HTTP_TOKEN_HASH_LEN]; /* SHA-256 of the HTTP bearer token */
+    uint64_t tag; /* tether_creds_key_tag: made once, read at every handshake */
 } psk_entry_t;
 
 typedef struct {
@@ -44,6 +45,7 @@ typedef struct {
     size_t master_len;
     tether_role_t role;
     acl_t acl;
+    uint64_t tag; /* tether_creds_key_tag of every identity under the prefix */
 } derived_entry_t;
 
 /* X.509 peers: a certificate's subject CN, exact or by prefix, gets a role. */
@@ -270,6 +272,40 @@ static int load_x509(tether_creds_t *c, json_t *root, const char *path, char *er
  * hashed here and never kept) or "http_token_sha256" (its SHA-256 in hex,
  * so the file need not hold the secret). Tokens shorter than 16 bytes are
  * refused: a bearer token is all an HTTP client shows. */
+/* A key's tag (tether_creds_key_tag): SHA-256 over what the key is made
+ * of, an explicit key or the fleet master and the prefix it is derived
+ * under (no derivation needed), truncated to 8 bytes. */
+static int make_tag(uint8_t kind, const uint8_t *k, size_t kl, const char *prefix, uint64_t *tag)
+{
+    wc_Sha256 h;
+    uint8_t md[WC_SHA256_DIGEST_SIZE];
+    if (wc_InitSha256(&h) != 0)
+        return TETHER_ECRYPTO;
+    int rc = wc_Sha256Update(&h, &kind, 1);
+    if (!rc)
+        rc = wc_Sha256Update(&h, k, (word32)kl);
+    if (!rc && prefix)
+        rc = wc_Sha256Update(&h, (const byte *)prefix, (word32)strlen(prefix));
+    if (!rc)
+        rc = wc_Sha256Final(&h, md);
+    wc_Sha256Free(&h);
+    if (rc)
+        return TETHER_ECRYPTO;
+    memcpy(tag, md, sizeof *tag);
+    wc_ForceZero(md, sizeof md);
+    return 0;
+}
+
+static int psk_tag(psk_entry_t *p)
+{
+    return make_tag(1, p->key, p->key_len, NULL, &p->tag);
+}
+
+static int derived_tag(derived_entry_t *d)
+{
+    return make_tag(2, d->master, d->master_len, d->prefix, &d->tag);
+}
+
 static int parse_http_token(json_t *e, psk_entry_t *p, const char *path, size_t i, char *err,
                             size_t errcap)
 {
@@ -404,10 +440,9 @@ int tether_creds_load(const char *path, tether_creds_t **out, char *err, size_t 
             goto fail;
         }
         strcpy(p->identity, id);
-        if (tether_hmap_insert(&c->psk_by_id, &p->by_id, dg, sizeof dg) < 0) {
-            rc = TETHER_ENOMEM;
+        if ((rc = psk_tag(p)) < 0 ||
+            (rc = tether_hmap_insert(&c->psk_by_id, &p->by_id, dg, sizeof dg)) < 0)
             goto fail;
-        }
         c->npsk++;
         if ((rc = parse_acl(json_object_get(e, "allow"), &p->acl, path, id, err, errcap)) < 0)
             goto fail;
@@ -435,6 +470,8 @@ int tether_creds_load(const char *path, tether_creds_t **out, char *err, size_t 
             goto fail;
         }
         strcpy(d->prefix, pre);
+        if ((rc = derived_tag(d)) < 0)
+            goto fail;
         c->nderived++;
         if ((rc = parse_acl(json_object_get(e, "allow"), &d->acl, path, pre, err, errcap)) < 0)
             goto fail;
@@ -524,27 +561,7 @@ int tether_creds_key_tag(const tether_creds_t *c, const char *identity, uint64_t
     const derived_entry_t *d = p ? NULL : find_derived(c, identity);
     if (!p && !d)
         return TETHER_ENOTFOUND;
-    /* Over what the key is made of: an explicit key, or the fleet master
-     * and the prefix it is derived under (no derivation needed). */
-    wc_Sha256 h;
-    uint8_t md[WC_SHA256_DIGEST_SIZE];
-    uint8_t kind = p ? 1 : 2;
-    if (wc_InitSha256(&h) != 0)
-        return TETHER_ECRYPTO;
-    int rc = wc_Sha256Update(&h, &kind, 1);
-    if (!rc && p)
-        rc = wc_Sha256Update(&h, p->key, (word32)p->key_len);
-    if (!rc && d)
-        rc = wc_Sha256Update(&h, d->master, (word32)d->master_len);
-    if (!rc && d)
-        rc = wc_Sha256Update(&h, (const byte *)d->prefix, (word32)strlen(d->prefix));
-    if (!rc)
-        rc = wc_Sha256Final(&h, md);
-    wc_Sha256Free(&h);
-    if (rc)
-        return TETHER_ECRYPTO;
-    memcpy(tag, md, sizeof *tag);
-    wc_ForceZero(md, sizeof md);
+    *tag = p ? p->tag : d->tag;
     return 0;
 }
 
@@ -638,6 +655,9 @@ static int add_psk(tether_creds_t *c, const char *id, const uint8_t *key, size_t
     p->role = role;
     if ((p->has_http = http != NULL))
         memcpy(p->http_hash, http, sizeof p->http_hash);
+    int rc = psk_tag(p);
+    if (rc < 0)
+        return rc;
     if (tether_hmap_insert(&c->psk_by_id, &p->by_id, dg, sizeof dg) < 0)
         return TETHER_ENOMEM;
     c->npsk++;
@@ -654,6 +674,9 @@ static int add_derived(tether_creds_t *c, const char *prefix, const uint8_t *mas
     memcpy(d->master, master, ml);
     d->master_len = ml;
     d->role = role;
+    int rc = derived_tag(d);
+    if (rc < 0)
+        return rc;
     c->nderived++;
     return acl_copy(&d->acl, rules, nrules);
 }

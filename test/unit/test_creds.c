@@ -167,12 +167,58 @@ static void test_group_rules(void **state)
                      TETHER_ECONFIG);
 }
 
+/* Key tags, made once at load now: the same for the file and for an
+ * overlay carrying the same key, different for another key, and equal to
+ * SHA-256(kind || key material) truncated, the value other nodes and older
+ * checkpoints (lib/dtls/checkpoint.h) carry. */
+static void test_key_tags(void **state)
+{
+    (void)state;
+    char err[256];
+    tether_creds_t *c, *o;
+    assert_int_equal(load("{\"psk\": [{\"identity\": \"app1\", \"key_hex\": \"0102\", \"role\": "
+                          "\"client\"}], \"psk_derived\": [{\"identity_prefix\": \"dev\", "
+                          "\"master_hex\": \"aabb\", \"role\": \"device\"}]}",
+                          &c, err, sizeof err),
+                     0);
+    uint64_t t1, t2, t3, t4;
+    assert_int_equal(tether_creds_key_tag(c, "app1", &t1), 0);
+    assert_int_equal(tether_creds_key_tag(c, "dev7", &t2), 0);
+    assert_int_equal(tether_creds_key_tag(c, "dev8", &t3), 0);
+    assert_int_equal(t2, t3); /* one master, one tag */
+    assert_int_equal(tether_creds_key_tag(c, "nobody", &t4), TETHER_ENOTFOUND);
+    /* SHA-256(01 01 02) and SHA-256(02 aa bb 'd' 'e' 'v'), first 8 bytes
+     * (memcpy, as stored). */
+    const uint8_t want1[8] = {0x5e, 0x98, 0xaa, 0xa8, 0x86, 0x03, 0x27, 0x24};
+    const uint8_t want2[8] = {0x3f, 0xdd, 0x04, 0xf7, 0x26, 0xee, 0xac, 0x06};
+    uint8_t b1[8], b2[8];
+    memcpy(b1, &t1, 8);
+    memcpy(b2, &t2, 8);
+    assert_memory_equal(b1, want1, 8);
+    assert_memory_equal(b2, want2, 8);
+    const uint8_t same[] = {1, 2}, other[] = {1, 3};
+    tether_creds_entry_t e = {
+        .identity = "app1", .role = TETHER_ROLE_CLIENT, .key = same, .key_len = 2};
+    assert_int_equal(tether_creds_overlay(c, &e, 1, &o), 0);
+    assert_int_equal(tether_creds_key_tag(o, "app1", &t3), 0);
+    assert_int_equal(t3, t1);
+    assert_int_equal(tether_creds_key_tag(o, "dev9", &t3), 0); /* the base's derived entry */
+    assert_int_equal(t3, t2);
+    tether_creds_free(o);
+    e.key = other;
+    assert_int_equal(tether_creds_overlay(c, &e, 1, &o), 0);
+    assert_int_equal(tether_creds_key_tag(o, "app1", &t3), 0);
+    assert_true(t3 != t1);
+    tether_creds_free(o);
+    tether_creds_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_many_identities), cmocka_unit_test(test_duplicate_identity_refused),
         cmocka_unit_test(test_empty_set),       cmocka_unit_test(test_http_tokens),
-        cmocka_unit_test(test_group_rules),
+        cmocka_unit_test(test_group_rules),     cmocka_unit_test(test_key_tags),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
