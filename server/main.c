@@ -27,10 +27,17 @@
 #define RX_CHUNK 65536
 #define RX_CHUNKS 20
 
+/* A socket on_recv reads: its handle's data, naming the pipeline
+ * interface what arrives is for. */
+typedef struct {
+    struct tetherd *d;
+    uint8_t iface;
+} rx_port_t;
+
 typedef struct {
     uv_udp_t handle;
     tetherd_listen_t conf;
-    struct tetherd *d;
+    rx_port_t port;
 } listener_t;
 
 typedef struct tetherd {
@@ -60,6 +67,7 @@ typedef struct tetherd {
     tetherd_lat_t lat;          /* both crossings of each relayed request */
     tetherd_cluster_t *cluster; /* NULL without "cluster.listen" */
     uint8_t cluster_iface;
+    rx_port_t cluster_port;
     tetherd_admin_t admin;
     bool pumping, pump_again;
     /* SIGTERM: drain until nothing is pending or drain_timeout passes */
@@ -72,17 +80,18 @@ typedef struct tetherd {
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     (void)suggested;
-    listener_t *l = h->data;
-    /* One receive buffer: libuv fills it (one recvmmsg batch at a time) and
-     * hands it back in on_recv before it asks for another. */
-    if (l->d->rx_busy) {
+    tetherd_t *d = ((rx_port_t *)h->data)->d;
+    /* One receive buffer for every socket: libuv fills it (one recvmmsg
+     * batch at a time) and hands it back in on_recv before it asks for
+     * another. */
+    if (d->rx_busy) {
         buf->base = NULL;
         buf->len = 0;
         return;
     }
-    l->d->rx_busy = true;
-    buf->base = (char *)l->d->rxbuf;
-    buf->len = sizeof l->d->rxbuf;
+    d->rx_busy = true;
+    buf->base = (char *)d->rxbuf;
+    buf->len = sizeof d->rxbuf;
 }
 
 static void on_timer(uv_timer_t *t);
@@ -182,16 +191,6 @@ static void lat_tap(void *user, bool in, uint64_t link, const uint8_t *msg, size
         tetherd_lat_out(&d->lat, link, msg, len);
 }
 
-/* A datagram on the cluster's internal socket. */
-static void cluster_input(void *user, const tether_addr_t *from, const uint8_t *data, size_t len)
-{
-    tetherd_t *d = user;
-    if (d->stopping)
-        return;
-    tether_pipeline_input(d->pipe, d->cluster_iface, from, data, len, now_ms(d));
-    pump(d);
-}
-
 /* Loads the credentials file named in the config (or an empty set). */
 static int load_creds(tetherd_t *d, tether_creds_t **out)
 {
@@ -248,17 +247,29 @@ static void on_sighup(uv_signal_t *s, int signum)
     pump(d); /* revoked sessions: their links go down at once */
 }
 
-/* One datagram, or the end of a read. With recvmmsg, libuv calls this once
- * per datagram of a batch (UV_UDP_MMSG_CHUNK, a slice of rxbuf), then once
- * with addr == NULL (UV_UDP_MMSG_FREE) to hand rxbuf back: the output of
- * the whole batch then leaves with one sendmmsg per socket. Without
- * recvmmsg every datagram's output leaves after it, as pump() does for
- * timers and the admin endpoint. */
+/* A receive batch's output left: its service time and its requests'. */
+static void batch_timed(tetherd_t *d)
+{
+    if (!d->batch_t0_ns)
+        return;
+    uint64_t t1 = uv_hrtime();
+    tether_hist_record(&d->service, (t1 - d->batch_t0_ns) / 1000);
+    tetherd_lat_sent(&d->lat, t1);
+    d->batch_t0_ns = 0;
+}
+
+/* One datagram, or the end of a read, on a listener or the cluster's
+ * socket. With recvmmsg, libuv calls this once per datagram of a batch
+ * (UV_UDP_MMSG_CHUNK, a slice of rxbuf), then once with addr == NULL
+ * (UV_UDP_MMSG_FREE) to hand rxbuf back: the output of the whole batch
+ * then leaves with one sendmmsg per socket, the messages for each other
+ * node in one bundle. Without recvmmsg every datagram's output leaves
+ * after it, as pump() does for timers and the admin endpoint. */
 static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struct sockaddr *addr,
                     unsigned flags)
 {
-    listener_t *l = h->data;
-    tetherd_t *d = l->d;
+    rx_port_t *port = h->data;
+    tetherd_t *d = port->d;
     if (buf->base && !(flags & UV_UDP_MMSG_CHUNK))
         d->rx_busy = false;
     if (!addr) { /* end of a batch, nothing to read, or a read error */
@@ -266,17 +277,12 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
         tether_pipeline_flush(d->pipe, now_ms(d)); /* the batch's bundles */
         outbox_to_txq(d);
         tetherd_txq_flush(&d->txq);
-        if (d->batch_t0_ns) {
-            uint64_t t1 = uv_hrtime();
-            tether_hist_record(&d->service, (t1 - d->batch_t0_ns) / 1000);
-            tetherd_lat_sent(&d->lat, t1);
-            d->batch_t0_ns = 0;
-        }
+        batch_timed(d);
         return;
     }
     if (flags & UV_UDP_MMSG_CHUNK)
         d->rx_batch = true;
-    if (nread <= 0 || (flags & UV_UDP_PARTIAL))
+    if (nread <= 0 || (flags & UV_UDP_PARTIAL) || (d->stopping && port == &d->cluster_port))
         return;
     if (!d->batch_t0_ns) {
         d->batch_t0_ns = uv_hrtime();
@@ -284,15 +290,11 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
     }
     tether_addr_t from;
     set_addr(&from, addr);
-    tether_pipeline_input(d->pipe, (uint8_t)(l - d->listeners), &from, (const uint8_t *)buf->base,
-                          (size_t)nread, now_ms(d));
+    tether_pipeline_input(d->pipe, port->iface, &from, (const uint8_t *)buf->base, (size_t)nread,
+                          now_ms(d));
     pump(d);
-    if (!d->rx_batch) { /* read without recvmmsg: its output already left */
-        uint64_t t1 = uv_hrtime();
-        tether_hist_record(&d->service, (t1 - d->batch_t0_ns) / 1000);
-        tetherd_lat_sent(&d->lat, t1);
-        d->batch_t0_ns = 0;
-    }
+    if (!d->rx_batch) /* read without recvmmsg: its output already left */
+        batch_timed(d);
 }
 
 /* Opens listener lc, or takes over `fd`, the socket the workers'
@@ -310,7 +312,7 @@ static int open_listener(tetherd_t *d, const tetherd_listen_t *lc, int fd)
         return rc;
     }
     l->conf = *lc;
-    l->d = d;
+    l->port = (rx_port_t){.d = d, .iface = (uint8_t)d->nlisteners};
     /* With the address family given, the socket exists before bind, so its
      * buffers are sized before traffic can arrive. */
     rc =
@@ -322,7 +324,7 @@ static int open_listener(tetherd_t *d, const tetherd_listen_t *lc, int fd)
                       port, "error", uv_strerror(rc), NULL);
         return rc;
     }
-    l->handle.data = l;
+    l->handle.data = &l->port;
     int rcvbuf = 0, sndbuf = 0;
     tetherd_udp_set_buffers(&l->handle, d->cfg.udp_recv_buffer, d->cfg.udp_send_buffer, &rcvbuf,
                             &sndbuf);
@@ -747,8 +749,10 @@ int main(int argc, char **argv)
             return 1;
     if (d.cfg.cluster_listen[0]) {
         char cerr[256];
-        if ((rc = tetherd_cluster_open(d.loop, &d.cfg, tether_pipeline_channel(d.pipe),
-                                       cluster_input, &d, &d.cluster, cerr, sizeof cerr)) < 0) {
+        d.cluster_port = (rx_port_t){.d = &d, .iface = d.cluster_iface};
+        if ((rc = tetherd_cluster_open(d.loop, &d.cfg, tether_pipeline_channel(d.pipe), on_alloc,
+                                       on_recv, &d.cluster_port, &d.cluster, cerr, sizeof cerr)) <
+            0) {
             fprintf(stderr, "tetherd: %s\n", cerr);
             return 1;
         }
