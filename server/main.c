@@ -26,6 +26,8 @@
  * each, and uses at most 20 of them per call. */
 #define RX_CHUNK 65536
 #define RX_CHUNKS 20
+/* The longest a read's output waits for the rest of the read (S9). */
+#define TX_WAIT_US 20
 
 /* A socket's handle data for on_recv: the pipeline interface it feeds. */
 typedef struct {
@@ -58,6 +60,7 @@ typedef struct tetherd {
     bool rx_busy;
     /* Inside a recvmmsg batch: output waits in txq until the batch ends. */
     bool rx_batch;
+    uint64_t flush_ns; /* when the batch's output last left */
     tetherd_txq_t txq;
     /* Service time of each receive batch: from the first datagram read to
      * the last datagram it caused handed to the kernel (microseconds). */
@@ -245,18 +248,20 @@ static void on_sighup(uv_signal_t *s, int signum)
     pump(d); /* revoked sessions: their links go down at once */
 }
 
-/* What the current batch produced leaves now (bundles sealed, one
- * sendmmsg per socket); at its end, its service time and its requests'. */
+/* The batch's output so far leaves (bundles sealed, a sendmmsg per
+ * socket), its requests timed; at its end, its service time too. */
 static void send_now(tetherd_t *d, bool batch_end)
 {
     tether_pipeline_flush(d->pipe, now_ms(d));
     outbox_to_txq(d);
     tetherd_txq_flush(&d->txq);
-    if (!batch_end || !d->batch_t0_ns)
+    if (!d->batch_t0_ns)
         return;
     uint64_t t1 = uv_hrtime();
+    tetherd_lat_sent(&d->lat, t1, batch_end);
+    if (!batch_end)
+        return;
     tether_hist_record(&d->service, (t1 - d->batch_t0_ns) / 1000);
-    tetherd_lat_sent(&d->lat, t1);
     d->batch_t0_ns = 0;
 }
 
@@ -283,7 +288,7 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
     if (nread <= 0 || (flags & UV_UDP_PARTIAL) || (d->stopping && port == &d->cluster_port))
         return;
     if (!d->batch_t0_ns) {
-        d->batch_t0_ns = uv_hrtime();
+        d->batch_t0_ns = d->flush_ns = uv_hrtime();
         tetherd_lat_read(&d->lat, d->batch_t0_ns);
     }
     tether_addr_t from;
@@ -292,11 +297,14 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
                           now_ms(d));
     pump(d);
     /* A cluster datagram is a batch already (a bundle, cluster.h): its
-     * output leaves after it. Held to the end of the read, the devices and
-     * the other node got the read's work in one burst and waited for it:
-     * the cross-node stage ran at half the throughput (figures: git log). */
-    if (!d->rx_batch || port == &d->cluster_port)
+     * output leaves after it; held to the end of the read, the cross-node
+     * stage ran at half the throughput (git log). A listener's leaves once
+     * it waited TX_WAIT_US (a read: up to 20 datagrams, ~6.5 us each). */
+    uint64_t t = uv_hrtime();
+    if (!d->rx_batch || port == &d->cluster_port || t - d->flush_ns >= TX_WAIT_US * 1000) {
         send_now(d, !d->rx_batch);
+        d->flush_ns = t;
+    }
 }
 
 /* Opens listener lc, or takes over `fd`, the socket the workers'
@@ -515,22 +523,13 @@ static int admin_group_delete(const char *name, void *user)
     return tether_node_group_del(tether_pipeline_node(d->pipe), name, now_ms(d));
 }
 
-/* /ready: every configured listener is up and the node is not draining.
- * A Redis outage does not make a node unready (SPEC S5: it goes on
- * serving from its replica); "redis" says how it is. */
+/* /ready (stats.c). */
 static bool ready_hook(json_t *detail, void *user)
 {
     tetherd_t *d = user;
-    bool up = d->nlisteners > 0 && d->nlisteners == d->cfg.nlisten;
-    json_object_set_new(detail, "listeners", json_integer((json_int_t)d->nlisteners));
-    json_object_set_new(detail, "state", json_string(d->shared ? "redis" : "embedded"));
-    json_object_set_new(detail, "redis",
-                        json_string(d->shared ? tetherd_shared_redis_state(d->shared) : "off"));
-    if (d->draining)
-        json_object_set_new(detail, "detail", json_string("draining"));
-    else if (!up)
-        json_object_set_new(detail, "detail", json_string("listeners are not up"));
-    return up && !d->draining;
+    return tetherd_ready_fill(detail, d->nlisteners, d->cfg.nlisten,
+                              d->shared ? tetherd_shared_redis_state(d->shared) : NULL,
+                              d->draining);
 }
 
 /* --- shutdown ---------------------------------------------------------------- */
