@@ -10,12 +10,10 @@
 #include "cluster.h"
 #include "tether/log.h"
 #include "tether/hostport.h"
+#include "udp.h"
 
 struct tetherd_cluster {
-    uv_udp_t sock;
-    tetherd_cluster_input_fn input;
-    void *user;
-    uint8_t rx[TETHER_CHANNEL_MAX_MSG + TETHER_CLUSTER_OVERHEAD];
+    uv_udp_t sock; /* first: on_closed frees the cluster from it */
 };
 
 uint64_t tetherd_wall_ms(void)
@@ -47,26 +45,6 @@ static int resolve(const char *hostport, tether_addr_t *out)
     return 0;
 }
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
-{
-    (void)suggested;
-    tetherd_cluster_t *c = h->data;
-    buf->base = (char *)c->rx;
-    buf->len = sizeof c->rx;
-}
-
-static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struct sockaddr *addr,
-                    unsigned flags)
-{
-    tetherd_cluster_t *c = h->data;
-    if (nread <= 0 || !addr || (flags & UV_UDP_PARTIAL))
-        return;
-    tether_addr_t src = {.len = addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                                            : sizeof(struct sockaddr_in)};
-    memcpy(&src.ss, addr, src.len);
-    c->input(c->user, &src, (const uint8_t *)buf->base, (size_t)nread);
-}
-
 void tetherd_cluster_conf(const tetherd_config_t *cfg, tether_channel_conf_t *cc)
 {
     tether_channel_conf_defaults(cc);
@@ -82,15 +60,13 @@ void tetherd_cluster_conf(const tetherd_config_t *cfg, tether_channel_conf_t *cc
 }
 
 int tetherd_cluster_open(uv_loop_t *loop, const tetherd_config_t *cfg, tether_channel_t *ch,
-                         tetherd_cluster_input_fn input, void *user, tetherd_cluster_t **out,
-                         char *err, size_t errcap)
+                         uv_alloc_cb alloc, uv_udp_recv_cb recv, void *data,
+                         tetherd_cluster_t **out, char *err, size_t errcap)
 {
     int rc;
     tetherd_cluster_t *c = calloc(1, sizeof *c);
     if (!c)
         return TETHER_ENOMEM;
-    c->input = input;
-    c->user = user;
     for (size_t i = 0; i < cfg->ncluster_nodes; i++) {
         uint8_t id = cfg->cluster_nodes[i].id;
         tether_addr_t a;
@@ -111,11 +87,22 @@ int tetherd_cluster_open(uv_loop_t *loop, const tetherd_config_t *cfg, tether_ch
         snprintf(err, errcap, "cluster: cannot resolve listen address %s", cfg->cluster_listen);
         goto fail;
     }
-    uv_udp_init(loop, &c->sock);
-    c->sock.data = c;
-    int urc = uv_udp_bind(&c->sock, (const struct sockaddr *)&bind_at.ss, 0);
+    /* Read in batches like the listeners (recvmmsg): the records one
+     * node forwards and the replies it gets back arrive in bursts, and
+     * the output of a whole batch leaves bundled (cluster.h). */
+    int urc = uv_udp_init_ex(loop, &c->sock, bind_at.ss.ss_family | UV_UDP_RECVMMSG);
+    if (urc < 0) {
+        snprintf(err, errcap, "cluster: cannot create socket: %s", uv_strerror(urc));
+        free(c);
+        return TETHER_EIO;
+    }
+    c->sock.data = data;
+    urc = uv_udp_bind(&c->sock, (const struct sockaddr *)&bind_at.ss, 0);
+    int rcv, snd; /* bursts of bundles: the listeners' buffer sizes */
     if (urc == 0)
-        urc = uv_udp_recv_start(&c->sock, on_alloc, on_recv);
+        tetherd_udp_set_buffers(&c->sock, cfg->udp_recv_buffer, cfg->udp_send_buffer, &rcv, &snd);
+    if (urc == 0)
+        urc = uv_udp_recv_start(&c->sock, alloc, recv);
     if (urc < 0) {
         snprintf(err, errcap, "cluster: cannot listen on %s: %s", cfg->cluster_listen,
                  uv_strerror(urc));
@@ -133,7 +120,7 @@ fail:
 
 static void on_closed(uv_handle_t *h)
 {
-    free(h->data);
+    free((tetherd_cluster_t *)(void *)h); /* sock is its first member */
 }
 
 void tetherd_cluster_close(tetherd_cluster_t *c)

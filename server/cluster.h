@@ -18,22 +18,21 @@
 
 typedef struct tetherd_cluster tetherd_cluster_t;
 
-/* A datagram that arrived on the internal socket from `from`: the caller
- * feeds it to the pipeline's cluster interface. */
-typedef void (*tetherd_cluster_input_fn)(void *user, const tether_addr_t *from, const uint8_t *data,
-                                         size_t len);
-
 /* The channel's configuration from tetherd's: node id, cluster key, and
  * clients routed through other nodes remembered at most the session limit
  * at once and for the session idle timeout. */
 void tetherd_cluster_conf(const tetherd_config_t *cfg, tether_channel_conf_t *cc);
 
-/* Resolves every configured node into `ch` (static membership) and opens
- * the internal socket on cfg->cluster_listen. Returns 0, or a TETHER_E*
- * code with a message in err. */
+/* Resolves every configured node into `ch` (static membership), opens
+ * the internal socket on cfg->cluster_listen (reading with recvmmsg where
+ * libuv can, socket buffers as the listeners') and starts reading it with
+ * alloc and recv, the handle's data set to `data`: the caller feeds what
+ * arrives to the pipeline's cluster interface, a whole receive batch
+ * before it sends (the replies it causes are bundled). Returns 0, or a
+ * TETHER_E* code with a message in err. */
 int tetherd_cluster_open(uv_loop_t *loop, const tetherd_config_t *cfg, tether_channel_t *ch,
-                         tetherd_cluster_input_fn input, void *user, tetherd_cluster_t **out,
-                         char *err, size_t errcap);
+                         uv_alloc_cb alloc, uv_udp_recv_cb recv, void *data,
+                         tetherd_cluster_t **out, char *err, size_t errcap);
 /* Closes the socket; frees the cluster after the loop ran. */
 void tetherd_cluster_close(tetherd_cluster_t *c);
 /* The internal socket, for what the pipeline's outbox sends on it. */

@@ -88,3 +88,17 @@ int tetherd_groups_load(tether_node_t *node, const char *path, char *err, size_t
     json_decref(root);
     return rc;
 }
+
+json_t *tetherd_groups_json(const tether_node_t *node, const char *name)
+{
+    tether_group_info_t g;
+    if (name)
+        return tether_node_group(node, name, &g) == 0 ? tetherd_group_json(&g) : NULL;
+    json_t *list = json_array();
+    const char *after = NULL;
+    while (list && tether_node_group_next(node, after, &g) == 0) {
+        json_array_append_new(list, tetherd_group_json(&g));
+        after = g.name;
+    }
+    return json_pack("{s:o}", "groups", list);
+}

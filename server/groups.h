@@ -25,6 +25,9 @@ int tetherd_group_put(tether_node_t *node, const char *name, const json_t *obj, 
                       tether_time_t now, char *err, size_t cap);
 /* The JSON form of a group: {"name", "members"} or {"name", "pattern"}. */
 json_t *tetherd_group_json(const tether_group_info_t *g);
+/* GET /groups/{name}: group `name` as above (NULL: none); name NULL:
+ * {"groups": [every group, by name]}. */
+json_t *tetherd_groups_json(const tether_node_t *node, const char *name);
 /* Reads `path` and defines every group in it (the file's groups replace
  * groups of the same name; others stay). 0, or TETHER_ECONFIG with the
  * file, line or group in err[cap] (groups before the bad one are defined). */

@@ -97,7 +97,7 @@ void tetherd_lat_out(tetherd_lat_t *l, uint64_t link, const uint8_t *msg, size_t
     }
 }
 
-void tetherd_lat_sent(tetherd_lat_t *l, uint64_t now_ns)
+void tetherd_lat_sent(tetherd_lat_t *l, uint64_t now_ns, bool batch_end)
 {
     if (!l->batch_ns)
         return;
@@ -122,6 +122,8 @@ void tetherd_lat_sent(tetherd_lat_t *l, uint64_t now_ns)
     for (size_t i = 0; i < l->nlegs2; i++)
         tether_hist_record(&l->relayed, (l->legs2_leg1[i] + leg) / 1000);
     l->nlegs1 = l->nlegs2 = 0;
-    l->batch_ns = 0;
-    l->in_request = l->in_answer = false;
+    if (batch_end) {
+        l->batch_ns = 0;
+        l->in_request = l->in_answer = false;
+    }
 }

@@ -18,7 +18,8 @@
  * tetherd_lat_read (first datagram of a batch), tetherd_lat_in for each
  * plaintext CoAP message a DTLS session delivered, tetherd_lat_out for each
  * message the node sends on a DTLS session while handling them, and
- * tetherd_lat_sent once the batch's output left. Messages sent outside a
+ * tetherd_lat_sent each time output of the batch left (batch_end false
+ * while the read goes on: main.c sends what waited TX_WAIT_US), true once. Messages sent outside a
  * batch (timers: retransmissions, queued requests) are not attributed.
  * Bounded: at most TETHERD_LAT_PENDING requests wait for their device's
  * answer; the oldest is forgotten first (counted in `unmatched`).
@@ -70,6 +71,6 @@ void tetherd_lat_free(tetherd_lat_t *l);
 void tetherd_lat_read(tetherd_lat_t *l, uint64_t now_ns);
 void tetherd_lat_in(tetherd_lat_t *l, uint64_t link, const uint8_t *msg, size_t len);
 void tetherd_lat_out(tetherd_lat_t *l, uint64_t link, const uint8_t *msg, size_t len);
-void tetherd_lat_sent(tetherd_lat_t *l, uint64_t now_ns);
+void tetherd_lat_sent(tetherd_lat_t *l, uint64_t now_ns, bool batch_end);
 
 #endif

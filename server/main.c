@@ -26,11 +26,19 @@
  * each, and uses at most 20 of them per call. */
 #define RX_CHUNK 65536
 #define RX_CHUNKS 20
+/* The longest a read's output waits for the rest of the read (S9). */
+#define TX_WAIT_US 20
+
+/* A socket's handle data for on_recv: the pipeline interface it feeds. */
+typedef struct {
+    struct tetherd *d;
+    uint8_t iface;
+} rx_port_t;
 
 typedef struct {
     uv_udp_t handle;
     tetherd_listen_t conf;
-    struct tetherd *d;
+    rx_port_t port;
 } listener_t;
 
 typedef struct tetherd {
@@ -52,6 +60,7 @@ typedef struct tetherd {
     bool rx_busy;
     /* Inside a recvmmsg batch: output waits in txq until the batch ends. */
     bool rx_batch;
+    uint64_t flush_ns; /* when the batch's output last left */
     tetherd_txq_t txq;
     /* Service time of each receive batch: from the first datagram read to
      * the last datagram it caused handed to the kernel (microseconds). */
@@ -60,6 +69,7 @@ typedef struct tetherd {
     tetherd_lat_t lat;          /* both crossings of each relayed request */
     tetherd_cluster_t *cluster; /* NULL without "cluster.listen" */
     uint8_t cluster_iface;
+    rx_port_t cluster_port;
     tetherd_admin_t admin;
     bool pumping, pump_again;
     /* SIGTERM: drain until nothing is pending or drain_timeout passes */
@@ -72,17 +82,17 @@ typedef struct tetherd {
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     (void)suggested;
-    listener_t *l = h->data;
-    /* One receive buffer: libuv fills it (one recvmmsg batch at a time) and
-     * hands it back in on_recv before it asks for another. */
-    if (l->d->rx_busy) {
+    tetherd_t *d = ((rx_port_t *)h->data)->d;
+    /* One receive buffer for every socket: libuv fills it (one recvmmsg
+     * batch at a time) and hands it back in on_recv before another. */
+    if (d->rx_busy) {
         buf->base = NULL;
         buf->len = 0;
         return;
     }
-    l->d->rx_busy = true;
-    buf->base = (char *)l->d->rxbuf;
-    buf->len = sizeof l->d->rxbuf;
+    d->rx_busy = true;
+    buf->base = (char *)d->rxbuf;
+    buf->len = sizeof d->rxbuf;
 }
 
 static void on_timer(uv_timer_t *t);
@@ -182,16 +192,6 @@ static void lat_tap(void *user, bool in, uint64_t link, const uint8_t *msg, size
         tetherd_lat_out(&d->lat, link, msg, len);
 }
 
-/* A datagram on the cluster's internal socket. */
-static void cluster_input(void *user, const tether_addr_t *from, const uint8_t *data, size_t len)
-{
-    tetherd_t *d = user;
-    if (d->stopping)
-        return;
-    tether_pipeline_input(d->pipe, d->cluster_iface, from, data, len, now_ms(d));
-    pump(d);
-}
-
 /* Loads the credentials file named in the config (or an empty set). */
 static int load_creds(tetherd_t *d, tether_creds_t **out)
 {
@@ -248,50 +248,62 @@ static void on_sighup(uv_signal_t *s, int signum)
     pump(d); /* revoked sessions: their links go down at once */
 }
 
-/* One datagram, or the end of a read. With recvmmsg, libuv calls this once
- * per datagram of a batch (UV_UDP_MMSG_CHUNK, a slice of rxbuf), then once
- * with addr == NULL (UV_UDP_MMSG_FREE) to hand rxbuf back: the output of
- * the whole batch then leaves with one sendmmsg per socket. Without
- * recvmmsg every datagram's output leaves after it, as pump() does for
- * timers and the admin endpoint. */
+/* The batch's output so far leaves (bundles sealed, a sendmmsg per
+ * socket), its requests timed; at its end, its service time too. */
+static void send_now(tetherd_t *d, bool batch_end)
+{
+    tether_pipeline_flush(d->pipe, now_ms(d));
+    outbox_to_txq(d);
+    tetherd_txq_flush(&d->txq);
+    if (!d->batch_t0_ns)
+        return;
+    uint64_t t1 = uv_hrtime();
+    tetherd_lat_sent(&d->lat, t1, batch_end);
+    if (!batch_end)
+        return;
+    tether_hist_record(&d->service, (t1 - d->batch_t0_ns) / 1000);
+    d->batch_t0_ns = 0;
+}
+
+/* One datagram, or the end of a read, on a listener or the cluster's
+ * socket. With recvmmsg, libuv calls this once per datagram of a batch
+ * (UV_UDP_MMSG_CHUNK, a slice of rxbuf), then once with addr == NULL
+ * (UV_UDP_MMSG_FREE) to hand rxbuf back: the batch's output then leaves
+ * with one sendmmsg per socket. Without recvmmsg every datagram's output
+ * leaves after it, as pump() does for timers and the admin endpoint. */
 static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struct sockaddr *addr,
                     unsigned flags)
 {
-    listener_t *l = h->data;
-    tetherd_t *d = l->d;
+    rx_port_t *port = h->data;
+    tetherd_t *d = port->d;
     if (buf->base && !(flags & UV_UDP_MMSG_CHUNK))
         d->rx_busy = false;
     if (!addr) { /* end of a batch, nothing to read, or a read error */
         d->rx_batch = false;
-        tether_pipeline_flush(d->pipe, now_ms(d)); /* the batch's bundles */
-        outbox_to_txq(d);
-        tetherd_txq_flush(&d->txq);
-        if (d->batch_t0_ns) {
-            uint64_t t1 = uv_hrtime();
-            tether_hist_record(&d->service, (t1 - d->batch_t0_ns) / 1000);
-            tetherd_lat_sent(&d->lat, t1);
-            d->batch_t0_ns = 0;
-        }
+        send_now(d, true);
         return;
     }
     if (flags & UV_UDP_MMSG_CHUNK)
         d->rx_batch = true;
-    if (nread <= 0 || (flags & UV_UDP_PARTIAL))
+    if (nread <= 0 || (flags & UV_UDP_PARTIAL) || (d->stopping && port == &d->cluster_port))
         return;
     if (!d->batch_t0_ns) {
-        d->batch_t0_ns = uv_hrtime();
+        d->batch_t0_ns = d->flush_ns = uv_hrtime();
         tetherd_lat_read(&d->lat, d->batch_t0_ns);
     }
     tether_addr_t from;
     set_addr(&from, addr);
-    tether_pipeline_input(d->pipe, (uint8_t)(l - d->listeners), &from, (const uint8_t *)buf->base,
-                          (size_t)nread, now_ms(d));
+    tether_pipeline_input(d->pipe, port->iface, &from, (const uint8_t *)buf->base, (size_t)nread,
+                          now_ms(d));
     pump(d);
-    if (!d->rx_batch) { /* read without recvmmsg: its output already left */
-        uint64_t t1 = uv_hrtime();
-        tether_hist_record(&d->service, (t1 - d->batch_t0_ns) / 1000);
-        tetherd_lat_sent(&d->lat, t1);
-        d->batch_t0_ns = 0;
+    /* A cluster datagram is a batch already (a bundle, cluster.h): its
+     * output leaves after it; held to the end of the read, the cross-node
+     * stage ran at half the throughput (git log). A listener's leaves once
+     * it waited TX_WAIT_US (a read: up to 20 datagrams, ~6.5 us each). */
+    uint64_t t = uv_hrtime();
+    if (!d->rx_batch || port == &d->cluster_port || t - d->flush_ns >= TX_WAIT_US * 1000) {
+        send_now(d, !d->rx_batch);
+        d->flush_ns = t;
     }
 }
 
@@ -310,7 +322,7 @@ static int open_listener(tetherd_t *d, const tetherd_listen_t *lc, int fd)
         return rc;
     }
     l->conf = *lc;
-    l->d = d;
+    l->port = (rx_port_t){.d = d, .iface = (uint8_t)d->nlisteners};
     /* With the address family given, the socket exists before bind, so its
      * buffers are sized before traffic can arrive. */
     rc =
@@ -322,7 +334,7 @@ static int open_listener(tetherd_t *d, const tetherd_listen_t *lc, int fd)
                       port, "error", uv_strerror(rc), NULL);
         return rc;
     }
-    l->handle.data = l;
+    l->handle.data = &l->port;
     int rcvbuf = 0, sndbuf = 0;
     tetherd_udp_set_buffers(&l->handle, d->cfg.udp_recv_buffer, d->cfg.udp_send_buffer, &rcvbuf,
                             &sndbuf);
@@ -496,18 +508,7 @@ static int admin_http_identity(const char *tok, size_t len, char *identity, size
 /* GET /groups[/{name}] */
 static json_t *admin_groups(const char *name, void *user)
 {
-    tetherd_t *d = user;
-    const tether_node_t *node = tether_pipeline_node(d->pipe);
-    tether_group_info_t g;
-    if (name)
-        return tether_node_group(node, name, &g) == 0 ? tetherd_group_json(&g) : NULL;
-    json_t *list = json_array();
-    const char *after = NULL;
-    while (list && tether_node_group_next(node, after, &g) == 0) {
-        json_array_append_new(list, tetherd_group_json(&g));
-        after = g.name;
-    }
-    return json_pack("{s:o}", "groups", list);
+    return tetherd_groups_json(tether_pipeline_node(((tetherd_t *)user)->pipe), name);
 }
 
 static int admin_group_put(const char *name, const json_t *body, char *err, size_t cap, void *user)
@@ -522,22 +523,13 @@ static int admin_group_delete(const char *name, void *user)
     return tether_node_group_del(tether_pipeline_node(d->pipe), name, now_ms(d));
 }
 
-/* /ready: every configured listener is up and the node is not draining.
- * A Redis outage does not make a node unready (SPEC S5: it goes on
- * serving from its replica); "redis" says how it is. */
+/* /ready (stats.c). */
 static bool ready_hook(json_t *detail, void *user)
 {
     tetherd_t *d = user;
-    bool up = d->nlisteners > 0 && d->nlisteners == d->cfg.nlisten;
-    json_object_set_new(detail, "listeners", json_integer((json_int_t)d->nlisteners));
-    json_object_set_new(detail, "state", json_string(d->shared ? "redis" : "embedded"));
-    json_object_set_new(detail, "redis",
-                        json_string(d->shared ? tetherd_shared_redis_state(d->shared) : "off"));
-    if (d->draining)
-        json_object_set_new(detail, "detail", json_string("draining"));
-    else if (!up)
-        json_object_set_new(detail, "detail", json_string("listeners are not up"));
-    return up && !d->draining;
+    return tetherd_ready_fill(detail, d->nlisteners, d->cfg.nlisten,
+                              d->shared ? tetherd_shared_redis_state(d->shared) : NULL,
+                              d->draining);
 }
 
 /* --- shutdown ---------------------------------------------------------------- */
@@ -747,8 +739,10 @@ int main(int argc, char **argv)
             return 1;
     if (d.cfg.cluster_listen[0]) {
         char cerr[256];
-        if ((rc = tetherd_cluster_open(d.loop, &d.cfg, tether_pipeline_channel(d.pipe),
-                                       cluster_input, &d, &d.cluster, cerr, sizeof cerr)) < 0) {
+        d.cluster_port = (rx_port_t){.d = &d, .iface = d.cluster_iface};
+        if ((rc = tetherd_cluster_open(d.loop, &d.cfg, tether_pipeline_channel(d.pipe), on_alloc,
+                                       on_recv, &d.cluster_port, &d.cluster, cerr, sizeof cerr)) <
+            0) {
             fprintf(stderr, "tetherd: %s\n", cerr);
             return 1;
         }

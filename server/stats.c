@@ -173,3 +173,16 @@ int tetherd_stats_fill(json_t *st, const tetherd_stats_src_t *d)
             return TETHER_ENOMEM;
     return 0;
 }
+
+bool tetherd_ready_fill(json_t *detail, size_t up, size_t want, const char *redis, bool draining)
+{
+    bool ok = up > 0 && up == want;
+    json_object_set_new(detail, "listeners", json_integer((json_int_t)up));
+    json_object_set_new(detail, "state", json_string(redis ? "redis" : "embedded"));
+    json_object_set_new(detail, "redis", json_string(redis ? redis : "off"));
+    if (draining)
+        json_object_set_new(detail, "detail", json_string("draining"));
+    else if (!ok)
+        json_object_set_new(detail, "detail", json_string("listeners are not up"));
+    return ok && !draining;
+}

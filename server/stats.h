@@ -4,6 +4,7 @@
 #define TETHERD_STATS_H
 
 #include <jansson.h>
+#include <stdbool.h>
 
 #include "config.h"
 #include "latency.h"
@@ -23,5 +24,11 @@ typedef struct {
 /* Sets every S11 path in `st` (through tetherd_admin_stat_set). Returns 0
  * or TETHER_ENOMEM. */
 int tetherd_stats_fill(json_t *st, const tetherd_stats_src_t *src);
+
+/* /ready's answer: true when every configured listener (`want`) is up
+ * (`up`) and the node is not draining; `detail` says why not, and how
+ * Redis is (`redis`: its state, NULL without it). A Redis outage does not
+ * make a node unready (SPEC S5: it serves from its replica). */
+bool tetherd_ready_fill(json_t *detail, size_t up, size_t want, const char *redis, bool draining);
 
 #endif

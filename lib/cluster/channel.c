@@ -27,8 +27,8 @@ typedef struct {
     bool known;
     tether_addr_t addr;
     tether_time_t heard;
-    uint8_t key_out[PAIR_KEY_LEN]; /* self -> it */
-    uint8_t key_in[PAIR_KEY_LEN];  /* it -> self */
+    tether_cluster_key_t *key_out; /* self -> it (set when known) */
+    tether_cluster_key_t *key_in;  /* it -> self */
     uint64_t rx_max;               /* newest counter seen from it (0: none yet) */
     bool moving;                   /* a lease names another address: */
     tether_addr_t moved_to;        /* taken once the node writes from it */
@@ -125,6 +125,10 @@ void tether_channel_destroy(tether_channel_t *ch)
         via_forget(ch, container_of(ch->via_lru.head, via_t, ln));
     tether_hmap_free(&ch->via);
     free(ch->out);
+    for (int i = 0; i < 256; i++) {
+        tether_cluster_key_free(ch->node[i].key_out);
+        tether_cluster_key_free(ch->node[i].key_in);
+    }
     volatile uint8_t *p = (volatile uint8_t *)ch; /* keys */
     for (size_t i = 0; i < sizeof *ch; i++)
         p[i] = 0;
@@ -138,9 +142,19 @@ int tether_channel_add_node(tether_channel_t *ch, uint8_t id, const tether_addr_
     node_t *n = &ch->node[id];
     if (id == ch->conf.self || n->known)
         return TETHER_EEXIST;
-    if (pair_key(ch, ch->conf.self, id, n->key_out) < 0 ||
-        pair_key(ch, id, ch->conf.self, n->key_in) < 0)
-        return TETHER_ECRYPTO;
+    uint8_t kout[PAIR_KEY_LEN], kin[PAIR_KEY_LEN];
+    int rc = TETHER_ECRYPTO;
+    if (pair_key(ch, ch->conf.self, id, kout) == 0 && pair_key(ch, id, ch->conf.self, kin) == 0 &&
+        (rc = tether_cluster_key_new(kout, sizeof kout, &n->key_out)) == 0 &&
+        (rc = tether_cluster_key_new(kin, sizeof kin, &n->key_in)) < 0) {
+        tether_cluster_key_free(n->key_out);
+        n->key_out = NULL;
+    }
+    volatile uint8_t *w = kout, *w2 = kin;
+    for (size_t i = 0; i < PAIR_KEY_LEN; i++)
+        w[i] = w2[i] = 0;
+    if (rc < 0)
+        return rc;
     n->addr = *addr;
     n->known = true;
     ch->stats.nodes_configured++;
@@ -192,7 +206,7 @@ static bool encode_into(tether_channel_t *ch, tether_channel_dgram_t *d, uint8_t
                               .client = client ? *client : no_client,
                               .payload = data,
                               .payload_len = len};
-    int n = tether_cluster_encode(&m, ch->node[to].key_out, PAIR_KEY_LEN, d->data, sizeof d->data);
+    int n = tether_cluster_encode_k(&m, ch->node[to].key_out, d->data, sizeof d->data);
     if (n <= 0)
         return false;
     d->to = ch->node[to].addr;
@@ -228,7 +242,7 @@ static void seal(tether_channel_t *ch, uint8_t to, tether_time_t now)
                                   .client = no_client,
                                   .payload = d->data + TETHER_CLUSTER_HDR,
                                   .payload_len = d->len - TETHER_CLUSTER_HDR};
-        int len = tether_cluster_encode(&m, n->key_out, PAIR_KEY_LEN, d->data, sizeof d->data);
+        int len = tether_cluster_encode_k(&m, n->key_out, d->data, sizeof d->data);
         ok = len > 0;
         if (ok) {
             d->to = n->addr;
@@ -456,8 +470,7 @@ int tether_channel_input(tether_channel_t *ch, const tether_addr_t *src, const u
     int rc = TETHER_EPROTO;
     tether_cluster_msg_t m;
     if (len >= TETHER_CLUSTER_OVERHEAD && ch->node[data[4]].known) {
-        rc = tether_cluster_decode(data, len, ch->node[data[4]].key_in, PAIR_KEY_LEN, ch->conf.self,
-                                   now, &m);
+        rc = tether_cluster_decode_k(data, len, ch->node[data[4]].key_in, ch->conf.self, now, &m);
         /* Sent before we started: our replay windows, empty since then,
          * cannot tell it from a message we accepted before a restart. */
         if (rc == 0 &&

@@ -1,8 +1,11 @@
 /* The cluster's internal channel messages (see tether/cluster.h). */
 #include <netinet/in.h>
+#include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 #include <wolfssl/options.h>
-#include <wolfssl/wolfcrypt/hmac.h>
+#include <wolfssl/wolfcrypt/hash.h>
+#include <wolfssl/wolfcrypt/sha256.h>
 
 #include "tether/cluster.h"
 #include "util/be64.h"
@@ -10,26 +13,129 @@
 #define VERSION 2
 #define OFF_FAMILY 23
 
+/* HMAC-SHA256 (RFC 2104 §2) with the key's two padded blocks hashed once:
+ * every message then costs its own blocks and the outer hash only, not
+ * the two key blocks a fresh HMAC setup hashes again. */
+struct tether_cluster_key {
+    wc_Sha256 inner; /* after H(K ^ ipad) */
+    wc_Sha256 outer; /* after H(K ^ opad) */
+};
+
+static void wipe(void *p, size_t n)
+{
+    volatile uint8_t *v = p;
+    while (n--)
+        *v++ = 0;
+}
+
+/* Fills k from key (a key over one block is hashed first, §2). */
+static int key_init(tether_cluster_key_t *k, const uint8_t *key, size_t key_len)
+{
+    uint8_t kb[WC_SHA256_BLOCK_SIZE] = {0}, pad[WC_SHA256_BLOCK_SIZE];
+    int rc = TETHER_ECRYPTO;
+    if (key_len > sizeof kb) {
+        if (wc_Sha256Hash(key, (word32)key_len, kb) != 0)
+            return rc;
+    } else if (key_len) {
+        memcpy(kb, key, key_len);
+    }
+    if (wc_InitSha256(&k->inner) != 0)
+        goto out;
+    if (wc_InitSha256(&k->outer) != 0) {
+        wc_Sha256Free(&k->inner);
+        goto out;
+    }
+    for (size_t i = 0; i < sizeof pad; i++)
+        pad[i] = kb[i] ^ 0x36;
+    if (wc_Sha256Update(&k->inner, pad, sizeof pad) == 0) {
+        for (size_t i = 0; i < sizeof pad; i++)
+            pad[i] = kb[i] ^ 0x5c;
+        if (wc_Sha256Update(&k->outer, pad, sizeof pad) == 0)
+            rc = 0;
+    }
+    if (rc < 0) {
+        wc_Sha256Free(&k->inner);
+        wc_Sha256Free(&k->outer);
+    }
+out:
+    wipe(kb, sizeof kb);
+    wipe(pad, sizeof pad);
+    return rc;
+}
+
+static void key_wipe(tether_cluster_key_t *k)
+{
+    wc_Sha256Free(&k->inner);
+    wc_Sha256Free(&k->outer);
+    wipe(k, sizeof *k);
+}
+
+int tether_cluster_key_new(const uint8_t *key, size_t key_len, tether_cluster_key_t **out)
+{
+    tether_cluster_key_t *k = calloc(1, sizeof *k);
+    if (!k)
+        return TETHER_ENOMEM;
+    if (key_init(k, key, key_len) < 0) {
+        free(k);
+        return TETHER_ECRYPTO;
+    }
+    *out = k;
+    return 0;
+}
+
+void tether_cluster_key_free(tether_cluster_key_t *k)
+{
+    if (!k)
+        return;
+    key_wipe(k);
+    free(k);
+}
+
 /* First TETHER_CLUSTER_MAC bytes of HMAC-SHA256(key, data). */
-static int mac(const uint8_t *key, size_t key_len, const uint8_t *data, size_t len,
+static int mac(const tether_cluster_key_t *k, const uint8_t *data, size_t len,
                uint8_t out[TETHER_CLUSTER_MAC])
 {
-    Hmac h;
+    wc_Sha256 h;
     uint8_t full[WC_SHA256_DIGEST_SIZE];
     int rc = TETHER_ECRYPTO;
-    if (wc_HmacInit(&h, NULL, INVALID_DEVID) != 0)
+    if (wc_Sha256Copy((wc_Sha256 *)&k->inner, &h) != 0)
         return rc;
-    if (wc_HmacSetKey(&h, WC_SHA256, key, (word32)key_len) == 0 &&
-        wc_HmacUpdate(&h, data, (word32)len) == 0 && wc_HmacFinal(&h, full) == 0) {
-        memcpy(out, full, TETHER_CLUSTER_MAC);
-        rc = 0;
+    bool ok = wc_Sha256Update(&h, data, (word32)len) == 0 && wc_Sha256Final(&h, full) == 0;
+    wc_Sha256Free(&h);
+    if (ok && wc_Sha256Copy((wc_Sha256 *)&k->outer, &h) == 0) {
+        if (wc_Sha256Update(&h, full, sizeof full) == 0 && wc_Sha256Final(&h, full) == 0) {
+            memcpy(out, full, TETHER_CLUSTER_MAC);
+            rc = 0;
+        }
+        wc_Sha256Free(&h);
     }
-    wc_HmacFree(&h);
     return rc;
 }
 
 int tether_cluster_encode(const tether_cluster_msg_t *m, const uint8_t *key, size_t key_len,
                           uint8_t *out, size_t cap)
+{
+    tether_cluster_key_t k;
+    if (key_init(&k, key, key_len) < 0)
+        return TETHER_ECRYPTO;
+    int rc = tether_cluster_encode_k(m, &k, out, cap);
+    key_wipe(&k);
+    return rc;
+}
+
+int tether_cluster_decode(const uint8_t *in, size_t len, const uint8_t *key, size_t key_len,
+                          uint8_t self, tether_time_t now, tether_cluster_msg_t *m)
+{
+    tether_cluster_key_t k;
+    if (key_init(&k, key, key_len) < 0)
+        return TETHER_ECRYPTO;
+    int rc = tether_cluster_decode_k(in, len, &k, self, now, m);
+    key_wipe(&k);
+    return rc;
+}
+
+int tether_cluster_encode_k(const tether_cluster_msg_t *m, const tether_cluster_key_t *k,
+                            uint8_t *out, size_t cap)
 {
     if (m->type < TETHER_CLUSTER_FORWARD || m->type > TETHER_CLUSTER_TYPE_LAST)
         return TETHER_EINVAL;
@@ -63,13 +169,13 @@ int tether_cluster_encode(const tether_cluster_msg_t *m, const uint8_t *key, siz
     if (m->payload_len) /* a heartbeat has none (and no pointer) */
         memmove(out + TETHER_CLUSTER_HDR, m->payload, m->payload_len);
     size_t body = TETHER_CLUSTER_HDR + m->payload_len;
-    if (mac(key, key_len, out, body, out + body) < 0)
+    if (mac(k, out, body, out + body) < 0)
         return TETHER_ECRYPTO;
     return (int)total;
 }
 
-int tether_cluster_decode(const uint8_t *in, size_t len, const uint8_t *key, size_t key_len,
-                          uint8_t self, tether_time_t now, tether_cluster_msg_t *m)
+int tether_cluster_decode_k(const uint8_t *in, size_t len, const tether_cluster_key_t *k,
+                            uint8_t self, tether_time_t now, tether_cluster_msg_t *m)
 {
     if (len < TETHER_CLUSTER_OVERHEAD || in[0] != 'T' || in[1] != 'Q' || in[2] != VERSION ||
         in[3] < TETHER_CLUSTER_FORWARD || in[3] > TETHER_CLUSTER_TYPE_LAST ||
@@ -77,7 +183,7 @@ int tether_cluster_decode(const uint8_t *in, size_t len, const uint8_t *key, siz
         return TETHER_EPROTO;
     size_t body = len - TETHER_CLUSTER_MAC;
     uint8_t want[TETHER_CLUSTER_MAC];
-    if (mac(key, key_len, in, body, want) < 0)
+    if (mac(k, in, body, want) < 0)
         return TETHER_ECRYPTO;
     uint8_t diff = 0; /* constant time: the MAC is the only secret-dependent check */
     for (size_t i = 0; i < TETHER_CLUSTER_MAC; i++)

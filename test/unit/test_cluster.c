@@ -1,7 +1,9 @@
 /* Unit tests for lib/cluster/msg.c: the internal channel's messages round
  * trip for IPv4 and IPv6 clients; a wrong key, a flipped bit, a stale
  * timestamp and a message for another node are refused; the CID's node id
- * is read from DTLS 1.2 and 1.3 records. */
+ * is read from DTLS 1.2 and 1.3 records; the MAC from a prepared key is
+ * HMAC-SHA256 (RFC 2104) for keys shorter than, equal to and longer than
+ * a SHA-256 block. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -10,6 +12,9 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <string.h>
+
+#include <wolfssl/options.h>
+#include <wolfssl/wolfcrypt/hmac.h>
 
 #include "tether/cluster.h"
 
@@ -74,9 +79,9 @@ static void test_refusals(void **state)
     int n = tether_cluster_encode(&m, key, sizeof key, buf, sizeof buf);
     assert_true(n > 0);
     tether_cluster_msg_t d;
-    assert_int_equal(tether_cluster_decode(buf, (size_t)n, (const uint8_t *)"other", 5, 1, 1000000,
-                                           &d),
-                     TETHER_ECRYPTO);
+    assert_int_equal(
+        tether_cluster_decode(buf, (size_t)n, (const uint8_t *)"other", 5, 1, 1000000, &d),
+        TETHER_ECRYPTO);
     for (int i = 0; i < n; i++) { /* any flipped bit is refused */
         memcpy(bad, buf, (size_t)n);
         bad[i] ^= 0x01;
@@ -114,12 +119,55 @@ static void test_cid_node(void **state)
     assert_int_equal(tether_cluster_cid_node(no_cid13, sizeof no_cid13), -1);
 }
 
+/* The prepared key's pads (msg.c) give the HMAC wolfSSL's own computes,
+ * and the keyed calls agree byte for byte with the key-bytes ones. */
+static void test_mac_is_hmac(void **state)
+{
+    (void)state;
+    static const size_t lens[] = {1, 5, 32, 63, 64, 65, 131};
+    uint8_t k[131];
+    for (size_t i = 0; i < sizeof k; i++)
+        k[i] = (uint8_t)(i * 7 + 1);
+    uint8_t payload[300];
+    memset(payload, 0xa5, sizeof payload);
+    for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+        tether_cluster_msg_t m = {.type = TETHER_CLUSTER_REPLY,
+                                  .from_node = 2,
+                                  .to_node = 1,
+                                  .counter = 42,
+                                  .sent_at = 5000,
+                                  .client = v4("192.0.2.1", 5684),
+                                  .payload = payload,
+                                  .payload_len = 17 * i + 3};
+        uint8_t a[400], b[400], full[WC_SHA256_DIGEST_SIZE];
+        tether_cluster_key_t *pk;
+        assert_int_equal(tether_cluster_key_new(k, lens[i], &pk), 0);
+        int n = tether_cluster_encode_k(&m, pk, a, sizeof a);
+        assert_true(n > TETHER_CLUSTER_MAC);
+        assert_int_equal(tether_cluster_encode(&m, k, lens[i], b, sizeof b), n);
+        assert_memory_equal(a, b, (size_t)n);
+        Hmac h;
+        assert_int_equal(wc_HmacInit(&h, NULL, INVALID_DEVID), 0);
+        assert_int_equal(wc_HmacSetKey(&h, WC_SHA256, k, (word32)lens[i]), 0);
+        assert_int_equal(wc_HmacUpdate(&h, a, (word32)(n - TETHER_CLUSTER_MAC)), 0);
+        assert_int_equal(wc_HmacFinal(&h, full), 0);
+        wc_HmacFree(&h);
+        assert_memory_equal(a + n - TETHER_CLUSTER_MAC, full, TETHER_CLUSTER_MAC);
+        tether_cluster_msg_t d;
+        assert_int_equal(tether_cluster_decode_k(a, (size_t)n, pk, 1, 5000, &d), 0);
+        a[10] ^= 1;
+        assert_int_equal(tether_cluster_decode_k(a, (size_t)n, pk, 1, 5000, &d), TETHER_ECRYPTO);
+        tether_cluster_key_free(pk);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_cid_node),
+        cmocka_unit_test(test_mac_is_hmac),
     };
     return cmocka_run_group_tests_name("cluster", tests, NULL, NULL);
 }

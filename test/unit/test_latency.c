@@ -33,7 +33,7 @@ static void request_leg(tetherd_lat_t *l, uint32_t dev_token, uint64_t t, uint64
     tetherd_lat_read(l, t);
     tetherd_lat_in(l, CLIENT, b, msg(0x01, 0xc11e, b));     /* GET */
     tetherd_lat_out(l, DEVICE, b, msg(0x01, dev_token, b)); /* GET to the device */
-    tetherd_lat_sent(l, t + leg);
+    tetherd_lat_sent(l, t + leg, true);
 }
 
 /* Second crossing: the device's 2.05 with dev_token read at t, the
@@ -44,7 +44,7 @@ static void answer_leg(tetherd_lat_t *l, uint32_t dev_token, uint64_t t, uint64_
     tetherd_lat_read(l, t);
     tetherd_lat_in(l, DEVICE, b, msg(0x45, dev_token, b));
     tetherd_lat_out(l, CLIENT, b, msg(0x45, 0xc11e, b));
-    tetherd_lat_sent(l, t + leg);
+    tetherd_lat_sent(l, t + leg, true);
 }
 
 static void relay(tetherd_lat_t *l, uint32_t dev_token, uint64_t t0, uint64_t leg1, uint64_t t1,
@@ -82,9 +82,34 @@ static void test_unmatched_answers_are_not_recorded(void **state)
     assert_int_equal(l.relayed.count, 1);
     /* Output outside a batch (a timer's retransmission) is not attributed. */
     tetherd_lat_out(&l, DEVICE, b, msg(0x01, 0xd0d2, b));
-    tetherd_lat_sent(&l, 5000 * US);
+    tetherd_lat_sent(&l, 5000 * US, true);
     answer_leg(&l, 0xd0d2, 6000 * US, 10 * US);
     assert_int_equal(l.relayed.count, 1);
+    tetherd_lat_free(&l);
+}
+
+/* A read's output that leaves before the read ends (main.c: what waited
+ * TX_WAIT_US) is timed when it left; what the rest of the read sends is
+ * still timed from the read, not from the earlier send. */
+static void test_output_leaving_mid_read(void **state)
+{
+    (void)state;
+    tetherd_lat_t l;
+    uint8_t b[16];
+    assert_int_equal(tetherd_lat_init(&l), 0);
+    tetherd_lat_read(&l, 1000 * US);
+    tetherd_lat_in(&l, CLIENT, b, msg(0x01, 0xc11e, b));
+    tetherd_lat_out(&l, DEVICE, b, msg(0x01, 0xd0d0, b));
+    tetherd_lat_sent(&l, 1010 * US, false); /* first request's device GET: 10 us */
+    tetherd_lat_in(&l, CLIENT, b, msg(0x01, 0xc11f, b));
+    tetherd_lat_out(&l, DEVICE, b, msg(0x01, 0xd0d1, b));
+    tetherd_lat_sent(&l, 1050 * US, true); /* second one's: 50 us after the read */
+    answer_leg(&l, 0xd0d0, 2000 * US, 5 * US);
+    assert_int_equal(l.relayed.count, 1);
+    assert_int_equal(l.relayed.max, 15);
+    answer_leg(&l, 0xd0d1, 3000 * US, 5 * US);
+    assert_int_equal(l.relayed.count, 2);
+    assert_int_equal(l.relayed.max, 55);
     tetherd_lat_free(&l);
 }
 
@@ -111,6 +136,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_both_crossings_summed_once),
         cmocka_unit_test(test_unmatched_answers_are_not_recorded),
+        cmocka_unit_test(test_output_leaving_mid_read),
         cmocka_unit_test(test_pending_is_bounded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

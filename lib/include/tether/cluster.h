@@ -73,6 +73,15 @@ typedef struct {
     size_t payload_len;
 } tether_cluster_msg_t;
 
+/* A MAC key with its HMAC pads hashed once (RFC 2104 §2), for a node
+ * pair's messages: the channel keeps one per direction and node, so a
+ * message costs no key setup. Lifetime: tether_cluster_key_new ..
+ * tether_cluster_key_free (wipes it). 0, TETHER_ENOMEM or TETHER_ECRYPTO. */
+typedef struct tether_cluster_key tether_cluster_key_t;
+TETHER_API int tether_cluster_key_new(const uint8_t *key, size_t key_len,
+                                      tether_cluster_key_t **out);
+TETHER_API void tether_cluster_key_free(tether_cluster_key_t *k);
+
 /* Encodes `m` into out (cap bytes) with the MAC under key. Returns the
  * length, TETHER_ENOSPC, or TETHER_EINVAL (bad type or address family). */
 TETHER_API int tether_cluster_encode(const tether_cluster_msg_t *m, const uint8_t *key,
@@ -85,6 +94,12 @@ TETHER_API int tether_cluster_encode(const tether_cluster_msg_t *m, const uint8_
 TETHER_API int tether_cluster_decode(const uint8_t *in, size_t len, const uint8_t *key,
                                      size_t key_len, uint8_t self, tether_time_t now,
                                      tether_cluster_msg_t *m);
+
+/* The same with a prepared key (byte for byte the same output). */
+TETHER_API int tether_cluster_encode_k(const tether_cluster_msg_t *m, const tether_cluster_key_t *k,
+                                       uint8_t *out, size_t cap);
+TETHER_API int tether_cluster_decode_k(const uint8_t *in, size_t len, const tether_cluster_key_t *k,
+                                       uint8_t self, tether_time_t now, tether_cluster_msg_t *m);
 
 /* Frames of a BUNDLE (m->client, m->iface, m->type and the payload of a
  * frame; from/to/counter/sent_at are the bundle's). */
