@@ -24,7 +24,7 @@
 /* The link-format payload (RFC 6690) every simulated device registers
  * with (`devices`; the suite's registered idle rows state its size). */
 #define BENCH_DEVICE_LINKS                                                                         \
-    "</temp>;rt=\"temperature\";obs,</big>;sz=4096,</echo>,</slow>,</static>,</count>,"    \
+    "</temp>;rt=\"temperature\";obs,</big>;sz=4096,</echo>,</slow>,</static>,</count>,"            \
     "</large>;sz=65536,</upload>,</hits>"
 
 /* Subcommands (see the table in main.c). */
@@ -33,6 +33,7 @@ int bench_load_main(int argc, char **argv);
 int bench_handshakes_main(int argc, char **argv);
 int bench_idle_main(int argc, char **argv);
 int bench_relay_ceiling_main(int argc, char **argv);
+int bench_fanout_ceiling_main(int argc, char **argv);
 int bench_suite_main(int argc, char **argv);
 
 /* Prints "tether-bench CMD: error: ..." and a hint to --help on stderr;
@@ -180,6 +181,22 @@ void bench_cpu_window_json(const bench_cpu_window_t *w, struct json_t *report);
 /* Raises the open-file limit to at least `want` (also the hard limit when
  * privileged); TETHER_ELIMIT when it stays below. */
 int bench_raise_nofile_to(uint64_t want);
+
+/* Raw loopback UDP of the ceiling commands (rawudp.c). */
+struct mmsghdr;
+/* A CPU number option (`opt`, e.g. "--relay-cpu"): 0..4095, or -1 for no
+ * pinning. 0, or the exit code of bench_usage_error. */
+int bench_parse_cpu(const char *cmd, const char *opt, const char *arg, int *out);
+/* Pins the calling process to `cpu` (< 0: no pinning). */
+void bench_pin_cpu(int cpu);
+/* A non-blocking UDP socket bound to 127.0.0.1:0 with both buffers of
+ * `bufsize` bytes (forced past the system maximum when allowed; 0: the
+ * defaults); its port in *port. The fd or -1. */
+int bench_udp_socket(int bufsize, uint16_t *port);
+/* Sends msgs[0..n) with sendmmsg until done; a full socket (or any other
+ * error) drops the rest, as a full tetherd transmit queue does. Returns
+ * how many the kernel took. */
+uint32_t bench_sendmmsg_all(int fd, struct mmsghdr *msgs, uint32_t n);
 
 /* Runs `loop` until `stop` has been called and every handle is closed.
  * SIGINT/SIGTERM and, when duration_s > 0, the end of the duration call

@@ -20,6 +20,8 @@ static const bench_cmd_t commands[] = {
      bench_handshakes_main},
     {"relay-ceiling", "reference: raw UDP relay (no crypto, no CoAP) on its own core",
      bench_relay_ceiling_main},
+    {"fanout-ceiling", "reference: raw UDP observe fan-out (no crypto, no CoAP) on its own core",
+     bench_fanout_ceiling_main},
     {"suite", "the SPEC S9 table: tetherd beside the raw UDP ceiling and libcoap",
      bench_suite_main},
     {"idle", "server memory per idle DTLS tunnel (RSS delta / N)", bench_idle_main},
@@ -29,7 +31,7 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: tether-bench COMMAND [OPTIONS]\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+        fprintf(f, "  %-14s %s\n", commands[i].name, commands[i].summary);
     fprintf(f, "\n'tether-bench COMMAND --help' describes a command's options.\n");
 }
 

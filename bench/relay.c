@@ -25,9 +25,7 @@
  * open loop with --rate (latency from the scheduled time, as `load` does).
  * With --answer the relay answers each request itself after the lookup, as
  * a server answering from memory does (the ceiling of a cache hit). */
-#include <errno.h>
 #include <jansson.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -135,20 +133,6 @@ static bool relay_back(relay_t *r, const uint8_t *b, size_t n, uint32_t k)
     return true;
 }
 
-/* Sends tx[0..n) from `fd` with sendmmsg; a full socket drops the rest, as
- * a full tetherd transmit queue does. */
-static void relay_send(int fd, relay_batch_t *tx, uint32_t n)
-{
-    for (uint32_t i = 0; i < n;) {
-        int m = sendmmsg(fd, tx->msg + i, n - i, 0);
-        if (m < 0 && errno == EINTR)
-            continue;
-        if (m <= 0)
-            return;
-        i += (uint32_t)m;
-    }
-}
-
 /* Reads `fd` until it is empty, RELAY_BATCH datagrams per recvmmsg, each
  * read's output leaving with one sendmmsg. */
 static void relay_drain(relay_t *r, int fd)
@@ -172,7 +156,7 @@ static void relay_drain(relay_t *r, int fd)
             if (front ? relay_front(r, b, len, &r->rx.addr[i], k) : relay_back(r, b, len, k))
                 k++;
         }
-        relay_send(out, &r->tx, k);
+        bench_sendmmsg_all(out, r->tx.msg, k);
         if (n < RELAY_BATCH)
             return;
     }
@@ -190,43 +174,12 @@ static void batch_init(relay_batch_t *b)
     }
 }
 
-static int relay_socket(uint16_t *port)
-{
-    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    int sz = RELAY_SOCKBUF;
-    if (fd < 0)
-        return -1;
-#ifdef SO_RCVBUFFORCE
-    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &sz, sizeof sz) < 0)
-#endif
-        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof sz);
-#ifdef SO_SNDBUFFORCE
-    if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &sz, sizeof sz) < 0)
-#endif
-        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
-    if (bind(fd, (struct sockaddr *)&a, sizeof a) < 0 ||
-        getsockname(fd, (struct sockaddr *)&a, &len) < 0) {
-        close(fd);
-        return -1;
-    }
-    *port = ntohs(a.sin_port);
-    return fd;
-}
-
 /* The child: pins itself, binds both sockets on loopback, tells the parent
  * their ports through `fd` and relays (or answers, answer_size > 0) until
  * SIGTERM. Never returns. */
 static void relay_child(int fd, int cpu, uint16_t device_port, uint32_t answer_size)
 {
-    if (cpu >= 0) {
-        cpu_set_t set;
-        CPU_ZERO(&set);
-        CPU_SET(cpu, &set);
-        sched_setaffinity(0, sizeof set, &set);
-    }
+    bench_pin_cpu(cpu);
     static relay_t r;
     r.cap = 1 << 16;
     r.answer_size = answer_size;
@@ -240,8 +193,8 @@ static void relay_child(int fd, int cpu, uint16_t device_port, uint32_t answer_s
     dev->sin_port = htons(device_port);
     dev->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     uint16_t ports[2];
-    r.front = relay_socket(&ports[0]);
-    r.back = relay_socket(&ports[1]);
+    r.front = bench_udp_socket(RELAY_SOCKBUF, &ports[0]);
+    r.back = bench_udp_socket(RELAY_SOCKBUF, &ports[1]);
     int ep = epoll_create1(EPOLL_CLOEXEC);
     if (r.front < 0 || r.back < 0 || ep < 0)
         _exit(1);
@@ -510,15 +463,7 @@ static int rc_opt(void *ctx, int opt, const char *arg)
         if (bench_parse_double(arg, 0.001, 1e8, &o->rate) < 0)
             return bench_usage_error(CMD, "--rate wants requests/s > 0, got '%s'", arg);
         return 0;
-    case O_CPU:
-        if (strcmp(arg, "-1") == 0) {
-            o->relay_cpu = -1;
-            return 0;
-        }
-        if (bench_parse_u32(arg, 0, 4095, &v) < 0)
-            return bench_usage_error(CMD, "--relay-cpu wants a CPU number, got '%s'", arg);
-        o->relay_cpu = (int)v;
-        return 0;
+    case O_CPU: return bench_parse_cpu(CMD, "--relay-cpu", arg, &o->relay_cpu);
     case O_JSON: o->json = true; return 0;
     case O_ANSWER: o->answer = true; return 0;
     }

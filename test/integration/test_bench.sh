@@ -44,6 +44,13 @@ expect_usage "load with a non-hex key" "--psk-hex wants" load --server 127.0.0.1
 expect_usage "load without --target" "--target DEVICE/PATH is required" load \
     --server 127.0.0.1:5684 --identity app1 --psk-hex $APP_KEY
 expect_usage "load with an unknown option" "unknown or incomplete option '--bogus'" load --bogus
+expect_usage "fanout-ceiling with fewer observers than devices" \
+    "--observers must be at least --devices" fanout-ceiling --devices 4 --observers 2
+out=$(timeout 30 "$BENCH" fanout-ceiling --observers 40 --duration 1 --warmup 0.2 --json \
+    2>"$T/fanout.log")
+note "fanout-ceiling: $out"
+check "fanout-ceiling --json: every observer received the fan-out, the server's CPU measured" \
+    jq -e '.received > 0 and .datagrams_per_s > 0 and .relay_cpu > 0 and .lost == 0' <<<"$out"
 out=$("$BENCH" load --help)
 check "load --help documents --rate and --json" \
     bash -c 'grep -q -- "--rate R" <<<"$1" && grep -q -- "--json" <<<"$1"' _ "$out"
@@ -145,8 +152,10 @@ check "bench/chart.sh draws the table and the latency distributions as SVG" \
              grep -q "raw UDP relay" "$1"' _ "$T/suite.svg"
 check "suite row cache_hit: tether measured, and the raw ceiling" jq -e \
     '.rows[] | select(.id == "cache_hit") | (.tether > 0 and .ceiling > 0)' "$T/suite.json"
-check "suite row observe_fanout: notifications delivered to observers" jq -e \
-    '.rows[] | select(.id == "observe_fanout") | .tether > 0' "$T/suite.json"
+check "suite row observe_fanout: notifications delivered to observers, the raw fan-out ceiling beside them" \
+    jq -e '.rows[] | select(.id == "observe_fanout") |
+           (.tether > 0 and .ceiling > 0 and .server_cpu.ceiling > 0 and .ratio_ceiling > 0)' \
+    "$T/suite.json"
 # Forwarding must really happen: requests answered with every record
 # entering at node 2, and messages on the internal channel to show for it.
 check "suite row cross_node: forwarded requests answered, over the internal channel" jq -e \
