@@ -433,7 +433,8 @@ void tether_relay_request(tether_node_t *n, const tether_peer_t *peer, const tet
     tether_device_t *d = tether_registry_find_host(&n->reg, host);
     if (d)
         snprintf(host, sizeof host, "%s", d->rec.name);
-    if (peer->identity && !tether_creds_allowed(n->creds, peer->identity, host, req->code)) {
+    if (peer->identity &&
+        !tether_acl_memo_allowed(&n->acl, n->creds, peer->identity, host, req->code)) {
         n->stats.relay_denied++;
         tether_reply_code(n, link, req, TETHER_COAP_FORBIDDEN, NULL, now);
         return;
