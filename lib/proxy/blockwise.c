@@ -592,14 +592,16 @@ bool tether_bw_request(tether_node_t *n, const tether_link_t *link, const tether
     tether_cache_key_t k;
     if (plain_key(up, host, &plain, &k) < 0)
         return false;
-    /* A fresh whole representation answers any block of it. */
+    /* A fresh whole representation answers any block of it. A request
+     * without Block2 whose answer fits one block is the cache's to answer
+     * whole (relay_cache.c): no view is made for it here. */
     if (n->cache && link->kind != TETHER_LINK_INTERNAL) {
         tether_cache_entry_t *e = NULL;
         tether_coap_msg_t rep;
         uint8_t buf[TETHER_MSG_MAX];
         if (tether_cache_lookup(n->cache, &k, now, &e) == TETHER_CACHE_FRESH &&
-            tether_cache_view(e, now, buf, sizeof buf, &rep) == 0 &&
-            (o || rep.payload_len > tether_coap_block_size(conf_szx(n)))) {
+            (o || tether_cache_payload_len(e) > tether_coap_block_size(conf_szx(n))) &&
+            tether_cache_view(e, now, buf, sizeof buf, &rep) == 0) {
             n->stats.cache_hits++;
             serve(n, link, req, false, &rep, now);
             return true;

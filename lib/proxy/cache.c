@@ -319,6 +319,11 @@ size_t tether_cache_etag(const tether_cache_entry_t *e, const uint8_t **etag)
     return e->etag_len;
 }
 
+size_t tether_cache_payload_len(const tether_cache_entry_t *e)
+{
+    return e->payload_len;
+}
+
 /* ---- storing ------------------------------------------------------------------- */
 
 /* Max-Age of `m` in *secs (the default when absent); false when malformed. */

@@ -87,6 +87,8 @@ tether_cache_state_t tether_cache_lookup(tether_cache_t *c, const tether_cache_k
                                          tether_time_t now, tether_cache_entry_t **e);
 /* The entry's ETag (length 0: none); the pointer lives as long as the entry. */
 size_t tether_cache_etag(const tether_cache_entry_t *e, const uint8_t **etag);
+/* The length of the payload the entry answers with (tether_cache_view's). */
+size_t tether_cache_payload_len(const tether_cache_entry_t *e);
 
 /* Stores `resp`, the device's answer to the request keyed `k`, when it is
  * cacheable: 2.05, or a 4.xx/5.xx carrying Max-Age; Max-Age > 0; no Block2

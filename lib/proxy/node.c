@@ -73,6 +73,7 @@ int tether_node_create(const tether_node_conf_t *conf, const tether_creds_t *cre
         return rc;
     n->conf = *conf;
     n->creds = creds;
+    tether_acl_memo_init(&n->acl, conf->seed ^ 0x5851f42d4c957f2dull);
     if ((rc = tether_coap_optreg_init(&n->optreg, conf->opt_multicast_timeout,
                                       conf->opt_reply_from)) < 0 ||
         (rc = tether_coap_optreg_add(
@@ -169,6 +170,7 @@ void tether_node_destroy(tether_node_t *n)
 void tether_node_set_creds(tether_node_t *n, const tether_creds_t *creds)
 {
     n->creds = creds;
+    tether_acl_memo_clear(&n->acl); /* its decisions were the old set's */
 }
 
 /* Relayed requests and device-side observations share one 32-bit token

@@ -24,6 +24,7 @@
 #include "tether/local.h"
 #include "tether/node.h"
 #include "tether/store.h"
+#include "proxy/acl_memo.h"
 #include "util/heap.h"
 #include "util/hmap.h"
 
@@ -36,6 +37,7 @@ struct tether_node {
     tether_coap_ep_t ep;
     tether_local_t local;
     const tether_creds_t *creds;
+    tether_acl_memo_t acl; /* decisions of creds (acl_memo.h) */
     tether_cx_t *cx;
     tether_registry_t reg;      /* devices (rd.c) */
     tether_store_t *store;      /* directory entries go here (rd.c) */

@@ -431,9 +431,13 @@ void tether_relay_request(tether_node_t *n, const tether_peer_t *peer, const tet
      * still checked first, so a denied client cannot learn which devices
      * exist. */
     tether_device_t *d = tether_registry_find_host(&n->reg, host);
-    if (d)
-        snprintf(host, sizeof host, "%s", d->name);
-    if (peer->identity && !tether_creds_allowed(n->creds, peer->identity, host, req->code)) {
+    if (d) { /* what snprintf("%s") wrote, without its formatting cost */
+        size_t l = strnlen(d->name, sizeof host - 1);
+        memcpy(host, d->name, l);
+        host[l] = 0;
+    }
+    if (peer->identity &&
+        !tether_acl_memo_allowed(&n->acl, n->creds, peer->identity, host, req->code)) {
         n->stats.relay_denied++;
         tether_reply_code(n, link, req, TETHER_COAP_FORBIDDEN, NULL, now);
         return;

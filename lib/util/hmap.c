@@ -57,27 +57,36 @@ static void grow(tether_hmap_t *m)
     m->nbuckets = n;
 }
 
+/* The entry with key k in the chain starting at e, or NULL. */
+static tether_hnode_t *chain_find(tether_hnode_t *e, const void *k, size_t klen)
+{
+    for (; e; e = e->next)
+        if (e->klen == klen && memcmp(e->key, k, klen) == 0)
+            return e;
+    return NULL;
+}
+
 tether_hnode_t *tether_hmap_find(const tether_hmap_t *m, const void *key, size_t klen)
 {
     if (klen > TETHER_HKEY_MAX)
         return NULL;
-    for (tether_hnode_t *e = m->buckets[bucket_of(m, m->nbuckets, key, klen)]; e; e = e->next)
-        if (e->klen == klen && memcmp(e->key, key, klen) == 0)
-            return e;
-    return NULL;
+    return chain_find(m->buckets[bucket_of(m, m->nbuckets, key, klen)], key, klen);
 }
 
 int tether_hmap_insert(tether_hmap_t *m, tether_hnode_t *n, const void *key, size_t klen)
 {
     if (klen > TETHER_HKEY_MAX)
         return TETHER_EINVAL;
-    if (tether_hmap_find(m, key, klen))
+    /* One digest serves the duplicate check and the link; only growing
+     * (rare) moves the key to another bucket. */
+    uint64_t h = tether_hash64(m->seed, key, klen);
+    if (chain_find(m->buckets[h & (m->nbuckets - 1)], key, klen))
         return TETHER_EEXIST;
     if (m->count >= m->nbuckets)
         grow(m);
     memcpy(n->key, key, klen);
     n->klen = (uint8_t)klen;
-    tether_hnode_t **b = &m->buckets[bucket_of(m, m->nbuckets, key, klen)];
+    tether_hnode_t **b = &m->buckets[h & (m->nbuckets - 1)];
     n->next = *b;
     *b = n;
     m->count++;

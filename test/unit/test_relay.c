@@ -139,6 +139,41 @@ static void test_relay_errors_and_acl(void **state)
     assert_int_equal(r.code, TETHER_COAP_BAD_GATEWAY);
 }
 
+/* A credentials reload that revokes app1's grant applies to the next
+ * request: the node's memo of decisions (acl_memo.h) is the old set's and
+ * must not answer for the new one. */
+static void test_acl_follows_reload(void **state)
+{
+    fx_t *f = *state;
+    tether_coap_msg_t r;
+    assert_int_equal(do_register(f, 7, "dev1", "dev1", NULL), TETHER_COAP_CREATED);
+    tether_peer_t app1 = dtls_peer(20, "app1", TETHER_ROLE_CLIENT, 40020);
+    assert_int_equal(client_get(f, &app1, "dev1", "temp", TETHER_COAP_CON, 2), 1);
+    const tether_out_t *o = out_msg(f, 0, &r);
+    assert_int_equal(o->link.id, 7); /* allowed: relayed */
+    char path[] = "/tmp/tether-test-creds-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    dprintf(fd, "{\"psk\": [{\"identity\": \"app1\", \"key_hex\": \"00\", \"role\": "
+                "\"client\", \"allow\": [{\"devices\": \"other*\", \"methods\": [\"GET\"]}]}],"
+                " \"psk_derived\": [{\"identity_prefix\": \"dev\", \"role\": \"device\","
+                " \"master_hex\": \"00\"}]}");
+    close(fd);
+    tether_creds_t *revoked;
+    char err[256];
+    assert_int_equal(tether_creds_load(path, &revoked, err, sizeof err), 0);
+    unlink(path);
+    tether_node_set_creds(f->node, revoked);
+    assert_int_equal(client_get(f, &app1, "dev1", "temp", TETHER_COAP_CON, 3), 1);
+    out_msg(f, 0, &r);
+    assert_int_equal(r.code, TETHER_COAP_FORBIDDEN);
+    tether_node_set_creds(f->node, f->creds);
+    assert_int_equal(client_get(f, &app1, "dev1", "temp", TETHER_COAP_CON, 4), 1);
+    o = out_msg(f, 0, &r);
+    assert_int_equal(o->link.id, 7);
+    tether_creds_free(revoked);
+}
+
 static void test_proxy_uri(void **state)
 {
     fx_t *f = *state;
@@ -342,6 +377,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_relay_piggybacked, setup, teardown),
         cmocka_unit_test_setup_teardown(test_relay_errors_and_acl, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_acl_follows_reload, setup, teardown),
         cmocka_unit_test_setup_teardown(test_proxy_uri, setup, teardown),
         cmocka_unit_test_setup_teardown(test_device_names_ignore_case, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timeout_gives_504_separately, setup, teardown),
