@@ -3,9 +3,9 @@
 # bypass, replayed against a real tetherd from a raw UDP socket: a captured
 # cookieless DTLS 1.3 ClientHello that offers the PSK identity dev1 (with a
 # binder nobody can check: data/dtls13-psk-hello-dev1.bin, written by
-# test_dtls's poison_listener), sent once and abandoned; then a client of an
-# independent stack (libcoap over OpenSSL) with neither a PSK nor a
-# certificate tries to register as dev1. tetherd has a certificate but no
+# test_dtls_handshake's poison_listener), sent once and abandoned; then a
+# client of an independent stack (libcoap over OpenSSL) with neither a PSK
+# nor a certificate tries to register as dev1. tetherd has a certificate but no
 # client CA, so no certificate handshake can name anyone: it must be
 # refused and counted, and the real dev1 must still get in.
 . "$(dirname "$0")/lib.sh"

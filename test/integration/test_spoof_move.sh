@@ -6,7 +6,7 @@
 # the device's RST from there validates it (sessions.rrc_validated), so a
 # client observing a device keeps receiving its notifications at full
 # rate, beyond the 3x budget of an unvalidated address. (A spoofed move
-# target that never answers stays at 3x: test_dtls's
+# target that never answers stays at 3x: test_dtls_records's
 # test_move_keeps_others_address_and_limits_output and test_probe.)
 . "$(dirname "$0")/lib.sh"
 BENCH=$BUILD_DIR/tether-bench

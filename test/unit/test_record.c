@@ -2,7 +2,7 @@
  * round trips between two mirrored states for both AEADs and every CID
  * arrangement, the wire header, the replay window, and refusals that must
  * leave the state untouched. Interoperation with wolfSSL itself is in
- * test_dtls (the server moves real sessions onto this layer). */
+ * test_dtls_records (the server moves real sessions onto this layer). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
