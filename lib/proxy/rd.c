@@ -387,7 +387,7 @@ static void device_info(const tether_node_t *n, const tether_device_t *d,
     info->nat_binding_min_ms = d->nat_lo_ms;
     info->nat_binding_max_ms = d->nat_hi_ms;
     info->keepalive_ms = tether_registry_keepalive_ms(d);
-    info->queued = d->nqueued;
+    info->queued = tether_device_work_peek(d)->nqueued;
     size_t ll;
     const char *links = links_of(n, d, &ll);
     info->links = links ? links : "";

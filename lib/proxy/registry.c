@@ -164,6 +164,7 @@ void tether_registry_remove(tether_registry_t *r, tether_device_t *dev)
     tether_hmap_remove(&r->by_reg, &dev->by_reg);
     tether_list_del(&r->order, &dev->order);
     r->count--;
+    free(dev->work); /* empty: the caller detached its requests and observations */
     free((char *)dev->links);
     free(dev);
 }
@@ -178,6 +179,28 @@ void tether_registry_free(tether_registry_t *r)
     tether_hmap_free(&r->by_link);
     tether_hmap_free(&r->by_reg);
     tether_hmap_free(&r->by_name);
+}
+
+tether_dev_work_t *tether_device_work(tether_device_t *dev)
+{
+    if (!dev->work && (dev->work = calloc(1, sizeof *dev->work)))
+        dev->work->dev = dev;
+    return dev->work;
+}
+
+void tether_device_work_done(tether_device_t *dev)
+{
+    tether_dev_work_t *w = dev->work;
+    if (w && !w->reqs.head && !w->held.head && !w->observations.head) {
+        free(w);
+        dev->work = NULL;
+    }
+}
+
+const tether_dev_work_t *tether_device_work_peek(const tether_device_t *dev)
+{
+    static const tether_dev_work_t none;
+    return dev->work ? dev->work : &none;
 }
 
 int tether_registry_set_lifetime(tether_registry_t *r, tether_device_t *dev, uint32_t lifetime_s,
