@@ -248,6 +248,15 @@ static void test_lease_expiry(void **state)
     /* A put without ttl stops the expiry. */
     assert_int_equal(tether_store_put(s, &n, TETHER_STORE_ANY, 0, 7000, on_done, &d), 0);
     assert_int_equal(tether_store_next_deadline(s), UINT64_MAX);
+    tether_store_get(s, TETHER_STORE_NODE, &key, 1, 20000, on_done, &d);
+    assert_int_equal(d.rc, 0);
+    /* and one with a ttl again starts it (the record gets its timer back) */
+    assert_int_equal(tether_store_put(s, &n, TETHER_STORE_ANY, 1000, 20000, on_done, &d), 0);
+    assert_int_equal(tether_store_next_deadline(s), 21000);
+    tether_store_tick(s, 21000);
+    tether_store_get(s, TETHER_STORE_NODE, &key, 1, 21000, on_done, &d);
+    assert_int_equal(d.rc, TETHER_ENOTFOUND);
+    assert_int_equal(c.version, 0);
     tether_store_destroy(s);
 }
 
