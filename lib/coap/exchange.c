@@ -74,16 +74,22 @@ struct tx {
 
 /* A received MID remembered for duplicate detection (RFC 7252 §4.5), with
  * the reply sent for it (an ACK, RST or piggybacked response) in the same
- * allocation: it moves to a larger one when the reply is known. */
+ * allocation: it moves to a larger one when the reply is known. Every
+ * registered device has one (its registration's) for EXCHANGE_LIFETIME,
+ * so it keeps no pointer to its peer (the peer's key is its own key
+ * without the MID) and is allocated without the struct's tail padding
+ * (SEEN_HEAD): a registration's reply (13 bytes) then fits a 96-byte
+ * malloc chunk. */
 typedef struct seen {
     tether_hnode_t hn;      /* key: link key + MID */
     tether_lnode_t fifo;    /* by arrival = by expiry */
-    tether_lnode_t in_peer; /* peer->seen */
-    peer_t *peer;
+    tether_lnode_t in_peer; /* its peer's seen */
     tether_time_t expires;
     uint16_t len; /* of reply, 0: none */
     uint8_t reply[];
 } seen_t;
+
+#define SEEN_HEAD offsetof(seen_t, reply)
 
 struct tether_cx {
     tether_cx_conf_t conf;
@@ -145,14 +151,28 @@ fail_peers:
 #define seen_first(cx)                                                                             \
     ((cx)->seen_fifo.head ? container_of((cx)->seen_fifo.head, seen_t, fifo) : NULL)
 
-static void seen_free(tether_cx_t *cx, seen_t *s)
+/* The peer that sent the MID of `s` (it outlives its remembered MIDs:
+ * each one refreshed its last_used, and link down frees them with it). */
+static peer_t *seen_peer(const tether_cx_t *cx, const seen_t *s)
 {
-    tether_list_del(&s->peer->seen, &s->in_peer);
-    s->peer->nseen--;
+    tether_hnode_t *n = tether_hmap_find(&cx->peers, s->hn.key, s->hn.klen - 2u);
+    return container_of(n, peer_t, hn);
+}
+
+/* Forgets `s`, a MID from peer `p`. */
+static void seen_free_of(tether_cx_t *cx, peer_t *p, seen_t *s)
+{
+    tether_list_del(&p->seen, &s->in_peer);
+    p->nseen--;
     tether_list_del(&cx->seen_fifo, &s->fifo);
     tether_hmap_remove(&cx->seen, &s->hn);
     free(s);
     cx->stats.dedup_entries--;
+}
+
+static void seen_free(tether_cx_t *cx, seen_t *s)
+{
+    seen_free_of(cx, seen_peer(cx, s), s);
 }
 
 static void tx_free(tether_cx_t *cx, tx_t *t)
@@ -174,7 +194,7 @@ static void peer_free(tether_cx_t *cx, peer_t *p)
     while ((t = tx_first(p)))
         tx_free(cx, t);
     while (p->seen.head) /* at link down: a session's MIDs end with it */
-        seen_free(cx, container_of(p->seen.head, seen_t, in_peer));
+        seen_free_of(cx, p, container_of(p->seen.head, seen_t, in_peer));
     tether_list_del(&cx->lru, &p->lru);
     tether_hmap_remove(&cx->peers, &p->hn);
     if (p->snd)
@@ -388,7 +408,7 @@ bool tether_cx_seen(tether_cx_t *cx, const tether_link_t *link, uint16_t mid, te
         return false; /* cannot remember it: process it (at-least-once) */
     if (cx->conf.dedup_per_peer && p->nseen >= cx->conf.dedup_per_peer) {
         cx->stats.dedup_quota_dropped++;
-        seen_free(cx, container_of(p->seen.head, seen_t, in_peer));
+        seen_free_of(cx, p, container_of(p->seen.head, seen_t, in_peer));
     }
     while (cx->seen_fifo.head && cx->stats.dedup_entries >= cx->conf.dedup_max)
         seen_free(cx, seen_first(cx));
@@ -397,7 +417,6 @@ bool tether_cx_seen(tether_cx_t *cx, const tether_link_t *link, uint16_t mid, te
         return false; /* cannot remember it: process it (at-least-once) */
     s->expires = now + cx->conf.exchange_lifetime_ms;
     s->len = 0;
-    s->peer = p;
     tether_hmap_insert(&cx->seen, &s->hn, key, kl);
     tether_list_push(&cx->seen_fifo, &s->fifo);
     tether_list_push(&p->seen, &s->in_peer);
@@ -414,14 +433,15 @@ void tether_cx_reply(tether_cx_t *cx, const tether_link_t *link, uint16_t mid, c
     tether_hnode_t *n = tether_hmap_find(&cx->seen, key, kl);
     seen_t *s = n ? container_of(n, seen_t, hn) : NULL, *r;
     /* Without memory the entry stays, with its old reply (or none). */
-    if (s && len <= TETHER_CX_MAX_MSG && (r = malloc(sizeof *r + len))) {
-        *r = *s;
+    if (s && len <= TETHER_CX_MAX_MSG && (r = malloc(SEEN_HEAD + len))) {
+        peer_t *p = seen_peer(cx, s);
+        memcpy(r, s, SEEN_HEAD);
         r->len = (uint16_t)len;
         memcpy(r->reply, buf, len);
         tether_hmap_remove(&cx->seen, &s->hn);
         tether_hmap_insert(&cx->seen, &r->hn, key, kl); /* was there: cannot fail */
         tether_list_replace(&cx->seen_fifo, &s->fifo, &r->fifo);
-        tether_list_replace(&r->peer->seen, &s->in_peer, &r->in_peer);
+        tether_list_replace(&p->seen, &s->in_peer, &r->in_peer);
         free(s);
     }
     tether_cx_emit(cx, link, buf, len);
