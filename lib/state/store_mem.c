@@ -205,16 +205,20 @@ static void var_copy(tether_store_rec_t *dst, const tether_store_rec_t *src, uin
 }
 
 /* A device's body (the kind every registered device has one of): its
- * fixed fields packed, then cid[cid_len], links, groups and name, each
- * string NUL-terminated, back to back. */
+ * fixed fields packed, then at `tail` (not at sizeof: its padding would
+ * push an entry into the next malloc size class) the address's first
+ * addr_len bytes (16 for IPv4, not the 32 of a tether_addr_t),
+ * cid[cid_len], regid[regid_len], then links, groups and name, each
+ * NUL-terminated, back to back. */
 typedef struct {
-    tether_addr_t addr;
     uint64_t last_seen_s;
     uint32_t lifetime_s, links_len, groups_len;
-    char regid[TETHER_STORE_REGID_MAX];
-    uint8_t node_id, cid_len;
+    uint8_t node_id, cid_len, regid_len, addr_len;
     bool queue_mode;
+    char tail[];
 } dev_body_t;
+
+#define DEV_FIXED offsetof(dev_body_t, tail)
 
 /* Whether the lengths of `rec` fit its entry. */
 static bool rec_fits(const tether_store_rec_t *rec)
@@ -227,24 +231,30 @@ static bool rec_fits(const tether_store_rec_t *rec)
 
 static entry_t *device_new(const tether_store_device_t *d, size_t kl, bool timed)
 {
-    entry_t *e =
-        entry_alloc(sizeof(dev_body_t) + d->cid_len + d->links_len + d->groups_len + kl + 3, timed);
+    size_t al = d->addr.len < sizeof d->addr.ss ? d->addr.len : sizeof d->addr.ss;
+    size_t rl = strnlen(d->regid, sizeof d->regid);
+    entry_t *e = entry_alloc(
+        DEV_FIXED + al + d->cid_len + rl + d->links_len + d->groups_len + kl + 3, timed);
     if (!e)
         return NULL;
     dev_body_t *b = (dev_body_t *)e->body;
-    memset(b, 0, sizeof *b);
-    b->addr = d->addr;
+    memset(b, 0, DEV_FIXED);
+    b->addr_len = (uint8_t)al;
+    b->regid_len = (uint8_t)rl;
     b->last_seen_s = d->last_seen_s;
     b->lifetime_s = d->lifetime_s;
     b->links_len = (uint32_t)d->links_len;
     b->groups_len = (uint32_t)d->groups_len;
-    memcpy(b->regid, d->regid, sizeof b->regid);
     b->node_id = d->node_id;
     b->cid_len = d->cid_len;
     b->queue_mode = d->queue_mode;
-    char *p = (char *)(b + 1);
+    char *p = b->tail;
+    memcpy(p, &d->addr.ss, al);
+    p += al;
     memcpy(p, d->cid, d->cid_len);
     p += d->cid_len;
+    memcpy(p, d->regid, rl);
+    p += rl;
     if (d->links_len)
         memcpy(p, d->links, d->links_len);
     p[d->links_len] = 0;
@@ -264,16 +274,20 @@ static void device_rec(const entry_t *e, tether_store_device_t *d)
     const dev_body_t *b = (const dev_body_t *)e->body;
     memset(d, 0, sizeof *d);
     memcpy(d->name, entry_key(e), e->key_len); /* key_len < TETHER_IDENTITY_MAX */
-    memcpy(d->regid, b->regid, sizeof d->regid);
     d->node_id = b->node_id;
     d->cid_len = b->cid_len;
-    d->addr = b->addr;
     d->lifetime_s = b->lifetime_s;
     d->queue_mode = b->queue_mode;
     d->last_seen_s = b->last_seen_s;
-    const char *p = (const char *)(b + 1);
+    const char *p = b->tail;
+    memcpy(&d->addr.ss, p, b->addr_len); /* the rest zero, as when it was put */
+    d->addr.len = b->addr_len;
+    p += b->addr_len;
     memcpy(d->cid, p, b->cid_len);
-    d->links = p + b->cid_len;
+    p += b->cid_len;
+    memcpy(d->regid, p, b->regid_len);
+    p += b->regid_len;
+    d->links = p;
     d->links_len = b->links_len;
     d->groups = d->links + b->links_len + 1;
     d->groups_len = b->groups_len;
