@@ -38,7 +38,7 @@ typedef struct {
  * this registration where they can be read at once (rd.c): one copy. */
 struct tether_device {
     tether_hnode_t by_name; /* key: keyed digest of the name */
-    tether_hnode_t by_reg;  /* key: regid */
+    tether_hnode_t by_reg;  /* key: regid, NUL-terminated (tether_device_regid) */
     tether_hnode_t by_link; /* key: link key, while link_up */
     tether_timer_t expiry;  /* registration lifetime */
     tether_lnode_t order;   /* registration order, for paged listing */
@@ -49,9 +49,8 @@ struct tether_device {
     const char *links;       /* registered link-format (RFC 6690), NUL-terminated */
     uint32_t links_len;
     uint32_t lifetime_s;
-    uint32_t nat_lo_ms, nat_hi_ms;      /* binding survived lo; was lost within hi */
-    char regid[TETHER_STORE_REGID_MAX]; /* RD registration id, names its node */
-    uint8_t node_id;                    /* the node holding its tunnel (this one) */
+    uint32_t nat_lo_ms, nat_hi_ms; /* binding survived lo; was lost within hi */
+    uint8_t node_id;               /* the node holding its tunnel (this one) */
     bool queue_mode;
     bool link_up;
     char name[]; /* < TETHER_IDENTITY_MAX bytes and its NUL */
@@ -93,6 +92,15 @@ int tether_registry_set_regid(tether_registry_t *r, tether_device_t *dev, const 
 tether_device_t *tether_registry_next(const tether_registry_t *r, const char *after);
 /* Removes and frees a device whose request and observation lists are empty. */
 void tether_registry_remove(tether_registry_t *r, tether_device_t *dev);
+_Static_assert(TETHER_STORE_REGID_MAX <= TETHER_HKEY_MAX, "a regid and its NUL fit a hash key");
+
+/* The RD registration id of `dev` (names its node; < TETHER_STORE_REGID_MAX
+ * bytes): the key it is found by, kept NUL-terminated, not a second copy. */
+static inline const char *tether_device_regid(const tether_device_t *dev)
+{
+    return (const char *)dev->by_reg.key;
+}
+
 /* dev's work, allocated (empty) when it has none; NULL on ENOMEM. Valid
  * until tether_device_work_done finds it empty. */
 tether_dev_work_t *tether_device_work(tether_device_t *dev);
