@@ -31,23 +31,31 @@ typedef struct {
     uint16_t cnt[MID_SLOTS + 1]; /* MIDs taken per slot, a ring */
 } mid_ages_t;
 
-/* What tether remembers of one peer (link): its MID budget, its CONs in
- * flight and the MIDs received from it that are remembered. Every
- * registered device has one for an EXCHANGE_LIFETIME after its last
- * message (its registration's duplicate detection), so it is kept small
- * (SPEC S9): no copy of the link (a CON in flight keeps its own), fields
- * ordered so none pads. */
-typedef struct peer {
-    tether_hnode_t hn;  /* key: link key */
-    tether_lnode_t lru; /* by last_used */
-    tether_list_t txs;  /* outstanding CONs toward this peer, newest first */
-    tether_list_t seen; /* MIDs received from it that are remembered, oldest first */
-    tether_time_t last_used;
+/* What tether keeps of a peer it sends to: its MID budget and its CONs
+ * in flight. Made with the first MID taken or CON sent toward the peer
+ * and kept as long as the peer (the budget counts a whole lifetime). */
+typedef struct {
+    tether_list_t txs;          /* outstanding CONs toward this peer, newest first */
     tether_time_t win_start;    /* MID-rate windows of EXCHANGE_LIFETIME (no `ages` yet) */
     mid_ages_t *ages;           /* NULL until the peer took MID_AGES_AFTER MIDs */
     uint32_t win_cnt, win_prev; /* MIDs taken in the current / previous window */
-    uint32_t nseen;
     uint16_t next_mid;
+} peer_snd_t;
+
+/* What tether remembers of one peer (link): the MIDs received from it
+ * that are remembered, and what it sends there (`snd`). Every registered
+ * device has one for an EXCHANGE_LIFETIME after its last message (its
+ * registration's duplicate detection), and an idle device is sent
+ * nothing, so it is kept small (SPEC S9): no copy of the link (a CON in
+ * flight keeps its own), no send state until tether sends, fields ordered
+ * so none pads. */
+typedef struct peer {
+    tether_hnode_t hn;  /* key: link key */
+    tether_lnode_t lru; /* by last_used */
+    tether_list_t seen; /* MIDs received from it that are remembered, oldest first */
+    tether_time_t last_used;
+    peer_snd_t *snd; /* NULL until tether takes a MID or sends a CON toward it */
+    uint32_t nseen;
 } peer_t;
 
 struct tx {
@@ -66,16 +74,22 @@ struct tx {
 
 /* A received MID remembered for duplicate detection (RFC 7252 §4.5), with
  * the reply sent for it (an ACK, RST or piggybacked response) in the same
- * allocation: it moves to a larger one when the reply is known. */
+ * allocation: it moves to a larger one when the reply is known. Every
+ * registered device has one (its registration's) for EXCHANGE_LIFETIME,
+ * so it keeps no pointer to its peer (the peer's key is its own key
+ * without the MID) and is allocated without the struct's tail padding
+ * (SEEN_HEAD): a registration's reply (13 bytes) then fits a 96-byte
+ * malloc chunk. */
 typedef struct seen {
     tether_hnode_t hn;      /* key: link key + MID */
     tether_lnode_t fifo;    /* by arrival = by expiry */
-    tether_lnode_t in_peer; /* peer->seen */
-    peer_t *peer;
+    tether_lnode_t in_peer; /* its peer's seen */
     tether_time_t expires;
     uint16_t len; /* of reply, 0: none */
     uint8_t reply[];
 } seen_t;
+
+#define SEEN_HEAD offsetof(seen_t, reply)
 
 struct tether_cx {
     tether_cx_conf_t conf;
@@ -137,37 +151,55 @@ fail_peers:
 #define seen_first(cx)                                                                             \
     ((cx)->seen_fifo.head ? container_of((cx)->seen_fifo.head, seen_t, fifo) : NULL)
 
-static void seen_free(tether_cx_t *cx, seen_t *s)
+/* The peer that sent the MID of `s` (it outlives its remembered MIDs:
+ * each one refreshed its last_used, and link down frees them with it). */
+static peer_t *seen_peer(const tether_cx_t *cx, const seen_t *s)
 {
-    tether_list_del(&s->peer->seen, &s->in_peer);
-    s->peer->nseen--;
+    tether_hnode_t *n = tether_hmap_find(&cx->peers, s->hn.key, s->hn.klen - 2u);
+    return container_of(n, peer_t, hn);
+}
+
+/* Forgets `s`, a MID from peer `p`. */
+static void seen_free_of(tether_cx_t *cx, peer_t *p, seen_t *s)
+{
+    tether_list_del(&p->seen, &s->in_peer);
+    p->nseen--;
     tether_list_del(&cx->seen_fifo, &s->fifo);
     tether_hmap_remove(&cx->seen, &s->hn);
     free(s);
     cx->stats.dedup_entries--;
 }
 
+static void seen_free(tether_cx_t *cx, seen_t *s)
+{
+    seen_free_of(cx, seen_peer(cx, s), s);
+}
+
 static void tx_free(tether_cx_t *cx, tx_t *t)
 {
     tether_heap_disarm(&cx->timers, &t->timer);
     tether_hmap_remove(&cx->txs, &t->hn);
-    tether_list_del(&t->peer->txs, &t->in_peer);
+    tether_list_del(&t->peer->snd->txs, &t->in_peer);
     cx->stats.outstanding--;
     free(t);
 }
 
 #define lru_first(cx) ((cx)->lru.head ? container_of((cx)->lru.head, peer_t, lru) : NULL)
-#define tx_first(p) ((p)->txs.head ? container_of((p)->txs.head, tx_t, in_peer) : NULL)
+#define tx_first(p)                                                                                \
+    ((p)->snd && (p)->snd->txs.head ? container_of((p)->snd->txs.head, tx_t, in_peer) : NULL)
 
 static void peer_free(tether_cx_t *cx, peer_t *p)
 {
-    while (p->txs.head)
-        tx_free(cx, tx_first(p));
+    tx_t *t;
+    while ((t = tx_first(p)))
+        tx_free(cx, t);
     while (p->seen.head) /* at link down: a session's MIDs end with it */
-        seen_free(cx, container_of(p->seen.head, seen_t, in_peer));
+        seen_free_of(cx, p, container_of(p->seen.head, seen_t, in_peer));
     tether_list_del(&cx->lru, &p->lru);
     tether_hmap_remove(&cx->peers, &p->hn);
-    free(p->ages);
+    if (p->snd)
+        free(p->snd->ages);
+    free(p->snd);
     free(p);
 }
 
@@ -198,13 +230,26 @@ static peer_t *peer_get(tether_cx_t *cx, const tether_link_t *link, tether_time_
     } else {
         if (!create || !(p = calloc(1, sizeof *p)))
             return NULL;
-        p->next_mid = (uint16_t)rnd(cx);
-        p->win_start = now;
         tether_hmap_insert(&cx->peers, &p->hn, key, kl);
     }
     p->last_used = now;
     tether_list_push(&cx->lru, &p->lru);
     return p;
+}
+
+/* The send state of the peer of `link` (created, with the peer, when
+ * missing); NULL on TETHER_ENOMEM. */
+static peer_snd_t *snd_get(tether_cx_t *cx, const tether_link_t *link, tether_time_t now,
+                           peer_t **peer)
+{
+    peer_t *p = *peer = peer_get(cx, link, now, true);
+    if (!p)
+        return NULL;
+    if (!p->snd && (p->snd = calloc(1, sizeof *p->snd))) {
+        p->snd->next_mid = (uint16_t)rnd(cx);
+        p->snd->win_start = now;
+    }
+    return p->snd;
 }
 
 /* Moves the ring of `a` to the slot of `now` and forgets every slot that
@@ -230,7 +275,7 @@ static void ages_advance(mid_ages_t *a, tether_time_t life, tether_time_t now)
 }
 
 /* Rolls the two windows of a peer without `ages` forward to `now`. */
-static void windows_advance(peer_t *p, tether_time_t life, tether_time_t now)
+static void windows_advance(peer_snd_t *p, tether_time_t life, tether_time_t now)
 {
     if (now >= p->win_start + 2 * life) {
         p->win_start = now;
@@ -245,7 +290,7 @@ static void windows_advance(peer_t *p, tether_time_t life, tether_time_t now)
 /* Gives `p` its slot ring. The MIDs its windows counted are put in the
  * current slot: later than they were taken, which only delays their
  * reuse (never allows it early). Without memory the windows go on. */
-static void ages_start(tether_cx_t *cx, peer_t *p, tether_time_t now)
+static void ages_start(tether_cx_t *cx, peer_snd_t *p, tether_time_t now)
 {
     mid_ages_t *a = calloc(1, sizeof *a);
     if (!a)
@@ -261,7 +306,8 @@ static void ages_start(tether_cx_t *cx, peer_t *p, tether_time_t now)
 
 int tether_cx_next_mid(tether_cx_t *cx, const tether_link_t *link, tether_time_t now, uint16_t *mid)
 {
-    peer_t *p = peer_get(cx, link, now, true);
+    peer_t *peer;
+    peer_snd_t *p = snd_get(cx, link, now, &peer);
     if (!p)
         return TETHER_ENOMEM;
     if (!p->ages) {
@@ -294,10 +340,11 @@ int tether_cx_next_mid(tether_cx_t *cx, const tether_link_t *link, tether_time_t
 tether_time_t tether_cx_mid_available_at(tether_cx_t *cx, const tether_link_t *link,
                                          tether_time_t now)
 {
-    peer_t *p = peer_get(cx, link, now, false);
+    peer_t *peer = peer_get(cx, link, now, false);
+    peer_snd_t *p = peer ? peer->snd : NULL;
     tether_time_t life = cx->conf.exchange_lifetime_ms;
     if (!p)
-        return now;
+        return now; /* nothing taken toward it */
     if (!p->ages) {
         windows_advance(p, life, now);
         if (p->win_prev + p->win_cnt < MID_BUDGET)
@@ -361,7 +408,7 @@ bool tether_cx_seen(tether_cx_t *cx, const tether_link_t *link, uint16_t mid, te
         return false; /* cannot remember it: process it (at-least-once) */
     if (cx->conf.dedup_per_peer && p->nseen >= cx->conf.dedup_per_peer) {
         cx->stats.dedup_quota_dropped++;
-        seen_free(cx, container_of(p->seen.head, seen_t, in_peer));
+        seen_free_of(cx, p, container_of(p->seen.head, seen_t, in_peer));
     }
     while (cx->seen_fifo.head && cx->stats.dedup_entries >= cx->conf.dedup_max)
         seen_free(cx, seen_first(cx));
@@ -370,7 +417,6 @@ bool tether_cx_seen(tether_cx_t *cx, const tether_link_t *link, uint16_t mid, te
         return false; /* cannot remember it: process it (at-least-once) */
     s->expires = now + cx->conf.exchange_lifetime_ms;
     s->len = 0;
-    s->peer = p;
     tether_hmap_insert(&cx->seen, &s->hn, key, kl);
     tether_list_push(&cx->seen_fifo, &s->fifo);
     tether_list_push(&p->seen, &s->in_peer);
@@ -387,14 +433,15 @@ void tether_cx_reply(tether_cx_t *cx, const tether_link_t *link, uint16_t mid, c
     tether_hnode_t *n = tether_hmap_find(&cx->seen, key, kl);
     seen_t *s = n ? container_of(n, seen_t, hn) : NULL, *r;
     /* Without memory the entry stays, with its old reply (or none). */
-    if (s && len <= TETHER_CX_MAX_MSG && (r = malloc(sizeof *r + len))) {
-        *r = *s;
+    if (s && len <= TETHER_CX_MAX_MSG && (r = malloc(SEEN_HEAD + len))) {
+        peer_t *p = seen_peer(cx, s);
+        memcpy(r, s, SEEN_HEAD);
         r->len = (uint16_t)len;
         memcpy(r->reply, buf, len);
         tether_hmap_remove(&cx->seen, &s->hn);
         tether_hmap_insert(&cx->seen, &r->hn, key, kl); /* was there: cannot fail */
         tether_list_replace(&cx->seen_fifo, &s->fifo, &r->fifo);
-        tether_list_replace(&r->peer->seen, &s->in_peer, &r->in_peer);
+        tether_list_replace(&p->seen, &s->in_peer, &r->in_peer);
         free(s);
     }
     tether_cx_emit(cx, link, buf, len);
@@ -412,8 +459,8 @@ int tether_cx_send_con(tether_cx_t *cx, const tether_link_t *link, const uint8_t
 {
     if (len < 4 || len > TETHER_CX_MAX_MSG)
         return TETHER_EINVAL;
-    peer_t *p = peer_get(cx, link, now, true);
-    tx_t *t = p ? calloc(1, sizeof *t + len) : NULL;
+    peer_t *p;
+    tx_t *t = snd_get(cx, link, now, &p) ? calloc(1, sizeof *t + len) : NULL;
     if (!t)
         return TETHER_ENOMEM;
     uint8_t key[22];
@@ -425,7 +472,7 @@ int tether_cx_send_con(tether_cx_t *cx, const tether_link_t *link, const uint8_t
     }
     t->peer = p;
     t->link = *link;
-    tether_list_push_front(&p->txs, &t->in_peer);
+    tether_list_push_front(&p->snd->txs, &t->in_peer);
     t->w = w;
     t->len = (uint16_t)len;
     memcpy(t->data, buf, len);
@@ -513,7 +560,7 @@ void tether_cx_tick(tether_cx_t *cx, tether_time_t now)
     tether_time_t life = cx->conf.exchange_lifetime_ms;
     peer_t *p;
     while ((p = lru_first(cx)) && p->last_used + life <= now) {
-        if (!p->txs.head) {
+        if (!p->snd || !p->snd->txs.head) {
             peer_free(cx, p);
             continue;
         }

@@ -10,7 +10,7 @@
 
 static tether_device_t *obs_dev(const tether_observation_t *o)
 {
-    return container_of(o->dev_list, tether_device_t, observations);
+    return container_of(o->dev_list, tether_dev_work_t, observations)->dev;
 }
 
 static void obs_up_on_cx(tether_cx_waiter_t *w, tether_cx_event_t ev, tether_time_t now);
@@ -142,8 +142,10 @@ static void ob_drop(tether_node_t *n, tether_observer_t *ob)
  * observation less. */
 static void obs_destroy(tether_node_t *n, tether_observation_t *o)
 {
-    obs_dev(o)->nobservations--;
+    tether_device_t *d = obs_dev(o);
+    d->work->nobservations--;
     tether_obs_destroy(&n->obs, o);
+    tether_device_work_done(d);
 }
 
 /* Removes `ob`; the last observer to leave cancels and frees the device
@@ -355,12 +357,16 @@ static tether_observation_t *obs_new(tether_node_t *n, tether_device_t *d,
         tether_coap_msg_set_token(&m, utok, TETHER_UTOK_LEN);
         if (tether_coap_encode(&m, buf, sizeof buf, &len) < 0)
             return NULL;
-        int rc = tether_obs_create(&n->obs, k, utok, buf, len, &d->observations, &o);
+        tether_dev_work_t *w = tether_device_work(d);
+        int rc =
+            w ? tether_obs_create(&n->obs, k, utok, buf, len, &w->observations, &o) : TETHER_ENOMEM;
         if (rc == TETHER_EEXIST)
             continue;
-        if (rc < 0)
+        if (rc < 0) {
+            tether_device_work_done(d); /* when it was made for this one */
             return NULL;
-        d->nobservations++;
+        }
+        w->nobservations++;
         o->up_w.done = obs_up_on_cx;
         o->up_w.owner = n;
         obs_register_up(n, o, d, now);
@@ -399,7 +405,7 @@ static const char *obs_full(tether_node_t *n, const tether_device_t *d,
     /* Per-device: varying Uri-Query makes a new device-side observation
      * per variant, so a device has at most so many (bounds.h). */
     if (!o && n->conf.max_observations_per_device &&
-        d->nobservations >= n->conf.max_observations_per_device) {
+        tether_device_work_peek(d)->nobservations >= n->conf.max_observations_per_device) {
         n->stats.observe_rejected++;
         n->stats.bound_observations++;
         return "too many observations of this device";
@@ -496,14 +502,14 @@ bool tether_observe_request(tether_node_t *n, const tether_peer_t *peer,
 
 void tether_observe_relink(tether_node_t *n, tether_device_t *d, tether_time_t now)
 {
-    for (tether_lnode_t *l = d->observations.head; l; l = l->next)
+    for (tether_lnode_t *l = tether_device_work_peek(d)->observations.head; l; l = l->next)
         obs_register_up(n, container_of(l, tether_observation_t, dev_node), d, now);
 }
 
 void tether_observe_device_gone(tether_node_t *n, tether_device_t *d, tether_time_t now)
 {
-    while (d->observations.head)
-        obs_fail(n, container_of(d->observations.head, tether_observation_t, dev_node),
+    while (d->work && d->work->observations.head)
+        obs_fail(n, container_of(d->work->observations.head, tether_observation_t, dev_node),
                  TETHER_COAP_BAD_GATEWAY, "device gone", now);
 }
 

@@ -52,7 +52,7 @@ static void del_recheck(void *user, const tether_store_result_t *res)
      * tether_rd_remove drops it); another regid is a new registration. */
     const tether_device_t *d = tether_registry_find(&n->reg, name);
     if (res->rec->u.device.node_id != n->conf.node_id ||
-        (d && strcmp(d->regid, res->rec->u.device.regid) != 0))
+        (d && strcmp(tether_device_regid(d), res->rec->u.device.regid) != 0))
         return;
     tether_store_del(n->store, TETHER_STORE_DEVICE, res->key, res->key_len, res->version, n->rd_now,
                      NULL, NULL);
@@ -86,7 +86,7 @@ static const char *stored_links(const tether_node_t *n, const tether_device_t *d
                           0, &rec, version) < 0)
         return NULL;
     const tether_store_device_t *e = &rec.u.device;
-    if (e->node_id != d->node_id || strcmp(e->regid, d->regid) != 0 || !e->links)
+    if (e->node_id != d->node_id || strcmp(e->regid, tether_device_regid(d)) != 0 || !e->links)
         return NULL;
     *len = e->links_len;
     return e->links;
@@ -115,7 +115,10 @@ static void store_put(tether_node_t *n, tether_device_t *d, const char *links, s
     tether_store_rec_t rec = {.kind = TETHER_STORE_DEVICE};
     tether_store_device_t *e = &rec.u.device;
     memcpy(e->name, d->name, strlen(d->name) + 1); /* < TETHER_IDENTITY_MAX (registry_add) */
-    memcpy(e->regid, d->regid, sizeof e->regid);
+    const char *id = tether_device_regid(d);
+    size_t il = strnlen(id, sizeof e->regid - 1); /* shorter (registry.c) */
+    memcpy(e->regid, id, il);
+    e->regid[il] = 0;
     e->node_id = d->node_id;
     e->addr = d->link.addr;
     e->lifetime_s = d->lifetime_s;
@@ -279,10 +282,12 @@ void tether_rd_handle(tether_node_t *n, const tether_peer_t *peer, const tether_
         n->stats.registrations++;
         n->stats.devices_registered = n->reg.count;
         if (created && tether_log_enabled(TETHER_LOG_INFO))
-            tether_log_kv(TETHER_LOG_INFO, "rd", "registered", "ep", d->name, "id", d->regid, NULL);
+            tether_log_kv(TETHER_LOG_INFO, "rd", "registered", "ep", d->name, "id",
+                          tether_device_regid(d), NULL);
         tether_reply_start(n, link, req, TETHER_COAP_CREATED, &resp, now);
         tether_coap_msg_add_opt(&resp, TETHER_COAP_OPT_LOCATION_PATH, "rd", 2);
-        tether_coap_msg_add_opt(&resp, TETHER_COAP_OPT_LOCATION_PATH, d->regid, strlen(d->regid));
+        tether_coap_msg_add_opt(&resp, TETHER_COAP_OPT_LOCATION_PATH, tether_device_regid(d),
+                                strlen(tether_device_regid(d)));
         tether_reply_send(n, link, req, &resp);
         tether_relay_flush(n, d, now);
         return;
@@ -353,7 +358,7 @@ int tether_node_device_adopt(tether_node_t *n, const tether_store_device_t *rec,
     store_put(n, d, links, ll, now);
     if (tether_log_enabled(TETHER_LOG_DEBUG))
         tether_log_kv(TETHER_LOG_DEBUG, "rd", "adopted a registration", "ep", d->name, "id",
-                      d->regid, NULL);
+                      tether_device_regid(d), NULL);
     tether_relay_flush(n, d, now);
     return 0;
 }
@@ -375,7 +380,7 @@ static void device_info(const tether_node_t *n, const tether_device_t *d,
 {
     memset(info, 0, sizeof *info);
     info->name = d->name;
-    info->regid = d->regid;
+    info->regid = tether_device_regid(d);
     info->node_id = d->node_id;
     info->online = d->link_up;
     info->queue_mode = d->queue_mode;
@@ -387,7 +392,7 @@ static void device_info(const tether_node_t *n, const tether_device_t *d,
     info->nat_binding_min_ms = d->nat_lo_ms;
     info->nat_binding_max_ms = d->nat_hi_ms;
     info->keepalive_ms = tether_registry_keepalive_ms(d);
-    info->queued = d->nqueued;
+    info->queued = tether_device_work_peek(d)->nqueued;
     size_t ll;
     const char *links = links_of(n, d, &ll);
     info->links = links ? links : "";

@@ -77,7 +77,7 @@ tether_device_t *tether_registry_find_host(const tether_registry_t *r, const cha
 tether_device_t *tether_registry_find_reg(const tether_registry_t *r, const char *regid)
 {
     size_t len = strlen(regid);
-    if (len == 0 || len >= sizeof((tether_device_t *)0)->regid)
+    if (len == 0 || len >= TETHER_STORE_REGID_MAX)
         return NULL;
     tether_hnode_t *n = tether_hmap_find(&r->by_reg, regid, len);
     return n ? container_of(n, tether_device_t, by_reg) : NULL;
@@ -89,6 +89,16 @@ tether_device_t *tether_registry_find_link(const tether_registry_t *r, const tet
     size_t kl = tether_link_key(link, key);
     tether_hnode_t *n = tether_hmap_find(&r->by_link, key, kl);
     return n ? container_of(n, tether_device_t, by_link) : NULL;
+}
+
+/* Links `d` under registration id regid[len] (< TETHER_STORE_REGID_MAX),
+ * its key NUL-terminated (tether_device_regid). 0 or TETHER_EEXIST. */
+static int reg_link(tether_registry_t *r, tether_device_t *d, const char *regid, size_t len)
+{
+    int rc = tether_hmap_insert(&r->by_reg, &d->by_reg, regid, len);
+    if (rc == 0)
+        d->by_reg.key[len] = 0;
+    return rc;
 }
 
 int tether_registry_add(tether_registry_t *r, const char *name, tether_device_t **dev,
@@ -109,7 +119,9 @@ int tether_registry_add(tether_registry_t *r, const char *name, tether_device_t 
     int rc = tether_heap_reserve(&r->expiry, r->count + 1);
     if (rc < 0)
         return rc;
-    tether_device_t *d = calloc(1, sizeof *d + nl + 1);
+    /* The name at its offset, not after the struct's tail padding (which
+     * would take a device into the next malloc size class). */
+    tether_device_t *d = calloc(1, offsetof(tether_device_t, name) + nl + 1);
     if (!d)
         return TETHER_ENOMEM;
     memcpy(d->name, name, nl + 1);
@@ -122,9 +134,10 @@ int tether_registry_add(tether_registry_t *r, const char *name, tether_device_t 
         return TETHER_ELIMIT;
     }
     /* Registration ids are short, unique per node and name the node. */
+    char id[TETHER_STORE_REGID_MAX];
     do
-        snprintf(d->regid, sizeof d->regid, "%x%x", r->node_id, ++r->next_reg);
-    while (tether_hmap_insert(&r->by_reg, &d->by_reg, d->regid, strlen(d->regid)) < 0);
+        snprintf(id, sizeof id, "%x%x", r->node_id, ++r->next_reg);
+    while (reg_link(r, d, id, strlen(id)) < 0);
     tether_list_push(&r->order, &d->order);
     r->count++;
     *dev = d;
@@ -135,16 +148,15 @@ int tether_registry_add(tether_registry_t *r, const char *name, tether_device_t 
 int tether_registry_set_regid(tether_registry_t *r, tether_device_t *dev, const char *regid)
 {
     size_t len = strlen(regid);
-    if (!len || len >= sizeof dev->regid)
+    if (!len || len >= TETHER_STORE_REGID_MAX)
         return TETHER_EINVAL;
-    if (strcmp(dev->regid, regid) == 0)
+    if (strcmp(tether_device_regid(dev), regid) == 0)
         return 0;
     if (tether_registry_find_reg(r, regid))
         return TETHER_EEXIST;
     tether_hmap_remove(&r->by_reg, &dev->by_reg);
-    memcpy(dev->regid, regid, len + 1);
     /* Not present (checked above), so it cannot fail. */
-    tether_hmap_insert(&r->by_reg, &dev->by_reg, dev->regid, len);
+    reg_link(r, dev, regid, len);
     return 0;
 }
 
@@ -164,6 +176,7 @@ void tether_registry_remove(tether_registry_t *r, tether_device_t *dev)
     tether_hmap_remove(&r->by_reg, &dev->by_reg);
     tether_list_del(&r->order, &dev->order);
     r->count--;
+    free(dev->work); /* empty: the caller detached its requests and observations */
     free((char *)dev->links);
     free(dev);
 }
@@ -178,6 +191,28 @@ void tether_registry_free(tether_registry_t *r)
     tether_hmap_free(&r->by_link);
     tether_hmap_free(&r->by_reg);
     tether_hmap_free(&r->by_name);
+}
+
+tether_dev_work_t *tether_device_work(tether_device_t *dev)
+{
+    if (!dev->work && (dev->work = calloc(1, sizeof *dev->work)))
+        dev->work->dev = dev;
+    return dev->work;
+}
+
+void tether_device_work_done(tether_device_t *dev)
+{
+    tether_dev_work_t *w = dev->work;
+    if (w && !w->reqs.head && !w->held.head && !w->observations.head) {
+        free(w);
+        dev->work = NULL;
+    }
+}
+
+const tether_dev_work_t *tether_device_work_peek(const tether_device_t *dev)
+{
+    static const tether_dev_work_t none;
+    return dev->work ? dev->work : &none;
 }
 
 int tether_registry_set_lifetime(tether_registry_t *r, tether_device_t *dev, uint32_t lifetime_s,
@@ -247,7 +282,8 @@ tether_device_t *tether_registry_next(const tether_registry_t *r, const char *af
             /* The cursor's device is gone: ids grow in registration order,
              * so resume after the last one not newer than it. */
             unsigned long want = strtoul(after, NULL, 16);
-            while (n && strtoul(container_of(n, tether_device_t, order)->regid, NULL, 16) <= want)
+            while (n && strtoul(tether_device_regid(container_of(n, tether_device_t, order)), NULL,
+                                16) <= want)
                 n = n->next;
         }
     }

@@ -20,7 +20,7 @@ static void dev_pump(tether_node_t *n, tether_device_t *d, tether_time_t now);
 /* Takes `r` out of its state's counts (and the held list). */
 static void state_leave(tether_node_t *n, relay_req_t *r)
 {
-    tether_device_t *d = r->dev;
+    tether_dev_work_t *d = r->dev->work; /* a request's device has work */
     switch (r->state) {
     case R_QUEUED:
         d->nqueued--;
@@ -41,7 +41,7 @@ static void state_leave(tether_node_t *n, relay_req_t *r)
 /* Moves `r` to state `st`, keeping its device's counts. */
 static void req_set_state(tether_node_t *n, relay_req_t *r, uint8_t st)
 {
-    tether_device_t *d = r->dev;
+    tether_dev_work_t *d = r->dev->work;
     state_leave(n, r);
     r->state = st;
     switch (st) {
@@ -69,7 +69,8 @@ static void req_free(tether_node_t *n, relay_req_t *r)
     if (r->state == R_SENT) /* its waiter goes with it */
         tether_cx_cancel(n->cx, &r->dev_link, r->umid);
     state_leave(n, r);
-    tether_list_del(&r->dev->reqs, &r->in_dev);
+    tether_list_del(&r->dev->work->reqs, &r->in_dev);
+    tether_device_work_done(r->dev);
     tether_bw_detach(r);
     tether_bounds_release(&n->bounds, r->charged, TETHER_BOUND_PENDING);
     if (r->fan)
@@ -234,7 +235,7 @@ static bool dev_awake(const tether_node_t *n, const tether_device_t *d, tether_t
 /* An NSTART slot of `d` is free (RFC 7252 §4.7; nstart 0: no limit). */
 static bool nstart_free(const tether_node_t *n, const tether_device_t *d)
 {
-    return !n->conf.nstart || d->nsent < n->conf.nstart;
+    return !n->conf.nstart || tether_device_work_peek(d)->nsent < n->conf.nstart;
 }
 
 /* Holds `r` until an NSTART slot of its device is free, or 5.04 at the
@@ -261,14 +262,16 @@ static void req_dispatch(tether_node_t *n, relay_req_t *r, tether_time_t now)
 /* Sends held requests of `d`, oldest first, into its free NSTART slots. */
 static void dev_pump(tether_node_t *n, tether_device_t *d, tether_time_t now)
 {
-    while (d->held.head && dev_awake(n, d, now) && nstart_free(n, d))
-        tether_relay_send(n, container_of(d->held.head, relay_req_t, in_held), now);
+    const tether_dev_work_t *w;
+    while ((w = tether_device_work_peek(d))->held.head && dev_awake(n, d, now) && nstart_free(n, d))
+        tether_relay_send(n, container_of(w->held.head, relay_req_t, in_held), now);
 }
 
 void tether_relay_flush(tether_node_t *n, tether_device_t *d, tether_time_t now)
 {
-    tether_lnode_t *l = d->reqs.head, *next;
-    for (; l && d->nqueued; l = next) {
+    tether_lnode_t *l = tether_device_work_peek(d)->reqs.head, *next;
+    /* A dispatch can fail the request, and the last one frees the work. */
+    for (; l && d->work && d->work->nqueued; l = next) {
         next = l->next;
         if (req_of(l)->state == R_QUEUED)
             req_dispatch(n, req_of(l), now);
@@ -312,8 +315,9 @@ static const char *req_refusal(tether_node_t *n, const tether_device_t *d, tethe
     if (n->npending >= n->conf.max_pending)
         return "proxy busy";
     if (!dev_awake(n, d, now))
-        return d->nqueued >= n->conf.queue_max ? "device queue full" : NULL;
-    if (!nstart_free(n, d) && d->nheld >= n->conf.nstart_queue_max) {
+        return tether_device_work_peek(d)->nqueued >= n->conf.queue_max ? "device queue full"
+                                                                        : NULL;
+    if (!nstart_free(n, d) && tether_device_work_peek(d)->nheld >= n->conf.nstart_queue_max) {
         n->stats.bound_nstart++;
         return "device busy";
     }
@@ -334,12 +338,14 @@ static int req_new(tether_node_t *n, tether_device_t *d, tether_coap_msg_t *up, 
     tether_node_next_token(n, utok);
     tether_coap_msg_set_token(up, utok, TETHER_UTOK_LEN);
     size_t len = tether_coap_encoded_size(up);
-    relay_req_t *r = len <= TETHER_MSG_MAX ? calloc(1, sizeof *r + len) : NULL;
+    tether_dev_work_t *w = tether_device_work(d);
+    relay_req_t *r = w && len <= TETHER_MSG_MAX ? calloc(1, sizeof *r + len) : NULL;
     /* Room for both timers of every pending request (relay.h). */
     if (!r || tether_heap_reserve(&n->timers, 2 * (n->npending + 1)) < 0 ||
         tether_coap_encode(up, r->msg, len, &len) < 0 ||
         tether_hmap_insert(&n->by_token, &r->by_token, utok, TETHER_UTOK_LEN) < 0) {
         free(r);
+        tether_device_work_done(d); /* when it was made for this one */
         return TETHER_ENOMEM;
     }
     memcpy(r->utok, utok, TETHER_UTOK_LEN);
@@ -354,8 +360,8 @@ static int req_new(tether_node_t *n, tether_device_t *d, tether_coap_msg_t *up, 
     n->stats.requests_relayed++;
     r->state = R_WAITING; /* neither queued nor sent yet */
     r->dev = d;
-    d->ninflight++;
-    tether_list_push_front(&d->reqs, &r->in_dev);
+    w->ninflight++;
+    tether_list_push_front(&w->reqs, &r->in_dev);
     *out = r;
     return 0;
 }
@@ -583,7 +589,8 @@ void tether_relay_link_down(tether_node_t *n, tether_device_t *d, const tether_l
 {
     /* Requests already acknowledged by the device wait for a separate
      * response that can no longer come on this session. */
-    for (tether_lnode_t *l = d->reqs.head, *next; l; l = next) {
+    /* The last request to go frees the work: `next` is read first. */
+    for (tether_lnode_t *l = tether_device_work_peek(d)->reqs.head, *next; l; l = next) {
         next = l->next;
         relay_req_t *r = req_of(l);
         if (r->state == R_WAITING && r->dev_link.kind == link->kind && r->dev_link.id == link->id)
@@ -593,14 +600,14 @@ void tether_relay_link_down(tether_node_t *n, tether_device_t *d, const tether_l
 
 void tether_relay_fail_all(tether_node_t *n, tether_device_t *d, uint8_t code, tether_time_t now)
 {
-    while (d->reqs.head)
-        req_fail(n, req_of(d->reqs.head), code, now);
+    while (d->work && d->work->reqs.head)
+        req_fail(n, req_of(d->work->reqs.head), code, now);
 }
 
 void tether_relay_free_all(tether_node_t *n, tether_device_t *d)
 {
-    while (d->reqs.head)
-        req_free(n, req_of(d->reqs.head));
+    while (d->work && d->work->reqs.head)
+        req_free(n, req_of(d->work->reqs.head));
 }
 
 void tether_relay_tick(tether_node_t *n, tether_time_t now)

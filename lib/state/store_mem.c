@@ -30,18 +30,67 @@
  * variable parts (arrays first, at the body's 8-byte alignment), then the
  * name at its length. A get or scan rebuilds the record in the caller's
  * frame (valid during the callback, as tether/store.h promises), its
- * pointers into body. */
+ * pointers into body. A record put with a ttl has its timer just before
+ * the header, in the same allocation; the others (a device's directory
+ * entry) have none. */
 typedef struct {
-    tether_hnode_t hn;     /* key: kind + digest of the record key */
-    tether_lnode_t order;  /* in m->order[kind], creation order */
-    tether_timer_t expiry; /* armed while the record has a ttl */
-    uint64_t seq;          /* creation number: the scan cursor */
+    tether_hnode_t hn;    /* key: kind + digest of the record key */
+    tether_lnode_t order; /* in m->order[kind], creation order */
+    uint64_t seq;         /* creation number: the scan cursor */
     uint64_t version;
-    const uint8_t *key; /* into body */
-    uint16_t key_len;   /* <= TETHER_STORE_KEY_MAX */
+    uint32_t key_off; /* the key: body + key_off */
+    uint16_t key_len; /* <= TETHER_STORE_KEY_MAX */
     uint8_t kind;
+    bool timed;      /* a timer precedes the header (put with a ttl) */
     uint64_t body[]; /* 8-byte aligned */
 } entry_t;
+
+_Static_assert(sizeof(tether_timer_t) % 8 == 0, "the header after a timer stays aligned");
+
+/* The ttl timer of `e`, NULL when it was put without a ttl. */
+static tether_timer_t *entry_timer(const entry_t *e)
+{
+    return e->timed ? (tether_timer_t *)e - 1 : NULL;
+}
+
+static entry_t *timer_entry(tether_timer_t *t)
+{
+    return (entry_t *)(t + 1);
+}
+
+static const uint8_t *entry_key(const entry_t *e)
+{
+    return (const uint8_t *)e->body + e->key_off;
+}
+
+/* Its ttl ran out (it is not yet ticked away). */
+static bool entry_expired(const entry_t *e, tether_time_t now)
+{
+    const tether_timer_t *t = entry_timer(e);
+    return t && tether_timer_armed(t) && t->at <= now;
+}
+
+/* An entry of `size` bytes after the header (uninitialised but for the
+ * header, zeroed, and the timer when `timed`); NULL on TETHER_ENOMEM. */
+static entry_t *entry_alloc(size_t size, bool timed)
+{
+    size_t pad = timed ? sizeof(tether_timer_t) : 0;
+    uint8_t *p = malloc(pad + sizeof(entry_t) + size);
+    if (!p)
+        return NULL;
+    entry_t *e = (entry_t *)(p + pad);
+    memset(e, 0, sizeof *e);
+    e->timed = timed;
+    if (timed)
+        tether_timer_init(entry_timer(e));
+    return e;
+}
+
+static void entry_dealloc(entry_t *e)
+{
+    if (e)
+        free(e->timed ? (void *)entry_timer(e) : (void *)e);
+}
 
 typedef struct {
     tether_store_t base;
@@ -73,10 +122,10 @@ static entry_t *find(const mem_t *m, tether_store_kind_t kind, const uint8_t *ke
     uint8_t mk[MAP_KEY_LEN];
     tether_hnode_t *h = tether_hmap_find(&m->map, mk, map_key(m, kind, key, len, mk));
     entry_t *e = h ? container_of(h, entry_t, hn) : NULL;
-    if (!e || e->key_len != len || memcmp(e->key, key, len) != 0)
+    if (!e || e->key_len != len || memcmp(entry_key(e), key, len) != 0)
         return NULL;
-    if (tether_timer_armed(&e->expiry) && e->expiry.at <= now)
-        return NULL; /* expired, not yet ticked away */
+    if (entry_expired(e, now))
+        return NULL; /* not yet ticked away */
     return e;
 }
 
@@ -156,16 +205,20 @@ static void var_copy(tether_store_rec_t *dst, const tether_store_rec_t *src, uin
 }
 
 /* A device's body (the kind every registered device has one of): its
- * fixed fields packed, then cid[cid_len], links, groups and name, each
- * string NUL-terminated, back to back. */
+ * fixed fields packed, then at `tail` (not at sizeof: its padding would
+ * push an entry into the next malloc size class) the address's first
+ * addr_len bytes (16 for IPv4, not the 32 of a tether_addr_t),
+ * cid[cid_len], regid[regid_len], then links, groups and name, each
+ * NUL-terminated, back to back. */
 typedef struct {
-    tether_addr_t addr;
     uint64_t last_seen_s;
     uint32_t lifetime_s, links_len, groups_len;
-    char regid[TETHER_STORE_REGID_MAX];
-    uint8_t node_id, cid_len;
+    uint8_t node_id, cid_len, regid_len, addr_len;
     bool queue_mode;
+    char tail[];
 } dev_body_t;
+
+#define DEV_FIXED offsetof(dev_body_t, tail)
 
 /* Whether the lengths of `rec` fit its entry. */
 static bool rec_fits(const tether_store_rec_t *rec)
@@ -176,27 +229,32 @@ static bool rec_fits(const tether_store_rec_t *rec)
             d->cid_len <= TETHER_STORE_CID_MAX);
 }
 
-static entry_t *device_new(const tether_store_device_t *d, size_t kl)
+static entry_t *device_new(const tether_store_device_t *d, size_t kl, bool timed)
 {
-    entry_t *e =
-        malloc(sizeof *e + sizeof(dev_body_t) + d->cid_len + d->links_len + d->groups_len + kl + 3);
+    size_t al = d->addr.len < sizeof d->addr.ss ? d->addr.len : sizeof d->addr.ss;
+    size_t rl = strnlen(d->regid, sizeof d->regid);
+    entry_t *e = entry_alloc(
+        DEV_FIXED + al + d->cid_len + rl + d->links_len + d->groups_len + kl + 3, timed);
     if (!e)
         return NULL;
-    memset(e, 0, sizeof *e);
     dev_body_t *b = (dev_body_t *)e->body;
-    memset(b, 0, sizeof *b);
-    b->addr = d->addr;
+    memset(b, 0, DEV_FIXED);
+    b->addr_len = (uint8_t)al;
+    b->regid_len = (uint8_t)rl;
     b->last_seen_s = d->last_seen_s;
     b->lifetime_s = d->lifetime_s;
     b->links_len = (uint32_t)d->links_len;
     b->groups_len = (uint32_t)d->groups_len;
-    memcpy(b->regid, d->regid, sizeof b->regid);
     b->node_id = d->node_id;
     b->cid_len = d->cid_len;
     b->queue_mode = d->queue_mode;
-    char *p = (char *)(b + 1);
+    char *p = b->tail;
+    memcpy(p, &d->addr.ss, al);
+    p += al;
     memcpy(p, d->cid, d->cid_len);
     p += d->cid_len;
+    memcpy(p, d->regid, rl);
+    p += rl;
     if (d->links_len)
         memcpy(p, d->links, d->links_len);
     p[d->links_len] = 0;
@@ -207,7 +265,7 @@ static entry_t *device_new(const tether_store_device_t *d, size_t kl)
     p += d->groups_len + 1;
     memcpy(p, d->name, kl);
     p[kl] = 0;
-    e->key = (const uint8_t *)p;
+    e->key_off = (uint32_t)((uint8_t *)p - (uint8_t *)e->body);
     return e;
 }
 
@@ -215,56 +273,61 @@ static void device_rec(const entry_t *e, tether_store_device_t *d)
 {
     const dev_body_t *b = (const dev_body_t *)e->body;
     memset(d, 0, sizeof *d);
-    memcpy(d->name, e->key, e->key_len); /* key_len < TETHER_IDENTITY_MAX */
-    memcpy(d->regid, b->regid, sizeof d->regid);
+    memcpy(d->name, entry_key(e), e->key_len); /* key_len < TETHER_IDENTITY_MAX */
     d->node_id = b->node_id;
     d->cid_len = b->cid_len;
-    d->addr = b->addr;
     d->lifetime_s = b->lifetime_s;
     d->queue_mode = b->queue_mode;
     d->last_seen_s = b->last_seen_s;
-    const char *p = (const char *)(b + 1);
+    const char *p = b->tail;
+    memcpy(&d->addr.ss, p, b->addr_len); /* the rest zero, as when it was put */
+    d->addr.len = b->addr_len;
+    p += b->addr_len;
     memcpy(d->cid, p, b->cid_len);
-    d->links = p + b->cid_len;
+    p += b->cid_len;
+    memcpy(d->regid, p, b->regid_len);
+    p += b->regid_len;
+    d->links = p;
     d->links_len = b->links_len;
     d->groups = d->links + b->links_len + 1;
     d->groups_len = b->groups_len;
 }
 
 /* A new entry holding `rec` (whose key, kl bytes, was checked, and which
- * fits: rec_fits), its key pointing into its body; NULL on TETHER_ENOMEM. */
-static entry_t *entry_new(const tether_store_rec_t *rec, size_t kl)
+ * fits: rec_fits), its key in its body, with a (disarmed) ttl timer when
+ * `timed`; NULL on TETHER_ENOMEM. */
+static entry_t *entry_new(const tether_store_rec_t *rec, size_t kl, bool timed)
 {
     entry_t *e;
+    const uint8_t *key;
     if (rec->kind == TETHER_STORE_DEVICE) {
-        if (!(e = device_new(&rec->u.device, kl)))
+        if (!(e = device_new(&rec->u.device, kl, timed)))
             return NULL;
         goto done;
     }
     size_t cut = name_cut(rec->kind), fixed = ALIGN8(kind_size(rec->kind) - cut);
     size_t var = ALIGN8(var_size(rec));
-    if (!(e = malloc(sizeof *e + fixed + var + (cut ? kl + 1 : 0))))
+    if (!(e = entry_alloc(fixed + var + (cut ? kl + 1 : 0), timed)))
         return NULL;
-    memset(e, 0, sizeof *e);
     uint8_t *body = (uint8_t *)e->body;
     tether_store_rec_t tmp;
     var_copy(&tmp, rec, body + fixed);
     memcpy(body, (const uint8_t *)&tmp.u + cut, kind_size(rec->kind) - cut);
     switch (rec->kind) {
-    case TETHER_STORE_OBSERVE: e->key = tmp.u.observe.key; break;
-    case TETHER_STORE_SESSION: e->key = body + offsetof(tether_store_session_t, cid); break;
-    case TETHER_STORE_NODE: e->key = body + offsetof(tether_store_node_t, node_id); break;
+    case TETHER_STORE_OBSERVE: key = tmp.u.observe.key; break;
+    case TETHER_STORE_SESSION: key = body + offsetof(tether_store_session_t, cid); break;
+    case TETHER_STORE_NODE: key = body + offsetof(tether_store_node_t, node_id); break;
     default: { /* keyed by its name */
         uint8_t *name = body + fixed + var;
         memcpy(name, &tmp.u, kl);
         name[kl] = 0;
-        e->key = name;
+        key = name;
     }
     }
+    e->key_off = (uint32_t)(key - body);
 done:
     e->key_len = (uint16_t)kl;
     e->kind = (uint8_t)rec->kind;
-    tether_timer_init(&e->expiry);
     return e;
 }
 
@@ -280,7 +343,7 @@ static const tether_store_rec_t *entry_rec(const entry_t *e, tether_store_rec_t 
     memset(&out->u, 0, cut);
     memcpy((uint8_t *)&out->u + cut, e->body, kind_size(e->kind) - cut);
     if (cut)
-        memcpy(&out->u, e->key, e->key_len); /* terminated by the memset: key_len < cut */
+        memcpy(&out->u, entry_key(e), e->key_len); /* terminated by the memset: key_len < cut */
     return out;
 }
 
@@ -304,12 +367,13 @@ static void complete(tether_store_cb cb, void *user, int rc, tether_store_kind_t
 
 static void entry_free(mem_t *m, entry_t *e)
 {
-    tether_heap_disarm(&m->expiry, &e->expiry);
+    if (e->timed)
+        tether_heap_disarm(&m->expiry, entry_timer(e));
     tether_hmap_remove(&m->map, &e->hn);
     tether_store_scan_forget(&m->scan[e->kind], &e->order);
     tether_list_del(&m->order[e->kind], &e->order);
     m->count--;
-    free(e);
+    entry_dealloc(e);
 }
 
 /* Removes `e` and tells the watchers (the key is copied first: it lives in e). */
@@ -318,7 +382,7 @@ static void entry_drop(mem_t *m, entry_t *e)
     uint8_t key[TETHER_STORE_KEY_MAX];
     size_t kl = e->key_len;
     tether_store_kind_t kind = e->kind;
-    memcpy(key, e->key, kl);
+    memcpy(key, entry_key(e), kl);
     entry_free(m, e);
     tether_store_notify(&m->base, kind, key, kl, 0);
 }
@@ -334,7 +398,8 @@ static int mem_get(tether_store_t *s, tether_store_kind_t kind, const uint8_t *k
         complete(cb, user, TETHER_ENOTFOUND, kind, key, key_len, 0, NULL, 0);
     else {
         tether_store_rec_t rec;
-        complete(cb, user, 0, kind, e->key, e->key_len, e->version, entry_rec(e, &rec), e->seq);
+        complete(cb, user, 0, kind, entry_key(e), e->key_len, e->version, entry_rec(e, &rec),
+                 e->seq);
     }
     return 0;
 }
@@ -374,24 +439,25 @@ static int mem_put(tether_store_t *s, const tether_store_rec_t *rec, uint64_t ex
     rc = TETHER_ENOMEM;
     /* A replaced record moves to a new allocation of its new size: its
      * place in the order, hence scan cursors, move with it. */
-    if (!(ne = entry_new(rec, kl)))
+    if (!(ne = entry_new(rec, kl, ttl_ms != 0)))
         goto fail;
     map_key(m, rec->kind, key, kl, mk);
     if (!e) {
         tether_hnode_t *h = tether_hmap_find(&m->map, mk, MAP_KEY_LEN);
         entry_t *o = h ? container_of(h, entry_t, hn) : NULL;
-        if (o && tether_timer_armed(&o->expiry) && o->expiry.at <= now)
+        if (o && entry_expired(o, now))
             entry_drop(m, o); /* expired: gone now (else a digest collision) */
         rc = TETHER_ELIMIT;
         if (m->count >= m->max || tether_hmap_find(&m->map, mk, MAP_KEY_LEN))
             goto fail_entry;
     }
-    if (ttl_ms && (rc = tether_heap_arm(&m->expiry, &ne->expiry, now + ttl_ms)) < 0)
+    if (ttl_ms && (rc = tether_heap_arm(&m->expiry, entry_timer(ne), now + ttl_ms)) < 0)
         goto fail_entry;
     if (e) {
         ne->seq = e->seq;
         ne->version = e->version + 1;
-        tether_heap_disarm(&m->expiry, &e->expiry);
+        if (e->timed)
+            tether_heap_disarm(&m->expiry, entry_timer(e));
         tether_hmap_remove(&m->map, &e->hn);
         if (m->scan[e->kind].at == &e->order)
             m->scan[e->kind].at = &ne->order;
@@ -406,13 +472,13 @@ static int mem_put(tether_store_t *s, const tether_store_rec_t *rec, uint64_t ex
     tether_hmap_insert(&m->map, &ne->hn, mk, MAP_KEY_LEN); /* absent: checked or removed above */
     e = ne;
     uint64_t version = e->version;
-    complete(cb, user, 0, rec->kind, e->key, e->key_len, version, NULL, 0);
+    complete(cb, user, 0, rec->kind, entry_key(e), e->key_len, version, NULL, 0);
     if ((e = find(m, rec->kind, key, kl, now))) /* the callback may have changed it */
-        tether_store_notify(s, rec->kind, e->key, e->key_len, version);
-    free(old);
+        tether_store_notify(s, rec->kind, entry_key(e), e->key_len, version);
+    entry_dealloc(old);
     return 0;
 fail_entry:
-    free(ne);
+    entry_dealloc(ne);
 fail:
     complete(cb, user, rc, rec->kind, key, kl, have, NULL, 0);
     return 0;
@@ -454,11 +520,12 @@ static int mem_scan(tether_store_t *s, tether_store_kind_t kind, uint64_t cursor
     for (tether_lnode_t *l = tether_store_scan_start(&m->order[kind], &m->scan[kind], cursor); l;
          l = l->next) {
         entry_t *e = container_of(l, entry_t, order);
-        if (e->seq <= cursor || (tether_timer_armed(&e->expiry) && e->expiry.at <= now))
+        if (e->seq <= cursor || entry_expired(e, now))
             continue;
         m->scan[kind] = (tether_store_scan_pos_t){.at = l, .seq = e->seq};
         tether_store_rec_t rec;
-        complete(cb, user, 0, kind, e->key, e->key_len, e->version, entry_rec(e, &rec), e->seq);
+        complete(cb, user, 0, kind, entry_key(e), e->key_len, e->version, entry_rec(e, &rec),
+                 e->seq);
         return 0;
     }
     complete(cb, user, TETHER_ENOTFOUND, kind, NULL, 0, 0, NULL, 0);
@@ -470,7 +537,7 @@ static void mem_tick(tether_store_t *s, tether_time_t now)
     mem_t *m = (mem_t *)s;
     tether_timer_t *t;
     while ((t = tether_heap_pop_due(&m->expiry, now)))
-        entry_drop(m, container_of(t, entry_t, expiry));
+        entry_drop(m, timer_entry(t));
 }
 
 static tether_time_t mem_next_deadline(const tether_store_t *s)

@@ -7,7 +7,7 @@
 static void place(tether_heap_t *h, size_t i, tether_timer_t *t)
 {
     h->v[i] = t;
-    t->idx = i;
+    t->idx = (uint32_t)i; /* i < TETHER_HEAP_MAX (tether_heap_reserve) */
 }
 
 static void sift_up(tether_heap_t *h, size_t i)
@@ -51,9 +51,9 @@ void tether_heap_free(tether_heap_t *h)
 
 void tether_heap_disarm(tether_heap_t *h, tether_timer_t *t)
 {
-    size_t i = t->idx;
-    if (i == TETHER_TIMER_IDLE)
+    if (t->idx == TETHER_TIMER_IDLE)
         return;
+    size_t i = t->idx;
     t->idx = TETHER_TIMER_IDLE;
     tether_timer_t *last = h->v[--h->n];
     if (i == h->n)
@@ -69,7 +69,9 @@ int tether_heap_reserve(tether_heap_t *h, size_t n)
 {
     if (n <= h->cap)
         return 0;
-    tether_timer_t **v = tether_vec_grow(h->v, &h->cap, n, sizeof *v, 64, SIZE_MAX);
+    if (n > TETHER_HEAP_MAX)
+        return TETHER_ENOMEM;
+    tether_timer_t **v = tether_vec_grow(h->v, &h->cap, n, sizeof *v, 64, TETHER_HEAP_MAX);
     if (!v)
         return TETHER_ENOMEM;
     h->v = v;

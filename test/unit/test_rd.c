@@ -241,9 +241,41 @@ static void test_rd_links_kept_once(void **state)
     tether_store_destroy(store);
 }
 
+/* A registration id is its hash key, NUL-terminated: one taken over from
+ * another node (longer or shorter) replaces it whole and finds the device,
+ * the old one no longer does. */
+static void test_regid_replaced(void **state)
+{
+    (void)state;
+    tether_registry_t r;
+    assert_int_equal(tether_registry_init(&r, 1, 10, 42), 0);
+    tether_device_t *d;
+    bool created;
+    assert_int_equal(tether_registry_add(&r, "dev1", &d, &created), 0);
+    assert_true(created);
+    assert_string_equal(tether_device_regid(d), "11");
+    const char *ids[] = {"2fedcba98765432", "3a", "3a"};
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(tether_registry_set_regid(&r, d, ids[i]), 0);
+        assert_string_equal(tether_device_regid(d), ids[i]);
+        assert_ptr_equal(tether_registry_find_reg(&r, ids[i]), d);
+    }
+    assert_null(tether_registry_find_reg(&r, "11"));
+    assert_null(tether_registry_find_reg(&r, "2fedcba98765432"));
+    assert_int_equal(tether_registry_set_regid(&r, d, "0123456789abcdef"), TETHER_EINVAL);
+    assert_string_equal(tether_device_regid(d), "3a");
+    tether_device_t *d2;
+    assert_int_equal(tether_registry_add(&r, "dev2", &d2, &created), 0);
+    assert_int_equal(tether_registry_set_regid(&r, d2, "3a"), TETHER_EEXIST);
+    assert_ptr_equal(tether_registry_next(&r, NULL), d);
+    assert_ptr_equal(tether_registry_next(&r, "3a"), d2);
+    tether_registry_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_regid_replaced),
         cmocka_unit_test_setup_teardown(test_register_and_ep_check, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rd_update_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rd_writes_directory_to_store, setup, teardown),

@@ -2,13 +2,19 @@
  * tunnels (piggybacked and separate answers, errors and ACLs, Proxy-Uri,
  * timeouts, queue mode), driven through the node with a stepped clock. */
 #include "node_fixture.h"
+#include "proxy/node_int.h"
 
 static void test_relay_piggybacked(void **state)
 {
     fx_t *f = *state;
     assert_int_equal(do_register(f, 7, "dev1", "dev1", NULL), TETHER_COAP_CREATED);
     tether_peer_t client = plain_peer(50000);
+    /* an idle device carries no request state (SPEC S9); a relayed request
+     * makes it, and it goes with the last request */
+    tether_device_t *d = tether_registry_find(&f->node->reg, "dev1");
+    assert_null(d->work);
     assert_int_equal(client_get(f, &client, "dev1", "temp", TETHER_COAP_CON, 0x1111), 1);
+    assert_non_null(d->work);
     tether_coap_msg_t up, r;
     const tether_out_t *o = out_msg(f, 0, &up);
     assert_int_equal(o->link.kind, TETHER_LINK_DTLS);
@@ -36,6 +42,7 @@ static void test_relay_piggybacked(void **state)
     assert_memory_equal(r.token, "\xc1\xc2\xc3", 3);
     assert_int_equal(r.payload_len, 4);
     assert_memory_equal(r.payload, "21.5", 4);
+    assert_null(d->work);
     /* a retransmission of the client's request gets the same answer, and
      * nothing goes to the device again */
     assert_int_equal(client_get(f, &client, "dev1", "temp", TETHER_COAP_CON, 0x1111), 1);

@@ -8,6 +8,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -205,6 +207,65 @@ static void test_kinds_and_keys(void **state)
     tether_store_destroy(s);
 }
 
+/* Every field of a device's directory entry comes back as put, whatever
+ * the address family and the lengths of its parts (the in-memory store
+ * packs them: SPEC S9). */
+static void test_device_fields_round_trip(void **state)
+{
+    (void)state;
+    tether_store_t *s;
+    assert_int_equal(tether_store_mem_create(10, &s), 0);
+    for (int v6 = 0; v6 < 2; v6++) {
+        tether_store_rec_t dev = device(v6 ? "sensor-6" : "s4", "</temp>;rt=t");
+        tether_store_device_t *d = &dev.u.device;
+        snprintf(d->regid, sizeof d->regid, v6 ? "fedcba987654321" : "2b");
+        d->node_id = 9;
+        d->cid_len = v6 ? 8 : 0;
+        memcpy(d->cid, "\x09cidcid7", d->cid_len);
+        d->groups = "lights,floor2";
+        d->groups_len = 13;
+        d->queue_mode = v6;
+        d->last_seen_s = 1700000000ull + (uint64_t)v6;
+        if (v6) {
+            d->addr.ss.in6.sin6_family = AF_INET6;
+            d->addr.ss.in6.sin6_port = htons(5684);
+            d->addr.ss.in6.sin6_scope_id = 3;
+            inet_pton(AF_INET6, "2001:db8::17", &d->addr.ss.in6.sin6_addr);
+            d->addr.len = sizeof d->addr.ss.in6;
+        } else {
+            d->addr.ss.in4.sin_family = AF_INET;
+            d->addr.ss.in4.sin_port = htons(40001);
+            inet_pton(AF_INET, "192.0.2.7", &d->addr.ss.in4.sin_addr);
+            d->addr.len = sizeof d->addr.ss.in4;
+        }
+        done_t dd = {0};
+        assert_int_equal(tether_store_put(s, &dev, 0, 0, 0, on_done, &dd), 0);
+        assert_int_equal(dd.rc, 0);
+        tether_store_rec_t out;
+        uint64_t version;
+        assert_int_equal(tether_store_peek(s, TETHER_STORE_DEVICE, (const uint8_t *)d->name,
+                                           strlen(d->name), 0, &out, &version),
+                         0);
+        const tether_store_device_t *o = &out.u.device;
+        assert_string_equal(o->name, d->name);
+        assert_string_equal(o->regid, d->regid);
+        assert_int_equal(o->node_id, 9);
+        assert_int_equal(o->cid_len, d->cid_len);
+        assert_memory_equal(o->cid, d->cid, d->cid_len);
+        assert_int_equal(o->addr.len, d->addr.len);
+        assert_memory_equal(&o->addr.ss, &d->addr.ss, d->addr.len);
+        assert_true(tether_addr_equal(&o->addr, &d->addr));
+        assert_int_equal(o->links_len, d->links_len);
+        assert_string_equal(o->links, "</temp>;rt=t");
+        assert_int_equal(o->groups_len, 13);
+        assert_string_equal(o->groups, "lights,floor2");
+        assert_int_equal(o->queue_mode, v6);
+        assert_int_equal(o->lifetime_s, 60);
+        assert_int_equal(o->last_seen_s, d->last_seen_s);
+    }
+    tether_store_destroy(s);
+}
+
 /* The node lease: a record put with a ttl is gone once it runs out,
  * unless renewed; tick removes it and watchers hear version 0. */
 static void test_lease_expiry(void **state)
@@ -248,6 +309,15 @@ static void test_lease_expiry(void **state)
     /* A put without ttl stops the expiry. */
     assert_int_equal(tether_store_put(s, &n, TETHER_STORE_ANY, 0, 7000, on_done, &d), 0);
     assert_int_equal(tether_store_next_deadline(s), UINT64_MAX);
+    tether_store_get(s, TETHER_STORE_NODE, &key, 1, 20000, on_done, &d);
+    assert_int_equal(d.rc, 0);
+    /* and one with a ttl again starts it (the record gets its timer back) */
+    assert_int_equal(tether_store_put(s, &n, TETHER_STORE_ANY, 1000, 20000, on_done, &d), 0);
+    assert_int_equal(tether_store_next_deadline(s), 21000);
+    tether_store_tick(s, 21000);
+    tether_store_get(s, TETHER_STORE_NODE, &key, 1, 21000, on_done, &d);
+    assert_int_equal(d.rc, TETHER_ENOTFOUND);
+    assert_int_equal(c.version, 0);
     tether_store_destroy(s);
 }
 
@@ -425,6 +495,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_versions_and_cas),
         cmocka_unit_test(test_kinds_and_keys),
+        cmocka_unit_test(test_device_fields_round_trip),
         cmocka_unit_test(test_lease_expiry),
         cmocka_unit_test(test_scan_survives_changes),
         cmocka_unit_test(test_scan_position_follows_removals),
