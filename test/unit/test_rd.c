@@ -269,6 +269,8 @@ static void test_regid_replaced(void **state)
     assert_int_equal(tether_registry_set_regid(&r, d2, "3a"), TETHER_EEXIST);
     assert_ptr_equal(tether_registry_next(&r, NULL), d);
     assert_ptr_equal(tether_registry_next(&r, "3a"), d2);
+    tether_registry_remove(&r, d); /* the registry frees its table, not its devices */
+    tether_registry_remove(&r, d2);
     tether_registry_free(&r);
 }
 
