@@ -322,13 +322,6 @@ static void on_xrsp(tether_node_t *n, xr_req_t *r, const uint8_t *msg, size_t le
     xr_agg_t *a = r->agg;
     if (!a || !a->registered)
         tether_heap_disarm(&XR(n)->timers, &r->retry);
-    /* A final answer (not an aggregate's notification): B keeps its slot
-     * only to answer a retransmitted XREQ again, and none will come, so
-     * XEND frees it now. Kept for REQUEST_TIMEOUT + margin instead, done
-     * slots capped cross-node relaying at xslots_max / 12 s (~8k req/s
-     * per node) before new requests got 5.03. */
-    if (!a)
-        xr_xend(n, r);
     if (r->fan) { /* one of a group's responses (group.h) */
         n->stats.relay_ok++;
         tether_reply_device_answer(&up, &resp);

@@ -106,8 +106,7 @@ void xr_on_xend(tether_node_t *n, uint8_t from, const uint8_t *p, tether_time_t 
     tether_hnode_t *h = tether_hmap_find(&x->by_src, k, sizeof k);
     if (h) {
         xr_slot_t *s = container_of(h, xr_slot_t, by_src);
-        if (!s->done || s->closing) /* a finished one was closed in settle */
-            slot_close(n, s, now);
+        slot_close(n, s, now);
         slot_free(n, s);
     }
 }

@@ -405,39 +405,6 @@ static void test_adopter_continues_registration_and_observer(void **state)
     X.drop = false;
 }
 
-static int xsetup_few_slots(void **state)
-{
-    x_slots_max = 4;
-    int rc = xsetup(state);
-    x_slots_max = 0;
-    return rc;
-}
-
-/* A slot at the device's node lives while its request does: node 1's
- * XEND on the answer frees it. Kept for the request timeout instead, 4
- * answered requests filled a table of 4 and the 5th got 5.03, which in
- * `make bench` capped relaying between workers at ~8k req/s per node. */
-static void test_answered_requests_free_their_slots(void **state)
-{
-    (void)state;
-    register_dev1_on_2();
-    tether_peer_t client = plain_peer(50000);
-    tether_coap_msg_t m, up, r;
-    for (int k = 0; k < 12; k++) {
-        char path[8]; /* a resource each: node 2's cache does not answer */
-        snprintf(path, sizeof path, "r%d", k);
-        get_msg(&m, TETHER_COAP_CON, (uint16_t)(0x5000 + k), "sl", "dev1", path, -1);
-        clear_cap();
-        input(1, &client, &m);
-        assert_true(cap_find(2, TETHER_LINK_DTLS, 7, 0, &up, -1) >= 0);
-        dev_answer(&up, "21.5", -1);
-        assert_true(cap_find(1, TETHER_LINK_PLAIN, 0, 50000, &r, -1) >= 0);
-        assert_int_equal(r.code, TETHER_COAP_CONTENT);
-        advance_all(10);
-    }
-    assert_int_equal(tether_node_stats(X.f[2].node)->xrelay_served, 12);
-}
-
 static int xsetup_bounded(void **state)
 {
     x_pending_per_client = 2;
@@ -567,8 +534,6 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_remote_requests_charged_to_the_client, xsetup_bounded,
                                         xteardown),
         cmocka_unit_test_setup_teardown(test_group_member_elsewhere_not_cached, xsetup, xteardown),
-        cmocka_unit_test_setup_teardown(test_answered_requests_free_their_slots, xsetup_few_slots,
-                                        xteardown),
     };
     return cmocka_run_group_tests_name("xrelay", tests, NULL, NULL);
 }

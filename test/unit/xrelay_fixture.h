@@ -23,7 +23,7 @@ typedef struct {
 static xf_t X;
 /* xsetup_bounded: the per-client bounds of every node (0: the defaults),
  * NSTART off (requests are not held behind one another at the device). */
-static uint32_t x_pending_per_client, x_observers_per_client, x_slots_max;
+static uint32_t x_pending_per_client, x_observers_per_client;
 
 static inline bool alive(void *user, uint8_t id, tether_time_t now)
 {
@@ -45,8 +45,6 @@ static inline int xsetup(void **state)
         c.store = X.store;
         if (x_pending_per_client)
             c.max_pending_per_client = x_pending_per_client;
-        if (x_slots_max)
-            c.xslots_max = x_slots_max;
         if (x_observers_per_client)
             c.max_observers_per_client = x_observers_per_client;
         if (x_pending_per_client)
